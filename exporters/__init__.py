@@ -1,0 +1,118 @@
+"""Exporters: where events go once they leave the hot path.
+
+This directory sits at the top of the repository and is installed as
+``tracedfuture.exporters`` (never as a top-level ``exporters`` package). The
+dependency-free exporters live here; ``structlog`` and ``otel`` import their
+third-party package only in their own module.
+
+An exporter needs one method, ``export(events)``, called off the event loop's
+thread with a batch (a sequence) of :class:`tracedfuture.Event`, oldest first.
+``flush()`` and ``shutdown()`` are optional. Exceptions raised by an exporter are
+counted and reported once; they never reach the traced program.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Protocol, overload, runtime_checkable
+
+from .._events import Event
+
+__all__ = ["Exporter", "MemoryExporter"]
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """Receives batches of events, like OpenTelemetry's ``SpanExporter``."""
+
+    def export(self, events: Sequence[Event], /) -> object:
+        """Handle one batch. The return value is ignored."""
+
+
+class MemoryExporter(Sequence[Event]):
+    """Keeps every event in memory, for tests and notebooks.
+
+    Reading it first delivers what has been recorded so far, so a test sees the
+    events of everything that already happened:
+
+    >>> import asyncio, tracedfuture
+    >>> memory = MemoryExporter()
+    >>> tracedfuture.run(asyncio.sleep(0, "done"), exporters=[memory])
+    'done'
+    >>> memory.kinds(memory.tasks()[0])
+    ['created', 'resolved']
+    """
+
+    def __init__(self) -> None:
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def export(self, events: Sequence[Event], /) -> None:
+        with self._lock:
+            self._events.extend(events)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._events.clear()
+
+    # -- Sequence -----------------------------------------------------------------
+
+    def _snapshot(self) -> list[Event]:
+        from .._pipeline import RECORDER
+
+        RECORDER.flush()
+        with self._lock:
+            return list(self._events)
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | Sequence[Event]:
+        return self._snapshot()[index]
+
+    def __len__(self) -> int:
+        return len(self._snapshot())
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self._snapshot())
+
+    def __repr__(self) -> str:
+        return f"<MemoryExporter events={len(self._events)}>"
+
+    # -- queries ------------------------------------------------------------------
+
+    def of_kind(self, *kinds: str) -> list[Event]:
+        """The events whose kind is one of ``kinds``, in order."""
+        return [e for e in self._snapshot() if e.kind in kinds]
+
+    def for_future(self, future_id: int) -> list[Event]:
+        """Every event of one future or task, in order."""
+        return [e for e in self._snapshot() if e.future_id == future_id]
+
+    def kinds(self, future_id: int | None = None) -> list[str]:
+        """The sequence of kinds, for one future or for all."""
+        events = self._snapshot() if future_id is None else self.for_future(future_id)
+        return [e.kind for e in events]
+
+    def futures(self) -> list[int]:
+        """Ids of the traced futures (not tasks), in creation order."""
+        return [e.future_id for e in self.of_kind("created") if not e.is_task]
+
+    def tasks(self) -> list[int]:
+        """Ids of the traced tasks, in creation order."""
+        return [e.future_id for e in self.of_kind("created") if e.is_task]
+
+    def named(self, name: str) -> list[int]:
+        """Ids of the futures and tasks that were ever called ``name``."""
+        return list(dict.fromkeys(e.future_id for e in self._snapshot() if e.name == name))
+
+    def created(self, future_id: int) -> Event:
+        """The ``created`` event of a future (``KeyError`` if there is none)."""
+        for e in self.for_future(future_id):
+            if e.kind == "created":
+                return e
+        raise KeyError(future_id)

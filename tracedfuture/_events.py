@@ -1,0 +1,155 @@
+"""The event vocabulary: what a traced future or task says about its life.
+
+Two shapes live here:
+
+* the *raw record*, a small tuple the hot path appends (``_future.py``). Its first
+  item is one of the ``OP_*`` integers below; it holds only ints, strings, types and
+  code objects, never a user object, so recording never extends an object's life.
+* the :class:`Event`, what exporters and users see, built from raw records off the
+  hot path (``_pipeline.py``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = [
+    "ABANDONED",
+    "AWAITED",
+    "CALLBACK_ADDED",
+    "CALLBACK_REMOVED",
+    "CALLBACK_SCHEDULED",
+    "CANCELLED",
+    "CANCEL_REQUESTED",
+    "CREATED",
+    "FAILED",
+    "KINDS",
+    "RENAMED",
+    "RESOLVED",
+    "UNRETRIEVED",
+    "Event",
+    "Site",
+]
+
+# Event kinds: the values of Event.kind.
+CREATED = "created"
+CALLBACK_ADDED = "callback_added"
+CALLBACK_REMOVED = "callback_removed"
+AWAITED = "awaited"
+CALLBACK_SCHEDULED = "callback_scheduled"
+RESOLVED = "resolved"
+FAILED = "failed"
+CANCEL_REQUESTED = "cancel_requested"
+CANCELLED = "cancelled"
+RENAMED = "renamed"
+ABANDONED = "abandoned"
+UNRETRIEVED = "unretrieved"
+
+KINDS = frozenset(
+    {
+        CREATED,
+        CALLBACK_ADDED,
+        CALLBACK_REMOVED,
+        AWAITED,
+        CALLBACK_SCHEDULED,
+        RESOLVED,
+        FAILED,
+        CANCEL_REQUESTED,
+        CANCELLED,
+        RENAMED,
+        ABANDONED,
+        UNRETRIEVED,
+    }
+)
+
+# Raw record opcodes (position 0 of a raw record). Layouts, after (op, future_id, ts_ns):
+#   OP_CREATED      task_id, is_task, code, lasti, thread_id, name, coro, route
+#   OP_CB_ADDED     task_id, callback_name, awaiter_id (None unless a task's wakeup)
+#   OP_CB_REMOVED   task_id, callback_name, removed_indices
+#   OP_RESOLVED     task_id, result_type, value_repr
+#   OP_FAILED       task_id, exc_type, exc_msg
+#   OP_CANCELLED    task_id, msg, canceller_code, canceller_lasti
+#   OP_CANCEL_REQ   task_id, msg, canceller_code, canceller_lasti
+#   OP_RENAMED      task_id, name
+#   OP_COLLECTED    state ("PENDING" -> abandoned, "UNRETRIEVED", or "FINISHED")
+OP_CREATED = 0
+OP_CB_ADDED = 1
+OP_CB_REMOVED = 2
+OP_RESOLVED = 3
+OP_FAILED = 4
+OP_CANCELLED = 5
+OP_CANCEL_REQ = 6
+OP_RENAMED = 7
+OP_COLLECTED = 8
+
+
+class Site(NamedTuple):
+    """Where something happened: the first frame outside asyncio and tracedfuture."""
+
+    filename: str
+    lineno: int
+    function: str
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.lineno} in {self.function}"
+
+
+class Event(NamedTuple):
+    """One thing that happened to one future or task.
+
+    Every event has ``kind``, ``future_id``, ``ts_ns`` and ``task_id``; ``is_task``
+    and ``name`` are repeated on every event so that a single event can be shown on
+    its own. The other fields are ``None`` unless the kind fills them:
+
+    ========================  ====================================================
+    kind                      fields
+    ========================  ====================================================
+    ``created``               ``site``, ``thread_id``, ``coro`` and ``parent_id``
+                              (tasks), ``name`` (task name or future label)
+    ``callback_added``        ``callback``
+    ``callback_removed``      ``callback``
+    ``awaited``               ``callback`` (the wakeup), ``awaiter_id``
+    ``callback_scheduled``    ``callback``, ``awaiter_id`` (when it is a wakeup)
+    ``resolved``              ``result_type``, ``value`` (only with capture_values)
+    ``failed``                ``exc_type``, ``exc_msg`` (only with capture_values)
+    ``cancel_requested``      ``msg``, ``canceller_id``, ``canceller`` (tasks)
+    ``cancelled``             ``msg``, ``canceller_id``, ``canceller``
+    ``renamed``               ``name`` (the new name)
+    ``abandoned``             ``site``, ``age_ns``, ``awaiter_id`` (last awaiter)
+    ``unretrieved``           ``site``, ``age_ns``, ``exc_type``
+    ========================  ====================================================
+
+    ``task_id`` is the id of the task that was running when it happened (``None``
+    in a plain callback). ``ts_ns`` is :func:`time.monotonic_ns`; the trace's wall
+    clock anchor (see :class:`tracedfuture.Installation`) converts it to wall time.
+    """
+
+    kind: str
+    future_id: int
+    ts_ns: int
+    task_id: int | None = None
+    is_task: bool = False
+    name: str | None = None
+    site: Site | None = None
+    thread_id: int | None = None
+    coro: str | None = None
+    parent_id: int | None = None
+    callback: str | None = None
+    awaiter_id: int | None = None
+    result_type: str | None = None
+    value: str | None = None
+    exc_type: str | None = None
+    exc_msg: str | None = None
+    msg: str | None = None
+    canceller_id: int | None = None
+    canceller: str | None = None
+    age_ns: int | None = None
+
+    def fields(self) -> dict[str, object]:
+        """The event as a dict without its ``None`` fields (``site`` as a string)."""
+        out: dict[str, object] = {}
+        for key, value in zip(self._fields, self):
+            if value is None:
+                continue
+            out[key] = str(value) if key == "site" else value
+        return out

@@ -1,0 +1,548 @@
+"""TracedFuture and TracedTask: the only code on the hot path.
+
+Each lifecycle point appends one raw record (a tuple of ints, strings, types and
+code objects, see ``_events``) to the process-wide buffer and does nothing else:
+no formatting, no I/O, no lock. ``_pipeline`` turns records into events later.
+
+The public surface of this module is what an accelerator written in C would have
+to provide: ``TracedFuture``, ``TracedTask``, ``LoopHooks`` (the per-loop
+``create_future`` / ``create_task``) and ``flush_pending_completions``, all
+recording into ``_pipeline.RECORDER``.
+
+Costs that shaped this file (CPython 3.11, measured in benchmarks/): a Python
+``__init__`` on a C Future subclass costs more than asyncio's whole
+``create_future``, so the loop's factories build ``_LoopFuture`` / ``_LoopTask``,
+subclasses that keep C's ``tp_init``, and record from the factory; records hold
+only atoms (ints, strings, code objects, types), so the garbage collector
+untracks them at its first pass; the C finalizer is only called when it has
+something to log.
+
+Why the completion of a task is seen through a done callback: the C Task sets its
+own result and exception from C, bypassing any Python override. The callback is
+added first, at creation, and hidden from ``_callbacks`` (and therefore from the
+task's repr); it runs before the task's other done callbacks, in the same loop
+iteration, so it neither reorders them nor adds an iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Coroutine, Generator
+from functools import partial
+from types import CodeType, FrameType
+from typing import Any, TypeVar
+
+from . import _events as ev
+from ._pipeline import RECORDER
+
+__all__ = ["LoopHooks", "TracedFuture", "TracedTask", "flush_pending_completions"]
+
+_T = TypeVar("_T")
+
+_Future: Any = asyncio.Future
+_Task: Any = asyncio.Task
+_future_init = _Future.__init__
+_future_add_done_callback = _Future.add_done_callback
+_future_remove_done_callback = _Future.remove_done_callback
+_future_set_result = _Future.set_result
+_future_set_exception = _Future.set_exception
+_future_cancel = _Future.cancel
+_future_del = _Future.__del__
+_future_callbacks = _Future._callbacks
+_task_init = _Task.__init__
+_task_cancel = _Task.cancel
+_task_set_name = _Task.set_name
+_task_del = _Task.__del__
+
+_buffer = RECORDER.buffer
+_record = _buffer.append
+_next_id = itertools.count(1).__next__
+_now = time.monotonic_ns
+_thread_id = threading.get_ident
+_getframe = sys._getframe
+
+# The task running on a loop. 3.12 moved current_task() into C; before that the C
+# module keeps the mapping in a dict that asyncio.tasks shares.
+if sys.version_info >= (3, 12):
+    from _asyncio import current_task as _current_task
+else:
+    from _asyncio import _current_tasks
+
+    _current_task = _current_tasks.get
+
+_FINISHED = "FINISHED"
+_CANCELLED = "CANCELLED"
+_PENDING = "PENDING"
+_WAKEUP_NAMES = frozenset({"task_wakeup", "__wakeup", "_Task__wakeup"})
+
+# Tasks that tracedfuture did not create (a user's task factory, asyncio.Task()):
+# they still get an id, so that they can be named as awaiters and cancellers.
+_foreign_ids: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakKeyDictionary()
+
+
+def _task_id(task: object) -> int | None:
+    """The id of a task: ours carry it, others get one on first sight."""
+    if task is None:
+        return None
+    tid: int | None = getattr(task, "_tf_id", None)
+    if tid is None:
+        try:
+            tid = _foreign_ids.get(task)  # type: ignore[call-overload]
+            if tid is None:
+                tid = _foreign_ids[task] = _next_id()  # type: ignore[index]
+        except TypeError:
+            return None
+    return tid or None
+
+
+# --- where: the first frame outside asyncio and tracedfuture -----------------------
+
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
+_OWN_DIR = os.path.dirname(__file__) + os.sep
+_USER, _INTERNAL, _BOUNDARY = 0, 1, 2
+_code_kind: dict[CodeType, int] = {}
+_own_code: dict[CodeType, bool] = {}
+
+
+def _classify(code: CodeType) -> int:
+    name = code.co_filename
+    if name.startswith(_ASYNCIO_DIR):
+        # Handle._run is where the loop calls into a callback or a task step:
+        # above it is the loop's own machinery, never the code that made a future.
+        if code.co_name == "_run" and name.endswith("events.py"):
+            return _BOUNDARY
+        return _INTERNAL
+    if name.startswith(_OWN_DIR):
+        return _INTERNAL
+    return _USER
+
+
+def _site(frame: FrameType | None) -> tuple[CodeType | None, int]:
+    """(code, f_lasti) of the first frame outside asyncio and tracedfuture.
+
+    When a task's own coroutine is asyncio's (``create_task(asyncio.sleep(1))``)
+    no user frame is below the loop: the innermost asyncio frame is the answer.
+    """
+    kinds = _code_kind
+    first: tuple[CodeType | None, int] = (None, 0)
+    while frame is not None:
+        code = frame.f_code
+        kind = kinds.get(code)
+        if kind is None:
+            kind = kinds[code] = _classify(code)
+        if kind == _USER:
+            return code, frame.f_lasti
+        if kind == _BOUNDARY:
+            return first
+        if first[0] is None and not code.co_filename.startswith(_OWN_DIR):
+            first = (code, frame.f_lasti)
+        frame = frame.f_back
+    return first
+
+
+def _caller(frame: FrameType | None) -> tuple[CodeType | None, int]:
+    """(code, f_lasti) of the first frame outside tracedfuture (asyncio included:
+    ``Timeout._on_timeout`` is exactly who cancelled)."""
+    own = _own_code
+    while frame is not None:
+        code = frame.f_code
+        skip = own.get(code)
+        if skip is None:
+            skip = own[code] = code.co_filename.startswith(_OWN_DIR)
+        if not skip:
+            return code, frame.f_lasti
+        frame = frame.f_back
+    return None, 0
+
+
+def _strip_source_traceback(tb: list[Any], drop_create_task: bool) -> None:
+    """Make a debug-mode ``_source_traceback`` what asyncio alone would record.
+
+    asyncio's own ``BaseEventLoop.create_task`` deletes its frame from the
+    traceback; we delete ours, and the create_task frame when we stand in for it.
+    """
+    tb[:] = [entry for entry in tb if not entry.filename.startswith(_OWN_DIR)]
+    if drop_create_task and tb and tb[-1].name == "create_task" and tb[-1].filename.startswith(_ASYNCIO_DIR):
+        del tb[-1]
+
+
+def _callback_name(fn: object) -> str:
+    while isinstance(fn, partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None)
+    if not isinstance(name, str):
+        name = type(fn).__qualname__
+    return name
+
+
+def _text(value: object) -> str | None:
+    """``str(value)`` for a cancel msg, which may be any object; never raises."""
+    if value is None or type(value) is str:
+        return value  # type: ignore[return-value]
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__qualname__}>"
+
+
+# --- the methods shared by futures and tasks -----------------------------------------
+
+
+def _add_done_callback(self: Any, fn: Callable[[Any], object], *, context: Any = None) -> None:
+    _future_add_done_callback(self, fn, context=context)
+    fid = self._tf_id
+    if fid:
+        owner = getattr(fn, "__self__", None)
+        if isinstance(owner, _Task) and fn.__name__ in _WAKEUP_NAMES:
+            # A task started waiting on this future: its wakeup is the callback.
+            aid = getattr(owner, "_tf_id", None) or _task_id(owner)
+            _record((ev.OP_CB_ADDED, fid, _now(), aid, fn.__qualname__, aid))
+        else:
+            task = _current_task(self._loop)
+            tid = getattr(task, "_tf_id", None)
+            if tid is None and task is not None:
+                tid = _task_id(task)
+            _record((ev.OP_CB_ADDED, fid, _now(), tid, _callback_name(fn), None))
+
+
+def _remove_done_callback(self: Any, fn: Callable[[Any], object]) -> int:
+    fid = self._tf_id
+    if not fid:
+        return _future_remove_done_callback(self, fn)  # type: ignore[no-any-return]
+    before = self._callbacks or ()
+    removed = _future_remove_done_callback(self, fn)
+    if removed:
+        # Which positions went, compared by identity: no user __eq__ runs twice.
+        after = self._callbacks or ()
+        gone = []
+        j = 0
+        for i, (cb, ctx) in enumerate(before):
+            if j < len(after) and after[j][0] is cb and after[j][1] is ctx:
+                j += 1
+            else:
+                gone.append(i)
+        tid = _task_id(_current_task(self._loop))
+        _record((ev.OP_CB_REMOVED, fid, _now(), tid, _callback_name(fn), tuple(gone)))
+    return removed  # type: ignore[no-any-return]
+
+
+def _outcome(self: Any) -> tuple[Any, ...]:
+    """The record of how a finished future or task ended, read without side
+    effects (``exception()`` would mark the exception as retrieved)."""
+    fid = self._tf_id
+    task = _current_task(self._loop)
+    tid = getattr(task, "_tf_id", None) or _task_id(task)
+    if self._state == _CANCELLED:
+        return (ev.OP_CANCELLED, fid, _now(), tid, None, None, 0)
+    exc = self._exception
+    if exc is not None:
+        msg = RECORDER.exc_message(exc) if RECORDER.capture_values else None
+        return (ev.OP_FAILED, fid, _now(), tid, type(exc), msg)
+    result = self._result
+    value = RECORDER.value_repr(result) if RECORDER.capture_values else None
+    return (ev.OP_RESOLVED, fid, _now(), tid, type(result), value)
+
+
+def _register(fut: Any, loop: Any, route: int, label: str | None, frame: FrameType | None) -> None:
+    """Give a new future its id and record ``created``."""
+    if len(_buffer) >= RECORDER.limit:
+        fut._tf_id = 0
+        RECORDER.overflow()
+        return
+    fut._tf_id = fid = _next_id()
+    code, lasti = _site(frame)
+    task = _current_task(loop)
+    tid = getattr(task, "_tf_id", None) or _task_id(task)
+    _record((ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), label, None, route))
+    tb = fut._source_traceback
+    if tb:
+        _strip_source_traceback(tb, False)
+
+
+def _register_task(task: Any, loop: Any, route: int, coro: object, name: str | None, frame: FrameType | None) -> int:
+    if len(_buffer) >= RECORDER.limit:
+        task._tf_id = 0
+        RECORDER.overflow()
+        return 0
+    task._tf_id = fid = _next_id()
+    code, lasti = _site(frame)
+    qualname = getattr(coro, "__qualname__", None)
+    if not isinstance(qualname, str):
+        qualname = type(coro).__qualname__
+    parent = _current_task(loop)
+    pid = getattr(parent, "_tf_id", None) or _task_id(parent)
+    _record((ev.OP_CREATED, fid, _now(), pid, True, code, lasti, _thread_id(), name, qualname, route))
+    return fid
+
+
+def _route(loop: object) -> int:
+    hooks = getattr(loop, "_tracedfuture_hooks", None)
+    return hooks.route if hooks is not None else 0
+
+
+class TracedFuture(_Future):  # type: ignore[misc]
+    """An :class:`asyncio.Future` that records its life.
+
+    ``loop.create_future()`` returns one on a traced loop; construct one directly
+    (``TracedFuture(label="db reply")``) where code would call ``asyncio.Future()``.
+    On a loop that is not traced it records nothing. Behaviour, repr and errors
+    are asyncio's.
+    """
+
+    __slots__ = ("_tf_id",)
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop | None = None, label: str | None = None) -> None:
+        _future_init(self, loop=loop)
+        route = _route(self._loop)
+        if route:
+            _register(self, self._loop, route, label, _getframe(1))
+        else:
+            self._tf_id = 0
+
+    add_done_callback = _add_done_callback
+    remove_done_callback = _remove_done_callback
+
+    def set_result(self, result: Any) -> None:
+        _future_set_result(self, result)
+        fid = self._tf_id
+        if fid:
+            task = _current_task(self._loop)
+            tid = getattr(task, "_tf_id", None)
+            if tid is None and task is not None:
+                tid = _task_id(task)
+            value = RECORDER.value_repr(result) if RECORDER.capture_values else None
+            _record((ev.OP_RESOLVED, fid, _now(), tid, type(result), value))
+
+    def set_exception(self, exception: type[BaseException] | BaseException) -> None:
+        _future_set_exception(self, exception)
+        if self._tf_id:
+            _record(_outcome(self))
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if not _future_cancel(self, msg):
+            return False
+        fid = self._tf_id
+        if fid:
+            code, lasti = _caller(_getframe(1))
+            tid = _task_id(_current_task(self._loop))
+            _record((ev.OP_CANCELLED, fid, _now(), tid, _text(msg), code, lasti))
+        return True
+
+    def __del__(self) -> None:
+        fid = getattr(self, "_tf_id", 0)  # unset if __init__ failed
+        if not fid:
+            _future_del(self)
+            return
+        state = self._state
+        log_tb = state == _FINISHED and self._log_traceback
+        _record((ev.OP_COLLECTED, fid, _now(), "UNRETRIEVED" if log_tb else state))
+        if log_tb:
+            _future_del(self)  # asyncio's "exception was never retrieved"
+
+
+class _LoopFuture(TracedFuture):
+    """What a traced loop's ``create_future()`` returns: C's ``__init__``, and the
+    factory records ``created`` (see the module docstring)."""
+
+    __slots__ = ()
+    __init__ = _future_init
+
+
+# asyncio's reprs use the class name (f"<{type(fut).__name__} ...>") and a bound
+# method's qualname ("cb=[Task.task_wakeup()]"): both must read as asyncio's.
+TracedFuture.__name__ = TracedFuture.__qualname__ = "Future"
+_LoopFuture.__name__ = _LoopFuture.__qualname__ = "Future"
+
+
+def _task_done(task: TracedTask) -> None:
+    """The hidden first done callback of every TracedTask: records how it ended."""
+    if task._tf_id and not task._tf_ended:
+        task._tf_ended = True
+        _record(_outcome(task))
+
+
+def _observe_completion(task: TracedTask) -> None:
+    if task.done():
+        _task_done(task)  # an eager task that finished in its first step
+    else:
+        _future_add_done_callback(task, _task_done)
+    tb = task._source_traceback
+    if tb:
+        _strip_source_traceback(tb, True)
+
+
+class TracedTask(_Task):  # type: ignore[misc]
+    """An :class:`asyncio.Task` that records its life (and the futures it awaits).
+
+    ``loop.create_task()`` and ``asyncio.create_task()`` return one on a traced
+    loop. Behaviour, repr, name numbering and errors are asyncio's.
+    """
+
+    __slots__ = ("_tf_ended", "_tf_id")
+
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._tf_ended = False
+        self._tf_id = 0
+        if not kwargs.get("eager_start"):
+            _task_init(self, coro, loop=loop, name=name, **kwargs)
+            route = _route(self._loop)
+            if route and _register_task(self, self._loop, route, coro, self.get_name(), _getframe(1)):
+                _observe_completion(self)
+            return
+        # 3.12+ eager start: the first step runs inside __init__, and what it awaits
+        # names this task, so the id and "created" must exist before it.
+        running = loop or asyncio._get_running_loop()
+        route = _route(running)
+        fid = _register_task(self, running, route, coro, name, _getframe(1)) if route else 0
+        _task_init(self, coro, loop=loop, name=name, **kwargs)
+        if fid:
+            if name is None:
+                _record((ev.OP_RENAMED, fid, _now(), None, self.get_name()))
+            _observe_completion(self)
+
+    add_done_callback = _add_done_callback
+    remove_done_callback = _remove_done_callback
+
+    @property
+    def _callbacks(self) -> list[tuple[Callable[[Any], object], Any]] | None:
+        # asyncio's repr reads _callbacks: hide the completion observer.
+        callbacks = _future_callbacks.__get__(self)
+        if not callbacks or callbacks[0][0] is not _task_done:
+            return callbacks  # type: ignore[no-any-return]
+        return callbacks[1:] or None
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if not _task_cancel(self, msg):
+            return False
+        fid = self._tf_id
+        if fid:
+            code, lasti = _caller(_getframe(1))
+            tid = _task_id(_current_task(self._loop))
+            _record((ev.OP_CANCEL_REQ, fid, _now(), tid, _text(msg), code, lasti))
+        return True
+
+    def set_name(self, value: object) -> None:
+        _task_set_name(self, value)
+        fid = self._tf_id
+        if fid:
+            _record((ev.OP_RENAMED, fid, _now(), _task_id(_current_task(self._loop)), self.get_name()))
+
+    def __del__(self) -> None:
+        fid = getattr(self, "_tf_id", 0)
+        if fid:
+            try:
+                state = self._state
+            except RuntimeError:  # an eager task whose __init__ failed
+                state = None
+            if state is not None:
+                if not self._tf_ended and state != _PENDING:
+                    _task_done(self)  # finished, but its loop closed before the callback ran
+                log_tb = state == _FINISHED and self._log_traceback
+                _record((ev.OP_COLLECTED, fid, _now(), "UNRETRIEVED" if log_tb else state))
+        _task_del(self)  # asyncio's "Task was destroyed but it is pending!"
+
+
+class _LoopTask(TracedTask):
+    """What a traced loop's ``create_task()`` builds (see ``_LoopFuture``)."""
+
+    __slots__ = ()
+    __init__ = _task_init
+
+
+TracedTask.__name__ = TracedTask.__qualname__ = "Task"
+_LoopTask.__name__ = _LoopTask.__qualname__ = "Task"
+
+
+def flush_pending_completions(loop: asyncio.AbstractEventLoop) -> None:
+    """Record the end of tasks whose hidden done callback is still queued.
+
+    Called when a loop closes: ``close()`` drops the ready queue, and with it the
+    callbacks of tasks that finished in the loop's last iteration. Reads the
+    ``_ready`` deque of asyncio's BaseEventLoop (3.11-3.14); other loops skip this.
+    """
+    ready = getattr(loop, "_ready", None)
+    if ready is None:
+        return
+    for handle in list(ready):
+        if getattr(handle, "_callback", None) is _task_done:
+            args = getattr(handle, "_args", ())
+            if args:
+                _task_done(args[0])
+
+
+class LoopHooks:
+    """The per-loop ``create_future`` and ``create_task`` of a traced loop.
+
+    ``route`` names the installations that receive the loop's events (a key
+    into ``_pipeline.RECORDER``); 0 stops recording new futures.
+    """
+
+    __slots__ = ("base_create_task", "installations", "loop", "route")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.route = 0
+        self.installations: tuple[Any, ...] = ()
+        self.base_create_task = loop.create_task
+
+    def create_future(self) -> asyncio.Future[Any]:
+        # _register, inlined: this is the hottest function of the package.
+        loop = self.loop
+        fut = _LoopFuture(loop=loop)
+        route = self.route
+        if not route or len(_buffer) >= RECORDER.limit:
+            fut._tf_id = 0
+            if route:
+                RECORDER.overflow()
+            return fut
+        fut._tf_id = fid = _next_id()
+        frame = _getframe(1)
+        code = frame.f_code
+        if _code_kind.get(code) == _USER:
+            lasti = frame.f_lasti
+        else:
+            code, lasti = _site(frame)  # type: ignore[assignment]
+        task = _current_task(loop)
+        tid = getattr(task, "_tf_id", None)
+        if tid is None and task is not None:
+            tid = _task_id(task)
+        _record((ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, None, route))
+        if fut._source_traceback:
+            _strip_source_traceback(fut._source_traceback, False)
+        return fut
+
+    def create_task(self, coro: Coroutine[Any, Any, _T], **kwargs: Any) -> asyncio.Task[_T]:
+        """asyncio's own path with a TracedTask, or, when the user has set a task
+        factory, that factory, untouched (3.12's eager factory is matched)."""
+        loop = self.loop
+        factory = loop.get_task_factory()
+        if factory is not None:
+            if factory is not _EAGER_FACTORY or _EAGER_FACTORY is None:
+                return self.base_create_task(coro, **kwargs)  # type: ignore[no-any-return]
+            kwargs.setdefault("eager_start", True)
+        if loop.is_closed():
+            raise RuntimeError("Event loop is closed")
+        route = self.route
+        if kwargs.get("eager_start") or not route:
+            return TracedTask(coro, loop=loop, **kwargs)
+        task = _LoopTask(coro, loop=loop, **kwargs)
+        task._tf_ended = False
+        if _register_task(task, loop, route, coro, task.get_name(), _getframe(1)):
+            _observe_completion(task)
+        return task
+
+
+_EAGER_FACTORY = getattr(asyncio, "eager_task_factory", None)

@@ -1,0 +1,391 @@
+"""How a loop gets traced: ``install``, ``run``, ``loop_factory``.
+
+A traced loop has three instance attributes that shadow its class's methods:
+``create_future`` (returns a TracedFuture), ``create_task`` (builds a TracedTask
+the way asyncio's own ``create_task`` builds a Task, or defers to a task factory
+the user has set, untouched) and ``close`` (records tasks that ended in the last
+iteration, then flushes). ``_tracedfuture_hooks`` holds them and names the
+installations that receive the loop's events. Removing the attributes restores the loop exactly:
+nothing else about it is changed, and ``get_task_factory()`` /
+``set_task_factory()`` keep meaning what they mean without tracedfuture.
+
+Process-wide installation also wraps ``asyncio.BaseEventLoop.__init__``, so every
+loop created afterwards is traced however it is made (``asyncio.run``,
+``asyncio.Runner``, ``new_event_loop()``, a policy, a direct constructor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import functools
+import threading
+import time
+import types
+import weakref
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+from ._future import LoopHooks, flush_pending_completions
+from ._pipeline import RECORDER, logger
+
+__all__ = ["Installation", "Options", "install", "loop_factory", "run"]
+
+_T = TypeVar("_T")
+
+_HOOKS = "_tracedfuture_hooks"
+_SAVED = "_tracedfuture_saved"
+_PATCHED = ("create_future", "create_task", "close")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Options accepted by :func:`install`, :func:`run` and :func:`loop_factory`.
+
+    capture_values
+        Record a truncated ``repr()`` of results and the message of exceptions
+        (off: only type names are recorded).
+    redact
+        Called with each captured value string before it leaves the recorder;
+        returns the text to keep. Only used with ``capture_values``.
+    buffer_size
+        Raw records held before new futures are handed out untraced (counted).
+    flush_interval
+        Seconds between two deliveries to exporters.
+    max_failures
+        Consecutive failures after which an exporter is disabled.
+    """
+
+    capture_values: bool = False
+    redact: Callable[[str], str] | None = None
+    buffer_size: int = 1_000_000
+    flush_interval: float = 0.1
+    max_failures: int = 10
+
+    @classmethod
+    def parse(cls, options: dict[str, Any]) -> Options:
+        known = {f.name for f in fields(cls)}
+        for key in options:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                msg = f"unknown tracedfuture option {key!r}: {hint}valid options are {', '.join(sorted(known))}"
+                raise TypeError(msg)
+        opts = cls(**options)
+        if opts.buffer_size < 1:
+            msg = f"buffer_size must be a positive number of records, not {opts.buffer_size!r}"
+            raise ValueError(msg)
+        if not opts.flush_interval > 0:
+            msg = f"flush_interval must be a positive number of seconds, not {opts.flush_interval!r}"
+            raise ValueError(msg)
+        if opts.redact is not None and not callable(opts.redact):
+            msg = f"redact must be a callable taking and returning a str, not {opts.redact!r}"
+            raise TypeError(msg)
+        return opts
+
+
+class _Sink:
+    """One exporter, isolated: its failures are counted, never propagated."""
+
+    __slots__ = ("disabled", "exported", "exporter", "failures", "in_a_row", "reported")
+
+    def __init__(self, exporter: Any) -> None:
+        self.exporter = exporter
+        self.exported = 0
+        self.failures = 0
+        self.in_a_row = 0
+        self.reported = False
+        self.disabled = False
+
+    def call(self, method: str, *args: Any, max_failures: int) -> None:
+        if self.disabled:
+            return
+        function = getattr(self.exporter, method, None)
+        if function is None:
+            return
+        try:
+            function(*args)
+        except Exception:
+            self.failures += 1
+            self.in_a_row += 1
+            if not self.reported:
+                self.reported = True
+                logger.exception("tracedfuture: exporter %r failed in %s(); counting further failures", self.exporter, method)
+            if self.in_a_row >= max_failures:
+                self.disabled = True
+                logger.error("tracedfuture: exporter %r disabled after %d failures in a row", self.exporter, self.in_a_row)
+        else:
+            self.in_a_row = 0
+
+
+class Installation:
+    """What :func:`install` returns: the traced loops, their exporters, the stats.
+
+    ``anchor`` is ``(wall_ns, monotonic_ns)`` taken together at installation, so
+    that ``wall = event.ts_ns - anchor[1] + anchor[0]``.
+    """
+
+    def __init__(self, exporters: Iterable[Any], options: Options) -> None:
+        exporters = list(exporters)
+        for exporter in exporters:
+            if not callable(getattr(exporter, "export", None)):
+                msg = f"{exporter!r} is not an exporter: it needs an export(events) method"
+                raise TypeError(msg)
+        self.options = options
+        self.exporters = tuple(exporters)
+        self._sinks = [_Sink(e) for e in exporters]
+        self.anchor = (time.time_ns(), time.monotonic_ns())
+        self.events_delivered = 0
+        self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        self._process_wide = False
+        self._installed = True
+        self._shut_down = False
+        RECORDER.activate(self)
+
+    def __repr__(self) -> str:
+        scope = "process-wide" if self._process_wide else f"{len(self._loops)} loop(s)"
+        state = "installed" if self._installed else "uninstalled"
+        return f"<tracedfuture.Installation {state} {scope} exporters={len(self._sinks)}>"
+
+    def redact(self, value: str) -> str:
+        redact = self.options.redact
+        if redact is None:
+            return value
+        try:
+            return str(redact(value))
+        except Exception:
+            return "<redaction failed>"
+
+    def _deliver(self, events: list[Any]) -> None:
+        self.events_delivered += len(events)
+        for sink in self._sinks:
+            sink.call("export", events, max_failures=self.options.max_failures)
+            sink.exported += len(events)
+
+    def flush(self) -> None:
+        """Deliver every event recorded so far, then call the exporters' ``flush()``."""
+        RECORDER.flush()
+        for sink in self._sinks:
+            sink.call("flush", max_failures=self.options.max_failures)
+
+    def _shutdown_exporters(self) -> None:
+        if self._shut_down:
+            return
+        self._shut_down = True
+        for sink in self._sinks:
+            sink.call("flush", max_failures=self.options.max_failures)
+            sink.call("shutdown", max_failures=self.options.max_failures)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: events delivered, futures left untraced, exporter failures."""
+        return {
+            "events_delivered": self.events_delivered,
+            "untraced_futures": _count(RECORDER.untraced),
+            "buffered_records": len(RECORDER.buffer),
+            "exporters": [
+                {
+                    "exporter": repr(sink.exporter),
+                    "exported": sink.exported,
+                    "failures": sink.failures,
+                    "disabled": sink.disabled,
+                }
+                for sink in self._sinks
+            ],
+        }
+
+    def uninstall(self) -> None:
+        """Stop tracing and restore every loop (and asyncio) exactly as before.
+
+        Delivers what was recorded, then flushes and shuts down the exporters.
+        """
+        if not self._installed:
+            return
+        self._installed = False
+        if self._process_wide:
+            _process_wide.remove(self)
+            if not _process_wide:
+                _unpatch_base_init()
+        for loop in list(self._loops):
+            _detach(loop, self)
+        RECORDER.deactivate(self)
+        self._shutdown_exporters()
+
+    def __enter__(self) -> Installation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.uninstall()
+
+
+def _count(counter: Any) -> int:
+    # itertools.count has no public value: its repr is "count(N)".
+    return int(repr(counter)[6:-1])
+
+
+# --- per loop ------------------------------------------------------------------------
+
+
+def _attach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
+    hooks: LoopHooks | None = getattr(loop, _HOOKS, None)
+    if hooks is None:
+        try:
+            namespace = vars(loop)
+        except TypeError:
+            msg = (
+                f"cannot trace {type(loop).__qualname__}: its instances have no __dict__; "
+                "create it through tracedfuture.loop_factory(base=...), which subclasses it"
+            )
+            raise TypeError(msg) from None
+        saved = {name: namespace[name] for name in _PATCHED if name in namespace}
+        hooks = LoopHooks(loop)
+        base_close = loop.close
+        namespace[_SAVED] = saved
+        namespace[_HOOKS] = hooks
+        namespace["create_future"] = hooks.create_future
+        namespace["create_task"] = hooks.create_task
+        namespace["close"] = types.MethodType(_traced_close(base_close), loop)
+    if inst not in hooks.installations:
+        hooks.installations = (*hooks.installations, inst)
+        hooks.route = RECORDER.route(hooks.installations)
+    inst._loops.add(loop)
+
+
+def _detach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
+    hooks: LoopHooks | None = getattr(loop, _HOOKS, None)
+    if hooks is None or inst not in hooks.installations:
+        return
+    hooks.installations = tuple(i for i in hooks.installations if i is not inst)
+    if hooks.installations:
+        hooks.route = RECORDER.route(hooks.installations)
+        return
+    hooks.route = 0
+    namespace = vars(loop)
+    saved = namespace.pop(_SAVED, {})
+    del namespace[_HOOKS]
+    for name in _PATCHED:
+        namespace.pop(name, None)
+    namespace.update(saved)
+
+
+def _traced_close(base_close: Callable[[], None]) -> Callable[[asyncio.AbstractEventLoop], None]:
+    def close(loop: asyncio.AbstractEventLoop) -> None:
+        if not loop.is_running():
+            flush_pending_completions(loop)
+        base_close()
+        RECORDER.flush()
+
+    return close
+
+
+# --- process-wide --------------------------------------------------------------------
+
+_process_wide: list[Installation] = []
+_base_init: Callable[..., None] | None = None
+_patch_lock = threading.Lock()
+
+
+def _patch_base_init() -> None:
+    global _base_init
+    if _base_init is not None:
+        return
+    original = asyncio.BaseEventLoop.__init__
+    _base_init = original
+
+    @functools.wraps(original)
+    def __init__(self: asyncio.BaseEventLoop, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        for inst in list(_process_wide):
+            _attach(self, inst)
+
+    asyncio.BaseEventLoop.__init__ = __init__  # type: ignore[method-assign]
+
+
+def _unpatch_base_init() -> None:
+    global _base_init
+    if _base_init is not None:
+        asyncio.BaseEventLoop.__init__ = _base_init  # type: ignore[method-assign]
+        _base_init = None
+
+
+# --- public API ----------------------------------------------------------------------
+
+
+def install(loop: asyncio.AbstractEventLoop | None = None, *, exporters: Iterable[Any] = (), **options: Any) -> Installation:
+    """Trace ``loop``, or, without one, the running loop and every loop created later.
+
+    >>> import asyncio, tracedfuture
+    >>> from tracedfuture.exporters import MemoryExporter
+    >>> memory = MemoryExporter()
+    >>> with tracedfuture.install(exporters=[memory]):
+    ...     asyncio.run(asyncio.sleep(0))
+    >>> memory.kinds()[:2]
+    ['created', 'resolved']
+
+    Options are listed in :class:`Options`; an unknown one raises ``TypeError``.
+    """
+    inst = Installation(exporters, Options.parse(options))
+    try:
+        if loop is not None:
+            _attach(loop, inst)
+            return inst
+        inst._process_wide = True
+        with _patch_lock:
+            _process_wide.append(inst)
+            _patch_base_init()
+        running = asyncio._get_running_loop()
+        if running is not None:
+            _attach(running, inst)
+    except BaseException:
+        inst.uninstall()
+        raise
+    return inst
+
+
+def loop_factory(
+    *, base: Callable[[], asyncio.AbstractEventLoop] | None = None, exporters: Iterable[Any] = (), **options: Any
+) -> Callable[[], asyncio.AbstractEventLoop]:
+    """A loop factory for ``asyncio.Runner(loop_factory=...)`` (and 3.12's
+    ``asyncio.run(loop_factory=...)``) whose loops are traced.
+
+    ``base`` makes the untraced loop (default ``asyncio.new_event_loop``). A loop
+    type whose instances cannot take attributes, such as uvloop's, is subclassed:
+    ``loop_factory(base=uvloop.new_event_loop)`` traces uvloop. All loops made by
+    one factory share one :class:`Installation`, available as ``factory.installation``.
+    """
+    inst = Installation(exporters, Options.parse(options))
+    make = base or asyncio.new_event_loop
+    subclasses: dict[type, type] = {}
+
+    def factory() -> asyncio.AbstractEventLoop:
+        loop = make()
+        if not hasattr(loop, "__dict__"):
+            cls = type(loop)
+            loop.close()
+            sub = subclasses.get(cls)
+            if sub is None:
+                sub = subclasses[cls] = type(cls.__name__, (cls,), {"__module__": cls.__module__})
+            loop = sub()
+        _attach(loop, inst)
+        return loop
+
+    factory.installation = inst  # type: ignore[attr-defined]
+    return factory
+
+
+def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, exporters: Iterable[Any] = (), **options: Any) -> _T:
+    """Like :func:`asyncio.run`, with the loop traced.
+
+    >>> import asyncio, tracedfuture
+    >>> async def main():
+    ...     return 42
+    >>> tracedfuture.run(main())
+    42
+    """
+    factory = loop_factory(exporters=exporters, **options)
+    inst: Installation = factory.installation  # type: ignore[attr-defined]
+    try:
+        with asyncio.Runner(debug=debug, loop_factory=factory) as runner:
+            return runner.run(main)
+    finally:
+        inst.uninstall()

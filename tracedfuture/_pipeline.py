@@ -1,0 +1,365 @@
+"""Between the hot path and the exporters: buffer, conversion, delivery, isolation.
+
+The hot path (``_future.py``) appends raw records to ``RECORDER.buffer``, a plain
+list shared by every traced loop in the process. A daemon thread, the *drain*, wakes
+every ``flush_interval`` seconds (or on :meth:`Recorder.flush`), takes what has
+accumulated, turns raw records into :class:`~tracedfuture.Event` objects in order,
+keeping a little state per live future (name, site, callbacks, awaiters) so that
+derived events such as ``callback_scheduled`` and ``abandoned`` carry their context,
+and hands each installation its batch. Exporters therefore never run on the event
+loop's thread, and one that raises is counted, reported once through the
+``tracedfuture`` logger and disabled after ``max_failures`` failures.
+
+Memory is bounded by ``buffer_size`` raw records: past it, new futures are handed
+out untraced (and counted in ``stats()["untraced_futures"]``) until the drain
+catches up, so every traced future keeps a complete history.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import CodeType
+from typing import TYPE_CHECKING, Any
+
+from . import _events as ev
+from ._events import Event, Site
+
+if TYPE_CHECKING:
+    from ._install import Installation
+
+__all__ = ["RECORDER", "Recorder"]
+
+logger = logging.getLogger("tracedfuture")
+
+_MAX_VALUE_CHARS = 200
+
+
+class _FutureState:
+    """What the converter remembers about one live future."""
+
+    __slots__ = (
+        "awaiter_id",
+        "callbacks",
+        "cancel",
+        "created_ns",
+        "done",
+        "exc_type",
+        "is_task",
+        "name",
+        "route",
+        "scheduled",
+        "site",
+    )
+
+    def __init__(self, route: int, is_task: bool, name: str | None, site: Site | None, ts: int) -> None:
+        self.route = route
+        self.is_task = is_task
+        self.name = name
+        self.site = site
+        self.created_ns = ts
+        self.callbacks: list[tuple[str, int | None]] = []
+        self.scheduled: list[tuple[str, int | None]] = []
+        self.awaiter_id: int | None = None
+        self.cancel: tuple[str | None, int | None, str | None] | None = None
+        self.done = False
+        self.exc_type: str | None = None
+
+
+_new_event = tuple.__new__
+_N = None
+_CHUNK = 4096
+
+
+class Recorder:
+    """The process-wide raw record buffer and the thread that drains it."""
+
+    def __init__(self) -> None:
+        self.buffer: list[tuple[Any, ...]] = []
+        self.limit = 1_000_000
+        self.flush_interval = 0.1
+        self.capture_values = False
+        self.untraced = itertools.count()
+        self.records_seen = 0
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._states: dict[int, _FutureState] = {}
+        self._sites: dict[tuple[CodeType, int], Site] = {}
+        self._types: dict[type, str] = {}
+        self._active: list[Installation] = []
+        self._routes: dict[int, tuple[Installation, ...]] = {}
+        self._next_route = itertools.count(1).__next__
+        self._consumers = 0
+        self._atexit = False
+
+    # -- hot-path helpers (called by _future) -------------------------------------
+
+    def overflow(self) -> None:
+        """A future is handed out untraced: the buffer is full."""
+        next(self.untraced)
+        self._wake.set()
+
+    def value_repr(self, value: object) -> str | None:
+        return _safe_repr(value)
+
+    def exc_message(self, exc: BaseException) -> str | None:
+        try:
+            return str(exc)[:_MAX_VALUE_CHARS]
+        except Exception:
+            return f"<unprintable {type(exc).__qualname__}>"
+
+    # -- installations and routes -------------------------------------------------
+
+    def route(self, installations: tuple[Installation, ...]) -> int:
+        """A key naming a set of installations, for the records of one loop.
+
+        Keys are never reused, so records still in the buffer keep their meaning
+        after a loop gains or loses an installation.
+        """
+        for key, value in self._routes.items():
+            if value == installations:
+                return key
+        key = self._next_route()
+        self._routes[key] = installations
+        return key
+
+    def activate(self, inst: Installation) -> None:
+        with self._lock:
+            self._active.append(inst)
+            self._configure()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="tracedfuture-drain", daemon=True)
+                self._thread.start()
+            if not self._atexit:
+                atexit.register(self._at_exit)
+                self._atexit = True
+
+    def deactivate(self, inst: Installation) -> None:
+        with self._lock:
+            self.drain()
+            if inst in self._active:
+                self._active.remove(inst)
+            # Futures created under a route keep its key: keep the key, drop inst.
+            for key, installations in list(self._routes.items()):
+                if inst in installations:
+                    self._routes[key] = tuple(i for i in installations if i is not inst)
+            if not self._active:
+                self._states.clear()
+            self._configure()
+
+    def _configure(self) -> None:
+        active = self._active
+        self._consumers = sum(1 for i in active if i.exporters)
+        self.capture_values = any(i.options.capture_values for i in active)
+        if active:
+            self.limit = max(i.options.buffer_size for i in active)
+            self.flush_interval = min(i.options.flush_interval for i in active)
+
+    # -- draining -----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Convert and deliver everything recorded so far, on the calling thread."""
+        self.drain()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            try:
+                self.drain(yield_gil=True)
+            except Exception:  # pragma: no cover - a converter bug must not kill the thread
+                logger.exception("tracedfuture: dropping a batch after an internal error")
+
+    def _at_exit(self) -> None:
+        self.drain()
+        for inst in list(self._active):
+            inst._shutdown_exporters()
+
+    def drain(self, *, yield_gil: bool = False) -> None:
+        """Convert and deliver the buffer, a chunk at a time.
+
+        With ``yield_gil`` (the drain thread), the GIL is released between chunks
+        so that a busy event loop waits at most one chunk's conversion.
+        """
+        buffer = self.buffer
+        while True:
+            with self._lock:
+                n = min(len(buffer), _CHUNK)
+                if not n:
+                    return
+                # Appends from other threads land after index n: taking the first
+                # n and deleting them is safe without stopping the recorders.
+                batch = buffer[:n]
+                del buffer[:n]
+                self.records_seen += n
+                if self._consumers:
+                    self._process(batch)
+            if yield_gil:
+                time.sleep(0)
+
+    def _process(self, batch: list[tuple[Any, ...]]) -> None:
+        out: dict[int, list[Event]] = {}
+        convert = self._convert
+        for record in batch:
+            convert(record, out)
+        routes = self._routes
+        for key, events in out.items():
+            for inst in routes.get(key, ()):
+                if inst._installed:
+                    inst._deliver(events)
+
+    # -- conversion ---------------------------------------------------------------
+    # Events are built as plain tuples in Event's field order (kind, future_id,
+    # ts_ns, task_id, is_task, name, site, thread_id, coro, parent_id, callback,
+    # awaiter_id, result_type, value, exc_type, exc_msg, msg, canceller_id,
+    # canceller, age_ns): NamedTuple's keyword constructor costs several times more.
+
+    def _convert(self, record: tuple[Any, ...], out: dict[int, list[Event]]) -> None:
+        op, fid, ts = record[0], record[1], record[2]
+        states = self._states
+        if op == ev.OP_CREATED:
+            _, _, _, tid, is_task, code, lasti, thread_id, name, coro, route = record
+            site = self.site(code, lasti)
+            state = states[fid] = _FutureState(route, is_task, name, site, ts)
+            parent = tid if is_task else _N
+            event = (ev.CREATED, fid, ts, tid, is_task, name, site, thread_id, coro, parent, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N)
+            self._out(out, route).append(_new_event(Event, event))
+            return
+        state = states.get(fid)
+        if state is None:
+            return  # created before any installation, or untraced
+        emit = self._out(out, state.route).append
+        is_task, name = state.is_task, state.name
+        if op == ev.OP_CB_ADDED:
+            tid, callback, awaiter = record[3], record[4], record[5]
+            if awaiter is not None:
+                state.awaiter_id = awaiter
+                kind = ev.AWAITED
+            else:
+                kind = ev.CALLBACK_ADDED
+            emit(_new_event(Event, (kind, fid, ts, tid, is_task, name, _N, _N, _N, _N, callback, awaiter, _N, _N, _N, _N, _N, _N, _N, _N)))
+            if state.done:
+                emit(_new_event(Event, (ev.CALLBACK_SCHEDULED, fid, ts, tid, is_task, name, _N, _N, _N, _N, callback, awaiter, _N, _N, _N, _N, _N, _N, _N, _N)))
+            else:
+                state.callbacks.append((callback, awaiter))
+        elif op == ev.OP_RESOLVED:
+            tid, rtype, value = record[3], record[4], record[5]
+            value = self._redacted(state, value)
+            emit(_new_event(Event, (ev.RESOLVED, fid, ts, tid, is_task, name, _N, _N, _N, _N, _N, _N, self.type_name(rtype), value, _N, _N, _N, _N, _N, _N)))
+            self._finish(emit, state, fid, ts, tid)
+        elif op == ev.OP_FAILED:
+            tid, etype, msg = record[3], record[4], record[5]
+            state.exc_type = exc_type = self.type_name(etype)
+            msg = self._redacted(state, msg)
+            emit(_new_event(Event, (ev.FAILED, fid, ts, tid, is_task, name, _N, _N, _N, _N, _N, _N, _N, _N, exc_type, msg, _N, _N, _N, _N)))
+            self._finish(emit, state, fid, ts, tid)
+        elif op == ev.OP_CANCELLED:
+            tid, msg, code, lasti = record[3], record[4], record[5], record[6]
+            if code is not None or state.cancel is None:
+                state.cancel = (msg, tid, self.caller(code, lasti))
+            msg, canceller_id, canceller = state.cancel
+            emit(_new_event(Event, (ev.CANCELLED, fid, ts, tid, is_task, name, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, msg, canceller_id, canceller, _N)))
+            self._finish(emit, state, fid, ts, tid)
+            # The tasks that were waiting on this future will end cancelled because
+            # of it: unless someone cancels them directly, this is their cause.
+            for _, awaiter in state.scheduled:
+                waiter = states.get(awaiter) if awaiter is not None else None
+                if waiter is not None and waiter.cancel is None:
+                    waiter.cancel = state.cancel
+        elif op == ev.OP_CANCEL_REQ:
+            tid, msg, code, lasti = record[3], record[4], record[5], record[6]
+            canceller = self.caller(code, lasti)
+            state.cancel = (msg, tid, canceller)
+            emit(_new_event(Event, (ev.CANCEL_REQUESTED, fid, ts, tid, is_task, name, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, msg, tid, canceller, _N)))
+        elif op == ev.OP_RENAMED:
+            tid, state.name = record[3], record[4]
+            emit(_new_event(Event, (ev.RENAMED, fid, ts, tid, is_task, state.name, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N)))
+        elif op == ev.OP_CB_REMOVED:
+            tid, callback, gone = record[3], record[4], record[5]
+            for index in reversed(gone):
+                if index < len(state.callbacks):
+                    del state.callbacks[index]
+            emit(_new_event(Event, (ev.CALLBACK_REMOVED, fid, ts, tid, is_task, name, _N, _N, _N, _N, callback, _N, _N, _N, _N, _N, _N, _N, _N, _N)))
+        elif op == ev.OP_COLLECTED:
+            outcome = record[3]
+            del states[fid]
+            age = ts - state.created_ns
+            if outcome == "PENDING":
+                emit(_new_event(Event, (ev.ABANDONED, fid, ts, _N, is_task, name, state.site, _N, _N, _N, _N, state.awaiter_id, _N, _N, _N, _N, _N, _N, _N, age)))
+            elif outcome == "UNRETRIEVED":
+                emit(_new_event(Event, (ev.UNRETRIEVED, fid, ts, _N, is_task, name, state.site, _N, _N, _N, _N, _N, _N, _N, state.exc_type, _N, _N, _N, _N, age)))
+
+    @staticmethod
+    def _out(out: dict[int, list[Event]], route: int) -> list[Event]:
+        events = out.get(route)
+        if events is None:
+            events = out[route] = []
+        return events
+
+    @staticmethod
+    def _finish(emit: Callable[[Event], None], state: _FutureState, fid: int, ts: int, tid: int | None) -> None:
+        """The future is done: every callback it holds is handed to the loop now."""
+        state.done = True
+        scheduled = state.scheduled = state.callbacks
+        state.callbacks = []
+        is_task, name = state.is_task, state.name
+        for callback, awaiter in scheduled:
+            emit(_new_event(Event, (ev.CALLBACK_SCHEDULED, fid, ts, tid, is_task, name, _N, _N, _N, _N, callback, awaiter, _N, _N, _N, _N, _N, _N, _N, _N)))
+
+    def _redacted(self, state: _FutureState, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for inst in self._routes.get(state.route, ()):
+            if inst.options.capture_values:
+                return inst.redact(value)
+        return None
+
+    def site(self, code: CodeType | None, lasti: int) -> Site | None:
+        if code is None:
+            return None
+        key = (code, lasti)
+        site = self._sites.get(key)
+        if site is None:
+            line = code.co_firstlineno
+            for start, end, lineno in code.co_lines():
+                if start <= lasti < end and lineno is not None:
+                    line = lineno
+                    break
+            site = Site(code.co_filename, line, code.co_qualname)
+            if len(self._sites) < 100_000:
+                self._sites[key] = site
+        return site
+
+    def caller(self, code: CodeType | None, lasti: int) -> str | None:
+        site = self.site(code, lasti)
+        if site is None:
+            return None
+        return f"{site.function} ({site.filename}:{site.lineno})"
+
+    def type_name(self, tp: type) -> str:
+        name = self._types.get(tp)
+        if name is None:
+            module = getattr(tp, "__module__", None)
+            qualname = getattr(tp, "__qualname__", repr(tp))
+            name = qualname if module in (None, "builtins") else f"{module}.{qualname}"
+            if len(self._types) < 10_000:
+                self._types[tp] = name
+        return name
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__qualname__}>"
+    if len(text) > _MAX_VALUE_CHARS:
+        text = text[: _MAX_VALUE_CHARS - 3] + "..."
+    return text
+
+
+RECORDER = Recorder()
