@@ -19,7 +19,7 @@ from typing import Protocol, overload, runtime_checkable
 
 from .._events import Event
 
-__all__ = ["Exporter", "MemoryExporter"]
+__all__ = ["Exporter", "JsonLinesExporter", "MemoryExporter"]
 
 
 @runtime_checkable
@@ -116,3 +116,6 @@ class MemoryExporter(Sequence[Event]):
             if e.kind == "created":
                 return e
         raise KeyError(future_id)
+
+
+from .jsonl import JsonLinesExporter  # noqa: E402 - after the protocol it implements

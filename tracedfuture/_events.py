@@ -16,6 +16,7 @@ from typing import NamedTuple
 __all__ = [
     "ABANDONED",
     "AWAITED",
+    "BLOCKED_LOOP",
     "CALLBACK_ADDED",
     "CALLBACK_REMOVED",
     "CALLBACK_SCHEDULED",
@@ -24,8 +25,11 @@ __all__ = [
     "CREATED",
     "FAILED",
     "KINDS",
+    "LINTS",
+    "ORPHAN",
     "RENAMED",
     "RESOLVED",
+    "STALLED",
     "UNRETRIEVED",
     "Event",
     "Site",
@@ -44,8 +48,13 @@ CANCELLED = "cancelled"
 RENAMED = "renamed"
 ABANDONED = "abandoned"
 UNRETRIEVED = "unretrieved"
+# Lints (tracedfuture.lints): findings about futures, recorded like any event.
+STALLED = "stalled"
+BLOCKED_LOOP = "blocked_loop"
+ORPHAN = "orphan"
+LINTS = frozenset({STALLED, BLOCKED_LOOP, ORPHAN})
 
-KINDS = frozenset(
+KINDS = LINTS | frozenset(
     {
         CREATED,
         CALLBACK_ADDED,
@@ -72,6 +81,7 @@ KINDS = frozenset(
 #   OP_CANCEL_REQ   task_id, msg, canceller_code, canceller_lasti
 #   OP_RENAMED      task_id, name
 #   OP_COLLECTED    state ("PENDING" -> abandoned, "UNRETRIEVED", or "FINISHED")
+#   OP_LINT         kind, task_id, chain, detail, age_ns (future_id 0: every installation)
 OP_CREATED = 0
 OP_CB_ADDED = 1
 OP_CB_REMOVED = 2
@@ -81,6 +91,7 @@ OP_CANCELLED = 5
 OP_CANCEL_REQ = 6
 OP_RENAMED = 7
 OP_COLLECTED = 8
+OP_LINT = 9
 
 
 class Site(NamedTuple):
@@ -117,6 +128,12 @@ class Event(NamedTuple):
     ``renamed``               ``name`` (the new name)
     ``abandoned``             ``site``, ``age_ns``, ``awaiter_id`` (last awaiter)
     ``unretrieved``           ``site``, ``age_ns``, ``exc_type``
+    ``stalled``               ``chain`` (awaiting task ids down to this future),
+                              ``age_ns``, ``detail``
+    ``blocked_loop``          ``age_ns`` (how long), ``detail`` (the loop thread's
+                              stack), ``task_id`` (the task that was running);
+                              ``future_id`` is 0
+    ``orphan``                ``site``, ``age_ns``
     ========================  ====================================================
 
     ``task_id`` is the id of the task that was running when it happened (``None``
@@ -144,11 +161,13 @@ class Event(NamedTuple):
     canceller_id: int | None = None
     canceller: str | None = None
     age_ns: int | None = None
+    chain: tuple[int, ...] | None = None
+    detail: str | None = None
 
     def fields(self) -> dict[str, object]:
         """The event as a dict without its ``None`` fields (``site`` as a string)."""
         out: dict[str, object] = {}
-        for key, value in zip(self._fields, self):
+        for key, value in zip(self._fields, self, strict=True):
             if value is None:
                 continue
             out[key] = str(value) if key == "site" else value

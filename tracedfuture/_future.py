@@ -69,12 +69,13 @@ _getframe = sys._getframe
 
 # The task running on a loop. 3.12 moved current_task() into C; before that the C
 # module keeps the mapping in a dict that asyncio.tasks shares.
+_current_task: Callable[[Any], asyncio.Task[Any] | None]
 if sys.version_info >= (3, 12):
     from _asyncio import current_task as _current_task
 else:
-    from _asyncio import _current_tasks
+    import _asyncio
 
-    _current_task = _current_tasks.get
+    _current_task = _asyncio._current_tasks.get  # type: ignore[attr-defined]
 
 _FINISHED = "FINISHED"
 _CANCELLED = "CANCELLED"
@@ -183,8 +184,8 @@ def _callback_name(fn: object) -> str:
 
 def _text(value: object) -> str | None:
     """``str(value)`` for a cancel msg, which may be any object; never raises."""
-    if value is None or type(value) is str:
-        return value  # type: ignore[return-value]
+    if value is None or isinstance(value, str):
+        return value
     try:
         return str(value)
     except Exception:
@@ -501,20 +502,20 @@ class LoopHooks:
     def create_future(self) -> asyncio.Future[Any]:
         # _register, inlined: this is the hottest function of the package.
         loop = self.loop
-        fut = _LoopFuture(loop=loop)
+        fut: Any = _LoopFuture(loop=loop)
         route = self.route
         if not route or len(_buffer) >= RECORDER.limit:
             fut._tf_id = 0
             if route:
                 RECORDER.overflow()
-            return fut
+            return fut  # type: ignore[no-any-return]
         fut._tf_id = fid = _next_id()
         frame = _getframe(1)
-        code = frame.f_code
-        if _code_kind.get(code) == _USER:
+        code: CodeType | None = frame.f_code
+        if _code_kind.get(code) == _USER:  # type: ignore[arg-type]
             lasti = frame.f_lasti
         else:
-            code, lasti = _site(frame)  # type: ignore[assignment]
+            code, lasti = _site(frame)
         task = _current_task(loop)
         tid = getattr(task, "_tf_id", None)
         if tid is None and task is not None:
@@ -522,7 +523,7 @@ class LoopHooks:
         _record((ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, None, route))
         if fut._source_traceback:
             _strip_source_traceback(fut._source_traceback, False)
-        return fut
+        return fut  # type: ignore[no-any-return]
 
     def create_task(self, coro: Coroutine[Any, Any, _T], **kwargs: Any) -> asyncio.Task[_T]:
         """asyncio's own path with a TracedTask, or, when the user has set a task
@@ -531,18 +532,19 @@ class LoopHooks:
         factory = loop.get_task_factory()
         if factory is not None:
             if factory is not _EAGER_FACTORY or _EAGER_FACTORY is None:
-                return self.base_create_task(coro, **kwargs)  # type: ignore[no-any-return]
+                return self.base_create_task(coro, **kwargs)
             kwargs.setdefault("eager_start", True)
         if loop.is_closed():
-            raise RuntimeError("Event loop is closed")
+            msg = "Event loop is closed"
+            raise RuntimeError(msg)
         route = self.route
         if kwargs.get("eager_start") or not route:
             return TracedTask(coro, loop=loop, **kwargs)
-        task = _LoopTask(coro, loop=loop, **kwargs)
+        task: Any = _LoopTask(coro, loop=loop, **kwargs)
         task._tf_ended = False
         if _register_task(task, loop, route, coro, task.get_name(), _getframe(1)):
             _observe_completion(task)
-        return task
+        return task  # type: ignore[no-any-return]
 
 
 _EAGER_FACTORY = getattr(asyncio, "eager_task_factory", None)

@@ -55,6 +55,22 @@ class Options:
         Seconds between two deliveries to exporters.
     max_failures
         Consecutive failures after which an exporter is disabled.
+    sample_rate
+        Head sampling: the fraction of futures and tasks traced, decided at
+        creation; the others are plain asyncio objects and cost nothing.
+    tail
+        Tail sampling: keep a future's events only if it failed, was cancelled,
+        abandoned, left an exception unretrieved or lived longer than ``slow``,
+        together with the futures and tasks linked to it (its awaiters, the
+        futures its tasks awaited, its parent task).
+    slow
+        Seconds: the lifetime above which a future is kept by tail sampling.
+    include_modules, exclude_modules
+        Module name prefixes (``"myapp.db"``) matched against the module that
+        created the future: only / never trace those.
+    include_names, exclude_names
+        Shell patterns (``"worker-*"``) matched against task names and future
+        labels.
     """
 
     capture_values: bool = False
@@ -62,6 +78,13 @@ class Options:
     buffer_size: int = 1_000_000
     flush_interval: float = 0.1
     max_failures: int = 10
+    sample_rate: float = 1.0
+    tail: bool = False
+    slow: float = 1.0
+    include_modules: tuple[str, ...] = ()
+    exclude_modules: tuple[str, ...] = ()
+    include_names: tuple[str, ...] = ()
+    exclude_names: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> Options:
@@ -79,8 +102,21 @@ class Options:
         if not opts.flush_interval > 0:
             msg = f"flush_interval must be a positive number of seconds, not {opts.flush_interval!r}"
             raise ValueError(msg)
-        if opts.redact is not None and not callable(opts.redact):
-            msg = f"redact must be a callable taking and returning a str, not {opts.redact!r}"
+        if not 0.0 <= opts.sample_rate <= 1.0:
+            msg = f"sample_rate must be between 0.0 and 1.0, not {opts.sample_rate!r}"
+            raise ValueError(msg)
+        if not opts.slow >= 0:
+            msg = f"slow must be a number of seconds >= 0, not {opts.slow!r}"
+            raise ValueError(msg)
+        for name in ("include_modules", "exclude_modules", "include_names", "exclude_names"):
+            value = getattr(opts, name)
+            if isinstance(value, str):
+                msg = f"{name} must be a sequence of strings, such as ({value!r},), not a single string"
+                raise TypeError(msg)
+            object.__setattr__(opts, name, tuple(value))
+        redact: object = opts.redact
+        if redact is not None and not callable(redact):
+            msg = f"redact must be a callable taking and returning a str, not {redact!r}"
             raise TypeError(msg)
         return opts
 
@@ -111,10 +147,14 @@ class _Sink:
             self.in_a_row += 1
             if not self.reported:
                 self.reported = True
-                logger.exception("tracedfuture: exporter %r failed in %s(); counting further failures", self.exporter, method)
+                logger.exception(
+                    "tracedfuture: exporter %r failed in %s(); counting further failures", self.exporter, method
+                )
             if self.in_a_row >= max_failures:
                 self.disabled = True
-                logger.error("tracedfuture: exporter %r disabled after %d failures in a row", self.exporter, self.in_a_row)
+                logger.error(
+                    "tracedfuture: exporter %r disabled after %d failures in a row", self.exporter, self.in_a_row
+                )
         else:
             self.in_a_row = 0
 
@@ -181,7 +221,7 @@ class Installation:
         """Counters: events delivered, futures left untraced, exporter failures."""
         return {
             "events_delivered": self.events_delivered,
-            "untraced_futures": _count(RECORDER.untraced),
+            **RECORDER.counters(),
             "buffered_records": len(RECORDER.buffer),
             "exporters": [
                 {
@@ -216,11 +256,6 @@ class Installation:
 
     def __exit__(self, *exc_info: object) -> None:
         self.uninstall()
-
-
-def _count(counter: Any) -> int:
-    # itertools.count has no public value: its repr is "count(N)".
-    return int(repr(counter)[6:-1])
 
 
 # --- per loop ------------------------------------------------------------------------
@@ -298,7 +333,7 @@ def _patch_base_init() -> None:
         for inst in list(_process_wide):
             _attach(self, inst)
 
-    asyncio.BaseEventLoop.__init__ = __init__  # type: ignore[method-assign]
+    asyncio.BaseEventLoop.__init__ = __init__  # type: ignore[method-assign,assignment]
 
 
 def _unpatch_base_init() -> None:
@@ -311,7 +346,9 @@ def _unpatch_base_init() -> None:
 # --- public API ----------------------------------------------------------------------
 
 
-def install(loop: asyncio.AbstractEventLoop | None = None, *, exporters: Iterable[Any] = (), **options: Any) -> Installation:
+def install(
+    loop: asyncio.AbstractEventLoop | None = None, *, exporters: Iterable[Any] = (), **options: Any
+) -> Installation:
     """Trace ``loop``, or, without one, the running loop and every loop created later.
 
     >>> import asyncio, tracedfuture
@@ -373,7 +410,9 @@ def loop_factory(
     return factory
 
 
-def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None, exporters: Iterable[Any] = (), **options: Any) -> _T:
+def run(
+    main: Coroutine[Any, Any, _T], *, debug: bool | None = None, exporters: Iterable[Any] = (), **options: Any
+) -> _T:
     """Like :func:`asyncio.run`, with the loop traced.
 
     >>> import asyncio, tracedfuture

@@ -94,7 +94,6 @@ class Recorder:
         self._active: list[Installation] = []
         self._routes: dict[int, tuple[Installation, ...]] = {}
         self._next_route = itertools.count(1).__next__
-        self._consumers = 0
         self._atexit = False
 
     # -- hot-path helpers (called by _future) -------------------------------------
@@ -112,6 +111,34 @@ class Recorder:
             return str(exc)[:_MAX_VALUE_CHARS]
         except Exception:
             return f"<unprintable {type(exc).__qualname__}>"
+
+    def counters(self) -> dict[str, int]:
+        """Process-wide counters, for stats() and trace files."""
+        return {"records": self.records_seen, "untraced_futures": _count(self.untraced)}
+
+    def live(self) -> list[tuple[int, _FutureState]]:
+        """The futures and tasks not yet collected, after a drain: for snapshots."""
+        self.drain()
+        with self._lock:
+            return list(self._states.items())
+
+    def record_lint(
+        self,
+        kind: str,
+        future_id: int,
+        *,
+        task_id: int | None = None,
+        chain: tuple[int, ...] | None = None,
+        detail: str | None = None,
+        age_ns: int | None = None,
+    ) -> None:
+        """Record a lint finding (``tracedfuture.lints``) in order with other events.
+
+        It reaches the installations that receive ``future_id``'s events, or, for
+        ``future_id`` 0 (a blocked loop), every active installation. Safe to call
+        from any thread.
+        """
+        self.buffer.append((ev.OP_LINT, future_id, time.monotonic_ns(), kind, task_id, chain, detail, age_ns))
 
     # -- installations and routes -------------------------------------------------
 
@@ -154,7 +181,6 @@ class Recorder:
 
     def _configure(self) -> None:
         active = self._active
-        self._consumers = sum(1 for i in active if i.exporters)
         self.capture_values = any(i.options.capture_values for i in active)
         if active:
             self.limit = max(i.options.buffer_size for i in active)
@@ -197,8 +223,7 @@ class Recorder:
                 batch = buffer[:n]
                 del buffer[:n]
                 self.records_seen += n
-                if self._consumers:
-                    self._process(batch)
+                self._process(batch)
             if yield_gil:
                 time.sleep(0)
 
@@ -217,7 +242,7 @@ class Recorder:
     # Events are built as plain tuples in Event's field order (kind, future_id,
     # ts_ns, task_id, is_task, name, site, thread_id, coro, parent_id, callback,
     # awaiter_id, result_type, value, exc_type, exc_msg, msg, canceller_id,
-    # canceller, age_ns): NamedTuple's keyword constructor costs several times more.
+    # canceller, age_ns, chain, detail): NamedTuple's keyword constructor costs several times more.
 
     def _convert(self, record: tuple[Any, ...], out: dict[int, list[Event]]) -> None:
         op, fid, ts = record[0], record[1], record[2]
@@ -227,12 +252,38 @@ class Recorder:
             site = self.site(code, lasti)
             state = states[fid] = _FutureState(route, is_task, name, site, ts)
             parent = tid if is_task else _N
-            event = (ev.CREATED, fid, ts, tid, is_task, name, site, thread_id, coro, parent, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N)
+            event = (
+                ev.CREATED,
+                fid,
+                ts,
+                tid,
+                is_task,
+                name,
+                site,
+                thread_id,
+                coro,
+                parent,
+                _N,
+                _N,
+                _N,
+                _N,
+                _N,
+                _N,
+                _N,
+                _N,
+                _N,
+                _N,
+                _N,
+                _N,
+            )
             self._out(out, route).append(_new_event(Event, event))
             return
-        state = states.get(fid)
-        if state is None:
+        found = states.get(fid)
+        if found is None:
+            if op == ev.OP_LINT and fid == 0:
+                self._lint(record, out, None)
             return  # created before any installation, or untraced
+        state = found
         emit = self._out(out, state.route).append
         is_task, name = state.is_task, state.name
         if op == ev.OP_CB_ADDED:
@@ -242,28 +293,168 @@ class Recorder:
                 kind = ev.AWAITED
             else:
                 kind = ev.CALLBACK_ADDED
-            emit(_new_event(Event, (kind, fid, ts, tid, is_task, name, _N, _N, _N, _N, callback, awaiter, _N, _N, _N, _N, _N, _N, _N, _N)))
+            emit(
+                _new_event(
+                    Event,
+                    (
+                        kind,
+                        fid,
+                        ts,
+                        tid,
+                        is_task,
+                        name,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        callback,
+                        awaiter,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                    ),
+                )
+            )
             if state.done:
-                emit(_new_event(Event, (ev.CALLBACK_SCHEDULED, fid, ts, tid, is_task, name, _N, _N, _N, _N, callback, awaiter, _N, _N, _N, _N, _N, _N, _N, _N)))
+                emit(
+                    _new_event(
+                        Event,
+                        (
+                            ev.CALLBACK_SCHEDULED,
+                            fid,
+                            ts,
+                            tid,
+                            is_task,
+                            name,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            callback,
+                            awaiter,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                        ),
+                    )
+                )
             else:
                 state.callbacks.append((callback, awaiter))
         elif op == ev.OP_RESOLVED:
             tid, rtype, value = record[3], record[4], record[5]
             value = self._redacted(state, value)
-            emit(_new_event(Event, (ev.RESOLVED, fid, ts, tid, is_task, name, _N, _N, _N, _N, _N, _N, self.type_name(rtype), value, _N, _N, _N, _N, _N, _N)))
+            emit(
+                _new_event(
+                    Event,
+                    (
+                        ev.RESOLVED,
+                        fid,
+                        ts,
+                        tid,
+                        is_task,
+                        name,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        self.type_name(rtype),
+                        value,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                    ),
+                )
+            )
             self._finish(emit, state, fid, ts, tid)
         elif op == ev.OP_FAILED:
             tid, etype, msg = record[3], record[4], record[5]
             state.exc_type = exc_type = self.type_name(etype)
             msg = self._redacted(state, msg)
-            emit(_new_event(Event, (ev.FAILED, fid, ts, tid, is_task, name, _N, _N, _N, _N, _N, _N, _N, _N, exc_type, msg, _N, _N, _N, _N)))
+            emit(
+                _new_event(
+                    Event,
+                    (
+                        ev.FAILED,
+                        fid,
+                        ts,
+                        tid,
+                        is_task,
+                        name,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        exc_type,
+                        msg,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                    ),
+                )
+            )
             self._finish(emit, state, fid, ts, tid)
         elif op == ev.OP_CANCELLED:
             tid, msg, code, lasti = record[3], record[4], record[5], record[6]
             if code is not None or state.cancel is None:
                 state.cancel = (msg, tid, self.caller(code, lasti))
             msg, canceller_id, canceller = state.cancel
-            emit(_new_event(Event, (ev.CANCELLED, fid, ts, tid, is_task, name, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, msg, canceller_id, canceller, _N)))
+            emit(
+                _new_event(
+                    Event,
+                    (
+                        ev.CANCELLED,
+                        fid,
+                        ts,
+                        tid,
+                        is_task,
+                        name,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        msg,
+                        canceller_id,
+                        canceller,
+                        _N,
+                        _N,
+                        _N,
+                    ),
+                )
+            )
             self._finish(emit, state, fid, ts, tid)
             # The tasks that were waiting on this future will end cancelled because
             # of it: unless someone cancels them directly, this is their cause.
@@ -275,24 +466,199 @@ class Recorder:
             tid, msg, code, lasti = record[3], record[4], record[5], record[6]
             canceller = self.caller(code, lasti)
             state.cancel = (msg, tid, canceller)
-            emit(_new_event(Event, (ev.CANCEL_REQUESTED, fid, ts, tid, is_task, name, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, msg, tid, canceller, _N)))
+            emit(
+                _new_event(
+                    Event,
+                    (
+                        ev.CANCEL_REQUESTED,
+                        fid,
+                        ts,
+                        tid,
+                        is_task,
+                        name,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        msg,
+                        tid,
+                        canceller,
+                        _N,
+                        _N,
+                        _N,
+                    ),
+                )
+            )
         elif op == ev.OP_RENAMED:
             tid, state.name = record[3], record[4]
-            emit(_new_event(Event, (ev.RENAMED, fid, ts, tid, is_task, state.name, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N)))
+            emit(
+                _new_event(
+                    Event,
+                    (
+                        ev.RENAMED,
+                        fid,
+                        ts,
+                        tid,
+                        is_task,
+                        state.name,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                    ),
+                )
+            )
         elif op == ev.OP_CB_REMOVED:
             tid, callback, gone = record[3], record[4], record[5]
             for index in reversed(gone):
                 if index < len(state.callbacks):
                     del state.callbacks[index]
-            emit(_new_event(Event, (ev.CALLBACK_REMOVED, fid, ts, tid, is_task, name, _N, _N, _N, _N, callback, _N, _N, _N, _N, _N, _N, _N, _N, _N)))
+            emit(
+                _new_event(
+                    Event,
+                    (
+                        ev.CALLBACK_REMOVED,
+                        fid,
+                        ts,
+                        tid,
+                        is_task,
+                        name,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        callback,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                    ),
+                )
+            )
+        elif op == ev.OP_LINT:
+            self._lint(record, out, state)
         elif op == ev.OP_COLLECTED:
             outcome = record[3]
             del states[fid]
             age = ts - state.created_ns
             if outcome == "PENDING":
-                emit(_new_event(Event, (ev.ABANDONED, fid, ts, _N, is_task, name, state.site, _N, _N, _N, _N, state.awaiter_id, _N, _N, _N, _N, _N, _N, _N, age)))
+                emit(
+                    _new_event(
+                        Event,
+                        (
+                            ev.ABANDONED,
+                            fid,
+                            ts,
+                            _N,
+                            is_task,
+                            name,
+                            state.site,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            state.awaiter_id,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            age,
+                            _N,
+                            _N,
+                        ),
+                    )
+                )
             elif outcome == "UNRETRIEVED":
-                emit(_new_event(Event, (ev.UNRETRIEVED, fid, ts, _N, is_task, name, state.site, _N, _N, _N, _N, _N, _N, _N, state.exc_type, _N, _N, _N, _N, age)))
+                emit(
+                    _new_event(
+                        Event,
+                        (
+                            ev.UNRETRIEVED,
+                            fid,
+                            ts,
+                            _N,
+                            is_task,
+                            name,
+                            state.site,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            state.exc_type,
+                            _N,
+                            _N,
+                            _N,
+                            _N,
+                            age,
+                            _N,
+                            _N,
+                        ),
+                    )
+                )
+
+    def _lint(self, record: tuple[Any, ...], out: dict[int, list[Event]], state: _FutureState | None) -> None:
+        _, fid, ts, kind, tid, chain, detail, age = record
+        if state is None:
+            route = self.route(tuple(self._active))
+            is_task, name, site = False, None, None
+        else:
+            route, is_task, name, site = state.route, state.is_task, state.name, state.site
+        event = (
+            kind,
+            fid,
+            ts,
+            tid,
+            is_task,
+            name,
+            site,
+            _N,
+            _N,
+            _N,
+            _N,
+            _N,
+            _N,
+            _N,
+            _N,
+            _N,
+            _N,
+            _N,
+            _N,
+            age,
+            chain,
+            detail,
+        )
+        self._out(out, route).append(_new_event(Event, event))
 
     @staticmethod
     def _out(out: dict[int, list[Event]], route: int) -> list[Event]:
@@ -309,7 +675,35 @@ class Recorder:
         state.callbacks = []
         is_task, name = state.is_task, state.name
         for callback, awaiter in scheduled:
-            emit(_new_event(Event, (ev.CALLBACK_SCHEDULED, fid, ts, tid, is_task, name, _N, _N, _N, _N, callback, awaiter, _N, _N, _N, _N, _N, _N, _N, _N)))
+            emit(
+                _new_event(
+                    Event,
+                    (
+                        ev.CALLBACK_SCHEDULED,
+                        fid,
+                        ts,
+                        tid,
+                        is_task,
+                        name,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        callback,
+                        awaiter,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                        _N,
+                    ),
+                )
+            )
 
     def _redacted(self, state: _FutureState, value: str | None) -> str | None:
         if value is None:
@@ -350,6 +744,11 @@ class Recorder:
             if len(self._types) < 10_000:
                 self._types[tp] = name
         return name
+
+
+def _count(counter: Any) -> int:
+    # itertools.count has no public value; its repr is "count(N)".
+    return int(repr(counter)[6:-1])
 
 
 def _safe_repr(value: object) -> str:
