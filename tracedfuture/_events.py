@@ -77,8 +77,8 @@ KINDS = LINTS | frozenset(
 #   OP_CB_REMOVED   task_id, callback_name, removed_indices
 #   OP_RESOLVED     task_id, result_type, value_repr
 #   OP_FAILED       task_id, exc_type, exc_msg
-#   OP_CANCELLED    task_id, msg, canceller_code, canceller_lasti
-#   OP_CANCEL_REQ   task_id, msg, canceller_code, canceller_lasti
+#   OP_CANCELLED    task_id, msg, who (code, lasti, user_code, user_lasti) or None
+#   OP_CANCEL_REQ   task_id, msg, who
 #   OP_RENAMED      task_id, name
 #   OP_COLLECTED    state ("PENDING" -> abandoned, "UNRETRIEVED", or "FINISHED")
 #   OP_LINT         kind, task_id, chain, detail, age_ns (future_id 0: every installation)

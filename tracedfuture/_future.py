@@ -108,7 +108,6 @@ _ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 _OWN_DIR = os.path.dirname(__file__) + os.sep
 _USER, _INTERNAL, _BOUNDARY = 0, 1, 2
 _code_kind: dict[CodeType, int] = {}
-_own_code: dict[CodeType, bool] = {}
 
 
 def _classify(code: CodeType) -> int:
@@ -147,30 +146,32 @@ def _site(frame: FrameType | None) -> tuple[CodeType | None, int]:
     return first
 
 
-def _caller(frame: FrameType | None) -> tuple[CodeType | None, int]:
-    """(code, f_lasti) of the first frame outside tracedfuture (asyncio included:
-    ``Timeout._on_timeout`` is exactly who cancelled)."""
-    own = _own_code
+def _canceller(frame: FrameType | None) -> tuple[CodeType | None, int, CodeType | None, int]:
+    """Who called cancel(): the first frame outside tracedfuture (asyncio's own
+    ``Timeout._on_timeout`` or ``_cancel_and_wait`` is exactly who cancelled), and
+    the first frame outside asyncio too (the user code that asked for it)."""
+    direct: tuple[CodeType | None, int] = (None, 0)
+    kinds = _code_kind
     while frame is not None:
         code = frame.f_code
-        skip = own.get(code)
-        if skip is None:
-            skip = own[code] = code.co_filename.startswith(_OWN_DIR)
-        if not skip:
-            return code, frame.f_lasti
+        kind = kinds.get(code)
+        if kind is None:
+            kind = kinds[code] = _classify(code)
+        if direct[0] is None and not code.co_filename.startswith(_OWN_DIR):
+            direct = (code, frame.f_lasti)
+        if kind == _USER:
+            return (*direct, code, frame.f_lasti)
+        if kind == _BOUNDARY:
+            break
         frame = frame.f_back
-    return None, 0
+    return (*direct, None, 0)
 
 
-def _strip_source_traceback(tb: list[Any], drop_create_task: bool) -> None:
-    """Make a debug-mode ``_source_traceback`` what asyncio alone would record.
-
-    asyncio's own ``BaseEventLoop.create_task`` deletes its frame from the
-    traceback; we delete ours, and the create_task frame when we stand in for it.
-    """
+def _strip_source_traceback(tb: list[Any]) -> None:
+    """Make a debug-mode ``_source_traceback`` what asyncio alone would record:
+    without tracedfuture's frames (which stand in for asyncio's create_future and
+    create_task, whose own frames asyncio leaves out)."""
     tb[:] = [entry for entry in tb if not entry.filename.startswith(_OWN_DIR)]
-    if drop_create_task and tb and tb[-1].name == "create_task" and tb[-1].filename.startswith(_ASYNCIO_DIR):
-        del tb[-1]
 
 
 def _callback_name(fn: object) -> str:
@@ -240,7 +241,7 @@ def _outcome(self: Any) -> tuple[Any, ...]:
     task = _current_task(self._loop)
     tid = getattr(task, "_tf_id", None) or _task_id(task)
     if self._state == _CANCELLED:
-        return (ev.OP_CANCELLED, fid, _now(), tid, None, None, 0)
+        return (ev.OP_CANCELLED, fid, _now(), tid, None, None)
     exc = self._exception
     if exc is not None:
         msg = RECORDER.exc_message(exc) if RECORDER.capture_values else None
@@ -263,7 +264,7 @@ def _register(fut: Any, loop: Any, route: int, label: str | None, frame: FrameTy
     _record((ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), label, None, route))
     tb = fut._source_traceback
     if tb:
-        _strip_source_traceback(tb, False)
+        _strip_source_traceback(tb)
 
 
 def _register_task(task: Any, loop: Any, route: int, coro: object, name: str | None, frame: FrameType | None) -> int:
@@ -330,9 +331,8 @@ class TracedFuture(_Future):  # type: ignore[misc]
             return False
         fid = self._tf_id
         if fid:
-            code, lasti = _caller(_getframe(1))
             tid = _task_id(_current_task(self._loop))
-            _record((ev.OP_CANCELLED, fid, _now(), tid, _text(msg), code, lasti))
+            _record((ev.OP_CANCELLED, fid, _now(), tid, _text(msg), _canceller(_getframe(1))))
         return True
 
     def __del__(self) -> None:
@@ -375,7 +375,7 @@ def _observe_completion(task: TracedTask) -> None:
         _future_add_done_callback(task, _task_done)
     tb = task._source_traceback
     if tb:
-        _strip_source_traceback(tb, True)
+        _strip_source_traceback(tb)
 
 
 class TracedTask(_Task):  # type: ignore[misc]
@@ -430,9 +430,8 @@ class TracedTask(_Task):  # type: ignore[misc]
             return False
         fid = self._tf_id
         if fid:
-            code, lasti = _caller(_getframe(1))
             tid = _task_id(_current_task(self._loop))
-            _record((ev.OP_CANCEL_REQ, fid, _now(), tid, _text(msg), code, lasti))
+            _record((ev.OP_CANCEL_REQ, fid, _now(), tid, _text(msg), _canceller(_getframe(1))))
         return True
 
     def set_name(self, value: object) -> None:
@@ -522,7 +521,7 @@ class LoopHooks:
             tid = _task_id(task)
         _record((ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, None, route))
         if fut._source_traceback:
-            _strip_source_traceback(fut._source_traceback, False)
+            _strip_source_traceback(fut._source_traceback)
         return fut  # type: ignore[no-any-return]
 
     def create_task(self, coro: Coroutine[Any, Any, _T], **kwargs: Any) -> asyncio.Task[_T]:

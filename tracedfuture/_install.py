@@ -239,16 +239,17 @@ class Installation:
 
         Delivers what was recorded, then flushes and shuts down the exporters.
         """
-        if not self._installed:
+        if not self._installed or self._shut_down:
             return
-        self._installed = False
         if self._process_wide:
-            _process_wide.remove(self)
-            if not _process_wide:
-                _unpatch_base_init()
+            with _patch_lock:
+                _process_wide.remove(self)
+                if not _process_wide:
+                    _unpatch_base_init()
         for loop in list(self._loops):
             _detach(loop, self)
-        RECORDER.deactivate(self)
+        RECORDER.deactivate(self)  # delivers what is buffered, while still installed
+        self._installed = False
         self._shutdown_exporters()
 
     def __enter__(self) -> Installation:

@@ -17,9 +17,11 @@ catches up, so every traced future keeps a complete history.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -71,8 +73,39 @@ class _FutureState:
 
 
 _new_event = tuple.__new__
-_N = None
 _CHUNK = 4096
+# Events are built as lists in Event's field order, then made tuples: NamedTuple's
+# keyword constructor costs several times more, and this runs for every event.
+_FIELD = {name: index for index, name in enumerate(Event._fields)}
+_SITE, _THREAD_ID, _CORO, _PARENT_ID = _FIELD["site"], _FIELD["thread_id"], _FIELD["coro"], _FIELD["parent_id"]
+_CALLBACK, _AWAITER_ID = _FIELD["callback"], _FIELD["awaiter_id"]
+_RESULT_TYPE, _VALUE, _EXC_TYPE, _EXC_MSG = (
+    _FIELD["result_type"],
+    _FIELD["value"],
+    _FIELD["exc_type"],
+    _FIELD["exc_msg"],
+)
+_MSG, _CANCELLER_ID, _CANCELLER = _FIELD["msg"], _FIELD["canceller_id"], _FIELD["canceller"]
+_AGE_NS, _CHAIN, _DETAIL = _FIELD["age_ns"], _FIELD["chain"], _FIELD["detail"]
+_BLANK: list[Any] = [None] * len(Event._fields)
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
+
+
+def _event(kind: str, fid: int, ts: int, tid: int | None, state: _FutureState | None) -> list[Any]:
+    event = _BLANK[:]
+    event[0], event[1], event[2], event[3] = kind, fid, ts, tid
+    if state is not None:
+        event[4], event[5] = state.is_task, state.name
+    else:
+        event[4] = False
+    return event
+
+
+def _short(filename: str) -> str:
+    """asyncio's files by their package path, others as they are."""
+    if filename.startswith(_ASYNCIO_DIR):
+        return "asyncio/" + filename[len(_ASYNCIO_DIR) :]
+    return filename
 
 
 class Recorder:
@@ -239,425 +272,106 @@ class Recorder:
                     inst._deliver(events)
 
     # -- conversion ---------------------------------------------------------------
-    # Events are built as plain tuples in Event's field order (kind, future_id,
-    # ts_ns, task_id, is_task, name, site, thread_id, coro, parent_id, callback,
-    # awaiter_id, result_type, value, exc_type, exc_msg, msg, canceller_id,
-    # canceller, age_ns, chain, detail): NamedTuple's keyword constructor costs several times more.
 
     def _convert(self, record: tuple[Any, ...], out: dict[int, list[Event]]) -> None:
         op, fid, ts = record[0], record[1], record[2]
-        states = self._states
         if op == ev.OP_CREATED:
             _, _, _, tid, is_task, code, lasti, thread_id, name, coro, route = record
             site = self.site(code, lasti)
-            state = states[fid] = _FutureState(route, is_task, name, site, ts)
-            parent = tid if is_task else _N
-            event = (
-                ev.CREATED,
-                fid,
-                ts,
-                tid,
-                is_task,
-                name,
-                site,
-                thread_id,
-                coro,
-                parent,
-                _N,
-                _N,
-                _N,
-                _N,
-                _N,
-                _N,
-                _N,
-                _N,
-                _N,
-                _N,
-                _N,
-                _N,
-            )
+            born = self._states[fid] = _FutureState(route, is_task, name, site, ts)
+            event = _event(ev.CREATED, fid, ts, tid, born)
+            event[_SITE], event[_THREAD_ID], event[_CORO] = site, thread_id, coro
+            event[_PARENT_ID] = tid if is_task else None
             self._out(out, route).append(_new_event(Event, event))
             return
-        found = states.get(fid)
-        if found is None:
+        state = self._states.get(fid)
+        if state is None:
             if op == ev.OP_LINT and fid == 0:
                 self._lint(record, out, None)
             return  # created before any installation, or untraced
-        state = found
         emit = self._out(out, state.route).append
-        is_task, name = state.is_task, state.name
+        tid = record[3] if op != ev.OP_COLLECTED else None
         if op == ev.OP_CB_ADDED:
-            tid, callback, awaiter = record[3], record[4], record[5]
+            callback, awaiter = record[4], record[5]
+            kind = ev.CALLBACK_ADDED
             if awaiter is not None:
                 state.awaiter_id = awaiter
                 kind = ev.AWAITED
-            else:
-                kind = ev.CALLBACK_ADDED
-            emit(
-                _new_event(
-                    Event,
-                    (
-                        kind,
-                        fid,
-                        ts,
-                        tid,
-                        is_task,
-                        name,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        callback,
-                        awaiter,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                    ),
-                )
-            )
+            event = _event(kind, fid, ts, tid, state)
+            event[_CALLBACK], event[_AWAITER_ID] = callback, awaiter
+            emit(_new_event(Event, event))
             if state.done:
-                emit(
-                    _new_event(
-                        Event,
-                        (
-                            ev.CALLBACK_SCHEDULED,
-                            fid,
-                            ts,
-                            tid,
-                            is_task,
-                            name,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            callback,
-                            awaiter,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                        ),
-                    )
-                )
+                event[0] = ev.CALLBACK_SCHEDULED
+                emit(_new_event(Event, event))
             else:
                 state.callbacks.append((callback, awaiter))
         elif op == ev.OP_RESOLVED:
-            tid, rtype, value = record[3], record[4], record[5]
-            value = self._redacted(state, value)
-            emit(
-                _new_event(
-                    Event,
-                    (
-                        ev.RESOLVED,
-                        fid,
-                        ts,
-                        tid,
-                        is_task,
-                        name,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        self.type_name(rtype),
-                        value,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                    ),
-                )
-            )
+            event = _event(ev.RESOLVED, fid, ts, tid, state)
+            event[_RESULT_TYPE] = self.type_name(record[4])
+            event[_VALUE] = self._redacted(state, record[5])
+            emit(_new_event(Event, event))
             self._finish(emit, state, fid, ts, tid)
         elif op == ev.OP_FAILED:
-            tid, etype, msg = record[3], record[4], record[5]
-            state.exc_type = exc_type = self.type_name(etype)
-            msg = self._redacted(state, msg)
-            emit(
-                _new_event(
-                    Event,
-                    (
-                        ev.FAILED,
-                        fid,
-                        ts,
-                        tid,
-                        is_task,
-                        name,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        exc_type,
-                        msg,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                    ),
-                )
-            )
+            state.exc_type = self.type_name(record[4])
+            event = _event(ev.FAILED, fid, ts, tid, state)
+            event[_EXC_TYPE], event[_EXC_MSG] = state.exc_type, self._redacted(state, record[5])
+            emit(_new_event(Event, event))
             self._finish(emit, state, fid, ts, tid)
         elif op == ev.OP_CANCELLED:
-            tid, msg, code, lasti = record[3], record[4], record[5], record[6]
-            if code is not None or state.cancel is None:
-                state.cancel = (msg, tid, self.caller(code, lasti))
-            msg, canceller_id, canceller = state.cancel
-            emit(
-                _new_event(
-                    Event,
-                    (
-                        ev.CANCELLED,
-                        fid,
-                        ts,
-                        tid,
-                        is_task,
-                        name,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        msg,
-                        canceller_id,
-                        canceller,
-                        _N,
-                        _N,
-                        _N,
-                    ),
-                )
-            )
+            # A task's record has no canceller: its last cancel request, or the
+            # cancelled future it was waiting on, is the cause.
+            msg, who = record[4], record[5]
+            if who is not None or state.cancel is None:
+                state.cancel = (msg, tid, self.caller(who))
+            event = _event(ev.CANCELLED, fid, ts, tid, state)
+            event[_MSG], event[_CANCELLER_ID], event[_CANCELLER] = state.cancel
+            emit(_new_event(Event, event))
             self._finish(emit, state, fid, ts, tid)
-            # The tasks that were waiting on this future will end cancelled because
-            # of it: unless someone cancels them directly, this is their cause.
             for _, awaiter in state.scheduled:
-                waiter = states.get(awaiter) if awaiter is not None else None
+                waiter = self._states.get(awaiter) if awaiter is not None else None
                 if waiter is not None and waiter.cancel is None:
                     waiter.cancel = state.cancel
         elif op == ev.OP_CANCEL_REQ:
-            tid, msg, code, lasti = record[3], record[4], record[5], record[6]
-            canceller = self.caller(code, lasti)
-            state.cancel = (msg, tid, canceller)
-            emit(
-                _new_event(
-                    Event,
-                    (
-                        ev.CANCEL_REQUESTED,
-                        fid,
-                        ts,
-                        tid,
-                        is_task,
-                        name,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        msg,
-                        tid,
-                        canceller,
-                        _N,
-                        _N,
-                        _N,
-                    ),
-                )
-            )
+            state.cancel = (record[4], tid, self.caller(record[5]))
+            event = _event(ev.CANCEL_REQUESTED, fid, ts, tid, state)
+            event[_MSG], event[_CANCELLER_ID], event[_CANCELLER] = state.cancel
+            emit(_new_event(Event, event))
         elif op == ev.OP_RENAMED:
-            tid, state.name = record[3], record[4]
-            emit(
-                _new_event(
-                    Event,
-                    (
-                        ev.RENAMED,
-                        fid,
-                        ts,
-                        tid,
-                        is_task,
-                        state.name,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                    ),
-                )
-            )
+            state.name = record[4]
+            emit(_new_event(Event, _event(ev.RENAMED, fid, ts, tid, state)))
         elif op == ev.OP_CB_REMOVED:
-            tid, callback, gone = record[3], record[4], record[5]
-            for index in reversed(gone):
+            for index in reversed(record[5]):
                 if index < len(state.callbacks):
                     del state.callbacks[index]
-            emit(
-                _new_event(
-                    Event,
-                    (
-                        ev.CALLBACK_REMOVED,
-                        fid,
-                        ts,
-                        tid,
-                        is_task,
-                        name,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        callback,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                    ),
-                )
-            )
+            event = _event(ev.CALLBACK_REMOVED, fid, ts, tid, state)
+            event[_CALLBACK] = record[4]
+            emit(_new_event(Event, event))
         elif op == ev.OP_LINT:
             self._lint(record, out, state)
         elif op == ev.OP_COLLECTED:
+            del self._states[fid]
             outcome = record[3]
-            del states[fid]
-            age = ts - state.created_ns
             if outcome == "PENDING":
-                emit(
-                    _new_event(
-                        Event,
-                        (
-                            ev.ABANDONED,
-                            fid,
-                            ts,
-                            _N,
-                            is_task,
-                            name,
-                            state.site,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            state.awaiter_id,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            age,
-                            _N,
-                            _N,
-                        ),
-                    )
-                )
+                event = _event(ev.ABANDONED, fid, ts, None, state)
+                event[_AWAITER_ID] = state.awaiter_id
             elif outcome == "UNRETRIEVED":
-                emit(
-                    _new_event(
-                        Event,
-                        (
-                            ev.UNRETRIEVED,
-                            fid,
-                            ts,
-                            _N,
-                            is_task,
-                            name,
-                            state.site,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            state.exc_type,
-                            _N,
-                            _N,
-                            _N,
-                            _N,
-                            age,
-                            _N,
-                            _N,
-                        ),
-                    )
-                )
+                event = _event(ev.UNRETRIEVED, fid, ts, None, state)
+                event[_EXC_TYPE] = state.exc_type
+            else:
+                return
+            event[_SITE], event[_AGE_NS] = state.site, ts - state.created_ns
+            emit(_new_event(Event, event))
 
     def _lint(self, record: tuple[Any, ...], out: dict[int, list[Event]], state: _FutureState | None) -> None:
         _, fid, ts, kind, tid, chain, detail, age = record
         if state is None:
             route = self.route(tuple(self._active))
-            is_task, name, site = False, None, None
+            event = _event(kind, fid, ts, tid, None)
         else:
-            route, is_task, name, site = state.route, state.is_task, state.name, state.site
-        event = (
-            kind,
-            fid,
-            ts,
-            tid,
-            is_task,
-            name,
-            site,
-            _N,
-            _N,
-            _N,
-            _N,
-            _N,
-            _N,
-            _N,
-            _N,
-            _N,
-            _N,
-            _N,
-            _N,
-            age,
-            chain,
-            detail,
-        )
+            route = state.route
+            event = _event(kind, fid, ts, tid, state)
+            event[_SITE] = state.site
+        event[_AGE_NS], event[_CHAIN], event[_DETAIL] = age, chain, detail
         self._out(out, route).append(_new_event(Event, event))
 
     @staticmethod
@@ -673,37 +387,10 @@ class Recorder:
         state.done = True
         scheduled = state.scheduled = state.callbacks
         state.callbacks = []
-        is_task, name = state.is_task, state.name
         for callback, awaiter in scheduled:
-            emit(
-                _new_event(
-                    Event,
-                    (
-                        ev.CALLBACK_SCHEDULED,
-                        fid,
-                        ts,
-                        tid,
-                        is_task,
-                        name,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        callback,
-                        awaiter,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                        _N,
-                    ),
-                )
-            )
+            event = _event(ev.CALLBACK_SCHEDULED, fid, ts, tid, state)
+            event[_CALLBACK], event[_AWAITER_ID] = callback, awaiter
+            emit(_new_event(Event, event))
 
     def _redacted(self, state: _FutureState, value: str | None) -> str | None:
         if value is None:
@@ -729,11 +416,19 @@ class Recorder:
                 self._sites[key] = site
         return site
 
-    def caller(self, code: CodeType | None, lasti: int) -> str | None:
-        site = self.site(code, lasti)
-        if site is None:
+    def caller(self, who: tuple[CodeType | None, int, CodeType | None, int] | None) -> str | None:
+        """``"Timeout._on_timeout (asyncio/timeouts.py:123)"``, and, when that is
+        asyncio's code, the user code it was called from: ``"... in main (app.py:9)"``."""
+        if who is None:
             return None
-        return f"{site.function} ({site.filename}:{site.lineno})"
+        direct = self.site(who[0], who[1])
+        if direct is None:
+            return None
+        text = f"{direct.function} ({_short(direct.filename)}:{direct.lineno})"
+        user = self.site(who[2], who[3])
+        if user is not None and user != direct:
+            text += f" in {user.function} ({user.filename}:{user.lineno})"
+        return text
 
     def type_name(self, tp: type) -> str:
         name = self._types.get(tp)

@@ -1,0 +1,259 @@
+"""Indistinguishable from asyncio: reprs, task factories, errors, debug mode."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import re
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+import tracedfuture
+from tracedfuture import TracedFuture, TracedTask
+from tracedfuture.exporters import MemoryExporter
+
+
+def both(scenario: Callable[[], Coroutine[Any, Any, list[str]]]) -> tuple[list[str], list[str]]:
+    """Run a scenario on a plain loop and on a traced loop; return both results."""
+    plain = asyncio.run(scenario())
+    traced = tracedfuture.run(scenario(), exporters=[MemoryExporter()])
+    return plain, traced
+
+
+def normalize(text: str) -> str:
+    # Task numbers and addresses differ between two runs of the same program.
+    text = re.sub(r"Task-\d+", "Task-N", text)
+    return re.sub(r"0x[0-9a-f]+", "0x...", text)
+
+
+def test_future_reprs_are_asyncios() -> None:
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        out = []
+        fut = loop.create_future()
+        out.append(repr(fut))
+        fut.add_done_callback(print)
+        out.append(repr(fut))
+        fut.set_result("x" * 100)
+        out.append(repr(fut))
+        failed = loop.create_future()
+        failed.set_exception(ValueError("boom"))
+        out.append(repr(failed))
+        failed.exception()
+        cancelled = loop.create_future()
+        cancelled.cancel()
+        out.append(repr(cancelled))
+        out.append(type(fut).__name__)
+        return out
+
+    plain, traced = both(scenario)
+    assert traced == plain
+    assert traced[0] == "<Future pending>"
+
+
+def test_task_reprs_are_asyncios() -> None:
+    async def scenario() -> list[str]:
+        async def work() -> None:
+            await asyncio.sleep(0.01)
+
+        out = []
+        task = asyncio.create_task(work(), name="worker")
+        out.append(repr(task))
+        await asyncio.sleep(0)
+        out.append(repr(task))
+        task.add_done_callback(print)
+        out.append(repr(task))
+        await task
+        out.append(repr(task))
+        out.append(repr(asyncio.current_task()))
+        return out
+
+    plain, traced = both(scenario)
+    assert [normalize(t) for t in traced] == [normalize(p) for p in plain]
+    assert "wait_for=<Future pending cb=[Task.task_wakeup()]>" in traced[1]
+
+
+def test_hidden_completion_callback_is_not_visible() -> None:
+    async def scenario() -> list[str]:
+        task = asyncio.create_task(asyncio.sleep(0))
+        callbacks = task._callbacks
+        removed = task.remove_done_callback(print)
+        await task
+        return [repr(callbacks), str(removed)]
+
+    plain, traced = both(scenario)
+    assert traced == plain == ["None", "0"]
+
+
+def test_done_callbacks_run_in_registration_order() -> None:
+    async def scenario() -> list[str]:
+        order: list[str] = []
+        task = asyncio.create_task(asyncio.sleep(0))
+        for n in range(3):
+            task.add_done_callback(lambda _, n=n: order.append(f"task cb {n}"))
+        fut = asyncio.get_running_loop().create_future()
+        for n in range(3):
+            fut.add_done_callback(lambda _, n=n: order.append(f"fut cb {n}"))
+        asyncio.get_running_loop().call_soon(order.append, "call_soon")
+        fut.set_result(None)
+        await task
+        await asyncio.sleep(0)
+        return order
+
+    plain, traced = both(scenario)
+    assert traced == plain
+
+
+def test_user_task_factory_is_seen_and_used_untouched() -> None:
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def child() -> int:
+        return 3
+
+    async def main() -> tuple[Any, int, str]:
+        loop = asyncio.get_running_loop()
+        before = loop.get_task_factory()
+        loop.set_task_factory(factory)
+        task = asyncio.create_task(child(), name="made-by-user")
+        seen = loop.get_task_factory()
+        result = await task
+        loop.set_task_factory(None)
+        return (before, seen is factory, result), type(task) is asyncio.Task, task.get_name()  # type: ignore[return-value]
+
+    (before, seen_is_factory, result), plain_task, name = tracedfuture.run(main())  # type: ignore[misc]
+    assert before is None and seen_is_factory and result == 3
+    assert plain_task and name == "made-by-user"
+    assert made == ["test_user_task_factory_is_seen_and_used_untouched.<locals>.child"]
+
+
+def test_task_factory_set_before_install_is_chained() -> None:
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append("factory")
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.set_task_factory(factory)
+        with tracedfuture.install(loop):
+            assert loop.get_task_factory() is factory
+            loop.run_until_complete(loop.create_task(asyncio.sleep(0)))
+        assert loop.get_task_factory() is factory
+    finally:
+        loop.close()
+    assert made == ["factory"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in 3.12")
+def test_eager_task_factory_gives_traced_eager_tasks() -> None:
+    memory = MemoryExporter()
+
+    async def child() -> int:
+        return 5  # finishes in its first (eager) step
+
+    async def main() -> int:
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+        task = asyncio.create_task(child(), name="eager")
+        assert task.done()
+        return await task
+
+    assert tracedfuture.run(main(), exporters=[memory]) == 5
+    [eager] = memory.named("eager")
+    assert memory.kinds(eager)[0] == "created"
+    assert "resolved" in memory.kinds(eager)
+
+
+def test_set_result_on_a_traced_task_fails_like_asyncio() -> None:
+    async def main() -> list[str]:
+        task = asyncio.create_task(asyncio.sleep(0))
+        errors = []
+        for call in (lambda: task.set_result(1), lambda: task.set_exception(ValueError())):
+            try:
+                call()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+        await task
+        return errors
+
+    plain = asyncio.run(main())
+    traced = tracedfuture.run(main())
+    assert (
+        traced
+        == plain
+        == ["Task does not support set_result operation", "Task does not support set_exception operation"]
+    )
+
+
+def test_traced_future_methods_called_on_a_task_behave_like_asyncios() -> None:
+    # CPython's tests call Future.set_result(task, ...): no zero-argument super() trap.
+    async def main() -> tuple[object, object]:
+        async def forever() -> None:
+            await asyncio.sleep(10)
+
+        plain_task = asyncio.Task(forever())
+        traced_task = TracedTask(forever())
+        await asyncio.sleep(0)
+        asyncio.Future.set_result(plain_task, "forced")
+        TracedFuture.set_result(traced_task, "forced")
+        outcome = (plain_task.done(), traced_task.done())
+        for task in (plain_task, traced_task):
+            task.cancel()
+        await asyncio.sleep(0)
+        return outcome, (TracedFuture.cancel(traced_task), asyncio.Future.cancel(plain_task))
+
+    with tracedfuture.install():
+        assert asyncio.run(main()) == ((True, True), (False, False))
+
+
+def test_debug_mode_source_traceback_points_at_user_code() -> None:
+    async def main() -> tuple[str, str]:
+        fut = asyncio.get_running_loop().create_future()  # future line
+        task = asyncio.create_task(asyncio.sleep(0))  # task line
+        await task
+        return fut._source_traceback[-1].filename, task._source_traceback[-1].filename  # type: ignore[attr-defined]
+
+    fut_file, task_file = tracedfuture.run(main(), debug=True)
+    assert fut_file == __file__
+    plain_fut_file, plain_task_file = asyncio.run(main(), debug=True)
+    assert task_file == plain_task_file  # asyncio's own create_task frame, as without tracing
+    assert "tracedfuture" not in fut_file and "tracedfuture" not in task_file
+
+
+def test_debug_mode_destroyed_pending_task_points_at_user_code(caplog: pytest.LogCaptureFixture) -> None:
+    async def forever() -> None:
+        await asyncio.get_running_loop().create_future()
+
+    async def main() -> None:
+        asyncio.create_task(forever())
+        await asyncio.sleep(0)
+
+    loop = asyncio.new_event_loop()
+    loop.set_debug(True)
+    with tracedfuture.install(loop):
+        loop.run_until_complete(main())
+        loop.close()
+        del loop
+        gc.collect()
+    assert "Task was destroyed but it is pending!" in caplog.text
+    assert __file__ in caplog.text
+    assert "tracedfuture/_" not in caplog.text
+
+
+def test_asyncio_future_made_directly_is_not_traced_but_works() -> None:
+    memory = MemoryExporter()
+
+    async def main() -> int:
+        fut: asyncio.Future[int] = asyncio.Future()
+        asyncio.get_running_loop().call_soon(fut.set_result, 9)
+        return await fut
+
+    assert tracedfuture.run(main(), exporters=[memory]) == 9
+    assert memory.futures() == []
