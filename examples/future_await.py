@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
+from _show import print_lifecycle
+
 import tracedfuture
 from tracedfuture.exporters import MemoryExporter
-
-from _show import print_lifecycle
 
 
 def mark_done(future: asyncio.Future[str], result: str) -> None:

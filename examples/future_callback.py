@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import functools
 
+from _show import print_lifecycle
+
 import tracedfuture
 from tracedfuture.exporters import MemoryExporter
-
-from _show import print_lifecycle
 
 
 def callback(future: asyncio.Future[str], n: int) -> None:

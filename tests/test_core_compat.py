@@ -222,7 +222,7 @@ def test_debug_mode_source_traceback_points_at_user_code() -> None:
 
     fut_file, task_file = tracedfuture.run(main(), debug=True)
     assert fut_file == __file__
-    plain_fut_file, plain_task_file = asyncio.run(main(), debug=True)
+    _, plain_task_file = asyncio.run(main(), debug=True)
     assert task_file == plain_task_file  # asyncio's own create_task frame, as without tracing
     assert "tracedfuture" not in fut_file and "tracedfuture" not in task_file
 
