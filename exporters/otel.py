@@ -1,0 +1,379 @@
+"""OTelExporter: one OpenTelemetry span per traced future or task.
+
+>>> import asyncio, tracedfuture
+>>> from tracedfuture.exporters.otel import OTelExporter
+>>> tracedfuture.run(asyncio.sleep(0), exporters=[OTelExporter()])  # doctest: +SKIP
+
+Spans are built after the fact, on the pipeline's drain thread, from the events
+of each future: a span starts at ``created`` and ends at ``resolved``, ``failed``,
+``cancelled`` or ``abandoned``, with those events' own times (``ts_ns`` is
+monotonic; it is converted to wall time with an anchor taken when the exporter
+is created). Spans go to the global TracerProvider unless one is given.
+
+Span name
+    ``task <coroutine qualname>`` for a task, ``future <label>`` for a labelled
+    future, else ``future <function that created it>``.
+Parent
+    The span that was current when the future was created, as captured by
+    :func:`capture_context` on the event loop's thread. When that span is the
+    one that was already current when the creating task was created (the task
+    opened no span of its own), the creating task's span, which sits under it,
+    is the closer parent and is used instead; so is it when nothing was
+    captured. A future created outside any task and any span is a root span.
+Links
+    A future's span links to the spans of the tasks that awaited it
+    (``asyncio.link = "awaited_by"``) and a task's span to the futures and tasks
+    it awaited (``asyncio.link = "awaited"``). Links are added while both spans
+    are open with ``Span.add_link`` (OpenTelemetry API and SDK 1.23 or later);
+    the SDK keeps at most 128 links per span by default (``OTEL_SPAN_LINK_COUNT_LIMIT``).
+Span events
+    ``awaited``, ``callback_scheduled``, ``cancel_requested`` and ``cancelled``
+    (with ``asyncio.cancel.msg`` and ``asyncio.canceller``), and the lints
+    ``stalled``, ``orphan`` and ``blocked_loop`` (on the running task's span)
+    while the span is open. A failure sets status ERROR and adds an
+    ``exception`` event (``exception.type``, ``exception.message``). A span
+    cannot change once ended, so ``unretrieved`` (seen when a failed future is
+    collected) and callbacks added to a finished future are not shown.
+Attributes
+    ``code.function``, ``code.filepath``, ``code.lineno`` (where it was
+    created) and ``thread.id`` from the semantic conventions, and:
+
+    ==========================  ===================================================
+    ``asyncio.kind``            ``"task"`` or ``"future"``
+    ``asyncio.future_id``       tracedfuture's id (the ``future_id`` of events)
+    ``asyncio.task.name``       a task's name (updated when it is renamed)
+    ``asyncio.future.label``    a future's label, when it has one
+    ``asyncio.coro``            a task's coroutine qualname
+    ``asyncio.creator_task_id`` the task that created it
+    ``asyncio.state``           ``resolved``, ``failed``, ``cancelled``,
+                                ``abandoned`` (collected while pending) or
+                                ``pending`` (still pending at shutdown)
+    ``asyncio.result_type``     the type of the result
+    ``asyncio.value``           its repr (``capture_values=True`` only)
+    ``asyncio.exc_type``        the exception type of a failure
+    ``asyncio.cancel.msg``      the ``cancel(msg)`` message
+    ``asyncio.canceller``       the function that called ``cancel()``, and where
+    ``asyncio.canceller_id``    the task that called ``cancel()``
+    ==========================  ===================================================
+
+Spans of futures still pending at ``shutdown()`` end there, with
+``asyncio.state = "pending"``. Memory is bounded: at most ``max_open_spans``
+spans are open at once (later futures get no span, counted in
+``spans_dropped``), and the span contexts of the last ``max_remembered`` ended
+spans are kept to link to.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+try:
+    from opentelemetry import trace
+    from opentelemetry.context import Context, get_current
+    from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    _msg = "tracedfuture.exporters.otel needs OpenTelemetry: pip install 'tracedfuture[otel]'"
+    raise ImportError(_msg, name=exc.name) from exc
+
+from .._events import Event
+
+__all__ = ["CONTEXT_FIELD", "OTelExporter", "capture_context"]
+
+#: The Event field in which the core stores what :func:`capture_context` returned
+#: at ``created``; read with ``getattr`` so that events without it still export.
+CONTEXT_FIELD = "otel_context"
+
+_get_current_span = trace.get_current_span
+_get_current_context = get_current
+_TASK_LINK = {"asyncio.link": "awaited"}
+_FUTURE_LINK = {"asyncio.link": "awaited_by"}
+_ENDING_KINDS = {"resolved": "resolved", "failed": "failed", "cancelled": "cancelled", "abandoned": "abandoned"}
+_LINT_KINDS = frozenset({"stalled", "orphan", "blocked_loop"})
+
+
+def capture_context() -> Context:
+    """The OpenTelemetry context current on the calling thread.
+
+    This is what the core calls, on the event loop's thread, when a future or
+    task is created: the only moment the context of its creator can be seen.
+    It costs one context-variable read (about 80 ns); the span in it is looked
+    up later, off the loop, by the exporter.
+
+    >>> from opentelemetry import trace
+    >>> trace.get_current_span(capture_context()) is trace.INVALID_SPAN
+    True
+    """
+    return _get_current_context()
+
+
+class _Open:
+    """A span being built: one live future or task."""
+
+    __slots__ = ("captured", "context", "ending", "linked", "span")
+
+    def __init__(self, span: Span, captured: SpanContext | None) -> None:
+        self.span = span
+        self.context = span.get_span_context()
+        self.captured = captured
+        self.linked: set[int] = set()
+        self.ending: int | None = None
+
+
+class OTelExporter:
+    """Turns tracedfuture events into OpenTelemetry spans (see the module docs).
+
+    >>> from opentelemetry.sdk.trace import TracerProvider
+    >>> from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    >>> from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    >>> import asyncio, tracedfuture
+    >>> spans = InMemorySpanExporter()
+    >>> provider = TracerProvider()
+    >>> provider.add_span_processor(SimpleSpanProcessor(spans))
+    >>> tracedfuture.run(asyncio.sleep(0, "ok"), exporters=[OTelExporter(provider)])
+    'ok'
+    >>> spans.get_finished_spans()[0].name
+    'task sleep'
+    """
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        *,
+        max_open_spans: int = 100_000,
+        max_remembered: int = 10_000,
+    ) -> None:
+        for name, value in (("max_open_spans", max_open_spans), ("max_remembered", max_remembered)):
+            if not isinstance(value, int) or value < 1:
+                msg = f"{name} must be a positive int, not {value!r}"
+                raise ValueError(msg)
+        if tracer_provider is not None and not callable(getattr(tracer_provider, "get_tracer", None)):
+            msg = f"tracer_provider must be an OpenTelemetry TracerProvider, not {tracer_provider!r}"
+            raise TypeError(msg)
+        self._provider = tracer_provider
+        self._tracer: trace.Tracer | None = None
+        self._wall_ns, self._mono_ns = time.time_ns(), time.monotonic_ns()
+        self._max_open = max_open_spans
+        self._max_remembered = max_remembered
+        self._lock = threading.Lock()
+        self._open: dict[int, _Open] = {}
+        self._ended: dict[int, SpanContext] = {}
+        self._ending: list[int] = []
+        self.spans_started = 0
+        self.spans_dropped = 0
+
+    def __repr__(self) -> str:
+        return f"<OTelExporter open={len(self._open)} started={self.spans_started} dropped={self.spans_dropped}>"
+
+    # The core calls this at creation, on the loop's thread, when an exporter has it.
+    capture_context = staticmethod(capture_context)
+
+    # -- the Exporter protocol ------------------------------------------------------
+
+    def export(self, events: Sequence[Event], /) -> None:
+        with self._lock:
+            if self._tracer is None:
+                from .. import __version__
+
+                self._tracer = trace.get_tracer("tracedfuture", __version__, tracer_provider=self._provider)
+            for event in events:
+                handler = _HANDLERS.get(event.kind)
+                if handler is not None:
+                    handler(self, event)
+            self._end_finished()
+
+    def flush(self) -> None:
+        """Ask the TracerProvider to export the spans ended so far (5 s at most)."""
+        provider = self._provider or trace.get_tracer_provider()
+        force_flush = getattr(provider, "force_flush", None)
+        if callable(force_flush):
+            force_flush(5000)
+
+    def shutdown(self) -> None:
+        """End the spans of futures still pending (``asyncio.state = "pending"``), then flush.
+
+        The TracerProvider itself is left running: it belongs to the application.
+        """
+        now = time.time_ns()
+        with self._lock:
+            self._end_finished()
+            for item in self._open.values():
+                item.span.set_attribute("asyncio.state", "pending")
+                item.span.end(end_time=now)
+            self._open.clear()
+            self._ended.clear()
+        self.flush()
+
+    # -- event handlers ---------------------------------------------------------------
+
+    def _wall(self, ts_ns: int) -> int:
+        return ts_ns - self._mono_ns + self._wall_ns
+
+    def _context_of(self, future_id: int | None) -> SpanContext | None:
+        if future_id is None:
+            return None
+        item = self._open.get(future_id)
+        return item.context if item is not None else self._ended.get(future_id)
+
+    def _created(self, event: Event) -> None:
+        if event.future_id in self._open:
+            return  # a repeated id: nonsense from a broken producer, ignored
+        if len(self._open) >= self._max_open:
+            self.spans_dropped += 1
+            return
+        captured = _span_context(getattr(event, CONTEXT_FIELD, None))
+        creator = self._open.get(event.task_id) if event.task_id is not None else None
+        if creator is not None and (captured is None or captured == creator.captured):
+            parent: SpanContext | None = creator.context
+        else:
+            parent = captured
+        context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else Context()
+        attributes: dict[str, Any] = {
+            "asyncio.kind": "task" if event.is_task else "future",
+            "asyncio.future_id": event.future_id,
+        }
+        if event.is_task:
+            name = f"task {event.coro or event.name or ''}".rstrip()
+            _put(attributes, "asyncio.task.name", event.name)
+            _put(attributes, "asyncio.coro", event.coro)
+        else:
+            site_function = event.site.function if event.site is not None else None
+            name = f"future {event.name or site_function or ''}".rstrip()
+            _put(attributes, "asyncio.future.label", event.name)
+        if event.site is not None:
+            attributes["code.function"] = event.site.function
+            attributes["code.filepath"] = event.site.filename
+            attributes["code.lineno"] = event.site.lineno
+        _put(attributes, "thread.id", event.thread_id)
+        _put(attributes, "asyncio.creator_task_id", event.task_id)
+        assert self._tracer is not None
+        span = self._tracer.start_span(name, context=context, attributes=attributes, start_time=self._wall(event.ts_ns))
+        self._open[event.future_id] = _Open(span, captured)
+        self.spans_started += 1
+
+    def _awaited(self, event: Event) -> None:
+        item = self._open.get(event.future_id)
+        if item is None:
+            return
+        attributes: dict[str, Any] = {}
+        _put(attributes, "asyncio.awaiter_id", event.awaiter_id)
+        _put(attributes, "asyncio.callback", event.callback)
+        item.span.add_event("awaited", attributes, timestamp=self._wall(event.ts_ns))
+        awaiter = event.awaiter_id
+        if awaiter is None or awaiter in item.linked:
+            return
+        item.linked.add(awaiter)
+        awaiter_context = self._context_of(awaiter)
+        if awaiter_context is not None:
+            _add_link(item.span, awaiter_context, _FUTURE_LINK)
+        task = self._open.get(awaiter)
+        if task is not None and event.future_id not in task.linked:
+            task.linked.add(event.future_id)
+            _add_link(task.span, item.context, _TASK_LINK)
+
+    def _span_event(self, event: Event) -> None:
+        """callback_scheduled, cancel_requested and lints: a span event, nothing more."""
+        future_id = event.future_id if event.future_id else event.task_id
+        item = self._open.get(future_id) if future_id is not None else None
+        if item is None:
+            return
+        attributes: dict[str, Any] = {}
+        _put(attributes, "asyncio.callback", event.callback)
+        _put(attributes, "asyncio.awaiter_id", event.awaiter_id)
+        _put(attributes, "asyncio.cancel.msg", event.msg)
+        _put(attributes, "asyncio.canceller", event.canceller)
+        _put(attributes, "asyncio.canceller_id", event.canceller_id)
+        _put(attributes, "asyncio.age_ns", event.age_ns)
+        _put(attributes, "asyncio.detail", event.detail)
+        if event.chain is not None:
+            attributes["asyncio.chain"] = list(event.chain)
+        item.span.add_event(event.kind, attributes, timestamp=self._wall(event.ts_ns))
+
+    def _renamed(self, event: Event) -> None:
+        item = self._open.get(event.future_id)
+        if item is not None and event.name is not None:
+            item.span.set_attribute("asyncio.task.name" if event.is_task else "asyncio.future.label", event.name)
+
+    def _ended_event(self, event: Event) -> None:
+        item = self._open.get(event.future_id)
+        if item is None or item.ending is not None:
+            return
+        span = item.span
+        state = _ENDING_KINDS[event.kind]
+        span.set_attribute("asyncio.state", state)
+        if event.kind == "resolved":
+            _set(span, "asyncio.result_type", event.result_type)
+            _set(span, "asyncio.value", event.value)
+        elif event.kind == "failed":
+            exc_type = event.exc_type or "BaseException"
+            span.set_attribute("asyncio.exc_type", exc_type)
+            attributes = {"exception.type": exc_type}
+            _put(attributes, "exception.message", event.exc_msg)
+            span.add_event("exception", attributes, timestamp=self._wall(event.ts_ns))
+            description = f"{exc_type}: {event.exc_msg}" if event.exc_msg else exc_type
+            span.set_status(Status(StatusCode.ERROR, description))
+        elif event.kind == "cancelled":
+            _set(span, "asyncio.cancel.msg", event.msg)
+            _set(span, "asyncio.canceller", event.canceller)
+            _set(span, "asyncio.canceller_id", event.canceller_id)
+            self._span_event(event)
+        else:  # abandoned
+            _set(span, "asyncio.awaiter_id", event.awaiter_id)
+            self._span_event(event)
+        # Ended after the batch: the callback_scheduled events that follow a
+        # completion (same record, same batch) still belong on this span.
+        item.ending = event.ts_ns
+        self._ending.append(event.future_id)
+
+    def _end_finished(self) -> None:
+        for future_id in self._ending:
+            item = self._open.pop(future_id, None)
+            if item is None or item.ending is None:
+                continue
+            item.span.end(end_time=self._wall(item.ending))
+            remembered = self._ended
+            if len(remembered) >= self._max_remembered:
+                del remembered[next(iter(remembered))]
+            remembered[future_id] = item.context
+        self._ending.clear()
+
+
+_HANDLERS = {
+    "created": OTelExporter._created,
+    "awaited": OTelExporter._awaited,
+    "callback_scheduled": OTelExporter._span_event,
+    "cancel_requested": OTelExporter._span_event,
+    "renamed": OTelExporter._renamed,
+    "resolved": OTelExporter._ended_event,
+    "failed": OTelExporter._ended_event,
+    "cancelled": OTelExporter._ended_event,
+    "abandoned": OTelExporter._ended_event,
+    **dict.fromkeys(_LINT_KINDS, OTelExporter._span_event),
+}
+
+
+def _span_context(value: object) -> SpanContext | None:
+    """The valid span context in what :func:`capture_context` returned, else ``None``."""
+    if isinstance(value, Context):
+        value = _get_current_span(value).get_span_context()
+    if isinstance(value, SpanContext) and value.is_valid:
+        return value
+    return None
+
+
+def _add_link(span: Span, context: SpanContext, attributes: Mapping[str, str]) -> None:
+    add_link = getattr(span, "add_link", None)  # OpenTelemetry 1.23 and later
+    if add_link is not None:
+        add_link(context, attributes)
+
+
+def _put(attributes: dict[str, Any], key: str, value: object) -> None:
+    if value is not None:
+        attributes[key] = value
+
+
+def _set(span: Span, key: str, value: str | int | None) -> None:
+    if value is not None:
+        span.set_attribute(key, value)

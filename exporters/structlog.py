@@ -1,0 +1,279 @@
+"""StructlogExporter: tracedfuture events as structlog records.
+
+>>> import asyncio, structlog, tracedfuture
+>>> from tracedfuture.exporters.structlog import StructlogExporter
+>>> with structlog.testing.capture_logs() as logs:
+...     tracedfuture.run(asyncio.sleep(0), exporters=[StructlogExporter()])
+>>> logs[0]["event"], logs[0]["log_level"], logs[0]["coro"]
+('task.created', 'debug', 'sleep')
+
+Records go through the application's own structlog configuration: the logger is
+``structlog.get_logger(logger_name)``, asked for at the first batch and used as
+structlog's lazy proxy, so JSON and console renderers, and the stdlib
+integration (``structlog.stdlib.BoundLogger`` with ``ProcessorFormatter``, where
+``logger_name`` is the stdlib logger's name), all work as configured.
+
+Record names are ``<prefix>.<kind>``: the prefix is ``task`` for a task,
+``future`` for any other future and ``loop`` for a finding about the loop
+itself (``loop.blocked_loop``); the kind is an :class:`~tracedfuture.Event`
+kind: ``future.created``, ``task.cancelled``, ``future.awaited``...
+
+Keys, present when they have a value:
+
+==================  ==============================================================
+``future_id``       the id of the future or task the record is about
+``task``            a task's name (tasks only)
+``label``           a future's label (futures only)
+``task_id``         the task that was running when it happened
+``site``            where it was created, ``file:line in function``
+``event_time``      when it happened, ISO 8601 in UTC (records are written later,
+                    off the event loop, so a ``TimeStamper`` shows the export time)
+``duration_ms``     on ``resolved``, ``failed``, ``cancelled``: time since ``created``
+``age_ms``          on ``abandoned``, ``unretrieved`` and lints: the future's age
+``cancel_msg``      the ``cancel(msg)`` message (not ``msg``: the stdlib turns
+                    structlog keys into ``LogRecord`` attributes, where ``msg`` is taken)
+``canceller``       the function that called ``cancel()``, and where
+``canceller_id``    the task that called ``cancel()``
+``exc_type``        the exception type of a failure, ``exc_msg`` its message
+                    (``capture_values=True`` only)
+others              ``thread_id``, ``coro``, ``parent_id``, ``callback``,
+                    ``awaiter_id``, ``result_type``, ``value``, ``chain``, ``detail``
+==================  ==============================================================
+
+With ``summary=True`` each future gives one record when it ends, named after the
+outcome (``future.resolved``, ``task.failed``, ``future.cancelled``,
+``task.abandoned``) and carrying what was seen since ``created``: ``site``,
+``coro``, ``parent_id``, ``awaiter_ids``, ``callbacks`` (how many were added) and
+``cancel_requested`` messages; ``unretrieved`` and lint records are still written
+as they come. A future still pending at shutdown gives no summary.
+
+Levels: ``failed``, ``abandoned``, ``stalled``, ``blocked_loop`` and ``orphan``
+are warnings, ``unretrieved`` (an exception nobody looked at) an error, every
+other kind debug; ``levels`` overrides any of them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+try:
+    import structlog
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    _msg = "tracedfuture.exporters.structlog needs structlog: pip install 'tracedfuture[structlog]'"
+    raise ImportError(_msg, name=exc.name) from exc
+
+from .._events import KINDS, Event
+
+__all__ = ["DEFAULT_LEVELS", "LEVELS", "StructlogExporter"]
+
+#: Level names accepted in ``levels`` (and the stdlib numbers they stand for).
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+#: The levels of the kinds that are not debug.
+DEFAULT_LEVELS: Mapping[str, str] = {
+    "failed": "warning",
+    "abandoned": "warning",
+    "unretrieved": "error",
+    "stalled": "warning",
+    "blocked_loop": "warning",
+    "orphan": "warning",
+}
+
+_ENDINGS = frozenset({"resolved", "failed", "cancelled", "abandoned"})
+# In summary mode, folded into the future's summary rather than written.
+_ABSORBED = frozenset(
+    {"awaited", "callback_added", "callback_removed", "callback_scheduled", "cancel_requested", "renamed"}
+)
+# Event fields copied under their own name; the others are renamed or derived.
+_SKIPPED = frozenset({"kind", "future_id", "ts_ns", "is_task", "name", "site", "msg", "age_ns", "chain"})
+_COPIED = tuple((i, f) for i, f in enumerate(Event._fields) if f not in _SKIPPED)
+_UTC = datetime.UTC
+
+
+class StructlogExporter:
+    """Writes one structlog record per event, or one per finished future.
+
+    >>> StructlogExporter(levels={"resolved": "info", "failed": "error"})
+    StructlogExporter('tracedfuture', summary=False)
+
+    logger_name
+        Passed to ``structlog.get_logger``; with the stdlib integration, the
+        name of the ``logging`` logger the records go to.
+    summary
+        One record per finished future instead of one per event.
+    levels
+        Event kind to level name (``"debug"`` ... ``"critical"``) or stdlib level
+        number, overriding :data:`DEFAULT_LEVELS`.
+    max_tracked
+        Futures remembered at once for ``duration_ms`` and summaries; past it the
+        oldest is forgotten (its record has no ``duration_ms``), counted in
+        ``forgotten``.
+    """
+
+    __slots__ = (
+        "_levels",
+        "_lock",
+        "_logger",
+        "_mono_ns",
+        "_tracked",
+        "_wall_ns",
+        "forgotten",
+        "logger_name",
+        "max_tracked",
+        "records",
+        "summary",
+    )
+
+    def __init__(
+        self,
+        logger_name: str = "tracedfuture",
+        *,
+        summary: bool = False,
+        levels: Mapping[str, str | int] | None = None,
+        max_tracked: int = 100_000,
+    ) -> None:
+        name: object = logger_name  # checked for callers without a type checker
+        if not isinstance(name, str):
+            msg = f"logger_name must be a str such as 'tracedfuture', not {name!r}"
+            raise TypeError(msg)
+        if not isinstance(max_tracked, int) or max_tracked < 1:
+            msg = f"max_tracked must be a positive int, not {max_tracked!r}"
+            raise ValueError(msg)
+        self.logger_name = logger_name
+        self.summary = bool(summary)
+        self.max_tracked = max_tracked
+        self._levels = _resolve_levels(levels or {})
+        self._logger: Any = None
+        self._lock = threading.Lock()
+        self._tracked: dict[int, tuple[int, dict[str, Any] | None]] = {}
+        self._wall_ns, self._mono_ns = time.time_ns(), time.monotonic_ns()
+        self.records = 0
+        self.forgotten = 0
+
+    def __repr__(self) -> str:
+        return f"StructlogExporter({self.logger_name!r}, summary={self.summary})"
+
+    def export(self, events: Sequence[Event], /) -> None:
+        with self._lock:
+            if self._logger is None:
+                self._logger = structlog.get_logger(self.logger_name)
+            handle = self._summarize if self.summary else self._write
+            for event in events:
+                handle(event)
+
+    # -- one record per event ---------------------------------------------------------
+
+    def _write(self, event: Event) -> None:
+        kind = event.kind
+        record = self._fields(event)
+        if kind == "created":
+            self._track(event.future_id, event.ts_ns, None)
+        elif kind in _ENDINGS:
+            tracked = self._tracked.pop(event.future_id, None)
+            if tracked is not None and kind != "abandoned":
+                record["duration_ms"] = _ms(event.ts_ns - tracked[0])
+        self._emit(kind, _name(event), record)
+
+    # -- one record per finished future -----------------------------------------------
+
+    def _summarize(self, event: Event) -> None:
+        kind = event.kind
+        fid = event.future_id
+        if kind == "created":
+            self._track(fid, event.ts_ns, self._fields(event))
+            return
+        tracked = self._tracked.get(fid)
+        if tracked is None:
+            # Not seen created (or forgotten): endings and findings still get a record.
+            if kind not in _ABSORBED:
+                self._emit(kind, _name(event), self._fields(event))
+            return
+        created_ns, state = tracked
+        assert state is not None
+        if kind in _ENDINGS:
+            del self._tracked[fid]
+            ending = self._fields(event)
+            ending.pop("task_id", None)  # the summary's task_id is the task that created it
+            state.update(ending)
+            if kind != "abandoned":
+                state["duration_ms"] = _ms(event.ts_ns - created_ns)
+            self._emit(kind, _name(event), state)
+        elif kind in {"awaited", "callback_added"}:
+            state["callbacks"] = state.get("callbacks", 0) + 1
+            if event.awaiter_id is not None:
+                state.setdefault("awaiter_ids", []).append(event.awaiter_id)
+        elif kind == "cancel_requested":
+            state.setdefault("cancel_requested", []).append(event.msg)
+        elif kind == "renamed":
+            if event.name is not None:
+                state["task" if event.is_task else "label"] = event.name
+        elif kind not in _ABSORBED:
+            self._emit(kind, _name(event), self._fields(event))
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _track(self, future_id: int, created_ns: int, state: dict[str, Any] | None) -> None:
+        tracked = self._tracked
+        if len(tracked) >= self.max_tracked:
+            del tracked[next(iter(tracked))]
+            self.forgotten += 1
+        tracked[future_id] = (created_ns, state)
+
+    def _fields(self, event: Event) -> dict[str, Any]:
+        record: dict[str, Any] = {"future_id": event.future_id}
+        if event.name is not None:
+            record["task" if event.is_task else "label"] = event.name
+        if event.site is not None:
+            record["site"] = str(event.site)
+        for index, key in _COPIED:
+            value = event[index]
+            if value is not None:
+                record[key] = value
+        if event.msg is not None:
+            record["cancel_msg"] = event.msg
+        if event.age_ns is not None:
+            record["age_ms"] = _ms(event.age_ns)
+        if event.chain is not None:
+            record["chain"] = list(event.chain)
+        record["event_time"] = self._time(event.ts_ns)
+        return record
+
+    def _time(self, ts_ns: int) -> str:
+        wall = ts_ns - self._mono_ns + self._wall_ns
+        return datetime.datetime.fromtimestamp(wall / 1e9, _UTC).isoformat()
+
+    def _emit(self, kind: str, name: str, record: dict[str, Any]) -> None:
+        level = self._levels.get(kind, "debug")
+        getattr(self._logger, level)(name, **record)
+        self.records += 1
+
+
+def _name(event: Event) -> str:
+    if event.is_task:
+        return "task." + event.kind
+    return ("future." if event.future_id else "loop.") + event.kind
+
+
+def _ms(ns: int) -> float:
+    return round(ns / 1e6, 3)
+
+
+def _resolve_levels(levels: Mapping[str, str | int]) -> dict[str, str]:
+    numbers = {number: name for name, number in LEVELS.items()}
+    resolved = dict(DEFAULT_LEVELS)
+    for kind, level in levels.items():
+        if kind not in KINDS:
+            msg = f"levels: unknown event kind {kind!r}; use one of {', '.join(sorted(KINDS))}"
+            raise ValueError(msg)
+        if isinstance(level, str) and level.lower() in LEVELS:
+            resolved[kind] = level.lower()
+        elif isinstance(level, int) and level in numbers:
+            resolved[kind] = numbers[level]
+        else:
+            msg = f"levels[{kind!r}]: unknown level {level!r}; use one of {', '.join(LEVELS)} or logging.DEBUG..."
+            raise ValueError(msg)
+    return resolved
