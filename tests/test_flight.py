@@ -1,0 +1,269 @@
+"""tracedfuture.flight: the ring of recent events and its dumps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+import tracedfuture
+import tracedfuture.flight
+import tracedfuture.trace
+from tracedfuture import Event
+from tracedfuture.flight import FlightRecorder
+
+
+async def lifecycle(n: int) -> None:
+    loop = asyncio.get_running_loop()
+    for i in range(n):
+        fut = loop.create_future()
+        loop.call_soon(fut.set_result, i)
+        await fut
+
+
+def wait_for_file(path: Path, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{path} was not written within {timeout}s")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def no_flight() -> Iterator[None]:
+    """Make sure the module-level recorder is off after the test."""
+    yield
+    tracedfuture.flight.disable()
+
+
+def test_the_ring_keeps_the_last_max_events_and_counts_the_overwritten_ones() -> None:
+    recorder = FlightRecorder(max_events=10)
+    tracedfuture.run(lifecycle(20), exporters=[recorder])
+    events = recorder.events()
+    stats = recorder.stats()
+    assert len(events) == 10
+    assert stats["dropped"] == stats["received"] - 10
+    assert stats["received"] > 20 * 3  # created, awaited, resolved... per future
+    assert events[-1].kind in ("resolved", "callback_scheduled")
+
+
+def test_max_bytes_bounds_the_ring_by_the_estimated_size_of_its_events() -> None:
+    recorder = FlightRecorder(max_events=1_000, max_bytes=10_000)
+    big = [Event("stalled", 1, i, detail="x" * 1_000) for i in range(20)]
+    recorder.export(big)
+    stats = recorder.stats()
+    assert stats["estimated_bytes"] <= 10_000
+    assert stats["events"] == 7  # 1,300 estimated bytes each
+    assert stats["dropped"] == 13
+    assert [e.ts_ns for e in recorder.events()] == list(range(13, 20))
+
+
+@pytest.mark.parametrize("bad", [0, -5, 1.5, True, "100"])
+def test_a_bad_max_events_names_the_value(bad: Any) -> None:
+    with pytest.raises(
+        ValueError, match=f"max_events must be a positive number of events, such as 100_000, not {bad!r}"
+    ):
+        FlightRecorder(max_events=bad)
+
+
+def test_a_max_bytes_smaller_than_one_event_names_the_value() -> None:
+    with pytest.raises(ValueError, match=r"max_bytes must be a number of bytes of at least 300 \(or None\), not 10"):
+        FlightRecorder(max_bytes=10)
+
+
+def test_dump_writes_a_trace_file_that_trace_read_reads(tmp_path: Path) -> None:
+    recorder = FlightRecorder(max_events=1_000)
+    tracedfuture.run(lifecycle(5), exporters=[recorder])
+    path = recorder.dump(tmp_path / "flight.jsonl")
+    trace = tracedfuture.trace.read(path)
+    assert trace.events == recorder.events()
+    assert trace.header["flight"] == "on demand"
+    assert trace.stats["dropped"] == 0
+    assert trace.stats["events_written"] == len(trace.events)
+
+
+def test_the_dumps_stats_line_counts_the_dropped_events(tmp_path: Path) -> None:
+    recorder = FlightRecorder(max_events=5)
+    tracedfuture.run(lifecycle(10), exporters=[recorder])
+    trace = tracedfuture.trace.read(recorder.dump(tmp_path / "flight.jsonl"))
+    assert len(trace.events) == 5
+    assert trace.stats["dropped"] == trace.stats["received"] - 5 > 0
+
+
+def test_dump_replaces_the_file_whole_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    recorder = FlightRecorder()
+    tracedfuture.run(lifecycle(2), exporters=[recorder])
+    target = tmp_path / "flight.jsonl"
+    target.write_text("an older dump\n")
+    recorder.dump(target)
+    assert tracedfuture.trace.read(target).events
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flight.jsonl"]
+
+
+def test_an_unhandled_exception_dumps_and_the_previous_handler_still_runs(tmp_path: Path) -> None:
+    recorder = FlightRecorder()
+    seen: list[dict[str, Any]] = []
+    path = tmp_path / "flight.jsonl"
+
+    def boom() -> None:
+        raise RuntimeError("nobody handles this")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: seen.append(context))
+        recorder.hook_loop(loop, path)
+        loop.call_soon(boom)
+        await asyncio.sleep(0.01)
+
+    tracedfuture.run(main(), exporters=[recorder])
+    wait_for_file(path)
+    assert [str(c["exception"]) for c in seen] == ["nobody handles this"]
+    assert tracedfuture.trace.read(path).header["flight"].startswith("exception handler: Exception in callback")
+
+
+def test_without_a_previous_handler_the_default_handler_still_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = FlightRecorder()
+    path = tmp_path / "flight.jsonl"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        recorder.hook_loop(loop, path)
+        loop.call_soon(int, "not a number")
+        await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        tracedfuture.run(main(), exporters=[recorder])
+    wait_for_file(path)
+    assert any("Exception in callback int" in r.getMessage() for r in caplog.records if r.name == "asyncio")
+
+
+def test_a_failing_dump_is_logged_and_never_reaches_the_loop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    recorder = FlightRecorder()
+    seen: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: seen.append(context["message"]))
+        recorder.hook_loop(loop, tmp_path / "no such directory" / "flight.jsonl")
+        loop.call_soon(int, "x")
+        await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.ERROR, logger="tracedfuture"):
+        tracedfuture.run(main(), exporters=[recorder])
+        deadline = time.monotonic() + 5
+        while not any("could not dump" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert seen == ["Exception in callback int('x')"]
+    assert any("could not dump" in r.getMessage() for r in caplog.records)
+
+
+def test_unhook_loop_restores_the_previous_exception_handler() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            pass
+
+        loop.set_exception_handler(handler)
+        recorder = FlightRecorder()
+        recorder.hook_loop(loop, "unused.jsonl")
+        assert loop.get_exception_handler() is not handler
+        recorder.unhook_loop(loop)
+        assert loop.get_exception_handler() is handler
+    finally:
+        loop.close()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1 is POSIX")
+def test_enable_dumps_on_the_signal_and_calls_the_previous_python_handler(tmp_path: Path, no_flight: None) -> None:
+    received: list[int] = []
+
+    def previous(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    old = signal.signal(signal.SIGUSR1, previous)
+    try:
+        path = tmp_path / "flight.jsonl"
+        tracedfuture.flight.enable(path=path, signal=signal.SIGUSR1)
+        asyncio.run(lifecycle(3))
+        os.kill(os.getpid(), signal.SIGUSR1)
+        wait_for_file(path)
+        trace = tracedfuture.trace.read(path)
+        assert trace.header["flight"] == "signal SIGUSR1"
+        assert trace.events
+        assert received == [signal.SIGUSR1]
+    finally:
+        tracedfuture.flight.disable()
+        signal.signal(signal.SIGUSR1, old)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1 is POSIX")
+def test_disable_restores_the_previous_signal_handler(tmp_path: Path, no_flight: None) -> None:
+    before = signal.getsignal(signal.SIGUSR1)
+    tracedfuture.flight.enable(path=tmp_path / "flight.jsonl", signal=signal.SIGUSR1)
+    assert signal.getsignal(signal.SIGUSR1) is not before
+    tracedfuture.flight.disable()
+    assert signal.getsignal(signal.SIGUSR1) is before
+
+
+def test_enable_inside_a_loop_hooks_its_exception_handler(tmp_path: Path, no_flight: None) -> None:
+    path = tmp_path / "flight.jsonl"
+
+    async def main() -> None:
+        tracedfuture.flight.enable(path=path)
+        asyncio.get_running_loop().call_soon(int, "x")
+        await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    wait_for_file(path)
+    assert tracedfuture.trace.read(path).header["flight"].startswith("exception handler:")
+
+
+def test_dump_without_enable_says_how_to_enable() -> None:
+    with pytest.raises(RuntimeError, match=r"call tracedfuture\.flight\.enable\(\) first"):
+        tracedfuture.flight.dump("unused.jsonl")
+
+
+def test_enable_twice_says_to_disable_first(no_flight: None) -> None:
+    tracedfuture.flight.enable()
+    with pytest.raises(RuntimeError, match=r"already enabled: call tracedfuture\.flight\.disable\(\) first"):
+        tracedfuture.flight.enable()
+
+
+def test_module_dump_writes_the_enabled_recorder(tmp_path: Path, no_flight: None) -> None:
+    recorder = tracedfuture.flight.enable(max_events=1_000)
+    asyncio.run(lifecycle(3))
+    path = tracedfuture.flight.dump(tmp_path / "now.jsonl")
+    assert tracedfuture.trace.read(path).events == recorder.events()
+
+
+def test_enable_at_exit_dumps_when_the_interpreter_exits(tmp_path: Path) -> None:
+    path = tmp_path / "exit.jsonl"
+    program = textwrap.dedent(
+        f"""
+        import asyncio, tracedfuture.flight
+
+        async def main():
+            await asyncio.sleep(0)
+
+        tracedfuture.flight.enable(path={str(path)!r}, at_exit=True)
+        asyncio.run(main())
+        """
+    )
+    subprocess.run([sys.executable, "-c", program], check=True, timeout=60)
+    trace = tracedfuture.trace.read(path)
+    assert trace.header["flight"] == "at exit"
+    assert "created" in [e.kind for e in trace.events]

@@ -1,0 +1,405 @@
+"""The flight recorder: the last events, always in memory, dumped when it matters.
+
+>>> import asyncio, tracedfuture.flight
+>>> recorder = tracedfuture.flight.FlightRecorder(max_events=100_000)
+>>> tracedfuture.run(asyncio.sleep(0), exporters=[recorder])
+>>> recorder.dump("flight.jsonl")  # doctest: +SKIP
+'flight.jsonl'
+
+A :class:`FlightRecorder` is an exporter that keeps the most recent events in a
+ring (bounded in events, and optionally by an estimate of their size in bytes);
+older events are overwritten and counted. Its cost is the core's tracing cost
+plus one ``deque.extend`` per batch, on the drain thread (see
+``benchmarks/bench_flight.py``). :meth:`FlightRecorder.dump` writes the ring as a
+trace file that ``tracedfuture.trace.read`` and the ``tracedfuture`` command read.
+
+:func:`enable` is the one-call setup: it traces every loop of the process into a
+module-level recorder and, on request, dumps it on a signal, when a loop's
+exception handler is called (an exception nobody handled), and at exit::
+
+    import signal, tracedfuture.flight
+    tracedfuture.flight.enable(path="/tmp/flight.jsonl", signal=signal.SIGUSR1, at_exit=True)
+    # kill -USR1 <pid>  ->  /tmp/flight.jsonl
+
+A dump never changes what the traced program does: failures are logged through
+the ``tracedfuture`` logger, never raised into the loop or a signal handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import json
+import logging
+import os
+import signal as _signal
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
+
+from ._events import Event
+from ._install import Installation, install
+from ._pipeline import RECORDER
+from .trace import event_to_json, header
+
+__all__ = ["FlightRecorder", "current", "disable", "dump", "enable"]
+
+logger = logging.getLogger("tracedfuture")
+
+# The estimated size of one event in memory: the 22-slot tuple (232 bytes on a
+# 64-bit CPython) plus a share of the small objects it points to. Names, sites
+# and callback names are shared between events; only the free text fields
+# (detail, value, exc_msg, msg) are counted on top.
+_EVENT_BYTES = 300
+
+
+class FlightRecorder:
+    """An exporter that keeps the last ``max_events`` events (and at most about
+    ``max_bytes`` of them, if given), counting the ones it overwrote.
+
+    >>> from tracedfuture.flight import FlightRecorder
+    >>> FlightRecorder(max_events=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_events must be a positive number of events, such as 100_000, not 0
+    """
+
+    __slots__ = ("_bytes", "_dump_lock", "_lock", "_ring", "anchor", "dropped", "max_bytes", "max_events", "received")
+
+    def __init__(self, max_events: int = 100_000, *, max_bytes: int | None = None) -> None:
+        if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
+            msg = f"max_events must be a positive number of events, such as 100_000, not {max_events!r}"
+            raise ValueError(msg)
+        if max_bytes is not None and (
+            isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < _EVENT_BYTES
+        ):
+            msg = f"max_bytes must be a number of bytes of at least {_EVENT_BYTES} (or None), not {max_bytes!r}"
+            raise ValueError(msg)
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self._ring: collections.deque[Event] = collections.deque(maxlen=max_events)
+        self._lock = threading.Lock()
+        self._dump_lock = threading.Lock()
+        self._bytes = 0
+        self.received = 0
+        self.dropped = 0
+        # Wall clock and monotonic clock read together, for the dump's header.
+        self.anchor = (time.time_ns(), time.monotonic_ns())
+
+    def __repr__(self) -> str:
+        return f"<FlightRecorder {len(self._ring)}/{self.max_events} events, {self.dropped} dropped>"
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+    # -- Exporter -----------------------------------------------------------------
+
+    def export(self, events: Sequence[Event], /) -> None:
+        with self._lock:
+            ring = self._ring
+            n = len(events)
+            self.received += n
+            if self.max_bytes is None:
+                overflow = len(ring) + n - self.max_events
+                if overflow > 0:
+                    self.dropped += overflow
+                ring.extend(events)
+                return
+            self._export_bounded(events)
+
+    def _export_bounded(self, events: Sequence[Event]) -> None:
+        ring, limit = self._ring, self.max_bytes
+        assert limit is not None
+        for event in events:
+            if len(ring) == self.max_events:
+                self._bytes -= _size(ring.popleft())
+                self.dropped += 1
+            ring.append(event)
+            self._bytes += _size(event)
+            while self._bytes > limit and len(ring) > 1:
+                self._bytes -= _size(ring.popleft())
+                self.dropped += 1
+
+    # -- reading ------------------------------------------------------------------
+
+    def events(self) -> list[Event]:
+        """The events in the ring, oldest first, including everything recorded so far."""
+        RECORDER.flush()
+        with self._lock:
+            return list(self._ring)
+
+    def stats(self) -> dict[str, int]:
+        """``events`` held, ``received`` in all, ``dropped`` (overwritten), the limits."""
+        with self._lock:
+            out = {
+                "events": len(self._ring),
+                "received": self.received,
+                "dropped": self.dropped,
+                "max_events": self.max_events,
+            }
+            if self.max_bytes is not None:
+                out["max_bytes"] = self.max_bytes
+                out["estimated_bytes"] = self._bytes
+            return out
+
+    def clear(self) -> None:
+        with self._lock:
+            self._ring.clear()
+            self._bytes = 0
+
+    def dump(self, path: str | os.PathLike[str], *, reason: str = "on demand") -> str:
+        """Write the ring as a trace file and return its path.
+
+        The file is written next to ``path`` and renamed over it, so a reader
+        never sees half a dump. Its header says ``"flight": reason``; its stats
+        line counts the events ``dropped`` before the oldest one kept.
+
+        >>> import tracedfuture.trace
+        >>> recorder.dump("flight.jsonl")  # doctest: +SKIP
+        >>> tracedfuture.trace.read("flight.jsonl").stats["dropped"]  # doctest: +SKIP
+        0
+        """
+        name = os.fspath(path)
+        events = self.events()
+        stats = self.stats()
+        stats["events_written"] = len(events)
+        stats.update(RECORDER.counters())
+        dumps = json.dumps
+        with self._dump_lock:
+            tmp = f"{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+            try:
+                with open(tmp, "w", encoding="utf-8") as out:
+                    out.write(dumps(header(*self.anchor, flight=reason), separators=(",", ":")) + "\n")
+                    for event in events:
+                        out.write(dumps(event_to_json(event), separators=(",", ":"), ensure_ascii=False) + "\n")
+                    out.write(dumps({"stats": stats}, separators=(",", ":")) + "\n")
+                os.replace(tmp, name)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        return name
+
+    # -- automatic dumps ----------------------------------------------------------
+
+    def dump_quietly(self, path: str | os.PathLike[str], reason: str) -> None:
+        """:meth:`dump`, with any failure logged instead of raised."""
+        try:
+            self.dump(path, reason=reason)
+        except Exception:
+            logger.exception("tracedfuture: the flight recorder could not dump to %s", os.fspath(path))
+        else:
+            logger.warning("tracedfuture: flight recorder dumped to %s (%s)", os.fspath(path), reason)
+
+    def dump_in_background(self, path: str | os.PathLike[str], reason: str) -> threading.Thread:
+        """Dump from a new thread: what signal handlers and the loop's exception
+        handler use, so that neither waits for the disk nor takes a lock the
+        interrupted code may hold."""
+        thread = threading.Thread(
+            target=self.dump_quietly, args=(path, reason), name="tracedfuture-flight-dump", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def hook_loop(
+        self, loop: asyncio.AbstractEventLoop, path: str | os.PathLike[str], *, min_interval: float = 1.0
+    ) -> None:
+        """Dump to ``path`` when ``loop``'s exception handler is called (an
+        exception nobody retrieved, a callback that raised), at most once every
+        ``min_interval`` seconds, then call the handler that was there before,
+        exactly as it would have been called.
+
+        >>> loop = asyncio.new_event_loop()
+        >>> recorder = FlightRecorder()
+        >>> recorder.hook_loop(loop, "flight.jsonl")
+        >>> recorder.unhook_loop(loop)
+        >>> loop.get_exception_handler() is None
+        True
+        >>> loop.close()
+        """
+        previous = loop.get_exception_handler()
+        if getattr(previous, "_tracedfuture_flight", None) is self:
+            return  # hooked already
+        last_dump = [float("-inf")]
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            try:
+                now = time.monotonic()
+                if now - last_dump[0] >= min_interval:
+                    last_dump[0] = now
+                    message = str(context.get("message", "unhandled exception"))
+                    self.dump_in_background(path, f"exception handler: {message}")
+            except Exception:
+                logger.exception("tracedfuture: the flight recorder's exception handler failed")
+            if previous is None:
+                loop.default_exception_handler(context)
+            else:
+                previous(loop, context)
+
+        handler._tracedfuture_flight = self  # type: ignore[attr-defined]
+        handler._tracedfuture_previous = previous  # type: ignore[attr-defined]
+        loop.set_exception_handler(handler)
+
+    def unhook_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Undo :meth:`hook_loop`, if this recorder's handler is still the loop's."""
+        handler = loop.get_exception_handler()
+        if getattr(handler, "_tracedfuture_flight", None) is self:
+            loop.set_exception_handler(handler._tracedfuture_previous)  # type: ignore[union-attr]
+
+
+def _size(event: Event) -> int:
+    size = _EVENT_BYTES
+    for text in (event.detail, event.value, event.exc_msg, event.msg):
+        if text is not None:
+            size += len(text)
+    return size
+
+
+# --- the module-level recorder -------------------------------------------------------
+
+
+class _Enabled:
+    """What :func:`enable` set up, so that :func:`disable` can undo exactly that."""
+
+    def __init__(self, recorder: FlightRecorder, installation: Installation | None, path: str | None) -> None:
+        self.recorder = recorder
+        self.installation = installation
+        self.path = path
+        self.signal: int | None = None
+        self.previous_signal: Any = None
+        self.loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        self.at_exit: Callable[[], None] | None = None
+
+
+_enabled: _Enabled | None = None
+_enable_lock = threading.Lock()
+
+
+def current() -> FlightRecorder | None:
+    """The recorder set up by :func:`enable`, or ``None``."""
+    state = _enabled
+    return state.recorder if state is not None else None
+
+
+def enable(
+    max_events: int = 100_000,
+    *,
+    max_bytes: int | None = None,
+    path: str | os.PathLike[str] | None = None,
+    signal: int | None = None,
+    on_exception: bool = True,
+    at_exit: bool = False,
+    recorder: FlightRecorder | None = None,
+    **options: Any,
+) -> FlightRecorder:
+    """Trace every loop of the process into a module-level flight recorder.
+
+    ``path`` is where automatic dumps go (default ``tracedfuture-flight-<pid>.jsonl``
+    in the working directory). ``signal`` (opt-in, such as ``signal.SIGUSR1``)
+    dumps when the process receives it; this must be called from the main thread
+    then, like :func:`signal.signal`. ``on_exception`` hooks the exception handler
+    of the loop running in this thread, if any (use
+    :meth:`FlightRecorder.hook_loop` for others). ``at_exit`` dumps when the
+    interpreter exits. ``recorder`` adopts a recorder already passed to
+    :func:`tracedfuture.install` instead of installing a new one. Other keyword
+    arguments are :func:`tracedfuture.install` options.
+
+    >>> import tracedfuture.flight
+    >>> recorder = tracedfuture.flight.enable(max_events=50_000)
+    >>> tracedfuture.flight.dump("flight.jsonl")  # doctest: +SKIP
+    >>> tracedfuture.flight.disable()
+    """
+    global _enabled
+    with _enable_lock:
+        if _enabled is not None:
+            msg = "the flight recorder is already enabled: call tracedfuture.flight.disable() first"
+            raise RuntimeError(msg)
+        if signal is not None and threading.current_thread() is not threading.main_thread():
+            msg = f"signal={signal!r} needs enable() to be called from the main thread, as signal.signal() does"
+            raise ValueError(msg)
+        if recorder is None:
+            recorder = FlightRecorder(max_events, max_bytes=max_bytes)
+            installation: Installation | None = install(exporters=[recorder], **options)
+        elif options:
+            msg = f"install options {sorted(options)} have no effect with recorder=: pass them to its install()"
+            raise TypeError(msg)
+        else:
+            installation = None
+        target = os.fspath(path) if path is not None else f"tracedfuture-flight-{os.getpid()}.jsonl"
+        state = _Enabled(recorder, installation, target)
+        try:
+            if signal is not None:
+                state.previous_signal = _signal.signal(signal, _signal_handler)
+                state.signal = signal
+            if on_exception:
+                loop = asyncio._get_running_loop()
+                if loop is not None:
+                    recorder.hook_loop(loop, target)
+                    state.loops.add(loop)
+            if at_exit:
+
+                def dump_at_exit() -> None:
+                    recorder.dump_quietly(target, "at exit")
+
+                state.at_exit = dump_at_exit
+                # Registered after install()'s own handler, so it runs before it
+                # (atexit is last-in, first-out), while exporters are still open.
+                atexit.register(dump_at_exit)
+        except BaseException:
+            if state.signal is not None:
+                _signal.signal(state.signal, state.previous_signal)
+            if installation is not None:
+                installation.uninstall()
+            raise
+        _enabled = state
+        return recorder
+
+
+def _signal_handler(signum: int, frame: FrameType | None) -> None:
+    state = _enabled
+    if state is None:
+        return
+    try:
+        assert state.path is not None
+        state.recorder.dump_in_background(state.path, f"signal {_signal.Signals(signum).name}")
+    except Exception:
+        logger.exception("tracedfuture: the flight recorder's signal handler failed")
+    previous = state.previous_signal
+    if callable(previous):
+        previous(signum, frame)
+
+
+def dump(path: str | os.PathLike[str] | None = None) -> str:
+    """Dump the recorder set up by :func:`enable` now, to ``path`` or its own path."""
+    state = _enabled
+    if state is None:
+        msg = "no flight recorder is enabled: call tracedfuture.flight.enable() first"
+        raise RuntimeError(msg)
+    target = path if path is not None else state.path
+    assert target is not None
+    return state.recorder.dump(target)
+
+
+def disable() -> None:
+    """Undo :func:`enable`: restore the signal handler, stop tracing (if enable
+    installed it), unhook the loop it hooked and forget the recorder."""
+    global _enabled
+    with _enable_lock:
+        state = _enabled
+        if state is None:
+            return
+        _enabled = None
+        if state.signal is not None:
+            _signal.signal(state.signal, state.previous_signal)
+        if state.at_exit is not None:
+            atexit.unregister(state.at_exit)
+        for loop in list(state.loops):
+            state.recorder.unhook_loop(loop)
+        if state.installation is not None:
+            state.installation.uninstall()
