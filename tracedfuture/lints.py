@@ -1,0 +1,369 @@
+"""Lints: findings about futures, recorded as events and exported like any other.
+
+>>> import asyncio, tracedfuture, tracedfuture.lints
+>>> from tracedfuture.exporters import MemoryExporter
+>>> memory = MemoryExporter()
+>>> async def main():
+...     with tracedfuture.lints.enable(stall=0.05, blocked=None, orphan=None):
+...         await asyncio.sleep(0.2)
+>>> tracedfuture.run(main(), exporters=[memory])
+>>> print(tracedfuture.lints.describe(memory.of_kind("stalled")[0]))  # doctest: +ELLIPSIS
+stalled: (T) #... Task-1 -> (F) #... pending 0.0...s, created at ... in main
+
+What is found, and the event that says it:
+
+``stalled``
+    a future pending longer than ``stall`` seconds while a task awaits it. The
+    event is about the leaf future; ``chain`` holds the awaiting tasks from the
+    outermost down to it (then the future itself), ``task_id`` the innermost
+    awaiting task. Reported again after 2x, 4x, 8x... the threshold.
+``blocked_loop``
+    the loop did not come back to its heartbeat for longer than ``blocked``
+    seconds. A watchdog thread notices, so it works on any loop that has
+    ``call_soon_threadsafe`` and ``call_later`` (uvloop included). ``detail`` is
+    the loop thread's stack at that moment, ``task_id`` the task that was running.
+``orphan``
+    a future (not a task) pending longer than ``orphan`` seconds with no done
+    callback and nobody awaiting it: nothing will ever see its result.
+``abandoned`` / ``unretrieved``
+    recorded by the core when a future is collected while pending, or with an
+    exception nobody retrieved; :func:`describe` and :func:`findings` show them
+    with the lints.
+
+Lints need tracing installed (:func:`tracedfuture.install`): they reach the
+installations that receive the future's events, and a blocked loop reaches every
+active installation. The checks run on a background thread from the recorder's
+state (``RECORDER.live()``); the only call into the loop is the heartbeat's
+``call_soon_threadsafe``. A failing check is logged once through the
+``tracedfuture`` logger and never reaches the traced program.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterable
+from types import FrameType
+from typing import Any
+
+from . import _events as ev
+from ._events import Event
+from ._pipeline import RECORDER
+from .graph import Snapshot, from_states
+
+__all__ = ["FINDINGS", "Lints", "describe", "enable", "findings", "report"]
+
+logger = logging.getLogger("tracedfuture")
+
+# The event kinds that describe a problem: the lints and the core's findings.
+FINDINGS = frozenset({ev.STALLED, ev.BLOCKED_LOOP, ev.ORPHAN, ev.ABANDONED, ev.UNRETRIEVED})
+
+_STACK_LIMIT = 40
+_NS = 1_000_000_000
+
+
+def _seconds(name: str, value: float | None) -> int | None:
+    """A threshold in nanoseconds, validated, or ``None`` (the lint is off)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        msg = f"{name} must be a positive number of seconds, such as 0.5, or None to turn the lint off; not {value!r}"
+        raise ValueError(msg)
+    return int(value * _NS)
+
+
+class Lints:
+    """The running lints of :func:`enable`; ``stop()`` them (or use ``with``)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop | None,
+        stall_ns: int | None,
+        blocked_ns: int | None,
+        orphan_ns: int | None,
+        interval: float,
+    ) -> None:
+        self.loop = loop
+        self.stall_ns = stall_ns
+        self.blocked_ns = blocked_ns
+        self.orphan_ns = orphan_ns
+        self.interval = interval
+        self.reported: dict[str, int] = {ev.STALLED: 0, ev.BLOCKED_LOOP: 0, ev.ORPHAN: 0}
+        self._stop = threading.Event()
+        self._next_stall: dict[int, int] = {}
+        self._orphans_seen: set[int] = set()
+        self._failed: set[str] = set()
+        # Heartbeat state, written by the loop's thread, read by the watchdog.
+        self._beat_ns = 0
+        self._loop_thread: int | None = None
+        self._beat_period = 0.0
+        self._blocked_since = 0
+        self._thread = threading.Thread(target=self._run, name="tracedfuture-lints", daemon=True)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<tracedfuture.lints.Lints {state} reported={self.reported}>"
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and not self._stop.is_set()
+
+    def _start(self) -> None:
+        if self.blocked_ns is not None:
+            assert self.loop is not None
+            # Beat often enough that a late beat means a blocked loop, not an idle one.
+            self._beat_period = self.blocked_ns / _NS / 4
+            self._beat_ns = time.monotonic_ns()
+            self.loop.call_soon_threadsafe(self._beat)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop checking. Safe from any thread; the heartbeat stops at its next beat."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def __enter__(self) -> Lints:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- the loop's side ----------------------------------------------------------
+
+    def _beat(self) -> None:
+        """Runs on the loop: proves it came back, and books the next beat."""
+        self._beat_ns = time.monotonic_ns()
+        self._loop_thread = threading.get_ident()
+        if not self._stop.is_set():
+            assert self.loop is not None
+            self.loop.call_later(self._beat_period, self._beat)
+
+    # -- the background thread ----------------------------------------------------
+
+    def _run(self) -> None:
+        period = self._beat_period if self.blocked_ns is not None else self.interval
+        period = min(period, self.interval)
+        next_check = time.monotonic() + self.interval
+        while not self._stop.wait(period):
+            if self.blocked_ns is not None:
+                self._isolated("blocked loop watchdog", self._watch)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + self.interval
+                self._isolated("future checks", self._check)
+
+    def _isolated(self, what: str, check: Any) -> None:
+        try:
+            check()
+        except Exception:
+            if what not in self._failed:  # once: a broken check would repeat forever
+                self._failed.add(what)
+                logger.exception("tracedfuture: lint %s failed; it keeps running, this is logged once", what)
+
+    def _watch(self) -> None:
+        loop = self.loop
+        assert loop is not None
+        assert self.blocked_ns is not None
+        if loop.is_closed():
+            self._stop.set()
+            return
+        now = time.monotonic_ns()
+        beat = self._beat_ns
+        if not loop.is_running() or self._loop_thread is None:
+            # A stopped loop runs no callbacks: its silence is not a block.
+            self._beat_ns = now
+            return
+        late = now - beat - int(self._beat_period * _NS)
+        if late <= self.blocked_ns or self._blocked_since == beat:
+            return
+        self._blocked_since = beat  # one report per block
+        frame = sys._current_frames().get(self._loop_thread)
+        task = _running_task(loop)
+        task_id = getattr(task, "_tf_id", None) or None
+        detail = _format_blocked(frame, task_id)
+        RECORDER.record_lint(ev.BLOCKED_LOOP, 0, task_id=task_id, detail=detail, age_ns=late)
+        self.reported[ev.BLOCKED_LOOP] += 1
+
+    def _check(self) -> None:
+        if self.stall_ns is None and self.orphan_ns is None:
+            return
+        live = RECORDER.live()
+        now = time.monotonic_ns()
+        snap = from_states(live, now)
+        pending = {f.future_id for f in snap.futures}
+        for gone in [fid for fid in self._next_stall if fid not in pending]:
+            del self._next_stall[gone]
+        self._orphans_seen &= pending
+        if self.stall_ns is not None:
+            self._stalls(snap, now)
+        if self.orphan_ns is not None:
+            self._orphans(snap)
+
+    def _stalls(self, snap: Snapshot, now: int) -> None:
+        assert self.stall_ns is not None
+        for leaf in snap.leaves():
+            age = leaf.age_ns or 0
+            due = self._next_stall.get(leaf.future_id, self.stall_ns)
+            if age < due:
+                continue
+            # Back-off: the same stall again at 2x, 4x, 8x... the threshold.
+            while due <= age:
+                due *= 2
+            self._next_stall[leaf.future_id] = due
+            chain = snap.chain(leaf.future_id)
+            labels = [f.label for f in map(snap.get, chain) if f is not None]
+            text = f"{' -> '.join(labels)} pending {age / _NS:.2f}s"
+            if leaf.site is not None:
+                text += f", created at {leaf.site}"
+            innermost = chain[-2] if len(chain) > 1 else None
+            RECORDER.record_lint(ev.STALLED, leaf.future_id, task_id=innermost, chain=chain, detail=text, age_ns=age)
+            self.reported[ev.STALLED] += 1
+
+    def _orphans(self, snap: Snapshot) -> None:
+        assert self.orphan_ns is not None
+        for fut in snap.futures:
+            if fut.is_task or fut.awaited_by or fut.callbacks or fut.future_id in self._orphans_seen:
+                continue
+            age = fut.age_ns or 0
+            if age < self.orphan_ns:
+                continue
+            self._orphans_seen.add(fut.future_id)
+            text = f"{fut.label} pending {age / _NS:.2f}s with no callback and nobody awaiting it"
+            if fut.site is not None:
+                text += f", created at {fut.site}"
+            if fut.last_awaiter_id is not None:
+                text += f", last awaited by #{fut.last_awaiter_id}"
+            RECORDER.record_lint(ev.ORPHAN, fut.future_id, task_id=fut.last_awaiter_id, detail=text, age_ns=age)
+            self.reported[ev.ORPHAN] += 1
+
+
+def _running_task(loop: asyncio.AbstractEventLoop) -> Any:
+    """The task running on ``loop`` now, read from another thread.
+
+    CPython 3.11-3.13 keep the running task of each loop in one dict, shared by
+    asyncio's C and Python code (``asyncio.tasks._current_tasks``); one
+    ``dict.get`` is atomic under the GIL, so reading it from the watchdog cannot
+    race the loop (``asyncio.current_task(loop)`` is documented for the loop's
+    thread only). 3.14 keeps it in the thread state, out of reach: ``None`` there,
+    and the stack still names the code.
+    """
+    current = getattr(asyncio.tasks, "_current_tasks", None)
+    if not isinstance(current, dict):
+        return None
+    return current.get(loop)
+
+
+def _format_blocked(frame: FrameType | None, task_id: int | None) -> str:
+    if frame is None:
+        return "the loop thread's stack is not available"
+    stack = traceback.extract_stack(frame, limit=_STACK_LIMIT)
+    running = f"task #{task_id}" if task_id is not None else "a callback"
+    # The frame just inside asyncio's Handle._run is what the loop called.
+    for outer, inner in itertools.pairwise(stack):
+        if outer.name == "Handle._run" or (outer.name == "_run" and outer.filename.endswith("events.py")):
+            running += f", in {inner.name} ({inner.filename}:{inner.lineno})"
+            break
+    else:
+        if stack:
+            innermost = stack[-1]
+            running += f", in {innermost.name} ({innermost.filename}:{innermost.lineno})"
+    lines = [f"running: {running}", "loop thread stack (most recent call last):"]
+    lines.extend(item.rstrip("\n") for item in stack.format())
+    return "\n".join(lines)
+
+
+def enable(
+    loop: asyncio.AbstractEventLoop | None = None,
+    *,
+    stall: float | None = 5.0,
+    blocked: float | None = 0.5,
+    orphan: float | None = 30.0,
+    interval: float | None = None,
+) -> Lints:
+    """Start the lints; returns a :class:`Lints` handle to ``stop()``.
+
+    ``stall``, ``blocked`` and ``orphan`` are thresholds in seconds (``None``
+    turns that lint off). ``loop`` (default: the running loop) is the loop the
+    blocked-loop watchdog watches; the other lints look at every traced future
+    of the process, so a second loop needs ``enable(loop2, stall=None,
+    orphan=None)``. ``interval`` is how often futures are checked (default: a
+    quarter of the smallest threshold, at most 1 s).
+
+    >>> import tracedfuture.lints
+    >>> tracedfuture.lints.enable(blocked=None, stall=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: stall must be a positive number of seconds, such as 0.5, or None to turn the lint off; not -1
+    """
+    stall_ns = _seconds("stall", stall)
+    blocked_ns = _seconds("blocked", blocked)
+    orphan_ns = _seconds("orphan", orphan)
+    if interval is None:
+        thresholds = [t for t in (stall_ns, orphan_ns) if t is not None]
+        interval = min(1.0, min(thresholds) / _NS / 4) if thresholds else 1.0
+    else:
+        _seconds("interval", interval)
+    if blocked_ns is not None:
+        if loop is None:
+            loop = asyncio._get_running_loop()
+        if loop is None:
+            msg = (
+                "the blocked-loop lint needs a loop: call enable() inside the running loop, "
+                "pass enable(loop=...), or pass blocked=None"
+            )
+            raise RuntimeError(msg)
+        if loop.is_closed():
+            msg = f"cannot watch {loop!r}: it is closed"
+            raise RuntimeError(msg)
+    lints = Lints(loop, stall_ns, blocked_ns, orphan_ns, interval)
+    lints._start()
+    return lints
+
+
+# --- reading findings ------------------------------------------------------------------
+
+
+def findings(events: Iterable[Event]) -> list[Event]:
+    """The events that report a problem (:data:`FINDINGS`), in order."""
+    return [e for e in events if e.kind in FINDINGS]
+
+
+def describe(event: Event) -> str:
+    """One finding as text for a person: what, which future, where, how old.
+
+    >>> from tracedfuture import Event, Site
+    >>> print(describe(Event("abandoned", 7, 0, site=Site("app.py", 3, "main"), age_ns=2_000_000_000, awaiter_id=4)))
+    abandoned: (F) #7 collected while pending after 2.00s, created at app.py:3 in main, last awaited by #4
+    """
+    kind = event.kind
+    age = f"{event.age_ns / _NS:.2f}s" if event.age_ns is not None else "?"
+    label = ("(T)" if event.is_task else "(F)") + f" #{event.future_id}" + (f" {event.name}" if event.name else "")
+    if kind == ev.STALLED:
+        return f"stalled: {event.detail or label + ' pending ' + age}"
+    if kind == ev.ORPHAN:
+        return f"orphan: {event.detail or label + ' pending ' + age}"
+    if kind == ev.BLOCKED_LOOP:
+        return f"blocked loop: the loop did not come back for {age}\n{event.detail or ''}".rstrip()
+    if kind == ev.ABANDONED:
+        text = f"abandoned: {label} collected while pending after {age}"
+    elif kind == ev.UNRETRIEVED:
+        exc = event.exc_type or "an exception"
+        text = f"unretrieved: {label} was collected {age} after creation with {exc} nobody retrieved"
+    else:
+        return f"{kind}: {label}"
+    if event.site is not None:
+        text += f", created at {event.site}"
+    if event.awaiter_id is not None:
+        text += f", last awaited by #{event.awaiter_id}"
+    return text
+
+
+def report(events: Iterable[Event]) -> str:
+    """Every finding among ``events``, one :func:`describe` each, or ``""``."""
+    return "\n".join(describe(e) for e in findings(events))
