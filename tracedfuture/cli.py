@@ -1,0 +1,291 @@
+"""The ``tracedfuture`` command: run a program traced, then look at its trace.
+
+.. code-block:: console
+
+    $ tracedfuture run -o trace.jsonl app.py --port 8080
+    $ tracedfuture tree trace.jsonl --failed
+    $ tracedfuture stats trace.jsonl --sort p99
+    $ tracedfuture html trace.jsonl -o report.html
+    $ tracedfuture perfetto trace.jsonl -o trace.json
+
+Exit status: the program's own for ``run``; 0 for the viewers, 2 for bad input
+(a missing file, a file that is not a trace, a corrupt line, a bad option), with
+one line on standard error and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import IO
+
+from ._model import Model, load
+from .trace import TraceFormatError
+
+__all__ = ["main"]
+
+PROG = "tracedfuture"
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+# --- shared by the viewers -------------------------------------------------------------
+
+
+class _Progress:
+    """``reading trace.jsonl: 42% (12.0 of 28.5 MB)`` on standard error, rewritten in place."""
+
+    def __init__(self, path: str, enabled: bool) -> None:
+        self.path = path
+        self.enabled = enabled
+        self.shown = False
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.1:
+            return
+        self.last = now
+        percent = 100 * done // total if total else 100
+        sys.stderr.write(f"\rreading {self.path}: {percent}% ({done / 1e6:.1f} of {total / 1e6:.1f} MB)")
+        sys.stderr.flush()
+        self.shown = True
+
+    def step(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"\r\x1b[K{text}")
+            sys.stderr.flush()
+            self.shown = True
+
+    def finish(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self.shown = False
+
+
+def _load(args: argparse.Namespace, progress: _Progress) -> Model:
+    try:
+        model = load(args.trace, progress=progress)
+    finally:
+        progress.finish()
+    for warning in model.warnings:
+        print(f"{PROG} {args.command}: warning: {warning}", file=sys.stderr)
+    return model
+
+
+def _progress(args: argparse.Namespace) -> _Progress:
+    return _Progress(args.trace, enabled=args.progress or sys.stderr.isatty())
+
+
+def _use_color(choice: str, stream: IO[str]) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return stream.isatty()
+
+
+def _write_lines(lines: Iterable[str]) -> None:
+    out = sys.stdout
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= 4096:
+            out.write("\n".join(batch) + "\n")
+            batch.clear()
+    if batch:
+        out.write("\n".join(batch) + "\n")
+
+
+def _output_path(args: argparse.Namespace, suffix: str) -> str:
+    if args.output:
+        return str(args.output)
+    trace: str = args.trace
+    base = trace.removesuffix(".jsonl")
+    return base + suffix
+
+
+def _write_output(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        msg = f"cannot write {path}: {exc.strerror or exc}"
+        raise UsageError(msg) from None
+
+
+# --- the viewers -------------------------------------------------------------------------
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        msg = f"expected a number of seconds >= 0, such as 0.5, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _cmd_tree(args: argparse.Namespace) -> int:
+    from ._view_tree import TreeOptions, find_focus, render_tree
+
+    model = _load(args, _progress(args))
+    try:
+        focus = find_focus(model, args.focus) if args.focus is not None else frozenset()
+    except LookupError as exc:
+        raise UsageError(str(exc)) from None
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    options = TreeOptions(
+        pending=args.pending,
+        failed=args.failed,
+        cancelled=args.cancelled,
+        abandoned=args.abandoned,
+        slow_ns=None if args.slow is None else int(args.slow * 1e9),
+        focus=focus,
+        color=_use_color(args.color, sys.stdout),
+        unicode=encoding in ("utf8", "utf8sig"),
+    )
+    _write_lines(render_tree(model, options))
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from ._view_stats import collect, render_json, render_table
+
+    model = _load(args, _progress(args))
+    rows = collect(model, args.sort)
+    if args.json:
+        json.dump(render_json(model, rows), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        _write_lines(render_table(model, rows))
+    return 0
+
+
+def _cmd_html(args: argparse.Namespace) -> int:
+    from ._view_html import render_html
+
+    progress = _progress(args)
+    model = _load(args, progress)
+    path = _output_path(args, ".html")
+    progress.step(f"writing {path}")
+    text = render_html(model)
+    _write_output(path, text)
+    progress.finish()
+    if path != "-":
+        print(f"wrote {path} ({len(model.records)} futures and tasks, {len(text) / 1e6:.1f} MB)", file=sys.stderr)
+    return 0
+
+
+def _cmd_perfetto(args: argparse.Namespace) -> int:
+    from ._view_perfetto import render_perfetto
+
+    progress = _progress(args)
+    model = _load(args, progress)
+    path = _output_path(args, ".perfetto.json")
+    progress.step(f"writing {path}")
+    text = json.dumps(render_perfetto(model), separators=(",", ":"))
+    _write_output(path, text)
+    progress.finish()
+    if path != "-":
+        print(f"wrote {path}: open it in ui.perfetto.dev or chrome://tracing", file=sys.stderr)
+    return 0
+
+
+# --- argument parsing --------------------------------------------------------------------
+
+
+def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The command's parser, and its ``run`` subparser."""
+    from ._run import add_run_arguments
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run a program with its asyncio futures traced, and look at the trace.",
+        epilog=f"'{PROG} COMMAND -h' explains one command.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run a script or module with tracing installed process-wide",
+        description="Run a program traced, without changing it. Its exit status, output and argv are unchanged.",
+        usage=f"{PROG} run [options] script.py [args ...]\n       {PROG} run [options] -m module [args ...]",
+    )
+    add_run_arguments(run)
+
+    def viewer(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        sub.add_argument("trace", metavar="TRACE", help="a trace file written by 'tracedfuture run -o'")
+        sub.add_argument("--progress", action="store_true", help="show progress even when stderr is not a terminal")
+        return sub
+
+    tree = viewer("tree", "print the await graph: tasks, what they awaited, outcomes and durations")
+    tree.add_argument("--pending", action="store_true", help="only what was still pending when the trace ended")
+    tree.add_argument("--failed", action="store_true", help="only what failed (or left an exception unretrieved)")
+    tree.add_argument("--cancelled", action="store_true", help="only what was cancelled")
+    tree.add_argument("--abandoned", action="store_true", help="only what was garbage-collected while pending")
+    tree.add_argument("--slow", type=_seconds, metavar="SECONDS", help="only what lived at least SECONDS")
+    tree.add_argument("--focus", metavar="ID", help="only this task or future (an id, or a task name) and below")
+    tree.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="default: auto")
+
+    from ._view_stats import COLUMNS
+
+    stats = viewer("stats", "summarize by creation site: outcomes, lifetime percentiles, cancel msgs")
+    stats.add_argument(
+        "--sort", choices=COLUMNS, default="count", metavar="COLUMN", help=f"one of {', '.join(COLUMNS)}"
+    )
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    html = viewer("html", "write a self-contained HTML timeline (one file, works offline)")
+    html.add_argument("-o", "--output", metavar="FILE", help="default: TRACE with .html; '-' for stdout")
+
+    perfetto = viewer("perfetto", "write Chrome trace-event JSON for ui.perfetto.dev or chrome://tracing")
+    perfetto.add_argument("-o", "--output", metavar="FILE", help="default: TRACE with .perfetto.json; '-' for stdout")
+    return parser, run
+
+
+_COMMANDS = {"tree": _cmd_tree, "stats": _cmd_stats, "html": _cmd_html, "perfetto": _cmd_perfetto}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tracedfuture`` console script; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "run":
+        from ._run import run_command
+
+        return run_command(_parser()[1], args[1:])
+    parser, _ = _parser()
+    namespace = parser.parse_args(args)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")  # a trace may hold any string
+    try:
+        return _COMMANDS[namespace.command](namespace)
+    except BrokenPipeError:
+        # The reader went away (tree | head): stop quietly, as cat does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except (FileNotFoundError, TraceFormatError, UsageError) as exc:
+        print(f"{PROG} {namespace.command}: error: {exc}", file=sys.stderr)
+    except IsADirectoryError:
+        print(f"{PROG} {namespace.command}: error: {namespace.trace} is a directory, not a trace file", file=sys.stderr)
+    except OSError as exc:
+        name = exc.filename or namespace.trace
+        print(f"{PROG} {namespace.command}: error: cannot read {name}: {exc.strerror or exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\n{PROG} {namespace.command}: interrupted", file=sys.stderr)
+        return 130
+    return 2
