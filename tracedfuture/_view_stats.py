@@ -1,0 +1,160 @@
+"""``tracedfuture stats``: one row per creation site, for a terminal or for machines.
+
+Lifetimes are those of the futures that ended (resolved, failed, cancelled or
+abandoned); a future still pending when the trace stopped has no lifetime yet and
+is only counted. Percentiles use the nearest-rank method, so p99 of 10 values is
+the largest one: every reported number is a lifetime that really occurred.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._events import Site
+from ._model import OUTCOMES, Model, format_duration, site_text
+
+__all__ = ["COLUMNS", "SiteStats", "collect", "render_json", "render_table"]
+
+# Sort keys accepted by --sort: numeric columns sort largest first, "site" A to Z.
+COLUMNS = ("site", "count", *OUTCOMES, "p50", "p90", "p99", "max")
+_TOP_MSGS = 3
+_SITE_WIDTH = 60
+
+
+@dataclass
+class SiteStats:
+    """The futures and tasks created at one site."""
+
+    site: Site | None
+    tasks: int = 0
+    futures: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    lifetimes: list[int] = field(default_factory=list)
+    cancel_msgs: Counter[str | None] = field(default_factory=Counter)
+
+    @property
+    def count(self) -> int:
+        return self.tasks + self.futures
+
+    def percentile(self, percent: float) -> int | None:
+        """Nearest-rank percentile of the lifetimes (``lifetimes`` must be sorted)."""
+        if not self.lifetimes:
+            return None
+        rank = max(1, math.ceil(percent / 100 * len(self.lifetimes)))
+        return self.lifetimes[rank - 1]
+
+    def sort_value(self, column: str) -> Any:
+        if column == "site":
+            return site_text(self.site)
+        if column == "count":
+            return self.count
+        if column in OUTCOMES:
+            return self.outcomes[column]
+        if column == "max":
+            return self.lifetimes[-1] if self.lifetimes else -1
+        value = self.percentile(float(column[1:]))
+        return -1 if value is None else value
+
+
+def collect(model: Model, sort: str = "count") -> list[SiteStats]:
+    """Group the records by creation site, sorted by ``sort`` (one of :data:`COLUMNS`)."""
+    if sort not in COLUMNS:
+        msg = f"cannot sort by {sort!r}: choose one of {', '.join(COLUMNS)}"
+        raise ValueError(msg)
+    groups: dict[Site | None, SiteStats] = {}
+    for record in model.records.values():
+        stats = groups.get(record.site)
+        if stats is None:
+            stats = groups[record.site] = SiteStats(record.site)
+        if record.is_task:
+            stats.tasks += 1
+        else:
+            stats.futures += 1
+        stats.outcomes[record.outcome] += 1
+        lifetime = record.lifetime_ns()
+        if lifetime is not None:
+            stats.lifetimes.append(lifetime)
+        if record.outcome == "cancelled":
+            stats.cancel_msgs[record.msg] += 1
+    rows = list(groups.values())
+    for stats in rows:
+        stats.lifetimes.sort()
+    if sort == "site":
+        rows.sort(key=lambda s: s.sort_value("site"))
+    else:
+        rows.sort(key=lambda s: (-s.sort_value(sort), s.sort_value("site")))
+    return rows
+
+
+def _kind(stats: SiteStats) -> str:
+    if stats.tasks and stats.futures:
+        return "both"
+    return "task" if stats.tasks else "future"
+
+
+def _msgs(stats: SiteStats) -> str:
+    return ", ".join(
+        f"{'(no msg)' if msg is None else repr(msg)} x{n}" for msg, n in stats.cancel_msgs.most_common(_TOP_MSGS)
+    )
+
+
+def _clip_site(text: str) -> str:
+    return text if len(text) <= _SITE_WIDTH else "..." + text[-(_SITE_WIDTH - 3) :]
+
+
+def render_table(model: Model, rows: list[SiteStats]) -> Iterator[str]:
+    """Yield an aligned text table, then a line explaining the columns."""
+    header = ["site", "kind", "count", *OUTCOMES, "p50", "p90", "p99", "max", "cancel msgs"]
+    table = [header]
+    for stats in rows:
+        table.append(
+            [
+                _clip_site(site_text(stats.site)),
+                _kind(stats),
+                str(stats.count),
+                *(str(stats.outcomes[outcome]) for outcome in OUTCOMES),
+                *(format_duration(stats.percentile(p)) for p in (50, 90, 99)),
+                format_duration(stats.lifetimes[-1] if stats.lifetimes else None),
+                _msgs(stats),
+            ]
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [cell.rjust(width) for cell, width in zip(row[2:-1], widths[2:-1], strict=True)]
+        cells.append(row[-1])
+        yield "  ".join(cells).rstrip()
+    yield ""
+    total = sum(stats.count for stats in rows)
+    yield (
+        f"{total} futures and tasks from {len(rows)} sites in {model.path}; "
+        "lifetimes (p50..max) count those that ended, not the pending ones"
+    )
+
+
+def render_json(model: Model, rows: list[SiteStats]) -> dict[str, Any]:
+    """The same table as a JSON-ready dict: durations in nanoseconds, full paths."""
+    sites = []
+    for stats in rows:
+        site = stats.site
+        sites.append(
+            {
+                "site": None
+                if site is None
+                else {"file": site.filename, "line": site.lineno, "function": site.function},
+                "tasks": stats.tasks,
+                "futures": stats.futures,
+                "count": stats.count,
+                **{outcome: stats.outcomes[outcome] for outcome in OUTCOMES},
+                "p50_ns": stats.percentile(50),
+                "p90_ns": stats.percentile(90),
+                "p99_ns": stats.percentile(99),
+                "max_ns": stats.lifetimes[-1] if stats.lifetimes else None,
+                "cancel_msgs": [{"msg": msg, "count": n} for msg, n in stats.cancel_msgs.most_common(_TOP_MSGS)],
+            }
+        )
+    return {"trace": model.path, "futures_and_tasks": len(model.records), "sites": sites}
