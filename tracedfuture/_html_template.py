@@ -1,0 +1,536 @@
+# ruff: noqa: E501 - HTML, CSS and JavaScript keep their own line lengths
+"""The page of ``tracedfuture html``: HTML, CSS and JavaScript in one string.
+
+``%%TITLE%%`` is replaced by the HTML-escaped title, ``%%DATA%%`` by the
+report's JSON (escaped by :func:`tracedfuture._view_html.embed_json`), ``%%SCRIPT%%``
+by :data:`SCRIPT` and ``%%SCRIPT_HASH%%`` by its SHA-256 for the CSP. The script
+never uses ``innerHTML``: every string from the trace reaches the page through
+``textContent`` or the canvas. It exposes ``window.tracedfuture`` for tests:
+``ready``, ``total``, ``bars`` (bars in view at the last draw), ``rects``,
+``arrows``, ``select(id)``, ``locate(id)`` (client coordinates of a bar),
+``search(text)``, ``details`` (the details panel element) and ``readyMs``.
+"""
+
+TEMPLATE = r"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'sha256-%%SCRIPT_HASH%%'; style-src 'unsafe-inline'; img-src data:">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>%%TITLE%%</title>
+<style>
+:root { --fg: #1d232a; --muted: #66707a; --line: #d9dee3; --bg: #ffffff; --panel: #f6f8fa; }
+* { box-sizing: border-box; }
+html, body { margin: 0; height: 100%; }
+body { font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg);
+  display: flex; flex-direction: column; }
+header { display: flex; flex-wrap: wrap; align-items: center; gap: 6px 12px; padding: 8px 12px;
+  border-bottom: 1px solid var(--line); background: var(--panel); }
+header h1 { font-size: 15px; margin: 0; }
+#meta { color: var(--muted); max-width: 46em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+#tools { display: flex; align-items: center; gap: 6px; margin-left: auto; }
+#search { width: 18em; padding: 3px 6px; border: 1px solid var(--line); border-radius: 4px; font: inherit; }
+#matches { color: var(--muted); min-width: 6em; }
+button { font: inherit; padding: 2px 9px; border: 1px solid var(--line); border-radius: 4px; background: #fff; cursor: pointer; }
+button:hover { background: #eef1f4; }
+#legend { display: flex; gap: 10px; color: var(--muted); }
+#legend span::before { content: ""; display: inline-block; width: 10px; height: 10px; border-radius: 2px;
+  margin-right: 4px; vertical-align: -1px; background: var(--swatch); }
+main { flex: 1; display: flex; min-height: 0; }
+#view { position: relative; flex: 1; min-width: 0; overflow: hidden; cursor: grab; }
+#view.dragging { cursor: grabbing; }
+canvas { display: block; }
+#tooltip { position: absolute; pointer-events: none; background: rgba(29, 35, 42, 0.92); color: #fff; padding: 5px 8px;
+  border-radius: 4px; max-width: 420px; white-space: pre-wrap; word-break: break-word; font-size: 12px; }
+#details { width: 360px; flex: none; overflow: auto; border-left: 1px solid var(--line); padding: 10px 14px; background: var(--panel); }
+#details h2 { font-size: 14px; margin: 0 0 8px; word-break: break-word; }
+#details dl { display: grid; grid-template-columns: max-content 1fr; gap: 3px 10px; margin: 0; }
+#details dt { color: var(--muted); }
+#details dd { margin: 0; word-break: break-word; white-space: pre-wrap; }
+#details a { color: #0b5cad; cursor: pointer; }
+#details .outcome { font-weight: 600; }
+#details pre { white-space: pre-wrap; font-size: 11px; background: #fff; border: 1px solid var(--line); padding: 4px; margin: 2px 0; }
+.hint { color: var(--muted); }
+</style>
+</head>
+<body>
+<header>
+  <h1>tracedfuture</h1>
+  <span id="meta"></span>
+  <div id="legend"></div>
+  <div id="tools">
+    <input id="search" type="search" placeholder="Search a name, site or #id" aria-label="Search">
+    <span id="matches"></span>
+    <button id="zoom-in" title="Zoom in (W)">+</button>
+    <button id="zoom-out" title="Zoom out (S)">&minus;</button>
+    <button id="reset" title="Show everything (0)">Reset</button>
+    <label title="Arrows from a future to the task it woke"><input type="checkbox" id="arrows" checked> arrows</label>
+  </div>
+</header>
+<main>
+  <div id="view"><canvas id="timeline"></canvas><div id="tooltip" hidden></div></div>
+  <aside id="details"><p class="hint">Click a bar to see its details.<br>Drag to pan; Ctrl+wheel, W/S or +/&minus; to zoom;
+  wheel to scroll the lanes; A/D to move in time; Enter in the search box jumps to the next match.</p></aside>
+</main>
+<script type="application/json" id="tf-data">%%DATA%%</script>
+<script>%%SCRIPT%%</script>
+</body>
+</html>
+"""
+
+# The page's only script. The Content-Security-Policy allows it by its hash and
+# nothing else: no other script, no inline event handler, no network request.
+SCRIPT = r"""
+(function () {
+"use strict";
+const D = JSON.parse(document.getElementById("tf-data").textContent);
+const S = D.strings, B = D.bars, N = B.id.length, L = D.lanes.length, OUT = D.meta.outcomes;
+const COLORS = { resolved: "#43a047", failed: "#e53935", cancelled: "#fb8c00", abandoned: "#8e24aa", pending: "#1e88e5" };
+const outColor = OUT.map(function (o) { return COLORS[o] || "#777777"; });
+const PAINT_ORDER = ["resolved", "pending", "abandoned", "cancelled", "failed"].map(function (o) { return OUT.indexOf(o); });
+const ids = B.id, start = Float64Array.from(B.start), end = Float64Array.from(B.end);
+const lane = Int32Array.from(B.lane), row = Uint8Array.from(B.row), outc = Uint8Array.from(B.outcome);
+const isTask = Uint8Array.from(B.task), nameIdx = Int32Array.from(B.name), siteIdx = Int32Array.from(B.site);
+const barById = new Map();
+for (let i = 0; i < N; i++) barById.set(ids[i], i);
+
+const ROW_H = 12, LANE_PAD = 3, AXIS_H = 24, GUTTER = 210;
+const laneRows = new Uint8Array(L).fill(1);
+for (let i = 0; i < N; i++) if (row[i] + 1 > laneRows[lane[i]]) laneRows[lane[i]] = row[i] + 1;
+const laneTop = new Float64Array(L + 1);
+for (let l = 0; l < L; l++) laneTop[l + 1] = laneTop[l] + laneRows[l] * ROW_H + 2 * LANE_PAD;
+// Bars come sorted by lane, row and start: each (lane, row) is one contiguous range.
+const rowFirst = new Map(), rowEnd = new Map();
+for (let i = 0; i < N; i++) {
+  const key = lane[i] * 64 + row[i];
+  if (!rowFirst.has(key)) rowFirst.set(key, i);
+  rowEnd.set(key, i + 1);
+}
+function triples(flat) {
+  const n = flat.length / 3, bar = new Int32Array(n), task = new Float64Array(n), ts = new Float64Array(n);
+  for (let k = 0; k < n; k++) { bar[k] = flat[3 * k]; task[k] = flat[3 * k + 1]; ts[k] = flat[3 * k + 2]; }
+  return { n: n, bar: bar, task: task, ts: ts };
+}
+const wakes = triples(D.wakes), awaits = triples(D.awaits);
+const wakeLane = new Int32Array(wakes.n);
+for (let k = 0; k < wakes.n; k++) {
+  const t = barById.get(wakes.task[k]);
+  wakeLane[k] = t === undefined ? -1 : lane[t];
+}
+
+const view = document.getElementById("view"), canvas = document.getElementById("timeline");
+const ctx = canvas.getContext("2d"), tooltip = document.getElementById("tooltip");
+const details = document.getElementById("details"), hint = details.firstElementChild;
+const searchBox = document.getElementById("search"), matchesEl = document.getElementById("matches");
+const arrowsBox = document.getElementById("arrows");
+const DUR = Math.max(D.meta.duration, 1000);
+let W = 0, H = 0, dpr = 1, t0 = 0, t1 = 1, scrollY = 0;
+let selected = -1, hovered = -1, match = null, matchList = [], matchAt = -1;
+const stats = { bars: 0, rects: 0, arrows: 0, frameMs: 0 };
+
+function fmtDur(ns) {
+  const a = Math.abs(ns), sign = ns < 0 ? "-" : "";
+  function three(v) { return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2); }
+  if (a < 1e3) return sign + Math.round(a) + "ns";
+  if (a < 1e6) return sign + three(a / 1e3) + "us";
+  if (a < 1e9) return sign + three(a / 1e6) + "ms";
+  if (a < 6e10) return sign + three(a / 1e9) + "s";
+  return sign + Math.floor(a / 6e10) + "m" + String(Math.floor(a / 1e9) % 60).padStart(2, "0") + "s";
+}
+function label(i) {
+  const name = nameIdx[i] >= 0 ? S[nameIdx[i]] + " " : "";
+  return (isTask[i] ? "task " : "future ") + name + "#" + ids[i];
+}
+function xOf(t) { return GUTTER + (t - t0) / (t1 - t0) * (W - GUTTER); }
+function tOf(x) { return t0 + (x - GUTTER) / (W - GUTTER) * (t1 - t0); }
+function laneY(l) { return AXIS_H + laneTop[l] - scrollY; }
+function barY(i) { return laneY(lane[i]) + LANE_PAD + row[i] * ROW_H; }
+function maxScroll() { return Math.max(0, laneTop[L] - (H - AXIS_H) + 20); }
+function clampView() {
+  const span = Math.min(Math.max(t1 - t0, 100), DUR * 4);
+  if (t0 < -DUR * 2) t0 = -DUR * 2;
+  if (t0 > DUR * 1.5) t0 = DUR * 1.5;
+  t1 = t0 + span;
+  scrollY = Math.min(Math.max(scrollY, 0), maxScroll());
+}
+function resetView() { t0 = -DUR * 0.01; t1 = DUR * 1.01; scrollY = 0; }
+function zoom(factor, atT) {
+  const t = atT === undefined ? (t0 + t1) / 2 : atT;
+  t0 = t - (t - t0) * factor; t1 = t - (t - t1) * factor; clampView(); redraw();
+}
+function firstLaneAt(y) {
+  let lo = 0, hi = L;
+  while (lo < hi) { const m = (lo + hi) >> 1; if (laneTop[m + 1] <= y) lo = m + 1; else hi = m; }
+  return lo;
+}
+
+function drawAxis() {
+  ctx.fillStyle = "#f6f8fa"; ctx.fillRect(0, 0, W, AXIS_H);
+  ctx.strokeStyle = "#d9dee3"; ctx.beginPath(); ctx.moveTo(0, AXIS_H - 0.5); ctx.lineTo(W, AXIS_H - 0.5); ctx.stroke();
+  const raw = (t1 - t0) * 110 / Math.max(W - GUTTER, 1), pow = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = pow * (raw / pow <= 2 ? 2 : raw / pow <= 5 ? 5 : 10);
+  ctx.fillStyle = "#66707a"; ctx.font = "11px system-ui, sans-serif"; ctx.textBaseline = "middle";
+  const grid = new Path2D();
+  for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
+    const x = Math.round(xOf(t)) + 0.5;
+    if (x < GUTTER) continue;
+    grid.moveTo(x, AXIS_H - 6); grid.lineTo(x, H);
+    ctx.fillText("+" + fmtDur(t), x + 3, AXIS_H / 2);
+  }
+  ctx.strokeStyle = "rgba(0, 0, 0, 0.07)"; ctx.stroke(grid);
+}
+
+function draw() {
+  const began = performance.now();
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.fillStyle = "#ffffff"; ctx.fillRect(0, 0, W, H);
+  const l0 = Math.max(0, firstLaneAt(scrollY)), l1 = Math.min(L - 1, firstLaneAt(scrollY + H - AXIS_H));
+  for (let l = l0; l <= l1; l++) {
+    if (l % 2) { ctx.fillStyle = "#fafbfc"; ctx.fillRect(GUTTER, laneY(l), W - GUTTER, laneTop[l + 1] - laneTop[l]); }
+  }
+  D.loop_lints.forEach(function (lint) {  // a blocked loop blocks every lane: one band across all
+    const x0 = xOf(lint.ts - (lint.age_ns || 0)), x1 = xOf(lint.ts);
+    ctx.fillStyle = "rgba(229, 57, 53, 0.10)"; ctx.fillRect(Math.max(GUTTER, x0), AXIS_H, Math.max(2, x1 - x0), H);
+  });
+  const normal = OUT.map(function () { return new Path2D(); }), faint = OUT.map(function () { return new Path2D(); });
+  const tasks = OUT.map(function () { return new Path2D(); });
+  const lastPx = new Float64Array(OUT.length);
+  let bars = 0, rects = 0;
+  for (let l = l0; l <= l1; l++) {
+    for (let r = 0; r < laneRows[l]; r++) {
+      const key = l * 64 + r, a = rowFirst.get(key);
+      if (a === undefined) continue;
+      const b = rowEnd.get(key), y = laneY(l) + LANE_PAD + r * ROW_H;
+      lastPx.fill(-1);
+      for (let i = a; i < b; i++) {
+        if (end[i] < t0 || start[i] > t1) continue;
+        bars++;
+        let x0 = xOf(start[i]), x1 = xOf(end[i]);
+        if (x0 < GUTTER) x0 = GUTTER;
+        if (x1 > W) x1 = W;
+        const o = outc[i], px = Math.floor(x0);
+        if (x1 - x0 < 1) {
+          if (lastPx[o] === px && !match) continue;  // another bar of this colour already fills this pixel
+          lastPx[o] = px; x1 = x0 + 1;
+        }
+        rects++;
+        if (isTask[i]) tasks[o].rect(x0, y + 1, x1 - x0, ROW_H - 3);
+        else (match && !match[i] ? faint : normal)[o].rect(x0, y + 2, x1 - x0, ROW_H - 4);
+      }
+    }
+  }
+  PAINT_ORDER.forEach(function (o) {
+    ctx.fillStyle = outColor[o];
+    ctx.globalAlpha = match ? 0.25 : 0.45; ctx.fill(tasks[o]);
+    ctx.globalAlpha = 0.15; ctx.fill(faint[o]);
+    ctx.globalAlpha = 1; ctx.fill(normal[o]);
+  });
+  if (match) {  // matching tasks drawn again, opaque
+    ctx.globalAlpha = 1;
+    for (const i of matchList) if (isTask[i] && lane[i] >= l0 && lane[i] <= l1 && end[i] >= t0 && start[i] <= t1) {
+      ctx.fillStyle = outColor[outc[i]];
+      ctx.fillRect(Math.max(GUTTER, xOf(start[i])), barY(i) + 1, Math.max(1, xOf(end[i]) - Math.max(GUTTER, xOf(start[i]))), ROW_H - 3);
+    }
+  }
+  stats.arrows = drawArrows(l0, l1);
+  [hovered, selected].forEach(function (i, k) {
+    if (i < 0) return;
+    const x0 = Math.max(GUTTER, xOf(start[i])), x1 = Math.max(x0 + 1, Math.min(W, xOf(end[i])));
+    ctx.lineWidth = k ? 2 : 1; ctx.strokeStyle = k ? "#000000" : "#555555";
+    ctx.strokeRect(x0 - 1, barY(i), x1 - x0 + 2, ROW_H - 1);
+  });
+  ctx.lineWidth = 1;
+  drawGutter(l0, l1);
+  drawAxis();
+  stats.bars = bars; stats.rects = rects; stats.frameMs = performance.now() - began;
+}
+
+function drawArrows(l0, l1) {
+  function visible(k) {
+    const i = wakes.bar[k], ln = wakeLane[k];
+    if (ln < 0 || wakes.ts[k] < t0 || end[i] > t1 + (t1 - t0) || end[i] < t0 - (t1 - t0)) return false;
+    return (lane[i] >= l0 && lane[i] <= l1) || (ln >= l0 && ln <= l1);
+  }
+  const chosen = [];
+  if (arrowsBox.checked) {
+    for (let k = 0; k < wakes.n && chosen.length <= 3000; k++) if (visible(k)) chosen.push(k);
+    if (chosen.length > 3000) chosen.length = 0;  // too many to read: zoom in to see them
+  }
+  if (selected >= 0) for (let k = 0; k < wakes.n; k++) if (wakes.bar[k] === selected && wakeLane[k] >= 0) chosen.push(k);
+  const path = new Path2D(), heads = new Path2D();
+  for (const k of chosen) {
+    const i = wakes.bar[k];
+    const xa = Math.max(GUTTER, xOf(end[i])), ya = barY(i) + ROW_H / 2;
+    const xb = Math.max(GUTTER, xOf(wakes.ts[k])), yb = laneY(wakeLane[k]) + LANE_PAD + ROW_H / 2;
+    if (Math.abs(ya - yb) < 2 && Math.abs(xa - xb) < 2) continue;
+    path.moveTo(xa, ya); path.lineTo(xb, yb);
+    const angle = Math.atan2(yb - ya, xb - xa);
+    heads.moveTo(xb, yb);
+    heads.lineTo(xb - 6 * Math.cos(angle - 0.45), yb - 6 * Math.sin(angle - 0.45));
+    heads.lineTo(xb - 6 * Math.cos(angle + 0.45), yb - 6 * Math.sin(angle + 0.45));
+    heads.closePath();
+  }
+  ctx.strokeStyle = "rgba(40, 48, 56, 0.55)"; ctx.stroke(path);
+  ctx.fillStyle = "rgba(40, 48, 56, 0.75)"; ctx.fill(heads);
+  return chosen.length;
+}
+
+function drawGutter(l0, l1) {
+  ctx.fillStyle = "#f6f8fa"; ctx.fillRect(0, AXIS_H, GUTTER, H);
+  ctx.strokeStyle = "#d9dee3"; ctx.beginPath(); ctx.moveTo(GUTTER - 0.5, 0); ctx.lineTo(GUTTER - 0.5, H); ctx.stroke();
+  ctx.font = "12px system-ui, sans-serif"; ctx.textBaseline = "middle";
+  for (let l = l0; l <= l1; l++) {
+    const info = D.lanes[l], y = laneY(l) + LANE_PAD + ROW_H / 2;
+    if (info.bar >= 0) { ctx.fillStyle = outColor[outc[info.bar]]; ctx.fillRect(8, y - 4, 8, 8); }
+    ctx.fillStyle = "#1d232a";
+    let text = info.label;
+    const room = GUTTER - 30;
+    if (ctx.measureText(text).width > room) {
+      while (text.length > 1 && ctx.measureText(text + "\u2026").width > room) text = text.slice(0, -1);
+      text += "\u2026";
+    }
+    ctx.fillText(text, 22, y);
+  }
+}
+
+let queued = false;
+function redraw() {
+  if (queued) return;
+  queued = true;
+  requestAnimationFrame(function () { queued = false; draw(); });
+}
+function resize() {
+  const box = view.getBoundingClientRect();
+  dpr = window.devicePixelRatio || 1; W = Math.max(box.width, GUTTER + 50); H = Math.max(box.height, AXIS_H + 20);
+  canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
+  canvas.style.width = W + "px"; canvas.style.height = H + "px";
+  clampView(); draw();
+}
+
+function hitTest(x, y) {
+  if (x < GUTTER || y < AXIS_H) return -1;
+  const yy = y - AXIS_H + scrollY, l = firstLaneAt(yy);
+  if (l >= L) return -1;
+  const r = Math.floor((yy - laneTop[l] - LANE_PAD) / ROW_H);
+  if (r < 0 || r >= laneRows[l]) return -1;
+  const a = rowFirst.get(l * 64 + r);
+  if (a === undefined) return -1;
+  const b = rowEnd.get(l * 64 + r), t = tOf(x), tol = 3 * (t1 - t0) / (W - GUTTER);
+  let lo = a, hi = b;  // first bar starting after t + tol
+  while (lo < hi) { const m = (lo + hi) >> 1; if (start[m] <= t + tol) lo = m + 1; else hi = m; }
+  let best = -1, bestD = Infinity;
+  for (let i = lo - 1; i >= a && i >= lo - 64; i--) {
+    const d = t < start[i] ? start[i] - t : t > end[i] ? t - end[i] : 0;
+    if (d <= tol && d < bestD) { best = i; bestD = d; }
+  }
+  return best;
+}
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+function link(id) {
+  const i = barById.get(id);
+  if (i === undefined) return el("span", "#" + id + " (not in the trace)");
+  const a = el("a", label(i));
+  a.href = "#";
+  a.addEventListener("click", function (ev) { ev.preventDefault(); reveal(i); selectBar(i); });
+  return a;
+}
+function showDetails(i) {
+  details.replaceChildren();
+  if (i < 0) { details.append(hint); return; }
+  const d = D.details[i] || {}, dl = el("dl"), outcome = OUT[outc[i]];
+  details.append(el("h2", label(i)), dl);
+  function item(key, value) {
+    if (value === undefined || value === null || value === "") return;
+    const dd = el("dd");
+    if (value instanceof Node) dd.append(value); else dd.textContent = String(value);
+    if (key === "outcome") { dd.className = "outcome"; dd.style.color = outColor[outc[i]]; }
+    dl.append(el("dt", key), dd);
+  }
+  function links(list) {
+    if (!list.length) return null;
+    const span = el("span");
+    list.forEach(function (entry, n) {
+      if (n) span.append(document.createTextNode(", "));
+      span.append(link(entry[0]), document.createTextNode(" at +" + fmtDur(entry[1])));
+    });
+    return span;
+  }
+  item("outcome", outcome + (d.unretrieved ? " (exception never retrieved)" : ""));
+  item("started", "+" + fmtDur(start[i]));
+  item(outcome === "pending" ? "pending for" : "lifetime", fmtDur(end[i] - start[i]) + (outcome === "pending" ? " (at least)" : ""));
+  item("site", d.site_full || (siteIdx[i] >= 0 ? S[siteIdx[i]] : "(unknown)"));
+  item("coroutine", d.coro);
+  if (d.parent_id !== undefined) item("parent task", link(d.parent_id));
+  if (d.creator_id !== undefined && d.creator_id !== d.parent_id) item("created in", link(d.creator_id));
+  item("result", d.value !== undefined ? d.value : d.result_type);
+  if (d.exc_type) item("exception", d.exc_type + (d.exc_msg ? ": " + d.exc_msg : ""));
+  if (outcome === "cancelled") {
+    item("cancel msg", d.msg !== undefined ? d.msg : "(none)");
+    const by = el("span");
+    if (d.canceller_id !== undefined) by.append(link(d.canceller_id)); else by.append("a callback or another thread");
+    if (d.canceller) by.append(document.createTextNode(" in " + d.canceller));
+    item("cancelled by", by);
+  }
+  (d.cancel_requests || []).forEach(function (req) {
+    const span = el("span", "+" + fmtDur(req[0]) + (req[1] !== null ? " msg " + JSON.stringify(req[1]) : "") + " by ");
+    if (req[2] !== null) span.append(link(req[2])); else span.append("a callback or another thread");
+    item("cancel requested", span);
+  });
+  const aw = [], wk = [];
+  for (let k = 0; k < awaits.n; k++) if (awaits.bar[k] === i) aw.push([awaits.task[k], awaits.ts[k]]);
+  for (let k = 0; k < wakes.n; k++) if (wakes.bar[k] === i) wk.push([wakes.task[k], wakes.ts[k]]);
+  item("awaited by", links(aw));
+  item("woke", links(wk));
+  (d.lints || []).forEach(function (lint) {
+    const box = el("div");
+    box.append(el("span", lint.kind + (lint.age_ns ? " after " + fmtDur(lint.age_ns) : "")));
+    if (lint.detail) box.append(el("pre", lint.detail));
+    item("lint", box);
+  });
+  item("id", ids[i]);
+}
+function selectBar(i) { selected = i; showDetails(i); redraw(); }
+function reveal(i) {
+  const y = laneTop[lane[i]];
+  if (y < scrollY || y + ROW_H * 2 > scrollY + H - AXIS_H) scrollY = y - (H - AXIS_H) / 3;
+  const span = t1 - t0, len = end[i] - start[i];
+  if (start[i] > t1 || end[i] < t0 || (xOf(end[i]) - xOf(start[i]) < 3 && span > len * 50)) {
+    const want = Math.max(len * 8, 2000);
+    const s = span > want ? want : span;
+    t0 = (start[i] + end[i]) / 2 - s / 2; t1 = t0 + s;
+  }
+  clampView(); redraw();
+}
+
+function showTooltip(i, x, y) {
+  if (i < 0) { tooltip.hidden = true; return; }
+  const d = D.details[i] || {};
+  const lines = [label(i), OUT[outc[i]] + " " + fmtDur(end[i] - start[i]) + ", at +" + fmtDur(start[i])];
+  if (siteIdx[i] >= 0) lines.push(S[siteIdx[i]]);
+  if (d.exc_type) lines.push(d.exc_type + (d.exc_msg ? ": " + d.exc_msg : ""));
+  if (OUT[outc[i]] === "cancelled" && d.msg !== undefined) lines.push("msg " + JSON.stringify(d.msg));
+  tooltip.textContent = lines.join("\n");
+  tooltip.hidden = false;
+  const left = Math.min(x + 14, W - tooltip.offsetWidth - 4), top = y + 16 + tooltip.offsetHeight > H ? y - tooltip.offsetHeight - 8 : y + 16;
+  tooltip.style.left = Math.max(0, left) + "px"; tooltip.style.top = Math.max(0, top) + "px";
+}
+
+let drag = null;
+view.addEventListener("mousedown", function (ev) { drag = { x: ev.clientX, y: ev.clientY, t0: t0, t1: t1, s: scrollY, moved: false }; });
+window.addEventListener("mouseup", function () { if (drag) view.classList.remove("dragging"); setTimeout(function () { drag = null; }, 0); });
+view.addEventListener("mousemove", function (ev) {
+  const box = canvas.getBoundingClientRect(), x = ev.clientX - box.left, y = ev.clientY - box.top;
+  if (drag && ev.buttons & 1) {
+    const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+    if (Math.abs(dx) + Math.abs(dy) > 3) { drag.moved = true; view.classList.add("dragging"); }
+    const dt = dx / (W - GUTTER) * (drag.t1 - drag.t0);
+    t0 = drag.t0 - dt; t1 = drag.t1 - dt; scrollY = drag.s - dy; clampView(); tooltip.hidden = true; redraw();
+    return;
+  }
+  const i = hitTest(x, y);
+  if (i !== hovered) { hovered = i; redraw(); }
+  showTooltip(i, x, y);
+});
+view.addEventListener("mouseleave", function () { hovered = -1; tooltip.hidden = true; redraw(); });
+view.addEventListener("click", function (ev) {
+  if (drag && drag.moved) return;
+  const box = canvas.getBoundingClientRect();
+  selectBar(hitTest(ev.clientX - box.left, ev.clientY - box.top));
+});
+view.addEventListener("wheel", function (ev) {
+  ev.preventDefault();
+  const box = canvas.getBoundingClientRect(), x = ev.clientX - box.left;
+  if (ev.ctrlKey || ev.metaKey) { zoom(Math.exp(ev.deltaY * 0.002), x > GUTTER ? tOf(x) : undefined); return; }
+  const dt = ev.deltaX / (W - GUTTER) * (t1 - t0);
+  t0 += dt; t1 += dt; scrollY += ev.shiftKey ? 0 : ev.deltaY; clampView(); redraw();
+}, { passive: false });
+window.addEventListener("keydown", function (ev) {
+  if (ev.target === searchBox || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const span = t1 - t0, k = ev.key.toLowerCase();
+  if (k === "w" || k === "+" || k === "=") zoom(0.7);
+  else if (k === "s" || k === "-") zoom(1 / 0.7);
+  else if (k === "a") { t0 -= span * 0.2; t1 -= span * 0.2; clampView(); redraw(); }
+  else if (k === "d") { t0 += span * 0.2; t1 += span * 0.2; clampView(); redraw(); }
+  else if (k === "0") { resetView(); redraw(); }
+  else if (k === "escape") selectBar(-1);
+});
+document.getElementById("zoom-in").addEventListener("click", function () { zoom(0.5); });
+document.getElementById("zoom-out").addEventListener("click", function () { zoom(2); });
+document.getElementById("reset").addEventListener("click", function () { resetView(); redraw(); });
+arrowsBox.addEventListener("change", redraw);
+
+let lower = null, searchTimer = 0;
+function search(text) {
+  const q = text.trim().toLowerCase();
+  matchList = []; matchAt = -1;
+  if (!q) { match = null; matchesEl.textContent = ""; redraw(); return 0; }
+  if (!lower) lower = S.map(function (s) { return s.toLowerCase(); });
+  const hit = new Uint8Array(S.length);
+  for (let k = 0; k < S.length; k++) if (lower[k].indexOf(q) >= 0) hit[k] = 1;
+  const wantId = /^#?\d+$/.test(q) ? Number(q.replace("#", "")) : -1;
+  match = new Uint8Array(N);
+  for (let i = 0; i < N; i++) {
+    if ((nameIdx[i] >= 0 && hit[nameIdx[i]]) || (siteIdx[i] >= 0 && hit[siteIdx[i]]) || ids[i] === wantId) {
+      match[i] = 1; matchList.push(i);
+    }
+  }
+  matchList.sort(function (a, b) { return start[a] - start[b]; });
+  matchesEl.textContent = matchList.length === 1 ? "1 match" : matchList.length + " matches";
+  redraw();
+  return matchList.length;
+}
+searchBox.addEventListener("input", function () { clearTimeout(searchTimer); searchTimer = setTimeout(function () { search(searchBox.value); }, 120); });
+searchBox.addEventListener("keydown", function (ev) {
+  if (ev.key !== "Enter") return;
+  clearTimeout(searchTimer);
+  if (match === null) search(searchBox.value);
+  if (!matchList.length) return;
+  matchAt = (matchAt + (ev.shiftKey ? -1 : 1) + matchList.length) % matchList.length;
+  const i = matchList[matchAt];
+  reveal(i); selectBar(i);
+  matchesEl.textContent = (matchAt + 1) + " of " + matchList.length;
+});
+
+const meta = D.meta, counts = meta.counts;
+document.getElementById("meta").textContent = [
+  meta.argv.length ? meta.argv.join(" ") : meta.path,
+  meta.pid !== null && meta.pid !== undefined ? "pid " + meta.pid : "",
+  meta.python ? "Python " + meta.python : "",
+  meta.wall_start ? meta.wall_start.replace("T", " ").slice(0, 23) + " UTC" : "",
+  fmtDur(meta.duration),
+  N + " futures and tasks in " + L + " lanes",
+].filter(Boolean).join(" \u00b7 ");
+document.getElementById("meta").title = meta.path;
+const legend = document.getElementById("legend");
+OUT.forEach(function (o, k) {
+  const item = el("span", o + " " + counts[o]);
+  item.style.setProperty("--swatch", outColor[k]);
+  legend.append(item);
+});
+
+resetView();
+new ResizeObserver(resize).observe(view);
+resize();
+window.tracedfuture = {
+  ready: true, readyMs: performance.now(), total: N, lanes: L, details: details,
+  get bars() { return stats.bars; }, get rects() { return stats.rects; }, get arrows() { return stats.arrows; },
+  get frameMs() { return stats.frameMs; }, get selected() { return selected >= 0 ? ids[selected] : null; },
+  select: function (id) { const i = barById.get(id); if (i === undefined) return false; reveal(i); selectBar(i); return true; },
+  locate: function (id) {
+    const i = barById.get(id);
+    if (i === undefined) return null;
+    reveal(i); draw();
+    const box = canvas.getBoundingClientRect(), x0 = Math.max(GUTTER, xOf(start[i])), x1 = Math.min(W, xOf(end[i]));
+    return { x: box.left + (x0 + Math.max(x1, x0 + 1)) / 2, y: box.top + barY(i) + ROW_H / 2 };
+  },
+  search: function (text) { searchBox.value = text; return search(text); },
+  draw: function () { draw(); return stats.frameMs; },
+};
+})();
+"""

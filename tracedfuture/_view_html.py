@@ -1,0 +1,217 @@
+"""``tracedfuture html``: one self-contained HTML file with a timeline of the trace.
+
+The page has one lane per task (the task's own life on the lane's top row, the
+futures it awaited or created below, packed into rows), arrows from a future to
+the task its completion woke, zoom, pan, search and a details panel. It is drawn
+on a canvas from typed arrays, so 100,000 futures stay interactive.
+
+Safety: the trace is embedded as JSON inside ``<script type="application/json">``
+with ``<``, ``>``, ``&``, U+2028 and U+2029 written as ``\\uXXXX`` escapes, so no
+string from a trace can close the script element or start a tag; the page's
+script only ever puts trace strings into the DOM with ``textContent``; and a
+Content-Security-Policy forbids every network request and every script but the
+page's own.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import html
+import json
+import re
+from typing import Any
+
+from ._html_template import SCRIPT, TEMPLATE
+from ._model import OUTCOMES, PENDING, Model, Record, site_text
+
+__all__ = ["MAX_ROWS", "embed_json", "lanes_and_rows", "render_html", "report_data"]
+
+MAX_ROWS = 8  # future rows per lane; past it futures overlap on the last row
+
+# What embed_json rewrites: enough that the JSON can never contain a tag, an
+# entity or "</script>", nor a line separator that old JavaScript parsers reject.
+_JSON_ESCAPES = (
+    ("&", "\\u0026"),
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
+
+
+def embed_json(data: Any) -> str:
+    """JSON that is safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` at all.
+
+    >>> embed_json({"name": "</script>"})
+    '{"name":"\\\\u003c/script\\\\u003e"}'
+    """
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    for raw, escaped in _JSON_ESCAPES:  # str.replace is C-fast; str.translate is not
+        text = text.replace(raw, escaped)
+    return text
+
+
+def lanes_and_rows(model: Model) -> tuple[list[int | None], dict[int, tuple[int, int]]]:
+    """``(lane task ids, {record id: (lane index, row)})``.
+
+    Row 0 of a lane is its task; futures are packed greedily into rows 1 to
+    :data:`MAX_ROWS` so that bars in one row never overlap (until the last row).
+    """
+    lanes: list[int | None] = list(model.task_order())
+    index: dict[int | None, int] = {task: i for i, task in enumerate(lanes)}
+    members: dict[int | None, list[Record]] = {}
+    for record in model.records.values():
+        if not record.is_task:
+            members.setdefault(model.home_task(record), []).append(record)
+    if None in members:
+        index[None] = len(lanes)
+        lanes.append(None)
+    placed: dict[int, tuple[int, int]] = {task: (index[task], 0) for task in lanes if task is not None}
+    for task, futures in members.items():
+        futures.sort(key=lambda r: r.start_ns)
+        row_ends: list[int] = []
+        for record in futures:
+            end = model.end_or_trace_end(record)
+            row = next((r for r, row_end in enumerate(row_ends) if row_end <= record.start_ns), None)
+            if row is None:
+                if len(row_ends) < MAX_ROWS:
+                    row = len(row_ends)
+                    row_ends.append(0)
+                else:
+                    row = min(range(MAX_ROWS), key=row_ends.__getitem__)
+            row_ends[row] = max(row_ends[row], end)
+            placed[record.id] = (index[task], row + 1)
+    return lanes, placed
+
+
+class _Strings:
+    """A string table: the page stores each distinct string once."""
+
+    def __init__(self) -> None:
+        self.table: list[str] = []
+        self.index: dict[str, int] = {}
+
+    def __call__(self, text: str | None) -> int:
+        if text is None:
+            return -1
+        found = self.index.get(text)
+        if found is None:
+            found = self.index[text] = len(self.table)
+            self.table.append(text)
+        return found
+
+
+def _details(record: Record, origin: int) -> dict[str, Any]:
+    """The rarely present fields of one record, for the details panel."""
+    out: dict[str, Any] = {}
+    for key in ("coro", "result_type", "value", "exc_type", "exc_msg", "msg", "canceller", "canceller_id"):
+        value = getattr(record, key)
+        if value is not None:
+            out[key] = value
+    if record.is_task and record.parent_id is not None:
+        out["parent_id"] = record.parent_id
+    if record.creator_id is not None:
+        out["creator_id"] = record.creator_id
+    if record.unretrieved:
+        out["unretrieved"] = True
+    if record.cancel_requests:
+        out["cancel_requests"] = [[ts - origin, msg, by_id, by] for ts, msg, by_id, by in record.cancel_requests]
+    if record.lints:
+        out["lints"] = [{"kind": lint.kind, "detail": lint.detail, "age_ns": lint.age_ns} for lint in record.lints]
+    if record.site is not None:
+        out["site_full"] = f"{record.site.filename}:{record.site.lineno} in {record.site.function}"
+    return out
+
+
+def report_data(model: Model) -> dict[str, Any]:
+    """Everything the page draws, as columns of numbers plus a string table.
+
+    Times are nanoseconds since the first event of the trace. Bars are sorted by
+    lane, row and start, which the page relies on for culling and hit-testing.
+    """
+    lanes, placed = lanes_and_rows(model)
+    strings = _Strings()
+    origin = model.start_ns
+    outcome_code = {outcome: i for i, outcome in enumerate(OUTCOMES)}
+    order = sorted(model.records.values(), key=lambda r: (*placed[r.id], r.start_ns))
+    bar_of = {record.id: i for i, record in enumerate(order)}
+    columns: dict[str, list[Any]] = {
+        key: [] for key in ("id", "lane", "row", "start", "end", "outcome", "task", "name", "site")
+    }
+    details: dict[str, dict[str, Any]] = {}
+    awaits: list[int] = []  # flattened (bar, task id, ts)
+    wakes: list[int] = []  # flattened (bar, task id, ts)
+    for i, record in enumerate(order):
+        lane, row = placed[record.id]
+        columns["id"].append(record.id)
+        columns["lane"].append(lane)
+        columns["row"].append(row)
+        columns["start"].append(record.start_ns - origin)
+        columns["end"].append(model.end_or_trace_end(record) - origin)
+        columns["outcome"].append(outcome_code[record.outcome])
+        columns["task"].append(1 if record.is_task else 0)
+        columns["name"].append(strings(record.name))
+        columns["site"].append(strings(site_text(record.site) if record.site is not None else None))
+        extra = _details(record, origin)
+        if extra:
+            details[str(i)] = extra
+        for task, ts in record.awaits:
+            awaits += (i, task, ts - origin)
+        for task, ts in record.wakes:
+            wakes += (i, task, ts - origin)
+    lane_info = []
+    for lane_task in lanes:
+        if lane_task is None:
+            lane_info.append({"task": None, "bar": -1, "label": "(futures outside any task)"})
+        else:
+            task_record = model.records[lane_task]
+            text = f"{task_record.name or 'task'} #{lane_task}"
+            if task_record.coro and task_record.coro != task_record.name:
+                text += f" \u00b7 {task_record.coro}"
+            lane_info.append({"task": lane_task, "bar": bar_of[lane_task], "label": text})
+    header = model.header
+    wall_start = None
+    if isinstance(header.get("wall_anchor_ns"), int) and isinstance(header.get("monotonic_anchor_ns"), int):
+        wall_ns = model.start_ns - header["monotonic_anchor_ns"] + header["wall_anchor_ns"]
+        wall_start = datetime.datetime.fromtimestamp(wall_ns / 1e9, tz=datetime.UTC).isoformat()
+    loop_lints = [
+        {"kind": e.kind, "ts": e.ts_ns - origin, "age_ns": e.age_ns, "task_id": e.task_id, "detail": e.detail}
+        for e in model.loop_lints
+    ]
+    return {
+        "meta": {
+            "path": model.path,
+            "argv": [str(arg) for arg in header.get("argv", [])] if isinstance(header.get("argv"), list) else [],
+            "pid": header.get("pid"),
+            "python": header.get("python"),
+            "tracedfuture": header.get("tracedfuture"),
+            "wall_start": wall_start,
+            "duration": model.end_ns - origin,
+            "counts": model.counts(),
+            "outcomes": list(OUTCOMES),
+            "pending_code": OUTCOMES.index(PENDING),
+            "max_rows": MAX_ROWS,
+            "warnings": model.warnings,
+        },
+        "strings": strings.table,
+        "lanes": lane_info,
+        "bars": columns,
+        "details": details,
+        "awaits": awaits,
+        "wakes": wakes,
+        "loop_lints": loop_lints,
+    }
+
+
+def render_html(model: Model) -> str:
+    """The report page as a string (UTF-8 text, about 100 bytes per future)."""
+    values = {
+        "TITLE": html.escape(f"tracedfuture: {model.path}"),
+        "DATA": embed_json(report_data(model)),
+        "SCRIPT": SCRIPT,
+        "SCRIPT_HASH": base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode(),
+    }
+    # One pass, so that a trace string containing "%%SCRIPT%%" stays text.
+    return re.sub(r"%%(TITLE|DATA|SCRIPT|SCRIPT_HASH)%%", lambda found: values[found[1]], TEMPLATE)
