@@ -8,10 +8,13 @@
 ('task.created', 'debug', 'sleep')
 
 Records go through the application's own structlog configuration: the logger is
-``structlog.get_logger(logger_name)``, asked for at the first batch and used as
-structlog's lazy proxy, so JSON and console renderers, and the stdlib
-integration (``structlog.stdlib.BoundLogger`` with ``ProcessorFormatter``, where
-``logger_name`` is the stdlib logger's name), all work as configured.
+``structlog.get_logger(logger_name)``, asked for at the first batch and bound
+again at each batch, so JSON and console renderers, and the stdlib integration
+(``structlog.stdlib.BoundLogger`` with ``ProcessorFormatter``, where
+``logger_name`` is the stdlib logger's name), all work as configured, and a
+configuration made after the exporter was created applies from the next batch.
+Levels the configuration filters out (``make_filtering_bound_logger``, a stdlib
+logger's level) are skipped before a record is built.
 
 Record names are ``<prefix>.<kind>``: the prefix is ``task`` for a task,
 ``future`` for any other future and ``loop`` for a finding about the loop
@@ -92,6 +95,7 @@ _ABSORBED = frozenset(
 _SKIPPED = frozenset({"kind", "future_id", "ts_ns", "is_task", "name", "site", "msg", "age_ns", "chain"})
 _COPIED = tuple((i, f) for i, f in enumerate(Event._fields) if f not in _SKIPPED)
 _UTC = datetime.UTC
+_ALL_LEVELS = frozenset(LEVELS)
 
 
 class StructlogExporter:
@@ -115,6 +119,8 @@ class StructlogExporter:
     """
 
     __slots__ = (
+        "_bound",
+        "_enabled",
         "_levels",
         "_lock",
         "_logger",
@@ -148,6 +154,8 @@ class StructlogExporter:
         self.max_tracked = max_tracked
         self._levels = _resolve_levels(levels or {})
         self._logger: Any = None
+        self._bound: Any = None
+        self._enabled = _ALL_LEVELS
         self._lock = threading.Lock()
         self._tracked: dict[int, tuple[int, dict[str, Any] | None]] = {}
         self._wall_ns, self._mono_ns = time.time_ns(), time.monotonic_ns()
@@ -161,6 +169,10 @@ class StructlogExporter:
         with self._lock:
             if self._logger is None:
                 self._logger = structlog.get_logger(self.logger_name)
+            # Resolved once per batch, not per record: a configuration change
+            # (structlog.configure, capture_logs) applies from the next batch.
+            self._bound = self._logger.bind()
+            self._enabled = self._enabled_levels()
             handle = self._summarize if self.summary else self._write
             for event in events:
                 handle(event)
@@ -169,13 +181,18 @@ class StructlogExporter:
 
     def _write(self, event: Event) -> None:
         kind = event.kind
-        record = self._fields(event)
+        duration_ns = None
         if kind == "created":
             self._track(event.future_id, event.ts_ns, None)
         elif kind in _ENDINGS:
             tracked = self._tracked.pop(event.future_id, None)
             if tracked is not None and kind != "abandoned":
-                record["duration_ms"] = _ms(event.ts_ns - tracked[0])
+                duration_ns = event.ts_ns - tracked[0]
+        if self._levels.get(kind, "debug") not in self._enabled:
+            return  # filtered out by the application's configuration: build nothing
+        record = self._fields(event)
+        if duration_ns is not None:
+            record["duration_ms"] = _ms(duration_ns)
         self._emit(kind, _name(event), record)
 
     # -- one record per finished future -----------------------------------------------
@@ -248,8 +265,24 @@ class StructlogExporter:
 
     def _emit(self, kind: str, name: str, record: dict[str, Any]) -> None:
         level = self._levels.get(kind, "debug")
-        getattr(self._logger, level)(name, **record)
-        self.records += 1
+        if level in self._enabled:
+            getattr(self._bound, level)(name, **record)
+            self.records += 1
+
+    def _enabled_levels(self) -> frozenset[str]:
+        """The levels the configured logger writes, asked once per batch.
+
+        Only wrapper classes that define ``is_enabled_for`` (structlog's filtering
+        and stdlib bound loggers) are asked: on the generic ``BoundLogger`` any
+        attribute is a log method, and calling it would write a record.
+        """
+        wrapper = structlog.get_config().get("wrapper_class")
+        if not callable(getattr(wrapper, "is_enabled_for", None)):
+            return _ALL_LEVELS
+        try:
+            return frozenset(name for name, number in LEVELS.items() if self._bound.is_enabled_for(number))
+        except Exception:
+            return _ALL_LEVELS
 
 
 def _name(event: Event) -> str:

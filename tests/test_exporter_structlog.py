@@ -231,6 +231,20 @@ def test_stdlib_level_filtering_drops_debug_records(caplog: pytest.LogCaptureFix
     assert records[0].exc_type == "ValueError"  # type: ignore[attr-defined]
 
 
+def test_levels_the_configuration_filters_out_are_skipped() -> None:
+    out = io.StringIO()
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+    )
+    exporter = StructlogExporter()
+    tracedfuture.run(workload(), exporters=[exporter])
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["event"], r["label"]) for r in records] == [("future.failed", "broken")]
+    assert exporter.records == 1
+
+
 def test_every_key_can_become_a_log_record_attribute(caplog: pytest.LogCaptureFixture) -> None:
     structlog.configure(
         processors=[structlog.stdlib.add_log_level, structlog.stdlib.render_to_log_kwargs],
