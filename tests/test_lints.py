@@ -7,6 +7,7 @@ import gc
 import importlib.util
 import logging
 import math
+import os
 import threading
 import time
 from typing import Any
@@ -44,12 +45,18 @@ async def worker(reply: asyncio.Future[None]) -> None:
     await wait_for_reply(reply)
 
 
+names: dict[int, str] = {}
+
+
 async def stalled_program(pending_for: float, ids: dict[str, int]) -> None:
     """main awaits worker, which awaits a reply that comes after ``pending_for``."""
     loop = asyncio.get_running_loop()
     reply: asyncio.Future[None] = loop.create_future()
     task = asyncio.create_task(worker(reply), name="worker")
-    ids.update(main=fid(asyncio.current_task()), worker=fid(task), reply=fid(reply))  # type: ignore[arg-type]
+    main = asyncio.current_task()
+    assert main is not None
+    ids.update(main=fid(main), worker=fid(task), reply=fid(reply))
+    names[fid(main)] = main.get_name()
     loop.call_later(pending_for, reply.set_result, None)
     with tracedfuture.lints.enable(stall=STALL, blocked=None, orphan=None):
         await task
@@ -68,7 +75,9 @@ def test_a_future_awaited_past_the_threshold_is_reported_stalled_with_its_chain(
     assert event.site.filename == __file__
     assert event.site.function == "stalled_program"
     assert event.detail is not None
-    assert event.detail.startswith(f"(T) #{ids['main']} Task-1 -> (T) #{ids['worker']} worker -> (F) #{ids['reply']} ")
+    main = f"(T) #{ids['main']} {names[ids['main']]}"
+    assert event.detail.startswith(f"{main} -> (T) #{ids['worker']} worker -> (F) #{ids['reply']} pending 0.")
+    assert event.detail.endswith(f", created at {os.path.relpath(__file__)}:{event.site.lineno} in stalled_program")
 
 
 def test_a_stall_is_reported_again_each_time_its_age_doubles(memory: MemoryExporter) -> None:
@@ -226,7 +235,7 @@ def test_an_abandoned_future_is_described_with_its_site_and_last_awaiter(memory:
     event = only([e for e in memory.of_kind("abandoned") if e.future_id == ids["fut"]])
     text = describe(event)
     assert text.startswith(f"abandoned: (F) #{ids['fut']} collected while pending after ")
-    assert f", created at {__file__}:" in text
+    assert f", created at {os.path.relpath(__file__)}:" in text
     assert text.endswith(f", last awaited by #{ids['task']}")
 
 
@@ -245,7 +254,7 @@ def test_an_unretrieved_exception_is_described_with_its_type_and_site(memory: Me
     text = describe(event)
     assert text.startswith(f"unretrieved: (F) #{ids['fut']} was collected ")
     assert "with ValueError nobody retrieved" in text
-    assert f"created at {__file__}:" in text
+    assert f"created at {os.path.relpath(__file__)}:" in text
 
 
 def test_findings_and_report_keep_only_the_problems() -> None:

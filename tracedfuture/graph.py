@@ -60,6 +60,7 @@ __all__ = [
     "format_snapshot",
     "from_events",
     "from_states",
+    "site_text",
     "snapshot",
 ]
 
@@ -452,7 +453,7 @@ def _describe(fut: PendingFuture) -> str:
     state = "cancelling" if fut.state == CANCELLING else "pending"
     parts.append(state if fut.age_ns is None else f"{state} {fut.age_ns / 1e9:.2f}s")
     if fut.site is not None:
-        parts.append(f"created at {_short(fut.site.filename)}:{fut.site.lineno} in {fut.site.function}")
+        parts.append(f"created at {site_text(fut.site)}")
     if fut.callbacks:
         parts.append(f"callbacks: {', '.join(fut.callbacks)}")
     if not fut.is_task and not fut.awaited_by and not fut.callbacks:
@@ -461,6 +462,12 @@ def _describe(fut: PendingFuture) -> str:
         else:
             parts.append("nobody awaits it")
     return "  ".join(parts)
+
+
+def site_text(site: Site) -> str:
+    """``file:line in function``, the file relative to the working directory
+    when it is under it (``str(site)`` keeps the absolute path)."""
+    return f"{_short(site.filename)}:{site.lineno} in {site.function}"
 
 
 def _short(filename: str) -> str:

@@ -55,7 +55,7 @@ from typing import Any
 from . import _events as ev
 from ._events import Event
 from ._pipeline import RECORDER
-from .graph import Snapshot, from_states
+from .graph import Snapshot, from_states, site_text
 
 __all__ = ["FINDINGS", "Lints", "describe", "enable", "findings", "report"]
 
@@ -220,7 +220,7 @@ class Lints:
             labels = [f.label for f in map(snap.get, chain) if f is not None]
             text = f"{' -> '.join(labels)} pending {age / _NS:.2f}s"
             if leaf.site is not None:
-                text += f", created at {leaf.site}"
+                text += f", created at {site_text(leaf.site)}"
             innermost = chain[-2] if len(chain) > 1 else None
             RECORDER.record_lint(ev.STALLED, leaf.future_id, task_id=innermost, chain=chain, detail=text, age_ns=age)
             self.reported[ev.STALLED] += 1
@@ -236,7 +236,7 @@ class Lints:
             self._orphans_seen.add(fut.future_id)
             text = f"{fut.label} pending {age / _NS:.2f}s with no callback and nobody awaiting it"
             if fut.site is not None:
-                text += f", created at {fut.site}"
+                text += f", created at {site_text(fut.site)}"
             if fut.last_awaiter_id is not None:
                 text += f", last awaited by #{fut.last_awaiter_id}"
             RECORDER.record_lint(ev.ORPHAN, fut.future_id, task_id=fut.last_awaiter_id, detail=text, age_ns=age)
@@ -358,7 +358,7 @@ def describe(event: Event) -> str:
     else:
         return f"{kind}: {label}"
     if event.site is not None:
-        text += f", created at {event.site}"
+        text += f", created at {site_text(event.site)}"
     if event.awaiter_id is not None:
         text += f", last awaited by #{event.awaiter_id}"
     return text
