@@ -72,7 +72,7 @@ KINDS = LINTS | frozenset(
 )
 
 # Raw record opcodes (position 0 of a raw record). Layouts, after (op, future_id, ts_ns):
-#   OP_CREATED      task_id, is_task, code, lasti, thread_id, name, coro, route
+#   OP_CREATED      task_id, is_task, code, lasti, thread_id, name, coro, route, context
 #   OP_CB_ADDED     task_id, callback_name, awaiter_id (None unless a task's wakeup)
 #   OP_CB_REMOVED   task_id, callback_name, removed_indices
 #   OP_RESOLVED     task_id, result_type, value_repr
@@ -136,6 +136,11 @@ class Event(NamedTuple):
     ``orphan``                ``site``, ``age_ns``
     ========================  ====================================================
 
+    ``context`` (on ``created``) is what the installation's exporters asked to
+    capture when the future was made, through an optional ``capture()`` method
+    (the OpenTelemetry exporter captures the current span's context). It stays in
+    the process: trace files leave it out.
+
     ``task_id`` is the id of the task that was running when it happened (``None``
     in a plain callback). ``ts_ns`` is :func:`time.monotonic_ns`; the trace's wall
     clock anchor (see :class:`tracedfuture.Installation`) converts it to wall time.
@@ -163,6 +168,7 @@ class Event(NamedTuple):
     age_ns: int | None = None
     chain: tuple[int, ...] | None = None
     detail: str | None = None
+    context: object = None
 
     def fields(self) -> dict[str, object]:
         """The event as a dict without its ``None`` fields (``site`` as a string)."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import random
 import sys
 import threading
 import time
@@ -65,6 +66,7 @@ _record = _buffer.append
 _next_id = itertools.count(1).__next__
 _now = time.monotonic_ns
 _thread_id = threading.get_ident
+_random = random.random
 _getframe = sys._getframe
 
 # The task running on a loop. 3.12 moved current_task() into C; before that the C
@@ -251,7 +253,7 @@ def _outcome(self: Any) -> tuple[Any, ...]:
     return (ev.OP_RESOLVED, fid, _now(), tid, type(result), value)
 
 
-def _register(fut: Any, loop: Any, route: int, label: str | None, frame: FrameType | None) -> None:
+def _register(fut: Any, loop: Any, hooks: LoopHooks, label: str | None, frame: FrameType | None) -> None:
     """Give a new future its id and record ``created``."""
     if len(_buffer) >= RECORDER.limit:
         fut._tf_id = 0
@@ -261,13 +263,16 @@ def _register(fut: Any, loop: Any, route: int, label: str | None, frame: FrameTy
     code, lasti = _site(frame)
     task = _current_task(loop)
     tid = getattr(task, "_tf_id", None) or _task_id(task)
-    _record((ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), label, None, route))
+    context = hooks.captured()
+    _record((ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), label, None, hooks.route, context))
     tb = fut._source_traceback
     if tb:
         _strip_source_traceback(tb)
 
 
-def _register_task(task: Any, loop: Any, route: int, coro: object, name: str | None, frame: FrameType | None) -> int:
+def _register_task(
+    task: Any, loop: Any, hooks: LoopHooks, coro: object, name: str | None, frame: FrameType | None
+) -> int:
     if len(_buffer) >= RECORDER.limit:
         task._tf_id = 0
         RECORDER.overflow()
@@ -279,13 +284,15 @@ def _register_task(task: Any, loop: Any, route: int, coro: object, name: str | N
         qualname = type(coro).__qualname__
     parent = _current_task(loop)
     pid = getattr(parent, "_tf_id", None) or _task_id(parent)
-    _record((ev.OP_CREATED, fid, _now(), pid, True, code, lasti, _thread_id(), name, qualname, route))
+    context = hooks.captured()
+    _record((ev.OP_CREATED, fid, _now(), pid, True, code, lasti, _thread_id(), name, qualname, hooks.route, context))
     return fid
 
 
-def _route(loop: object) -> int:
-    hooks = getattr(loop, "_tracedfuture_hooks", None)
-    return hooks.route if hooks is not None else 0
+def _hooks(loop: object) -> LoopHooks | None:
+    """The hooks of a traced loop that records new futures, else None."""
+    hooks: LoopHooks | None = getattr(loop, "_tracedfuture_hooks", None)
+    return hooks if hooks is not None and hooks.route else None
 
 
 class TracedFuture(_Future):  # type: ignore[misc]
@@ -301,9 +308,9 @@ class TracedFuture(_Future):  # type: ignore[misc]
 
     def __init__(self, *, loop: asyncio.AbstractEventLoop | None = None, label: str | None = None) -> None:
         _future_init(self, loop=loop)
-        route = _route(self._loop)
-        if route:
-            _register(self, self._loop, route, label, _getframe(1))
+        hooks = _hooks(self._loop)
+        if hooks is not None:
+            _register(self, self._loop, hooks, label, _getframe(1))
         else:
             self._tf_id = 0
 
@@ -399,15 +406,15 @@ class TracedTask(_Task):  # type: ignore[misc]
         self._tf_id = 0
         if not kwargs.get("eager_start"):
             _task_init(self, coro, loop=loop, name=name, **kwargs)
-            route = _route(self._loop)
-            if route and _register_task(self, self._loop, route, coro, self.get_name(), _getframe(1)):
+            hooks = _hooks(self._loop)
+            if hooks is not None and _register_task(self, self._loop, hooks, coro, self.get_name(), _getframe(1)):
                 _observe_completion(self)
             return
         # 3.12+ eager start: the first step runs inside __init__, and what it awaits
         # names this task, so the id and "created" must exist before it.
         running = loop or asyncio._get_running_loop()
-        route = _route(running)
-        fid = _register_task(self, running, route, coro, name, _getframe(1)) if route else 0
+        hooks = _hooks(running)
+        fid = _register_task(self, running, hooks, coro, name, _getframe(1)) if hooks is not None else 0
         _task_init(self, coro, loop=loop, name=name, **kwargs)
         if fid:
             if name is None:
@@ -487,26 +494,41 @@ class LoopHooks:
     """The per-loop ``create_future`` and ``create_task`` of a traced loop.
 
     ``route`` names the installations that receive the loop's events (a key
-    into ``_pipeline.RECORDER``); 0 stops recording new futures.
+    into ``_pipeline.RECORDER``; 0 records nothing), ``sample_rate`` is the head
+    sampling rate, ``capture`` what the exporters want captured at creation
+    (OpenTelemetry's current span, say).
     """
 
-    __slots__ = ("base_create_task", "installations", "loop", "route")
+    __slots__ = ("base_create_future", "base_create_task", "capture", "installations", "loop", "route", "sample_rate")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.route = 0
+        self.sample_rate = 1.0
+        self.capture: Callable[[], object] | None = None
         self.installations: tuple[Any, ...] = ()
+        self.base_create_future = loop.create_future
         self.base_create_task = loop.create_task
+
+    def captured(self) -> object:
+        capture = self.capture
+        if capture is None:
+            return None
+        try:
+            return capture()
+        except Exception:  # an exporter's hook must not break future creation
+            return None
 
     def create_future(self) -> asyncio.Future[Any]:
         # _register, inlined: this is the hottest function of the package.
+        route = self.route
+        if not route or (self.sample_rate < 1.0 and _random() >= self.sample_rate):
+            return self.base_create_future()
         loop = self.loop
         fut: Any = _LoopFuture(loop=loop)
-        route = self.route
-        if not route or len(_buffer) >= RECORDER.limit:
+        if len(_buffer) >= RECORDER.limit:
             fut._tf_id = 0
-            if route:
-                RECORDER.overflow()
+            RECORDER.overflow()
             return fut  # type: ignore[no-any-return]
         fut._tf_id = fid = _next_id()
         frame = _getframe(1)
@@ -519,7 +541,8 @@ class LoopHooks:
         tid = getattr(task, "_tf_id", None)
         if tid is None and task is not None:
             tid = _task_id(task)
-        _record((ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, None, route))
+        context = None if self.capture is None else self.captured()
+        _record((ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, None, route, context))
         if fut._source_traceback:
             _strip_source_traceback(fut._source_traceback)
         return fut  # type: ignore[no-any-return]
@@ -536,12 +559,15 @@ class LoopHooks:
         if loop.is_closed():
             msg = "Event loop is closed"
             raise RuntimeError(msg)
-        route = self.route
-        if kwargs.get("eager_start") or not route:
+        if not self.route or (self.sample_rate < 1.0 and _random() >= self.sample_rate):
+            if "eager_start" in kwargs:
+                return asyncio.Task(coro, loop=loop, **kwargs)
+            return self.base_create_task(coro, **kwargs)
+        if kwargs.get("eager_start"):
             return TracedTask(coro, loop=loop, **kwargs)
         task: Any = _LoopTask(coro, loop=loop, **kwargs)
         task._tf_ended = False
-        if _register_task(task, loop, route, coro, task.get_name(), _getframe(1)):
+        if _register_task(task, loop, self, coro, task.get_name(), _getframe(1)):
             _observe_completion(task)
         return task  # type: ignore[no-any-return]
 

@@ -27,8 +27,10 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from ._delivery import Filter, Sink, TailSampler
+from ._events import Event
 from ._future import LoopHooks, flush_pending_completions
-from ._pipeline import RECORDER, logger
+from ._pipeline import RECORDER
 
 __all__ = ["Installation", "Options", "install", "loop_factory", "run"]
 
@@ -55,6 +57,9 @@ class Options:
         Seconds between two deliveries to exporters.
     max_failures
         Consecutive failures after which an exporter is disabled.
+    export_timeout
+        Seconds ``uninstall()`` and ``flush()`` wait for each exporter to take
+        what was queued for it, before giving up on it (reported).
     sample_rate
         Head sampling: the fraction of futures and tasks traced, decided at
         creation; the others are plain asyncio objects and cost nothing.
@@ -78,6 +83,7 @@ class Options:
     buffer_size: int = 1_000_000
     flush_interval: float = 0.1
     max_failures: int = 10
+    export_timeout: float = 10.0
     sample_rate: float = 1.0
     tail: bool = False
     slow: float = 1.0
@@ -121,44 +127,6 @@ class Options:
         return opts
 
 
-class _Sink:
-    """One exporter, isolated: its failures are counted, never propagated."""
-
-    __slots__ = ("disabled", "exported", "exporter", "failures", "in_a_row", "reported")
-
-    def __init__(self, exporter: Any) -> None:
-        self.exporter = exporter
-        self.exported = 0
-        self.failures = 0
-        self.in_a_row = 0
-        self.reported = False
-        self.disabled = False
-
-    def call(self, method: str, *args: Any, max_failures: int) -> None:
-        if self.disabled:
-            return
-        function = getattr(self.exporter, method, None)
-        if function is None:
-            return
-        try:
-            function(*args)
-        except Exception:
-            self.failures += 1
-            self.in_a_row += 1
-            if not self.reported:
-                self.reported = True
-                logger.exception(
-                    "tracedfuture: exporter %r failed in %s(); counting further failures", self.exporter, method
-                )
-            if self.in_a_row >= max_failures:
-                self.disabled = True
-                logger.error(
-                    "tracedfuture: exporter %r disabled after %d failures in a row", self.exporter, self.in_a_row
-                )
-        else:
-            self.in_a_row = 0
-
-
 class Installation:
     """What :func:`install` returns: the traced loops, their exporters, the stats.
 
@@ -174,9 +142,15 @@ class Installation:
                 raise TypeError(msg)
         self.options = options
         self.exporters = tuple(exporters)
-        self._sinks = [_Sink(e) for e in exporters]
         self.anchor = (time.time_ns(), time.monotonic_ns())
         self.events_delivered = 0
+        self._sinks = [Sink(e, max_failures=options.max_failures) for e in exporters]
+        self._filter = Filter(
+            options.include_modules, options.exclude_modules, options.include_names, options.exclude_names
+        )
+        self._tail = TailSampler(int(options.slow * 1e9)) if options.tail else None
+        captures = [c for c in (getattr(e, "capture", None) for e in exporters) if callable(c)]
+        self.capture: Callable[[], object] | None = _combine(captures)
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._process_wide = False
         self._installed = True
@@ -197,41 +171,56 @@ class Installation:
         except Exception:
             return "<redaction failed>"
 
-    def _deliver(self, events: list[Any]) -> None:
+    def _deliver(self, events: list[Event]) -> None:
+        """Called by the drain thread with this installation's events, in order."""
+        if self._filter:
+            events = self._filter.apply(events)
+        if self._tail is not None:
+            events = self._tail.apply(events)
+        self._submit(events)
+
+    def _submit(self, events: list[Event]) -> None:
+        if not events:
+            return
         self.events_delivered += len(events)
         for sink in self._sinks:
-            sink.call("export", events, max_failures=self.options.max_failures)
-            sink.exported += len(events)
+            sink.submit(events)
 
-    def flush(self) -> None:
-        """Deliver every event recorded so far, then call the exporters' ``flush()``."""
-        RECORDER.flush()
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver every event recorded so far and wait until each exporter has
+        taken it (at most ``timeout`` seconds, default ``export_timeout``);
+        then call the exporters' ``flush()``. Returns False on a timeout."""
+        RECORDER.drain()
+        done = self._wait_sinks(self.options.export_timeout if timeout is None else timeout)
         for sink in self._sinks:
-            sink.call("flush", max_failures=self.options.max_failures)
+            sink.call("flush")
+        return done
+
+    def _wait_sinks(self, timeout: float | None) -> bool:
+        waits = [sink.wait(timeout) for sink in self._sinks]  # every sink, no short cut
+        return all(waits)
 
     def _shutdown_exporters(self) -> None:
         if self._shut_down:
             return
         self._shut_down = True
+        late: list[Event] = []
+        if self._filter:
+            late += self._filter.flush()
+        if self._tail is not None:
+            late += self._tail.flush()
+        self._submit(late)
         for sink in self._sinks:
-            sink.call("flush", max_failures=self.options.max_failures)
-            sink.call("shutdown", max_failures=self.options.max_failures)
+            sink.close(self.options.export_timeout)
 
     def stats(self) -> dict[str, Any]:
-        """Counters: events delivered, futures left untraced, exporter failures."""
+        """Counters: events delivered, futures left untraced or dropped by tail
+        sampling, and per exporter: exported, dropped, failures, disabled."""
         return {
             "events_delivered": self.events_delivered,
             **RECORDER.counters(),
-            "buffered_records": len(RECORDER.buffer),
-            "exporters": [
-                {
-                    "exporter": repr(sink.exporter),
-                    "exported": sink.exported,
-                    "failures": sink.failures,
-                    "disabled": sink.disabled,
-                }
-                for sink in self._sinks
-            ],
+            "tail_dropped_futures": self._tail.dropped_futures if self._tail is not None else 0,
+            "exporters": [sink.stats() for sink in self._sinks],
         }
 
     def uninstall(self) -> None:
@@ -259,6 +248,14 @@ class Installation:
         self.uninstall()
 
 
+def _combine(captures: list[Callable[[], object]]) -> Callable[[], object] | None:
+    if not captures:
+        return None
+    if len(captures) == 1:
+        return captures[0]
+    return lambda: tuple(capture() for capture in captures)
+
+
 # --- per loop ------------------------------------------------------------------------
 
 
@@ -282,20 +279,25 @@ def _attach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
         namespace["create_task"] = hooks.create_task
         namespace["close"] = types.MethodType(_traced_close(base_close), loop)
     if inst not in hooks.installations:
-        hooks.installations = (*hooks.installations, inst)
-        hooks.route = RECORDER.route(hooks.installations)
+        _retarget(hooks, (*hooks.installations, inst))
     inst._loops.add(loop)
+
+
+def _retarget(hooks: LoopHooks, installations: tuple[Installation, ...]) -> None:
+    """Point a loop's hooks at a new set of installations."""
+    hooks.installations = installations
+    hooks.route = RECORDER.route(installations) if installations else 0
+    hooks.sample_rate = max((i.options.sample_rate for i in installations), default=1.0)
+    hooks.capture = _combine([i.capture for i in installations if i.capture is not None])
 
 
 def _detach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
     hooks: LoopHooks | None = getattr(loop, _HOOKS, None)
     if hooks is None or inst not in hooks.installations:
         return
-    hooks.installations = tuple(i for i in hooks.installations if i is not inst)
+    _retarget(hooks, tuple(i for i in hooks.installations if i is not inst))
     if hooks.installations:
-        hooks.route = RECORDER.route(hooks.installations)
         return
-    hooks.route = 0
     namespace = vars(loop)
     saved = namespace.pop(_SAVED, {})
     del namespace[_HOOKS]
@@ -309,7 +311,7 @@ def _traced_close(base_close: Callable[[], None]) -> Callable[[asyncio.AbstractE
         if not loop.is_running():
             flush_pending_completions(loop)
         base_close()
-        RECORDER.flush()
+        RECORDER.drain()  # to the exporters' queues; a slow exporter must not stall close()
 
     return close
 

@@ -73,7 +73,7 @@ class _FutureState:
 
 
 _new_event = tuple.__new__
-_CHUNK = 4096
+_CHUNK = 512
 # Events are built as lists in Event's field order, then made tuples: NamedTuple's
 # keyword constructor costs several times more, and this runs for every event.
 _FIELD = {name: index for index, name in enumerate(Event._fields)}
@@ -86,7 +86,7 @@ _RESULT_TYPE, _VALUE, _EXC_TYPE, _EXC_MSG = (
     _FIELD["exc_msg"],
 )
 _MSG, _CANCELLER_ID, _CANCELLER = _FIELD["msg"], _FIELD["canceller_id"], _FIELD["canceller"]
-_AGE_NS, _CHAIN, _DETAIL = _FIELD["age_ns"], _FIELD["chain"], _FIELD["detail"]
+_AGE_NS, _CHAIN, _DETAIL, _CONTEXT = _FIELD["age_ns"], _FIELD["chain"], _FIELD["detail"], _FIELD["context"]
 _BLANK: list[Any] = [None] * len(Event._fields)
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 
@@ -221,9 +221,12 @@ class Recorder:
 
     # -- draining -----------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Convert and deliver everything recorded so far, on the calling thread."""
+    def flush(self, timeout: float | None = 10.0) -> None:
+        """Convert everything recorded so far, on the calling thread, and wait
+        (at most ``timeout`` seconds per exporter) until the exporters have it."""
         self.drain()
+        for inst in list(self._active):
+            inst._wait_sinks(timeout)
 
     def _run(self) -> None:
         while True:
@@ -276,12 +279,13 @@ class Recorder:
     def _convert(self, record: tuple[Any, ...], out: dict[int, list[Event]]) -> None:
         op, fid, ts = record[0], record[1], record[2]
         if op == ev.OP_CREATED:
-            _, _, _, tid, is_task, code, lasti, thread_id, name, coro, route = record
+            _, _, _, tid, is_task, code, lasti, thread_id, name, coro, route, context = record
             site = self.site(code, lasti)
             born = self._states[fid] = _FutureState(route, is_task, name, site, ts)
             event = _event(ev.CREATED, fid, ts, tid, born)
             event[_SITE], event[_THREAD_ID], event[_CORO] = site, thread_id, coro
             event[_PARENT_ID] = tid if is_task else None
+            event[_CONTEXT] = context
             self._out(out, route).append(_new_event(Event, event))
             return
         state = self._states.get(fid)

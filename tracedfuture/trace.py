@@ -48,6 +48,7 @@ _STR_FIELDS = (
     "exc_msg",
     "msg",
     "canceller",
+    "detail",
 )
 
 
@@ -104,7 +105,7 @@ def event_to_json(event: Event) -> dict[str, Any]:
     """An event as a JSON-ready dict: ``None`` fields left out, ``site`` an object."""
     out: dict[str, Any] = {}
     for key, value in zip(Event._fields, event, strict=True):
-        if value is None:
+        if value is None or key == "context":
             continue
         if isinstance(value, Site):
             out[key] = {"file": value.filename, "line": value.lineno, "function": value.function}
@@ -123,8 +124,8 @@ def event_from_json(obj: Any) -> Event:
         msg = f"unknown event kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}"
         raise ValueError(msg)
     unknown = set(obj) - set(Event._fields)
-    if unknown:
-        msg = f"unknown event field(s): {', '.join(sorted(unknown))}"
+    if unknown or "context" in obj:
+        msg = f"unknown event field(s): {', '.join(sorted(unknown | ({'context'} & set(obj))))}"
         raise ValueError(msg)
     for key in ("future_id", "ts_ns"):
         if key not in obj:
@@ -148,6 +149,12 @@ def event_from_json(obj: Any) -> Event:
             raise ValueError(msg)
         values["site"] = Site(str(site["file"]), int(site["line"]), str(site["function"]))
     values["is_task"] = bool(values.get("is_task", False))
+    chain = values.get("chain")
+    if chain is not None:
+        if not isinstance(chain, list) or not all(type(i) is int for i in chain):
+            msg = f"field 'chain' must be a list of future ids, not {chain!r}"
+            raise ValueError(msg)
+        values["chain"] = tuple(chain)
     return Event(**values)
 
 
