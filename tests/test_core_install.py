@@ -147,9 +147,10 @@ def test_loop_factory_traces_uvloop() -> None:
 
 
 def test_unknown_option_names_itself_and_the_fix() -> None:
-    with pytest.raises(TypeError, match="unknown tracedfuture option 'capture_value': did you mean 'capture_values'\\?"):
+    expected = r"unknown tracedfuture option 'capture_value': did you mean 'capture_values'\?"
+    with pytest.raises(TypeError, match=expected):
         tracedfuture.install(capture_value=True)
-    with pytest.raises(ValueError, match="sample_rate must be between 0.0 and 1.0"):
+    with pytest.raises(ValueError, match=r"sample_rate must be between 0\.0 and 1\.0"):
         tracedfuture.install(sample_rate=2)
     with pytest.raises(TypeError, match="needs an export"):
         tracedfuture.install(exporters=[object()])

@@ -181,9 +181,8 @@ def test_a_bad_exporter_changes_nothing_and_stalls_nothing(exporter: object, cap
     assert traced_result == plain_result
     # The loop's worst timer lateness stays small whatever the exporter does
     # (printed for the record; the bound is generous for a shared CI machine).
-    print(
-        f"worst 1 ms timer lateness: plain {plain_worst * 1e3:.1f} ms, with {type(exporter).__name__} {traced_worst * 1e3:.1f} ms"
-    )
+    name = type(exporter).__name__
+    print(f"worst 1 ms timer lateness: plain {plain_worst * 1e3:.1f} ms, with {name} {traced_worst * 1e3:.1f} ms")
     assert traced_worst < 0.25
     stats = inst.stats()["exporters"][0]
     if isinstance(exporter, Raising):

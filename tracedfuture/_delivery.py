@@ -100,9 +100,9 @@ class Sink:
                 )
             if self.in_a_row >= self.max_failures:
                 self.disabled = True
-                logger.error(
-                    "tracedfuture: exporter %r disabled after %d failures in a row", self.exporter, self.in_a_row
-                )
+                # The traceback was logged with the first failure; this is a summary.
+                message = "tracedfuture: exporter %r disabled after %d failures in a row"
+                logger.error(message, self.exporter, self.in_a_row)  # noqa: TRY400
         else:
             self.in_a_row = 0
 
