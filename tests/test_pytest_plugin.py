@@ -82,7 +82,15 @@ def test_a_failing_test_reports_its_last_events(pytester: pytest.Pytester) -> No
     pytester.makeini("[pytest]\ntracedfuture = true\ntracedfuture_last_events = 5\n")
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["last 5 of * events:", "  +* ms  (T) #* *"])
+    result.stdout.fnmatch_lines(["last 5 of * events (asyncio.run's shutdown tasks left out):", "  +* ms  (*) #* *"])
+
+
+def test_the_last_events_leave_out_asyncio_runs_shutdown_tasks(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(DEADLOCK)
+    result = pytester.runpytest("--tracedfuture", "-o", "tracedfuture_last_events=200")
+    result.assert_outcomes(failed=1)
+    result.stdout.no_fnmatch_line("*shutdown_asyncgens*")
+    result.stdout.fnmatch_lines(["*(T) #* Task-*  failed AssertionError"])
 
 
 def test_a_test_that_times_out_reports_what_the_timeout_cancelled(pytester: pytest.Pytester) -> None:

@@ -155,10 +155,8 @@ class _Tracer:
 # --- what goes in a report --------------------------------------------------------------
 
 
-# Who cancels when a timeout expires: wait_for on 3.11, asyncio.timeout (and
-# wait_for, built on it) on 3.12+.
-_TIMEOUT_CANCELLERS = ("_cancel_and_wait ", "Timeout._on_timeout ", "wait_for ")
 _CASCADE_NS = 5_000_000
+_HOUSEKEEPING = frozenset({"BaseEventLoop.shutdown_asyncgens", "BaseEventLoop.shutdown_default_executor"})
 
 
 def _cancelled_by(event: Any, prefixes: tuple[str, ...]) -> bool:
@@ -177,10 +175,16 @@ def _cleanup_start(events: list[Any]) -> int | None:
 
 
 def _last_timeout_start(events: list[Any]) -> int | None:
-    """When the last timeout fired: the first cancellation of the last burst of
-    cancellations made by a timeout (one timeout cancels a chain of tasks and
-    futures within microseconds)."""
-    times = [int(e.ts_ns) for e in events if _cancelled_by(e, _TIMEOUT_CANCELLERS)]
+    """For a test that failed with TimeoutError: when the timeout fired, taken as
+    the first of the last burst of cancellations before asyncio's own cleanup.
+    One timeout cancels a chain of tasks and futures within microseconds, through
+    ``wait_for``, ``asyncio.timeout``, ``gather``...: the canceller varies, the
+    burst does not."""
+    times = [
+        int(e.ts_ns)
+        for e in events
+        if e.kind in ("cancel_requested", "cancelled") and not _cancelled_by(e, ("_cancel_all_tasks ",))
+    ]
     if not times:
         return None
     start = len(times) - 1
@@ -204,9 +208,13 @@ def _explain(memory: MemoryExporter, last: int, timed_out: bool = False) -> str:
     found = report(events)
     if found:
         parts += ["", "findings:", found]
-    if last and events:
-        shown = events[-last:]
-        parts += ["", f"last {len(shown)} of {len(events)} events:"]
+    # asyncio.run's own housekeeping tasks, after the test's code ended, would
+    # push the events that matter out of the last ones shown.
+    housekeeping = {e.future_id for e in events if e.kind == "created" and e.coro in _HOUSEKEEPING}
+    relevant = [e for e in events if e.future_id not in housekeeping]
+    if last and relevant:
+        shown = relevant[-last:]
+        parts += ["", f"last {len(shown)} of {len(events)} events (asyncio.run's shutdown tasks left out):"]
         t0 = events[0].ts_ns
         parts += [_format_event(e, t0) for e in shown]
     return "\n".join(parts)
