@@ -134,7 +134,7 @@ def test_a_blocked_loop_is_reported_with_the_loop_threads_stack_and_the_running_
     assert event.age_ns is not None
     assert event.age_ns >= 0.1e9
     assert event.detail is not None
-    assert event.detail.startswith(f"running: task #{task_id}, in hogging_task ({__file__}:")
+    assert event.detail.startswith(f"running: task #{task_id} hog, in hogging_task ({__file__}:")
     assert "loop thread stack (most recent call last):" in event.detail
     assert "in hog\n    time.sleep(seconds)  # the line the stack must show" in event.detail
 

@@ -186,7 +186,13 @@ class Lints:
         frame = sys._current_frames().get(self._loop_thread)
         task = _running_task(loop)
         task_id = getattr(task, "_tf_id", None) or None
-        detail = _format_blocked(frame, task_id)
+        name = None
+        if task_id is not None:
+            # Once per block: the recorder knows the task's name, and asking it
+            # does not touch the task, which belongs to the loop's thread.
+            state = dict(RECORDER.live()).get(task_id)
+            name = state.name if state is not None else None
+        detail = _format_blocked(frame, task_id, name)
         RECORDER.record_lint(ev.BLOCKED_LOOP, 0, task_id=task_id, detail=detail, age_ns=late)
         self.reported[ev.BLOCKED_LOOP] += 1
 
@@ -259,11 +265,11 @@ def _running_task(loop: asyncio.AbstractEventLoop) -> Any:
     return current.get(loop)
 
 
-def _format_blocked(frame: FrameType | None, task_id: int | None) -> str:
+def _format_blocked(frame: FrameType | None, task_id: int | None, name: str | None) -> str:
     if frame is None:
         return "the loop thread's stack is not available"
     stack = traceback.extract_stack(frame, limit=_STACK_LIMIT)
-    running = f"task #{task_id}" if task_id is not None else "a callback"
+    running = "a callback" if task_id is None else f"task #{task_id} {name}" if name else f"task #{task_id}"
     # The frame just inside asyncio's Handle._run is what the loop called.
     for outer, inner in itertools.pairwise(stack):
         if outer.name == "Handle._run" or (outer.name == "_run" and outer.filename.endswith("events.py")):
@@ -349,7 +355,8 @@ def describe(event: Event) -> str:
     if kind == ev.ORPHAN:
         return f"orphan: {event.detail or label + ' pending ' + age}"
     if kind == ev.BLOCKED_LOOP:
-        return f"blocked loop: the loop did not come back for {age}\n{event.detail or ''}".rstrip()
+        head = f"blocked loop: the loop had not come back for {age} when the watchdog looked"
+        return f"{head}\n{event.detail}" if event.detail else head
     if kind == ev.ABANDONED:
         text = f"abandoned: {label} collected while pending after {age}"
     elif kind == ev.UNRETRIEVED:
