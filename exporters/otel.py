@@ -14,8 +14,9 @@ Span name
     ``task <coroutine qualname>`` for a task, ``future <label>`` for a labelled
     future, else ``future <function that created it>``.
 Parent
-    The span that was current when the future was created, as captured by
-    :func:`capture_context` on the event loop's thread. When that span is the
+    The span that was current when the future was created, captured on the
+    event loop's thread by the exporter's ``capture()`` (:func:`capture_context`),
+    which the core calls at creation and returns in the event's ``context``. When that span is the
     one that was already current when the creating task was created (the task
     opened no span of its own), the creating task's span, which sits under it,
     is the closer parent and is used instead; so is it when nothing was
@@ -82,9 +83,9 @@ from .._events import Event
 
 __all__ = ["CONTEXT_FIELD", "OTelExporter", "capture_context"]
 
-#: The Event field in which the core stores what :func:`capture_context` returned
-#: at ``created``; read with ``getattr`` so that events without it still export.
-CONTEXT_FIELD = "otel_context"
+#: The Event field in which the core stores, on ``created``, what the exporters'
+#: ``capture()`` returned; read with ``getattr`` so that any event still exports.
+CONTEXT_FIELD = "context"
 
 _get_current_span = trace.get_current_span
 _get_current_context = get_current
@@ -167,8 +168,9 @@ class OTelExporter:
     def __repr__(self) -> str:
         return f"<OTelExporter open={len(self._open)} started={self.spans_started} dropped={self.spans_dropped}>"
 
-    # The core calls this at creation, on the loop's thread, when an exporter has it.
-    capture_context = staticmethod(capture_context)
+    # The core calls an exporter's capture() when a future is created, on the
+    # loop's thread, and hands the result back in the created event's context.
+    capture = staticmethod(capture_context)
 
     # -- the Exporter protocol ------------------------------------------------------
 
@@ -355,11 +357,21 @@ _HANDLERS = {
 
 
 def _span_context(value: object) -> SpanContext | None:
-    """The valid span context in what :func:`capture_context` returned, else ``None``."""
+    """The valid span context in what :func:`capture_context` returned, else ``None``.
+
+    With several capturing exporters the core hands over a tuple of their
+    captures (nested per installation): the first OpenTelemetry context wins,
+    as every OTelExporter captured the same one.
+    """
     if isinstance(value, Context):
         value = _get_current_span(value).get_span_context()
-    if isinstance(value, SpanContext) and value.is_valid:
-        return value
+    if isinstance(value, SpanContext):  # before tuple: a SpanContext is a tuple
+        return value if value.is_valid else None
+    if isinstance(value, tuple):
+        for item in value:
+            found = _span_context(item)
+            if found is not None:
+                return found
     return None
 
 

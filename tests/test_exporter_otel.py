@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, cast
 
 import pytest
 
@@ -21,9 +20,7 @@ from opentelemetry.trace import INVALID_SPAN, SpanContext, StatusCode, TraceFlag
 
 import tracedfuture
 from tracedfuture import Event, Site, TracedFuture
-from tracedfuture.exporters.otel import CONTEXT_FIELD, OTelExporter, capture_context
-
-HAS_CONTEXT_HOOK = CONTEXT_FIELD in Event._fields
+from tracedfuture.exporters.otel import OTelExporter, capture_context
 
 
 @pytest.fixture
@@ -54,16 +51,12 @@ async def wait_for_reply() -> int:
     return int(await reply)
 
 
-@pytest.mark.xfail(
-    not HAS_CONTEXT_HOOK,
-    strict=True,
-    reason="needs core hook: call capture_context() at created and store it in Event.otel_context",
-)
 def test_future_created_inside_a_span_has_that_span_as_parent(
     provider: TracerProvider, spans: InMemorySpanExporter
 ) -> None:
-    # Depends on the core: only the loop's thread, at creation, sees the current
-    # OpenTelemetry context; the exporter runs later on another thread.
+    # Needs the core's half: only the loop's thread, at creation, sees the current
+    # OpenTelemetry context; it calls OTelExporter.capture() and hands the result
+    # over in the created event's context field.
     tracer = provider.get_tracer("test")
 
     async def main() -> None:
@@ -81,23 +74,34 @@ def test_future_created_inside_a_span_has_that_span_as_parent(
 
 
 def test_captured_context_becomes_the_parent(provider: TracerProvider, spans: InMemorySpanExporter) -> None:
-    # The exporter's half of the parentage, fed events that carry a captured context.
+    # The exporter's half of the parentage, fed an event that carries a captured context.
     parent = SpanContext(0x1234, 0x5678, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    ts = time.monotonic_ns()
-    if HAS_CONTEXT_HOOK:
-        created = cast(Any, Event)("created", 1, ts, name="captured", **{CONTEXT_FIELD: parent})
-    else:  # until the core has the field: an Event that carries the attribute anyway
-
-        class WithContext(Event):
-            pass
-
-        created = WithContext("created", 1, ts, name="captured")
-        vars(created)[CONTEXT_FIELD] = parent
+    created = Event("created", 1, time.monotonic_ns(), name="captured", context=parent)
     exporter = OTelExporter(provider)
     exporter.export([created, Event("resolved", 1, time.monotonic_ns())])
     span = by_label(spans.get_finished_spans(), "captured")
     assert span.parent == parent
     assert span.context.trace_id == 0x1234
+
+
+def test_every_capturing_exporter_sees_the_parent(spans: InMemorySpanExporter) -> None:
+    # Two capturing exporters: the core hands each a tuple of both captures.
+    other = InMemorySpanExporter()
+    providers = [TracerProvider(), TracerProvider()]
+    for provider, memory in zip(providers, (spans, other), strict=True):
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = providers[0].get_tracer("test")
+
+    async def main() -> int:
+        with tracer.start_as_current_span("S") as s:
+            TracedFuture(label="inside S").cancel()
+            return s.get_span_context().span_id
+
+    span_id = tracedfuture.run(main(), exporters=[OTelExporter(p) for p in providers])
+    for memory in (spans, other):
+        parent = by_label(memory.get_finished_spans(), "inside S").parent
+        assert parent is not None
+        assert parent.span_id == span_id
 
 
 def test_capture_context_returns_the_current_context(provider: TracerProvider) -> None:

@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Tracer
 
 import tracedfuture
-from tracedfuture import Event, TracedFuture
-from tracedfuture.exporters.otel import CONTEXT_FIELD, OTelExporter
+from tracedfuture import TracedFuture
+from tracedfuture.exporters.otel import OTelExporter
 
 from .otlp_receiver import OTLPReceiver
 
@@ -95,11 +95,6 @@ def test_failed_future_arrives_with_status_error(provider: TracerProvider, recei
     assert [event.name for event in broken.events] == ["exception"]
 
 
-@pytest.mark.xfail(
-    CONTEXT_FIELD not in Event._fields,
-    strict=True,
-    reason="needs core hook: call capture_context() at created and store it in Event.otel_context",
-)
 def test_parent_span_arrives_over_otlp_http(provider: TracerProvider, receiver: OTLPReceiver) -> None:
     spans = run_traced(provider, receiver)
     (s,) = [span for span in spans if span.name == "S"]

@@ -20,6 +20,7 @@ variable                                        option                          
 ``OTEL_PYTHON_TRACEDFUTURE_BUFFER_SIZE``        ``buffer_size`` (records)         ``1000000``
 ``OTEL_PYTHON_TRACEDFUTURE_FLUSH_INTERVAL``     ``flush_interval`` (seconds)      ``0.1``
 ``OTEL_PYTHON_TRACEDFUTURE_MAX_FAILURES``       ``max_failures``                  ``10``
+``OTEL_PYTHON_TRACEDFUTURE_EXPORT_TIMEOUT``     ``export_timeout`` (seconds)      ``10``
 ``OTEL_PYTHON_TRACEDFUTURE_INCLUDE_MODULES``    ``include_modules`` (commas)      ``myapp,lib.db``
 ``OTEL_PYTHON_TRACEDFUTURE_EXCLUDE_MODULES``    ``exclude_modules`` (commas)      ``myapp.health``
 ``OTEL_PYTHON_TRACEDFUTURE_INCLUDE_NAMES``      ``include_names`` (commas)        ``worker-*``
@@ -99,6 +100,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "BUFFER_SIZE": ("buffer_size", _int),
     "FLUSH_INTERVAL": ("flush_interval", _float),
     "MAX_FAILURES": ("max_failures", _int),
+    "EXPORT_TIMEOUT": ("export_timeout", _float),
     "INCLUDE_MODULES": ("include_modules", _names),
     "EXCLUDE_MODULES": ("exclude_modules", _names),
     "INCLUDE_NAMES": ("include_names", _names),
