@@ -232,6 +232,20 @@ def test_enable_inside_a_loop_hooks_its_exception_handler(tmp_path: Path, no_fli
     assert tracedfuture.trace.read(path).header["flight"].startswith("exception handler:")
 
 
+def test_hook_loop_inside_a_later_loop_dumps_its_unhandled_exceptions(tmp_path: Path, no_flight: None) -> None:
+    path = tmp_path / "flight.jsonl"
+    tracedfuture.flight.enable(path=path)
+
+    async def main() -> None:
+        tracedfuture.flight.hook_loop()
+        asyncio.get_running_loop().call_soon(int, "x")
+        await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    wait_for_file(path)
+    assert tracedfuture.trace.read(path).header["flight"] == "exception handler: Exception in callback int('x')"
+
+
 def test_dump_without_enable_says_how_to_enable() -> None:
     with pytest.raises(RuntimeError, match=r"call tracedfuture\.flight\.enable\(\) first"):
         tracedfuture.flight.dump("unused.jsonl")

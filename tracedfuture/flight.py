@@ -46,7 +46,7 @@ from ._install import Installation, install
 from ._pipeline import RECORDER
 from .trace import event_to_json, header
 
-__all__ = ["FlightRecorder", "current", "disable", "dump", "enable"]
+__all__ = ["FlightRecorder", "current", "disable", "dump", "enable", "hook_loop"]
 
 logger = logging.getLogger("tracedfuture")
 
@@ -304,8 +304,8 @@ def enable(
     in the working directory). ``signal`` (opt-in, such as ``signal.SIGUSR1``)
     dumps when the process receives it; this must be called from the main thread
     then, like :func:`signal.signal`. ``on_exception`` hooks the exception handler
-    of the loop running in this thread, if any (use
-    :meth:`FlightRecorder.hook_loop` for others). ``at_exit`` dumps when the
+    of the loop running in this thread, if any (call :func:`hook_loop` inside
+    loops started later). ``at_exit`` dumps when the
     interpreter exits. ``recorder`` adopts a recorder already passed to
     :func:`tracedfuture.install` instead of installing a new one. Other keyword
     arguments are :func:`tracedfuture.install` options.
@@ -359,6 +359,28 @@ def enable(
             raise
         _enabled = state
         return recorder
+
+
+def hook_loop(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Dump the recorder set up by :func:`enable` to its path when ``loop``'s
+    exception handler is called (default: the running loop). For a loop that
+    started after :func:`enable`, such as ``asyncio.run``'s::
+
+        tracedfuture.flight.enable(path="flight.jsonl")
+
+        async def main():
+            tracedfuture.flight.hook_loop()
+            ...
+    """
+    state = _enabled
+    if state is None:
+        msg = "no flight recorder is enabled: call tracedfuture.flight.enable() first"
+        raise RuntimeError(msg)
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    assert state.path is not None
+    state.recorder.hook_loop(loop, state.path)
+    state.loops.add(loop)
 
 
 def _signal_handler(signum: int, frame: FrameType | None) -> None:
