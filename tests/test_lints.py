@@ -139,6 +139,17 @@ def test_a_blocked_loop_is_reported_with_the_loop_threads_stack_and_the_running_
     assert "in hog\n    time.sleep(seconds)  # the line the stack must show" in event.detail
 
 
+def test_a_block_right_after_enable_is_reported(memory: MemoryExporter) -> None:
+    async def main() -> None:
+        with tracedfuture.lints.enable(blocked=0.1, stall=None, orphan=None):
+            hog(0.3)  # before the heartbeat ever ran
+
+    asyncio.run(main())
+    event = only(memory.of_kind("blocked_loop"))
+    assert event.detail is not None
+    assert "time.sleep(seconds)" in event.detail
+
+
 def test_a_loop_blocked_in_a_plain_callback_names_the_callback(memory: MemoryExporter) -> None:
     asyncio.run(blocked_program(block_in_callback=True))
     event = only(memory.of_kind("blocked_loop"))

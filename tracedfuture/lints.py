@@ -120,6 +120,10 @@ class Lints:
             # Beat often enough that a late beat means a blocked loop, not an idle one.
             self._beat_period = self.blocked_ns / _NS / 4
             self._beat_ns = time.monotonic_ns()
+            if asyncio._get_running_loop() is self.loop:
+                # Started on the loop's own thread: watch from now on, so that a
+                # block right after enable() (before the first beat) is seen too.
+                self._loop_thread = threading.get_ident()
             self.loop.call_soon_threadsafe(self._beat)
         self._thread.start()
 
