@@ -66,6 +66,7 @@ spans are kept to link to.
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -93,6 +94,7 @@ _TASK_LINK = {"asyncio.link": "awaited"}
 _FUTURE_LINK = {"asyncio.link": "awaited_by"}
 _ENDING_KINDS = {"resolved": "resolved", "failed": "failed", "cancelled": "cancelled", "abandoned": "abandoned"}
 _LINT_KINDS = frozenset({"stalled", "orphan", "blocked_loop"})
+_BY_TIME = operator.attrgetter("ts_ns")
 
 
 def capture_context() -> Context:
@@ -180,7 +182,9 @@ class OTelExporter:
                 from .. import __version__
 
                 self._tracer = trace.get_tracer("tracedfuture", __version__, tracer_provider=self._provider)
-            for event in events:
+            # In time order: tail sampling releases a kept future's events before
+            # those of the tasks linked to it, whose spans must exist first.
+            for event in sorted(events, key=_BY_TIME):
                 handler = _HANDLERS.get(event.kind)
                 if handler is not None:
                     handler(self, event)

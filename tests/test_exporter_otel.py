@@ -143,6 +143,31 @@ def test_task_that_awaited_a_future_links_to_it(provider: TracerProvider, spans:
     assert [e.name for e in reply.events] == ["awaited", "callback_scheduled"]
 
 
+def test_tail_sampling_keeps_parent_and_links_of_a_failure(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    # Tail sampling releases the failed future's events before its task's.
+    async def fail() -> None:
+        broken = TracedFuture(label="broken")
+        asyncio.get_running_loop().call_soon(broken.set_exception, ValueError("boom"))
+        await broken
+
+    async def main() -> None:
+        await asyncio.gather(*(wait_for_reply() for _ in range(20)))
+        with contextlib.suppress(ValueError):
+            await asyncio.create_task(fail(), name="failing")
+
+    tracedfuture.run(main(), exporters=[OTelExporter(provider)], tail=True, slow=5)
+    finished = spans.get_finished_spans()
+    assert not [s for s in finished if (s.attributes or {}).get("asyncio.future.label") == "reply"]
+    failing = by_task(finished, "failing")
+    broken = by_label(finished, "broken")
+    assert broken.parent is not None
+    assert broken.parent.span_id == failing.context.span_id
+    assert broken.context.span_id in [link.context.span_id for link in failing.links]
+    assert broken.status.status_code is StatusCode.ERROR
+
+
 def test_spans_have_the_real_start_and_end_times(provider: TracerProvider, spans: InMemorySpanExporter) -> None:
     before = time.time_ns()
     tracedfuture.run(wait_for_reply(), exporters=[OTelExporter(provider)])
