@@ -24,16 +24,19 @@ TEMPLATE = r"""<!doctype html>
 html, body { margin: 0; height: 100%; }
 body { font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg);
   display: flex; flex-direction: column; }
-header { display: flex; flex-wrap: wrap; align-items: center; gap: 6px 12px; padding: 8px 12px;
+header { display: grid; grid-template-columns: auto 1fr; align-items: center; gap: 6px 14px; padding: 8px 12px;
   border-bottom: 1px solid var(--line); background: var(--panel); }
 header h1 { font-size: 15px; margin: 0; }
-#meta { color: var(--muted); max-width: 46em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+#meta { color: var(--muted); min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+#bar { grid-column: 1 / -1; display: flex; flex-wrap: wrap; align-items: center; gap: 6px 12px; }
 #tools { display: flex; align-items: center; gap: 6px; margin-left: auto; }
-#search { width: 18em; padding: 3px 6px; border: 1px solid var(--line); border-radius: 4px; font: inherit; }
+#search { width: 14em; padding: 3px 6px; border: 1px solid var(--line); border-radius: 4px; font: inherit; }
 #matches { color: var(--muted); min-width: 6em; }
 button { font: inherit; padding: 2px 9px; border: 1px solid var(--line); border-radius: 4px; background: #fff; cursor: pointer; }
 button:hover { background: #eef1f4; }
 #legend { display: flex; gap: 10px; color: var(--muted); }
+#legend .pale { font-style: italic; }
+#legend .pale::before { display: none; }
 #legend span::before { content: ""; display: inline-block; width: 10px; height: 10px; border-radius: 2px;
   margin-right: 4px; vertical-align: -1px; background: var(--swatch); }
 main { flex: 1; display: flex; min-height: 0; }
@@ -57,14 +60,16 @@ canvas { display: block; }
 <header>
   <h1>tracedfuture</h1>
   <span id="meta"></span>
+  <div id="bar">
   <div id="legend"></div>
   <div id="tools">
-    <input id="search" type="search" placeholder="Search a name, site or #id" aria-label="Search">
+    <input id="search" type="search" placeholder="Search name, site, #id" aria-label="Search">
     <span id="matches"></span>
     <button id="zoom-in" title="Zoom in (W)">+</button>
     <button id="zoom-out" title="Zoom out (S)">&minus;</button>
     <button id="reset" title="Show everything (0)">Reset</button>
     <label title="Arrows from a future to the task it woke"><input type="checkbox" id="arrows" checked> arrows</label>
+  </div>
   </div>
 </header>
 <main>
@@ -175,7 +180,8 @@ function drawAxis() {
     const x = Math.round(xOf(t)) + 0.5;
     if (x < GUTTER) continue;
     grid.moveTo(x, AXIS_H - 6); grid.lineTo(x, H);
-    ctx.fillText("+" + fmtDur(t), x + 3, AXIS_H / 2);
+    const text = "+" + fmtDur(t);
+    if (x + 3 + ctx.measureText(text).width <= W) ctx.fillText(text, x + 3, AXIS_H / 2);
   }
   ctx.strokeStyle = "rgba(0, 0, 0, 0.07)"; ctx.stroke(grid);
 }
@@ -513,6 +519,7 @@ OUT.forEach(function (o, k) {
   item.style.setProperty("--swatch", outColor[k]);
   legend.append(item);
 });
+legend.append(el("span", "pale: a task's life \u00b7 arrow: a wake-up", "pale"));
 
 resetView();
 new ResizeObserver(resize).observe(view);

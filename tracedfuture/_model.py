@@ -34,6 +34,7 @@ __all__ = [
     "Record",
     "format_duration",
     "load",
+    "printable",
     "short_path",
     "site_text",
 ]
@@ -277,6 +278,20 @@ def short_path(filename: str) -> str:
         if filename.startswith(cwd):
             return filename[len(cwd) :]
     return filename
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``), safe to print on a terminal.
+
+    A trace holds whatever strings the program used; printed raw, an escape
+    sequence in a task name could rewrite the user's screen.
+
+    >>> printable("worker\x1b[2J")
+    'worker\\x1b[2J'
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def site_text(site: Site | None) -> str:

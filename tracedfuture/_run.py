@@ -189,16 +189,36 @@ class _Finisher:
             os.kill(os.getpid(), signal.SIGINT)
 
 
+def _fresh_main() -> types.ModuleType:
+    """A new ``__main__`` module, as Python's own starts, installed in sys.modules."""
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__builtins__=builtins, __annotations__={})
+    sys.modules["__main__"] = main
+    return main
+
+
+def _run_as_main(module: str, alter_argv: bool) -> None:
+    # runpy._run_module_as_main (private, unchanged from 3.4 to 3.13) is what
+    # ``python -m`` and ``python directory`` call: using it gives the same
+    # sys.argv[0], the same "No module named" message and the same two
+    # "<frozen runpy>" frames in tracebacks. run_module is the public fallback.
+    run_as_main = getattr(runpy, "_run_module_as_main", None)
+    if run_as_main is not None:
+        run_as_main(module, alter_argv)
+    else:  # pragma: no cover - no CPython lacks it today
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
 def _run_path(path: str, args: list[str]) -> None:
-    """Run a script as ``python path args`` would, in a fresh ``__main__`` module."""
+    """Run a script (or a directory or zip with ``__main__.py``) as ``python path args`` would."""
     sys.argv = [path, *args]
-    if os.path.isdir(path) or zipfile.is_zipfile(path):
-        # A directory or zip with __main__.py: runpy puts it on sys.path itself.
-        if not sys.flags.safe_path:
-            del sys.path[0]
-        runpy.run_path(path, run_name="__main__")
-        return
     absolute = os.path.abspath(path)
+    if os.path.isdir(path) or zipfile.is_zipfile(path):
+        if not sys.flags.safe_path:
+            sys.path[0] = absolute
+        _fresh_main()
+        _run_as_main("__main__", False)
+        return
     try:
         with io.open_code(absolute) as handle:
             source = handle.read()
@@ -208,21 +228,13 @@ def _run_path(path: str, args: list[str]) -> None:
         raise SystemExit(2) from None
     if not sys.flags.safe_path:
         sys.path[0] = os.path.dirname(os.path.realpath(absolute))
-    # runpy.run_path would set __file__ (and tracebacks) to the path as typed and
-    # sys.argv[0] to the same; Python 3.9+ gives __file__ as an absolute path and
-    # leaves argv[0] as typed. Build the module the way Python's main does.
-    main = types.ModuleType("__main__")
-    namespace = main.__dict__
-    namespace.update(
-        __file__=absolute,
-        __cached__=None,
-        __loader__=SourceFileLoader("__main__", absolute),
-        __builtins__=builtins,
-        __annotations__={},
-    )
-    sys.modules["__main__"] = main
+    # runpy.run_path would set __file__ (and the paths in tracebacks) to the path
+    # as typed and sys.argv[0] to the same; Python 3.9+ gives __file__ as an
+    # absolute path and leaves argv[0] as typed. Build the module as Python does.
+    main = _fresh_main()
+    main.__dict__.update(__file__=absolute, __cached__=None, __loader__=SourceFileLoader("__main__", absolute))
     code = compile(source, absolute, "exec", dont_inherit=True)
-    exec(code, namespace)
+    exec(code, main.__dict__)
 
 
 def _run_module(name: str, args: list[str]) -> None:
@@ -230,16 +242,8 @@ def _run_module(name: str, args: list[str]) -> None:
     sys.argv = ["-m", *args]
     if not sys.flags.safe_path:
         sys.path[0] = os.getcwd()
-    # runpy._run_module_as_main (private, unchanged from 3.4 to 3.13) is what
-    # ``python -m`` calls: using it gives the same sys.argv[0], the same "No module
-    # named" message and the same two "<frozen runpy>" frames in tracebacks.
-    # run_module(alter_sys=True) is the public fallback.
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    run_as_main = getattr(runpy, "_run_module_as_main", None)
-    if run_as_main is not None:
-        run_as_main(name, True)
-    else:  # pragma: no cover - no CPython lacks it today
-        runpy.run_module(name, run_name="__main__", alter_sys=True)
+    _fresh_main()
+    _run_as_main(name, True)
 
 
 def _print_exception(exc: BaseException) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._events import Site
-from ._model import OUTCOMES, Model, format_duration, site_text
+from ._model import OUTCOMES, Model, format_duration, printable, site_text
 
 __all__ = ["COLUMNS", "SiteStats", "collect", "render_json", "render_table"]
 
@@ -113,7 +113,7 @@ def render_table(model: Model, rows: list[SiteStats]) -> Iterator[str]:
     for stats in rows:
         table.append(
             [
-                _clip_site(site_text(stats.site)),
+                _clip_site(printable(site_text(stats.site))),
                 _kind(stats),
                 str(stats.count),
                 *(str(stats.outcomes[outcome]) for outcome in OUTCOMES),

@@ -22,6 +22,7 @@ from ._model import (
     Model,
     Record,
     format_duration,
+    printable,
     short_path,
     site_text,
 )
@@ -130,15 +131,17 @@ class _Painter:
     def __init__(self, color: bool) -> None:
         self.color = color
 
-    def __call__(self, text: str, style: str) -> str:
-        return f"{style}{text}{_RESET}" if self.color and text else text
+    def __call__(self, text: str, style: str = "") -> str:
+        """``text`` made printable (a trace holds any string), in ``style`` when colouring."""
+        text = printable(text)
+        return f"{style}{text}{_RESET}" if self.color and text and style else text
 
 
 def _describe(model: Model, record: Record, placed_under: int | None, paint: _Painter) -> str:
     """One record as one line (without the tree's connector)."""
-    label = paint(record.label(), _BOLD) if record.is_task else record.label()
+    label = paint(record.label(), _BOLD if record.is_task else "")
     if record.is_task and record.coro and record.coro != record.name:
-        label += f" ({record.coro})"
+        label += paint(f" ({record.coro})")
     outcome = record.outcome
     style = _COLORS[outcome]
     lifetime = record.lifetime_ns()
@@ -161,21 +164,21 @@ def _describe(model: Model, record: Record, placed_under: int | None, paint: _Pa
     elif record.cancel_requests:
         _, msg_text, canceller_id, canceller = record.cancel_requests[-1]
         msg = f" msg {_clip(msg_text)!r}" if msg_text is not None else ""
-        parts.append(f"cancel requested{msg} by {_canceller_text(model, canceller_id, canceller)}, not honoured")
+        parts.append(paint(f"cancel requested{msg} by {_canceller_text(model, canceller_id, canceller)}, not honoured"))
     if record.result_type == "NoneType":
         pass
     elif record.value is not None:
-        parts.append(f"-> {_clip(record.value)}")
+        parts.append(paint(f"-> {_clip(record.value)}"))
     elif record.result_type:
-        parts.append(f"-> {record.result_type}")
+        parts.append(paint(f"-> {record.result_type}"))
     if outcome == ABANDONED:
         parts.append("(garbage-collected while pending)")
     woke = [task for task, _ in record.wakes if task != placed_under]
     if woke:
-        parts.append("woke " + ", ".join(model.name_of(task) for task in dict.fromkeys(woke)))
+        parts.append(paint("woke " + ", ".join(model.name_of(task) for task in dict.fromkeys(woke))))
     others = [task for task, _ in record.awaits if task != placed_under]
     if others:
-        parts.append("awaited by " + ", ".join(model.name_of(task) for task in dict.fromkeys(others)))
+        parts.append(paint("awaited by " + ", ".join(model.name_of(task) for task in dict.fromkeys(others))))
     for lint in record.lints:
         detail = (lint.detail or "").strip().splitlines()
         parts.append(paint(f"[{lint.kind}{': ' + _clip(detail[0]) if detail else ''}]", _COLORS["lint"]))
