@@ -223,6 +223,10 @@ def _prefixed(module: str, prefixes: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
+def _ts(event: Event) -> int:
+    return event.ts_ns
+
+
 _INTERESTING = frozenset({ev.FAILED, ev.CANCELLED, ev.ABANDONED, ev.UNRETRIEVED, *ev.LINTS})
 _ENDS = frozenset({ev.RESOLVED, ev.FAILED, ev.CANCELLED})
 
@@ -279,6 +283,9 @@ class TailSampler:
             elif event.kind in (ev.CALLBACK_SCHEDULED, ev.CALLBACK_ADDED) and fid in self._finished:
                 self._finished[fid].append(event)
         self._expire(now_ns if now_ns is not None else time.monotonic_ns(), out)
+        # A kept group (a future, its awaiters, its parents) comes out at once,
+        # older events included: in time order, parents come before children.
+        out.sort(key=_ts)
         return out
 
     def _link(self, event: Event) -> None:
@@ -341,4 +348,5 @@ class TailSampler:
         """At shutdown: what is still pending after ``slow`` is kept, the rest dropped."""
         out: list[Event] = []
         self._expire(now_ns if now_ns is not None else time.monotonic_ns(), out)
+        out.sort(key=_ts)
         return out

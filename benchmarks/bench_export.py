@@ -1,0 +1,109 @@
+"""Plain asyncio against traced asyncio with exporters, in the same run.
+
+Modes (the exporters issue's):
+
+* ``plain``: asyncio alone;
+* ``recorded``: traced, every event recorded and converted, kept in memory only
+  (a ``MemoryExporter``);
+* ``tail``: tail-sampled (``tail=True``) structlog and OpenTelemetry export of a
+  healthy workload, which keeps almost nothing;
+* ``everything``: structlog and OpenTelemetry export of every event.
+
+structlog renders JSON into ``os.devnull``; OpenTelemetry spans go through the
+real SDK (``BatchSpanProcessor``) to an exporter that discards them. The time
+includes delivering everything to the exporters (``Installation.flush``).
+Run: ``python benchmarks/bench_export.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import structlog
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+import tracedfuture
+from bench_core import WORKLOADS
+from tracedfuture.exporters import MemoryExporter
+from tracedfuture.exporters.otel import OTelExporter
+from tracedfuture.exporters.structlog import StructlogExporter
+
+
+class Discard(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def configure_structlog() -> None:
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
+        logger_factory=structlog.PrintLoggerFactory(open(os.devnull, "w")),  # noqa: SIM115
+        cache_logger_on_first_use=True,
+    )
+
+
+def exporters(mode: str) -> tuple[list[Any], dict[str, Any], TracerProvider | None]:
+    if mode == "recorded":
+        return [MemoryExporter()], {}, None
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=100_000))
+    chosen = [StructlogExporter(), OTelExporter(tracer_provider=provider)]
+    return chosen, ({"tail": True, "slow": 60.0} if mode == "tail" else {}), provider
+
+
+def run_once(mode: str, workload: Callable[[], Coroutine[Any, Any, None]]) -> float:
+    gc.collect()
+    loop = asyncio.new_event_loop()
+    inst = provider = None
+    if mode != "plain":
+        chosen, options, provider = exporters(mode)
+        inst = tracedfuture.install(loop, exporters=chosen, **options)
+    try:
+        start = time.perf_counter()
+        loop.run_until_complete(workload())
+        if inst is not None:
+            inst.flush(timeout=600)
+        return time.perf_counter() - start
+    finally:
+        loop.close()
+        if inst is not None:
+            inst.uninstall()
+        if provider is not None:
+            provider.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--modes", default="plain,recorded,tail,everything")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    configure_structlog()
+    modes = args.modes.split(",")
+    results: dict[str, dict[str, float]] = {}
+    for name, workload in WORKLOADS.items():
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        for _ in range(args.repeat):
+            for mode in modes:
+                times[mode].append(run_once(mode, workload))
+        base = min(times["plain"])
+        results[name] = {m: min(t) / base for m, t in times.items()}
+        if not args.json:
+            cells = "  ".join(f"{m} {min(t) * 1e3:7.1f} ms x{min(t) / base:.2f}" for m, t in times.items())
+            print(f"{name:28s} {cells}")
+    if args.json:
+        print(json.dumps({"python": sys.version.split()[0], "ratios": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
