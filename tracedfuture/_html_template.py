@@ -379,13 +379,13 @@ function showDetails(i) {
   if (outcome === "cancelled") {
     item("cancel msg", d.msg !== undefined ? d.msg : "(none)");
     const by = el("span");
-    if (d.canceller_id !== undefined) by.append(link(d.canceller_id)); else by.append("a callback or another thread");
+    if (d.canceller_id !== undefined) by.append(link(d.canceller_id)); else by.append("code outside any task");
     if (d.canceller) by.append(document.createTextNode(" in " + d.canceller));
     item("cancelled by", by);
   }
   (d.cancel_requests || []).forEach(function (req) {
     const span = el("span", "+" + fmtDur(req[0]) + (req[1] !== null ? " msg " + JSON.stringify(req[1]) : "") + " by ");
-    if (req[2] !== null) span.append(link(req[2])); else span.append("a callback or another thread");
+    if (req[2] !== null) span.append(link(req[2])); else span.append("code outside any task");
     item("cancel requested", span);
   });
   const aw = [], wk = [];

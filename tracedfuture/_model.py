@@ -34,6 +34,7 @@ __all__ = [
     "Record",
     "format_duration",
     "load",
+    "plural",
     "printable",
     "short_path",
     "site_text",
@@ -278,6 +279,11 @@ def short_path(filename: str) -> str:
         if filename.startswith(cwd):
             return filename[len(cwd) :]
     return filename
+
+
+def plural(count: int, singular: str, many: str | None = None) -> str:
+    """``1 task``, ``2 tasks``; ``many`` when adding an s is not the plural."""
+    return f"{count} {singular if count == 1 else many or singular + 's'}"
 
 
 def printable(text: str) -> str:

@@ -142,8 +142,8 @@ def _exporters(parser: argparse.ArgumentParser, options: argparse.Namespace, arg
             if exc.name == qualified:
                 parser.error(f"this tracedfuture has no {name} exporter ({qualified} is missing)")
             print(
-                f"tracedfuture run: error: the {name} exporter needs {package}, which is not installed "
-                f"({exc}); install it with: pip install 'tracedfuture[{extra}]'",
+                f"tracedfuture run: error: the {name} exporter needs {package}, which cannot be imported here "
+                f"(missing: {exc.name or package}); install it with: pip install 'tracedfuture[{extra}]'",
                 file=sys.stderr,
             )
             raise SystemExit(2) from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._events import Site
-from ._model import OUTCOMES, Model, format_duration, printable, site_text
+from ._model import OUTCOMES, Model, format_duration, plural, printable, site_text
 
 __all__ = ["COLUMNS", "SiteStats", "collect", "render_json", "render_table"]
 
@@ -131,7 +131,7 @@ def render_table(model: Model, rows: list[SiteStats]) -> Iterator[str]:
     yield ""
     total = sum(stats.count for stats in rows)
     yield (
-        f"{total} futures and tasks from {len(rows)} sites in {model.path}; "
+        f"{plural(total, 'future or task', 'futures and tasks')} from {plural(len(rows), 'site')} in {model.path}; "
         "lifetimes (p50..max) count those that ended, not the pending ones"
     )
 

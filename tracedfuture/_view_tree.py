@@ -22,6 +22,7 @@ from ._model import (
     Model,
     Record,
     format_duration,
+    plural,
     printable,
     short_path,
     site_text,
@@ -113,7 +114,7 @@ _CANCELLER = re.compile(r"^(?P<function>.*) \((?P<file>.+):(?P<line>\d+)\)$")
 
 
 def _canceller_text(model: Model, canceller_id: int | None, canceller: str | None) -> str:
-    who = model.name_of(canceller_id) if canceller_id is not None else "a callback or another thread"
+    who = model.name_of(canceller_id) if canceller_id is not None else "code outside any task"
     if canceller:
         found = _CANCELLER.match(canceller)
         if found:
@@ -164,7 +165,7 @@ def _describe(model: Model, record: Record, placed_under: int | None, paint: _Pa
     elif record.cancel_requests:
         _, msg_text, canceller_id, canceller = record.cancel_requests[-1]
         msg = f" msg {_clip(msg_text)!r}" if msg_text is not None else ""
-        parts.append(paint(f"cancel requested{msg} by {_canceller_text(model, canceller_id, canceller)}, not honoured"))
+        parts.append(paint(f"cancel requested{msg} by {_canceller_text(model, canceller_id, canceller)}"))
     if record.result_type == "NoneType":
         pass
     elif record.value is not None:
@@ -277,7 +278,7 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
     summary = ", ".join(f"{counts[outcome]} {outcome}" for outcome in OUTCOMES)
     tasks = sum(1 for record in records.values() if record.is_task)
     yield (
-        f"{len(records)} futures and tasks ({tasks} tasks): {summary}; "
+        f"{plural(len(records), 'future or task', 'futures and tasks')} ({plural(tasks, 'task')}): {summary}; "
         f"{count} shown; trace spans {format_duration(model.end_ns - model.start_ns)}"
     )
     for lint in model.loop_lints:

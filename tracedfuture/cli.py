@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import IO
 
-from ._model import Model, load
+from ._model import Model, load, plural
 from .trace import TraceFormatError
 
 __all__ = ["main"]
@@ -112,6 +112,10 @@ def _output_path(args: argparse.Namespace, suffix: str) -> str:
     return base + suffix
 
 
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 1_000_000 else f"{max(1, round(count / 1e3))} kB"
+
+
 def _write_output(path: str, text: str) -> None:
     if path == "-":
         sys.stdout.write(text)
@@ -185,7 +189,11 @@ def _cmd_html(args: argparse.Namespace) -> int:
     _write_output(path, text)
     progress.finish()
     if path != "-":
-        print(f"wrote {path} ({len(model.records)} futures and tasks, {len(text) / 1e6:.1f} MB)", file=sys.stderr)
+        print(
+            f"wrote {path} ({plural(len(model.records), 'future or task', 'futures and tasks')}, "
+            f"{_size(len(text.encode()))})",
+            file=sys.stderr,
+        )
     return 0
 
 
