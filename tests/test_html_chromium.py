@@ -94,6 +94,18 @@ def test_details_of_a_cancelled_task_name_msg_and_canceller(page: Page, sample_r
     assert "task Task-1 #1" in details
 
 
+def test_arrows_link_futures_to_the_tasks_they_woke(page: Page, sample_report: Path) -> None:
+    open_report(page, sample_report)
+    assert page.evaluate("tracedfuture.arrows") > 0
+
+
+def test_zooming_in_leaves_fewer_bars_in_view(page: Page, sample_report: Path) -> None:
+    open_report(page, sample_report)
+    for _ in range(4):
+        page.evaluate("document.getElementById('zoom-in').click()")
+    assert 0 < page.evaluate("tracedfuture.draw(), tracedfuture.bars") < 17
+
+
 def test_search_finds_tasks_by_name_and_site(page: Page, sample_report: Path) -> None:
     open_report(page, sample_report)
     assert page.evaluate("tracedfuture.search('fetch-')") == 4
