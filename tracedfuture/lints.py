@@ -8,7 +8,7 @@
 ...         await asyncio.sleep(0.2)
 >>> tracedfuture.run(main(), exporters=[memory])
 >>> print(tracedfuture.lints.describe(memory.of_kind("stalled")[0]))  # doctest: +ELLIPSIS
-stalled: (T) #... Task-1 -> (F) #... pending 0.0...s, created at ... in main
+stalled: (T) #... -> (F) #... pending ...s, created at ... in main
 
 What is found, and the event that says it:
 
