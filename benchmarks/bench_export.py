@@ -28,11 +28,11 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
+from bench_core import WORKLOADS
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import tracedfuture
-from bench_core import WORKLOADS
 from tracedfuture.exporters import MemoryExporter
 from tracedfuture.exporters.otel import OTelExporter
 from tracedfuture.exporters.structlog import StructlogExporter

@@ -35,7 +35,7 @@ def _interpreters() -> dict[str, str]:
             continue
         try:
             version = subprocess.run(
-                [path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                [path, "-c", "import sys; print('{}.{}'.format(*sys.version_info[:2]))"],
                 capture_output=True,
                 text=True,
                 timeout=30,
@@ -43,7 +43,7 @@ def _interpreters() -> dict[str, str]:
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             continue
-        current = "%d.%d" % sys.version_info[:2]
+        current = "{}.{}".format(*sys.version_info[:2])
         if version != current and version not in found:
             found[version] = path
     return found
@@ -69,6 +69,7 @@ def test_core_suite_passes_on(version: str, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=900,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]

@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 from ._events import KINDS, Event, Site
-from ._future import TracedFuture, TracedTask
+from ._future import TracedFuture, TracedTask, future_id
 from ._install import Installation, Options, install, loop_factory, run
+from .flight import dump
+from .graph import format_snapshot, snapshot
 
 __version__ = "0.1.0"
 
@@ -30,7 +32,11 @@ __all__ = [
     "TracedFuture",
     "TracedTask",
     "__version__",
+    "dump",
+    "format_snapshot",
+    "future_id",
     "install",
     "loop_factory",
     "run",
+    "snapshot",
 ]

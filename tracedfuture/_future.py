@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 from . import _events as ev
 from ._pipeline import RECORDER
 
-__all__ = ["LoopHooks", "TracedFuture", "TracedTask", "flush_pending_completions"]
+__all__ = ["LoopHooks", "TracedFuture", "TracedTask", "flush_pending_completions", "future_id"]
 
 _T = TypeVar("_T")
 
@@ -102,6 +102,24 @@ def _task_id(task: object) -> int | None:
         except TypeError:
             return None
     return tid or None
+
+
+def future_id(obj: object) -> int | None:
+    """The ``future_id`` that events give ``obj``, a future or task, or ``None``
+    when it is not traced: to find a future's events, or to log its id.
+
+    >>> import asyncio, tracedfuture
+    >>> async def main():
+    ...     return tracedfuture.future_id(asyncio.get_running_loop().create_future())
+    >>> tracedfuture.run(main()) > 0
+    True
+    >>> tracedfuture.future_id(object()) is None
+    True
+    """
+    fid = getattr(obj, "_tf_id", None)
+    if fid:
+        return int(fid)
+    return _foreign_ids.get(obj) if isinstance(obj, _Task) else None
 
 
 # --- where: the first frame outside asyncio and tracedfuture -----------------------

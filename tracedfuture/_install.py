@@ -171,6 +171,12 @@ class Installation:
         except Exception:
             return "<redaction failed>"
 
+    def _attached(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Tell the exporters that have an ``attach(loop)`` method that a loop is
+        traced now (the flight recorder hooks its exception handler)."""
+        for sink in self._sinks:
+            sink.call("attach", loop)
+
     def _deliver(self, events: list[Event]) -> None:
         """Called by the drain thread with this installation's events, in order."""
         if self._filter:
@@ -196,8 +202,9 @@ class Installation:
             sink.call("flush")
         return done
 
-    def _wait_sinks(self, timeout: float | None) -> bool:
-        waits = [sink.wait(timeout) for sink in self._sinks]  # every sink, no short cut
+    def _wait_sinks(self, timeout: float | None, only: object = None) -> bool:
+        sinks = [s for s in self._sinks if only is None or s.exporter is only]
+        waits = [sink.wait(timeout) for sink in sinks]  # every sink, no short cut
         return all(waits)
 
     def _shutdown_exporters(self) -> None:
@@ -280,7 +287,9 @@ def _attach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
         namespace["close"] = types.MethodType(_traced_close(base_close), loop)
     if inst not in hooks.installations:
         _retarget(hooks, (*hooks.installations, inst))
-    inst._loops.add(loop)
+    if loop not in inst._loops:
+        inst._loops.add(loop)
+        inst._attached(loop)
 
 
 def _retarget(hooks: LoopHooks, installations: tuple[Installation, ...]) -> None:

@@ -53,6 +53,7 @@ class _FutureState:
         "exc_type",
         "is_task",
         "name",
+        "parent_id",
         "route",
         "scheduled",
         "site",
@@ -70,6 +71,14 @@ class _FutureState:
         self.cancel: tuple[str | None, int | None, str | None] | None = None
         self.done = False
         self.exc_type: str | None = None
+        self.parent_id: int | None = None
+
+    def copy(self) -> _FutureState:
+        twin = _FutureState(self.route, self.is_task, self.name, self.site, self.created_ns)
+        twin.callbacks, twin.scheduled = list(self.callbacks), list(self.scheduled)
+        twin.awaiter_id, twin.cancel, twin.done = self.awaiter_id, self.cancel, self.done
+        twin.exc_type, twin.parent_id = self.exc_type, self.parent_id
+        return twin
 
 
 _new_event = tuple.__new__
@@ -128,6 +137,7 @@ class Recorder:
         self._routes: dict[int, tuple[Installation, ...]] = {}
         self._next_route = itertools.count(1).__next__
         self._atexit = False
+        self._draining = 0  # the thread converting records, 0 for none
 
     # -- hot-path helpers (called by _future) -------------------------------------
 
@@ -150,10 +160,13 @@ class Recorder:
         return {"records": self.records_seen, "untraced_futures": _count(self.untraced)}
 
     def live(self) -> list[tuple[int, _FutureState]]:
-        """The futures and tasks not yet collected, after a drain: for snapshots."""
-        self.drain()
+        """Copies of the state of every future and task not yet collected, after
+        a drain: for snapshots and lints. From a signal handler that interrupted
+        a drain on the same thread, the state is copied as it stands."""
+        if self._draining != threading.get_ident():
+            self.drain()
         with self._lock:
-            return list(self._states.items())
+            return [(fid, state.copy()) for fid, state in self._states.items()]
 
     def record_lint(
         self,
@@ -221,12 +234,13 @@ class Recorder:
 
     # -- draining -----------------------------------------------------------------
 
-    def flush(self, timeout: float | None = 10.0) -> None:
+    def flush(self, timeout: float | None = 10.0, *, only: object = None) -> None:
         """Convert everything recorded so far, on the calling thread, and wait
-        (at most ``timeout`` seconds per exporter) until the exporters have it."""
+        (at most ``timeout`` seconds per exporter) until the exporters, or only
+        the exporter ``only``, have it."""
         self.drain()
         for inst in list(self._active):
-            inst._wait_sinks(timeout)
+            inst._wait_sinks(timeout, only=only)
 
     def _run(self) -> None:
         while True:
@@ -259,7 +273,11 @@ class Recorder:
                 batch = buffer[:n]
                 del buffer[:n]
                 self.records_seen += n
-                self._process(batch)
+                self._draining = threading.get_ident()
+                try:
+                    self._process(batch)
+                finally:
+                    self._draining = 0
             if yield_gil:
                 time.sleep(0)
 
@@ -282,6 +300,7 @@ class Recorder:
             _, _, _, tid, is_task, code, lasti, thread_id, name, coro, route, context = record
             site = self.site(code, lasti)
             born = self._states[fid] = _FutureState(route, is_task, name, site, ts)
+            born.parent_id = tid
             event = _event(ev.CREATED, fid, ts, tid, born)
             event[_SITE], event[_THREAD_ID], event[_CORO] = site, thread_id, coro
             event[_PARENT_ID] = tid if is_task else None
@@ -360,7 +379,7 @@ class Recorder:
                 event[_AWAITER_ID] = state.awaiter_id
             elif outcome == "UNRETRIEVED":
                 event = _event(ev.UNRETRIEVED, fid, ts, None, state)
-                event[_EXC_TYPE] = state.exc_type
+                event[_EXC_TYPE], event[_AWAITER_ID] = state.exc_type, state.awaiter_id
             else:
                 return
             event[_SITE], event[_AGE_NS] = state.site, ts - state.created_ns

@@ -128,7 +128,7 @@ class FlightRecorder:
 
     def events(self) -> list[Event]:
         """The events in the ring, oldest first, including everything recorded so far."""
-        RECORDER.flush()
+        RECORDER.flush(only=self)  # not waiting on other exporters, a stuck one say
         with self._lock:
             return list(self._ring)
 
@@ -207,6 +207,14 @@ class FlightRecorder:
         thread.start()
         return thread
 
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called by the installation when it starts tracing ``loop``: when
+        :func:`enable` asked for dumps on unhandled exceptions, hook its handler."""
+        state = _enabled
+        if state is not None and state.recorder is self and state.on_exception and state.path is not None:
+            self.hook_loop(loop, state.path)
+            state.loops.add(loop)
+
     def hook_loop(
         self, loop: asyncio.AbstractEventLoop, path: str | os.PathLike[str], *, min_interval: float = 1.0
     ) -> None:
@@ -275,6 +283,7 @@ class _Enabled:
         self.previous_signal: Any = None
         self.loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self.at_exit: Callable[[], None] | None = None
+        self.on_exception = False
 
 
 _enabled: _Enabled | None = None
@@ -338,6 +347,7 @@ def enable(
                 state.previous_signal = _signal.signal(signal, _signal_handler)
                 state.signal = signal
             if on_exception:
+                state.on_exception = True
                 loop = asyncio._get_running_loop()
                 if loop is not None:
                     recorder.hook_loop(loop, target)
