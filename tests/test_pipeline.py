@@ -286,3 +286,49 @@ def test_interpreter_exit_flushes_everything(tmp_path: Path) -> None:
     assert len(futures) == 500
     assert sum(1 for e in result.events if e.kind == "resolved" and not e.is_task) == 500
     assert result.stats["events_written"] == len(result.events)
+
+
+def test_tail_sampling_never_converts_healthy_futures() -> None:
+    from tracedfuture._pipeline import RECORDER
+
+    memory = MemoryExporter()
+    before = RECORDER.counters()["tail_forgotten_futures"]
+
+    async def main() -> None:
+        for _ in range(30):
+            await resolve_many(500)
+
+    tracedfuture.run(main(), exporters=[memory], tail=True, slow=60)
+    assert memory.futures() == []
+    # 15,000 healthy futures, held raw and forgotten: none was ever an event.
+    assert RECORDER.counters()["tail_forgotten_futures"] - before >= 15_000 - 10_000
+
+
+def test_tail_sampling_releases_a_cancelled_future_with_the_task_awaiting_it_and_that_tasks_parent() -> None:
+    memory = MemoryExporter()
+
+    async def leaf() -> None:
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, fut.cancel, "gave up")
+        await fut
+
+    async def middle() -> None:
+        await resolve_many(10)  # healthy futures of the same task
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.create_task(leaf(), name="leaf")
+
+    async def main() -> None:
+        await asyncio.create_task(middle(), name="middle")
+
+    tracedfuture.run(main(), exporters=[memory], tail=True, slow=60)
+    [cancelled] = [e.future_id for e in memory.of_kind("cancelled") if not e.is_task]
+    kinds = memory.kinds(cancelled)
+    assert kinds[0] == "created"
+    assert "awaited" in kinds
+    cancel = memory.of_kind("cancelled")[0]
+    assert cancel.msg == "gave up"
+    [leaf_task] = memory.named("leaf")
+    assert memory.kinds(leaf_task)[0] == "created"
+    assert memory.kinds(leaf_task)[-2:] == ["cancelled", "callback_scheduled"]
+    # the healthy futures resolve_many made are not there
+    assert len(memory.futures()) == 1

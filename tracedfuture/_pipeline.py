@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _events as ev
 from ._events import Event, Site
+from ._holding import Holding
 
 if TYPE_CHECKING:
     from ._install import Installation
@@ -138,6 +139,8 @@ class Recorder:
         self._next_route = itertools.count(1).__next__
         self._atexit = False
         self._draining = 0  # the thread converting records, 0 for none
+        self._holding = Holding()
+        self._lazy: dict[int, int | None] = {}
 
     # -- hot-path helpers (called by _future) -------------------------------------
 
@@ -157,7 +160,11 @@ class Recorder:
 
     def counters(self) -> dict[str, int]:
         """Process-wide counters, for stats() and trace files."""
-        return {"records": self.records_seen, "untraced_futures": _count(self.untraced)}
+        return {
+            "records": self.records_seen,
+            "untraced_futures": _count(self.untraced),
+            "tail_forgotten_futures": self._holding.forgotten,
+        }
 
     def live(self) -> list[tuple[int, _FutureState]]:
         """Copies of the state of every future and task not yet collected, after
@@ -165,6 +172,7 @@ class Recorder:
         a drain on the same thread, the state is copied as it stands."""
         if self._draining != threading.get_ident():
             self.drain()
+            self._release_all()  # tail-sampled futures still pending are part of "now"
         with self._lock:
             return [(fid, state.copy()) for fid, state in self._states.items()]
 
@@ -203,6 +211,7 @@ class Recorder:
 
     def activate(self, inst: Installation) -> None:
         with self._lock:
+            self._lazy.clear()
             self._active.append(inst)
             self._configure()
             if self._thread is None or not self._thread.is_alive():
@@ -215,6 +224,7 @@ class Recorder:
     def deactivate(self, inst: Installation) -> None:
         with self._lock:
             self.drain()
+            self._release_all()
             if inst in self._active:
                 self._active.remove(inst)
             # Futures created under a route keep its key: keep the key, drop inst.
@@ -253,6 +263,7 @@ class Recorder:
 
     def _at_exit(self) -> None:
         self.drain()
+        self._release_all()
         for inst in list(self._active):
             inst._shutdown_exporters()
 
@@ -284,13 +295,58 @@ class Recorder:
     def _process(self, batch: list[tuple[Any, ...]]) -> None:
         out: dict[int, list[Event]] = {}
         convert = self._convert
+        holding = self._holding
+        held, lingering = holding.held, holding.lingering
         for record in batch:
+            op, fid = record[0], record[1]
+            if op == ev.OP_CREATED:
+                slow = self._lazy_slow(record[10])
+                if slow is not None:
+                    holding.hold(record, slow)
+                    continue
+            elif fid in held or fid in lingering:
+                if holding.add(record):
+                    self._release(holding.release(fid), out)
+                continue
             convert(record, out)
+        if held or lingering:
+            for fid in holding.due(time.monotonic_ns()):
+                self._release(holding.release(fid), out)
+        self._deliver(out)
+
+    def _release(self, records: list[tuple[Any, ...]], out: dict[int, list[Event]]) -> None:
+        convert = self._convert
+        for record in records:
+            convert(record, out)
+
+    def _deliver(self, out: dict[int, list[Event]]) -> None:
         routes = self._routes
         for key, events in out.items():
             for inst in routes.get(key, ()):
                 if inst._installed:
                     inst._deliver(events)
+
+    def _lazy_slow(self, route: int) -> int | None:
+        """For a route whose installations all sample by tail, the smallest
+        ``slow`` in nanoseconds: its futures are held raw (``_holding``)."""
+        slow = self._lazy.get(route, -1)
+        if slow == -1:
+            installations = self._routes.get(route, ())
+            if installations and all(i.options.tail for i in installations):
+                slow = int(min(i.options.slow for i in installations) * 1e9)
+            else:
+                slow = None
+            self._lazy[route] = slow
+        return slow
+
+    def _release_all(self) -> None:
+        """Convert every held future: the routes changed, or a snapshot needs them."""
+        with self._lock:
+            self._lazy.clear()
+            if self._holding.held:
+                out: dict[int, list[Event]] = {}
+                self._release(self._holding.release_all(), out)
+                self._deliver(out)
 
     # -- conversion ---------------------------------------------------------------
 
