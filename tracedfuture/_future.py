@@ -83,6 +83,7 @@ _FINISHED = "FINISHED"
 _CANCELLED = "CANCELLED"
 _PENDING = "PENDING"
 _WAKEUP_NAMES = frozenset({"task_wakeup", "__wakeup", "_Task__wakeup"})
+_wakeup_names: dict[type, str] = {}  # a task type -> its wakeup's qualname, built once
 
 # Tasks that tracedfuture did not create (a user's task factory, asyncio.Task()):
 # they still get an id, so that they can be named as awaiters and cancellers.
@@ -224,7 +225,10 @@ def _add_done_callback(self: Any, fn: Callable[[Any], object], *, context: Any =
         if isinstance(owner, _Task) and fn.__name__ in _WAKEUP_NAMES:
             # A task started waiting on this future: its wakeup is the callback.
             aid = getattr(owner, "_tf_id", None) or _task_id(owner)
-            _record((ev.OP_CB_ADDED, fid, _now(), aid, fn.__qualname__, aid))
+            name = _wakeup_names.get(type(owner))
+            if name is None:
+                name = _wakeup_names[type(owner)] = fn.__qualname__
+            _record((ev.OP_CB_ADDED, fid, _now(), aid, name, aid))
         else:
             task = _current_task(self._loop)
             tid = getattr(task, "_tf_id", None)
