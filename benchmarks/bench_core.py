@@ -23,7 +23,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import tracedfuture
@@ -81,21 +81,29 @@ def run_once(mode: str, workload: Callable[[], Coroutine[Any, Any, None]]) -> fl
             inst.uninstall()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--modes", default="plain,hot-path,recorded,memory")
+RunOnce = Callable[[str, Callable[[], Coroutine[Any, Any, None]]], float]
+
+
+def compare(description: str, modes: Sequence[str], run_once: RunOnce, argv: list[str] | None, repeat: int = 5) -> int:
+    """The measuring loop every benchmark shares: each workload, each mode,
+    ``--repeat`` times interleaved; the best time as a ratio to ``plain``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--modes", default=",".join(modes))
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    modes = args.modes.split(",")
+    chosen = args.modes.split(",")
+    unknown = sorted(set(chosen) - set(modes))
+    if unknown or "plain" not in chosen:
+        parser.error(f"--modes must include plain and name only {', '.join(modes)}; got {args.modes!r}")
     results: dict[str, dict[str, float]] = {}
     for name, workload in WORKLOADS.items():
-        times: dict[str, list[float]] = {m: [] for m in modes}
+        times: dict[str, list[float]] = {m: [] for m in chosen}
         for _ in range(args.repeat):
-            for mode in modes:
+            for mode in chosen:
                 times[mode].append(run_once(mode, workload))
         base = min(times["plain"])
-        results[name] = {m: min(times[m]) / base for m in modes}
+        results[name] = {m: min(t) / base for m, t in times.items()}
         if not args.json:
             cells = "  ".join(
                 f"{m} {min(t) * 1e3:7.1f} ms (median {statistics.median(t) * 1e3:7.1f}) x{min(t) / base:.2f}"
@@ -105,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"python": sys.version.split()[0], "ratios": results}, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return compare(__doc__.splitlines()[0], ("plain", "hot-path", "recorded", "memory"), run_once, argv)
 
 
 if __name__ == "__main__":

@@ -17,18 +17,15 @@ Run: ``python benchmarks/bench_export.py``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import json
 import os
-import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
-from bench_core import WORKLOADS
+from bench_core import compare
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -82,27 +79,9 @@ def run_once(mode: str, workload: Callable[[], Coroutine[Any, Any, None]]) -> fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--modes", default="plain,recorded,tail,everything")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
     configure_structlog()
-    modes = args.modes.split(",")
-    results: dict[str, dict[str, float]] = {}
-    for name, workload in WORKLOADS.items():
-        times: dict[str, list[float]] = {m: [] for m in modes}
-        for _ in range(args.repeat):
-            for mode in modes:
-                times[mode].append(run_once(mode, workload))
-        base = min(times["plain"])
-        results[name] = {m: min(t) / base for m, t in times.items()}
-        if not args.json:
-            cells = "  ".join(f"{m} {min(t) * 1e3:7.1f} ms x{min(t) / base:.2f}" for m, t in times.items())
-            print(f"{name:28s} {cells}")
-    if args.json:
-        print(json.dumps({"python": sys.version.split()[0], "ratios": results}, indent=2))
-    return 0
+    modes = ("plain", "recorded", "tail", "everything")
+    return compare(__doc__.splitlines()[0], modes, run_once, argv, repeat=3)
 
 
 if __name__ == "__main__":

@@ -16,17 +16,13 @@ with a flush). Run: ``python benchmarks/bench_flight.py``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import json
-import statistics
-import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bench_core import WORKLOADS  # type: ignore[import-not-found]
+from bench_core import compare  # type: ignore[import-not-found]
 
 import tracedfuture
 from tracedfuture.flight import FlightRecorder
@@ -57,32 +53,7 @@ def run_once(mode: str, workload: Callable[[], Coroutine[Any, Any, None]]) -> fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args(argv)
-    modes = args.modes.split(",")
-    unknown = sorted(set(modes) - set(MODES))
-    if unknown or "plain" not in modes:
-        parser.error(f"--modes must include plain and name only {', '.join(MODES)}; got {args.modes!r}")
-    results: dict[str, dict[str, float]] = {}
-    for name, workload in WORKLOADS.items():
-        times: dict[str, list[float]] = {m: [] for m in modes}
-        for _ in range(args.repeat):
-            for mode in modes:
-                times[mode].append(run_once(mode, workload))
-        base = min(times["plain"])
-        results[name] = {m: min(times[m]) / base for m in modes}
-        if not args.json:
-            cells = "  ".join(
-                f"{m} {min(t) * 1e3:7.1f} ms (median {statistics.median(t) * 1e3:7.1f}) x{min(t) / base:.2f}"
-                for m, t in times.items()
-            )
-            print(f"{name:28s} {cells}")
-    if args.json:
-        print(json.dumps({"python": sys.version.split()[0], "ratios": results}, indent=2))
-    return 0
+    return compare(__doc__.splitlines()[0], MODES, run_once, argv)
 
 
 if __name__ == "__main__":
