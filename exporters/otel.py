@@ -82,7 +82,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from .._events import Event
 
-__all__ = ["CONTEXT_FIELD", "OTelExporter", "capture_context"]
+__all__ = ["CONTEXT_FIELD", "OTelExporter", "capture_context", "provider_from_environment"]
 
 #: The Event field in which the core stores, on ``created``, what the exporters'
 #: ``capture()`` returned; read with ``getattr`` so that any event still exports.
@@ -393,3 +393,54 @@ def _put(attributes: dict[str, Any], key: str, value: object) -> None:
 def _set(span: Span, key: str, value: str | int | None) -> None:
     if value is not None:
         span.set_attribute(key, value)
+
+
+def provider_from_environment() -> trace.TracerProvider | None:
+    """A TracerProvider configured from OpenTelemetry's standard variables, for a
+    program that configures none itself (``tracedfuture run --exporter otel``).
+
+    ``None`` when an SDK provider is already the global one (then it is used), or
+    when ``OTEL_TRACES_EXPORTER`` is ``none``. Otherwise: ``otlp`` (the default)
+    sends OTLP over HTTP to ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` /
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (default ``http://localhost:4318``), ``console``
+    prints spans on standard error; ``OTEL_SERVICE_NAME`` and
+    ``OTEL_RESOURCE_ATTRIBUTES`` name the resource. The global provider is left
+    alone, so the program can still set its own; the caller shuts this one down.
+    """
+    import os
+    import sys
+
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return None
+    kind = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")[0].strip().lower() or "otlp"
+    if kind == "none":
+        return None
+    exporter: SpanExporter
+    if kind == "console":
+        exporter = ConsoleSpanExporter(out=sys.stderr)
+    elif kind == "otlp":
+        protocol = os.environ.get(
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
+        )
+        if protocol not in ("", "http/protobuf"):
+            msg = (
+                f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported here: tracedfuture sends OTLP over "
+                "HTTP; set it to http/protobuf (and the endpoint to the collector's HTTP port, 4318 by default)"
+            )
+            raise ValueError(msg)
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError as exc:
+            msg = "OTLP export needs the OTLP/HTTP exporter: pip install opentelemetry-exporter-otlp-proto-http"
+            raise ImportError(msg, name=exc.name) from exc
+        exporter = OTLPSpanExporter()
+    else:
+        msg = f"OTEL_TRACES_EXPORTER={kind!r} is not supported here: use otlp, console or none"
+        raise ValueError(msg)
+    provider = TracerProvider(resource=Resource.create())
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider

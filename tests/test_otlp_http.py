@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +111,45 @@ def attribute_of(link: Span.Link, key: str) -> object:
         if kv.key == key:
             return kv.value.string_value
     raise KeyError(key)
+
+
+def test_cli_otel_exporter_sends_spans_per_the_standard_environment(tmp_path: Path) -> None:
+    """``tracedfuture run --exporter otel`` on an unmodified program: with no
+    TracerProvider of the program's, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT decides."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import asyncio\n"
+        "async def main():\n"
+        "    fut = asyncio.get_running_loop().create_future()\n"
+        "    asyncio.get_running_loop().call_soon(fut.set_result, 1)\n"
+        "    print(await fut)\n"
+        "asyncio.run(main())\n"
+    )
+    with OTLPReceiver() as receiver:
+        env = {
+            **os.environ,
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint,
+            "OTEL_SERVICE_NAME": "cli-app",
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "tracedfuture", "run", "--exporter", "otel", str(script)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "1\n"  # the program's output, untouched
+        spans = receiver.wait_for(2)
+    names = {span.name for span in spans}
+    assert "task main" in names
+    assert any(name.startswith("future ") for name in names)
+    services = {
+        attr.value.string_value
+        for request in receiver.requests
+        for resource_spans in request.resource_spans
+        for attr in resource_spans.resource.attributes
+        if attr.key == "service.name"
+    }
+    assert services == {"cli-app"}

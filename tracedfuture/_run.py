@@ -119,8 +119,11 @@ def _split(args: list[str]) -> tuple[list[str], str | None, str | None, list[str
     return own, None, args[index], args[index + 1 :]
 
 
-def _exporters(parser: argparse.ArgumentParser, options: argparse.Namespace, argv: list[str]) -> list[Any]:
-    """The exporters the options ask for; ``argv`` (the program's) goes in the trace's header."""
+def _exporters(
+    parser: argparse.ArgumentParser, options: argparse.Namespace, argv: list[str], finisher: _Finisher
+) -> list[Any]:
+    """The exporters the options ask for; ``argv`` (the program's) goes in the trace's
+    header; what must be shut down at exit beyond them goes to ``finisher``."""
     exporters: list[Any] = []
     if options.output:
         from .exporters import JsonLinesExporter
@@ -147,6 +150,18 @@ def _exporters(parser: argparse.ArgumentParser, options: argparse.Namespace, arg
                 file=sys.stderr,
             )
             raise SystemExit(2) from None
+        if name == "otel":
+            # An unmodified program has no TracerProvider: build one from the
+            # standard OTEL_* variables, or spans would go to the no-op default.
+            try:
+                provider = module.provider_from_environment()
+            except (ImportError, ValueError) as exc:
+                print(f"tracedfuture run: error: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
+            if provider is not None:
+                finisher.providers.append(provider)
+            exporters.append(module.OTelExporter(tracer_provider=provider))
+            continue
         exporters.append(getattr(module, class_name)())
     if not exporters:
         parser.error("nothing to export to: give -o trace.jsonl (a trace file) and/or --exporter structlog|otel")
@@ -171,6 +186,7 @@ class _Finisher:
 
     def __init__(self) -> None:
         self.installation: Installation | None = None
+        self.providers: list[Any] = []  # TracerProviders built for --exporter otel
         self.interrupted = False
 
     def __call__(self) -> None:
@@ -179,6 +195,11 @@ class _Finisher:
                 self.installation.uninstall()
             except Exception as exc:  # never turn the program's exit into ours
                 print(f"tracedfuture: could not finish the trace: {exc!r}", file=sys.stderr)
+        for provider in self.providers:
+            try:
+                provider.shutdown()  # exports what its batch processor still holds
+            except Exception as exc:
+                print(f"tracedfuture: could not finish exporting spans: {exc!r}", file=sys.stderr)
         if self.interrupted and os.name == "posix":
             for stream in (sys.stdout, sys.stderr):
                 try:
@@ -265,7 +286,7 @@ def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
     finisher = _Finisher()
     atexit.register(finisher)  # first registered, so it runs after the program's handlers
     argv = [script, *program_args] if script is not None else ["-m", str(module), *program_args]
-    exporters = _exporters(run_parser, options, argv)
+    exporters = _exporters(run_parser, options, argv, finisher)
     try:
         finisher.installation = install(exporters=exporters, **_options(options))
     except (TypeError, ValueError) as exc:
