@@ -28,7 +28,8 @@ def test_install_on_a_loop_traces_only_that_loop(loop: asyncio.AbstractEventLoop
         with tracedfuture.install(loop):
             fut, task = make_future_and_task(loop)
             other_fut, other_task = make_future_and_task(other)
-        assert isinstance(fut, TracedFuture) and isinstance(task, TracedTask)
+        assert type(fut) is TracedFuture
+        assert type(task) is TracedTask
         assert not isinstance(other_fut, TracedFuture) and not isinstance(other_task, TracedTask)
     finally:
         other.close()

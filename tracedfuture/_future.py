@@ -11,8 +11,9 @@ recording into ``_pipeline.RECORDER``.
 
 Costs that shaped this file (CPython 3.11, measured in benchmarks/): a Python
 ``__init__`` on a C Future subclass costs more than asyncio's whole
-``create_future``, so the loop's factories build ``_LoopFuture`` / ``_LoopTask``,
-subclasses that keep C's ``tp_init``, and record from the factory; records hold
+``create_future``, so the loop's factories call C's ``__new__`` and ``__init__``
+directly, bypassing TracedFuture's and TracedTask's own (which serve direct
+construction), and record from the factory; records hold
 only atoms (ints, strings, code objects, types), so the garbage collector
 untracks them at its first pass; the C finalizer is only called when it has
 something to log.
@@ -48,6 +49,7 @@ _T = TypeVar("_T")
 
 _Future: Any = asyncio.Future
 _Task: Any = asyncio.Task
+_future_new = _Future.__new__
 _future_init = _Future.__init__
 _future_add_done_callback = _Future.add_done_callback
 _future_remove_done_callback = _Future.remove_done_callback
@@ -56,6 +58,7 @@ _future_set_exception = _Future.set_exception
 _future_cancel = _Future.cancel
 _future_del = _Future.__del__
 _future_callbacks = _Future._callbacks
+_task_new = _Task.__new__
 _task_init = _Task.__init__
 _task_cancel = _Task.cancel
 _task_set_name = _Task.set_name
@@ -376,18 +379,9 @@ class TracedFuture(_Future):  # type: ignore[misc]
             _future_del(self)  # asyncio's "exception was never retrieved"
 
 
-class _LoopFuture(TracedFuture):
-    """What a traced loop's ``create_future()`` returns: C's ``__init__``, and the
-    factory records ``created`` (see the module docstring)."""
-
-    __slots__ = ()
-    __init__ = _future_init
-
-
 # asyncio's reprs use the class name (f"<{type(fut).__name__} ...>") and a bound
 # method's qualname ("cb=[Task.task_wakeup()]"): both must read as asyncio's.
 TracedFuture.__name__ = TracedFuture.__qualname__ = "Future"
-_LoopFuture.__name__ = _LoopFuture.__qualname__ = "Future"
 
 
 def _task_done(task: TracedTask) -> None:
@@ -484,15 +478,7 @@ class TracedTask(_Task):  # type: ignore[misc]
         _task_del(self)  # asyncio's "Task was destroyed but it is pending!"
 
 
-class _LoopTask(TracedTask):
-    """What a traced loop's ``create_task()`` builds (see ``_LoopFuture``)."""
-
-    __slots__ = ()
-    __init__ = _task_init
-
-
 TracedTask.__name__ = TracedTask.__qualname__ = "Task"
-_LoopTask.__name__ = _LoopTask.__qualname__ = "Task"
 
 
 def flush_pending_completions(loop: asyncio.AbstractEventLoop) -> None:
@@ -547,7 +533,9 @@ class LoopHooks:
         if not route or (self.sample_rate < 1.0 and _random() >= self.sample_rate):
             return self.base_create_future()
         loop = self.loop
-        fut: Any = _LoopFuture(loop=loop)
+        # C's __new__ and __init__, not TracedFuture's Python __init__ (see above).
+        fut: Any = _future_new(TracedFuture)
+        _future_init(fut, loop=loop)
         if len(_buffer) >= RECORDER.limit:
             fut._tf_id = 0
             RECORDER.overflow()
@@ -587,8 +575,9 @@ class LoopHooks:
             return self.base_create_task(coro, **kwargs)
         if kwargs.get("eager_start"):
             return TracedTask(coro, loop=loop, **kwargs)
-        task: Any = _LoopTask(coro, loop=loop, **kwargs)
+        task: Any = _task_new(TracedTask)
         task._tf_ended = False
+        _task_init(task, coro, loop=loop, **kwargs)
         if _register_task(task, loop, self, coro, task.get_name(), _getframe(1)):
             _observe_completion(task)
         return task  # type: ignore[no-any-return]
