@@ -132,7 +132,7 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._states: dict[int, _FutureState] = {}
-        self._sites: dict[tuple[CodeType, int], Site] = {}
+        self._sites: dict[tuple[int, int], tuple[CodeType, Site]] = {}
         self._types: dict[type, str] = {}
         self._active: list[Installation] = []
         self._routes: dict[int, tuple[Installation, ...]] = {}
@@ -271,26 +271,28 @@ class Recorder:
         """Convert and deliver the buffer, a chunk at a time.
 
         With ``yield_gil`` (the drain thread), the GIL is released between chunks
-        so that a busy event loop waits at most one chunk's conversion.
+        so that a busy event loop waits at most one chunk's conversion. The lock is
+        held throughout, so that another drainer cannot convert newer records first.
         """
         buffer = self.buffer
-        while True:
-            with self._lock:
-                n = min(len(buffer), _CHUNK)
-                if not n:
-                    return
-                # Appends from other threads land after index n: taking the first
-                # n and deleting them is safe without stopping the recorders.
-                batch = buffer[:n]
-                del buffer[:n]
-                self.records_seen += n
-                self._draining = threading.get_ident()
-                try:
-                    self._process(batch)
-                finally:
-                    self._draining = 0
-            if yield_gil:
-                time.sleep(0)
+        with self._lock:
+            n = len(buffer)
+            if not n:
+                return
+            # Appends from other threads land after index n: taking the first n
+            # and deleting them is safe without stopping the recorders. All at
+            # once: deleting a chunk at a time would shift the rest each time.
+            batch = buffer[:n]
+            del buffer[:n]
+            self.records_seen += n
+            self._draining = threading.get_ident()
+            try:
+                for start in range(0, n, _CHUNK):
+                    self._process(batch[start : start + _CHUNK])
+                    if yield_gil:
+                        time.sleep(0)
+            finally:
+                self._draining = 0
 
     def _process(self, batch: list[tuple[Any, ...]]) -> None:
         out: dict[int, list[Event]] = {}
@@ -368,8 +370,23 @@ class Recorder:
             if op == ev.OP_LINT and fid == 0:
                 self._lint(record, out, None)
             return  # created before any installation, or untraced
+        if op == ev.OP_COLLECTED:
+            # The most common record: a future gone after it ended; state freed.
+            del self._states[fid]
+            outcome = record[3]
+            if outcome == "PENDING":
+                event = _event(ev.ABANDONED, fid, ts, None, state)
+                event[_AWAITER_ID] = state.awaiter_id
+            elif outcome == "UNRETRIEVED":
+                event = _event(ev.UNRETRIEVED, fid, ts, None, state)
+                event[_EXC_TYPE], event[_AWAITER_ID] = state.exc_type, state.awaiter_id
+            else:
+                return
+            event[_SITE], event[_AGE_NS] = state.site, ts - state.created_ns
+            self._out(out, state.route).append(_new_event(Event, event))
+            return
         emit = self._out(out, state.route).append
-        tid = record[3] if op != ev.OP_COLLECTED else None
+        tid = record[3]
         if op == ev.OP_CB_ADDED:
             callback, awaiter = record[4], record[5]
             kind = ev.CALLBACK_ADDED
@@ -427,19 +444,6 @@ class Recorder:
             emit(_new_event(Event, event))
         elif op == ev.OP_LINT:
             self._lint(record, out, state)
-        elif op == ev.OP_COLLECTED:
-            del self._states[fid]
-            outcome = record[3]
-            if outcome == "PENDING":
-                event = _event(ev.ABANDONED, fid, ts, None, state)
-                event[_AWAITER_ID] = state.awaiter_id
-            elif outcome == "UNRETRIEVED":
-                event = _event(ev.UNRETRIEVED, fid, ts, None, state)
-                event[_EXC_TYPE], event[_AWAITER_ID] = state.exc_type, state.awaiter_id
-            else:
-                return
-            event[_SITE], event[_AGE_NS] = state.site, ts - state.created_ns
-            emit(_new_event(Event, event))
 
     def _lint(self, record: tuple[Any, ...], out: dict[int, list[Event]], state: _FutureState | None) -> None:
         _, fid, ts, kind, tid, chain, detail, age = record
@@ -482,17 +486,20 @@ class Recorder:
     def site(self, code: CodeType | None, lasti: int) -> Site | None:
         if code is None:
             return None
-        key = (code, lasti)
-        site = self._sites.get(key)
-        if site is None:
-            line = code.co_firstlineno
-            for start, end, lineno in code.co_lines():
-                if start <= lasti < end and lineno is not None:
-                    line = lineno
-                    break
-            site = Site(code.co_filename, line, code.co_qualname)
-            if len(self._sites) < 100_000:
-                self._sites[key] = site
+        # Keyed by id(code), not code: hashing a code object hashes its bytecode.
+        key = (id(code), lasti)
+        cached = self._sites.get(key)
+        if cached is not None and cached[0] is code:
+            return cached[1]
+        line = code.co_firstlineno
+        for start, end, lineno in code.co_lines():
+            if start <= lasti < end and lineno is not None:
+                line = lineno
+                break
+        site = Site(code.co_filename, line, code.co_qualname)
+        if len(self._sites) >= 100_000:
+            self._sites.clear()
+        self._sites[key] = (code, site)  # keeps code alive: its id is not reused
         return site
 
     def caller(self, who: tuple[CodeType | None, int, CodeType | None, int] | None) -> str | None:
