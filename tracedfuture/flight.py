@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from ._events import Event
+from ._events import Event, Site
 from ._install import Installation, install
 from ._pipeline import RECORDER
 from .trace import event_to_json, header
@@ -81,7 +81,10 @@ class FlightRecorder:
             raise ValueError(msg)
         self.max_events = max_events
         self.max_bytes = max_bytes
-        self._ring: collections.deque[Event] = collections.deque(maxlen=max_events)
+        # Events are kept as exact tuples of atoms (see _compact): the garbage
+        # collector untracks those, where Event and Site, tuple subclasses, would
+        # be walked by every full collection, 100,000 of them.
+        self._ring: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=max_events)
         self._lock = threading.Lock()
         self._dump_lock = threading.Lock()
         self._bytes = 0
@@ -107,7 +110,7 @@ class FlightRecorder:
                 overflow = len(ring) + n - self.max_events
                 if overflow > 0:
                     self.dropped += overflow
-                ring.extend(events)
+                ring.extend(map(_compact, events))
                 return
             self._export_bounded(events)
 
@@ -118,7 +121,7 @@ class FlightRecorder:
             if len(ring) == self.max_events:
                 self._bytes -= _size(ring.popleft())
                 self.dropped += 1
-            ring.append(event)
+            ring.append(_compact(event))
             self._bytes += _size(event)
             while self._bytes > limit and len(ring) > 1:
                 self._bytes -= _size(ring.popleft())
@@ -130,7 +133,7 @@ class FlightRecorder:
         """The events in the ring, oldest first, including everything recorded so far."""
         RECORDER.flush(only=self)  # not waiting on other exporters, a stuck one say
         with self._lock:
-            return list(self._ring)
+            return [_expand(item) for item in self._ring]
 
     def stats(self) -> dict[str, int]:
         """``events`` held, ``received`` in all, ``dropped`` (overwritten), the limits."""
@@ -261,9 +264,34 @@ class FlightRecorder:
             loop.set_exception_handler(handler._tracedfuture_previous)  # type: ignore[union-attr]
 
 
-def _size(event: Event) -> int:
+_SITE = Event._fields.index("site")
+_TEXTS = tuple(Event._fields.index(name) for name in ("detail", "value", "exc_msg", "msg"))
+
+
+def _compact(event: Event) -> tuple[Any, ...]:
+    """An event as an exact tuple, its site as one too."""
+    site = event.site
+    if site is None:
+        return tuple(event)
+    values = list(event)
+    values[_SITE] = (site.filename, site.lineno, site.function)
+    return tuple(values)
+
+
+def _expand(item: tuple[Any, ...]) -> Event:
+    site = item[_SITE]
+    if site is None:
+        return Event._make(item)
+    values = list(item)
+    values[_SITE] = Site(*site)
+    return Event._make(values)
+
+
+def _size(event: tuple[Any, ...]) -> int:
+    """An estimate of what an event (or its compact tuple) holds, in bytes."""
     size = _EVENT_BYTES
-    for text in (event.detail, event.value, event.exc_msg, event.msg):
+    for index in _TEXTS:
+        text = event[index]
         if text is not None:
             size += len(text)
     return size
