@@ -332,3 +332,61 @@ def test_tail_sampling_releases_a_cancelled_future_with_the_task_awaiting_it_and
     assert memory.kinds(leaf_task)[-2:] == ["cancelled", "callback_scheduled"]
     # the healthy futures resolve_many made are not there
     assert len(memory.futures()) == 1
+
+
+def test_an_inline_exporter_runs_on_the_drain_thread_and_is_still_isolated(caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    class InlineRaising:
+        inline = True
+
+        def __init__(self) -> None:
+            self.threads: set[str] = set()
+
+        def export(self, events: Sequence[Event]) -> None:
+            self.threads.add(threading.current_thread().name)
+            raise RuntimeError("inline exporter is broken")
+
+    async def main() -> int:
+        total = 0
+        for _ in range(20):
+            total += await resolve_many(10)
+            await asyncio.sleep(0.005)  # the drain thread delivers meanwhile
+        return total
+
+    exporter = InlineRaising()
+    factory = tracedfuture.loop_factory(exporters=[exporter], flush_interval=0.001)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert runner.run(main()) == 20 * sum(range(10))
+    inst = factory.installation  # type: ignore[attr-defined]
+    inst.uninstall()
+    assert inst.stats()["exporters"][0]["failures"] >= 1
+    assert caplog.text.count("failed in export()") == 1
+    # Called by whoever drains: the drain thread while the loop runs (and the thread
+    # that closes the loop or uninstalls, for what is left), never a thread of its own.
+    assert "tracedfuture-drain" in exporter.threads
+    assert not any(name.startswith("tracedfuture-export-") for name in exporter.threads), exporter.threads
+
+
+def test_a_shorter_flush_interval_applies_at_once_after_a_long_one() -> None:
+    slow_inst = tracedfuture.install(asyncio.new_event_loop(), flush_interval=60)
+    try:
+        time.sleep(0.05)  # the drain thread is now waiting out 60 s
+        seen: list[Event] = []
+
+        class Collect:
+            inline = True
+
+            def export(self, events: Sequence[Event]) -> None:
+                seen.extend(events)
+
+        loop = asyncio.new_event_loop()
+        with tracedfuture.install(loop, exporters=[Collect()], flush_interval=0.01):
+            loop.run_until_complete(resolve_many(5))
+            deadline = time.monotonic() + 5
+            while not seen and time.monotonic() < deadline:
+                time.sleep(0.01)  # no flush(): the drain thread must deliver by itself
+            assert seen, "the new 0.01 s interval did not wake the drain thread"
+        loop.close()
+    finally:
+        slow_inst.uninstall()

@@ -240,7 +240,10 @@ class Recorder:
         self.capture_values = any(i.options.capture_values for i in active)
         if active:
             self.limit = max(i.options.buffer_size for i in active)
-            self.flush_interval = min(i.options.flush_interval for i in active)
+            interval = min(i.options.flush_interval for i in active)
+            if interval < self.flush_interval:
+                self._wake.set()  # the drain thread may be waiting out a longer interval
+            self.flush_interval = interval
 
     # -- draining -----------------------------------------------------------------
 
