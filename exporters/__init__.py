@@ -8,7 +8,10 @@ third-party package only in their own module.
 An exporter needs one method, ``export(events)``, called off the event loop's
 thread with a batch (a sequence) of :class:`tracedfuture.Event`, oldest first.
 ``flush()`` and ``shutdown()`` are optional. Exceptions raised by an exporter are
-counted and reported once; they never reach the traced program.
+counted and reported once; they never reach the traced program. Each exporter is
+called from a thread of its own, unless it sets ``inline = True`` (for an
+``export`` that never blocks): then it is called by whoever drains, the drain
+thread or the thread calling ``flush()``, ``uninstall()`` or ``loop.close()``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class MemoryExporter(Sequence[Event]):
     >>> memory.kinds(memory.tasks()[0])
     ['created', 'resolved']
     """
+
+    # export() only extends a list: called on the drain thread, no hand-off.
+    inline = True
 
     def __init__(self) -> None:
         self._events: list[Event] = []

@@ -34,7 +34,14 @@ _STOP = object()
 
 
 class Sink:
-    """One exporter behind a bounded queue and a thread of its own."""
+    """One exporter behind a bounded queue and a thread of its own.
+
+    An exporter whose ``export`` never blocks (an in-memory ring, say) may set
+    ``inline = True``: it is then called by whoever drains (the drain thread while
+    loops run; the thread calling ``flush()``, ``uninstall()`` or ``loop.close()``
+    for what is left), which saves a thread hand-off per batch. Its failures are
+    isolated all the same.
+    """
 
     def __init__(self, exporter: Any, *, max_failures: int, max_batches: int = 1000) -> None:
         self.exporter = exporter
@@ -48,14 +55,20 @@ class Sink:
         self._queue: queue.Queue[Any] = queue.Queue(max_batches)
         self._idle = threading.Condition()
         self._pending = 0
-        self._thread = threading.Thread(
-            target=self._run, name=f"tracedfuture-export-{type(exporter).__name__}", daemon=True
-        )
-        self._thread.start()
+        self.inline = getattr(exporter, "inline", False) is True
+        self._thread: threading.Thread | None = None
+        if not self.inline:
+            name = f"tracedfuture-export-{type(exporter).__name__}"
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+            self._thread.start()
 
     def submit(self, events: list[Event]) -> None:
         """Queue a batch; never blocks. A full queue drops the batch (counted)."""
         if self.disabled:
+            return
+        if self.inline:
+            self.call("export", events)
+            self.exported += len(events)
             return
         with self._idle:
             self._pending += 1
@@ -108,17 +121,18 @@ class Sink:
 
     def wait(self, timeout: float | None) -> bool:
         """Wait until every queued batch was handed to the exporter."""
-        if threading.current_thread() is self._thread:
-            return True  # an exporter flushing from inside export()
+        if self._thread is None or threading.current_thread() is self._thread:
+            return True  # inline, or an exporter flushing from inside export()
         with self._idle:
             return self._idle.wait_for(lambda: not self._pending, timeout)
 
     def close(self, timeout: float | None) -> bool:
         """Deliver what is queued, then flush and shut the exporter down."""
         done = self.wait(timeout)
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
-        if done and not self._thread.is_alive():
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        if done and (self._thread is None or not self._thread.is_alive()):
             self.call("flush")
             self.call("shutdown")
         else:

@@ -70,6 +70,9 @@ class FlightRecorder:
 
     __slots__ = ("_bytes", "_dump_lock", "_lock", "_ring", "anchor", "dropped", "max_bytes", "max_events", "received")
 
+    # export() only appends to a deque: called on the drain thread, no hand-off.
+    inline = True
+
     def __init__(self, max_events: int = 100_000, *, max_bytes: int | None = None) -> None:
         if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
             msg = f"max_events must be a positive number of events, such as 100_000, not {max_events!r}"
