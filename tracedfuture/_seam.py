@@ -1,0 +1,143 @@
+"""The seam: what an implementation of the hot path provides, and the records it makes.
+
+tracedfuture has two implementations of its hot path, chosen at import like
+``asyncio.futures`` picks ``_asyncio.Future`` over ``_PyFuture``:
+
+* ``tracedfuture._future``, pure Python: the reference, and the fallback;
+* ``tracedfuture._cfuture``, a C extension built by the package's own build.
+
+``tracedfuture._core`` imports one of them (``TRACEDFUTURE_PURE_PYTHON=1`` forces
+the reference) and the rest of the package only ever talks to it through the names
+listed on this page. A new implementation is a matter of implementing this page;
+the same tests run against both (``tests/conftest.py``'s ``impl`` parameter).
+
+What an implementation module provides
+======================================
+
+``IMPLEMENTATION``
+    ``"python"`` or ``"c"``.
+``TracedFuture``, ``TracedTask``
+    Subclasses of ``asyncio.Future`` / ``asyncio.Task`` whose behaviour, reprs and
+    errors are asyncio's (``__name__`` and ``__qualname__`` read ``Future`` /
+    ``Task``). Built directly, they record on a traced loop and not elsewhere.
+``LoopHooks(loop)``
+    The per-loop ``create_future()`` and ``create_task(coro, **kwargs)`` of a traced
+    loop, configured only through :meth:`bind` (never by reading module globals):
+    ``hooks.bind(ring, route, sample_rate, capture, capture_values)``. ``ring`` is a
+    :class:`Ring` of the same implementation, or ``None`` to record nothing;
+    ``capture`` is ``None`` or a callable whose result goes into ``created``;
+    ``capture_values`` decides whether results and exception messages of *this
+    loop's* futures are turned into text. A future remembers its loop's ring and
+    capture setting at creation: rebinding affects only futures made afterwards.
+``Ring(max_bytes, *, streaming, on_full)``
+    The raw record store of one route, preallocated, bounded in bytes (see below).
+``flush_pending_completions(loop)``
+    Record the end of tasks whose completion callback is still in the loop's ready
+    queue, before ``close()`` drops it.
+``future_id(obj)``
+    The id events give a future or task, or ``None`` when it is not traced. The only
+    way to read an id.
+``live()``
+    A list of the traced futures and tasks that exist and are not done, oldest
+    first (strong references, taken atomically under the GIL): what
+    ``snapshot()``, the lints and the control socket read, with no conversion.
+``info(obj)``
+    ``(future_id, created_ns, code, lasti, creator_task_id, label)`` of a traced
+    future or task, else ``None``; ``label`` is a future's label or ``None``.
+``set_text(value_repr, exc_message)``
+    The two functions that turn a result and an exception into text when a
+    future's ``capture_values`` is on (they never raise).
+
+Records
+=======
+
+A record is written by the hot path and read by ``_pipeline`` / ``_fold``. In a
+:class:`Ring` it is a fixed-size C struct (``_cfuture``) or a tuple (``_future``);
+:meth:`Ring.take` and :meth:`Ring.window` always return tuples laid out as below.
+Items are only ints, strings, types, code objects, ``None`` and what ``capture``
+returned, never a user's future, result or exception: recording never extends the
+life of a user object.
+
+Every record starts ``(op, future_id, ts_ns, ...)``; ``ts_ns`` is
+``time.monotonic_ns()``. :data:`LAYOUTS` names the fields after those three, op by
+op: the one place the layout is written (``_events`` re-exports the ``OP_*``
+numbers, ``_cfuture.c`` fills its struct in the same order, and
+``tests/test_seam.py`` checks that both implementations produce these shapes).
+
+``CREATED.name`` is a task's name or a future's label; ``coro`` a task's coroutine
+qualname; ``route`` the ring's route (which installations receive the events).
+``COLLECTED.incomplete`` is true when the ring had to drop one of the future's
+records (see below): its history has a hole, and viewers say so.
+
+Rings
+=====
+
+A ring holds at most ``max_bytes // record_size`` records (``Ring.capacity``).
+
+* ``take()`` returns the records written since the last ``take()``, oldest first.
+* ``window()`` returns every record still held, taken or not, oldest first: the
+  flight recorder's view. Records older than the window were overwritten.
+* ``append(record)`` writes a record made off the hot path (a lint), from any
+  thread.
+* ``streaming=True``: someone takes records and needs complete histories. A new
+  future is traced only while fewer than 7/8 of the capacity is unread; otherwise
+  it is handed out untraced (``untraced`` counts them) and ``on_full()`` is
+  called so that the reader hurries. A record of an already traced future that
+  finds the ring full of unread records is dropped (``dropped``), and the future
+  is marked: its ``COLLECTED`` record says ``incomplete``.
+* ``streaming=False`` (a flight recorder alone): the oldest records are
+  overwritten (``overwritten`` counts them); nothing is ever refused.
+* ``stats()`` returns ``{"capacity", "record_size", "written", "taken",
+  "overwritten", "dropped", "untraced"}``.
+* ``clear()`` forgets everything held (after ``fork()``, in the child).
+
+A ring is written under the GIL by whichever thread runs the loop; ``take()``,
+``window()``, ``append()`` and ``stats()`` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+__all__ = ["LAYOUTS", "OPS", "Implementation", "RingLike"]
+
+# op -> (name, the fields after (op, future_id, ts_ns))
+LAYOUTS: dict[int, tuple[str, tuple[str, ...]]] = {
+    0: ("CREATED", ("task_id", "is_task", "code", "lasti", "thread_id", "name", "coro", "route", "context")),
+    1: ("CB_ADDED", ("task_id", "callback_name", "awaiter_id")),  # awaiter_id: a task's wakeup, else None
+    2: ("CB_REMOVED", ("task_id", "callback_name", "removed_indices")),  # tuple of positions, before removal
+    3: ("RESOLVED", ("task_id", "result_type", "value_repr")),  # value_repr None unless capture_values
+    4: ("FAILED", ("task_id", "exc_type", "exc_msg")),  # exc_msg None unless capture_values
+    5: ("CANCELLED", ("task_id", "msg", "who")),  # who: (code, lasti, user_code, user_lasti) or None
+    6: ("CANCEL_REQ", ("task_id", "msg", "who")),
+    7: ("RENAMED", ("task_id", "name")),
+    8: ("COLLECTED", ("state", "incomplete")),  # "PENDING" / "UNRETRIEVED" / "FINISHED"; incomplete: bool
+    9: ("LINT", ("kind", "task_id", "chain", "detail", "age_ns")),  # future_id 0: loop-wide
+}
+OPS = {name: op for op, (name, _) in LAYOUTS.items()}
+
+class RingLike(Protocol):
+    capacity: int
+    record_size: int
+
+    def take(self) -> list[tuple[Any, ...]]: ...
+    def append(self, record: tuple[Any, ...]) -> None: ...
+    def window(self) -> list[tuple[Any, ...]]: ...
+    def stats(self) -> dict[str, int]: ...
+    def clear(self) -> None: ...
+
+
+class Implementation(Protocol):
+    """The module an implementation provides (``_future`` or ``_cfuture``)."""
+
+    IMPLEMENTATION: str
+    TracedFuture: type
+    TracedTask: type
+    LoopHooks: type
+    Ring: type
+
+    def flush_pending_completions(self, loop: Any) -> None: ...
+    def future_id(self, obj: object) -> int | None: ...
+    def live(self) -> list[Any]: ...
+    def info(self, obj: object) -> tuple[int, int, Any, int, int | None, str | None] | None: ...
+    def set_text(self, value_repr: Any, exc_message: Any) -> None: ...
