@@ -214,7 +214,9 @@ def test_a_full_exporter_queue_drops_batches_and_counts_them() -> None:
 
 def test_a_full_buffer_hands_out_untraced_futures_and_counts_them() -> None:
     memory = MemoryExporter()
-    factory = tracedfuture.loop_factory(exporters=[memory], buffer_size=10, flush_interval=60)
+    # 64 records: new futures are refused past 7/8 of them (56), which leaves each
+    # admitted future (4 records here, one at a time) room for its whole history.
+    factory = tracedfuture.loop_factory(exporters=[memory], buffer_size=64, flush_interval=60)
     inst = factory.installation  # type: ignore[attr-defined]
     before = inst.stats()["untraced_futures"]
     try:

@@ -27,9 +27,9 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from ._core import LoopHooks, flush_pending_completions
 from ._delivery import Filter, Sink, TailSampler
 from ._events import Event
-from ._future import LoopHooks, flush_pending_completions
 from ._pipeline import RECORDER
 
 __all__ = ["Installation", "Options", "install", "loop_factory", "run"]
@@ -295,9 +295,13 @@ def _attach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
 def _retarget(hooks: LoopHooks, installations: tuple[Installation, ...]) -> None:
     """Point a loop's hooks at a new set of installations."""
     hooks.installations = installations
-    hooks.route = RECORDER.route(installations) if installations else 0
-    hooks.sample_rate = max((i.options.sample_rate for i in installations), default=1.0)
-    hooks.capture = _combine([i.capture for i in installations if i.capture is not None])
+    hooks.bind(
+        RECORDER.ring if installations else None,
+        RECORDER.route(installations) if installations else 0,
+        max((i.options.sample_rate for i in installations), default=1.0),
+        _combine([i.capture for i in installations if i.capture is not None]),
+        any(i.options.capture_values for i in installations),
+    )
 
 
 def _detach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:

@@ -1,7 +1,8 @@
 """Between the hot path and the exporters: buffer, conversion, delivery, isolation.
 
-The hot path (``_future.py``) appends raw records to ``RECORDER.buffer``, a plain
-list shared by every traced loop in the process. A daemon thread, the *drain*, wakes
+The hot path (``_core``: ``_cfuture`` or ``_future``) writes raw records into
+``RECORDER.ring``, a streaming :class:`~tracedfuture._seam` ring shared by every
+traced loop in the process. A daemon thread, the *drain*, wakes
 every ``flush_interval`` seconds (or on :meth:`Recorder.flush`), takes what has
 accumulated, turns raw records into :class:`~tracedfuture.Event` objects in order,
 keeping a little state per live future (name, site, callbacks, awaiters) so that
@@ -10,15 +11,16 @@ and hands each installation its batch. Exporters therefore never run on the even
 loop's thread, and one that raises is counted, reported once through the
 ``tracedfuture`` logger and disabled after ``max_failures`` failures.
 
-Memory is bounded by ``buffer_size`` raw records: past it, new futures are handed
-out untraced (and counted in ``stats()["untraced_futures"]``) until the drain
-catches up, so every traced future keeps a complete history.
+Memory is bounded by ``buffer_size`` raw records: past 7/8 of it, new futures are
+handed out untraced (and counted in ``stats()["untraced_futures"]``) until the
+drain catches up, so that traced futures keep complete histories.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import heapq
 import itertools
 import logging
 import os
@@ -29,6 +31,7 @@ from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from . import _events as ev
+from ._core import Ring
 from ._events import Event, Site
 from ._holding import Holding
 
@@ -122,11 +125,9 @@ class Recorder:
     """The process-wide raw record buffer and the thread that drains it."""
 
     def __init__(self) -> None:
-        self.buffer: list[tuple[Any, ...]] = []
         self.limit = 1_000_000
         self.flush_interval = 0.1
-        self.capture_values = False
-        self.untraced = itertools.count()
+        self._rings: dict[int, Any] = {}  # buffer_size -> its ring
         self.records_seen = 0
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -142,27 +143,21 @@ class Recorder:
         self._holding = Holding()
         self._lazy: dict[int, int | None] = {}
 
-    # -- hot-path helpers (called by _future) -------------------------------------
+    # -- the rings the hot path writes -------------------------------------------
 
-    def overflow(self) -> None:
-        """A future is handed out untraced: the buffer is full."""
-        next(self.untraced)
-        self._wake.set()
-
-    def value_repr(self, value: object) -> str | None:
-        return _safe_repr(value)
-
-    def exc_message(self, exc: BaseException) -> str | None:
-        try:
-            return str(exc)[:_MAX_VALUE_CHARS]
-        except Exception:
-            return f"<unprintable {type(exc).__qualname__}>"
+    @property
+    def ring(self) -> Any:
+        """The ring for the current ``buffer_size`` (made on first use)."""
+        ring = self._rings.get(self.limit)
+        if ring is None:
+            ring = self._rings[self.limit] = Ring(self.limit * Ring.record_size, streaming=True, on_full=self._wake.set)
+        return ring
 
     def counters(self) -> dict[str, int]:
         """Process-wide counters, for stats() and trace files."""
         return {
             "records": self.records_seen,
-            "untraced_futures": _count(self.untraced),
+            "untraced_futures": sum(ring.stats()["untraced"] for ring in list(self._rings.values())),
             "tail_forgotten_futures": self._holding.forgotten,
         }
 
@@ -192,7 +187,7 @@ class Recorder:
         ``future_id`` 0 (a blocked loop), every active installation. Safe to call
         from any thread.
         """
-        self.buffer.append((ev.OP_LINT, future_id, time.monotonic_ns(), kind, task_id, chain, detail, age_ns))
+        self.ring.append((ev.OP_LINT, future_id, time.monotonic_ns(), kind, task_id, chain, detail, age_ns))
 
     # -- installations and routes -------------------------------------------------
 
@@ -237,7 +232,6 @@ class Recorder:
 
     def _configure(self) -> None:
         active = self._active
-        self.capture_values = any(i.options.capture_values for i in active)
         if active:
             self.limit = max(i.options.buffer_size for i in active)
             interval = min(i.options.flush_interval for i in active)
@@ -277,16 +271,13 @@ class Recorder:
         so that a busy event loop waits at most one chunk's conversion. The lock is
         held throughout, so that another drainer cannot convert newer records first.
         """
-        buffer = self.buffer
         with self._lock:
-            n = len(buffer)
-            if not n:
+            batches = [b for b in (ring.take() for ring in list(self._rings.values())) if b]
+            if not batches:
                 return
-            # Appends from other threads land after index n: taking the first n
-            # and deleting them is safe without stopping the recorders. All at
-            # once: deleting a chunk at a time would shift the rest each time.
-            batch = buffer[:n]
-            del buffer[:n]
+            # A future writes into one ring only; across rings, time orders them.
+            batch = batches[0] if len(batches) == 1 else list(heapq.merge(*batches, key=_ts))
+            n = len(batch)
             self.records_seen += n
             self._draining = threading.get_ident()
             try:
@@ -530,11 +521,6 @@ class Recorder:
         return name
 
 
-def _count(counter: Any) -> int:
-    # itertools.count has no public value; its repr is "count(N)".
-    return int(repr(counter)[6:-1])
-
-
 def _safe_repr(value: object) -> str:
     try:
         text = repr(value)
@@ -543,6 +529,10 @@ def _safe_repr(value: object) -> str:
     if len(text) > _MAX_VALUE_CHARS:
         text = text[: _MAX_VALUE_CHARS - 3] + "..."
     return text
+
+
+def _ts(record: tuple[Any, ...]) -> int:
+    return record[2]  # type: ignore[no-any-return]
 
 
 RECORDER = Recorder()
