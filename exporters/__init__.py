@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Protocol, overload, runtime_checkable
 
-from .._events import Event
+from tracedfuture._events import Event
 
 __all__ = ["Exporter", "JsonLinesExporter", "MemoryExporter"]
 
@@ -70,7 +70,7 @@ class MemoryExporter(Sequence[Event]):
     # -- Sequence -----------------------------------------------------------------
 
     def _snapshot(self) -> list[Event]:
-        from .._pipeline import RECORDER
+        from tracedfuture._pipeline import RECORDER
 
         # Only what reaches this exporter: a slow exporter elsewhere must not
         # make a read wait (inline, so the drain itself delivers to it).
