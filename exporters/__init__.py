@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Protocol, overload, runtime_checkable
 
-from .._events import Event
+from tracedfuture._events import Event
 
 __all__ = ["Exporter", "JsonLinesExporter", "MemoryExporter"]
 
@@ -36,15 +36,20 @@ class Exporter(Protocol):
 class MemoryExporter(Sequence[Event]):
     """Keeps every event in memory, for tests and notebooks.
 
-    Reading it first delivers what has been recorded so far, so a test sees the
-    events of everything that already happened:
+    Reading it (``len``, indexing, iterating, the queries) first delivers what
+    has been recorded so far, so a test sees the events of everything that
+    already happened. It waits for nothing but itself: other exporters, of this
+    installation or of others, may be slow or stuck without delaying a read.
+
+    A task's own life, as asyncio lives it: ``asyncio.run`` adds a done callback
+    to the main task (``callback_added``), which is scheduled when it resolves:
 
     >>> import asyncio, tracedfuture
     >>> memory = MemoryExporter()
     >>> tracedfuture.run(asyncio.sleep(0, "done"), exporters=[memory])
     'done'
     >>> memory.kinds(memory.tasks()[0])
-    ['created', 'resolved']
+    ['created', 'callback_added', 'resolved', 'callback_scheduled']
     """
 
     # export() only extends a list: called on the drain thread, no hand-off.
@@ -65,9 +70,11 @@ class MemoryExporter(Sequence[Event]):
     # -- Sequence -----------------------------------------------------------------
 
     def _snapshot(self) -> list[Event]:
-        from .._pipeline import RECORDER
+        from tracedfuture._pipeline import RECORDER
 
-        RECORDER.flush()
+        # Only what reaches this exporter: a slow exporter elsewhere must not
+        # make a read wait (inline, so the drain itself delivers to it).
+        RECORDER.flush(only=self)
         with self._lock:
             return list(self._events)
 

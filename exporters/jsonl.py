@@ -10,8 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .._events import Event
-from ..trace import event_to_json, header
+from tracedfuture._events import Event
+from tracedfuture.trace import event_to_json, header
 
 __all__ = ["JsonLinesExporter"]
 
@@ -63,7 +63,7 @@ class JsonLinesExporter:
         with self._lock:
             if self._file is None:
                 return
-            from .._pipeline import RECORDER
+            from tracedfuture._pipeline import RECORDER
 
             summary = {"events_written": self.events_written, **RECORDER.counters(), **(stats or {})}
             self._write_line({"stats": summary})

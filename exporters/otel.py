@@ -80,7 +80,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     _msg = "tracedfuture.exporters.otel needs OpenTelemetry: pip install 'tracedfuture[otel]'"
     raise ImportError(_msg, name=exc.name) from exc
 
-from .._events import Event
+from tracedfuture._events import Event
 
 __all__ = ["CONTEXT_FIELD", "OTelExporter", "capture_context", "provider_from_environment"]
 
@@ -179,7 +179,7 @@ class OTelExporter:
     def export(self, events: Sequence[Event], /) -> None:
         with self._lock:
             if self._tracer is None:
-                from .. import __version__
+                from tracedfuture import __version__
 
                 self._tracer = trace.get_tracer("tracedfuture", __version__, tracer_provider=self._provider)
             # In time order: tail sampling releases a kept future's events before

@@ -69,7 +69,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     _msg = "tracedfuture.exporters.structlog needs structlog: pip install 'tracedfuture[structlog]'"
     raise ImportError(_msg, name=exc.name) from exc
 
-from .._events import KINDS, Event
+from tracedfuture._events import KINDS, Event
 
 __all__ = ["DEFAULT_LEVELS", "LEVELS", "StructlogExporter"]
 

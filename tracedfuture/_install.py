@@ -17,7 +17,6 @@ loop created afterwards is traced however it is made (``asyncio.run``,
 from __future__ import annotations
 
 import asyncio
-import difflib
 import functools
 import logging
 import threading
@@ -25,7 +24,6 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 from . import _core
@@ -33,6 +31,7 @@ from ._convert import Converter
 from ._core import LoopHooks, flush_pending_completions
 from ._delivery import Filter, Sink
 from ._events import Event
+from ._options import Options
 from ._pipeline import DEFAULT_MAX_BYTES, RECORDER, Route
 from ._tail import TailPolicy
 
@@ -45,92 +44,6 @@ logger = logging.getLogger("tracedfuture")
 _HOOKS = "_tracedfuture_hooks"
 _SAVED = "_tracedfuture_saved"
 _PATCHED = ("create_future", "create_task", "close")
-
-
-@dataclass(frozen=True)
-class Options:
-    """Options accepted by :func:`install`, :func:`run` and :func:`loop_factory`.
-
-    capture_values
-        Record a truncated ``repr()`` of results and the message of exceptions
-        (off: only type names are recorded).
-    redact
-        Called with each captured value string before it leaves the recorder;
-        returns the text to keep. Only used with ``capture_values``.
-    buffer_size
-        Raw records held before new futures are handed out untraced (counted).
-    flush_interval
-        Seconds between two deliveries to exporters.
-    max_failures
-        Consecutive failures after which an exporter is disabled.
-    export_timeout
-        Seconds ``uninstall()`` and ``flush()`` wait for each exporter to take
-        what was queued for it, before giving up on it (reported).
-    sample_rate
-        Head sampling: the fraction of futures and tasks traced, decided at
-        creation; the others are plain asyncio objects and cost nothing.
-    tail
-        Tail sampling: keep a future's events only if it failed, was cancelled,
-        abandoned, left an exception unretrieved or lived longer than ``slow``,
-        together with the futures and tasks linked to it (its awaiters, the
-        futures its tasks awaited, its parent task).
-    slow
-        Seconds: the lifetime above which a future is kept by tail sampling.
-    include_modules, exclude_modules
-        Module name prefixes (``"myapp.db"``) matched against the module that
-        created the future: only / never trace those.
-    include_names, exclude_names
-        Shell patterns (``"worker-*"``) matched against task names and future
-        labels.
-    """
-
-    capture_values: bool = False
-    redact: Callable[[str], str] | None = None
-    buffer_size: int = 1_000_000
-    flush_interval: float = 0.1
-    max_failures: int = 10
-    export_timeout: float = 10.0
-    sample_rate: float = 1.0
-    tail: bool = False
-    slow: float = 1.0
-    include_modules: tuple[str, ...] = ()
-    exclude_modules: tuple[str, ...] = ()
-    include_names: tuple[str, ...] = ()
-    exclude_names: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, options: dict[str, Any]) -> Options:
-        known = {f.name for f in fields(cls)}
-        for key in options:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                msg = f"unknown tracedfuture option {key!r}: {hint}valid options are {', '.join(sorted(known))}"
-                raise TypeError(msg)
-        opts = cls(**options)
-        if opts.buffer_size < 1:
-            msg = f"buffer_size must be a positive number of records, not {opts.buffer_size!r}"
-            raise ValueError(msg)
-        if not opts.flush_interval > 0:
-            msg = f"flush_interval must be a positive number of seconds, not {opts.flush_interval!r}"
-            raise ValueError(msg)
-        if not 0.0 <= opts.sample_rate <= 1.0:
-            msg = f"sample_rate must be between 0.0 and 1.0, not {opts.sample_rate!r}"
-            raise ValueError(msg)
-        if not opts.slow >= 0:
-            msg = f"slow must be a number of seconds >= 0, not {opts.slow!r}"
-            raise ValueError(msg)
-        for name in ("include_modules", "exclude_modules", "include_names", "exclude_names"):
-            value = getattr(opts, name)
-            if isinstance(value, str):
-                msg = f"{name} must be a sequence of strings, such as ({value!r},), not a single string"
-                raise TypeError(msg)
-            object.__setattr__(opts, name, tuple(value))
-        redact: object = opts.redact
-        if redact is not None and not callable(redact):
-            msg = f"redact must be a callable taking and returning a str, not {redact!r}"
-            raise TypeError(msg)
-        return opts
 
 
 class Installation:
