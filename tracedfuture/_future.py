@@ -52,6 +52,7 @@ __all__ = [
     "Ring",
     "TracedFuture",
     "TracedTask",
+    "assign_id",
     "flush_pending_completions",
     "future_id",
     "info",
@@ -299,6 +300,13 @@ def _task_id(task: object) -> int | None:
         except TypeError:
             return None
     return tid or None
+
+
+def assign_id(obj: object) -> int | None:
+    """The id of a future or task, given on first sight to one that tracedfuture
+    did not make (a loop subclass's own ``create_task``), so that events can name
+    it as an awaiter or a canceller."""
+    return _task_id(obj)
 
 
 def future_id(obj: object) -> int | None:

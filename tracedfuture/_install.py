@@ -9,26 +9,28 @@ installations that receive the loop's events. Removing the attributes restores t
 nothing else about it is changed, and ``get_task_factory()`` /
 ``set_task_factory()`` keep meaning what they mean without tracedfuture.
 
-Process-wide installation also wraps ``asyncio.BaseEventLoop.__init__``, so every
-loop created afterwards is traced however it is made (``asyncio.run``,
-``asyncio.Runner``, ``new_event_loop()``, a policy, a direct constructor).
+A loop class's own ``create_future`` / ``create_task`` / ``close`` are kept and
+called (``_loops`` says how).
+
+Process-wide installation also wraps ``asyncio.BaseEventLoop.__init__`` and
+``uvloop.Loop.__init__`` (``_loops``), so every loop created afterwards is traced
+however it is made (``asyncio.run``, ``asyncio.Runner``, ``new_event_loop()``, a
+policy, a direct constructor, ``uvloop.run``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 import time
-import types
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from . import _core
+from . import _core, _loops
 from ._convert import Converter
-from ._core import LoopHooks, flush_pending_completions
+from ._core import LoopHooks
 from ._delivery import Filter, Sink
 from ._events import Event
 from ._options import Options
@@ -41,9 +43,7 @@ _T = TypeVar("_T")
 
 logger = logging.getLogger("tracedfuture")
 
-_HOOKS = "_tracedfuture_hooks"
-_SAVED = "_tracedfuture_saved"
-_PATCHED = ("create_future", "create_task", "close")
+_HOOKS = _loops.HOOKS
 
 
 class Installation:
@@ -269,22 +269,7 @@ def _combine(captures: list[Callable[[], object]]) -> Callable[[], object] | Non
 def _attach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
     hooks: LoopHooks | None = getattr(loop, _HOOKS, None)
     if hooks is None:
-        try:
-            namespace = vars(loop)
-        except TypeError:
-            msg = (
-                f"cannot trace {type(loop).__qualname__}: its instances have no __dict__; "
-                "create it through tracedfuture.loop_factory(base=...), which subclasses it"
-            )
-            raise TypeError(msg) from None
-        saved = {name: namespace[name] for name in _PATCHED if name in namespace}
-        hooks = LoopHooks(loop)
-        base_close = loop.close
-        namespace[_SAVED] = saved
-        namespace[_HOOKS] = hooks
-        namespace["create_future"] = hooks.create_future
-        namespace["create_task"] = hooks.create_task
-        namespace["close"] = types.MethodType(_traced_close(base_close), loop)
+        hooks = _loops.hook_loop(loop)
     if inst not in hooks.installations:
         _retarget(hooks, (*hooks.installations, inst))
     if loop not in inst._loops:
@@ -316,57 +301,29 @@ def _detach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
     if hooks is None or inst not in hooks.installations:
         return
     _retarget(hooks, tuple(i for i in hooks.installations if i is not inst))
-    if hooks.installations:
-        return
-    namespace = vars(loop)
-    saved = namespace.pop(_SAVED, {})
-    del namespace[_HOOKS]
-    for name in _PATCHED:
-        namespace.pop(name, None)
-    namespace.update(saved)
-
-
-def _traced_close(base_close: Callable[[], None]) -> Callable[[asyncio.AbstractEventLoop], None]:
-    def close(loop: asyncio.AbstractEventLoop) -> None:
-        if not loop.is_running():
-            flush_pending_completions(loop)
-        base_close()
-        # To the exporters' queues; a slow exporter must not stall close().
-        hooks = getattr(loop, _HOOKS, None)
-        for inst in getattr(hooks, "installations", ()):
-            RECORDER.drain(only=inst)
-
-    return close
+    if not hooks.installations:
+        _loops.unhook_loop(loop)
 
 
 # --- process-wide --------------------------------------------------------------------
 
 _process_wide: list[Installation] = []
-_base_init: Callable[..., None] | None = None
 _patch_lock = threading.Lock()
 
 
+def _new_loop(loop: asyncio.AbstractEventLoop) -> None:
+    for inst in list(_process_wide):
+        _attach(loop, inst)
+
+
 def _patch_base_init() -> None:
-    global _base_init
-    if _base_init is not None:
-        return
-    original = asyncio.BaseEventLoop.__init__
-    _base_init = original
-
-    @functools.wraps(original)
-    def __init__(self: asyncio.BaseEventLoop, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        for inst in list(_process_wide):
-            _attach(self, inst)
-
-    asyncio.BaseEventLoop.__init__ = __init__  # type: ignore[method-assign,assignment]
+    """See every loop made from now on: asyncio's (``BaseEventLoop.__init__``) and
+    uvloop's, imported or not yet (``_loops.patch_construction``)."""
+    _loops.patch_construction(_new_loop)
 
 
 def _unpatch_base_init() -> None:
-    global _base_init
-    if _base_init is not None:
-        asyncio.BaseEventLoop.__init__ = _base_init  # type: ignore[method-assign]
-        _base_init = None
+    _loops.unpatch_construction()
 
 
 # --- public API ----------------------------------------------------------------------
@@ -398,7 +355,11 @@ def install(
             _patch_base_init()
         running = asyncio._get_running_loop()
         if running is not None:
-            _attach(running, inst)
+            reason = _loops.untraceable(running)
+            if reason is None:
+                _attach(running, inst)
+            else:
+                _loops.warn_once(running, reason)
     except BaseException:
         inst.uninstall()
         raise
