@@ -24,6 +24,7 @@ __all__ = [
     "CANCEL_REQUESTED",
     "CREATED",
     "FAILED",
+    "INCOMPLETE",
     "KINDS",
     "LINTS",
     "ORPHAN",
@@ -48,6 +49,8 @@ CANCELLED = "cancelled"
 RENAMED = "renamed"
 ABANDONED = "abandoned"
 UNRETRIEVED = "unretrieved"
+# Delivery dropped some of this future's events (a full queue): its history has a hole.
+INCOMPLETE = "incomplete"
 # Lints (tracedfuture.lints): findings about futures, recorded like any event.
 STALLED = "stalled"
 BLOCKED_LOOP = "blocked_loop"
@@ -68,6 +71,7 @@ KINDS = LINTS | frozenset(
         RENAMED,
         ABANDONED,
         UNRETRIEVED,
+        INCOMPLETE,
     }
 )
 

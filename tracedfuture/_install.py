@@ -52,14 +52,23 @@ class Options:
         Called with each captured value string before it leaves the recorder;
         returns the text to keep. Only used with ``capture_values``.
     buffer_size
-        Raw records held before new futures are handed out untraced (counted).
+        Raw records held before new futures are handed out untraced (counted);
+        at most what ``max_memory`` allows.
+    max_memory
+        Bytes (estimated) that the raw record buffer and the exporters' queues
+        may hold together, the flight recorder's ring aside: half for the
+        buffer, half shared by the exporters that have a thread. Past it, new
+        futures are left untraced and, in a full queue, whole futures are
+        dropped (counted; a future that loses an event is marked ``incomplete``).
     flush_interval
         Seconds between two deliveries to exporters.
     max_failures
         Consecutive failures after which an exporter is disabled.
     export_timeout
-        Seconds ``uninstall()`` and ``flush()`` wait for each exporter to take
-        what was queued for it, before giving up on it (reported).
+        Seconds ``uninstall()``, ``flush()``, ``loop.close()`` and the
+        interpreter's exit wait, in total, for all exporters to take what was
+        queued for them and to flush and shut down; an exporter still busy then
+        is abandoned (reported once).
     sample_rate
         Head sampling: the fraction of futures and tasks traced, decided at
         creation; the others are plain asyncio objects and cost nothing.
@@ -81,6 +90,7 @@ class Options:
     capture_values: bool = False
     redact: Callable[[str], str] | None = None
     buffer_size: int = 1_000_000
+    max_memory: int = 64 * 1024 * 1024
     flush_interval: float = 0.1
     max_failures: int = 10
     export_timeout: float = 10.0
@@ -104,6 +114,9 @@ class Options:
         opts = cls(**options)
         if opts.buffer_size < 1:
             msg = f"buffer_size must be a positive number of records, not {opts.buffer_size!r}"
+            raise ValueError(msg)
+        if isinstance(opts.max_memory, bool) or not isinstance(opts.max_memory, int) or opts.max_memory < 1 << 20:
+            msg = f"max_memory must be a number of bytes of at least 1 MiB (1 << 20), not {opts.max_memory!r}"
             raise ValueError(msg)
         if not opts.flush_interval > 0:
             msg = f"flush_interval must be a positive number of seconds, not {opts.flush_interval!r}"
@@ -144,7 +157,9 @@ class Installation:
         self.exporters = tuple(exporters)
         self.anchor = (time.time_ns(), time.monotonic_ns())
         self.events_delivered = 0
-        self._sinks = [Sink(e, max_failures=options.max_failures) for e in exporters]
+        threaded = sum(getattr(e, "inline", False) is not True for e in exporters)
+        queue_bytes = options.max_memory // 2 // max(1, threaded)
+        self._sinks = [Sink(e, max_failures=options.max_failures, max_bytes=queue_bytes) for e in exporters]
         self._filter = Filter(
             options.include_modules, options.exclude_modules, options.include_names, options.exclude_names
         )
@@ -168,7 +183,7 @@ class Installation:
             return value
         try:
             return str(redact(value))
-        except Exception:
+        except BaseException:  # never the program's problem, never the secret
             return "<redaction failed>"
 
     def _attached(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -197,19 +212,23 @@ class Installation:
         taken it (at most ``timeout`` seconds, default ``export_timeout``);
         then call the exporters' ``flush()``. Returns False on a timeout."""
         RECORDER.drain()
-        done = self._wait_sinks(self.options.export_timeout if timeout is None else timeout)
-        for sink in self._sinks:
-            sink.call("flush")
-        return done
+        deadline = time.monotonic() + (self.options.export_timeout if timeout is None else timeout)
+        flushed = [sink.flush(deadline) for sink in self._sinks]  # every sink, one deadline
+        return all(flushed)
 
     def _wait_sinks(self, timeout: float | None, only: object = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
         sinks = [s for s in self._sinks if only is None or s.exporter is only]
-        waits = [sink.wait(timeout) for sink in sinks]  # every sink, no short cut
+        waits = [sink._wait_handled(deadline) for sink in sinks]  # every sink, one deadline
         return all(waits)
 
-    def _shutdown_exporters(self) -> None:
+    def _shutdown_exporters(self, deadline: float | None = None) -> None:
+        """Deliver what is left, flush and shut the exporters down, all of them
+        at once and by ``deadline`` (default: ``export_timeout`` from now)."""
         if self._shut_down:
             return
+        if deadline is None:
+            deadline = time.monotonic() + self.options.export_timeout
         self._shut_down = True
         late: list[Event] = []
         if self._filter:
@@ -218,7 +237,9 @@ class Installation:
             late += self._tail.flush()
         self._submit(late)
         for sink in self._sinks:
-            sink.close(self.options.export_timeout)
+            sink.begin_close()
+        for sink in self._sinks:
+            sink.finish_close(deadline)
 
     def stats(self) -> dict[str, Any]:
         """Counters: events delivered, futures left untraced or dropped by tail

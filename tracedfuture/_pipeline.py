@@ -28,6 +28,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
+from . import _delivery
 from . import _events as ev
 from ._events import Event, Site
 from ._holding import Holding
@@ -40,6 +41,9 @@ __all__ = ["RECORDER", "Recorder"]
 logger = logging.getLogger("tracedfuture")
 
 _MAX_VALUE_CHARS = 200
+# The estimated size of one raw record in the buffer: a tuple of up to 12 items
+# (152 bytes), its slot in the list, and a share of what it points to.
+RECORD_BYTES = 200
 
 
 class _FutureState:
@@ -239,7 +243,8 @@ class Recorder:
         active = self._active
         self.capture_values = any(i.options.capture_values for i in active)
         if active:
-            self.limit = max(i.options.buffer_size for i in active)
+            # Half of max_memory is the buffer's; the other half the exporters' queues'.
+            self.limit = max(min(i.options.buffer_size, i.options.max_memory // 2 // RECORD_BYTES) for i in active)
             interval = min(i.options.flush_interval for i in active)
             if interval < self.flush_interval:
                 self._wake.set()  # the drain thread may be waiting out a longer interval
@@ -261,14 +266,45 @@ class Recorder:
             self._wake.clear()
             try:
                 self.drain(yield_gil=True)
-            except Exception:  # pragma: no cover - a converter bug must not kill the thread
+            except BaseException:  # pragma: no cover - nothing may kill the drain thread
                 logger.exception("tracedfuture: dropping a batch after an internal error")
 
     def _at_exit(self) -> None:
-        self.drain()
-        self._release_all()
+        # One deadline for everything: the last drain (on a helper thread, as the
+        # drain thread may be inside an exporter holding the lock) and every
+        # exporter's delivery, flush and shutdown.
+        timeout = max((i.options.export_timeout for i in self._active), default=0.0)
+        deadline = time.monotonic() + timeout
+
+        def last_drain() -> None:
+            with self._lock:
+                self.drain()
+                self._release_all()
+
+        helper = threading.Thread(target=last_drain, name="tracedfuture-exit-drain", daemon=True)
+        helper.start()
+        helper.join(timeout)
         for inst in list(self._active):
-            inst._shutdown_exporters()
+            inst._shutdown_exporters(deadline)
+
+    def _after_fork_in_child(self) -> None:
+        """In a child after ``fork()``: the parent's threads are gone and its drain
+        thread may have held the lock. Fresh locks, an empty buffer (the parent's
+        records are the parent's to export), and a drain thread of the child's own."""
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._thread = None
+        self._draining = 0
+        del self.buffer[:]  # in place: the hot path holds this very list
+        self._states.clear()
+        self._holding = Holding()
+        self._lazy.clear()
+        self.untraced = itertools.count()
+        self.records_seen = 0
+        _delivery.after_fork_in_child()
+        if self._active:
+            self._thread = threading.Thread(target=self._run, name="tracedfuture-drain", daemon=True)
+            self._thread.start()
 
     def drain(self, *, yield_gil: bool = False) -> None:
         """Convert and deliver the buffer, a chunk at a time.
@@ -419,7 +455,7 @@ class Recorder:
         elif op == ev.OP_CANCELLED:
             # A task's record has no canceller: its last cancel request, or the
             # cancelled future it was waiting on, is the cause.
-            msg, who = record[4], record[5]
+            msg, who = self._redacted_msg(state, record[4]), record[5]
             if who is not None or state.cancel is None:
                 state.cancel = (msg, tid, self.caller(who))
             event = _event(ev.CANCELLED, fid, ts, tid, state)
@@ -431,7 +467,7 @@ class Recorder:
                 if waiter is not None and waiter.cancel is None:
                     waiter.cancel = state.cancel
         elif op == ev.OP_CANCEL_REQ:
-            state.cancel = (record[4], tid, self.caller(record[5]))
+            state.cancel = (self._redacted_msg(state, record[4]), tid, self.caller(record[5]))
             event = _event(ev.CANCEL_REQUESTED, fid, ts, tid, state)
             event[_MSG], event[_CANCELLER_ID], event[_CANCELLER] = state.cancel
             emit(_new_event(Event, event))
@@ -485,6 +521,15 @@ class Recorder:
             if inst.options.capture_values:
                 return inst.redact(value)
         return None
+
+    def _redacted_msg(self, state: _FutureState, msg: str | None) -> str | None:
+        """A cancel message is kept by default (it says why), through ``redact`` if any."""
+        if msg is None:
+            return None
+        for inst in self._routes.get(state.route, ()):
+            if inst.options.redact is not None:
+                return inst.redact(msg)
+        return msg
 
     def site(self, code: CodeType | None, lasti: int) -> Site | None:
         if code is None:
@@ -546,3 +591,5 @@ def _safe_repr(value: object) -> str:
 
 
 RECORDER = Recorder()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=RECORDER._after_fork_in_child)
