@@ -44,7 +44,7 @@ from typing import Any
 from ._events import Event, Site
 from ._install import Installation, install
 from ._pipeline import RECORDER
-from .trace import event_to_json, header
+from .trace import event_to_json, header, open_private
 
 __all__ = ["FlightRecorder", "current", "disable", "dump", "enable", "hook_loop"]
 
@@ -157,6 +157,16 @@ class FlightRecorder:
             self._ring.clear()
             self._bytes = 0
 
+    def after_fork(self) -> None:
+        """In a child after ``fork()``: fresh locks (a parent's thread may have
+        held them) and an empty ring: the child's dumps hold the child's events."""
+        self._lock = threading.Lock()
+        self._dump_lock = threading.Lock()
+        self._ring.clear()
+        self._bytes = 0
+        self.received = self.dropped = 0
+        self.anchor = (time.time_ns(), time.monotonic_ns())
+
     def dump(self, path: str | os.PathLike[str], *, reason: str = "on demand") -> str:
         """Write the ring as a trace file and return its path.
 
@@ -178,7 +188,9 @@ class FlightRecorder:
         with self._dump_lock:
             tmp = f"{name}.{os.getpid()}.{threading.get_ident()}.tmp"
             try:
-                with open(tmp, "w", encoding="utf-8") as out:
+                # 0600 from the start (the rename keeps it); strings that are not
+                # valid Unicode are escaped as in any trace file (trace.encode_line).
+                with open(open_private(tmp), "w", encoding="utf-8", errors="backslashreplace") as out:
                     out.write(dumps(header(*self.anchor, flight=reason), separators=(",", ":")) + "\n")
                     for event in events:
                         out.write(dumps(event_to_json(event), separators=(",", ":"), ensure_ascii=False) + "\n")
