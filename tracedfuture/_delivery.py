@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _events as ev
-from ._events import Event
+from ._events import Event, Site
 
-__all__ = ["Filter", "Sink", "TailSampler", "after_fork_in_child", "delivery_stats", "safe_repr"]
+__all__ = ["Filter", "Sink", "TailSampler", "after_fork_in_child", "delivery_stats", "safe_repr", "unicode_safe"]
 
 logger = logging.getLogger("tracedfuture")
 
@@ -432,6 +432,68 @@ def _incomplete(event: Event, why: str) -> Event:
         event.name,
         detail=f"events of this future were dropped: {why}",
     )
+
+
+_TEXT_FIELDS = tuple(
+    Event._fields.index(name)
+    for name in (
+        "name",
+        "coro",
+        "callback",
+        "result_type",
+        "value",
+        "exc_type",
+        "exc_msg",
+        "msg",
+        "canceller",
+        "detail",
+    )
+)
+_SITE_FIELD = Event._fields.index("site")
+
+
+def _valid(text: object) -> bool:
+    if type(text) is not str or text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def unicode_safe(events: Sequence[Event]) -> Sequence[Event]:
+    r"""``events`` with every string valid Unicode, for exporters whose libraries
+    encode to UTF-8 (OpenTelemetry's protobuf, a log file): a lone surrogate,
+    as Python decodes a file name that is not UTF-8, becomes the text ``\udcXX``,
+    as the trace files show it. The same sequence when nothing needs it.
+
+    >>> unicode_safe([Event("created", 1, 0, name="caf\udce9")])[0].name
+    'caf\\udce9'
+    """
+    out: list[Event] | None = None
+    for position, event in enumerate(events):
+        site = event.site
+        if all(_valid(event[i]) for i in _TEXT_FIELDS) and (
+            site is None or (_valid(site.filename) and _valid(site.function))
+        ):
+            if out is not None:
+                out.append(event)
+            continue
+        if out is None:
+            out = list(events[:position])
+        values = [
+            _escaped(v) if isinstance(v, str) and i in _TEXT_FIELDS and not _valid(v) else v
+            for i, v in enumerate(event)
+        ]
+        if site is not None:
+            values[_SITE_FIELD] = Site(_escaped(site.filename), site.lineno, _escaped(site.function))
+        out.append(Event._make(values))
+    return events if out is None else out
 
 
 def delivery_stats(exporter: object) -> dict[str, int]:
