@@ -18,6 +18,10 @@ __all__ = ["JsonLinesExporter"]
 
 logger = logging.getLogger("tracedfuture")
 
+# After a write error, the whole lines of the failed write are kept but for this
+# many bytes: room for the stats line that says what happened.
+_STATS_ROOM = 1024
+
 
 class JsonLinesExporter:
     """Writes a trace file that ``tracedfuture tree|stats|html|perfetto`` read.
@@ -76,22 +80,29 @@ class JsonLinesExporter:
                 self._failed(exc)
         return self._fd is not None and self.write_error is None
 
-    def _write(self, data: bytes) -> None:
-        """Write whole lines, or, on failure, leave the file at its last whole line."""
+    def _write(self, data: bytes) -> int:
+        """Write whole lines; on failure, keep the whole lines that were written
+        (but for room for the stats line), raise, and leave the file at its last
+        whole line. Returns the number of lines written."""
         assert self._fd is not None
         view = memoryview(data)
         written = 0
         try:
             while written < len(view):
                 written += os.write(self._fd, view[written:])
-        except OSError:
-            if written:
-                try:
-                    os.ftruncate(self._fd, self._size)
-                except OSError:
-                    pass
+        except OSError as exc:
+            keep = data.rfind(b"\n", 0, max(0, written - _STATS_ROOM)) + 1
+            try:
+                if written:
+                    os.ftruncate(self._fd, self._size + keep)
+                    os.lseek(self._fd, self._size + keep, os.SEEK_SET)  # ftruncate leaves the offset
+            except OSError:
+                keep = 0
+            self._size += keep
+            exc.lines_written = data.count(b"\n", 0, keep)  # type: ignore[attr-defined]
             raise
         self._size += written
+        return data.count(b"\n")
 
     def _failed(self, exc: OSError) -> None:
         reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
@@ -114,7 +125,9 @@ class JsonLinesExporter:
             try:
                 self._write((text + "\n").encode("utf-8", "backslashreplace"))
             except OSError as exc:
-                self.events_lost += len(events)
+                kept = getattr(exc, "lines_written", 0)
+                self.events_written += kept
+                self.events_lost += len(events) - kept
                 self._failed(exc)
                 return
             self.events_written += len(events)

@@ -143,14 +143,15 @@ class Sink:
             return
         with self._cond:
             room = self.max_bytes - self._queued_bytes
-            if self._marks and len(self._marks) * EVENT_BYTES <= room:
-                events, self._marks = self._marks + events, []
-            if not events:
-                return
             if len(events) * EVENT_BYTES > room:
                 events = self._fit(events, room)
-                if not events:
-                    return
+            # The incomplete marks, once there is room (they pass no screen: their
+            # futures are the screened ones).
+            marks = self._marks
+            if marks and (len(marks) + len(events)) * EVENT_BYTES <= room:
+                events, self._marks = marks + events, []
+            if not events:
+                return
             self._items.append(events)
             self._queued_bytes += len(events) * EVENT_BYTES
             self._put += 1
@@ -305,7 +306,7 @@ class Sink:
     def flush(self, deadline: float | None) -> bool:
         """Hand over what is queued and call the exporter's ``flush()``, waiting
         until ``deadline`` (a ``time.monotonic()`` value) at most."""
-        if self.disabled or self._closing:
+        if self.disabled or self._closing or self.overran:
             return True
         if self.inline:
             self._submit_marks()
@@ -322,7 +323,8 @@ class Sink:
         self._submit_marks()
         self._closing = True
         if self._thread is None:
-            self._helper = self._helper_thread(("flush", "shutdown"))
+            if not self.overran:  # its flush() hung already: no second helper stuck
+                self._helper = self._helper_thread(("flush", "shutdown"))
             return
         for item in (_FLUSH, _SHUTDOWN, _STOP):
             self._enqueue(item)
