@@ -22,7 +22,7 @@ import pytest
 
 import tracedfuture
 from tracedfuture import Event
-from tracedfuture._pipeline import RECORDER
+from tracedfuture._pipeline import RECORD_BYTES, RECORDER
 from tracedfuture.exporters import JsonLinesExporter, MemoryExporter
 from tracedfuture.flight import FlightRecorder
 from tracedfuture.trace import read
@@ -531,7 +531,7 @@ def test_a_full_queue_drops_whole_futures_or_marks_them_incomplete(tmp_path: Pat
 
 def test_max_memory_bounds_the_buffer_and_the_queues() -> None:
     with tracedfuture.install(exporters=[JsonLinesExporter(os.devnull), MemoryExporter()], max_memory=4 << 20) as inst:
-        assert RECORDER.limit * 200 <= 2 << 20
+        assert RECORDER.limit * RECORD_BYTES <= 2 << 20
         (threaded,) = [sink for sink in inst._sinks if not sink.inline]
         assert threaded.max_bytes == 2 << 20
 
