@@ -7,8 +7,10 @@ third-party package only in their own module.
 
 An exporter needs one method, ``export(events)``, called off the event loop's
 thread with a batch (a sequence) of :class:`tracedfuture.Event`, oldest first.
-``flush()`` and ``shutdown()`` are optional. Exceptions raised by an exporter are
-counted and reported once; they never reach the traced program. Each exporter is
+``flush()``, ``shutdown()`` and ``after_fork()`` (called in a child after
+``fork()``, to re-create locks and let go of the parent's files) are optional.
+Whatever an exporter raises, ``BaseException`` included, is counted and reported
+once; it never reaches the traced program. Each exporter is
 called from a thread of its own, unless it sets ``inline = True`` (for an
 ``export`` that never blocks): then it is called by whoever drains, the drain
 thread or the thread calling ``flush()``, ``uninstall()`` or ``loop.close()``.
@@ -66,6 +68,11 @@ class MemoryExporter(Sequence[Event]):
     def clear(self) -> None:
         with self._lock:
             self._events.clear()
+
+    def after_fork(self) -> None:
+        """In a child after ``fork()``: a fresh lock (the parent's drain thread
+        may have held it). The events exported before the fork stay."""
+        self._lock = threading.Lock()
 
     # -- Sequence -----------------------------------------------------------------
 

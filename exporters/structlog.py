@@ -69,6 +69,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     _msg = "tracedfuture.exporters.structlog needs structlog: pip install 'tracedfuture[structlog]'"
     raise ImportError(_msg, name=exc.name) from exc
 
+from tracedfuture._delivery import unicode_safe
 from tracedfuture._events import KINDS, Event
 
 __all__ = ["DEFAULT_LEVELS", "LEVELS", "StructlogExporter"]
@@ -174,7 +175,8 @@ class StructlogExporter:
             self._bound = self._logger.bind()
             self._enabled = self._enabled_levels()
             handle = self._summarize if self.summary else self._write
-            for event in events:
+            # A log file or terminal encodes to UTF-8: a lone surrogate would lose the batch.
+            for event in unicode_safe(events):
                 handle(event)
 
     # -- one record per event ---------------------------------------------------------

@@ -237,7 +237,7 @@ class Converter:
             return value
         try:
             return str(redact(value))
-        except Exception:
+        except BaseException:  # never the program's problem, never the secret
             return "<redaction failed>"
 
     def _convert(self, record: Record, emit: Callable[[Event], None]) -> None:

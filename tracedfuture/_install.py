@@ -70,7 +70,11 @@ class Installation:
         self.anchor = (time.time_ns(), time.monotonic_ns())
         self.events_delivered = 0
         raw = [e for e in exporters if getattr(e, "raw", False) is True]
-        self._sinks = [Sink(e, max_failures=options.max_failures) for e in exporters if e not in raw]
+        threaded = sum(getattr(e, "inline", False) is not True for e in exporters if e not in raw)
+        queue_bytes = options.max_memory // max(1, threaded)
+        self._sinks = [
+            Sink(e, max_failures=options.max_failures, max_bytes=queue_bytes) for e in exporters if e not in raw
+        ]
         # The pipeline's Consumer protocol.
         self.streaming = bool(self._sinks)
         self.max_bytes = _ring_bytes(options, [getattr(e, "max_bytes", None) for e in raw])
@@ -105,7 +109,7 @@ class Installation:
             return value
         try:
             return str(redact(value))
-        except Exception:
+        except BaseException:  # never the program's problem, never the secret
             return "<redaction failed>"
 
     def _attached(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -141,13 +145,13 @@ class Installation:
             self._submit(self._converter.convert([record]))
 
     def wait_exporters(self, deadline: float, only: object = None) -> bool:
-        done = True
-        for sink in self._sinks:
-            if only is None or sink.exporter is only:
-                done = sink.wait(max(0.0, deadline - time.monotonic())) and done  # every sink, no short cut
-        return done
+        sinks = [sink for sink in self._sinks if only is None or sink.exporter is only]
+        waits = [sink._wait_handled(deadline) for sink in sinks]  # every sink, one deadline
+        return all(waits)
 
     def close_exporters(self, deadline: float) -> None:
+        """Deliver what is left, flush and shut the exporters down, all of them at
+        once and by ``deadline``; one still busy then is abandoned (reported once)."""
         if self._shut_down:
             return
         self._shut_down = True
@@ -159,7 +163,21 @@ class Installation:
             events = self._filter.apply(events) + self._filter.flush()
         self._submit(events)
         for sink in self._sinks:
-            sink.close(max(0.0, deadline - time.monotonic()))
+            sink.begin_close()
+        for sink in self._sinks:
+            sink.finish_close(deadline)
+
+    @property
+    def tail_forgotten(self) -> int:
+        """Futures tail sampling dropped whole: never converted, never exported."""
+        return self._tail.forgotten if self._tail is not None else 0
+
+    def after_fork_in_child(self) -> None:
+        """The child of a fork starts afresh: nothing of the parent's history is
+        held, sampled or converted again here."""
+        if self._tail is not None:
+            self._tail = TailPolicy(self._tail.slow_ns)
+        self._converter.clear()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -195,10 +213,8 @@ class Installation:
         then call the exporters' ``flush()``. Returns False on a timeout."""
         deadline = time.monotonic() + (self.options.export_timeout if timeout is None else timeout)
         RECORDER.drain(only=self)
-        done = self.wait_exporters(deadline)
-        for sink in self._sinks:
-            sink.call("flush")
-        return done
+        flushed = [sink.flush(deadline) for sink in self._sinks]  # every sink, one deadline
+        return all(flushed)
 
     def stats(self) -> dict[str, Any]:
         """Counters: events delivered, futures left untraced, records dropped or
@@ -207,7 +223,7 @@ class Installation:
         return {
             "events_delivered": self.events_delivered,
             **RECORDER.counters(self._routes),
-            "tail_dropped_futures": self._tail.forgotten if self._tail is not None else 0,
+            "tail_dropped_futures": self.tail_forgotten,
             "exporters": [sink.stats() for sink in self._sinks],
         }
 

@@ -304,6 +304,14 @@ class Options:
         cost no memory.""",
         _Bytes(64 << 10),
     )
+    max_memory: int = _option(
+        64 << 20,
+        """Bytes (estimated) the exporters' queues of an installation may hold
+        together, shared by the exporters that have a thread of their own (at
+        least 1 MiB). Past a queue's share, whole futures are dropped (counted),
+        and a future that already had events delivered is marked incomplete.""",
+        _Bytes(1 << 20),
+    )
     flush_interval: float = _option(
         0.1, "Seconds between two deliveries to exporters.", _Number(_SECONDS_POSITIVE.format(0.1), 0, open_low=True)
     )

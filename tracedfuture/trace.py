@@ -27,10 +27,12 @@ __all__ = [
     "VERSION",
     "Trace",
     "TraceFormatError",
+    "encode_line",
     "event_from_json",
     "event_to_json",
     "header",
     "iter_events",
+    "open_private",
     "read",
 ]
 
@@ -112,6 +114,34 @@ def event_to_json(event: Event) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def encode_line(obj: Any) -> bytes:
+    r"""One line of a trace file, as bytes: compact JSON, UTF-8, ``\n``-terminated.
+
+    A string that is not valid Unicode text (a lone surrogate, such as Python's
+    ``surrogateescape`` makes of a file name that is not UTF-8) is written as the
+    JSON escape of that code point, ``\udcXX``: the file stays valid UTF-8 and
+    JSON, and reading it gives back the very same Python string.
+
+    >>> encode_line({"name": "caf\xe9 \udce9"})
+    b'{"name":"caf\xc3\xa9 \\udce9"}\n'
+    """
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n"
+    # Only surrogates cannot be encoded, and json.dumps puts them only inside
+    # strings, where backslashreplace's "\\udcXX" is exactly their JSON escape.
+    return text.encode("utf-8", "backslashreplace")
+
+
+def open_private(path: str) -> int:
+    """Create (or truncate) a trace file readable and writable by its owner only
+    (``0600``) and return its descriptor, opened for writing."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_TRUNC
+    except OSError:
+        pass  # not ours to change (a file someone else owns, a FIFO): keep going
+    return fd
 
 
 _INDEX = {name: index for index, name in enumerate(Event._fields)}
