@@ -24,7 +24,8 @@ import re
 from typing import Any
 
 from ._html_template import SCRIPT, TEMPLATE
-from ._model import OUTCOMES, PENDING, Model, Record, site_text
+from ._model import OUTCOMES, PENDING, Model, Record
+from ._text import site_text
 
 __all__ = ["MAX_ROWS", "embed_json", "lanes_and_rows", "render_html", "report_data"]
 

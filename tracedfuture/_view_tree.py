@@ -21,12 +21,8 @@ from ._model import (
     PENDING,
     Model,
     Record,
-    format_duration,
-    plural,
-    printable,
-    short_path,
-    site_text,
 )
+from ._text import format_duration, plural, printable, short_path, site_text
 
 __all__ = ["TreeOptions", "find_focus", "render_tree"]
 
@@ -39,6 +35,7 @@ _COLORS = {
     "cancelled": "\x1b[33m",
     "abandoned": "\x1b[35m",
     "pending": "\x1b[36m",
+    "incomplete": "\x1b[90m",
     "lint": "\x1b[33;1m",
 }
 _VALUE_LIMIT = 80

@@ -23,7 +23,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import IO
 
-from ._model import Model, load, plural
+from ._model import Model, load
+from ._text import parse_seconds, plural
 from .trace import TraceFormatError
 
 __all__ = ["main"]
@@ -133,13 +134,9 @@ def _write_output(path: str, text: str) -> None:
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        msg = f"expected a number of seconds >= 0, such as 0.5, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+        return parse_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cmd_tree(args: argparse.Namespace) -> int:
