@@ -21,6 +21,7 @@ from ._events import Site
 __all__ = [
     "format_duration",
     "is_asyncio",
+    "is_installed",
     "is_library",
     "parse_seconds",
     "plural",
@@ -59,6 +60,16 @@ def short_path(filename: str) -> str:
         if filename.startswith(cwd):
             return filename[len(cwd) :]
     return filename
+
+
+@functools.lru_cache(maxsize=8192)
+def is_installed(filename: str) -> bool:
+    """Whether a source file belongs to an installed package (``site-packages``).
+
+    >>> is_installed("/venv/lib/python3.12/site-packages/aiohttp/web.py"), is_installed("/app/web.py")
+    (True, False)
+    """
+    return _PACKAGES.search(filename) is not None
 
 
 @functools.lru_cache(maxsize=8192)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -139,6 +140,24 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        msg = f"expected a whole number >= 0, such as 3, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+def _width(asked: int | None, stream: IO[str]) -> int | None:
+    """The columns a line may take: ``--width`` (0: no limit), else the terminal's
+    (``COLUMNS`` first) when writing to one, else no limit: a pipe or a file gets
+    whole lines, for grep and less -S."""
+    if asked is not None:
+        return asked or None
+    if stream.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
 def _cmd_tree(args: argparse.Namespace) -> int:
     from ._view_tree import TreeOptions, find_focus, render_tree
 
@@ -157,6 +176,11 @@ def _cmd_tree(args: argparse.Namespace) -> int:
         focus=focus,
         color=_use_color(args.color, sys.stdout),
         unicode=encoding in ("utf8", "utf8sig"),
+        expand=args.expand,
+        depth=args.depth,
+        all=args.all,
+        width=_width(args.width, sys.stdout),
+        attribute=not args.library_sites,
     )
     _write_lines(render_tree(model, options))
     return 0
@@ -244,6 +268,19 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     tree.add_argument("--abandoned", action="store_true", help="only what was garbage-collected while pending")
     tree.add_argument("--slow", type=_seconds, metavar="SECONDS", help="only what lived at least SECONDS")
     tree.add_argument("--focus", metavar="ID", help="only this task or future (an id, or a task name) and below")
+    tree.add_argument(
+        "--expand", action="store_true", help="show identical siblings one by one instead of one line with a count"
+    )
+    tree.add_argument("--depth", type=_count, metavar="N", help="show N levels (1: only the top ones)")
+    tree.add_argument("--all", action="store_true", help="also show asyncio.run's own shutdown tasks")
+    tree.add_argument(
+        "--width", type=_count, metavar="COLUMNS", help="cut lines to COLUMNS (default: the terminal's; 0: never cut)"
+    )
+    tree.add_argument(
+        "--library-sites",
+        action="store_true",
+        help="show a library's creation sites as they are, without the program's task that led there",
+    )
     tree.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="default: auto")
 
     from ._view_stats import COLUMNS
