@@ -276,6 +276,7 @@ def iter_events(
         head: dict[str, Any] | None = None
         done = 0
         pending_error: TraceFormatError | None = None
+        yielded = False
         for number, raw in enumerate(handle, start=1):
             done += len(raw)
             if pending_error is not None:
@@ -299,6 +300,7 @@ def iter_events(
                 continue
             try:
                 if type(obj) is dict and "stats" in obj and "kind" not in obj:
+                    yielded = True
                     yield head, _check_stats(obj)
                     continue
                 event = make(obj)
@@ -306,11 +308,14 @@ def iter_events(
                 raise TraceFormatError(name, number, str(exc)) from None
             if progress is not None and number % 5000 == 0:
                 progress(done, total)
+            yielded = True
             yield head, event
         if head is None:
             raise pending_error or TraceFormatError(name, 1, "empty file: a trace starts with a header line")
         if pending_error is not None:
             yield head, {"__truncated__": pending_error.line}
+        elif not yielded:
+            yield head, {}  # a header and nothing else: still a trace, and its header is wanted
         if progress is not None:
             progress(total, total)
 
