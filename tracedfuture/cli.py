@@ -123,7 +123,8 @@ def _write_output(path: str, text: str) -> None:
         sys.stdout.write(text)
         return
     try:
-        with open(path, "w", encoding="utf-8") as handle:
+        # A trace may hold lone surrogates: written as \udXXX, which JSON reads back.
+        with open(path, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
     except OSError as exc:
         msg = f"cannot write {path}: {exc.strerror or exc}"
@@ -145,6 +146,16 @@ def _count(text: str) -> int:
         msg = f"expected a whole number >= 0, such as 3, not {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return int(text)
+
+
+def _exception_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    bad = [name for name in names if not all(part.isidentifier() for part in name.split("."))]
+    if not names or bad:
+        shown = repr(bad[0]) if bad else repr(text)
+        msg = f"expected exception type names separated by commas, such as EOFError,ConnectionResetError, not {shown}"
+        raise argparse.ArgumentTypeError(msg)
+    return names
 
 
 def _width(asked: int | None, stream: IO[str]) -> int | None:
@@ -206,7 +217,7 @@ def _cmd_html(args: argparse.Namespace) -> int:
     model = _load(args, progress)
     path = _output_path(args, ".html")
     progress.step(f"writing {path}")
-    text = render_html(model)
+    text = render_html(model, args.expected_exceptions)
     _write_output(path, text)
     progress.finish()
     if path != "-":
@@ -293,6 +304,14 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
     html = viewer("html", "write a self-contained HTML timeline (one file, works offline)")
     html.add_argument("-o", "--output", metavar="FILE", help="default: TRACE with .html; '-' for stdout")
+    html.add_argument(
+        "--expected-exceptions",
+        type=_exception_names,
+        default=(),
+        metavar="TYPES",
+        help="comma-separated exception types that are normal control flow (EOFError,ConnectionResetError): "
+        "their failures are drawn apart from real ones",
+    )
 
     perfetto = viewer("perfetto", "write Chrome trace-event JSON for ui.perfetto.dev or chrome://tracing")
     perfetto.add_argument("-o", "--output", metavar="FILE", help="default: TRACE with .perfetto.json; '-' for stdout")
