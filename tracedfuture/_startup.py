@@ -29,9 +29,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ._switches import OTHER_VARIABLES, PREFIX, SWITCHES, SwitchError, from_environment
+from ._switches import DEFAULT_OTEL_TIMEOUT, OTHER_VARIABLES, PREFIX, SWITCHES, SwitchError, from_environment
 
 __all__ = ["hook", "start"]
+
+_hooked = False
 
 
 def hook() -> None:
@@ -41,6 +43,10 @@ def hook() -> None:
     standard error, exit status 2); a failure of tracedfuture itself is one line,
     and the program runs untraced.
     """
+    global _hooked
+    if _hooked:
+        return  # site can run a .pth line twice (a venv's site-packages is also the prefix's)
+    _hooked = True
     try:
         settings = from_environment(os.environ)
         if settings:
@@ -194,7 +200,7 @@ class Startup:
         if "structlog" in names:
             exporters.append(structlog_exporter())
         if "otel" in names:
-            exporter, provider = otel_exporter(settings.get("otel_timeout"))
+            exporter, provider = otel_exporter(settings.get("otel_timeout", DEFAULT_OTEL_TIMEOUT))
             exporters.append(exporter)
             if provider is not None:
                 self.providers.append(provider)
@@ -335,7 +341,7 @@ def structlog_exporter() -> Any:
     return StructlogExporter(logger=StderrUnlessConfigured())
 
 
-def otel_exporter(timeout: float | None) -> tuple[Any, Any]:
+def otel_exporter(timeout: float) -> tuple[Any, Any]:
     """The OTel exporter and, for a program without a TracerProvider, the
     provider built for it from the OTEL_* variables (to shut down at exit)."""
     from .exporters import otel
@@ -345,3 +351,12 @@ def otel_exporter(timeout: float | None) -> tuple[Any, Any]:
     except (ImportError, ValueError) as exc:
         raise SwitchError(str(exc)) from None
     return otel.OTelExporter(tracer_provider=provider), provider
+
+
+def untraced_children_note(stats: dict[str, Any]) -> str | None:
+    """The viewers' footer line for a trace whose program started children untraced."""
+    count = stats.get("untraced_children")
+    if not isinstance(count, int) or count <= 0:
+        return None
+    children = "1 child process was" if count == 1 else f"{count} child processes were"
+    return f"{children} started untraced: trace them too with tracedfuture run --follow-children"

@@ -27,6 +27,7 @@ from ._model import (
     short_path,
     site_text,
 )
+from ._startup import untraced_children_note
 
 __all__ = ["TreeOptions", "find_focus", "render_tree"]
 
@@ -281,6 +282,7 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
         f"{plural(len(records), 'future or task', 'futures and tasks')} ({plural(tasks, 'task')}): {summary}; "
         f"{count} shown; trace spans {format_duration(model.end_ns - model.start_ns)}"
     )
+    yield from filter(None, [untraced_children_note(model.stats)])
     for lint in model.loop_lints:
         detail = (lint.detail or "").strip().splitlines()
         where = f" while {model.name_of(lint.task_id)} ran" if lint.task_id is not None else ""
