@@ -291,8 +291,10 @@ class _LoopWatchdogs:
 
 def start_console(*, allow_cancel: bool) -> str:
     """Start the control socket (``tracedfuture._control``)."""
+    import importlib
+
     try:
-        from . import _control  # type: ignore[attr-defined,unused-ignore]
+        control = importlib.import_module(f"{__package__}._control")
     except ImportError as exc:
         if exc.name != f"{__package__}._control":
             raise
@@ -301,7 +303,7 @@ def start_console(*, allow_cancel: bool) -> str:
             f"{_version()} does not have: upgrade with pip install -U tracedfuture"
         )
         raise SwitchError(msg) from None
-    path: str = _control.start(allow_cancel=allow_cancel)
+    path: str = control.start(allow_cancel=allow_cancel)
     return path
 
 
