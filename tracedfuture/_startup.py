@@ -44,7 +44,7 @@ def hook() -> None:
     and the program runs untraced.
     """
     global _hooked
-    if _hooked:
+    if _hooked or _is_our_command():
         return  # site can run a .pth line twice (a venv's site-packages is also the prefix's)
     _hooked = True
     try:
@@ -55,6 +55,19 @@ def hook() -> None:
         _refuse(str(exc))
     except Exception as exc:
         print(f"tracedfuture: not tracing this process: {exc!r}", file=sys.stderr)
+
+
+def _is_our_command() -> bool:
+    """Whether this process is the ``tracedfuture`` command itself (``run`` reads
+    the variables and passes them on; the viewers have nothing to trace)."""
+    name = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if name.removesuffix(".exe").removesuffix("-script.py") == "tracedfuture":
+        return True
+    argv = sys.orig_argv
+    for index, arg in enumerate(argv[1:-1], 1):
+        if arg == "-m":
+            return argv[index + 1] in ("tracedfuture", "tracedfuture.__main__", "tracedfuture.cli")
+    return False
 
 
 def _refuse(message: str) -> None:

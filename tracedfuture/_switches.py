@@ -377,8 +377,6 @@ def to_environment(options: argparse.Namespace) -> dict[str, str]:
             text = "1"
         elif switch.form == "list":
             text = ",".join(item for items in value for item in items)
-        elif switch.form == "optional":
-            text = "1" if value == "" else str(value)
         else:
             text = str(value)
         environ[switch.variable] = text
@@ -436,7 +434,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 *flags,
                 dest=dest,
                 nargs="?",
-                const="",
+                const="1",
                 default=None,
                 type=keep,
                 metavar=switch.metavar,
