@@ -471,3 +471,72 @@ def test_otel_with_a_collector_adds_nothing_to_stderr(app: Path, tmp_path: Path)
         spans = receiver.wait_for(2)
     same_as_untraced(untraced, traced)
     assert "task main" in {span.name for span in spans}
+
+
+# --- child processes --------------------------------------------------------------------------
+
+CHILDREN = """\
+import asyncio, multiprocessing, os, subprocess, sys
+
+def work(tag):
+    async def main():
+        await asyncio.create_task(asyncio.sleep(0), name=f"in-{tag}")
+    asyncio.run(main())
+
+if __name__ == "__main__":
+    for method in sys.argv[1].split(","):
+        if method == "subprocess":
+            subprocess.run([sys.executable, "-c", "import kids; kids.work('subprocess')"], check=True)
+        elif method == "os.fork":
+            pid = os.fork()
+            if pid == 0:
+                work("os.fork")
+                sys.exit(0)  # through atexit, unlike multiprocessing's children
+            os.waitpid(pid, 0)
+        else:
+            process = multiprocessing.get_context(method).Process(target=work, args=(method,))
+            process.start()
+            process.join()
+            assert process.exitcode == 0
+    print("parent done")
+"""
+
+METHODS = ["fork", "spawn", "forkserver", "subprocess", "os.fork"]
+
+
+def child_traces(directory: Path) -> dict[str, set[str]]:
+    """For each trace of a child, the names of the tasks in it."""
+    found: dict[str, set[str]] = {}
+    for path in directory.glob("t.*.jsonl"):
+        trace = read(path)
+        assert trace.stats, f"{path.name} was finished"
+        assert path.name == f"t.{trace.header['pid']}.jsonl"
+        found[path.name] = {e.name for e in trace.events if e.is_task and e.name and e.name.startswith("in-")}
+    return found
+
+
+@pytest.mark.skipif(os.name != "posix", reason="fork and forkserver are POSIX")
+def test_follow_children_traces_each_python_child_into_its_own_file(tmp_path: Path) -> None:
+    write(tmp_path / "kids.py", CHILDREN)
+    untraced = python("kids.py", ",".join(METHODS), cwd=tmp_path)
+    traced = tracedfuture("run", "--follow-children", "-o", "t.jsonl", "kids.py", ",".join(METHODS), cwd=tmp_path)
+    same_as_untraced(untraced, traced)
+    names = set().union(*child_traces(tmp_path).values())
+    assert names == {f"in-{method}" for method in METHODS}
+    assert "untraced_children" not in read(tmp_path / "t.jsonl").stats
+
+
+@pytest.mark.skipif(os.name != "posix", reason="fork is POSIX")
+def test_without_follow_children_children_are_counted_not_traced(tmp_path: Path) -> None:
+    write(tmp_path / "kids.py", CHILDREN)
+    methods = "fork,subprocess,os.fork"
+    untraced = python("kids.py", methods, cwd=tmp_path)
+    traced = tracedfuture("run", "-o", "t.jsonl", "kids.py", methods, cwd=tmp_path)
+    same_as_untraced(untraced, traced)
+    assert not list(tmp_path.glob("t.*.jsonl"))
+    trace = read(tmp_path / "t.jsonl")
+    assert trace.stats["untraced_children"] == 3
+    assert not [e for e in trace.events if e.name and e.name.startswith("in-")], "the children wrote nothing"
+    note = "3 child processes were started untraced: trace them too with tracedfuture run --follow-children"
+    assert tracedfuture("tree", "t.jsonl", cwd=tmp_path).stdout.splitlines()[-1] == note
+    assert tracedfuture("stats", "t.jsonl", cwd=tmp_path).stdout.splitlines()[-1] == note

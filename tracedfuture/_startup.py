@@ -140,10 +140,12 @@ class Startup:
         self.installation: Any = None
         self.providers: list[Any] = []
         self.children = _ChildCounter() if not settings.get("follow_children") else None
+        self.flight = False
 
-    def start(self) -> None:
+    def start(self, *, environment: bool = True) -> None:
         settings = self.settings
-        self._environment()
+        if environment:
+            self._environment()
         # Registered before anything else, so that it runs after the program's own
         # atexit handlers (last in, first out).
         atexit.register(self.finish)
@@ -182,6 +184,10 @@ class Startup:
             start_console(allow_cancel=settings["console"] == "allow-cancel")
         if self.children is not None:
             self.children.install()
+        self.flight = recorder is not None and ("flight" in settings or "dump_signal" in settings)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forked)
+        _finish_multiprocessing_children(self)
 
     def _environment(self) -> None:
         """Leave the program the environment it would have had, or, following
@@ -219,6 +225,28 @@ class Startup:
                 self.providers.append(provider)
         return exporters
 
+    def _forked(self) -> None:
+        """In a ``fork()``ed child (multiprocessing's fork and forkserver start
+        methods, ``os.fork``): the parent's trace, flight recorder and exit
+        handlers are the parent's. Following children, the child gets a trace
+        file of its own, from the same settings with its pid in the path."""
+        global _current
+        if os.getpid() == self.pid or _current is not self:
+            return
+        _current = None
+        try:
+            _forget_the_parents_exit()
+            if self.flight:
+                from . import flight
+
+                flight.disable()  # its at-exit dump would overwrite the parent's file
+            if self.children is None and "output" in self.settings:
+                child = {k: v for k, v in self.settings.items() if k not in _NOT_IN_FORKED_CHILDREN}
+                child["output"] = _pid_path(self.settings["output"])
+                _current = start(child, environment=False)
+        except Exception as exc:
+            print(f"tracedfuture: not tracing the forked child {os.getpid()}: {exc!r}", file=sys.stderr)
+
     def untraced_children(self) -> int | None:
         return self.children.count if self.children is not None else None
 
@@ -238,11 +266,47 @@ class Startup:
                 print(f"tracedfuture: could not finish exporting spans: {exc!r}", file=sys.stderr)
 
 
-def start(settings: dict[str, Any]) -> Startup:
+def start(settings: dict[str, Any], *, environment: bool = True) -> Startup:
     """Install tracing as ``settings`` (from ``_switches.from_environment``) ask."""
+    global _current
     startup = Startup(settings)
-    startup.start()
+    startup.start(environment=environment)
+    _current = startup
     return startup
+
+
+_current: Startup | None = None  # what the hook started in this process
+# What a fork()ed child does not get again: they hold signal handlers, threads and
+# sockets that are its parent's.
+_NOT_IN_FORKED_CHILDREN = ("flight", "dump_signal", "lints", "console")
+
+
+def _forget_the_parents_exit() -> None:
+    # The recorder's at-exit handler would wait for the parent's exporter threads,
+    # which do not exist in a fork()ed child (export_timeout, 10 s, at the child's
+    # exit), then write to the parent's files. Private, in every version of the
+    # pipeline so far: Recorder._at_exit, registered with atexit on first install.
+    from ._pipeline import RECORDER
+
+    at_exit = getattr(RECORDER, "_at_exit", None)
+    if at_exit is not None:
+        atexit.unregister(at_exit)
+
+
+def _finish_multiprocessing_children(startup: Startup) -> None:
+    """multiprocessing's forked children leave through os._exit, past atexit:
+    its own exit finalizers are where a child's trace can be finished."""
+    if startup.children is not None:
+        return
+    from multiprocessing import util
+
+    def in_child(parent: Startup) -> None:
+        # Runs in the child after multiprocessing cleared its finalizers.
+        child = _current
+        if child is not None and child is not parent and child.pid == os.getpid():
+            util.Finalize(None, child.finish, exitpriority=100)
+
+    util.register_after_fork(startup, in_child)
 
 
 # --- the parts ---------------------------------------------------------------------------------
