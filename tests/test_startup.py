@@ -288,3 +288,33 @@ def test_the_hooks_cost_without_a_variable_is_measured(tmp_path: Path) -> None:
     samples = sorted(int(python("-c", code, cwd=tmp_path).stdout) for _ in range(5))
     record_timing("startup hook without variables (us)", samples[2] / 1e3)
     assert samples[2] > 0
+
+
+@pytest.mark.slow
+def test_a_wheel_installs_the_hook_and_it_traces(tmp_path: Path) -> None:
+    import venv
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [PY, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(root)],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("tracedfuture-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "tracedfuture.pth" in names, "at the top of the wheel: pip puts it in site-packages"
+    assert "build_pth.py" not in names
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    fresh = env_dir / "bin" / "python"
+    subprocess.run([fresh, "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, timeout=300)
+    write(tmp_path / "app.py", APP)
+    environ = clean_environ(TRACEDFUTURE_OUTPUT="t.jsonl")
+    done = subprocess.run([fresh, "app.py"], cwd=tmp_path, env=environ, capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "child" in {e.name for e in read(tmp_path / "t.jsonl").events if e.is_task}
+    # and pip uninstall takes it away again (it is in the wheel's RECORD)
+    subprocess.run([fresh, "-m", "pip", "uninstall", "-q", "-y", "tracedfuture"], check=True, timeout=300)
+    assert not list((env_dir / "lib").glob("python*/site-packages/tracedfuture.pth"))
