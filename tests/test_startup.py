@@ -67,7 +67,7 @@ def installed_hook() -> Path:
 def test_the_hook_is_one_line_that_only_looks_at_the_environment() -> None:
     [line] = installed_hook().read_text().splitlines()
     assert line.startswith(
-        'import os; any(k[:13] == "TRACEDFUTURE_" and k != "TRACEDFUTURE_PURE_PYTHON" for k in os.environ) and '
+        'import os; [k for k in os.environ if k[:13] == "TRACEDFUTURE_" and k != "TRACEDFUTURE_PURE_PYTHON"] and '
     )
     assert line.endswith('__import__("tracedfuture._startup", fromlist=["hook"]).hook()')
 
