@@ -151,7 +151,9 @@ class Startup:
         atexit.register(self.finish)
         exporters = self._exporters()
         recorder = None
-        if any(name in settings for name in ("flight", "dump_signal", "console")):
+        # --console turns the flight recorder on through the control socket, which
+        # adopts the one enabled here (tracedfuture.flight.current()) if there is one.
+        if "flight" in settings or "dump_signal" in settings:
             from .flight import FlightRecorder
 
             recorder = FlightRecorder()
@@ -166,7 +168,7 @@ class Startup:
             self.installation = install(exporters=exporters, **options)
         except (TypeError, ValueError) as exc:
             raise SwitchError(str(exc)) from None
-        if recorder is not None and ("flight" in settings or "dump_signal" in settings):
+        if recorder is not None:
             from . import flight
 
             path = settings.get("flight") or f"tracedfuture-flight-{self.pid}.jsonl"
@@ -184,7 +186,7 @@ class Startup:
             start_console(allow_cancel=settings["console"] == "allow-cancel")
         if self.children is not None:
             self.children.install()
-        self.flight = recorder is not None and ("flight" in settings or "dump_signal" in settings)
+        self.flight = recorder is not None
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forked)
         _finish_multiprocessing_children(self)

@@ -300,6 +300,7 @@ SWITCHES: tuple[Switch, ...] = (
         "--console=allow-cancel also lets it cancel tasks",
         "allow-cancel",
         form="optional",
+        takes="allow-cancel".__eq__,
     ),
     Switch(
         "follow_children",
