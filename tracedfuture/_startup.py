@@ -189,7 +189,6 @@ class Startup:
         self.flight = recorder is not None
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forked)
-        _finish_multiprocessing_children(self)
 
     def _environment(self) -> None:
         """Leave the program the environment it would have had, or, following
@@ -246,6 +245,7 @@ class Startup:
                 child = {k: v for k, v in self.settings.items() if k not in _NOT_IN_FORKED_CHILDREN}
                 child["output"] = _pid_path(self.settings["output"])
                 _current = start(child, environment=False)
+                _finish_in_multiprocessing_child(_current)
         except Exception as exc:
             print(f"tracedfuture: not tracing the forked child {os.getpid()}: {exc!r}", file=sys.stderr)
 
@@ -295,20 +295,18 @@ def _forget_the_parents_exit() -> None:
         atexit.unregister(at_exit)
 
 
-def _finish_multiprocessing_children(startup: Startup) -> None:
-    """multiprocessing's forked children leave through os._exit, past atexit:
-    its own exit finalizers are where a child's trace can be finished."""
-    if startup.children is not None:
-        return
-    from multiprocessing import util
+def _finish_in_multiprocessing_child(startup: Startup) -> None:
+    """multiprocessing's forked children leave through os._exit, past atexit: its
+    exit finalizers are where their trace is finished. Its after-fork callbacks
+    run once it has cleared the finalizers it inherited, so register from there."""
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:
+        return  # not multiprocessing's fork: the child leaves through atexit
 
-    def in_child(parent: Startup) -> None:
-        # Runs in the child after multiprocessing cleared its finalizers.
-        child = _current
-        if child is not None and child is not parent and child.pid == os.getpid():
-            util.Finalize(None, child.finish, exitpriority=100)
+    def finalize(startup: Startup) -> None:
+        util.Finalize(None, startup.finish, exitpriority=100)
 
-    util.register_after_fork(startup, in_child)
+    util.register_after_fork(startup, finalize)
 
 
 # --- the parts ---------------------------------------------------------------------------------
