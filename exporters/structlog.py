@@ -118,6 +118,10 @@ class StructlogExporter:
         Futures remembered at once for ``duration_ms`` and summaries; past it the
         oldest is forgotten (its record has no ``duration_ms``), counted in
         ``forgotten``.
+    logger
+        What records are bound from (anything with ``bind()``) instead of
+        ``structlog.get_logger(logger_name)``; ``tracedfuture run`` passes one that
+        writes to standard error unless the program configured structlog.
     """
 
     __slots__ = (
@@ -144,6 +148,7 @@ class StructlogExporter:
         summary: bool = False,
         levels: Mapping[str, str | int] | None = None,
         max_tracked: int = 100_000,
+        logger: Any = None,
     ) -> None:
         name: object = logger_name  # checked for callers without a type checker
         if not isinstance(name, str):
@@ -156,7 +161,7 @@ class StructlogExporter:
         self.summary = bool(summary)
         self.max_tracked = max_tracked
         self._levels = _resolve_levels(levels or {})
-        self._logger: Any = None
+        self._logger: Any = logger
         self._bound: Any = None
         self._enabled = _ALL_LEVELS
         self._lock = threading.Lock()
