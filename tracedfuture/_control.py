@@ -37,7 +37,7 @@ import asyncio
 import atexit
 import collections
 import contextlib
-import errno
+import gc
 import hmac
 import itertools
 import json
@@ -46,7 +46,6 @@ import os
 import secrets
 import selectors
 import socket
-import stat
 import struct
 import sys
 import threading
@@ -54,12 +53,14 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, BinaryIO
+from typing import Any
 
 from . import _events as ev
+from ._control_client import PROTOCOL, Client, ControlError, _pid_alive, _private_dir, connect, socket_dir
+from ._control_client import line as _line
 from ._events import Event, Site
 from ._future import future_id
-from ._install import Installation, install
+from ._install import _HOOKS, Installation, install
 from ._pipeline import RECORDER
 from .graph import Snapshot, _coroutine_chain, from_states, site_text
 
@@ -78,7 +79,6 @@ __all__ = [
 
 logger = logging.getLogger("tracedfuture")
 
-PROTOCOL = 1
 REQUESTS = ("hello", "snapshot", "events", "lints", "counters", "dump", "cancel")
 
 _MAX_LINE = 65_536
@@ -88,40 +88,11 @@ _SEND_TIMEOUT = 10.0
 _MAX_EVENTS = 10_000
 # How far back a snapshot looks for each task's last wakeup: about 1 ms of work.
 _WOKE_SCAN = 5_000
+_DISCOVER_EVERY = 10.0
 _NS = 1_000_000_000
 
 
-class ControlError(Exception):
-    """A control socket that cannot be reached or refused a request: one line."""
-
-
 # --- where sockets live -----------------------------------------------------------------
-
-
-def _private_dir(path: str, uid: int) -> bool:
-    """Whether ``path`` is a real directory (not a link) of ``uid`` that nobody else may enter."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o077
-
-
-def socket_dir(uid: int | None = None, environ: dict[str, str] | None = None) -> str:
-    """The directory of ``uid``'s control sockets (default: this process's user).
-
-    >>> import os
-    >>> socket_dir(1000, {})
-    '/tmp/tracedfuture-1000'
-    """
-    if uid is None:
-        uid = os.geteuid()
-    if environ is None:
-        environ = dict(os.environ)
-    runtime = environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime) and _private_dir(runtime, uid):
-        return os.path.join(runtime, "tracedfuture")
-    return f"/tmp/tracedfuture-{uid}"
 
 
 def socket_path(pid: int | None = None) -> str:
@@ -141,16 +112,6 @@ def _make_private_dir(path: str) -> None:
             "(not a symlink); remove it or fix its owner and mode"
         )
         raise RuntimeError(msg)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove_stale(directory: str) -> None:
@@ -176,6 +137,7 @@ class _LoopWatcher:
     def __init__(self) -> None:
         self.loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
         self.lock = threading.Lock()
+        self.scanned = float("-inf")
 
     def export(self, events: Sequence[Event], /) -> None:
         pass
@@ -188,6 +150,27 @@ class _LoopWatcher:
         with self.lock:
             items = list(self.loops.items())
         return [(loop, thread) for loop, thread in items if not loop.is_closed()]
+
+    def discover(self) -> list[tuple[asyncio.AbstractEventLoop, int]]:
+        """Traced loops that this installation was never attached to (a
+        ``loop_factory()``'s, which has its own): found among the garbage
+        collector's objects, at most every 10 s. Returns the new ones."""
+        now = time.monotonic()
+        if now - self.scanned < _DISCOVER_EVERY:
+            return []
+        self.scanned = now
+        found = [
+            obj
+            for obj in gc.get_objects()
+            if isinstance(obj, asyncio.AbstractEventLoop) and _HOOKS in getattr(obj, "__dict__", ())
+        ]
+        new = []
+        with self.lock:
+            for loop in found:
+                if loop not in self.loops and not loop.is_closed():
+                    self.loops[loop] = 0
+                    new.append((loop, 0))
+        return new
 
     def answered(self, loop: asyncio.AbstractEventLoop, thread: int) -> None:
         with self.lock:
@@ -371,6 +354,8 @@ class _Handler:
         stacks: dict[int, tuple[str | None, list[dict[str, Any]]]] = {}
         task_thread: dict[int, int] = {}
         loop_info = []
+        if want_stacks and self._unanswered_tasks(snap, asked, deadline):
+            asked += [(loop, thread, _on_loop(loop, _task_stacks)) for loop, thread in self.server.watcher.discover()]
         for loop, attached_thread, reply in asked:
             thread = attached_thread
             info: dict[str, Any] = {"class": type(loop).__qualname__, "running": loop.is_running()}
@@ -414,6 +399,15 @@ class _Handler:
                 }
             )
         return {"taken_ns": now, "wall_ns": wall, "with_stacks": bool(stacks), "loops": loop_info, "futures": futures}
+
+    @staticmethod
+    def _unanswered_tasks(snap: Snapshot, asked: list[Any], deadline: float) -> bool:
+        """Whether some pending task belongs to none of the loops that answered."""
+        answered: set[int] = set()
+        for _, _, reply in asked:
+            if reply is not None and reply.done.wait(max(0.0, deadline - time.monotonic())) and reply.result:
+                answered.update(reply.result)
+        return any(f.is_task and f.future_id not in answered for f in snap)
 
     def events(self, request: dict[str, Any]) -> dict[str, Any]:
         recorder = self.server.recorder()
@@ -760,26 +754,33 @@ class _Server:
 
     # -- ending --------------------------------------------------------------------
 
-    def close(self, *, unlink: bool) -> None:
+    def close(self) -> None:
+        """Stop serving and remove the socket (this process's own server)."""
         self.stopping = True
         with contextlib.suppress(OSError):
             self.wake_w.send(b"x")
-        sockets = [self.listener, *([self.tcp[0]] if self.tcp else [])]
-        with self.lock:
-            sockets += list(self.connections)
-        if threading.current_thread() is not self.thread and self.thread.is_alive() and unlink:
+        if threading.current_thread() is not self.thread and self.thread.is_alive():
             self.thread.join(1.0)
-        for sock in (*sockets, self.wake_r, self.wake_w):
+        with self.lock:
+            connections = list(self.connections)
+        self._close_fds(connections)
+        for path in (self.path, self.path.removesuffix(".sock") + ".tcp"):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def forget_in_child(self) -> None:
+        """After fork(), in the child: close the inherited descriptors and nothing
+        more. No wake-up (the socket pair is shared with the parent, whose thread
+        would stop), no shutdown (it would end the parent's connections), no lock
+        (a parent thread may have held it at fork time), no unlink."""
+        self.stopping = True
+        self._close_fds(list(self.connections))
+
+    def _close_fds(self, connections: list[socket.socket]) -> None:
+        sockets = [self.listener, *([self.tcp[0]] if self.tcp else []), *connections, self.wake_r, self.wake_w]
+        for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.close()
-        if unlink:
-            for path in (self.path, self.path.removesuffix(".sock") + ".tcp"):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-
-
-def _line(message: dict[str, Any]) -> bytes:
-    return (json.dumps(message, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
 def _error(name: Any, error: str) -> dict[str, Any]:
@@ -907,14 +908,14 @@ def stop() -> None:
     if server is None or server.pid != os.getpid():
         return
     atexit.unregister(_at_exit)
-    server.close(unlink=True)
+    server.close()
     server.installation.uninstall()
 
 
 def _at_exit() -> None:
     server = _server
     if server is not None and server.pid == os.getpid():
-        server.close(unlink=True)
+        server.close()
 
 
 def _after_fork_in_child() -> None:
@@ -925,196 +926,4 @@ def _after_fork_in_child() -> None:
     if server is not None:
         # Not uninstalled: another thread of the parent may have held the
         # recorder's lock at fork time. The watcher exports nothing anyway.
-        server.close(unlink=False)
-
-
-# --- the client ----------------------------------------------------------------------------
-
-
-class Client:
-    """A connection to a control socket: :meth:`request` sends one request and
-    returns its ``result``; a refusal raises :class:`ControlError`."""
-
-    def __init__(self, sock: socket.socket, where: str, token: str | None = None) -> None:
-        self.sock = sock
-        self.where = where
-        self.reader: BinaryIO = sock.makefile("rb")
-        self.token = token
-        self.hello = self._read()
-        if not self.hello.get("ok", True):
-            msg = f"{where}: {self.hello.get('error')}"
-            raise ControlError(msg)
-        if self.hello.get("server") != "tracedfuture-control":
-            msg = f"{where} is not a tracedfuture control socket"
-            raise ControlError(msg)
-        if token is not None:
-            self.hello = self.request("hello")
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.reader.close()
-            self.sock.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            raw = self.reader.readline()
-        except OSError as exc:
-            msg = f"{self.where}: connection lost ({exc.strerror or exc})"
-            raise ControlError(msg) from None
-        if not raw:
-            msg = f"{self.where}: the process closed the connection (it exited?)"
-            raise ControlError(msg)
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            msg = f"{self.where}: not a tracedfuture control socket (it sent {raw[:60]!r})"
-            raise ControlError(msg) from None
-        if not isinstance(message, dict):
-            msg = f"{self.where}: not a tracedfuture control socket"
-            raise ControlError(msg)
-        return message
-
-    def _send(self, name: str, params: dict[str, Any]) -> None:
-        message = {"version": PROTOCOL, "request": name, **params}
-        if self.token is not None:
-            message["token"] = self.token
-        try:
-            self.sock.sendall(_line(message))
-        except OSError as exc:
-            msg = f"{self.where}: connection lost ({exc.strerror or exc}); the process exited?"
-            raise ControlError(msg) from None
-
-    def request(self, name: str, **params: Any) -> dict[str, Any]:
-        self._send(name, params)
-        reply = self._read()
-        if not reply.get("ok"):
-            msg = f"{name}: {reply.get('error', 'refused')}"
-            raise ControlError(msg)
-        result: dict[str, Any] = reply.get("result", {})
-        return result
-
-    def dump(self, out: BinaryIO) -> tuple[int, int]:
-        """Stream the flight recorder's dump into ``out``: ``(lines, bytes)``."""
-        result = self.request("dump")
-        lines, size = int(result["lines"]), int(result["bytes"])
-        remaining = size
-        while remaining > 0:
-            chunk = self.reader.read(min(remaining, 1 << 16))
-            if not chunk:
-                msg = f"{self.where}: the dump stopped after {size - remaining} of {size} bytes"
-                raise ControlError(msg)
-            out.write(chunk)
-            remaining -= len(chunk)
-        return lines, size
-
-
-def _candidates(pid: int) -> Iterator[str]:
-    """Where process ``pid`` may listen: its own ``XDG_RUNTIME_DIR`` (read from
-    /proc when allowed), ours, its user's default runtime dir, then /tmp."""
-    try:
-        uid = os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        uid = os.geteuid()
-    seen: set[str] = set()
-    environs: list[dict[str, str]] = []
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as handle:
-            pairs = (item.partition(b"=") for item in handle.read().split(b"\0") if b"=" in item)
-            environs.append({k.decode(errors="replace"): v.decode(errors="replace") for k, _, v in pairs})
-    except OSError:
-        pass
-    environs += [dict(os.environ), {"XDG_RUNTIME_DIR": f"/run/user/{uid}"}, {}]
-    for environ in environs:
-        path = os.path.join(socket_dir(uid, environ), f"{pid}.sock")
-        if path not in seen:
-            seen.add(path)
-            yield path
-
-
-def connect(target: str | int, *, timeout: float = 10.0) -> Client:
-    """Connect to a process's control socket: a PID, a socket path, or
-    ``127.0.0.1:PORT`` (TCP; the token from ``TRACEDFUTURE_CONSOLE_TOKEN``)."""
-    text = str(target)
-    if text.isdigit():
-        return _connect_pid(int(text), timeout)
-    host, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and not os.path.exists(text):
-        return _connect_tcp(host, int(port), timeout)
-    return _connect_unix(text, text, timeout)
-
-
-def _connect_pid(pid: int, timeout: float) -> Client:
-    if not _pid_alive(pid):
-        msg = f"no process {pid} is running"
-        raise ControlError(msg)
-    tried = list(_candidates(pid))
-    hidden = None
-    for path in tried:
-        try:
-            os.stat(path)
-        except PermissionError:
-            hidden = hidden or path
-            continue
-        except OSError:
-            continue
-        return _connect_unix(path, f"process {pid} ({path})", timeout)
-    if hidden is not None:
-        msg = f"process {pid}: permission denied on {os.path.dirname(hidden)}: run as the process's user or root"
-        raise ControlError(msg)
-    msg = (
-        f"process {pid} has no control socket (looked for {', '.join(tried)}): start it with "
-        "'tracedfuture run --console', TRACEDFUTURE_CONSOLE=1, or tracedfuture._control.start()"
-    )
-    raise ControlError(msg)
-
-
-def _connect_unix(path: str, where: str, timeout: float) -> Client:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(path)
-    except OSError as exc:
-        sock.close()
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            msg = f"{where}: permission denied: run as the process's user or root"
-            raise ControlError(msg) from None
-        if exc.errno == errno.ECONNREFUSED:
-            msg = f"{where}: nobody is listening: the process exited, or stopped serving"
-            raise ControlError(msg) from None
-        if exc.errno == errno.ENOENT:
-            msg = f"{where}: no such socket"
-            raise ControlError(msg) from None
-        msg = f"{where}: cannot connect: {exc.strerror or exc}"
-        raise ControlError(msg) from None
-    return _client(sock, where, None)
-
-
-def _connect_tcp(host: str, port: int, timeout: float) -> Client:
-    token = os.environ.get("TRACEDFUTURE_CONSOLE_TOKEN")
-    if not token:
-        msg = f"{host}:{port}: TCP needs the token: set TRACEDFUTURE_CONSOLE_TOKEN (from <pid>.tcp)"
-        raise ControlError(msg)
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError as exc:
-        msg = f"{host}:{port}: cannot connect: {exc.strerror or exc}"
-        raise ControlError(msg) from None
-    return _client(sock, f"{host}:{port}", token)
-
-
-def _client(sock: socket.socket, where: str, token: str | None) -> Client:
-    try:
-        return Client(sock, where, token)
-    except TimeoutError:
-        sock.close()
-        msg = f"{where}: no answer (the process is not a tracedfuture control server?)"
-        raise ControlError(msg) from None
-    except BaseException:
-        sock.close()
-        raise
+        server.forget_in_child()
