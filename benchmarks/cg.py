@@ -30,7 +30,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-SIZES = {"lifecycle": 500, "task": 200}
+SIZES = {"lifecycle": 300, "task": 150}
 
 
 def child(argv: list[str]) -> int:

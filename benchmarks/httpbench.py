@@ -127,7 +127,9 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def measure(python: str, env: dict[str, str], variant: str, loop_name: str, seconds: int) -> dict[str, Any]:
+def measure(
+    python: str, env: dict[str, str], variant: str, loop_name: str, seconds: int, *, warm_up: bool = True
+) -> dict[str, Any]:
     """One server, one wrk run: requests/s, p99 in ms, server CPU per request in us."""
     if shutil.which("wrk") is None:
         return {"error": "wrk not found: apt-get install wrk"}
@@ -148,8 +150,8 @@ def measure(python: str, env: dict[str, str], variant: str, loop_name: str, seco
             return {"error": f"the server did not start: {tail[0][:300]}"}
         port = int(line.split()[1])
         url = f"http://127.0.0.1:{port}/"
-        # A short warm-up: connections, caches, the first traced futures.
-        subprocess.run(["wrk", "-t1", "-c16", "-d1s", url], capture_output=True, timeout=30, check=False)
+        if warm_up:  # connections, caches, the first traced futures
+            subprocess.run(["wrk", "-t1", "-c16", "-d1s", url], capture_output=True, timeout=30, check=False)
         cpu = _cpu_seconds(server.pid)
         wrk = subprocess.run(
             ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", url],

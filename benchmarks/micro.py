@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from variants import BLIND, MODES, VARIANTS, open_session
+from variants import BLIND, MODES, PEERS, VARIANTS, open_session
 from workloads import WORKLOADS, sized
 
 
@@ -108,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loops", default="asyncio,uvloop")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--peer-scale",
+        type=float,
+        default=0.2,
+        help="the peers run in cells of their own (with plain), at this fraction of the size: debug mode alone "
+        "costs about 20 times plain; 0 leaves the peers out",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 3 rounds: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -128,13 +135,20 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "a", encoding="utf-8") as out:
         out.write(json.dumps(header) + "\n")
         out.flush()
+        modes = [v for v in variants if v not in PEERS]
+        peers = [v for v in variants if v in PEERS]
         for loop_name in args.loops.split(","):
             for workload in args.workloads.split(","):
-                n = sized(workload, args.scale)
-                out.write(json.dumps({"kind": "start", "loop": loop_name, "workload": workload, "n": n}) + "\n")
-                out.flush()
-                out.write(json.dumps(cell(loop_name, workload, n, variants, args.rounds)) + "\n")
-                out.flush()
+                groups = [("modes", modes, sized(workload, args.scale))]
+                if peers and args.peer_scale > 0:
+                    groups.append(("peers", ["plain", *peers], sized(workload, args.scale * args.peer_scale)))
+                for group, chosen, n in groups:
+                    start = {"kind": "start", "group": group, "loop": loop_name, "workload": workload, "n": n}
+                    out.write(json.dumps(start) + "\n")
+                    out.flush()
+                    result = cell(loop_name, workload, n, chosen, args.rounds)
+                    out.write(json.dumps({**result, "group": group}) + "\n")
+                    out.flush()
     return 0
 
 
