@@ -151,6 +151,14 @@ def open_session(variant: str, loop_name: str) -> Session:
     raise ValueError(msg)
 
 
+def _flight_count(recorder: Any) -> int:
+    """What a flight recorder took in: raw records written to its rings (a
+    recorder that converts at dump), or events received (one that converts as
+    it goes)."""
+    stats = recorder.stats()
+    return int(stats.get("written", stats.get("received", 0)))
+
+
 def _open_mode(variant: str, make: Callable[[], asyncio.AbstractEventLoop]) -> Session:
     from tracedfuture.exporters import JsonLinesExporter, MemoryExporter
     from tracedfuture.flight import FlightRecorder
@@ -163,7 +171,7 @@ def _open_mode(variant: str, make: Callable[[], asyncio.AbstractEventLoop]) -> S
     if variant == "flight":
         recorder = FlightRecorder()
         session = _traced(make, [recorder])
-        session.recorded = lambda: int(recorder.stats().get("received", len(recorder)))
+        session.recorded = lambda: _flight_count(recorder)
         return session
     if variant == "memory":
         memory = MemoryExporter()
