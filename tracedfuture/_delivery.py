@@ -1,10 +1,10 @@
-"""What happens to an installation's events after conversion: filters, tail
-sampling, and one isolated delivery thread per exporter.
+"""What happens to an installation's events after conversion: filters, and one
+isolated delivery thread per exporter.
 
-The drain thread (``_pipeline``) hands each installation its batch. The
-installation passes it through its :class:`Filter` (creation module, name) and
-:class:`TailSampler` (keep only what went wrong or was slow, with what is linked
-to it), then puts it on each :class:`Sink`'s bounded queue. A sink's own thread
+The drain thread (``_pipeline``) hands each installation its records; the
+installation samples (``_tail``) and converts (``_convert``) them, passes the
+events through its :class:`Filter` (creation module, name), then puts them on
+each :class:`Sink`'s bounded queue. A sink's own thread
 calls the exporter. So an exporter that blocks delays nobody but itself: when its
 queue is full, its batches are dropped and counted; when it raises, the failure is
 counted, logged once through the ``tracedfuture`` logger, and after
@@ -18,15 +18,13 @@ import logging
 import queue
 import sys
 import threading
-import time
-from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
 from . import _events as ev
 from ._events import Event
 
-__all__ = ["Filter", "Sink", "TailSampler"]
+__all__ = ["Filter", "Sink"]
 
 logger = logging.getLogger("tracedfuture")
 
@@ -235,132 +233,3 @@ class Filter:
 
 def _prefixed(module: str, prefixes: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
-
-
-def _ts(event: Event) -> int:
-    return event.ts_ns
-
-
-_INTERESTING = frozenset({ev.FAILED, ev.CANCELLED, ev.ABANDONED, ev.UNRETRIEVED, *ev.LINTS})
-_ENDS = frozenset({ev.RESOLVED, ev.FAILED, ev.CANCELLED})
-
-
-class TailSampler:
-    """Keeps a future's events only if it went wrong or was slow, with its links.
-
-    A future is *kept* when it fails, is cancelled, abandoned, leaves an exception
-    unretrieved, is the subject of a lint, or lives longer than ``slow`` seconds
-    (pending or not). Keeping a future keeps what it is linked to: the tasks that
-    awaited it, the futures a kept task awaited, and a kept task's parent chain.
-    Events of undecided futures are held; those of healthy finished futures are
-    held a while longer (``linger`` futures) so that a later keep can still bring
-    them in. Kept events can therefore arrive late: order a tail-sampled trace by
-    ``ts_ns``.
-    """
-
-    def __init__(self, slow_ns: int, *, linger: int = 10_000, max_held: int = 200_000) -> None:
-        self.slow_ns = slow_ns
-        self.linger = linger
-        self.max_held = max_held
-        self.kept: set[int] = set()
-        self.dropped_futures = 0
-        self._held: dict[int, list[Event]] = {}
-        self._finished: OrderedDict[int, list[Event]] = OrderedDict()
-        self._links: dict[int, set[int]] = {}
-        self._parent: dict[int, int] = {}
-        self._born: deque[tuple[int, int]] = deque()  # (created ts, id), oldest first
-
-    def apply(self, events: list[Event], now_ns: int | None = None) -> list[Event]:
-        out: list[Event] = []
-        for event in events:
-            fid = event.future_id
-            if fid == 0:
-                out.append(event)  # a loop-wide lint
-                continue
-            self._link(event)
-            if fid in self.kept:
-                out.append(event)
-                continue
-            self._held.setdefault(fid, []).append(event)
-            if event.kind == ev.CREATED:
-                self._born.append((event.ts_ns, fid))
-            if event.kind in _INTERESTING:
-                self._keep(fid, out)
-            elif event.kind in _ENDS:
-                held = self._held.pop(fid)
-                if held[0].kind == ev.CREATED and event.ts_ns - held[0].ts_ns >= self.slow_ns:
-                    self.kept.add(fid)
-                    out.extend(held)
-                    self._keep_links(fid, out)
-                else:
-                    self._finished[fid] = held
-            elif event.kind in (ev.CALLBACK_SCHEDULED, ev.CALLBACK_ADDED) and fid in self._finished:
-                self._finished[fid].append(event)
-        self._expire(now_ns if now_ns is not None else time.monotonic_ns(), out)
-        # A kept group (a future, its awaiters, its parents) comes out at once,
-        # older events included: in time order, parents come before children.
-        out.sort(key=_ts)
-        return out
-
-    def _link(self, event: Event) -> None:
-        if event.kind == ev.CREATED and event.parent_id:
-            self._parent[event.future_id] = event.parent_id
-        elif event.kind == ev.AWAITED and event.awaiter_id:
-            self._links.setdefault(event.future_id, set()).add(event.awaiter_id)
-            self._links.setdefault(event.awaiter_id, set()).add(event.future_id)
-
-    def _keep(self, fid: int, out: list[Event]) -> None:
-        if fid in self.kept:
-            return
-        self.kept.add(fid)
-        held = self._held.pop(fid, None) or self._finished.pop(fid, None)
-        if held:
-            out.extend(held)
-        self._keep_links(fid, out)
-
-    def _keep_links(self, fid: int, out: list[Event]) -> None:
-        for other in self._links.get(fid, ()):
-            if other not in self.kept:
-                self.kept.add(other)
-                held = self._held.pop(other, None) or self._finished.pop(other, None)
-                if held:
-                    out.extend(held)
-        parent = self._parent.get(fid)
-        while parent is not None and parent not in self.kept:
-            self.kept.add(parent)
-            held = self._held.pop(parent, None) or self._finished.pop(parent, None)
-            if held:
-                out.extend(held)
-            parent = self._parent.get(parent)
-
-    def _expire(self, now_ns: int, out: list[Event]) -> None:
-        born = self._born
-        while born and now_ns - born[0][0] >= self.slow_ns:
-            _, fid = born.popleft()
-            if fid in self._held:  # still pending after `slow`: keep it
-                self._keep(fid, out)
-        while len(self._finished) > self.linger:
-            fid, _ = self._finished.popitem(last=False)
-            self._forget(fid)
-            self.dropped_futures += 1
-        while len(self._held) > self.max_held:
-            fid = next(iter(self._held))
-            del self._held[fid]
-            self._forget(fid)
-            self.dropped_futures += 1
-        if len(self.kept) > 1_000_000:
-            self.kept.clear()
-
-    def _forget(self, fid: int) -> None:
-        for other in self._links.pop(fid, ()):
-            links = self._links.get(other)
-            if links is not None:
-                links.discard(fid)
-        self._parent.pop(fid, None)
-
-    def flush(self, now_ns: int | None = None) -> list[Event]:
-        """At shutdown: what is still pending after ``slow`` is kept, the rest dropped."""
-        out: list[Event] = []
-        self._expire(now_ns if now_ns is not None else time.monotonic_ns(), out)
-        out.sort(key=_ts)
-        return out

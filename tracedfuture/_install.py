@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import functools
+import logging
 import threading
 import time
 import types
@@ -27,14 +28,19 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from ._delivery import Filter, Sink, TailSampler
+from . import _core
+from ._convert import Converter
+from ._core import LoopHooks, flush_pending_completions
+from ._delivery import Filter, Sink
 from ._events import Event
-from ._future import LoopHooks, flush_pending_completions
-from ._pipeline import RECORDER
+from ._pipeline import DEFAULT_MAX_BYTES, RECORDER, Route
+from ._tail import TailPolicy
 
 __all__ = ["Installation", "Options", "install", "loop_factory", "run"]
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("tracedfuture")
 
 _HOOKS = "_tracedfuture_hooks"
 _SAVED = "_tracedfuture_saved"
@@ -132,35 +138,53 @@ class Installation:
 
     ``anchor`` is ``(wall_ns, monotonic_ns)`` taken together at installation, so
     that ``wall = event.ts_ns - anchor[1] + anchor[0]``.
+
+    An installation is the pipeline's :class:`~tracedfuture._pipeline.Consumer`:
+    the drain hands it its routes' raw records, and it samples (tail), converts,
+    filters and delivers them itself, with its own options. Exporters that set
+    ``raw = True`` (the flight recorder) take no events: they read the recent
+    window of the installation's rings when they need it (:meth:`recent_events`).
     """
 
     def __init__(self, exporters: Iterable[Any], options: Options) -> None:
         exporters = list(exporters)
         for exporter in exporters:
-            if not callable(getattr(exporter, "export", None)):
+            if not callable(getattr(exporter, "export", None)) and getattr(exporter, "raw", False) is not True:
                 msg = f"{exporter!r} is not an exporter: it needs an export(events) method"
                 raise TypeError(msg)
         self.options = options
         self.exporters = tuple(exporters)
         self.anchor = (time.time_ns(), time.monotonic_ns())
         self.events_delivered = 0
-        self._sinks = [Sink(e, max_failures=options.max_failures) for e in exporters]
+        raw = [e for e in exporters if getattr(e, "raw", False) is True]
+        self._sinks = [Sink(e, max_failures=options.max_failures) for e in exporters if e not in raw]
+        # The pipeline's Consumer protocol.
+        self.streaming = bool(self._sinks)
+        self.max_bytes = _ring_bytes(options, [getattr(e, "max_bytes", None) for e in raw])
+        self.flush_interval = options.flush_interval
+        self.export_timeout = options.export_timeout
         self._filter = Filter(
             options.include_modules, options.exclude_modules, options.include_names, options.exclude_names
         )
-        self._tail = TailSampler(int(options.slow * 1e9)) if options.tail else None
+        self._tail = TailPolicy(int(options.slow * 1e9)) if options.tail else None
+        self._converter = Converter(capture_values=options.capture_values, redact=options.redact)
         captures = [c for c in (getattr(e, "capture", None) for e in exporters) if callable(c)]
         self.capture: Callable[[], object] | None = _combine(captures)
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        self._routes: list[Route] = []  # every route this installation was part of, for recent_events()
         self._process_wide = False
         self._installed = True
         self._shut_down = False
         RECORDER.activate(self)
+        for exporter in raw:
+            bind = getattr(exporter, "bind", None)
+            if callable(bind):
+                bind(self)
 
     def __repr__(self) -> str:
         scope = "process-wide" if self._process_wide else f"{len(self._loops)} loop(s)"
         state = "installed" if self._installed else "uninstalled"
-        return f"<tracedfuture.Installation {state} {scope} exporters={len(self._sinks)}>"
+        return f"<tracedfuture.Installation {state} {scope} exporters={len(self.exporters)}>"
 
     def redact(self, value: str) -> str:
         redact = self.options.redact
@@ -174,16 +198,57 @@ class Installation:
     def _attached(self, loop: asyncio.AbstractEventLoop) -> None:
         """Tell the exporters that have an ``attach(loop)`` method that a loop is
         traced now (the flight recorder hooks its exception handler)."""
-        for sink in self._sinks:
-            sink.call("attach", loop)
+        for exporter in self.exporters:
+            attach = getattr(exporter, "attach", None)
+            if callable(attach):
+                try:
+                    attach(loop)
+                except Exception:
+                    logger.exception("tracedfuture: exporter %r failed in attach()", exporter)
 
-    def _deliver(self, events: list[Event]) -> None:
-        """Called by the drain thread with this installation's events, in order."""
+    def _joined(self, route: Route) -> None:
+        if route not in self._routes:
+            self._routes.append(route)
+
+    # -- the pipeline's Consumer protocol -----------------------------------------------
+
+    def consume(self, records: list[tuple[Any, ...]]) -> None:
+        """Called by the drain with this installation's raw records, in order."""
+        if not self._installed:
+            return
+        if self._tail is not None:
+            records = self._tail.feed(records, time.monotonic_ns())
+        events = self._converter.convert(records)
         if self._filter:
             events = self._filter.apply(events)
-        if self._tail is not None:
-            events = self._tail.apply(events)
         self._submit(events)
+
+    def consume_lint(self, record: tuple[Any, ...]) -> None:
+        if self._installed and self.streaming:
+            self._submit(self._converter.convert([record]))
+
+    def wait_exporters(self, deadline: float, only: object = None) -> bool:
+        done = True
+        for sink in self._sinks:
+            if only is None or sink.exporter is only:
+                done = sink.wait(max(0.0, deadline - time.monotonic())) and done  # every sink, no short cut
+        return done
+
+    def close_exporters(self, deadline: float) -> None:
+        if self._shut_down:
+            return
+        self._shut_down = True
+        late: list[tuple[Any, ...]] = []
+        if self._tail is not None:
+            late = self._tail.flush(time.monotonic_ns())
+        events = self._converter.convert(late)
+        if self._filter:
+            events = self._filter.apply(events) + self._filter.flush()
+        self._submit(events)
+        for sink in self._sinks:
+            sink.close(max(0.0, deadline - time.monotonic()))
+
+    # -- reading -------------------------------------------------------------------------
 
     def _submit(self, events: list[Event]) -> None:
         if not events:
@@ -192,51 +257,56 @@ class Installation:
         for sink in self._sinks:
             sink.submit(events)
 
+    def recent_events(self) -> list[Event]:
+        """The events of the records still held in this installation's rings, oldest
+        first, converted now: what a flight recorder dumps. A future whose first
+        records were overwritten starts with an ``incomplete`` event."""
+        windows = [route.ring.window() for route in list(self._routes)]
+        records = [record for window in windows for record in window]
+        if len(windows) > 1:
+            records.sort(key=_ts)
+        converter = Converter(capture_values=self.options.capture_values, redact=self.options.redact, partial=True)
+        events = converter.convert(records)
+        if self._filter:
+            events = Filter(
+                self.options.include_modules,
+                self.options.exclude_modules,
+                self.options.include_names,
+                self.options.exclude_names,
+            ).apply(events)
+        return events
+
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver every event recorded so far and wait until each exporter has
-        taken it (at most ``timeout`` seconds, default ``export_timeout``);
+        taken it (at most ``timeout`` seconds in all, default ``export_timeout``);
         then call the exporters' ``flush()``. Returns False on a timeout."""
-        RECORDER.drain()
-        done = self._wait_sinks(self.options.export_timeout if timeout is None else timeout)
+        deadline = time.monotonic() + (self.options.export_timeout if timeout is None else timeout)
+        RECORDER.drain(only=self)
+        done = self.wait_exporters(deadline)
         for sink in self._sinks:
             sink.call("flush")
         return done
 
-    def _wait_sinks(self, timeout: float | None, only: object = None) -> bool:
-        sinks = [s for s in self._sinks if only is None or s.exporter is only]
-        waits = [sink.wait(timeout) for sink in sinks]  # every sink, no short cut
-        return all(waits)
-
-    def _shutdown_exporters(self) -> None:
-        if self._shut_down:
-            return
-        self._shut_down = True
-        late: list[Event] = []
-        if self._filter:
-            late += self._filter.flush()
-        if self._tail is not None:
-            late += self._tail.flush()
-        self._submit(late)
-        for sink in self._sinks:
-            sink.close(self.options.export_timeout)
-
     def stats(self) -> dict[str, Any]:
-        """Counters: events delivered, futures left untraced or dropped by tail
+        """Counters: events delivered, futures left untraced, records dropped or
+        overwritten in this installation's rings, futures dropped whole by tail
         sampling, and per exporter: exported, dropped, failures, disabled."""
         return {
             "events_delivered": self.events_delivered,
-            **RECORDER.counters(),
-            "tail_dropped_futures": self._tail.dropped_futures if self._tail is not None else 0,
+            **RECORDER.counters(self._routes),
+            "tail_dropped_futures": self._tail.forgotten if self._tail is not None else 0,
             "exporters": [sink.stats() for sink in self._sinks],
         }
 
     def uninstall(self) -> None:
         """Stop tracing and restore every loop (and asyncio) exactly as before.
 
-        Delivers what was recorded, then flushes and shuts down the exporters.
+        Delivers what was recorded, then flushes and shuts down the exporters,
+        waiting at most ``export_timeout`` for them.
         """
         if not self._installed or self._shut_down:
             return
+        deadline = time.monotonic() + self.options.export_timeout
         if self._process_wide:
             with _patch_lock:
                 _process_wide.remove(self)
@@ -246,13 +316,30 @@ class Installation:
             _detach(loop, self)
         RECORDER.deactivate(self)  # delivers what is buffered, while still installed
         self._installed = False
-        self._shutdown_exporters()
+        self.close_exporters(deadline)
 
     def __enter__(self) -> Installation:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.uninstall()
+
+
+def _ring_bytes(options: Options, asked: list[int | None]) -> int:
+    """The ring size an installation asks for: its ``max_bytes`` option, else the
+    older ``buffer_size`` (records) when that was given, else what its flight
+    recorders asked for, else the default."""
+    max_bytes = getattr(options, "max_bytes", None)
+    if max_bytes and max_bytes != DEFAULT_MAX_BYTES:
+        return int(max_bytes)
+    if options.buffer_size != Options.buffer_size:
+        return int(options.buffer_size * _core.Ring.record_size)
+    sizes = [size for size in asked if size]
+    return max(sizes) if sizes else DEFAULT_MAX_BYTES
+
+
+def _ts(record: tuple[Any, ...]) -> int:
+    return record[2]  # type: ignore[no-any-return]
 
 
 def _combine(captures: list[Callable[[], object]]) -> Callable[[], object] | None:
@@ -292,12 +379,23 @@ def _attach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
         inst._attached(loop)
 
 
-def _retarget(hooks: LoopHooks, installations: tuple[Installation, ...]) -> None:
-    """Point a loop's hooks at a new set of installations."""
+def _retarget(hooks: Any, installations: tuple[Installation, ...]) -> None:
+    """Point a loop's hooks at a new set of installations: their route's ring and
+    their settings, and nobody else's."""
     hooks.installations = installations
-    hooks.route = RECORDER.route(installations) if installations else 0
-    hooks.sample_rate = max((i.options.sample_rate for i in installations), default=1.0)
-    hooks.capture = _combine([i.capture for i in installations if i.capture is not None])
+    route = RECORDER.route(installations)
+    if route is None:
+        hooks.bind(None, 0, 1.0, None, False)
+        return
+    for inst in installations:
+        inst._joined(route)
+    hooks.bind(
+        route.ring,
+        route.key,
+        max(i.options.sample_rate for i in installations),
+        _combine([i.capture for i in installations if i.capture is not None]),
+        any(i.options.capture_values for i in installations),
+    )
 
 
 def _detach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
@@ -320,7 +418,10 @@ def _traced_close(base_close: Callable[[], None]) -> Callable[[asyncio.AbstractE
         if not loop.is_running():
             flush_pending_completions(loop)
         base_close()
-        RECORDER.drain()  # to the exporters' queues; a slow exporter must not stall close()
+        # To the exporters' queues; a slow exporter must not stall close().
+        hooks = getattr(loop, _HOOKS, None)
+        for inst in getattr(hooks, "installations", ()):
+            RECORDER.drain(only=inst)
 
     return close
 

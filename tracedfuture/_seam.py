@@ -116,6 +116,7 @@ LAYOUTS: dict[int, tuple[str, tuple[str, ...]]] = {
 }
 OPS = {name: op for op, (name, _) in LAYOUTS.items()}
 
+
 class RingLike(Protocol):
     capacity: int
     record_size: int

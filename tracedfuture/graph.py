@@ -21,12 +21,14 @@
     └── wait <doctest>:2
         └── (F) #2  pending 0.00s  created at <doctest>:2 in main
 
-A :class:`Snapshot` is built from the recorder's state (``RECORDER.live()``), so
-it sees bare futures as well as tasks, on every traced loop in the process, and
-it can be taken from any thread: a signal handler, a debug endpoint, a watchdog.
-Taken on the loop's own thread, it also reads each task's coroutine chain (its
-call stack, outermost first); from another thread it never touches the loop or
-its tasks, only the recorder, which is thread-safe.
+A :class:`Snapshot` is built from the core's live registry of traced futures and
+tasks (``_core.live()``), read from the objects themselves with nothing
+converted, so it sees bare futures as well as tasks, on every traced loop in the
+process, and it can be taken from any thread: a signal handler, a debug
+endpoint, a watchdog. It reads only their state, callbacks, names and creation
+sites, never their results. Taken on the loop's own thread, it also reads each
+task's coroutine chain (its call stack, outermost first); from another thread it
+never walks a coroutine, which belongs to the loop's thread.
 
 The records copy the shape of CPython 3.14's ``asyncio.graph``
 (``FutureCallGraph``, ``FrameCallGraphEntry``: frozen, slotted dataclasses), with
@@ -41,6 +43,7 @@ failed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 import time
@@ -48,8 +51,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import _core
+from ._convert import site_of
 from ._events import Event, Site
-from ._pipeline import RECORDER
 
 __all__ = [
     "CANCELLING",
@@ -59,7 +63,7 @@ __all__ = [
     "Snapshot",
     "format_snapshot",
     "from_events",
-    "from_states",
+    "live_snapshot",
     "site_text",
     "snapshot",
 ]
@@ -264,9 +268,8 @@ def snapshot(loop: asyncio.AbstractEventLoop | None = None) -> Snapshot:
     >>> threading.Thread(target=lambda: print(len(snapshot()) >= 0)).start()  # doctest: +SKIP
     True
     """
-    live = RECORDER.live()
     now = time.monotonic_ns()
-    nodes = _nodes(live)
+    nodes = _nodes(_core.live())
     stacks: dict[int, tuple[FrameEntry, ...]] = {}
     extra: dict[int, set[int]] = {}
     running = asyncio._get_running_loop()
@@ -277,22 +280,52 @@ def snapshot(loop: asyncio.AbstractEventLoop | None = None) -> Snapshot:
     return _assemble(nodes, now, stacks, extra)
 
 
-def from_states(live: Iterable[tuple[int, Any]], now_ns: int) -> Snapshot:
-    """The snapshot of ``RECORDER.live()``'s result, with no stacks: for code
-    that already holds it (``tracedfuture.lints``)."""
-    return _assemble(_nodes(live), now_ns, {}, {})
+def live_snapshot() -> Snapshot:
+    """The snapshot of what is pending now, with no call stacks: for code on
+    another thread that only needs the graph (``tracedfuture.lints``)."""
+    return _assemble(_nodes(_core.live()), time.monotonic_ns(), {}, {})
 
 
-def _nodes(live: Iterable[tuple[int, Any]]) -> dict[int, _Node]:
+_WAKEUPS = frozenset({"task_wakeup", "__wakeup", "_Task__wakeup"})
+
+
+def _nodes(live: Iterable[Any]) -> dict[int, _Node]:
+    """The pending futures and tasks the core holds, read from the objects
+    themselves: their state, callbacks and names, never their results."""
     nodes: dict[int, _Node] = {}
-    for fid, state in live:
-        if state.done:
+    for obj in live:
+        info = _core.info(obj)
+        if info is None:
             continue
-        node = nodes[fid] = _Node(state.is_task, state.name, state.site, state.created_ns)
-        node.callbacks = list(state.callbacks)
-        node.awaiter_id = state.awaiter_id
-        node.cancelling = state.cancel is not None
+        fid, created_ns, code, lasti, _creator, label = info
+        try:
+            if obj.done():
+                continue
+            is_task = isinstance(obj, asyncio.Task)
+            name = obj.get_name() if is_task else label
+            node = _Node(is_task, name, site_of(code, lasti), created_ns)
+            for callback, _context in obj._callbacks or ():
+                node.callbacks.append(_callback(callback))
+            node.awaiter_id = next((a for _, a in node.callbacks if a is not None), None)
+            if is_task:
+                node.cancelling = obj.cancelling() > 0
+                coro = obj.get_coro()
+                node.coro = getattr(coro, "__qualname__", None) or type(coro).__qualname__
+        except Exception:  # a future that changed under us is left out, never fatal
+            continue
+        nodes[fid] = node
     return nodes
+
+
+def _callback(callback: Any) -> tuple[str, int | None]:
+    """(name, awaiting task id) of a done callback; the id only for a task's wakeup."""
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task) and getattr(callback, "__name__", None) in _WAKEUPS:
+        return getattr(callback, "__qualname__", "Task.task_wakeup"), _core.future_id(owner)
+    while isinstance(callback, functools.partial):
+        callback = callback.func
+    name = getattr(callback, "__qualname__", None)
+    return (name if isinstance(name, str) else type(callback).__qualname__), None
 
 
 def _read_tasks(
@@ -305,7 +338,7 @@ def _read_tasks(
     3.14+ the awaits that ``asyncio.capture_call_graph`` knows and the recorder
     does not (``gather`` registers its waiters there)."""
     for task in asyncio.all_tasks(loop):
-        fid = getattr(task, "_tf_id", 0)
+        fid = _core.future_id(task)
         node = nodes.get(fid) if fid else None
         if node is None:
             continue
@@ -338,7 +371,7 @@ def _awaited_by_314(task: asyncio.Task[Any], fid: int, extra: dict[int, set[int]
     if graph is None:
         return
     for parent in graph.awaited_by:
-        parent_id = getattr(parent.future, "_tf_id", 0)
+        parent_id = _core.future_id(parent.future)
         if parent_id:
             extra.setdefault(fid, set()).add(parent_id)
 
