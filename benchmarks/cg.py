@@ -30,7 +30,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-SIZES = {"lifecycle": 300, "task": 150}
+SIZES = {"lifecycle": 100, "task": 50}
 
 
 def child(argv: list[str]) -> int:
@@ -46,38 +46,38 @@ def child(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     import tracedfuture
 
-    regions: list[dict[str, Any]] = []
-    failed: dict[str, str] = {}
-    for workload in args.workloads.split(","):
-        n = SIZES[workload]
-        run = WORKLOADS[workload].run
-        for variant in args.variants.split(","):
-            try:
-                session = open_session(variant, "asyncio")
-            except Exception as exc:
-                failed[f"{variant}/{workload}"] = one_line(exc)
-                continue
-            try:
-                session.loop.run_until_complete(run(max(1, n // 5)))
-                session.finish()
-                for size in (n, 2 * n):
-                    gc.collect()
-                    os.getppid()  # callgrind: zero the counters
-                    session.loop.run_until_complete(run(size))
-                    session.finish()
-                    os.getpgrp()  # callgrind: dump the region
-                    regions.append({"variant": variant, "workload": workload, "n": size})
-            except Exception as exc:
-                failed[f"{variant}/{workload}"] = one_line(exc)
-            finally:
-                session.close()
-    result = {
-        "implementation": getattr(tracedfuture, "IMPLEMENTATION", "python"),
-        "regions": regions,
-        "failed": failed,
-    }
+    # One line per region, written as it ends: a child stopped by its time limit
+    # keeps the regions whose dumps are complete.
     with open(args.out, "w", encoding="utf-8") as out:
-        json.dump(result, out)
+
+        def note(item: dict[str, Any]) -> None:
+            out.write(json.dumps(item) + "\n")
+            out.flush()
+
+        note({"implementation": getattr(tracedfuture, "IMPLEMENTATION", "python")})
+        for workload in args.workloads.split(","):
+            n = SIZES[workload]
+            run = WORKLOADS[workload].run
+            for variant in args.variants.split(","):
+                try:
+                    session = open_session(variant, "asyncio")
+                except Exception as exc:
+                    note({"failed": f"{variant}/{workload}", "why": one_line(exc)})
+                    continue
+                try:
+                    session.loop.run_until_complete(run(max(1, n // 5)))
+                    session.finish()
+                    for size in (n, 2 * n):
+                        gc.collect()
+                        os.getppid()  # callgrind: zero the counters
+                        session.loop.run_until_complete(run(size))
+                        session.finish()
+                        os.getpgrp()  # callgrind: dump the region
+                        note({"variant": variant, "workload": workload, "n": size})
+                except Exception as exc:
+                    note({"failed": f"{variant}/{workload}", "why": one_line(exc)})
+                finally:
+                    session.close()
     return 0
 
 
@@ -127,7 +127,7 @@ def measure(python: str, env: dict[str, str], variants: list[str], timeout: floa
         return {"error": "valgrind not found: apt-get install valgrind"}
     folder = tempfile.mkdtemp(prefix="tracedfuture-cg-")
     try:
-        out = os.path.join(folder, "regions.json")
+        out = os.path.join(folder, "regions.jsonl")
         command = [
             "valgrind",
             "--tool=callgrind",
@@ -142,34 +142,42 @@ def measure(python: str, env: dict[str, str], variants: list[str], timeout: floa
             "--variants",
             ",".join(variants),
         ]
+        error = None
         try:
             proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+            if proc.returncode != 0:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+                error = f"exit {proc.returncode}: {tail[0][:300]}"
         except subprocess.TimeoutExpired:
-            return {"error": f"timed out after {timeout:.0f} s"}
-        if proc.returncode != 0 or not os.path.exists(out):
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            return {"error": f"exit {proc.returncode}: {tail[0][:300]}"}
+            error = f"stopped at its share of the budget ({timeout:.0f} s)"
+        if not os.path.exists(out):
+            return {"error": error or "the child wrote nothing"}
         with open(out, encoding="utf-8") as f:
-            result: dict[str, Any] = json.load(f)
-        dumps = sorted(
-            glob.glob(f"{folder}/callgrind.out.*"), key=lambda p: int(p.rsplit(".", 1)[1]) if p[-1].isdigit() else 0
-        )
-        dumps = [p for p in dumps if p.rsplit(".", 1)[1].isdigit()]
-        if len(dumps) < len(result["regions"]):
-            return {"error": f"{len(dumps)} callgrind dumps for {len(result['regions'])} regions"}
+            lines = [json.loads(line) for line in f if line.endswith("\n")]
+        implementation = lines[0].get("implementation", "?") if lines else "?"
+        failed = {item["failed"]: item["why"] for item in lines if "failed" in item}
+        regions = [item for item in lines if "variant" in item]
+        dumps = [p for p in glob.glob(f"{folder}/callgrind.out.*") if p.rsplit(".", 1)[1].isdigit()]
+        dumps.sort(key=lambda p: int(p.rsplit(".", 1)[1]))
+        # The k-th region noted is the k-th dump (a region is noted once its dump
+        # is written); a variant whose n or 2n run is missing is left out.
+        pairs: dict[str, dict[int, str]] = {}
+        for region, dump in zip(regions, dumps, strict=False):
+            pairs.setdefault(f"{region['variant']}/{region['workload']}", {})[region["n"]] = dump
         per: dict[str, dict[str, Any]] = {}
-        regions = result["regions"]
-        for i in range(0, len(regions), 2):
-            small, large = regions[i], regions[i + 1]
-            t_small, f_small = self_costs(dumps[i])
-            t_large, f_large = self_costs(dumps[i + 1])
-            n = large["n"] - small["n"]
+        for key, by_size in pairs.items():
+            if len(by_size) != 2:
+                continue
+            small, large = sorted(by_size)
+            t_small, f_small = self_costs(by_size[small])
+            t_large, f_large = self_costs(by_size[large])
+            n = large - small
             functions = {k: (f_large.get(k, 0) - f_small.get(k, 0)) / n for k in set(f_large) | set(f_small)}
-            per[f"{small['variant']}/{small['workload']}"] = {
-                "per_unit": (t_large - t_small) / n,
-                "functions": functions,
-            }
-        return {"implementation": result["implementation"], "per": per, "failed": result["failed"]}
+            per[key] = {"per_unit": (t_large - t_small) / n, "functions": functions}
+        result: dict[str, Any] = {"implementation": implementation, "per": per, "failed": failed}
+        if error:
+            result["error"] = error
+        return result
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

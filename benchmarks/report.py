@@ -325,15 +325,16 @@ def _micro(w: Any, micro: dict[str, Any], modes: dict[Any, Any], peers: dict[Any
 
 def _callgrind(w: Any, cgdata: dict[str, Any]) -> None:
     w("### Instructions (callgrind)\n")
+    per = cgdata.get("per")
     if "error" in cgdata:
-        w(f"Not measured: {cgdata['error']}.\n")
+        w(f"The callgrind child {cgdata['error']}{'; what it finished is below' if per else ''}.\n")
+    if not per:
         return
-    per = cgdata["per"]
     w("Instructions per lifecycle and per task create+await on asyncio's loop, all threads, flush included;")
     w("the difference between a run of 2n and one of n in the same process, so fixed costs cancel.\n")
     w("| variant | per lifecycle | x plain | per task | x plain |")
     w("| --- | --- | --- | --- | --- |")
-    for v in ("plain", *MODES, *PEERS):
+    for v in ("plain", *MODES):
         cells = [VARIANT_TITLES[v]]
         for wl in ("lifecycle", "task"):
             mine, base = per.get(f"{v}/{wl}"), per.get(f"plain/{wl}")

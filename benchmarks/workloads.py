@@ -68,7 +68,7 @@ class Workload(NamedTuple):
 
 
 WORKLOADS: dict[str, Workload] = {
-    "lifecycle": Workload("future lifecycle x{n}", lifecycle, 20_000, 0, 1, "lifecycle"),
+    "lifecycle": Workload("future lifecycle x{n}", lifecycle, 10_000, 0, 1, "lifecycle"),
     "task": Workload("task create+await x{n}", task_await, 5_000, 1, 0, "task"),
     "gather": Workload("gather of 10 tasks x{n}", gather10, 500, 10, 0, "gather"),
     "many": Workload("{n} tasks x 10 futures", many_tasks, 10_000, 1, 10, "task"),
