@@ -149,7 +149,7 @@ def measure(python: str, env: dict[str, str], variants: list[str], timeout: floa
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
                 error = f"exit {proc.returncode}: {tail[0][:300]}"
         except subprocess.TimeoutExpired:
-            error = f"stopped at its share of the budget ({timeout:.0f} s)"
+            error = f"stopped after {timeout:.0f} s, its share of the budget (rerun with a larger --budget)"
         if not os.path.exists(out):
             return {"error": error or "the child wrote nothing"}
         with open(out, encoding="utf-8") as f:

@@ -9,8 +9,9 @@ a process of its own (``--serve``), traced process-wide for asyncio
 * ``flight``: into a ``FlightRecorder()`` with its defaults;
 * ``export``: every event delivered to an exporter that only counts them.
 
-``measure()`` starts a server, runs ``wrk`` against it and reads the server's CPU
-time from ``/proc``: throughput, p99 latency and CPU per request.
+``measure()`` starts a server of each variant, warms each up, then runs ``wrk``
+against them in turn for a few rounds, reading each server's CPU time from
+``/proc``: throughput, p99 latency and CPU per request.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -127,46 +127,54 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def measure(
-    python: str, env: dict[str, str], variant: str, loop_name: str, seconds: int, *, warm_up: bool = True
-) -> dict[str, Any]:
-    """One server, one wrk run: requests/s, p99 in ms, server CPU per request in us."""
-    if shutil.which("wrk") is None:
-        return {"error": "wrk not found: apt-get install wrk"}
-    server = subprocess.Popen(
-        [python, os.path.join(HERE, "httpbench.py"), "--serve", variant, loop_name],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
+class Server:
+    """A server child of one variant: started once, loaded by several wrk runs."""
+
+    def __init__(self, python: str, env: dict[str, str], variant: str, loop_name: str) -> None:
+        self.variant = variant
+        self.error: str | None = None
+        self.url = ""
+        self.proc = subprocess.Popen(
+            [python, os.path.join(HERE, "httpbench.py"), "--serve", variant, loop_name],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
         if not line.startswith("LISTENING "):
-            server.kill()
-            _, err = server.communicate(timeout=30)
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=30)
             tail = (err or line).strip().splitlines()[-1:] or ["no output"]
-            return {"error": f"the server did not start: {tail[0][:300]}"}
-        port = int(line.split()[1])
-        url = f"http://127.0.0.1:{port}/"
-        if warm_up:  # connections, caches, the first traced futures
-            subprocess.run(["wrk", "-t1", "-c16", "-d1s", url], capture_output=True, timeout=30, check=False)
-        cpu = _cpu_seconds(server.pid)
+            self.error = f"the server did not start: {tail[0][:300]}"
+            return
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}/"
+
+    def warm_up(self) -> None:
+        """Connections, caches, the first traced futures."""
+        if self.error is None:
+            subprocess.run(["wrk", "-t1", "-c16", "-d1s", self.url], capture_output=True, timeout=30, check=False)
+
+    def load(self, seconds: int) -> dict[str, Any]:
+        """One wrk run: requests/s, p99 in ms, server CPU per request in us."""
+        if self.error is not None:
+            return {"error": self.error}
+        cpu = _cpu_seconds(self.proc.pid)
         wrk = subprocess.run(
-            ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", url],
+            ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", self.url],
             capture_output=True,
             text=True,
             timeout=seconds + 30,
             check=False,
         )
-        cpu = _cpu_seconds(server.pid) - cpu
+        cpu = _cpu_seconds(self.proc.pid) - cpu
         out = wrk.stdout
         requests = re.search(r"(\d+) requests in", out)
         rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
         p99 = re.search(r"^\s*99%\s+(\S+)", out, re.M)
         errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-        if not (requests and rate and p99):
+        if not (requests and rate and p99) or not int(requests.group(1)):
             return {"error": f"unreadable wrk output: {(out or wrk.stderr).strip()[:200]!r}"}
         result: dict[str, Any] = {
             "requests_per_s": float(rate.group(1)),
@@ -175,26 +183,76 @@ def measure(
         }
         if errors:
             result["wrk_errors"] = errors.group(0)
-        server.send_signal(signal.SIGTERM)
-        stdout, stderr = server.communicate(timeout=60)
-        if server.returncode != 0:
-            tail = stderr.strip().splitlines()[-1:] or ["no output"]
-            return {"error": f"the server exited {server.returncode}: {tail[0][:300]}"}
-        summary = json.loads(stdout.strip().splitlines()[-1])
-        if variant == "export":
-            result["events"] = summary["events"]
-            if not summary["events"]:
-                return {"error": "the counting exporter received no events"}
         return result
+
+    def stop(self) -> dict[str, Any]:
+        """Stop the server; what it says at exit (the events counted), or why not."""
+        if self.error is not None:
+            return {"error": self.error}
+        try:
+            self.proc.send_signal(signal.SIGTERM)
+            stdout, stderr = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            return {"error": "the server did not stop within 60 s of SIGTERM"}
+        if self.proc.returncode != 0:
+            tail = stderr.strip().splitlines()[-1:] or ["no output"]
+            return {"error": f"the server exited {self.proc.returncode}: {tail[0][:300]}"}
+        summary: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+        if self.variant == "export" and not summary["events"]:
+            return {"error": "the counting exporter received no events"}
+        return summary
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def measure(
+    python: str,
+    env: dict[str, str],
+    loop_name: str,
+    *,
+    rounds: int,
+    seconds: int,
+    warm_up: bool = True,
+    time_left: Callable[[], float] = lambda: float("inf"),
+) -> dict[str, list[dict[str, Any]]]:
+    """Every variant's server at once, wrk runs interleaved between them for
+    ``rounds`` rounds (while ``time_left()`` allows another run)."""
+    if shutil.which("wrk") is None:
+        return {v: [{"error": "wrk not found: apt-get install wrk"}] for v in VARIANTS}
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    servers: list[Server] = []
+    try:
+        for variant in VARIANTS:
+            servers.append(Server(python, env, variant, loop_name))
+        if warm_up:
+            for server in servers:
+                server.warm_up()
+        for _ in range(rounds):
+            for server in servers:
+                if time_left() < seconds + 5:
+                    runs[server.variant].append({"error": "not run: its share of the budget was used up"})
+                    continue
+                runs[server.variant].append(server.load(seconds))
+        for server in servers:
+            summary = server.stop()
+            if "error" in summary:
+                runs[server.variant] = [{"error": summary["error"]}]
+            elif server.variant == "export":
+                for run in runs["export"]:
+                    run["events"] = summary["events"]
     finally:
-        if server.poll() is None:
+        for server in servers:
             server.kill()
-            server.communicate()
+    return runs
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
         raise SystemExit(serve_main(sys.argv[2], sys.argv[3]))
     print(__doc__)
-    print(json.dumps(measure(sys.executable, dict(os.environ), "plain", "asyncio", 2)))
-    time.sleep(0)
+    print(json.dumps(measure(sys.executable, dict(os.environ), "asyncio", rounds=1, seconds=1)))

@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             result["peak_rss_kib"] = status_kib("VmHWM")
             if session.recorded is not None:
                 result["recorded"] = session.recorded()
+            if session.stats is not None:
+                result["stats"] = session.stats()
         finally:
             session.close()
     except Exception as exc:

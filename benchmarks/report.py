@@ -235,9 +235,16 @@ def _flight_flat(memory: dict[str, Any] | None) -> str:
             end = points[-1][1]
             growth = (end - half) / 1024
             verdict = "met" if growth <= max(8.0, 0.05 * half / 1024) else "**missed**"
+            limit = (row.get("stats") or {}).get("max_bytes")
+            bound = ""
+            if limit:
+                over = row["peak_rss_kib"] * 1024 - row["rss_before_kib"] * 1024
+                bound = f"; grew {over / 2**20:.0f} MiB over its start for a ring of {limit / 2**20:.0f} MiB"
+                if over > limit * 1.5 + 32 * 2**20:
+                    verdict = "**missed**"
             return (
                 f"{verdict}: RSS {half / 1024:.0f} MiB at {points[len(points) // 2 - 1][0]:,} futures, "
-                f"{end / 1024:.0f} MiB at {points[-1][0]:,}"
+                f"{end / 1024:.0f} MiB at {points[-1][0]:,}{bound}"
             )
     return "not measured"
 
@@ -258,7 +265,7 @@ def _implementation(w: Any, name: str, impl: dict[str, Any]) -> None:
 def _micro(w: Any, micro: dict[str, Any], modes: dict[Any, Any], peers: dict[Any, Any]) -> None:
     w("### Ratios to plain, in one process\n")
     if "error" in micro:
-        w(f"The timing child failed: {micro['error']}. What it finished is below.\n")
+        w(f"Timing: {micro['error']}. What was finished is below.\n")
     w(
         "Ratio of medians over the interleaved rounds, and in brackets the interquartile range of the "
         "per-round ratios.\n"
@@ -353,7 +360,7 @@ def _callgrind(w: Any, cgdata: dict[str, Any]) -> None:
     w("pure-Python implementation most of it is the interpreter running `_future.py` and the drain thread).\n")
     from cg import where
 
-    for v in ("flight", "memory", "jsonl"):
+    for v in MODES:
         key = f"{v}/lifecycle"
         if key not in per or "plain/lifecycle" not in per:
             continue

@@ -1,6 +1,6 @@
 """The benchmark suite: one command that measures everything and writes benchmarks/RESULTS.md.
 
-    python benchmarks/run.py            # about 10 minutes on an idle 2-core machine
+    python benchmarks/run.py            # at most 10 minutes (--budget 600)
     python benchmarks/run.py --quick    # every part once, tiny: a smoke run of a minute or less
 
 Needs ``pip install -e '.[bench]'`` (uvloop, structlog, the OpenTelemetry SDK and the
@@ -47,8 +47,9 @@ from variants import MODES, PEERS  # noqa: E402
 
 PARTS = ("micro", "callgrind", "memory", "http")
 # Cumulative shares of the budget at which each part must be done.
-SHARES = {"micro": 0.50, "callgrind": 0.62, "memory": 0.82, "http": 1.0}
+SHARES = {"micro": 0.45, "callgrind": 0.60, "memory": 0.78, "http": 1.0}
 IMPLEMENTATIONS = ("c", "python")
+BUDGET_USED = "its share of the budget was used up (a busy machine? rerun with a larger --budget)"
 
 
 def env_for(implementation: str) -> dict[str, str]:
@@ -161,7 +162,7 @@ def run_micro(python: str, impl: str, plan: dict[str, Any], timeout: float) -> d
         if proc.returncode != 0:
             error = f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['?'])[-1][:300]}"
     except subprocess.TimeoutExpired:
-        error = f"stopped at its share of the budget ({timeout:.0f} s)"
+        error = f"stopped after {timeout:.0f} s: {BUDGET_USED}"
     cells, running = [], None
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -180,7 +181,7 @@ def run_micro(python: str, impl: str, plan: dict[str, Any], timeout: float) -> d
     return result
 
 
-def run_memory(python: str, impl: str, plan: dict[str, Any], budget: Budget) -> dict[str, Any]:
+def run_memory(python: str, impl: str, plan: dict[str, Any], deadline: float) -> dict[str, Any]:
     futures = plan["futures"]
     chosen = ("plain", "flight") if plan["quick"] else ("plain", *MODES)
     jobs: list[tuple[str, str, int, bool]] = [(v, v, futures, False) for v in chosen]
@@ -188,10 +189,10 @@ def run_memory(python: str, impl: str, plan: dict[str, Any], budget: Budget) -> 
     jobs += [(v, v, max(1, futures // 10), True) for v in chosen]
     rows: list[dict[str, Any]] = []
     for variant, label, n, traced in jobs:
-        left = budget.until("memory")
+        left = deadline - time.monotonic()
         row: dict[str, Any] = {"variant": variant, "label": label, "futures": n, "tracemalloc": traced}
         if left < 5:
-            row["error"] = "not run: the memory part's share of the budget was used up"
+            row["error"] = f"not run: {BUDGET_USED}"
             rows.append(row)
             continue
         command = [python, os.path.join(HERE, "memory.py"), "--variant", variant, "--futures", str(n)]
@@ -205,25 +206,25 @@ def run_memory(python: str, impl: str, plan: dict[str, Any], budget: Budget) -> 
             else:
                 row["error"] = f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['?'])[-1][:300]}"
         except subprocess.TimeoutExpired:
-            row["error"] = f"stopped at the memory part's share of the budget ({left:.0f} s)"
+            row["error"] = f"stopped after {left:.0f} s: {BUDGET_USED}"
         rows.append(row)
     return {"rows": rows}
 
 
-def run_http(python: str, impl: str, plan: dict[str, Any], budget: Budget) -> dict[str, Any]:
+def run_http(python: str, impl: str, plan: dict[str, Any], until: float) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for loop_name in plan["loops"]:
-        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in httpbench.VARIANTS}
-        for _ in range(plan["http_rounds"]):
-            for variant in httpbench.VARIANTS:
-                if budget.until("http") < plan["http_seconds"] + 10:
-                    runs[variant].append({"error": "not run: the http part's share of the budget was used up"})
-                    continue
-                result = httpbench.measure(
-                    python, env_for(impl), variant, loop_name, plan["http_seconds"], warm_up=not plan["quick"]
-                )
-                runs[variant].append(result)
-        results[loop_name] = runs
+    loops = plan["loops"]
+    for i, loop_name in enumerate(loops):
+        deadline = time.monotonic() + (until - time.monotonic()) / (len(loops) - i)
+        results[loop_name] = httpbench.measure(
+            python,
+            env_for(impl),
+            loop_name,
+            rounds=plan["http_rounds"],
+            seconds=plan["http_seconds"],
+            warm_up=not plan["quick"],
+            time_left=lambda deadline=deadline: deadline - time.monotonic(),
+        )
     return results
 
 
@@ -237,9 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=11, help="interleaved rounds per workload (at least 11)")
     parser.add_argument("--scale", type=float, default=1.0, help="workload sizes for the compiled implementation")
     parser.add_argument(
-        "--python-scale", type=float, default=0.2, help="workload sizes for the pure-Python one (default 0.2)"
+        "--python-scale", type=float, default=0.1, help="workload sizes for the pure-Python one (default 0.1)"
     )
-    parser.add_argument("--budget", type=float, default=900.0, help="seconds the whole run may take (default 900)")
+    parser.add_argument("--budget", type=float, default=600.0, help="seconds the whole run may take (default 600)")
     args = parser.parse_args(argv)
     parts = args.parts.split(",")
     if bad := sorted(set(parts) - set(PARTS)):
@@ -295,31 +296,45 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - budget.start
         print(f"[{elapsed:6.0f} s] {text}", flush=True)
 
+    # Within a part, each implementation (and each loop) gets an equal part of
+    # what is left when its turn comes: what one leaves unused goes to the next.
     if "micro" in parts:
         for i, impl in enumerate(available):
-            # The first implementation may use its share and what the next leaves.
-            share = budget.until("micro") * (0.6 if i == 0 and len(available) > 1 else 1.0)
             say(f"micro, {impl}: the workloads, every mode{' and peer' if plans[impl]['peers'] else ''}")
-            data["implementations"][impl]["micro"] = run_micro(python, impl, plans[impl], max(share, 1.0))
+            cells: list[dict[str, Any]] = []
+            errors = []
+            loops = plans[impl]["loops"]
+            for j, loop_name in enumerate(loops):
+                share = budget.until("micro") / (len(available) - i) / (len(loops) - j)
+                result = run_micro(python, impl, {**plans[impl], "loops": [loop_name]}, max(share, 1.0))
+                cells += result["cells"]
+                if "error" in result:
+                    errors.append(result["error"])
+            data["implementations"][impl]["micro"] = {
+                "cells": cells,
+                **({"error": "; ".join(errors)} if errors else {}),
+            }
     if "callgrind" in parts:
         for i, impl in enumerate(available):
-            share = budget.until("callgrind") * (0.5 if i == 0 and len(available) > 1 else 1.0)
+            share = budget.until("callgrind") / (len(available) - i)
             say(f"callgrind, {impl}: instructions per lifecycle and per task")
             # The modes only: importing the peers' packages (aiomonitor pulls in
             # aiohttp) takes minutes under valgrind, and their timings are above.
             cg_variants = ["plain", *MODES]
             if share < 10:
-                data["implementations"][impl]["callgrind"] = {"error": "not run: its share of the budget was used up"}
+                data["implementations"][impl]["callgrind"] = {"error": f"not run: {BUDGET_USED}"}
                 continue
             data["implementations"][impl]["callgrind"] = cg.measure(python, env_for(impl), cg_variants, share)
     if "memory" in parts:
-        for impl in available:
+        for i, impl in enumerate(available):
+            deadline = time.monotonic() + budget.until("memory") / (len(available) - i)
             say(f"memory, {impl}: peak RSS and tracemalloc over {plans[impl]['futures']:,} futures")
-            data["implementations"][impl]["memory"] = run_memory(python, impl, plans[impl], budget)
+            data["implementations"][impl]["memory"] = run_memory(python, impl, plans[impl], deadline)
     if "http" in parts:
-        for impl in available:
+        for i, impl in enumerate(available):
+            deadline = time.monotonic() + budget.until("http") / (len(available) - i)
             say(f"http, {impl}: a keep-alive server under wrk")
-            data["implementations"][impl]["http"] = run_http(python, impl, plans[impl], budget)
+            data["implementations"][impl]["http"] = run_http(python, impl, plans[impl], deadline)
     data["seconds"] = time.monotonic() - budget.start
     data["load_end"] = load()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

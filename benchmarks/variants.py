@@ -78,6 +78,7 @@ class Session:
         self._close: list[Callable[[], object]] = [loop.close]
         self.recorded: Callable[[], int] | None = None
         self.installation: Any = None
+        self.stats: Callable[[], dict[str, Any]] | None = None
 
     def finish(self) -> None:
         for step in self._finish:
@@ -172,6 +173,7 @@ def _open_mode(variant: str, make: Callable[[], asyncio.AbstractEventLoop]) -> S
         recorder = FlightRecorder()
         session = _traced(make, [recorder])
         session.recorded = lambda: _flight_count(recorder)
+        session.stats = recorder.stats
         return session
     if variant == "memory":
         memory = MemoryExporter()

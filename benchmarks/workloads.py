@@ -67,11 +67,13 @@ class Workload(NamedTuple):
         return self.title.format(n=f"{n:,}")
 
 
+# In the order they run: the two the targets name first, so that a run cut short
+# by its budget has them.
 WORKLOADS: dict[str, Workload] = {
     "lifecycle": Workload("future lifecycle x{n}", lifecycle, 10_000, 0, 1, "lifecycle"),
+    "many": Workload("{n} tasks x 10 futures", many_tasks, 10_000, 1, 10, "task"),
     "task": Workload("task create+await x{n}", task_await, 5_000, 1, 0, "task"),
     "gather": Workload("gather of 10 tasks x{n}", gather10, 500, 10, 0, "gather"),
-    "many": Workload("{n} tasks x 10 futures", many_tasks, 10_000, 1, 10, "task"),
 }
 
 # The names opentelemetry-instrumentation-asyncio is told to trace: every
