@@ -49,9 +49,6 @@ PEERS = ("debug", "otel-asyncio", "aiomonitor")
 VARIANTS = ("plain", *MODES, *PEERS)
 
 # What each peer can see of a workload (None: everything it hooks).
-# Where the jsonl mode writes (None: a temporary file, removed after the run).
-JSONL_TARGET: str | None = None
-
 BLIND = {
     ("otel-asyncio", "lifecycle"): "sees no futures: only create_task/ensure_future/gather and friends",
     ("aiomonitor", "lifecycle"): "sees no futures: only tasks made through the task factory",
@@ -95,7 +92,14 @@ class Session:
             raise errors[0]
 
 
+_structlog_configured = False
+
+
 def _configure_structlog() -> None:
+    global _structlog_configured
+    if _structlog_configured:
+        return
+    _structlog_configured = True
     import structlog
 
     structlog.configure(
@@ -182,7 +186,7 @@ def _open_mode(variant: str, make: Callable[[], asyncio.AbstractEventLoop]) -> S
         return session
     if variant == "jsonl":
         folder = tempfile.mkdtemp(prefix="tracedfuture-bench-")
-        jsonl = JsonLinesExporter(JSONL_TARGET or os.path.join(folder, "trace.jsonl"))
+        jsonl = JsonLinesExporter(os.path.join(folder, "trace.jsonl"))
         try:
             session = _traced(make, [jsonl])
         except BaseException:
