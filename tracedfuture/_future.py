@@ -248,11 +248,16 @@ class Ring:
             self.taken += n
             return batch
 
-    def window(self) -> list[tuple[Any, ...]]:
-        """Every record still held, taken or not, oldest first."""
+    def window(self, limit: int | None = None) -> list[tuple[Any, ...]]:
+        """Every record still held, taken or not, oldest first (the newest
+        ``limit`` of them, if given)."""
+        keep = self.capacity if limit is None else max(0, min(limit, self.capacity))
         with self._lock:
-            held = [*self._taken, *self._pending]
-        return held[-self.capacity :]
+            pending, taken = self._pending, self._taken
+            if len(pending) >= keep:
+                return list(itertools.islice(pending, len(pending) - keep, None)) if keep else []
+            from_taken = keep - len(pending)
+            return [*itertools.islice(taken, max(0, len(taken) - from_taken), None), *pending]
 
     def append(self, record: tuple[Any, ...]) -> None:
         """Write a record made off the hot path (a lint), from any thread."""

@@ -188,11 +188,12 @@ class Installation:
         for sink in self._sinks:
             sink.submit(events)
 
-    def recent_events(self) -> list[Event]:
-        """The events of the records still held in this installation's rings, oldest
-        first, converted now: what a flight recorder dumps. A future whose first
-        records were overwritten starts with an ``incomplete`` event."""
-        windows = [route.ring.window() for route in list(self._routes)]
+    def recent_events(self, limit: int | None = None) -> list[Event]:
+        """The events of the records still held in this installation's rings (the
+        newest ``limit`` records of each, if given), oldest first, converted now:
+        what a flight recorder dumps. A future whose first records were
+        overwritten starts with an ``incomplete`` event."""
+        windows = [route.ring.window(limit) for route in list(self._routes)]
         records = [record for window in windows for record in window]
         if len(windows) > 1:
             records.sort(key=_ts)

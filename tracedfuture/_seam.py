@@ -79,8 +79,9 @@ Rings
 A ring holds at most ``max_bytes // record_size`` records (``Ring.capacity``).
 
 * ``take()`` returns the records written since the last ``take()``, oldest first.
-* ``window()`` returns every record still held, taken or not, oldest first: the
-  flight recorder's view. Records older than the window were overwritten.
+* ``window(limit=None)`` returns every record still held, taken or not, oldest
+  first (only the newest ``limit``, if given): the flight recorder's view.
+  Records older than the window were overwritten.
 * ``append(record)`` writes a record made off the hot path (a lint), from any
   thread.
 * ``streaming=True``: someone takes records and needs complete histories. A new
@@ -127,7 +128,7 @@ class RingLike(Protocol):
 
     def take(self) -> list[tuple[Any, ...]]: ...
     def append(self, record: tuple[Any, ...]) -> None: ...
-    def window(self) -> list[tuple[Any, ...]]: ...
+    def window(self, limit: int | None = None) -> list[tuple[Any, ...]]: ...
     def stats(self) -> dict[str, int]: ...
     def clear(self) -> None: ...
 
