@@ -798,21 +798,43 @@ def _asyncio_function(method: Any, **replace: Any) -> types.FunctionType:
     return function
 
 
-_create_future = _asyncio_function(asyncio.BaseEventLoop.create_future, futures={"Future": TracedFuture})
-_create_task = _asyncio_function(asyncio.BaseEventLoop.create_task, tasks={"Task": TracedTask})
 _EAGER_FACTORY = getattr(asyncio, "eager_task_factory", None)
-_traced_eager_factory: Callable[..., Any] | None = None
-if _EAGER_FACTORY is not None:
-    # asyncio's eager_task_factory with TracedTask as its task constructor.
-    _traced_eager_factory = types.FunctionType(
+_set_task_name = getattr(asyncio.tasks, "_set_task_name", None)  # 3.11, 3.12
+
+
+def asyncio_factories(future_type: type, task_type: type) -> tuple[Any, Any, Any]:
+    """asyncio's ``create_future``, ``create_task`` and the eager branch of
+    ``create_task`` (``None`` before 3.12), building ``future_type`` and
+    ``task_type``: shared with ``_cfuture``, which calls them on its rare paths
+    (debug mode, a task factory, an argument asyncio rejects)."""
+    create_future = _asyncio_function(asyncio.BaseEventLoop.create_future, futures={"Future": future_type})
+    create_task = _asyncio_function(asyncio.BaseEventLoop.create_task, tasks={"Task": task_type})
+    if _EAGER_FACTORY is None:
+        return create_future, create_task, None
+    # asyncio's eager_task_factory with task_type as its task constructor.
+    factory = types.FunctionType(
         _EAGER_FACTORY.__code__,
         _EAGER_FACTORY.__globals__,
         _EAGER_FACTORY.__name__,
         _EAGER_FACTORY.__defaults__,
-        tuple(types.CellType(TracedTask) for _ in _EAGER_FACTORY.__code__.co_freevars),
+        tuple(types.CellType(task_type) for _ in _EAGER_FACTORY.__code__.co_freevars),
     )
-    _traced_eager_factory.__kwdefaults__ = _EAGER_FACTORY.__kwdefaults__
-_set_task_name = getattr(asyncio.tasks, "_set_task_name", None)  # 3.11, 3.12
+    factory.__kwdefaults__ = _EAGER_FACTORY.__kwdefaults__
+
+    def eager_create_task(loop: Any, coro: Any, *, name: str | None = None, context: Any = None) -> Any:
+        # BaseEventLoop.create_task's factory branch, with the traced factory.
+        loop._check_closed()
+        task = factory(loop, coro) if context is None else factory(loop, coro, context=context)
+        if _set_task_name is not None:
+            _set_task_name(task, name)
+        else:
+            task.set_name(name)
+        return task
+
+    return create_future, create_task, eager_create_task
+
+
+_create_future, _create_task, _eager_create_task = asyncio_factories(TracedFuture, TracedTask)
 
 
 def _hide_own_frame(exc: BaseException) -> None:
@@ -882,7 +904,7 @@ class LoopHooks:
             return None
         try:
             return capture()
-        except Exception:  # an exporter's hook must not break future creation
+        except BaseException:  # an exporter's hook must not break future creation
             return None
 
     def create_future(self) -> asyncio.Future[Any]:
@@ -933,26 +955,11 @@ class LoopHooks:
             if not self._asyncio_loop:
                 return self._foreign_create_task(loop, coro, kwargs)  # type: ignore[no-any-return]
             if _EAGER_FACTORY is not None and loop._task_factory is _EAGER_FACTORY:
-                return self._eager_create_task(loop, coro, **kwargs)  # type: ignore[no-any-return]
+                return _eager_create_task(loop, coro, **kwargs)  # type: ignore[no-any-return]
             return _create_task(loop, coro, **kwargs)  # type: ignore[no-any-return]
         except BaseException as exc:
             _hide_own_frame(exc)
             raise
-
-    @staticmethod
-    def _eager_create_task(loop: Any, coro: Any, *, name: str | None = None, context: Any = None) -> Any:
-        # BaseEventLoop.create_task's factory branch, with the traced factory.
-        loop._check_closed()
-        assert _traced_eager_factory is not None
-        if context is None:
-            task = _traced_eager_factory(loop, coro)
-        else:
-            task = _traced_eager_factory(loop, coro, context=context)
-        if _set_task_name is not None:
-            _set_task_name(task, name)
-        else:
-            task.set_name(name)
-        return task
 
     def _foreign_create_task(self, loop: Any, coro: Any, kwargs: dict[str, Any]) -> Any:
         """A loop that is not asyncio's own (uvloop): its checks, then a TracedTask."""
