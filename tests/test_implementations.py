@@ -47,7 +47,7 @@ def test_implementation_is_exported_and_names_the_core_in_use() -> None:
     assert "IMPLEMENTATION" in tracedfuture.__all__
     assert tracedfuture.IMPLEMENTATION in ("c", "python")
     expected = "c" if _built() and not os.environ.get("TRACEDFUTURE_PURE_PYTHON") else "python"
-    assert tracedfuture.IMPLEMENTATION == expected
+    assert expected == tracedfuture.IMPLEMENTATION
 
 
 def test_the_compiled_core_is_built_by_the_package_build() -> None:
