@@ -977,6 +977,14 @@ hooks_of(PyObject *loop)
 /* ------------------------------------------------------------------------ */
 /* The methods shared by futures and tasks                                   */
 
+/* method(a, b), without building a tuple */
+static inline PyObject *
+call2(PyObject *method, PyObject *a, PyObject *b)
+{
+    PyObject *args[2] = {a, b};
+    return PyObject_Vectorcall(method, args, 2, NULL);
+}
+
 static PyObject *
 call_base(PyObject *method, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -1109,10 +1117,10 @@ shared_remove_done_callback(PyObject *self, PyObject *fn)
 {
     TFExt *e = ext_of(self);
     if (e == NULL || !e->fid) {
-        return PyObject_CallFunctionObjArgs(m_remove_done_callback, self, fn, NULL);
+        return call2(m_remove_done_callback, self, fn);
     }
     PyObject *before = callbacks_list(self);
-    PyObject *removed = PyObject_CallFunctionObjArgs(m_remove_done_callback, self, fn, NULL);
+    PyObject *removed = call2(m_remove_done_callback, self, fn);
     if (removed == NULL) {
         Py_XDECREF(before);
         return NULL;
@@ -1260,7 +1268,7 @@ fut_init(PyObject *self, PyObject *args, PyObject *kwds)
 static PyObject *
 fut_set_result(PyObject *self, PyObject *result)
 {
-    PyObject *res = PyObject_CallFunctionObjArgs(m_set_result, self, result, NULL);
+    PyObject *res = call2(m_set_result, self, result);
     if (res == NULL) {
         return NULL;
     }
@@ -1286,7 +1294,7 @@ fut_set_result(PyObject *self, PyObject *result)
 static PyObject *
 fut_set_exception(PyObject *self, PyObject *exc)
 {
-    PyObject *res = PyObject_CallFunctionObjArgs(m_set_exception, self, exc, NULL);
+    PyObject *res = call2(m_set_exception, self, exc);
     if (res == NULL) {
         return NULL;
     }
@@ -1485,7 +1493,7 @@ observe_completion(PyObject *task)
         task_done_impl(task); /* an eager task that finished in its first step */
         return 0;
     }
-    PyObject *res = PyObject_CallFunctionObjArgs(m_add_done_callback, task, task_done_fn, NULL);
+    PyObject *res = call2(m_add_done_callback, task, task_done_fn);
     if (res == NULL) {
         return -1;
     }
@@ -1634,7 +1642,7 @@ task_cancel(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 static PyObject *
 task_set_name(PyObject *self, PyObject *value)
 {
-    PyObject *res = PyObject_CallFunctionObjArgs(m_task_set_name, self, value, NULL);
+    PyObject *res = call2(m_task_set_name, self, value);
     if (res == NULL) {
         return NULL;
     }
