@@ -67,7 +67,8 @@ def installed_hook() -> Path:
 def test_the_hook_is_one_line_that_only_looks_at_the_environment() -> None:
     [line] = installed_hook().read_text().splitlines()
     assert line.startswith(
-        'import os; [k for k in os.environ if k[:13] == "TRACEDFUTURE_" and k != "TRACEDFUTURE_PURE_PYTHON"] and '
+        'import os; [k for k in os.environ if k[:13] == "TRACEDFUTURE_" and k not in ("TRACEDFUTURE_PURE_PYTHON", '
+        '"TRACEDFUTURE_STRICT_BUILD", "TRACEDFUTURE_CFLAGS", "TRACEDFUTURE_LDFLAGS")] and '
     )
     assert line.endswith('__import__("tracedfuture._startup", fromlist=["hook"]).hook()')
 
@@ -103,6 +104,16 @@ def test_pid_in_the_output_path_is_replaced(app: Path, tmp_path: Path) -> None:
     )
     assert done.wait(60) == 0
     assert read(tmp_path / f"t-{done.pid}.jsonl").events
+
+
+@pytest.mark.parametrize("variable", ["TRACEDFUTURE_STRICT_BUILD", "TRACEDFUTURE_CFLAGS", "TRACEDFUTURE_SOMETHING"])
+def test_a_variable_that_asks_for_no_tracing_leaves_every_process_alone(
+    variable: str, app: Path, tmp_path: Path
+) -> None:
+    done = python("app.py", cwd=tmp_path, **{variable: "1"})
+    assert (done.returncode, done.stderr) == (0, "")
+    assert f"tracedfuture variables [{variable!r}]" in done.stdout  # the program ran, and saw it
+    assert not list(tmp_path.glob("*.jsonl"))
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,11 @@ LINT_DEFAULTS: dict[str, float | None] = {"stall": 5.0, "blocked": 0.5, "orphan"
 DEFAULT_OTEL_TIMEOUT = 1.0
 # Variables other parts of tracedfuture read; the hook neither starts for them nor
 # calls them unknown.
-OTHER_VARIABLES = frozenset({"TRACEDFUTURE_PURE_PYTHON"})
+# Variables of tracedfuture that are not start-up switches: the implementation
+# choice, and the compiled core's build (setup.py, CI).
+OTHER_VARIABLES = frozenset(
+    {"TRACEDFUTURE_PURE_PYTHON", "TRACEDFUTURE_STRICT_BUILD", "TRACEDFUTURE_CFLAGS", "TRACEDFUTURE_LDFLAGS"}
+)
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -339,9 +343,12 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     tracedfuture._switches.SwitchError: TRACEDFUTURE_SAMPLE_RATE='2': expected a fraction between 0 and 1, ...
     """
     settings: dict[str, Any] = {}
-    for variable in sorted(key for key in environ if key.startswith(PREFIX)):
-        if variable in OTHER_VARIABLES:
-            continue
+    names = sorted(key for key in environ if key.startswith(PREFIX) and key not in OTHER_VARIABLES)
+    if not any(_BY_VARIABLE[name].name in _DESTINATIONS for name in names if name in _BY_VARIABLE):
+        # Nothing asks for tracing: every Python process of the environment runs
+        # the hook, and one that was not asked to trace is left exactly alone.
+        names = [name for name in names if name in _BY_VARIABLE]
+    for variable in names:
         switch = _BY_VARIABLE.get(variable)
         if switch is None:
             close = difflib.get_close_matches(variable, [*_BY_VARIABLE, *OTHER_VARIABLES], n=1)
@@ -358,9 +365,9 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             continue  # turned off explicitly
         settings[switch.name] = value
     if settings and not any(name in settings for name in _DESTINATIONS):
-        names = ", ".join(PREFIX + name.upper() for name in settings)
+        listed = ", ".join(PREFIX + name.upper() for name in settings)
         msg = (
-            f"{names} set, but nothing says where events go: set TRACEDFUTURE_OUTPUT=trace.jsonl, "
+            f"{listed} set, but nothing says where events go: set TRACEDFUTURE_OUTPUT=trace.jsonl, "
             "TRACEDFUTURE_EXPORTER=structlog|otel or TRACEDFUTURE_FLIGHT=1"
         )
         raise SwitchError(msg)

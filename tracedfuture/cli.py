@@ -384,6 +384,14 @@ def _add_attach_commands(commands: Any) -> None:
 # --- argument parsing --------------------------------------------------------------------
 
 
+def _version() -> str:
+    """``tracedfuture 0.1.0 (compiled core)``: the version and which hot path runs."""
+    from . import IMPLEMENTATION, __version__
+
+    core = "compiled core" if IMPLEMENTATION == "c" else "pure-Python core"
+    return f"{PROG} {__version__} ({core}, tracedfuture.IMPLEMENTATION = {IMPLEMENTATION!r})"
+
+
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The command's parser, and its ``run`` subparser."""
     from ._run import add_run_arguments
@@ -393,6 +401,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         description="Run a program with its asyncio futures traced, and look at the trace.",
         epilog=f"'{PROG} COMMAND -h' explains one command.",
     )
+    parser.add_argument("--version", action="version", version=_version(), help="show the version and the core in use")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
