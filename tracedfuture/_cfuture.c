@@ -727,14 +727,20 @@ in_dir(PyObject *code, const char *dir, size_t len)
 }
 
 /* _future._site in C: (code, lasti) of the first frame outside asyncio and
- * tracedfuture; *code is a new reference or NULL. */
+ * tracedfuture; *code is a new reference or NULL. *maker_out (may be NULL) gets
+ * the code of the asyncio function that made the future on the user's behalf,
+ * when there was one between the user's frame and tracedfuture (new reference),
+ * else NULL. */
 static void
-site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out)
+site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **maker_out)
 {
     PyObject *first = NULL;
     int first_lasti = 0;
     *code_out = NULL;
     *lasti_out = 0;
+    if (maker_out != NULL) {
+        *maker_out = NULL;
+    }
     Py_XINCREF(frame);
     while (frame != NULL) {
         PyObject *code = (PyObject *)PyFrame_GetCode(frame);
@@ -742,7 +748,12 @@ site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out)
         if (kind == K_USER) {
             *code_out = code;
             *lasti_out = PyFrame_GetLasti(frame);
-            Py_XDECREF(first);
+            if (maker_out != NULL) {
+                *maker_out = first; /* steals */
+            }
+            else {
+                Py_XDECREF(first);
+            }
             Py_DECREF(frame);
             return;
         }
@@ -931,6 +942,7 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
              int is_task, PyFrameObject *frame)
 {
     PyObject *code = NULL;
+    PyObject *maker = NULL; /* a future made by asyncio's own code: that function */
     int lasti = 0;
     if (frame != NULL) {
         PyObject *fcode = (PyObject *)PyFrame_GetCode(frame);
@@ -940,7 +952,7 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
         }
         else {
             Py_DECREF(fcode);
-            site_of(frame, &code, &lasti);
+            site_of(frame, &code, &lasti, is_task ? NULL : &maker);
         }
     }
     long long tid = running_task_id(loop);
@@ -967,12 +979,14 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
         set_int(r, 3, lasti);
         set_int(r, 4, (long long)PyThread_get_thread_ident());
         set_obj(r, 5, name);
-        set_obj(r, 6, coro_name);
+        /* coro: a task's coroutine, or the asyncio function that made a future */
+        set_obj(r, 6, is_task || maker == NULL ? coro_name : ((PyCodeObject *)maker)->co_qualname);
         set_int(r, 7, h->route);
         set_obj(r, 8, context);
     }
     rec_release(&old);
     Py_XDECREF(context);
+    Py_XDECREF(maker);
 }
 
 /* The hooks of a traced loop that records new futures (borrowed), else NULL. */

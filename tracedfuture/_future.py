@@ -246,18 +246,26 @@ def _site(frame: FrameType | None) -> tuple[CodeType | None, int]:
     When a task's own coroutine is asyncio's (``create_task(asyncio.sleep(1))``)
     no user frame is below the loop: the innermost asyncio frame is the answer.
     """
+    code, lasti, _ = _site_and_maker(frame)
+    return code, lasti
+
+
+def _site_and_maker(frame: FrameType | None) -> tuple[CodeType | None, int, str | None]:
+    """:func:`_site`, and the qualname of the asyncio function that made the
+    future on the program's behalf when there was one between the program's frame
+    and tracedfuture (``SubprocessStreamProtocol.__init__``), else ``None``."""
     first: tuple[CodeType | None, int] = (None, 0)
     while frame is not None:
         code = frame.f_code
         kind = _kind(code)
         if kind == _USER:
-            return code, frame.f_lasti
+            return code, frame.f_lasti, first[0].co_qualname if first[0] is not None else None
         if kind == _BOUNDARY:
-            return first
+            return (*first, None)
         if first[0] is None and not code.co_filename.startswith(_OWN_DIR):
             first = (code, frame.f_lasti)
         frame = frame.f_back
-    return first
+    return (*first, None)
 
 
 def _canceller(frame: FrameType | None) -> tuple[CodeType | None, int, CodeType | None, int]:
@@ -398,7 +406,7 @@ def _register(fut: Any, loop: Any, hooks: LoopHooks, label: str | None, frame: F
     if hooks.ring is None or not hooks.ring.admit():
         _unbound(fut)
         return
-    code, lasti = _site(frame)
+    code, lasti, maker = _site_and_maker(frame)
     task = _current_task(loop)
     tid = getattr(task, "_tf_id", None) or _task_id(task)
     rec = (
@@ -411,7 +419,7 @@ def _register(fut: Any, loop: Any, hooks: LoopHooks, label: str | None, frame: F
         lasti,
         _thread_id(),
         label,
-        None,
+        maker,
         hooks.route,
         hooks.captured(),
     )
@@ -790,17 +798,18 @@ class LoopHooks:
         frame = _getframe(1)
         code: CodeType | None = frame.f_code
         entry = _code_kind.get(id(code))
+        maker = None
         if entry is not None and entry[0] is code and entry[1] == _USER:
             lasti = frame.f_lasti  # the common case, _site inlined
         else:
-            code, lasti = _site(frame)
+            code, lasti, maker = _site_and_maker(frame)
         task = _current_task(loop)
         tid = getattr(task, "_tf_id", None)
         if tid is None and task is not None:
             tid = _task_id(task)
         context = None if self.capture is None else self.captured()
         fid = _next_id()
-        rec = (ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, None, self.route, context)
+        rec = (ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, maker, self.route, context)
         fut._tf_id = fid
         fut._tf_ring = ring
         fut._tf_values = self.capture_values

@@ -76,7 +76,9 @@ numbers, ``_cfuture.c`` fills its struct in the same order, and
 ``tests/test_seam.py`` checks that both implementations produce these shapes).
 
 ``CREATED.name`` is a task's name or a future's label; ``coro`` a task's coroutine
-qualname; ``route`` the ring's route (which installations receive the events).
+qualname, or, for a future that asyncio's own code made on the program's behalf
+(``asyncio.sleep``, ``SubprocessStreamProtocol``), the qualname of that asyncio
+function (``None`` when the program made it); ``route`` the ring's route (which installations receive the events).
 ``COLLECTED.incomplete`` is true when the ring had to drop one of the future's
 records (see below): its history has a hole, and viewers say so.
 
