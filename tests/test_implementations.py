@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,29 @@ def test_core_suite_passes_on_the_pure_python_reference_too() -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_compiled_core_and_the_sdist_its_source(tmp_path: Path) -> None:
+    require(_built(), "no compiler here: the wheel would be pure Python")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("tracedfuture-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert [n for n in names if n.startswith("tracedfuture/_cfuture.") and n.endswith(".so")]
+    subprocess.run(
+        [sys.executable, "-c", "import setuptools.build_meta as b, sys; b.build_sdist(sys.argv[1])", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    [sdist] = tmp_path.glob("tracedfuture-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        members = archive.getnames()
+    assert any(m.endswith("/tracedfuture/_cfuture.c") for m in members)
+    assert any(m.endswith("/setup.py") for m in members)

@@ -1023,17 +1023,24 @@ static PyObject *
 call_base(PyObject *method, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *small[8];
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    Py_ssize_t total = nargs + nkw;
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject **all = small;
     if (total + 1 > 8) {
-        PyErr_SetString(PyExc_TypeError, "too many arguments");
-        return NULL;
+        /* more than any of these methods takes: asyncio's own error follows */
+        all = PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+        if (all == NULL) {
+            return PyErr_NoMemory();
+        }
     }
-    small[0] = self;
+    all[0] = self;
     for (Py_ssize_t i = 0; i < total; i++) {
-        small[i + 1] = args[i];
+        all[i + 1] = args[i];
     }
-    return PyObject_Vectorcall(method, small, (size_t)(nargs + 1), kwnames);
+    PyObject *res = PyObject_Vectorcall(method, all, (size_t)(nargs + 1), kwnames);
+    if (all != small) {
+        PyMem_Free(all);
+    }
+    return res;
 }
 
 static int
@@ -2019,7 +2026,7 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     RingObject *ring = self->ring;
-    if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate) || nargs + nkw > 6) {
+    if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate)) {
         return PyObject_Vectorcall(self->base_create_task, args, (size_t)nargs, kwnames);
     }
     PyObject *loop = self->loop;

@@ -319,10 +319,15 @@ def _text(value: object) -> str | None:
 # --- the methods shared by futures and tasks -----------------------------------------
 
 
-def _add_done_callback(self: Any, fn: Callable[[Any], object], *, context: Any = None) -> None:
-    _future_add_done_callback(self, fn, context=context)
+# The overrides take *args and **kwargs and hand them to asyncio's own method
+# first: a wrong call fails with asyncio's own message, and nothing is recorded.
+
+
+def _add_done_callback(self: Any, *args: Any, **kwargs: Any) -> None:
+    _future_add_done_callback(self, *args, **kwargs)
     fid = self._tf_id
     if fid:
+        fn = args[0] if args else kwargs["fn"]
         owner = getattr(fn, "__self__", None)
         if isinstance(owner, _Task) and fn.__name__ in _WAKEUP_NAMES:
             # A task started waiting on this future: its wakeup is the callback.
@@ -339,13 +344,14 @@ def _add_done_callback(self: Any, fn: Callable[[Any], object], *, context: Any =
             self._tf_ring.put((ev.OP_CB_ADDED, fid, _now(), tid, _callback_name(fn), None))
 
 
-def _remove_done_callback(self: Any, fn: Callable[[Any], object]) -> int:
+def _remove_done_callback(self: Any, *args: Any, **kwargs: Any) -> int:
     fid = self._tf_id
     if not fid:
-        return _future_remove_done_callback(self, fn)  # type: ignore[no-any-return]
+        return _future_remove_done_callback(self, *args, **kwargs)  # type: ignore[no-any-return]
     before = self._callbacks or ()
-    removed = _future_remove_done_callback(self, fn)
+    removed = _future_remove_done_callback(self, *args, **kwargs)
     if removed:
+        fn = args[0] if args else kwargs["fn"]
         # Which positions went, compared by identity: no user __eq__ runs twice.
         after = self._callbacks or ()
         gone = []
@@ -488,10 +494,11 @@ class TracedFuture(_Future):  # type: ignore[misc]
     add_done_callback = _add_done_callback
     remove_done_callback = _remove_done_callback
 
-    def set_result(self, result: Any) -> None:
-        _future_set_result(self, result)
+    def set_result(self, *args: Any, **kwargs: Any) -> None:
+        _future_set_result(self, *args, **kwargs)
         fid = self._tf_id
         if fid:
+            result = args[0] if args else kwargs["result"]
             task = _current_task(self._loop)
             tid = getattr(task, "_tf_id", None)
             if tid is None and task is not None:
@@ -500,18 +507,19 @@ class TracedFuture(_Future):  # type: ignore[misc]
             self._tf_ring.put((ev.OP_RESOLVED, fid, _now(), tid, type(result), value))
             _live.pop(fid, None)
 
-    def set_exception(self, exception: type[BaseException] | BaseException) -> None:
-        _future_set_exception(self, exception)
+    def set_exception(self, *args: Any, **kwargs: Any) -> None:
+        _future_set_exception(self, *args, **kwargs)
         fid = self._tf_id
         if fid:
             self._tf_ring.put(_outcome(self))
             _live.pop(fid, None)
 
-    def cancel(self, msg: Any | None = None) -> bool:
-        if not _future_cancel(self, msg):
+    def cancel(self, *args: Any, **kwargs: Any) -> bool:
+        if not _future_cancel(self, *args, **kwargs):
             return False
         fid = self._tf_id
         if fid:
+            msg = args[0] if args else kwargs.get("msg")
             tid = _task_id(_current_task(self._loop))
             self._tf_ring.put((ev.OP_CANCELLED, fid, _now(), tid, _text(msg), _canceller(_getframe(1))))
             _live.pop(fid, None)
@@ -600,17 +608,18 @@ class TracedTask(_Task):  # type: ignore[misc]
             return callbacks  # type: ignore[no-any-return]
         return callbacks[1:] or None
 
-    def cancel(self, msg: Any | None = None) -> bool:
-        if not _task_cancel(self, msg):
+    def cancel(self, *args: Any, **kwargs: Any) -> bool:
+        if not _task_cancel(self, *args, **kwargs):
             return False
         fid = self._tf_id
         if fid:
+            msg = args[0] if args else kwargs.get("msg")
             tid = _task_id(_current_task(self._loop))
             self._tf_ring.put((ev.OP_CANCEL_REQ, fid, _now(), tid, _text(msg), _canceller(_getframe(1))))
         return True
 
-    def set_name(self, value: object) -> None:
-        _task_set_name(self, value)
+    def set_name(self, *args: Any, **kwargs: Any) -> None:
+        _task_set_name(self, *args, **kwargs)
         fid = self._tf_id
         if fid:
             tid = _task_id(_current_task(self._loop))
