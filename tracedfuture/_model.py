@@ -292,8 +292,8 @@ def printable(text: str) -> str:
     A trace holds whatever strings the program used; printed raw, an escape
     sequence in a task name could rewrite the user's screen.
 
-    >>> printable("worker\x1b[2J")
-    'worker\\x1b[2J'
+    >>> print(printable("worker\\x1b[2J"))
+    worker\\x1b[2J
     """
     if text.isprintable():
         return text
