@@ -356,8 +356,15 @@ def install(
     >>> memory = MemoryExporter()
     >>> with tracedfuture.install(exporters=[memory]):
     ...     asyncio.run(asyncio.sleep(0))
-    >>> memory.kinds()[:2]
-    ['created', 'resolved']
+    >>> main = memory.tasks()[0]
+    >>> memory.kinds(main)
+    ['created', 'callback_added', 'resolved', 'callback_scheduled']
+
+    ``asyncio.run`` awaits the main task through a done callback, added when it
+    starts and scheduled when the task ends; its own shutdown steps are tasks too:
+
+    >>> [memory.created(task).coro for task in memory.tasks()]
+    ['sleep', 'BaseEventLoop.shutdown_asyncgens', 'BaseEventLoop.shutdown_default_executor']
 
     Options are listed in :class:`Options`; an unknown one raises ``TypeError``.
     """
