@@ -167,6 +167,37 @@ print(pid)
     assert sum(e.kind == "created" for e in parent.events) == 3003
 
 
+def test_a_forked_child_dumps_its_own_flight_recording(tmp_path: Path) -> None:
+    code = """
+import asyncio, os, sys
+import tracedfuture.flight
+
+tracedfuture.flight.enable(path=sys.argv[1])
+asyncio.run(asyncio.sleep(0))
+tracedfuture.flight.dump()
+pid = os.fork()
+if pid == 0:
+    async def child():
+        await asyncio.create_task(asyncio.sleep(0), name="in-child")
+    asyncio.run(child())
+    tracedfuture.flight.dump()
+    os._exit(0)
+os.waitpid(pid, 0)
+print(pid)
+"""
+    path = tmp_path / "flight.jsonl"
+    done = run_script(code, str(path))
+    assert done.returncode == 0, done.stderr
+    parent = read(path)
+    child = read(tmp_path / f"flight.{done.stdout.strip()}.jsonl")
+    assert "in-child" not in {e.name for e in parent.events}
+    assert "in-child" in {e.name for e in child.events}
+    # The child's ring holds the child's futures only: its main task, the task
+    # it awaited and asyncio.run's two clean-up tasks.
+    assert sum(e.kind == "created" for e in child.events) == 4
+    assert stat.S_IMODE(os.stat(child.path).st_mode) == 0o600
+
+
 @pytest.mark.parametrize("method", ["fork", "forkserver"])
 def test_multiprocessing_children_exit(method: str, tmp_path: Path) -> None:
     code = (

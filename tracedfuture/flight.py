@@ -68,7 +68,18 @@ class FlightRecorder:
     ValueError: max_events must be a positive number of events, such as 100_000, not 0
     """
 
-    __slots__ = ("_bytes", "_dump_lock", "_lock", "_ring", "anchor", "dropped", "max_bytes", "max_events", "received")
+    __slots__ = (
+        "_bytes",
+        "_child_of",
+        "_dump_lock",
+        "_lock",
+        "_ring",
+        "anchor",
+        "dropped",
+        "max_bytes",
+        "max_events",
+        "received",
+    )
 
     # export() only appends to a deque: called on the drain thread, no hand-off.
     inline = True
@@ -93,6 +104,7 @@ class FlightRecorder:
         self._bytes = 0
         self.received = 0
         self.dropped = 0
+        self._child_of: int | None = None  # the parent's pid, in a child after fork()
         # Wall clock and monotonic clock read together, for the dump's header.
         self.anchor = (time.time_ns(), time.monotonic_ns())
 
@@ -166,12 +178,14 @@ class FlightRecorder:
         self._bytes = 0
         self.received = self.dropped = 0
         self.anchor = (time.time_ns(), time.monotonic_ns())
+        self._child_of = os.getppid()
 
     def dump(self, path: str | os.PathLike[str], *, reason: str = "on demand") -> str:
         """Write the ring as a trace file and return its path.
 
         The file is written next to ``path`` and renamed over it, so a reader
-        never sees half a dump. Its header says ``"flight": reason``; its stats
+        never sees half a dump; it is created ``0600``. In a child after
+        ``fork()``, ``flight.jsonl`` becomes ``flight.<pid>.jsonl``. Its header says ``"flight": reason``; its stats
         line counts the events ``dropped`` before the oldest one kept.
 
         >>> import tracedfuture.trace
@@ -180,6 +194,11 @@ class FlightRecorder:
         0
         """
         name = os.fspath(path)
+        if self._child_of is not None:
+            # A forked child never writes over its parent's dump: as with trace
+            # files, its own goes next to it, named with its pid.
+            root, ext = os.path.splitext(name)
+            name = f"{root}.{os.getpid()}{ext}"
         events = self.events()
         stats = self.stats()
         stats["events_written"] = len(events)

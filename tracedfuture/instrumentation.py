@@ -18,6 +18,7 @@ variable                                        option                          
 ``OTEL_PYTHON_TRACEDFUTURE_SLOW``               ``slow`` (seconds)                ``0.5``
 ``OTEL_PYTHON_TRACEDFUTURE_CAPTURE_VALUES``     ``capture_values`` (true/false)   ``false``
 ``OTEL_PYTHON_TRACEDFUTURE_BUFFER_SIZE``        ``buffer_size`` (records)         ``1000000``
+``OTEL_PYTHON_TRACEDFUTURE_MAX_MEMORY``         ``max_memory`` (bytes)            ``67108864``
 ``OTEL_PYTHON_TRACEDFUTURE_FLUSH_INTERVAL``     ``flush_interval`` (seconds)      ``0.1``
 ``OTEL_PYTHON_TRACEDFUTURE_MAX_FAILURES``       ``max_failures``                  ``10``
 ``OTEL_PYTHON_TRACEDFUTURE_EXPORT_TIMEOUT``     ``export_timeout`` (seconds)      ``10``
@@ -98,6 +99,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "SLOW": ("slow", _float),
     "CAPTURE_VALUES": ("capture_values", _bool),
     "BUFFER_SIZE": ("buffer_size", _int),
+    "MAX_MEMORY": ("max_memory", _int),
     "FLUSH_INTERVAL": ("flush_interval", _float),
     "MAX_FAILURES": ("max_failures", _int),
     "EXPORT_TIMEOUT": ("export_timeout", _float),
