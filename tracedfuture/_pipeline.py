@@ -244,8 +244,10 @@ class Recorder:
         active = self._active
         self.capture_values = any(i.options.capture_values for i in active)
         if active:
-            # Half of max_memory is the buffer's; the other half the exporters' queues'.
-            self.limit = max(min(i.options.buffer_size, i.options.max_memory // 2 // RECORD_BYTES) for i in active)
+            # Half of max_memory is the buffer's (four fifths for the buffer, one
+            # for what a drain has taken and not converted yet: see drain()); the
+            # other half the exporters' queues'.
+            self.limit = max(min(i.options.buffer_size, i.options.max_memory * 2 // 5 // RECORD_BYTES) for i in active)
             interval = min(i.options.flush_interval for i in active)
             if interval < self.flush_interval:
                 self._wake.set()  # the drain thread may be waiting out a longer interval
@@ -316,21 +318,29 @@ class Recorder:
         """
         buffer = self.buffer
         with self._lock:
-            n = len(buffer)
-            if not n:
+            left = len(buffer)
+            if not left:
                 return
-            # Appends from other threads land after index n: taking the first n
-            # and deleting them is safe without stopping the recorders. All at
-            # once: deleting a chunk at a time would shift the rest each time.
-            batch = buffer[:n]
-            del buffer[:n]
-            self.records_seen += n
             self._draining = threading.get_ident()
             try:
-                for start in range(0, n, _CHUNK):
-                    self._process(batch[start : start + _CHUNK])
-                    if yield_gil:
-                        time.sleep(0)
+                # Appends from other threads land after what was there: taking
+                # the first n and deleting them is safe without stopping the
+                # recorders. A quarter of the buffer's limit at a time, so that
+                # what the drain holds while the buffer refills stays within
+                # max_memory (the limit leaves it room); deleting a chunk at a
+                # time would shift the rest too often.
+                step = max(_CHUNK, self.limit // 4)
+                while left > 0:
+                    n = min(left, step)
+                    left -= n
+                    batch = buffer[:n]
+                    del buffer[:n]
+                    self.records_seen += n
+                    for start in range(0, n, _CHUNK):
+                        self._process(batch[start : start + _CHUNK])
+                        if yield_gil:
+                            time.sleep(0)
+                    del batch
             finally:
                 self._draining = 0
 
