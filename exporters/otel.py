@@ -80,8 +80,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     _msg = "tracedfuture.exporters.otel needs OpenTelemetry: pip install 'tracedfuture[otel]'"
     raise ImportError(_msg, name=exc.name) from exc
 
-from .._delivery import unicode_safe
 from .._events import Event
+from .._sink import unicode_safe
 
 __all__ = ["CONTEXT_FIELD", "OTelExporter", "capture_context", "provider_from_environment"]
 

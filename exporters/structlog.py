@@ -69,8 +69,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     _msg = "tracedfuture.exporters.structlog needs structlog: pip install 'tracedfuture[structlog]'"
     raise ImportError(_msg, name=exc.name) from exc
 
-from .._delivery import unicode_safe
 from .._events import KINDS, Event
+from .._sink import unicode_safe
 
 __all__ = ["DEFAULT_LEVELS", "LEVELS", "StructlogExporter"]
 
