@@ -557,6 +557,45 @@ def test_a_full_queue_drops_whole_futures_or_marks_them_incomplete(tmp_path: Pat
         assert key in stats
 
 
+def history_problems(events: Sequence[Event]) -> list[tuple[int, list[str]]]:
+    """Futures whose history does not start with ``created``, or has no end and
+    no ``incomplete`` mark."""
+    history: dict[int, list[str]] = defaultdict(list)
+    for event in events:
+        history[event.future_id].append(event.kind)
+    return [
+        (fid, kinds)
+        for fid, kinds in history.items()
+        if kinds[0] != "created" or not (ENDS | {"incomplete"}) & set(kinds)
+    ]
+
+
+def test_an_exporter_abandoned_at_close_still_marks_the_futures_it_lost(tmp_path: Path) -> None:
+    class Slow(JsonLinesExporter):
+        def export(self, events: Sequence[Event], /) -> None:
+            time.sleep(0.05)
+            super().export(events)
+
+    async def main() -> None:
+        for _ in range(20):
+            await asyncio.gather(*(asyncio.sleep(0) for _ in range(200)))
+
+    path = tmp_path / "t.jsonl"
+    exporter = Slow(path)
+    started = time.monotonic()
+    tracedfuture.run(main(), exporters=[exporter], flush_interval=60, export_timeout=0.2)
+    print(f"run() returned after {time.monotonic() - started:.2f} s")
+    # Abandoned by uninstall(), the sink's thread drops what is queued, then
+    # hands the exporter the marks and shutdown(): the file gets its stats line.
+    deadline = time.monotonic() + 60
+    while exporter._fd is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    trace = read(path)
+    assert history_problems(trace.events) == []
+    assert trace.stats["incomplete_futures"] + trace.stats["dropped_futures"] > 0
+    assert trace.stats["events_written"] == len(trace.events)
+
+
 # --- memory bounded in bytes ----------------------------------------------------------
 
 

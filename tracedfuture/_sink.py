@@ -102,6 +102,8 @@ class Sink:
         self._untold: dict[int, None] = {}  # futures not exported at all: their later events too
         self._holed: dict[int, None] = {}  # futures marked incomplete: their later events too
         self._marks: list[Event] = []  # incomplete events not yet queued
+        self._late_marks: dict[int, Event] = {}  # after an overrun (see _abandon)
+        self._late_born: set[int] = set()
         self._closing = False
         self._thread: threading.Thread | None = None
         self._helper: threading.Thread | None = None
@@ -232,7 +234,18 @@ class Sink:
                 if item is _STOP:
                     return
                 if self.overran:
-                    pass  # abandoned at close: nothing more is handed to it
+                    # Abandoned at close: what is still queued is dropped. A slow
+                    # exporter still gets, if it gets that far, the incomplete
+                    # marks of the futures this cuts, and its shutdown().
+                    if type(item) is list:
+                        self._abandon(item)
+                    elif item is _SHUTDOWN:
+                        marks = list(self._late_marks.values())
+                        self._late_marks.clear()
+                        if marks:
+                            self.call("export", marks)
+                            self.exported += len(marks)
+                        self.call("shutdown")
                 elif item is _FLUSH:
                     self.call("flush")
                 elif item is _SHUTDOWN:
@@ -244,6 +257,24 @@ class Sink:
                 with cond:
                     self._handled += 1
                     cond.notify_all()
+
+    def _abandon(self, batch: list[Event]) -> None:
+        """Drop a batch left in the queue of an abandoned exporter, marking the
+        futures it had already exported events of."""
+        for event in batch:
+            fid = event.future_id
+            if event.kind == ev.INCOMPLETE:
+                self._late_marks[fid] = event
+                continue
+            self.dropped += 1
+            if not fid:
+                continue
+            if event.kind == ev.CREATED:
+                self._late_born.add(fid)
+                self.dropped_futures += 1
+            elif fid not in self._late_born and fid not in self._late_marks:
+                self._late_marks[fid] = _incomplete(event, "the exporter did not finish within export_timeout")
+                self.incomplete_futures += 1
 
     def call(self, method: str, *args: Any) -> None:
         """Call an exporter method, isolating the program from whatever it raises."""
@@ -332,7 +363,6 @@ class Sink:
         done = self._join(self._helper if self._thread is None else self._thread, deadline)
         if not done:
             self._overran()
-        _SINKS.discard(self)
         return done
 
     def close(self, timeout: float | None) -> bool:
