@@ -41,7 +41,9 @@ DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
 # Futures whose events a sink drops from now on, at most: beyond that the oldest
 # are forgotten (a long-lived one may then show a history without its start).
 _MAX_SCREENED = 100_000
-_ENDS_OF_LIFE = frozenset({ev.RESOLVED, ev.FAILED, ev.CANCELLED, ev.ABANDONED})
+# After these a future has no more events. Not after failed: unretrieved may come
+# when it is collected (a failed future is screened until then, or the limit).
+_ENDS_OF_LIFE = frozenset({ev.RESOLVED, ev.CANCELLED, ev.ABANDONED, ev.UNRETRIEVED})
 _SINKS: weakref.WeakSet[Sink] = weakref.WeakSet()
 
 
@@ -169,12 +171,7 @@ class Sink:
                     ended.append(fid)
             else:
                 out.append(event)
-        # Forgotten after the batch: the callback_scheduled that follow an end
-        # come in the same batch. A failed future may still be reported
-        # unretrieved later: it is kept until the limit pushes it out.
-        for fid in ended:
-            untold.pop(fid, None)
-            holed.pop(fid, None)
+        self._forget(ended)
         return out
 
     def _fit(self, events: list[Event], room: int) -> list[Event]:
@@ -186,38 +183,53 @@ class Sink:
         out: list[Event] = []
         owed_room = room
         new_room = room - self.max_bytes // 4
+        gone: set[int] = set()  # new futures dropped whole in this batch
+        ended: list[int] = []
+        untold, holed = self._untold, self._holed
         for event in events:
             fid = event.future_id
-            if fid in self._untold or fid in self._holed:
+            if fid in untold or fid in holed or fid in gone:
                 self.dropped += 1
             elif fid in born or not fid:
                 if new_room >= EVENT_BYTES:
                     out.append(event)
                     new_room -= EVENT_BYTES
                     owed_room -= EVENT_BYTES
-                else:
-                    self.dropped += 1
-                    if fid:
-                        born.discard(fid)
-                        self._untold[fid] = None
-                        self.dropped_futures += 1
-                        # Its events already kept in this batch go too.
-                        before = len(out)
-                        out = [e for e in out if e.future_id != fid]
-                        self.dropped += before - len(out)
+                    continue
+                self.dropped += 1
+                if fid:
+                    gone.add(fid)
+                    self.dropped_futures += 1
             elif owed_room >= EVENT_BYTES:
                 out.append(event)
                 owed_room -= EVENT_BYTES
                 new_room -= EVENT_BYTES
+                continue
             else:
                 self.dropped += 1
-                self._holed[fid] = None
+                holed[fid] = None
                 self.incomplete_futures += 1
                 self._marks.append(_incomplete(event, "the exporter's queue was full"))
+            if event.kind in _ENDS_OF_LIFE:
+                ended.append(fid)
+        if gone:
+            # Their events kept earlier in this batch go too: whole futures.
+            kept = len(out)
+            out = [e for e in out if e.future_id not in gone]
+            self.dropped += kept - len(out)
+            untold.update(dict.fromkeys(gone))
+        self._forget(ended)
+        return out
+
+    def _forget(self, ended: list[int]) -> None:
+        """Stop screening futures whose life ended (after their batch: the
+        ``callback_scheduled`` events that follow an end come in the same one)."""
+        for fid in ended:
+            self._untold.pop(fid, None)
+            self._holed.pop(fid, None)
         for screened in (self._untold, self._holed):
             while len(screened) > _MAX_SCREENED:
                 del screened[next(iter(screened))]
-        return out
 
     # -- the sink's thread -------------------------------------------------------
 
