@@ -146,11 +146,11 @@ class Sink:
             room = self.max_bytes - self._queued_bytes
             if len(events) * EVENT_BYTES > room:
                 events = self._fit(events, room)
-            # The incomplete marks, once there is room (they pass no screen: their
-            # futures are the screened ones).
-            marks = self._marks
-            if marks and (len(marks) + len(events)) * EVENT_BYTES <= room:
-                events, self._marks = marks + events, []
+            # The incomplete marks pass no screen (their futures are the screened
+            # ones) and no budget: each stands for an event that was dropped, and
+            # a future gets one at most.
+            if self._marks:
+                events, self._marks = self._marks + events, []
             if not events:
                 return
             self._items.append(events)
