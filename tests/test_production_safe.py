@@ -544,7 +544,9 @@ def test_a_full_queue_drops_whole_futures_or_marks_them_incomplete(tmp_path: Pat
     incomplete = [fid for fid, kinds in history.items() if "incomplete" in kinds]
     for fid, kinds in history.items():
         assert kinds[0] == "created", (fid, kinds)
-        if "incomplete" not in kinds:
+        if "incomplete" in kinds:
+            assert kinds[-1] == "incomplete", (fid, kinds)  # nothing after the hole
+        else:
             assert ENDS & set(kinds), (fid, kinds)  # a complete history ends
     stats = trace.stats
     print(

@@ -148,9 +148,10 @@ class Sink:
                 events = self._fit(events, room)
             # The incomplete marks pass no screen (their futures are the screened
             # ones) and no budget: each stands for an event that was dropped, and
-            # a future gets one at most.
+            # a future gets one at most. Last: after the events of its future
+            # that this batch kept.
             if self._marks:
-                events, self._marks = self._marks + events, []
+                events, self._marks = events + self._marks, []
             if not events:
                 return
             self._items.append(events)
