@@ -153,8 +153,8 @@ class JsonLinesExporter:
         self._pending_open = True
 
     def _summary(self, stats: dict[str, Any] | None = None) -> dict[str, Any]:
-        from tracedfuture._delivery import delivery_stats
         from tracedfuture._pipeline import RECORDER
+        from tracedfuture._sink import delivery_stats
 
         summary = {
             "events_written": self.events_written,

@@ -37,6 +37,7 @@ event kind              record name                    level        why
 ``failed``              ``future.failed``              warning      an exception, often handled
 ``abandoned``           ``future.abandoned``           warning      collected while pending
 ``unretrieved``         ``future.unretrieved``         error        an exception nobody looked at
+``incomplete``          ``future.incomplete``          warning      its history lost records
 ``stalled``             ``future.stalled``             warning      lint
 ``orphan``              ``future.orphan``              warning      lint
 ``blocked_loop``        ``loop.blocked``               warning      lint, about the loop
@@ -90,9 +91,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     _msg = "tracedfuture.exporters.structlog needs structlog: pip install 'tracedfuture[structlog]'"
     raise ImportError(_msg, name=exc.name) from exc
 
-from tracedfuture._delivery import unicode_safe
 from tracedfuture._events import KINDS, Event
 from tracedfuture._fold import Fold, FutureState
+from tracedfuture._sink import unicode_safe
 
 __all__ = ["DEFAULT_LEVELS", "LEVELS", "StructlogExporter", "record_name"]
 
@@ -104,6 +105,7 @@ DEFAULT_LEVELS: Mapping[str, str] = {
     "failed": "warning",
     "abandoned": "warning",
     "unretrieved": "error",
+    "incomplete": "warning",
     "stalled": "warning",
     "blocked_loop": "warning",
     "orphan": "warning",

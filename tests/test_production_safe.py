@@ -167,6 +167,37 @@ print(pid)
     assert sum(e.kind == "created" for e in parent.events) == 3003
 
 
+def test_a_forked_child_dumps_its_own_flight_recording(tmp_path: Path) -> None:
+    code = """
+import asyncio, os, sys
+import tracedfuture.flight
+
+tracedfuture.flight.enable(path=sys.argv[1])
+asyncio.run(asyncio.sleep(0))
+tracedfuture.flight.dump()
+pid = os.fork()
+if pid == 0:
+    async def child():
+        await asyncio.create_task(asyncio.sleep(0), name="in-child")
+    asyncio.run(child())
+    tracedfuture.flight.dump()
+    os._exit(0)
+os.waitpid(pid, 0)
+print(pid)
+"""
+    path = tmp_path / "flight.jsonl"
+    done = run_script(code, str(path))
+    assert done.returncode == 0, done.stderr
+    parent = read(path)
+    child = read(tmp_path / f"flight.{done.stdout.strip()}.jsonl")
+    assert "in-child" not in {e.name for e in parent.events}
+    assert "in-child" in {e.name for e in child.events}
+    # The child's ring holds the child's futures only: its main task, the task
+    # it awaited and asyncio.run's two clean-up tasks.
+    assert sum(e.kind == "created" for e in child.events) == 4
+    assert stat.S_IMODE(os.stat(child.path).st_mode) == 0o600
+
+
 @pytest.mark.parametrize("method", ["fork", "forkserver"])
 def test_multiprocessing_children_exit(method: str, tmp_path: Path) -> None:
     code = (
@@ -513,7 +544,9 @@ def test_a_full_queue_drops_whole_futures_or_marks_them_incomplete(tmp_path: Pat
     incomplete = [fid for fid, kinds in history.items() if "incomplete" in kinds]
     for fid, kinds in history.items():
         assert kinds[0] == "created", (fid, kinds)
-        if "incomplete" not in kinds:
+        if "incomplete" in kinds:
+            assert kinds[-1] == "incomplete", (fid, kinds)  # nothing after the hole
+        else:
             assert ENDS & set(kinds), (fid, kinds)  # a complete history ends
     stats = trace.stats
     print(
@@ -524,6 +557,46 @@ def test_a_full_queue_drops_whole_futures_or_marks_them_incomplete(tmp_path: Pat
     assert stats["incomplete_futures"] == len(incomplete)
     for key in ("untraced_futures", "tail_forgotten_futures", "dropped_futures", "export_failures"):
         assert key in stats
+
+
+def history_problems(events: Sequence[Event]) -> list[tuple[int, list[str]]]:
+    """Futures whose history does not start with ``created``, or has no end and
+    no ``incomplete`` mark."""
+    history: dict[int, list[str]] = defaultdict(list)
+    for event in events:
+        history[event.future_id].append(event.kind)
+    return [
+        (fid, kinds)
+        for fid, kinds in history.items()
+        if kinds[0] != "created" or not (ENDS | {"incomplete"}) & set(kinds)
+    ]
+
+
+def test_an_exporter_abandoned_at_close_still_marks_the_futures_it_lost(tmp_path: Path) -> None:
+    class Slow(JsonLinesExporter):
+        def export(self, events: Sequence[Event], /) -> None:
+            time.sleep(0.05)
+            super().export(events)
+
+    async def main() -> None:
+        for _ in range(20):
+            await asyncio.gather(*(asyncio.sleep(0) for _ in range(200)))
+            await asyncio.sleep(0.01)  # the drain delivers a batch meanwhile: a queue builds up
+
+    path = tmp_path / "t.jsonl"
+    exporter = Slow(path)
+    started = time.monotonic()
+    tracedfuture.run(main(), exporters=[exporter], flush_interval=0.005, export_timeout=0.2)
+    print(f"run() returned after {time.monotonic() - started:.2f} s")
+    # Abandoned by uninstall(), the sink's thread drops what is queued, then
+    # hands the exporter the marks and shutdown(): the file gets its stats line.
+    deadline = time.monotonic() + 60
+    while exporter._fd is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    trace = read(path)
+    assert history_problems(trace.events) == []
+    assert trace.stats["incomplete_futures"] + trace.stats["dropped_futures"] > 0
+    assert trace.stats["events_written"] == len(trace.events)
 
 
 # --- memory bounded in bytes ----------------------------------------------------------

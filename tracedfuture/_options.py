@@ -53,7 +53,7 @@ _T = TypeVar("_T")
 ENV_PREFIXES = ("TRACEDFUTURE_", "OTEL_PYTHON_TRACEDFUTURE_")
 
 #: ``TRACEDFUTURE_*`` variables that are not options (read elsewhere, left alone here).
-NOT_OPTIONS = frozenset({"PURE_PYTHON"})
+NOT_OPTIONS = frozenset({"PURE_PYTHON", "STRICT_BUILD", "CFLAGS", "LDFLAGS"})  # the core's choice and its build
 
 
 class OptionError(ValueError):

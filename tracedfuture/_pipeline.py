@@ -300,7 +300,7 @@ class Recorder:
 
 def _isolated(function: Any, *args: Any) -> None:
     """Call an installation's hook: a bug in it must not stop other routes.
-    (Exporters are isolated one level down, in ``_delivery.Sink``, from
+    (Exporters are isolated one level down, in ``_sink.Sink``, from
     ``BaseException`` too; a ``KeyboardInterrupt`` that lands here is the user's.)"""
     try:
         function(*args)

@@ -19,6 +19,7 @@ variable                                        option                          
 ``OTEL_PYTHON_TRACEDFUTURE_CAPTURE_VALUES``     ``capture_values`` (true/false)   ``false``
 ``OTEL_PYTHON_TRACEDFUTURE_MAX_BYTES``          ``max_bytes`` (bytes)             ``64MiB``
 ``OTEL_PYTHON_TRACEDFUTURE_BUFFER_SIZE``        ``buffer_size`` (deprecated)      ``1000000``
+``OTEL_PYTHON_TRACEDFUTURE_MAX_MEMORY``         ``max_memory`` (bytes)            ``64MiB``
 ``OTEL_PYTHON_TRACEDFUTURE_FLUSH_INTERVAL``     ``flush_interval`` (seconds)      ``0.1``
 ``OTEL_PYTHON_TRACEDFUTURE_MAX_FAILURES``       ``max_failures``                  ``10``
 ``OTEL_PYTHON_TRACEDFUTURE_EXPORT_TIMEOUT``     ``export_timeout`` (seconds)      ``10``
