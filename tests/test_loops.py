@@ -150,8 +150,23 @@ def test_super_calls_are_traced_with_a_task_factory_and_with_sampling() -> None:
             assert loop.run_until_complete(task) == "done"
             assert (type(task) is TracedTask) is (not options)
         loop.close()
-        assert len(loop.made) == 2  # both went through SuperLoop.create_task
+        assert sum(isinstance(made, asyncio.Task) for made in loop.made) == 2  # both through SuperLoop
     assert made == ["factory", "factory"]
+
+
+def test_a_plain_loop_with_a_task_factory_while_a_subclass_loop_is_traced() -> None:
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    subclass_loop = SuperLoop()
+    with tracedfuture.install(), tracedfuture.install(subclass_loop):
+        plain = asyncio.new_event_loop()  # made while BaseEventLoop.create_task is patched
+        plain.set_task_factory(factory)
+        task = plain.create_task(_work())
+        assert plain.run_until_complete(task) == "done" and type(task) is asyncio.Task
+        assert type(plain.create_future()) is TracedFuture
+        plain.close()
+    subclass_loop.close()
 
 
 def test_asyncios_own_methods_are_restored_when_the_last_such_loop_is_untraced() -> None:

@@ -92,7 +92,7 @@ def _implementation(cls: type, name: str) -> tuple[object, object]:
         if fn is _MISSING:
             continue
         if fn is _CLASS_PATCHES[name]:
-            fn = _BASE_METHODS[name]
+            fn = _class_saved[name]
         if own is _MISSING:
             own = fn
         if fn is _BASE_METHODS[name] or klass.__module__ == "uvloop.loop":
@@ -172,39 +172,45 @@ def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooks:
         if name in saved:
             continue  # an attribute the user set: shadowed while traced, restored after
         method, stock = _implementation(type(loop), name)
-        if method in _stock[name]:
-            continue  # asyncio's or uvloop's: LoopHooks does the same, faster
-        own[name] = getattr(loop, name)
-        # LoopHooks falls back on the methods it finds on the loop (a task factory,
-        # an untraced future): those must be the stock ones, never the override,
-        # which may itself come back to them through super().
+        if method not in _stock[name]:  # else asyncio's or uvloop's: LoopHooks does the same, faster
+            own[name] = getattr(loop, name)
+            if stock is _BASE_METHODS[name]:
+                _needs_class_patch(loop)
+        # LoopHooks falls back on the methods it finds on the loop (with a task
+        # factory, or for an untraced future): those must be the stock ones, never
+        # an override or the class patch, which would come back to LoopHooks.
         if stock is not _MISSING:
             namespace[name] = types.MethodType(stock, loop)  # type: ignore[arg-type]
-            if stock is _BASE_METHODS.get(name):
-                _needs_class_patch(loop)
     hooks = LoopHooks(loop)
-    namespace[_SAVED] = saved
+    ours: dict[str, object] = {
+        "create_future": _calling_own(own["create_future"]) if "create_future" in own else hooks.create_future,
+        "create_task": _calling_own(own["create_task"]) if "create_task" in own else hooks.create_task,
+        "close": _traced_close(loop, close),
+    }
+    namespace[_SAVED] = (saved, ours)
     namespace[HOOKS] = hooks
-    namespace["create_future"] = _calling_own(own["create_future"]) if "create_future" in own else hooks.create_future
-    namespace["create_task"] = _calling_own(own["create_task"]) if "create_task" in own else hooks.create_task
-    namespace["close"] = _traced_close(loop, close)
+    namespace.update(ours)
     return hooks
 
 
 def unhook_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Restore ``loop`` exactly as it was before :func:`hook_loop`."""
+    """Restore ``loop`` exactly as it was before :func:`hook_loop`, keeping what
+    its own code set on it since (a subclass's ``__init__`` runs after ours)."""
     namespace = vars(loop)
-    saved = namespace.pop(_SAVED, {})
+    saved, ours = namespace.pop(_SAVED, ({}, {}))
     namespace.pop(HOOKS, None)
-    for name in _PATCHED:
-        namespace.pop(name, None)
-    namespace.update(saved)
+    for name, value in ours.items():
+        if namespace.get(name) is value:
+            del namespace[name]
+            if name in saved:
+                namespace[name] = saved[name]
     _release_class_patch(id(loop))
 
 
 # --- asyncio's methods, for super() calls from a loop's own ---------------------------
 
 _class_users: dict[int, weakref.finalize] = {}  # type: ignore[type-arg]  # id(loop) -> its finalizer
+_class_saved: dict[str, Any] = dict(_BASE_METHODS)  # what the class had when patched
 _class_lock = threading.Lock()
 
 
@@ -212,7 +218,7 @@ def _base_create_future(self: Any) -> Any:
     hooks = vars(self).get(HOOKS)
     try:
         if hooks is None:
-            return _BASE_METHODS["create_future"](self)
+            return _class_saved["create_future"](self)
         return hooks.create_future()
     except BaseException as exc:
         _hide_frame(exc)
@@ -223,7 +229,7 @@ def _base_create_task(self: Any, coro: Any, **kwargs: Any) -> Any:
     hooks = vars(self).get(HOOKS)
     try:
         if hooks is None:
-            return _BASE_METHODS["create_task"](self, coro, **kwargs)
+            return _class_saved["create_task"](self, coro, **kwargs)
         return hooks.create_task(coro, **kwargs)
     except BaseException as exc:
         _hide_frame(exc)
@@ -243,6 +249,7 @@ def _needs_class_patch(loop: object) -> None:
     with _class_lock:
         if not _class_users:
             for name, patch in _CLASS_PATCHES.items():
+                _class_saved[name] = vars(_Base)[name]
                 setattr(_Base, name, patch)
         key = id(loop)
         if key not in _class_users:
@@ -256,15 +263,16 @@ def _release_class_patch(key: int) -> None:
             return
         finalizer.detach()
         if not _class_users:
-            for name in _CLASS_PATCHES:
-                setattr(_Base, name, _BASE_METHODS[name])
+            for name, patch in _CLASS_PATCHES.items():
+                _restore(_Base, name, _class_saved[name], patch)
 
 
 # --- seeing loops being made ---------------------------------------------------------
 
 _on_new_loop: Callable[[Any], None] | None = None
 _base_init: Callable[..., None] | None = None
-_uvloop_classes: list[tuple[type, object]] = []  # (uvloop.Loop, its own __init__ or _MISSING)
+_base_init_patch: object = None
+_uvloop_classes: list[tuple[type, object, object]] = []  # (uvloop.Loop, its own __init__ or _MISSING, ours)
 _finder: _UvloopFinder | None = None
 
 
@@ -284,7 +292,7 @@ def _new_loop(loop: Any) -> None:
 
 def patch_construction(on_new_loop: Callable[[Any], None]) -> None:
     """Call ``on_new_loop(loop)`` for every asyncio and uvloop loop made from now on."""
-    global _on_new_loop, _base_init, _finder
+    global _on_new_loop, _base_init, _base_init_patch, _finder
     _on_new_loop = on_new_loop
     if _base_init is None:
         original = _Base.__init__
@@ -299,7 +307,7 @@ def patch_construction(on_new_loop: Callable[[Any], None]) -> None:
             _new_loop(self)
 
         _copy_names(__init__, original)
-        _Base.__init__ = __init__
+        _Base.__init__ = _base_init_patch = __init__
     uvloop = sys.modules.get("uvloop")
     if uvloop is not None:
         _patch_uvloop(uvloop)
@@ -313,18 +321,26 @@ def unpatch_construction() -> None:
     global _on_new_loop, _base_init, _finder
     _on_new_loop = None
     if _base_init is not None:
-        _Base.__init__ = _base_init
+        _restore(_Base, "__init__", _base_init, _base_init_patch)
         _base_init = None
     while _uvloop_classes:
-        cls, init = _uvloop_classes.pop()
-        if init is _MISSING:
-            delattr(cls, "__init__")
-        else:
-            setattr(cls, "__init__", init)  # noqa: B010
+        cls, init, patch = _uvloop_classes.pop()
+        _restore(cls, "__init__", init, patch)
     if _finder is not None:
         if _finder in sys.meta_path:
             sys.meta_path.remove(_finder)
         _finder = None
+
+
+def _restore(cls: type, name: str, original: object, patch: object) -> None:
+    """Put ``original`` back (or remove the attribute if it was inherited), unless
+    someone patched the class again after us: theirs is kept, and calls ours."""
+    if vars(cls).get(name) is not patch:
+        return
+    if original is _MISSING:
+        delattr(cls, name)
+    else:
+        setattr(cls, name, original)
 
 
 def _copy_names(wrapper: Callable[..., Any], original: Callable[..., Any]) -> None:
@@ -346,7 +362,7 @@ def _patch_uvloop(module: types.ModuleType) -> None:
     ``uvloop.Loop``, a Python class (in ``uvloop/__init__.py``) whose
     ``__init__`` can be set."""
     cls = getattr(module, "Loop", None)
-    if not isinstance(cls, type) or any(patched is cls for patched, _ in _uvloop_classes):
+    if not isinstance(cls, type) or any(entry[0] is cls for entry in _uvloop_classes):
         return
     own = vars(cls).get("__init__", _MISSING)
     original: Callable[..., None] = cls.__init__  # type: ignore[misc]
@@ -370,7 +386,7 @@ def _patch_uvloop(module: types.ModuleType) -> None:
             cls.__qualname__,
         )
         return
-    _uvloop_classes.append((cls, own))
+    _uvloop_classes.append((cls, own, __init__))
 
 
 class _UvloopFinder(importlib.abc.MetaPathFinder):
