@@ -116,6 +116,24 @@ def test_a_loop_subclass_own_create_future_and_create_task_are_called(
     assert not memory.futures() and not memory.tasks()
 
 
+def test_a_task_a_loop_builds_itself_is_named_by_its_id_in_events() -> None:
+    class TaskLoop(asyncio.SelectorEventLoop):
+        def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:  # type: ignore[override]
+            return MyTask(coro, loop=self, **kwargs)
+
+    memory = MemoryExporter()
+    loop = TaskLoop()
+    with tracedfuture.install(loop, exporters=[memory]):
+        task = loop.create_task(_work())
+        task_id = tracedfuture.future_id(task)
+        assert loop.run_until_complete(task) == "done"
+    loop.close()
+    [fut] = memory.futures()  # made by asyncio's create_future, traced
+    assert type(task) is MyTask and task_id is not None
+    assert [e.task_id for e in memory.for_future(fut) if e.kind == "created"] == [task_id]
+    assert [e.awaiter_id for e in memory.for_future(fut) if e.kind == "awaited"] == [task_id]
+
+
 def test_what_a_loop_subclass_makes_through_super_is_traced(
     traced: Callable[[asyncio.AbstractEventLoop], MemoryExporter],
 ) -> None:

@@ -115,8 +115,8 @@ def _calling_own(method: Callable[..., Any]) -> Callable[..., Any]:
             raise
         if isinstance(made, asyncio.Future):
             _unlisted(getattr(made, "_source_traceback", None))
-            if future_id(made) is None:
-                _task_id(made)  # an id from now on, for the events that will name it
+            if isinstance(made, asyncio.Task) and future_id(made) is None:
+                _task_id(made)  # an id from its creation on, for the events that name it (awaiter, parent)
         return made
 
     return call
