@@ -23,6 +23,7 @@ CORE_TESTS = [
     "tests/test_core_compat.py",
     "tests/test_core_install.py",
     "tests/test_cpython_contract.py",
+    "tests/test_loops.py",
 ]
 
 
