@@ -10,9 +10,10 @@ What they do depends on the class:
 * where a loop class defines its own ``create_future`` or ``create_task``
   (``class MyLoop(SelectorEventLoop)`` returning ``MyTask``), that method is
   called and its result returned as it is; what it makes through
-  ``super().create_task()`` is traced (asyncio's method is patched on the class
-  for as long as such a loop is traced), anything else gets an id, so that
-  events can still name it;
+  ``super().create_task()`` is traced (asyncio's method is patched on
+  ``BaseEventLoop`` for as long as such a loop is traced, and stays asyncio's for
+  every other loop), a task it builds itself gets an id, so that events can name
+  it;
 * ``close`` always calls the class's (or the instance's) own ``close``.
 
 None of these wrappers shows in a traceback: exceptions leave with the wrapper's
@@ -48,6 +49,7 @@ __all__ = [
     "unhook_loop",
     "unpatch_construction",
     "untraceable",
+    "warn_once",
 ]
 
 logger = logging.getLogger("tracedfuture")
