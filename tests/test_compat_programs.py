@@ -56,6 +56,15 @@ CASES = {
     "uvloop.new_event_loop": Case("uvloop_entry.py", ("new_event_loop",), needs=UVLOOP, traced_at_least=20),
     "uvicorn on uvloop": Case("uvicorn_app.py", ("uvloop",), needs=("uvicorn", "httpx", *UVLOOP), traced_at_least=100),
     "uvicorn on asyncio": Case("uvicorn_app.py", ("asyncio",), needs=("uvicorn", "httpx"), traced_at_least=100),
+    "a failed task dropped": Case(
+        "unretrieved.py",
+        traced_at_least=2,
+        xfail=(
+            "issue 11 ('exactly asyncio'): a finished TracedTask outlives `del` by one loop iteration (its hidden "
+            "completion callback holds it), so 'Task exception was never retrieved' comes later; owned by the "
+            "_future.py / C core engineers"
+        ),
+    ),
     "debug mode": Case(
         "debug_mode.py",
         env=(("PYTHONASYNCIODEBUG", "1"),),
