@@ -331,6 +331,20 @@ def test_process_wide_install_traces_uvloop_however_its_loop_is_made(entry: str,
     assert done.stdout.splitlines()[1] == "[] False"
 
 
+def test_uninstall_restores_asyncio_uvloop_and_the_import_system_exactly() -> None:
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed")
+    before = (list(sys.meta_path), dict(vars(asyncio.BaseEventLoop)), dict(vars(uvloop.Loop)))
+    with tracedfuture.install(), tracedfuture.install():
+        assert "__init__" in vars(uvloop.Loop)
+        loop = uvloop.new_event_loop()
+        assert isinstance(loop.create_future(), TracedFuture)
+        loop.close()
+    assert (list(sys.meta_path), dict(vars(asyncio.BaseEventLoop)), dict(vars(uvloop.Loop))) == before
+    loop = uvloop.new_event_loop()
+    assert not isinstance(loop.create_future(), TracedFuture) and "create_future" not in vars(loop)
+    loop.close()
+
+
 def test_uvloop_import_leaves_no_trace_of_the_import_hook(tmp_path: Path) -> None:
     pytest.importorskip("uvloop", reason="uvloop is not installed")
     program = textwrap.dedent(
