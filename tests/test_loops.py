@@ -187,6 +187,34 @@ def test_a_plain_loop_with_a_task_factory_while_a_subclass_loop_is_traced() -> N
     subclass_loop.close()
 
 
+def test_wrong_calls_through_super_fail_with_asyncios_own_message() -> None:
+    class ArgsLoop(asyncio.SelectorEventLoop):
+        def create_future(self, *args: Any) -> asyncio.Future[Any]:
+            return super().create_future(*args)
+
+        def create_task(self, *args: Any, **kwargs: Any) -> asyncio.Task[Any]:  # type: ignore[override]
+            return super().create_task(*args, **kwargs)
+
+    def errors() -> list[str]:
+        loop = ArgsLoop()
+        messages = []
+        for method, args in ((loop.create_task, ()), (loop.create_task, (1, 2)), (loop.create_future, (3,))):
+            try:
+                method(*args)
+            except TypeError as exc:
+                messages.append(str(exc))
+        task = loop.create_task(coro=_work())
+        messages.append(f"{type(task).__name__} {loop.run_until_complete(task)}")
+        loop.close()
+        return messages
+
+    plain = errors()
+    with tracedfuture.install():
+        traced = errors()
+    assert traced == plain
+    assert plain[0] == "BaseEventLoop.create_task() missing 1 required positional argument: 'coro'"
+
+
 def test_asyncios_own_methods_are_restored_when_the_last_such_loop_is_untraced() -> None:
     loop = SuperLoop()
     with tracedfuture.install(loop):

@@ -216,23 +216,24 @@ _class_saved: dict[str, Any] = dict(_BASE_METHODS)  # what the class had when pa
 _class_lock = threading.Lock()
 
 
-def _base_create_future(self: Any) -> Any:
+# Arguments pass through untouched, so that a wrong call fails with asyncio's own message.
+def _base_create_future(self: Any, *args: Any, **kwargs: Any) -> Any:
     hooks = vars(self).get(HOOKS)
     try:
-        if hooks is None:
-            return _class_saved["create_future"](self)
+        if hooks is None or args or kwargs:
+            return _class_saved["create_future"](self, *args, **kwargs)
         return hooks.create_future()
     except BaseException as exc:
         _hide_frame(exc)
         raise
 
 
-def _base_create_task(self: Any, coro: Any, **kwargs: Any) -> Any:
+def _base_create_task(self: Any, *args: Any, **kwargs: Any) -> Any:
     hooks = vars(self).get(HOOKS)
     try:
-        if hooks is None:
-            return _class_saved["create_task"](self, coro, **kwargs)
-        return hooks.create_task(coro, **kwargs)
+        if hooks is None or len(args) + ("coro" in kwargs) != 1:
+            return _class_saved["create_task"](self, *args, **kwargs)
+        return hooks.create_task(*args, **kwargs)
     except BaseException as exc:
         _hide_frame(exc)
         raise
