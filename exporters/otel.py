@@ -80,7 +80,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     _msg = "tracedfuture.exporters.otel needs OpenTelemetry: pip install 'tracedfuture[otel]'"
     raise ImportError(_msg, name=exc.name) from exc
 
-from .._events import Event
+from tracedfuture._delivery import unicode_safe
+from tracedfuture._events import Event
 
 __all__ = ["CONTEXT_FIELD", "OTelExporter", "capture_context", "provider_from_environment"]
 
@@ -179,12 +180,13 @@ class OTelExporter:
     def export(self, events: Sequence[Event], /) -> None:
         with self._lock:
             if self._tracer is None:
-                from .. import __version__
+                from tracedfuture import __version__
 
                 self._tracer = trace.get_tracer("tracedfuture", __version__, tracer_provider=self._provider)
             # In time order: tail sampling releases a kept future's events before
             # those of the tasks linked to it, whose spans must exist first.
-            for event in sorted(events, key=_BY_TIME):
+            # Protobuf encodes strings as UTF-8: a lone surrogate would lose the batch.
+            for event in sorted(unicode_safe(events), key=_BY_TIME):
                 handler = _HANDLERS.get(event.kind)
                 if handler is not None:
                     handler(self, event)

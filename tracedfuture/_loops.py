@@ -39,7 +39,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._future import LoopHooks, _task_id, flush_pending_completions, future_id
+from ._core import LoopHooks, assign_id, flush_pending_completions, future_id
 from ._pipeline import RECORDER
 
 __all__ = [
@@ -118,7 +118,7 @@ def _calling_own(method: Callable[..., Any]) -> Callable[..., Any]:
         if isinstance(made, asyncio.Future):
             _unlisted(getattr(made, "_source_traceback", None))
             if isinstance(made, asyncio.Task) and future_id(made) is None:
-                _task_id(made)  # an id from its creation on, for the events that name it (awaiter, parent)
+                assign_id(made)  # an id from its creation on, for the events that name it (awaiter, parent)
         return made
 
     return call
@@ -134,7 +134,9 @@ def _traced_close(loop: asyncio.AbstractEventLoop, close: Callable[..., Any]) ->
             _hide_frame(exc)
             raise
         finally:
-            RECORDER.drain()  # to the exporters' queues; a slow exporter must not stall close()
+            # To the exporters' queues; a slow exporter must not stall close().
+            for inst in getattr(getattr(loop, HOOKS, None), "installations", ()):
+                RECORDER.drain(only=inst)
 
     return traced_close
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._events import Site
-from ._model import OUTCOMES, Model, format_duration, plural, printable, site_text
+from ._model import OUTCOMES, Model
+from ._text import format_duration, plural, printable, site_text
 
 __all__ = ["COLUMNS", "SiteStats", "collect", "render_json", "render_table"]
 
