@@ -70,11 +70,10 @@ CASES = {
         env=(("PYTHONASYNCIODEBUG", "1"),),
         traced_at_least=5,
         xfail=(
-            "issue 11 item 4 (debug mode: reprs and _source_traceback name tracedfuture's site instead of "
-            "asyncio's create_future; a finished task outlives `del` by one loop iteration, moving "
-            "'Task exception was never retrieved'), owned by the _future.py / C core engineers; and "
-            "'Coroutine created at' / 'Object created at' gain tracedfuture run's own frames, owned by the "
-            "tracedfuture run / start-up engineer"
+            "issue 11 item 4: 'Coroutine created at' and 'Object created at' gain tracedfuture run's own frames "
+            "(console script, cli.py, _run.py), owned by the tracedfuture run / start-up engineer; and a finished "
+            "task outlives `del` by one loop iteration, moving 'Task exception was never retrieved' (see 'a failed "
+            "task dropped'), owned by the _future.py / C core engineers"
         ),
     ),
 }
