@@ -36,8 +36,11 @@ Span events
     cannot change once ended, so ``unretrieved`` (seen when a failed future is
     collected) and callbacks added to a finished future are not shown.
 Attributes
-    ``code.function``, ``code.filepath``, ``code.lineno`` (where it was
-    created) and ``thread.id`` from the semantic conventions, and:
+    ``code.function.name``, ``code.file.path``, ``code.line.number`` (where it
+    was created: the stable code conventions, replacing the deprecated
+    ``code.function``, ``code.filepath`` and ``code.lineno``; the constants of
+    ``opentelemetry-semantic-conventions`` when it has them) and ``thread.id``,
+    and:
 
     ==========================  ===================================================
     ``asyncio.kind``            ``"task"`` or ``"future"``
@@ -56,6 +59,12 @@ Attributes
     ``asyncio.canceller``       the function that called ``cancel()``, and where
     ``asyncio.canceller_id``    the task that called ``cancel()``
     ==========================  ===================================================
+
+``asyncio.run`` (and ``asyncio.Runner``) ends by running two tasks of its own,
+``shutdown_asyncgens`` and ``shutdown_default_executor``, created outside any
+task: exported, each would be a root trace of its own in Jaeger or Tempo, after
+every run. They are left out, with the futures they create, unless
+``OTelExporter(shutdown_tasks=True)``.
 
 Spans of futures still pending at ``shutdown()`` end there, with
 ``asyncio.state = "pending"``. Memory is bounded: at most ``max_open_spans``
@@ -83,7 +92,21 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from tracedfuture._delivery import unicode_safe
 from tracedfuture._events import Event
 
-__all__ = ["CONTEXT_FIELD", "OTelExporter", "capture_context", "provider_from_environment"]
+
+def _code_attributes() -> tuple[str, str, str]:
+    """The stable code attribute names, from the conventions package when it has
+    them (0.48b0 and later), else the same names written out."""
+    try:
+        from opentelemetry.semconv.attributes import code_attributes as code
+    except ImportError:  # pragma: no cover - older opentelemetry-semantic-conventions
+        return "code.function.name", "code.file.path", "code.line.number"
+    return code.CODE_FUNCTION_NAME, code.CODE_FILE_PATH, code.CODE_LINE_NUMBER
+
+
+CODE_FUNCTION_NAME, CODE_FILE_PATH, CODE_LINE_NUMBER = _code_attributes()
+THREAD_ID = "thread.id"  # still incubating in the conventions: no stable constant
+
+__all__ = ["CONTEXT_FIELD", "OTelExporter", "capture_context", "is_shutdown_task", "provider_from_environment"]
 
 #: The Event field in which the core stores, on ``created``, what the exporters'
 #: ``capture()`` returned; read with ``getattr`` so that any event still exports.
@@ -96,6 +119,24 @@ _FUTURE_LINK = {"asyncio.link": "awaited_by"}
 _ENDING_KINDS = {"resolved": "resolved", "failed": "failed", "cancelled": "cancelled", "abandoned": "abandoned"}
 _LINT_KINDS = frozenset({"stalled", "orphan", "blocked_loop"})
 _BY_TIME = operator.attrgetter("ts_ns")
+# The coroutines asyncio.run / Runner.close (and uvloop) run as root tasks of
+# their own once the program's main task is done.
+_SHUTDOWN_COROS = (".shutdown_asyncgens", ".shutdown_default_executor")
+
+
+def is_shutdown_task(event: Event) -> bool:
+    """Whether a ``created`` event is one of ``asyncio.run``'s shutdown tasks:
+    a task made outside any task, running ``<loop class>.shutdown_asyncgens`` or
+    ``.shutdown_default_executor``.
+
+    >>> from tracedfuture import Event
+    >>> is_shutdown_task(Event("created", 3, 0, is_task=True, coro="BaseEventLoop.shutdown_asyncgens"))
+    True
+    >>> is_shutdown_task(Event("created", 4, 0, is_task=True, coro="main", task_id=None))
+    False
+    """
+    coro = event.coro
+    return event.is_task and event.task_id is None and coro is not None and coro.endswith(_SHUTDOWN_COROS)
 
 
 def capture_context() -> Context:
@@ -138,8 +179,11 @@ class OTelExporter:
     >>> provider.add_span_processor(SimpleSpanProcessor(spans))
     >>> tracedfuture.run(asyncio.sleep(0, "ok"), exporters=[OTelExporter(provider)])
     'ok'
-    >>> spans.get_finished_spans()[0].name
-    'task sleep'
+    >>> [span.name for span in spans.get_finished_spans()]
+    ['task sleep']
+
+    ``shutdown_tasks=True`` also exports ``asyncio.run``'s two shutdown tasks,
+    each a root span of its own.
     """
 
     def __init__(
@@ -148,11 +192,16 @@ class OTelExporter:
         *,
         max_open_spans: int = 100_000,
         max_remembered: int = 10_000,
+        shutdown_tasks: bool = False,
     ) -> None:
         for name, value in (("max_open_spans", max_open_spans), ("max_remembered", max_remembered)):
             if not isinstance(value, int) or value < 1:
                 msg = f"{name} must be a positive int, not {value!r}"
                 raise ValueError(msg)
+        flag: object = shutdown_tasks  # checked for callers without a type checker
+        if not isinstance(flag, bool):
+            msg = f"shutdown_tasks must be True or False, not {flag!r}"
+            raise TypeError(msg)
         if tracer_provider is not None and not callable(getattr(tracer_provider, "get_tracer", None)):
             msg = f"tracer_provider must be an OpenTelemetry TracerProvider, not {tracer_provider!r}"
             raise TypeError(msg)
@@ -165,6 +214,9 @@ class OTelExporter:
         self._open: dict[int, _Open] = {}
         self._ended: dict[int, SpanContext] = {}
         self._ending: list[int] = []
+        self._shutdown_tasks = shutdown_tasks
+        # Shutdown tasks left out, and the futures they created: until they end.
+        self._left_out: set[int] = set()
         self.spans_started = 0
         self.spans_dropped = 0
 
@@ -228,6 +280,9 @@ class OTelExporter:
     def _created(self, event: Event) -> None:
         if event.future_id in self._open:
             return  # a repeated id: nonsense from a broken producer, ignored
+        if not self._shutdown_tasks and (is_shutdown_task(event) or event.task_id in self._left_out):
+            self._left_out.add(event.future_id)
+            return
         if len(self._open) >= self._max_open:
             self.spans_dropped += 1
             return
@@ -251,10 +306,10 @@ class OTelExporter:
             name = f"future {event.name or site_function or ''}".rstrip()
             _put(attributes, "asyncio.future.label", event.name)
         if event.site is not None:
-            attributes["code.function"] = event.site.function
-            attributes["code.filepath"] = event.site.filename
-            attributes["code.lineno"] = event.site.lineno
-        _put(attributes, "thread.id", event.thread_id)
+            attributes[CODE_FUNCTION_NAME] = event.site.function
+            attributes[CODE_FILE_PATH] = event.site.filename
+            attributes[CODE_LINE_NUMBER] = event.site.lineno
+        _put(attributes, THREAD_ID, event.thread_id)
         _put(attributes, "asyncio.creator_task_id", event.task_id)
         assert self._tracer is not None
         span = self._tracer.start_span(name, context=context, attributes=attributes, start_time=self._wall(event.ts_ns))
@@ -305,6 +360,8 @@ class OTelExporter:
             item.span.set_attribute("asyncio.task.name" if event.is_task else "asyncio.future.label", event.name)
 
     def _ended_event(self, event: Event) -> None:
+        if self._left_out:
+            self._left_out.discard(event.future_id)
         item = self._open.get(event.future_id)
         if item is None or item.ending is not None:
             return
@@ -397,7 +454,7 @@ def _set(span: Span, key: str, value: str | int | None) -> None:
         span.set_attribute(key, value)
 
 
-def provider_from_environment() -> trace.TracerProvider | None:
+def provider_from_environment(*, timeout: float | None = None) -> trace.TracerProvider | None:
     """A TracerProvider configured from OpenTelemetry's standard variables, for a
     program that configures none itself (``tracedfuture run --exporter otel``).
 
@@ -408,6 +465,10 @@ def provider_from_environment() -> trace.TracerProvider | None:
     prints spans on standard error; ``OTEL_SERVICE_NAME`` and
     ``OTEL_RESOURCE_ATTRIBUTES`` name the resource. The global provider is left
     alone, so the program can still set its own; the caller shuts this one down.
+
+    ``timeout`` (seconds) bounds each OTLP export; the first failure prints one
+    line on standard error and drops spans from then on, so that a missing
+    collector neither floods the program's stderr nor delays its exit.
     """
     import os
     import sys
@@ -439,10 +500,72 @@ def provider_from_environment() -> trace.TracerProvider | None:
         except ImportError as exc:
             msg = "OTLP export needs the OTLP/HTTP exporter: pip install opentelemetry-exporter-otlp-proto-http"
             raise ImportError(msg, name=exc.name) from exc
-        exporter = OTLPSpanExporter()
+        exporter = OTLPSpanExporter(timeout=timeout)
+        if timeout is not None:
+            exporter = _GiveUp(exporter, timeout)
     else:
         msg = f"OTEL_TRACES_EXPORTER={kind!r} is not supported here: use otlp, console or none"
         raise ValueError(msg)
     provider = TracerProvider(resource=Resource.create())
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
+
+
+def _GiveUp(exporter: Any, timeout: float) -> Any:
+    """``exporter`` that, once an export fails (no collector answered within
+    ``timeout``), says so in one line on standard error and drops later spans."""
+    import logging
+    import sys
+
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    quiet = threading.local()
+
+    def not_ours(record: logging.LogRecord) -> bool:
+        if getattr(quiet, "on", False):
+            quiet.last = record.getMessage()
+            return False
+        return True
+
+    # The OTLP client logs every retry and failure itself; while we export, that
+    # is what our one line replaces.
+    client_logger = logging.getLogger(type(exporter).__module__)
+    client_logger.addFilter(not_ours)
+
+    class GiveUp(SpanExporter):
+        def __init__(self) -> None:
+            self.failed = False
+
+        def export(self, spans: Any) -> Any:
+            if self.failed:
+                return SpanExportResult.FAILURE
+            quiet.on, quiet.last = True, "no answer"
+            try:
+                result = exporter.export(spans)
+            except Exception as exc:
+                result, reason = SpanExportResult.FAILURE, repr(exc)
+            else:
+                reason = str(quiet.last).splitlines()[0][:200]
+            finally:
+                quiet.on = False
+            if result is not SpanExportResult.SUCCESS:
+                self.failed = True
+                endpoint = getattr(exporter, "_endpoint", "the collector")
+                print(
+                    f"tracedfuture: OpenTelemetry: {endpoint} did not take spans within {timeout:g}s "
+                    f"({reason}); dropping spans from now on (TRACEDFUTURE_OTEL_TIMEOUT sets the wait)",
+                    file=sys.stderr,
+                )
+            return result
+
+        def shutdown(self) -> None:
+            quiet.on = True
+            try:
+                exporter.shutdown()
+            finally:
+                quiet.on = False
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return bool(exporter.force_flush(timeout_millis))
+
+    return GiveUp()

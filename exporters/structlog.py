@@ -16,10 +16,34 @@ configuration made after the exporter was created applies from the next batch.
 Levels the configuration filters out (``make_filtering_bound_logger``, a stdlib
 logger's level) are skipped before a record is built.
 
-Record names are ``<prefix>.<kind>``: the prefix is ``task`` for a task,
-``future`` for any other future and ``loop`` for a finding about the loop
-itself (``loop.blocked_loop``); the kind is an :class:`~tracedfuture.Event`
-kind: ``future.created``, ``task.cancelled``, ``future.awaited``...
+Record names follow structlog's habit of short, lowercase, dotted event names
+that say what happened and carry nothing variable (the data is in the keys):
+``<subject>.<what>``, where the subject is ``task`` for a task, ``future`` for
+any other future and ``loop`` for a finding about the loop itself, and the
+level goes by severity. Every name, and its default level:
+
+======================  =============================  ===========  ====================================
+event kind              record name                    level        why
+======================  =============================  ===========  ====================================
+``created``             ``task.created`` ...           debug        lifecycle
+``callback_added``      ``future.callback_added``      debug        lifecycle
+``callback_removed``    ``future.callback_removed``    debug        lifecycle
+``awaited``             ``future.awaited``             debug        lifecycle
+``callback_scheduled``  ``future.callback_scheduled``  debug        lifecycle
+``renamed``             ``task.renamed``               debug        lifecycle
+``resolved``            ``future.resolved``            debug        lifecycle
+``cancel_requested``    ``task.cancel_requested``      debug        normal control flow
+``cancelled``           ``task.cancelled``             debug        normal control flow
+``failed``              ``future.failed``              warning      an exception, often handled
+``abandoned``           ``future.abandoned``           warning      collected while pending
+``unretrieved``         ``future.unretrieved``         error        an exception nobody looked at
+``stalled``             ``future.stalled``             warning      lint
+``orphan``              ``future.orphan``              warning      lint
+``blocked_loop``        ``loop.blocked``               warning      lint, about the loop
+======================  =============================  ===========  ====================================
+
+(``future.`` or ``task.`` as the record is about a future or a task, except
+``loop.blocked``.) ``levels`` overrides any of the levels.
 
 Keys, present when they have a value:
 
@@ -50,9 +74,6 @@ outcome (``future.resolved``, ``task.failed``, ``future.cancelled``,
 ``cancel_requested`` messages; ``unretrieved`` and lint records are still written
 as they come. A future still pending at shutdown gives no summary.
 
-Levels: ``failed``, ``abandoned``, ``stalled``, ``blocked_loop`` and ``orphan``
-are warnings, ``unretrieved`` (an exception nobody looked at) an error, every
-other kind debug; ``levels`` overrides any of them.
 """
 
 from __future__ import annotations
@@ -73,7 +94,7 @@ from tracedfuture._delivery import unicode_safe
 from tracedfuture._events import KINDS, Event
 from tracedfuture._fold import Fold, FutureState
 
-__all__ = ["DEFAULT_LEVELS", "LEVELS", "StructlogExporter"]
+__all__ = ["DEFAULT_LEVELS", "LEVELS", "StructlogExporter", "record_name"]
 
 #: Level names accepted in ``levels`` (and the stdlib numbers they stand for).
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
@@ -118,6 +139,10 @@ class StructlogExporter:
         Futures remembered at once for ``duration_ms`` and summaries; past it the
         oldest is forgotten (its record has no ``duration_ms``), counted in
         ``forgotten``.
+    logger
+        What records are bound from (anything with ``bind()``) instead of
+        ``structlog.get_logger(logger_name)``; ``tracedfuture run`` passes one that
+        writes to standard error unless the program configured structlog.
     """
 
     __slots__ = (
@@ -144,6 +169,7 @@ class StructlogExporter:
         summary: bool = False,
         levels: Mapping[str, str | int] | None = None,
         max_tracked: int = 100_000,
+        logger: Any = None,
     ) -> None:
         name: object = logger_name  # checked for callers without a type checker
         if not isinstance(name, str):
@@ -156,7 +182,7 @@ class StructlogExporter:
         self.summary = bool(summary)
         self.max_tracked = max_tracked
         self._levels = _resolve_levels(levels or {})
-        self._logger: Any = None
+        self._logger: Any = logger
         self._bound: Any = None
         self._enabled = _ALL_LEVELS
         self._lock = threading.Lock()
@@ -310,10 +336,27 @@ class StructlogExporter:
             return _ALL_LEVELS
 
 
-def _name(event: Event) -> str:
+#: Kinds whose record name is not ``<subject>.<kind>``.
+_RENAMED_KINDS: Mapping[str, str] = {"blocked_loop": "loop.blocked"}
+
+
+def record_name(event: Event) -> str:
+    """The structlog event name of a record about ``event`` (see the module docs).
+
+    >>> from tracedfuture import Event
+    >>> record_name(Event("cancelled", 7, 0, is_task=True)), record_name(Event("blocked_loop", 0, 0))
+    ('task.cancelled', 'loop.blocked')
+    """
+    kind = event.kind
+    renamed = _RENAMED_KINDS.get(kind)
+    if renamed is not None:
+        return renamed
     if event.is_task:
-        return "task." + event.kind
-    return ("future." if event.future_id else "loop.") + event.kind
+        return "task." + kind
+    return ("future." if event.future_id else "loop.") + kind
+
+
+_name = record_name
 
 
 def _ms(ns: int) -> float:

@@ -250,9 +250,12 @@ def test_semantic_convention_and_asyncio_attributes(provider: TracerProvider, sp
     finished = spans.get_finished_spans()
     reply = dict(by_label(finished, "reply").attributes or {})
     waiter = dict(by_task(finished, "waiter").attributes or {})
-    assert reply["code.function"] == "wait_for_reply"  # a qualname
-    assert reply["code.filepath"] == __file__
-    assert isinstance(reply["code.lineno"], int)
+    assert reply["code.function.name"] == "wait_for_reply"  # a qualname
+    assert reply["code.file.path"] == __file__
+    assert isinstance(reply["code.line.number"], int)
+    for deprecated in ("code.function", "code.filepath", "code.lineno"):
+        assert deprecated not in reply
+        assert deprecated not in waiter
     assert isinstance(reply["thread.id"], int)
     assert reply["asyncio.kind"] == "future"
     assert reply["asyncio.state"] == "resolved"
@@ -260,7 +263,75 @@ def test_semantic_convention_and_asyncio_attributes(provider: TracerProvider, sp
     assert reply["asyncio.creator_task_id"] == waiter["asyncio.future_id"]
     assert waiter["asyncio.kind"] == "task"
     assert waiter["asyncio.coro"] == "wait_for_reply"
-    assert str(waiter["code.function"]).endswith(".<locals>.main")
+    assert str(waiter["code.function.name"]).endswith(".<locals>.main")
+
+
+def test_code_attributes_are_the_conventions_package_names() -> None:
+    from opentelemetry.semconv.attributes import code_attributes
+
+    from tracedfuture.exporters import otel
+
+    assert otel.CODE_FILE_PATH == code_attributes.CODE_FILE_PATH == "code.file.path"
+    assert otel.CODE_FUNCTION_NAME == code_attributes.CODE_FUNCTION_NAME == "code.function.name"
+    assert otel.CODE_LINE_NUMBER == code_attributes.CODE_LINE_NUMBER == "code.line.number"
+
+
+async def uses_the_default_executor() -> int:
+    # Makes asyncio.run's shutdown_default_executor create a future of its own.
+    return await asyncio.get_running_loop().run_in_executor(None, int, "5")
+
+
+def test_asyncio_runs_shutdown_tasks_are_not_exported_as_root_traces(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    with tracedfuture.install(exporters=[OTelExporter(provider)]):
+        assert asyncio.run(uses_the_default_executor()) == 5
+    finished = spans.get_finished_spans()
+    names = [span.name for span in finished]
+    assert "task uses_the_default_executor" in names
+    assert not [name for name in names if "shutdown" in name]
+    functions = {(span.attributes or {}).get("code.function.name") for span in finished}
+    assert not [f for f in functions if str(f).startswith("BaseEventLoop.shutdown")]  # nor the futures they made
+    roots = [span.name for span in finished if span.parent is None]
+    assert roots == ["task uses_the_default_executor"]
+
+
+def test_shutdown_tasks_true_exports_them_with_their_futures(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    with tracedfuture.install(exporters=[OTelExporter(provider, shutdown_tasks=True)]):
+        asyncio.run(uses_the_default_executor())
+    finished = spans.get_finished_spans()
+    roots = sorted(span.name for span in finished if span.parent is None)
+    assert roots == [
+        "task BaseEventLoop.shutdown_asyncgens",
+        "task BaseEventLoop.shutdown_default_executor",
+        "task uses_the_default_executor",
+    ]
+    (executor_task,) = [s for s in finished if s.name == "task BaseEventLoop.shutdown_default_executor"]
+    children = [s for s in finished if s.parent is not None and s.parent.span_id == executor_task.context.span_id]
+    assert children
+    assert all(s.name.startswith("future ") for s in children)
+
+
+def test_a_task_of_the_program_named_like_a_shutdown_step_is_still_exported(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    class Service:
+        async def shutdown_asyncgens(self) -> None:
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.create_task(Service().shutdown_asyncgens())
+
+    tracedfuture.run(main(), exporters=[OTelExporter(provider)])
+    names = [span.name for span in spans.get_finished_spans()]
+    assert [name for name in names if name.endswith("Service.shutdown_asyncgens")]  # made inside a task
+
+
+def test_shutdown_tasks_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match=r"^shutdown_tasks must be True or False, not 'yes'$"):
+        OTelExporter(shutdown_tasks="yes")  # type: ignore[arg-type]
 
 
 def test_pending_futures_end_at_shutdown_with_state_pending(

@@ -276,7 +276,7 @@ def test_loop_findings_are_named_loop() -> None:
         StructlogExporter().export([Event("blocked_loop", 0, 10, task_id=4, age_ns=250_000_000, detail="stack")])
     assert logs == [
         {
-            "event": "loop.blocked_loop",
+            "event": "loop.blocked",
             "log_level": "warning",
             "future_id": 0,
             "task_id": 4,
@@ -297,3 +297,29 @@ def test_without_structlog_the_import_error_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert "pip install 'tracedfuture[structlog]'" in out.stdout
+
+
+def test_the_documented_table_is_what_the_exporter_writes() -> None:
+    import re
+
+    import tracedfuture.exporters.structlog as module
+    from tracedfuture import KINDS
+
+    rows = re.findall(r"^``(\w+)``\s+``([\w.]+)``(?: \.\.\.)?\s+(\w+)\s", module.__doc__ or "", re.M)
+    table = {kind: (name, level) for kind, name, level in rows}
+    assert set(table) == set(KINDS)
+    exporter = StructlogExporter()
+    for kind, (name, level) in table.items():
+        subject = name.split(".")[0]
+        event = Event(kind, 0 if subject == "loop" else 5, 10, is_task=subject == "task")
+        assert module.record_name(event) == name
+        assert exporter._levels.get(kind, "debug") == level, kind
+        assert name == name.lower()
+        assert len(name) <= 30
+
+
+@pytest.mark.parametrize(("kind", "level"), [("unretrieved", "error"), ("failed", "warning"), ("abandoned", "warning")])
+def test_problems_are_logged_above_debug(kind: str, level: str) -> None:
+    with structlog.testing.capture_logs() as logs:
+        StructlogExporter().export([Event("created", 3, 1), Event(kind, 3, 10, exc_type="ValueError")])
+    assert [(e["event"], e["log_level"]) for e in logs] == [("future.created", "debug"), (f"future.{kind}", level)]

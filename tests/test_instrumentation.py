@@ -90,7 +90,9 @@ def test_opentelemetry_instrument_traces_futures_and_tasks(tmp_path: Path) -> No
     assert reply["attributes"]["asyncio.value"] == "42"
     assert fetcher["attributes"]["asyncio.task.name"] == "fetcher"
     assert [link["context"]["span_id"] for link in reply["links"]] == [fetcher["context"]["span_id"]]
-    assert fetcher["attributes"]["code.filepath"].endswith("app.py")
+    assert fetcher["attributes"]["code.file.path"].endswith("app.py")
+    assert "code.filepath" not in fetcher["attributes"]
+    assert not [name for name in by_name if "shutdown" in name]  # asyncio.run's own, left out
 
 
 def test_disabled_instrumentations_turns_it_off(tmp_path: Path) -> None:

@@ -145,6 +145,10 @@ def test_cli_otel_exporter_sends_spans_per_the_standard_environment(tmp_path: Pa
     names = {span.name for span in spans}
     assert "task main" in names
     assert any(name.startswith("future ") for name in names)
+    assert not [name for name in names if "shutdown" in name]  # no root traces of asyncio.run's own
+    main_span = next(span for span in spans if span.name == "task main")
+    assert attribute(main_span, "code.file.path") == str(script)
+    assert isinstance(attribute(main_span, "code.line.number"), int)
     services = {
         attr.value.string_value
         for request in receiver.requests

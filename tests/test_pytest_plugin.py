@@ -295,11 +295,6 @@ def test_child_prints():
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the core to record the frame that created a future (an Event 'frames' field): "
-    "today _stdin_closed's only site is the test's create_subprocess_exec line",
-)
 def test_strict_mode_does_not_blame_asyncios_own_futures_on_the_test(pytester: pytest.Pytester) -> None:
     # asyncio's SubprocessStreamProtocol makes a _stdin_closed future that is never
     # resolved when stdin is not a pipe: asyncio's business, not the test's.

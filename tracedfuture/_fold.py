@@ -173,8 +173,11 @@ class FutureState:
 
     @property
     def internal(self) -> bool:
-        """Created by asyncio's own code, not by the program's: its site, or the
-        frame that called ``create_future`` when the events carry it, is asyncio's."""
+        """Created by asyncio's own code, not by the program's: a future whose
+        ``created`` names the asyncio function that made it (its ``coro``), or
+        whose site is asyncio's."""
+        if not self.is_task and self.coro is not None:
+            return True  # the core names the asyncio function that made it
         site = self.frames[0] if self.frames else self.site
         return site is not None and is_asyncio(site.filename)
 

@@ -188,11 +188,12 @@ class Installation:
         for sink in self._sinks:
             sink.submit(events)
 
-    def recent_events(self) -> list[Event]:
-        """The events of the records still held in this installation's rings, oldest
-        first, converted now: what a flight recorder dumps. A future whose first
-        records were overwritten starts with an ``incomplete`` event."""
-        windows = [route.ring.window() for route in list(self._routes)]
+    def recent_events(self, limit: int | None = None) -> list[Event]:
+        """The events of the records still held in this installation's rings (the
+        newest ``limit`` records of each, if given), oldest first, converted now:
+        what a flight recorder dumps. A future whose first records were
+        overwritten starts with an ``incomplete`` event."""
+        windows = [route.ring.window(limit) for route in list(self._routes)]
         records = [record for window in windows for record in window]
         if len(windows) > 1:
             records.sort(key=_ts)
@@ -355,8 +356,15 @@ def install(
     >>> memory = MemoryExporter()
     >>> with tracedfuture.install(exporters=[memory]):
     ...     asyncio.run(asyncio.sleep(0))
-    >>> memory.kinds()[:2]
-    ['created', 'resolved']
+    >>> main = memory.tasks()[0]
+    >>> memory.kinds(main)
+    ['created', 'callback_added', 'resolved', 'callback_scheduled']
+
+    ``asyncio.run`` awaits the main task through a done callback, added when it
+    starts and scheduled when the task ends; its own shutdown steps are tasks too:
+
+    >>> [memory.created(task).coro for task in memory.tasks()]
+    ['sleep', 'BaseEventLoop.shutdown_asyncgens', 'BaseEventLoop.shutdown_default_executor']
 
     Options are listed in :class:`Options`; an unknown one raises ``TypeError``.
     """

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import math
 import os
 import re
@@ -425,6 +426,7 @@ Options.__doc__ = _document()
 _checked_init = Options.__init__
 
 
+@functools.wraps(_checked_init)  # help() and inspect.signature() still show the fields
 def _init(self: Options, **options: Any) -> None:
     for key in options:
         if key not in _BY_NAME:

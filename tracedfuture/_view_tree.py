@@ -33,6 +33,7 @@ from ._model import (
     Model,
     Record,
 )
+from ._startup import untraced_children_note
 from ._text import format_duration, is_installed, plural, printable, short_path, site_text
 
 __all__ = ["TreeOptions", "find_focus", "render_tree"]
@@ -577,6 +578,7 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
             f"the trace says {plural(dropped, 'future')} went untraced or lost events: counts are lower bounds",
             _COLORS["lint"],
         )
+    yield from filter(None, [untraced_children_note(model.stats)])
     for lint in model.loop_lints:
         detail = (lint.detail or "").strip().splitlines()
         where = f" while {model.name_of(lint.task_id)} ran" if lint.task_id is not None else ""

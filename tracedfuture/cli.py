@@ -7,22 +7,28 @@
     $ tracedfuture stats trace.jsonl --sort p99
     $ tracedfuture html trace.jsonl -o report.html
     $ tracedfuture perfetto trace.jsonl -o trace.json
+    $ tracedfuture ps 4242          # a process started with 'tracedfuture run --console'
+    $ tracedfuture pstree 4242
+    $ tracedfuture dump 4242 -o trace.jsonl
+    $ tracedfuture top 4242
 
 Exit status: the program's own for ``run``; 0 for the viewers, 2 for bad input
-(a missing file, a file that is not a trace, a corrupt line, a bad option), with
-one line on standard error and no traceback.
+(a missing file, a file that is not a trace, a corrupt line, a bad option; for
+``ps``, ``pstree``, ``dump`` and ``top``: no such process, no control socket, a
+refusal), with one line on standard error and no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import IO
+from typing import IO, Any
 
 from ._model import Model, load
 from ._text import parse_seconds, plural
@@ -244,7 +250,146 @@ def _cmd_perfetto(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- attaching to a running process (the control socket) -----------------------------------
+
+
+def _attach(args: argparse.Namespace) -> Any:
+    from ._control import ControlError, connect
+
+    try:
+        return connect(args.target, timeout=args.timeout)
+    except ControlError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _ask(client: Any, name: str, **params: Any) -> dict[str, Any]:
+    from ._control import ControlError
+
+    try:
+        result: dict[str, Any] = client.request(name, **params)
+    except ControlError as exc:
+        raise UsageError(str(exc)) from None
+    return result
+
+
+def _cmd_ps(args: argparse.Namespace) -> int:
+    from ._console import format_ps
+
+    with _attach(args) as client:
+        snap = _ask(client, "snapshot")
+        lints = _ask(client, "lints")
+    if args.json:
+        json.dump({"snapshot": snap, "lints": lints}, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_ps(snap, lints) + "\n")
+    return 0
+
+
+def _cmd_pstree(args: argparse.Namespace) -> int:
+    from ._console import format_pstree
+
+    with _attach(args) as client:
+        snap = _ask(client, "snapshot")
+    sys.stdout.write(format_pstree(snap) + "\n")
+    return 0
+
+
+def _cmd_dump(args: argparse.Namespace) -> int:
+    from ._control import ControlError
+
+    with _attach(args) as client:
+        pid = client.hello.get("pid")
+        path = args.output or f"tracedfuture-dump-{pid}.jsonl"
+        try:
+            if path == "-":
+                lines, size = client.dump(sys.stdout.buffer)
+                sys.stdout.flush()
+                return 0
+            tmp = f"{path}.{os.getpid()}.tmp"
+            try:
+                # Trace files are the user's only: 0600, written whole, then renamed.
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    lines, size = client.dump(out)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except ControlError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            msg = f"cannot write {path}: {exc.strerror or exc}"
+            raise UsageError(msg) from None
+    events = max(0, lines - 2)
+    print(
+        f"wrote {path} ({plural(events, 'event')} from process {pid}, {_size(size)}): {PROG} tree {path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_top(args: argparse.Namespace) -> int:
+    from ._console import INSTALL, format_ps, run_top
+
+    with _attach(args) as client:
+        if not (sys.stdout.isatty() and sys.stdin.isatty()):
+            # Not a terminal: one plain snapshot, as ps prints it, and the lints.
+            snap = _ask(client, "snapshot")
+            lints = _ask(client, "lints")
+            sys.stdout.write(format_ps(snap, lints) + "\n")
+            return 0
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            msg = f"the live console needs rich: {INSTALL}"
+            raise UsageError(msg) from None
+        return run_top(client, args.target, interval=args.interval)
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        msg = f"expected a number of seconds > 0, such as 1, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _add_attach_commands(commands: Any) -> None:
+    target_help = (
+        "a process id, the path of its control socket, or 127.0.0.1:PORT (TCP, token in TRACEDFUTURE_CONSOLE_TOKEN); "
+        "the process must serve one ('tracedfuture run --console')"
+    )
+
+    def attach(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = commands.add_parser(
+            name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."
+        )
+        sub.add_argument("target", metavar="PID", help=target_help)
+        sub.add_argument(
+            "--timeout", type=_positive_seconds, default=10.0, metavar="SECONDS", help="wait this long for an answer"
+        )
+        return sub
+
+    ps = attach("ps", "list the pending tasks of a running process: id, name, state, age, what each awaits, site")
+    ps.add_argument("--json", action="store_true", help="print the snapshot and lints replies as JSON")
+    attach("pstree", "print the await tree of a running process, bare futures, ages and sites included")
+    dump = attach("dump", "write a running process's flight recorder as a trace file that every viewer reads")
+    dump.add_argument("-o", "--output", metavar="FILE", help="default: tracedfuture-dump-PID.jsonl; '-' for stdout")
+    top = attach("top", "a live console of a running process's tasks (needs 'tracedfuture[console]')")
+    top.add_argument("--interval", type=_positive_seconds, default=1.0, metavar="SECONDS", help="refresh period")
+
+
 # --- argument parsing --------------------------------------------------------------------
+
+
+def _version() -> str:
+    """``tracedfuture 0.1.0 (compiled core)``: the version and which hot path runs."""
+    from . import IMPLEMENTATION, __version__
+
+    core = "compiled core" if IMPLEMENTATION == "c" else "pure-Python core"
+    return f"{PROG} {__version__} ({core}, tracedfuture.IMPLEMENTATION = {IMPLEMENTATION!r})"
 
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -256,6 +401,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         description="Run a program with its asyncio futures traced, and look at the trace.",
         epilog=f"'{PROG} COMMAND -h' explains one command.",
     )
+    parser.add_argument("--version", action="version", version=_version(), help="show the version and the core in use")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -315,10 +461,20 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
     perfetto = viewer("perfetto", "write Chrome trace-event JSON for ui.perfetto.dev or chrome://tracing")
     perfetto.add_argument("-o", "--output", metavar="FILE", help="default: TRACE with .perfetto.json; '-' for stdout")
+    _add_attach_commands(commands)
     return parser, run
 
 
-_COMMANDS = {"tree": _cmd_tree, "stats": _cmd_stats, "html": _cmd_html, "perfetto": _cmd_perfetto}
+_COMMANDS = {
+    "tree": _cmd_tree,
+    "stats": _cmd_stats,
+    "html": _cmd_html,
+    "perfetto": _cmd_perfetto,
+    "ps": _cmd_ps,
+    "pstree": _cmd_pstree,
+    "dump": _cmd_dump,
+    "top": _cmd_top,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

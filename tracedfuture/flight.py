@@ -114,16 +114,19 @@ class FlightRecorder:
 
     # -- reading ------------------------------------------------------------------
 
-    def events(self) -> list[Event]:
-        """The events of what the rings hold, oldest first (the last
-        ``max_events`` of them, if set)."""
+    def events(self, last: int | None = None) -> list[Event]:
+        """The events of what the rings hold, oldest first: the last
+        ``max_events`` of them, if set, or about the last ``last`` (converted from
+        the newest ``last`` records only: what a console refreshing every second
+        asks for, at a cost that does not grow with the ring)."""
+        limit = last if last is not None else self.max_events
         events: list[Event] = []
         for source in list(self._sources):
-            events.extend(source.recent_events())
+            events.extend(source.recent_events(limit))
         if len(self._sources) > 1:
             events.sort(key=_ts)
-        if self.max_events is not None and len(events) > self.max_events:
-            del events[: len(events) - self.max_events]
+        if limit is not None and len(events) > limit:
+            del events[: len(events) - limit]
         return events
 
     def stats(self) -> dict[str, int]:

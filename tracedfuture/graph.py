@@ -419,7 +419,7 @@ def from_events(events: Iterable[Event], at_ns: int | None = None) -> Snapshot:
         node.awaiter_id = state.awaits[-1][0] if state.awaits else None
         node.cancelling = bool(state.cancel_requests)
         node.incomplete = not known
-        node.coro = state.coro
+        node.coro = state.coro if state.is_task else None  # a future's coro names the asyncio function that made it
     now = at_ns if at_ns is not None else (fold.last_ns or 0)
     return _assemble(nodes, now, {}, {})
 

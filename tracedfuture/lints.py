@@ -16,7 +16,8 @@ What is found, and the event that says it:
     a future pending longer than ``stall`` seconds while a task awaits it. The
     event is about the leaf future; ``chain`` holds the awaiting tasks from the
     outermost down to it (then the future itself), ``task_id`` the innermost
-    awaiting task. Reported again after 2x, 4x, 8x... the threshold.
+    awaiting task. Reported again after 2x, 4x, 8x... the threshold. Waits that
+    last for ever on purpose are not stalls (see "Waits on purpose" below).
 ``blocked_loop``
     the loop did not come back to its heartbeat for longer than ``blocked``
     seconds. A watchdog thread notices, so it works on any loop that has
@@ -30,6 +31,32 @@ What is found, and the event that says it:
     exception nobody retrieved; :func:`describe` and :func:`findings` show them
     with the lints.
 
+Waits on purpose, and excludes
+------------------------------
+
+Some futures are meant to stay pending for the program's life. The stall lint
+recognises these (``known_waits=True``, the default; :data:`KNOWN_WAITS`) and
+never reports them, neither at ``stall`` seconds nor at 2x, 4x, 8x:
+
+* ``await server.serve_forever()`` (asyncio's ``Server``, uvloop's too);
+* ``await stop.wait()`` (an ``asyncio.Event``, ``asyncio.Event().wait()``
+  included) directly in a root task, such as ``asyncio.run``'s main task: the
+  usual "run until told to stop";
+* aiohttp's ``web.run_app``, whose main task sleeps an hour at a time, for ever.
+
+Anything else is excluded per lint with ``stall_exclude`` and ``orphan_exclude``:
+shell patterns, each tried against
+
+* the creation site, as ``path:line in function``; a pattern that does not start
+  with ``/`` or ``*`` also matches the end of the path, so ``"aiohttp/web.py:*"``
+  matches every line of that file, and ``"myapp/pool.py:* in Pool.acquire"`` one
+  function;
+* the code of the creation line, stripped: ``"*self._closed.wait()*"``;
+* a task's name or a future's label: ``"heartbeat-*"``;
+
+for the stalled future and for the task awaiting it (the orphan lint: the future).
+A future excluded or recognised is counted once in ``Lints.excused``.
+
 Lints need tracing installed (:func:`tracedfuture.install`): they reach the
 installations that receive the future's events, and a blocked loop reaches every
 active installation. The checks run on a background thread from the recorder's
@@ -41,6 +68,7 @@ state (``graph.live_snapshot()``); the only call into the loop is the heartbeat'
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import itertools
 import logging
 import math
@@ -48,17 +76,17 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
 from . import _core
 from . import _events as ev
-from ._events import Event
+from ._events import Event, Site
 from ._pipeline import RECORDER
-from .graph import Snapshot, live_snapshot, site_text
+from .graph import PendingFuture, Snapshot, live_snapshot, site_text
 
-__all__ = ["FINDINGS", "Lints", "describe", "enable", "findings", "report"]
+__all__ = ["FINDINGS", "KNOWN_WAITS", "Lints", "describe", "enable", "findings", "report"]
 
 logger = logging.getLogger("tracedfuture")
 
@@ -67,6 +95,99 @@ FINDINGS = frozenset({ev.STALLED, ev.BLOCKED_LOOP, ev.ORPHAN, ev.ABANDONED, ev.U
 
 _STACK_LIMIT = 40
 _NS = 1_000_000_000
+
+
+#: The waits on purpose the stall lint recognises: (pattern, only when the task
+#: awaiting it is a root task). Patterns are matched as ``stall_exclude``'s, against
+#: the stalled future; a root task is one created outside any task.
+KNOWN_WAITS: tuple[tuple[str, bool], ...] = (
+    ("*serve_forever(*", False),  # await server.serve_forever(), asyncio's or uvloop's
+    ("asyncio/base_events.py:* in Server.serve_forever", False),  # the same, in a task of its own
+    ("*.wait()*", True),  # await stop.wait() in the main task: "run until told to stop"
+    ("aiohttp/web.py:* in _run_app", False),  # web.run_app: asyncio.sleep(3600), for ever
+)
+
+
+def _patterns(name: str, value: object) -> tuple[str, ...]:
+    """Exclude patterns, validated: a sequence of strings."""
+    if isinstance(value, str):
+        msg = f"{name} must be a sequence of shell patterns, such as ({value!r},), not the single string {value!r}"
+        raise TypeError(msg)
+    items = tuple(value) if isinstance(value, Iterable) else None
+    if items is None or not all(isinstance(p, str) and p for p in items):
+        msg = f"{name} must be a sequence of shell patterns, such as ('aiohttp/web.py:*', 'heartbeat-*'), not {value!r}"
+        raise TypeError(msg)
+    return items
+
+
+class _Excuses:
+    """Which futures a lint leaves out: the one place that decides it.
+
+    Decided once per future (a future's site and name do not change once it is
+    awaited), and forgotten when the future is done.
+    """
+
+    def __init__(self, patterns: Sequence[str], known_waits: bool) -> None:
+        self.patterns = tuple(patterns)
+        self.known = KNOWN_WAITS if known_waits else ()
+        self.decided: dict[int, bool] = {}
+        self._lines: dict[str, list[str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns or self.known)
+
+    def forget(self, pending: set[int]) -> None:
+        for gone in [fid for fid in self.decided if fid not in pending]:
+            del self.decided[gone]
+
+    def excused(self, fut: PendingFuture, awaiter: PendingFuture | None, parents: Mapping[int, int | None]) -> bool:
+        """Whether to leave out ``fut`` (awaited by the task ``awaiter``, if any)."""
+        decided = self.decided.get(fut.future_id)
+        if decided is None:
+            decided = self.decided[fut.future_id] = self._decide(fut, awaiter, parents)
+        return decided
+
+    def _decide(self, fut: PendingFuture, awaiter: PendingFuture | None, parents: Mapping[int, int | None]) -> bool:
+        texts = self._texts(fut)
+        root_awaiter = awaiter is not None and awaiter.future_id in parents and parents[awaiter.future_id] is None
+        for pattern, needs_root in self.known:
+            if (root_awaiter or not needs_root) and _matches(pattern, texts):
+                return True
+        if not self.patterns:
+            return False
+        candidates = texts + (self._texts(awaiter) if awaiter is not None else ())
+        return any(_matches(pattern, candidates) for pattern in self.patterns)
+
+    def _texts(self, fut: PendingFuture) -> tuple[str, ...]:
+        texts: list[str] = []
+        if fut.site is not None:
+            texts.append(f"{fut.site.filename}:{fut.site.lineno} in {fut.site.function}")
+            line = self._line(fut.site)
+            if line:
+                texts.append(line)
+        if fut.name:
+            texts.append(fut.name)
+        return tuple(texts)
+
+    def _line(self, site: Site) -> str:
+        """The creation line's code, read here (off the loop) and kept per file."""
+        lines = self._lines.get(site.filename)
+        if lines is None:
+            try:
+                with open(site.filename, encoding="utf-8", errors="replace") as source:
+                    lines = source.read().splitlines()
+            except (OSError, ValueError):
+                lines = []
+            if len(self._lines) >= 256:
+                del self._lines[next(iter(self._lines))]
+            self._lines[site.filename] = lines
+        return lines[site.lineno - 1].strip() if 0 < site.lineno <= len(lines) else ""
+
+
+def _matches(pattern: str, texts: Iterable[str]) -> bool:
+    # "aiohttp/web.py:*" means that file wherever it is installed.
+    tail = None if pattern.startswith(("/", "*")) else "*/" + pattern
+    return any(fnmatch.fnmatchcase(t, pattern) or (tail is not None and fnmatch.fnmatchcase(t, tail)) for t in texts)
 
 
 def _seconds(name: str, value: float | None) -> int | None:
@@ -89,6 +210,8 @@ class Lints:
         blocked_ns: int | None,
         orphan_ns: int | None,
         interval: float,
+        stall_excuses: _Excuses | None = None,
+        orphan_excuses: _Excuses | None = None,
     ) -> None:
         self.loop = loop
         self.stall_ns = stall_ns
@@ -96,6 +219,10 @@ class Lints:
         self.orphan_ns = orphan_ns
         self.interval = interval
         self.reported: dict[str, int] = {ev.STALLED: 0, ev.BLOCKED_LOOP: 0, ev.ORPHAN: 0}
+        #: Futures left out, once each: recognised waits on purpose and excludes.
+        self.excused: dict[str, int] = {ev.STALLED: 0, ev.ORPHAN: 0}
+        self._stall_excuses = stall_excuses or _Excuses((), known_waits=False)
+        self._orphan_excuses = orphan_excuses or _Excuses((), known_waits=False)
         self._stop = threading.Event()
         self._next_stall: dict[int, int] = {}
         self._orphans_seen: set[int] = set()
@@ -205,28 +332,36 @@ class Lints:
         if self.stall_ns is None and self.orphan_ns is None:
             return
         snap = live_snapshot()
-        now = snap.taken_ns
+        parents = {info[0]: info[4] for info in map(_core.info, _core.live()) if info is not None}
         pending = {f.future_id for f in snap.futures}
         for gone in [fid for fid in self._next_stall if fid not in pending]:
             del self._next_stall[gone]
         self._orphans_seen &= pending
+        self._stall_excuses.forget(pending)
+        self._orphan_excuses.forget(pending)
         if self.stall_ns is not None:
-            self._stalls(snap, now)
+            self._stalls(snap, parents)
         if self.orphan_ns is not None:
-            self._orphans(snap)
+            self._orphans(snap, parents)
 
-    def _stalls(self, snap: Snapshot, now: int) -> None:
+    def _stalls(self, snap: Snapshot, parents: Mapping[int, int | None]) -> None:
         assert self.stall_ns is not None
         for leaf in snap.leaves():
             age = leaf.age_ns or 0
             due = self._next_stall.get(leaf.future_id, self.stall_ns)
             if age < due:
                 continue
+            chain = snap.chain(leaf.future_id)
+            if self._stall_excuses:
+                seen = leaf.future_id in self._stall_excuses.decided
+                awaiter = snap.get(chain[-2]) if len(chain) > 1 else None
+                if self._stall_excuses.excused(leaf, awaiter, parents):
+                    self.excused[ev.STALLED] += not seen
+                    continue
             # Back-off: the same stall again at 2x, 4x, 8x... the threshold.
             while due <= age:
                 due *= 2
             self._next_stall[leaf.future_id] = due
-            chain = snap.chain(leaf.future_id)
             labels = [f.label for f in map(snap.get, chain) if f is not None]
             text = f"{' -> '.join(labels)} pending {age / _NS:.2f}s"
             if leaf.site is not None:
@@ -235,7 +370,7 @@ class Lints:
             RECORDER.record_lint(ev.STALLED, leaf.future_id, task_id=innermost, chain=chain, detail=text, age_ns=age)
             self.reported[ev.STALLED] += 1
 
-    def _orphans(self, snap: Snapshot) -> None:
+    def _orphans(self, snap: Snapshot, parents: Mapping[int, int | None]) -> None:
         assert self.orphan_ns is not None
         for fut in snap.futures:
             if fut.is_task or fut.awaited_by or fut.callbacks or fut.future_id in self._orphans_seen:
@@ -244,6 +379,9 @@ class Lints:
             if age < self.orphan_ns:
                 continue
             self._orphans_seen.add(fut.future_id)
+            if self._orphan_excuses and self._orphan_excuses.excused(fut, None, parents):
+                self.excused[ev.ORPHAN] += 1
+                continue
             text = f"{fut.label} pending {age / _NS:.2f}s with no callback and nobody awaiting it"
             if fut.site is not None:
                 text += f", created at {site_text(fut.site)}"
@@ -295,11 +433,17 @@ def enable(
     blocked: float | None = 0.5,
     orphan: float | None = 30.0,
     interval: float | None = None,
+    stall_exclude: Iterable[str] = (),
+    orphan_exclude: Iterable[str] = (),
+    known_waits: bool = True,
 ) -> Lints:
     """Start the lints; returns a :class:`Lints` handle to ``stop()``.
 
     ``stall``, ``blocked`` and ``orphan`` are thresholds in seconds (``None``
-    turns that lint off). ``loop`` (default: the running loop) is the loop the
+    turns that lint off). ``stall_exclude`` and ``orphan_exclude`` are shell
+    patterns of sites, creation lines and names that lint leaves out, and
+    ``known_waits=False`` reports the waits on purpose too (see the module docs).
+    ``loop`` (default: the running loop) is the loop the
     blocked-loop watchdog watches; the other lints look at every traced future
     of the process, so a second loop needs ``enable(loop2, stall=None,
     orphan=None)``. ``interval`` is how often futures are checked (default: a
@@ -314,6 +458,12 @@ def enable(
     stall_ns = _seconds("stall", stall)
     blocked_ns = _seconds("blocked", blocked)
     orphan_ns = _seconds("orphan", orphan)
+    flag: object = known_waits  # checked for callers without a type checker
+    if not isinstance(flag, bool):
+        msg = f"known_waits must be True or False, not {flag!r}"
+        raise TypeError(msg)
+    stall_excuses = _Excuses(_patterns("stall_exclude", stall_exclude), known_waits)
+    orphan_excuses = _Excuses(_patterns("orphan_exclude", orphan_exclude), known_waits=False)
     if interval is None:
         thresholds = [t for t in (stall_ns, orphan_ns) if t is not None]
         interval = min(1.0, min(thresholds) / _NS / 4) if thresholds else 1.0
@@ -331,7 +481,7 @@ def enable(
         if loop.is_closed():
             msg = f"cannot watch {loop!r}: it is closed"
             raise RuntimeError(msg)
-    lints = Lints(loop, stall_ns, blocked_ns, orphan_ns, interval)
+    lints = Lints(loop, stall_ns, blocked_ns, orphan_ns, interval, stall_excuses, orphan_excuses)
     lints._start()
     return lints
 
