@@ -56,6 +56,15 @@ CASES = {
     "uvloop.new_event_loop": Case("uvloop_entry.py", ("new_event_loop",), needs=UVLOOP, traced_at_least=20),
     "uvicorn on uvloop": Case("uvicorn_app.py", ("uvloop",), needs=("uvicorn", "httpx", *UVLOOP), traced_at_least=100),
     "uvicorn on asyncio": Case("uvicorn_app.py", ("asyncio",), needs=("uvicorn", "httpx"), traced_at_least=100),
+    "a failed task dropped": Case(
+        "unretrieved.py",
+        traced_at_least=2,
+        xfail=(
+            "a finished task outlives `del` by one loop iteration (the hidden done callback that records its "
+            "end holds it in the ready queue), so 'Task exception was never retrieved' comes after the program's "
+            "next line, without debug mode too. Closing this needs a task step of tracedfuture's own (issue 9)"
+        ),
+    ),
     "debug mode": Case(
         "debug_mode.py",
         env=(("PYTHONASYNCIODEBUG", "1"),),

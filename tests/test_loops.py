@@ -116,6 +116,24 @@ def test_a_loop_subclass_own_create_future_and_create_task_are_called(
     assert not memory.futures() and not memory.tasks()
 
 
+def test_a_task_a_loop_builds_itself_is_named_by_its_id_in_events() -> None:
+    class TaskLoop(asyncio.SelectorEventLoop):
+        def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:  # type: ignore[override]
+            return MyTask(coro, loop=self, **kwargs)
+
+    memory = MemoryExporter()
+    loop = TaskLoop()
+    with tracedfuture.install(loop, exporters=[memory]):
+        task = loop.create_task(_work())
+        task_id = tracedfuture.future_id(task)
+        assert loop.run_until_complete(task) == "done"
+    loop.close()
+    [fut] = memory.futures()  # made by asyncio's create_future, traced
+    assert type(task) is MyTask and task_id is not None
+    assert [e.task_id for e in memory.for_future(fut) if e.kind == "created"] == [task_id]
+    assert [e.awaiter_id for e in memory.for_future(fut) if e.kind == "awaited"] == [task_id]
+
+
 def test_what_a_loop_subclass_makes_through_super_is_traced(
     traced: Callable[[asyncio.AbstractEventLoop], MemoryExporter],
 ) -> None:
@@ -150,8 +168,51 @@ def test_super_calls_are_traced_with_a_task_factory_and_with_sampling() -> None:
             assert loop.run_until_complete(task) == "done"
             assert (type(task) is TracedTask) is (not options)
         loop.close()
-        assert len(loop.made) == 2  # both went through SuperLoop.create_task
+        assert sum(isinstance(made, asyncio.Task) for made in loop.made) == 2  # both through SuperLoop
     assert made == ["factory", "factory"]
+
+
+def test_a_plain_loop_with_a_task_factory_while_a_subclass_loop_is_traced() -> None:
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    subclass_loop = SuperLoop()
+    with tracedfuture.install(), tracedfuture.install(subclass_loop):
+        plain = asyncio.new_event_loop()  # made while BaseEventLoop.create_task is patched
+        plain.set_task_factory(factory)
+        task = plain.create_task(_work())
+        assert plain.run_until_complete(task) == "done" and type(task) is asyncio.Task
+        assert type(plain.create_future()) is TracedFuture
+        plain.close()
+    subclass_loop.close()
+
+
+def test_wrong_calls_through_super_fail_with_asyncios_own_message() -> None:
+    class ArgsLoop(asyncio.SelectorEventLoop):
+        def create_future(self, *args: Any) -> asyncio.Future[Any]:
+            return super().create_future(*args)
+
+        def create_task(self, *args: Any, **kwargs: Any) -> asyncio.Task[Any]:  # type: ignore[override]
+            return super().create_task(*args, **kwargs)
+
+    def errors() -> list[str]:
+        loop = ArgsLoop()
+        messages = []
+        for method, args in ((loop.create_task, ()), (loop.create_task, (1, 2)), (loop.create_future, (3,))):
+            try:
+                method(*args)
+            except TypeError as exc:
+                messages.append(str(exc))
+        task = loop.create_task(coro=_work())
+        messages.append(f"{type(task).__name__} {loop.run_until_complete(task)}")
+        loop.close()
+        return messages
+
+    plain = errors()
+    with tracedfuture.install():
+        traced = errors()
+    assert traced == plain
+    assert plain[0] == "BaseEventLoop.create_task() missing 1 required positional argument: 'coro'"
 
 
 def test_asyncios_own_methods_are_restored_when_the_last_such_loop_is_untraced() -> None:
@@ -296,6 +357,20 @@ def test_process_wide_install_traces_uvloop_however_its_loop_is_made(entry: str,
     assert int(futures) >= 1 and int(tasks) >= 2, done.stdout  # main, its child and asyncio.run's own tasks
     # uvloop.Loop is exactly as before once tracing ends.
     assert done.stdout.splitlines()[1] == "[] False"
+
+
+def test_uninstall_restores_asyncio_uvloop_and_the_import_system_exactly() -> None:
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed")
+    before = (list(sys.meta_path), dict(vars(asyncio.BaseEventLoop)), dict(vars(uvloop.Loop)))
+    with tracedfuture.install(), tracedfuture.install():
+        assert "__init__" in vars(uvloop.Loop)
+        loop = uvloop.new_event_loop()
+        assert isinstance(loop.create_future(), TracedFuture)
+        loop.close()
+    assert (list(sys.meta_path), dict(vars(asyncio.BaseEventLoop)), dict(vars(uvloop.Loop))) == before
+    loop = uvloop.new_event_loop()
+    assert not isinstance(loop.create_future(), TracedFuture) and "create_future" not in vars(loop)
+    loop.close()
 
 
 def test_uvloop_import_leaves_no_trace_of_the_import_hook(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ CORE_TESTS = [
     "tests/test_core_install.py",
     "tests/test_cpython_contract.py",
     "tests/test_seam.py",
+    "tests/test_loops.py",
 ]
 
 

@@ -396,10 +396,11 @@ def loop_factory(
     """A loop factory for ``asyncio.Runner(loop_factory=...)`` (and 3.12's
     ``asyncio.run(loop_factory=...)``) whose loops are traced.
 
-    ``base`` makes the untraced loop (default ``asyncio.new_event_loop``). A loop
-    type whose instances cannot take attributes, such as uvloop's, is subclassed:
-    ``loop_factory(base=uvloop.new_event_loop)`` traces uvloop. All loops made by
-    one factory share one :class:`Installation`, available as ``factory.installation``.
+    ``base`` makes the untraced loop (default ``asyncio.new_event_loop``;
+    ``uvloop.new_event_loop`` traces uvloop). A loop type whose instances cannot
+    take attributes (a compiled class used directly, such as ``uvloop.loop.Loop``)
+    is subclassed. All loops made by one factory share one :class:`Installation`,
+    available as ``factory.installation``.
     """
     inst = Installation(exporters, Options.parse(options))
     make = base or asyncio.new_event_loop

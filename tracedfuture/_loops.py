@@ -10,9 +10,10 @@ What they do depends on the class:
 * where a loop class defines its own ``create_future`` or ``create_task``
   (``class MyLoop(SelectorEventLoop)`` returning ``MyTask``), that method is
   called and its result returned as it is; what it makes through
-  ``super().create_task()`` is traced (asyncio's method is patched on the class
-  for as long as such a loop is traced), anything else gets an id, so that
-  events can still name it;
+  ``super().create_task()`` is traced (asyncio's method is patched on
+  ``BaseEventLoop`` for as long as such a loop is traced, and stays asyncio's for
+  every other loop), a task it builds itself gets an id, so that events can name
+  it;
 * ``close`` always calls the class's (or the instance's) own ``close``.
 
 None of these wrappers shows in a traceback: exceptions leave with the wrapper's
@@ -48,6 +49,7 @@ __all__ = [
     "unhook_loop",
     "unpatch_construction",
     "untraceable",
+    "warn_once",
 ]
 
 logger = logging.getLogger("tracedfuture")
@@ -92,7 +94,7 @@ def _implementation(cls: type, name: str) -> tuple[object, object]:
         if fn is _MISSING:
             continue
         if fn is _CLASS_PATCHES[name]:
-            fn = _BASE_METHODS[name]
+            fn = _class_saved[name]
         if own is _MISSING:
             own = fn
         if fn is _BASE_METHODS[name] or klass.__module__ == "uvloop.loop":
@@ -115,8 +117,8 @@ def _calling_own(method: Callable[..., Any]) -> Callable[..., Any]:
             raise
         if isinstance(made, asyncio.Future):
             _unlisted(getattr(made, "_source_traceback", None))
-            if future_id(made) is None:
-                assign_id(made)  # an id from now on, for the events that will name it
+            if isinstance(made, asyncio.Task) and future_id(made) is None:
+                assign_id(made)  # an id from its creation on, for the events that name it (awaiter, parent)
         return made
 
     return call
@@ -174,59 +176,66 @@ def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooks:
         if name in saved:
             continue  # an attribute the user set: shadowed while traced, restored after
         method, stock = _implementation(type(loop), name)
-        if method in _stock[name]:
-            continue  # asyncio's or uvloop's: LoopHooks does the same, faster
-        own[name] = getattr(loop, name)
-        # LoopHooks falls back on the methods it finds on the loop (a task factory,
-        # an untraced future): those must be the stock ones, never the override,
-        # which may itself come back to them through super().
+        if method not in _stock[name]:  # else asyncio's or uvloop's: LoopHooks does the same, faster
+            own[name] = getattr(loop, name)
+            if stock is _BASE_METHODS[name]:
+                _needs_class_patch(loop)
+        # LoopHooks falls back on the methods it finds on the loop (with a task
+        # factory, or for an untraced future): those must be the stock ones, never
+        # an override or the class patch, which would come back to LoopHooks.
         if stock is not _MISSING:
             namespace[name] = types.MethodType(stock, loop)  # type: ignore[arg-type]
-            if stock is _BASE_METHODS.get(name):
-                _needs_class_patch(loop)
     hooks = LoopHooks(loop)
-    namespace[_SAVED] = saved
+    ours: dict[str, object] = {
+        "create_future": _calling_own(own["create_future"]) if "create_future" in own else hooks.create_future,
+        "create_task": _calling_own(own["create_task"]) if "create_task" in own else hooks.create_task,
+        "close": _traced_close(loop, close),
+    }
+    namespace[_SAVED] = (saved, ours)
     namespace[HOOKS] = hooks
-    namespace["create_future"] = _calling_own(own["create_future"]) if "create_future" in own else hooks.create_future
-    namespace["create_task"] = _calling_own(own["create_task"]) if "create_task" in own else hooks.create_task
-    namespace["close"] = _traced_close(loop, close)
+    namespace.update(ours)
     return hooks
 
 
 def unhook_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Restore ``loop`` exactly as it was before :func:`hook_loop`."""
+    """Restore ``loop`` exactly as it was before :func:`hook_loop`, keeping what
+    its own code set on it since (a subclass's ``__init__`` runs after ours)."""
     namespace = vars(loop)
-    saved = namespace.pop(_SAVED, {})
+    saved, ours = namespace.pop(_SAVED, ({}, {}))
     namespace.pop(HOOKS, None)
-    for name in _PATCHED:
-        namespace.pop(name, None)
-    namespace.update(saved)
+    for name, value in ours.items():
+        if namespace.get(name) is value:
+            del namespace[name]
+            if name in saved:
+                namespace[name] = saved[name]
     _release_class_patch(id(loop))
 
 
 # --- asyncio's methods, for super() calls from a loop's own ---------------------------
 
 _class_users: dict[int, weakref.finalize] = {}  # type: ignore[type-arg]  # id(loop) -> its finalizer
+_class_saved: dict[str, Any] = dict(_BASE_METHODS)  # what the class had when patched
 _class_lock = threading.Lock()
 
 
-def _base_create_future(self: Any) -> Any:
+# Arguments pass through untouched, so that a wrong call fails with asyncio's own message.
+def _base_create_future(self: Any, *args: Any, **kwargs: Any) -> Any:
     hooks = vars(self).get(HOOKS)
     try:
-        if hooks is None:
-            return _BASE_METHODS["create_future"](self)
+        if hooks is None or args or kwargs:
+            return _class_saved["create_future"](self, *args, **kwargs)
         return hooks.create_future()
     except BaseException as exc:
         _hide_frame(exc)
         raise
 
 
-def _base_create_task(self: Any, coro: Any, **kwargs: Any) -> Any:
+def _base_create_task(self: Any, *args: Any, **kwargs: Any) -> Any:
     hooks = vars(self).get(HOOKS)
     try:
-        if hooks is None:
-            return _BASE_METHODS["create_task"](self, coro, **kwargs)
-        return hooks.create_task(coro, **kwargs)
+        if hooks is None or len(args) + ("coro" in kwargs) != 1:
+            return _class_saved["create_task"](self, *args, **kwargs)
+        return hooks.create_task(*args, **kwargs)
     except BaseException as exc:
         _hide_frame(exc)
         raise
@@ -245,6 +254,7 @@ def _needs_class_patch(loop: object) -> None:
     with _class_lock:
         if not _class_users:
             for name, patch in _CLASS_PATCHES.items():
+                _class_saved[name] = vars(_Base)[name]
                 setattr(_Base, name, patch)
         key = id(loop)
         if key not in _class_users:
@@ -258,15 +268,16 @@ def _release_class_patch(key: int) -> None:
             return
         finalizer.detach()
         if not _class_users:
-            for name in _CLASS_PATCHES:
-                setattr(_Base, name, _BASE_METHODS[name])
+            for name, patch in _CLASS_PATCHES.items():
+                _restore(_Base, name, _class_saved[name], patch)
 
 
 # --- seeing loops being made ---------------------------------------------------------
 
 _on_new_loop: Callable[[Any], None] | None = None
 _base_init: Callable[..., None] | None = None
-_uvloop_classes: list[tuple[type, object]] = []  # (uvloop.Loop, its own __init__ or _MISSING)
+_base_init_patch: object = None
+_uvloop_classes: list[tuple[type, object, object]] = []  # (uvloop.Loop, its own __init__ or _MISSING, ours)
 _finder: _UvloopFinder | None = None
 
 
@@ -286,7 +297,7 @@ def _new_loop(loop: Any) -> None:
 
 def patch_construction(on_new_loop: Callable[[Any], None]) -> None:
     """Call ``on_new_loop(loop)`` for every asyncio and uvloop loop made from now on."""
-    global _on_new_loop, _base_init, _finder
+    global _on_new_loop, _base_init, _base_init_patch, _finder
     _on_new_loop = on_new_loop
     if _base_init is None:
         original = _Base.__init__
@@ -301,7 +312,7 @@ def patch_construction(on_new_loop: Callable[[Any], None]) -> None:
             _new_loop(self)
 
         _copy_names(__init__, original)
-        _Base.__init__ = __init__
+        _Base.__init__ = _base_init_patch = __init__
     uvloop = sys.modules.get("uvloop")
     if uvloop is not None:
         _patch_uvloop(uvloop)
@@ -315,18 +326,26 @@ def unpatch_construction() -> None:
     global _on_new_loop, _base_init, _finder
     _on_new_loop = None
     if _base_init is not None:
-        _Base.__init__ = _base_init
+        _restore(_Base, "__init__", _base_init, _base_init_patch)
         _base_init = None
     while _uvloop_classes:
-        cls, init = _uvloop_classes.pop()
-        if init is _MISSING:
-            delattr(cls, "__init__")
-        else:
-            setattr(cls, "__init__", init)  # noqa: B010
+        cls, init, patch = _uvloop_classes.pop()
+        _restore(cls, "__init__", init, patch)
     if _finder is not None:
         if _finder in sys.meta_path:
             sys.meta_path.remove(_finder)
         _finder = None
+
+
+def _restore(cls: type, name: str, original: object, patch: object) -> None:
+    """Put ``original`` back (or remove the attribute if it was inherited), unless
+    someone patched the class again after us: theirs is kept, and calls ours."""
+    if vars(cls).get(name) is not patch:
+        return
+    if original is _MISSING:
+        delattr(cls, name)
+    else:
+        setattr(cls, name, original)
 
 
 def _copy_names(wrapper: Callable[..., Any], original: Callable[..., Any]) -> None:
@@ -348,7 +367,7 @@ def _patch_uvloop(module: types.ModuleType) -> None:
     ``uvloop.Loop``, a Python class (in ``uvloop/__init__.py``) whose
     ``__init__`` can be set."""
     cls = getattr(module, "Loop", None)
-    if not isinstance(cls, type) or any(patched is cls for patched, _ in _uvloop_classes):
+    if not isinstance(cls, type) or any(entry[0] is cls for entry in _uvloop_classes):
         return
     own = vars(cls).get("__init__", _MISSING)
     original: Callable[..., None] = cls.__init__  # type: ignore[misc]
@@ -372,7 +391,7 @@ def _patch_uvloop(module: types.ModuleType) -> None:
             cls.__qualname__,
         )
         return
-    _uvloop_classes.append((cls, own))
+    _uvloop_classes.append((cls, own, __init__))
 
 
 class _UvloopFinder(importlib.abc.MetaPathFinder):
