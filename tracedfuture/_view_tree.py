@@ -470,7 +470,7 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
         dim = ids[0] in context
         parts = _describe(model, group, placement[ids[0]], options)
         if below:
-            parts.insert(2, _Part(f"(+{plural(below, 'more line')} below --depth)", _DIM))
+            parts.insert(2, _Part(f"(+{plural(below, 'future or task', 'futures and tasks')} below, --depth)", _DIM))
         room = None if width is None else max(20, width - len(connector) - (2 if dim and not options.color else 0))
         parts = _fit(parts, room)
         if dim:
