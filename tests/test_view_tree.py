@@ -267,3 +267,13 @@ def test_futures_without_created_or_marked_incomplete_are_never_pending(tmp_path
     assert "0 pending, 2 incomplete" in lines[-1]
     pending_only = tree("--pending", trace)
     assert not any("future #" in line for line in pending_only)
+
+
+def test_the_footer_says_how_many_futures_the_trace_does_not_show_whole(tmp_path: Path) -> None:
+    trace = handmade(
+        tmp_path / "lossy.jsonl",
+        {"kind": "created", "future_id": 1, "ts_ns": 1, "is_task": False},
+        stats={"untraced_futures": 3, "dropped_futures": 2, "dropped_events": 40, "incomplete_futures": 1},
+    )
+    lines = tree(trace)
+    assert "stats line counts 6 futures untraced, dropped or incomplete" in lines[-1]

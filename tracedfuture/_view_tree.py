@@ -574,7 +574,8 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
     dropped = model.dropped()
     if dropped:
         yield paint(
-            f"the trace says {plural(dropped, 'future')} went untraced or lost events: counts are lower bounds",
+            f"the trace's stats line counts {plural(dropped, 'future')} untraced, dropped or incomplete: "
+            "the counts above are lower bounds",
             _COLORS["lint"],
         )
     for lint in model.loop_lints:
