@@ -277,3 +277,17 @@ def test_the_footer_says_how_many_futures_the_trace_does_not_show_whole(tmp_path
     )
     lines = tree(trace)
     assert "stats line counts 6 futures untraced, dropped or incomplete" in lines[-1]
+
+
+def test_stats_and_html_say_it_too(tmp_path: Path) -> None:
+    trace = handmade(
+        tmp_path / "lossy.jsonl",
+        {"kind": "created", "future_id": 1, "ts_ns": 1, "is_task": False},
+        stats={"dropped_futures": 2},
+    )
+    done = tracedfuture("stats", trace)
+    assert "stats line counts 2 futures untraced, dropped or incomplete" in done.stdout.splitlines()[-1]
+    report = json.loads(tracedfuture("stats", "--json", trace).stdout)
+    assert report["futures_not_shown_whole"] == 2
+    page = tracedfuture("html", trace, "-o", "-").stdout
+    assert '"not_shown_whole":2' in page

@@ -100,8 +100,7 @@ def lanes_and_rows(model: Model) -> tuple[list[int | None], dict[int, tuple[int,
                     row_ends.append(0)
                 else:
                     row = min(range(MAX_ROWS), key=row_ends.__getitem__)
-            if end > row_ends[row]:
-                row_ends[row] = end
+            row_ends[row] = max(row_ends[row], end)
             placed[record.id] = (lane, row + 1)
     return lanes, placed
 
@@ -251,6 +250,7 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
             "counts": counts,
             "outcomes": list(PAGE_OUTCOMES),
             "expected_exceptions": sorted(expected),
+            "not_shown_whole": model.dropped(),
             "pending_code": OUTCOMES.index(PENDING),
             "max_rows": MAX_ROWS,
             "warnings": model.warnings,

@@ -522,6 +522,7 @@ document.getElementById("meta").textContent = [
   meta.wall_start ? meta.wall_start.replace("T", " ").slice(0, 23) + " UTC" : "",
   fmtDur(meta.duration),
   N + " futures and tasks in " + L + " lanes",
+  meta.not_shown_whole ? meta.not_shown_whole + " more untraced, dropped or incomplete" : "",
 ].filter(Boolean).join(" \u00b7 ");
 document.getElementById("meta").title = meta.path;
 const legend = document.getElementById("legend");
