@@ -319,3 +319,78 @@ def test_filtering_100k_futures_stays_quick(page: Page) -> None:
     assert page.evaluate("tracedfuture.lanesShown") == 200  # every worker saw a failure
     assert page.evaluate("tracedfuture.sort('outcome'), tracedfuture.lanesShown") == 200
     assert page.errors() == []
+
+
+# A real program with a hang: an aiohttp server whose /slow handler waits for an
+# event nobody sets. The loop is left as a hang leaves it: the slow requests pending.
+STUCK_SERVER = """\
+import asyncio
+
+from aiohttp import ClientSession, web
+
+never = None
+
+
+async def fast(request):
+    await asyncio.sleep(0.002)
+    return web.Response(text="ok")
+
+
+async def slow(request):
+    await never.wait()  # the bug: nothing ever sets it
+    return web.Response(text="late")
+
+
+async def main():
+    global never
+    never = asyncio.Event()
+    app = web.Application()
+    app.router.add_get("/fast", fast)
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    session = ClientSession()
+
+    async def get(path):
+        async with session.get(url + path) as response:
+            return await response.text()
+
+    await asyncio.gather(*(get("/fast") for _ in range(40)))
+    stuck = [asyncio.create_task(get("/slow"), name=f"slow-request-{i}") for i in range(3)]
+    await asyncio.gather(*(get("/fast") for _ in range(20)))
+    await asyncio.sleep(0.2)
+    return stuck
+
+
+loop = asyncio.new_event_loop()
+KEEP = loop.run_until_complete(main())
+"""
+
+
+def test_screenshots_of_a_real_program_for_the_docs(page: Page, tmp_path: Path) -> None:
+    pytest.importorskip("aiohttp")
+    trace = make_trace(tmp_path, "stuck_server", STUCK_SERVER)
+    report = tmp_path / "stuck_server.html"
+    done = tracedfuture("html", trace, "-o", report, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    page.call(
+        "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 560, "deviceScaleFactor": 1, "mobile": False}
+    )
+    open_report(page, report)
+    page.evaluate("tracedfuture.setGutter(330)")
+    frames = "new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+    page.evaluate(frames)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(str(ARTIFACTS / "html-report-aiohttp.png"))
+    page.evaluate("choose('filter', 'pending')")
+    assert page.evaluate("tracedfuture.lanesShown") >= 3  # the three stuck client requests, and the server's
+    stuck = page.evaluate("tracedfuture.laneOrder()")
+    page.evaluate(f"tracedfuture.select({stuck[0]})")
+    page.evaluate(frames)
+    page.screenshot(str(ARTIFACTS / "html-report-pending.png"))
+    for name in ("html-report-aiohttp.png", "html-report-pending.png"):
+        assert (ARTIFACTS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert page.errors() == []

@@ -301,3 +301,12 @@ def test_strict_mode_does_not_blame_asyncios_own_futures_on_the_test(pytester: p
     pytester.makepyfile(SUBPROCESS_STDIN_NOT_A_PIPE)
     result = pytester.runpytest_subprocess("--tracedfuture-strict")
     result.assert_outcomes(passed=1)
+
+
+def test_strict_mode_still_fails_the_tests_own_abandoned_future(pytester: pytest.Pytester) -> None:
+    # The other side of the one above: a future the test itself made and dropped.
+    leaky = PASSING_BUT_LEAKY.replace("main", "leak")  # two test files' worth in one: no name clash
+    pytester.makepyfile(leaky + SUBPROCESS_STDIN_NOT_A_PIPE)
+    result = pytester.runpytest_subprocess("--tracedfuture-strict")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.no_fnmatch_line("*asyncio/subprocess.py*")

@@ -138,7 +138,7 @@ def test_depth_1_shows_only_the_top_and_counts_what_is_below(aiohttp_trace: Path
     lines = tree("--depth", "1", aiohttp_trace)
     body = lines[: lines.index("")]
     assert all(not line.startswith(("├", "└", "│", " ")) for line in body)
-    assert any("more lines below --depth" in line for line in body)
+    assert any("futures and tasks below, --depth)" in line for line in body)
 
 
 def test_asyncio_runs_shutdown_tasks_are_hidden_unless_all(aiohttp_trace: Path) -> None:
@@ -267,3 +267,27 @@ def test_futures_without_created_or_marked_incomplete_are_never_pending(tmp_path
     assert "0 pending, 2 incomplete" in lines[-1]
     pending_only = tree("--pending", trace)
     assert not any("future #" in line for line in pending_only)
+
+
+def test_the_footer_says_how_many_futures_the_trace_does_not_show_whole(tmp_path: Path) -> None:
+    trace = handmade(
+        tmp_path / "lossy.jsonl",
+        {"kind": "created", "future_id": 1, "ts_ns": 1, "is_task": False},
+        stats={"untraced_futures": 3, "dropped_futures": 2, "dropped_events": 40, "incomplete_futures": 1},
+    )
+    lines = tree(trace)
+    assert "stats line counts 6 futures untraced, dropped or incomplete" in lines[-1]
+
+
+def test_stats_and_html_say_it_too(tmp_path: Path) -> None:
+    trace = handmade(
+        tmp_path / "lossy.jsonl",
+        {"kind": "created", "future_id": 1, "ts_ns": 1, "is_task": False},
+        stats={"dropped_futures": 2},
+    )
+    done = tracedfuture("stats", trace)
+    assert "stats line counts 2 futures untraced, dropped or incomplete" in done.stdout.splitlines()[-1]
+    report = json.loads(tracedfuture("stats", "--json", trace).stdout)
+    assert report["futures_not_shown_whole"] == 2
+    page = tracedfuture("html", trace, "-o", "-").stdout
+    assert '"not_shown_whole":2' in page

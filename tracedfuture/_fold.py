@@ -76,6 +76,17 @@ _INCOMPLETE_FIELD = "incomplete" in Event._fields
 # alone is the first frame outside asyncio, which hides asyncio's own futures).
 _FRAMES_FIELD = "frames" in Event._fields
 _EMPTY: tuple[()] = ()
+# Kinds as module constants: apply() runs once per event and compares a dozen.
+_CREATED, _AWAITED, _CALLBACK_ADDED, _CALLBACK_SCHEDULED = (
+    ev.CREATED,
+    ev.AWAITED,
+    ev.CALLBACK_ADDED,
+    ev.CALLBACK_SCHEDULED,
+)
+_RESOLVED, _FAILED, _CANCELLED, _CALLBACK_REMOVED = ev.RESOLVED, ev.FAILED, ev.CANCELLED, ev.CALLBACK_REMOVED
+_CANCEL_REQUESTED, _RENAMED, _ABANDONED, _UNRETRIEVED = ev.CANCEL_REQUESTED, ev.RENAMED, ev.ABANDONED, ev.UNRETRIEVED
+_LINTS = ev.LINTS
+_NEVER = 1 << 64  # no event yet: later than any timestamp
 
 
 class FutureState:
@@ -218,13 +229,23 @@ class Fold:
     :meth:`forget` when a future is collected.
     """
 
-    __slots__ = ("first_ns", "last_ns", "loop_lints", "states")
+    __slots__ = ("_first", "_last", "loop_lints", "states")
 
     def __init__(self) -> None:
         self.states: dict[int, FutureState] = {}
         self.loop_lints: list[Event] = []
-        self.first_ns: int | None = None
-        self.last_ns: int | None = None
+        self._first = _NEVER
+        self._last = -1
+
+    @property
+    def first_ns(self) -> int | None:
+        """The earliest event's ``ts_ns`` (None before any event)."""
+        return None if self._first == _NEVER else self._first
+
+    @property
+    def last_ns(self) -> int | None:
+        """The latest event's ``ts_ns`` (None before any event)."""
+        return None if self._last < 0 else self._last
 
     def feed(self, events: Iterable[Event], until_ns: int | None = None) -> Fold:
         """Apply every event (up to ``until_ns``, when given); returns the fold."""
@@ -254,13 +275,13 @@ class Fold:
     def apply(self, event: Event) -> FutureState | None:
         """Fold one event; returns the state it changed (``None`` for a loop's finding)."""
         kind, fid, ts = event.kind, event.future_id, event.ts_ns
-        if self.first_ns is None or ts < self.first_ns:
-            self.first_ns = ts
-        if self.last_ns is None or ts > self.last_ns:
-            self.last_ns = ts
+        if ts < self._first:  # noqa: PLR1730 - a compare is cheaper than a call, once per event
+            self._first = ts
+        if ts > self._last:  # noqa: PLR1730
+            self._last = ts
         states = self.states
         state = states.get(fid)
-        if kind == ev.CREATED:
+        if kind == _CREATED:
             if state is None:
                 state = states[fid] = FutureState(fid, event.is_task, event.name, ts)
             else:  # events before its "created": an out-of-order or stitched history
@@ -281,52 +302,52 @@ class Fold:
             state.incomplete = True
             state.outcome = INCOMPLETE
         state.last_ns = ts
-        if kind in (ev.AWAITED, ev.CALLBACK_ADDED):
+        if kind in (_AWAITED, _CALLBACK_ADDED):
             state.callbacks_added += 1
             awaiter = event.awaiter_id
             if awaiter is not None:
                 state.awaits.append((awaiter, ts))
             if state.outcome not in FINISHED:
                 state.callbacks.append((event.callback or "?", awaiter))
-        elif kind == ev.CALLBACK_SCHEDULED:
+        elif kind == _CALLBACK_SCHEDULED:
             if event.awaiter_id is not None:
                 state.wakes.append((event.awaiter_id, ts))
-        elif kind == ev.RESOLVED:
+        elif kind == _RESOLVED:
             self._finish(state, RESOLVED, ts)
             state.result_type, state.value = event.result_type, event.value
-        elif kind == ev.FAILED:
+        elif kind == _FAILED:
             self._finish(state, FAILED, ts)
             state.exc_type, state.exc_msg = event.exc_type, event.exc_msg
-        elif kind == ev.CANCELLED:
+        elif kind == _CANCELLED:
             self._finish(state, CANCELLED, ts)
             state.msg, state.canceller_id, state.canceller = event.msg, event.canceller_id, event.canceller
-        elif kind == ev.CALLBACK_REMOVED:
+        elif kind == _CALLBACK_REMOVED:
             callbacks = state.callbacks
             for index, (name, _) in enumerate(callbacks):
                 if name == event.callback:
                     del callbacks[index]
                     break
-        elif kind == ev.CANCEL_REQUESTED:
+        elif kind == _CANCEL_REQUESTED:
             request = (ts, event.msg, event.canceller_id, event.canceller)
             if state.cancel_requests:
                 state.cancel_requests.append(request)
             else:
                 state.cancel_requests = [request]
-        elif kind == ev.RENAMED:
+        elif kind == _RENAMED:
             state.name = event.name
-        elif kind == ev.ABANDONED:
+        elif kind == _ABANDONED:
             if state.outcome not in FINISHED:
                 self._finish(state, ABANDONED, ts)
             state.age_ns = event.age_ns
             if state.site is None:
                 state.site = event.site
-        elif kind == ev.UNRETRIEVED:
+        elif kind == _UNRETRIEVED:
             state.unretrieved = True
             if state.exc_type is None:
                 state.exc_type = event.exc_type
             if state.site is None:
                 state.site = event.site
-        elif kind in ev.LINTS:
+        elif kind in _LINTS:
             if state.lints:
                 state.lints.append(event)
             else:

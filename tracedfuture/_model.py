@@ -120,12 +120,16 @@ class Model:
         return counts
 
     def dropped(self) -> int:
-        """How many futures the stats line says were not traced or lost (0 if it says nothing)."""
+        """How many futures the stats line says the file does not show whole:
+        untraced, dropped whole or marked incomplete (0 when it says nothing)."""
         total = 0
         for key, value in self.stats.items():
-            if type(value) is int and value > 0 and ("untraced" in key or "dropped" in key or "forgotten" in key):
+            if type(value) is int and value > 0 and key.endswith("_futures") and key.startswith(_LOST):
                 total += value
         return total
+
+
+_LOST = ("untraced", "dropped", "incomplete")
 
 
 def _trace_end(stats: dict[str, Any], last: int) -> int:

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
+from ._events import Site
 from ._model import FAILED, OUTCOMES, PENDING, Model, Record
 from ._text import site_text
 
@@ -80,20 +81,27 @@ def lanes_and_rows(model: Model) -> tuple[list[int | None], dict[int, tuple[int,
         index[None] = len(lanes)
         lanes.append(None)
     placed: dict[int, tuple[int, int]] = {task: (index[task], 0) for task in lanes if task is not None}
+    trace_end = model.end_ns
     for task, futures in members.items():
         futures.sort(key=lambda r: r.start_ns)
         row_ends: list[int] = []
+        lane = index[task]
         for record in futures:
-            end = model.end_or_trace_end(record)
-            row = next((r for r, row_end in enumerate(row_ends) if row_end <= record.start_ns), None)
-            if row is None:
+            end = trace_end if record.end_ns is None else record.end_ns
+            start = record.start_ns
+            row = -1
+            for r, row_end in enumerate(row_ends):
+                if row_end <= start:
+                    row = r
+                    break
+            if row < 0:
                 if len(row_ends) < MAX_ROWS:
                     row = len(row_ends)
                     row_ends.append(0)
                 else:
                     row = min(range(MAX_ROWS), key=row_ends.__getitem__)
             row_ends[row] = max(row_ends[row], end)
-            placed[record.id] = (index[task], row + 1)
+            placed[record.id] = (lane, row + 1)
     return lanes, placed
 
 
@@ -114,26 +122,30 @@ class _Strings:
         return found
 
 
-def _details(record: Record, origin: int) -> dict[str, Any]:
-    """The rarely present fields of one record, for the details panel."""
-    out: dict[str, Any] = {}
-    for key in ("coro", "result_type", "value", "exc_type", "exc_msg", "msg", "canceller", "canceller_id"):
+_RARE = ("coro", "value", "exc_type", "exc_msg", "msg", "canceller", "canceller_id")
+
+
+def _details(record: Record, origin: int) -> dict[str, Any] | None:
+    """The rarely present fields of one record, for the details panel (None: none)."""
+    out: dict[str, Any] | None = None
+    for key in _RARE:
         value = getattr(record, key)
         if value is not None:
+            if out is None:
+                out = {}
             out[key] = value
+    if not (record.is_task or record.unretrieved or record.cancel_requests or record.lints):
+        return out
+    out = out or {}
     if record.is_task and record.parent_id is not None:
         out["parent_id"] = record.parent_id
-    if record.creator_id is not None:
-        out["creator_id"] = record.creator_id
     if record.unretrieved:
         out["unretrieved"] = True
     if record.cancel_requests:
         out["cancel_requests"] = [[ts - origin, msg, by_id, by] for ts, msg, by_id, by in record.cancel_requests]
     if record.lints:
         out["lints"] = [{"kind": lint.kind, "detail": lint.detail, "age_ns": lint.age_ns} for lint in record.lints]
-    if record.site is not None:
-        out["site_full"] = f"{record.site.filename}:{record.site.lineno} in {record.site.function}"
-    return out
+    return out or None
 
 
 def _is_expected(exc_type: str | None, expected: frozenset[str]) -> bool:
@@ -162,27 +174,41 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
     counts = dict.fromkeys(PAGE_OUTCOMES, 0)
     order = sorted(model.records.values(), key=lambda r: (*placed[r.id], r.start_ns))
     bar_of = {record.id: i for i, record in enumerate(order)}
-    columns: dict[str, list[Any]] = {
-        key: [] for key in ("id", "lane", "row", "start", "end", "outcome", "task", "name", "site")
-    }
+    names = ("id", "lane", "row", "start", "end", "outcome", "task", "name", "site", "site_full", "result", "creator")
+    columns: dict[str, list[Any]] = {key: [] for key in names}
+    ids, lane_col, row_col, starts, ends, outcomes, task_col = (columns[key] for key in names[:7])
+    name_col, site_col, full_col, result_col, creator_col = (columns[key] for key in names[7:])
     details: dict[str, dict[str, Any]] = {}
     awaits: list[int] = []  # flattened (bar, task id, ts)
     wakes: list[int] = []  # flattened (bar, task id, ts)
+    sites: dict[Site | None, tuple[int, int]] = {None: (-1, -1)}  # a site's (short, full) string indices
+    trace_end = model.end_ns
+    failed_code = outcome_code[FAILED]
     for i, record in enumerate(order):
         lane, row = placed[record.id]
-        columns["id"].append(record.id)
-        columns["lane"].append(lane)
-        columns["row"].append(row)
-        columns["start"].append(record.start_ns - origin)
-        columns["end"].append(model.end_or_trace_end(record) - origin)
+        ids.append(record.id)
+        lane_col.append(lane)
+        row_col.append(row)
+        starts.append(record.start_ns - origin)
+        end = record.end_ns
+        ends.append((trace_end if end is None else end) - origin)
         code = outcome_code[record.outcome]
-        if code == outcome_code[FAILED] and _is_expected(record.exc_type, expected):
+        if code == failed_code and _is_expected(record.exc_type, expected):
             code = expected_code
         counts[PAGE_OUTCOMES[code]] += 1
-        columns["outcome"].append(code)
-        columns["task"].append(1 if record.is_task else 0)
-        columns["name"].append(strings(record.name))
-        columns["site"].append(strings(site_text(record.site) if record.site is not None else None))
+        outcomes.append(code)
+        task_col.append(1 if record.is_task else 0)
+        name_col.append(strings(record.name))
+        site = record.site
+        found = sites.get(site)
+        if found is None:
+            assert site is not None
+            found = sites[site] = (strings(site_text(site)), strings(str(site)))
+        site_col.append(found[0])
+        full_col.append(found[1])
+        result_col.append(strings(record.result_type))
+        creator = record.creator_id
+        creator_col.append(-1 if creator is None else creator)
         extra = _details(record, origin)
         if extra:
             details[str(i)] = extra
@@ -224,6 +250,7 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
             "counts": counts,
             "outcomes": list(PAGE_OUTCOMES),
             "expected_exceptions": sorted(expected),
+            "not_shown_whole": model.dropped(),
             "pending_code": OUTCOMES.index(PENDING),
             "max_rows": MAX_ROWS,
             "warnings": model.warnings,

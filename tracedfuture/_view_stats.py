@@ -136,6 +136,12 @@ def render_table(model: Model, rows: list[SiteStats]) -> Iterator[str]:
         f"{plural(total, 'future or task', 'futures and tasks')} from {plural(len(rows), 'site')} in {model.path}; "
         "lifetimes (p50..max) count those that ended, not the pending ones"
     )
+    dropped = model.dropped()
+    if dropped:
+        yield (
+            f"the trace's stats line counts {plural(dropped, 'future')} untraced, dropped or incomplete: "
+            "the counts above are lower bounds"
+        )
     yield from filter(None, [untraced_children_note(model.stats)])
 
 
@@ -160,4 +166,9 @@ def render_json(model: Model, rows: list[SiteStats]) -> dict[str, Any]:
                 "cancel_msgs": [{"msg": msg, "count": n} for msg, n in stats.cancel_msgs.most_common(_TOP_MSGS)],
             }
         )
-    return {"trace": model.path, "futures_and_tasks": len(model.records), "sites": sites}
+    return {
+        "trace": model.path,
+        "futures_and_tasks": len(model.records),
+        "futures_not_shown_whole": model.dropped(),
+        "sites": sites,
+    }

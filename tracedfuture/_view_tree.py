@@ -471,7 +471,7 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
         dim = ids[0] in context
         parts = _describe(model, group, placement[ids[0]], options)
         if below:
-            parts.insert(2, _Part(f"(+{plural(below, 'more line')} below --depth)", _DIM))
+            parts.insert(2, _Part(f"(+{plural(below, 'future or task', 'futures and tasks')} below, --depth)", _DIM))
         room = None if width is None else max(20, width - len(connector) - (2 if dim and not options.color else 0))
         parts = _fit(parts, room)
         if dim:
@@ -575,7 +575,8 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
     dropped = model.dropped()
     if dropped:
         yield paint(
-            f"the trace says {plural(dropped, 'future')} went untraced or lost events: counts are lower bounds",
+            f"the trace's stats line counts {plural(dropped, 'future')} untraced, dropped or incomplete: "
+            "the counts above are lower bounds",
             _COLORS["lint"],
         )
     yield from filter(None, [untraced_children_note(model.stats)])

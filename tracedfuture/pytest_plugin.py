@@ -27,7 +27,10 @@ traced and no thread started. Loading it imports the ``tracedfuture`` package
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Generator, Iterator
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -114,9 +117,8 @@ class _Tracer:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, None]:
         from . import install
-        from .exporters import MemoryExporter
 
-        memory = MemoryExporter()
+        memory = _creator_memory()
         installation = install(exporters=[memory])
         self._running[item.nodeid] = (installation, memory)
         try:
@@ -151,6 +153,29 @@ class _Tracer:
         if report.failed:
             timed_out = call.excinfo is not None and call.excinfo.errisinstance(TimeoutError)
             report.sections.append(("tracedfuture", _explain(memory, self.last_events, timed_out)))
+
+
+# --- who made each future ----------------------------------------------------------------
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _creator_memory() -> MemoryExporter:
+    """A MemoryExporter that also captures, for each new future, the file of the
+    code that called ``create_future``: a creation site is the first frame outside
+    asyncio, which hides asyncio's own futures behind the user's line that led to
+    them (a subprocess protocol's ``_stdin_closed`` behind ``create_subprocess_exec``).
+    It lands in each ``created`` event's ``context``; only strict mode reads it."""
+    from .exporters import MemoryExporter
+
+    class CreatorMemory(MemoryExporter):
+        def capture(self) -> str | None:
+            frame: FrameType | None = sys._getframe(1)
+            while frame is not None and frame.f_code.co_filename.startswith(_OWN_DIR):
+                frame = frame.f_back
+            return frame.f_code.co_filename if frame is not None else None
+
+    return CreatorMemory()
 
 
 # --- what goes in a report --------------------------------------------------------------
@@ -241,26 +266,38 @@ def _leftovers(memory: MemoryExporter) -> list[str]:
     events = list(memory)
     problems: list[str] = []
     moment = _cleanup_start(events)
+    made_by = {e.future_id: e.context for e in events if e.kind == "created" and isinstance(e.context, str)}
     final = Fold().feed(events)
     folds = ([Fold().feed(events, moment)] if moment is not None else []) + [final]
     seen: set[int] = set()
     for fold in folds:
         for state in fold.pending():
-            if state.id in seen or _internal(final, state.id):
+            if state.id in seen or _internal(final, state.id, made_by):
                 continue
             seen.add(state.id)
             label = ("(T)" if state.is_task else "(F)") + f" #{state.id}" + (f" {state.name}" if state.name else "")
             where = f", created at {site_text(state.site)}" if state.site is not None else ""
             problems.append(f"left pending: {label}{where}")
     problems += [
-        describe(e) for e in events if e.kind in ("abandoned", "unretrieved") and not _internal(final, e.future_id)
+        describe(e)
+        for e in events
+        if e.kind in ("abandoned", "unretrieved") and not _internal(final, e.future_id, made_by)
     ]
     return problems
 
 
-def _internal(fold: Any, future_id: int) -> bool:
+def _internal(fold: Any, future_id: int, made_by: dict[int, str]) -> bool:
+    """Made by asyncio's own code: its site is asyncio's, or (a bare future) the
+    code that called ``create_future`` was."""
+    from ._text import is_asyncio
+
     state = fold.states.get(future_id)
-    return state is not None and bool(state.internal)
+    if state is None:
+        return False
+    if state.internal:
+        return True
+    creator = made_by.get(future_id)
+    return not state.is_task and creator is not None and is_asyncio(creator)
 
 
 def _format_event(event: Any, t0: int) -> str:

@@ -179,10 +179,17 @@ def _bad_int(key: str, value: int) -> ValueError:
     return ValueError(f"field {key!r} must be an integer from 0 to 2**64-1, not {shown}")
 
 
+_SITES: dict[tuple[Any, ...], Site] = {}  # one Site per distinct site: traces repeat a few thousand
+
+
 def event_from_json(obj: Any) -> Event:
     """The inverse of :func:`event_to_json`; raises ``ValueError`` (or
     ``TypeError``) naming the problem on a bad object. One pass over the keys:
     the viewers read hundreds of thousands of these."""
+    return _checked_event(obj)
+
+
+def _checked_event(obj: Any) -> Event:
     if type(obj) is not dict:
         msg = f"expected an event object, got {type(obj).__name__}"
         raise TypeError(msg)
@@ -220,7 +227,13 @@ def event_from_json(obj: Any) -> Event:
             raise ValueError(msg)
         if not 0 <= line < _INT_LIMIT:
             raise _bad_int("site's line", line)  # noqa: EM101
-        values[_SITE] = Site(file, line, function)
+        key = (file, line, function, 3, int)
+        found = _SITES.get(key)
+        if found is None:
+            found = Site(file, line, function)
+            if len(_SITES) < 100_000:
+                _SITES[key] = found
+        values[_SITE] = found
     chain = values[_CHAIN]
     if chain is not None:
         if not all(type(i) is int and 0 <= i < _INT_LIMIT for i in chain):

@@ -10,6 +10,7 @@ const PAINT_ORDER = ["resolved", "expected", "incomplete", "pending", "abandoned
 const ids = B.id, start = Float64Array.from(B.start), end = Float64Array.from(B.end);
 const lane = Int32Array.from(B.lane), row = Uint8Array.from(B.row), outc = Uint8Array.from(B.outcome);
 const isTask = Uint8Array.from(B.task), nameIdx = Int32Array.from(B.name), siteIdx = Int32Array.from(B.site);
+const fullIdx = Int32Array.from(B.site_full), resultIdx = Int32Array.from(B.result), creator = Float64Array.from(B.creator);
 const barById = new Map();
 for (let i = 0; i < N; i++) barById.set(ids[i], i);
 
@@ -308,11 +309,11 @@ function showDetails(i) {
   item("outcome", outcome + (d.unretrieved ? " (exception never retrieved)" : ""));
   item("started", "+" + fmtDur(start[i]));
   item(outcome === "pending" ? "pending for" : "lifetime", fmtDur(end[i] - start[i]) + (outcome === "pending" ? " (at least)" : ""));
-  item("site", d.site_full || (siteIdx[i] >= 0 ? S[siteIdx[i]] : "(unknown)"));
+  item("site", fullIdx[i] >= 0 ? S[fullIdx[i]] : "(unknown)");
   item("coroutine", d.coro);
   if (d.parent_id !== undefined) item("parent task", link(d.parent_id));
-  if (d.creator_id !== undefined && d.creator_id !== d.parent_id) item("created in", link(d.creator_id));
-  item("result", d.value !== undefined ? d.value : d.result_type);
+  if (creator[i] >= 0 && creator[i] !== d.parent_id) item("created in", link(creator[i]));
+  item("result", d.value !== undefined ? d.value : resultIdx[i] >= 0 ? S[resultIdx[i]] : undefined);
   if (d.exc_type) item("exception", d.exc_type + (d.exc_msg ? ": " + d.exc_msg : ""));
   if (outcome === "cancelled") {
     item("cancel msg", d.msg !== undefined ? d.msg : "(none)");
@@ -521,6 +522,7 @@ document.getElementById("meta").textContent = [
   meta.wall_start ? meta.wall_start.replace("T", " ").slice(0, 23) + " UTC" : "",
   fmtDur(meta.duration),
   N + " futures and tasks in " + L + " lanes",
+  meta.not_shown_whole ? meta.not_shown_whole + " more untraced, dropped or incomplete" : "",
 ].filter(Boolean).join(" \u00b7 ");
 document.getElementById("meta").title = meta.path;
 const legend = document.getElementById("legend");
