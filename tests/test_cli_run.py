@@ -274,6 +274,7 @@ async def main():
 
 loop = asyncio.new_event_loop()
 loop.set_debug(True)
+loop.slow_callback_duration = 3600  # "Executing ... took 0.1 seconds" depends on the machine's load
 loop.run_until_complete(main())
 loop.close()
 del loop
