@@ -8,6 +8,7 @@ compares what a user would see: exit status, standard output, standard error.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -273,6 +274,7 @@ async def main():
 
 loop = asyncio.new_event_loop()
 loop.set_debug(True)
+loop.slow_callback_duration = 3600  # "Executing ... took 0.1 seconds" depends on the machine's load
 loop.run_until_complete(main())
 loop.close()
 del loop
@@ -540,3 +542,26 @@ def test_without_follow_children_children_are_counted_not_traced(tmp_path: Path)
     note = "3 child processes were started untraced: trace them too with tracedfuture run --follow-children"
     assert tracedfuture("tree", "t.jsonl", cwd=tmp_path).stdout.splitlines()[-1] == note
     assert tracedfuture("stats", "t.jsonl", cwd=tmp_path).stdout.splitlines()[-1] == note
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="3.12 added the multi-threaded fork() warning")
+@pytest.mark.parametrize("threads", ["", "--thread"])
+def test_tracings_threads_do_not_add_the_fork_warning(threads: str, tmp_path: Path) -> None:
+    write(
+        tmp_path / "forks.py",
+        """\
+        import os, sys, threading, time
+        if "--thread" in sys.argv:
+            threading.Thread(target=time.sleep, args=(0.5,)).start()  # the program's own: it warns
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """,
+    )
+    untraced = python("forks.py", threads, cwd=tmp_path)
+    traced = tracedfuture("run", "-o", "t.jsonl", "forks.py", threads, cwd=tmp_path)
+    warned = "is multi-threaded, use of fork() may lead to deadlocks" in untraced.stderr
+    assert warned == bool(threads)
+    pid = re.compile(r"pid=\d+")
+    assert pid.sub("pid=N", traced.stderr) == pid.sub("pid=N", untraced.stderr)

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from ._switches import DEFAULT_OTEL_TIMEOUT, OTHER_VARIABLES, PREFIX, SWITCHES, SwitchError, from_environment
 
@@ -188,6 +189,8 @@ class Startup:
             self.children.install()
         self.flight = recorder is not None
         if hasattr(os, "register_at_fork"):
+            if sys.version_info >= (3, 12):
+                os.register_at_fork(before=_quiet_fork_warning)
             os.register_at_fork(after_in_child=self._forked)
 
     def _environment(self) -> None:
@@ -281,6 +284,37 @@ _current: Startup | None = None  # what the hook started in this process
 # What a fork()ed child does not get again: they hold signal handlers, threads and
 # sockets that are its parent's.
 _NOT_IN_FORKED_CHILDREN = ("flight", "dump_signal", "lints", "console")
+
+
+# 3.12+ warns when a process with threads forks: tracing's own threads must not
+# make it warn where the untraced program would not.
+_FORK_WARNING = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\) may lead to deadlocks in the child\."
+
+
+def _quiet_fork_warning() -> None:
+    """Before each fork: ignore the warning if only tracing's threads are there
+    besides the forking one. (It is issued after the after-fork handlers, so the
+    filter stays until the next fork decides again.)"""
+    import warnings
+
+    ignore = ("ignore", re.compile(_FORK_WARNING, re.IGNORECASE), DeprecationWarning, None, 0)
+    ours = sum(1 for t in threading.enumerate() if t.name.startswith(("tracedfuture", "Otel")))
+    alone = _os_threads() - ours <= 1
+    present = ignore in warnings.filters
+    if alone and not present:
+        warnings.filterwarnings("ignore", _FORK_WARNING, DeprecationWarning)
+    elif present and not alone:
+        # An "ignore" is never cached in warning registries: removing it is enough.
+        cast("list[Any]", warnings.filters).remove(ignore)
+
+
+def _os_threads() -> int:
+    """The threads of the process, counted as CPython counts them for that warning."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[17])
+    except (OSError, ValueError, IndexError):
+        return threading.active_count()
 
 
 def _forget_the_parents_exit() -> None:
