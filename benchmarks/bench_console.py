@@ -1,0 +1,86 @@
+"""What the control socket costs a traced program: idle, and while a console refreshes.
+
+The workloads are bench_core's (imported, not copied), each run ``ROUNDS``
+times in a row per measurement, so that a measurement spans a few refreshes.
+Modes:
+
+* ``plain``: asyncio alone;
+* ``flight``: the flight recorder (``tracedfuture.flight.enable()``), which
+  ``--console`` turns on: the baseline of the two below;
+* ``console``: ``tracedfuture._control.start()``, nobody connected;
+* ``console-1s``: the same, with a client in another process asking for a
+  snapshot (with coroutine stacks) and the lints every second, as
+  ``tracedfuture top`` does.
+
+Each mode runs ``--repeat`` times, interleaved; the best time is reported as a
+ratio to plain. Run: ``python benchmarks/bench_console.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from bench_core import compare  # type: ignore[import-not-found]
+
+import tracedfuture.flight
+from tracedfuture import _control
+
+MODES = ("plain", "flight", "console", "console-1s")
+ROUNDS = 2
+
+CLIENT = """\
+import sys, time
+from tracedfuture._control import connect
+with connect(sys.argv[1]) as client:
+    print("connected", flush=True)
+    while True:
+        client.request("snapshot")
+        client.request("lints")
+        time.sleep(1.0)
+"""
+
+
+def run_once(mode: str, workload: Callable[[], Coroutine[Any, Any, None]]) -> float:
+    gc.collect()
+    client = None
+    if mode == "flight":
+        tracedfuture.flight.enable()
+    elif mode.startswith("console"):
+        path = _control.start()
+        if mode == "console-1s":
+            client = subprocess.Popen([sys.executable, "-c", CLIENT, path], stdout=subprocess.PIPE, text=True)
+            assert client.stdout is not None
+            client.stdout.readline()
+    loop = asyncio.new_event_loop()
+    try:
+        start = time.perf_counter()
+        for _ in range(ROUNDS):
+            loop.run_until_complete(workload())
+        if mode != "plain":
+            recorder = tracedfuture.flight.current()
+            assert recorder is not None
+            recorder.events()  # delivery to the ring is part of the price
+        return time.perf_counter() - start
+    finally:
+        loop.close()
+        if client is not None:
+            client.terminate()
+            client.wait()
+        if mode.startswith("console"):
+            _control.stop()
+        if mode != "plain":
+            tracedfuture.flight.disable()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return compare(__doc__.splitlines()[0], MODES, run_once, argv, repeat=3)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
