@@ -489,7 +489,12 @@ def _render(console: _Console, height: int) -> Any:
         table = Table(expand=True, box=None, pad_edge=False, header_style="bold")
         for i, name in enumerate(COLUMNS):
             marker = (" ▼" if console.reverse else " ▲") if i == console.sort_column else ""
-            table.add_column(f"{i + 1}:{name}{marker}", no_wrap=True, overflow="ellipsis", ratio=_RATIOS[i])
+            header = f"{i + 1}:{name}{marker}"
+            fixed = _WIDTHS[i]
+            if fixed:
+                table.add_column(header, no_wrap=True, overflow="ellipsis", width=max(fixed, len(header)))
+            else:
+                table.add_column(header, no_wrap=True, overflow="ellipsis", ratio=_RATIOS[i])
         visible = console.visible()
         console.selected_row(visible)
         rows_room = max(1, room)
@@ -510,7 +515,9 @@ def _render(console: _Console, height: int) -> Any:
     return Group(*parts)
 
 
-_RATIOS = (1, 4, 2, 1, 1, 5, 5)
+# id, state, age and woke are short: a fixed width; the others share the rest.
+_WIDTHS = (6, 0, 10, 8, 8, 0, 0)
+_RATIOS = (0, 3, 0, 0, 0, 4, 5)
 
 
 def _lint_lines(console: _Console) -> list[str]:
