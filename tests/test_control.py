@@ -358,6 +358,10 @@ def test_answers_while_the_loop_is_blocked_with_the_loop_threads_stack(tmp_path:
         result = tracedfuture("pstree", running.pid)
         assert result.returncode == 0, result.stderr
         assert time.monotonic() - started < 30
+        with connect(running.pid) as client:  # asked again: still blocked, still answered
+            for _ in range(3):
+                [loop] = client.request("snapshot")["loops"]
+                assert loop["running"] and not loop["answered"]
     out = result.stdout
     assert "(T) #" in out and "sleeper" in out
     assert "did not answer within 0.5 s: it is blocked, here:" in out

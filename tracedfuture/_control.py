@@ -332,6 +332,8 @@ class _Handler:
 
     def __init__(self, server: _Server) -> None:
         self.server = server
+        self.lock = threading.Lock()
+        self.queued: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Reply | None] = weakref.WeakKeyDictionary()
 
     def hello(self, request: dict[str, Any]) -> dict[str, Any]:
         return self.server.greeting()
@@ -339,7 +341,7 @@ class _Handler:
     def snapshot(self, request: dict[str, Any]) -> dict[str, Any]:
         want_stacks = request.get("stacks", True) is not False
         loops = self.server.watcher.live_loops()
-        asked = [(loop, thread, _on_loop(loop, _task_stacks) if want_stacks else None) for loop, thread in loops]
+        asked = [(loop, thread, self._ask_stacks(loop) if want_stacks else None) for loop, thread in loops]
         live = RECORDER.live()
         now = time.monotonic_ns()
         wall = time.time_ns()
@@ -355,7 +357,7 @@ class _Handler:
         task_thread: dict[int, int] = {}
         loop_info = []
         if want_stacks and self._unanswered_tasks(snap, asked, deadline):
-            asked += [(loop, thread, _on_loop(loop, _task_stacks)) for loop, thread in self.server.watcher.discover()]
+            asked += [(loop, thread, self._ask_stacks(loop)) for loop, thread in self.server.watcher.discover()]
         for loop, attached_thread, reply in asked:
             thread = attached_thread
             info: dict[str, Any] = {"class": type(loop).__qualname__, "running": loop.is_running()}
@@ -399,6 +401,17 @@ class _Handler:
                 }
             )
         return {"taken_ns": now, "wall_ns": wall, "with_stacks": bool(stacks), "loops": loop_info, "futures": futures}
+
+    def _ask_stacks(self, loop: asyncio.AbstractEventLoop) -> _Reply | None:
+        """A request for ``loop``'s stacks; while a blocked loop has not run the
+        last one, the same one: a console refreshing a blocked loop every second
+        must not pile callbacks up in its queue."""
+        with self.lock:
+            queued = self.queued.get(loop)
+            if queued is not None and not queued.done.is_set():
+                return queued
+            reply = self.queued[loop] = _on_loop(loop, _task_stacks)
+            return reply
 
     @staticmethod
     def _unanswered_tasks(snap: Snapshot, asked: list[Any], deadline: float) -> bool:
@@ -621,6 +634,13 @@ class _Server:
     # -- accepting -----------------------------------------------------------------
 
     def _serve(self) -> None:
+        try:
+            self._accept_loop()
+        except Exception:  # never a traceback on the program's stderr
+            if not self.stopping:
+                logger.exception("tracedfuture: the control socket stopped serving")
+
+    def _accept_loop(self) -> None:
         with selectors.DefaultSelector() as selector:
             selector.register(self.listener, selectors.EVENT_READ, False)
             selector.register(self.wake_r, selectors.EVENT_READ, None)
