@@ -878,11 +878,9 @@ def start(*, allow_cancel: bool = False, tcp: int | None = None) -> str:
         try:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # ours: a socket of a dead process whose pid we now have
-            old_umask = os.umask(0o177)
-            try:
-                listener.bind(path)
-            finally:
-                os.umask(old_umask)
+            # Not os.umask(): it is process-wide, and another thread may be creating
+            # files right now. Until the chmod, the 0700 directory keeps others out.
+            listener.bind(path)
             os.chmod(path, 0o600)
             listener.listen(_MAX_CONNECTIONS)
             if tcp is not None:
