@@ -872,7 +872,9 @@ def start(*, allow_cancel: bool = False, tcp: int | None = None) -> str:
             msg = f"tracedfuture console: the socket path {path} is too long for a Unix socket (108 bytes at most)"
             raise RuntimeError(msg)
         if flight.current() is None:
-            flight.enable(path=os.path.abspath(f"tracedfuture-flight-{os.getpid()}.jsonl"))
+            # Only a ring to read and dump on request: no dump files written
+            # behind the user's back when an exception handler runs.
+            flight.enable(path=os.path.abspath(f"tracedfuture-flight-{os.getpid()}.jsonl"), on_exception=False)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         tcp_listener: tuple[socket.socket, str, str] | None = None
         try:
