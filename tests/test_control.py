@@ -508,3 +508,10 @@ def test_start_refuses_a_directory_that_is_not_private(tmp_path: Path) -> None:
         assert not list(shared.iterdir())
     finally:
         shared.rmdir()
+
+
+def test_dump_to_flight_writes_the_recorders_own_path_in_the_process(tmp_path: Path) -> None:
+    with target(STUCK, cwd=tmp_path) as running, connect(running.pid) as client:
+        path = Path(client.request("dump", to="flight")["path"])
+    assert path == tmp_path / f"tracedfuture-flight-{running.pid}.jsonl"
+    assert "worker-b" in {e.name for e in read_trace(path).events}
