@@ -33,3 +33,24 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     yield loop
     loop.close()
+
+
+def _implementations() -> list[str]:
+    found = ["python"]
+    try:
+        from tracedfuture import _cfuture  # noqa: F401
+    except ImportError:
+        if IN_CI:
+            found.append("c")  # CI builds the extension: its absence must fail
+    else:
+        found.append("c")
+    return found
+
+
+@pytest.fixture(params=_implementations())
+def impl(request: pytest.FixtureRequest) -> object:
+    """Each implementation of the seam (``_seam.py``): the pure-Python reference,
+    and the compiled core where it is built."""
+    import importlib
+
+    return importlib.import_module("tracedfuture._future" if request.param == "python" else "tracedfuture._cfuture")

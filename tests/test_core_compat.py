@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import re
+import subprocess
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -213,38 +214,87 @@ def test_traced_future_methods_called_on_a_task_behave_like_asyncios() -> None:
         assert asyncio.run(main()) == ((True, True), (False, False))
 
 
-def test_debug_mode_source_traceback_points_at_user_code() -> None:
-    async def main() -> tuple[str, str]:
-        fut = asyncio.get_running_loop().create_future()  # future line
-        task = asyncio.create_task(asyncio.sleep(0))  # task line
-        await task
-        return fut._source_traceback[-1].filename, task._source_traceback[-1].filename  # type: ignore[attr-defined]
+DEBUG_PROGRAM = """
+import asyncio, contextlib, gc, sys, traceback
+import tracedfuture
 
-    fut_file, task_file = tracedfuture.run(main(), debug=True)
-    assert fut_file == __file__
-    _, plain_task_file = asyncio.run(main(), debug=True)
-    assert task_file == plain_task_file  # asyncio's own create_task frame, as without tracing
-    assert "tracedfuture" not in fut_file and "tracedfuture" not in task_file
+async def forever():
+    await asyncio.get_running_loop().create_future()
 
+async def main():
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    print(repr(fut))
+    print("".join(traceback.format_list(fut._source_traceback)))
+    task = asyncio.create_task(asyncio.sleep(0))
+    print(repr(task))
+    print("".join(traceback.format_list(task._source_traceback)))
+    await task
+    print(repr(task))
+    failed = loop.create_future()
+    failed.set_exception(ValueError("nobody looks at me"))
+    print(repr(failed))
+    del failed
+    asyncio.create_task(forever(), name="left behind")
+    await asyncio.sleep(0)
 
-def test_debug_mode_destroyed_pending_task_points_at_user_code(caplog: pytest.LogCaptureFixture) -> None:
-    async def forever() -> None:
-        await asyncio.get_running_loop().create_future()
-
-    async def main() -> None:
-        asyncio.create_task(forever())
-        await asyncio.sleep(0)
-
+def run():
     loop = asyncio.new_event_loop()
     loop.set_debug(True)
-    with tracedfuture.install(loop):
-        loop.run_until_complete(main())
-        loop.close()
-        del loop
-        gc.collect()
-    assert "Task was destroyed but it is pending!" in caplog.text
-    assert __file__ in caplog.text
-    assert "tracedfuture/_" not in caplog.text
+    loop.run_until_complete(main())
+    loop.close()
+    del loop
+    gc.collect()
+
+traced = sys.argv[1] == "traced"
+with (tracedfuture.install() if traced else contextlib.nullcontext()):
+    run()
+"""
+
+
+def test_debug_mode_output_is_exactly_asyncios(tmp_path: Path) -> None:
+    """repr, _source_traceback, "Task was destroyed but it is pending!" and
+    "exception was never retrieved", frames included, compared whole."""
+    program = tmp_path / "debug_program.py"
+    program.write_text(DEBUG_PROGRAM)
+    outputs = []
+    for mode in ("plain", "traced"):
+        result = subprocess.run(
+            [sys.executable, str(program), mode], capture_output=True, text=True, timeout=120, check=True
+        )
+        outputs.append(re.sub(r"0x[0-9a-f]+", "0x...", result.stdout + "\n--- stderr ---\n" + result.stderr))
+    plain, traced = outputs
+    assert "base_events.py" in plain and "Task was destroyed but it is pending!" in plain
+    assert "exception was never retrieved" in plain
+    assert traced == plain
+
+
+def test_create_task_on_a_closed_loop_fails_exactly_like_asyncio(tmp_path: Path) -> None:
+    """asyncio's own check (``loop._check_closed()``), message and frames."""
+    program = tmp_path / "closed.py"
+    program.write_text(
+        "import asyncio, contextlib, sys, tracedfuture\n"
+        "class Loop(asyncio.SelectorEventLoop):\n"
+        "    def is_closed(self):\n"
+        "        return False  # a loop whose is_closed() differs: asyncio reads _closed\n"
+        "async def nothing():\n"
+        "    pass\n"
+        "loop = Loop()\n"
+        "with (tracedfuture.install(loop) if sys.argv[1] == 'traced' else contextlib.nullcontext()):\n"
+        "    task = loop.create_task(nothing())\n"
+        "    print(loop.run_until_complete(task))\n"
+        "    loop.close()\n"
+        "    loop.create_task(nothing())\n"
+    )
+    outputs = []
+    for mode in ("plain", "traced"):
+        result = subprocess.run(
+            [sys.executable, str(program), mode], capture_output=True, text=True, timeout=120, check=False
+        )
+        outputs.append((result.returncode, result.stdout, re.sub(r"0x[0-9a-f]+", "0x...", result.stderr)))
+    assert outputs[0][1] == "None\n"
+    assert "RuntimeError: Event loop is closed" in outputs[0][2]
+    assert outputs[1] == outputs[0]
 
 
 def test_asyncio_future_made_directly_is_not_traced_but_works() -> None:

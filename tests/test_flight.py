@@ -20,7 +20,6 @@ import pytest
 import tracedfuture
 import tracedfuture.flight
 import tracedfuture.trace
-from tracedfuture import Event
 from tracedfuture.flight import FlightRecorder
 
 
@@ -47,43 +46,72 @@ def no_flight() -> Iterator[None]:
     tracedfuture.flight.disable()
 
 
-def test_the_ring_keeps_the_last_max_events_and_counts_the_overwritten_ones() -> None:
-    recorder = FlightRecorder(max_events=10)
-    tracedfuture.run(lifecycle(20), exporters=[recorder])
-    events = recorder.events()
+def test_the_ring_is_bounded_in_bytes_and_counts_the_overwritten_records() -> None:
+    recorder = FlightRecorder(max_bytes=64 * 1024)
+    tracedfuture.run(lifecycle(5_000), exporters=[recorder])
     stats = recorder.stats()
-    assert len(events) == 10
-    assert stats["dropped"] == stats["received"] - 10
-    assert stats["received"] > 20 * 3  # created, awaited, resolved... per future
+    assert stats["max_bytes"] <= 64 * 1024
+    assert 0 < stats["records"] < stats["written"]
+    assert stats["dropped"] == stats["written"] - stats["records"]
+    events = recorder.events()
     assert events[-1].kind in ("resolved", "callback_scheduled")
 
 
-def test_max_bytes_bounds_the_ring_by_the_estimated_size_of_its_events() -> None:
-    recorder = FlightRecorder(max_events=1_000, max_bytes=10_000)
-    big = [Event("stalled", 1, i, detail="x" * 1_000) for i in range(20)]
-    recorder.export(big)
-    stats = recorder.stats()
-    assert stats["estimated_bytes"] <= 10_000
-    assert stats["events"] == 7  # 1,300 estimated bytes each
-    assert stats["dropped"] == 13
-    assert [e.ts_ns for e in recorder.events()] == list(range(13, 20))
+def test_nothing_is_converted_while_the_program_runs() -> None:
+    recorder = FlightRecorder()
+    factory = tracedfuture.loop_factory(exporters=[recorder])
+    inst = factory.installation  # type: ignore[attr-defined]
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(lifecycle(100))
+    assert inst.stats()["events_delivered"] == 0
+    assert recorder.stats()["written"] >= 100 * 3
+    inst.uninstall()
+    assert len(recorder.events()) >= 100 * 4  # read after uninstall: the ring is still there
+
+
+def test_max_events_keeps_the_last_events_read() -> None:
+    recorder = FlightRecorder(max_events=10)
+    tracedfuture.run(lifecycle(20), exporters=[recorder])
+    events = recorder.events()
+    assert len(events) == 10
+    assert events[-1].kind in ("resolved", "callback_scheduled")
+
+
+def test_a_future_whose_beginning_was_overwritten_reads_as_incomplete_never_pending() -> None:
+    recorder = FlightRecorder(max_bytes=64 * 1024)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        early = loop.create_future()
+        await lifecycle(5_000)  # pushes early's created out of the ring
+        early.set_result(None)
+
+    tracedfuture.run(main(), exporters=[recorder])
+    events = recorder.events()
+    firsts: dict[int, str] = {}
+    for event in events:
+        firsts.setdefault(event.future_id, event.kind)
+    assert set(firsts.values()) <= {"created", "incomplete"}
+    assert "incomplete" in firsts.values()
+    incomplete = [e for e in events if e.kind == "incomplete"]
+    assert all(e.detail == "history starts before the recorded window" for e in incomplete)
 
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, True, "100"])
 def test_a_bad_max_events_names_the_value(bad: Any) -> None:
     with pytest.raises(
-        ValueError, match=f"max_events must be a positive number of events, such as 100_000, not {bad!r}"
+        ValueError, match=f"max_events must be a positive number of events, such as 100_000, or None; not {bad!r}"
     ):
         FlightRecorder(max_events=bad)
 
 
-def test_a_max_bytes_smaller_than_one_event_names_the_value() -> None:
-    with pytest.raises(ValueError, match=r"max_bytes must be a number of bytes of at least 300 \(or None\), not 10"):
+def test_a_max_bytes_below_the_minimum_names_the_value() -> None:
+    with pytest.raises(ValueError, match=r"max_bytes must be a number of bytes of at least 65536 \(or None\), not 10"):
         FlightRecorder(max_bytes=10)
 
 
 def test_dump_writes_a_trace_file_that_trace_read_reads(tmp_path: Path) -> None:
-    recorder = FlightRecorder(max_events=1_000)
+    recorder = FlightRecorder()
     tracedfuture.run(lifecycle(5), exporters=[recorder])
     path = recorder.dump(tmp_path / "flight.jsonl")
     trace = tracedfuture.trace.read(path)
@@ -91,14 +119,14 @@ def test_dump_writes_a_trace_file_that_trace_read_reads(tmp_path: Path) -> None:
     assert trace.header["flight"] == "on demand"
     assert trace.stats["dropped"] == 0
     assert trace.stats["events_written"] == len(trace.events)
+    assert os.stat(path).st_mode & 0o777 == 0o600
 
 
-def test_the_dumps_stats_line_counts_the_dropped_events(tmp_path: Path) -> None:
-    recorder = FlightRecorder(max_events=5)
-    tracedfuture.run(lifecycle(10), exporters=[recorder])
+def test_the_dumps_stats_line_counts_the_overwritten_records(tmp_path: Path) -> None:
+    recorder = FlightRecorder(max_bytes=64 * 1024)
+    tracedfuture.run(lifecycle(5_000), exporters=[recorder])
     trace = tracedfuture.trace.read(recorder.dump(tmp_path / "flight.jsonl"))
-    assert len(trace.events) == 5
-    assert trace.stats["dropped"] == trace.stats["received"] - 5 > 0
+    assert trace.stats["dropped"] == trace.stats["written"] - trace.stats["records"] > 0
 
 
 def test_dump_replaces_the_file_whole_and_leaves_no_temporary_file(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 import tracedfuture
 from tracedfuture import Event, TracedFuture
+from tracedfuture._delivery import EVENT_BYTES
 from tracedfuture.exporters import MemoryExporter
 from tracedfuture.trace import read
 
@@ -196,7 +197,7 @@ def test_a_full_exporter_queue_drops_batches_and_counts_them() -> None:
     exporter = Slow()
     factory = tracedfuture.loop_factory(exporters=[exporter], flush_interval=0.001, export_timeout=0.1)
     inst = factory.installation  # type: ignore[attr-defined]
-    inst._sinks[0]._queue.maxsize = 2  # a tiny queue, to fill it quickly
+    inst._sinks[0].max_bytes = 20 * EVENT_BYTES  # a tiny queue, to fill it quickly
 
     async def main() -> None:
         for _ in range(100):
@@ -214,17 +215,20 @@ def test_a_full_exporter_queue_drops_batches_and_counts_them() -> None:
 
 def test_a_full_buffer_hands_out_untraced_futures_and_counts_them() -> None:
     memory = MemoryExporter()
-    factory = tracedfuture.loop_factory(exporters=[memory], buffer_size=10, flush_interval=60)
+    # 64 records: new futures are refused past 7/8 of them (56), which leaves each
+    # admitted future (4 records here, one at a time) room for its whole history.
+    factory = tracedfuture.loop_factory(exporters=[memory], buffer_size=64, flush_interval=60)
     inst = factory.installation  # type: ignore[attr-defined]
     before = inst.stats()["untraced_futures"]
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             assert runner.run(resolve_many(200)) == sum(range(200))
         assert inst.stats()["untraced_futures"] > before
-        # Every future that was traced has its whole history.
+        # Every future that was traced has its whole history, or says it has not.
         assert memory.futures()
         for fid in memory.futures():
-            assert memory.kinds(fid) == ["created", "awaited", "resolved", "callback_scheduled"]
+            kinds = memory.kinds(fid)
+            assert kinds == ["created", "awaited", "resolved", "callback_scheduled"] or "incomplete" in kinds, kinds
     finally:
         inst.uninstall()
 
@@ -289,19 +293,21 @@ def test_interpreter_exit_flushes_everything(tmp_path: Path) -> None:
 
 
 def test_tail_sampling_never_converts_healthy_futures() -> None:
-    from tracedfuture._pipeline import RECORDER
-
     memory = MemoryExporter()
-    before = RECORDER.counters()["tail_forgotten_futures"]
+    factory = tracedfuture.loop_factory(exporters=[memory], tail=True, slow=60)
+    inst = factory.installation  # type: ignore[attr-defined]
 
     async def main() -> None:
         for _ in range(30):
             await resolve_many(500)
 
-    tracedfuture.run(main(), exporters=[memory], tail=True, slow=60)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    inst.uninstall()
     assert memory.futures() == []
     # 15,000 healthy futures, held raw and forgotten: none was ever an event.
-    assert RECORDER.counters()["tail_forgotten_futures"] - before >= 15_000 - 10_000
+    assert inst.stats()["tail_dropped_futures"] >= 15_000 - 10_000
+    assert inst.stats()["events_delivered"] == 0
 
 
 def test_tail_sampling_releases_a_cancelled_future_with_the_task_awaiting_it_and_that_tasks_parent() -> None:

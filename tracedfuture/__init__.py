@@ -15,8 +15,8 @@
 
 from __future__ import annotations
 
+from ._core import IMPLEMENTATION, TracedFuture, TracedTask, future_id
 from ._events import KINDS, Event, Site
-from ._future import TracedFuture, TracedTask, future_id
 from ._install import Installation, Options, install, loop_factory, run
 from .flight import dump
 from .graph import format_snapshot, snapshot
@@ -24,6 +24,7 @@ from .graph import format_snapshot, snapshot
 __version__ = "0.1.0"
 
 __all__ = [
+    "IMPLEMENTATION",
     "KINDS",
     "Event",
     "Installation",

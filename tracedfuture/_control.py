@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import collections
 import contextlib
 import gc
 import hmac
@@ -52,17 +51,18 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import _core
 from . import _events as ev
 from ._control_client import PROTOCOL, Client, ControlError, _pid_alive, _private_dir, connect, socket_dir
 from ._control_client import line as _line
+from ._core import future_id
 from ._events import Event, Site
-from ._future import future_id
 from ._install import _HOOKS, Installation, install
 from ._pipeline import RECORDER
-from .graph import Snapshot, _coroutine_chain, from_states, site_text
+from .graph import Snapshot, _coroutine_chain, live_snapshot, site_text
 
 __all__ = [
     "PROTOCOL",
@@ -253,21 +253,14 @@ def _recent(recorder: Any, limit: int, keep: Callable[[Sequence[Any]], bool], sc
     oldest first, looking at the newest ``scan`` events at most (all by default).
 
     ``keep`` sees each event as a tuple in :class:`Event`'s field order (see
-    ``_F``), before it is made an :class:`Event`: only the chosen ones are. Reading
-    the ring from its newest end costs what is looked at, where
-    ``recorder.events()`` copies all of it (0.2 s for 100,000 events). The ring is
-    ``FlightRecorder._ring`` (a deque of exact tuples, under ``_lock``) as of this
-    release; another recorder falls back to ``events()``.
+    ``_F``). The flight recorder converts only the newest ``scan`` records of its
+    ring, so a request costs what it looks at, not the ring's size.
     """
-    ring = getattr(recorder, "_ring", None)
-    lock = getattr(recorder, "_lock", None)
-    if not isinstance(ring, collections.deque) or lock is None:
-        items: Iterator[Any] = reversed(recorder.events())
-        taken = list(itertools.islice(items, scan))
-    else:
-        RECORDER.flush(only=recorder)
-        with lock:
-            taken = list(itertools.islice(reversed(ring), scan))
+    try:
+        events = recorder.events(last=scan)  # tracedfuture's FlightRecorder: only the newest records converted
+    except TypeError:
+        events = recorder.events()
+    taken = list(itertools.islice(reversed(events), scan))
     out: list[Event] = []
     for item in taken:
         if keep(item):
@@ -287,6 +280,16 @@ _KIND, _FID, _TS, _TASK, _AWAITER, _SITE_INDEX = (
     _F["awaiter_id"],
     _F["site"],
 )
+
+
+def _creators() -> dict[int, int | None]:
+    """future id -> the task that created it, for every live traced future and task."""
+    out: dict[int, int | None] = {}
+    for obj in _core.live():
+        info = _core.info(obj)
+        if info is not None:
+            out[info[0]] = info[4]
+    return out
 
 
 def _expand(item: tuple[Any, ...]) -> Event:
@@ -342,11 +345,10 @@ class _Handler:
         want_stacks = request.get("stacks", True) is not False
         loops = self.server.watcher.live_loops()
         asked = [(loop, thread, self._ask_stacks(loop) if want_stacks else None) for loop, thread in loops]
-        live = RECORDER.live()
-        now = time.monotonic_ns()
+        snap = live_snapshot()
+        now = snap.taken_ns
         wall = time.time_ns()
-        snap = from_states(live, now)
-        parents = {fid: state.parent_id for fid, state in live}
+        parents = _creators()
         from . import flight
 
         recorder = flight.current()
@@ -452,8 +454,7 @@ class _Handler:
         recorder = self.server.recorder()
         limit = _int(request, "limit", 100, 1, _MAX_EVENTS)
         recorded = _recent(recorder, limit, lambda event: event[_KIND] in FINDINGS)
-        now = time.monotonic_ns()
-        current = _current_findings(from_states(RECORDER.live(), now), int(stall * _NS), int(orphan * _NS))
+        current = _current_findings(live_snapshot(), int(stall * _NS), int(orphan * _NS))
         return {
             "recorded": [
                 {"kind": e.kind, "future_id": e.future_id, "ts_ns": e.ts_ns, "age_ns": e.age_ns, "text": describe(e)}

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from . import _seam
+
 __all__ = [
     "ABANDONED",
     "AWAITED",
@@ -24,6 +26,7 @@ __all__ = [
     "CANCEL_REQUESTED",
     "CREATED",
     "FAILED",
+    "INCOMPLETE",
     "KINDS",
     "LINTS",
     "ORPHAN",
@@ -48,6 +51,9 @@ CANCELLED = "cancelled"
 RENAMED = "renamed"
 ABANDONED = "abandoned"
 UNRETRIEVED = "unretrieved"
+# The history of a future has a hole: records were dropped (a full ring), or it
+# began before a flight recorder's window. Never shown as pending on that account.
+INCOMPLETE = "incomplete"
 # Lints (tracedfuture.lints): findings about futures, recorded like any event.
 STALLED = "stalled"
 BLOCKED_LOOP = "blocked_loop"
@@ -68,30 +74,22 @@ KINDS = LINTS | frozenset(
         RENAMED,
         ABANDONED,
         UNRETRIEVED,
+        INCOMPLETE,
     }
 )
 
-# Raw record opcodes (position 0 of a raw record). Layouts, after (op, future_id, ts_ns):
-#   OP_CREATED      task_id, is_task, code, lasti, thread_id, name, coro, route, context
-#   OP_CB_ADDED     task_id, callback_name, awaiter_id (None unless a task's wakeup)
-#   OP_CB_REMOVED   task_id, callback_name, removed_indices
-#   OP_RESOLVED     task_id, result_type, value_repr
-#   OP_FAILED       task_id, exc_type, exc_msg
-#   OP_CANCELLED    task_id, msg, who (code, lasti, user_code, user_lasti) or None
-#   OP_CANCEL_REQ   task_id, msg, who
-#   OP_RENAMED      task_id, name
-#   OP_COLLECTED    state ("PENDING" -> abandoned, "UNRETRIEVED", or "FINISHED")
-#   OP_LINT         kind, task_id, chain, detail, age_ns (future_id 0: every installation)
-OP_CREATED = 0
-OP_CB_ADDED = 1
-OP_CB_REMOVED = 2
-OP_RESOLVED = 3
-OP_FAILED = 4
-OP_CANCELLED = 5
-OP_CANCEL_REQ = 6
-OP_RENAMED = 7
-OP_COLLECTED = 8
-OP_LINT = 9
+# Raw record opcodes (position 0 of a raw record): their layouts are written
+# once, in _seam.LAYOUTS.
+OP_CREATED = _seam.OPS["CREATED"]
+OP_CB_ADDED = _seam.OPS["CB_ADDED"]
+OP_CB_REMOVED = _seam.OPS["CB_REMOVED"]
+OP_RESOLVED = _seam.OPS["RESOLVED"]
+OP_FAILED = _seam.OPS["FAILED"]
+OP_CANCELLED = _seam.OPS["CANCELLED"]
+OP_CANCEL_REQ = _seam.OPS["CANCEL_REQ"]
+OP_RENAMED = _seam.OPS["RENAMED"]
+OP_COLLECTED = _seam.OPS["COLLECTED"]
+OP_LINT = _seam.OPS["LINT"]
 
 
 class Site(NamedTuple):
@@ -134,6 +132,9 @@ class Event(NamedTuple):
                               stack), ``task_id`` (the task that was running);
                               ``future_id`` is 0
     ``orphan``                ``site``, ``age_ns``
+    ``incomplete``            ``detail`` (why): some of the future's records were
+                              lost, or its history began before the recorded
+                              window; it is not pending on that account
     ========================  ====================================================
 
     ``context`` (on ``created``) is what the installation's exporters asked to

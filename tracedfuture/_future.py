@@ -1,49 +1,66 @@
-"""TracedFuture and TracedTask: the only code on the hot path.
+"""TracedFuture and TracedTask in pure Python: the reference implementation of the seam.
 
-Each lifecycle point appends one raw record (a tuple of ints, strings, types and
-code objects, see ``_events``) to the process-wide buffer and does nothing else:
-no formatting, no I/O, no lock. ``_pipeline`` turns records into events later.
+This module implements the page written in ``_seam.py``; ``_cfuture.c`` implements
+the same page in C, and ``_core`` picks one. Each lifecycle point appends one raw
+record (a tuple of ints, strings, types and code objects, laid out as in
+``_seam.LAYOUTS``) to the :class:`Ring` its future was bound to at creation, and
+does nothing else: no formatting, no I/O, no lock. ``_pipeline`` turns records into
+events later. Configuration arrives only through :meth:`LoopHooks.bind`.
 
-The public surface of this module is what an accelerator written in C would have
-to provide: ``TracedFuture``, ``TracedTask``, ``LoopHooks`` (the per-loop
-``create_future`` / ``create_task``) and ``flush_pending_completions``, all
-recording into ``_pipeline.RECORDER``.
-
-Costs that shaped this file (CPython 3.11, measured in benchmarks/): a Python
-``__init__`` on a C Future subclass costs more than asyncio's whole
-``create_future``, so the loop's factories call C's ``__new__`` and ``__init__``
-directly, bypassing TracedFuture's and TracedTask's own (which serve direct
-construction), and record from the factory; records hold
-only atoms (ints, strings, code objects, types), so the garbage collector
-untracks them at its first pass; the C finalizer is only called when it has
-something to log.
+Costs that shaped this file (CPython 3.11): a Python ``__init__`` on a C Future
+subclass costs more than asyncio's whole ``create_future``, so the loop's
+``create_future`` calls C's ``__new__`` and ``__init__`` directly, bypassing
+TracedFuture's own (which serves direct construction), and records from the
+factory; records hold only atoms, so the garbage collector untracks them at its
+first pass; the C finalizer is only called when it has something to log.
 
 Why the completion of a task is seen through a done callback: the C Task sets its
 own result and exception from C, bypassing any Python override. The callback is
 added first, at creation, and hidden from ``_callbacks`` (and therefore from the
 task's repr); it runs before the task's other done callbacks, in the same loop
 iteration, so it neither reorders them nor adds an iteration.
+
+Exactly asyncio (issue "Exactly asyncio", items 2 and 4): on asyncio's own loops,
+``create_task`` runs ``BaseEventLoop.create_task``'s own code (a function made from
+its code object, whose globals name the traced classes), so its checks, errors and
+frames are asyncio's; in debug mode ``create_future`` does the same, so that the
+frame asyncio records as "created at" is asyncio's own file and line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import os
 import random
 import sys
 import threading
 import time
+import types
 import weakref
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from functools import partial
 from types import CodeType, FrameType
 from typing import Any, TypeVar
 
 from . import _events as ev
-from ._pipeline import RECORDER
 
-__all__ = ["LoopHooks", "TracedFuture", "TracedTask", "flush_pending_completions", "future_id"]
+__all__ = [
+    "IMPLEMENTATION",
+    "LoopHooks",
+    "Ring",
+    "TracedFuture",
+    "TracedTask",
+    "assign_id",
+    "flush_pending_completions",
+    "future_id",
+    "info",
+    "live",
+    "set_text",
+]
+
+IMPLEMENTATION = "python"
 
 _T = TypeVar("_T")
 
@@ -58,14 +75,10 @@ _future_set_exception = _Future.set_exception
 _future_cancel = _Future.cancel
 _future_del = _Future.__del__
 _future_callbacks = _Future._callbacks
-_task_new = _Task.__new__
-_task_init = _Task.__init__
 _task_cancel = _Task.cancel
 _task_set_name = _Task.set_name
 _task_del = _Task.__del__
 
-_buffer = RECORDER.buffer
-_record = _buffer.append
 _next_id = itertools.count(1).__next__
 _now = time.monotonic_ns
 _thread_id = threading.get_ident
@@ -87,10 +100,196 @@ _CANCELLED = "CANCELLED"
 _PENDING = "PENDING"
 _WAKEUP_NAMES = frozenset({"task_wakeup", "__wakeup", "_Task__wakeup"})
 _wakeup_names: dict[type, str] = {}  # a task type -> its wakeup's qualname, built once
+_MAX_VALUE_CHARS = 200
+
+
+# --- text, only with capture_values ---------------------------------------------------
+
+
+def _value_repr_default(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__qualname__}>"
+    if len(text) > _MAX_VALUE_CHARS:
+        text = text[: _MAX_VALUE_CHARS - 3] + "..."
+    return text
+
+
+def _exc_message_default(exc: BaseException) -> str:
+    try:
+        return str(exc)[:_MAX_VALUE_CHARS]
+    except Exception:
+        return f"<unprintable {type(exc).__qualname__}>"
+
+
+_value_repr: Callable[[object], str | None] = _value_repr_default
+_exc_message: Callable[[BaseException], str | None] = _exc_message_default
+
+
+def set_text(value_repr: Callable[[object], str | None], exc_message: Callable[[BaseException], str | None]) -> None:
+    """Set the functions that turn a result and an exception into text, for
+    futures whose ``capture_values`` is on. They must never raise."""
+    global _value_repr, _exc_message
+    _value_repr, _exc_message = value_repr, exc_message
+
+
+# --- the ring ---------------------------------------------------------------------------
+
+# An honest estimate of one raw record in memory: a tuple of the common length,
+# its timestamp (an int object of its own) and the deque slot that holds it. The
+# other items (ids, names, code objects, types) are shared with the future or
+# between records.
+_RECORD_SIZE = sys.getsizeof((None,) * 9) + sys.getsizeof(_now()) + 8
+
+
+class Ring:
+    """The raw records of one route, bounded in bytes (see ``_seam``).
+
+    Unread records are a deque the hot path appends to; records already taken stay
+    in a second deque so that :meth:`window` still shows them, and the two together
+    never hold more than ``capacity`` records.
+
+    >>> ring = Ring(10 * Ring.record_size, streaming=False)
+    >>> for i in range(12):
+    ...     ring.append((9, 0, i))
+    >>> [r[2] for r in ring.take()], ring.stats()["overwritten"]
+    ([2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 2)
+    """
+
+    record_size = _RECORD_SIZE
+
+    __slots__ = (
+        "_incomplete",
+        "_limit",
+        "_lock",
+        "_on_full",
+        "_pending",
+        "_taken",
+        "capacity",
+        "dropped",
+        "overwritten",
+        "streaming",
+        "taken",
+        "untraced",
+        "written",
+    )
+
+    def __init__(self, max_bytes: int, *, streaming: bool, on_full: Any = None) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < _RECORD_SIZE:
+            msg = f"max_bytes must be an int of at least one record ({_RECORD_SIZE} bytes), not {max_bytes!r}"
+            raise ValueError(msg)
+        if on_full is not None and not callable(on_full):
+            msg = f"on_full must be a callable taking no arguments, or None, not {on_full!r}"
+            raise TypeError(msg)
+        self.capacity = max_bytes // _RECORD_SIZE
+        self.streaming = bool(streaming)
+        self._on_full = on_full
+        # A new future is traced while fewer than 7/8 of the capacity is unread
+        # (streaming); a flight recorder alone never refuses one.
+        self._limit = -(-7 * self.capacity // 8) if self.streaming else sys.maxsize
+        self._pending: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._taken: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._incomplete: set[int] = set()
+        self._lock = threading.Lock()
+        self.written = self.taken = self.overwritten = self.dropped = self.untraced = 0
+
+    def __repr__(self) -> str:
+        mode = "streaming" if self.streaming else "overwriting"
+        return f"<tracedfuture Ring {mode} capacity={self.capacity} unread={len(self._pending)}>"
+
+    def put(self, record: tuple[Any, ...]) -> None:
+        """Write one record (the hot path)."""
+        pending = self._pending
+        if len(pending) >= self.capacity:
+            if self.streaming:
+                self.dropped += 1
+                self._incomplete.add(record[1])
+                return
+            pending.popleft()
+            self.overwritten += 1
+        elif self._taken and len(self._taken) + len(pending) >= self.capacity:
+            self._taken.popleft()  # already read: it only leaves the window
+        pending.append(record)
+        self.written += 1
+
+    def admit(self) -> bool:
+        """May a new future be traced? Counts and signals a refusal."""
+        if len(self._pending) < self._limit:
+            return True
+        self.untraced += 1
+        on_full = self._on_full
+        if on_full is not None:
+            try:
+                on_full()
+            except Exception:  # the reader's hurry must not break future creation
+                pass
+        return False
+
+    def was_incomplete(self, fid: int) -> bool:
+        """Did the ring drop one of ``fid``'s records? Forgets the mark."""
+        incomplete = self._incomplete
+        if fid in incomplete:
+            incomplete.discard(fid)
+            return True
+        return False
+
+    def take(self) -> list[tuple[Any, ...]]:
+        """The records written since the last take(), oldest first."""
+        with self._lock:
+            pending, taken = self._pending, self._taken
+            n = len(pending)
+            # popleft while writers append on the right: atomic, no record lost.
+            batch = [pending.popleft() for _ in range(n)]
+            taken.extend(batch)
+            excess = len(taken) + len(pending) - self.capacity
+            for _ in range(max(0, excess)):
+                taken.popleft()
+            self.taken += n
+            return batch
+
+    def window(self, limit: int | None = None) -> list[tuple[Any, ...]]:
+        """Every record still held, taken or not, oldest first (the newest
+        ``limit`` of them, if given)."""
+        keep = self.capacity if limit is None else max(0, min(limit, self.capacity))
+        with self._lock:
+            pending, taken = self._pending, self._taken
+            if len(pending) >= keep:
+                return list(itertools.islice(pending, len(pending) - keep, None)) if keep else []
+            from_taken = keep - len(pending)
+            return [*itertools.islice(taken, max(0, len(taken) - from_taken), None), *pending]
+
+    def append(self, record: tuple[Any, ...]) -> None:
+        """Write a record made off the hot path (a lint), from any thread."""
+        self.put(record)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "capacity": self.capacity,
+            "record_size": _RECORD_SIZE,
+            "written": self.written,
+            "taken": self.taken,
+            "overwritten": self.overwritten,
+            "dropped": self.dropped,
+            "untraced": self.untraced,
+        }
+
+    def clear(self) -> None:
+        """Forget every record held (after ``fork()``, in the child)."""
+        with self._lock:
+            self._pending.clear()
+            self._taken.clear()
+            self._incomplete.clear()
+
+
+# --- ids and the live registry ------------------------------------------------------------
 
 # Tasks that tracedfuture did not create (a user's task factory, asyncio.Task()):
 # they still get an id, so that they can be named as awaiters and cancellers.
 _foreign_ids: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakKeyDictionary()
+# Traced futures and tasks not yet done, oldest first: what snapshot() reads.
+_live: dict[int, weakref.ref[Any]] = {}
+_weakref = weakref.ref
 
 
 def _task_id(task: object) -> int | None:
@@ -106,6 +305,13 @@ def _task_id(task: object) -> int | None:
         except TypeError:
             return None
     return tid or None
+
+
+def assign_id(obj: object) -> int | None:
+    """The id of a future or task, given on first sight to one that tracedfuture
+    did not make (a loop subclass's own ``create_task``), so that events can name
+    it as an awaiter or a canceller."""
+    return _task_id(obj)
 
 
 def future_id(obj: object) -> int | None:
@@ -124,6 +330,27 @@ def future_id(obj: object) -> int | None:
     if fid:
         return int(fid)
     return _foreign_ids.get(obj) if isinstance(obj, _Task) else None
+
+
+def live() -> list[Any]:
+    """The traced futures and tasks that exist and are not done, oldest first."""
+    out = []
+    for ref in list(_live.values()):
+        obj = ref()
+        if obj is not None and not obj.done():
+            out.append(obj)
+    return out
+
+
+def info(obj: object) -> tuple[int, int, Any, int, int | None, str | None] | None:
+    """``(future_id, created_ns, code, lasti, creator_task_id, label)`` of a traced
+    future or task, else ``None``."""
+    if not isinstance(obj, (TracedFuture, TracedTask)):
+        return None
+    rec = getattr(obj, "_tf_rec", None)
+    if rec is None:
+        return None
+    return (rec[1], rec[2], rec[5], rec[6], rec[3], None if rec[4] else rec[8])
 
 
 # --- where: the first frame outside asyncio and tracedfuture -----------------------
@@ -200,10 +427,14 @@ def _canceller(frame: FrameType | None) -> tuple[CodeType | None, int, CodeType 
 
 
 def _strip_source_traceback(tb: list[Any]) -> None:
-    """Make a debug-mode ``_source_traceback`` what asyncio alone would record:
-    without tracedfuture's frames (which stand in for asyncio's create_future and
-    create_task, whose own frames asyncio leaves out)."""
-    tb[:] = [entry for entry in tb if not entry.filename.startswith(_OWN_DIR)]
+    """Make a debug-mode ``_source_traceback`` what asyncio alone records: without
+    the frames tracedfuture put between the innermost user frame and asyncio's
+    ``create_future`` / ``create_task`` (frames below the user's, such as a
+    program run by ``tracedfuture.run``, are the program's own and stay)."""
+    i = len(tb)
+    while i and (tb[i - 1].filename.startswith(_OWN_DIR) or tb[i - 1].filename.startswith(_ASYNCIO_DIR)):
+        i -= 1
+    tb[i:] = [entry for entry in tb[i:] if not entry.filename.startswith(_OWN_DIR)]
 
 
 def _callback_name(fn: object) -> str:
@@ -239,13 +470,13 @@ def _add_done_callback(self: Any, fn: Callable[[Any], object], *, context: Any =
             name = _wakeup_names.get(type(owner))
             if name is None:
                 name = _wakeup_names[type(owner)] = fn.__qualname__
-            _record((ev.OP_CB_ADDED, fid, _now(), aid, name, aid))
+            self._tf_ring.put((ev.OP_CB_ADDED, fid, _now(), aid, name, aid))
         else:
             task = _current_task(self._loop)
             tid = getattr(task, "_tf_id", None)
             if tid is None and task is not None:
                 tid = _task_id(task)
-            _record((ev.OP_CB_ADDED, fid, _now(), tid, _callback_name(fn), None))
+            self._tf_ring.put((ev.OP_CB_ADDED, fid, _now(), tid, _callback_name(fn), None))
 
 
 def _remove_done_callback(self: Any, fn: Callable[[Any], object]) -> int:
@@ -265,7 +496,7 @@ def _remove_done_callback(self: Any, fn: Callable[[Any], object]) -> int:
             else:
                 gone.append(i)
         tid = _task_id(_current_task(self._loop))
-        _record((ev.OP_CB_REMOVED, fid, _now(), tid, _callback_name(fn), tuple(gone)))
+        self._tf_ring.put((ev.OP_CB_REMOVED, fid, _now(), tid, _callback_name(fn), tuple(gone)))
     return removed  # type: ignore[no-any-return]
 
 
@@ -279,25 +510,60 @@ def _outcome(self: Any) -> tuple[Any, ...]:
         return (ev.OP_CANCELLED, fid, _now(), tid, None, None)
     exc = self._exception
     if exc is not None:
-        msg = RECORDER.exc_message(exc) if RECORDER.capture_values else None
-        return (ev.OP_FAILED, fid, _now(), tid, type(exc), msg)
+        return (ev.OP_FAILED, fid, _now(), tid, type(exc), _exc_message(exc) if self._tf_values else None)
     result = self._result
-    value = RECORDER.value_repr(result) if RECORDER.capture_values else None
-    return (ev.OP_RESOLVED, fid, _now(), tid, type(result), value)
+    return (ev.OP_RESOLVED, fid, _now(), tid, type(result), _value_repr(result) if self._tf_values else None)
+
+
+def _collected(self: Any, fid: int, state: str) -> None:
+    ring = self._tf_ring
+    _live.pop(fid, None)
+    ring.put((ev.OP_COLLECTED, fid, _now(), state, ring.was_incomplete(fid)))
+
+
+def _bind(obj: Any, hooks: LoopHooks, rec: tuple[Any, ...]) -> None:
+    """Give a new future or task its binding: ring, capture setting, record."""
+    fid = rec[1]
+    obj._tf_id = fid
+    obj._tf_ring = ring = hooks.ring
+    if ring is None:  # unbound meanwhile, by another thread
+        _unbound(obj)
+        return
+    obj._tf_values = hooks.capture_values
+    obj._tf_rec = rec
+    _live[fid] = _weakref(obj)
+    ring.put(rec)
+
+
+def _unbound(obj: Any) -> None:
+    obj._tf_id = 0
+    obj._tf_ring = obj._tf_rec = None
+    obj._tf_values = False
 
 
 def _register(fut: Any, loop: Any, hooks: LoopHooks, label: str | None, frame: FrameType | None) -> None:
     """Give a new future its id and record ``created``."""
-    if len(_buffer) >= RECORDER.limit:
-        fut._tf_id = 0
-        RECORDER.overflow()
+    if hooks.ring is None or not hooks.ring.admit():
+        _unbound(fut)
         return
-    fut._tf_id = fid = _next_id()
     code, lasti = _site(frame)
     task = _current_task(loop)
     tid = getattr(task, "_tf_id", None) or _task_id(task)
-    context = hooks.captured()
-    _record((ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), label, None, hooks.route, context))
+    rec = (
+        ev.OP_CREATED,
+        _next_id(),
+        _now(),
+        tid,
+        False,
+        code,
+        lasti,
+        _thread_id(),
+        label,
+        None,
+        hooks.route,
+        hooks.captured(),
+    )
+    _bind(fut, hooks, rec)
     tb = fut._source_traceback
     if tb:
         _strip_source_traceback(tb)
@@ -306,26 +572,38 @@ def _register(fut: Any, loop: Any, hooks: LoopHooks, label: str | None, frame: F
 def _register_task(
     task: Any, loop: Any, hooks: LoopHooks, coro: object, name: str | None, frame: FrameType | None
 ) -> int:
-    if len(_buffer) >= RECORDER.limit:
-        task._tf_id = 0
-        RECORDER.overflow()
+    if hooks.ring is None or not hooks.ring.admit():
+        _unbound(task)
         return 0
-    task._tf_id = fid = _next_id()
     code, lasti = _site(frame)
     qualname = getattr(coro, "__qualname__", None)
     if not isinstance(qualname, str):
         qualname = type(coro).__qualname__
     parent = _current_task(loop)
     pid = getattr(parent, "_tf_id", None) or _task_id(parent)
-    context = hooks.captured()
-    _record((ev.OP_CREATED, fid, _now(), pid, True, code, lasti, _thread_id(), name, qualname, hooks.route, context))
+    fid = _next_id()
+    rec = (
+        ev.OP_CREATED,
+        fid,
+        _now(),
+        pid,
+        True,
+        code,
+        lasti,
+        _thread_id(),
+        name,
+        qualname,
+        hooks.route,
+        hooks.captured(),
+    )
+    _bind(task, hooks, rec)
     return fid
 
 
 def _hooks(loop: object) -> LoopHooks | None:
     """The hooks of a traced loop that records new futures, else None."""
     hooks: LoopHooks | None = getattr(loop, "_tracedfuture_hooks", None)
-    return hooks if hooks is not None and hooks.route else None
+    return hooks if hooks is not None and hooks.ring is not None else None
 
 
 class TracedFuture(_Future):  # type: ignore[misc]
@@ -337,7 +615,7 @@ class TracedFuture(_Future):  # type: ignore[misc]
     are asyncio's.
     """
 
-    __slots__ = ("_tf_id",)
+    __slots__ = ("_tf_id", "_tf_rec", "_tf_ring", "_tf_values")
 
     def __init__(self, *, loop: asyncio.AbstractEventLoop | None = None, label: str | None = None) -> None:
         _future_init(self, loop=loop)
@@ -345,7 +623,7 @@ class TracedFuture(_Future):  # type: ignore[misc]
         if hooks is not None:
             _register(self, self._loop, hooks, label, _getframe(1))
         else:
-            self._tf_id = 0
+            _unbound(self)
 
     add_done_callback = _add_done_callback
     remove_done_callback = _remove_done_callback
@@ -358,13 +636,16 @@ class TracedFuture(_Future):  # type: ignore[misc]
             tid = getattr(task, "_tf_id", None)
             if tid is None and task is not None:
                 tid = _task_id(task)
-            value = RECORDER.value_repr(result) if RECORDER.capture_values else None
-            _record((ev.OP_RESOLVED, fid, _now(), tid, type(result), value))
+            value = _value_repr(result) if self._tf_values else None
+            self._tf_ring.put((ev.OP_RESOLVED, fid, _now(), tid, type(result), value))
+            _live.pop(fid, None)
 
     def set_exception(self, exception: type[BaseException] | BaseException) -> None:
         _future_set_exception(self, exception)
-        if self._tf_id:
-            _record(_outcome(self))
+        fid = self._tf_id
+        if fid:
+            self._tf_ring.put(_outcome(self))
+            _live.pop(fid, None)
 
     def cancel(self, msg: Any | None = None) -> bool:
         if not _future_cancel(self, msg):
@@ -372,7 +653,8 @@ class TracedFuture(_Future):  # type: ignore[misc]
         fid = self._tf_id
         if fid:
             tid = _task_id(_current_task(self._loop))
-            _record((ev.OP_CANCELLED, fid, _now(), tid, _text(msg), _canceller(_getframe(1))))
+            self._tf_ring.put((ev.OP_CANCELLED, fid, _now(), tid, _text(msg), _canceller(_getframe(1))))
+            _live.pop(fid, None)
         return True
 
     def __del__(self) -> None:
@@ -382,7 +664,7 @@ class TracedFuture(_Future):  # type: ignore[misc]
             return
         state = self._state
         log_tb = state == _FINISHED and self._log_traceback
-        _record((ev.OP_COLLECTED, fid, _now(), "UNRETRIEVED" if log_tb else state))
+        _collected(self, fid, "UNRETRIEVED" if log_tb else state)
         if log_tb:
             _future_del(self)  # asyncio's "exception was never retrieved"
 
@@ -394,9 +676,11 @@ TracedFuture.__name__ = TracedFuture.__qualname__ = "Future"
 
 def _task_done(task: TracedTask) -> None:
     """The hidden first done callback of every TracedTask: records how it ended."""
-    if task._tf_id and not task._tf_ended:
+    fid = task._tf_id
+    if fid and not task._tf_ended:
         task._tf_ended = True
-        _record(_outcome(task))
+        task._tf_ring.put(_outcome(task))
+        _live.pop(fid, None)
 
 
 def _observe_completion(task: TracedTask) -> None:
@@ -416,20 +700,20 @@ class TracedTask(_Task):  # type: ignore[misc]
     loop. Behaviour, repr, name numbering and errors are asyncio's.
     """
 
-    __slots__ = ("_tf_ended", "_tf_id")
+    __slots__ = ("_tf_ended", "_tf_id", "_tf_rec", "_tf_ring", "_tf_values")
 
     def __init__(
         self,
-        coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
+        coro: Any,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
         self._tf_ended = False
-        self._tf_id = 0
+        _unbound(self)
         if not kwargs.get("eager_start"):
-            _task_init(self, coro, loop=loop, name=name, **kwargs)
+            _Task.__init__(self, coro, loop=loop, name=name, **kwargs)
             hooks = _hooks(self._loop)
             if hooks is not None and _register_task(self, self._loop, hooks, coro, self.get_name(), _getframe(1)):
                 _observe_completion(self)
@@ -439,10 +723,10 @@ class TracedTask(_Task):  # type: ignore[misc]
         running = loop or asyncio._get_running_loop()
         hooks = _hooks(running)
         fid = _register_task(self, running, hooks, coro, name, _getframe(1)) if hooks is not None else 0
-        _task_init(self, coro, loop=loop, name=name, **kwargs)
+        _Task.__init__(self, coro, loop=loop, name=name, **kwargs)
         if fid:
             if name is None:
-                _record((ev.OP_RENAMED, fid, _now(), None, self.get_name()))
+                self._tf_ring.put((ev.OP_RENAMED, fid, _now(), None, self.get_name()))
             _observe_completion(self)
 
     add_done_callback = _add_done_callback
@@ -462,14 +746,15 @@ class TracedTask(_Task):  # type: ignore[misc]
         fid = self._tf_id
         if fid:
             tid = _task_id(_current_task(self._loop))
-            _record((ev.OP_CANCEL_REQ, fid, _now(), tid, _text(msg), _canceller(_getframe(1))))
+            self._tf_ring.put((ev.OP_CANCEL_REQ, fid, _now(), tid, _text(msg), _canceller(_getframe(1))))
         return True
 
     def set_name(self, value: object) -> None:
         _task_set_name(self, value)
         fid = self._tf_id
         if fid:
-            _record((ev.OP_RENAMED, fid, _now(), _task_id(_current_task(self._loop)), self.get_name()))
+            tid = _task_id(_current_task(self._loop))
+            self._tf_ring.put((ev.OP_RENAMED, fid, _now(), tid, self.get_name()))
 
     def __del__(self) -> None:
         fid = getattr(self, "_tf_id", 0)
@@ -482,7 +767,7 @@ class TracedTask(_Task):  # type: ignore[misc]
                 if not self._tf_ended and state != _PENDING:
                     _task_done(self)  # finished, but its loop closed before the callback ran
                 log_tb = state == _FINISHED and self._log_traceback
-                _record((ev.OP_COLLECTED, fid, _now(), "UNRETRIEVED" if log_tb else state))
+                _collected(self, fid, "UNRETRIEVED" if log_tb else state)
         _task_del(self)  # asyncio's "Task was destroyed but it is pending!"
 
 
@@ -506,25 +791,103 @@ def flush_pending_completions(loop: asyncio.AbstractEventLoop) -> None:
                 _task_done(args[0])
 
 
+# --- asyncio's own create_future / create_task, naming the traced classes ---------------
+
+
+def _asyncio_function(method: Any, **replace: Any) -> types.FunctionType:
+    """A copy of one of ``BaseEventLoop``'s methods whose globals name other
+    objects (``futures`` and ``tasks`` whose ``Future`` / ``Task`` are traced):
+    asyncio's code, file and line numbers, and so asyncio's checks, errors and
+    debug-mode frames, building traced objects."""
+    namespace = dict(method.__globals__)
+    for module_name, attrs in replace.items():
+        module = types.ModuleType(namespace[module_name].__name__)
+        vars(module).update(vars(namespace[module_name]))
+        vars(module).update(attrs)
+        namespace[module_name] = module
+    function = types.FunctionType(method.__code__, namespace, method.__name__, method.__defaults__, method.__closure__)
+    function.__kwdefaults__ = method.__kwdefaults__
+    function.__qualname__ = method.__qualname__
+    return function
+
+
+_create_future = _asyncio_function(asyncio.BaseEventLoop.create_future, futures={"Future": TracedFuture})
+_create_task = _asyncio_function(asyncio.BaseEventLoop.create_task, tasks={"Task": TracedTask})
+_EAGER_FACTORY = getattr(asyncio, "eager_task_factory", None)
+_traced_eager_factory: Callable[..., Any] | None = None
+if _EAGER_FACTORY is not None:
+    # asyncio's eager_task_factory with TracedTask as its task constructor.
+    _traced_eager_factory = types.FunctionType(
+        _EAGER_FACTORY.__code__,
+        _EAGER_FACTORY.__globals__,
+        _EAGER_FACTORY.__name__,
+        _EAGER_FACTORY.__defaults__,
+        tuple(types.CellType(TracedTask) for _ in _EAGER_FACTORY.__code__.co_freevars),
+    )
+    _traced_eager_factory.__kwdefaults__ = _EAGER_FACTORY.__kwdefaults__
+_set_task_name = getattr(asyncio.tasks, "_set_task_name", None)  # 3.11, 3.12
+
+
+def _hide_own_frame(exc: BaseException) -> None:
+    """Drop the hook's own entry from the traceback of an exception about to be
+    re-raised with a bare ``raise`` (which adds no entry): the user sees
+    asyncio's frames only, as without tracing."""
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_DIR):
+        exc.__traceback__ = tb.tb_next
+
+
 class LoopHooks:
-    """The per-loop ``create_future`` and ``create_task`` of a traced loop.
+    """The per-loop ``create_future`` and ``create_task`` of a traced loop,
+    configured only through :meth:`bind`."""
 
-    ``route`` names the installations that receive the loop's events (a key
-    into ``_pipeline.RECORDER``; 0 records nothing), ``sample_rate`` is the head
-    sampling rate, ``capture`` what the exporters want captured at creation
-    (OpenTelemetry's current span, say).
-    """
-
-    __slots__ = ("base_create_future", "base_create_task", "capture", "installations", "loop", "route", "sample_rate")
+    __slots__ = (
+        "_asyncio_loop",
+        "base_create_future",
+        "base_create_task",
+        "capture",
+        "capture_values",
+        "installations",
+        "loop",
+        "ring",
+        "route",
+        "sample_rate",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.ring: Ring | None = None
         self.route = 0
         self.sample_rate = 1.0
         self.capture: Callable[[], object] | None = None
-        self.installations: tuple[Any, ...] = ()
+        self.capture_values = False
+        self.installations: tuple[Any, ...] = ()  # kept for _install's bookkeeping
         self.base_create_future = loop.create_future
         self.base_create_task = loop.create_task
+        # asyncio's own create_task code applies to loops that inherit it.
+        self._asyncio_loop = isinstance(loop, asyncio.BaseEventLoop)
+
+    def bind(
+        self,
+        ring: Any,
+        route: int,
+        sample_rate: float,
+        capture: Callable[[], object] | None,
+        capture_values: bool,
+    ) -> None:
+        """Point the loop at a ring (``None``: record nothing) and its settings;
+        futures made before keep theirs."""
+        if ring is not None and not isinstance(ring, Ring):
+            msg = f"ring must be a tracedfuture._future.Ring or None, not {ring!r}"
+            raise TypeError(msg)
+        if not 0.0 <= sample_rate <= 1.0:
+            msg = f"sample_rate must be between 0.0 and 1.0, not {sample_rate!r}"
+            raise ValueError(msg)
+        self.ring = ring
+        self.route = route
+        self.sample_rate = float(sample_rate)
+        self.capture = capture
+        self.capture_values = bool(capture_values)
 
     def captured(self) -> object:
         capture = self.capture
@@ -537,18 +900,19 @@ class LoopHooks:
 
     def create_future(self) -> asyncio.Future[Any]:
         # _register, inlined: this is the hottest function of the package.
-        route = self.route
-        if not route or (self.sample_rate < 1.0 and _random() >= self.sample_rate):
+        ring = self.ring
+        if ring is None or (self.sample_rate < 1.0 and _random() >= self.sample_rate):
             return self.base_create_future()
         loop = self.loop
+        if loop.get_debug() and self._asyncio_loop:
+            # asyncio's own create_future, so that "created at" is its frame.
+            return _create_future(loop)  # type: ignore[no-any-return]
         # C's __new__ and __init__, not TracedFuture's Python __init__ (see above).
         fut: Any = _future_new(TracedFuture)
         _future_init(fut, loop=loop)
-        if len(_buffer) >= RECORDER.limit:
-            fut._tf_id = 0
-            RECORDER.overflow()
+        if not ring.admit():
+            _unbound(fut)
             return fut  # type: ignore[no-any-return]
-        fut._tf_id = fid = _next_id()
         frame = _getframe(1)
         code: CodeType | None = frame.f_code
         entry = _code_kind.get(id(code))
@@ -561,35 +925,53 @@ class LoopHooks:
         if tid is None and task is not None:
             tid = _task_id(task)
         context = None if self.capture is None else self.captured()
-        _record((ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, None, route, context))
-        if fut._source_traceback:
-            _strip_source_traceback(fut._source_traceback)
+        fid = _next_id()
+        rec = (ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, None, self.route, context)
+        fut._tf_id = fid
+        fut._tf_ring = ring
+        fut._tf_values = self.capture_values
+        fut._tf_rec = rec
+        _live[fid] = _weakref(fut)
+        ring.put(rec)
         return fut  # type: ignore[no-any-return]
 
     def create_task(self, coro: Coroutine[Any, Any, _T], **kwargs: Any) -> asyncio.Task[_T]:
-        """asyncio's own path with a TracedTask, or, when the user has set a task
-        factory, that factory, untouched (3.12's eager factory is matched)."""
-        loop = self.loop
-        factory = loop.get_task_factory()
-        if factory is not None:
-            if factory is not _EAGER_FACTORY or _EAGER_FACTORY is None:
+        """asyncio's own ``create_task`` building a TracedTask, or, when the user
+        has set a task factory, that factory, untouched (3.12's eager factory is
+        matched, and made to build a TracedTask)."""
+        try:
+            if self.ring is None or (self.sample_rate < 1.0 and _random() >= self.sample_rate):
                 return self.base_create_task(coro, **kwargs)
-            kwargs.setdefault("eager_start", True)
+            loop: Any = self.loop
+            if not self._asyncio_loop:
+                return self._foreign_create_task(loop, coro, kwargs)  # type: ignore[no-any-return]
+            if _EAGER_FACTORY is not None and loop._task_factory is _EAGER_FACTORY:
+                return self._eager_create_task(loop, coro, **kwargs)  # type: ignore[no-any-return]
+            return _create_task(loop, coro, **kwargs)  # type: ignore[no-any-return]
+        except BaseException as exc:
+            _hide_own_frame(exc)
+            raise
+
+    @staticmethod
+    def _eager_create_task(loop: Any, coro: Any, *, name: str | None = None, context: Any = None) -> Any:
+        # BaseEventLoop.create_task's factory branch, with the traced factory.
+        loop._check_closed()
+        assert _traced_eager_factory is not None
+        if context is None:
+            task = _traced_eager_factory(loop, coro)
+        else:
+            task = _traced_eager_factory(loop, coro, context=context)
+        if _set_task_name is not None:
+            _set_task_name(task, name)
+        else:
+            task.set_name(name)
+        return task
+
+    def _foreign_create_task(self, loop: Any, coro: Any, kwargs: dict[str, Any]) -> Any:
+        """A loop that is not asyncio's own (uvloop): its checks, then a TracedTask."""
+        if loop.get_task_factory() is not None:
+            return self.base_create_task(coro, **kwargs)
         if loop.is_closed():
             msg = "Event loop is closed"
             raise RuntimeError(msg)
-        if not self.route or (self.sample_rate < 1.0 and _random() >= self.sample_rate):
-            if "eager_start" in kwargs:
-                return asyncio.Task(coro, loop=loop, **kwargs)
-            return self.base_create_task(coro, **kwargs)
-        if kwargs.get("eager_start"):
-            return TracedTask(coro, loop=loop, **kwargs)
-        task: Any = _task_new(TracedTask)
-        task._tf_ended = False
-        _task_init(task, coro, loop=loop, **kwargs)
-        if _register_task(task, loop, self, coro, task.get_name(), _getframe(1)):
-            _observe_completion(task)
-        return task  # type: ignore[no-any-return]
-
-
-_EAGER_FACTORY = getattr(asyncio, "eager_task_factory", None)
+        return TracedTask(coro, loop=loop, **kwargs)

@@ -37,6 +37,10 @@ What an implementation module provides
 ``future_id(obj)``
     The id events give a future or task, or ``None`` when it is not traced. The only
     way to read an id.
+``assign_id(obj)``
+    The id of a future or task, given on first sight to one tracedfuture did not
+    make (a loop subclass's own ``create_task``, a user's task factory), so that
+    events can name it as an awaiter or canceller.
 ``live()``
     A list of the traced futures and tasks that exist and are not done, oldest
     first (strong references, taken atomically under the GIL): what
@@ -75,8 +79,9 @@ Rings
 A ring holds at most ``max_bytes // record_size`` records (``Ring.capacity``).
 
 * ``take()`` returns the records written since the last ``take()``, oldest first.
-* ``window()`` returns every record still held, taken or not, oldest first: the
-  flight recorder's view. Records older than the window were overwritten.
+* ``window(limit=None)`` returns every record still held, taken or not, oldest
+  first (only the newest ``limit``, if given): the flight recorder's view.
+  Records older than the window were overwritten.
 * ``append(record)`` writes a record made off the hot path (a lint), from any
   thread.
 * ``streaming=True``: someone takes records and needs complete histories. A new
@@ -116,13 +121,14 @@ LAYOUTS: dict[int, tuple[str, tuple[str, ...]]] = {
 }
 OPS = {name: op for op, (name, _) in LAYOUTS.items()}
 
+
 class RingLike(Protocol):
     capacity: int
     record_size: int
 
     def take(self) -> list[tuple[Any, ...]]: ...
     def append(self, record: tuple[Any, ...]) -> None: ...
-    def window(self) -> list[tuple[Any, ...]]: ...
+    def window(self, limit: int | None = None) -> list[tuple[Any, ...]]: ...
     def stats(self) -> dict[str, int]: ...
     def clear(self) -> None: ...
 
@@ -138,6 +144,7 @@ class Implementation(Protocol):
 
     def flush_pending_completions(self, loop: Any) -> None: ...
     def future_id(self, obj: object) -> int | None: ...
+    def assign_id(self, obj: object) -> int | None: ...
     def live(self) -> list[Any]: ...
     def info(self, obj: object) -> tuple[int, int, Any, int, int | None, str | None] | None: ...
     def set_text(self, value_repr: Any, exc_message: Any) -> None: ...

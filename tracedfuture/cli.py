@@ -24,12 +24,14 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from ._model import Model, load, plural
+from ._model import Model, load
+from ._text import parse_seconds, plural
 from .trace import TraceFormatError
 
 __all__ = ["main"]
@@ -127,7 +129,8 @@ def _write_output(path: str, text: str) -> None:
         sys.stdout.write(text)
         return
     try:
-        with open(path, "w", encoding="utf-8") as handle:
+        # A trace may hold lone surrogates: written as \udXXX, which JSON reads back.
+        with open(path, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
     except OSError as exc:
         msg = f"cannot write {path}: {exc.strerror or exc}"
@@ -139,13 +142,37 @@ def _write_output(path: str, text: str) -> None:
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        msg = f"expected a number of seconds >= 0, such as 0.5, not {text!r}"
+        return parse_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        msg = f"expected a whole number >= 0, such as 3, not {text!r}"
         raise argparse.ArgumentTypeError(msg)
-    return value
+    return int(text)
+
+
+def _exception_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    bad = [name for name in names if not all(part.isidentifier() for part in name.split("."))]
+    if not names or bad:
+        shown = repr(bad[0]) if bad else repr(text)
+        msg = f"expected exception type names separated by commas, such as EOFError,ConnectionResetError, not {shown}"
+        raise argparse.ArgumentTypeError(msg)
+    return names
+
+
+def _width(asked: int | None, stream: IO[str]) -> int | None:
+    """The columns a line may take: ``--width`` (0: no limit), else the terminal's
+    (``COLUMNS`` first) when writing to one, else no limit: a pipe or a file gets
+    whole lines, for grep and less -S."""
+    if asked is not None:
+        return asked or None
+    if stream.isatty():
+        return shutil.get_terminal_size().columns
+    return None
 
 
 def _cmd_tree(args: argparse.Namespace) -> int:
@@ -166,6 +193,11 @@ def _cmd_tree(args: argparse.Namespace) -> int:
         focus=focus,
         color=_use_color(args.color, sys.stdout),
         unicode=encoding in ("utf8", "utf8sig"),
+        expand=args.expand,
+        depth=args.depth,
+        all=args.all,
+        width=_width(args.width, sys.stdout),
+        attribute=not args.library_sites,
     )
     _write_lines(render_tree(model, options))
     return 0
@@ -191,7 +223,7 @@ def _cmd_html(args: argparse.Namespace) -> int:
     model = _load(args, progress)
     path = _output_path(args, ".html")
     progress.step(f"writing {path}")
-    text = render_html(model)
+    text = render_html(model, args.expected_exceptions)
     _write_output(path, text)
     progress.finish()
     if path != "-":
@@ -384,6 +416,19 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     tree.add_argument("--abandoned", action="store_true", help="only what was garbage-collected while pending")
     tree.add_argument("--slow", type=_seconds, metavar="SECONDS", help="only what lived at least SECONDS")
     tree.add_argument("--focus", metavar="ID", help="only this task or future (an id, or a task name) and below")
+    tree.add_argument(
+        "--expand", action="store_true", help="show identical siblings one by one instead of one line with a count"
+    )
+    tree.add_argument("--depth", type=_count, metavar="N", help="show N levels (1: only the top ones)")
+    tree.add_argument("--all", action="store_true", help="also show asyncio.run's own shutdown tasks")
+    tree.add_argument(
+        "--width", type=_count, metavar="COLUMNS", help="cut lines to COLUMNS (default: the terminal's; 0: never cut)"
+    )
+    tree.add_argument(
+        "--library-sites",
+        action="store_true",
+        help="show a library's creation sites as they are, without the program's task that led there",
+    )
     tree.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="default: auto")
 
     from ._view_stats import COLUMNS
@@ -396,6 +441,14 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
     html = viewer("html", "write a self-contained HTML timeline (one file, works offline)")
     html.add_argument("-o", "--output", metavar="FILE", help="default: TRACE with .html; '-' for stdout")
+    html.add_argument(
+        "--expected-exceptions",
+        type=_exception_names,
+        default=(),
+        metavar="TYPES",
+        help="comma-separated exception types that are normal control flow (EOFError,ConnectionResetError): "
+        "their failures are drawn apart from real ones",
+    )
 
     perfetto = viewer("perfetto", "write Chrome trace-event JSON for ui.perfetto.dev or chrome://tracing")
     perfetto.add_argument("-o", "--output", metavar="FILE", help="default: TRACE with .perfetto.json; '-' for stdout")

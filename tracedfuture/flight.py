@@ -1,17 +1,20 @@
 """The flight recorder: the last events, always in memory, dumped when it matters.
 
 >>> import asyncio, tracedfuture.flight
->>> recorder = tracedfuture.flight.FlightRecorder(max_events=100_000)
+>>> recorder = tracedfuture.flight.FlightRecorder()
 >>> tracedfuture.run(asyncio.sleep(0), exporters=[recorder])
+>>> [event.kind for event in recorder.events()]
+['created', 'resolved']
 >>> recorder.dump("flight.jsonl")  # doctest: +SKIP
 'flight.jsonl'
 
-A :class:`FlightRecorder` is an exporter that keeps the most recent events in a
-ring (bounded in events, and optionally by an estimate of their size in bytes);
-older events are overwritten and counted. Its cost is the core's tracing cost
-plus one ``deque.extend`` per batch, on the drain thread (see
-``benchmarks/bench_flight.py``). :meth:`FlightRecorder.dump` writes the ring as a
-trace file that ``tracedfuture.trace.read`` and the ``tracedfuture`` command read.
+A :class:`FlightRecorder` keeps the most recent past of the loops it traces as
+the hot path wrote it: raw records in the installation's preallocated ring,
+bounded in bytes, the oldest overwritten and counted. Nothing is converted while
+the program runs, so its cost is the hot path's alone (see ``benchmarks/``).
+:meth:`FlightRecorder.dump` converts the ring and writes it as a trace file that
+``tracedfuture.trace.read`` and the ``tracedfuture`` command read; a future whose
+beginning was overwritten starts with an ``incomplete`` event.
 
 :func:`enable` is the one-call setup: it traces every loop of the process into a
 module-level recorder and, on request, dumps it on a signal, when a loop's
@@ -29,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import collections
 import json
 import logging
 import os
@@ -37,132 +39,124 @@ import signal as _signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from ._events import Event, Site
+from ._events import Event
 from ._install import Installation, install
-from ._pipeline import RECORDER
-from .trace import event_to_json, header
+from .trace import event_to_json, header, open_private
 
 __all__ = ["FlightRecorder", "current", "disable", "dump", "enable", "hook_loop"]
 
 logger = logging.getLogger("tracedfuture")
 
-# The estimated size of one event in memory: the 22-slot tuple (232 bytes on a
-# 64-bit CPython) plus a share of the small objects it points to. Names, sites
-# and callback names are shared between events; only the free text fields
-# (detail, value, exc_msg, msg) are counted on top.
-_EVENT_BYTES = 300
-
 
 class FlightRecorder:
-    """An exporter that keeps the last ``max_events`` events (and at most about
-    ``max_bytes`` of them, if given), counting the ones it overwrote.
+    """The recent past of an installation, kept raw in its rings, converted to
+    events only when someone reads or dumps it.
+
+    A flight recorder takes no events as they happen (it is a ``raw`` exporter):
+    the hot path's records stay in the installation's preallocated ring, bounded
+    in bytes (``max_bytes``, default the installation's, 64 MiB: about a million
+    records on the compiled core), the oldest overwritten and counted. Reading it
+    (:meth:`events`, :meth:`dump`) converts what the ring holds, at most the last
+    ``max_events`` events if given. Recording costs the hot path alone: nothing is
+    drained, converted or copied while the program runs.
 
     >>> from tracedfuture.flight import FlightRecorder
     >>> FlightRecorder(max_events=0)
     Traceback (most recent call last):
     ...
-    ValueError: max_events must be a positive number of events, such as 100_000, not 0
+    ValueError: max_events must be a positive number of events, such as 100_000, or None; not 0
     """
 
-    __slots__ = ("_bytes", "_dump_lock", "_lock", "_ring", "anchor", "dropped", "max_bytes", "max_events", "received")
+    __slots__ = ("__weakref__", "_child_of", "_dump_lock", "_sources", "anchor", "max_bytes", "max_events")
 
-    # export() only appends to a deque: called on the drain thread, no hand-off.
-    inline = True
+    raw = True
 
-    def __init__(self, max_events: int = 100_000, *, max_bytes: int | None = None) -> None:
-        if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
-            msg = f"max_events must be a positive number of events, such as 100_000, not {max_events!r}"
+    def __init__(self, max_events: int | None = None, *, max_bytes: int | None = None) -> None:
+        if max_events is not None and (
+            isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1
+        ):
+            msg = f"max_events must be a positive number of events, such as 100_000, or None; not {max_events!r}"
             raise ValueError(msg)
         if max_bytes is not None and (
-            isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < _EVENT_BYTES
+            isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < _MIN_BYTES
         ):
-            msg = f"max_bytes must be a number of bytes of at least {_EVENT_BYTES} (or None), not {max_bytes!r}"
+            msg = f"max_bytes must be a number of bytes of at least {_MIN_BYTES} (or None), not {max_bytes!r}"
             raise ValueError(msg)
         self.max_events = max_events
         self.max_bytes = max_bytes
-        # Events are kept as exact tuples of atoms (see _compact): the garbage
-        # collector untracks those, where Event and Site, tuple subclasses, would
-        # be walked by every full collection, 100,000 of them.
-        self._ring: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=max_events)
-        self._lock = threading.Lock()
+        self._sources: list[Installation] = []
         self._dump_lock = threading.Lock()
-        self._bytes = 0
-        self.received = 0
-        self.dropped = 0
+        self._child_of: int | None = None  # the parent's pid, in a child after fork()
+        _RECORDERS.add(self)
         # Wall clock and monotonic clock read together, for the dump's header.
         self.anchor = (time.time_ns(), time.monotonic_ns())
 
     def __repr__(self) -> str:
-        return f"<FlightRecorder {len(self._ring)}/{self.max_events} events, {self.dropped} dropped>"
+        stats = self.stats()
+        return f"<FlightRecorder {stats['records']} records held, {stats['dropped']} overwritten>"
 
-    def __len__(self) -> int:
-        return len(self._ring)
+    def after_fork(self) -> None:
+        """In a child after ``fork()``: a fresh lock (a parent's thread may have
+        held it); the rings were emptied by the recorder, so the child's dumps
+        hold the child's events, in a file named with its pid."""
+        self._dump_lock = threading.Lock()
+        self.anchor = (time.time_ns(), time.monotonic_ns())
+        self._child_of = os.getppid()
 
-    # -- Exporter -----------------------------------------------------------------
-
-    def export(self, events: Sequence[Event], /) -> None:
-        with self._lock:
-            ring = self._ring
-            n = len(events)
-            self.received += n
-            if self.max_bytes is None:
-                overflow = len(ring) + n - self.max_events
-                if overflow > 0:
-                    self.dropped += overflow
-                ring.extend(map(_compact, events))
-                return
-            self._export_bounded(events)
-
-    def _export_bounded(self, events: Sequence[Event]) -> None:
-        ring, limit = self._ring, self.max_bytes
-        assert limit is not None
-        for event in events:
-            if len(ring) == self.max_events:
-                self._bytes -= _size(ring.popleft())
-                self.dropped += 1
-            ring.append(_compact(event))
-            self._bytes += _size(event)
-            while self._bytes > limit and len(ring) > 1:
-                self._bytes -= _size(ring.popleft())
-                self.dropped += 1
+    def bind(self, installation: Installation) -> None:
+        """Called by the installation it is passed to: the rings to read."""
+        if installation not in self._sources:
+            self._sources.append(installation)
 
     # -- reading ------------------------------------------------------------------
 
-    def events(self) -> list[Event]:
-        """The events in the ring, oldest first, including everything recorded so far."""
-        RECORDER.flush(only=self)  # not waiting on other exporters, a stuck one say
-        with self._lock:
-            return [_expand(item) for item in self._ring]
+    def events(self, last: int | None = None) -> list[Event]:
+        """The events of what the rings hold, oldest first: the last
+        ``max_events`` of them, if set, or about the last ``last`` (converted from
+        the newest ``last`` records only: what a console refreshing every second
+        asks for, at a cost that does not grow with the ring)."""
+        limit = last if last is not None else self.max_events
+        events: list[Event] = []
+        for source in list(self._sources):
+            events.extend(source.recent_events(limit))
+        if len(self._sources) > 1:
+            events.sort(key=_ts)
+        if limit is not None and len(events) > limit:
+            del events[: len(events) - limit]
+        return events
 
     def stats(self) -> dict[str, int]:
-        """``events`` held, ``received`` in all, ``dropped`` (overwritten), the limits."""
-        with self._lock:
-            out = {
-                "events": len(self._ring),
-                "received": self.received,
-                "dropped": self.dropped,
-                "max_events": self.max_events,
-            }
-            if self.max_bytes is not None:
-                out["max_bytes"] = self.max_bytes
-                out["estimated_bytes"] = self._bytes
-            return out
+        """``records`` held, ``written`` in all, ``dropped`` (overwritten) records,
+        and the limits."""
+        rings = [route.ring for source in list(self._sources) for route in list(source._routes)]
+        counts = [ring.stats() for ring in rings]
+        written = sum(c["written"] for c in counts)
+        dropped = sum(c["overwritten"] for c in counts)
+        out = {
+            "records": sum(min(c["written"] - c["overwritten"], c["capacity"]) for c in counts),
+            "written": written,
+            "dropped": dropped,
+            "max_bytes": sum(c["capacity"] * c["record_size"] for c in counts),
+        }
+        if self.max_events is not None:
+            out["max_events"] = self.max_events
+        return out
 
     def clear(self) -> None:
-        with self._lock:
-            self._ring.clear()
-            self._bytes = 0
+        for source in list(self._sources):
+            for route in list(source._routes):
+                route.ring.clear()
 
     def dump(self, path: str | os.PathLike[str], *, reason: str = "on demand") -> str:
-        """Write the ring as a trace file and return its path.
+        """Write what the rings hold as a trace file and return its path.
 
         The file is written next to ``path`` and renamed over it, so a reader
         never sees half a dump. Its header says ``"flight": reason``; its stats
-        line counts the events ``dropped`` before the oldest one kept.
+        line counts the records ``dropped`` (overwritten) before the oldest kept.
 
         >>> import tracedfuture.trace
         >>> recorder.dump("flight.jsonl")  # doctest: +SKIP
@@ -170,15 +164,21 @@ class FlightRecorder:
         0
         """
         name = os.fspath(path)
+        if self._child_of is not None:
+            # A forked child never writes over its parent's dump: as with trace
+            # files, its own goes next to it, named with its pid.
+            root, ext = os.path.splitext(name)
+            name = f"{root}.{os.getpid()}{ext}"
         events = self.events()
-        stats = self.stats()
+        stats: dict[str, Any] = self.stats()
         stats["events_written"] = len(events)
-        stats.update(RECORDER.counters())
         dumps = json.dumps
         with self._dump_lock:
             tmp = f"{name}.{os.getpid()}.{threading.get_ident()}.tmp"
             try:
-                with open(tmp, "w", encoding="utf-8") as out:
+                # 0600 from the start (the rename keeps it); strings that are not
+                # valid Unicode are escaped as in any trace file (trace.encode_line).
+                with open(open_private(tmp), "w", encoding="utf-8", errors="backslashreplace") as out:
                     out.write(dumps(header(*self.anchor, flight=reason), separators=(",", ":")) + "\n")
                     for event in events:
                         out.write(dumps(event_to_json(event), separators=(",", ":"), ensure_ascii=False) + "\n")
@@ -267,37 +267,20 @@ class FlightRecorder:
             loop.set_exception_handler(handler._tracedfuture_previous)  # type: ignore[union-attr]
 
 
-_SITE = Event._fields.index("site")
-_TEXTS = tuple(Event._fields.index(name) for name in ("detail", "value", "exc_msg", "msg"))
+_MIN_BYTES = 64 * 1024
+_RECORDERS: weakref.WeakSet[FlightRecorder] = weakref.WeakSet()
 
 
-def _compact(event: Event) -> tuple[Any, ...]:
-    """An event as an exact tuple, its site as one too."""
-    site = event.site
-    if site is None:
-        return tuple(event)
-    values = list(event)
-    values[_SITE] = (site.filename, site.lineno, site.function)
-    return tuple(values)
+def _after_fork_in_child() -> None:
+    for recorder in list(_RECORDERS):
+        recorder.after_fork()
 
 
-def _expand(item: tuple[Any, ...]) -> Event:
-    site = item[_SITE]
-    if site is None:
-        return Event._make(item)
-    values = list(item)
-    values[_SITE] = Site(*site)
-    return Event._make(values)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _size(event: tuple[Any, ...]) -> int:
-    """An estimate of what an event (or its compact tuple) holds, in bytes."""
-    size = _EVENT_BYTES
-    for index in _TEXTS:
-        text = event[index]
-        if text is not None:
-            size += len(text)
-    return size
+def _ts(event: Event) -> int:
+    return event.ts_ns
 
 
 # --- the module-level recorder -------------------------------------------------------
@@ -328,7 +311,7 @@ def current() -> FlightRecorder | None:
 
 
 def enable(
-    max_events: int = 100_000,
+    max_events: int | None = None,
     *,
     max_bytes: int | None = None,
     path: str | os.PathLike[str] | None = None,
@@ -351,7 +334,7 @@ def enable(
     arguments are :func:`tracedfuture.install` options.
 
     >>> import tracedfuture.flight
-    >>> recorder = tracedfuture.flight.enable(max_events=50_000)
+    >>> recorder = tracedfuture.flight.enable()
     >>> tracedfuture.flight.dump("flight.jsonl")  # doctest: +SKIP
     >>> tracedfuture.flight.disable()
     """

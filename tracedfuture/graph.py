@@ -21,12 +21,14 @@
     └── wait <doctest>:2
         └── (F) #2  pending 0.00s  created at <doctest>:2 in main
 
-A :class:`Snapshot` is built from the recorder's state (``RECORDER.live()``), so
-it sees bare futures as well as tasks, on every traced loop in the process, and
-it can be taken from any thread: a signal handler, a debug endpoint, a watchdog.
-Taken on the loop's own thread, it also reads each task's coroutine chain (its
-call stack, outermost first); from another thread it never touches the loop or
-its tasks, only the recorder, which is thread-safe.
+A :class:`Snapshot` is built from the core's live registry of traced futures and
+tasks (``_core.live()``), read from the objects themselves with nothing
+converted, so it sees bare futures as well as tasks, on every traced loop in the
+process, and it can be taken from any thread: a signal handler, a debug
+endpoint, a watchdog. It reads only their state, callbacks, names and creation
+sites, never their results. Taken on the loop's own thread, it also reads each
+task's coroutine chain (its call stack, outermost first); from another thread it
+never walks a coroutine, which belongs to the loop's thread.
 
 The records copy the shape of CPython 3.14's ``asyncio.graph``
 (``FutureCallGraph``, ``FrameCallGraphEntry``: frozen, slotted dataclasses), with
@@ -41,31 +43,38 @@ failed.
 from __future__ import annotations
 
 import asyncio
-import os
+import functools
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import _core
+from ._convert import site_of
 from ._events import Event, Site
-from ._pipeline import RECORDER
+from ._fold import INCOMPLETE as INCOMPLETE_OUTCOME
+from ._fold import PENDING as PENDING_OUTCOME
+from ._fold import Fold
+from ._text import plural, short_path, site_text
 
 __all__ = [
     "CANCELLING",
+    "INCOMPLETE",
     "PENDING",
     "FrameEntry",
     "PendingFuture",
     "Snapshot",
     "format_snapshot",
     "from_events",
-    "from_states",
+    "live_snapshot",
     "site_text",
     "snapshot",
 ]
 
 PENDING = "PENDING"
 CANCELLING = "CANCELLING"
+INCOMPLETE = "INCOMPLETE"  # from_events: its history has a hole; maybe no longer pending
 _MAX_DEPTH = 64
 
 
@@ -78,7 +87,7 @@ class FrameEntry:
     function: str
 
     def __str__(self) -> str:
-        return f"{self.function} {_short(self.filename)}:{self.lineno}"
+        return f"{self.function} {short_path(self.filename)}:{self.lineno}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +95,8 @@ class PendingFuture:
     """A future or task that is not done (3.14's ``FutureCallGraph``, flattened).
 
     ``state`` is ``"PENDING"``, or ``"CANCELLING"`` once a task has been asked to
-    cancel. ``awaited_by`` are the tasks awaiting it now; ``awaiting`` (tasks) the
+    cancel (``"INCOMPLETE"`` in :func:`from_events` when its history has a
+    hole). ``awaited_by`` are the tasks awaiting it now; ``awaiting`` (tasks) the
     pending futures it awaits; ``callbacks`` its other done callbacks (a
     ``gather`` or ``wait`` watching it, say); ``last_awaiter_id`` the last task
     that ever awaited it. ``call_stack`` (tasks, only in a snapshot taken on the
@@ -207,7 +217,17 @@ def _reachable(index: dict[int, PendingFuture], start: int) -> set[int]:
 class _Node:
     """What is known of one future while a snapshot is assembled."""
 
-    __slots__ = ("awaiter_id", "callbacks", "cancelling", "coro", "created_ns", "is_task", "name", "site")
+    __slots__ = (
+        "awaiter_id",
+        "callbacks",
+        "cancelling",
+        "coro",
+        "created_ns",
+        "incomplete",
+        "is_task",
+        "name",
+        "site",
+    )
 
     def __init__(self, is_task: bool, name: str | None, site: Site | None, created_ns: int | None) -> None:
         self.is_task = is_task
@@ -217,6 +237,7 @@ class _Node:
         self.callbacks: list[tuple[str, int | None]] = []
         self.awaiter_id: int | None = None
         self.cancelling = False
+        self.incomplete = False
         self.coro: str | None = None
 
 
@@ -238,7 +259,7 @@ def _assemble(
             name=node.name,
             site=node.site,
             age_ns=None if node.created_ns is None else max(0, now_ns - node.created_ns),
-            state=CANCELLING if node.cancelling else PENDING,
+            state=INCOMPLETE if node.incomplete else CANCELLING if node.cancelling else PENDING,
             awaited_by=tuple(awaited_by[fid]),
             awaiting=tuple(awaiting.get(fid, ())),
             callbacks=tuple(name for name, awaiter in node.callbacks if awaiter is None),
@@ -264,9 +285,8 @@ def snapshot(loop: asyncio.AbstractEventLoop | None = None) -> Snapshot:
     >>> threading.Thread(target=lambda: print(len(snapshot()) >= 0)).start()  # doctest: +SKIP
     True
     """
-    live = RECORDER.live()
     now = time.monotonic_ns()
-    nodes = _nodes(live)
+    nodes = _nodes(_core.live())
     stacks: dict[int, tuple[FrameEntry, ...]] = {}
     extra: dict[int, set[int]] = {}
     running = asyncio._get_running_loop()
@@ -277,22 +297,52 @@ def snapshot(loop: asyncio.AbstractEventLoop | None = None) -> Snapshot:
     return _assemble(nodes, now, stacks, extra)
 
 
-def from_states(live: Iterable[tuple[int, Any]], now_ns: int) -> Snapshot:
-    """The snapshot of ``RECORDER.live()``'s result, with no stacks: for code
-    that already holds it (``tracedfuture.lints``)."""
-    return _assemble(_nodes(live), now_ns, {}, {})
+def live_snapshot() -> Snapshot:
+    """The snapshot of what is pending now, with no call stacks: for code on
+    another thread that only needs the graph (``tracedfuture.lints``)."""
+    return _assemble(_nodes(_core.live()), time.monotonic_ns(), {}, {})
 
 
-def _nodes(live: Iterable[tuple[int, Any]]) -> dict[int, _Node]:
+_WAKEUPS = frozenset({"task_wakeup", "__wakeup", "_Task__wakeup"})
+
+
+def _nodes(live: Iterable[Any]) -> dict[int, _Node]:
+    """The pending futures and tasks the core holds, read from the objects
+    themselves: their state, callbacks and names, never their results."""
     nodes: dict[int, _Node] = {}
-    for fid, state in live:
-        if state.done:
+    for obj in live:
+        info = _core.info(obj)
+        if info is None:
             continue
-        node = nodes[fid] = _Node(state.is_task, state.name, state.site, state.created_ns)
-        node.callbacks = list(state.callbacks)
-        node.awaiter_id = state.awaiter_id
-        node.cancelling = state.cancel is not None
+        fid, created_ns, code, lasti, _creator, label = info
+        try:
+            if obj.done():
+                continue
+            is_task = isinstance(obj, asyncio.Task)
+            name = obj.get_name() if is_task else label
+            node = _Node(is_task, name, site_of(code, lasti), created_ns)
+            for callback, _context in obj._callbacks or ():
+                node.callbacks.append(_callback(callback))
+            node.awaiter_id = next((a for _, a in node.callbacks if a is not None), None)
+            if is_task:
+                node.cancelling = obj.cancelling() > 0
+                coro = obj.get_coro()
+                node.coro = getattr(coro, "__qualname__", None) or type(coro).__qualname__
+        except Exception:  # a future that changed under us is left out, never fatal
+            continue
+        nodes[fid] = node
     return nodes
+
+
+def _callback(callback: Any) -> tuple[str, int | None]:
+    """(name, awaiting task id) of a done callback; the id only for a task's wakeup."""
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task) and getattr(callback, "__name__", None) in _WAKEUPS:
+        return getattr(callback, "__qualname__", "Task.task_wakeup"), _core.future_id(owner)
+    while isinstance(callback, functools.partial):
+        callback = callback.func
+    name = getattr(callback, "__qualname__", None)
+    return (name if isinstance(name, str) else type(callback).__qualname__), None
 
 
 def _read_tasks(
@@ -305,7 +355,7 @@ def _read_tasks(
     3.14+ the awaits that ``asyncio.capture_call_graph`` knows and the recorder
     does not (``gather`` registers its waiters there)."""
     for task in asyncio.all_tasks(loop):
-        fid = getattr(task, "_tf_id", 0)
+        fid = _core.future_id(task)
         node = nodes.get(fid) if fid else None
         if node is None:
             continue
@@ -338,7 +388,7 @@ def _awaited_by_314(task: asyncio.Task[Any], fid: int, extra: dict[int, set[int]
     if graph is None:
         return
     for parent in graph.awaited_by:
-        parent_id = getattr(parent.future, "_tf_id", 0)
+        parent_id = _core.future_id(parent.future)
         if parent_id:
             extra.setdefault(fid, set()).add(parent_id)
 
@@ -351,44 +401,27 @@ def from_events(events: Iterable[Event], at_ns: int | None = None) -> Snapshot:
     >>> dump = tracedfuture.trace.read("flight.jsonl")  # doctest: +SKIP
     >>> print(format_snapshot(from_events(dump.events)))  # doctest: +SKIP
 
-    Futures created before the first event (a flight recorder's ring had
-    already dropped them) appear with what the later events tell, and no age.
+    It is the fold every viewer uses (``tracedfuture._fold``): a future is in the
+    graph until it finished, whatever happens to it afterwards (a done callback
+    added later leaves it finished). Futures created before the first event (a
+    flight recorder's ring had already dropped them, or the recorder marked their
+    history incomplete) appear as ``"INCOMPLETE"``, with no age: the events
+    cannot tell whether they were still pending.
     """
+    fold = Fold().feed(events, at_ns)
     nodes: dict[int, _Node] = {}
-    last = 0
-    for event in events:
-        if at_ns is not None and event.ts_ns > at_ns:
-            break
-        last = event.ts_ns
-        kind, fid = event.kind, event.future_id
-        if kind in ("stalled", "orphan", "blocked_loop") or not fid:
+    for fid, state in fold.states.items():
+        if state.outcome not in (PENDING_OUTCOME, INCOMPLETE_OUTCOME):
             continue
-        node = nodes.get(fid)
-        if kind == "created":
-            node = nodes[fid] = _Node(event.is_task, event.name, event.site, event.ts_ns)
-            node.coro = event.coro
-            continue
-        if kind in ("resolved", "failed", "cancelled", "abandoned", "unretrieved"):
-            nodes.pop(fid, None)
-            continue
-        if node is None:
-            if kind == "callback_scheduled":
-                continue  # a done future whose creation is out of the window
-            node = nodes[fid] = _Node(event.is_task, event.name, event.site, None)
-        if kind in ("awaited", "callback_added"):
-            node.callbacks.append((event.callback or "?", event.awaiter_id))
-            if event.awaiter_id is not None:
-                node.awaiter_id = event.awaiter_id
-        elif kind == "callback_removed":
-            for i, (name, _) in enumerate(node.callbacks):
-                if name == event.callback:
-                    del node.callbacks[i]
-                    break
-        elif kind == "cancel_requested":
-            node.cancelling = True
-        elif kind == "renamed":
-            node.name = event.name
-    return _assemble(nodes, at_ns if at_ns is not None else last, {}, {})
+        known = state.outcome == PENDING_OUTCOME
+        node = nodes[fid] = _Node(state.is_task, state.name, state.site, state.start_ns if known else None)
+        node.callbacks = list(state.callbacks)
+        node.awaiter_id = state.awaits[-1][0] if state.awaits else None
+        node.cancelling = bool(state.cancel_requests)
+        node.incomplete = not known
+        node.coro = state.coro
+    now = at_ns if at_ns is not None else (fold.last_ns or 0)
+    return _assemble(nodes, now, {}, {})
 
 
 # --- formatting ------------------------------------------------------------------------
@@ -409,7 +442,7 @@ def format_snapshot(snap: Snapshot | None = None) -> str:
     index = {f.future_id: f for f in snap.futures}
     tasks = sum(1 for f in snap.futures if f.is_task)
     futures = len(snap.futures) - tasks
-    lines = [f"{len(snap.futures)} pending: {_plural(tasks, 'task')}, {_plural(futures, 'future')}"]
+    lines = [f"{len(snap.futures)} pending: {plural(tasks, 'task')}, {plural(futures, 'future')}"]
     printed: set[int] = set()
     roots = snap.roots()
     for i, root in enumerate(roots):
@@ -450,7 +483,7 @@ def _describe(fut: PendingFuture) -> str:
     parts = [fut.label]
     if fut.coro:
         parts.append(f"{fut.coro}()")
-    state = "cancelling" if fut.state == CANCELLING else "pending"
+    state = fut.state.lower()
     parts.append(state if fut.age_ns is None else f"{state} {fut.age_ns / 1e9:.2f}s")
     if fut.site is not None:
         parts.append(f"created at {site_text(fut.site)}")
@@ -462,22 +495,3 @@ def _describe(fut: PendingFuture) -> str:
         else:
             parts.append("nobody awaits it")
     return "  ".join(parts)
-
-
-def site_text(site: Site) -> str:
-    """``file:line in function``, the file relative to the working directory
-    when it is under it (``str(site)`` keeps the absolute path)."""
-    return f"{_short(site.filename)}:{site.lineno} in {site.function}"
-
-
-def _short(filename: str) -> str:
-    """A path relative to the working directory when it is under it."""
-    try:
-        relative = os.path.relpath(filename)
-    except ValueError:  # another drive (Windows)
-        return filename
-    return filename if relative.startswith("..") else relative
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"

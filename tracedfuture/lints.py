@@ -33,7 +33,7 @@ What is found, and the event that says it:
 Lints need tracing installed (:func:`tracedfuture.install`): they reach the
 installations that receive the future's events, and a blocked loop reaches every
 active installation. The checks run on a background thread from the recorder's
-state (``RECORDER.live()``); the only call into the loop is the heartbeat's
+state (``graph.live_snapshot()``); the only call into the loop is the heartbeat's
 ``call_soon_threadsafe``. A failing check is logged once through the
 ``tracedfuture`` logger and never reaches the traced program.
 """
@@ -52,10 +52,11 @@ from collections.abc import Iterable
 from types import FrameType
 from typing import Any
 
+from . import _core
 from . import _events as ev
 from ._events import Event
 from ._pipeline import RECORDER
-from .graph import Snapshot, from_states, site_text
+from .graph import Snapshot, live_snapshot, site_text
 
 __all__ = ["FINDINGS", "Lints", "describe", "enable", "findings", "report"]
 
@@ -189,13 +190,13 @@ class Lints:
         self._blocked_since = beat  # one report per block
         frame = sys._current_frames().get(self._loop_thread)
         task = _running_task(loop)
-        task_id = getattr(task, "_tf_id", None) or None
+        task_id = _core.future_id(task) if task is not None else None
         name = None
         if task_id is not None:
-            # Once per block: the recorder knows the task's name, and asking it
-            # does not touch the task, which belongs to the loop's thread.
-            state = dict(RECORDER.live()).get(task_id)
-            name = state.name if state is not None else None
+            try:
+                name = task.get_name()  # a plain read; the task belongs to the loop's thread
+            except Exception:
+                name = None
         detail = _format_blocked(frame, task_id, name)
         RECORDER.record_lint(ev.BLOCKED_LOOP, 0, task_id=task_id, detail=detail, age_ns=late)
         self.reported[ev.BLOCKED_LOOP] += 1
@@ -203,9 +204,8 @@ class Lints:
     def _check(self) -> None:
         if self.stall_ns is None and self.orphan_ns is None:
             return
-        live = RECORDER.live()
-        now = time.monotonic_ns()
-        snap = from_states(live, now)
+        snap = live_snapshot()
+        now = snap.taken_ns
         pending = {f.future_id for f in snap.futures}
         for gone in [fid for fid in self._next_stall if fid not in pending]:
             del self._next_stall[gone]

@@ -1,0 +1,195 @@
+"""Instructions per lifecycle and per task, counted by callgrind: stable on a noisy machine.
+
+The child (``--child``) runs under ``valgrind --tool=callgrind`` with
+``--zero-before=os_getppid --dump-before=os_getpgrp``: it calls ``os.getppid()``
+just before a measured region and ``os.getpgrp()`` just after, so each region
+lands in a dump file of its own. Each variant runs its workload at ``n`` and at
+``2n`` in the same process, with the flush inside the region; the count per unit
+is ``(I(2n) - I(n)) / n``, which cancels what a run costs whatever its size.
+Counts include every thread (the drain thread converts on the same interpreter).
+
+``measure()`` runs the child and reads the dumps, including the self cost of each
+function, so that the report can say where a mode's extra instructions go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gc
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+SIZES = {"lifecycle": 100, "task": 50}
+
+
+def child(argv: list[str]) -> int:
+    from micro import one_line
+    from variants import open_session
+    from workloads import WORKLOADS
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--child", action="store_true")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--variants", required=True)
+    parser.add_argument("--workloads", default=",".join(SIZES))
+    args = parser.parse_args(argv)
+    import tracedfuture
+
+    # One line per region, written as it ends: a child stopped by its time limit
+    # keeps the regions whose dumps are complete.
+    with open(args.out, "w", encoding="utf-8") as out:
+
+        def note(item: dict[str, Any]) -> None:
+            out.write(json.dumps(item) + "\n")
+            out.flush()
+
+        note({"implementation": getattr(tracedfuture, "IMPLEMENTATION", "python")})
+        for workload in args.workloads.split(","):
+            n = SIZES[workload]
+            run = WORKLOADS[workload].run
+            for variant in args.variants.split(","):
+                try:
+                    session = open_session(variant, "asyncio")
+                except Exception as exc:
+                    note({"failed": f"{variant}/{workload}", "why": one_line(exc)})
+                    continue
+                try:
+                    session.loop.run_until_complete(run(max(1, n // 5)))
+                    session.finish()
+                    for size in (n, 2 * n):
+                        gc.collect()
+                        os.getppid()  # callgrind: zero the counters
+                        session.loop.run_until_complete(run(size))
+                        session.finish()
+                        os.getpgrp()  # callgrind: dump the region
+                        note({"variant": variant, "workload": workload, "n": size})
+                except Exception as exc:
+                    note({"failed": f"{variant}/{workload}", "why": one_line(exc)})
+                finally:
+                    session.close()
+    return 0
+
+
+_NAME = re.compile(r"^\((\d+)\)(?: (.*))?$")
+
+
+def self_costs(path: str) -> tuple[int, dict[str, int]]:
+    """The total and each function's own instructions in one callgrind dump."""
+    names: dict[str, str] = {}
+    costs: collections.Counter[str] = collections.Counter()
+    total = 0
+    fn = "?"
+    after_calls = False
+
+    def name(text: str) -> str:
+        m = _NAME.match(text.strip())
+        if not m:
+            return text.strip()
+        if m.group(2) is not None:
+            names[m.group(1)] = m.group(2)
+        return names.get(m.group(1), text.strip())
+
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if line.startswith("fn="):
+                fn = name(line[3:])
+            elif line.startswith("cfn="):
+                name(line[4:])
+            elif line.startswith("calls="):
+                after_calls = True
+            elif line.startswith("summary:"):
+                total = int(line.split()[1])
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                if after_calls:
+                    after_calls = False  # the inclusive cost of the call just named
+                    continue
+                parts = line.split()
+                if len(parts) >= 2:
+                    costs[fn] += int(parts[1])
+    return total, dict(costs)
+
+
+def measure(python: str, env: dict[str, str], variants: list[str], timeout: float) -> dict[str, Any]:
+    """Run the child under callgrind; per variant and workload, instructions per
+    unit and the functions that account for the difference with plain."""
+    if shutil.which("valgrind") is None:
+        return {"error": "valgrind not found: apt-get install valgrind"}
+    folder = tempfile.mkdtemp(prefix="tracedfuture-cg-")
+    try:
+        out = os.path.join(folder, "regions.jsonl")
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--zero-before=os_getppid",
+            "--dump-before=os_getpgrp",
+            f"--callgrind-out-file={folder}/callgrind.out",
+            python,
+            os.path.join(HERE, "cg.py"),
+            "--child",
+            "--out",
+            out,
+            "--variants",
+            ",".join(variants),
+        ]
+        error = None
+        try:
+            proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+            if proc.returncode != 0:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+                error = f"exit {proc.returncode}: {tail[0][:300]}"
+        except subprocess.TimeoutExpired:
+            error = f"stopped after {timeout:.0f} s, its share of the budget (rerun with a larger --budget)"
+        if not os.path.exists(out):
+            return {"error": error or "the child wrote nothing"}
+        with open(out, encoding="utf-8") as f:
+            lines = [json.loads(line) for line in f if line.endswith("\n")]
+        implementation = lines[0].get("implementation", "?") if lines else "?"
+        failed = {item["failed"]: item["why"] for item in lines if "failed" in item}
+        regions = [item for item in lines if "variant" in item]
+        dumps = [p for p in glob.glob(f"{folder}/callgrind.out.*") if p.rsplit(".", 1)[1].isdigit()]
+        dumps.sort(key=lambda p: int(p.rsplit(".", 1)[1]))
+        # The k-th region noted is the k-th dump (a region is noted once its dump
+        # is written); a variant whose n or 2n run is missing is left out.
+        pairs: dict[str, dict[int, str]] = {}
+        for region, dump in zip(regions, dumps, strict=False):
+            pairs.setdefault(f"{region['variant']}/{region['workload']}", {})[region["n"]] = dump
+        per: dict[str, dict[str, Any]] = {}
+        for key, by_size in pairs.items():
+            if len(by_size) != 2:
+                continue
+            small, large = sorted(by_size)
+            t_small, f_small = self_costs(by_size[small])
+            t_large, f_large = self_costs(by_size[large])
+            n = large - small
+            functions = {k: (f_large.get(k, 0) - f_small.get(k, 0)) / n for k in set(f_large) | set(f_small)}
+            per[key] = {"per_unit": (t_large - t_small) / n, "functions": functions}
+        result: dict[str, Any] = {"implementation": implementation, "per": per, "failed": failed}
+        if error:
+            result["error"] = error
+        return result
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def where(per: dict[str, Any], key: str, base: str, top: int = 12) -> list[tuple[str, float]]:
+    """The functions with the most extra instructions per unit in ``key`` over ``base``."""
+    mine, theirs = per[key]["functions"], per[base]["functions"]
+    extra = {f: mine.get(f, 0.0) - theirs.get(f, 0.0) for f in set(mine) | set(theirs)}
+    return sorted(extra.items(), key=lambda kv: -kv[1])[:top]
+
+
+if __name__ == "__main__":
+    if "--child" in sys.argv:
+        raise SystemExit(child(sys.argv[1:]))
+    print(__doc__)

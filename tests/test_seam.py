@@ -1,0 +1,387 @@
+"""The seam (``tracedfuture/_seam.py``), implementation by implementation: the
+record layouts, rings bounded in bytes, bind(), live() and info()."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tracedfuture import _seam
+
+CREATED, CB_ADDED, CB_REMOVED = _seam.OPS["CREATED"], _seam.OPS["CB_ADDED"], _seam.OPS["CB_REMOVED"]
+RESOLVED, FAILED, CANCELLED = _seam.OPS["RESOLVED"], _seam.OPS["FAILED"], _seam.OPS["CANCELLED"]
+CANCEL_REQ, RENAMED, COLLECTED, LINT = (
+    _seam.OPS["CANCEL_REQ"],
+    _seam.OPS["RENAMED"],
+    _seam.OPS["COLLECTED"],
+    _seam.OPS["LINT"],
+)
+
+# What each field may hold (the page: ints, strings, types, code objects, None).
+OPT_INT = (int, type(None))
+OPT_STR = (str, type(None))
+WHO = (tuple, type(None))
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "task_id": OPT_INT,
+    "is_task": (bool,),
+    "code": (types.CodeType, type(None)),
+    "lasti": (int,),
+    "thread_id": (int,),
+    "name": OPT_STR,
+    "coro": OPT_STR,
+    "route": (int,),
+    "context": (object,),
+    "callback_name": (str,),
+    "awaiter_id": OPT_INT,
+    "removed_indices": (tuple,),
+    "result_type": (type,),
+    "value_repr": OPT_STR,
+    "exc_type": (type,),
+    "exc_msg": OPT_STR,
+    "msg": OPT_STR,
+    "who": WHO,
+    "state": (str,),
+    "incomplete": (bool,),
+    "kind": (str,),
+    "chain": (tuple, type(None)),
+    "detail": OPT_STR,
+    "age_ns": OPT_INT,
+}
+
+
+class Traced:
+    """A loop traced by one implementation's LoopHooks, with no installation."""
+
+    def __init__(self, impl: Any, *, max_records: int = 10_000, streaming: bool = True, **bind: Any) -> None:
+        self.impl = impl
+        self.loop = asyncio.new_event_loop()
+        self.full_calls = 0
+        self.ring = impl.Ring(max_records * impl.Ring.record_size, streaming=streaming, on_full=self._on_full)
+        self.hooks = impl.LoopHooks(self.loop)
+        self.bind(**bind)
+        vars(self.loop).update(
+            _tracedfuture_hooks=self.hooks, create_future=self.hooks.create_future, create_task=self.hooks.create_task
+        )
+
+    def _on_full(self) -> None:
+        self.full_calls += 1
+
+    def bind(
+        self, *, route: int = 7, sample_rate: float = 1.0, capture: Any = None, capture_values: bool = False
+    ) -> None:
+        self.hooks.bind(self.ring, route, sample_rate, capture, capture_values)
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.impl.flush_pending_completions(self.loop)
+        self.loop.close()
+
+
+@pytest.fixture
+def traced(impl: Any) -> Iterator[Traced]:
+    t = Traced(impl)
+    yield t
+    t.close()
+
+
+def check_shape(record: tuple[Any, ...]) -> None:
+    op, fid, ts = record[:3]
+    name, fields = _seam.LAYOUTS[op]
+    assert len(record) == 3 + len(fields), (name, record)
+    assert isinstance(fid, int) and isinstance(ts, int) and ts > 0
+    for field, value in zip(fields, record[3:], strict=True):
+        assert isinstance(value, FIELD_TYPES[field]), (name, field, value)
+
+
+def test_every_op_has_the_shape_of_its_layout(traced: Traced) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        fut.add_done_callback(print)
+        fut.remove_done_callback(print)
+        fut.set_result(3)
+        bad = loop.create_future()
+        bad.set_exception(ValueError("boom"))
+        bad.exception()
+        gone = loop.create_future()
+        gone.cancel("why")
+        task = loop.create_task(asyncio.sleep(10), name="sleeper")
+        task.set_name("renamed")
+        await asyncio.sleep(0)
+        task.cancel("stop")
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        await loop.create_task(asyncio.sleep(0))
+
+    traced.run(main())
+    gc.collect()
+    traced.ring.append((LINT, 0, 1, "blocked_loop", None, None, "stack", 5))
+    records = traced.ring.take()
+    for record in records:
+        check_shape(record)
+    ops = {record[0] for record in records}
+    assert ops == set(_seam.LAYOUTS)
+
+
+def test_created_names_the_site_task_and_route(traced: Traced) -> None:
+    async def main() -> int | None:
+        asyncio.get_running_loop().create_future()  # the site
+        return traced.impl.future_id(asyncio.current_task())
+
+    traced.run(main())
+    created = [r for r in traced.ring.take() if r[0] == CREATED]
+    task, fut = created[0], created[1]
+    assert task[4] is True and task[9] == "test_created_names_the_site_task_and_route.<locals>.main"
+    assert fut[4] is False and fut[3] == task[1]  # made by the task
+    assert fut[5].co_name == "main" and fut[10] == 7 and task[10] == 7
+
+
+def test_capture_values_is_per_loop(impl: Any) -> None:
+    with_values, without = Traced(impl, capture_values=True), Traced(impl, capture_values=False)
+    try:
+
+        async def main() -> None:
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(["secret"])
+
+        with_values.run(main())
+        without.run(main())
+        [kept] = [r for r in with_values.ring.take() if r[0] == RESOLVED and r[4] is list]
+        [plain] = [r for r in without.ring.take() if r[0] == RESOLVED and r[4] is list]
+        assert kept[5] == "['secret']" and plain[5] is None
+    finally:
+        with_values.close()
+        without.close()
+
+
+def test_rebinding_affects_only_futures_made_afterwards(traced: Traced) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        before = loop.create_future()
+        traced.bind(capture_values=True)
+        after = loop.create_future()
+        before.set_result(1)
+        after.set_result(2)
+
+    traced.run(main())
+    values = [r[5] for r in traced.ring.take() if r[0] == RESOLVED and r[4] is int]
+    assert values == [None, "2"]
+
+
+def test_a_loop_bound_to_no_ring_hands_out_plain_futures(traced: Traced) -> None:
+    traced.hooks.bind(None, 0, 1.0, None, False)
+
+    async def main() -> tuple[Any, Any]:
+        loop = asyncio.get_running_loop()
+        return loop.create_future(), loop.create_task(asyncio.sleep(0))
+
+    fut, task = traced.run(main())
+    assert type(fut) is asyncio.Future and type(task) is asyncio.Task
+    assert traced.ring.take() == []
+
+
+def test_sample_rate_zero_decides_before_anything_is_made(traced: Traced) -> None:
+    traced.bind(sample_rate=0.0)
+
+    async def main() -> Any:
+        return asyncio.get_running_loop().create_future()
+
+    assert type(traced.run(main())) is asyncio.Future
+
+
+def test_live_lists_pending_traced_futures_and_tasks_oldest_first(traced: Traced) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        first, second = loop.create_future(), loop.create_future()
+        me = asyncio.current_task()
+        pending = [obj for obj in traced.impl.live() if obj in (first, second, me)]
+        assert pending == [me, first, second]
+        first.set_result(None)
+        assert first not in traced.impl.live() and second in traced.impl.live()
+        second.cancel()
+
+    traced.run(main())
+    assert [obj for obj in traced.impl.live() if obj.get_loop() is traced.loop] == []
+
+
+def test_info_gives_id_creation_site_creator_and_label(traced: Traced) -> None:
+    async def main() -> tuple[Any, ...]:
+        fut = traced.impl.TracedFuture(label="db reply")
+        me = traced.impl.future_id(asyncio.current_task())
+        return traced.impl.info(fut), traced.impl.future_id(fut), me
+
+    (fid, created_ns, code, lasti, creator, label), expected_id, me = traced.run(main())
+    assert fid == expected_id and creator == me and label == "db reply"
+    assert code.co_name == "main" and isinstance(lasti, int) and created_ns > 0
+    assert traced.impl.info(object()) is None and traced.impl.info(asyncio.Future(loop=traced.loop)) is None
+
+
+def test_records_hold_no_user_object(traced: Traced) -> None:
+    class Payload:
+        pass
+
+    async def main() -> None:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(Payload())
+
+    traced.run(main())
+    gc.collect()
+    for record in traced.ring.window():
+        assert not any(isinstance(item, Payload) for item in record)
+
+
+# --- rings ---------------------------------------------------------------------------
+
+
+def test_capacity_is_the_byte_limit_over_the_record_size(impl: Any) -> None:
+    size = impl.Ring.record_size
+    assert impl.Ring(100 * size, streaming=True).capacity == 100
+    assert impl.Ring(100 * size + size - 1, streaming=False).capacity == 100
+    stats = impl.Ring(10 * size, streaming=True).stats()
+    assert set(stats) == {"capacity", "record_size", "written", "taken", "overwritten", "dropped", "untraced"}
+    assert stats["capacity"] == 10 and stats["record_size"] == size
+
+
+def test_a_ring_smaller_than_one_record_is_refused_with_the_reason(impl: Any) -> None:
+    with pytest.raises(ValueError, match="max_bytes"):
+        impl.Ring(1, streaming=True)
+
+
+def lint(i: int) -> tuple[Any, ...]:
+    return (LINT, 0, i + 1, "stalled", None, None, None, i)
+
+
+def test_take_returns_what_was_written_since_the_last_take(impl: Any) -> None:
+    ring = impl.Ring(10 * impl.Ring.record_size, streaming=True)
+    for i in range(3):
+        ring.append(lint(i))
+    assert [r[7] for r in ring.take()] == [0, 1, 2]
+    ring.append(lint(3))
+    assert [r[7] for r in ring.take()] == [3]
+    assert ring.take() == []
+    assert [r[7] for r in ring.window()] == [0, 1, 2, 3]  # taken records stay in the window
+    assert ring.stats()["taken"] == 4 and ring.stats()["written"] == 4
+
+
+def test_non_streaming_ring_overwrites_the_oldest_and_counts(impl: Any) -> None:
+    ring = impl.Ring(5 * impl.Ring.record_size, streaming=False)
+    for i in range(8):
+        ring.append(lint(i))
+    assert [r[7] for r in ring.window()] == [3, 4, 5, 6, 7]
+    assert ring.stats()["overwritten"] == 3 and ring.stats()["dropped"] == 0
+    assert [r[7] for r in ring.take()] == [3, 4, 5, 6, 7]
+
+
+def test_window_keeps_the_last_capacity_records_taken_or_not(impl: Any) -> None:
+    ring = impl.Ring(4 * impl.Ring.record_size, streaming=True)
+    for i in range(3):
+        ring.append(lint(i))
+    ring.take()
+    for i in range(3, 6):
+        ring.append(lint(i))
+    assert [r[7] for r in ring.window()] == [2, 3, 4, 5]
+    assert ring.stats()["overwritten"] == 0  # only taken records left the window
+
+
+def test_streaming_ring_drops_records_of_a_full_ring_and_counts(impl: Any) -> None:
+    ring = impl.Ring(3 * impl.Ring.record_size, streaming=True)
+    for i in range(5):
+        ring.append(lint(i))
+    assert [r[7] for r in ring.take()] == [0, 1, 2]
+    assert ring.stats()["dropped"] == 2
+
+
+def test_clear_forgets_everything_held(impl: Any) -> None:
+    ring = impl.Ring(4 * impl.Ring.record_size, streaming=True)
+    ring.append(lint(0))
+    ring.take()
+    ring.append(lint(1))
+    ring.clear()
+    assert ring.window() == [] and ring.take() == []
+
+
+def unread(ring: Any) -> int:
+    stats = ring.stats()
+    return int(stats["written"] - stats["taken"])
+
+
+def test_streaming_refuses_new_futures_at_seven_eighths_and_calls_on_full(impl: Any) -> None:
+    t = Traced(impl, max_records=16)  # 7/8 of 16: new futures traced while fewer than 14 are unread
+    try:
+
+        async def main() -> tuple[int, list[Any]]:
+            loop = asyncio.get_running_loop()
+            return unread(t.ring), [loop.create_future() for _ in range(20)]
+
+        before, futures = t.run(main())
+        traced = [f for f in futures if impl.future_id(f) is not None]
+        assert len(traced) == 14 - before
+        assert all(type(f) is impl.TracedFuture for f in futures)  # refused ones are plain-behaving ones
+        assert t.ring.stats()["untraced"] == 20 - len(traced) == t.full_calls
+    finally:
+        t.close()
+
+
+def test_a_record_of_a_traced_future_that_finds_the_ring_full_marks_it_incomplete(impl: Any) -> None:
+    t = Traced(impl, max_records=16)
+    try:
+
+        async def main() -> tuple[list[Any], int]:
+            loop = asyncio.get_running_loop()
+            futures = [loop.create_future() for _ in range(20)]
+            futures = [f for f in futures if impl.future_id(f) is not None]  # 14 unread now
+            dropped = t.ring.stats()["dropped"]
+            for fut in futures:
+                fut.add_done_callback(print)  # 2 fit (16), the rest are dropped
+            assert t.ring.stats()["dropped"] - dropped == len(futures) - 2
+            return futures, len(futures)
+
+        futures, n = t.run(main())
+        ids = [impl.future_id(f) for f in futures]
+        t.ring.take()
+        del futures
+        gc.collect()
+        collected = {r[1]: r[4] for r in t.ring.take() if r[0] == COLLECTED}
+        assert [collected[fid] for fid in ids] == [False, False] + [True] * (n - 2)
+    finally:
+        t.close()
+
+
+def test_a_non_streaming_ring_never_refuses_a_future(impl: Any) -> None:
+    t = Traced(impl, max_records=8, streaming=False)
+    try:
+
+        async def main() -> list[Any]:
+            loop = asyncio.get_running_loop()
+            return [loop.create_future() for _ in range(50)]
+
+        futures = t.run(main())
+        assert all(impl.future_id(f) is not None for f in futures)
+        assert t.ring.stats()["untraced"] == 0 and t.ring.stats()["overwritten"] > 0
+        assert len(t.ring.window()) == 8
+    finally:
+        t.close()
+
+
+def test_on_full_that_raises_does_not_break_future_creation(impl: Any) -> None:
+    def broken() -> None:
+        raise RuntimeError("reader is broken")
+
+    loop = asyncio.new_event_loop()
+    hooks = impl.LoopHooks(loop)
+    hooks.bind(impl.Ring(2 * impl.Ring.record_size, streaming=True, on_full=broken), 1, 1.0, None, False)
+    vars(loop).update(_tracedfuture_hooks=hooks, create_future=hooks.create_future)
+    try:
+        futures = [loop.create_future() for _ in range(5)]
+        assert len(futures) == 5
+    finally:
+        loop.close()

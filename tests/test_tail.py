@@ -1,0 +1,203 @@
+"""Tail sampling, decided once on raw records: what it keeps is whole.
+
+The unit tests feed ``TailPolicy`` hand-made records (the layouts of
+``_seam.LAYOUTS``); the differential tests run real programs traced with
+``tail=True`` and compare what was kept, run after run and beside a second,
+non-tail installation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from typing import Any
+
+import pytest
+
+import tracedfuture
+from tracedfuture import _events as ev
+from tracedfuture._tail import TailPolicy
+from tracedfuture.exporters import MemoryExporter
+
+SLOW = 10**9
+_clock = iter(range(1, 10**9))
+
+
+def _ts() -> int:
+    return next(_clock)
+
+
+def created(fid: int, *, task: bool = False, parent: int | None = None) -> tuple[Any, ...]:
+    return (ev.OP_CREATED, fid, _ts(), parent, task, None, 0, 1, None, None, 1, None)
+
+
+def awaited(fid: int, by: int) -> tuple[Any, ...]:
+    return (ev.OP_CB_ADDED, fid, _ts(), by, "Task.task_wakeup", by)
+
+
+def resolved(fid: int) -> tuple[Any, ...]:
+    return (ev.OP_RESOLVED, fid, _ts(), None, int, None)
+
+
+def failed(fid: int) -> tuple[Any, ...]:
+    return (ev.OP_FAILED, fid, _ts(), None, ValueError, None)
+
+
+def collected(fid: int, state: str = "FINISHED") -> tuple[Any, ...]:
+    return (ev.OP_COLLECTED, fid, _ts(), state, False)
+
+
+def ops_by_future(records: list[tuple[Any, ...]]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for record in records:
+        out.setdefault(record[1], []).append(record[0])
+    return out
+
+
+def test_a_healthy_program_keeps_nothing() -> None:
+    policy = TailPolicy(SLOW)
+    out = policy.feed([created(1), resolved(1), collected(1)], now_ns=0)
+    assert out == []
+
+
+def test_a_failure_keeps_the_whole_history_of_the_future() -> None:
+    policy = TailPolicy(SLOW)
+    out = policy.feed([created(1), awaited(1, 9), failed(1)], now_ns=0)
+    assert ops_by_future(out)[1] == [ev.OP_CREATED, ev.OP_CB_ADDED, ev.OP_FAILED]
+
+
+def test_records_after_the_decision_pass_until_the_future_is_collected() -> None:
+    policy = TailPolicy(SLOW)
+    policy.feed([created(1), failed(1)], now_ns=0)
+    assert policy.feed([collected(1, "UNRETRIEVED")], now_ns=0) != []
+    assert policy.feed([(ev.OP_RENAMED, 1, _ts(), None, "late")], now_ns=0) == []
+
+
+def test_a_task_that_fails_late_brings_in_a_healthy_future_it_awaited_whole() -> None:
+    # The task awaited future 2, which resolved healthy; then the task failed.
+    policy = TailPolicy(SLOW)
+    records = [created(1, task=True), created(2), awaited(2, 1), resolved(2), failed(1)]
+    kept = ops_by_future(policy.feed(records, now_ns=0))
+    assert kept[2] == [ev.OP_CREATED, ev.OP_CB_ADDED, ev.OP_RESOLVED]
+    assert kept[1] == [ev.OP_CREATED, ev.OP_FAILED]
+
+
+def test_the_parent_chain_of_a_kept_task_is_kept_even_after_the_parents_finished() -> None:
+    policy = TailPolicy(SLOW, linger=2)
+    records = [created(1, task=True), created(2, task=True, parent=1), created(3, task=True, parent=2)]
+    records += [resolved(1), resolved(2)]
+    # Many healthy futures in between: lingering alone would have forgotten 1 and 2.
+    for fid in range(100, 150):
+        records += [created(fid), resolved(fid)]
+    records.append(failed(3))
+    kept = ops_by_future(policy.feed(records, now_ns=0))
+    assert sorted(kept) == [1, 2, 3]
+    assert all(ops[0] == ev.OP_CREATED for ops in kept.values())
+    assert kept[1][-1] == ev.OP_RESOLVED and kept[2][-1] == ev.OP_RESOLVED
+
+
+def test_a_future_forgotten_past_the_limit_is_dropped_whole() -> None:
+    policy = TailPolicy(SLOW, linger=1, max_held=3)
+    records = [created(1), created(2), created(3), created(4)]  # 1 is forgotten: past max_held
+    records += [failed(1), failed(4)]
+    kept = ops_by_future(policy.feed(records, now_ns=0))
+    assert 1 not in kept  # neither its failure alone nor a history without created
+    assert kept[4] == [ev.OP_CREATED, ev.OP_FAILED]
+    assert policy.forgotten == 1
+
+
+def test_the_decision_does_not_depend_on_how_records_are_batched() -> None:
+    records = [created(1, task=True), created(2), awaited(2, 1), resolved(2)]
+    for fid in range(10, 40):
+        records += [created(fid, task=True, parent=1), resolved(fid)]
+    records += [created(5, parent=1), failed(5), resolved(1), collected(2)]
+    whole = TailPolicy(SLOW, linger=5).feed(records, now_ns=0)
+    for size in (1, 2, 3, 7):
+        policy = TailPolicy(SLOW, linger=5)
+        chunked: list[tuple[Any, ...]] = []
+        for start in range(0, len(records), size):
+            chunked += policy.feed(records[start : start + size], now_ns=0)
+        assert sorted(chunked, key=lambda r: r[2]) == sorted(whole, key=lambda r: r[2])
+
+
+def test_a_future_pending_past_slow_is_kept_with_what_it_has() -> None:
+    policy = TailPolicy(100)
+    first = created(1)
+    assert policy.feed([first], now_ns=first[2] + 50) == []
+    assert policy.feed([], now_ns=first[2] + 100) == [first]
+
+
+# --- real programs ---------------------------------------------------------------------
+
+
+async def _program(n: int) -> None:
+    """Tasks that await futures; every seventh fails, deterministically."""
+
+    async def worker(i: int) -> int:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        loop.call_soon(fut.set_result, i)
+        value = await fut
+        inner = asyncio.create_task(asyncio.sleep(0), name=f"inner-{i}")
+        await inner
+        if i % 7 == 3:
+            raise ValueError(i)
+        return value
+
+    tasks = [asyncio.create_task(worker(i), name=f"worker-{i}") for i in range(n)]
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _kept(memory: MemoryExporter) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for event in memory:
+        out.setdefault(event.future_id, []).append(event.kind)
+    return out
+
+
+def _shape(kept: dict[int, list[str]], names: dict[int, str]) -> Counter[tuple[str, tuple[str, ...]]]:
+    """What was kept, independent of id numbering: (name, kinds) per future."""
+    return Counter((names.get(fid), tuple(kinds)) for fid, kinds in kept.items())
+
+
+def _run_tail(n: int, *, beside: bool) -> Counter[tuple[str, tuple[str, ...]]]:
+    tail = MemoryExporter()
+    everything = MemoryExporter()
+    factory = tracedfuture.loop_factory(exporters=[tail], tail=True, slow=60.0)
+    inst = factory.installation  # type: ignore[attr-defined]
+    with asyncio.Runner(loop_factory=factory) as runner:
+        other = tracedfuture.install(runner.get_loop(), exporters=[everything]) if beside else None
+        runner.run(_program(n))
+    if other is not None:
+        other.uninstall()
+    inst.uninstall()
+    # The last name a future had (3.11 renames named tasks after creating them);
+    # asyncio's own numbering ("Task-41") differs from run to run.
+    names = {
+        e.future_id: re.sub(r"^Task-\d+$", "Task-N", e.name or "") for e in tail if e.kind in (ev.CREATED, ev.RENAMED)
+    }
+    return _shape(_kept(tail), names)
+
+
+def test_every_kept_future_has_its_created_and_its_end() -> None:
+    tail = MemoryExporter()
+    tracedfuture.run(_program(60), exporters=[tail], tail=True, slow=60.0)
+    kept = _kept(tail)
+    assert kept, "the failures must be kept"
+    ends = {ev.RESOLVED, ev.FAILED, ev.CANCELLED}
+    for fid, kinds in kept.items():
+        assert kinds[0] == ev.CREATED, (fid, kinds)
+        assert ends & set(kinds), (fid, kinds)
+    failed_workers = {e.future_id for e in tail if e.kind == ev.FAILED and e.name and e.name.startswith("worker-")}
+    assert len(failed_workers) == len([i for i in range(60) if i % 7 == 3])
+    # The root task of every kept chain is kept too.
+    parents = {e.parent_id for e in tail if e.kind == ev.CREATED and e.parent_id}
+    assert parents <= set(kept)
+
+
+@pytest.mark.parametrize("beside", [False, True], ids=["alone", "beside-a-non-tail-installation"])
+def test_the_same_program_keeps_the_same_futures_run_after_run(beside: bool) -> None:
+    first = _run_tail(60, beside=False)
+    for _ in range(20):
+        assert _run_tail(60, beside=beside) == first
