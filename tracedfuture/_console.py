@@ -286,6 +286,7 @@ class _Console:
         self.message = ""
         self.exited: str | None = None
         self.quit = False
+        self.refresh_now = False  # fetch at once (the detail view needs stacks)
 
     def done(self) -> bool:
         return self.quit
@@ -311,7 +312,9 @@ class _Console:
     def refresh(self, now: float) -> None:
         if self.paused or self.exited is not None:
             return
-        snap = self._ask("snapshot")
+        # The table needs no coroutine stacks (each costs the loop's thread a walk
+        # of every task); the detail view does.
+        snap = self._ask("snapshot", stacks=self.detail is not None)
         if snap is not None:
             self.snap = snap
             self.fetched_at = now
@@ -392,6 +395,7 @@ class _Console:
             if row is not None:
                 self.detail = row.future_id
                 self.events_for = None
+                self.refresh_now = True
         elif key == "p":
             self.paused = not self.paused
             self.message = "paused: the view is frozen" if self.paused else "resumed"
@@ -628,7 +632,8 @@ def run_top(client: Any, target: str, *, interval: float = 1.0, stdin: Any = Non
         next_refresh = 0.0
         while not state.done():
             now = time.monotonic()
-            if now >= next_refresh:
+            if now >= next_refresh or state.refresh_now:
+                state.refresh_now = False
                 state.refresh(now)
                 next_refresh = now + interval
             height = screen.size.height

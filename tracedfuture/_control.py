@@ -220,6 +220,11 @@ def _task_stacks(loop: asyncio.AbstractEventLoop) -> dict[int, tuple[str | None,
     return out
 
 
+def _ping(loop: asyncio.AbstractEventLoop) -> dict[int, Any]:
+    """On the loop's thread: nothing, but that the loop came back to run it."""
+    return {}
+
+
 def _cancel_on_loop(task_id: int, msg: str | None) -> Callable[[asyncio.AbstractEventLoop], bool | None]:
     def work(loop: asyncio.AbstractEventLoop) -> bool | None:
         for task in asyncio.all_tasks(loop):
@@ -340,7 +345,9 @@ class _Handler:
     def snapshot(self, request: dict[str, Any]) -> dict[str, Any]:
         want_stacks = request.get("stacks", True) is not False
         loops = self.server.watcher.live_loops()
-        asked = [(loop, thread, self._ask_stacks(loop) if want_stacks else None) for loop, thread in loops]
+        # Without stacks, each loop is still pinged (an empty callback), to tell
+        # a blocked loop from a live one.
+        asked = [(loop, thread, self._ask_stacks(loop, want_stacks)) for loop, thread in loops]
         snap = live_snapshot()
         now = snap.taken_ns
         wall = time.time_ns()
@@ -376,7 +383,7 @@ class _Handler:
             loop_info.append(info)
         futures = []
         for fut in snap:
-            coro, frames = stacks.get(fut.future_id, (None, []))
+            coro, frames = stacks.get(fut.future_id, (fut.coro, []))
             futures.append(
                 {
                     "id": fut.future_id,
@@ -398,7 +405,7 @@ class _Handler:
             )
         return {"taken_ns": now, "wall_ns": wall, "with_stacks": bool(stacks), "loops": loop_info, "futures": futures}
 
-    def _ask_stacks(self, loop: asyncio.AbstractEventLoop) -> _Reply | None:
+    def _ask_stacks(self, loop: asyncio.AbstractEventLoop, stacks: bool = True) -> _Reply | None:
         """A request for ``loop``'s stacks; while a blocked loop has not run the
         last one, the same one: a console refreshing a blocked loop every second
         must not pile callbacks up in its queue."""
@@ -406,7 +413,7 @@ class _Handler:
             queued = self.queued.get(loop)
             if queued is not None and not queued.done.is_set():
                 return queued
-            reply = self.queued[loop] = _on_loop(loop, _task_stacks)
+            reply = self.queued[loop] = _on_loop(loop, _task_stacks if stacks else _ping)
             return reply
 
     def events(self, request: dict[str, Any]) -> dict[str, Any]:
