@@ -1,10 +1,10 @@
 """Real target processes serving the control socket, for the attach tests.
 
-A target is started by a small launcher that calls ``tracedfuture._control.start()``
-and then runs the program as ``python program.py`` would (``runpy``), in a
-runtime directory of its own (``XDG_RUNTIME_DIR``, 0700), so tests never see
-each other's sockets. At merge, the launcher is what ``tracedfuture run
---console`` replaces.
+A target is started with ``tracedfuture run --console`` (``--console=allow-cancel``
+to allow cancels), in a runtime directory of its own (``XDG_RUNTIME_DIR``, 0700),
+so tests never see each other's sockets. TCP, which ``run`` does not offer, is
+started by a small launcher that calls ``tracedfuture._control.start(tcp=...)``
+and then runs the program as ``python program.py`` would (``runpy``).
 """
 
 from __future__ import annotations
@@ -66,9 +66,13 @@ def target(
     """Run ``program`` with the control socket; yields once it printed ``ready``."""
     runtime = runtime_dir()
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "PYTHONUNBUFFERED": "1"}
-    launcher = LAUNCHER.format(allow_cancel=allow_cancel, tcp=tcp)
+    if tcp is None:
+        console = "--console=allow-cancel" if allow_cancel else "--console"
+        command = [PY, "-m", "tracedfuture", "run", console, str(program), *args]
+    else:
+        command = [PY, "-c", LAUNCHER.format(allow_cancel=allow_cancel, tcp=tcp), str(program), *args]
     proc = subprocess.Popen(
-        [PY, "-c", launcher, str(program), *args],
+        command,
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,

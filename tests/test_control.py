@@ -358,6 +358,10 @@ def test_answers_while_the_loop_is_blocked_with_the_loop_threads_stack(tmp_path:
         result = tracedfuture("pstree", running.pid)
         assert result.returncode == 0, result.stderr
         assert time.monotonic() - started < 30
+        with connect(running.pid) as client:  # asked again: still blocked, still answered
+            for _ in range(3):
+                [loop] = client.request("snapshot")["loops"]
+                assert loop["running"] and not loop["answered"]
     out = result.stdout
     assert "(T) #" in out and "sleeper" in out
     assert "did not answer within 0.5 s: it is blocked, here:" in out
@@ -504,3 +508,10 @@ def test_start_refuses_a_directory_that_is_not_private(tmp_path: Path) -> None:
         assert not list(shared.iterdir())
     finally:
         shared.rmdir()
+
+
+def test_dump_to_flight_writes_the_recorders_own_path_in_the_process(tmp_path: Path) -> None:
+    with target(STUCK, cwd=tmp_path) as running, connect(running.pid) as client:
+        path = Path(client.request("dump", to="flight")["path"])
+    assert path == tmp_path / f"tracedfuture-flight-{running.pid}.jsonl"
+    assert "worker-b" in {e.name for e in read_trace(path).events}

@@ -286,6 +286,7 @@ class _Console:
         self.message = ""
         self.exited: str | None = None
         self.quit = False
+        self.refresh_now = False  # fetch at once (the detail view needs stacks)
 
     def done(self) -> bool:
         return self.quit
@@ -311,7 +312,9 @@ class _Console:
     def refresh(self, now: float) -> None:
         if self.paused or self.exited is not None:
             return
-        snap = self._ask("snapshot")
+        # The table needs no coroutine stacks (each costs the loop's thread a walk
+        # of every task); the detail view does.
+        snap = self._ask("snapshot", stacks=self.detail is not None)
         if snap is not None:
             self.snap = snap
             self.fetched_at = now
@@ -392,6 +395,7 @@ class _Console:
             if row is not None:
                 self.detail = row.future_id
                 self.events_for = None
+                self.refresh_now = True
         elif key == "p":
             self.paused = not self.paused
             self.message = "paused: the view is frozen" if self.paused else "resumed"
@@ -489,7 +493,12 @@ def _render(console: _Console, height: int) -> Any:
         table = Table(expand=True, box=None, pad_edge=False, header_style="bold")
         for i, name in enumerate(COLUMNS):
             marker = (" ▼" if console.reverse else " ▲") if i == console.sort_column else ""
-            table.add_column(f"{i + 1}:{name}{marker}", no_wrap=True, overflow="ellipsis", ratio=_RATIOS[i])
+            header = f"{i + 1}:{name}{marker}"
+            fixed = _WIDTHS[i]
+            if fixed:
+                table.add_column(header, no_wrap=True, overflow="ellipsis", width=max(fixed, len(header)))
+            else:
+                table.add_column(header, no_wrap=True, overflow="ellipsis", ratio=_RATIOS[i])
         visible = console.visible()
         console.selected_row(visible)
         rows_room = max(1, room)
@@ -510,7 +519,9 @@ def _render(console: _Console, height: int) -> Any:
     return Group(*parts)
 
 
-_RATIOS = (1, 4, 2, 1, 1, 5, 5)
+# id, state, age and woke are short: a fixed width; the others share the rest.
+_WIDTHS = (6, 0, 10, 8, 8, 0, 0)
+_RATIOS = (0, 3, 0, 0, 0, 4, 5)
 
 
 def _lint_lines(console: _Console) -> list[str]:
@@ -621,7 +632,8 @@ def run_top(client: Any, target: str, *, interval: float = 1.0, stdin: Any = Non
         next_refresh = 0.0
         while not state.done():
             now = time.monotonic()
-            if now >= next_refresh:
+            if now >= next_refresh or state.refresh_now:
+                state.refresh_now = False
                 state.refresh(now)
                 next_refresh = now + interval
             height = screen.size.height

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import gc
 import hmac
 import itertools
 import json
@@ -60,7 +59,6 @@ from ._control_client import PROTOCOL, Client, ControlError, _pid_alive, _privat
 from ._control_client import line as _line
 from ._core import future_id
 from ._events import Event, Site
-from ._install import _HOOKS, Installation, install
 from ._pipeline import RECORDER
 from .graph import Snapshot, _coroutine_chain, live_snapshot, site_text
 
@@ -88,7 +86,6 @@ _SEND_TIMEOUT = 10.0
 _MAX_EVENTS = 10_000
 # How far back a snapshot looks for each task's last wakeup: about 1 ms of work.
 _WOKE_SCAN = 5_000
-_DISCOVER_EVERY = 10.0
 _NS = 1_000_000_000
 
 
@@ -127,55 +124,54 @@ def _remove_stale(directory: str) -> None:
 # --- what the server knows of loops --------------------------------------------------------
 
 
-class _LoopWatcher:
-    """An exporter that exports nothing: it learns, through ``attach``, each loop
-    the installation traces (and the thread that attached it, the loop's thread
-    until the loop answers a request and says otherwise)."""
-
-    inline = True
+class _Loops:
+    """The loops that run traced futures: found through the futures themselves
+    (``_core.live()``, each one's ``get_loop()``, a plain attribute read that any
+    thread may do), so every traced loop is seen, whichever installation traces
+    it. A loop's thread is learned when it answers a request; until then, from
+    the ``created`` event of one of its futures in the flight recorder."""
 
     def __init__(self) -> None:
-        self.loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
+        self.threads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
         self.lock = threading.Lock()
-        self.scanned = float("-inf")
-
-    def export(self, events: Sequence[Event], /) -> None:
-        pass
-
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self.lock:
-            self.loops.setdefault(loop, threading.get_ident())
 
     def live_loops(self) -> list[tuple[asyncio.AbstractEventLoop, int]]:
-        with self.lock:
-            items = list(self.loops.items())
-        return [(loop, thread) for loop, thread in items if not loop.is_closed()]
-
-    def discover(self) -> list[tuple[asyncio.AbstractEventLoop, int]]:
-        """Traced loops that this installation was never attached to (a
-        ``loop_factory()``'s, which has its own): found among the garbage
-        collector's objects, at most every 10 s. Returns the new ones."""
-        now = time.monotonic()
-        if now - self.scanned < _DISCOVER_EVERY:
-            return []
-        self.scanned = now
-        found = [
-            obj
-            for obj in gc.get_objects()
-            if isinstance(obj, asyncio.AbstractEventLoop) and _HOOKS in getattr(obj, "__dict__", ())
-        ]
-        new = []
-        with self.lock:
-            for loop in found:
-                if loop not in self.loops and not loop.is_closed():
-                    self.loops[loop] = 0
-                    new.append((loop, 0))
-        return new
+        members: dict[asyncio.AbstractEventLoop, list[int]] = {}
+        for obj in _core.live():
+            try:
+                loop = obj.get_loop()
+            except Exception:
+                continue
+            fid = future_id(obj)
+            if fid:
+                members.setdefault(loop, []).append(fid)
+        out = []
+        for loop, fids in members.items():
+            if loop.is_closed():
+                continue
+            with self.lock:
+                thread = self.threads.get(loop, 0)
+            if not thread:
+                thread = _creating_thread(set(fids))
+                if thread:  # looked up once: the ring may have to be read whole
+                    self.answered(loop, thread)
+            out.append((loop, thread))
+        return out
 
     def answered(self, loop: asyncio.AbstractEventLoop, thread: int) -> None:
         with self.lock:
-            if loop in self.loops:
-                self.loops[loop] = thread
+            self.threads[loop] = thread
+
+
+def _creating_thread(fids: set[int]) -> int:
+    """The thread that made one of these futures, from the flight recorder."""
+    from . import flight
+
+    recorder = flight.current()
+    if recorder is None:
+        return 0
+    found = _recent(recorder, 1, lambda event: event[_KIND] == ev.CREATED and event[_FID] in fids)
+    return (found[0].thread_id or 0) if found else 0
 
 
 class _Reply:
@@ -222,6 +218,11 @@ def _task_stacks(loop: asyncio.AbstractEventLoop) -> dict[int, tuple[str | None,
         frames = [{"file": f.filename, "line": f.lineno, "function": f.function} for f in _coroutine_chain(coro)]
         out[fid] = (getattr(coro, "__qualname__", None), frames)
     return out
+
+
+def _ping(loop: asyncio.AbstractEventLoop) -> dict[int, Any]:
+    """On the loop's thread: nothing, but that the loop came back to run it."""
+    return {}
 
 
 def _cancel_on_loop(task_id: int, msg: str | None) -> Callable[[asyncio.AbstractEventLoop], bool | None]:
@@ -335,6 +336,8 @@ class _Handler:
 
     def __init__(self, server: _Server) -> None:
         self.server = server
+        self.lock = threading.Lock()
+        self.queued: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Reply | None] = weakref.WeakKeyDictionary()
 
     def hello(self, request: dict[str, Any]) -> dict[str, Any]:
         return self.server.greeting()
@@ -342,7 +345,9 @@ class _Handler:
     def snapshot(self, request: dict[str, Any]) -> dict[str, Any]:
         want_stacks = request.get("stacks", True) is not False
         loops = self.server.watcher.live_loops()
-        asked = [(loop, thread, _on_loop(loop, _task_stacks) if want_stacks else None) for loop, thread in loops]
+        # Without stacks, each loop is still pinged (an empty callback), to tell
+        # a blocked loop from a live one.
+        asked = [(loop, thread, self._ask_stacks(loop, want_stacks)) for loop, thread in loops]
         snap = live_snapshot()
         now = snap.taken_ns
         wall = time.time_ns()
@@ -356,8 +361,6 @@ class _Handler:
         stacks: dict[int, tuple[str | None, list[dict[str, Any]]]] = {}
         task_thread: dict[int, int] = {}
         loop_info = []
-        if want_stacks and self._unanswered_tasks(snap, asked, deadline):
-            asked += [(loop, thread, _on_loop(loop, _task_stacks)) for loop, thread in self.server.watcher.discover()]
         for loop, attached_thread, reply in asked:
             thread = attached_thread
             info: dict[str, Any] = {"class": type(loop).__qualname__, "running": loop.is_running()}
@@ -380,7 +383,7 @@ class _Handler:
             loop_info.append(info)
         futures = []
         for fut in snap:
-            coro, frames = stacks.get(fut.future_id, (None, []))
+            coro, frames = stacks.get(fut.future_id, (fut.coro, []))
             futures.append(
                 {
                     "id": fut.future_id,
@@ -402,14 +405,16 @@ class _Handler:
             )
         return {"taken_ns": now, "wall_ns": wall, "with_stacks": bool(stacks), "loops": loop_info, "futures": futures}
 
-    @staticmethod
-    def _unanswered_tasks(snap: Snapshot, asked: list[Any], deadline: float) -> bool:
-        """Whether some pending task belongs to none of the loops that answered."""
-        answered: set[int] = set()
-        for _, _, reply in asked:
-            if reply is not None and reply.done.wait(max(0.0, deadline - time.monotonic())) and reply.result:
-                answered.update(reply.result)
-        return any(f.is_task and f.future_id not in answered for f in snap)
+    def _ask_stacks(self, loop: asyncio.AbstractEventLoop, stacks: bool = True) -> _Reply | None:
+        """A request for ``loop``'s stacks; while a blocked loop has not run the
+        last one, the same one: a console refreshing a blocked loop every second
+        must not pile callbacks up in its queue."""
+        with self.lock:
+            queued = self.queued.get(loop)
+            if queued is not None and not queued.done.is_set():
+                return queued
+            reply = self.queued[loop] = _on_loop(loop, _task_stacks if stacks else _ping)
+            return reply
 
     def events(self, request: dict[str, Any]) -> dict[str, Any]:
         recorder = self.server.recorder()
@@ -575,8 +580,7 @@ class _Server:
         self,
         path: str,
         listener: socket.socket,
-        watcher: _LoopWatcher,
-        installation: Installation,
+        watcher: _Loops,
         allow_cancel: bool,
         tcp: tuple[socket.socket, str, str] | None,
     ) -> None:
@@ -584,7 +588,6 @@ class _Server:
         self.pid = os.getpid()
         self.listener = listener
         self.watcher = watcher
-        self.installation = installation
         self.allow_cancel = allow_cancel
         self.tcp = tcp
         self.started = time.monotonic()
@@ -622,6 +625,13 @@ class _Server:
     # -- accepting -----------------------------------------------------------------
 
     def _serve(self) -> None:
+        try:
+            self._accept_loop()
+        except Exception:  # never a traceback on the program's stderr
+            if not self.stopping:
+                logger.exception("tracedfuture: the control socket stopped serving")
+
+    def _accept_loop(self) -> None:
         with selectors.DefaultSelector() as selector:
             selector.register(self.listener, selectors.EVENT_READ, False)
             selector.register(self.wake_r, selectors.EVENT_READ, None)
@@ -853,17 +863,17 @@ def start(*, allow_cancel: bool = False, tcp: int | None = None) -> str:
             msg = f"tracedfuture console: the socket path {path} is too long for a Unix socket (108 bytes at most)"
             raise RuntimeError(msg)
         if flight.current() is None:
-            flight.enable(path=os.path.abspath(f"tracedfuture-flight-{os.getpid()}.jsonl"))
+            # Only a ring to read and dump on request: no dump files written
+            # behind the user's back when an exception handler runs.
+            flight.enable(path=os.path.abspath(f"tracedfuture-flight-{os.getpid()}.jsonl"), on_exception=False)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         tcp_listener: tuple[socket.socket, str, str] | None = None
         try:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # ours: a socket of a dead process whose pid we now have
-            old_umask = os.umask(0o177)
-            try:
-                listener.bind(path)
-            finally:
-                os.umask(old_umask)
+            # Not os.umask(): it is process-wide, and another thread may be creating
+            # files right now. Until the chmod, the 0700 directory keeps others out.
+            listener.bind(path)
             os.chmod(path, 0o600)
             listener.listen(_MAX_CONNECTIONS)
             if tcp is not None:
@@ -871,10 +881,7 @@ def start(*, allow_cancel: bool = False, tcp: int | None = None) -> str:
         except BaseException:
             listener.close()
             raise
-        watcher = _LoopWatcher()
-        # sample_rate=0: this installation never raises a loop's sampling rate.
-        installation = install(exporters=[watcher], sample_rate=0.0)
-        server = _Server(path, listener, watcher, installation, allow_cancel, tcp_listener)
+        server = _Server(path, listener, _Loops(), allow_cancel, tcp_listener)
         server.thread.start()
         _server = server
         atexit.register(_at_exit)
@@ -910,7 +917,6 @@ def stop() -> None:
         return
     atexit.unregister(_at_exit)
     server.close()
-    server.installation.uninstall()
 
 
 def _at_exit() -> None:
@@ -925,6 +931,4 @@ def _after_fork_in_child() -> None:
     global _server
     server, _server = _server, None
     if server is not None:
-        # Not uninstalled: another thread of the parent may have held the
-        # recorder's lock at fork time. The watcher exports nothing anyway.
         server.forget_in_child()
