@@ -7,8 +7,10 @@ third-party package only in their own module.
 
 An exporter needs one method, ``export(events)``, called off the event loop's
 thread with a batch (a sequence) of :class:`tracedfuture.Event`, oldest first.
-``flush()`` and ``shutdown()`` are optional. Exceptions raised by an exporter are
-counted and reported once; they never reach the traced program. Each exporter is
+``flush()``, ``shutdown()`` and ``after_fork()`` (called in a child after
+``fork()``, to re-create locks and let go of the parent's files) are optional.
+Whatever an exporter raises, ``BaseException`` included, is counted and reported
+once; it never reaches the traced program. Each exporter is
 called from a thread of its own, unless it sets ``inline = True`` (for an
 ``export`` that never blocks): then it is called by whoever drains, the drain
 thread or the thread calling ``flush()``, ``uninstall()`` or ``loop.close()``.
@@ -20,7 +22,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Protocol, overload, runtime_checkable
 
-from .._events import Event
+from tracedfuture._events import Event
 
 __all__ = ["Exporter", "JsonLinesExporter", "MemoryExporter"]
 
@@ -36,15 +38,20 @@ class Exporter(Protocol):
 class MemoryExporter(Sequence[Event]):
     """Keeps every event in memory, for tests and notebooks.
 
-    Reading it first delivers what has been recorded so far, so a test sees the
-    events of everything that already happened:
+    Reading it (``len``, indexing, iterating, the queries) first delivers what
+    has been recorded so far, so a test sees the events of everything that
+    already happened. It waits for nothing but itself: other exporters, of this
+    installation or of others, may be slow or stuck without delaying a read.
+
+    A task's own life, as asyncio lives it: ``asyncio.run`` adds a done callback
+    to the main task (``callback_added``), which is scheduled when it resolves:
 
     >>> import asyncio, tracedfuture
     >>> memory = MemoryExporter()
     >>> tracedfuture.run(asyncio.sleep(0, "done"), exporters=[memory])
     'done'
     >>> memory.kinds(memory.tasks()[0])
-    ['created', 'resolved']
+    ['created', 'callback_added', 'resolved', 'callback_scheduled']
     """
 
     # export() only extends a list: called on the drain thread, no hand-off.
@@ -62,12 +69,19 @@ class MemoryExporter(Sequence[Event]):
         with self._lock:
             self._events.clear()
 
+    def after_fork(self) -> None:
+        """In a child after ``fork()``: a fresh lock (the parent's drain thread
+        may have held it). The events exported before the fork stay."""
+        self._lock = threading.Lock()
+
     # -- Sequence -----------------------------------------------------------------
 
     def _snapshot(self) -> list[Event]:
-        from .._pipeline import RECORDER
+        from tracedfuture._pipeline import RECORDER
 
-        RECORDER.flush()
+        # Only what reaches this exporter: a slow exporter elsewhere must not
+        # make a read wait (inline, so the drain itself delivers to it).
+        RECORDER.flush(only=self)
         with self._lock:
             return list(self._events)
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import io
+import errno
 import json
+import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from .._events import Event
-from ..trace import event_to_json, header
+from tracedfuture._events import Event
+from tracedfuture.trace import encode_line, event_to_json, header, open_private
 
 __all__ = ["JsonLinesExporter"]
+
+logger = logging.getLogger("tracedfuture")
+
+# After a write error, the whole lines of the failed write are kept but for this
+# many bytes: room for the stats line that says what happened.
+_STATS_ROOM = 1024
 
 
 class JsonLinesExporter:
@@ -23,49 +30,166 @@ class JsonLinesExporter:
     >>> from tracedfuture.exporters import JsonLinesExporter
     >>> tracedfuture.run(asyncio.sleep(0), exporters=[JsonLinesExporter("trace.jsonl")])  # doctest: +SKIP
 
-    The header is written when the exporter is created; each batch is appended
-    and flushed to the operating system, so a crash loses at most the batch being
-    written (the reader tolerates its truncated last line). ``shutdown()`` adds a
-    ``stats`` line and closes the file.
+    The file is created readable by its owner only (``0600``). The header is
+    written when the exporter is created; each batch is appended straight to the
+    operating system, so a crash loses at most the batch being written (the reader
+    tolerates its truncated last line). ``shutdown()`` adds a ``stats`` line, with
+    every drop counter, and closes the file.
+
+    When a write fails (a full disk, a file size limit), the file is cut back to
+    its last whole line and ends with a ``stats`` line whose ``write_error`` says
+    what happened; later events are counted in ``events_lost``, once reported.
+
+    After ``fork()``, a child never writes into its parent's file: its events go
+    to a file of its own, named with its pid (``trace.jsonl`` becomes
+    ``trace.<pid>.jsonl``), created when the child first has something to write.
     """
 
     def __init__(self, path: str | os.PathLike[str], **header_fields: Any) -> None:
         self.path = os.fspath(path)
         self._lock = threading.Lock()
-        self._file: io.TextIOWrapper | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+        self._header_fields = header_fields
         self.events_written = 0
-        anchor = (time.time_ns(), time.monotonic_ns())
-        self._write_line(header(*anchor, **header_fields))
+        self.events_lost = 0
+        self.write_error: str | None = None
+        self._size = 0  # bytes written, always whole lines
+        self._fd: int | None = None
+        self._parent_pid: int | None = None
+        self._pending_open = False
+        self._open()
 
     def __repr__(self) -> str:
         return f"JsonLinesExporter({self.path!r})"
 
-    def _write_line(self, obj: dict[str, Any]) -> None:
-        assert self._file is not None
-        self._file.write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
+    def _open(self) -> None:
+        self._fd = open_private(self.path)
+        self._size = 0
+        anchor = (time.time_ns(), time.monotonic_ns())
+        fields = dict(self._header_fields)
+        if self._parent_pid is not None:
+            fields["parent_pid"] = self._parent_pid
+        self._write(encode_line(header(*anchor, **fields)))
+
+    def _ready(self) -> bool:
+        """Whether there is a file to write to (a forked child opens its own now)."""
+        if self._pending_open:
+            self._pending_open = False
+            try:
+                self._open()
+            except OSError as exc:
+                self._failed(exc)
+        return self._fd is not None and self.write_error is None
+
+    def _write(self, data: bytes) -> int:
+        """Write whole lines; on failure, keep the whole lines that were written
+        (but for room for the stats line), raise, and leave the file at its last
+        whole line. Returns the number of lines written."""
+        assert self._fd is not None
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < len(view):
+                written += os.write(self._fd, view[written:])
+        except OSError as exc:
+            keep = data.rfind(b"\n", 0, max(0, written - _STATS_ROOM)) + 1
+            try:
+                if written:
+                    os.ftruncate(self._fd, self._size + keep)
+                    os.lseek(self._fd, self._size + keep, os.SEEK_SET)  # ftruncate leaves the offset
+            except OSError:
+                keep = 0
+            self._size += keep
+            exc.lines_written = data.count(b"\n", 0, keep)  # type: ignore[attr-defined]
+            raise
+        self._size += written
+        return data.count(b"\n")
+
+    def _failed(self, exc: OSError) -> None:
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+        self.write_error = f"{reason} after {self.events_written} events"
+        logger.warning(
+            "tracedfuture: could not write to the trace %s (%s); it ends after %d events",
+            self.path,
+            reason,
+            self.events_written,
+        )
+        self._close(self._summary())
 
     def export(self, events: Sequence[Event], /) -> None:
         with self._lock:
-            if self._file is None:
+            if not self._ready():
+                self.events_lost += len(events)
                 return
             dumps = json.dumps
-            lines = [dumps(event_to_json(e), separators=(",", ":"), ensure_ascii=False) for e in events]
-            self._file.write("\n".join(lines) + "\n")
-            self._file.flush()
-            self.events_written += len(lines)
+            text = "\n".join([dumps(event_to_json(e), separators=(",", ":"), ensure_ascii=False) for e in events])
+            try:
+                self._write((text + "\n").encode("utf-8", "backslashreplace"))
+            except OSError as exc:
+                kept = getattr(exc, "lines_written", 0)
+                self.events_written += kept
+                self.events_lost += len(events) - kept
+                self._failed(exc)
+                return
+            self.events_written += len(events)
 
     def flush(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.flush()
+        """Nothing to do: every batch is written to the operating system at once."""
+
+    def after_fork(self) -> None:
+        """In a child after ``fork()``: let go of the parent's file, without
+        writing to it, and write the child's events to a file named with its pid."""
+        self._lock = threading.Lock()  # the parent's sink thread may have held it
+        fd, self._fd = self._fd, None
+        if fd is None or self.write_error is not None:
+            return
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        self._parent_pid = os.getppid()
+        root, ext = os.path.splitext(self.path)
+        self.path = f"{root}.{os.getpid()}{ext}"
+        self.events_written = self.events_lost = 0
+        self._pending_open = True
+
+    def _summary(self, stats: dict[str, Any] | None = None) -> dict[str, Any]:
+        from tracedfuture._delivery import delivery_stats
+        from tracedfuture._pipeline import RECORDER
+
+        summary = {
+            "events_written": self.events_written,
+            **RECORDER.counters(exporter=self),
+            **delivery_stats(self),
+            **(stats or {}),
+        }
+        if self.write_error is not None:
+            summary["write_error"] = self.write_error
+            summary["events_lost"] = self.events_lost
+        return summary
+
+    def _close(self, summary: dict[str, Any]) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            # Best effort after a write error: cutting the partial line back
+            # usually leaves room for this one.
+            os.write(fd, encode_line({"stats": summary}))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def shutdown(self, stats: dict[str, Any] | None = None) -> None:
         with self._lock:
-            if self._file is None:
+            if self._pending_open and not self._ready():
                 return
-            from .._pipeline import RECORDER
-
-            summary = {"events_written": self.events_written, **RECORDER.counters(), **(stats or {})}
-            self._write_line({"stats": summary})
-            self._file.close()
-            self._file = None
+            if self._fd is None:
+                if self.write_error is not None and self.events_lost:
+                    logger.warning(
+                        "tracedfuture: %d events after the write error were not written to %s",
+                        self.events_lost,
+                        self.path,
+                    )
+                return
+            self._close(self._summary(stats))

@@ -80,7 +80,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     _msg = "tracedfuture.exporters.otel needs OpenTelemetry: pip install 'tracedfuture[otel]'"
     raise ImportError(_msg, name=exc.name) from exc
 
-from .._events import Event
+from tracedfuture._delivery import unicode_safe
+from tracedfuture._events import Event
 
 __all__ = ["CONTEXT_FIELD", "OTelExporter", "capture_context", "provider_from_environment"]
 
@@ -179,12 +180,13 @@ class OTelExporter:
     def export(self, events: Sequence[Event], /) -> None:
         with self._lock:
             if self._tracer is None:
-                from .. import __version__
+                from tracedfuture import __version__
 
                 self._tracer = trace.get_tracer("tracedfuture", __version__, tracer_provider=self._provider)
             # In time order: tail sampling releases a kept future's events before
             # those of the tasks linked to it, whose spans must exist first.
-            for event in sorted(events, key=_BY_TIME):
+            # Protobuf encodes strings as UTF-8: a lone surrogate would lose the batch.
+            for event in sorted(unicode_safe(events), key=_BY_TIME):
                 handler = _HANDLERS.get(event.kind)
                 if handler is not None:
                     handler(self, event)
@@ -395,7 +397,7 @@ def _set(span: Span, key: str, value: str | int | None) -> None:
         span.set_attribute(key, value)
 
 
-def provider_from_environment() -> trace.TracerProvider | None:
+def provider_from_environment(*, timeout: float | None = None) -> trace.TracerProvider | None:
     """A TracerProvider configured from OpenTelemetry's standard variables, for a
     program that configures none itself (``tracedfuture run --exporter otel``).
 
@@ -406,6 +408,10 @@ def provider_from_environment() -> trace.TracerProvider | None:
     prints spans on standard error; ``OTEL_SERVICE_NAME`` and
     ``OTEL_RESOURCE_ATTRIBUTES`` name the resource. The global provider is left
     alone, so the program can still set its own; the caller shuts this one down.
+
+    ``timeout`` (seconds) bounds each OTLP export; the first failure prints one
+    line on standard error and drops spans from then on, so that a missing
+    collector neither floods the program's stderr nor delays its exit.
     """
     import os
     import sys
@@ -437,10 +443,72 @@ def provider_from_environment() -> trace.TracerProvider | None:
         except ImportError as exc:
             msg = "OTLP export needs the OTLP/HTTP exporter: pip install opentelemetry-exporter-otlp-proto-http"
             raise ImportError(msg, name=exc.name) from exc
-        exporter = OTLPSpanExporter()
+        exporter = OTLPSpanExporter(timeout=timeout)
+        if timeout is not None:
+            exporter = _GiveUp(exporter, timeout)
     else:
         msg = f"OTEL_TRACES_EXPORTER={kind!r} is not supported here: use otlp, console or none"
         raise ValueError(msg)
     provider = TracerProvider(resource=Resource.create())
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
+
+
+def _GiveUp(exporter: Any, timeout: float) -> Any:
+    """``exporter`` that, once an export fails (no collector answered within
+    ``timeout``), says so in one line on standard error and drops later spans."""
+    import logging
+    import sys
+
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    quiet = threading.local()
+
+    def not_ours(record: logging.LogRecord) -> bool:
+        if getattr(quiet, "on", False):
+            quiet.last = record.getMessage()
+            return False
+        return True
+
+    # The OTLP client logs every retry and failure itself; while we export, that
+    # is what our one line replaces.
+    client_logger = logging.getLogger(type(exporter).__module__)
+    client_logger.addFilter(not_ours)
+
+    class GiveUp(SpanExporter):
+        def __init__(self) -> None:
+            self.failed = False
+
+        def export(self, spans: Any) -> Any:
+            if self.failed:
+                return SpanExportResult.FAILURE
+            quiet.on, quiet.last = True, "no answer"
+            try:
+                result = exporter.export(spans)
+            except Exception as exc:
+                result, reason = SpanExportResult.FAILURE, repr(exc)
+            else:
+                reason = str(quiet.last).splitlines()[0][:200]
+            finally:
+                quiet.on = False
+            if result is not SpanExportResult.SUCCESS:
+                self.failed = True
+                endpoint = getattr(exporter, "_endpoint", "the collector")
+                print(
+                    f"tracedfuture: OpenTelemetry: {endpoint} did not take spans within {timeout:g}s "
+                    f"({reason}); dropping spans from now on (TRACEDFUTURE_OTEL_TIMEOUT sets the wait)",
+                    file=sys.stderr,
+                )
+            return result
+
+        def shutdown(self) -> None:
+            quiet.on = True
+            try:
+                exporter.shutdown()
+            finally:
+                quiet.on = False
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return bool(exporter.force_flush(timeout_millis))
+
+    return GiveUp()

@@ -69,7 +69,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     _msg = "tracedfuture.exporters.structlog needs structlog: pip install 'tracedfuture[structlog]'"
     raise ImportError(_msg, name=exc.name) from exc
 
-from .._events import KINDS, Event
+from tracedfuture._delivery import unicode_safe
+from tracedfuture._events import KINDS, Event
+from tracedfuture._fold import Fold, FutureState
 
 __all__ = ["DEFAULT_LEVELS", "LEVELS", "StructlogExporter"]
 
@@ -116,11 +118,16 @@ class StructlogExporter:
         Futures remembered at once for ``duration_ms`` and summaries; past it the
         oldest is forgotten (its record has no ``duration_ms``), counted in
         ``forgotten``.
+    logger
+        What records are bound from (anything with ``bind()``) instead of
+        ``structlog.get_logger(logger_name)``; ``tracedfuture run`` passes one that
+        writes to standard error unless the program configured structlog.
     """
 
     __slots__ = (
         "_bound",
         "_enabled",
+        "_fold",
         "_levels",
         "_lock",
         "_logger",
@@ -141,6 +148,7 @@ class StructlogExporter:
         summary: bool = False,
         levels: Mapping[str, str | int] | None = None,
         max_tracked: int = 100_000,
+        logger: Any = None,
     ) -> None:
         name: object = logger_name  # checked for callers without a type checker
         if not isinstance(name, str):
@@ -153,11 +161,12 @@ class StructlogExporter:
         self.summary = bool(summary)
         self.max_tracked = max_tracked
         self._levels = _resolve_levels(levels or {})
-        self._logger: Any = None
+        self._logger: Any = logger
         self._bound: Any = None
         self._enabled = _ALL_LEVELS
         self._lock = threading.Lock()
-        self._tracked: dict[int, tuple[int, dict[str, Any] | None]] = {}
+        self._tracked: dict[int, int] = {}
+        self._fold = Fold()
         self._wall_ns, self._mono_ns = time.time_ns(), time.monotonic_ns()
         self.records = 0
         self.forgotten = 0
@@ -174,7 +183,8 @@ class StructlogExporter:
             self._bound = self._logger.bind()
             self._enabled = self._enabled_levels()
             handle = self._summarize if self.summary else self._write
-            for event in events:
+            # A log file or terminal encodes to UTF-8: a lone surrogate would lose the batch.
+            for event in unicode_safe(events):
                 handle(event)
 
     # -- one record per event ---------------------------------------------------------
@@ -183,11 +193,11 @@ class StructlogExporter:
         kind = event.kind
         duration_ns = None
         if kind == "created":
-            self._track(event.future_id, event.ts_ns, None)
+            self._track(event.future_id, event.ts_ns)
         elif kind in _ENDINGS:
             tracked = self._tracked.pop(event.future_id, None)
             if tracked is not None and kind != "abandoned":
-                duration_ns = event.ts_ns - tracked[0]
+                duration_ns = event.ts_ns - tracked
         if self._levels.get(kind, "debug") not in self._enabled:
             return  # filtered out by the application's configuration: build nothing
         record = self._fields(event)
@@ -198,47 +208,67 @@ class StructlogExporter:
     # -- one record per finished future -----------------------------------------------
 
     def _summarize(self, event: Event) -> None:
+        # The one fold of the event stream (tracedfuture._fold) keeps each
+        # future's state: the summary says what every viewer would say.
         kind = event.kind
         fid = event.future_id
+        states = self._fold.states
         if kind == "created":
-            self._track(fid, event.ts_ns, self._fields(event))
+            if fid not in states and len(states) >= self.max_tracked:
+                del states[next(iter(states))]
+                self.forgotten += 1
+            self._fold.apply(event)
             return
-        tracked = self._tracked.get(fid)
-        if tracked is None:
+        if fid not in states:
             # Not seen created (or forgotten): endings and findings still get a record.
             if kind not in _ABSORBED:
                 self._emit(kind, _name(event), self._fields(event))
             return
-        created_ns, state = tracked
+        state = self._fold.apply(event)
         assert state is not None
         if kind in _ENDINGS:
-            del self._tracked[fid]
+            self._fold.forget(fid)
+            summary = self._summary(state)
             ending = self._fields(event)
             ending.pop("task_id", None)  # the summary's task_id is the task that created it
-            state.update(ending)
+            summary.update(ending)
             if kind != "abandoned":
-                state["duration_ms"] = _ms(event.ts_ns - created_ns)
-            self._emit(kind, _name(event), state)
-        elif kind in {"awaited", "callback_added"}:
-            state["callbacks"] = state.get("callbacks", 0) + 1
-            if event.awaiter_id is not None:
-                state.setdefault("awaiter_ids", []).append(event.awaiter_id)
-        elif kind == "cancel_requested":
-            state.setdefault("cancel_requested", []).append(event.msg)
-        elif kind == "renamed":
-            if event.name is not None:
-                state["task" if event.is_task else "label"] = event.name
+                summary["duration_ms"] = _ms(event.ts_ns - state.start_ns)
+            self._emit(kind, _name(event), summary)
         elif kind not in _ABSORBED:
             self._emit(kind, _name(event), self._fields(event))
 
+    @staticmethod
+    def _summary(state: FutureState) -> dict[str, Any]:
+        record: dict[str, Any] = {"future_id": state.id}
+        if state.name is not None:
+            record["task" if state.is_task else "label"] = state.name
+        if state.site is not None:
+            record["site"] = str(state.site)
+        for key, value in (
+            ("task_id", state.creator_id),
+            ("thread_id", state.thread_id),
+            ("coro", state.coro),
+            ("parent_id", state.parent_id),
+        ):
+            if value is not None:
+                record[key] = value
+        if state.callbacks_added:
+            record["callbacks"] = state.callbacks_added
+        if state.awaits:
+            record["awaiter_ids"] = [task for task, _ in state.awaits]
+        if state.cancel_requests:
+            record["cancel_requested"] = [msg for _, msg, _, _ in state.cancel_requests]
+        return record
+
     # -- helpers ---------------------------------------------------------------------
 
-    def _track(self, future_id: int, created_ns: int, state: dict[str, Any] | None) -> None:
+    def _track(self, future_id: int, created_ns: int) -> None:
         tracked = self._tracked
         if len(tracked) >= self.max_tracked:
             del tracked[next(iter(tracked))]
             self.forgotten += 1
-        tracked[future_id] = (created_ns, state)
+        tracked[future_id] = created_ns
 
     def _fields(self, event: Event) -> dict[str, Any]:
         record: dict[str, Any] = {"future_id": event.future_id}

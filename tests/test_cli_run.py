@@ -8,15 +8,17 @@ compares what a user would see: exit status, standard output, standard error.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tracedfuture.trace import read
 
-from ._cli import PY, python, tracedfuture, write
+from ._cli import PY, python, record_timing, tracedfuture, write
 
 # Prints everything Python sets up for __main__, then behaves as its argv says.
 INTROSPECT = """\
@@ -251,3 +253,290 @@ def test_console_script_runs_the_command(app: Path, tmp_path: Path) -> None:
         [script, "run", "-o", "t.jsonl", "app/main.py", "x"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     same_as_untraced(untraced, traced)
+
+
+# --- the program runs as python runs it: no frame of tracedfuture or runpy -------------------
+
+DEBUG_PROGRAM = """\
+import asyncio, gc, sys
+
+async def never():
+    return 1
+
+async def fails():
+    raise ValueError("lost")
+
+async def main():
+    never()  # never awaited: "Coroutine created at" and its frames
+    asyncio.get_running_loop().create_task(fails())  # its exception is never retrieved
+    await asyncio.sleep(0.01)
+
+loop = asyncio.new_event_loop()
+loop.set_debug(True)
+loop.run_until_complete(main())
+loop.close()
+del loop
+gc.collect()
+print("done", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("mode", ["script", "module"])
+def test_debug_mode_tracebacks_match_a_plain_run_byte_for_byte(mode: str, tmp_path: Path) -> None:
+    write(tmp_path / "dbg.py", DEBUG_PROGRAM)
+    target = ["dbg.py"] if mode == "script" else ["-m", "dbg"]
+    untraced = python(*target, cwd=tmp_path)
+    traced = tracedfuture("run", "-o", "t.jsonl", *target, cwd=tmp_path)
+    assert "Coroutine created at (most recent call last)" in untraced.stderr
+    assert "Task exception was never retrieved" in untraced.stderr
+    same_as_untraced(untraced, traced)
+    assert "tracedfuture" not in traced.stderr
+    assert "runpy" not in traced.stderr or "runpy" in untraced.stderr
+
+
+def test_the_program_is_the_process_tracedfuture_run_started(tmp_path: Path) -> None:
+    """Same pid, so signals sent to ``tracedfuture run`` reach the program's handlers."""
+    write(
+        tmp_path / "serve.py",
+        """\
+        import asyncio, os, signal
+
+        async def main():
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            print("pid", os.getpid(), flush=True)
+            await stop.wait()
+            print("stopped by SIGTERM")
+
+        asyncio.run(main())
+        """,
+    )
+    process = subprocess.Popen(
+        [PY, "-m", "tracedfuture", "run", "-o", "t.jsonl", "serve.py"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == f"pid {process.pid}\n"
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert (out, err, process.returncode) == ("stopped by SIGTERM\n", "", 0)
+    assert read(tmp_path / "t.jsonl").stats
+
+
+def test_interpreter_options_reach_the_program(app: Path, tmp_path: Path) -> None:
+    code = "import sys; print(sys.flags.dev_mode, sys.flags.optimize)"
+    write(tmp_path / "flags.py", code)
+    done = subprocess.run(
+        [PY, "-X", "dev", "-O", "-m", "tracedfuture", "run", "-o", "t.jsonl", "flags.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.stdout, done.returncode) == ("True 1\n", 0), done.stderr
+
+
+# --- switches -----------------------------------------------------------------------------------
+
+
+def test_flight_switch_does_not_take_the_script_as_its_path(app: Path, tmp_path: Path) -> None:
+    done = tracedfuture("run", "--flight", "app/main.py", "x", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("argv ['app/main.py', 'x']")
+    [dump] = tmp_path.glob("tracedfuture-flight-*.jsonl")
+    assert "child" in {e.name for e in read(dump).events if e.is_task}
+
+
+def test_flight_switch_takes_a_trace_path(app: Path, tmp_path: Path) -> None:
+    done = tracedfuture("run", "--flight", "f.jsonl", "app/main.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert read(tmp_path / "f.jsonl").events
+
+
+def test_lints_switch_takes_its_thresholds(tmp_path: Path) -> None:
+    write(
+        tmp_path / "block.py",
+        """\
+        import asyncio, time
+
+        async def main():
+            await asyncio.sleep(0.05)
+            time.sleep(0.5)
+
+        asyncio.run(main())
+        """,
+    )
+    done = tracedfuture("run", "--lints", "blocked=0.2", "-o", "t.jsonl", "block.py", cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert [e for e in read(tmp_path / "t.jsonl").events if e.kind == "blocked_loop"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        (["--lints=stall=-1"], "argument --lints: expected name=seconds pairs among stall, blocked, orphan"),
+        (["--dump-signal", "STOP"], "argument --dump-signal: expected a signal that can be caught, such as USR1"),
+        (["--console=yes-please"], "argument --console: expected 1 or allow-cancel, not 'yes-please'"),
+        (["--otel-timeout", "soon"], "argument --otel-timeout: expected a number of seconds > 0"),
+        (["--exporter", "zipkin"], "argument --exporter: expected exporters among jsonl, structlog, otel"),
+    ],
+)
+def test_a_bad_switch_is_one_line_naming_it_and_the_program_does_not_start(
+    flag: list[str], expected: str, app: Path, tmp_path: Path
+) -> None:
+    done = tracedfuture("run", *flag, "-o", "t.jsonl", "app/main.py", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert expected in done.stderr.splitlines()[-1]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_variable_stops_tracedfuture_run_too(app: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "TRACEDFUTURE_LINTS": "often"}
+    done = tracedfuture("run", "-o", "t.jsonl", "app/main.py", cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "tracedfuture run: error: TRACEDFUTURE_LINTS='often': expected name=seconds pairs among stall, blocked, "
+        "orphan, such as stall=5,blocked=0.5 (or 1 for the defaults), not 'often'\n"
+    )
+
+
+def test_variables_apply_under_tracedfuture_run_and_flags_win(app: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "TRACEDFUTURE_OUTPUT": "from-env.jsonl", "TRACEDFUTURE_CAPTURE_VALUES": "1"}
+    done = tracedfuture("run", "-o", "from-flag.jsonl", "app/main.py", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "from-env.jsonl").exists()
+    assert [e for e in read(tmp_path / "from-flag.jsonl").events if e.value is not None]
+
+
+# --- exporters never write to the program's stdout ---------------------------------------------
+
+
+def test_structlog_goes_to_stderr_when_the_program_does_not_configure_it(app: Path, tmp_path: Path) -> None:
+    pytest.importorskip("structlog")
+    untraced = python("app/main.py", cwd=tmp_path)
+    traced = tracedfuture("run", "--exporter", "structlog", "app/main.py", cwd=tmp_path)
+    assert traced.returncode == 0, traced.stderr
+    assert traced.stdout == untraced.stdout
+    assert "task.created" in traced.stderr
+
+
+def test_structlog_follows_the_programs_own_configuration(tmp_path: Path) -> None:
+    pytest.importorskip("structlog")
+    write(
+        tmp_path / "configured.py",
+        """\
+        import asyncio, structlog, sys
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stdout))
+        asyncio.run(asyncio.sleep(0))
+        """,
+    )
+    done = tracedfuture("run", "--exporter", "structlog", "configured.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "task.created" in done.stdout, "the program sent structlog to stdout itself"
+    assert done.stderr == ""
+
+
+def test_otel_with_no_collector_gives_up_with_one_line(app: Path, tmp_path: Path) -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{port}/v1/traces"}
+    untraced = python("app/main.py", cwd=tmp_path)
+    began = time.monotonic()
+    traced = tracedfuture("run", "--exporter", "otel", "--otel-timeout", "0.5", "app/main.py", cwd=tmp_path, env=env)
+    record_timing("tracedfuture run --exporter otel, no collector, --otel-timeout 0.5 (s)", time.monotonic() - began)
+    assert traced.returncode == 0
+    assert traced.stdout == untraced.stdout
+    [line] = traced.stderr.splitlines()
+    assert line.startswith(f"tracedfuture: OpenTelemetry: http://127.0.0.1:{port}/v1/traces did not take spans")
+    assert "within 0.5s" in line
+
+
+def test_otel_with_a_collector_adds_nothing_to_stderr(app: Path, tmp_path: Path) -> None:
+    pytest.importorskip("opentelemetry.proto")
+    from .otlp_receiver import OTLPReceiver
+
+    untraced = python("app/main.py", cwd=tmp_path)
+    with OTLPReceiver() as receiver:
+        env = {**os.environ, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint}
+        traced = tracedfuture("run", "--exporter", "otel", "app/main.py", cwd=tmp_path, env=env)
+        spans = receiver.wait_for(2)
+    same_as_untraced(untraced, traced)
+    assert "task main" in {span.name for span in spans}
+
+
+# --- child processes --------------------------------------------------------------------------
+
+CHILDREN = """\
+import asyncio, multiprocessing, os, subprocess, sys
+
+def work(tag):
+    async def main():
+        await asyncio.create_task(asyncio.sleep(0), name=f"in-{tag}")
+    asyncio.run(main())
+
+if __name__ == "__main__":
+    for method in sys.argv[1].split(","):
+        if method == "subprocess":
+            subprocess.run([sys.executable, "-c", "import kids; kids.work('subprocess')"], check=True)
+        elif method == "os.fork":
+            pid = os.fork()
+            if pid == 0:
+                work("os.fork")
+                sys.exit(0)  # through atexit, unlike multiprocessing's children
+            os.waitpid(pid, 0)
+        else:
+            process = multiprocessing.get_context(method).Process(target=work, args=(method,))
+            process.start()
+            process.join()
+            assert process.exitcode == 0
+    print("parent done")
+"""
+
+METHODS = ["fork", "spawn", "forkserver", "subprocess", "os.fork"]
+
+
+def child_traces(directory: Path) -> dict[str, set[str]]:
+    """For each trace of a child, the names of the tasks in it."""
+    found: dict[str, set[str]] = {}
+    for path in directory.glob("t.*.jsonl"):
+        trace = read(path)
+        assert trace.stats, f"{path.name} was finished"
+        assert path.name == f"t.{trace.header['pid']}.jsonl"
+        found[path.name] = {e.name for e in trace.events if e.is_task and e.name and e.name.startswith("in-")}
+    return found
+
+
+@pytest.mark.skipif(os.name != "posix", reason="fork and forkserver are POSIX")
+def test_follow_children_traces_each_python_child_into_its_own_file(tmp_path: Path) -> None:
+    write(tmp_path / "kids.py", CHILDREN)
+    untraced = python("kids.py", ",".join(METHODS), cwd=tmp_path)
+    traced = tracedfuture("run", "--follow-children", "-o", "t.jsonl", "kids.py", ",".join(METHODS), cwd=tmp_path)
+    same_as_untraced(untraced, traced)
+    names = set().union(*child_traces(tmp_path).values())
+    assert names == {f"in-{method}" for method in METHODS}
+    assert "untraced_children" not in read(tmp_path / "t.jsonl").stats
+
+
+@pytest.mark.skipif(os.name != "posix", reason="fork is POSIX")
+def test_without_follow_children_children_are_counted_not_traced(tmp_path: Path) -> None:
+    write(tmp_path / "kids.py", CHILDREN)
+    methods = "fork,subprocess,os.fork"
+    untraced = python("kids.py", methods, cwd=tmp_path)
+    traced = tracedfuture("run", "-o", "t.jsonl", "kids.py", methods, cwd=tmp_path)
+    same_as_untraced(untraced, traced)
+    assert not list(tmp_path.glob("t.*.jsonl"))
+    trace = read(tmp_path / "t.jsonl")
+    assert trace.stats["untraced_children"] == 3
+    assert not [e for e in trace.events if e.name and e.name.startswith("in-")], "the children wrote nothing"
+    note = "3 child processes were started untraced: trace them too with tracedfuture run --follow-children"
+    assert tracedfuture("tree", "t.jsonl", cwd=tmp_path).stdout.splitlines()[-1] == note
+    assert tracedfuture("stats", "t.jsonl", cwd=tmp_path).stdout.splitlines()[-1] == note

@@ -307,3 +307,37 @@ def test_asyncio_future_made_directly_is_not_traced_but_works() -> None:
 
     assert tracedfuture.run(main(), exporters=[memory]) == 9
     assert memory.futures() == []
+
+
+def test_wrong_calls_fail_with_asyncios_own_errors() -> None:
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        errors = []
+
+        async def nothing() -> None:
+            pass
+
+        unawaited = nothing()
+        calls: list[Callable[[], object]] = [
+            fut.add_done_callback,
+            lambda: fut.add_done_callback(print, *range(9)),  # type: ignore[call-arg]
+            fut.set_result,
+            lambda: fut.cancel(1, 2),  # type: ignore[call-arg]
+            lambda: loop.create_task(unawaited, bogus=1),  # type: ignore[call-arg]
+            lambda: loop.create_task(1),  # type: ignore[arg-type]
+        ]
+        for call in calls:
+            try:
+                call()
+            except TypeError as exc:
+                errors.append(str(exc))
+            else:
+                errors.append("no error")
+        unawaited.close()
+        await asyncio.sleep(0)
+        return errors
+
+    plain, traced = both(scenario)
+    assert traced == plain
+    assert "no error" not in plain

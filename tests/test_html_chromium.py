@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tracedfuture._model import load
+
 from ._cli import (
     ARTIFACTS,
     BIG_FUTURES,
@@ -61,6 +63,11 @@ def page(browser: Browser) -> Iterator[Page]:
 def open_report(page: Page, report: Path) -> None:
     page.navigate(report.as_uri())
     assert page.evaluate("window.tracedfuture && window.tracedfuture.ready") is True
+    # Picks an option of one of the page's own controls, as a person would.
+    page.evaluate(
+        "window.choose = (id, value) => { const box = document.getElementById(id);"
+        " box.value = value; box.dispatchEvent(new Event('change')); }"
+    )
 
 
 def test_report_loads_without_console_errors(page: Page, sample_report: Path) -> None:
@@ -163,3 +170,152 @@ def test_100k_future_report_becomes_usable_quickly(page: Page) -> None:
     page.click(where["x"], where["y"])
     assert page.evaluate("tracedfuture.selected") == 50000
     assert seconds < 20
+
+
+# --- filter, sort, labels, expected failures -----------------------------------------------
+
+LONG_NAME = "long-running-worker-with-a-name-much-longer-than-the-label-column-0123456789"
+LANES = f"""\
+import asyncio
+
+KEEP = []
+
+
+async def work(n):
+    await asyncio.sleep(0.01 * n)
+    return n
+
+
+async def fail():
+    await asyncio.sleep(0.02)
+    raise ValueError("a real problem")
+
+
+async def close():
+    await asyncio.sleep(0.03)
+    raise EOFError("the peer closed the connection")
+
+
+async def stuck():
+    fut = asyncio.get_running_loop().create_future()
+    KEEP.append(fut)
+    await fut
+
+
+async def main():
+    KEEP.append(asyncio.create_task(stuck(), name="stuck"))
+    tasks = [
+        asyncio.create_task(work(1), name="short"),
+        asyncio.create_task(work(30), name={LONG_NAME!r}),
+        asyncio.create_task(fail(), name="fails"),
+        asyncio.create_task(close(), name="closes"),
+    ]
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+loop = asyncio.new_event_loop()  # never closed: "stuck" is still pending when the trace ends
+loop.run_until_complete(main())
+"""
+
+
+@pytest.fixture(scope="module")
+def lanes_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    directory = tmp_path_factory.mktemp("lanes")
+    trace = make_trace(directory, "lanes", LANES)
+    report = directory / "lanes.html"
+    done = tracedfuture("html", trace, "-o", report, "--expected-exceptions", "EOFError,ConnectionResetError")
+    assert done.returncode == 0, done.stderr
+    ids = {r.name: r.id for r in load(trace).records.values() if r.is_task and r.name}
+    return report, ids
+
+
+def test_filter_to_pending_keeps_only_the_stuck_lane(page: Page, lanes_report: tuple[Path, dict[str, int]]) -> None:
+    report, ids = lanes_report
+    open_report(page, report)
+    assert page.evaluate("tracedfuture.filter('pending')") == 1
+    assert page.evaluate("tracedfuture.laneOrder()") == [ids["stuck"]]
+    assert page.evaluate("tracedfuture.filter('all')") == page.evaluate("tracedfuture.lanes")
+
+
+def test_filter_from_the_page_control(page: Page, lanes_report: tuple[Path, dict[str, int]]) -> None:
+    report, ids = lanes_report
+    open_report(page, report)
+    page.evaluate("choose('filter', 'failed')")
+    assert page.evaluate("tracedfuture.laneOrder()") == [ids["fails"]]  # not the expected EOFError
+    page.evaluate("choose('filter', 'expected')")
+    assert page.evaluate("tracedfuture.laneOrder()") == [ids["closes"]]
+
+
+def test_expected_failures_are_counted_and_drawn_apart(page: Page, lanes_report: tuple[Path, dict[str, int]]) -> None:
+    report, _ = lanes_report
+    open_report(page, report)
+    legend = page.evaluate("document.getElementById('legend').innerText")
+    assert "failed 1" in legend
+    assert "expected failure 1" in legend
+
+
+def test_sort_by_outcome_puts_failures_first_and_resolved_last(
+    page: Page, lanes_report: tuple[Path, dict[str, int]]
+) -> None:
+    report, ids = lanes_report
+    open_report(page, report)
+    page.evaluate("choose('sort', 'outcome')")
+    order = page.evaluate("tracedfuture.laneOrder()")
+    assert order[:3] == [ids["fails"], ids["closes"], ids["stuck"]]
+    assert set(order[3:]) >= {ids["short"], ids[LONG_NAME]}
+
+
+def test_sort_by_start_and_by_duration(page: Page, lanes_report: tuple[Path, dict[str, int]]) -> None:
+    report, ids = lanes_report
+    open_report(page, report)
+    by_start = page.evaluate("tracedfuture.sort('start'), tracedfuture.laneOrder()")
+    assert by_start == sorted(by_start)  # ids are given in order of creation
+    by_duration = page.evaluate("tracedfuture.sort('duration'), tracedfuture.laneOrder()")
+    assert by_duration.index(ids[LONG_NAME]) < by_duration.index(ids["short"])
+
+
+def test_a_long_lane_label_is_whole_on_hover_and_in_a_wider_column(
+    page: Page, lanes_report: tuple[Path, dict[str, int]]
+) -> None:
+    report, ids = lanes_report
+    open_report(page, report)
+    task = ids[LONG_NAME]
+    page.evaluate("tracedfuture.draw()")
+    assert page.evaluate(f"tracedfuture.labelShown({task})").endswith("\u2026")
+    where = page.evaluate(f"tracedfuture.labelPoint({task})")
+    page.call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": where["x"], "y": where["y"]})
+    assert LONG_NAME in page.evaluate("tracedfuture.tooltip.hidden ? '' : tracedfuture.tooltip.textContent")
+    # Drag the column's edge to the right, as a person would.
+    box = page.evaluate(
+        "(() => { const b = document.getElementById('timeline').getBoundingClientRect();"
+        " return {x: b.left, y: b.top}; })()"
+    )
+    edge = box["x"] + page.evaluate("tracedfuture.gutter")
+    y = where["y"]
+    page.call(
+        "Input.dispatchMouseEvent", {"type": "mousePressed", "x": edge, "y": y, "button": "left", "clickCount": 1}
+    )
+    page.call(
+        "Input.dispatchMouseEvent", {"type": "mouseMoved", "x": edge + 500, "y": y, "button": "left", "buttons": 1}
+    )
+    page.call(
+        "Input.dispatchMouseEvent",
+        {"type": "mouseReleased", "x": edge + 500, "y": y, "button": "left", "clickCount": 1},
+    )
+    assert page.evaluate("tracedfuture.gutter") > 600
+    page.evaluate("tracedfuture.draw()")
+    assert page.evaluate(f"tracedfuture.labelShown({task})") == f"{LONG_NAME} #{task} \u00b7 work"
+    assert page.errors() == []
+
+
+def test_filtering_100k_futures_stays_quick(page: Page) -> None:
+    report, _ = big_html()
+    open_report(page, report)
+    began = time.perf_counter()
+    page.evaluate("tracedfuture.filter('failed')")
+    frame_ms = page.evaluate("tracedfuture.draw()")
+    record_timing("html filter to failed in Chromium, 100k futures", time.perf_counter() - began)
+    record_timing("html redraw filtered in Chromium, 100k futures (ms)", frame_ms)
+    assert page.evaluate("tracedfuture.lanesShown") == 200  # every worker saw a failure
+    assert page.evaluate("tracedfuture.sort('outcome'), tracedfuture.lanesShown") == 200
+    assert page.errors() == []

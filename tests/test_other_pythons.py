@@ -1,9 +1,11 @@
 """The core suite on every other CPython 3.11+ found on this machine.
 
 CI's machine has pyenv's 3.12 and 3.13 beside the 3.11 that runs the main suite;
-each gets a throwaway virtual environment with pytest, and runs the core tests
-(including CPython's own Future and Task suites for that version) from this
-source tree. Interpreters that are not there are skipped.
+each gets a throwaway virtual environment with pytest and setuptools, builds the
+compiled core for that version in place (strictly: -Wall -Werror), and runs the
+core tests (including CPython's own Future and Task suites for that version) from
+this source tree twice: on the compiled core, and on the pure-Python reference.
+Interpreters that are not there are skipped.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ CORE_TESTS = [
     "tests/test_core_compat.py",
     "tests/test_core_install.py",
     "tests/test_cpython_contract.py",
+    "tests/test_seam.py",
 ]
 
 
@@ -60,16 +63,38 @@ def test_core_suite_passes_on(version: str, tmp_path: Path) -> None:
     python = INTERPRETERS[version]
     venv = tmp_path / "venv"
     subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "pytest"], check=True, timeout=600)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *CORE_TESTS],
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "pytest", "setuptools>=77"], check=True, timeout=600)
+    python_in_venv = str(venv / "bin" / "python")
+    build = subprocess.run(
+        [python_in_venv, "setup.py", "-q", "build_ext", "--inplace", "--build-temp", str(tmp_path / "build")],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "TRACEDFUTURE_STRICT_BUILD": "1"},
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=600,
         check=False,
     )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout.splitlines()[-1]
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    for pure, expected in (("", "c"), ("1", "python")):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACEDFUTURE_PURE_PYTHON": pure}
+        which = subprocess.run(
+            [python_in_venv, "-c", "import tracedfuture; print(tracedfuture.IMPLEMENTATION)"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert which.stdout == f"{expected}\n"
+        result = subprocess.run(
+            [python_in_venv, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CORE_TESTS],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+        assert result.returncode == 0, expected + ": " + result.stdout[-4000:] + result.stderr[-2000:]
+        assert " passed" in result.stdout.splitlines()[-1]

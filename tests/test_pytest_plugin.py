@@ -240,3 +240,64 @@ def test_importing_the_plugin_starts_nothing() -> None:
         "assert not i._process_wide"
     )
     subprocess.run([sys.executable, "-c", program], check=True, timeout=60)
+
+
+# --- one fold: what strict mode calls pending is what every viewer calls pending ------------
+
+FINISHED_THEN_CALLBACKS = """
+import asyncio
+import pytest
+
+async def work(n):
+    await asyncio.sleep(0)
+    return n
+
+async def main(n):
+    tasks = [asyncio.create_task(work(i)) for i in range(n)]
+    results = await asyncio.gather(*tasks)
+    seen = []
+    for task in tasks:
+        task.add_done_callback(seen.append)  # finished already: run at once, stays finished
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    fut.add_done_callback(seen.append)
+    await asyncio.sleep(0)
+    assert len(seen) == n + 1
+    return results
+
+@pytest.mark.parametrize("n", range(1, 31))
+def test_gather_then_callbacks(n):
+    assert asyncio.run(main(n)) == list(range(n))
+"""
+
+
+def test_strict_mode_passes_tests_that_add_callbacks_to_finished_tasks(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(FINISHED_THEN_CALLBACKS)
+    plain = pytester.runpytest_subprocess()
+    plain.assert_outcomes(passed=30)
+    traced = pytester.runpytest_subprocess("--tracedfuture", "--tracedfuture-strict")
+    traced.assert_outcomes(passed=30)
+
+
+SUBPROCESS_STDIN_NOT_A_PIPE = """
+import asyncio
+import sys
+
+async def main():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "print('child')", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    return out
+
+def test_child_prints():
+    assert asyncio.run(main()).strip() == b"child"
+"""
+
+
+def test_strict_mode_does_not_blame_asyncios_own_futures_on_the_test(pytester: pytest.Pytester) -> None:
+    # asyncio's SubprocessStreamProtocol makes a _stdin_closed future that is never
+    # resolved when stdin is not a pipe: asyncio's business, not the test's.
+    pytester.makepyfile(SUBPROCESS_STDIN_NOT_A_PIPE)
+    result = pytester.runpytest_subprocess("--tracedfuture-strict")
+    result.assert_outcomes(passed=1)

@@ -73,6 +73,20 @@ _RESULT_TYPE, _VALUE, _EXC_TYPE, _EXC_MSG = (
 _MSG, _CANCELLER_ID, _CANCELLER = _FIELD["msg"], _FIELD["canceller_id"], _FIELD["canceller"]
 _AGE_NS, _CHAIN, _DETAIL, _CONTEXT = _FIELD["age_ns"], _FIELD["chain"], _FIELD["detail"], _FIELD["context"]
 _BLANK: list[Any] = [None] * len(Event._fields)
+# The None fields after a position, for events built in one step (convert()).
+_TAIL_AFTER_PARENT = (None,) * (len(Event._fields) - _PARENT_ID - 1)
+_TAIL_AFTER_AWAITER = (None,) * (len(Event._fields) - _AWAITER_ID - 1)
+_TAIL_AFTER_RESULT = (None,) * (len(Event._fields) - _RESULT_TYPE - 1)
+if (_PARENT_ID + 1, _PARENT_ID + 2, _PARENT_ID + 3, len(_BLANK) - 1) != (
+    _CALLBACK,
+    _AWAITER_ID,
+    _RESULT_TYPE,
+    _CONTEXT,
+):
+    raise ImportError("Event's fields moved: update the one-step events of _convert.Converter.convert")  # noqa: EM101
+_CREATED, _CB_ADDED, _RESOLVED, _COLLECTED = ev.OP_CREATED, ev.OP_CB_ADDED, ev.OP_RESOLVED, ev.OP_COLLECTED
+_K_CREATED, _K_CB_ADDED, _K_AWAITED = ev.CREATED, ev.CALLBACK_ADDED, ev.AWAITED
+_K_RESOLVED, _K_SCHEDULED = ev.RESOLVED, ev.CALLBACK_SCHEDULED
 
 
 def _event(kind: str, fid: int, ts: int, tid: int | None, state: _FutureState | None) -> list[Any]:
@@ -109,10 +123,107 @@ class Converter:
         return len(self.states)
 
     def convert(self, records: list[Record]) -> list[Event]:
+        """The events of ``records``, in order.
+
+        The four records that make up most of every trace (a future created,
+        awaited, resolved, collected) are converted here, each event built as one
+        tuple in a single step; the others go through :meth:`_convert`.
+        """
         out: list[Event] = []
         emit = out.append
+        states = self.states
+        new, event_type = _new_event, Event
+        slow = self._convert
+        n = None
         for record in records:
-            self._convert(record, emit)
+            op = record[0]
+            if op == _COLLECTED:
+                state = states.get(record[1])
+                if state is not None and record[3] == "FINISHED" and not (len(record) > 4 and record[4]):
+                    del states[record[1]]
+                    continue
+            elif op == _CREATED:
+                _, fid, ts, tid, is_task, code, lasti, thread_id, name, coro, _route, context = record
+                site = site_of(code, lasti)
+                states[fid] = _FutureState(is_task, name, site, ts)
+                emit(
+                    new(
+                        event_type,
+                        (
+                            _K_CREATED,
+                            fid,
+                            ts,
+                            tid,
+                            is_task,
+                            name,
+                            site,
+                            thread_id,
+                            coro,
+                            tid if is_task else n,
+                            *_TAIL_AFTER_PARENT[:-1],
+                            context,
+                        ),
+                    )
+                )
+                continue
+            elif op == _CB_ADDED:
+                fid = record[1]
+                state = states.get(fid)
+                if state is not None and not state.done:
+                    callback, awaiter = record[4], record[5]
+                    if awaiter is not None:
+                        state.awaiter_id = awaiter
+                    state.callbacks.append((callback, awaiter))
+                    emit(
+                        new(
+                            event_type,
+                            (
+                                _K_AWAITED if awaiter is not None else _K_CB_ADDED,
+                                fid,
+                                record[2],
+                                record[3],
+                                state.is_task,
+                                state.name,
+                                n,
+                                n,
+                                n,
+                                n,
+                                callback,
+                                awaiter,
+                                *_TAIL_AFTER_AWAITER,
+                            ),
+                        )
+                    )
+                    continue
+            elif op == _RESOLVED:
+                fid = record[1]
+                state = states.get(fid)
+                if state is not None and record[5] is None:
+                    ts, tid = record[2], record[3]
+                    emit(
+                        new(
+                            event_type,
+                            (
+                                _K_RESOLVED,
+                                fid,
+                                ts,
+                                tid,
+                                state.is_task,
+                                state.name,
+                                n,
+                                n,
+                                n,
+                                n,
+                                n,
+                                n,
+                                type_name(record[4]),
+                                *_TAIL_AFTER_RESULT,
+                            ),
+                        )
+                    )
+                    self._finish(emit, state, fid, ts, tid)
+                    continue
+            slow(record, emit)
         return out
 
     def clear(self) -> None:
@@ -126,7 +237,7 @@ class Converter:
             return value
         try:
             return str(redact(value))
-        except Exception:
+        except BaseException:  # never the program's problem, never the secret
             return "<redaction failed>"
 
     def _convert(self, record: Record, emit: Callable[[Event], None]) -> None:
@@ -246,10 +357,10 @@ class Converter:
         state.done = True
         scheduled = state.scheduled = state.callbacks
         state.callbacks = []
-        for callback, awaiter in scheduled:
-            event = _event(ev.CALLBACK_SCHEDULED, fid, ts, tid, state)
-            event[_CALLBACK], event[_AWAITER_ID] = callback, awaiter
-            emit(_new_event(Event, event))
+        if scheduled:
+            head = (_K_SCHEDULED, fid, ts, tid, state.is_task, state.name, None, None, None, None)
+            for callback, awaiter in scheduled:
+                emit(_new_event(Event, (*head, callback, awaiter, *_TAIL_AFTER_AWAITER)))
 
 
 # --- process-wide caches: code objects, types ------------------------------------

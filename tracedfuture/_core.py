@@ -17,6 +17,7 @@ __all__ = [
     "Ring",
     "TracedFuture",
     "TracedTask",
+    "assign_id",
     "flush_pending_completions",
     "future_id",
     "impl",
@@ -41,6 +42,7 @@ LoopHooks: Any = impl.LoopHooks
 Ring: Any = impl.Ring
 flush_pending_completions = impl.flush_pending_completions
 future_id = impl.future_id
+assign_id = impl.assign_id
 live = impl.live
 info = impl.info
 set_text = impl.set_text

@@ -15,136 +15,499 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import queue
 import sys
 import threading
-from collections.abc import Sequence
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _events as ev
-from ._events import Event
+from ._events import Event, Site
 
-__all__ = ["Filter", "Sink"]
+__all__ = ["Filter", "Sink", "after_fork_in_child", "delivery_stats", "safe_repr", "unicode_safe"]
 
 logger = logging.getLogger("tracedfuture")
 
 _STOP = object()
+_FLUSH = object()
+_SHUTDOWN = object()
+
+# The estimated size of one queued event: the 22-slot Event tuple (232 bytes on a
+# 64-bit CPython) and a share of the small objects it points to (names, sites and
+# callback names are shared between events). The same estimate as the flight
+# recorder's.
+EVENT_BYTES = 300
+DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
+# Futures whose events a sink drops from now on, at most: beyond that the oldest
+# are forgotten (a long-lived one may then show a history without its start).
+_MAX_SCREENED = 100_000
+_ENDS_OF_LIFE = frozenset({ev.RESOLVED, ev.FAILED, ev.CANCELLED, ev.ABANDONED})
+_SINKS: weakref.WeakSet[Sink] = weakref.WeakSet()
+_FORGET_AT_FORK: weakref.WeakSet[Filter] = weakref.WeakSet()
+
+
+def safe_repr(obj: object) -> str:
+    """``repr(obj)``, or a stand-in if that raises: for log messages about exporters."""
+    try:
+        return repr(obj)
+    except BaseException:  # an observer's repr is its own problem
+        return f"<{type(obj).__qualname__} object (repr failed)>"
 
 
 class Sink:
-    """One exporter behind a bounded queue and a thread of its own.
+    """One exporter behind a queue bounded in bytes and a thread of its own.
 
     An exporter whose ``export`` never blocks (an in-memory ring, say) may set
     ``inline = True``: it is then called by whoever drains (the drain thread while
     loops run; the thread calling ``flush()``, ``uninstall()`` or ``loop.close()``
     for what is left), which saves a thread hand-off per batch. Its failures are
     isolated all the same.
+
+    Whatever the exporter does, the program does not see it: anything it raises,
+    ``BaseException`` included, is counted and reported once; ``flush()`` and
+    ``shutdown()`` run on the sink's thread (an inline exporter's on a helper
+    thread) and are waited for until a deadline, never longer.
+
+    When the queue is full, whole futures are dropped: a future whose ``created``
+    event does not fit is not exported at all (``dropped_futures``); once a
+    future already exported loses an event, its later events are dropped too and
+    an ``incomplete`` event says so (``incomplete_futures``), so no history has a
+    silent hole.
     """
 
-    def __init__(self, exporter: Any, *, max_failures: int, max_batches: int = 1000) -> None:
+    def __init__(self, exporter: Any, *, max_failures: int, max_bytes: int = DEFAULT_QUEUE_BYTES) -> None:
         self.exporter = exporter
         self.max_failures = max_failures
+        self.max_bytes = max_bytes
         self.exported = 0
         self.dropped = 0
+        self.dropped_futures = 0
+        self.incomplete_futures = 0
         self.failures = 0
         self.in_a_row = 0
         self.disabled = False
+        self.overran = False
         self._reported = False
-        self._queue: queue.Queue[Any] = queue.Queue(max_batches)
-        self._idle = threading.Condition()
-        self._pending = 0
+        self._overrun_reported = False
         self.inline = getattr(exporter, "inline", False) is True
+        # The optional hooks, resolved once (like trio's Instruments).
+        self._hooks: dict[str, Callable[..., Any]] = {}
+        for name in ("export", "flush", "shutdown", "attach", "after_fork"):
+            try:
+                function = getattr(exporter, name, None)
+            except BaseException:  # a hostile __getattr__
+                function = None
+            if callable(function):
+                self._hooks[name] = function
+        self._queued_bytes = 0
+        self._untold: dict[int, None] = {}  # futures not exported at all: their later events too
+        self._holed: dict[int, None] = {}  # futures marked incomplete: their later events too
+        self._marks: list[Event] = []  # incomplete events not yet queued
+        self._closing = False
         self._thread: threading.Thread | None = None
+        self._helper: threading.Thread | None = None
+        self._fresh_state()
+        _SINKS.add(self)
         if not self.inline:
-            name = f"tracedfuture-export-{type(exporter).__name__}"
-            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-            self._thread.start()
+            self._start()
+
+    def _fresh_state(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._items: deque[Any] = deque()  # batches and _FLUSH / _SHUTDOWN / _STOP
+        self._queued_bytes = 0
+        self._put = 0  # items ever queued
+        self._handled = 0  # items ever taken off the queue and handled
+
+    def _start(self) -> None:
+        name = f"tracedfuture-export-{type(self.exporter).__name__}"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # -- the drain side ----------------------------------------------------------
 
     def submit(self, events: list[Event]) -> None:
-        """Queue a batch; never blocks. A full queue drops the batch (counted)."""
-        if self.disabled:
+        """Queue a batch; never blocks. What does not fit is dropped, a whole
+        future at a time, and counted."""
+        if self.disabled or self._closing:
             return
+        if self._untold or self._holed:
+            events = self._screen(events)
         if self.inline:
-            self.call("export", events)
-            self.exported += len(events)
+            if self._marks:
+                events, self._marks = self._marks + events, []
+            if events:
+                self.call("export", events)
+                self.exported += len(events)
             return
-        with self._idle:
-            self._pending += 1
-        try:
-            self._queue.put_nowait(events)
-        except queue.Full:
-            self.dropped += len(events)
-            self._done()
+        with self._cond:
+            room = self.max_bytes - self._queued_bytes
+            if len(events) * EVENT_BYTES > room:
+                events = self._fit(events, room)
+            # The incomplete marks, once there is room (they pass no screen: their
+            # futures are the screened ones).
+            marks = self._marks
+            if marks and (len(marks) + len(events)) * EVENT_BYTES <= room:
+                events, self._marks = marks + events, []
+            if not events:
+                return
+            self._items.append(events)
+            self._queued_bytes += len(events) * EVENT_BYTES
+            self._put += 1
+            self._cond.notify()
 
-    def _done(self) -> None:
-        with self._idle:
-            self._pending -= 1
-            if not self._pending:
-                self._idle.notify_all()
+    def _screen(self, events: list[Event]) -> list[Event]:
+        """Leave out the events of futures that are dropped or incomplete."""
+        untold, holed = self._untold, self._holed
+        out: list[Event] = []
+        ended: list[int] = []
+        for event in events:
+            fid = event.future_id
+            if fid in untold or fid in holed:
+                self.dropped += 1
+                if event.kind in _ENDS_OF_LIFE:
+                    ended.append(fid)
+            else:
+                out.append(event)
+        # Forgotten after the batch: the callback_scheduled that follow an end
+        # come in the same batch. A failed future may still be reported
+        # unretrieved later: it is kept until the limit pushes it out.
+        for fid in ended:
+            untold.pop(fid, None)
+            holed.pop(fid, None)
+        return out
+
+    def _fit(self, events: list[Event], room: int) -> list[Event]:
+        """The events of ``events`` to queue when they do not all fit in ``room``
+        bytes: the later events of futures already exported go first (the first
+        quarter of the budget is theirs alone), then whole new futures while
+        there is room."""
+        born = {e.future_id for e in events if e.kind == ev.CREATED}
+        out: list[Event] = []
+        owed_room = room
+        new_room = room - self.max_bytes // 4
+        for event in events:
+            fid = event.future_id
+            if fid in self._untold or fid in self._holed:
+                self.dropped += 1
+            elif fid in born or not fid:
+                if new_room >= EVENT_BYTES:
+                    out.append(event)
+                    new_room -= EVENT_BYTES
+                    owed_room -= EVENT_BYTES
+                else:
+                    self.dropped += 1
+                    if fid:
+                        born.discard(fid)
+                        self._untold[fid] = None
+                        self.dropped_futures += 1
+                        # Its events already kept in this batch go too.
+                        before = len(out)
+                        out = [e for e in out if e.future_id != fid]
+                        self.dropped += before - len(out)
+            elif owed_room >= EVENT_BYTES:
+                out.append(event)
+                owed_room -= EVENT_BYTES
+                new_room -= EVENT_BYTES
+            else:
+                self.dropped += 1
+                self._holed[fid] = None
+                self.incomplete_futures += 1
+                self._marks.append(_incomplete(event, "the exporter's queue was full"))
+        for screened in (self._untold, self._holed):
+            while len(screened) > _MAX_SCREENED:
+                del screened[next(iter(screened))]
+        return out
+
+    # -- the sink's thread -------------------------------------------------------
 
     def _run(self) -> None:
+        cond, items = self._cond, self._items
         while True:
-            batch = self._queue.get()
-            if batch is _STOP:
-                return
+            with cond:
+                while not items:
+                    cond.wait()
+                item = items.popleft()
+                if type(item) is list:
+                    self._queued_bytes -= len(item) * EVENT_BYTES
             try:
-                if not self.disabled:
-                    self.call("export", batch)
-                    self.exported += len(batch)
+                if item is _STOP:
+                    return
+                if self.overran:
+                    pass  # abandoned at close: nothing more is handed to it
+                elif item is _FLUSH:
+                    self.call("flush")
+                elif item is _SHUTDOWN:
+                    self.call("shutdown")
+                elif not self.disabled:
+                    self.call("export", item)
+                    self.exported += len(item)
             finally:
-                self._done()
+                with cond:
+                    self._handled += 1
+                    cond.notify_all()
 
     def call(self, method: str, *args: Any) -> None:
-        """Call an exporter method, isolating the program from its failures."""
-        function = getattr(self.exporter, method, None)
+        """Call an exporter method, isolating the program from whatever it raises."""
+        function = self._hooks.get(method)
         if function is None or self.disabled:
             return
         try:
             function(*args)
-        except Exception:
+        except BaseException:  # an observer's exception is the observer's problem
             self.failures += 1
             self.in_a_row += 1
             if not self._reported:
                 self._reported = True
                 logger.exception(
-                    "tracedfuture: exporter %r failed in %s(); counting further failures", self.exporter, method
+                    "tracedfuture: exporter %s failed in %s(); counting further failures",
+                    safe_repr(self.exporter),
+                    method,
                 )
             if self.in_a_row >= self.max_failures:
                 self.disabled = True
                 # The traceback was logged with the first failure; this is a summary.
-                message = "tracedfuture: exporter %r disabled after %d failures in a row"
-                logger.error(message, self.exporter, self.in_a_row)  # noqa: TRY400
+                message = "tracedfuture: exporter %s disabled after %d failures in a row"
+                logger.error(message, safe_repr(self.exporter), self.in_a_row)  # noqa: TRY400
         else:
             self.in_a_row = 0
 
+    # -- waiting, with deadlines -------------------------------------------------
+
     def wait(self, timeout: float | None) -> bool:
-        """Wait until every queued batch was handed to the exporter."""
+        """Wait until every batch queued so far was handed to the exporter."""
+        return self._wait_handled(None if timeout is None else time.monotonic() + timeout)
+
+    def _wait_handled(self, deadline: float | None, ticket: int | None = None) -> bool:
         if self._thread is None or threading.current_thread() is self._thread:
             return True  # inline, or an exporter flushing from inside export()
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._pending, timeout)
+        with self._cond:
+            target = self._put if ticket is None else ticket
+            while self._handled < target:
+                if not self._thread.is_alive():
+                    return False
+                if deadline is None:
+                    self._cond.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def _enqueue(self, item: object) -> int:
+        with self._cond:
+            self._items.append(item)
+            self._put += 1
+            self._cond.notify()
+            return self._put
+
+    def flush(self, deadline: float | None) -> bool:
+        """Hand over what is queued and call the exporter's ``flush()``, waiting
+        until ``deadline`` (a ``time.monotonic()`` value) at most."""
+        if self.disabled or self._closing or self.overran:
+            return True
+        if self.inline:
+            self._submit_marks()
+            return self._on_helper("flush", deadline)
+        if "flush" not in self._hooks:
+            return self._wait_handled(deadline)
+        return self._wait_handled(deadline, self._enqueue(_FLUSH))
+
+    def begin_close(self) -> None:
+        """Ask for what is queued to be delivered, then ``flush()`` and
+        ``shutdown()``; returns at once (see :meth:`finish_close`)."""
+        if self._closing:
+            return
+        self._submit_marks()
+        self._closing = True
+        if self._thread is None:
+            if not self.overran:  # its flush() hung already: no second helper stuck
+                self._helper = self._helper_thread(("flush", "shutdown"))
+            return
+        for item in (_FLUSH, _SHUTDOWN, _STOP):
+            self._enqueue(item)
+
+    def finish_close(self, deadline: float | None) -> bool:
+        """Wait for :meth:`begin_close`'s work until ``deadline``; past it, the
+        exporter is abandoned (reported once) and nothing more is handed to it."""
+        done = self._join(self._helper if self._thread is None else self._thread, deadline)
+        if not done:
+            self._overran()
+        _SINKS.discard(self)
+        return done
 
     def close(self, timeout: float | None) -> bool:
-        """Deliver what is queued, then flush and shut the exporter down."""
-        done = self.wait(timeout)
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(timeout)
-        if done and (self._thread is None or not self._thread.is_alive()):
-            self.call("flush")
-            self.call("shutdown")
-        else:
-            logger.error("tracedfuture: exporter %r did not finish within %ss; abandoning it", self.exporter, timeout)
+        """Deliver what is queued, then flush and shut the exporter down, within ``timeout``."""
+        self.begin_close()
+        return self.finish_close(None if timeout is None else time.monotonic() + timeout)
+
+    def _submit_marks(self) -> None:
+        if self._marks and not self.disabled:
+            marks, self._marks = self._marks, []
+            if self.inline:
+                self.call("export", marks)
+                self.exported += len(marks)
+            else:
+                with self._cond:  # few and small: never refused
+                    self._items.append(marks)
+                    self._queued_bytes += len(marks) * EVENT_BYTES
+                    self._put += 1
+                    self._cond.notify()
+
+    def _on_helper(self, method: str, deadline: float | None) -> bool:
+        if method not in self._hooks:
+            return True
+        done = self._join(self._helper_thread((method,)), deadline)
+        if not done:
+            self._overran()
         return done
+
+    def _helper_thread(self, methods: tuple[str, ...]) -> threading.Thread | None:
+        if not any(m in self._hooks for m in methods):
+            return None
+
+        def run() -> None:
+            for method in methods:
+                self.call(method)
+
+        name = f"tracedfuture-{methods[0]}-{type(self.exporter).__name__}"
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    @staticmethod
+    def _join(thread: threading.Thread | None, deadline: float | None) -> bool:
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not thread.is_alive()
+
+    def _overran(self) -> None:
+        self.overran = True
+        if not self._overrun_reported:
+            self._overrun_reported = True
+            logger.error(
+                "tracedfuture: exporter %s did not finish within export_timeout; abandoning it",
+                safe_repr(self.exporter),
+            )
+
+    # -- fork --------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        """The child has one thread: this sink's, if any, is gone, and its lock
+        may have been held at the fork. Start afresh, without the parent's batches."""
+        self._fresh_state()
+        self._untold.clear()
+        self._holed.clear()
+        self._marks.clear()
+        self._helper = None
+        if self._closing or self.disabled:
+            self._thread = None
+            return
+        self.call("after_fork")
+        if not self.inline:
+            self._start()
 
     def stats(self) -> dict[str, Any]:
         return {
-            "exporter": repr(self.exporter),
+            "exporter": safe_repr(self.exporter),
             "exported": self.exported,
             "dropped": self.dropped,
+            "dropped_futures": self.dropped_futures,
+            "incomplete_futures": self.incomplete_futures,
             "failures": self.failures,
             "disabled": self.disabled,
+            "overran": self.overran,
         }
+
+
+def _incomplete(event: Event, why: str) -> Event:
+    """The ``incomplete`` event that marks a future whose history has a hole."""
+    return Event(
+        ev.INCOMPLETE,
+        event.future_id,
+        event.ts_ns,
+        event.task_id,
+        event.is_task,
+        event.name,
+        detail=f"events of this future were dropped: {why}",
+    )
+
+
+_TEXT_FIELDS = tuple(
+    Event._fields.index(name)
+    for name in (
+        "name",
+        "coro",
+        "callback",
+        "result_type",
+        "value",
+        "exc_type",
+        "exc_msg",
+        "msg",
+        "canceller",
+        "detail",
+    )
+)
+_SITE_FIELD = Event._fields.index("site")
+
+
+def _valid(text: object) -> bool:
+    if type(text) is not str or text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def unicode_safe(events: Sequence[Event]) -> Sequence[Event]:
+    r"""``events`` with every string valid Unicode, for exporters whose libraries
+    encode to UTF-8 (OpenTelemetry's protobuf, a log file): a lone surrogate,
+    as Python decodes a file name that is not UTF-8, becomes the text ``\udcXX``,
+    as the trace files show it. The same sequence when nothing needs it.
+
+    >>> unicode_safe([Event("created", 1, 0, name="caf\udce9")])[0].name
+    'caf\\udce9'
+    """
+    out: list[Event] | None = None
+    for position, event in enumerate(events):
+        site = event.site
+        if all(_valid(event[i]) for i in _TEXT_FIELDS) and (
+            site is None or (_valid(site.filename) and _valid(site.function))
+        ):
+            if out is not None:
+                out.append(event)
+            continue
+        if out is None:
+            out = list(events[:position])
+        values = [
+            _escaped(v) if isinstance(v, str) and i in _TEXT_FIELDS and not _valid(v) else v
+            for i, v in enumerate(event)
+        ]
+        if site is not None:
+            values[_SITE_FIELD] = Site(_escaped(site.filename), site.lineno, _escaped(site.function))
+        out.append(Event._make(values))
+    return events if out is None else out
+
+
+def delivery_stats(exporter: object) -> dict[str, int]:
+    """What the sinks serving ``exporter`` dropped: for its trace file's stats line."""
+    out = {"dropped_events": 0, "dropped_futures": 0, "incomplete_futures": 0, "export_failures": 0}
+    for sink in list(_SINKS):
+        if sink.exporter is exporter:
+            out["dropped_events"] += sink.dropped
+            out["dropped_futures"] += sink.dropped_futures
+            out["incomplete_futures"] += sink.incomplete_futures
+            out["export_failures"] += sink.failures
+    return out
 
 
 class Filter:
@@ -168,6 +531,10 @@ class Filter:
         self._decided: dict[int, bool] = {}
         self._waiting: dict[int, list[Event]] = {}
         self._module_of_file: dict[str, str | None] = {}
+        _FORGET_AT_FORK.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._waiting.clear()  # the parent's futures: not the child's to export
 
     def __bool__(self) -> bool:
         return bool(self.include_modules or self.exclude_modules or self.include_names or self.exclude_names)
@@ -233,3 +600,15 @@ class Filter:
 
 def _prefixed(module: str, prefixes: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def after_fork_in_child() -> None:
+    """Called by the recorder's fork handler in a child: sinks, filters and
+    samplers start afresh (the recorder's own state is reset first)."""
+    for sampler in list(_FORGET_AT_FORK):
+        sampler._after_fork_in_child()
+    for sink in list(_SINKS):
+        try:
+            sink._after_fork_in_child()
+        except BaseException:  # a fork must never fail because of an observer
+            logger.exception("tracedfuture: could not restart exporter %s after fork()", safe_repr(sink.exporter))

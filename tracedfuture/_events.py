@@ -114,7 +114,10 @@ class Event(NamedTuple):
     kind                      fields
     ========================  ====================================================
     ``created``               ``site``, ``thread_id``, ``coro`` and ``parent_id``
-                              (tasks), ``name`` (task name or future label)
+                              (tasks), ``name`` (task name or future label);
+                              for a future that asyncio's own code made on the
+                              program's behalf, ``coro`` names that function
+                              (``SubprocessStreamProtocol.__init__``)
     ``callback_added``        ``callback``
     ``callback_removed``      ``callback``
     ``awaited``               ``callback`` (the wakeup), ``awaiter_id``

@@ -30,7 +30,6 @@ frame asyncio records as "created at" is asyncio's own file and line.
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import os
 import random
@@ -45,6 +44,7 @@ from types import CodeType, FrameType
 from typing import Any, TypeVar
 
 from . import _events as ev
+from ._ring import Ring
 
 __all__ = [
     "IMPLEMENTATION",
@@ -52,6 +52,7 @@ __all__ = [
     "Ring",
     "TracedFuture",
     "TracedTask",
+    "assign_id",
     "flush_pending_completions",
     "future_id",
     "info",
@@ -133,149 +134,6 @@ def set_text(value_repr: Callable[[object], str | None], exc_message: Callable[[
     _value_repr, _exc_message = value_repr, exc_message
 
 
-# --- the ring ---------------------------------------------------------------------------
-
-# An honest estimate of one raw record in memory: a tuple of the common length,
-# its timestamp (an int object of its own) and the deque slot that holds it. The
-# other items (ids, names, code objects, types) are shared with the future or
-# between records.
-_RECORD_SIZE = sys.getsizeof((None,) * 9) + sys.getsizeof(_now()) + 8
-
-
-class Ring:
-    """The raw records of one route, bounded in bytes (see ``_seam``).
-
-    Unread records are a deque the hot path appends to; records already taken stay
-    in a second deque so that :meth:`window` still shows them, and the two together
-    never hold more than ``capacity`` records.
-
-    >>> ring = Ring(10 * Ring.record_size, streaming=False)
-    >>> for i in range(12):
-    ...     ring.append((9, 0, i))
-    >>> [r[2] for r in ring.take()], ring.stats()["overwritten"]
-    ([2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 2)
-    """
-
-    record_size = _RECORD_SIZE
-
-    __slots__ = (
-        "_incomplete",
-        "_limit",
-        "_lock",
-        "_on_full",
-        "_pending",
-        "_taken",
-        "capacity",
-        "dropped",
-        "overwritten",
-        "streaming",
-        "taken",
-        "untraced",
-        "written",
-    )
-
-    def __init__(self, max_bytes: int, *, streaming: bool, on_full: Any = None) -> None:
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < _RECORD_SIZE:
-            msg = f"max_bytes must be an int of at least one record ({_RECORD_SIZE} bytes), not {max_bytes!r}"
-            raise ValueError(msg)
-        if on_full is not None and not callable(on_full):
-            msg = f"on_full must be a callable taking no arguments, or None, not {on_full!r}"
-            raise TypeError(msg)
-        self.capacity = max_bytes // _RECORD_SIZE
-        self.streaming = bool(streaming)
-        self._on_full = on_full
-        # A new future is traced while fewer than 7/8 of the capacity is unread
-        # (streaming); a flight recorder alone never refuses one.
-        self._limit = -(-7 * self.capacity // 8) if self.streaming else sys.maxsize
-        self._pending: collections.deque[tuple[Any, ...]] = collections.deque()
-        self._taken: collections.deque[tuple[Any, ...]] = collections.deque()
-        self._incomplete: set[int] = set()
-        self._lock = threading.Lock()
-        self.written = self.taken = self.overwritten = self.dropped = self.untraced = 0
-
-    def __repr__(self) -> str:
-        mode = "streaming" if self.streaming else "overwriting"
-        return f"<tracedfuture Ring {mode} capacity={self.capacity} unread={len(self._pending)}>"
-
-    def put(self, record: tuple[Any, ...]) -> None:
-        """Write one record (the hot path)."""
-        pending = self._pending
-        if len(pending) >= self.capacity:
-            if self.streaming:
-                self.dropped += 1
-                self._incomplete.add(record[1])
-                return
-            pending.popleft()
-            self.overwritten += 1
-        elif self._taken and len(self._taken) + len(pending) >= self.capacity:
-            self._taken.popleft()  # already read: it only leaves the window
-        pending.append(record)
-        self.written += 1
-
-    def admit(self) -> bool:
-        """May a new future be traced? Counts and signals a refusal."""
-        if len(self._pending) < self._limit:
-            return True
-        self.untraced += 1
-        on_full = self._on_full
-        if on_full is not None:
-            try:
-                on_full()
-            except Exception:  # the reader's hurry must not break future creation
-                pass
-        return False
-
-    def was_incomplete(self, fid: int) -> bool:
-        """Did the ring drop one of ``fid``'s records? Forgets the mark."""
-        incomplete = self._incomplete
-        if fid in incomplete:
-            incomplete.discard(fid)
-            return True
-        return False
-
-    def take(self) -> list[tuple[Any, ...]]:
-        """The records written since the last take(), oldest first."""
-        with self._lock:
-            pending, taken = self._pending, self._taken
-            n = len(pending)
-            # popleft while writers append on the right: atomic, no record lost.
-            batch = [pending.popleft() for _ in range(n)]
-            taken.extend(batch)
-            excess = len(taken) + len(pending) - self.capacity
-            for _ in range(max(0, excess)):
-                taken.popleft()
-            self.taken += n
-            return batch
-
-    def window(self) -> list[tuple[Any, ...]]:
-        """Every record still held, taken or not, oldest first."""
-        with self._lock:
-            held = [*self._taken, *self._pending]
-        return held[-self.capacity :]
-
-    def append(self, record: tuple[Any, ...]) -> None:
-        """Write a record made off the hot path (a lint), from any thread."""
-        self.put(record)
-
-    def stats(self) -> dict[str, int]:
-        return {
-            "capacity": self.capacity,
-            "record_size": _RECORD_SIZE,
-            "written": self.written,
-            "taken": self.taken,
-            "overwritten": self.overwritten,
-            "dropped": self.dropped,
-            "untraced": self.untraced,
-        }
-
-    def clear(self) -> None:
-        """Forget every record held (after ``fork()``, in the child)."""
-        with self._lock:
-            self._pending.clear()
-            self._taken.clear()
-            self._incomplete.clear()
-
-
 # --- ids and the live registry ------------------------------------------------------------
 
 # Tasks that tracedfuture did not create (a user's task factory, asyncio.Task()):
@@ -299,6 +157,13 @@ def _task_id(task: object) -> int | None:
         except TypeError:
             return None
     return tid or None
+
+
+def assign_id(obj: object) -> int | None:
+    """The id of a future or task, given on first sight to one that tracedfuture
+    did not make (a loop subclass's own ``create_task``), so that events can name
+    it as an awaiter or a canceller."""
+    return _task_id(obj)
 
 
 def future_id(obj: object) -> int | None:
@@ -381,18 +246,26 @@ def _site(frame: FrameType | None) -> tuple[CodeType | None, int]:
     When a task's own coroutine is asyncio's (``create_task(asyncio.sleep(1))``)
     no user frame is below the loop: the innermost asyncio frame is the answer.
     """
+    code, lasti, _ = _site_and_maker(frame)
+    return code, lasti
+
+
+def _site_and_maker(frame: FrameType | None) -> tuple[CodeType | None, int, str | None]:
+    """:func:`_site`, and the qualname of the asyncio function that made the
+    future on the program's behalf when there was one between the program's frame
+    and tracedfuture (``SubprocessStreamProtocol.__init__``), else ``None``."""
     first: tuple[CodeType | None, int] = (None, 0)
     while frame is not None:
         code = frame.f_code
         kind = _kind(code)
         if kind == _USER:
-            return code, frame.f_lasti
+            return code, frame.f_lasti, first[0].co_qualname if first[0] is not None else None
         if kind == _BOUNDARY:
-            return first
+            return (*first, None)
         if first[0] is None and not code.co_filename.startswith(_OWN_DIR):
             first = (code, frame.f_lasti)
         frame = frame.f_back
-    return first
+    return (*first, None)
 
 
 def _canceller(frame: FrameType | None) -> tuple[CodeType | None, int, CodeType | None, int]:
@@ -446,10 +319,15 @@ def _text(value: object) -> str | None:
 # --- the methods shared by futures and tasks -----------------------------------------
 
 
-def _add_done_callback(self: Any, fn: Callable[[Any], object], *, context: Any = None) -> None:
-    _future_add_done_callback(self, fn, context=context)
+# The overrides take *args and **kwargs and hand them to asyncio's own method
+# first: a wrong call fails with asyncio's own message, and nothing is recorded.
+
+
+def _add_done_callback(self: Any, *args: Any, **kwargs: Any) -> None:
+    _future_add_done_callback(self, *args, **kwargs)
     fid = self._tf_id
     if fid:
+        fn = args[0] if args else kwargs["fn"]
         owner = getattr(fn, "__self__", None)
         if isinstance(owner, _Task) and fn.__name__ in _WAKEUP_NAMES:
             # A task started waiting on this future: its wakeup is the callback.
@@ -466,13 +344,14 @@ def _add_done_callback(self: Any, fn: Callable[[Any], object], *, context: Any =
             self._tf_ring.put((ev.OP_CB_ADDED, fid, _now(), tid, _callback_name(fn), None))
 
 
-def _remove_done_callback(self: Any, fn: Callable[[Any], object]) -> int:
+def _remove_done_callback(self: Any, *args: Any, **kwargs: Any) -> int:
     fid = self._tf_id
     if not fid:
-        return _future_remove_done_callback(self, fn)  # type: ignore[no-any-return]
+        return _future_remove_done_callback(self, *args, **kwargs)  # type: ignore[no-any-return]
     before = self._callbacks or ()
-    removed = _future_remove_done_callback(self, fn)
+    removed = _future_remove_done_callback(self, *args, **kwargs)
     if removed:
+        fn = args[0] if args else kwargs["fn"]
         # Which positions went, compared by identity: no user __eq__ runs twice.
         after = self._callbacks or ()
         gone = []
@@ -533,7 +412,7 @@ def _register(fut: Any, loop: Any, hooks: LoopHooks, label: str | None, frame: F
     if hooks.ring is None or not hooks.ring.admit():
         _unbound(fut)
         return
-    code, lasti = _site(frame)
+    code, lasti, maker = _site_and_maker(frame)
     task = _current_task(loop)
     tid = getattr(task, "_tf_id", None) or _task_id(task)
     rec = (
@@ -546,7 +425,7 @@ def _register(fut: Any, loop: Any, hooks: LoopHooks, label: str | None, frame: F
         lasti,
         _thread_id(),
         label,
-        None,
+        maker,
         hooks.route,
         hooks.captured(),
     )
@@ -615,10 +494,11 @@ class TracedFuture(_Future):  # type: ignore[misc]
     add_done_callback = _add_done_callback
     remove_done_callback = _remove_done_callback
 
-    def set_result(self, result: Any) -> None:
-        _future_set_result(self, result)
+    def set_result(self, *args: Any, **kwargs: Any) -> None:
+        _future_set_result(self, *args, **kwargs)
         fid = self._tf_id
         if fid:
+            result = args[0] if args else kwargs["result"]
             task = _current_task(self._loop)
             tid = getattr(task, "_tf_id", None)
             if tid is None and task is not None:
@@ -627,18 +507,19 @@ class TracedFuture(_Future):  # type: ignore[misc]
             self._tf_ring.put((ev.OP_RESOLVED, fid, _now(), tid, type(result), value))
             _live.pop(fid, None)
 
-    def set_exception(self, exception: type[BaseException] | BaseException) -> None:
-        _future_set_exception(self, exception)
+    def set_exception(self, *args: Any, **kwargs: Any) -> None:
+        _future_set_exception(self, *args, **kwargs)
         fid = self._tf_id
         if fid:
             self._tf_ring.put(_outcome(self))
             _live.pop(fid, None)
 
-    def cancel(self, msg: Any | None = None) -> bool:
-        if not _future_cancel(self, msg):
+    def cancel(self, *args: Any, **kwargs: Any) -> bool:
+        if not _future_cancel(self, *args, **kwargs):
             return False
         fid = self._tf_id
         if fid:
+            msg = args[0] if args else kwargs.get("msg")
             tid = _task_id(_current_task(self._loop))
             self._tf_ring.put((ev.OP_CANCELLED, fid, _now(), tid, _text(msg), _canceller(_getframe(1))))
             _live.pop(fid, None)
@@ -727,17 +608,18 @@ class TracedTask(_Task):  # type: ignore[misc]
             return callbacks  # type: ignore[no-any-return]
         return callbacks[1:] or None
 
-    def cancel(self, msg: Any | None = None) -> bool:
-        if not _task_cancel(self, msg):
+    def cancel(self, *args: Any, **kwargs: Any) -> bool:
+        if not _task_cancel(self, *args, **kwargs):
             return False
         fid = self._tf_id
         if fid:
+            msg = args[0] if args else kwargs.get("msg")
             tid = _task_id(_current_task(self._loop))
             self._tf_ring.put((ev.OP_CANCEL_REQ, fid, _now(), tid, _text(msg), _canceller(_getframe(1))))
         return True
 
-    def set_name(self, value: object) -> None:
-        _task_set_name(self, value)
+    def set_name(self, *args: Any, **kwargs: Any) -> None:
+        _task_set_name(self, *args, **kwargs)
         fid = self._tf_id
         if fid:
             tid = _task_id(_current_task(self._loop))
@@ -798,21 +680,43 @@ def _asyncio_function(method: Any, **replace: Any) -> types.FunctionType:
     return function
 
 
-_create_future = _asyncio_function(asyncio.BaseEventLoop.create_future, futures={"Future": TracedFuture})
-_create_task = _asyncio_function(asyncio.BaseEventLoop.create_task, tasks={"Task": TracedTask})
 _EAGER_FACTORY = getattr(asyncio, "eager_task_factory", None)
-_traced_eager_factory: Callable[..., Any] | None = None
-if _EAGER_FACTORY is not None:
-    # asyncio's eager_task_factory with TracedTask as its task constructor.
-    _traced_eager_factory = types.FunctionType(
+_set_task_name = getattr(asyncio.tasks, "_set_task_name", None)  # 3.11, 3.12
+
+
+def asyncio_factories(future_type: type, task_type: type) -> tuple[Any, Any, Any]:
+    """asyncio's ``create_future``, ``create_task`` and the eager branch of
+    ``create_task`` (``None`` before 3.12), building ``future_type`` and
+    ``task_type``: shared with ``_cfuture``, which calls them on its rare paths
+    (debug mode, a task factory, an argument asyncio rejects)."""
+    create_future = _asyncio_function(asyncio.BaseEventLoop.create_future, futures={"Future": future_type})
+    create_task = _asyncio_function(asyncio.BaseEventLoop.create_task, tasks={"Task": task_type})
+    if _EAGER_FACTORY is None:
+        return create_future, create_task, None
+    # asyncio's eager_task_factory with task_type as its task constructor.
+    factory = types.FunctionType(
         _EAGER_FACTORY.__code__,
         _EAGER_FACTORY.__globals__,
         _EAGER_FACTORY.__name__,
         _EAGER_FACTORY.__defaults__,
-        tuple(types.CellType(TracedTask) for _ in _EAGER_FACTORY.__code__.co_freevars),
+        tuple(types.CellType(task_type) for _ in _EAGER_FACTORY.__code__.co_freevars),
     )
-    _traced_eager_factory.__kwdefaults__ = _EAGER_FACTORY.__kwdefaults__
-_set_task_name = getattr(asyncio.tasks, "_set_task_name", None)  # 3.11, 3.12
+    factory.__kwdefaults__ = _EAGER_FACTORY.__kwdefaults__
+
+    def eager_create_task(loop: Any, coro: Any, *, name: str | None = None, context: Any = None) -> Any:
+        # BaseEventLoop.create_task's factory branch, with the traced factory.
+        loop._check_closed()
+        task = factory(loop, coro) if context is None else factory(loop, coro, context=context)
+        if _set_task_name is not None:
+            _set_task_name(task, name)
+        else:
+            task.set_name(name)
+        return task
+
+    return create_future, create_task, eager_create_task
+
+
+_create_future, _create_task, _eager_create_task = asyncio_factories(TracedFuture, TracedTask)
 
 
 def _hide_own_frame(exc: BaseException) -> None:
@@ -882,7 +786,7 @@ class LoopHooks:
             return None
         try:
             return capture()
-        except Exception:  # an exporter's hook must not break future creation
+        except BaseException:  # an exporter's hook must not break future creation
             return None
 
     def create_future(self) -> asyncio.Future[Any]:
@@ -903,17 +807,18 @@ class LoopHooks:
         frame = _getframe(1)
         code: CodeType | None = frame.f_code
         entry = _code_kind.get(id(code))
+        maker = None
         if entry is not None and entry[0] is code and entry[1] == _USER:
             lasti = frame.f_lasti  # the common case, _site inlined
         else:
-            code, lasti = _site(frame)
+            code, lasti, maker = _site_and_maker(frame)
         task = _current_task(loop)
         tid = getattr(task, "_tf_id", None)
         if tid is None and task is not None:
             tid = _task_id(task)
         context = None if self.capture is None else self.captured()
         fid = _next_id()
-        rec = (ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, None, self.route, context)
+        rec = (ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, maker, self.route, context)
         fut._tf_id = fid
         fut._tf_ring = ring
         fut._tf_values = self.capture_values
@@ -933,26 +838,11 @@ class LoopHooks:
             if not self._asyncio_loop:
                 return self._foreign_create_task(loop, coro, kwargs)  # type: ignore[no-any-return]
             if _EAGER_FACTORY is not None and loop._task_factory is _EAGER_FACTORY:
-                return self._eager_create_task(loop, coro, **kwargs)  # type: ignore[no-any-return]
+                return _eager_create_task(loop, coro, **kwargs)  # type: ignore[no-any-return]
             return _create_task(loop, coro, **kwargs)  # type: ignore[no-any-return]
         except BaseException as exc:
             _hide_own_frame(exc)
             raise
-
-    @staticmethod
-    def _eager_create_task(loop: Any, coro: Any, *, name: str | None = None, context: Any = None) -> Any:
-        # BaseEventLoop.create_task's factory branch, with the traced factory.
-        loop._check_closed()
-        assert _traced_eager_factory is not None
-        if context is None:
-            task = _traced_eager_factory(loop, coro)
-        else:
-            task = _traced_eager_factory(loop, coro, context=context)
-        if _set_task_name is not None:
-            _set_task_name(task, name)
-        else:
-            task.set_name(name)
-        return task
 
     def _foreign_create_task(self, loop: Any, coro: Any, kwargs: dict[str, Any]) -> Any:
         """A loop that is not asyncio's own (uvloop): its checks, then a TracedTask."""

@@ -9,30 +9,31 @@ installations that receive the loop's events. Removing the attributes restores t
 nothing else about it is changed, and ``get_task_factory()`` /
 ``set_task_factory()`` keep meaning what they mean without tracedfuture.
 
-Process-wide installation also wraps ``asyncio.BaseEventLoop.__init__``, so every
-loop created afterwards is traced however it is made (``asyncio.run``,
-``asyncio.Runner``, ``new_event_loop()``, a policy, a direct constructor).
+A loop class's own ``create_future`` / ``create_task`` / ``close`` are kept and
+called (``_loops`` says how).
+
+Process-wide installation also wraps ``asyncio.BaseEventLoop.__init__`` and
+``uvloop.Loop.__init__`` (``_loops``), so every loop created afterwards is traced
+however it is made (``asyncio.run``, ``asyncio.Runner``, ``new_event_loop()``, a
+policy, a direct constructor, ``uvloop.run``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import difflib
-import functools
 import logging
 import threading
 import time
-import types
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from . import _core
+from . import _core, _loops
 from ._convert import Converter
-from ._core import LoopHooks, flush_pending_completions
+from ._core import LoopHooks
 from ._delivery import Filter, Sink
 from ._events import Event
+from ._options import Options
 from ._pipeline import DEFAULT_MAX_BYTES, RECORDER, Route
 from ._tail import TailPolicy
 
@@ -42,95 +43,7 @@ _T = TypeVar("_T")
 
 logger = logging.getLogger("tracedfuture")
 
-_HOOKS = "_tracedfuture_hooks"
-_SAVED = "_tracedfuture_saved"
-_PATCHED = ("create_future", "create_task", "close")
-
-
-@dataclass(frozen=True)
-class Options:
-    """Options accepted by :func:`install`, :func:`run` and :func:`loop_factory`.
-
-    capture_values
-        Record a truncated ``repr()`` of results and the message of exceptions
-        (off: only type names are recorded).
-    redact
-        Called with each captured value string before it leaves the recorder;
-        returns the text to keep. Only used with ``capture_values``.
-    buffer_size
-        Raw records held before new futures are handed out untraced (counted).
-    flush_interval
-        Seconds between two deliveries to exporters.
-    max_failures
-        Consecutive failures after which an exporter is disabled.
-    export_timeout
-        Seconds ``uninstall()`` and ``flush()`` wait for each exporter to take
-        what was queued for it, before giving up on it (reported).
-    sample_rate
-        Head sampling: the fraction of futures and tasks traced, decided at
-        creation; the others are plain asyncio objects and cost nothing.
-    tail
-        Tail sampling: keep a future's events only if it failed, was cancelled,
-        abandoned, left an exception unretrieved or lived longer than ``slow``,
-        together with the futures and tasks linked to it (its awaiters, the
-        futures its tasks awaited, its parent task).
-    slow
-        Seconds: the lifetime above which a future is kept by tail sampling.
-    include_modules, exclude_modules
-        Module name prefixes (``"myapp.db"``) matched against the module that
-        created the future: only / never trace those.
-    include_names, exclude_names
-        Shell patterns (``"worker-*"``) matched against task names and future
-        labels.
-    """
-
-    capture_values: bool = False
-    redact: Callable[[str], str] | None = None
-    buffer_size: int = 1_000_000
-    flush_interval: float = 0.1
-    max_failures: int = 10
-    export_timeout: float = 10.0
-    sample_rate: float = 1.0
-    tail: bool = False
-    slow: float = 1.0
-    include_modules: tuple[str, ...] = ()
-    exclude_modules: tuple[str, ...] = ()
-    include_names: tuple[str, ...] = ()
-    exclude_names: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, options: dict[str, Any]) -> Options:
-        known = {f.name for f in fields(cls)}
-        for key in options:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                msg = f"unknown tracedfuture option {key!r}: {hint}valid options are {', '.join(sorted(known))}"
-                raise TypeError(msg)
-        opts = cls(**options)
-        if opts.buffer_size < 1:
-            msg = f"buffer_size must be a positive number of records, not {opts.buffer_size!r}"
-            raise ValueError(msg)
-        if not opts.flush_interval > 0:
-            msg = f"flush_interval must be a positive number of seconds, not {opts.flush_interval!r}"
-            raise ValueError(msg)
-        if not 0.0 <= opts.sample_rate <= 1.0:
-            msg = f"sample_rate must be between 0.0 and 1.0, not {opts.sample_rate!r}"
-            raise ValueError(msg)
-        if not opts.slow >= 0:
-            msg = f"slow must be a number of seconds >= 0, not {opts.slow!r}"
-            raise ValueError(msg)
-        for name in ("include_modules", "exclude_modules", "include_names", "exclude_names"):
-            value = getattr(opts, name)
-            if isinstance(value, str):
-                msg = f"{name} must be a sequence of strings, such as ({value!r},), not a single string"
-                raise TypeError(msg)
-            object.__setattr__(opts, name, tuple(value))
-        redact: object = opts.redact
-        if redact is not None and not callable(redact):
-            msg = f"redact must be a callable taking and returning a str, not {redact!r}"
-            raise TypeError(msg)
-        return opts
+_HOOKS = _loops.HOOKS
 
 
 class Installation:
@@ -157,7 +70,11 @@ class Installation:
         self.anchor = (time.time_ns(), time.monotonic_ns())
         self.events_delivered = 0
         raw = [e for e in exporters if getattr(e, "raw", False) is True]
-        self._sinks = [Sink(e, max_failures=options.max_failures) for e in exporters if e not in raw]
+        threaded = sum(getattr(e, "inline", False) is not True for e in exporters if e not in raw)
+        queue_bytes = options.max_memory // max(1, threaded)
+        self._sinks = [
+            Sink(e, max_failures=options.max_failures, max_bytes=queue_bytes) for e in exporters if e not in raw
+        ]
         # The pipeline's Consumer protocol.
         self.streaming = bool(self._sinks)
         self.max_bytes = _ring_bytes(options, [getattr(e, "max_bytes", None) for e in raw])
@@ -192,7 +109,7 @@ class Installation:
             return value
         try:
             return str(redact(value))
-        except Exception:
+        except BaseException:  # never the program's problem, never the secret
             return "<redaction failed>"
 
     def _attached(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -228,13 +145,13 @@ class Installation:
             self._submit(self._converter.convert([record]))
 
     def wait_exporters(self, deadline: float, only: object = None) -> bool:
-        done = True
-        for sink in self._sinks:
-            if only is None or sink.exporter is only:
-                done = sink.wait(max(0.0, deadline - time.monotonic())) and done  # every sink, no short cut
-        return done
+        sinks = [sink for sink in self._sinks if only is None or sink.exporter is only]
+        waits = [sink._wait_handled(deadline) for sink in sinks]  # every sink, one deadline
+        return all(waits)
 
     def close_exporters(self, deadline: float) -> None:
+        """Deliver what is left, flush and shut the exporters down, all of them at
+        once and by ``deadline``; one still busy then is abandoned (reported once)."""
         if self._shut_down:
             return
         self._shut_down = True
@@ -246,7 +163,21 @@ class Installation:
             events = self._filter.apply(events) + self._filter.flush()
         self._submit(events)
         for sink in self._sinks:
-            sink.close(max(0.0, deadline - time.monotonic()))
+            sink.begin_close()
+        for sink in self._sinks:
+            sink.finish_close(deadline)
+
+    @property
+    def tail_forgotten(self) -> int:
+        """Futures tail sampling dropped whole: never converted, never exported."""
+        return self._tail.forgotten if self._tail is not None else 0
+
+    def after_fork_in_child(self) -> None:
+        """The child of a fork starts afresh: nothing of the parent's history is
+        held, sampled or converted again here."""
+        if self._tail is not None:
+            self._tail = TailPolicy(self._tail.slow_ns)
+        self._converter.clear()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -257,11 +188,12 @@ class Installation:
         for sink in self._sinks:
             sink.submit(events)
 
-    def recent_events(self) -> list[Event]:
-        """The events of the records still held in this installation's rings, oldest
-        first, converted now: what a flight recorder dumps. A future whose first
-        records were overwritten starts with an ``incomplete`` event."""
-        windows = [route.ring.window() for route in list(self._routes)]
+    def recent_events(self, limit: int | None = None) -> list[Event]:
+        """The events of the records still held in this installation's rings (the
+        newest ``limit`` records of each, if given), oldest first, converted now:
+        what a flight recorder dumps. A future whose first records were
+        overwritten starts with an ``incomplete`` event."""
+        windows = [route.ring.window(limit) for route in list(self._routes)]
         records = [record for window in windows for record in window]
         if len(windows) > 1:
             records.sort(key=_ts)
@@ -282,10 +214,8 @@ class Installation:
         then call the exporters' ``flush()``. Returns False on a timeout."""
         deadline = time.monotonic() + (self.options.export_timeout if timeout is None else timeout)
         RECORDER.drain(only=self)
-        done = self.wait_exporters(deadline)
-        for sink in self._sinks:
-            sink.call("flush")
-        return done
+        flushed = [sink.flush(deadline) for sink in self._sinks]  # every sink, one deadline
+        return all(flushed)
 
     def stats(self) -> dict[str, Any]:
         """Counters: events delivered, futures left untraced, records dropped or
@@ -294,7 +224,7 @@ class Installation:
         return {
             "events_delivered": self.events_delivered,
             **RECORDER.counters(self._routes),
-            "tail_dropped_futures": self._tail.forgotten if self._tail is not None else 0,
+            "tail_dropped_futures": self.tail_forgotten,
             "exporters": [sink.stats() for sink in self._sinks],
         }
 
@@ -356,22 +286,7 @@ def _combine(captures: list[Callable[[], object]]) -> Callable[[], object] | Non
 def _attach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
     hooks: LoopHooks | None = getattr(loop, _HOOKS, None)
     if hooks is None:
-        try:
-            namespace = vars(loop)
-        except TypeError:
-            msg = (
-                f"cannot trace {type(loop).__qualname__}: its instances have no __dict__; "
-                "create it through tracedfuture.loop_factory(base=...), which subclasses it"
-            )
-            raise TypeError(msg) from None
-        saved = {name: namespace[name] for name in _PATCHED if name in namespace}
-        hooks = LoopHooks(loop)
-        base_close = loop.close
-        namespace[_SAVED] = saved
-        namespace[_HOOKS] = hooks
-        namespace["create_future"] = hooks.create_future
-        namespace["create_task"] = hooks.create_task
-        namespace["close"] = types.MethodType(_traced_close(base_close), loop)
+        hooks = _loops.hook_loop(loop)
     if inst not in hooks.installations:
         _retarget(hooks, (*hooks.installations, inst))
     if loop not in inst._loops:
@@ -403,57 +318,29 @@ def _detach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
     if hooks is None or inst not in hooks.installations:
         return
     _retarget(hooks, tuple(i for i in hooks.installations if i is not inst))
-    if hooks.installations:
-        return
-    namespace = vars(loop)
-    saved = namespace.pop(_SAVED, {})
-    del namespace[_HOOKS]
-    for name in _PATCHED:
-        namespace.pop(name, None)
-    namespace.update(saved)
-
-
-def _traced_close(base_close: Callable[[], None]) -> Callable[[asyncio.AbstractEventLoop], None]:
-    def close(loop: asyncio.AbstractEventLoop) -> None:
-        if not loop.is_running():
-            flush_pending_completions(loop)
-        base_close()
-        # To the exporters' queues; a slow exporter must not stall close().
-        hooks = getattr(loop, _HOOKS, None)
-        for inst in getattr(hooks, "installations", ()):
-            RECORDER.drain(only=inst)
-
-    return close
+    if not hooks.installations:
+        _loops.unhook_loop(loop)
 
 
 # --- process-wide --------------------------------------------------------------------
 
 _process_wide: list[Installation] = []
-_base_init: Callable[..., None] | None = None
 _patch_lock = threading.Lock()
 
 
+def _new_loop(loop: asyncio.AbstractEventLoop) -> None:
+    for inst in list(_process_wide):
+        _attach(loop, inst)
+
+
 def _patch_base_init() -> None:
-    global _base_init
-    if _base_init is not None:
-        return
-    original = asyncio.BaseEventLoop.__init__
-    _base_init = original
-
-    @functools.wraps(original)
-    def __init__(self: asyncio.BaseEventLoop, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        for inst in list(_process_wide):
-            _attach(self, inst)
-
-    asyncio.BaseEventLoop.__init__ = __init__  # type: ignore[method-assign,assignment]
+    """See every loop made from now on: asyncio's (``BaseEventLoop.__init__``) and
+    uvloop's, imported or not yet (``_loops.patch_construction``)."""
+    _loops.patch_construction(_new_loop)
 
 
 def _unpatch_base_init() -> None:
-    global _base_init
-    if _base_init is not None:
-        asyncio.BaseEventLoop.__init__ = _base_init  # type: ignore[method-assign]
-        _base_init = None
+    _loops.unpatch_construction()
 
 
 # --- public API ----------------------------------------------------------------------
@@ -485,7 +372,11 @@ def install(
             _patch_base_init()
         running = asyncio._get_running_loop()
         if running is not None:
-            _attach(running, inst)
+            reason = _loops.untraceable(running)
+            if reason is None:
+                _attach(running, inst)
+            else:
+                _loops.warn_once(running, reason)
     except BaseException:
         inst.uninstall()
         raise

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from . import _core
+from . import _core, _delivery
 from . import _events as ev
 
 __all__ = ["RECORDER", "Consumer", "Recorder", "Route"]
@@ -60,6 +60,9 @@ class Consumer(Protocol):
 
     def close_exporters(self, deadline: float) -> None:
         """At exit: deliver what is left and shut the exporters down by ``deadline``."""
+
+    def after_fork_in_child(self) -> None:
+        """In the child of a fork: forget what was held of the parent's history."""
 
 
 class Route:
@@ -247,8 +250,14 @@ class Recorder:
         consumers = list(self._active)
         if not consumers:
             return
-        deadline = time.monotonic() + max(getattr(c, "export_timeout", 10.0) for c in consumers)
-        self.drain()
+        # One deadline for everything: the last drain (on a helper thread, as the
+        # drain thread may be inside an exporter, holding the lock) and every
+        # exporter's delivery, flush and shutdown.
+        timeout = max(getattr(c, "export_timeout", 10.0) for c in consumers)
+        deadline = time.monotonic() + timeout
+        helper = threading.Thread(target=self.drain, name="tracedfuture-exit-drain", daemon=True)
+        helper.start()
+        helper.join(timeout)
         for consumer in consumers:
             _isolated(consumer.close_exporters, deadline)
 
@@ -261,17 +270,25 @@ class Recorder:
         self._loop_lints = []
         for route in (*self._routes.values(), *self._retired):
             route.ring.clear()
+        for consumer in self._active:
+            _isolated(consumer.after_fork_in_child)
+        _delivery.after_fork_in_child()
         if self._active:
             self._thread = threading.Thread(target=self._run, name="tracedfuture-drain", daemon=True)
             self._thread.start()
 
     # -- reading ------------------------------------------------------------------
 
-    def counters(self, routes: Iterable[Route] | None = None) -> dict[str, int]:
-        """Counters summed over ``routes`` (default: all), for stats() and trace files."""
+    def counters(self, routes: Iterable[Route] | None = None, *, exporter: object = None) -> dict[str, int]:
+        """Counters summed over ``routes`` (default: all, or those that feed
+        ``exporter``), for stats() and trace files."""
         with self._lock:
             chosen = list(routes) if routes is not None else [*self._routes.values(), *self._retired]
+        if exporter is not None:
+            chosen = [r for r in chosen if any(exporter in getattr(c, "exporters", ()) for c in r.consumers)]
         out = {"records": 0, "untraced_futures": 0, "dropped_records": 0, "overwritten_records": 0}
+        consumers = {id(c): c for route in chosen for c in route.consumers}
+        out["tail_forgotten_futures"] = sum(getattr(c, "tail_forgotten", 0) for c in consumers.values())
         for route in chosen:
             stats = route.ring.stats()
             out["records"] += stats["written"]

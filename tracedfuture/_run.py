@@ -1,89 +1,40 @@
 """``tracedfuture run``: run a script or module with tracing installed process-wide.
 
-The program must not be able to tell it is traced: it sees the ``sys.argv``,
-``sys.path[0]``, ``__main__`` module and ``__file__`` that ``python script.py`` or
-``python -m module`` would give it, and the process ends with the same exit
-status, output and traceback (tracedfuture's own frames are left out of it).
-
-The trace is finished by an :mod:`atexit` handler registered before the program
-starts, so it runs after the program's own handlers and after Python has joined
-the program's non-daemon threads: nothing they do afterwards is lost.
+The program must not be able to tell it is traced. ``run`` checks its switches,
+turns them into ``TRACEDFUTURE_*`` variables and replaces itself (``execv``) with
+``python [flags] script.py args`` or ``python [flags] -m module args``: the same
+pid, argv, ``sys.path[0]``, ``__main__``, stack frames, signals, exit status and
+output as an untraced run, because it *is* an untraced run, plus the start-up hook
+(``tracedfuture.pth``, :mod:`tracedfuture._startup`), which installs tracing
+before the program starts and finishes the trace at exit, after the program's own
+``atexit`` handlers and non-daemon threads.
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
-import builtins
 import importlib
-import io
 import os
-import runpy
-import signal
+import site
+import subprocess
 import sys
-import types
-import zipfile
-from importlib.machinery import SourceFileLoader
-from typing import Any
 
-from ._install import Installation, install
+from . import _switches
+from ._switches import SWITCHES, SwitchError, from_environment, takes_value, to_environment
 
-__all__ = ["add_run_arguments", "run_command"]
+__all__ = ["add_run_arguments", "hook_installed", "run_command"]
 
+HOOK = "tracedfuture.pth"
 _EXPORTERS = {
-    # --exporter NAME: (module under tracedfuture.exporters, class, pip extra, package people know)
-    "structlog": ("structlog", "StructlogExporter", "structlog", "structlog"),
-    "otel": ("otel", "OTelExporter", "otel", "opentelemetry-sdk"),
+    # exporter: (module under tracedfuture.exporters, pip extra, package people know)
+    "structlog": ("structlog", "structlog", "structlog"),
+    "otel": ("otel", "otel", "opentelemetry-sdk"),
 }
-_VALUE_FLAGS: set[str] = set()  # run's own options that take a value: where the program's argv starts
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        msg = f"expected a fraction between 0 and 1, such as 0.1 for one future in ten, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < float("inf"):
-        msg = f"expected a number of seconds >= 0, such as 0.5, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare ``run``'s options on ``parser`` (and remember which take a value)."""
-
-    def add(*flags: str, **kwargs: Any) -> None:
-        parser.add_argument(*flags, **kwargs)
-        if kwargs.get("action") not in ("store_true", "help"):
-            _VALUE_FLAGS.update(flags)
-
-    add("-o", "--output", metavar="TRACE", help="write a trace file (JSON lines) for tree, stats, html, perfetto")
-    add(
-        "--exporter",
-        action="append",
-        default=[],
-        choices=("jsonl", "structlog", "otel"),
-        help="also export to structlog or OpenTelemetry (repeatable); jsonl needs -o",
-    )
-    add("--sample-rate", type=_fraction, metavar="FRACTION", help="trace only this fraction of futures (head sampling)")
-    add("--tail", action="store_true", default=None, help="keep only failed, cancelled, abandoned or slow futures")
-    add("--slow", type=_seconds, metavar="SECONDS", help="with --tail: the lifetime above which a future is kept")
-    add("--include-module", action="append", dest="include_modules", metavar="PREFIX", help="only trace these modules")
-    add("--exclude-module", action="append", dest="exclude_modules", metavar="PREFIX", help="never trace these modules")
-    add("--include-name", action="append", dest="include_names", metavar="PATTERN", help="only these task names")
-    add("--exclude-name", action="append", dest="exclude_names", metavar="PATTERN", help="never these task names")
-    add("--capture-values", action="store_true", default=None, help="record results' repr and exception messages")
+    """Declare ``run``'s options (the switch table's) on ``parser``."""
+    _switches.add_arguments(parser)
 
 
 def _split(args: list[str]) -> tuple[list[str], str | None, str | None, list[str]]:
@@ -109,9 +60,9 @@ def _split(args: list[str]) -> tuple[list[str], str | None, str | None, list[str
         if not arg.startswith("-") or arg == "-":
             break
         own.append(arg)
-        takes_value = arg in _VALUE_FLAGS or (arg[:2] in _VALUE_FLAGS and len(arg) == 2)
-        if takes_value and index + 1 < len(args):
-            own.append(args[index + 1])
+        following = args[index + 1] if index + 1 < len(args) else None
+        if following is not None and takes_value(arg, following):
+            own.append(following)
             index += 1
         index += 1
     if index == len(args):
@@ -119,28 +70,27 @@ def _split(args: list[str]) -> tuple[list[str], str | None, str | None, list[str
     return own, None, args[index], args[index + 1 :]
 
 
-def _exporters(
-    parser: argparse.ArgumentParser, options: argparse.Namespace, argv: list[str], finisher: _Finisher
-) -> list[Any]:
-    """The exporters the options ask for; ``argv`` (the program's) goes in the trace's
-    header; what must be shut down at exit beyond them goes to ``finisher``."""
-    exporters: list[Any] = []
-    if options.output:
-        from .exporters import JsonLinesExporter
+def hook_installed() -> str | None:
+    """Where ``tracedfuture.pth`` is, among the directories whose ``.pth`` files
+    this interpreter runs at start-up; ``None`` when it is in none of them."""
+    directories = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
+    if site.ENABLE_USER_SITE:
+        directories.append(site.getusersitepackages())
+    for directory in directories:
+        path = os.path.join(directory, HOOK)
+        if os.path.isfile(path):
+            return path
+    return None
 
-        try:
-            exporters.append(JsonLinesExporter(options.output, argv=argv))
-        except OSError as exc:
-            parser.error(f"cannot write the trace to {options.output}: {exc.strerror or exc}")
-    elif "jsonl" in options.exporter:
-        parser.error("--exporter jsonl writes a trace file: say where with -o trace.jsonl")
-    for name in dict.fromkeys(options.exporter):
-        if name == "jsonl":
-            continue
-        module_name, class_name, extra, package = _EXPORTERS[name]
+
+def _check_exporters(parser: argparse.ArgumentParser, environ: dict[str, str]) -> None:
+    """Fail now, before the program starts, when an exporter's package is missing."""
+    names = environ.get("TRACEDFUTURE_EXPORTER", "").split(",")
+    for name in dict.fromkeys(n for n in names if n in _EXPORTERS):
+        module_name, extra, package = _EXPORTERS[name]
         qualified = f"tracedfuture.exporters.{module_name}"
         try:
-            module = importlib.import_module(qualified)
+            importlib.import_module(qualified)
         except ImportError as exc:
             if exc.name == qualified:
                 parser.error(f"this tracedfuture has no {name} exporter ({qualified} is missing)")
@@ -150,162 +100,62 @@ def _exporters(
                 file=sys.stderr,
             )
             raise SystemExit(2) from None
-        if name == "otel":
-            # An unmodified program has no TracerProvider: build one from the
-            # standard OTEL_* variables, or spans would go to the no-op default.
-            try:
-                provider = module.provider_from_environment()
-            except (ImportError, ValueError) as exc:
-                print(f"tracedfuture run: error: {exc}", file=sys.stderr)
-                raise SystemExit(2) from None
-            if provider is not None:
-                finisher.providers.append(provider)
-            exporters.append(module.OTelExporter(tracer_provider=provider))
-            continue
-        exporters.append(getattr(module, class_name)())
-    if not exporters:
-        parser.error("nothing to export to: give -o trace.jsonl (a trace file) and/or --exporter structlog|otel")
-    return exporters
 
 
-def _options(options: argparse.Namespace) -> dict[str, Any]:
-    """The Options the user gave; the others keep the library's defaults."""
-    given: dict[str, Any] = {}
-    for key in ("sample_rate", "tail", "slow", "capture_values"):
-        if getattr(options, key) is not None:
-            given[key] = getattr(options, key)
-    for key in ("include_modules", "exclude_modules", "include_names", "exclude_names"):
-        if getattr(options, key):
-            given[key] = tuple(getattr(options, key))
-    return given
-
-
-class _Finisher:
-    """The atexit handler: deliver every event and close the exporters, then, if the
-    program died of Ctrl-C, die of SIGINT as Python itself does (status 130)."""
-
-    def __init__(self) -> None:
-        self.installation: Installation | None = None
-        self.providers: list[Any] = []  # TracerProviders built for --exporter otel
-        self.interrupted = False
-
-    def __call__(self) -> None:
-        if self.installation is not None:
-            try:
-                self.installation.uninstall()
-            except Exception as exc:  # never turn the program's exit into ours
-                print(f"tracedfuture: could not finish the trace: {exc!r}", file=sys.stderr)
-        for provider in self.providers:
-            try:
-                provider.shutdown()  # exports what its batch processor still holds
-            except Exception as exc:
-                print(f"tracedfuture: could not finish exporting spans: {exc!r}", file=sys.stderr)
-        if self.interrupted and os.name == "posix":
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGINT)
-
-
-def _fresh_main() -> types.ModuleType:
-    """A new ``__main__`` module, as Python's own starts, installed in sys.modules."""
-    main = types.ModuleType("__main__")
-    main.__dict__.update(__builtins__=builtins, __annotations__={})
-    sys.modules["__main__"] = main
-    return main
-
-
-def _run_as_main(module: str, alter_argv: bool) -> None:
-    # runpy._run_module_as_main (private, unchanged from 3.4 to 3.13) is what
-    # ``python -m`` and ``python directory`` call: using it gives the same
-    # sys.argv[0], the same "No module named" message and the same two
-    # "<frozen runpy>" frames in tracebacks. run_module is the public fallback.
-    run_as_main = getattr(runpy, "_run_module_as_main", None)
-    if run_as_main is not None:
-        run_as_main(module, alter_argv)
-    else:  # pragma: no cover - no CPython lacks it today
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-
-
-def _run_path(path: str, args: list[str]) -> None:
-    """Run a script (or a directory or zip with ``__main__.py``) as ``python path args`` would."""
-    sys.argv = [path, *args]
-    absolute = os.path.abspath(path)
-    if os.path.isdir(path) or zipfile.is_zipfile(path):
-        if not sys.flags.safe_path:
-            sys.path[0] = absolute
-        _fresh_main()
-        _run_as_main("__main__", False)
-        return
-    try:
-        with io.open_code(absolute) as handle:
-            source = handle.read()
-    except OSError as exc:
-        # Python's own wording, so that the output matches an untraced run.
-        print(f"{sys.executable}: can't open file {absolute!r}: [Errno {exc.errno}] {exc.strerror}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if not sys.flags.safe_path:
-        sys.path[0] = os.path.dirname(os.path.realpath(absolute))
-    # runpy.run_path would set __file__ (and the paths in tracebacks) to the path
-    # as typed and sys.argv[0] to the same; Python 3.9+ gives __file__ as an
-    # absolute path and leaves argv[0] as typed. Build the module as Python does.
-    main = _fresh_main()
-    main.__dict__.update(__file__=absolute, __cached__=None, __loader__=SourceFileLoader("__main__", absolute))
-    code = compile(source, absolute, "exec", dont_inherit=True)
-    exec(code, main.__dict__)
-
-
-def _run_module(name: str, args: list[str]) -> None:
-    """Run a module as ``python -m name args`` would."""
-    sys.argv = ["-m", *args]
-    if not sys.flags.safe_path:
-        sys.path[0] = os.getcwd()
-    _fresh_main()
-    _run_as_main(name, True)
-
-
-def _print_exception(exc: BaseException) -> None:
-    """Print an uncaught exception as Python would, without this module's frames."""
-    traceback = exc.__traceback__
-    while traceback is not None and traceback.tb_frame.f_code.co_filename == __file__:
-        traceback = traceback.tb_next
-    sys.excepthook(type(exc), exc.with_traceback(traceback), traceback)
+def _interpreter_flags() -> list[str]:
+    # The -X, -W, -O, -B... options this interpreter runs with, so the program gets
+    # them too: subprocess's helper (private, in every CPython since 3.2; also what
+    # multiprocessing uses to start its children).
+    flags = getattr(subprocess, "_args_from_interpreter_flags", None)
+    return list(flags()) if flags is not None else []
 
 
 def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
-    """``tracedfuture run``: parse ``args`` with ``run_parser``, install tracing, run the program."""
+    """``tracedfuture run``: parse ``args`` with ``run_parser``, then become the program."""
     own, module, script, program_args = _split(args)
     options = run_parser.parse_args(own)
     if module is None and script is None:
         run_parser.error("say what to run: a script (run app.py) or a module (run -m package.module)")
     if module == "":
         run_parser.error("-m needs a module name, such as -m http.server")
-    finisher = _Finisher()
-    atexit.register(finisher)  # first registered, so it runs after the program's handlers
-    argv = [script, *program_args] if script is not None else ["-m", str(module), *program_args]
-    exporters = _exporters(run_parser, options, argv, finisher)
+    # The variables already set apply too; the flags win over them.
+    inherited = {k: v for k, v in os.environ.items() if k.startswith(_switches.PREFIX)}
+    environ = {**inherited, **to_environment(options)}
     try:
-        finisher.installation = install(exporters=exporters, **_options(options))
-    except (TypeError, ValueError) as exc:
-        for exporter in exporters:
-            shutdown = getattr(exporter, "shutdown", None)
-            if shutdown is not None:
-                shutdown()
-        run_parser.error(str(exc))
-    try:
-        if module is not None:
-            _run_module(module, program_args)
-        else:
-            assert script is not None
-            _run_path(script, program_args)
-    except SystemExit:
-        raise  # Python prints its message (if any) and exits with its code
-    except BaseException as exc:
-        _print_exception(exc)
-        if isinstance(exc, KeyboardInterrupt):
-            finisher.interrupted = True
-        return 1
-    return 0
+        settings = from_environment(environ)
+    except SwitchError as exc:
+        print(f"tracedfuture run: error: {exc}", file=sys.stderr)
+        return 2
+    if not any(name in settings for name in ("output", "exporter", "flight", "dump_signal", "console")):
+        run_parser.error(
+            "nothing to export to: give -o trace.jsonl (a trace file), --exporter structlog|otel, or --flight"
+        )
+    if "jsonl" in settings.get("exporter", ()) and "output" not in settings:
+        run_parser.error("--exporter jsonl writes a trace file: say where with -o trace.jsonl")
+    _check_exporters(run_parser, environ)
+    if "console" in settings:
+        from ._startup import console_available
+
+        if not console_available():
+            run_parser.error(
+                "--console needs tracedfuture._control (the control socket), which this tracedfuture lacks"
+            )
+    if sys.flags.no_site:
+        run_parser.error("tracing starts from the site module, which python -S turns off: run without -S")
+    if not sys.executable:
+        run_parser.error("cannot tell which Python to run the program with (sys.executable is empty)")
+    if hook_installed() is None:
+        run_parser.error(
+            f"the start-up hook {HOOK} is not in this Python's site-packages; reinstall tracedfuture "
+            "(pip install --force-reinstall tracedfuture) to put it back"
+        )
+    target = ["-m", str(module)] if module is not None else [str(script)]
+    argv = [sys.executable, *_interpreter_flags(), *target, *program_args]
+    child_environ = {k: v for k, v in os.environ.items() if not k.startswith(_switches.PREFIX)}
+    child_environ.update({k: v for k, v in environ.items() if k in {s.variable for s in SWITCHES}})
+    child_environ.update({k: v for k, v in os.environ.items() if k in _switches.OTHER_VARIABLES})
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    if os.name != "posix":  # pragma: no cover - exec does not keep the process on Windows
+        return subprocess.call(argv, env=child_environ)
+    os.execve(sys.executable, argv, child_environ)

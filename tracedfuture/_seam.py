@@ -29,14 +29,24 @@ What an implementation module provides
     ``capture_values`` decides whether results and exception messages of *this
     loop's* futures are turned into text. A future remembers its loop's ring and
     capture setting at creation: rebinding affects only futures made afterwards.
-``Ring(max_bytes, *, streaming, on_full)``
+    The hooks also carry ``installations``, a plain attribute for ``_install``'s
+    bookkeeping that the hot path never reads, and find a loop's hooks through
+    the loop attribute ``_tracedfuture_hooks`` (for futures and tasks built
+    directly).
+``Ring(max_bytes, *, streaming, on_full=None)``
     The raw record store of one route, preallocated, bounded in bytes (see below).
+    ``Ring.record_size`` is a class attribute: the bytes one record takes (the C
+    struct's size; for tuples, an honest estimate).
 ``flush_pending_completions(loop)``
     Record the end of tasks whose completion callback is still in the loop's ready
     queue, before ``close()`` drops it.
 ``future_id(obj)``
     The id events give a future or task, or ``None`` when it is not traced. The only
     way to read an id.
+``assign_id(obj)``
+    The id of a future or task, given on first sight to one tracedfuture did not
+    make (a loop subclass's own ``create_task``, a user's task factory), so that
+    events can name it as an awaiter or canceller.
 ``live()``
     A list of the traced futures and tasks that exist and are not done, oldest
     first (strong references, taken atomically under the GIL): what
@@ -45,8 +55,9 @@ What an implementation module provides
     ``(future_id, created_ns, code, lasti, creator_task_id, label)`` of a traced
     future or task, else ``None``; ``label`` is a future's label or ``None``.
 ``set_text(value_repr, exc_message)``
-    The two functions that turn a result and an exception into text when a
-    future's ``capture_values`` is on (they never raise).
+    Sets the two functions that turn a result and an exception into text when a
+    future's ``capture_values`` is on (they must not raise; both implementations
+    default to a ``repr()`` / ``str()`` truncated to 200 characters).
 
 Records
 =======
@@ -65,7 +76,9 @@ numbers, ``_cfuture.c`` fills its struct in the same order, and
 ``tests/test_seam.py`` checks that both implementations produce these shapes).
 
 ``CREATED.name`` is a task's name or a future's label; ``coro`` a task's coroutine
-qualname; ``route`` the ring's route (which installations receive the events).
+qualname, or, for a future that asyncio's own code made on the program's behalf
+(``asyncio.sleep``, ``SubprocessStreamProtocol``), the qualname of that asyncio
+function (``None`` when the program made it); ``route`` the ring's route (which installations receive the events).
 ``COLLECTED.incomplete`` is true when the ring had to drop one of the future's
 records (see below): its history has a hole, and viewers say so.
 
@@ -75,8 +88,9 @@ Rings
 A ring holds at most ``max_bytes // record_size`` records (``Ring.capacity``).
 
 * ``take()`` returns the records written since the last ``take()``, oldest first.
-* ``window()`` returns every record still held, taken or not, oldest first: the
-  flight recorder's view. Records older than the window were overwritten.
+* ``window(limit=None)`` returns every record still held, taken or not, oldest
+  first (only the newest ``limit``, if given): the flight recorder's view.
+  Records older than the window were overwritten.
 * ``append(record)`` writes a record made off the hot path (a lint), from any
   thread.
 * ``streaming=True``: someone takes records and needs complete histories. A new
@@ -86,13 +100,17 @@ A ring holds at most ``max_bytes // record_size`` records (``Ring.capacity``).
   finds the ring full of unread records is dropped (``dropped``), and the future
   is marked: its ``COLLECTED`` record says ``incomplete``.
 * ``streaming=False`` (a flight recorder alone): the oldest records are
-  overwritten (``overwritten`` counts them); nothing is ever refused.
+  overwritten (``overwritten`` counts those overwritten before anyone took
+  them; taken records leaving the window are not counted); nothing is ever
+  refused.
+* ``append()`` follows the same rules, but marks no future incomplete.
 * ``stats()`` returns ``{"capacity", "record_size", "written", "taken",
   "overwritten", "dropped", "untraced"}``.
 * ``clear()`` forgets everything held (after ``fork()``, in the child).
 
 A ring is written under the GIL by whichever thread runs the loop; ``take()``,
 ``window()``, ``append()`` and ``stats()`` may be called from any thread.
+(Free-threaded builds are not supported by either implementation.)
 """
 
 from __future__ import annotations
@@ -123,7 +141,7 @@ class RingLike(Protocol):
 
     def take(self) -> list[tuple[Any, ...]]: ...
     def append(self, record: tuple[Any, ...]) -> None: ...
-    def window(self) -> list[tuple[Any, ...]]: ...
+    def window(self, limit: int | None = None) -> list[tuple[Any, ...]]: ...
     def stats(self) -> dict[str, int]: ...
     def clear(self) -> None: ...
 
@@ -139,6 +157,7 @@ class Implementation(Protocol):
 
     def flush_pending_completions(self, loop: Any) -> None: ...
     def future_id(self, obj: object) -> int | None: ...
+    def assign_id(self, obj: object) -> int | None: ...
     def live(self) -> list[Any]: ...
     def info(self, obj: object) -> tuple[int, int, Any, int, int | None, str | None] | None: ...
     def set_text(self, value_repr: Any, exc_message: Any) -> None: ...

@@ -5,6 +5,11 @@ futures it awaited or created below, packed into rows), arrows from a future to
 the task its completion woke, zoom, pan, search and a details panel. It is drawn
 on a canvas from typed arrays, so 100,000 futures stay interactive.
 
+Failures of the exception types a user calls expected (``--expected-exceptions
+EOFError,ConnectionResetError``: normal control flow, such as websockets' close)
+are an outcome of their own on the page, ``expected``, drawn and counted apart.
+The page, its script and its style are package data (``tracedfuture/_report/``).
+
 Safety: the trace is embedded as JSON inside ``<script type="application/json">``
 with ``<``, ``>``, ``&``, U+2028 and U+2029 written as ``\\uXXXX`` escapes, so no
 string from a trace can close the script element or start a tag; the page's
@@ -17,16 +22,22 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import hashlib
 import html
 import json
 import re
+from collections.abc import Iterable
+from importlib import resources
 from typing import Any
 
-from ._html_template import SCRIPT, TEMPLATE
-from ._model import OUTCOMES, PENDING, Model, Record, site_text
+from ._model import FAILED, OUTCOMES, PENDING, Model, Record
+from ._text import site_text
 
-__all__ = ["MAX_ROWS", "embed_json", "lanes_and_rows", "render_html", "report_data"]
+__all__ = ["EXPECTED", "MAX_ROWS", "PAGE_OUTCOMES", "embed_json", "lanes_and_rows", "render_html", "report_data"]
+
+EXPECTED = "expected"  # a failure with an exception type the user said is normal
+PAGE_OUTCOMES = (*OUTCOMES, EXPECTED)
 
 MAX_ROWS = 8  # future rows per lane; past it futures overlap on the last row
 
@@ -125,16 +136,30 @@ def _details(record: Record, origin: int) -> dict[str, Any]:
     return out
 
 
-def report_data(model: Model) -> dict[str, Any]:
+def _is_expected(exc_type: str | None, expected: frozenset[str]) -> bool:
+    """``ConnectionResetError`` names ``ConnectionResetError``; ``IncompleteReadError``
+    also names ``asyncio.exceptions.IncompleteReadError`` (types are recorded with
+    their module, builtins without)."""
+    if not exc_type or not expected:
+        return False
+    return exc_type in expected or exc_type.rsplit(".", 1)[-1] in expected
+
+
+def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[str, Any]:
     """Everything the page draws, as columns of numbers plus a string table.
 
     Times are nanoseconds since the first event of the trace. Bars are sorted by
     lane, row and start, which the page relies on for culling and hit-testing.
+    A failure whose exception type is in ``expected_exceptions`` has the outcome
+    ``"expected"``.
     """
+    expected = frozenset(expected_exceptions)
     lanes, placed = lanes_and_rows(model)
     strings = _Strings()
     origin = model.start_ns
-    outcome_code = {outcome: i for i, outcome in enumerate(OUTCOMES)}
+    outcome_code = {outcome: i for i, outcome in enumerate(PAGE_OUTCOMES)}
+    expected_code = outcome_code[EXPECTED]
+    counts = dict.fromkeys(PAGE_OUTCOMES, 0)
     order = sorted(model.records.values(), key=lambda r: (*placed[r.id], r.start_ns))
     bar_of = {record.id: i for i, record in enumerate(order)}
     columns: dict[str, list[Any]] = {
@@ -150,7 +175,11 @@ def report_data(model: Model) -> dict[str, Any]:
         columns["row"].append(row)
         columns["start"].append(record.start_ns - origin)
         columns["end"].append(model.end_or_trace_end(record) - origin)
-        columns["outcome"].append(outcome_code[record.outcome])
+        code = outcome_code[record.outcome]
+        if code == outcome_code[FAILED] and _is_expected(record.exc_type, expected):
+            code = expected_code
+        counts[PAGE_OUTCOMES[code]] += 1
+        columns["outcome"].append(code)
         columns["task"].append(1 if record.is_task else 0)
         columns["name"].append(strings(record.name))
         columns["site"].append(strings(site_text(record.site) if record.site is not None else None))
@@ -175,7 +204,10 @@ def report_data(model: Model) -> dict[str, Any]:
     wall_start = None
     if isinstance(header.get("wall_anchor_ns"), int) and isinstance(header.get("monotonic_anchor_ns"), int):
         wall_ns = model.start_ns - header["monotonic_anchor_ns"] + header["wall_anchor_ns"]
-        wall_start = datetime.datetime.fromtimestamp(wall_ns / 1e9, tz=datetime.UTC).isoformat()
+        try:
+            wall_start = datetime.datetime.fromtimestamp(wall_ns / 1e9, tz=datetime.UTC).isoformat()
+        except (OverflowError, OSError, ValueError):  # anchors from another epoch: leave the wall clock out
+            wall_start = None
     loop_lints = [
         {"kind": e.kind, "ts": e.ts_ns - origin, "age_ns": e.age_ns, "task_id": e.task_id, "detail": e.detail}
         for e in model.loop_lints
@@ -189,8 +221,9 @@ def report_data(model: Model) -> dict[str, Any]:
             "tracedfuture": header.get("tracedfuture"),
             "wall_start": wall_start,
             "duration": model.end_ns - origin,
-            "counts": model.counts(),
-            "outcomes": list(OUTCOMES),
+            "counts": counts,
+            "outcomes": list(PAGE_OUTCOMES),
+            "expected_exceptions": sorted(expected),
             "pending_code": OUTCOMES.index(PENDING),
             "max_rows": MAX_ROWS,
             "warnings": model.warnings,
@@ -205,13 +238,24 @@ def report_data(model: Model) -> dict[str, Any]:
     }
 
 
-def render_html(model: Model) -> str:
-    """The report page as a string (UTF-8 text, about 100 bytes per future)."""
+@functools.cache
+def _page() -> tuple[str, str, str]:
+    """The page, its script and its style, read once from the package's data."""
+    folder = resources.files("tracedfuture") / "_report"
+    return tuple(  # type: ignore[return-value]
+        (folder / name).read_text(encoding="utf-8") for name in ("page.html", "report.js", "report.css")
+    )
+
+
+def render_html(model: Model, expected_exceptions: Iterable[str] = ()) -> str:
+    """The report page as a string (UTF-8 text, about 170 bytes per future)."""
+    page, script, style = _page()
     values = {
         "TITLE": html.escape(f"tracedfuture: {model.path}"),
-        "DATA": embed_json(report_data(model)),
-        "SCRIPT": SCRIPT,
-        "SCRIPT_HASH": base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode(),
+        "DATA": embed_json(report_data(model, expected_exceptions)),
+        "SCRIPT": script,
+        "SCRIPT_HASH": base64.b64encode(hashlib.sha256(script.encode()).digest()).decode(),
+        "STYLE": style,
     }
     # One pass, so that a trace string containing "%%SCRIPT%%" stays text.
-    return re.sub(r"%%(TITLE|DATA|SCRIPT|SCRIPT_HASH)%%", lambda found: values[found[1]], TEMPLATE)
+    return re.sub(r"%%(TITLE|DATA|SCRIPT|SCRIPT_HASH|STYLE)%%", lambda found: values[found[1]], page)

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._events import Site
-from ._model import OUTCOMES, Model, format_duration, plural, printable, site_text
+from ._model import OUTCOMES, Model
+from ._startup import untraced_children_note
+from ._text import format_duration, plural, printable, site_text
 
 __all__ = ["COLUMNS", "SiteStats", "collect", "render_json", "render_table"]
 
@@ -134,6 +136,7 @@ def render_table(model: Model, rows: list[SiteStats]) -> Iterator[str]:
         f"{plural(total, 'future or task', 'futures and tasks')} from {plural(len(rows), 'site')} in {model.path}; "
         "lifetimes (p50..max) count those that ended, not the pending ones"
     )
+    yield from filter(None, [untraced_children_note(model.stats)])
 
 
 def render_json(model: Model, rows: list[SiteStats]) -> dict[str, Any]:

@@ -7,23 +7,31 @@
     $ tracedfuture stats trace.jsonl --sort p99
     $ tracedfuture html trace.jsonl -o report.html
     $ tracedfuture perfetto trace.jsonl -o trace.json
+    $ tracedfuture ps 4242          # a process started with 'tracedfuture run --console'
+    $ tracedfuture pstree 4242
+    $ tracedfuture dump 4242 -o trace.jsonl
+    $ tracedfuture top 4242
 
 Exit status: the program's own for ``run``; 0 for the viewers, 2 for bad input
-(a missing file, a file that is not a trace, a corrupt line, a bad option), with
-one line on standard error and no traceback.
+(a missing file, a file that is not a trace, a corrupt line, a bad option; for
+``ps``, ``pstree``, ``dump`` and ``top``: no such process, no control socket, a
+refusal), with one line on standard error and no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import IO
+from typing import IO, Any
 
-from ._model import Model, load, plural
+from ._model import Model, load
+from ._text import parse_seconds, plural
 from .trace import TraceFormatError
 
 __all__ = ["main"]
@@ -121,7 +129,8 @@ def _write_output(path: str, text: str) -> None:
         sys.stdout.write(text)
         return
     try:
-        with open(path, "w", encoding="utf-8") as handle:
+        # A trace may hold lone surrogates: written as \udXXX, which JSON reads back.
+        with open(path, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
     except OSError as exc:
         msg = f"cannot write {path}: {exc.strerror or exc}"
@@ -133,13 +142,37 @@ def _write_output(path: str, text: str) -> None:
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        msg = f"expected a number of seconds >= 0, such as 0.5, not {text!r}"
+        return parse_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        msg = f"expected a whole number >= 0, such as 3, not {text!r}"
         raise argparse.ArgumentTypeError(msg)
-    return value
+    return int(text)
+
+
+def _exception_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    bad = [name for name in names if not all(part.isidentifier() for part in name.split("."))]
+    if not names or bad:
+        shown = repr(bad[0]) if bad else repr(text)
+        msg = f"expected exception type names separated by commas, such as EOFError,ConnectionResetError, not {shown}"
+        raise argparse.ArgumentTypeError(msg)
+    return names
+
+
+def _width(asked: int | None, stream: IO[str]) -> int | None:
+    """The columns a line may take: ``--width`` (0: no limit), else the terminal's
+    (``COLUMNS`` first) when writing to one, else no limit: a pipe or a file gets
+    whole lines, for grep and less -S."""
+    if asked is not None:
+        return asked or None
+    if stream.isatty():
+        return shutil.get_terminal_size().columns
+    return None
 
 
 def _cmd_tree(args: argparse.Namespace) -> int:
@@ -160,6 +193,11 @@ def _cmd_tree(args: argparse.Namespace) -> int:
         focus=focus,
         color=_use_color(args.color, sys.stdout),
         unicode=encoding in ("utf8", "utf8sig"),
+        expand=args.expand,
+        depth=args.depth,
+        all=args.all,
+        width=_width(args.width, sys.stdout),
+        attribute=not args.library_sites,
     )
     _write_lines(render_tree(model, options))
     return 0
@@ -185,7 +223,7 @@ def _cmd_html(args: argparse.Namespace) -> int:
     model = _load(args, progress)
     path = _output_path(args, ".html")
     progress.step(f"writing {path}")
-    text = render_html(model)
+    text = render_html(model, args.expected_exceptions)
     _write_output(path, text)
     progress.finish()
     if path != "-":
@@ -212,7 +250,146 @@ def _cmd_perfetto(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- attaching to a running process (the control socket) -----------------------------------
+
+
+def _attach(args: argparse.Namespace) -> Any:
+    from ._control import ControlError, connect
+
+    try:
+        return connect(args.target, timeout=args.timeout)
+    except ControlError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _ask(client: Any, name: str, **params: Any) -> dict[str, Any]:
+    from ._control import ControlError
+
+    try:
+        result: dict[str, Any] = client.request(name, **params)
+    except ControlError as exc:
+        raise UsageError(str(exc)) from None
+    return result
+
+
+def _cmd_ps(args: argparse.Namespace) -> int:
+    from ._console import format_ps
+
+    with _attach(args) as client:
+        snap = _ask(client, "snapshot")
+        lints = _ask(client, "lints")
+    if args.json:
+        json.dump({"snapshot": snap, "lints": lints}, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_ps(snap, lints) + "\n")
+    return 0
+
+
+def _cmd_pstree(args: argparse.Namespace) -> int:
+    from ._console import format_pstree
+
+    with _attach(args) as client:
+        snap = _ask(client, "snapshot")
+    sys.stdout.write(format_pstree(snap) + "\n")
+    return 0
+
+
+def _cmd_dump(args: argparse.Namespace) -> int:
+    from ._control import ControlError
+
+    with _attach(args) as client:
+        pid = client.hello.get("pid")
+        path = args.output or f"tracedfuture-dump-{pid}.jsonl"
+        try:
+            if path == "-":
+                lines, size = client.dump(sys.stdout.buffer)
+                sys.stdout.flush()
+                return 0
+            tmp = f"{path}.{os.getpid()}.tmp"
+            try:
+                # Trace files are the user's only: 0600, written whole, then renamed.
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    lines, size = client.dump(out)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except ControlError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            msg = f"cannot write {path}: {exc.strerror or exc}"
+            raise UsageError(msg) from None
+    events = max(0, lines - 2)
+    print(
+        f"wrote {path} ({plural(events, 'event')} from process {pid}, {_size(size)}): {PROG} tree {path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_top(args: argparse.Namespace) -> int:
+    from ._console import INSTALL, format_ps, run_top
+
+    with _attach(args) as client:
+        if not (sys.stdout.isatty() and sys.stdin.isatty()):
+            # Not a terminal: one plain snapshot, as ps prints it, and the lints.
+            snap = _ask(client, "snapshot")
+            lints = _ask(client, "lints")
+            sys.stdout.write(format_ps(snap, lints) + "\n")
+            return 0
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            msg = f"the live console needs rich: {INSTALL}"
+            raise UsageError(msg) from None
+        return run_top(client, args.target, interval=args.interval)
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        msg = f"expected a number of seconds > 0, such as 1, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _add_attach_commands(commands: Any) -> None:
+    target_help = (
+        "a process id, the path of its control socket, or 127.0.0.1:PORT (TCP, token in TRACEDFUTURE_CONSOLE_TOKEN); "
+        "the process must serve one ('tracedfuture run --console')"
+    )
+
+    def attach(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = commands.add_parser(
+            name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."
+        )
+        sub.add_argument("target", metavar="PID", help=target_help)
+        sub.add_argument(
+            "--timeout", type=_positive_seconds, default=10.0, metavar="SECONDS", help="wait this long for an answer"
+        )
+        return sub
+
+    ps = attach("ps", "list the pending tasks of a running process: id, name, state, age, what each awaits, site")
+    ps.add_argument("--json", action="store_true", help="print the snapshot and lints replies as JSON")
+    attach("pstree", "print the await tree of a running process, bare futures, ages and sites included")
+    dump = attach("dump", "write a running process's flight recorder as a trace file that every viewer reads")
+    dump.add_argument("-o", "--output", metavar="FILE", help="default: tracedfuture-dump-PID.jsonl; '-' for stdout")
+    top = attach("top", "a live console of a running process's tasks (needs 'tracedfuture[console]')")
+    top.add_argument("--interval", type=_positive_seconds, default=1.0, metavar="SECONDS", help="refresh period")
+
+
 # --- argument parsing --------------------------------------------------------------------
+
+
+def _version() -> str:
+    """``tracedfuture 0.1.0 (compiled core)``: the version and which hot path runs."""
+    from . import IMPLEMENTATION, __version__
+
+    core = "compiled core" if IMPLEMENTATION == "c" else "pure-Python core"
+    return f"{PROG} {__version__} ({core}, tracedfuture.IMPLEMENTATION = {IMPLEMENTATION!r})"
 
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -224,6 +401,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         description="Run a program with its asyncio futures traced, and look at the trace.",
         epilog=f"'{PROG} COMMAND -h' explains one command.",
     )
+    parser.add_argument("--version", action="version", version=_version(), help="show the version and the core in use")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -247,6 +425,19 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     tree.add_argument("--abandoned", action="store_true", help="only what was garbage-collected while pending")
     tree.add_argument("--slow", type=_seconds, metavar="SECONDS", help="only what lived at least SECONDS")
     tree.add_argument("--focus", metavar="ID", help="only this task or future (an id, or a task name) and below")
+    tree.add_argument(
+        "--expand", action="store_true", help="show identical siblings one by one instead of one line with a count"
+    )
+    tree.add_argument("--depth", type=_count, metavar="N", help="show N levels (1: only the top ones)")
+    tree.add_argument("--all", action="store_true", help="also show asyncio.run's own shutdown tasks")
+    tree.add_argument(
+        "--width", type=_count, metavar="COLUMNS", help="cut lines to COLUMNS (default: the terminal's; 0: never cut)"
+    )
+    tree.add_argument(
+        "--library-sites",
+        action="store_true",
+        help="show a library's creation sites as they are, without the program's task that led there",
+    )
     tree.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="default: auto")
 
     from ._view_stats import COLUMNS
@@ -259,13 +450,31 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
     html = viewer("html", "write a self-contained HTML timeline (one file, works offline)")
     html.add_argument("-o", "--output", metavar="FILE", help="default: TRACE with .html; '-' for stdout")
+    html.add_argument(
+        "--expected-exceptions",
+        type=_exception_names,
+        default=(),
+        metavar="TYPES",
+        help="comma-separated exception types that are normal control flow (EOFError,ConnectionResetError): "
+        "their failures are drawn apart from real ones",
+    )
 
     perfetto = viewer("perfetto", "write Chrome trace-event JSON for ui.perfetto.dev or chrome://tracing")
     perfetto.add_argument("-o", "--output", metavar="FILE", help="default: TRACE with .perfetto.json; '-' for stdout")
+    _add_attach_commands(commands)
     return parser, run
 
 
-_COMMANDS = {"tree": _cmd_tree, "stats": _cmd_stats, "html": _cmd_html, "perfetto": _cmd_perfetto}
+_COMMANDS = {
+    "tree": _cmd_tree,
+    "stats": _cmd_stats,
+    "html": _cmd_html,
+    "perfetto": _cmd_perfetto,
+    "ps": _cmd_ps,
+    "pstree": _cmd_pstree,
+    "dump": _cmd_dump,
+    "top": _cmd_top,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

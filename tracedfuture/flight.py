@@ -45,7 +45,7 @@ from typing import Any
 
 from ._events import Event
 from ._install import Installation, install
-from .trace import event_to_json, header
+from .trace import event_to_json, header, open_private
 
 __all__ = ["FlightRecorder", "current", "disable", "dump", "enable", "hook_loop"]
 
@@ -71,7 +71,7 @@ class FlightRecorder:
     ValueError: max_events must be a positive number of events, such as 100_000, or None; not 0
     """
 
-    __slots__ = ("_dump_lock", "_sources", "anchor", "max_bytes", "max_events")
+    __slots__ = ("__weakref__", "_child_of", "_dump_lock", "_sources", "anchor", "max_bytes", "max_events")
 
     raw = True
 
@@ -90,12 +90,22 @@ class FlightRecorder:
         self.max_bytes = max_bytes
         self._sources: list[Installation] = []
         self._dump_lock = threading.Lock()
+        self._child_of: int | None = None  # the parent's pid, in a child after fork()
+        _RECORDERS.add(self)
         # Wall clock and monotonic clock read together, for the dump's header.
         self.anchor = (time.time_ns(), time.monotonic_ns())
 
     def __repr__(self) -> str:
         stats = self.stats()
         return f"<FlightRecorder {stats['records']} records held, {stats['dropped']} overwritten>"
+
+    def after_fork(self) -> None:
+        """In a child after ``fork()``: a fresh lock (a parent's thread may have
+        held it); the rings were emptied by the recorder, so the child's dumps
+        hold the child's events, in a file named with its pid."""
+        self._dump_lock = threading.Lock()
+        self.anchor = (time.time_ns(), time.monotonic_ns())
+        self._child_of = os.getppid()
 
     def bind(self, installation: Installation) -> None:
         """Called by the installation it is passed to: the rings to read."""
@@ -104,16 +114,19 @@ class FlightRecorder:
 
     # -- reading ------------------------------------------------------------------
 
-    def events(self) -> list[Event]:
-        """The events of what the rings hold, oldest first (the last
-        ``max_events`` of them, if set)."""
+    def events(self, last: int | None = None) -> list[Event]:
+        """The events of what the rings hold, oldest first: the last
+        ``max_events`` of them, if set, or about the last ``last`` (converted from
+        the newest ``last`` records only: what a console refreshing every second
+        asks for, at a cost that does not grow with the ring)."""
+        limit = last if last is not None else self.max_events
         events: list[Event] = []
         for source in list(self._sources):
-            events.extend(source.recent_events())
+            events.extend(source.recent_events(limit))
         if len(self._sources) > 1:
             events.sort(key=_ts)
-        if self.max_events is not None and len(events) > self.max_events:
-            del events[: len(events) - self.max_events]
+        if limit is not None and len(events) > limit:
+            del events[: len(events) - limit]
         return events
 
     def stats(self) -> dict[str, int]:
@@ -151,6 +164,11 @@ class FlightRecorder:
         0
         """
         name = os.fspath(path)
+        if self._child_of is not None:
+            # A forked child never writes over its parent's dump: as with trace
+            # files, its own goes next to it, named with its pid.
+            root, ext = os.path.splitext(name)
+            name = f"{root}.{os.getpid()}{ext}"
         events = self.events()
         stats: dict[str, Any] = self.stats()
         stats["events_written"] = len(events)
@@ -158,8 +176,9 @@ class FlightRecorder:
         with self._dump_lock:
             tmp = f"{name}.{os.getpid()}.{threading.get_ident()}.tmp"
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with open(fd, "w", encoding="utf-8") as out:
+                # 0600 from the start (the rename keeps it); strings that are not
+                # valid Unicode are escaped as in any trace file (trace.encode_line).
+                with open(open_private(tmp), "w", encoding="utf-8", errors="backslashreplace") as out:
                     out.write(dumps(header(*self.anchor, flight=reason), separators=(",", ":")) + "\n")
                     for event in events:
                         out.write(dumps(event_to_json(event), separators=(",", ":"), ensure_ascii=False) + "\n")
@@ -249,6 +268,15 @@ class FlightRecorder:
 
 
 _MIN_BYTES = 64 * 1024
+_RECORDERS: weakref.WeakSet[FlightRecorder] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for recorder in list(_RECORDERS):
+        recorder.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _ts(event: Event) -> int:

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -54,9 +53,14 @@ from typing import Any
 from . import _core
 from ._convert import site_of
 from ._events import Event, Site
+from ._fold import INCOMPLETE as INCOMPLETE_OUTCOME
+from ._fold import PENDING as PENDING_OUTCOME
+from ._fold import Fold
+from ._text import plural, short_path, site_text
 
 __all__ = [
     "CANCELLING",
+    "INCOMPLETE",
     "PENDING",
     "FrameEntry",
     "PendingFuture",
@@ -70,6 +74,7 @@ __all__ = [
 
 PENDING = "PENDING"
 CANCELLING = "CANCELLING"
+INCOMPLETE = "INCOMPLETE"  # from_events: its history has a hole; maybe no longer pending
 _MAX_DEPTH = 64
 
 
@@ -82,7 +87,7 @@ class FrameEntry:
     function: str
 
     def __str__(self) -> str:
-        return f"{self.function} {_short(self.filename)}:{self.lineno}"
+        return f"{self.function} {short_path(self.filename)}:{self.lineno}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,8 @@ class PendingFuture:
     """A future or task that is not done (3.14's ``FutureCallGraph``, flattened).
 
     ``state`` is ``"PENDING"``, or ``"CANCELLING"`` once a task has been asked to
-    cancel. ``awaited_by`` are the tasks awaiting it now; ``awaiting`` (tasks) the
+    cancel (``"INCOMPLETE"`` in :func:`from_events` when its history has a
+    hole). ``awaited_by`` are the tasks awaiting it now; ``awaiting`` (tasks) the
     pending futures it awaits; ``callbacks`` its other done callbacks (a
     ``gather`` or ``wait`` watching it, say); ``last_awaiter_id`` the last task
     that ever awaited it. ``call_stack`` (tasks, only in a snapshot taken on the
@@ -211,7 +217,17 @@ def _reachable(index: dict[int, PendingFuture], start: int) -> set[int]:
 class _Node:
     """What is known of one future while a snapshot is assembled."""
 
-    __slots__ = ("awaiter_id", "callbacks", "cancelling", "coro", "created_ns", "is_task", "name", "site")
+    __slots__ = (
+        "awaiter_id",
+        "callbacks",
+        "cancelling",
+        "coro",
+        "created_ns",
+        "incomplete",
+        "is_task",
+        "name",
+        "site",
+    )
 
     def __init__(self, is_task: bool, name: str | None, site: Site | None, created_ns: int | None) -> None:
         self.is_task = is_task
@@ -221,6 +237,7 @@ class _Node:
         self.callbacks: list[tuple[str, int | None]] = []
         self.awaiter_id: int | None = None
         self.cancelling = False
+        self.incomplete = False
         self.coro: str | None = None
 
 
@@ -242,7 +259,7 @@ def _assemble(
             name=node.name,
             site=node.site,
             age_ns=None if node.created_ns is None else max(0, now_ns - node.created_ns),
-            state=CANCELLING if node.cancelling else PENDING,
+            state=INCOMPLETE if node.incomplete else CANCELLING if node.cancelling else PENDING,
             awaited_by=tuple(awaited_by[fid]),
             awaiting=tuple(awaiting.get(fid, ())),
             callbacks=tuple(name for name, awaiter in node.callbacks if awaiter is None),
@@ -384,44 +401,27 @@ def from_events(events: Iterable[Event], at_ns: int | None = None) -> Snapshot:
     >>> dump = tracedfuture.trace.read("flight.jsonl")  # doctest: +SKIP
     >>> print(format_snapshot(from_events(dump.events)))  # doctest: +SKIP
 
-    Futures created before the first event (a flight recorder's ring had
-    already dropped them) appear with what the later events tell, and no age.
+    It is the fold every viewer uses (``tracedfuture._fold``): a future is in the
+    graph until it finished, whatever happens to it afterwards (a done callback
+    added later leaves it finished). Futures created before the first event (a
+    flight recorder's ring had already dropped them, or the recorder marked their
+    history incomplete) appear as ``"INCOMPLETE"``, with no age: the events
+    cannot tell whether they were still pending.
     """
+    fold = Fold().feed(events, at_ns)
     nodes: dict[int, _Node] = {}
-    last = 0
-    for event in events:
-        if at_ns is not None and event.ts_ns > at_ns:
-            break
-        last = event.ts_ns
-        kind, fid = event.kind, event.future_id
-        if kind in ("stalled", "orphan", "blocked_loop") or not fid:
+    for fid, state in fold.states.items():
+        if state.outcome not in (PENDING_OUTCOME, INCOMPLETE_OUTCOME):
             continue
-        node = nodes.get(fid)
-        if kind == "created":
-            node = nodes[fid] = _Node(event.is_task, event.name, event.site, event.ts_ns)
-            node.coro = event.coro
-            continue
-        if kind in ("resolved", "failed", "cancelled", "abandoned", "unretrieved"):
-            nodes.pop(fid, None)
-            continue
-        if node is None:
-            if kind == "callback_scheduled":
-                continue  # a done future whose creation is out of the window
-            node = nodes[fid] = _Node(event.is_task, event.name, event.site, None)
-        if kind in ("awaited", "callback_added"):
-            node.callbacks.append((event.callback or "?", event.awaiter_id))
-            if event.awaiter_id is not None:
-                node.awaiter_id = event.awaiter_id
-        elif kind == "callback_removed":
-            for i, (name, _) in enumerate(node.callbacks):
-                if name == event.callback:
-                    del node.callbacks[i]
-                    break
-        elif kind == "cancel_requested":
-            node.cancelling = True
-        elif kind == "renamed":
-            node.name = event.name
-    return _assemble(nodes, at_ns if at_ns is not None else last, {}, {})
+        known = state.outcome == PENDING_OUTCOME
+        node = nodes[fid] = _Node(state.is_task, state.name, state.site, state.start_ns if known else None)
+        node.callbacks = list(state.callbacks)
+        node.awaiter_id = state.awaits[-1][0] if state.awaits else None
+        node.cancelling = bool(state.cancel_requests)
+        node.incomplete = not known
+        node.coro = state.coro if state.is_task else None  # a future's coro names the asyncio function that made it
+    now = at_ns if at_ns is not None else (fold.last_ns or 0)
+    return _assemble(nodes, now, {}, {})
 
 
 # --- formatting ------------------------------------------------------------------------
@@ -442,7 +442,7 @@ def format_snapshot(snap: Snapshot | None = None) -> str:
     index = {f.future_id: f for f in snap.futures}
     tasks = sum(1 for f in snap.futures if f.is_task)
     futures = len(snap.futures) - tasks
-    lines = [f"{len(snap.futures)} pending: {_plural(tasks, 'task')}, {_plural(futures, 'future')}"]
+    lines = [f"{len(snap.futures)} pending: {plural(tasks, 'task')}, {plural(futures, 'future')}"]
     printed: set[int] = set()
     roots = snap.roots()
     for i, root in enumerate(roots):
@@ -483,7 +483,7 @@ def _describe(fut: PendingFuture) -> str:
     parts = [fut.label]
     if fut.coro:
         parts.append(f"{fut.coro}()")
-    state = "cancelling" if fut.state == CANCELLING else "pending"
+    state = fut.state.lower()
     parts.append(state if fut.age_ns is None else f"{state} {fut.age_ns / 1e9:.2f}s")
     if fut.site is not None:
         parts.append(f"created at {site_text(fut.site)}")
@@ -495,22 +495,3 @@ def _describe(fut: PendingFuture) -> str:
         else:
             parts.append("nobody awaits it")
     return "  ".join(parts)
-
-
-def site_text(site: Site) -> str:
-    """``file:line in function``, the file relative to the working directory
-    when it is under it (``str(site)`` keeps the absolute path)."""
-    return f"{_short(site.filename)}:{site.lineno} in {site.function}"
-
-
-def _short(filename: str) -> str:
-    """A path relative to the working directory when it is under it."""
-    try:
-        relative = os.path.relpath(filename)
-    except ValueError:  # another drive (Windows)
-        return filename
-    return filename if relative.startswith("..") else relative
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"

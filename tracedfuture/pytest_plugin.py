@@ -157,7 +157,6 @@ class _Tracer:
 
 
 _CASCADE_NS = 5_000_000
-_HOUSEKEEPING = frozenset({"BaseEventLoop.shutdown_asyncgens", "BaseEventLoop.shutdown_default_executor"})
 
 
 def _cancelled_by(event: Any, prefixes: tuple[str, ...]) -> bool:
@@ -211,7 +210,9 @@ def _explain(memory: MemoryExporter, last: int, timed_out: bool = False) -> str:
         parts += ["", "findings:", found]
     # asyncio.run's own housekeeping tasks, after the test's code ended, would
     # push the events that matter out of the last ones shown.
-    housekeeping = {e.future_id for e in events if e.kind == "created" and e.coro in _HOUSEKEEPING}
+    from ._fold import SHUTDOWN_CORO
+
+    housekeeping = {e.future_id for e in events if e.kind == "created" and e.coro in SHUTDOWN_CORO}
     relevant = [e for e in events if e.future_id not in housekeeping]
     if last and relevant:
         shown = relevant[-last:]
@@ -223,30 +224,47 @@ def _explain(memory: MemoryExporter, last: int, timed_out: bool = False) -> str:
 
 def _leftovers(memory: MemoryExporter) -> list[str]:
     """What a strict test must not leave: futures pending when it ended (or when
-    asyncio cancelled the leftovers for it), abandoned ones, lost exceptions."""
+    asyncio cancelled the leftovers for it), abandoned ones, lost exceptions.
+
+    One fold decides (``tracedfuture._fold``): a future that finished is finished,
+    whatever callbacks it was given afterwards. asyncio's own futures (created by
+    asyncio's code, such as a subprocess protocol's ``_stdin_closed`` when stdin is
+    not a pipe) are asyncio's business, not the test's: they never fail it.
+    """
     import gc
 
-    from .graph import from_events, site_text
+    from ._fold import Fold
+    from ._text import site_text
     from .lints import describe
 
     gc.collect()  # a future in a reference cycle is only found abandoned when collected
     events = list(memory)
     problems: list[str] = []
     moment = _cleanup_start(events)
+    final = Fold().feed(events)
+    folds = ([Fold().feed(events, moment)] if moment is not None else []) + [final]
     seen: set[int] = set()
-    for snap in ([from_events(events, moment)] if moment is not None else []) + [from_events(events)]:
-        for fut in snap:
-            if fut.future_id in seen:
+    for fold in folds:
+        for state in fold.pending():
+            if state.id in seen or _internal(final, state.id):
                 continue
-            seen.add(fut.future_id)
-            where = f", created at {site_text(fut.site)}" if fut.site is not None else ""
-            problems.append(f"left pending: {fut.label}{where}")
-    problems += [describe(e) for e in events if e.kind in ("abandoned", "unretrieved")]
+            seen.add(state.id)
+            label = ("(T)" if state.is_task else "(F)") + f" #{state.id}" + (f" {state.name}" if state.name else "")
+            where = f", created at {site_text(state.site)}" if state.site is not None else ""
+            problems.append(f"left pending: {label}{where}")
+    problems += [
+        describe(e) for e in events if e.kind in ("abandoned", "unretrieved") and not _internal(final, e.future_id)
+    ]
     return problems
 
 
+def _internal(fold: Any, future_id: int) -> bool:
+    state = fold.states.get(future_id)
+    return state is not None and bool(state.internal)
+
+
 def _format_event(event: Any, t0: int) -> str:
-    from .graph import site_text
+    from ._text import site_text
 
     label = ("(T)" if event.is_task else "(F)") + f" #{event.future_id}" + (f" {event.name}" if event.name else "")
     if not event.future_id:

@@ -1,109 +1,37 @@
-# ruff: noqa: E501 - HTML, CSS and JavaScript keep their own line lengths
-"""The page of ``tracedfuture html``: HTML, CSS and JavaScript in one string.
-
-``%%TITLE%%`` is replaced by the HTML-escaped title, ``%%DATA%%`` by the
-report's JSON (escaped by :func:`tracedfuture._view_html.embed_json`), ``%%SCRIPT%%``
-by :data:`SCRIPT` and ``%%SCRIPT_HASH%%`` by its SHA-256 for the CSP. The script
-never uses ``innerHTML``: every string from the trace reaches the page through
-``textContent`` or the canvas. It exposes ``window.tracedfuture`` for tests:
-``ready``, ``total``, ``bars`` (bars in view at the last draw), ``rects``,
-``arrows``, ``select(id)``, ``locate(id)`` (client coordinates of a bar),
-``search(text)``, ``details`` (the details panel element) and ``readyMs``.
-"""
-
-TEMPLATE = r"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'sha256-%%SCRIPT_HASH%%'; style-src 'unsafe-inline'; img-src data:">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>%%TITLE%%</title>
-<style>
-:root { --fg: #1d232a; --muted: #66707a; --line: #d9dee3; --bg: #ffffff; --panel: #f6f8fa; }
-* { box-sizing: border-box; }
-html, body { margin: 0; height: 100%; }
-body { font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg);
-  display: flex; flex-direction: column; }
-header { display: grid; grid-template-columns: auto 1fr; align-items: center; gap: 6px 14px; padding: 8px 12px;
-  border-bottom: 1px solid var(--line); background: var(--panel); }
-header h1 { font-size: 15px; margin: 0; }
-#meta { color: var(--muted); min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-#bar { grid-column: 1 / -1; display: flex; flex-wrap: wrap; align-items: center; gap: 6px 12px; }
-#tools { display: flex; align-items: center; gap: 6px; margin-left: auto; }
-#search { width: 14em; padding: 3px 6px; border: 1px solid var(--line); border-radius: 4px; font: inherit; }
-#matches { color: var(--muted); min-width: 6em; }
-button { font: inherit; padding: 2px 9px; border: 1px solid var(--line); border-radius: 4px; background: #fff; cursor: pointer; }
-button:hover { background: #eef1f4; }
-#legend { display: flex; gap: 10px; color: var(--muted); }
-#legend .pale { font-style: italic; }
-#legend .pale::before { display: none; }
-#legend span::before { content: ""; display: inline-block; width: 10px; height: 10px; border-radius: 2px;
-  margin-right: 4px; vertical-align: -1px; background: var(--swatch); }
-main { flex: 1; display: flex; min-height: 0; }
-#view { position: relative; flex: 1; min-width: 0; overflow: hidden; cursor: grab; }
-#view.dragging { cursor: grabbing; }
-canvas { display: block; }
-#tooltip { position: absolute; pointer-events: none; background: rgba(29, 35, 42, 0.92); color: #fff; padding: 5px 8px;
-  border-radius: 4px; max-width: 420px; white-space: pre-wrap; word-break: break-word; font-size: 12px; }
-#details { width: 360px; flex: none; overflow: auto; border-left: 1px solid var(--line); padding: 10px 14px; background: var(--panel); }
-#details h2 { font-size: 14px; margin: 0 0 8px; word-break: break-word; }
-#details dl { display: grid; grid-template-columns: max-content 1fr; gap: 3px 10px; margin: 0; }
-#details dt { color: var(--muted); }
-#details dd { margin: 0; word-break: break-word; white-space: pre-wrap; }
-#details a { color: #0b5cad; cursor: pointer; }
-#details .outcome { font-weight: 600; }
-#details pre { white-space: pre-wrap; font-size: 11px; background: #fff; border: 1px solid var(--line); padding: 4px; margin: 2px 0; }
-.hint { color: var(--muted); }
-</style>
-</head>
-<body>
-<header>
-  <h1>tracedfuture</h1>
-  <span id="meta"></span>
-  <div id="bar">
-  <div id="legend"></div>
-  <div id="tools">
-    <input id="search" type="search" placeholder="Search name, site, #id" aria-label="Search">
-    <span id="matches"></span>
-    <button id="zoom-in" title="Zoom in (W)">+</button>
-    <button id="zoom-out" title="Zoom out (S)">&minus;</button>
-    <button id="reset" title="Show everything (0)">Reset</button>
-    <label title="Arrows from a future to the task it woke"><input type="checkbox" id="arrows" checked> arrows</label>
-  </div>
-  </div>
-</header>
-<main>
-  <div id="view"><canvas id="timeline"></canvas><div id="tooltip" hidden></div></div>
-  <aside id="details"><p class="hint">Click a bar to see its details.<br>Drag to pan; Ctrl+wheel, W/S or +/&minus; to zoom;
-  wheel to scroll the lanes; A/D to move in time; Enter in the search box jumps to the next match.</p></aside>
-</main>
-<script type="application/json" id="tf-data">%%DATA%%</script>
-<script>%%SCRIPT%%</script>
-</body>
-</html>
-"""
-
-# The page's only script. The Content-Security-Policy allows it by its hash and
-# nothing else: no other script, no inline event handler, no network request.
-SCRIPT = r"""
 (function () {
 "use strict";
 const D = JSON.parse(document.getElementById("tf-data").textContent);
 const S = D.strings, B = D.bars, N = B.id.length, L = D.lanes.length, OUT = D.meta.outcomes;
-const COLORS = { resolved: "#43a047", failed: "#e53935", cancelled: "#fb8c00", abandoned: "#8e24aa", pending: "#1e88e5" };
+const COLORS = { resolved: "#43a047", failed: "#e53935", cancelled: "#fb8c00", abandoned: "#8e24aa", pending: "#1e88e5",
+  incomplete: "#78909c", expected: "#a1887f" };
 const outColor = OUT.map(function (o) { return COLORS[o] || "#777777"; });
-const PAINT_ORDER = ["resolved", "pending", "abandoned", "cancelled", "failed"].map(function (o) { return OUT.indexOf(o); });
+const PAINT_ORDER = ["resolved", "expected", "incomplete", "pending", "abandoned", "cancelled", "failed"]
+  .map(function (o) { return OUT.indexOf(o); }).filter(function (o) { return o >= 0; });
 const ids = B.id, start = Float64Array.from(B.start), end = Float64Array.from(B.end);
 const lane = Int32Array.from(B.lane), row = Uint8Array.from(B.row), outc = Uint8Array.from(B.outcome);
 const isTask = Uint8Array.from(B.task), nameIdx = Int32Array.from(B.name), siteIdx = Int32Array.from(B.site);
 const barById = new Map();
 for (let i = 0; i < N; i++) barById.set(ids[i], i);
 
-const ROW_H = 12, LANE_PAD = 3, AXIS_H = 24, GUTTER = 210;
+const ROW_H = 12, LANE_PAD = 3, AXIS_H = 24;
+let GUTTER = 210;  // the lane labels' column: drag its edge to resize it
 const laneRows = new Uint8Array(L).fill(1);
 for (let i = 0; i < N; i++) if (row[i] + 1 > laneRows[lane[i]]) laneRows[lane[i]] = row[i] + 1;
-const laneTop = new Float64Array(L + 1);
-for (let l = 0; l < L; l++) laneTop[l + 1] = laneTop[l] + laneRows[l] * ROW_H + 2 * LANE_PAD;
+// Lanes are shown in a display order (sorted, filtered): order[p] is the lane at
+// position p, pos[l] the position of lane l (-1: filtered out), laneTop by position.
+let order = new Int32Array(L), LV = L;
+const pos = new Int32Array(L), laneTop = new Float64Array(L + 1);
+for (let l = 0; l < L; l++) order[l] = l;
+function layout() {
+  pos.fill(-1);
+  laneTop[0] = 0;
+  for (let p = 0; p < LV; p++) {
+    const l = order[p];
+    pos[l] = p;
+    laneTop[p + 1] = laneTop[p] + laneRows[l] * ROW_H + 2 * LANE_PAD;
+  }
+}
+layout();
 // Bars come sorted by lane, row and start: each (lane, row) is one contiguous range.
 const rowFirst = new Map(), rowEnd = new Map();
 for (let i = 0; i < N; i++) {
@@ -130,6 +58,7 @@ const searchBox = document.getElementById("search"), matchesEl = document.getEle
 const arrowsBox = document.getElementById("arrows");
 const DUR = Math.max(D.meta.duration, 1000);
 let W = 0, H = 0, dpr = 1, t0 = 0, t1 = 1, scrollY = 0;
+let keep = null, filterMode = "all", sortKey = "tree";  // keep[i]: bar i matches the filter
 let selected = -1, hovered = -1, match = null, matchList = [], matchAt = -1;
 const stats = { bars: 0, rects: 0, arrows: 0, frameMs: 0 };
 
@@ -148,9 +77,9 @@ function label(i) {
 }
 function xOf(t) { return GUTTER + (t - t0) / (t1 - t0) * (W - GUTTER); }
 function tOf(x) { return t0 + (x - GUTTER) / (W - GUTTER) * (t1 - t0); }
-function laneY(l) { return AXIS_H + laneTop[l] - scrollY; }
+function laneY(l) { return AXIS_H + laneTop[pos[l]] - scrollY; }
 function barY(i) { return laneY(lane[i]) + LANE_PAD + row[i] * ROW_H; }
-function maxScroll() { return Math.max(0, laneTop[L] - (H - AXIS_H) + 20); }
+function maxScroll() { return Math.max(0, laneTop[LV] - (H - AXIS_H) + 20); }
 function clampView() {
   const span = Math.min(Math.max(t1 - t0, 100), DUR * 4);
   if (t0 < -DUR * 2) t0 = -DUR * 2;
@@ -163,8 +92,8 @@ function zoom(factor, atT) {
   const t = atT === undefined ? (t0 + t1) / 2 : atT;
   t0 = t - (t - t0) * factor; t1 = t - (t - t1) * factor; clampView(); redraw();
 }
-function firstLaneAt(y) {
-  let lo = 0, hi = L;
+function firstLaneAt(y) {  // a display position
+  let lo = 0, hi = LV;
   while (lo < hi) { const m = (lo + hi) >> 1; if (laneTop[m + 1] <= y) lo = m + 1; else hi = m; }
   return lo;
 }
@@ -190,9 +119,9 @@ function draw() {
   const began = performance.now();
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.fillStyle = "#ffffff"; ctx.fillRect(0, 0, W, H);
-  const l0 = Math.max(0, firstLaneAt(scrollY)), l1 = Math.min(L - 1, firstLaneAt(scrollY + H - AXIS_H));
-  for (let l = l0; l <= l1; l++) {
-    if (l % 2) { ctx.fillStyle = "#fafbfc"; ctx.fillRect(GUTTER, laneY(l), W - GUTTER, laneTop[l + 1] - laneTop[l]); }
+  const l0 = Math.max(0, firstLaneAt(scrollY)), l1 = Math.min(LV - 1, firstLaneAt(scrollY + H - AXIS_H));
+  for (let p = l0; p <= l1; p++) {
+    if (p % 2) { ctx.fillStyle = "#fafbfc"; ctx.fillRect(GUTTER, AXIS_H + laneTop[p] - scrollY, W - GUTTER, laneTop[p + 1] - laneTop[p]); }
   }
   D.loop_lints.forEach(function (lint) {  // a blocked loop blocks every lane: one band across all
     const x0 = xOf(lint.ts - (lint.age_ns || 0)), x1 = xOf(lint.ts);
@@ -202,7 +131,8 @@ function draw() {
   const tasks = OUT.map(function () { return new Path2D(); });
   const lastPx = new Float64Array(OUT.length);
   let bars = 0, rects = 0;
-  for (let l = l0; l <= l1; l++) {
+  for (let p = l0; p <= l1; p++) {
+    const l = order[p];
     for (let r = 0; r < laneRows[l]; r++) {
       const key = l * 64 + r, a = rowFirst.get(key);
       if (a === undefined) continue;
@@ -215,13 +145,14 @@ function draw() {
         if (x0 < GUTTER) x0 = GUTTER;
         if (x1 > W) x1 = W;
         const o = outc[i], px = Math.floor(x0);
+        const dim = (match && !match[i]) || (keep && !keep[i]);
         if (x1 - x0 < 1) {
-          if (lastPx[o] === px && !match) continue;  // another bar of this colour already fills this pixel
+          if (lastPx[o] === px && !match && !keep) continue;  // another bar of this colour already fills this pixel
           lastPx[o] = px; x1 = x0 + 1;
         }
         rects++;
         if (isTask[i]) tasks[o].rect(x0, y + 1, x1 - x0, ROW_H - 3);
-        else (match && !match[i] ? faint : normal)[o].rect(x0, y + 2, x1 - x0, ROW_H - 4);
+        else (dim ? faint : normal)[o].rect(x0, y + 2, x1 - x0, ROW_H - 4);
       }
     }
   }
@@ -233,14 +164,14 @@ function draw() {
   });
   if (match) {  // matching tasks drawn again, opaque
     ctx.globalAlpha = 1;
-    for (const i of matchList) if (isTask[i] && lane[i] >= l0 && lane[i] <= l1 && end[i] >= t0 && start[i] <= t1) {
+    for (const i of matchList) if (isTask[i] && pos[lane[i]] >= l0 && pos[lane[i]] <= l1 && end[i] >= t0 && start[i] <= t1) {
       ctx.fillStyle = outColor[outc[i]];
       ctx.fillRect(Math.max(GUTTER, xOf(start[i])), barY(i) + 1, Math.max(1, xOf(end[i]) - Math.max(GUTTER, xOf(start[i]))), ROW_H - 3);
     }
   }
   stats.arrows = drawArrows(l0, l1);
   [hovered, selected].forEach(function (i, k) {
-    if (i < 0) return;
+    if (i < 0 || pos[lane[i]] < 0) return;
     const x0 = Math.max(GUTTER, xOf(start[i])), x1 = Math.max(x0 + 1, Math.min(W, xOf(end[i])));
     ctx.lineWidth = k ? 2 : 1; ctx.strokeStyle = k ? "#000000" : "#555555";
     ctx.strokeRect(x0 - 1, barY(i), x1 - x0 + 2, ROW_H - 1);
@@ -254,15 +185,18 @@ function draw() {
 function drawArrows(l0, l1) {
   function visible(k) {
     const i = wakes.bar[k], ln = wakeLane[k];
-    if (ln < 0 || wakes.ts[k] < t0 || end[i] > t1 + (t1 - t0) || end[i] < t0 - (t1 - t0)) return false;
-    return (lane[i] >= l0 && lane[i] <= l1) || (ln >= l0 && ln <= l1);
+    if (ln < 0 || pos[ln] < 0 || pos[lane[i]] < 0) return false;
+    if (wakes.ts[k] < t0 || end[i] > t1 + (t1 - t0) || end[i] < t0 - (t1 - t0)) return false;
+    return (pos[lane[i]] >= l0 && pos[lane[i]] <= l1) || (pos[ln] >= l0 && pos[ln] <= l1);
   }
   const chosen = [];
   if (arrowsBox.checked) {
     for (let k = 0; k < wakes.n && chosen.length <= 3000; k++) if (visible(k)) chosen.push(k);
     if (chosen.length > 3000) chosen.length = 0;  // too many to read: zoom in to see them
   }
-  if (selected >= 0) for (let k = 0; k < wakes.n; k++) if (wakes.bar[k] === selected && wakeLane[k] >= 0) chosen.push(k);
+  if (selected >= 0 && pos[lane[selected]] >= 0) {
+    for (let k = 0; k < wakes.n; k++) if (wakes.bar[k] === selected && wakeLane[k] >= 0 && pos[wakeLane[k]] >= 0) chosen.push(k);
+  }
   const path = new Path2D(), heads = new Path2D();
   for (const k of chosen) {
     const i = wakes.bar[k];
@@ -285,20 +219,24 @@ function drawGutter(l0, l1) {
   ctx.fillStyle = "#f6f8fa"; ctx.fillRect(0, AXIS_H, GUTTER, H);
   ctx.strokeStyle = "#d9dee3"; ctx.beginPath(); ctx.moveTo(GUTTER - 0.5, 0); ctx.lineTo(GUTTER - 0.5, H); ctx.stroke();
   ctx.font = "12px system-ui, sans-serif"; ctx.textBaseline = "middle";
-  for (let l = l0; l <= l1; l++) {
-    const info = D.lanes[l], y = laneY(l) + LANE_PAD + ROW_H / 2;
+  shownLabels.clear();
+  for (let p = l0; p <= l1; p++) {
+    const l = order[p], info = D.lanes[l], y = laneY(l) + LANE_PAD + ROW_H / 2;
     if (info.bar >= 0) { ctx.fillStyle = outColor[outc[info.bar]]; ctx.fillRect(8, y - 4, 8, 8); }
     ctx.fillStyle = "#1d232a";
     let text = info.label;
     const room = GUTTER - 30;
-    if (ctx.measureText(text).width > room) {
-      while (text.length > 1 && ctx.measureText(text + "\u2026").width > room) text = text.slice(0, -1);
-      text += "\u2026";
+    if (ctx.measureText(text).width > room) {  // cut by halves: a long label costs a few measures, not one per character
+      let lo = 0, hi = text.length;
+      while (lo < hi) { const m = (lo + hi + 1) >> 1; if (ctx.measureText(text.slice(0, m) + "\u2026").width <= room) lo = m; else hi = m - 1; }
+      text = text.slice(0, lo) + "\u2026";
     }
+    shownLabels.set(l, text);
     ctx.fillText(text, 22, y);
   }
 }
 
+const shownLabels = new Map();
 let queued = false;
 function redraw() {
   if (queued) return;
@@ -315,9 +253,9 @@ function resize() {
 
 function hitTest(x, y) {
   if (x < GUTTER || y < AXIS_H) return -1;
-  const yy = y - AXIS_H + scrollY, l = firstLaneAt(yy);
-  if (l >= L) return -1;
-  const r = Math.floor((yy - laneTop[l] - LANE_PAD) / ROW_H);
+  const yy = y - AXIS_H + scrollY, p = firstLaneAt(yy);
+  if (p >= LV) return -1;
+  const l = order[p], r = Math.floor((yy - laneTop[p] - LANE_PAD) / ROW_H);
   if (r < 0 || r >= laneRows[l]) return -1;
   const a = rowFirst.get(l * 64 + r);
   if (a === undefined) return -1;
@@ -403,7 +341,8 @@ function showDetails(i) {
 }
 function selectBar(i) { selected = i; showDetails(i); redraw(); }
 function reveal(i) {
-  const y = laneTop[lane[i]];
+  if (pos[lane[i]] < 0) setFilter("all");  // a lane the filter hides: show every lane again
+  const y = laneTop[pos[lane[i]]];
   if (y < scrollY || y + ROW_H * 2 > scrollY + H - AXIS_H) scrollY = y - (H - AXIS_H) / 3;
   const span = t1 - t0, len = end[i] - start[i];
   if (start[i] > t1 || end[i] < t0 || (xOf(end[i]) - xOf(start[i]) < 3 && span > len * 50)) {
@@ -503,6 +442,77 @@ searchBox.addEventListener("keydown", function (ev) {
   matchesEl.textContent = (matchAt + 1) + " of " + matchList.length;
 });
 
+// --- filter and sort the lanes ------------------------------------------------------
+const filterBox = document.getElementById("filter"), sortBox = document.getElementById("sort");
+const RANK = ["failed", "expected", "cancelled", "pending", "incomplete", "abandoned", "resolved"];
+const outcomeRank = OUT.map(function (o) { const r = RANK.indexOf(o); return r < 0 ? RANK.length : r; });
+function laneKey(l) {
+  const b = D.lanes[l].bar;
+  if (b < 0) return [1, 0];  // futures outside any task: always last
+  if (sortKey === "start") return [0, start[b]];
+  if (sortKey === "duration") return [0, -(end[b] - start[b])];
+  if (sortKey === "outcome") return [0, outcomeRank[outc[b]] * 1e18 + start[b]];
+  return [0, l];
+}
+function arrange() {
+  let shown = [];
+  if (filterMode === "all") {
+    keep = null;
+    for (let l = 0; l < L; l++) shown.push(l);
+  } else {
+    const code = OUT.indexOf(filterMode), hit = new Uint8Array(L);
+    keep = new Uint8Array(N);
+    for (let i = 0; i < N; i++) if (outc[i] === code) { keep[i] = 1; hit[lane[i]] = 1; }
+    for (let l = 0; l < L; l++) if (hit[l]) shown.push(l);
+  }
+  if (sortKey !== "tree") {
+    const keys = new Map(shown.map(function (l) { return [l, laneKey(l)]; }));
+    shown.sort(function (a, b) { const x = keys.get(a), y = keys.get(b); return x[0] - y[0] || x[1] - y[1] || a - b; });
+  }
+  LV = shown.length;
+  order = Int32Array.from(shown);
+  layout();
+  scrollY = 0; clampView(); redraw();
+  return LV;
+}
+function setFilter(mode) { filterMode = OUT.indexOf(mode) >= 0 ? mode : "all"; filterBox.value = filterMode; return arrange(); }
+function setSort(key) { sortKey = ["start", "duration", "outcome"].indexOf(key) >= 0 ? key : "tree"; sortBox.value = sortKey; return arrange(); }
+filterBox.addEventListener("change", function () { setFilter(filterBox.value); });
+sortBox.addEventListener("change", function () { setSort(sortBox.value); });
+
+// --- the label column: drag its edge to resize, hover a label to read it whole ----------
+let resizing = false;
+function nearEdge(x) { return Math.abs(x - GUTTER) <= 4; }
+function setGutter(px) { GUTTER = Math.round(Math.min(Math.max(px, 80), Math.max(120, W - 120))); clampView(); redraw(); return GUTTER; }
+function laneAt(y) {
+  if (y < AXIS_H) return -1;
+  const p = firstLaneAt(y - AXIS_H + scrollY);
+  return p < LV ? order[p] : -1;
+}
+view.addEventListener("mousedown", function (ev) {
+  const box = canvas.getBoundingClientRect();
+  if (nearEdge(ev.clientX - box.left)) { resizing = true; view.classList.add("resizing"); ev.stopImmediatePropagation(); }
+}, true);
+window.addEventListener("mousemove", function (ev) {
+  if (!resizing) return;
+  setGutter(ev.clientX - canvas.getBoundingClientRect().left);
+  ev.stopImmediatePropagation();
+}, true);
+window.addEventListener("mouseup", function () { if (resizing) { resizing = false; view.classList.remove("resizing"); } }, true);
+view.addEventListener("mousemove", function (ev) {
+  const box = canvas.getBoundingClientRect(), x = ev.clientX - box.left, y = ev.clientY - box.top;
+  view.classList.toggle("at-edge", nearEdge(x));
+  if (resizing || x >= GUTTER) return;
+  const l = laneAt(y);
+  if (l < 0) { tooltip.hidden = true; return; }
+  const info = D.lanes[l];
+  tooltip.textContent = info.label + (info.bar >= 0 && siteIdx[info.bar] >= 0 ? "\n" + S[siteIdx[info.bar]] : "");
+  tooltip.hidden = false;
+  tooltip.style.left = Math.min(x + 14, Math.max(0, W - tooltip.offsetWidth - 4)) + "px";
+  tooltip.style.top = Math.min(y + 16, Math.max(0, H - tooltip.offsetHeight - 4)) + "px";
+  ev.stopImmediatePropagation();
+}, true);
+
 const meta = D.meta, counts = meta.counts;
 document.getElementById("meta").textContent = [
   meta.argv.length ? meta.argv.join(" ") : meta.path,
@@ -515,7 +525,8 @@ document.getElementById("meta").textContent = [
 document.getElementById("meta").title = meta.path;
 const legend = document.getElementById("legend");
 OUT.forEach(function (o, k) {
-  const item = el("span", o + " " + counts[o]);
+  if (o === "expected" && !counts[o]) return;
+  const item = el("span", (o === "expected" ? "expected failure" : o) + " " + counts[o]);
   item.style.setProperty("--swatch", outColor[k]);
   legend.append(item);
 });
@@ -537,7 +548,21 @@ window.tracedfuture = {
     return { x: box.left + (x0 + Math.max(x1, x0 + 1)) / 2, y: box.top + barY(i) + ROW_H / 2 };
   },
   search: function (text) { searchBox.value = text; return search(text); },
+  filter: setFilter, sort: setSort, setGutter: setGutter,
+  get gutter() { return GUTTER; }, get lanesShown() { return LV; },
+  laneOrder: function () { return Array.from(order, function (l) { return D.lanes[l].task; }); },
+  labelShown: function (taskId) {
+    for (const [l, text] of shownLabels) if (D.lanes[l].task === taskId) return text;
+    return null;
+  },
+  labelPoint: function (taskId) {  // client coordinates of a lane's label
+    for (let p = 0; p < LV; p++) if (D.lanes[order[p]].task === taskId) {
+      const box = canvas.getBoundingClientRect();
+      return { x: box.left + 40, y: box.top + laneY(order[p]) + LANE_PAD + ROW_H / 2 };
+    }
+    return null;
+  },
+  tooltip: tooltip,
   draw: function () { draw(); return stats.frameMs; },
 };
 })();
-"""

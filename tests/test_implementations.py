@@ -1,0 +1,148 @@
+"""Two implementations of the hot path, one contract: which one runs, the switch
+that forces the reference, the silent fallback, and the core suite on the one
+this process is not running (the other half of the parametrisation; test_seam.py
+runs both in one process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import tracedfuture
+from tests.conftest import IN_CI, require
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE_TESTS = [
+    "tests/test_core_events.py",
+    "tests/test_core_compat.py",
+    "tests/test_core_install.py",
+    "tests/test_cpython_contract.py",
+]
+
+
+def _built() -> bool:
+    try:
+        from tracedfuture import _cfuture  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def implementation_in(env: dict[str, str], *code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "; ".join(("import tracedfuture", *code, "print(tracedfuture.IMPLEMENTATION)"))],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+
+def test_implementation_is_exported_and_names_the_core_in_use() -> None:
+    assert "IMPLEMENTATION" in tracedfuture.__all__
+    assert tracedfuture.IMPLEMENTATION in ("c", "python")
+    expected = "c" if _built() and not os.environ.get("TRACEDFUTURE_PURE_PYTHON") else "python"
+    assert expected == tracedfuture.IMPLEMENTATION
+
+
+def test_the_compiled_core_is_built_by_the_package_build() -> None:
+    require(_built(), "the C extension is not built here (pip install -e . builds it where a compiler exists)")
+    assert implementation_in({"TRACEDFUTURE_PURE_PYTHON": ""}).stdout == "c\n"
+
+
+def test_pure_python_variable_forces_the_reference() -> None:
+    result = implementation_in({"TRACEDFUTURE_PURE_PYTHON": "1"})
+    assert result.stdout == "python\n" and result.stderr == ""
+
+
+def test_a_missing_extension_falls_back_to_python_silently() -> None:
+    block = (
+        "import sys, importlib.abc",
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'tracedfuture._cfuture':\n"
+        "            raise ImportError(name)\n",
+    )
+    code = (
+        "\n".join(block) + "\nsys.meta_path.insert(0, Block())\nimport tracedfuture\nprint(tracedfuture.IMPLEMENTATION)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "TRACEDFUTURE_PURE_PYTHON": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert result.stdout == "python\n" and result.stderr == ""
+
+
+def test_version_says_which_core_runs() -> None:
+    for env, expected in (({"TRACEDFUTURE_PURE_PYTHON": "1"}, "'python'"), ({}, repr(tracedfuture.IMPLEMENTATION))):
+        result = subprocess.run(
+            [sys.executable, "-m", "tracedfuture", "--version"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert (
+            result.stdout
+            == f"tracedfuture {tracedfuture.__version__} "
+            + ("(pure-Python core, " if expected == "'python'" else "(compiled core, ")
+            + f"tracedfuture.IMPLEMENTATION = {expected})\n"
+        )
+
+
+@pytest.mark.slow
+def test_core_suite_passes_on_the_pure_python_reference_too() -> None:
+    """This run uses the compiled core: the same core tests, on the reference."""
+    if tracedfuture.IMPLEMENTATION != "c":
+        if IN_CI:
+            pytest.fail("CI builds the compiled core: this run should use it")
+        pytest.skip("this run already uses the pure-Python reference")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CORE_TESTS],
+        cwd=ROOT,
+        env={**os.environ, "TRACEDFUTURE_PURE_PYTHON": "1"},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_compiled_core_and_the_sdist_its_source(tmp_path: Path) -> None:
+    require(_built(), "no compiler here: the wheel would be pure Python")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("tracedfuture-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert [n for n in names if n.startswith("tracedfuture/_cfuture.") and n.endswith(".so")]
+    subprocess.run(
+        [sys.executable, "-c", "import setuptools.build_meta as b, sys; b.build_sdist(sys.argv[1])", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    [sdist] = tmp_path.glob("tracedfuture-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        members = archive.getnames()
+    assert any(m.endswith("/tracedfuture/_cfuture.c") for m in members)
+    assert any(m.endswith("/setup.py") for m in members)

@@ -1,0 +1,349 @@
+"""Loops people run: subclasses with their own methods, uvloop however it is made."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tracedfuture
+from tracedfuture import TracedFuture, TracedTask
+from tracedfuture.exporters import MemoryExporter
+
+TRACEDFUTURE_DIR = os.path.dirname(tracedfuture.__file__)
+BASE_METHODS = {name: vars(asyncio.BaseEventLoop)[name] for name in ("__init__", "create_future", "create_task")}
+
+
+class MyFuture(asyncio.Future[Any]):
+    pass
+
+
+class MyTask(asyncio.Task[Any]):
+    pass
+
+
+class OwnLoop(asyncio.SelectorEventLoop):
+    """Its own create_future, create_task and close, none of which defers to asyncio's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def create_future(self) -> asyncio.Future[Any]:
+        self.calls.append("create_future")
+        return MyFuture(loop=self)
+
+    def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:  # type: ignore[override]
+        self.calls.append("create_task")
+        return MyTask(coro, loop=self, **kwargs)
+
+    def close(self) -> str:  # type: ignore[override]
+        self.calls.append("close")
+        super().close()
+        return "closed by OwnLoop"
+
+
+class SuperLoop(asyncio.SelectorEventLoop):
+    """Its own create_future and create_task, which add to asyncio's through super()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[object] = []
+
+    def create_future(self) -> asyncio.Future[Any]:
+        fut = super().create_future()
+        self.made.append(fut)
+        return fut
+
+    def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:  # type: ignore[override]
+        task = super().create_task(coro, **kwargs)
+        self.made.append(task)
+        return task
+
+
+async def _work() -> str:
+    fut = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(fut.set_result, "done")
+    return await fut
+
+
+def _exercise(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future[Any], asyncio.Task[Any], str]:
+    fut = loop.create_future()
+    task = asyncio.ensure_future(_work(), loop=loop)
+    result = loop.run_until_complete(task)
+    fut.cancel()
+    return fut, task, result
+
+
+@pytest.fixture(params=["process-wide", "this loop"])
+def traced(request: pytest.FixtureRequest) -> Iterator[Callable[[asyncio.AbstractEventLoop], MemoryExporter]]:
+    """Trace a loop made by the test, process-wide (installed first) or by install(loop)."""
+    memory = MemoryExporter()
+    installations: list[tracedfuture.Installation] = []
+    if request.param == "process-wide":
+        installations.append(tracedfuture.install(exporters=[memory]))
+
+    def trace(loop: asyncio.AbstractEventLoop) -> MemoryExporter:
+        if request.param == "this loop":
+            installations.append(tracedfuture.install(loop, exporters=[memory]))
+        return memory
+
+    yield trace
+    for inst in installations:
+        inst.uninstall()
+
+
+def test_a_loop_subclass_own_create_future_and_create_task_are_called(
+    traced: Callable[[asyncio.AbstractEventLoop], MemoryExporter],
+) -> None:
+    loop = OwnLoop()
+    memory = traced(loop)
+    fut, task, result = _exercise(loop)
+    assert type(fut) is MyFuture and type(task) is MyTask and result == "done"
+    assert loop.calls == ["create_future", "create_task", "create_future"]  # the last from _work
+    assert loop.close() == "closed by OwnLoop"
+    assert loop.calls[-1] == "close"
+    # What the loop made itself is not traced, but it has an id from its creation on.
+    assert tracedfuture.future_id(task) is not None
+    assert not memory.futures() and not memory.tasks()
+
+
+def test_what_a_loop_subclass_makes_through_super_is_traced(
+    traced: Callable[[asyncio.AbstractEventLoop], MemoryExporter],
+) -> None:
+    loop = SuperLoop()
+    memory = traced(loop)
+    try:
+        fut, task, result = _exercise(loop)
+    finally:
+        loop.close()
+    assert result == "done"
+    assert type(fut) is TracedFuture and type(task) is TracedTask
+    assert len(loop.made) == 3 and all(isinstance(made, TracedFuture | TracedTask) for made in loop.made)
+    [inner] = [f for f in memory.futures() if "awaited" in memory.kinds(f)]
+    assert memory.kinds(inner) == ["created", "awaited", "resolved", "callback_scheduled"]
+    assert memory.tasks() == [tracedfuture.future_id(task)]
+
+
+def test_super_calls_are_traced_with_a_task_factory_and_with_sampling() -> None:
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append("factory")
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    for options in ({"sample_rate": 0.0}, {}):
+        loop = SuperLoop()
+        with tracedfuture.install(loop, **options):
+            loop.set_task_factory(factory)
+            assert loop.run_until_complete(loop.create_task(_work())) == "done"
+            loop.set_task_factory(None)
+            task = loop.create_task(_work())
+            assert loop.run_until_complete(task) == "done"
+            assert (type(task) is TracedTask) is (not options)
+        loop.close()
+        assert len(loop.made) == 2  # both went through SuperLoop.create_task
+    assert made == ["factory", "factory"]
+
+
+def test_asyncios_own_methods_are_restored_when_the_last_such_loop_is_untraced() -> None:
+    loop = SuperLoop()
+    with tracedfuture.install(loop):
+        assert vars(asyncio.BaseEventLoop)["create_task"] is not BASE_METHODS["create_task"]
+        assert asyncio.BaseEventLoop.create_task.__qualname__ == "BaseEventLoop.create_task"
+    loop.close()
+    assert {name: vars(asyncio.BaseEventLoop)[name] for name in BASE_METHODS} == BASE_METHODS
+
+
+def _frames(fn: Callable[[], object]) -> list[tuple[str, str]]:
+    try:
+        fn()
+    except BaseException as exc:
+        return [(frame.filename, frame.name) for frame in traceback.extract_tb(exc.__traceback__)]
+    raise AssertionError("no exception")
+
+
+def test_no_tracedfuture_frame_in_tracebacks_of_a_loops_own_methods() -> None:
+    class Failing(asyncio.SelectorEventLoop):
+        def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:  # type: ignore[override]
+            coro.close()
+            raise ValueError("no tasks here")
+
+    def scenarios(loop: asyncio.AbstractEventLoop) -> list[list[tuple[str, str]]]:
+        async def close_while_running() -> None:
+            loop.close()
+
+        return [
+            _frames(lambda: loop.create_task(_work())),
+            _frames(lambda: loop.run_until_complete(close_while_running())),
+        ]
+
+    plain_loop = Failing()
+    plain = scenarios(plain_loop)
+    plain_loop.close()
+    with tracedfuture.install():
+        traced_loop = Failing()
+        traced = scenarios(traced_loop)
+        traced_loop.close()
+    assert traced == plain
+    assert not any(name.startswith(TRACEDFUTURE_DIR) for frames in traced for name, _ in frames)
+
+
+def test_debug_mode_source_traceback_of_a_loops_own_task_is_asyncios() -> None:
+    def source(loop: OwnLoop) -> list[tuple[str, str]]:
+        loop.set_debug(True)
+        task = loop.create_task(_work())
+        loop.run_until_complete(task)
+        loop.close()
+        return [(entry.filename, entry.name) for entry in task._source_traceback]  # type: ignore[attr-defined]
+
+    plain = source(OwnLoop())
+    with tracedfuture.install():
+        traced = source(OwnLoop())
+    assert traced == plain and plain
+
+
+def test_install_in_a_running_loop_that_cannot_take_attributes_warns_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed")
+    script = textwrap.dedent(
+        """
+        import asyncio, uvloop.loop, tracedfuture
+        async def main():
+            for _ in range(2):
+                tracedfuture.install().uninstall()
+            print("still running")
+        loop = uvloop.loop.Loop()
+        loop.run_until_complete(main())
+        """
+    )
+    assert uvloop
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "still running\n"
+    assert done.stderr == (
+        "tracedfuture: cannot trace uvloop.loop.Loop loops: their instances take no attributes; "
+        "make them through tracedfuture.loop_factory(base=...), which subclasses them\n"
+    )
+
+
+# --- uvloop, process-wide --------------------------------------------------------------
+
+UVLOOP_ENTRY_POINTS = {
+    "uvloop.run": "uvloop.run(main())",
+    "uvloop.install": "uvloop.install()\nasyncio.run(main())",
+    "policy": "asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())\nasyncio.run(main())",
+    "Runner(loop_factory=uvloop.new_event_loop)": (
+        "with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:\n    runner.run(main())"
+    ),
+    "uvicorn's loop setup": (
+        "from uvicorn.config import Config\n"
+        "factory = Config(app=None, loop='uvloop').get_loop_factory()\n"
+        "with asyncio.Runner(loop_factory=factory) as runner:\n    runner.run(main())"
+    ),
+    "a subclass of uvloop.Loop": (
+        "class MyLoop(uvloop.Loop):\n    pass\n"
+        "with asyncio.Runner(loop_factory=MyLoop) as runner:\n    runner.run(main())"
+    ),
+}
+
+UVLOOP_PROGRAM = """
+import asyncio, warnings, sys
+warnings.simplefilter("ignore", DeprecationWarning)  # uvloop.install() and the policy, on 3.12+
+{imports}
+import tracedfuture
+from tracedfuture.exporters import MemoryExporter
+
+memory = MemoryExporter()
+inst = tracedfuture.install(exporters=[memory])
+import uvloop
+
+async def main():
+    loop = asyncio.get_running_loop()
+    assert type(loop).__module__ != "asyncio.unix_events", type(loop)
+    fut = loop.create_future()
+    loop.call_soon(fut.set_result, 1)
+    await asyncio.create_task(asyncio.sleep(0))
+    return await fut
+
+{entry}
+inst.uninstall()
+print(type(asyncio.get_event_loop_policy()).__module__, len(memory.futures()), len(memory.tasks()))
+print(sorted(name for name in vars(uvloop.Loop) if not name.startswith("__")), "__init__" in vars(uvloop.Loop))
+"""
+
+
+@pytest.mark.parametrize("imported_first", [False, True], ids=["uvloop imported later", "uvloop imported first"])
+@pytest.mark.parametrize("entry", list(UVLOOP_ENTRY_POINTS))
+def test_process_wide_install_traces_uvloop_however_its_loop_is_made(entry: str, imported_first: bool) -> None:
+    pytest.importorskip("uvloop", reason="uvloop is not installed")
+    if "uvicorn" in entry:
+        pytest.importorskip("uvicorn", reason="uvicorn is not installed")
+    program = UVLOOP_PROGRAM.format(imports="import uvloop" if imported_first else "", entry=UVLOOP_ENTRY_POINTS[entry])
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    _policy, futures, tasks = done.stdout.splitlines()[0].split()
+    assert int(futures) >= 1 and int(tasks) >= 2, done.stdout  # main, its child and asyncio.run's own tasks
+    # uvloop.Loop is exactly as before once tracing ends.
+    assert done.stdout.splitlines()[1] == "[] False"
+
+
+def test_uvloop_import_leaves_no_trace_of_the_import_hook(tmp_path: Path) -> None:
+    pytest.importorskip("uvloop", reason="uvloop is not installed")
+    program = textwrap.dedent(
+        """
+        import sys, tracedfuture
+        inst = tracedfuture.install()
+        hooked = len(sys.meta_path)
+        import uvloop
+        loader = type(uvloop.__loader__).__name__, type(uvloop.__spec__.loader).__name__
+        inst.uninstall()
+        print(loader, len(sys.meta_path) == hooked - 1)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout == "('SourceFileLoader', 'SourceFileLoader') True\n"
+
+
+# --- CPython's own asyncio tests with loop subclasses ------------------------------------
+
+CPYTHON_MODULES = ("test_base_events", "test_runners", "test_events")
+
+
+@pytest.mark.slow
+def test_cpythons_asyncio_loop_tests_pass_under_a_process_wide_install() -> None:
+    """CPython's loop tests (``test_base_events.test_create_task`` defines a
+    BaseEventLoop subclass whose create_task returns its own Task subclass), run
+    with every loop traced."""
+    try:
+        import test.test_asyncio.test_base_events  # noqa: F401
+    except ImportError:
+        from .conftest import require
+
+        require(False, "CPython's test.test_asyncio package is not installed")
+    modules = " ".join(f"test.test_asyncio.{name}" for name in CPYTHON_MODULES)
+    script = textwrap.dedent(
+        f"""
+        import sys, unittest, tracedfuture
+        from tracedfuture.exporters import MemoryExporter
+        suite = unittest.defaultTestLoader.loadTestsFromNames({modules.split()!r})
+        with tracedfuture.install(exporters=[MemoryExporter()]):
+            result = unittest.TextTestRunner(stream=sys.stdout, verbosity=0).run(suite)
+        print("ran", result.testsRun, "failures", len(result.failures), "errors", len(result.errors))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=False)
+    assert done.stdout.splitlines()[-1].startswith("ran "), done.stdout + done.stderr
+    summary = done.stdout.splitlines()[-1].split()
+    assert int(summary[1]) > 300
+    assert summary[2:] == ["failures", "0", "errors", "0"], done.stdout

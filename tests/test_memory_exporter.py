@@ -1,0 +1,82 @@
+"""MemoryExporter: reading it delivers what was recorded, and waits for nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import tracedfuture
+from tracedfuture import Event
+from tracedfuture.exporters import MemoryExporter
+
+
+class _Stuck:
+    """An exporter that blocks in export() until released (a collector that hangs)."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def export(self, events: Sequence[Event], /) -> None:
+        self.entered.set()
+        self.release.wait(60)
+
+
+def test_reading_sees_what_already_happened_without_an_explicit_flush() -> None:
+    memory = MemoryExporter()
+    loop = asyncio.new_event_loop()
+    try:
+        with tracedfuture.install(loop, exporters=[memory]):
+            loop.run_until_complete(asyncio.sleep(0))
+            assert "created" in memory.kinds()
+            assert len(memory) == len(list(memory))
+    finally:
+        loop.close()
+
+
+def test_a_read_does_not_wait_for_another_installations_stuck_exporter() -> None:
+    stuck = _Stuck()
+    memory = MemoryExporter()
+    slow_loop, loop = asyncio.new_event_loop(), asyncio.new_event_loop()
+    slow = tracedfuture.install(slow_loop, exporters=[stuck], export_timeout=30)
+    mine = tracedfuture.install(loop, exporters=[memory])
+    try:
+        slow_loop.run_until_complete(asyncio.sleep(0))
+        flusher = threading.Thread(target=slow.flush, daemon=True)
+        flusher.start()  # delivers to the stuck exporter, which blocks
+        assert stuck.entered.wait(30)
+        slow_loop.run_until_complete(asyncio.sleep(0))  # more for it, queued behind the block
+        loop.run_until_complete(asyncio.sleep(0, "mine"))
+
+        seen: list[int] = []
+        reader = threading.Thread(target=lambda: seen.append(len(memory)), daemon=True)
+        reader.start()
+        # The old read waited 10 s for every exporter of every installation;
+        # this one waits for no exporter but itself, so it ends while the other
+        # is still blocked (the bound is a hang detector, not a speed check).
+        reader.join(8)
+        assert not reader.is_alive()
+        assert not stuck.release.is_set()
+        assert seen
+        assert seen[0] > 0
+        assert len(memory.tasks()) == 1  # this loop's task, none of the other loop's
+    finally:
+        stuck.release.set()
+        mine.uninstall()
+        slow.uninstall()
+        loop.close()
+        slow_loop.close()
+
+
+def test_two_memory_exporters_of_two_installations_each_get_their_own_loops_events() -> None:
+    first, second = MemoryExporter(), MemoryExporter()
+    loop1, loop2 = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        with tracedfuture.install(loop1, exporters=[first]), tracedfuture.install(loop2, exporters=[second]):
+            loop1.run_until_complete(asyncio.sleep(0))
+            assert len(first.tasks()) == 1
+            assert second.tasks() == []
+    finally:
+        loop1.close()
+        loop2.close()

@@ -1,0 +1,617 @@
+"""An observer never takes the program down: fork, exit, exporter faults, any
+string, complete histories under load, bounded memory, secrets (issue
+"Production-safe"). Each test drives the real thing: real fork(), real
+multiprocessing, real threads, real files, real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+import tracedfuture
+from tracedfuture import Event
+from tracedfuture._pipeline import RECORDER
+from tracedfuture.exporters import JsonLinesExporter, MemoryExporter
+from tracedfuture.flight import FlightRecorder
+from tracedfuture.trace import read
+
+PY = sys.executable
+ROOT = Path(__file__).resolve().parent.parent
+ENDS = {"resolved", "failed", "cancelled", "abandoned"}
+
+
+def run_script(
+    code: str, *args: str, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [PY, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+
+
+# --- fork -----------------------------------------------------------------------------
+
+# A loop in another thread keeps the drain thread busy, so that it holds the
+# recorder's lock (and the exporter's) at many of the forks.
+FORK_PARENT = """
+import asyncio, json, os, sys, threading, time
+import tracedfuture
+from tracedfuture.exporters import JsonLinesExporter
+
+# multiprocessing's forkserver runs this module too, as __mp_main__, with the
+# same argv: it traces itself, into a file of its own.
+path = sys.argv[1] if __name__ == "__main__" else f"{sys.argv[1]}.{os.getpid()}"
+inst = tracedfuture.install(exporters=[JsonLinesExporter(path)], flush_interval=0.001, export_timeout=30)
+stop = threading.Event()
+
+async def churn():
+    while not stop.is_set():
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(200)))
+
+busy = threading.Thread(target=lambda: asyncio.run(churn()), daemon=True)
+busy.start()
+time.sleep(0.3)
+
+async def child_main():
+    await asyncio.gather(*(asyncio.sleep(0) for _ in range(100)))
+    return 3
+
+def in_child():
+    asyncio.run(child_main())
+"""
+
+FORK_WAIT = """
+def wait_all(pids, timeout):
+    exited, deadline, left = 0, time.monotonic() + timeout, set(pids)
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                left.discard(pid)
+                exited += os.waitstatus_to_exitcode(status) == 3
+        time.sleep(0.01)
+    for pid in left:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    return exited
+"""
+
+
+def test_children_exit_after_os_fork_while_the_drain_is_busy(tmp_path: Path) -> None:
+    code = (
+        FORK_PARENT
+        + FORK_WAIT
+        + """
+pids = []
+for _ in range(20):
+    pid = os.fork()
+    if pid == 0:
+        in_child()
+        inst.uninstall()  # what a child's exit does: nothing of the parent's to wait for
+        os._exit(3)
+    pids.append(pid)
+    time.sleep(0.01)
+# export_timeout is 30 s: a child waiting on its parent's sink thread would not be in time.
+print("exited", wait_all(pids, 25), json.dumps(pids))
+stop.set()
+busy.join()
+inst.uninstall()
+"""
+    )
+    path = tmp_path / "t.jsonl"
+    done = run_script(code, str(path))
+    assert done.returncode == 0, done.stderr
+    exited, pids = done.stdout.split()[1], json.loads(done.stdout.split(maxsplit=2)[2])
+    print(f"children that exit after os.fork(): {exited} of 20")
+    assert exited == "20"
+    parent = read(path)  # one header: no child wrote into it
+    assert parent.header["pid"] != pids[0]
+    assert parent.stats["events_written"] == len(parent.events)
+    for pid in pids:
+        child = read(tmp_path / f"t.{pid}.jsonl")
+        assert child.header["pid"] == pid
+        assert child.header["parent_pid"] == parent.header["pid"]
+        # The child's own futures only: asyncio.run's main task, the 100
+        # tasks gather wraps and asyncio.run's two clean-up tasks.
+        assert sum(e.kind == "created" for e in child.events) == 103
+        assert stat.S_IMODE(os.stat(child.path).st_mode) == 0o600
+
+
+def test_a_child_does_not_reexport_the_parents_undrained_records(tmp_path: Path) -> None:
+    code = """
+import asyncio, os, sys
+import tracedfuture
+from tracedfuture.exporters import JsonLinesExporter
+
+path = sys.argv[1]
+# A long flush_interval: the parent's records are still in the buffer at the fork.
+inst = tracedfuture.install(exporters=[JsonLinesExporter(path)], flush_interval=60)
+
+async def many(n):
+    await asyncio.gather(*(asyncio.sleep(0) for _ in range(n)))
+
+asyncio.run(many(3000))
+pid = os.fork()
+if pid == 0:
+    asyncio.run(many(10))
+    inst.uninstall()
+    os._exit(0)
+os.waitpid(pid, 0)
+inst.uninstall()
+print(pid)
+"""
+    path = tmp_path / "t.jsonl"
+    done = run_script(code, str(path))
+    assert done.returncode == 0, done.stderr
+    child = read(tmp_path / f"t.{done.stdout.strip()}.jsonl")
+    assert sum(e.kind == "created" for e in child.events) == 13
+    parent = read(path)
+    assert sum(e.kind == "created" for e in parent.events) == 3003
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_multiprocessing_children_exit(method: str, tmp_path: Path) -> None:
+    code = (
+        FORK_PARENT
+        + """
+import multiprocessing
+
+def work(i):
+    in_child()
+    return i
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[2])
+    processes = [context.Process(target=work, args=(i,)) for i in range(20)]
+    for p in processes:
+        p.start()
+    deadline = time.monotonic() + 60
+    for p in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+    exited = sum(p.exitcode == 0 for p in processes)
+    for p in processes:
+        if p.is_alive():
+            p.kill()
+    print("exited", exited)
+    stop.set()
+    busy.join()
+    inst.uninstall()
+"""
+    )
+    script = tmp_path / "parent.py"
+    script.write_text(code)
+    path = tmp_path / "t.jsonl"
+    done = subprocess.run(
+        [PY, str(script), str(path), method],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    print(f"multiprocessing {method}: children that exit, of 20: {done.stdout.split()[-1]}")
+    assert done.stdout.split() == ["exited", "20"]
+    parent = read(path)  # one header: no child wrote into it
+    assert parent.stats["events_written"] == len(parent.events)
+
+
+# --- exit never hangs -----------------------------------------------------------------
+
+FAULTY = """
+import asyncio, sys, threading, time
+import tracedfuture
+
+forever = threading.Event()
+
+class BlocksInExport:
+    def export(self, events):
+        forever.wait()
+
+class HangingFlush:
+    def export(self, events):
+        pass
+    def flush(self):
+        forever.wait()
+
+class HangingShutdown:
+    def export(self, events):
+        pass
+    def shutdown(self):
+        forever.wait()
+
+class SlowExport:
+    def export(self, events):
+        time.sleep(0.5)
+
+class InlineHangingFlush:
+    inline = True
+    def export(self, events):
+        pass
+    def flush(self):
+        forever.wait()
+
+class InlineHangingShutdown(InlineHangingFlush):
+    def flush(self):
+        pass
+    def shutdown(self):
+        forever.wait()
+
+async def work():
+    for _ in range(50):
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(500)))
+    return "result"
+
+exporter = globals()[sys.argv[1]]()
+how = sys.argv[2]
+options = dict(export_timeout=1.0, flush_interval=0.001, max_memory=1 << 20)
+if how == "uninstall":
+    inst = tracedfuture.install(exporters=[exporter], **options)
+    print(asyncio.run(work()))
+    started = time.monotonic()
+    inst.flush()
+    inst.uninstall()
+    print(f"took {time.monotonic() - started:.3f}")
+else:
+    tracedfuture.install(exporters=[exporter], **options)
+    print(asyncio.run(work()))
+    print(f"at {time.monotonic():.3f}", flush=True)
+"""
+
+FAULTS = [
+    "BlocksInExport",
+    "HangingFlush",
+    "HangingShutdown",
+    "SlowExport",
+    "InlineHangingFlush",
+    "InlineHangingShutdown",
+]
+
+
+@pytest.mark.parametrize("how", ["uninstall", "exit"])
+@pytest.mark.parametrize("fault", FAULTS)
+def test_exit_waits_at_most_export_timeout_whatever_the_exporter_does(fault: str, how: str) -> None:
+    done = run_script(FAULTY, fault, how, timeout=60)
+    ended = time.monotonic()
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("\n")
+    assert lines[0] == "result"
+    # uninstall: flush() and uninstall() each wait export_timeout (1 s) at most.
+    # exit: the interpreter's exit, from the last line the program printed (the
+    # same monotonic clock as this process's, on Linux).
+    stamp = float(lines[1].split()[1])
+    took = stamp if how == "uninstall" else ended - stamp
+    print(f"{fault} at {how}: {took:.2f} s with export_timeout=1.0")
+    # Generous margins for a loaded machine: what matters is that it ends.
+    limit = 2 * 1.0 + 3.0 if how == "uninstall" else 1.0 + 3.0
+    assert took < limit
+    assert done.stderr.count("did not finish within export_timeout") == 1, done.stderr
+
+
+# --- nothing an exporter raises reaches the program -----------------------------------
+
+RAISING_INLINE = """
+import asyncio, sys
+import tracedfuture
+
+exception = {"SystemExit": SystemExit(7), "KeyboardInterrupt": KeyboardInterrupt(),
+             "GeneratorExit": GeneratorExit()}[sys.argv[1]]
+
+class Raising:
+    inline = True
+    def export(self, events):
+        raise exception
+    def flush(self):
+        raise exception
+    def shutdown(self):
+        raise exception
+
+async def main():
+    await asyncio.sleep(0)
+    return "result"
+
+# A long flush_interval: what is left is exported by loop.close() and uninstall(),
+# on this very thread.
+print(tracedfuture.run(main(), exporters=[Raising()], flush_interval=60))
+loop = asyncio.new_event_loop()
+inst = tracedfuture.install(loop, exporters=[Raising()], flush_interval=60)
+print(loop.run_until_complete(main()))
+loop.close()
+inst.flush()
+inst.uninstall()
+print("done", inst.stats()["exporters"][0]["failures"])
+"""
+
+
+@pytest.mark.parametrize("exception", ["SystemExit", "KeyboardInterrupt", "GeneratorExit"])
+def test_an_inline_exporters_base_exception_never_reaches_the_program(exception: str) -> None:
+    done = run_script(RAISING_INLINE, exception)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("\n")
+    assert lines[:2] == ["result", "result"]
+    assert lines[2].startswith("done")
+    assert int(lines[2].split()[1]) >= 3  # export, flush, shutdown: each counted
+    assert done.stderr.count("failed in export()") == 2  # reported once per exporter
+
+
+class RaisesFirst:
+    """Raises ``exception`` from its first ``times`` calls, then keeps events."""
+
+    def __init__(self, exception: BaseException, times: int, *, inline: bool) -> None:
+        self.exception = exception
+        self.times = times
+        self.inline = inline
+        self.events: list[Event] = []
+        self.threads: set[str] = set()
+
+    def export(self, events: Sequence[Event]) -> None:
+        self.threads.add(threading.current_thread().name)
+        if self.times:
+            self.times -= 1
+            raise self.exception
+        self.events.extend(events)
+
+
+async def rounds(n: int) -> None:
+    for _ in range(n):
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(10)))
+        await asyncio.sleep(0.01)  # the drain thread delivers meanwhile
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["drain-thread", "sink-thread"])
+@pytest.mark.parametrize("exception", [SystemExit(7), KeyboardInterrupt(), GeneratorExit()], ids=repr)
+def test_threads_survive_an_exporters_base_exception_and_count_it(
+    exception: BaseException, inline: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = RaisesFirst(exception, 3, inline=inline)
+    factory = tracedfuture.loop_factory(exporters=[exporter], flush_interval=0.001, max_failures=100)
+    inst = factory.installation  # type: ignore[attr-defined]
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(rounds(30))
+            drain = RECORDER._thread
+            assert drain is not None
+            assert drain.is_alive()
+            inst.flush()
+        sink = inst._sinks[0]
+        if not inline:
+            assert sink._thread is not None
+            assert sink._thread.is_alive()
+        expected = "tracedfuture-drain" if inline else "tracedfuture-export-RaisesFirst"
+        assert expected in exporter.threads
+        stats = inst.stats()["exporters"][0]
+        assert stats["failures"] == 3
+        assert caplog.text.count("failed in export()") == 1
+        # Batches after the failures arrive: the thread carried on.
+        assert any(e.kind == "created" for e in exporter.events)
+    finally:
+        inst.uninstall()
+
+
+def test_a_raising_repr_or_redact_does_not_reach_the_program(caplog: pytest.LogCaptureFixture) -> None:
+    class BadRepr:
+        def __repr__(self) -> str:
+            raise KeyboardInterrupt
+
+        def export(self, events: Sequence[Event]) -> None:
+            raise ValueError("broken")
+
+    def redact(text: str) -> str:
+        raise SystemExit(3)
+
+    async def main() -> str:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result("secret")
+        return await fut
+
+    assert tracedfuture.run(main(), exporters=[BadRepr()], capture_values=True, redact=redact) == "secret"
+    assert "repr failed" in caplog.text
+
+
+# --- any string -----------------------------------------------------------------------
+
+
+def test_strings_that_are_not_utf8_are_written_escaped_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(asyncio.sleep(0), name=f"task-{i}") for i in range(100)]
+        tasks.append(asyncio.create_task(asyncio.sleep(0), name="bad-\udce9"))
+        victim = asyncio.create_task(asyncio.sleep(10), name="victim")
+        await asyncio.sleep(0)
+        victim.cancel("why \udcff")
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_exception(ValueError("caf\udce9"))
+        await asyncio.gather(*tasks, victim, fut, return_exceptions=True)
+
+    tracedfuture.run(main(), exporters=[JsonLinesExporter(path)], capture_values=True)
+    trace = read(path)
+    names = {e.name for e in trace.events if e.is_task}  # 3.11 names a task after creating it
+    assert {f"task-{i}" for i in range(100)} | {"bad-\udce9", "victim"} <= names
+    assert any(e.kind == "cancelled" and e.msg == "why \udcff" for e in trace.events)
+    assert any(e.kind == "failed" and e.exc_msg == "caf\udce9" for e in trace.events)
+    raw = path.read_bytes()
+    raw.decode("utf-8")  # the file itself is valid UTF-8
+    assert b'"bad-\\udce9"' in raw
+    assert trace.stats["events_written"] == len(trace.events)
+
+
+def test_tracedfuture_run_in_a_directory_whose_name_is_latin1(tmp_path: Path) -> None:
+    directory = os.path.join(os.fsencode(tmp_path), b"caf\xe9")
+    os.mkdir(directory)
+    script = os.path.join(directory, b"app.py")
+    with open(script, "w") as out:
+        out.write("import asyncio\n\nasyncio.run(asyncio.sleep(0))\nprint('ran')\n")
+    trace_path = tmp_path / "t.jsonl"
+    done = subprocess.run(
+        [PY, "-m", "tracedfuture", "run", "-o", os.fsencode(trace_path), script],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"ran\n"
+    trace = read(trace_path)
+    assert trace.header["argv"][-1] == os.fsdecode(script)
+    assert any(e.site is not None and e.site.filename == os.fsdecode(script) for e in trace.events)
+
+
+def test_flight_dump_writes_strings_that_are_not_utf8(tmp_path: Path) -> None:
+    recorder = FlightRecorder()
+
+    async def main() -> None:
+        await asyncio.create_task(asyncio.sleep(0), name="bad-\udce9")
+
+    tracedfuture.run(main(), exporters=[recorder])
+    dump = read(recorder.dump(tmp_path / "flight.jsonl"))
+    assert "bad-\udce9" in {e.name for e in dump.events}
+
+
+# --- complete histories or visibly incomplete ones ------------------------------------
+
+
+class SlowJsonLines(JsonLinesExporter):
+    """A trace file on a disk that stalls now and then."""
+
+    def export(self, events: Sequence[Event], /) -> None:
+        time.sleep(0.002)
+        super().export(events)
+
+
+def test_a_full_queue_drops_whole_futures_or_marks_them_incomplete(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+
+    async def main() -> None:
+        for _ in range(40):
+            await asyncio.gather(*(asyncio.sleep(0) for _ in range(500)))
+
+    # max_memory's smallest value: a 512 KiB queue for the exporter.
+    tracedfuture.run(main(), exporters=[SlowJsonLines(path)], flush_interval=0.001, max_memory=1 << 20)
+    trace = read(path)
+    history: dict[int, list[str]] = defaultdict(list)
+    for event in trace.events:
+        history[event.future_id].append(event.kind)
+    incomplete = [fid for fid, kinds in history.items() if "incomplete" in kinds]
+    for fid, kinds in history.items():
+        assert kinds[0] == "created", (fid, kinds)
+        if "incomplete" not in kinds:
+            assert ENDS & set(kinds), (fid, kinds)  # a complete history ends
+    stats = trace.stats
+    print(
+        f"{len(history)} futures written, {stats['dropped_futures']} dropped whole, "
+        f"{len(incomplete)} marked incomplete, {stats['dropped_events']} events dropped"
+    )
+    assert stats["dropped_events"] > 0  # the queue did fill up
+    assert stats["incomplete_futures"] == len(incomplete)
+    for key in ("untraced_futures", "tail_forgotten_futures", "dropped_futures", "export_failures"):
+        assert key in stats
+
+
+# --- memory bounded in bytes ----------------------------------------------------------
+
+
+def test_max_memory_bounds_the_queues_and_max_bytes_the_ring() -> None:
+    exporters = [JsonLinesExporter(os.devnull), MemoryExporter()]
+    loop = asyncio.new_event_loop()
+    with tracedfuture.install(loop, exporters=exporters, max_memory=4 << 20, max_bytes=1 << 20) as inst:
+        (threaded,) = [sink for sink in inst._sinks if not sink.inline]
+        assert threaded.max_bytes == 4 << 20
+        (route,) = RECORDER.routes_of(inst)
+        assert route.ring.capacity * route.ring.record_size <= 1 << 20
+    loop.close()
+
+
+@pytest.mark.parametrize("value", [0, 1000, True, 2.5, "64M"])
+def test_a_bad_max_memory_names_itself_and_the_fix(value: object) -> None:
+    with pytest.raises(ValueError, match=r"max_memory must be a whole number of bytes >= 1048576"):
+        tracedfuture.install(max_memory=value)
+
+
+# --- secrets --------------------------------------------------------------------------
+
+
+def test_redact_applies_to_cancel_messages_everywhere(tmp_path: Path) -> None:
+    memory, flight = MemoryExporter(), FlightRecorder()
+    path = tmp_path / "t.jsonl"
+
+    async def main() -> None:
+        task = asyncio.create_task(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        task.cancel("token=SECRET")
+        fut = asyncio.get_running_loop().create_future()
+        fut.cancel("SECRET again")
+        await asyncio.gather(task, fut, return_exceptions=True)
+
+    def redact(text: str) -> str:
+        return text.replace("SECRET", "***")
+
+    exporters = [memory, flight, JsonLinesExporter(path)]
+    tracedfuture.run(main(), exporters=exporters, capture_values=True, redact=redact)
+    msgs = {e.msg for e in memory if e.msg is not None}
+    assert msgs == {"token=***", "*** again"}
+    assert b"SECRET" not in path.read_bytes()
+    dumped = Path(flight.dump(tmp_path / "flight.jsonl"))
+    assert b"SECRET" not in dumped.read_bytes()
+    assert b"token=***" in dumped.read_bytes()
+
+
+def test_trace_files_and_flight_dumps_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text("old")
+    path.chmod(0o644)  # an existing file is made private too
+    recorder = FlightRecorder()
+    tracedfuture.run(asyncio.sleep(0), exporters=[JsonLinesExporter(path), recorder])
+    dumped = recorder.dump(tmp_path / "flight.jsonl")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(dumped).st_mode) == 0o600
+
+
+# --- a full disk ----------------------------------------------------------------------
+
+
+def test_a_full_disk_ends_the_trace_cleanly_and_says_so(tmp_path: Path) -> None:
+    code = """
+import asyncio, resource, sys
+import tracedfuture
+from tracedfuture.exporters import JsonLinesExporter
+
+# A file size limit: writes past 64 KiB fail with EFBIG (Python ignores SIGXFSZ).
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+async def main():
+    for _ in range(20):
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(200)))
+    return "result"
+
+print(tracedfuture.run(main(), exporters=[JsonLinesExporter(sys.argv[1])]))
+"""
+    path = tmp_path / "t.jsonl"
+    done = run_script(code, str(path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "result\n"
+    assert done.stderr.count("could not write to the trace") == 1, done.stderr
+    trace = read(path)
+    assert trace.warnings == []  # no half line: it was cut back
+    assert trace.stats["write_error"].startswith("File too large after")
+    assert trace.stats["events_written"] == len(trace.events)
+    assert trace.stats["events_lost"] > 0
+    assert os.path.getsize(path) <= 64 * 1024

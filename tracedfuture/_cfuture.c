@@ -1,0 +1,2646 @@
+/* tracedfuture._cfuture: the compiled implementation of the seam (_seam.py).
+ *
+ * TracedFuture and TracedTask are heap subtypes of _asyncio.Future and
+ * _asyncio.Task; LoopHooks is a traced loop's create_future / create_task; Ring
+ * is a preallocated array of fixed-size records. The hot path fills one record
+ * per lifecycle point, holding strong references to atoms only (ints are stored
+ * as C integers, strings, types and code objects by reference): no Python object
+ * is allocated per event. Ring.take() and Ring.window() build the tuples of
+ * _seam.LAYOUTS.
+ *
+ * The pure-Python twin of everything decided here is tracedfuture/_future.py;
+ * rare paths call into it (the creation site past asyncio's own frames, the
+ * canceller's frames, a callback's name, asyncio's own create_task for debug
+ * mode and task factories), so that both implementations decide alike.
+ *
+ * Facts about CPython that shape this file (3.11-3.13):
+ * - 3.11's Future/Task dealloc runs the finalizer only for exact instances: our
+ *   dealloc calls it itself (a second call is a no-op, the object is marked).
+ * - From 3.12 _asyncio's types are heap types whose dealloc drops the type
+ *   reference and whose traverse visits the type: we do neither again there.
+ * - 3.13 changed the Future struct: our fields live at the runtime offset
+ *   base->tp_basicsize, and base fields are read through the API only.
+ * - asyncio is imported before _asyncio, or asyncio.tasks keeps its Python
+ *   fallbacks and current_task() returns None.
+ *
+ * State is in C globals: the module is single-phase and not meant for
+ * subinterpreters (asyncio's own C module is per interpreter; this one refuses
+ * a second initialisation).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#if PY_VERSION_HEX >= 0x030C0000
+#define BASE_IS_HEAP 1
+#else
+#define BASE_IS_HEAP 0
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Ops, as in _seam.LAYOUTS                                                  */
+
+enum {
+    OP_CREATED = 0,
+    OP_CB_ADDED = 1,
+    OP_CB_REMOVED = 2,
+    OP_RESOLVED = 3,
+    OP_FAILED = 4,
+    OP_CANCELLED = 5,
+    OP_CANCEL_REQ = 6,
+    OP_RENAMED = 7,
+    OP_COLLECTED = 8,
+    OP_LINT = 9,
+    OP_EMPTY = 255,
+};
+
+#define NSLOT 9
+#define F_RAW 1 /* s[0].o is a whole tuple, made off the hot path */
+#define F_WHO 2 /* cancel: s[2..5] are (code, lasti, user_code, user_lasti) */
+
+typedef union {
+    long long i;
+    PyObject *o;
+} Slot;
+
+/* One record. objmask: slots holding an object (NULL reads None); nonemask:
+ * integer slots that read None; boolmask: integer slots that read as bool. */
+typedef struct {
+    unsigned char op;
+    unsigned char nfields;
+    unsigned char flags;
+    unsigned char pad;
+    unsigned short objmask;
+    unsigned short nonemask;
+    unsigned short boolmask;
+    unsigned short pad2;
+    long long fid;
+    long long ts;
+    Slot s[NSLOT];
+} Rec;
+
+static void
+rec_release(Rec *r)
+{
+    if (r->op == OP_EMPTY) {
+        return;
+    }
+    for (int k = 0; k < NSLOT; k++) {
+        if (r->objmask & (1u << k)) {
+            Py_CLEAR(r->s[k].o);
+        }
+    }
+    r->op = OP_EMPTY;
+    r->objmask = 0;
+}
+
+static void
+rec_incref(Rec *r)
+{
+    for (int k = 0; k < NSLOT; k++) {
+        if (r->objmask & (1u << k)) {
+            Py_XINCREF(r->s[k].o);
+        }
+    }
+}
+
+static PyObject *
+slot_value(const Rec *r, int k)
+{
+    if (r->objmask & (1u << k)) {
+        PyObject *o = r->s[k].o ? r->s[k].o : Py_None;
+        return Py_NewRef(o);
+    }
+    if (r->nonemask & (1u << k)) {
+        return Py_NewRef(Py_None);
+    }
+    if (r->boolmask & (1u << k)) {
+        return PyBool_FromLong((long)r->s[k].i);
+    }
+    return PyLong_FromLongLong(r->s[k].i);
+}
+
+/* The tuple of _seam.LAYOUTS for one record. */
+static PyObject *
+rec_tuple(const Rec *r)
+{
+    if (r->flags & F_RAW) {
+        return Py_NewRef(r->s[0].o);
+    }
+    PyObject *t = PyTuple_New(3 + r->nfields);
+    if (t == NULL) {
+        return NULL;
+    }
+    PyObject *v;
+    if ((v = PyLong_FromLong(r->op)) == NULL) goto fail;
+    PyTuple_SET_ITEM(t, 0, v);
+    if ((v = PyLong_FromLongLong(r->fid)) == NULL) goto fail;
+    PyTuple_SET_ITEM(t, 1, v);
+    if ((v = PyLong_FromLongLong(r->ts)) == NULL) goto fail;
+    PyTuple_SET_ITEM(t, 2, v);
+    if (r->op == OP_CANCELLED || r->op == OP_CANCEL_REQ) {
+        if ((v = slot_value(r, 0)) == NULL) goto fail;
+        PyTuple_SET_ITEM(t, 3, v);
+        if ((v = slot_value(r, 1)) == NULL) goto fail;
+        PyTuple_SET_ITEM(t, 4, v);
+        if (r->flags & F_WHO) {
+            v = Py_BuildValue("(NNNN)", slot_value(r, 2), slot_value(r, 3), slot_value(r, 4), slot_value(r, 5));
+            if (v == NULL) goto fail;
+        }
+        else {
+            v = Py_NewRef(Py_None);
+        }
+        PyTuple_SET_ITEM(t, 5, v);
+        return t;
+    }
+    for (int k = 0; k < r->nfields; k++) {
+        if ((v = slot_value(r, k)) == NULL) goto fail;
+        PyTuple_SET_ITEM(t, 3 + k, v);
+    }
+    return t;
+fail:
+    Py_DECREF(t);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Ring                                                                      */
+
+typedef struct {
+    PyObject_HEAD
+    Rec *buf;
+    long long capacity;
+    long long limit;     /* admit a new future while fewer are unread */
+    unsigned long long w; /* records ever written: the next goes to w % capacity */
+    unsigned long long rd; /* records taken (or overwritten unread) */
+    unsigned long long start; /* the oldest record still held */
+    int streaming;
+    PyObject *on_full;
+    unsigned long long written, taken, overwritten, dropped, untraced;
+} RingObject;
+
+static PyTypeObject *RingType;
+
+static int
+ring_init(RingObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"max_bytes", "streaming", "on_full", NULL};
+    PyObject *max_bytes;
+    int streaming = -1;
+    PyObject *on_full = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$pO:Ring", kwlist, &max_bytes, &streaming, &on_full)) {
+        return -1;
+    }
+    if (streaming == -1) {
+        PyErr_SetString(PyExc_TypeError, "Ring() needs streaming=True (a reader takes records) or False (overwrite)");
+        return -1;
+    }
+    long long nbytes = -1;
+    if (PyLong_Check(max_bytes) && !PyBool_Check(max_bytes)) {
+        nbytes = PyLong_AsLongLong(max_bytes);
+        if (nbytes == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            nbytes = -1;
+        }
+    }
+    if (nbytes < (long long)sizeof(Rec)) {
+        PyErr_Format(PyExc_ValueError,
+                     "max_bytes must be an int of at least one record (%d bytes), not %R",
+                     (int)sizeof(Rec), max_bytes);
+        return -1;
+    }
+    if (on_full != Py_None && !PyCallable_Check(on_full)) {
+        PyErr_Format(PyExc_TypeError, "on_full must be a callable taking no arguments, or None, not %R", on_full);
+        return -1;
+    }
+    if (self->buf != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a Ring is initialised once");
+        return -1;
+    }
+    long long cap = nbytes / (long long)sizeof(Rec);
+    /* calloc: the pages are committed by the OS as records reach them. */
+    self->buf = (Rec *)PyMem_RawCalloc((size_t)cap, sizeof(Rec));
+    if (self->buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (long long i = 0; i < cap; i++) {
+        self->buf[i].op = OP_EMPTY;
+    }
+    self->capacity = cap;
+    self->streaming = streaming;
+    /* streaming: a new future is traced while fewer than 7/8 of the capacity is
+     * unread; a flight recorder alone never refuses one. */
+    self->limit = streaming ? (7 * cap + 7) / 8 : LLONG_MAX;
+    self->on_full = on_full == Py_None ? NULL : Py_NewRef(on_full);
+    return 0;
+}
+
+static void
+ring_dealloc(RingObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->buf != NULL) {
+        for (long long i = 0; i < self->capacity; i++) {
+            rec_release(&self->buf[i]);
+        }
+        PyMem_RawFree(self->buf);
+        self->buf = NULL;
+    }
+    Py_CLEAR(self->on_full);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* A slot to fill, or NULL when a streaming ring is full of unread records (the
+ * record is dropped and counted). What the slot held is moved into *old, to be
+ * released once the new record is complete: releasing may run Python code that
+ * writes to this ring. */
+static Rec *
+ring_claim(RingObject *r, Rec *old)
+{
+    old->op = OP_EMPTY;
+    old->objmask = 0;
+    if (r->buf == NULL) {
+        return NULL;
+    }
+    unsigned long long cap = (unsigned long long)r->capacity;
+    if (r->w - r->rd >= cap) {
+        if (r->streaming) {
+            r->dropped++;
+            return NULL;
+        }
+    }
+    if (r->w - r->start >= cap) {
+        if (r->rd <= r->start) {
+            r->overwritten++; /* unread, gone */
+            r->rd = r->start + 1;
+        }
+        r->start++;
+    }
+    Rec *slot = &r->buf[r->w % cap];
+    *old = *slot;
+    slot->op = OP_EMPTY;
+    slot->objmask = 0;
+    r->w++;
+    r->written++;
+    return slot;
+}
+
+static inline int
+ring_admit(RingObject *r)
+{
+    if ((long long)(r->w - r->rd) < r->limit) {
+        return 1;
+    }
+    r->untraced++;
+    if (r->on_full != NULL) {
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        PyObject *res = PyObject_CallNoArgs(r->on_full);
+        if (res == NULL) {
+            PyErr_Clear(); /* the reader's hurry must not break future creation */
+        }
+        Py_XDECREF(res);
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
+    return 0;
+}
+
+/* Copies of records [from, w), with their references, then the tuples. */
+static PyObject *
+ring_list(RingObject *r, unsigned long long from, int advance)
+{
+    unsigned long long n = r->w - from;
+    unsigned long long cap = (unsigned long long)r->capacity;
+    Rec *copy = NULL;
+    if (n) {
+        copy = (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec));
+        if (copy == NULL) {
+            return PyErr_NoMemory();
+        }
+        for (unsigned long long i = 0; i < n; i++) {
+            copy[i] = r->buf[(from + i) % cap];
+            rec_incref(&copy[i]);
+        }
+    }
+    if (advance) {
+        r->rd = r->w;
+        r->taken += n;
+    }
+    /* From here on, Python code may run (allocation, collection) and write to
+     * the ring: the copies are ours. */
+    PyObject *out = PyList_New((Py_ssize_t)n);
+    for (unsigned long long i = 0; i < n; i++) {
+        if (out != NULL) {
+            PyObject *t = rec_tuple(&copy[i]);
+            if (t == NULL) {
+                Py_CLEAR(out);
+            }
+            else {
+                PyList_SET_ITEM(out, (Py_ssize_t)i, t);
+            }
+        }
+        rec_release(&copy[i]);
+    }
+    PyMem_RawFree(copy);
+    return out;
+}
+
+static PyObject *
+ring_take(RingObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->buf == NULL) {
+        return PyList_New(0);
+    }
+    return ring_list(self, self->rd, 1);
+}
+
+static PyObject *
+ring_window(RingObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"limit", NULL};
+    PyObject *limit = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:window", kwlist, &limit)) {
+        return NULL;
+    }
+    if (self->buf == NULL) {
+        return PyList_New(0);
+    }
+    unsigned long long from = self->start;
+    if (limit != Py_None) {
+        long long n = PyLong_AsLongLong(limit);
+        if (n == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (n < 0) {
+            n = 0;
+        }
+        /* Only the newest n records: a console's refresh costs what it shows. */
+        if (self->w - from > (unsigned long long)n) {
+            from = self->w - (unsigned long long)n;
+        }
+    }
+    return ring_list(self, from, 0);
+}
+
+static PyObject *
+ring_append(RingObject *self, PyObject *record)
+{
+    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) < 3) {
+        PyErr_Format(PyExc_TypeError, "a record is a tuple (op, future_id, ts_ns, ...), not %R", record);
+        return NULL;
+    }
+    Rec old;
+    Rec *slot = ring_claim(self, &old);
+    if (slot != NULL) {
+        slot->flags = F_RAW;
+        slot->nfields = 0;
+        slot->objmask = 1;
+        slot->nonemask = slot->boolmask = 0;
+        slot->fid = 0;
+        slot->ts = 0;
+        slot->s[0].o = Py_NewRef(record);
+        slot->op = OP_LINT;
+    }
+    rec_release(&old);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ring_stats(RingObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{sLsisKsKsKsKsK}", "capacity", self->capacity, "record_size", (int)sizeof(Rec),
+                         "written", self->written, "taken", self->taken, "overwritten", self->overwritten,
+                         "dropped", self->dropped, "untraced", self->untraced);
+}
+
+static PyObject *
+ring_clear(RingObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->buf == NULL) {
+        Py_RETURN_NONE;
+    }
+    unsigned long long from = self->start, n = self->w - self->start;
+    unsigned long long cap = (unsigned long long)self->capacity;
+    Rec *gone = n ? (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec)) : NULL;
+    if (n && gone == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (unsigned long long i = 0; i < n; i++) {
+        Rec *slot = &self->buf[(from + i) % cap];
+        gone[i] = *slot;
+        slot->op = OP_EMPTY;
+        slot->objmask = 0;
+    }
+    self->start = self->rd = self->w;
+    for (unsigned long long i = 0; i < n; i++) {
+        rec_release(&gone[i]);
+    }
+    PyMem_RawFree(gone);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ring_repr(RingObject *self)
+{
+    return PyUnicode_FromFormat("<tracedfuture Ring %s capacity=%lld unread=%llu>",
+                                self->streaming ? "streaming" : "overwriting", self->capacity, self->w - self->rd);
+}
+
+static PyMethodDef ring_methods[] = {
+    {"take", (PyCFunction)ring_take, METH_NOARGS, "The records written since the last take(), oldest first."},
+    {"window", (PyCFunction)(void (*)(void))ring_window, METH_VARARGS | METH_KEYWORDS,
+     "Every record still held, taken or not, oldest first (the newest limit of them, if given)."},
+    {"append", (PyCFunction)ring_append, METH_O, "Write a record made off the hot path (a lint), from any thread."},
+    {"stats", (PyCFunction)ring_stats, METH_NOARGS, "The ring's counters."},
+    {"clear", (PyCFunction)ring_clear, METH_NOARGS, "Forget every record held (after fork(), in the child)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef ring_members[] = {
+    {"capacity", T_LONGLONG, offsetof(RingObject, capacity), READONLY, "records held at most"},
+    {"streaming", T_INT, offsetof(RingObject, streaming), READONLY, "refuses rather than overwrites"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot ring_slots[] = {
+    {Py_tp_doc, "Ring(max_bytes, *, streaming, on_full=None): raw records of one route, preallocated and "
+                "bounded in bytes (see tracedfuture._seam)."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, ring_init},
+    {Py_tp_dealloc, ring_dealloc},
+    {Py_tp_repr, ring_repr},
+    {Py_tp_methods, ring_methods},
+    {Py_tp_members, ring_members},
+    {0, NULL},
+};
+
+static PyType_Spec ring_spec = {
+    "tracedfuture._cfuture.Ring", sizeof(RingObject), 0, Py_TPFLAGS_DEFAULT, ring_slots,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Globals                                                                   */
+
+static PyTypeObject *BaseFuture, *BaseTask;
+static PyTypeObject *TracedFutureType, *TracedTaskType, *LoopHooksType;
+static Py_ssize_t fut_ext_off, task_ext_off;
+
+static PyObject *py_canceller, *py_callback_name, *py_text, *py_classify;
+static PyObject *py_value_repr, *py_exc_message;
+static PyObject *py_current_task;  /* 3.12+: _asyncio.current_task */
+static PyObject *py_current_tasks; /* 3.11: _asyncio._current_tasks */
+static PyObject *py_get_running_loop;
+static PyObject *foreign_ids;      /* weakref.WeakKeyDictionary: task -> id */
+static PyObject *asyncio_create_future, *asyncio_create_task, *asyncio_eager_create_task;
+static PyObject *eager_factory, *base_event_loop;
+static PyObject *base_check_closed, *base_get_debug;
+static PyObject *m_add_done_callback, *m_remove_done_callback, *m_set_result, *m_set_exception, *m_fut_cancel;
+static PyObject *m_task_cancel, *m_task_set_name, *m_task_callbacks;
+static PyObject *task_done_fn;
+static PyObject *wakeup_names; /* dict: task type -> its wakeup's qualname */
+static PyObject *empty_tuple;
+static PyObject *s_state, *s_result, *s_exception, *s_log_traceback, *s_loop, *s_get_debug, *s_closed, *s_debug;
+static PyObject *s_task_factory, *s_hooks, *s_FINISHED, *s_CANCELLED, *s_PENDING, *s_UNRETRIEVED;
+static PyObject *s_name, *s_context, *s_eager_start, *s_qualname, *s_get_name, *s_done, *s_callbacks_attr;
+static PyObject *s_ready, *s_callback, *s_args, *s_dunder_name, *s_label, *s_get_task_factory, *s_is_closed;
+static PyObject *s_create_future, *s_create_task, *s__loop, *s_coro, *s_check_closed;
+static const char *own_dir, *asyncio_dir;
+static size_t own_dir_len, asyncio_dir_len;
+static unsigned long long next_id;
+static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
+
+static inline long long
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* time.monotonic_ns() on Linux */
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline double
+random_unit(void)
+{
+    /* xorshift64*: head sampling decides before anything is allocated */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 0x2545F4914F6CDD1DULL) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Per-future fields, at the runtime offset base->tp_basicsize               */
+
+typedef struct TFExt {
+    long long fid; /* 0: not traced */
+    RingObject *ring;
+    long long created_ns;
+    PyObject *code;
+    PyObject *label;
+    long long creator; /* 0: none */
+    int lasti;
+    unsigned char values, incomplete, ended, linked;
+    struct TFExt *prev, *next;
+    PyObject *self; /* borrowed: the list never owns */
+} TFExt;
+
+static TFExt *live_head, *live_tail;
+
+static inline TFExt *
+ext_of(PyObject *obj)
+{
+    if (PyObject_TypeCheck(obj, TracedTaskType)) {
+        return (TFExt *)((char *)obj + task_ext_off);
+    }
+    if (PyObject_TypeCheck(obj, TracedFutureType)) {
+        return (TFExt *)((char *)obj + fut_ext_off);
+    }
+    return NULL;
+}
+
+static inline void
+live_link(TFExt *e, PyObject *self)
+{
+    if (e->linked) {
+        return;
+    }
+    e->self = self;
+    e->prev = live_tail;
+    e->next = NULL;
+    if (live_tail) {
+        live_tail->next = e;
+    }
+    else {
+        live_head = e;
+    }
+    live_tail = e;
+    e->linked = 1;
+}
+
+static inline void
+live_unlink(TFExt *e)
+{
+    if (!e->linked) {
+        return;
+    }
+    if (e->prev) {
+        e->prev->next = e->next;
+    }
+    else {
+        live_head = e->next;
+    }
+    if (e->next) {
+        e->next->prev = e->prev;
+    }
+    else {
+        live_tail = e->prev;
+    }
+    e->prev = e->next = NULL;
+    e->linked = 0;
+}
+
+static void
+ext_clear(TFExt *e)
+{
+    live_unlink(e);
+    e->fid = 0;
+    Py_CLEAR(e->ring);
+    Py_CLEAR(e->code);
+    Py_CLEAR(e->label);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Which task, which code                                                    */
+
+/* The running task of loop: a new reference, or NULL without an error. */
+static PyObject *
+current_task(PyObject *loop)
+{
+    if (py_current_tasks != NULL) {
+        PyObject *task = PyDict_GetItemWithError(py_current_tasks, loop);
+        if (task == NULL) {
+            PyErr_Clear();
+            return NULL;
+        }
+        return Py_NewRef(task);
+    }
+    PyObject *task = PyObject_CallOneArg(py_current_task, loop);
+    if (task == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (task == Py_None) {
+        Py_DECREF(task);
+        return NULL;
+    }
+    return task;
+}
+
+/* The id of a task: ours carry it, others get one on first sight. 0: none. */
+static long long
+task_id(PyObject *task)
+{
+    if (task == NULL || task == Py_None) {
+        return 0;
+    }
+    if (PyObject_TypeCheck(task, TracedTaskType)) {
+        return ((TFExt *)((char *)task + task_ext_off))->fid;
+    }
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    long long tid = 0;
+    PyObject *found = PyObject_GetItem(foreign_ids, task);
+    if (found != NULL) {
+        tid = PyLong_AsLongLong(found);
+        Py_DECREF(found);
+    }
+    else if (PyErr_ExceptionMatches(PyExc_KeyError)) {
+        PyErr_Clear();
+        tid = (long long)++next_id;
+        PyObject *v = PyLong_FromLongLong(tid);
+        if (v == NULL || PyObject_SetItem(foreign_ids, task, v) < 0) {
+            tid = 0; /* not weakly referenceable: no id */
+        }
+        Py_XDECREF(v);
+    }
+    PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    return tid;
+}
+
+static long long
+running_task_id(PyObject *loop)
+{
+    PyObject *task = current_task(loop);
+    long long tid = task_id(task);
+    Py_XDECREF(task);
+    return tid;
+}
+
+enum { K_USER = 0, K_INTERNAL = 1, K_BOUNDARY = 2 };
+
+#define KIND_CACHE 4096
+static struct {
+    PyObject *code;
+    int kind;
+} kind_cache[KIND_CACHE];
+
+/* _future._kind, with a table keyed by the code object's address. */
+static int
+code_kind(PyObject *code)
+{
+    size_t h = ((uintptr_t)code >> 4) & (KIND_CACHE - 1);
+    if (kind_cache[h].code == code) {
+        return kind_cache[h].kind;
+    }
+    PyObject *res = PyObject_CallOneArg(py_classify, code);
+    if (res == NULL) {
+        PyErr_Clear();
+        return K_INTERNAL;
+    }
+    int kind = (int)PyLong_AsLong(res);
+    Py_DECREF(res);
+    PyObject *old = kind_cache[h].code;
+    kind_cache[h].code = Py_NewRef(code); /* kept alive: its address is not reused */
+    kind_cache[h].kind = kind;
+    Py_XDECREF(old);
+    return kind;
+}
+
+static int
+in_dir(PyObject *code, const char *dir, size_t len)
+{
+    PyObject *filename = ((PyCodeObject *)code)->co_filename;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(filename, &n);
+    if (s == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    return (size_t)n >= len && memcmp(s, dir, len) == 0;
+}
+
+/* _future._site in C: (code, lasti) of the first frame outside asyncio and
+ * tracedfuture; *code is a new reference or NULL. *maker_out (may be NULL) gets
+ * the code of the asyncio function that made the future on the user's behalf,
+ * when there was one between the user's frame and tracedfuture (new reference),
+ * else NULL. */
+static void
+site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **maker_out)
+{
+    PyObject *first = NULL;
+    int first_lasti = 0;
+    *code_out = NULL;
+    *lasti_out = 0;
+    if (maker_out != NULL) {
+        *maker_out = NULL;
+    }
+    Py_XINCREF(frame);
+    while (frame != NULL) {
+        PyObject *code = (PyObject *)PyFrame_GetCode(frame);
+        int kind = code_kind(code);
+        if (kind == K_USER) {
+            *code_out = code;
+            *lasti_out = PyFrame_GetLasti(frame);
+            if (maker_out != NULL) {
+                *maker_out = first; /* steals */
+            }
+            else {
+                Py_XDECREF(first);
+            }
+            Py_DECREF(frame);
+            return;
+        }
+        if (kind == K_BOUNDARY) {
+            Py_DECREF(code);
+            Py_DECREF(frame);
+            break;
+        }
+        if (first == NULL && !in_dir(code, own_dir, own_dir_len)) {
+            first = Py_NewRef(code);
+            first_lasti = PyFrame_GetLasti(frame);
+        }
+        Py_DECREF(code);
+        PyFrameObject *back = PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        frame = back;
+    }
+    *code_out = first;
+    *lasti_out = first_lasti;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Recording                                                                 */
+
+static inline void
+set_int(Rec *r, int k, long long v)
+{
+    r->s[k].i = v;
+}
+
+static inline void
+set_opt_int(Rec *r, int k, long long v)
+{
+    r->s[k].i = v;
+    if (v == 0) {
+        r->nonemask |= (unsigned short)(1u << k);
+    }
+}
+
+static inline void
+set_obj(Rec *r, int k, PyObject *o) /* o borrowed, may be NULL */
+{
+    r->s[k].o = o;
+    Py_XINCREF(o);
+    r->objmask |= (unsigned short)(1u << k);
+}
+
+static inline Rec *
+begin(TFExt *e, RingObject *ring, Rec *old, int op, int nfields, long long fid)
+{
+    Rec *r = ring_claim(ring, old);
+    if (r == NULL) {
+        if (e != NULL) {
+            e->incomplete = 1;
+        }
+        return NULL;
+    }
+    r->nfields = (unsigned char)nfields;
+    r->flags = 0;
+    r->objmask = r->nonemask = r->boolmask = 0;
+    r->fid = fid;
+    r->ts = now_ns();
+    r->op = (unsigned char)op; /* set last by callers' convention: op only */
+    return r;
+}
+
+static PyObject *
+text_of(PyObject *fn, PyObject *value)
+{
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *res = PyObject_CallOneArg(fn, value);
+    if (res == NULL) {
+        PyErr_Clear();
+    }
+    else if (res == Py_None) {
+        Py_CLEAR(res);
+    }
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    return res;
+}
+
+/* How a finished future or task ended, read without side effects. */
+static void
+record_outcome(PyObject *self, TFExt *e, PyObject *loop)
+{
+    long long tid = running_task_id(loop);
+    PyObject *state = PyObject_GetAttr(self, s_state);
+    if (state == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    int cancelled = PyUnicode_Check(state) && PyUnicode_Compare(state, s_CANCELLED) == 0;
+    Py_DECREF(state);
+    Rec old, *r;
+    if (cancelled) {
+        if ((r = begin(e, e->ring, &old, OP_CANCELLED, 3, e->fid)) != NULL) {
+            set_opt_int(r, 0, tid);
+            set_obj(r, 1, NULL);
+        }
+        rec_release(&old);
+        return;
+    }
+    PyObject *exc = PyObject_GetAttr(self, s_exception);
+    if (exc == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (exc != Py_None) {
+        PyObject *msg = e->values ? text_of(py_exc_message, exc) : NULL;
+        if ((r = begin(e, e->ring, &old, OP_FAILED, 3, e->fid)) != NULL) {
+            set_opt_int(r, 0, tid);
+            set_obj(r, 1, (PyObject *)Py_TYPE(exc));
+            set_obj(r, 2, msg);
+        }
+        rec_release(&old);
+        Py_XDECREF(msg);
+        Py_DECREF(exc);
+        return;
+    }
+    Py_DECREF(exc);
+    PyObject *result = PyObject_GetAttr(self, s_result);
+    if (result == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *value = e->values ? text_of(py_value_repr, result) : NULL;
+    if ((r = begin(e, e->ring, &old, OP_RESOLVED, 3, e->fid)) != NULL) {
+        set_opt_int(r, 0, tid);
+        set_obj(r, 1, (PyObject *)Py_TYPE(result));
+        set_obj(r, 2, value);
+    }
+    rec_release(&old);
+    Py_XDECREF(value);
+    Py_DECREF(result);
+}
+
+static PyObject *
+loop_of(PyObject *self)
+{
+    PyObject *loop = PyObject_GetAttr(self, s__loop);
+    if (loop == NULL) {
+        PyErr_Clear();
+    }
+    return loop;
+}
+
+/* ------------------------------------------------------------------------ */
+/* LoopHooks                                                                 */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop;
+    RingObject *ring;
+    long long route;
+    double sample_rate;
+    PyObject *capture;
+    int capture_values;
+    PyObject *installations;
+    PyObject *base_create_future;
+    PyObject *base_create_task;
+    PyObject *loop_kwargs; /* {"loop": loop}, reused by every creation */
+    int asyncio_loop;      /* inherits BaseEventLoop: asyncio's own checks apply */
+    int plain_checks;      /* and neither _check_closed nor get_debug is overridden */
+} HooksObject;
+
+static PyObject *
+captured(HooksObject *h)
+{
+    if (h->capture == NULL || h->capture == Py_None) {
+        return NULL;
+    }
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *res = PyObject_CallNoArgs(h->capture);
+    if (res == NULL) {
+        PyErr_Clear(); /* an exporter's hook must not break future creation */
+    }
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    return res;
+}
+
+/* Give a new future or task its id and binding, and record "created". */
+static void
+register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *name, PyObject *coro_name,
+             int is_task, PyFrameObject *frame)
+{
+    PyObject *code = NULL;
+    PyObject *maker = NULL; /* a future made by asyncio's own code: that function */
+    int lasti = 0;
+    if (frame != NULL) {
+        PyObject *fcode = (PyObject *)PyFrame_GetCode(frame);
+        if (code_kind(fcode) == K_USER) {
+            code = fcode; /* the common case */
+            lasti = PyFrame_GetLasti(frame);
+        }
+        else {
+            Py_DECREF(fcode);
+            site_of(frame, &code, &lasti, is_task ? NULL : &maker);
+        }
+    }
+    long long tid = running_task_id(loop);
+    PyObject *context = captured(h);
+    long long fid = (long long)++next_id;
+    e->fid = fid;
+    Py_XSETREF(e->ring, (RingObject *)Py_NewRef(h->ring));
+    e->values = (unsigned char)h->capture_values;
+    e->incomplete = 0;
+    e->ended = 0;
+    e->creator = tid;
+    e->lasti = lasti;
+    Py_XSETREF(e->code, code); /* steals */
+    Py_XSETREF(e->label, is_task ? NULL : Py_XNewRef(name));
+    live_link(e, obj);
+    Rec old;
+    Rec *r = begin(e, e->ring, &old, OP_CREATED, 9, fid);
+    e->created_ns = r ? r->ts : now_ns();
+    if (r != NULL) {
+        set_opt_int(r, 0, tid);
+        set_int(r, 1, is_task);
+        r->boolmask |= 1u << 1;
+        set_obj(r, 2, code);
+        set_int(r, 3, lasti);
+        set_int(r, 4, (long long)PyThread_get_thread_ident());
+        set_obj(r, 5, name);
+        /* coro: a task's coroutine, or the asyncio function that made a future */
+        set_obj(r, 6, is_task || maker == NULL ? coro_name : ((PyCodeObject *)maker)->co_qualname);
+        set_int(r, 7, h->route);
+        set_obj(r, 8, context);
+    }
+    rec_release(&old);
+    Py_XDECREF(context);
+    Py_XDECREF(maker);
+}
+
+/* The hooks of a traced loop that records new futures (borrowed), else NULL. */
+static HooksObject *
+hooks_of(PyObject *loop)
+{
+    if (loop == NULL) {
+        return NULL;
+    }
+    PyObject *hooks = PyObject_GetAttr(loop, s_hooks);
+    if (hooks == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_DECREF(hooks); /* the loop keeps it */
+    if (!PyObject_TypeCheck(hooks, LoopHooksType) || ((HooksObject *)hooks)->ring == NULL) {
+        return NULL;
+    }
+    return (HooksObject *)hooks;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The methods shared by futures and tasks                                   */
+
+/* method(a, b), without building a tuple */
+static inline PyObject *
+call2(PyObject *method, PyObject *a, PyObject *b)
+{
+    PyObject *args[2] = {a, b};
+    return PyObject_Vectorcall(method, args, 2, NULL);
+}
+
+static PyObject *
+call_base(PyObject *method, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *small[8];
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject **all = small;
+    if (total + 1 > 8) {
+        /* more than any of these methods takes: asyncio's own error follows */
+        all = PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+        if (all == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    all[0] = self;
+    for (Py_ssize_t i = 0; i < total; i++) {
+        all[i + 1] = args[i];
+    }
+    PyObject *res = PyObject_Vectorcall(method, all, (size_t)(nargs + 1), kwnames);
+    if (all != small) {
+        PyMem_Free(all);
+    }
+    return res;
+}
+
+static int
+is_wakeup(PyObject *fn, PyObject **owner)
+{
+    *owner = NULL;
+    if (PyCFunction_Check(fn)) {
+        PyObject *self = PyCFunction_GET_SELF(fn);
+        const char *name = ((PyCFunctionObject *)fn)->m_ml->ml_name;
+        if (self != NULL && PyObject_TypeCheck(self, BaseTask) && strcmp(name, "task_wakeup") == 0) {
+            *owner = self;
+            return 1;
+        }
+        return 0;
+    }
+    if (PyMethod_Check(fn)) {
+        /* a Python Task subclass's bound wakeup */
+        PyObject *self = PyMethod_GET_SELF(fn);
+        PyObject *func = PyMethod_GET_FUNCTION(fn);
+        if (PyObject_TypeCheck(self, BaseTask) && PyFunction_Check(func)) {
+            PyObject *name = ((PyFunctionObject *)func)->func_name;
+            if (PyUnicode_CompareWithASCIIString(name, "task_wakeup") == 0 ||
+                PyUnicode_CompareWithASCIIString(name, "__wakeup") == 0 ||
+                PyUnicode_CompareWithASCIIString(name, "_Task__wakeup") == 0) {
+                *owner = self;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+shared_add_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *res = call_base(m_add_done_callback, self, args, nargs, kwnames);
+    if (res == NULL) {
+        return NULL;
+    }
+    TFExt *e = ext_of(self);
+    if (e == NULL || !e->fid || nargs < 1) {
+        return res;
+    }
+    PyObject *fn = args[0];
+    PyObject *owner;
+    Rec old, *r;
+    if (is_wakeup(fn, &owner)) {
+        /* A task started waiting on this future: its wakeup is the callback. */
+        long long aid = task_id(owner);
+        PyObject *tp = (PyObject *)Py_TYPE(owner);
+        PyObject *name = PyDict_GetItemWithError(wakeup_names, tp);
+        if (name == NULL) {
+            PyErr_Clear();
+            name = PyObject_GetAttr(fn, s_qualname);
+            if (name == NULL) {
+                PyErr_Clear();
+                return res;
+            }
+            if (PyDict_SetItem(wakeup_names, tp, name) < 0) {
+                PyErr_Clear();
+            }
+            Py_DECREF(name); /* the dict keeps it, or it is the function's own */
+            name = PyDict_GetItemWithError(wakeup_names, tp);
+            if (name == NULL) {
+                PyErr_Clear();
+                return res;
+            }
+        }
+        if ((r = begin(e, e->ring, &old, OP_CB_ADDED, 3, e->fid)) != NULL) {
+            set_opt_int(r, 0, aid);
+            set_obj(r, 1, name);
+            set_opt_int(r, 2, aid);
+        }
+        rec_release(&old);
+        return res;
+    }
+    PyObject *loop = loop_of(self);
+    long long tid = loop ? running_task_id(loop) : 0;
+    Py_XDECREF(loop);
+    PyObject *name = text_of(py_callback_name, fn);
+    if ((r = begin(e, e->ring, &old, OP_CB_ADDED, 3, e->fid)) != NULL) {
+        set_opt_int(r, 0, tid);
+        set_obj(r, 1, name);
+        set_opt_int(r, 2, 0);
+    }
+    rec_release(&old);
+    Py_XDECREF(name);
+    return res;
+}
+
+static PyObject *
+base_callbacks(PyObject *self)
+{
+    return Py_TYPE(m_task_callbacks)->tp_descr_get(m_task_callbacks, self, (PyObject *)Py_TYPE(self));
+}
+
+static PyObject *
+callbacks_list(PyObject *self)
+{
+    /* the base's own getter, past TracedTask's hiding one */
+    PyObject *cbs = base_callbacks(self);
+    if (cbs == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (!PyList_Check(cbs)) {
+        Py_DECREF(cbs);
+        return NULL;
+    }
+    return cbs;
+}
+
+static PyObject *
+shared_remove_done_callback(PyObject *self, PyObject *fn)
+{
+    TFExt *e = ext_of(self);
+    if (e == NULL || !e->fid) {
+        return call2(m_remove_done_callback, self, fn);
+    }
+    PyObject *before = callbacks_list(self);
+    PyObject *removed = call2(m_remove_done_callback, self, fn);
+    if (removed == NULL) {
+        Py_XDECREF(before);
+        return NULL;
+    }
+    Py_ssize_t count = PyLong_AsSsize_t(removed);
+    if (count > 0 && before != NULL) {
+        /* Which positions went, compared by identity: no user __eq__ runs twice. */
+        PyObject *after = callbacks_list(self);
+        Py_ssize_t nafter = after ? PyList_GET_SIZE(after) : 0;
+        PyObject *gone = PyList_New(0);
+        Py_ssize_t j = 0;
+        for (Py_ssize_t i = 0; gone != NULL && i < PyList_GET_SIZE(before); i++) {
+            PyObject *item = PyList_GET_ITEM(before, i);
+            int kept = 0;
+            if (j < nafter) {
+                PyObject *other = PyList_GET_ITEM(after, j);
+                if (PyTuple_Check(item) && PyTuple_Check(other) && PyTuple_GET_SIZE(item) == 2 &&
+                    PyTuple_GET_SIZE(other) == 2 && PyTuple_GET_ITEM(item, 0) == PyTuple_GET_ITEM(other, 0) &&
+                    PyTuple_GET_ITEM(item, 1) == PyTuple_GET_ITEM(other, 1)) {
+                    kept = 1;
+                }
+            }
+            if (kept) {
+                j++;
+            }
+            else {
+                PyObject *v = PyLong_FromSsize_t(i);
+                if (v == NULL || PyList_Append(gone, v) < 0) {
+                    Py_CLEAR(gone);
+                }
+                Py_XDECREF(v);
+            }
+        }
+        Py_XDECREF(after);
+        PyObject *indices = gone ? PyList_AsTuple(gone) : NULL;
+        Py_XDECREF(gone);
+        PyObject *loop = loop_of(self);
+        long long tid = loop ? running_task_id(loop) : 0;
+        Py_XDECREF(loop);
+        PyObject *name = text_of(py_callback_name, fn);
+        Rec old, *r;
+        if (indices != NULL && (r = begin(e, e->ring, &old, OP_CB_REMOVED, 3, e->fid)) != NULL) {
+            set_opt_int(r, 0, tid);
+            set_obj(r, 1, name);
+            set_obj(r, 2, indices);
+            rec_release(&old);
+        }
+        PyErr_Clear();
+        Py_XDECREF(name);
+        Py_XDECREF(indices);
+    }
+    else if (count < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(before);
+    return removed;
+}
+
+static PyObject *
+who_of(PyFrameObject *frame)
+{
+    PyObject *res = PyObject_CallOneArg(py_canceller, frame ? (PyObject *)frame : Py_None);
+    if (res == NULL) {
+        PyErr_Clear();
+    }
+    return res;
+}
+
+static void
+record_cancel(PyObject *self, TFExt *e, int op, PyObject *msg)
+{
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *loop = loop_of(self);
+    long long tid = loop ? running_task_id(loop) : 0;
+    Py_XDECREF(loop);
+    PyObject *text = NULL;
+    if (msg != NULL && msg != Py_None) {
+        text = PyUnicode_CheckExact(msg) ? Py_NewRef(msg) : text_of(py_text, msg);
+    }
+    PyObject *who = who_of(PyEval_GetFrame());
+    Rec old, *r;
+    if ((r = begin(e, e->ring, &old, op, 3, e->fid)) != NULL) {
+        set_opt_int(r, 0, tid);
+        set_obj(r, 1, text);
+        if (who != NULL && PyTuple_Check(who) && PyTuple_GET_SIZE(who) == 4) {
+            r->flags |= F_WHO;
+            PyObject *c0 = PyTuple_GET_ITEM(who, 0), *c2 = PyTuple_GET_ITEM(who, 2);
+            set_obj(r, 2, c0 == Py_None ? NULL : c0);
+            set_int(r, 3, PyLong_AsLongLong(PyTuple_GET_ITEM(who, 1)));
+            set_obj(r, 4, c2 == Py_None ? NULL : c2);
+            set_int(r, 5, PyLong_AsLongLong(PyTuple_GET_ITEM(who, 3)));
+        }
+    }
+    rec_release(&old);
+    Py_XDECREF(text);
+    Py_XDECREF(who);
+    PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
+static PyObject *
+get_tf_id(PyObject *self, void *Py_UNUSED(closure))
+{
+    TFExt *e = ext_of(self);
+    return PyLong_FromLongLong(e ? e->fid : 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* TracedFuture                                                              */
+
+static int
+fut_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"loop", "label", NULL};
+    PyObject *loop = Py_None, *label = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$OO:Future", kwlist, &loop, &label)) {
+        return -1;
+    }
+    PyObject *kw = NULL;
+    if (loop != Py_None) {
+        kw = Py_BuildValue("{sO}", "loop", loop);
+        if (kw == NULL) {
+            return -1;
+        }
+    }
+    int rc = BaseFuture->tp_init(self, empty_tuple, kw);
+    Py_XDECREF(kw);
+    if (rc < 0) {
+        return -1;
+    }
+    TFExt *e = ext_of(self);
+    if (e->fid) {
+        return 0; /* initialised again: keep the first identity */
+    }
+    PyObject *own_loop = loop_of(self);
+    HooksObject *h = hooks_of(own_loop);
+    if (h != NULL && ring_admit(h->ring)) {
+        register_new(self, e, h, own_loop, label == Py_None ? NULL : label, NULL, 0, PyEval_GetFrame());
+    }
+    Py_XDECREF(own_loop);
+    return 0;
+}
+
+static PyObject *
+fut_set_result(PyObject *self, PyObject *result)
+{
+    PyObject *res = call2(m_set_result, self, result);
+    if (res == NULL) {
+        return NULL;
+    }
+    TFExt *e = ext_of(self);
+    if (e != NULL && e->fid) {
+        PyObject *loop = loop_of(self);
+        long long tid = loop ? running_task_id(loop) : 0;
+        Py_XDECREF(loop);
+        PyObject *value = e->values ? text_of(py_value_repr, result) : NULL;
+        Rec old, *r;
+        if ((r = begin(e, e->ring, &old, OP_RESOLVED, 3, e->fid)) != NULL) {
+            set_opt_int(r, 0, tid);
+            set_obj(r, 1, (PyObject *)Py_TYPE(result));
+            set_obj(r, 2, value);
+        }
+        rec_release(&old);
+        Py_XDECREF(value);
+        live_unlink(e);
+    }
+    return res;
+}
+
+static PyObject *
+fut_set_exception(PyObject *self, PyObject *exc)
+{
+    PyObject *res = call2(m_set_exception, self, exc);
+    if (res == NULL) {
+        return NULL;
+    }
+    TFExt *e = ext_of(self);
+    if (e != NULL && e->fid) {
+        PyObject *loop = loop_of(self);
+        if (loop != NULL) {
+            record_outcome(self, e, loop);
+            Py_DECREF(loop);
+        }
+        live_unlink(e);
+    }
+    return res;
+}
+
+static PyObject *
+fut_cancel(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *res = call_base(m_fut_cancel, self, args, nargs, kwnames);
+    if (res != Py_True) {
+        return res;
+    }
+    TFExt *e = ext_of(self);
+    if (e != NULL && e->fid) {
+        PyObject *msg = nargs >= 1 ? args[0] : (kwnames && PyTuple_GET_SIZE(kwnames) ? args[nargs] : NULL);
+        record_cancel(self, e, OP_CANCELLED, msg);
+        live_unlink(e);
+    }
+    return res;
+}
+
+static void
+record_collected(PyObject *self, TFExt *e, PyObject *state)
+{
+    Rec old, *r;
+    live_unlink(e);
+    if ((r = begin(NULL, e->ring, &old, OP_COLLECTED, 2, e->fid)) != NULL) {
+        set_obj(r, 0, state);
+        set_int(r, 1, e->incomplete);
+        r->boolmask |= 1u << 1;
+    }
+    rec_release(&old);
+}
+
+/* The state asyncio's finalizer reports: "UNRETRIEVED" for an exception nobody
+ * looked at, else _state. A new reference, or NULL. */
+static PyObject *
+final_state(PyObject *self)
+{
+    PyObject *state = PyObject_GetAttr(self, s_state);
+    if (state == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (PyUnicode_Check(state) && PyUnicode_Compare(state, s_FINISHED) == 0) {
+        PyObject *log_tb = PyObject_GetAttr(self, s_log_traceback);
+        if (log_tb == NULL) {
+            PyErr_Clear();
+        }
+        else {
+            if (PyObject_IsTrue(log_tb) == 1) {
+                Py_SETREF(state, Py_NewRef(s_UNRETRIEVED));
+            }
+            Py_DECREF(log_tb);
+        }
+    }
+    PyErr_Clear();
+    return state;
+}
+
+static void
+fut_finalize(PyObject *self)
+{
+    TFExt *e = ext_of(self);
+    if (e->fid) {
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        PyObject *state = final_state(self);
+        if (state != NULL) {
+            record_collected(self, e, state);
+            Py_DECREF(state);
+        }
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
+    if (BaseFuture->tp_finalize) {
+        BaseFuture->tp_finalize(self); /* asyncio's "exception was never retrieved" */
+    }
+}
+
+static void
+fut_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (PyObject_CallFinalizerFromDealloc(self) < 0) {
+        return; /* resurrected */
+    }
+    ext_clear(ext_of(self));
+    BaseFuture->tp_dealloc(self);
+#if !BASE_IS_HEAP
+    Py_DECREF(tp);
+#else
+    (void)tp;
+#endif
+}
+
+static int
+fut_traverse(PyObject *self, visitproc visit, void *arg)
+{
+#if !BASE_IS_HEAP
+    Py_VISIT(Py_TYPE(self));
+#endif
+    TFExt *e = ext_of(self);
+    Py_VISIT(e->label);
+    return BaseFuture->tp_traverse(self, visit, arg);
+}
+
+static int
+fut_clear(PyObject *self)
+{
+    return BaseFuture->tp_clear(self);
+}
+
+static PyMethodDef fut_methods[] = {
+    {"add_done_callback", (PyCFunction)(void (*)(void))shared_add_done_callback, METH_FASTCALL | METH_KEYWORDS,
+     "asyncio's add_done_callback, recorded."},
+    {"remove_done_callback", (PyCFunction)shared_remove_done_callback, METH_O,
+     "asyncio's remove_done_callback, recorded."},
+    {"set_result", (PyCFunction)fut_set_result, METH_O, "asyncio's set_result, recorded."},
+    {"set_exception", (PyCFunction)fut_set_exception, METH_O, "asyncio's set_exception, recorded."},
+    {"cancel", (PyCFunction)(void (*)(void))fut_cancel, METH_FASTCALL | METH_KEYWORDS,
+     "asyncio's cancel, recorded with its msg and canceller."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef fut_getset[] = {
+    {"_tf_id", get_tf_id, NULL, "the future_id events give this future, 0 when untraced", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot fut_slots[] = {
+    {Py_tp_doc, "An asyncio.Future that records its life.\n\n"
+                "loop.create_future() returns one on a traced loop; construct one directly\n"
+                "(TracedFuture(label=\"db reply\")) where code would call asyncio.Future().\n"
+                "On a loop that is not traced it records nothing. Behaviour, repr and errors\n"
+                "are asyncio's."},
+    {Py_tp_init, fut_init},
+    {Py_tp_finalize, fut_finalize},
+    {Py_tp_dealloc, fut_dealloc},
+    {Py_tp_traverse, fut_traverse},
+    {Py_tp_clear, fut_clear},
+    {Py_tp_getset, fut_getset},
+    {0, NULL},
+};
+
+static PyType_Spec fut_spec = {
+    "tracedfuture._cfuture.Future", 0, 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, fut_slots,
+};
+
+/* ------------------------------------------------------------------------ */
+/* TracedTask                                                                */
+
+static void
+task_done_impl(PyObject *task)
+{
+    TFExt *e = ext_of(task);
+    if (e == NULL || !e->fid || e->ended) {
+        return;
+    }
+    e->ended = 1;
+    PyObject *loop = loop_of(task);
+    if (loop != NULL) {
+        record_outcome(task, e, loop);
+        Py_DECREF(loop);
+    }
+    live_unlink(e);
+}
+
+/* The hidden first done callback of every TracedTask: records how it ended. */
+static PyObject *
+task_done(PyObject *Py_UNUSED(module), PyObject *task)
+{
+    task_done_impl(task);
+    Py_RETURN_NONE;
+}
+
+static int
+observe_completion(PyObject *task)
+{
+    PyObject *done = PyObject_CallMethodNoArgs(task, s_done);
+    if (done == NULL) {
+        return -1;
+    }
+    int is_done = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    if (is_done) {
+        task_done_impl(task); /* an eager task that finished in its first step */
+        return 0;
+    }
+    PyObject *res = call2(m_add_done_callback, task, task_done_fn);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+static PyObject *
+coro_qualname(PyObject *coro)
+{
+    PyObject *q = PyObject_GetAttr(coro, s_qualname);
+    if (q != NULL && PyUnicode_Check(q)) {
+        return q;
+    }
+    Py_XDECREF(q);
+    PyErr_Clear();
+    return PyObject_GetAttr((PyObject *)Py_TYPE(coro), s_qualname);
+}
+
+static void
+register_task(PyObject *task, HooksObject *h, PyObject *loop, PyObject *coro, PyObject *name, PyFrameObject *frame)
+{
+    TFExt *e = (TFExt *)((char *)task + task_ext_off);
+    PyObject *qualname = coro_qualname(coro);
+    PyErr_Clear();
+    register_new(task, e, h, loop, name, qualname, 1, frame);
+    Py_XDECREF(qualname);
+}
+
+static int
+task_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    TFExt *e = (TFExt *)((char *)self + task_ext_off);
+    PyObject *eager = kwds ? PyDict_GetItemWithError(kwds, s_eager_start) : NULL;
+    if (eager == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    int is_eager = eager != NULL && PyObject_IsTrue(eager) == 1;
+    PyObject *coro = PyTuple_GET_SIZE(args) >= 1 ? PyTuple_GET_ITEM(args, 0) : NULL;
+    if (coro == NULL && kwds) {
+        coro = PyDict_GetItemWithError(kwds, s_coro);
+        PyErr_Clear();
+    }
+    if (!is_eager || e->fid) {
+        if (BaseTask->tp_init(self, args, kwds) < 0) {
+            return -1;
+        }
+        if (e->fid) {
+            return 0;
+        }
+        PyObject *loop = loop_of(self);
+        HooksObject *h = hooks_of(loop);
+        if (h != NULL && coro != NULL && ring_admit(h->ring)) {
+            PyObject *name = PyObject_CallMethodNoArgs(self, s_get_name);
+            PyErr_Clear();
+            register_task(self, h, loop, coro, name, PyEval_GetFrame());
+            Py_XDECREF(name);
+            if (observe_completion(self) < 0) {
+                Py_XDECREF(loop);
+                return -1;
+            }
+        }
+        Py_XDECREF(loop);
+        return 0;
+    }
+    /* 3.12+ eager start: the first step runs inside __init__, and what it awaits
+     * names this task, so the id and "created" must exist before it. */
+    PyObject *loop = kwds ? PyDict_GetItemWithError(kwds, s_loop) : NULL;
+    PyErr_Clear();
+    PyObject *running = NULL;
+    if (loop == NULL || loop == Py_None) {
+        running = PyObject_CallNoArgs(py_get_running_loop);
+        if (running == NULL) {
+            PyErr_Clear();
+        }
+        loop = running;
+    }
+    HooksObject *h = hooks_of(loop);
+    PyObject *name = kwds ? PyDict_GetItemWithError(kwds, s_name) : NULL;
+    PyErr_Clear();
+    long long fid = 0;
+    if (h != NULL && coro != NULL && ring_admit(h->ring)) {
+        register_task(self, h, loop, coro, name == Py_None ? NULL : name, PyEval_GetFrame());
+        fid = e->fid;
+    }
+    Py_XDECREF(running);
+    if (BaseTask->tp_init(self, args, kwds) < 0) {
+        return -1;
+    }
+    if (fid) {
+        if (name == NULL || name == Py_None) {
+            PyObject *given = PyObject_CallMethodNoArgs(self, s_get_name);
+            Rec old, *r;
+            if (given != NULL && (r = begin(e, e->ring, &old, OP_RENAMED, 2, fid)) != NULL) {
+                set_opt_int(r, 0, 0);
+                set_obj(r, 1, given);
+                rec_release(&old);
+            }
+            Py_XDECREF(given);
+            PyErr_Clear();
+        }
+        if (observe_completion(self) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+task_get_callbacks(PyObject *self, void *Py_UNUSED(closure))
+{
+    /* asyncio's repr reads _callbacks: hide the completion observer. */
+    PyObject *cbs = base_callbacks(self);
+    if (cbs == NULL || !PyList_Check(cbs) || PyList_GET_SIZE(cbs) == 0) {
+        return cbs;
+    }
+    PyObject *first = PyList_GET_ITEM(cbs, 0);
+    if (!PyTuple_Check(first) || PyTuple_GET_SIZE(first) < 1 || PyTuple_GET_ITEM(first, 0) != task_done_fn) {
+        return cbs;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(cbs);
+    if (n == 1) {
+        Py_DECREF(cbs);
+        Py_RETURN_NONE;
+    }
+    PyObject *rest = PyList_GetSlice(cbs, 1, n);
+    Py_DECREF(cbs);
+    return rest;
+}
+
+static PyObject *
+task_cancel(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *res = call_base(m_task_cancel, self, args, nargs, kwnames);
+    if (res != Py_True) {
+        return res;
+    }
+    TFExt *e = ext_of(self);
+    if (e != NULL && e->fid) {
+        PyObject *msg = nargs >= 1 ? args[0] : (kwnames && PyTuple_GET_SIZE(kwnames) ? args[nargs] : NULL);
+        record_cancel(self, e, OP_CANCEL_REQ, msg);
+    }
+    return res;
+}
+
+static PyObject *
+task_set_name(PyObject *self, PyObject *value)
+{
+    PyObject *res = call2(m_task_set_name, self, value);
+    if (res == NULL) {
+        return NULL;
+    }
+    TFExt *e = ext_of(self);
+    if (e != NULL && e->fid) {
+        PyObject *loop = loop_of(self);
+        long long tid = loop ? running_task_id(loop) : 0;
+        Py_XDECREF(loop);
+        PyObject *name = PyObject_CallMethodNoArgs(self, s_get_name);
+        Rec old, *r;
+        if (name != NULL && (r = begin(e, e->ring, &old, OP_RENAMED, 2, e->fid)) != NULL) {
+            set_opt_int(r, 0, tid);
+            set_obj(r, 1, name);
+            rec_release(&old);
+        }
+        Py_XDECREF(name);
+        PyErr_Clear();
+    }
+    return res;
+}
+
+static void
+task_finalize(PyObject *self)
+{
+    TFExt *e = ext_of(self);
+    if (e->fid) {
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        PyObject *state = PyObject_GetAttr(self, s_state);
+        if (state == NULL) {
+            PyErr_Clear(); /* an eager task whose __init__ failed */
+        }
+        else {
+            if (!e->ended && PyUnicode_Check(state) && PyUnicode_Compare(state, s_PENDING) != 0) {
+                task_done_impl(self); /* finished, but its loop closed before the callback ran */
+            }
+            Py_DECREF(state);
+            state = final_state(self);
+            if (state != NULL) {
+                record_collected(self, e, state);
+                Py_DECREF(state);
+            }
+        }
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
+    if (BaseTask->tp_finalize) {
+        BaseTask->tp_finalize(self); /* asyncio's "Task was destroyed but it is pending!" */
+    }
+}
+
+static void
+task_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (PyObject_CallFinalizerFromDealloc(self) < 0) {
+        return;
+    }
+    ext_clear((TFExt *)((char *)self + task_ext_off));
+    BaseTask->tp_dealloc(self);
+#if !BASE_IS_HEAP
+    Py_DECREF(tp);
+#else
+    (void)tp;
+#endif
+}
+
+static int
+task_traverse(PyObject *self, visitproc visit, void *arg)
+{
+#if !BASE_IS_HEAP
+    Py_VISIT(Py_TYPE(self));
+#endif
+    return BaseTask->tp_traverse(self, visit, arg);
+}
+
+static int
+task_clear(PyObject *self)
+{
+    return BaseTask->tp_clear(self);
+}
+
+static PyMethodDef task_methods[] = {
+    {"add_done_callback", (PyCFunction)(void (*)(void))shared_add_done_callback, METH_FASTCALL | METH_KEYWORDS,
+     "asyncio's add_done_callback, recorded."},
+    {"remove_done_callback", (PyCFunction)shared_remove_done_callback, METH_O,
+     "asyncio's remove_done_callback, recorded."},
+    {"cancel", (PyCFunction)(void (*)(void))task_cancel, METH_FASTCALL | METH_KEYWORDS,
+     "asyncio's cancel, recorded with its msg and canceller."},
+    {"set_name", (PyCFunction)task_set_name, METH_O, "asyncio's set_name, recorded."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef task_getset[] = {
+    {"_callbacks", task_get_callbacks, NULL, "asyncio's _callbacks, without tracedfuture's observer", NULL},
+    {"_tf_id", get_tf_id, NULL, "the future_id events give this task, 0 when untraced", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot task_slots[] = {
+    {Py_tp_doc, "An asyncio.Task that records its life (and the futures it awaits).\n\n"
+                "loop.create_task() and asyncio.create_task() return one on a traced\n"
+                "loop. Behaviour, repr, name numbering and errors are asyncio's."},
+    {Py_tp_init, task_init},
+    {Py_tp_finalize, task_finalize},
+    {Py_tp_dealloc, task_dealloc},
+    {Py_tp_traverse, task_traverse},
+    {Py_tp_clear, task_clear},
+    {Py_tp_getset, task_getset},
+    {0, NULL},
+};
+
+static PyType_Spec task_spec = {
+    "tracedfuture._cfuture.Task", 0, 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, task_slots,
+};
+
+/* ------------------------------------------------------------------------ */
+/* LoopHooks methods                                                         */
+
+static int
+hooks_init(HooksObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"loop", NULL};
+    PyObject *loop;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:LoopHooks", kwlist, &loop)) {
+        return -1;
+    }
+    Py_XSETREF(self->loop, Py_NewRef(loop));
+    Py_XSETREF(self->base_create_future, PyObject_GetAttr(loop, s_create_future));
+    Py_XSETREF(self->base_create_task, PyObject_GetAttr(loop, s_create_task));
+    if (self->base_create_future == NULL || self->base_create_task == NULL) {
+        return -1;
+    }
+    Py_XSETREF(self->loop_kwargs, Py_BuildValue("{sO}", "loop", loop));
+    if (self->loop_kwargs == NULL) {
+        return -1;
+    }
+    Py_XSETREF(self->installations, PyTuple_New(0));
+    self->sample_rate = 1.0;
+    self->route = 0;
+    Py_CLEAR(self->ring);
+    int is_base = PyObject_IsInstance(loop, base_event_loop);
+    if (is_base < 0) {
+        return -1;
+    }
+    self->asyncio_loop = is_base;
+    self->plain_checks = 0;
+    if (is_base) {
+        PyObject *cc = PyObject_GetAttr((PyObject *)Py_TYPE(loop), s_check_closed);
+        PyObject *gd = PyObject_GetAttr((PyObject *)Py_TYPE(loop), s_get_debug);
+        self->plain_checks = cc == base_check_closed && gd == base_get_debug;
+        Py_XDECREF(cc);
+        Py_XDECREF(gd);
+        PyErr_Clear();
+    }
+    return 0;
+}
+
+static int
+hooks_traverse(HooksObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->loop);
+    Py_VISIT(self->capture);
+    Py_VISIT(self->installations);
+    Py_VISIT(self->base_create_future);
+    Py_VISIT(self->base_create_task);
+    Py_VISIT(self->loop_kwargs);
+    return 0;
+}
+
+static int
+hooks_clear(HooksObject *self)
+{
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->ring);
+    Py_CLEAR(self->capture);
+    Py_CLEAR(self->installations);
+    Py_CLEAR(self->base_create_future);
+    Py_CLEAR(self->base_create_task);
+    Py_CLEAR(self->loop_kwargs);
+    return 0;
+}
+
+static void
+hooks_dealloc(HooksObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    hooks_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+hooks_bind(HooksObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError,
+                     "bind() takes (ring, route, sample_rate, capture, capture_values), %zd given", nargs);
+        return NULL;
+    }
+    PyObject *ring = args[0];
+    if (ring != Py_None && !PyObject_TypeCheck(ring, RingType)) {
+        PyErr_Format(PyExc_TypeError, "ring must be a tracedfuture._cfuture.Ring or None, not %R", ring);
+        return NULL;
+    }
+    long long route = PyLong_AsLongLong(args[1]);
+    if (route == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    double rate = PyFloat_AsDouble(args[2]);
+    if (rate == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!(rate >= 0.0 && rate <= 1.0)) {
+        PyErr_Format(PyExc_ValueError, "sample_rate must be between 0.0 and 1.0, not %R", args[2]);
+        return NULL;
+    }
+    int values = PyObject_IsTrue(args[4]);
+    if (values < 0) {
+        return NULL;
+    }
+    Py_XSETREF(self->ring, ring == Py_None ? NULL : (RingObject *)Py_NewRef(ring));
+    self->route = route;
+    self->sample_rate = rate;
+    Py_XSETREF(self->capture, args[3] == Py_None ? NULL : Py_NewRef(args[3]));
+    self->capture_values = values;
+    Py_RETURN_NONE;
+}
+
+static int
+loop_flag(PyObject *loop, PyObject *attr)
+{
+    PyObject *v = PyObject_GetAttr(loop, attr);
+    if (v == NULL) {
+        return -1;
+    }
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+static int
+loop_debug(HooksObject *h)
+{
+    if (h->plain_checks) {
+        return loop_flag(h->loop, s_debug);
+    }
+    PyObject *v = PyObject_CallMethodNoArgs(h->loop, s_get_debug);
+    if (v == NULL) {
+        return -1;
+    }
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+static PyObject *
+hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
+{
+    RingObject *ring = self->ring;
+    if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate)) {
+        return PyObject_CallNoArgs(self->base_create_future);
+    }
+    PyObject *loop = self->loop;
+    if (self->asyncio_loop) {
+        int debug = loop_debug(self);
+        if (debug < 0) {
+            return NULL;
+        }
+        if (debug) {
+            /* asyncio's own create_future, so that "created at" is its frame */
+            return PyObject_CallOneArg(asyncio_create_future, loop);
+        }
+    }
+    PyObject *fut = TracedFutureType->tp_alloc(TracedFutureType, 0);
+    if (fut == NULL) {
+        return NULL;
+    }
+    if (BaseFuture->tp_init(fut, empty_tuple, self->loop_kwargs) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    if (ring_admit(ring)) {
+        register_new(fut, (TFExt *)((char *)fut + fut_ext_off), self, loop, NULL, NULL, 0, PyEval_GetFrame());
+    }
+    return fut;
+}
+
+/* Drop the leading traceback entries of tracedfuture's own Python helpers from
+ * the exception being raised: the user sees asyncio's frames only. */
+static void
+hide_own_frames(void)
+{
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyErr_NormalizeException(&exc_type, &exc_value, &exc_tb);
+    PyTracebackObject *tb = (PyTracebackObject *)exc_tb;
+    while (tb != NULL) {
+        PyObject *code = (PyObject *)PyFrame_GetCode(tb->tb_frame);
+        int own = in_dir(code, own_dir, own_dir_len);
+        Py_DECREF(code);
+        if (!own) {
+            break;
+        }
+        tb = tb->tb_next;
+    }
+    PyObject *kept = Py_XNewRef((PyObject *)tb);
+    Py_XDECREF(exc_tb);
+    if (exc_value != NULL) {
+        PyException_SetTraceback(exc_value, kept ? kept : Py_None);
+    }
+    PyErr_Restore(exc_type, exc_value, kept);
+}
+
+/* fn(loop, *args, **kwargs), from a vectorcall's arguments. */
+static PyObject *
+call_with(PyObject *fn, PyObject *loop, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int hide)
+{
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject **all = PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+    if (all == NULL) {
+        return PyErr_NoMemory();
+    }
+    all[0] = loop;
+    for (Py_ssize_t i = 0; i < total; i++) {
+        all[i + 1] = args[i];
+    }
+    PyObject *res = PyObject_Vectorcall(fn, all, (size_t)(nargs + 1), kwnames);
+    PyMem_Free(all);
+    if (res == NULL && hide) {
+        hide_own_frames();
+    }
+    return res;
+}
+
+static PyObject *
+hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    RingObject *ring = self->ring;
+    if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate)) {
+        return PyObject_Vectorcall(self->base_create_task, args, (size_t)nargs, kwnames);
+    }
+    PyObject *loop = self->loop;
+    if (!self->asyncio_loop) {
+        /* A loop that is not asyncio's own (uvloop): its checks, then a TracedTask. */
+        PyObject *factory = PyObject_CallMethodNoArgs(loop, s_get_task_factory);
+        if (factory == NULL) {
+            return NULL;
+        }
+        int has_factory = factory != Py_None;
+        Py_DECREF(factory);
+        if (has_factory) {
+            return PyObject_Vectorcall(self->base_create_task, args, (size_t)nargs, kwnames);
+        }
+        PyObject *closed = PyObject_CallMethodNoArgs(loop, s_is_closed);
+        if (closed == NULL) {
+            return NULL;
+        }
+        int is_closed = PyObject_IsTrue(closed);
+        Py_DECREF(closed);
+        if (is_closed) {
+            PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+            return NULL;
+        }
+        PyObject *kw = PyDict_New();
+        if (kw == NULL || PyDict_SetItem(kw, s_loop, loop) < 0) {
+            Py_XDECREF(kw);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < nkw; i++) {
+            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+                Py_DECREF(kw);
+                return NULL;
+            }
+        }
+        PyObject *pos = PyTuple_New(nargs);
+        if (pos == NULL) {
+            Py_DECREF(kw);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            PyTuple_SET_ITEM(pos, i, Py_NewRef(args[i]));
+        }
+        PyObject *task = PyObject_Call((PyObject *)TracedTaskType, pos, kw);
+        Py_DECREF(pos);
+        Py_DECREF(kw);
+        return task;
+    }
+    PyObject *factory = PyObject_GetAttr(loop, s_task_factory);
+    if (factory == NULL) {
+        return NULL;
+    }
+    int has_factory = factory != Py_None;
+    int is_eager = eager_factory != NULL && factory == eager_factory;
+    Py_DECREF(factory);
+    if (has_factory) {
+        if (is_eager && asyncio_eager_create_task != NULL) {
+            return call_with(asyncio_eager_create_task, loop, args, nargs, kwnames, 1);
+        }
+        return call_with(asyncio_create_task, loop, args, nargs, kwnames, 0);
+    }
+    /* The fast path takes create_task(coro, name=..., context=...) with a
+     * coroutine on a loop that is open and not in debug mode; anything else
+     * runs asyncio's own create_task code, with its own checks and errors. */
+    PyObject *name = NULL, *context = NULL;
+    int fast = self->plain_checks && nargs == 1 && PyCoro_CheckExact(args[0]);
+    for (Py_ssize_t i = 0; fast && i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_Compare(key, s_name) == 0) {
+            name = args[nargs + i];
+        }
+        else if (PyUnicode_Compare(key, s_context) == 0) {
+            context = args[nargs + i];
+        }
+        else {
+            fast = 0;
+        }
+    }
+    if (fast) {
+        int closed = loop_flag(loop, s_closed);
+        int debug = closed ? 1 : loop_debug(self);
+        if (closed < 0 || debug < 0) {
+            PyErr_Clear();
+            fast = 0;
+        }
+        else if (closed || debug) {
+            fast = 0;
+        }
+    }
+    if (!fast) {
+        return call_with(asyncio_create_task, loop, args, nargs, kwnames, 0);
+    }
+    PyObject *coro = args[0];
+    PyObject *kw = self->loop_kwargs;
+    int own_kw = 0;
+    if ((name != NULL && name != Py_None) || (context != NULL && context != Py_None)) {
+        kw = PyDict_Copy(self->loop_kwargs);
+        if (kw == NULL) {
+            return NULL;
+        }
+        own_kw = 1;
+        if ((name != NULL && name != Py_None && PyDict_SetItem(kw, s_name, name) < 0) ||
+            (context != NULL && context != Py_None && PyDict_SetItem(kw, s_context, context) < 0)) {
+            Py_DECREF(kw);
+            return NULL;
+        }
+    }
+    PyObject *pos = PyTuple_Pack(1, coro);
+    PyObject *task = pos ? TracedTaskType->tp_alloc(TracedTaskType, 0) : NULL;
+    if (task == NULL || BaseTask->tp_init(task, pos, kw) < 0) {
+        Py_XDECREF(task);
+        Py_XDECREF(pos);
+        if (own_kw) {
+            Py_DECREF(kw);
+        }
+        return NULL;
+    }
+    Py_DECREF(pos);
+    if (own_kw) {
+        Py_DECREF(kw);
+    }
+    if (ring_admit(ring)) {
+        PyObject *given = PyObject_CallMethodNoArgs(task, s_get_name);
+        PyErr_Clear();
+        register_task(task, self, loop, coro, given, PyEval_GetFrame());
+        Py_XDECREF(given);
+        if (observe_completion(task) < 0) {
+            Py_DECREF(task);
+            return NULL;
+        }
+    }
+    return task;
+}
+
+static PyObject *
+hooks_captured(HooksObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *res = captured(self);
+    return res ? res : Py_NewRef(Py_None);
+}
+
+static PyObject *
+hooks_get_ring(HooksObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->ring ? (PyObject *)self->ring : Py_None);
+}
+
+static PyObject *
+hooks_get_capture(HooksObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->capture ? self->capture : Py_None);
+}
+
+static PyObject *
+hooks_get_values(HooksObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->capture_values);
+}
+
+static PyMethodDef hooks_methods[] = {
+    {"bind", (PyCFunction)(void (*)(void))hooks_bind, METH_FASTCALL,
+     "bind(ring, route, sample_rate, capture, capture_values): point the loop at a ring (None: record "
+     "nothing) and its settings; futures made before keep theirs."},
+    {"create_future", (PyCFunction)hooks_create_future, METH_NOARGS, "The traced loop's create_future()."},
+    {"create_task", (PyCFunction)(void (*)(void))hooks_create_task, METH_FASTCALL | METH_KEYWORDS,
+     "The traced loop's create_task(coro, **kwargs): asyncio's own, building a TracedTask."},
+    {"captured", (PyCFunction)hooks_captured, METH_NOARGS, "What capture() returns now, None if it raises."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef hooks_members[] = {
+    {"loop", T_OBJECT, offsetof(HooksObject, loop), READONLY, NULL},
+    {"route", T_LONGLONG, offsetof(HooksObject, route), READONLY, NULL},
+    {"sample_rate", T_DOUBLE, offsetof(HooksObject, sample_rate), READONLY, NULL},
+    {"installations", T_OBJECT, offsetof(HooksObject, installations), 0, "kept for _install's bookkeeping"},
+    {"base_create_future", T_OBJECT, offsetof(HooksObject, base_create_future), READONLY, NULL},
+    {"base_create_task", T_OBJECT, offsetof(HooksObject, base_create_task), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef hooks_getset[] = {
+    {"ring", (getter)hooks_get_ring, NULL, NULL, NULL},
+    {"capture", (getter)hooks_get_capture, NULL, NULL, NULL},
+    {"capture_values", (getter)hooks_get_values, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot hooks_slots[] = {
+    {Py_tp_doc, "LoopHooks(loop): the per-loop create_future and create_task of a traced loop, configured "
+                "only through bind()."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, hooks_init},
+    {Py_tp_dealloc, hooks_dealloc},
+    {Py_tp_traverse, hooks_traverse},
+    {Py_tp_clear, hooks_clear},
+    {Py_tp_methods, hooks_methods},
+    {Py_tp_members, hooks_members},
+    {Py_tp_getset, hooks_getset},
+    {0, NULL},
+};
+
+static PyType_Spec hooks_spec = {
+    "tracedfuture._cfuture.LoopHooks", sizeof(HooksObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    hooks_slots,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Module functions                                                          */
+
+static PyObject *
+mod_future_id(PyObject *Py_UNUSED(module), PyObject *obj)
+{
+    TFExt *e = ext_of(obj);
+    if (e != NULL && e->fid) {
+        return PyLong_FromLongLong(e->fid);
+    }
+    if (PyObject_TypeCheck(obj, BaseTask)) {
+        PyObject *found = PyObject_GetItem(foreign_ids, obj);
+        if (found != NULL) {
+            return found;
+        }
+        PyErr_Clear();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mod_assign_id(PyObject *Py_UNUSED(module), PyObject *obj)
+{
+    TFExt *e = ext_of(obj);
+    long long fid = (e != NULL && e->fid) ? e->fid : task_id(obj);
+    if (fid) {
+        return PyLong_FromLongLong(fid);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mod_live(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    PyObject *all = PyList_New(0);
+    if (all == NULL) {
+        return NULL;
+    }
+    /* First the references, atomically; then done(), which may run code. */
+    for (TFExt *e = live_head; e != NULL; e = e->next) {
+        if (Py_REFCNT(e->self) > 0 && PyList_Append(all, e->self) < 0) {
+            Py_DECREF(all);
+            return NULL;
+        }
+    }
+    PyObject *out = PyList_New(0);
+    for (Py_ssize_t i = 0; out != NULL && i < PyList_GET_SIZE(all); i++) {
+        PyObject *obj = PyList_GET_ITEM(all, i);
+        PyObject *done = PyObject_CallMethodNoArgs(obj, s_done);
+        if (done == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        if (!PyObject_IsTrue(done) && PyList_Append(out, obj) < 0) {
+            Py_CLEAR(out);
+        }
+        Py_DECREF(done);
+    }
+    Py_DECREF(all);
+    return out;
+}
+
+static PyObject *
+mod_info(PyObject *Py_UNUSED(module), PyObject *obj)
+{
+    TFExt *e = ext_of(obj);
+    if (e == NULL || !e->fid) {
+        Py_RETURN_NONE;
+    }
+    int is_task = PyObject_TypeCheck(obj, TracedTaskType);
+    PyObject *creator = e->creator ? PyLong_FromLongLong(e->creator) : Py_NewRef(Py_None);
+    return Py_BuildValue("(LLOiNO)", e->fid, e->created_ns, e->code ? e->code : Py_None, e->lasti, creator,
+                         (!is_task && e->label) ? e->label : Py_None);
+}
+
+static PyObject *
+mod_set_text(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *value_repr, *exc_message;
+    if (!PyArg_ParseTuple(args, "OO:set_text", &value_repr, &exc_message)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(value_repr) || !PyCallable_Check(exc_message)) {
+        PyErr_SetString(PyExc_TypeError, "set_text takes two callables: value_repr(value), exc_message(exc)");
+        return NULL;
+    }
+    Py_XSETREF(py_value_repr, Py_NewRef(value_repr));
+    Py_XSETREF(py_exc_message, Py_NewRef(exc_message));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mod_flush_pending_completions(PyObject *Py_UNUSED(module), PyObject *loop)
+{
+    PyObject *ready = PyObject_GetAttr(loop, s_ready);
+    if (ready == NULL) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *handles = PySequence_List(ready);
+    Py_DECREF(ready);
+    if (handles == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(handles); i++) {
+        PyObject *handle = PyList_GET_ITEM(handles, i);
+        PyObject *cb = PyObject_GetAttr(handle, s_callback);
+        if (cb == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        if (cb == task_done_fn) {
+            PyObject *cargs = PyObject_GetAttr(handle, s_args);
+            if (cargs != NULL && PyTuple_Check(cargs) && PyTuple_GET_SIZE(cargs) >= 1) {
+                task_done_impl(PyTuple_GET_ITEM(cargs, 0));
+            }
+            Py_XDECREF(cargs);
+            PyErr_Clear();
+        }
+        Py_DECREF(cb);
+    }
+    Py_DECREF(handles);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"future_id", mod_future_id, METH_O,
+     "The future_id that events give obj, a future or task, or None when it is not traced: to find a\n"
+     "future's events, or to log its id.\n\n"
+     ">>> import asyncio, tracedfuture\n"
+     ">>> async def main():\n"
+     "...     return tracedfuture.future_id(asyncio.get_running_loop().create_future())\n"
+     ">>> tracedfuture.run(main()) > 0\n"
+     "True\n"
+     ">>> tracedfuture.future_id(object()) is None\n"
+     "True\n"},
+    {"assign_id", mod_assign_id, METH_O,
+     "The id of a future or task, given on first sight to one tracedfuture did not make, so that events\n"
+     "can name it as an awaiter or canceller."},
+    {"live", mod_live, METH_NOARGS, "The traced futures and tasks that exist and are not done, oldest first."},
+    {"info", mod_info, METH_O,
+     "(future_id, created_ns, code, lasti, creator_task_id, label) of a traced future or task, else None."},
+    {"set_text", mod_set_text, METH_VARARGS,
+     "Set the functions that turn a result and an exception into text (capture_values)."},
+    {"flush_pending_completions", mod_flush_pending_completions, METH_O,
+     "Record the end of tasks whose hidden done callback is still queued (before close() drops it)."},
+    {"_task_done", task_done, METH_O, "The hidden first done callback of every TracedTask."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "tracedfuture._cfuture",
+    .m_doc = "The compiled implementation of tracedfuture's hot path (see tracedfuture._seam).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Initialisation                                                            */
+
+static PyObject *
+get(PyObject *obj, const char *name)
+{
+    return PyObject_GetAttrString(obj, name);
+}
+
+static PyObject *
+method_of(PyTypeObject *tp, const char *name)
+{
+    /* the descriptor in the type's own dict, so that overrides are bypassed */
+    PyObject *d = PyDict_GetItemString(tp->tp_dict, name);
+    if (d == NULL) {
+        PyErr_Format(PyExc_AttributeError, "%s has no %s", tp->tp_name, name);
+        return NULL;
+    }
+    return Py_NewRef(d);
+}
+
+#define INTERN(var, text)                                       \
+    do {                                                        \
+        if ((var = PyUnicode_InternFromString(text)) == NULL) { \
+            return NULL;                                        \
+        }                                                       \
+    } while (0)
+
+static PyTypeObject *
+make_subtype(PyType_Spec *spec, PyTypeObject *base, Py_ssize_t *ext_off, PyObject *module)
+{
+    Py_ssize_t off = base->tp_basicsize;
+    off = (off + 7) & ~(Py_ssize_t)7;
+    *ext_off = off;
+    spec->basicsize = (int)(off + (Py_ssize_t)sizeof(TFExt));
+    PyObject *bases = PyTuple_Pack(1, (PyObject *)base);
+    if (bases == NULL) {
+        return NULL;
+    }
+    PyObject *tp = PyType_FromModuleAndSpec(module, spec, bases);
+    Py_DECREF(bases);
+    if (tp == NULL) {
+        return NULL;
+    }
+    /* asyncio's reprs use type(fut).__name__: "Future" / "Task" */
+    return (PyTypeObject *)tp;
+}
+
+static int initialised;
+
+PyMODINIT_FUNC
+PyInit__cfuture(void)
+{
+    if (initialised) {
+        PyErr_SetString(PyExc_ImportError, "tracedfuture._cfuture cannot be initialised twice in one process");
+        return NULL;
+    }
+    PyObject *asyncio = PyImport_ImportModule("asyncio"); /* before _asyncio: see the top */
+    if (asyncio == NULL) {
+        return NULL;
+    }
+    PyObject *casyncio = PyImport_ImportModule("_asyncio");
+    PyObject *pyfuture = casyncio ? PyImport_ImportModule("tracedfuture._future") : NULL;
+    PyObject *m = pyfuture ? PyModule_Create(&module_def) : NULL;
+    if (m == NULL) {
+        Py_XDECREF(casyncio);
+        Py_XDECREF(pyfuture);
+        Py_DECREF(asyncio);
+        return NULL;
+    }
+    INTERN(s_state, "_state");
+    INTERN(s_result, "_result");
+    INTERN(s_exception, "_exception");
+    INTERN(s_log_traceback, "_log_traceback");
+    INTERN(s_loop, "loop");
+    INTERN(s_get_debug, "get_debug");
+    INTERN(s_closed, "_closed");
+    INTERN(s_debug, "_debug");
+    INTERN(s_task_factory, "_task_factory");
+    INTERN(s_hooks, "_tracedfuture_hooks");
+    INTERN(s_FINISHED, "FINISHED");
+    INTERN(s_CANCELLED, "CANCELLED");
+    INTERN(s_PENDING, "PENDING");
+    INTERN(s_UNRETRIEVED, "UNRETRIEVED");
+    INTERN(s_name, "name");
+    INTERN(s_context, "context");
+    INTERN(s_eager_start, "eager_start");
+    INTERN(s_qualname, "__qualname__");
+    INTERN(s_get_name, "get_name");
+    INTERN(s_done, "done");
+    INTERN(s_callbacks_attr, "_callbacks");
+    INTERN(s_ready, "_ready");
+    INTERN(s_callback, "_callback");
+    INTERN(s_args, "_args");
+    INTERN(s_dunder_name, "__name__");
+    INTERN(s_label, "label");
+    INTERN(s_get_task_factory, "get_task_factory");
+    INTERN(s_is_closed, "is_closed");
+    INTERN(s_create_future, "create_future");
+    INTERN(s_create_task, "create_task");
+    INTERN(s__loop, "_loop");
+    INTERN(s_coro, "coro");
+    INTERN(s_check_closed, "_check_closed");
+    empty_tuple = PyTuple_New(0);
+    wakeup_names = PyDict_New();
+    if (empty_tuple == NULL || wakeup_names == NULL) {
+        return NULL;
+    }
+
+    BaseFuture = (PyTypeObject *)get(casyncio, "Future");
+    BaseTask = (PyTypeObject *)get(casyncio, "Task");
+    if (BaseFuture == NULL || BaseTask == NULL) {
+        return NULL;
+    }
+    if (PY_VERSION_HEX < 0x030C0000) {
+        py_current_tasks = get(casyncio, "_current_tasks");
+        if (py_current_tasks == NULL) {
+            return NULL;
+        }
+    }
+    else {
+        py_current_task = get(casyncio, "current_task");
+        if (py_current_task == NULL) {
+            return NULL;
+        }
+    }
+    py_get_running_loop = get(casyncio, "_get_running_loop");
+    py_canceller = get(pyfuture, "_canceller");
+    py_callback_name = get(pyfuture, "_callback_name");
+    py_text = get(pyfuture, "_text");
+    py_classify = get(pyfuture, "_classify");
+    py_value_repr = get(pyfuture, "_value_repr_default");
+    py_exc_message = get(pyfuture, "_exc_message_default");
+    PyObject *own = get(pyfuture, "_OWN_DIR");
+    PyObject *adir = get(pyfuture, "_ASYNCIO_DIR");
+    if (!py_get_running_loop || !py_canceller || !py_callback_name || !py_text || !py_classify ||
+        !py_value_repr || !py_exc_message || !own || !adir) {
+        return NULL;
+    }
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(own, &n);
+    if (s == NULL) {
+        return NULL;
+    }
+    own_dir = strdup(s);
+    own_dir_len = (size_t)n;
+    s = PyUnicode_AsUTF8AndSize(adir, &n);
+    if (s == NULL) {
+        return NULL;
+    }
+    asyncio_dir = strdup(s);
+    asyncio_dir_len = (size_t)n;
+    /* the module objects keep these strings; ours are copies */
+    Py_DECREF(own);
+    Py_DECREF(adir);
+
+    PyObject *weakref = PyImport_ImportModule("weakref");
+    if (weakref == NULL) {
+        return NULL;
+    }
+    PyObject *wkd = get(weakref, "WeakKeyDictionary");
+    Py_DECREF(weakref);
+    if (wkd == NULL || (foreign_ids = PyObject_CallNoArgs(wkd)) == NULL) {
+        return NULL;
+    }
+    Py_DECREF(wkd);
+
+    if ((m_add_done_callback = method_of(BaseFuture, "add_done_callback")) == NULL ||
+        (m_remove_done_callback = method_of(BaseFuture, "remove_done_callback")) == NULL ||
+        (m_set_result = method_of(BaseFuture, "set_result")) == NULL ||
+        (m_set_exception = method_of(BaseFuture, "set_exception")) == NULL ||
+        (m_fut_cancel = method_of(BaseFuture, "cancel")) == NULL ||
+        (m_task_cancel = method_of(BaseTask, "cancel")) == NULL ||
+        (m_task_set_name = method_of(BaseTask, "set_name")) == NULL ||
+        (m_task_callbacks = method_of(BaseFuture, "_callbacks")) == NULL) {
+        return NULL;
+    }
+
+    RingType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &ring_spec, NULL);
+    LoopHooksType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &hooks_spec, NULL);
+    TracedFutureType = make_subtype(&fut_spec, BaseFuture, &fut_ext_off, m);
+    TracedTaskType = make_subtype(&task_spec, BaseTask, &task_ext_off, m);
+    if (!RingType || !LoopHooksType || !TracedFutureType || !TracedTaskType) {
+        return NULL;
+    }
+    PyObject *record_size = PyLong_FromLong((long)sizeof(Rec));
+    if (record_size == NULL || PyObject_SetAttrString((PyObject *)RingType, "record_size", record_size) < 0) {
+        Py_XDECREF(record_size);
+        return NULL;
+    }
+    Py_DECREF(record_size);
+    /* TracedFuture's methods apply to any asyncio Future, as asyncio.Future's do
+     * (CPython's tests call Future.set_result(task, ...)). */
+    for (PyMethodDef *def = fut_methods; def->ml_name != NULL; def++) {
+        PyObject *descr = PyDescr_NewMethod(BaseFuture, def);
+        if (descr == NULL || PyObject_SetAttrString((PyObject *)TracedFutureType, def->ml_name, descr) < 0) {
+            Py_XDECREF(descr);
+            return NULL;
+        }
+        Py_DECREF(descr);
+    }
+    for (PyMethodDef *def = task_methods; def->ml_name != NULL; def++) {
+        PyObject *descr = PyDescr_NewMethod(BaseTask, def);
+        if (descr == NULL || PyObject_SetAttrString((PyObject *)TracedTaskType, def->ml_name, descr) < 0) {
+            Py_XDECREF(descr);
+            return NULL;
+        }
+        Py_DECREF(descr);
+    }
+    if (PyModule_AddObjectRef(m, "Ring", (PyObject *)RingType) < 0 ||
+        PyModule_AddObjectRef(m, "LoopHooks", (PyObject *)LoopHooksType) < 0 ||
+        PyModule_AddObjectRef(m, "TracedFuture", (PyObject *)TracedFutureType) < 0 ||
+        PyModule_AddObjectRef(m, "TracedTask", (PyObject *)TracedTaskType) < 0 ||
+        PyModule_AddStringConstant(m, "IMPLEMENTATION", "c") < 0) {
+        return NULL;
+    }
+    task_done_fn = PyObject_GetAttrString(m, "_task_done");
+    if (task_done_fn == NULL) {
+        return NULL;
+    }
+
+    base_event_loop = get(asyncio, "BaseEventLoop");
+    if (base_event_loop == NULL) {
+        return NULL;
+    }
+    base_check_closed = PyObject_GetAttrString(base_event_loop, "_check_closed");
+    base_get_debug = PyObject_GetAttrString(base_event_loop, "get_debug");
+    eager_factory = PyObject_GetAttrString(asyncio, "eager_task_factory");
+    if (eager_factory == NULL) {
+        PyErr_Clear();
+    }
+    PyObject *factories = PyObject_CallMethod(pyfuture, "asyncio_factories", "OO", TracedFutureType, TracedTaskType);
+    if (factories == NULL || !PyArg_ParseTuple(factories, "OOO", &asyncio_create_future, &asyncio_create_task,
+                                               &asyncio_eager_create_task)) {
+        Py_XDECREF(factories);
+        return NULL;
+    }
+    Py_INCREF(asyncio_create_future);
+    Py_INCREF(asyncio_create_task);
+    if (asyncio_eager_create_task == Py_None) {
+        asyncio_eager_create_task = NULL;
+    }
+    else {
+        Py_INCREF(asyncio_eager_create_task);
+    }
+    Py_DECREF(factories);
+    Py_DECREF(pyfuture);
+    Py_DECREF(casyncio);
+    Py_DECREF(asyncio);
+    rng_state ^= (unsigned long long)now_ns() ^ ((unsigned long long)getpid() << 32);
+    initialised = 1;
+    return m;
+}

@@ -1,0 +1,418 @@
+"""Which loops get traced, and how a loop's own methods are kept.
+
+A traced loop has instance attributes that shadow three of its class's methods
+(``create_future``, ``create_task``, ``close``); removing them restores the loop.
+What they do depends on the class:
+
+* where the class's method is asyncio's own (or uvloop's, which does the same
+  thing), the attribute is the fast path of ``LoopHooks``, which builds traced
+  futures and tasks itself;
+* where a loop class defines its own ``create_future`` or ``create_task``
+  (``class MyLoop(SelectorEventLoop)`` returning ``MyTask``), that method is
+  called and its result returned as it is; what it makes through
+  ``super().create_task()`` is traced (asyncio's method is patched on the class
+  for as long as such a loop is traced), anything else gets an id, so that
+  events can still name it;
+* ``close`` always calls the class's (or the instance's) own ``close``.
+
+None of these wrappers shows in a traceback: exceptions leave with the wrapper's
+frame removed, as if the loop's own method had been called directly.
+
+Process-wide tracing sees loops being made: it wraps
+``asyncio.BaseEventLoop.__init__`` and ``uvloop.Loop.__init__`` (uvloop's loops do
+not run asyncio's; uvloop is patched when tracing starts if it is imported, else
+as soon as it is imported). Everything is undone when the last process-wide
+installation ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.abc
+import importlib.machinery
+import logging
+import sys
+import threading
+import types
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._core import LoopHooks, assign_id, flush_pending_completions, future_id
+from ._pipeline import RECORDER
+
+__all__ = [
+    "HOOKS",
+    "hook_loop",
+    "patch_construction",
+    "unhook_loop",
+    "unpatch_construction",
+    "untraceable",
+]
+
+logger = logging.getLogger("tracedfuture")
+
+HOOKS = "_tracedfuture_hooks"
+_SAVED = "_tracedfuture_saved"
+_PATCHED = ("create_future", "create_task", "close")
+_FACTORIES = ("create_future", "create_task")
+_MISSING: Any = object()
+
+_Base: Any = asyncio.BaseEventLoop
+# asyncio's own methods, kept before anything here patches the class.
+_BASE_METHODS: dict[str, Callable[..., Any]] = {name: vars(_Base)[name] for name in _FACTORIES}
+# Implementations that LoopHooks reproduces exactly: asyncio's, and uvloop's
+# (uvloop.loop.Loop, a compiled class), added when seen.
+_stock: dict[str, set[object]] = {name: {fn} for name, fn in _BASE_METHODS.items()}
+
+
+def _hide_frame(exc: BaseException) -> None:
+    """Drop a wrapper's own entry from a traceback that passes through it (the
+    first one): the bare ``raise`` that follows does not add it again (3.11-3.13)."""
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == _CODE_FILE:
+        exc.__traceback__ = tb.tb_next
+
+
+_CODE_FILE = _hide_frame.__code__.co_filename
+
+
+def _unlisted(tb: object) -> None:
+    """Remove this module's frames from a debug-mode ``_source_traceback``."""
+    if isinstance(tb, list):
+        tb[:] = [entry for entry in tb if getattr(entry, "filename", None) != _CODE_FILE]
+
+
+def _implementation(cls: type, name: str) -> tuple[object, object]:
+    """(the class's ``name``, the nearest stock one in its MRO, or _MISSING),
+    seen through the class patch below, which stands for asyncio's method."""
+    own: object = _MISSING
+    for klass in cls.__mro__:
+        fn = vars(klass).get(name, _MISSING)
+        if fn is _MISSING:
+            continue
+        if fn is _CLASS_PATCHES[name]:
+            fn = _BASE_METHODS[name]
+        if own is _MISSING:
+            own = fn
+        if fn is _BASE_METHODS[name] or klass.__module__ == "uvloop.loop":
+            _stock[name].add(fn)
+            return own, fn
+    return own, _MISSING
+
+
+# --- a loop's own methods ------------------------------------------------------------
+
+
+def _calling_own(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The loop's own create_future/create_task, called as it is."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            made = method(*args, **kwargs)
+        except BaseException as exc:
+            _hide_frame(exc)
+            raise
+        if isinstance(made, asyncio.Future):
+            _unlisted(getattr(made, "_source_traceback", None))
+            if future_id(made) is None:
+                assign_id(made)  # an id from now on, for the events that will name it
+        return made
+
+    return call
+
+
+def _traced_close(loop: asyncio.AbstractEventLoop, close: Callable[..., Any]) -> Callable[..., Any]:
+    def traced_close(*args: Any, **kwargs: Any) -> Any:
+        if not loop.is_running():
+            flush_pending_completions(loop)
+        try:
+            return close(*args, **kwargs)
+        except BaseException as exc:
+            _hide_frame(exc)
+            raise
+        finally:
+            # To the exporters' queues; a slow exporter must not stall close().
+            for inst in getattr(getattr(loop, HOOKS, None), "installations", ()):
+                RECORDER.drain(only=inst)
+
+    return traced_close
+
+
+def untraceable(loop: object) -> str | None:
+    """Why ``loop`` cannot be traced, or None."""
+    try:
+        vars(loop)
+    except TypeError:
+        return (
+            f"cannot trace {type(loop).__module__}.{type(loop).__qualname__} loops: their instances take no "
+            "attributes; make them through tracedfuture.loop_factory(base=...), which subclasses them"
+        )
+    return None
+
+
+_warned: set[type] = set()
+
+
+def warn_once(loop: object, reason: str) -> None:
+    """One line through the ``tracedfuture`` logger, once per loop type."""
+    if type(loop) not in _warned:
+        _warned.add(type(loop))
+        logger.warning("tracedfuture: %s", reason)
+
+
+def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooks:
+    """Give ``loop`` its traced methods; raise TypeError if it cannot take them."""
+    reason = untraceable(loop)
+    if reason is not None:
+        raise TypeError(reason)
+    namespace = vars(loop)
+    saved = {name: namespace[name] for name in _PATCHED if name in namespace}
+    close = loop.close
+    own: dict[str, Callable[..., Any]] = {}
+    for name in _FACTORIES:
+        if name in saved:
+            continue  # an attribute the user set: shadowed while traced, restored after
+        method, stock = _implementation(type(loop), name)
+        if method in _stock[name]:
+            continue  # asyncio's or uvloop's: LoopHooks does the same, faster
+        own[name] = getattr(loop, name)
+        # LoopHooks falls back on the methods it finds on the loop (a task factory,
+        # an untraced future): those must be the stock ones, never the override,
+        # which may itself come back to them through super().
+        if stock is not _MISSING:
+            namespace[name] = types.MethodType(stock, loop)  # type: ignore[arg-type]
+            if stock is _BASE_METHODS.get(name):
+                _needs_class_patch(loop)
+    hooks = LoopHooks(loop)
+    namespace[_SAVED] = saved
+    namespace[HOOKS] = hooks
+    namespace["create_future"] = _calling_own(own["create_future"]) if "create_future" in own else hooks.create_future
+    namespace["create_task"] = _calling_own(own["create_task"]) if "create_task" in own else hooks.create_task
+    namespace["close"] = _traced_close(loop, close)
+    return hooks
+
+
+def unhook_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Restore ``loop`` exactly as it was before :func:`hook_loop`."""
+    namespace = vars(loop)
+    saved = namespace.pop(_SAVED, {})
+    namespace.pop(HOOKS, None)
+    for name in _PATCHED:
+        namespace.pop(name, None)
+    namespace.update(saved)
+    _release_class_patch(id(loop))
+
+
+# --- asyncio's methods, for super() calls from a loop's own ---------------------------
+
+_class_users: dict[int, weakref.finalize] = {}  # type: ignore[type-arg]  # id(loop) -> its finalizer
+_class_lock = threading.Lock()
+
+
+def _base_create_future(self: Any) -> Any:
+    hooks = vars(self).get(HOOKS)
+    try:
+        if hooks is None:
+            return _BASE_METHODS["create_future"](self)
+        return hooks.create_future()
+    except BaseException as exc:
+        _hide_frame(exc)
+        raise
+
+
+def _base_create_task(self: Any, coro: Any, **kwargs: Any) -> Any:
+    hooks = vars(self).get(HOOKS)
+    try:
+        if hooks is None:
+            return _BASE_METHODS["create_task"](self, coro, **kwargs)
+        return hooks.create_task(coro, **kwargs)
+    except BaseException as exc:
+        _hide_frame(exc)
+        raise
+
+
+_CLASS_PATCHES: dict[str, Callable[..., Any]] = {
+    "create_future": _base_create_future,
+    "create_task": _base_create_task,
+}
+
+
+def _needs_class_patch(loop: object) -> None:
+    """Patch asyncio's create_future/create_task on BaseEventLoop while ``loop``,
+    whose class overrides one of them, is traced: what it makes through super()
+    is then traced too. Untraced loops get asyncio's methods, called as they are."""
+    with _class_lock:
+        if not _class_users:
+            for name, patch in _CLASS_PATCHES.items():
+                setattr(_Base, name, patch)
+        key = id(loop)
+        if key not in _class_users:
+            _class_users[key] = weakref.finalize(loop, _release_class_patch, key)
+
+
+def _release_class_patch(key: int) -> None:
+    with _class_lock:
+        finalizer = _class_users.pop(key, None)
+        if finalizer is None:
+            return
+        finalizer.detach()
+        if not _class_users:
+            for name in _CLASS_PATCHES:
+                setattr(_Base, name, _BASE_METHODS[name])
+
+
+# --- seeing loops being made ---------------------------------------------------------
+
+_on_new_loop: Callable[[Any], None] | None = None
+_base_init: Callable[..., None] | None = None
+_uvloop_classes: list[tuple[type, object]] = []  # (uvloop.Loop, its own __init__ or _MISSING)
+_finder: _UvloopFinder | None = None
+
+
+def _new_loop(loop: Any) -> None:
+    on_new_loop = _on_new_loop
+    if on_new_loop is None:
+        return
+    reason = untraceable(loop)
+    if reason is not None:
+        warn_once(loop, reason)
+        return
+    try:
+        on_new_loop(loop)
+    except Exception as exc:  # tracing must never stop a loop from being made
+        warn_once(loop, f"cannot trace {type(loop).__qualname__} loops: {exc!r}")
+
+
+def patch_construction(on_new_loop: Callable[[Any], None]) -> None:
+    """Call ``on_new_loop(loop)`` for every asyncio and uvloop loop made from now on."""
+    global _on_new_loop, _base_init, _finder
+    _on_new_loop = on_new_loop
+    if _base_init is None:
+        original = _Base.__init__
+        _base_init = original
+
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            try:
+                original(self, *args, **kwargs)
+            except BaseException as exc:
+                _hide_frame(exc)
+                raise
+            _new_loop(self)
+
+        _copy_names(__init__, original)
+        _Base.__init__ = __init__
+    uvloop = sys.modules.get("uvloop")
+    if uvloop is not None:
+        _patch_uvloop(uvloop)
+    if _finder is None:
+        _finder = _UvloopFinder()
+        sys.meta_path.insert(0, _finder)
+
+
+def unpatch_construction() -> None:
+    """Undo :func:`patch_construction` exactly."""
+    global _on_new_loop, _base_init, _finder
+    _on_new_loop = None
+    if _base_init is not None:
+        _Base.__init__ = _base_init
+        _base_init = None
+    while _uvloop_classes:
+        cls, init = _uvloop_classes.pop()
+        if init is _MISSING:
+            delattr(cls, "__init__")
+        else:
+            setattr(cls, "__init__", init)  # noqa: B010
+    if _finder is not None:
+        if _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)
+        _finder = None
+
+
+def _copy_names(wrapper: Callable[..., Any], original: Callable[..., Any]) -> None:
+    for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+        try:
+            setattr(wrapper, attr, getattr(original, attr))
+        except (AttributeError, TypeError):
+            pass
+
+
+for _name, _patch in _CLASS_PATCHES.items():
+    _copy_names(_patch, _BASE_METHODS[_name])  # BaseEventLoop.create_task reads as asyncio's
+
+
+def _patch_uvloop(module: types.ModuleType) -> None:
+    """Trace every ``uvloop.Loop`` however it is made (``new_event_loop``,
+    ``run``, ``install``, its policy, a subclass, uvicorn): uvloop's loops never
+    run ``BaseEventLoop.__init__``, but they are all instances of the Python class
+    ``uvloop.Loop``, a Python class (in ``uvloop/__init__.py``) whose
+    ``__init__`` can be set."""
+    cls = getattr(module, "Loop", None)
+    if not isinstance(cls, type) or any(patched is cls for patched, _ in _uvloop_classes):
+        return
+    own = vars(cls).get("__init__", _MISSING)
+    original: Callable[..., None] = cls.__init__  # type: ignore[misc]
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            original(self, *args, **kwargs)
+        except BaseException as exc:
+            _hide_frame(exc)
+            raise
+        _new_loop(self)
+
+    _copy_names(__init__, original)
+    try:
+        cls.__init__ = __init__  # type: ignore[misc]
+    except (AttributeError, TypeError):
+        logger.warning(
+            "tracedfuture: cannot trace %s.%s loops process-wide; make them through "
+            "tracedfuture.loop_factory(base=uvloop.new_event_loop)",
+            cls.__module__,
+            cls.__qualname__,
+        )
+        return
+    _uvloop_classes.append((cls, own))
+
+
+class _UvloopFinder(importlib.abc.MetaPathFinder):
+    """Patches uvloop right after it is imported, leaving no trace of itself on
+    the module (its ``__loader__`` and ``__spec__.loader`` are uvloop's own)."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "uvloop":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _PatchingLoader(spec.loader)
+                return spec
+        return None
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        module: types.ModuleType | None = self.loader.create_module(spec)
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        if _on_new_loop is not None:
+            try:
+                _patch_uvloop(module)
+            except Exception as exc:
+                logger.warning("tracedfuture: cannot trace uvloop loops process-wide: %r", exc)

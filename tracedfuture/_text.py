@@ -1,0 +1,172 @@
+"""Text for people, written once: paths, sites, counts, durations, seconds.
+
+Every viewer (``tree``, ``stats``, ``html``, ``perfetto``), :func:`tracedfuture.format_snapshot`,
+the lints and the pytest plugin's report name a source line the same way.
+
+>>> site_text(Site("/usr/lib/python3.11/asyncio/tasks.py", 12, "sleep"))
+'asyncio/tasks.py:12 in sleep'
+>>> format_duration(1_500_000_000), plural(2, "task")
+('1.50s', '2 tasks')
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sysconfig
+
+from ._events import Site
+
+__all__ = [
+    "format_duration",
+    "is_asyncio",
+    "is_installed",
+    "is_library",
+    "parse_seconds",
+    "plural",
+    "printable",
+    "short_path",
+    "site_text",
+]
+
+_STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
+# Another machine's standard library (a trace read elsewhere): .../lib/python3.12/...
+_OTHER_STDLIB = re.compile(r"^(?:.*[/\\])?(?:lib|Lib)[/\\]python3(?:\.\d+)?t?[/\\](?!site-packages|dist-packages)")
+_PACKAGES = re.compile(r"[/\\](?:site|dist)-packages[/\\]")
+
+
+@functools.lru_cache(maxsize=8192)
+def short_path(filename: str) -> str:
+    """A source path as people read it.
+
+    The standard library as ``asyncio/tasks.py``, an installed package as the part
+    after ``site-packages/``, a file under the current directory relative to it,
+    anything else unchanged.
+
+    >>> short_path("/venv/lib/python3.12/site-packages/aiohttp/web.py")
+    'aiohttp/web.py'
+    """
+    if filename.startswith(_STDLIB):
+        return filename[len(_STDLIB) :]
+    found = _PACKAGES.search(filename)
+    if found is not None:
+        return filename[found.end() :]
+    found = _OTHER_STDLIB.match(filename)
+    if found is not None:
+        return filename[found.end() :]
+    if os.path.isabs(filename):
+        cwd = os.getcwd().rstrip(os.sep) + os.sep
+        if filename.startswith(cwd):
+            return filename[len(cwd) :]
+    return filename
+
+
+@functools.lru_cache(maxsize=8192)
+def is_installed(filename: str) -> bool:
+    """Whether a source file belongs to an installed package (``site-packages``).
+
+    >>> is_installed("/venv/lib/python3.12/site-packages/aiohttp/web.py"), is_installed("/app/web.py")
+    (True, False)
+    """
+    return _PACKAGES.search(filename) is not None
+
+
+@functools.lru_cache(maxsize=8192)
+def is_library(filename: str) -> bool:
+    """Whether a source file belongs to an installed package or the standard library,
+    not to the program itself."""
+    return bool(filename.startswith(_STDLIB) or _PACKAGES.search(filename) or _OTHER_STDLIB.match(filename))
+
+
+@functools.lru_cache(maxsize=8192)
+def is_asyncio(filename: str) -> bool:
+    """Whether a source file is asyncio's own (the standard library's ``asyncio`` package).
+
+    >>> is_asyncio("/usr/lib/python3.11/asyncio/subprocess.py"), is_asyncio("/app/asyncio/x.py")
+    (True, False)
+    """
+    if filename.startswith(_STDLIB):
+        rest = filename[len(_STDLIB) :]
+    else:
+        found = _OTHER_STDLIB.match(filename)
+        if found is None:
+            return False
+        rest = filename[found.end() :]
+    return rest.startswith(("asyncio/", "asyncio\\"))
+
+
+def site_text(site: Site | None) -> str:
+    """``app.py:12 in main`` (the file through :func:`short_path`), or ``(unknown site)``."""
+    if site is None:
+        return "(unknown site)"
+    return f"{short_path(site.filename)}:{site.lineno} in {site.function}"
+
+
+def plural(count: int, singular: str, many: str | None = None) -> str:
+    """``1 task``, ``2 tasks``; ``many`` when adding an s is not the plural."""
+    return f"{count} {singular if count == 1 else many or singular + 's'}"
+
+
+def printable(text: str) -> str:
+    r"""``text`` with control characters escaped (``\x1b``), safe to print on a terminal.
+
+    A trace holds whatever strings the program used; printed raw, an escape
+    sequence in a task name could rewrite the user's screen.
+
+    >>> printable("worker\x1b[2J")
+    'worker\\x1b[2J'
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def _three_digits(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def format_duration(ns: int | None) -> str:
+    """A duration for people: ``812ns``, ``12.3us``, ``4.56ms``, ``1.23s``, ``2m03s``.
+
+    >>> format_duration(812), format_duration(12_300), format_duration(123_000_000_000)
+    ('812ns', '12.3us', '2m03s')
+    """
+    if ns is None:
+        return "-"
+    if ns < 0:
+        return "-" + format_duration(-ns)
+    if ns < 1_000:
+        return f"{ns}ns"
+    if ns < 1_000_000:
+        return f"{_three_digits(ns / 1_000)}us"
+    if ns < 1_000_000_000:
+        return f"{_three_digits(ns / 1_000_000)}ms"
+    if ns < 60_000_000_000:
+        return f"{_three_digits(ns / 1_000_000_000)}s"
+    minutes, seconds = divmod(ns // 1_000_000_000, 60)
+    return f"{minutes}m{seconds:02d}s"
+
+
+def parse_seconds(text: str, *, what: str = "a number of seconds") -> float:
+    """``"0.5"`` as 0.5; raises ``ValueError`` naming the value and what is wanted.
+
+    >>> parse_seconds("2")
+    2.0
+    >>> parse_seconds("soon")
+    Traceback (most recent call last):
+    ...
+    ValueError: expected a number of seconds >= 0, such as 0.5, not 'soon'
+    """
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        msg = f"expected {what} >= 0, such as 0.5, not {text!r}"
+        raise ValueError(msg)
+    return value
