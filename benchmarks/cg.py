@@ -174,6 +174,14 @@ def measure(python: str, env: dict[str, str], variants: list[str], timeout: floa
             n = large - small
             functions = {k: (f_large.get(k, 0) - f_small.get(k, 0)) / n for k in set(f_large) | set(f_small)}
             per[key] = {"per_unit": (t_large - t_small) / n, "functions": functions}
+        # Where each variant's extra instructions go, against plain on the same
+        # workload; the whole per-function table is too big to keep.
+        for key, item in per.items():
+            base = f"plain/{key.split('/', 1)[1]}"
+            if base in per and key != base:
+                item["extra"] = where(per, key, base)
+        for item in per.values():
+            del item["functions"]
         result: dict[str, Any] = {"implementation": implementation, "per": per, "failed": failed}
         if error:
             result["error"] = error
