@@ -201,7 +201,9 @@ class FlightRecorder:
         except Exception:
             logger.exception("tracedfuture: the flight recorder could not dump to %s", os.fspath(path))
         else:
-            logger.warning("tracedfuture: flight recorder dumped to %s (%s)", os.fspath(path), reason)
+            # info, not warning: logging's last-resort handler would print it on the
+            # program's stderr, which stays the program's own.
+            logger.info("tracedfuture: flight recorder dumped to %s (%s)", os.fspath(path), reason)
 
     def dump_in_background(self, path: str | os.PathLike[str], reason: str) -> threading.Thread:
         """Dump from a new thread: what signal handlers and the loop's exception
