@@ -158,6 +158,8 @@ class JsonLinesExporter:
 
         summary = {
             "events_written": self.events_written,
+            # When the file was finished: what was still pending is measured to here.
+            "end_ns": time.monotonic_ns(),
             **RECORDER.counters(exporter=self),
             **delivery_stats(self),
             **(stats or {}),
