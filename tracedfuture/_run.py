@@ -60,6 +60,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _bytes(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = -1
+    if value < 1 << 20:
+        msg = f"expected a number of bytes of at least 1 MiB, such as 268435456 for 256 MiB, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare ``run``'s options on ``parser`` (and remember which take a value)."""
 
@@ -84,6 +95,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--include-name", action="append", dest="include_names", metavar="PATTERN", help="only these task names")
     add("--exclude-name", action="append", dest="exclude_names", metavar="PATTERN", help="never these task names")
     add("--capture-values", action="store_true", default=None, help="record results' repr and exception messages")
+    add(
+        "--max-memory",
+        type=_bytes,
+        metavar="BYTES",
+        help="what buffers and queues may hold before dropping, counted (default 64 MiB)",
+    )
+    add(
+        "--export-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="how long exit waits for the exporters, in all (default 10)",
+    )
 
 
 def _split(args: list[str]) -> tuple[list[str], str | None, str | None, list[str]]:
@@ -171,7 +194,7 @@ def _exporters(
 def _options(options: argparse.Namespace) -> dict[str, Any]:
     """The Options the user gave; the others keep the library's defaults."""
     given: dict[str, Any] = {}
-    for key in ("sample_rate", "tail", "slow", "capture_values"):
+    for key in ("sample_rate", "tail", "slow", "capture_values", "max_memory", "export_timeout"):
         if getattr(options, key) is not None:
             given[key] = getattr(options, key)
     for key in ("include_modules", "exclude_modules", "include_names", "exclude_names"):
