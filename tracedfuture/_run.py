@@ -32,6 +32,17 @@ _EXPORTERS = {
 }
 
 
+def _bytes(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = -1
+    if value < 1 << 20:
+        msg = f"expected a number of bytes of at least 1 MiB, such as 268435456 for 256 MiB, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare ``run``'s options (the switch table's) on ``parser``."""
     _switches.add_arguments(parser)

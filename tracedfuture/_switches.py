@@ -45,6 +45,21 @@ class SwitchError(ValueError):
 # --- parsers: text -> value, or ValueError("expected ..., not 'text'") ---------------------
 
 
+def _install_option(name: str) -> Callable[[str], Any]:
+    """A parser for an install() option, from the one options table (``_options``)."""
+
+    def parse(text: str) -> Any:
+        from ._options import OPTIONS, OptionError
+
+        (option,) = [option for option in OPTIONS if option.name == name]
+        try:
+            return option.from_text(text)
+        except OptionError as exc:
+            raise ValueError(str(exc)) from None
+
+    return parse
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -220,6 +235,30 @@ SWITCHES: tuple[Switch, ...] = (
         _fraction,
         "trace only this fraction of futures (head sampling)",
         "FRACTION",
+        install_option=True,
+    ),
+    Switch(
+        "max_bytes",
+        "--max-bytes",
+        _install_option("max_bytes"),
+        "bytes of raw records each ring holds (the flight recorder's window), such as 64MiB",
+        "BYTES",
+        install_option=True,
+    ),
+    Switch(
+        "max_memory",
+        "--max-memory",
+        _install_option("max_memory"),
+        "bytes the exporters' queues may hold before dropping whole futures, counted (default 64MiB)",
+        "BYTES",
+        install_option=True,
+    ),
+    Switch(
+        "export_timeout",
+        "--export-timeout",
+        _install_option("export_timeout"),
+        "seconds exit waits for the exporters, in all (default 10)",
+        "SECONDS",
         install_option=True,
     ),
     Switch(
