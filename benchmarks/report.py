@@ -383,12 +383,14 @@ def _memory(w: Any, memory: dict[str, Any]) -> None:
     )
     w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     traced = {r["variant"]: r for r in memory["rows"] if r["tracemalloc"]}
+    if any(_why(r["error"]) == "not run (budget)" for r in memory["rows"] if "error" in r):
+        w("Some runs did not fit in this part's share of `--budget` (not run): rerun with a larger one.\n")
     for row in memory["rows"]:
         if row["tracemalloc"]:
             continue
         title = VARIANT_TITLES[row["variant"]] + (" (10x the futures)" if row["label"].endswith("x10") else "")
         if "error" in row:
-            w(f"| {title} | {row['futures']:,} | failed: {row['error']} | | | | | | |")
+            w(f"| {title} | {row['futures']:,} | {_why(row['error'])} | | | | | | |")
             continue
         pts = row["rss_checkpoints_kib"]
         half = pts[len(pts) // 2 - 1][1] if len(pts) >= 2 else pts[0][1]
@@ -396,7 +398,7 @@ def _memory(w: Any, memory: dict[str, Any]) -> None:
         if tm is None:
             tm_peak = tm_kept = "-"
         elif "error" in tm:
-            tm_peak, tm_kept = "failed", tm["error"]
+            tm_peak, tm_kept = _why(tm["error"]), "-"
         else:
             tm_peak = f"{tm['traced_peak'] / 2**20:.1f} MiB at {tm['futures']:,}"
             tm_kept = f"{tm['traced_current'] / 2**20:.1f} MiB"
@@ -407,6 +409,11 @@ def _memory(w: Any, memory: dict[str, Any]) -> None:
             f"| {row['seconds']:.1f} |"
         )
     w("")
+
+
+def _why(error: str) -> str:
+    """A table cell for a run that did not happen, or failed."""
+    return "not run (budget)" if error.startswith(("not run", "stopped after")) else f"failed: {error}"
 
 
 def _http(w: Any, http: dict[str, Any]) -> None:
