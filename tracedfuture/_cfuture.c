@@ -1073,6 +1073,20 @@ is_wakeup(PyObject *fn, PyObject **owner)
     return 0;
 }
 
+/* _future._callback_name: a plain function's qualname read directly (the
+ * common case), anything else through the Python twin. A new reference. */
+static PyObject *
+callback_name(PyObject *fn)
+{
+    if (PyFunction_Check(fn)) {
+        PyObject *q = ((PyFunctionObject *)fn)->func_qualname;
+        if (q != NULL && PyUnicode_Check(q)) {
+            return Py_NewRef(q);
+        }
+    }
+    return text_of(py_callback_name, fn);
+}
+
 static PyObject *
 shared_add_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -1120,7 +1134,7 @@ shared_add_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     PyObject *loop = loop_of(self);
     long long tid = loop ? running_task_id(loop) : 0;
     Py_XDECREF(loop);
-    PyObject *name = text_of(py_callback_name, fn);
+    PyObject *name = callback_name(fn);
     if ((r = begin(e, e->ring, &old, OP_CB_ADDED, 3, e->fid)) != NULL) {
         set_opt_int(r, 0, tid);
         set_obj(r, 1, name);
@@ -1201,7 +1215,7 @@ shared_remove_done_callback(PyObject *self, PyObject *fn)
         PyObject *loop = loop_of(self);
         long long tid = loop ? running_task_id(loop) : 0;
         Py_XDECREF(loop);
-        PyObject *name = text_of(py_callback_name, fn);
+        PyObject *name = callback_name(fn);
         Rec old, *r;
         if (indices != NULL && (r = begin(e, e->ring, &old, OP_CB_REMOVED, 3, e->fid)) != NULL) {
             set_opt_int(r, 0, tid);
@@ -1522,8 +1536,14 @@ task_done(PyObject *Py_UNUSED(module), PyObject *task)
 }
 
 static int
-observe_completion(PyObject *task)
+observe_completion(PyObject *task, int may_be_done)
 {
+    if (!may_be_done) {
+        /* a task just made, not eagerly: pending */
+        PyObject *res = call2(m_add_done_callback, task, task_done_fn);
+        Py_XDECREF(res);
+        return res == NULL ? -1 : 0;
+    }
     PyObject *done = PyObject_CallMethodNoArgs(task, s_done);
     if (done == NULL) {
         return -1;
@@ -1592,7 +1612,7 @@ task_init(PyObject *self, PyObject *args, PyObject *kwds)
             PyErr_Clear();
             register_task(self, h, loop, coro, name, PyEval_GetFrame());
             Py_XDECREF(name);
-            if (observe_completion(self) < 0) {
+            if (observe_completion(self, 1) < 0) {
                 Py_XDECREF(loop);
                 return -1;
             }
@@ -1636,7 +1656,7 @@ task_init(PyObject *self, PyObject *args, PyObject *kwds)
             Py_XDECREF(given);
             PyErr_Clear();
         }
-        if (observe_completion(self) < 0) {
+        if (observe_completion(self, 1) < 0) {
             return -1;
         }
     }
@@ -2153,7 +2173,7 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
         PyErr_Clear();
         register_task(task, self, loop, coro, given, PyEval_GetFrame());
         Py_XDECREF(given);
-        if (observe_completion(task) < 0) {
+        if (observe_completion(task, 0) < 0) {
             Py_DECREF(task);
             return NULL;
         }
