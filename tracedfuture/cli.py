@@ -229,7 +229,7 @@ def _cmd_html(args: argparse.Namespace) -> int:
     if path != "-":
         print(
             f"wrote {path} ({plural(len(model.records), 'future or task', 'futures and tasks')}, "
-            f"{_size(len(text.encode()))})",
+            f"{_size(len(text.encode('utf-8', 'backslashreplace')))})",
             file=sys.stderr,
         )
     return 0
