@@ -3,8 +3,9 @@
 >>> import asyncio, tracedfuture.flight
 >>> recorder = tracedfuture.flight.FlightRecorder()
 >>> tracedfuture.run(asyncio.sleep(0), exporters=[recorder])
->>> [event.kind for event in recorder.events()]
-['created', 'resolved']
+>>> events = recorder.events()
+>>> [e.kind for e in events if e.future_id == events[0].future_id]  # the main task
+['created', 'callback_added', 'resolved', 'callback_scheduled']
 >>> recorder.dump("flight.jsonl")  # doctest: +SKIP
 'flight.jsonl'
 
