@@ -688,3 +688,11 @@ print(tracedfuture.run(main(), exporters=[JsonLinesExporter(sys.argv[1])]))
     assert trace.stats["events_written"] == len(trace.events)
     assert trace.stats["events_lost"] > 0
     assert os.path.getsize(path) <= 64 * 1024
+
+
+def test_a_trace_written_to_dev_null_leaves_dev_null_alone() -> None:
+    # Trace files are made 0600, regular files only: /dev/null is the machine's.
+    before = os.stat(os.devnull).st_mode
+    exporter = JsonLinesExporter(os.devnull)
+    exporter.shutdown()
+    assert os.stat(os.devnull).st_mode == before

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -144,9 +145,13 @@ def open_private(path: str) -> int:
     (``0600``) and return its descriptor, opened for writing."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_TRUNC
+        # An existing file keeps its mode through O_TRUNC: a regular file is made
+        # private too. Never anything else: /dev/null, a FIFO, a terminal are the
+        # machine's, not the trace's (and root could change them for everyone).
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)
     except OSError:
-        pass  # not ours to change (a file someone else owns, a FIFO): keep going
+        pass  # not ours to change (a file someone else owns): keep going
     return fd
 
 
