@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,6 +95,7 @@ def target(
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def _wait_for(proc: subprocess.Popen[str], ready: str, socket: Path, timeout: float = 60) -> None:
