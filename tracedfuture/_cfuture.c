@@ -1168,18 +1168,19 @@ callbacks_list(PyObject *self)
 }
 
 static PyObject *
-shared_remove_done_callback(PyObject *self, PyObject *fn)
+shared_remove_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     TFExt *e = ext_of(self);
     if (e == NULL || !e->fid) {
-        return call2(m_remove_done_callback, self, fn);
+        return call_base(m_remove_done_callback, self, args, nargs, kwnames);
     }
     PyObject *before = callbacks_list(self);
-    PyObject *removed = call2(m_remove_done_callback, self, fn);
+    PyObject *removed = call_base(m_remove_done_callback, self, args, nargs, kwnames);
     if (removed == NULL) {
         Py_XDECREF(before);
         return NULL;
     }
+    PyObject *fn = args[0];
     Py_ssize_t count = PyLong_AsSsize_t(removed);
     if (count > 0 && before != NULL) {
         /* Which positions went, compared by identity: no user __eq__ runs twice. */
@@ -1320,13 +1321,16 @@ fut_init(PyObject *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* The overrides take asyncio's own arguments and hand them to asyncio's method
+ * first: a wrong call fails with asyncio's own message, and nothing is recorded. */
 static PyObject *
-fut_set_result(PyObject *self, PyObject *result)
+fut_set_result(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *res = call2(m_set_result, self, result);
+    PyObject *res = call_base(m_set_result, self, args, nargs, kwnames);
     if (res == NULL) {
         return NULL;
     }
+    PyObject *result = args[0];
     TFExt *e = ext_of(self);
     if (e != NULL && e->fid) {
         PyObject *loop = loop_of(self);
@@ -1347,9 +1351,9 @@ fut_set_result(PyObject *self, PyObject *result)
 }
 
 static PyObject *
-fut_set_exception(PyObject *self, PyObject *exc)
+fut_set_exception(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *res = call2(m_set_exception, self, exc);
+    PyObject *res = call_base(m_set_exception, self, args, nargs, kwnames);
     if (res == NULL) {
         return NULL;
     }
@@ -1475,10 +1479,12 @@ fut_clear(PyObject *self)
 static PyMethodDef fut_methods[] = {
     {"add_done_callback", (PyCFunction)(void (*)(void))shared_add_done_callback, METH_FASTCALL | METH_KEYWORDS,
      "asyncio's add_done_callback, recorded."},
-    {"remove_done_callback", (PyCFunction)shared_remove_done_callback, METH_O,
+    {"remove_done_callback", (PyCFunction)(void (*)(void))shared_remove_done_callback, METH_FASTCALL | METH_KEYWORDS,
      "asyncio's remove_done_callback, recorded."},
-    {"set_result", (PyCFunction)fut_set_result, METH_O, "asyncio's set_result, recorded."},
-    {"set_exception", (PyCFunction)fut_set_exception, METH_O, "asyncio's set_exception, recorded."},
+    {"set_result", (PyCFunction)(void (*)(void))fut_set_result, METH_FASTCALL | METH_KEYWORDS,
+     "asyncio's set_result, recorded."},
+    {"set_exception", (PyCFunction)(void (*)(void))fut_set_exception, METH_FASTCALL | METH_KEYWORDS,
+     "asyncio's set_exception, recorded."},
     {"cancel", (PyCFunction)(void (*)(void))fut_cancel, METH_FASTCALL | METH_KEYWORDS,
      "asyncio's cancel, recorded with its msg and canceller."},
     {NULL, NULL, 0, NULL},
@@ -1701,9 +1707,9 @@ task_cancel(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 }
 
 static PyObject *
-task_set_name(PyObject *self, PyObject *value)
+task_set_name(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *res = call2(m_task_set_name, self, value);
+    PyObject *res = call_base(m_task_set_name, self, args, nargs, kwnames);
     if (res == NULL) {
         return NULL;
     }
@@ -1788,11 +1794,12 @@ task_clear(PyObject *self)
 static PyMethodDef task_methods[] = {
     {"add_done_callback", (PyCFunction)(void (*)(void))shared_add_done_callback, METH_FASTCALL | METH_KEYWORDS,
      "asyncio's add_done_callback, recorded."},
-    {"remove_done_callback", (PyCFunction)shared_remove_done_callback, METH_O,
+    {"remove_done_callback", (PyCFunction)(void (*)(void))shared_remove_done_callback, METH_FASTCALL | METH_KEYWORDS,
      "asyncio's remove_done_callback, recorded."},
     {"cancel", (PyCFunction)(void (*)(void))task_cancel, METH_FASTCALL | METH_KEYWORDS,
      "asyncio's cancel, recorded with its msg and canceller."},
-    {"set_name", (PyCFunction)task_set_name, METH_O, "asyncio's set_name, recorded."},
+    {"set_name", (PyCFunction)(void (*)(void))task_set_name, METH_FASTCALL | METH_KEYWORDS,
+     "asyncio's set_name, recorded."},
     {NULL, NULL, 0, NULL},
 };
 
