@@ -408,7 +408,7 @@ def loop_factory(
 
     def factory() -> asyncio.AbstractEventLoop:
         loop = make()
-        if not hasattr(loop, "__dict__"):
+        if _loops.untraceable(loop) is not None:
             cls = type(loop)
             loop.close()
             sub = subclasses.get(cls)
