@@ -24,7 +24,7 @@ from typing import Any
 from . import _events as ev
 from ._events import Event, Site
 
-__all__ = ["Converter", "caller_text", "site_of", "type_name"]
+__all__ = ["Converter", "caller_text", "redacted", "site_of", "type_name"]
 
 Record = tuple[Any, ...]
 
@@ -232,13 +232,7 @@ class Converter:
     def _text(self, value: str | None, captured: bool) -> str | None:
         if value is None or (captured and not self.capture_values):
             return None
-        redact = self.redact
-        if redact is None:
-            return value
-        try:
-            return str(redact(value))
-        except BaseException:  # never the program's problem, never the secret
-            return "<redaction failed>"
+        return redacted(self.redact, value)
 
     def _convert(self, record: Record, emit: Callable[[Event], None]) -> None:
         op, fid, ts = record[0], record[1], record[2]
@@ -361,6 +355,17 @@ class Converter:
             head = (_K_SCHEDULED, fid, ts, tid, state.is_task, state.name, None, None, None, None)
             for callback, awaiter in scheduled:
                 emit(_new_event(Event, (*head, callback, awaiter, *_TAIL_AFTER_AWAITER)))
+
+
+def redacted(redact: Callable[[str], str] | None, value: str) -> str:
+    """``value`` through an installation's ``redact``; what it raises is never the
+    program's problem, and never lets the secret through."""
+    if redact is None:
+        return value
+    try:
+        return str(redact(value))
+    except BaseException:
+        return "<redaction failed>"
 
 
 # --- process-wide caches: code objects, types ------------------------------------

@@ -33,6 +33,7 @@ __all__ = [
     "RENAMED",
     "RESOLVED",
     "STALLED",
+    "TEXT_FIELDS",
     "UNRETRIEVED",
     "Event",
     "Site",
@@ -90,6 +91,11 @@ OP_CANCEL_REQ = _seam.OPS["CANCEL_REQ"]
 OP_RENAMED = _seam.OPS["RENAMED"]
 OP_COLLECTED = _seam.OPS["COLLECTED"]
 OP_LINT = _seam.OPS["LINT"]
+
+
+# The free-text fields of an Event: what a trace file escapes, what the reader
+# checks as strings.
+TEXT_FIELDS = ("name", "coro", "callback", "result_type", "value", "exc_type", "exc_msg", "msg", "canceller", "detail")
 
 
 class Site(NamedTuple):

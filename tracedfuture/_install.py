@@ -29,7 +29,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from . import _core, _loops
-from ._convert import Converter
+from ._convert import Converter, redacted
 from ._core import LoopHooks
 from ._delivery import Filter, Sink
 from ._events import Event
@@ -104,13 +104,8 @@ class Installation:
         return f"<tracedfuture.Installation {state} {scope} exporters={len(self.exporters)}>"
 
     def redact(self, value: str) -> str:
-        redact = self.options.redact
-        if redact is None:
-            return value
-        try:
-            return str(redact(value))
-        except BaseException:  # never the program's problem, never the secret
-            return "<redaction failed>"
+        """``value`` through this installation's ``redact`` option."""
+        return redacted(self.options.redact, value)
 
     def _attached(self, loop: asyncio.AbstractEventLoop) -> None:
         """Tell the exporters that have an ``attach(loop)`` method that a loop is

@@ -476,21 +476,7 @@ def _incomplete(event: Event, why: str) -> Event:
     )
 
 
-_TEXT_FIELDS = tuple(
-    Event._fields.index(name)
-    for name in (
-        "name",
-        "coro",
-        "callback",
-        "result_type",
-        "value",
-        "exc_type",
-        "exc_msg",
-        "msg",
-        "canceller",
-        "detail",
-    )
-)
+_TEXT_FIELDS = tuple(Event._fields.index(name) for name in ev.TEXT_FIELDS)
 _SITE_FIELD = Event._fields.index("site")
 
 

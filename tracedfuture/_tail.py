@@ -150,10 +150,7 @@ class TailPolicy:
     def _settle(self, fid: int, item: _Held) -> None:
         """A healthy end: undecided -> lingering (or pinned, if still needed)."""
         item.done = True
-        self._undecided.pop(fid, None)
-        self._pin_chain(item.parent, -1)
-        for other in item.links:
-            self._pin(other, -1)
+        self._undecide(fid, item)
         if not item.pins:
             self._lingering[fid] = None
         while len(self._lingering) > self.linger:
@@ -183,16 +180,20 @@ class TailPolicy:
         if item is None:
             return False
         if not item.done:
-            self._undecided.pop(fid, None)
-            self._pin_chain(item.parent, -1)
-            for other in item.links:
-                self._pin(other, -1)
+            self._undecide(fid, item)
         self._lingering.pop(fid, None)
         group.append(item)
         self._kept.add(fid)
         if any(record[0] == ev.OP_COLLECTED for record in item.records):
             self._kept.discard(fid)  # its history is over already
         return True
+
+    def _undecide(self, fid: int, item: _Held) -> None:
+        """``fid`` is no longer undecided: what it pinned may be forgotten."""
+        self._undecided.pop(fid, None)
+        self._pin_chain(item.parent, -1)
+        for other in item.links:
+            self._pin(other, -1)
 
     # -- memory ---------------------------------------------------------------------
 
@@ -244,10 +245,7 @@ class TailPolicy:
             return
         self.forgotten += 1
         if not item.done:
-            self._undecided.pop(fid, None)
-            self._pin_chain(item.parent, -1)
-            for other in item.links:
-                self._pin(other, -1)
+            self._undecide(fid, item)
         self._lingering.pop(fid, None)
         for other in item.links:
             linked = self._items.get(other)

@@ -47,18 +47,7 @@ FORMAT = "tracedfuture-trace"
 VERSION = 1
 
 _INT_FIELDS = ("future_id", "ts_ns", "task_id", "thread_id", "parent_id", "awaiter_id", "canceller_id", "age_ns")
-_STR_FIELDS = (
-    "name",
-    "coro",
-    "callback",
-    "result_type",
-    "value",
-    "exc_type",
-    "exc_msg",
-    "msg",
-    "canceller",
-    "detail",
-)
+_STR_FIELDS = _events.TEXT_FIELDS
 
 
 class TraceFormatError(ValueError):
