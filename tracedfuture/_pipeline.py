@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -68,7 +69,7 @@ class Consumer(Protocol):
 class Route:
     """A set of installations and the ring their loops record into."""
 
-    __slots__ = ("consumers", "due", "interval", "key", "ring", "streaming")
+    __slots__ = ("__weakref__", "consumers", "due", "interval", "key", "ring", "streaming")
 
     def __init__(self, key: int, consumers: tuple[Consumer, ...], ring: Any) -> None:
         self.key = key
@@ -88,7 +89,10 @@ class Recorder:
     def __init__(self) -> None:
         self._routes: dict[int, Route] = {}
         self._by_consumers: dict[tuple[int, ...], Route] = {}
-        self._retired: list[Route] = []  # still counted in counters()
+        # Retired routes, as long as something else keeps them (their installation,
+        # for its stats and its flight recorder): never the rings of the dead, which
+        # hold up to max_bytes each.
+        self._retired: weakref.WeakSet[Route] = weakref.WeakSet()
         self._active: list[Consumer] = []
         self._next_key = itertools.count(1).__next__
         self._lock = threading.RLock()  # one drainer at a time: records stay in order
@@ -143,8 +147,7 @@ class Recorder:
                 if not any(c in self._active for c in route.consumers):
                     del self._routes[key]
                     self._by_consumers.pop(tuple(id(c) for c in route.consumers), None)
-                    self._retired.append(route)
-            del self._retired[:-100]  # their counters live on in records_seen and the rings kept
+                    self._retired.add(route)
 
     # -- lints ---------------------------------------------------------------------
 
