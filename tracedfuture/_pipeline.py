@@ -160,16 +160,22 @@ class Recorder:
         chain: tuple[int, ...] | None = None,
         detail: str | None = None,
         age_ns: int | None = None,
+        loop: object = None,
     ) -> None:
         """Record a lint finding (``tracedfuture.lints``) in order with other events.
 
         It reaches the installations that receive ``future_id``'s events, or, for
-        ``future_id`` 0 (a blocked loop), every active installation. Safe to call
-        from any thread.
+        ``future_id`` 0 (a blocked loop), those of ``loop`` (every active
+        installation when ``loop`` is not traced or not given). Safe to call from
+        any thread.
         """
         record = (ev.OP_LINT, future_id, time.monotonic_ns(), kind, task_id, chain, detail, age_ns)
         if not future_id:
-            self._loop_lints.append(record)
+            ring = getattr(getattr(loop, "_tracedfuture_hooks", None), "ring", None)
+            if ring is not None:
+                ring.append(record)  # in order with the loop's own records, flight windows included
+            else:
+                self._loop_lints.append(record)
             self._wake.set()
             return
         # Installations that never saw the future ignore the record.

@@ -325,7 +325,7 @@ class Lints:
             except Exception:
                 name = None
         detail = _format_blocked(frame, task_id, name)
-        RECORDER.record_lint(ev.BLOCKED_LOOP, 0, task_id=task_id, detail=detail, age_ns=late)
+        RECORDER.record_lint(ev.BLOCKED_LOOP, 0, task_id=task_id, detail=detail, age_ns=late, loop=loop)
         self.reported[ev.BLOCKED_LOOP] += 1
 
     def _check(self) -> None:
