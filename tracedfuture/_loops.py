@@ -321,6 +321,22 @@ def _new_loop(loop: Any) -> None:
         warn_once(loop, f"cannot trace {type(loop).__qualname__} loops: {exc!r}")
 
 
+def _announcing(original: Callable[..., None]) -> Callable[..., None]:
+    """A loop class's ``__init__`` that runs ``original``, then tells tracing that a
+    loop was made; its own frame never shows in a traceback."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            original(self, *args, **kwargs)
+        except BaseException as exc:
+            _hide_frame(exc)
+            raise
+        _new_loop(self)
+
+    _copy_names(__init__, original)
+    return __init__
+
+
 def patch_construction(on_new_loop: Callable[[Any], None]) -> None:
     """Call ``on_new_loop(loop)`` for every asyncio and uvloop loop made from now on."""
     global _on_new_loop, _base_init, _base_init_patch, _finder
@@ -328,17 +344,7 @@ def patch_construction(on_new_loop: Callable[[Any], None]) -> None:
     if _base_init is None:
         original = _Base.__init__
         _base_init = original
-
-        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-            try:
-                original(self, *args, **kwargs)
-            except BaseException as exc:
-                _hide_frame(exc)
-                raise
-            _new_loop(self)
-
-        _copy_names(__init__, original)
-        _Base.__init__ = _base_init_patch = __init__
+        _Base.__init__ = _base_init_patch = _announcing(original)
     uvloop = sys.modules.get("uvloop")
     if uvloop is not None:
         _patch_uvloop(uvloop)
@@ -397,16 +403,7 @@ def _patch_uvloop(module: types.ModuleType) -> None:
         return
     own = vars(cls).get("__init__", _MISSING)
     original: Callable[..., None] = cls.__init__  # type: ignore[misc]
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            original(self, *args, **kwargs)
-        except BaseException as exc:
-            _hide_frame(exc)
-            raise
-        _new_loop(self)
-
-    _copy_names(__init__, original)
+    __init__ = _announcing(original)
     try:
         cls.__init__ = __init__  # type: ignore[misc]
     except (AttributeError, TypeError):
