@@ -36,7 +36,11 @@ def traced_loop():
     hooks = impl.LoopHooks(loop)
     ring = impl.Ring(64 * 1024 * 1024, streaming=False)
     hooks.bind(ring, 1, 0.0 if mode == "sampled_out" else 1.0, None, False)
-    vars(loop).update(_tracedfuture_hooks=hooks, create_future=hooks.create_future, create_task=hooks.create_task)
+    # setattr, never vars(loop): materializing the loop's instance dict would slow
+    # asyncio's own code on it (see tracedfuture/_loops.py)
+    for name in ("create_future", "create_task", "call_soon"):
+        setattr(loop, name, getattr(hooks, name))
+    loop._tracedfuture_hooks = hooks
     return loop
 
 async def lifecycle(n):

@@ -33,7 +33,6 @@ class Case:
     needs: tuple[str, ...] = ()  # modules of the test extra
     env: tuple[tuple[str, str], ...] = ()
     traced_at_least: int = 10  # futures and tasks in the trace
-    xfail: str | None = None
 
 
 UVLOOP = ("uvloop",)
@@ -56,26 +55,8 @@ CASES = {
     "uvloop.new_event_loop": Case("uvloop_entry.py", ("new_event_loop",), needs=UVLOOP, traced_at_least=20),
     "uvicorn on uvloop": Case("uvicorn_app.py", ("uvloop",), needs=("uvicorn", "httpx", *UVLOOP), traced_at_least=100),
     "uvicorn on asyncio": Case("uvicorn_app.py", ("asyncio",), needs=("uvicorn", "httpx"), traced_at_least=100),
-    "a failed task dropped": Case(
-        "unretrieved.py",
-        traced_at_least=2,
-        xfail=(
-            "a finished task outlives `del` by one loop iteration (the hidden done callback that records its "
-            "end holds it in the ready queue), so 'Task exception was never retrieved' comes after the program's "
-            "next line, without debug mode too. Closing this needs a task step of tracedfuture's own (issue 9)"
-        ),
-    ),
-    "debug mode": Case(
-        "debug_mode.py",
-        env=(("PYTHONASYNCIODEBUG", "1"),),
-        traced_at_least=5,
-        xfail=(
-            "a finished task outlives `del` by one loop iteration (the hidden done callback that records its "
-            "end holds it in the ready queue), which moves 'Task exception was never retrieved' after a later "
-            "warning; reprs, source tracebacks and 'Coroutine created at' are asyncio's. Closing this needs a "
-            "task step of tracedfuture's own (issue 9)"
-        ),
-    ),
+    "a failed task dropped": Case("unretrieved.py", traced_at_least=2),
+    "debug mode": Case("debug_mode.py", env=(("PYTHONASYNCIODEBUG", "1"),), traced_at_least=5),
 }
 
 
@@ -85,16 +66,8 @@ def _run(command: list[str], case: Case, cwd: Path) -> subprocess.CompletedProce
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, timeout=300, check=False)
 
 
-def _params() -> list[object]:
-    params = []
-    for name, case in CASES.items():
-        marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
-        params.append(pytest.param(case, id=name, marks=marks))
-    return params
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", [pytest.param(case, id=name) for name, case in CASES.items()])
 def test_traced_run_is_byte_for_byte_the_plain_run(case: Case, tmp_path: Path) -> None:
     for module in case.needs:
         require(importlib.util.find_spec(module) is not None, f"{module} (the test extra) is not installed")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+import traceback
+import weakref
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -341,3 +343,106 @@ def test_wrong_calls_fail_with_asyncios_own_errors() -> None:
     plain, traced = both(scenario)
     assert traced == plain
     assert "no error" not in plain
+
+
+def test_a_finished_task_lives_as_long_as_the_program_keeps_it() -> None:
+    """asyncio frees a finished task that has no done callbacks as soon as the
+    program drops it, and logs "Task exception was never retrieved" right then:
+    the completion observer must not hold it in the ready queue an iteration longer."""
+
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        order: list[str] = []
+        loop.set_exception_handler(lambda _, context: order.append(context["message"]))
+
+        async def fails() -> None:
+            raise ValueError("nobody looked")
+
+        task = asyncio.create_task(fails())
+        await asyncio.sleep(0)  # it has run and failed
+        order.append(f"{task.done()=}, {len(loop._ready)=}")  # type: ignore[attr-defined]
+        freed = weakref.ref(task, lambda _: order.append("freed"))
+        del task
+        order.append(f"dropped, {freed() is None=}")
+        await asyncio.sleep(0)
+        order.append("one iteration later")
+        return order
+
+    plain, traced = both(scenario)
+    assert traced == plain
+    assert plain[1:] == ["Task exception was never retrieved", "freed", "dropped, freed() is None=True", plain[-1]]
+
+
+def test_the_end_of_a_task_is_recorded_when_it_ends() -> None:
+    memory = MemoryExporter()
+
+    async def main() -> list[str]:
+        seen = []
+
+        async def work() -> int:
+            return 1
+
+        task = asyncio.create_task(work())
+        await asyncio.sleep(0)  # the task's only step ran, and nothing is queued for it
+        seen.append(",".join(event.kind for event in memory.for_future(tracedfuture.future_id(task))))
+        return seen
+
+    assert tracedfuture.run(main(), exporters=[memory]) == ["created,resolved"]
+
+
+class CallSoonLoop(asyncio.SelectorEventLoop):
+    """Its own call_soon, which notes every callback it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scheduled: list[str] = []
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        self.scheduled.append(getattr(callback, "__name__", type(callback).__name__))
+        return super().call_soon(callback, *args, context=context)
+
+
+def test_a_loops_own_call_soon_is_given_what_asyncio_gives_it() -> None:
+    def scheduled(loop: CallSoonLoop) -> list[str]:
+        async def main() -> None:
+            await asyncio.gather(*(asyncio.sleep(0) for _ in range(3)))
+            task = asyncio.create_task(asyncio.sleep(0))
+            task.add_done_callback(lambda _: None)
+            await task
+
+        loop.run_until_complete(main())
+        loop.close()
+        return loop.scheduled
+
+    plain = scheduled(CallSoonLoop())
+    loop = CallSoonLoop()
+    with tracedfuture.install(loop, exporters=[MemoryExporter()]):
+        traced = scheduled(loop)
+    assert traced == plain and "<lambda>" in plain
+
+
+def test_call_soon_fails_and_records_its_source_exactly_like_asyncio() -> None:
+    """Wrong calls and a closed loop give asyncio's errors with asyncio's frames;
+    in debug mode a handle's source traceback ends at its caller."""
+
+    def outcome(loop: asyncio.AbstractEventLoop) -> list[object]:
+        loop.set_debug(True)
+        handle = loop.call_soon(print)
+        source = [(entry.filename, entry.name) for entry in handle._source_traceback]  # type: ignore[attr-defined]
+        handle.cancel()
+        out: list[object] = [source]
+        loop.close()
+        for call in (lambda: loop.call_soon(), lambda: loop.call_soon(print, bogus=1), lambda: loop.call_soon(print)):
+            try:
+                call()  # type: ignore[call-arg]
+            except (TypeError, RuntimeError) as exc:
+                frames = [(entry.filename, entry.name) for entry in traceback.extract_tb(exc.__traceback__)]
+                out.append((type(exc).__name__, str(exc), frames[1:]))
+        return out
+
+    plain = outcome(asyncio.new_event_loop())
+    loop = asyncio.new_event_loop()
+    with tracedfuture.install(loop, exporters=[MemoryExporter()]):
+        traced = outcome(loop)
+    assert traced == plain
+    assert len(plain) == 4 and plain[-1][:2] == ("RuntimeError", "Event loop is closed")  # type: ignore[index]

@@ -65,7 +65,10 @@ class Traced:
         self.hooks = impl.LoopHooks(self.loop)
         self.bind(**bind)
         vars(self.loop).update(
-            _tracedfuture_hooks=self.hooks, create_future=self.hooks.create_future, create_task=self.hooks.create_task
+            _tracedfuture_hooks=self.hooks,
+            create_future=self.hooks.create_future,
+            create_task=self.hooks.create_task,
+            call_soon=self.hooks.call_soon,
         )
 
     def _on_full(self) -> None:
@@ -223,6 +226,28 @@ def test_info_gives_id_creation_site_creator_and_label(traced: Traced) -> None:
     assert fid == expected_id and creator == me and label == "db reply"
     assert code.co_name == "main" and isinstance(lasti, int) and created_ns > 0
     assert traced.impl.info(object()) is None and traced.impl.info(asyncio.Future(loop=traced.loop)) is None
+
+
+def test_a_tasks_end_is_recorded_as_it_ends_and_nothing_is_queued_for_it(traced: Traced) -> None:
+    async def main() -> tuple[list[int], int, int]:
+        loop = asyncio.get_running_loop()
+
+        async def fails() -> None:
+            raise ValueError
+
+        task = asyncio.create_task(fails())
+        fid = traced.impl.future_id(task)
+        await asyncio.sleep(0)  # its one step ran
+        ends = [r[0] for r in traced.ring.take() if r[1] == fid and r[0] in (RESOLVED, FAILED, CANCELLED)]
+        queued = len(loop._ready)  # type: ignore[attr-defined]
+        handle = loop.call_soon(print)  # anything else is the loop's own call_soon
+        handle.cancel()
+        task.exception()
+        return ends, queued, len(loop._ready)  # type: ignore[attr-defined]
+
+    ends, queued, after = traced.run(main())
+    assert ends == [FAILED]
+    assert queued == 0 and after == 1
 
 
 def test_records_hold_no_user_object(traced: Traced) -> None:

@@ -510,7 +510,7 @@ static PyObject *s_state, *s_result, *s_exception, *s_log_traceback, *s_loop, *s
 static PyObject *s_task_factory, *s_hooks, *s_FINISHED, *s_CANCELLED, *s_PENDING, *s_UNRETRIEVED;
 static PyObject *s_name, *s_context, *s_eager_start, *s_qualname, *s_get_name, *s_done, *s_callbacks_attr;
 static PyObject *s_ready, *s_callback, *s_args, *s_dunder_name, *s_label, *s_get_task_factory, *s_is_closed;
-static PyObject *s_create_future, *s_create_task, *s__loop, *s_coro, *s_check_closed;
+static PyObject *s_create_future, *s_create_task, *s_call_soon, *s__loop, *s_coro, *s_check_closed;
 static const char *own_dir, *asyncio_dir;
 static size_t own_dir_len, asyncio_dir_len;
 static unsigned long long next_id;
@@ -841,6 +841,9 @@ static void
 record_outcome(PyObject *self, TFExt *e, PyObject *loop)
 {
     long long tid = running_task_id(loop);
+    if (tid == e->fid) {
+        tid = 0; /* a task ends in its own step: "by itself" says nothing */
+    }
     PyObject *state = PyObject_GetAttr(self, s_state);
     if (state == NULL) {
         PyErr_Clear();
@@ -915,6 +918,7 @@ typedef struct {
     PyObject *installations;
     PyObject *base_create_future;
     PyObject *base_create_task;
+    PyObject *base_call_soon;
     PyObject *loop_kwargs; /* {"loop": loop}, reused by every creation */
     int asyncio_loop;      /* inherits BaseEventLoop: asyncio's own checks apply */
     int plain_checks;      /* and neither _check_closed nor get_debug is overridden */
@@ -1840,7 +1844,8 @@ hooks_init(HooksObject *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->loop, Py_NewRef(loop));
     Py_XSETREF(self->base_create_future, PyObject_GetAttr(loop, s_create_future));
     Py_XSETREF(self->base_create_task, PyObject_GetAttr(loop, s_create_task));
-    if (self->base_create_future == NULL || self->base_create_task == NULL) {
+    Py_XSETREF(self->base_call_soon, PyObject_GetAttr(loop, s_call_soon));
+    if (self->base_create_future == NULL || self->base_create_task == NULL || self->base_call_soon == NULL) {
         return -1;
     }
     Py_XSETREF(self->loop_kwargs, Py_BuildValue("{sO}", "loop", loop));
@@ -1877,6 +1882,7 @@ hooks_traverse(HooksObject *self, visitproc visit, void *arg)
     Py_VISIT(self->installations);
     Py_VISIT(self->base_create_future);
     Py_VISIT(self->base_create_task);
+    Py_VISIT(self->base_call_soon);
     Py_VISIT(self->loop_kwargs);
     return 0;
 }
@@ -1890,6 +1896,7 @@ hooks_clear(HooksObject *self)
     Py_CLEAR(self->installations);
     Py_CLEAR(self->base_create_future);
     Py_CLEAR(self->base_create_task);
+    Py_CLEAR(self->base_call_soon);
     Py_CLEAR(self->loop_kwargs);
     return 0;
 }
@@ -2213,6 +2220,27 @@ hooks_get_values(HooksObject *self, void *Py_UNUSED(closure))
     return PyBool_FromLong(self->capture_values);
 }
 
+/* The traced loop's call_soon: the loop's own, called as it is, except for the
+ * completion callback of a TracedTask, which asyncio schedules as the task ends
+ * (args: the callback, the task; the keyword context). Recording the end at that
+ * moment, instead of queueing a Handle that would hold the finished task until the
+ * next iteration, keeps its lifetime the program's own: asyncio logs "Task
+ * exception was never retrieved" when the program drops it, as without tracing. */
+static PyObject *
+hooks_call_soon(HooksObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs == 2 && args[0] == task_done_fn && self->base_call_soon != NULL) {
+        task_done_impl(args[1]);
+        Py_RETURN_NONE;
+    }
+    if (self->base_call_soon == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "LoopHooks.call_soon on cleared hooks");
+        return NULL;
+    }
+    return PyObject_Vectorcall(self->base_call_soon, args, nargsf, kwnames);
+}
+
 static PyMethodDef hooks_methods[] = {
     {"bind", (PyCFunction)(void (*)(void))hooks_bind, METH_FASTCALL,
      "bind(ring, route, sample_rate, capture, capture_values): point the loop at a ring (None: record "
@@ -2220,6 +2248,9 @@ static PyMethodDef hooks_methods[] = {
     {"create_future", (PyCFunction)hooks_create_future, METH_NOARGS, "The traced loop's create_future()."},
     {"create_task", (PyCFunction)(void (*)(void))hooks_create_task, METH_FASTCALL | METH_KEYWORDS,
      "The traced loop's create_task(coro, **kwargs): asyncio's own, building a TracedTask."},
+    {"call_soon", (PyCFunction)(void (*)(void))hooks_call_soon, METH_FASTCALL | METH_KEYWORDS,
+     "The traced loop's call_soon(callback, *args, context=None): the loop's own, except that a TracedTask's\n"
+     "completion is recorded when it is scheduled, not queued."},
     {"captured", (PyCFunction)hooks_captured, METH_NOARGS, "What capture() returns now, None if it raises."},
     {NULL, NULL, 0, NULL},
 };
@@ -2231,6 +2262,7 @@ static PyMemberDef hooks_members[] = {
     {"installations", T_OBJECT, offsetof(HooksObject, installations), 0, "kept for _install's bookkeeping"},
     {"base_create_future", T_OBJECT, offsetof(HooksObject, base_create_future), READONLY, NULL},
     {"base_create_task", T_OBJECT, offsetof(HooksObject, base_create_task), READONLY, NULL},
+    {"base_call_soon", T_OBJECT, offsetof(HooksObject, base_call_soon), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -2518,6 +2550,7 @@ PyInit__cfuture(void)
     INTERN(s_is_closed, "is_closed");
     INTERN(s_create_future, "create_future");
     INTERN(s_create_task, "create_task");
+    INTERN(s_call_soon, "call_soon");
     INTERN(s__loop, "_loop");
     INTERN(s_coro, "coro");
     INTERN(s_check_closed, "_check_closed");

@@ -17,8 +17,13 @@ first pass; the C finalizer is only called when it has something to log.
 Why the completion of a task is seen through a done callback: the C Task sets its
 own result and exception from C, bypassing any Python override. The callback is
 added first, at creation, and hidden from ``_callbacks`` (and therefore from the
-task's repr); it runs before the task's other done callbacks, in the same loop
-iteration, so it neither reorders them nor adds an iteration.
+task's repr). asyncio schedules it through ``loop.call_soon`` when the task ends,
+and a traced loop's ``call_soon`` (``LoopHooks.call_soon``) runs it right there
+instead of queueing it: a Handle in the ready queue would keep the finished task
+alive one iteration longer than the program does, and move asyncio's "Task
+exception was never retrieved" after the program's next lines. On a loop that is
+no longer traced the callback is queued and runs like any other, before the
+task's own done callbacks.
 
 Exactly asyncio (issue "Exactly asyncio", items 2 and 4): on asyncio's own loops,
 ``create_task`` runs ``BaseEventLoop.create_task``'s own code (a function made from
@@ -65,6 +70,8 @@ IMPLEMENTATION = "python"
 _T = TypeVar("_T")
 
 _Future: Any = asyncio.Future
+_Handle: Any = asyncio.Handle
+_extract_stack = asyncio.format_helpers.extract_stack
 _Task: Any = asyncio.Task
 _future_new = _Future.__new__
 _future_init = _Future.__init__
@@ -372,6 +379,8 @@ def _outcome(self: Any) -> tuple[Any, ...]:
     fid = self._tf_id
     task = _current_task(self._loop)
     tid = getattr(task, "_tf_id", None) or _task_id(task)
+    if tid == fid:
+        tid = None  # a task ends in its own step: "by itself" says nothing
     if self._state == _CANCELLED:
         return (ev.OP_CANCELLED, fid, _now(), tid, None, None)
     exc = self._exception
@@ -734,6 +743,7 @@ class LoopHooks:
 
     __slots__ = (
         "_asyncio_loop",
+        "base_call_soon",
         "base_create_future",
         "base_create_task",
         "capture",
@@ -755,6 +765,7 @@ class LoopHooks:
         self.installations: tuple[Any, ...] = ()  # kept for _install's bookkeeping
         self.base_create_future = loop.create_future
         self.base_create_task = loop.create_task
+        self.base_call_soon = loop.call_soon
         # asyncio's own create_task code applies to loops that inherit it.
         self._asyncio_loop = isinstance(loop, asyncio.BaseEventLoop)
 
@@ -826,6 +837,27 @@ class LoopHooks:
         _live[fid] = _weakref(fut)
         ring.put(rec)
         return fut  # type: ignore[no-any-return]
+
+    def call_soon(self, *args: Any, **kwargs: Any) -> Any:
+        """The loop's own ``call_soon``, called as it is, except for the completion
+        callback of a TracedTask (see the top of this module), which records the
+        end now and queues nothing."""
+        if len(args) == 2 and args[0] is _task_done:
+            try:
+                _task_done(args[1])
+            except Exception:  # recording must not break the task's own completion
+                pass
+            return None
+        try:
+            handle = self.base_call_soon(*args, **kwargs)
+        except BaseException as exc:
+            _hide_own_frame(exc)
+            raise
+        if handle.__class__ is _Handle and handle._source_traceback:
+            # Debug mode: asyncio took the stack from this frame. The caller's,
+            # as long, is the one it takes without tracing.
+            handle._source_traceback = _extract_stack(_getframe(1), len(handle._source_traceback))
+        return handle
 
     def create_task(self, coro: Coroutine[Any, Any, _T], **kwargs: Any) -> asyncio.Task[_T]:
         """asyncio's own ``create_task`` building a TracedTask, or, when the user

@@ -1,8 +1,8 @@
 """Which loops get traced, and how a loop's own methods are kept.
 
-A traced loop has instance attributes that shadow three of its class's methods
-(``create_future``, ``create_task``, ``close``); removing them restores the loop.
-What they do depends on the class:
+A traced loop has instance attributes that shadow four of its class's methods
+(``create_future``, ``create_task``, ``call_soon``, ``close``); removing them
+restores the loop. What they do depends on the class:
 
 * where the class's method is asyncio's own (or uvloop's, which does the same
   thing), the attribute is the fast path of ``LoopHooks``, which builds traced
@@ -14,6 +14,11 @@ What they do depends on the class:
   ``BaseEventLoop`` for as long as such a loop is traced, and stays asyncio's for
   every other loop), a task it builds itself gets an id, so that events can name
   it;
+* ``call_soon`` always calls the loop's own ``call_soon`` (the class's, a
+  subclass's override, or an attribute the program set), with one exception: the
+  completion callback of a traced task is run at once instead of being queued
+  (``LoopHooks.call_soon``), so that a finished task lives exactly as long as the
+  program keeps it;
 * ``close`` always calls the class's (or the instance's) own ``close``.
 
 None of these wrappers shows in a traceback: exceptions leave with the wrapper's
@@ -56,7 +61,7 @@ logger = logging.getLogger("tracedfuture")
 
 HOOKS = "_tracedfuture_hooks"
 _SAVED = "_tracedfuture_saved"
-_PATCHED = ("create_future", "create_task", "close")
+_PATCHED = ("create_future", "create_task", "call_soon", "close")
 _FACTORIES = ("create_future", "create_task")
 _MISSING: Any = object()
 
@@ -211,6 +216,7 @@ def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooks:
     ours: dict[str, object] = {
         "create_future": _calling_own(own["create_future"]) if "create_future" in own else hooks.create_future,
         "create_task": _calling_own(own["create_task"]) if "create_task" in own else hooks.create_task,
+        "call_soon": hooks.call_soon,
         "close": _traced_close(loop, close),
     }
     setattr(loop, _SAVED, (saved, ours))

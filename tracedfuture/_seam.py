@@ -21,14 +21,22 @@ What an implementation module provides
     errors are asyncio's (``__name__`` and ``__qualname__`` read ``Future`` /
     ``Task``). Built directly, they record on a traced loop and not elsewhere.
 ``LoopHooks(loop)``
-    The per-loop ``create_future()`` and ``create_task(coro, **kwargs)`` of a traced
-    loop, configured only through :meth:`bind` (never by reading module globals):
+    The per-loop ``create_future()``, ``create_task(coro, **kwargs)`` and
+    ``call_soon()`` of a traced loop, configured only through :meth:`bind` (never by reading module globals):
     ``hooks.bind(ring, route, sample_rate, capture, capture_values)``. ``ring`` is a
     :class:`Ring` of the same implementation, or ``None`` to record nothing;
     ``capture`` is ``None`` or a callable whose result goes into ``created``;
     ``capture_values`` decides whether results and exception messages of *this
     loop's* futures are turned into text. A future remembers its loop's ring and
     capture setting at creation: rebinding affects only futures made afterwards.
+    ``hooks.call_soon(*args, **kwargs)`` stands in for the loop's ``call_soon`` (the
+    one it had when the hooks were made, called as it is, with no frame of its
+    own in a traceback or a debug-mode source traceback), except for the
+    completion callback of a ``TracedTask``, which asyncio schedules as the task
+    ends: that end is recorded there and then, and nothing is queued. A Handle
+    in the ready queue would keep the finished task alive one loop iteration
+    longer than the program does, and move asyncio's "Task exception was never
+    retrieved" after the program's next lines.
     The hooks also carry ``installations``, a plain attribute for ``_install``'s
     bookkeeping that the hot path never reads, and find a loop's hooks through
     the loop attribute ``_tracedfuture_hooks`` (for futures and tasks built
@@ -39,7 +47,7 @@ What an implementation module provides
     struct's size; for tuples, an honest estimate).
 ``flush_pending_completions(loop)``
     Record the end of tasks whose completion callback is still in the loop's ready
-    queue, before ``close()`` drops it.
+    queue (queued while the loop was not traced), before ``close()`` drops it.
 ``future_id(obj)``
     The id events give a future or task, or ``None`` when it is not traced. The only
     way to read an id.
@@ -75,7 +83,9 @@ op: the one place the layout is written (``_events`` re-exports the ``OP_*``
 numbers, ``_cfuture.c`` fills its struct in the same order, and
 ``tests/test_seam.py`` checks that both implementations produce these shapes).
 
-``CREATED.name`` is a task's name or a future's label; ``coro`` a task's coroutine
+``task_id`` is the id of the task running when the record was made, or ``None``
+outside any task and in the record of a task's own end (which always happens
+in its own step). ``CREATED.name`` is a task's name or a future's label; ``coro`` a task's coroutine
 qualname, or, for a future that asyncio's own code made on the program's behalf
 (``asyncio.sleep``, ``SubprocessStreamProtocol``), the qualname of that asyncio
 function (``None`` when the program made it); ``route`` the ring's route (which installations receive the events).

@@ -17,6 +17,7 @@ async def main():
     print("dropped", file=sys.stderr)
     await asyncio.sleep(0)
     print("one iteration later", file=sys.stderr)
+    print("done")  # stdout: the order that matters is on stderr, beside asyncio's log
 
 
 asyncio.run(main())
