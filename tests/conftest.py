@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import Iterator
 
 import pytest
 
 import tracedfuture
+from tests import background
 from tracedfuture.exporters import MemoryExporter
 
 IN_CI = os.environ.get("CI") == "true"
@@ -54,3 +56,22 @@ def impl(request: pytest.FixtureRequest) -> object:
     import importlib
 
     return importlib.import_module("tracedfuture._future" if request.param == "python" else "tracedfuture._cfuture")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the background suites of the selected tests (tests/background.py).
+
+    Then keep what collection made (every test module, CPython's test suites,
+    the items) out of the garbage collector's way: tests that call gc.collect()
+    in a loop (CPython's *_del_collect) otherwise spend seconds walking the
+    session's own objects. What tests make is collected as usual. (Freezing
+    again later would keep earlier tests' rings alive for good.)"""
+    for item in session.items:
+        marker = item.get_closest_marker("background")
+        if marker is not None:
+            background.start(marker.args[0])
+    gc.freeze()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    background.end()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+import sys
 import traceback
 import weakref
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -432,9 +432,10 @@ def test_call_soon_fails_and_records_its_source_exactly_like_asyncio() -> None:
         handle.cancel()
         out: list[object] = [source]
         loop.close()
-        for call in (lambda: loop.call_soon(), lambda: loop.call_soon(print, bogus=1), lambda: loop.call_soon(print)):
+        wrong_calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((), {}), ((print,), {"bogus": 1}), ((print,), {})]
+        for args, kwargs in wrong_calls:
             try:
-                call()  # type: ignore[call-arg]
+                loop.call_soon(*args, **kwargs)
             except (TypeError, RuntimeError) as exc:
                 frames = [(entry.filename, entry.name) for entry in traceback.extract_tb(exc.__traceback__)]
                 out.append((type(exc).__name__, str(exc), frames[1:]))
@@ -446,3 +447,39 @@ def test_call_soon_fails_and_records_its_source_exactly_like_asyncio() -> None:
         traced = outcome(loop)
     assert traced == plain
     assert len(plain) == 4 and plain[-1][:2] == ("RuntimeError", "Event loop is closed")  # type: ignore[index]
+
+
+def test_call_soon_is_looked_up_as_the_loop_would_look_it_up() -> None:
+    """An attribute the program set on the loop before tracing is called (and
+    restored after), and a class patched while the loop is traced is obeyed."""
+    calls: list[str] = []
+    asyncio_call_soon = asyncio.BaseEventLoop.call_soon
+
+    def on_the_class(self: Any, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        calls.append("class")
+        return asyncio_call_soon(self, callback, *args, context=context)
+
+    own = asyncio.new_event_loop()
+
+    def on_the_instance(callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        calls.append("instance")
+        return asyncio_call_soon(own, callback, *args, context=context)
+
+    own.call_soon = on_the_instance  # type: ignore[method-assign]
+    with tracedfuture.install(own, exporters=[MemoryExporter()]):
+        own.run_until_complete(asyncio.sleep(0))
+    assert calls and set(calls) == {"instance"}
+    assert own.call_soon is on_the_instance
+    own.close()
+
+    calls.clear()
+    loop = asyncio.new_event_loop()
+    with tracedfuture.install(loop, exporters=[MemoryExporter()]):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(asyncio.BaseEventLoop, "call_soon", on_the_class)
+            loop.run_until_complete(asyncio.sleep(0))
+            assert calls and set(calls) == {"class"}
+        calls.clear()
+        loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    assert calls == []

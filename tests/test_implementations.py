@@ -9,12 +9,14 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
 import tracedfuture
+from tests import background
 from tests.conftest import IN_CI, require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,21 +105,28 @@ def test_version_says_which_core_runs() -> None:
 
 
 @pytest.mark.slow
+def _core_suite_on_the_reference() -> subprocess.CompletedProcess[str]:
+    with tempfile.TemporaryDirectory(prefix="tracedfuture-reference-") as tmp:
+        return background.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={tmp}/t", *CORE_TESTS],
+            cwd=ROOT,
+            env={**os.environ, "TRACEDFUTURE_PURE_PYTHON": "1"},
+            timeout=1800,
+        )
+
+
+background.job("core suite on the reference", _core_suite_on_the_reference)
+
+
+@pytest.mark.background("core suite on the reference")
 def test_core_suite_passes_on_the_pure_python_reference_too() -> None:
-    """This run uses the compiled core: the same core tests, on the reference."""
+    """This run uses the compiled core: the same core tests, on the reference
+    (run in the background from the end of collection on)."""
     if tracedfuture.IMPLEMENTATION != "c":
         if IN_CI:
             pytest.fail("CI builds the compiled core: this run should use it")
         pytest.skip("this run already uses the pure-Python reference")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CORE_TESTS],
-        cwd=ROOT,
-        env={**os.environ, "TRACEDFUTURE_PURE_PYTHON": "1"},
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
+    result = background.result("core suite on the reference")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]
 

@@ -2,10 +2,11 @@
 
 CI's machine has pyenv's 3.12 and 3.13 beside the 3.11 that runs the main suite;
 each gets a throwaway virtual environment with pytest and an editable install of
-this source tree, which builds the compiled core for that version (strictly:
--Wall -Werror), and runs the core tests (including CPython's own Future and Task
-suites for that version) twice: on the compiled core, and on the pure-Python
-reference.
+a copy of this source tree, which builds the compiled core for that version
+(strictly: -Wall -Werror), and runs the core tests (including CPython's own
+Future and Task suites for that version) twice: on the compiled core, and on the
+pure-Python reference. These runs start in the background when collection ends
+(tests/background.py), beside the rest of the suite.
 Interpreters that are not there are skipped.
 """
 
@@ -16,9 +17,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from functools import partial
 from pathlib import Path
 
 import pytest
+
+from tests import background
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE_TESTS = [
@@ -57,49 +62,70 @@ def _interpreters() -> dict[str, str]:
 INTERPRETERS = _interpreters()
 
 
+def _copy_of_the_tree(into: Path) -> Path:
+    """The source tree without its builds and environments: each job builds its
+    own, undisturbed by this session's builds (test_packaging) or edits."""
+    ignored = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info", "*.so", "__pycache__")
+    return Path(shutil.copytree(ROOT, into / "src", ignore=ignored))
+
+
+def _core_suites_on(python: str) -> list[tuple[str, subprocess.CompletedProcess[str]]]:
+    """Build a venv for ``python`` with this tree installed, then run the core
+    tests on each implementation: [(implementation, what IMPLEMENTATION said + the run)]."""
+    with tempfile.TemporaryDirectory(prefix="tracedfuture-other-python-") as tmp:
+        root = _copy_of_the_tree(Path(tmp))
+        venv = Path(tmp) / "venv"
+        steps = [
+            ([python, "-m", "venv", str(venv)], {}),
+            ([str(venv / "bin" / "pip"), "install", "-q", "pytest"], {}),
+            # Installed, not put on PYTHONPATH: tracedfuture.exporters only exists
+            # through the install's package-dir mapping. The install builds the
+            # compiled core for this version, strictly (-Wall -Werror, and no
+            # silent fallback).
+            (
+                [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "-e", str(root)],
+                {"TRACEDFUTURE_STRICT_BUILD": "1"},
+            ),
+        ]
+        for command, env in steps:
+            done = background.run(command, cwd=tmp, env={**os.environ, **env}, timeout=600)
+            if done.returncode != 0:
+                return [("build", done)]
+        python_in_venv = str(venv / "bin" / "python")
+        runs = []
+        for pure, expected in (("", "c"), ("1", "python")):
+            env = {**os.environ, "TRACEDFUTURE_PURE_PYTHON": pure}
+            which = background.run(
+                [python_in_venv, "-c", "import tracedfuture; print(tracedfuture.IMPLEMENTATION)"],
+                cwd=root,
+                env=env,
+                timeout=120,
+            )
+            suite = background.run(
+                [python_in_venv, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={tmp}/t", *CORE_TESTS],
+                cwd=root,
+                env=env,
+                timeout=1800,
+            )
+            runs.append((f"{expected}, reported as {which.stdout.strip() or which.stderr[-500:]}", suite))
+        return runs
+
+
+for _version, _python in INTERPRETERS.items():
+    background.job(f"core suite on {_version}", partial(_core_suites_on, _python))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("version", sorted(INTERPRETERS) or ["none"])
-def test_core_suite_passes_on(version: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "version",
+    [pytest.param(v, marks=pytest.mark.background(f"core suite on {v}")) for v in sorted(INTERPRETERS)] or ["none"],
+)
+def test_core_suite_passes_on(version: str) -> None:
     if version == "none":
         pytest.skip("no other CPython 3.11+ on this machine")
-    python = INTERPRETERS[version]
-    venv = tmp_path / "venv"
-    subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "pytest"], check=True, timeout=600)
-    python_in_venv = str(venv / "bin" / "python")
-    # Installed, not put on PYTHONPATH: tracedfuture.exporters only exists through
-    # the install's package-dir mapping. The install builds the compiled core for
-    # this version, strictly (-Wall -Werror, and no silent fallback).
-    build = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "-e", str(ROOT)],
-        cwd=tmp_path,
-        env={**os.environ, "TRACEDFUTURE_STRICT_BUILD": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
-    for pure, expected in (("", "c"), ("1", "python")):
-        env = {**os.environ, "TRACEDFUTURE_PURE_PYTHON": pure}
-        which = subprocess.run(
-            [python_in_venv, "-c", "import tracedfuture; print(tracedfuture.IMPLEMENTATION)"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        assert which.stdout == f"{expected}\n"
-        result = subprocess.run(
-            [python_in_venv, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CORE_TESTS],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            check=False,
-        )
-        assert result.returncode == 0, expected + ": " + result.stdout[-4000:] + result.stderr[-2000:]
+    runs = background.result(f"core suite on {version}")
+    assert runs[0][0] != "build", runs[0][1].stdout[-4000:] + runs[0][1].stderr[-4000:]
+    assert [which for which, _ in runs] == ["c, reported as c", "python, reported as python"]
+    for which, result in runs:
+        assert result.returncode == 0, which + ": " + result.stdout[-4000:] + result.stderr[-2000:]
         assert " passed" in result.stdout.splitlines()[-1]

@@ -1844,8 +1844,8 @@ hooks_init(HooksObject *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->loop, Py_NewRef(loop));
     Py_XSETREF(self->base_create_future, PyObject_GetAttr(loop, s_create_future));
     Py_XSETREF(self->base_create_task, PyObject_GetAttr(loop, s_create_task));
-    Py_XSETREF(self->base_call_soon, PyObject_GetAttr(loop, s_call_soon));
-    if (self->base_create_future == NULL || self->base_create_task == NULL || self->base_call_soon == NULL) {
+    Py_CLEAR(self->base_call_soon);
+    if (self->base_create_future == NULL || self->base_create_task == NULL) {
         return -1;
     }
     Py_XSETREF(self->loop_kwargs, Py_BuildValue("{sO}", "loop", loop));
@@ -2225,20 +2225,63 @@ hooks_get_values(HooksObject *self, void *Py_UNUSED(closure))
  * (args: the callback, the task; the keyword context). Recording the end at that
  * moment, instead of queueing a Handle that would hold the finished task until the
  * next iteration, keeps its lifetime the program's own: asyncio logs "Task
- * exception was never retrieved" when the program drops it, as without tracing. */
+ * exception was never retrieved" when the program drops it, as without tracing.
+ * "The loop's own" is base_call_soon when _loops found an attribute the program
+ * had set on the loop, else type(loop).call_soon(loop, ...), looked up at each
+ * call as loop.call_soon() would be (a class patched later is obeyed). */
 static PyObject *
-hooks_call_soon(HooksObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+hooks_call_soon(HooksObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs == 2 && args[0] == task_done_fn && self->base_call_soon != NULL) {
+    if (nargs == 2 && args[0] == task_done_fn) {
         task_done_impl(args[1]);
         Py_RETURN_NONE;
     }
-    if (self->base_call_soon == NULL) {
+    if (self->base_call_soon != NULL) {
+        return PyObject_Vectorcall(self->base_call_soon, args, (size_t)nargs, kwnames);
+    }
+    PyObject *loop = self->loop;
+    if (loop == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "LoopHooks.call_soon on cleared hooks");
         return NULL;
     }
-    return PyObject_Vectorcall(self->base_call_soon, args, nargsf, kwnames);
+    PyTypeObject *tp = Py_TYPE(loop);
+    PyObject *fn = _PyType_Lookup(tp, s_call_soon); /* borrowed */
+    if (fn != NULL && PyFunction_Check(fn)) {
+        Py_INCREF(fn); /* what type(loop).call_soon gives for a plain function */
+    }
+    else if ((fn = PyObject_GetAttr((PyObject *)tp, s_call_soon)) == NULL) {
+        return NULL;
+    }
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *small[8];
+    PyObject **stack = total < 8 ? small : PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+    if (stack == NULL) {
+        Py_DECREF(fn);
+        return PyErr_NoMemory();
+    }
+    Py_INCREF(loop);
+    stack[0] = loop;
+    memcpy(stack + 1, args, (size_t)total * sizeof(PyObject *));
+    PyObject *res = PyObject_Vectorcall(fn, stack, (size_t)(nargs + 1), kwnames);
+    if (stack != small) {
+        PyMem_Free(stack);
+    }
+    Py_DECREF(loop);
+    Py_DECREF(fn);
+    return res;
+}
+
+static int
+hooks_set_base_call_soon(HooksObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    Py_XSETREF(self->base_call_soon, value == Py_None ? NULL : Py_XNewRef(value));
+    return 0;
+}
+
+static PyObject *
+hooks_get_base_call_soon(HooksObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->base_call_soon ? self->base_call_soon : Py_None);
 }
 
 static PyMethodDef hooks_methods[] = {
@@ -2262,7 +2305,6 @@ static PyMemberDef hooks_members[] = {
     {"installations", T_OBJECT, offsetof(HooksObject, installations), 0, "kept for _install's bookkeeping"},
     {"base_create_future", T_OBJECT, offsetof(HooksObject, base_create_future), READONLY, NULL},
     {"base_create_task", T_OBJECT, offsetof(HooksObject, base_create_task), READONLY, NULL},
-    {"base_call_soon", T_OBJECT, offsetof(HooksObject, base_call_soon), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -2270,6 +2312,8 @@ static PyGetSetDef hooks_getset[] = {
     {"ring", (getter)hooks_get_ring, NULL, NULL, NULL},
     {"capture", (getter)hooks_get_capture, NULL, NULL, NULL},
     {"capture_values", (getter)hooks_get_values, NULL, NULL, NULL},
+    {"base_call_soon", (getter)hooks_get_base_call_soon, (setter)hooks_set_base_call_soon,
+     "the call_soon the program set on the loop itself, else None (the class's)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -71,7 +71,7 @@ _T = TypeVar("_T")
 
 _Future: Any = asyncio.Future
 _Handle: Any = asyncio.Handle
-_extract_stack = asyncio.format_helpers.extract_stack
+_extract_stack = asyncio.format_helpers.extract_stack  # type: ignore[attr-defined]
 _Task: Any = asyncio.Task
 _future_new = _Future.__new__
 _future_init = _Future.__init__
@@ -765,7 +765,9 @@ class LoopHooks:
         self.installations: tuple[Any, ...] = ()  # kept for _install's bookkeeping
         self.base_create_future = loop.create_future
         self.base_create_task = loop.create_task
-        self.base_call_soon = loop.call_soon
+        # The call_soon the program set on the loop itself (set by _loops), else
+        # None: the class's, looked up at each call.
+        self.base_call_soon: Callable[..., Any] | None = None
         # asyncio's own create_task code applies to loops that inherit it.
         self._asyncio_loop = isinstance(loop, asyncio.BaseEventLoop)
 
@@ -848,8 +850,14 @@ class LoopHooks:
             except Exception:  # recording must not break the task's own completion
                 pass
             return None
+        own = self.base_call_soon
+        handle: Any
         try:
-            handle = self.base_call_soon(*args, **kwargs)
+            if own is None:
+                loop = self.loop
+                handle = type(loop).call_soon(loop, *args, **kwargs)
+            else:
+                handle = own(*args, **kwargs)
         except BaseException as exc:
             _hide_own_frame(exc)
             raise

@@ -213,6 +213,7 @@ def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooks:
         if stock is not _MISSING:
             setattr(loop, name, types.MethodType(stock, loop))  # type: ignore[arg-type]
     hooks = LoopHooks(loop)
+    hooks.base_call_soon = saved.get("call_soon")  # else the class's, at each call
     ours: dict[str, object] = {
         "create_future": _calling_own(own["create_future"]) if "create_future" in own else hooks.create_future,
         "create_task": _calling_own(own["create_task"]) if "create_task" in own else hooks.create_task,

@@ -29,9 +29,11 @@ What an implementation module provides
     ``capture_values`` decides whether results and exception messages of *this
     loop's* futures are turned into text. A future remembers its loop's ring and
     capture setting at creation: rebinding affects only futures made afterwards.
-    ``hooks.call_soon(*args, **kwargs)`` stands in for the loop's ``call_soon`` (the
-    one it had when the hooks were made, called as it is, with no frame of its
-    own in a traceback or a debug-mode source traceback), except for the
+    ``hooks.call_soon(*args, **kwargs)`` stands in for the loop's ``call_soon``
+    (``hooks.base_call_soon``, an attribute the program had set on the loop, or
+    else ``type(loop).call_soon(loop, ...)``, looked up at each call; called as it
+    is, with no frame of its own in a traceback or a debug-mode source
+    traceback), except for the
     completion callback of a ``TracedTask``, which asyncio schedules as the task
     ends: that end is recorded there and then, and nothing is queued. A Handle
     in the ready queue would keep the finished task alive one loop iteration
