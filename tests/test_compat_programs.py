@@ -37,7 +37,7 @@ class Case:
 
 UVLOOP = ("uvloop",)
 CASES = {
-    "asyncio primitives": Case("primitives.py", traced_at_least=40),
+    "asyncio primitives": Case("primitives.py", traced_at_least=30),  # 37 on 3.12, 40+ on 3.11
     "a crash": Case("crash.py", traced_at_least=3),
     "subprocesses and executors": Case("subprocesses.py", traced_at_least=20),
     "loop subclasses": Case("loop_subclass.py", traced_at_least=15),

@@ -2246,8 +2246,10 @@ hooks_call_soon(HooksObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     }
     PyTypeObject *tp = Py_TYPE(loop);
     PyObject *fn = _PyType_Lookup(tp, s_call_soon); /* borrowed */
-    if (fn != NULL && PyFunction_Check(fn)) {
-        Py_INCREF(fn); /* what type(loop).call_soon gives for a plain function */
+    if (fn != NULL && PyType_HasFeature(Py_TYPE(fn), Py_TPFLAGS_METHOD_DESCRIPTOR)) {
+        /* a function (asyncio's), a method descriptor or a Cython function
+         * (uvloop's): what type(loop).call_soon gives, without the lookup */
+        Py_INCREF(fn);
     }
     else if ((fn = PyObject_GetAttr((PyObject *)tp, s_call_soon)) == NULL) {
         return NULL;

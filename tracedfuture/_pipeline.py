@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from . import _core, _delivery
 from . import _events as ev
+from ._sink import Started, start_daemon
 
 __all__ = ["RECORDER", "Consumer", "Recorder", "Route"]
 
@@ -97,7 +98,7 @@ class Recorder:
         self._next_key = itertools.count(1).__next__
         self._lock = threading.RLock()  # one drainer at a time: records stay in order
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: Started | None = None
         self._atexit = False
         self._loop_lints: list[Record] = []
         self.records_seen = 0
@@ -129,8 +130,7 @@ class Recorder:
         with self._lock:
             self._active.append(consumer)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="tracedfuture-drain", daemon=True)
-                self._thread.start()
+                self._thread = start_daemon(self._run, "tracedfuture-drain")
             if not self._atexit:
                 atexit.register(self._at_exit)
                 self._atexit = True
@@ -264,9 +264,9 @@ class Recorder:
         # exporter's delivery, flush and shutdown.
         timeout = max(getattr(c, "export_timeout", 10.0) for c in consumers)
         deadline = time.monotonic() + timeout
-        helper = threading.Thread(target=self.drain, name="tracedfuture-exit-drain", daemon=True)
-        helper.start()
-        helper.join(timeout)
+        helper = start_daemon(self.drain, "tracedfuture-exit-drain")
+        if helper is not None:
+            helper.join(timeout)
         for consumer in consumers:
             _isolated(consumer.close_exporters, deadline)
 
@@ -283,8 +283,7 @@ class Recorder:
             _isolated(consumer.after_fork_in_child)
         _delivery.after_fork_in_child()
         if self._active:
-            self._thread = threading.Thread(target=self._run, name="tracedfuture-drain", daemon=True)
-            self._thread.start()
+            self._thread = start_daemon(self._run, "tracedfuture-drain")
 
     # -- reading ------------------------------------------------------------------
 

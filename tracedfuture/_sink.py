@@ -14,12 +14,13 @@ for until a deadline only.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from . import _events as ev
 from ._events import Event, Site
@@ -27,6 +28,86 @@ from ._events import Event, Site
 __all__ = ["DEFAULT_QUEUE_BYTES", "EVENT_BYTES", "Sink", "delivery_stats", "safe_repr", "unicode_safe"]
 
 logger = logging.getLogger("tracedfuture")
+
+
+class Started(Protocol):
+    def join(self, timeout: float | None = None) -> None: ...
+    def is_alive(self) -> bool: ...
+
+
+def start_daemon(target: Callable[[], object], name: str) -> Started | None:
+    """Run ``target`` on a daemon thread of its own, started now.
+
+    From 3.12 on, ``atexit`` handlers cannot start threads ("can't create new
+    thread at interpreter shutdown"): there ``target`` goes to the spare thread,
+    started with the first thread of tracing, which runs such work one piece at a
+    time; the caller waits for it within its own deadline, as for a thread. None
+    if neither can run it (a process out of threads, or a fork()ed child at exit).
+    """
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:
+        return _SPARE.post(target)
+    _SPARE.ensure()
+    return thread
+
+
+class _Posted:
+    """Work given to the spare thread, waited for like a thread."""
+
+    def __init__(self, target: Callable[[], object]) -> None:
+        self.target = target
+        self.done = threading.Event()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.done.wait(timeout)
+
+    def is_alive(self) -> bool:
+        return not self.done.is_set()
+
+
+class _Spare:
+    """An idle thread of this process, for the work that needs a thread of its
+    own when no thread can start any more (see :func:`start_daemon`)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._work: deque[_Posted] = deque()
+        self._pid = 0
+
+    def ensure(self) -> None:
+        with self._cond:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()  # a fork()ed child has none until it starts one
+            self._work.clear()
+        threading.Thread(target=self._run, name="tracedfuture-spare", daemon=True).start()
+
+    def post(self, target: Callable[[], object]) -> _Posted | None:
+        with self._cond:
+            if self._pid != os.getpid():
+                return None
+            posted = _Posted(target)
+            self._work.append(posted)
+            self._cond.notify()
+            return posted
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._work:
+                    self._cond.wait()
+                posted = self._work.popleft()
+            try:
+                posted.target()
+            except BaseException:  # pragma: no cover - targets isolate their own errors
+                logger.exception("tracedfuture: internal error at exit")
+            finally:
+                posted.done.set()
+
+
+_SPARE = _Spare()
 
 _STOP = object()
 _FLUSH = object()
@@ -108,7 +189,7 @@ class Sink:
         self._late_born: set[int] = set()
         self._closing = False
         self._thread: threading.Thread | None = None
-        self._helper: threading.Thread | None = None
+        self._helper: Started | None = None
         self._fresh_state()
         _SINKS.add(self)
         if not self.inline:
@@ -125,6 +206,7 @@ class Sink:
         name = f"tracedfuture-export-{type(self.exporter).__name__}"
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+        _SPARE.ensure()
 
     # -- the drain side ----------------------------------------------------------
 
@@ -404,7 +486,8 @@ class Sink:
             self._overran()
         return done
 
-    def _helper_thread(self, methods: tuple[str, ...]) -> threading.Thread | None:
+    def _helper_thread(self, methods: tuple[str, ...]) -> Started | None:
+        """A thread running ``methods`` of an inline exporter (None: none to run)."""
         if not any(m in self._hooks for m in methods):
             return None
 
@@ -412,13 +495,10 @@ class Sink:
             for method in methods:
                 self.call(method)
 
-        name = f"tracedfuture-{methods[0]}-{type(self.exporter).__name__}"
-        thread = threading.Thread(target=run, name=name, daemon=True)
-        thread.start()
-        return thread
+        return start_daemon(run, f"tracedfuture-{methods[0]}-{type(self.exporter).__name__}")
 
     @staticmethod
-    def _join(thread: threading.Thread | None, deadline: float | None) -> bool:
+    def _join(thread: Started | None, deadline: float | None) -> bool:
         if thread is None or thread is threading.current_thread():
             return True
         thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
