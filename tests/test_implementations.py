@@ -106,7 +106,7 @@ def test_version_says_which_core_runs() -> None:
 
 @pytest.mark.slow
 def _core_suite_on_the_reference() -> subprocess.CompletedProcess[str]:
-    with tempfile.TemporaryDirectory(prefix="tracedfuture-reference-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="reference-suite-") as tmp:
         return background.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={tmp}/t", *CORE_TESTS],
             cwd=ROOT,

@@ -444,3 +444,42 @@ def test_tracing_never_materializes_the_loops_instance_dict() -> None:
     finally:
         loop.close()
     assert seen == []
+
+
+def test_a_loop_collected_while_another_is_being_traced_does_not_deadlock(tmp_path: Path) -> None:
+    """A traced loop whose class has its own create_task registers a finalizer;
+    making it may run the garbage collector, and so the finalizer of another such
+    loop, on the thread that is registering (it hung forever)."""
+    program = tmp_path / "collect.py"
+    program.write_text(
+        textwrap.dedent(
+            """\
+            import asyncio, gc, weakref
+            import tracedfuture
+
+            class Own(asyncio.SelectorEventLoop):
+                def create_task(self, coro, **kwargs):
+                    return super().create_task(coro, **kwargs)
+
+            asyncios = asyncio.BaseEventLoop.create_task
+            real = weakref.finalize
+            def collecting(*args, **kwargs):  # the allocation that happens to collect
+                gc.collect()
+                return real(*args, **kwargs)
+
+            with tracedfuture.install():
+                first = Own()
+                first.close()
+                first.cycle = first  # garbage that only the collector frees
+                del first
+                weakref.finalize = collecting
+                second = Own()
+                weakref.finalize = real
+                print(second.run_until_complete(second.create_task(asyncio.sleep(0, "done"))))
+                second.close()
+            print(asyncio.BaseEventLoop.create_task is asyncios)  # the class patch is gone with both loops
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "done\nTrue\n", "")

@@ -83,7 +83,7 @@ def _core_suites_on(python: str, newest: bool) -> list[tuple[str, subprocess.Com
     """Build a venv for ``python`` with this tree installed, then run the core
     tests on each implementation (and, on the newest, the process tests on the
     compiled core): [(implementation, what IMPLEMENTATION said + the run)]."""
-    with tempfile.TemporaryDirectory(prefix="tracedfuture-other-python-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="other-python-") as tmp:
         root = _copy_of_the_tree(Path(tmp))
         venv = Path(tmp) / "venv"
         pip = str(venv / "bin" / "pip")

@@ -291,18 +291,37 @@ def _needs_class_patch(loop: object) -> None:
                 setattr(_Base, name, patch)
         key = id(loop)
         if key not in _class_users:
+            # May collect garbage, and so run another loop's finalizer, here:
+            # which is why releases only queue themselves (see _settle).
             _class_users[key] = weakref.finalize(loop, _release_class_patch, key)
+    _settle()
+
+
+_released: list[int] = []  # loops done with the patch, for whoever holds _class_lock next
 
 
 def _release_class_patch(key: int) -> None:
-    with _class_lock:
-        finalizer = _class_users.pop(key, None)
-        if finalizer is None:
-            return
-        finalizer.detach()
-        if not _class_users:
-            for name, patch in _CLASS_PATCHES.items():
-                _restore(_Base, name, _class_saved[name], patch)
+    """``loop`` (by id) no longer needs the class patch: an untraced loop, or a
+    collected one, whose finalizer may run inside the garbage collector while
+    this very thread holds ``_class_lock``: it queues the release and never waits."""
+    _released.append(key)
+    _settle()
+
+
+def _settle() -> None:
+    """Carry out the queued releases, unless another holder of the lock will."""
+    while _released and _class_lock.acquire(blocking=False):
+        try:
+            while _released:
+                finalizer = _class_users.pop(_released.pop(), None)
+                if finalizer is None:
+                    continue
+                finalizer.detach()
+                if not _class_users:
+                    for name, patch in _CLASS_PATCHES.items():
+                        _restore(_Base, name, _class_saved[name], patch)
+        finally:
+            _class_lock.release()
 
 
 # --- seeing loops being made ---------------------------------------------------------
