@@ -1,5 +1,6 @@
 """Slow subprocess suites, started as soon as collection ends and run beside the
-main suite, one at a time (the main suite keeps one core; these use the other).
+main suite, two at a time, the heaviest first (the suite's wall time is the
+longer of the main suite and these).
 
 A test module declares a job with :func:`job` at import; a test marked
 ``@pytest.mark.background("key")`` gets it started when collection ends (only if
@@ -16,48 +17,50 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-_jobs: dict[str, Callable[[], Any]] = {}
+WORKERS = 2
+_jobs: dict[str, tuple[Callable[[], Any], float]] = {}
 _started: dict[str, concurrent.futures.Future[Any]] = {}
 _queue: list[str] = []
 _lock = threading.Lock()
 _processes: set[subprocess.Popen[str]] = set()
 _ending = threading.Event()
-_worker: threading.Thread | None = None
+_workers = 0
 
 
-def job(key: str, fn: Callable[[], Any]) -> None:
-    """Declare the job ``key``: ``fn()`` runs in the background, once."""
-    _jobs[key] = fn
+def job(key: str, fn: Callable[[], Any], weight: float = 1.0) -> None:
+    """Declare the job ``key``: ``fn()`` runs in the background, once; heavier
+    jobs (``weight``, roughly minutes) start first."""
+    _jobs[key] = (fn, weight)
 
 
-def start(key: str) -> None:
-    global _worker
+def start(*keys: str) -> None:
+    """Queue the jobs ``keys`` (those not started yet), heaviest first, and make
+    sure that workers run them."""
+    global _workers
     with _lock:
-        if key in _started:
-            return
-        _started[key] = concurrent.futures.Future()
-        _queue.append(key)
-        if _worker is None:
-            _worker = threading.Thread(target=_work, name="background suites", daemon=True)
-            _worker.start()
+        for key in keys:
+            if key not in _started:
+                _started[key] = concurrent.futures.Future()
+                _queue.append(key)
+        _queue.sort(key=lambda k: _jobs[k][1], reverse=True)
+        while _workers < min(WORKERS, len(_queue)):
+            _workers += 1
+            threading.Thread(target=_work, name="background suites", daemon=True).start()
 
 
 def _work() -> None:
+    global _workers
     while not _ending.is_set():
         with _lock:
             if not _queue:
-                return _finish_worker()
+                _workers -= 1
+                return
             key = _queue.pop(0)
         future = _started[key]
         try:
-            future.set_result(_jobs[key]())
+            future.set_result(_jobs[key][0]())
         except BaseException as exc:
             future.set_exception(exc)
-
-
-def _finish_worker() -> None:
-    global _worker
-    _worker = None  # under _lock: the next start() starts another
 
 
 def result(key: str, timeout: float = 3600) -> Any:

@@ -66,10 +66,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     in a loop (CPython's *_del_collect) otherwise spend seconds walking the
     session's own objects. What tests make is collected as usual. (Freezing
     again later would keep earlier tests' rings alive for good.)"""
-    for item in session.items:
-        marker = item.get_closest_marker("background")
-        if marker is not None:
-            background.start(marker.args[0])
+    markers = (item.get_closest_marker("background") for item in session.items)
+    background.start(*(marker.args[0] for marker in markers if marker is not None))
     gc.freeze()
 
 

@@ -115,7 +115,7 @@ def _core_suite_on_the_reference() -> subprocess.CompletedProcess[str]:
         )
 
 
-background.job("core suite on the reference", _core_suite_on_the_reference)
+background.job("core suite on the reference", _core_suite_on_the_reference, weight=1.5)
 
 
 @pytest.mark.background("core suite on the reference")

@@ -129,7 +129,8 @@ def _core_suites_on(python: str, newest: bool) -> list[tuple[str, subprocess.Com
 
 _NEWEST = max(INTERPRETERS, key=lambda v: tuple(map(int, v.split("."))), default=None)
 for _version, _python in INTERPRETERS.items():
-    background.job(f"core suite on {_version}", partial(_core_suites_on, _python, _version == _NEWEST))
+    _newest = _version == _NEWEST
+    background.job(f"core suite on {_version}", partial(_core_suites_on, _python, _newest), weight=9 if _newest else 5)
 
 
 @pytest.mark.slow
