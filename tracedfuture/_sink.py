@@ -72,6 +72,12 @@ class _Spare:
     own when no thread can start any more (see :func:`start_daemon`)."""
 
     def __init__(self) -> None:
+        self._forget()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        # Also in a fork()ed child, which has no spare until it starts one, and
+        # whose copy of the lock may have been held by another thread.
         self._cond = threading.Condition(threading.Lock())
         self._work: deque[_Posted] = deque()
         self._pid = 0
@@ -80,9 +86,11 @@ class _Spare:
         with self._cond:
             if self._pid == os.getpid():
                 return
-            self._pid = os.getpid()  # a fork()ed child has none until it starts one
-            self._work.clear()
-        threading.Thread(target=self._run, name="tracedfuture-spare", daemon=True).start()
+            try:
+                threading.Thread(target=self._run, name="tracedfuture-spare", daemon=True).start()
+            except RuntimeError:  # no thread now: maybe at the next try
+                return
+            self._pid = os.getpid()
 
     def post(self, target: Callable[[], object]) -> _Posted | None:
         with self._cond:
