@@ -483,3 +483,36 @@ def test_call_soon_is_looked_up_as_the_loop_would_look_it_up() -> None:
         loop.run_until_complete(asyncio.sleep(0))
     loop.close()
     assert calls == []
+
+
+def test_errors_of_future_and_task_methods_show_asyncios_frames_only() -> None:
+    """A wrong call or a second set_result on a traced future fails from the same
+    frames as on asyncio's own (no frame of tracedfuture's in the traceback)."""
+
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        fut.set_result(1)
+        task = asyncio.create_task(asyncio.sleep(0))
+        calls: list[Callable[[], object]] = [
+            lambda: fut.set_result(2),
+            lambda: fut.set_exception(ValueError()),
+            fut.add_done_callback,  # type: ignore[list-item]
+            fut.remove_done_callback,  # type: ignore[list-item]
+            lambda: fut.cancel(1, 2),  # type: ignore[call-arg]
+            lambda: task.cancel(1, 2),  # type: ignore[call-arg]
+            task.set_name,  # type: ignore[list-item]
+        ]
+        out = []
+        for call in calls:
+            try:
+                call()
+            except Exception as exc:
+                frames = traceback.extract_tb(exc.__traceback__)
+                out.append(f"{type(exc).__name__}: {[(Path(f.filename).name, f.name) for f in frames]}")
+        await task
+        return out
+
+    plain, traced = both(scenario)
+    assert traced == plain
+    assert len(plain) == 7

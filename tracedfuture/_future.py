@@ -331,7 +331,11 @@ def _text(value: object) -> str | None:
 
 
 def _add_done_callback(self: Any, *args: Any, **kwargs: Any) -> None:
-    _future_add_done_callback(self, *args, **kwargs)
+    try:
+        _future_add_done_callback(self, *args, **kwargs)
+    except BaseException as exc:
+        _hide_own_frame(exc)
+        raise
     fid = self._tf_id
     if fid:
         fn = args[0] if args else kwargs["fn"]
@@ -353,10 +357,14 @@ def _add_done_callback(self: Any, *args: Any, **kwargs: Any) -> None:
 
 def _remove_done_callback(self: Any, *args: Any, **kwargs: Any) -> int:
     fid = self._tf_id
-    if not fid:
-        return _future_remove_done_callback(self, *args, **kwargs)  # type: ignore[no-any-return]
-    before = self._callbacks or ()
-    removed = _future_remove_done_callback(self, *args, **kwargs)
+    try:
+        if not fid:
+            return _future_remove_done_callback(self, *args, **kwargs)  # type: ignore[no-any-return]
+        before = self._callbacks or ()
+        removed = _future_remove_done_callback(self, *args, **kwargs)
+    except BaseException as exc:
+        _hide_own_frame(exc)
+        raise
     if removed:
         fn = args[0] if args else kwargs["fn"]
         # Which positions went, compared by identity: no user __eq__ runs twice.
@@ -504,7 +512,11 @@ class TracedFuture(_Future):  # type: ignore[misc]
     remove_done_callback = _remove_done_callback
 
     def set_result(self, *args: Any, **kwargs: Any) -> None:
-        _future_set_result(self, *args, **kwargs)
+        try:
+            _future_set_result(self, *args, **kwargs)
+        except BaseException as exc:
+            _hide_own_frame(exc)
+            raise
         fid = self._tf_id
         if fid:
             result = args[0] if args else kwargs["result"]
@@ -517,15 +529,23 @@ class TracedFuture(_Future):  # type: ignore[misc]
             _live.pop(fid, None)
 
     def set_exception(self, *args: Any, **kwargs: Any) -> None:
-        _future_set_exception(self, *args, **kwargs)
+        try:
+            _future_set_exception(self, *args, **kwargs)
+        except BaseException as exc:
+            _hide_own_frame(exc)
+            raise
         fid = self._tf_id
         if fid:
             self._tf_ring.put(_outcome(self))
             _live.pop(fid, None)
 
     def cancel(self, *args: Any, **kwargs: Any) -> bool:
-        if not _future_cancel(self, *args, **kwargs):
-            return False
+        try:
+            if not _future_cancel(self, *args, **kwargs):
+                return False
+        except BaseException as exc:
+            _hide_own_frame(exc)
+            raise
         fid = self._tf_id
         if fid:
             msg = args[0] if args else kwargs.get("msg")
@@ -618,8 +638,12 @@ class TracedTask(_Task):  # type: ignore[misc]
         return callbacks[1:] or None
 
     def cancel(self, *args: Any, **kwargs: Any) -> bool:
-        if not _task_cancel(self, *args, **kwargs):
-            return False
+        try:
+            if not _task_cancel(self, *args, **kwargs):
+                return False
+        except BaseException as exc:
+            _hide_own_frame(exc)
+            raise
         fid = self._tf_id
         if fid:
             msg = args[0] if args else kwargs.get("msg")
@@ -628,7 +652,11 @@ class TracedTask(_Task):  # type: ignore[misc]
         return True
 
     def set_name(self, *args: Any, **kwargs: Any) -> None:
-        _task_set_name(self, *args, **kwargs)
+        try:
+            _task_set_name(self, *args, **kwargs)
+        except BaseException as exc:
+            _hide_own_frame(exc)
+            raise
         fid = self._tf_id
         if fid:
             tid = _task_id(_current_task(self._loop))
@@ -733,8 +761,9 @@ def _hide_own_frame(exc: BaseException) -> None:
     re-raised with a bare ``raise`` (which adds no entry): the user sees
     asyncio's frames only, as without tracing."""
     tb = exc.__traceback__
-    if tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_DIR):
-        exc.__traceback__ = tb.tb_next
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_DIR):
+        tb = tb.tb_next
+    exc.__traceback__ = tb
 
 
 class LoopHooks:
