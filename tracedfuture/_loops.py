@@ -285,6 +285,7 @@ def _needs_class_patch(loop: object) -> None:
     whose class overrides one of them, is traced: what it makes through super()
     is then traced too. Untraced loops get asyncio's methods, called as they are."""
     with _class_lock:
+        _carry_out_releases()  # first: a release queued for this id is an earlier loop's
         if not _class_users:
             for name, patch in _CLASS_PATCHES.items():
                 _class_saved[name] = vars(_Base)[name]
@@ -312,16 +313,21 @@ def _settle() -> None:
     """Carry out the queued releases, unless another holder of the lock will."""
     while _released and _class_lock.acquire(blocking=False):
         try:
-            while _released:
-                finalizer = _class_users.pop(_released.pop(), None)
-                if finalizer is None:
-                    continue
-                finalizer.detach()
-                if not _class_users:
-                    for name, patch in _CLASS_PATCHES.items():
-                        _restore(_Base, name, _class_saved[name], patch)
+            _carry_out_releases()
         finally:
             _class_lock.release()
+
+
+def _carry_out_releases() -> None:
+    # With _class_lock held.
+    while _released:
+        finalizer = _class_users.pop(_released.pop(0), None)
+        if finalizer is None:
+            continue
+        finalizer.detach()
+        if not _class_users:
+            for name, patch in _CLASS_PATCHES.items():
+                _restore(_Base, name, _class_saved[name], patch)
 
 
 # --- seeing loops being made ---------------------------------------------------------
