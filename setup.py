@@ -1,4 +1,4 @@
-"""The compiled core, tracedfuture._cfuture: optional, so that a machine without a
+"""The compiled core, tracedfuture._core._cfuture: optional, so that a machine without a
 compiler still installs (tracedfuture then runs its pure-Python reference).
 
 TRACEDFUTURE_STRICT_BUILD=1 (CI, the test suite) builds with -Wall -Werror, and
@@ -18,8 +18,8 @@ flags += shlex.split(os.environ.get("TRACEDFUTURE_CFLAGS", ""))
 setup(
     ext_modules=[
         Extension(
-            "tracedfuture._cfuture",
-            ["tracedfuture/_cfuture.c"],
+            "tracedfuture._core._cfuture",
+            ["tracedfuture/_core/_cfuture.c"],
             extra_compile_args=flags,
             extra_link_args=shlex.split(os.environ.get("TRACEDFUTURE_LDFLAGS", "")),
             optional=not strict,

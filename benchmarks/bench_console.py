@@ -9,7 +9,7 @@ Modes:
 * ``plain``: asyncio alone;
 * ``flight``: the flight recorder (``tracedfuture.flight.enable()``), which
   ``--console`` turns on: the baseline of the two below;
-* ``console``: ``tracedfuture._control.start()``, nobody connected;
+* ``console``: ``tracedfuture._control.server.start()``, nobody connected;
 * ``console-1s``: the same, with a client in another process asking for a
   snapshot (with coroutine stacks) and the lints every second, as
   ``tracedfuture top`` does.
@@ -33,14 +33,14 @@ from typing import Any
 from workloads import WORKLOADS, sized  # type: ignore[import-not-found]
 
 import tracedfuture.flight
-from tracedfuture import _control
+from tracedfuture._control import server as _control
 
 MODES = ("plain", "flight", "console", "console-1s")
 ROUNDS = 2
 
 CLIENT = """\
 import sys, time
-from tracedfuture._control import ControlError, connect
+from tracedfuture._control.server import ControlError, connect
 with connect(sys.argv[1], timeout=60) as client:
     print("connected", flush=True)
     try:

@@ -27,7 +27,7 @@ CHILD = r"""
 import asyncio, sys
 mode, impl_name, workload, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 import importlib
-impl = importlib.import_module("tracedfuture._cfuture" if impl_name == "c" else "tracedfuture._future")
+impl = importlib.import_module("tracedfuture._core._cfuture" if impl_name == "c" else "tracedfuture._core._future")
 
 def traced_loop():
     loop = asyncio.new_event_loop()
@@ -37,7 +37,7 @@ def traced_loop():
     ring = impl.Ring(64 * 1024 * 1024, streaming=False)
     hooks.bind(ring, 1, 0.0 if mode == "sampled_out" else 1.0, None, False)
     # setattr, never vars(loop): materializing the loop's instance dict would slow
-    # asyncio's own code on it (see tracedfuture/_loops.py)
+    # asyncio's own code on it (see tracedfuture/_core/_loops.py)
     for name in ("create_future", "create_task", "call_soon"):
         setattr(loop, name, getattr(hooks, name))
     loop._tracedfuture_hooks = hooks

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Protocol, overload, runtime_checkable
 
-from tracedfuture._events import Event
+from tracedfuture._core._events import Event
 
 __all__ = ["Exporter", "JsonLinesExporter", "MemoryExporter"]
 
@@ -77,7 +77,7 @@ class MemoryExporter(Sequence[Event]):
     # -- Sequence -----------------------------------------------------------------
 
     def _snapshot(self) -> list[Event]:
-        from tracedfuture._pipeline import RECORDER
+        from tracedfuture._pipeline._drain import RECORDER
 
         # Only what reaches this exporter: a slow exporter elsewhere must not
         # make a read wait (inline, so the drain itself delivers to it).
@@ -138,4 +138,4 @@ class MemoryExporter(Sequence[Event]):
         raise KeyError(future_id)
 
 
-from .jsonl import JsonLinesExporter  # noqa: E402 - after the protocol it implements
+from tracedfuture.exporters.jsonl import JsonLinesExporter  # noqa: E402 - after the protocol it implements

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tracedfuture._events import Event
+from tracedfuture._core._events import Event
 from tracedfuture.trace import encode_line, event_to_json, header, open_private
 
 __all__ = ["JsonLinesExporter"]
@@ -153,8 +153,8 @@ class JsonLinesExporter:
         self._pending_open = True
 
     def _summary(self, stats: dict[str, Any] | None = None) -> dict[str, Any]:
-        from tracedfuture._pipeline import RECORDER
-        from tracedfuture._sink import delivery_stats
+        from tracedfuture._pipeline._drain import RECORDER
+        from tracedfuture._pipeline._sink import delivery_stats
 
         summary = {
             "events_written": self.events_written,

@@ -89,8 +89,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     _msg = "tracedfuture.exporters.otel needs OpenTelemetry: pip install 'tracedfuture[otel]'"
     raise ImportError(_msg, name=exc.name) from exc
 
-from tracedfuture._events import Event
-from tracedfuture._sink import unicode_safe
+from tracedfuture._core._events import Event
+from tracedfuture._pipeline._sink import unicode_safe
 
 
 def _code_attributes() -> tuple[str, str, str]:

@@ -91,9 +91,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     _msg = "tracedfuture.exporters.structlog needs structlog: pip install 'tracedfuture[structlog]'"
     raise ImportError(_msg, name=exc.name) from exc
 
-from tracedfuture._events import KINDS, Event
+from tracedfuture._core._events import KINDS, Event
 from tracedfuture._fold import Fold, FutureState
-from tracedfuture._sink import unicode_safe
+from tracedfuture._pipeline._sink import unicode_safe
 
 __all__ = ["DEFAULT_LEVELS", "LEVELS", "StructlogExporter", "record_name"]
 

@@ -3,7 +3,7 @@
 A target is started with ``tracedfuture run --console`` (``--console=allow-cancel``
 to allow cancels), in a runtime directory of its own (``XDG_RUNTIME_DIR``, 0700),
 so tests never see each other's sockets. TCP, which ``run`` does not offer, is
-started by a small launcher that calls ``tracedfuture._control.start(tcp=...)``
+started by a small launcher that calls ``tracedfuture._control.server.start(tcp=...)``
 and then runs the program as ``python program.py`` would (``runpy``).
 """
 
@@ -28,7 +28,7 @@ STUCK = ROOT / "examples" / "stuck_service.py"
 
 LAUNCHER = """\
 import runpy, sys
-import tracedfuture._control as control
+import tracedfuture._control.server as control
 control.start(allow_cancel={allow_cancel!r}, tcp={tcp!r})
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")

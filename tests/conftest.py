@@ -55,7 +55,9 @@ def impl(request: pytest.FixtureRequest) -> object:
     and the compiled core where it is built."""
     import importlib
 
-    return importlib.import_module("tracedfuture._future" if request.param == "python" else "tracedfuture._cfuture")
+    return importlib.import_module(
+        "tracedfuture._core._future" if request.param == "python" else "tracedfuture._core._cfuture"
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

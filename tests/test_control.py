@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tracedfuture._control import PROTOCOL, ControlError, connect
+from tracedfuture._control.server import PROTOCOL, ControlError, connect
 from tracedfuture.trace import read as read_trace
 
 from ._targets import PY, ROOT, STUCK, Target, line_of, target, tracedfuture
@@ -477,7 +477,7 @@ def test_tcp_is_off_unless_asked_and_then_needs_the_token(stuck: Target) -> None
 
 
 def test_import_tracedfuture_and_its_cli_stay_stdlib_only() -> None:
-    code = "import sys, tracedfuture, tracedfuture.cli, tracedfuture._control; print('rich' in sys.modules)"
+    code = "import sys, tracedfuture, tracedfuture.cli, tracedfuture._control.server; print('rich' in sys.modules)"
     result = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "False"
 
@@ -490,7 +490,7 @@ def test_start_refuses_a_directory_that_is_not_private(tmp_path: Path) -> None:
         os.chmod(shared, 0o755)
         code = textwrap.dedent(
             """
-            import os, tracedfuture._control as control
+            import os, tracedfuture._control.server as control
             try:
                 control.start()
             except RuntimeError as exc:

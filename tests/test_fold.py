@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tracedfuture._events import Event, Site
+from tracedfuture._core._events import Event, Site
 from tracedfuture._fold import ABANDONED, INCOMPLETE, PENDING, RESOLVED, Fold
 from tracedfuture.exporters import MemoryExporter
 from tracedfuture.graph import INCOMPLETE as GRAPH_INCOMPLETE

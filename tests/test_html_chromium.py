@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tracedfuture._model import load
+from tracedfuture._views._model import load
 
 from ._cli import (
     ARTIFACTS,

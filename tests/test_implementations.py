@@ -69,7 +69,7 @@ def test_a_missing_extension_falls_back_to_python_silently() -> None:
         "import sys, importlib.abc",
         "class Block(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path, target=None):\n"
-        "        if name == 'tracedfuture._cfuture':\n"
+        "        if name == 'tracedfuture._core._cfuture':\n"
         "            raise ImportError(name)\n",
     )
     code = (
@@ -153,5 +153,5 @@ def test_the_wheel_carries_the_compiled_core_and_the_sdist_its_source(tmp_path: 
     [sdist] = tmp_path.glob("tracedfuture-*.tar.gz")
     with tarfile.open(sdist) as archive:
         members = archive.getnames()
-    assert any(m.endswith("/tracedfuture/_cfuture.c") for m in members)
+    assert any(m.endswith("/tracedfuture/_core/_cfuture.c") for m in members)
     assert any(m.endswith("/setup.py") for m in members)

@@ -7,7 +7,7 @@ import threading
 import time
 
 import tracedfuture
-from tracedfuture import _events as ev
+from tracedfuture._core import _events as ev
 from tracedfuture.exporters import MemoryExporter
 
 

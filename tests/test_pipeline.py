@@ -14,7 +14,7 @@ import pytest
 
 import tracedfuture
 from tracedfuture import Event, TracedFuture
-from tracedfuture._sink import EVENT_BYTES
+from tracedfuture._pipeline._sink import EVENT_BYTES
 from tracedfuture.exporters import MemoryExporter
 from tracedfuture.trace import read
 

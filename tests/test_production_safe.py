@@ -22,7 +22,7 @@ import pytest
 
 import tracedfuture
 from tracedfuture import Event
-from tracedfuture._pipeline import RECORDER
+from tracedfuture._pipeline._drain import RECORDER
 from tracedfuture.exporters import JsonLinesExporter, MemoryExporter
 from tracedfuture.flight import FlightRecorder
 from tracedfuture.trace import read

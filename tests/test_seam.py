@@ -1,4 +1,4 @@
-"""The seam (``tracedfuture/_seam.py``), implementation by implementation: the
+"""The seam (``tracedfuture/_core/_seam.py``), implementation by implementation: the
 record layouts, rings bounded in bytes, bind(), live() and info()."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tracedfuture import _seam
+from tracedfuture._core import _seam
 
 CREATED, CB_ADDED, CB_REMOVED = _seam.OPS["CREATED"], _seam.OPS["CB_ADDED"], _seam.OPS["CB_REMOVED"]
 RESOLVED, FAILED, CANCELLED = _seam.OPS["RESOLVED"], _seam.OPS["FAILED"], _seam.OPS["CANCELLED"]

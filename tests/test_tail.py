@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 import tracedfuture
-from tracedfuture import _events as ev
-from tracedfuture._tail import TailPolicy
+from tracedfuture._core import _events as ev
+from tracedfuture._pipeline._tail import TailPolicy
 from tracedfuture.exporters import MemoryExporter
 
 SLOW = 10**9

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from ._core import IMPLEMENTATION, TracedFuture, TracedTask, future_id
-from ._events import KINDS, Event, Site
+from ._core._events import KINDS, Event, Site
 from ._install import Installation, Options, install, loop_factory, run
 from .flight import dump
 from .graph import format_snapshot, snapshot

@@ -23,7 +23,7 @@ The meanings, once:
   package), such as ``SubprocessStreamProtocol._stdin_closed``: shown, never
   blamed on a user's line.
 
->>> from tracedfuture._events import Event
+>>> from tracedfuture._core._events import Event
 >>> fold = Fold()
 >>> for e in [Event("created", 1, 10, is_task=True), Event("resolved", 1, 20, is_task=True),
 ...           Event("callback_added", 1, 30, is_task=True, callback="done"),
@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from . import _events as ev
-from ._events import Event, Site
+from ._core import _events as ev
+from ._core._events import Event, Site
 from ._text import is_asyncio
 
 __all__ = [

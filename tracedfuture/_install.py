@@ -28,14 +28,14 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from . import _core, _loops
-from ._convert import Converter, redacted
-from ._core import LoopHooks
-from ._delivery import Filter, Sink
-from ._events import Event
+from . import _core
+from ._core import LoopHooks, _loops
+from ._core._events import Event
 from ._options import Options
-from ._pipeline import DEFAULT_MAX_BYTES, RECORDER, Route
-from ._tail import TailPolicy
+from ._pipeline._convert import Converter, redacted
+from ._pipeline._delivery import Filter, Sink
+from ._pipeline._drain import DEFAULT_MAX_BYTES, RECORDER, Route
+from ._pipeline._tail import TailPolicy
 
 __all__ = ["Installation", "Options", "install", "loop_factory", "run"]
 
@@ -44,6 +44,7 @@ _T = TypeVar("_T")
 logger = logging.getLogger("tracedfuture")
 
 _HOOKS = _loops.HOOKS
+_loops.set_close_hook(lambda inst: RECORDER.drain(only=inst))
 
 
 class Installation:
@@ -52,7 +53,7 @@ class Installation:
     ``anchor`` is ``(wall_ns, monotonic_ns)`` taken together at installation, so
     that ``wall = event.ts_ns - anchor[1] + anchor[0]``.
 
-    An installation is the pipeline's :class:`~tracedfuture._pipeline.Consumer`:
+    An installation is the pipeline's :class:`~tracedfuture._pipeline._drain.Consumer`:
     the drain hands it its routes' raw records, and it samples (tail), converts,
     filters and delivers them itself, with its own options. Exporters that set
     ``raw = True`` (the flight recorder) take no events: they read the recent

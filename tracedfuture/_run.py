@@ -149,7 +149,7 @@ def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
 
         if not console_available():
             run_parser.error(
-                "--console needs tracedfuture._control (the control socket), which this tracedfuture lacks"
+                "--console needs tracedfuture._control.server (the control socket), which this tracedfuture lacks"
             )
     if sys.flags.no_site:
         run_parser.error("tracing starts from the site module, which python -S turns off: run without -S")

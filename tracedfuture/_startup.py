@@ -322,7 +322,7 @@ def _forget_the_parents_exit() -> None:
     # which do not exist in a fork()ed child (export_timeout, 10 s, at the child's
     # exit), then write to the parent's files. Private, in every version of the
     # pipeline so far: Recorder._at_exit, registered with atexit on first install.
-    from ._pipeline import RECORDER
+    from ._pipeline._drain import RECORDER
 
     at_exit = getattr(RECORDER, "_at_exit", None)
     if at_exit is not None:
@@ -401,7 +401,7 @@ class _LoopWatchdogs:
 
 
 def start_console(*, allow_cancel: bool) -> str:
-    """Start the control socket (``tracedfuture._control``)."""
+    """Start the control socket (``tracedfuture._control.server``)."""
     import importlib
 
     try:

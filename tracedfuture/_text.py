@@ -16,7 +16,7 @@ import os
 import re
 import sysconfig
 
-from ._events import Site
+from ._core._events import Site
 
 __all__ = [
     "format_duration",

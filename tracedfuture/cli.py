@@ -30,8 +30,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from ._model import Model, load
 from ._text import parse_seconds, plural
+from ._views._model import Model, load
 from .trace import TraceFormatError
 
 __all__ = ["main"]
@@ -176,7 +176,7 @@ def _width(asked: int | None, stream: IO[str]) -> int | None:
 
 
 def _cmd_tree(args: argparse.Namespace) -> int:
-    from ._view_tree import TreeOptions, find_focus, render_tree
+    from ._views.tree import TreeOptions, find_focus, render_tree
 
     model = _load(args, _progress(args))
     try:
@@ -204,7 +204,7 @@ def _cmd_tree(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from ._view_stats import collect, render_json, render_table
+    from ._views.stats import collect, render_json, render_table
 
     model = _load(args, _progress(args))
     rows = collect(model, args.sort)
@@ -217,7 +217,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_html(args: argparse.Namespace) -> int:
-    from ._view_html import render_html
+    from ._views.html import render_html
 
     progress = _progress(args)
     model = _load(args, progress)
@@ -236,7 +236,7 @@ def _cmd_html(args: argparse.Namespace) -> int:
 
 
 def _cmd_perfetto(args: argparse.Namespace) -> int:
-    from ._view_perfetto import render_perfetto
+    from ._views.perfetto import render_perfetto
 
     progress = _progress(args)
     model = _load(args, progress)
@@ -254,7 +254,7 @@ def _cmd_perfetto(args: argparse.Namespace) -> int:
 
 
 def _attach(args: argparse.Namespace) -> Any:
-    from ._control import ControlError, connect
+    from ._control.server import ControlError, connect
 
     try:
         return connect(args.target, timeout=args.timeout)
@@ -263,7 +263,7 @@ def _attach(args: argparse.Namespace) -> Any:
 
 
 def _ask(client: Any, name: str, **params: Any) -> dict[str, Any]:
-    from ._control import ControlError
+    from ._control.server import ControlError
 
     try:
         result: dict[str, Any] = client.request(name, **params)
@@ -273,7 +273,7 @@ def _ask(client: Any, name: str, **params: Any) -> dict[str, Any]:
 
 
 def _cmd_ps(args: argparse.Namespace) -> int:
-    from ._console import format_ps
+    from ._control.console import format_ps
 
     with _attach(args) as client:
         snap = _ask(client, "snapshot")
@@ -287,7 +287,7 @@ def _cmd_ps(args: argparse.Namespace) -> int:
 
 
 def _cmd_pstree(args: argparse.Namespace) -> int:
-    from ._console import format_pstree
+    from ._control.console import format_pstree
 
     with _attach(args) as client:
         snap = _ask(client, "snapshot")
@@ -296,7 +296,7 @@ def _cmd_pstree(args: argparse.Namespace) -> int:
 
 
 def _cmd_dump(args: argparse.Namespace) -> int:
-    from ._control import ControlError
+    from ._control.server import ControlError
 
     with _attach(args) as client:
         pid = client.hello.get("pid")
@@ -331,7 +331,7 @@ def _cmd_dump(args: argparse.Namespace) -> int:
 
 
 def _cmd_top(args: argparse.Namespace) -> int:
-    from ._console import INSTALL, format_ps, run_top
+    from ._control.console import INSTALL, format_ps, run_top
 
     with _attach(args) as client:
         if not (sys.stdout.isatty() and sys.stdin.isatty()):
@@ -440,7 +440,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     tree.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="default: auto")
 
-    from ._view_stats import COLUMNS
+    from ._views.stats import COLUMNS
 
     stats = viewer("stats", "summarize by creation site: outcomes, lifetime percentiles, cancel msgs")
     stats.add_argument(

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from ._events import Event
+from ._core._events import Event
 from ._install import Installation, install
 from .trace import event_to_json, header, open_private
 

@@ -51,11 +51,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _core
-from ._convert import site_of
-from ._events import Event, Site
+from ._core._events import Event, Site
 from ._fold import INCOMPLETE as INCOMPLETE_OUTCOME
 from ._fold import PENDING as PENDING_OUTCOME
 from ._fold import Fold
+from ._pipeline._convert import site_of
 from ._text import plural, short_path, site_text
 
 __all__ = [

@@ -81,9 +81,9 @@ from types import FrameType
 from typing import Any
 
 from . import _core
-from . import _events as ev
-from ._events import Event, Site
-from ._pipeline import RECORDER
+from ._core import _events as ev
+from ._core._events import Event, Site
+from ._pipeline._drain import RECORDER
 from .graph import PendingFuture, Snapshot, live_snapshot, site_text
 
 __all__ = ["FINDINGS", "KNOWN_WAITS", "Lints", "describe", "enable", "findings", "report"]

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from . import _events
-from ._events import KINDS, Event, Site
+from ._core import _events
+from ._core._events import KINDS, Event, Site
 
 try:  # tracedfuture[fast]: the same answers, parsed several times faster
     from orjson import loads as _fast_loads

@@ -22,8 +22,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from . import _events as ev
-from ._events import Event, Site
+from .._core import _events as ev
+from .._core._events import Event, Site
 
 __all__ = ["DEFAULT_QUEUE_BYTES", "EVENT_BYTES", "Sink", "delivery_stats", "safe_repr", "unicode_safe"]
 

@@ -1,6 +1,6 @@
 """Between the hot path and the installations: rings, the drain, routes.
 
-Every traced loop records into the :class:`~tracedfuture._seam` ring of its
+Every traced loop records into the :class:`~tracedfuture._core._seam` ring of its
 *route*, the set of installations that receive its events. A route is made the
 first time a set of installations is asked for, with a ring of the largest
 ``max_bytes`` among them, and never changes: a loop that gains or loses an
@@ -31,8 +31,9 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from . import _core, _delivery
-from . import _events as ev
+from .. import _core
+from .._core import _events as ev
+from . import _delivery
 from ._sink import Started, start_daemon
 
 __all__ = ["RECORDER", "Consumer", "Recorder", "Route"]

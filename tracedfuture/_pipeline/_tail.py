@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any
 
-from . import _events as ev
+from .._core import _events as ev
 
 __all__ = ["TailPolicy"]
 

@@ -3,8 +3,8 @@
 tracedfuture has two implementations of its hot path, chosen at import like
 ``asyncio.futures`` picks ``_asyncio.Future`` over ``_PyFuture``:
 
-* ``tracedfuture._future``, pure Python: the reference, and the fallback;
-* ``tracedfuture._cfuture``, a C extension built by the package's own build.
+* ``tracedfuture._core._future``, pure Python: the reference, and the fallback;
+* ``tracedfuture._core._cfuture``, a C extension built by the package's own build.
 
 ``tracedfuture._core`` imports one of them (``TRACEDFUTURE_PURE_PYTHON=1`` forces
 the reference) and the rest of the package only ever talks to it through the names

@@ -1,4 +1,4 @@
-/* tracedfuture._cfuture: the compiled implementation of the seam (_seam.py).
+/* tracedfuture._core._cfuture: the compiled implementation of the seam (_seam.py).
  *
  * TracedFuture and TracedTask are heap subtypes of _asyncio.Future and
  * _asyncio.Task; LoopHooks is a traced loop's create_future / create_task; Ring
@@ -8,7 +8,7 @@
  * is allocated per event. Ring.take() and Ring.window() build the tuples of
  * _seam.LAYOUTS.
  *
- * The pure-Python twin of everything decided here is tracedfuture/_future.py;
+ * The pure-Python twin of everything decided here is tracedfuture/_core/_future.py;
  * rare paths call into it (the creation site past asyncio's own frames, the
  * canceller's frames, a callback's name, asyncio's own create_task for debug
  * mode and task factories), so that both implementations decide alike.
@@ -471,7 +471,7 @@ static PyMemberDef ring_members[] = {
 
 static PyType_Slot ring_slots[] = {
     {Py_tp_doc, "Ring(max_bytes, *, streaming, on_full=None): raw records of one route, preallocated and "
-                "bounded in bytes (see tracedfuture._seam)."},
+                "bounded in bytes (see tracedfuture._core._seam)."},
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_init, ring_init},
     {Py_tp_dealloc, ring_dealloc},
@@ -482,7 +482,7 @@ static PyType_Slot ring_slots[] = {
 };
 
 static PyType_Spec ring_spec = {
-    "tracedfuture._cfuture.Ring", sizeof(RingObject), 0, Py_TPFLAGS_DEFAULT, ring_slots,
+    "tracedfuture._core._cfuture.Ring", sizeof(RingObject), 0, Py_TPFLAGS_DEFAULT, ring_slots,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1515,7 +1515,7 @@ static PyType_Slot fut_slots[] = {
 };
 
 static PyType_Spec fut_spec = {
-    "tracedfuture._cfuture.Future", 0, 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, fut_slots,
+    "tracedfuture._core._cfuture.Future", 0, 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, fut_slots,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1827,7 +1827,7 @@ static PyType_Slot task_slots[] = {
 };
 
 static PyType_Spec task_spec = {
-    "tracedfuture._cfuture.Task", 0, 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, task_slots,
+    "tracedfuture._core._cfuture.Task", 0, 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, task_slots,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1921,7 +1921,7 @@ hooks_bind(HooksObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *ring = args[0];
     if (ring != Py_None && !PyObject_TypeCheck(ring, RingType)) {
-        PyErr_Format(PyExc_TypeError, "ring must be a tracedfuture._cfuture.Ring or None, not %R", ring);
+        PyErr_Format(PyExc_TypeError, "ring must be a tracedfuture._core._cfuture.Ring or None, not %R", ring);
         return NULL;
     }
     long long route = PyLong_AsLongLong(args[1]);
@@ -2334,7 +2334,7 @@ static PyType_Slot hooks_slots[] = {
 };
 
 static PyType_Spec hooks_spec = {
-    "tracedfuture._cfuture.LoopHooks", sizeof(HooksObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    "tracedfuture._core._cfuture.LoopHooks", sizeof(HooksObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     hooks_slots,
 };
 
@@ -2490,8 +2490,8 @@ static PyMethodDef module_methods[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "tracedfuture._cfuture",
-    .m_doc = "The compiled implementation of tracedfuture's hot path (see tracedfuture._seam).",
+    .m_name = "tracedfuture._core._cfuture",
+    .m_doc = "The compiled implementation of tracedfuture's hot path (see tracedfuture._core._seam).",
     .m_size = -1,
     .m_methods = module_methods,
 };
@@ -2550,7 +2550,7 @@ PyMODINIT_FUNC
 PyInit__cfuture(void)
 {
     if (initialised) {
-        PyErr_SetString(PyExc_ImportError, "tracedfuture._cfuture cannot be initialised twice in one process");
+        PyErr_SetString(PyExc_ImportError, "tracedfuture._core._cfuture cannot be initialised twice in one process");
         return NULL;
     }
     PyObject *asyncio = PyImport_ImportModule("asyncio"); /* before _asyncio: see the top */
@@ -2558,7 +2558,7 @@ PyInit__cfuture(void)
         return NULL;
     }
     PyObject *casyncio = PyImport_ImportModule("_asyncio");
-    PyObject *pyfuture = casyncio ? PyImport_ImportModule("tracedfuture._future") : NULL;
+    PyObject *pyfuture = casyncio ? PyImport_ImportModule("tracedfuture._core._future") : NULL;
     PyObject *m = pyfuture ? PyModule_Create(&module_def) : NULL;
     if (m == NULL) {
         Py_XDECREF(casyncio);

@@ -22,7 +22,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ._events import Site
+from .._core._events import Site
+from .._startup import untraced_children_note
+from .._text import format_duration, is_installed, plural, printable, short_path, site_text
 from ._model import (
     ABANDONED,
     CANCELLED,
@@ -33,8 +35,6 @@ from ._model import (
     Model,
     Record,
 )
-from ._startup import untraced_children_note
-from ._text import format_duration, is_installed, plural, printable, short_path, site_text
 
 __all__ = ["TreeOptions", "find_focus", "render_tree"]
 

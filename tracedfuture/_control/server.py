@@ -1,6 +1,6 @@
 """The control socket: ask a running process what its futures are doing.
 
->>> import tracedfuture._control as control
+>>> import tracedfuture._control.server as control
 >>> path = control.start()  # doctest: +SKIP
 >>> path  # doctest: +SKIP
 '/run/user/1000/tracedfuture/4242.sock'
@@ -53,14 +53,14 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _core
-from . import _events as ev
-from ._control_client import PROTOCOL, Client, ControlError, _pid_alive, _private_dir, connect, socket_dir
-from ._control_client import line as _line
-from ._core import future_id
-from ._events import Event, Site
-from ._pipeline import RECORDER
-from .graph import Snapshot, _coroutine_chain, live_snapshot, site_text
+from .. import _core
+from .._core import _events as ev
+from .._core import future_id
+from .._core._events import Event, Site
+from .._pipeline._drain import RECORDER
+from ..graph import Snapshot, _coroutine_chain, live_snapshot, site_text
+from .client import PROTOCOL, Client, ControlError, _pid_alive, _private_dir, connect, socket_dir
+from .client import line as _line
 
 __all__ = [
     "PROTOCOL",
@@ -165,7 +165,7 @@ class _Loops:
 
 def _creating_thread(fids: set[int]) -> int:
     """The thread that made one of these futures, from the flight recorder."""
-    from . import flight
+    from .. import flight
 
     recorder = flight.current()
     if recorder is None:
@@ -326,7 +326,7 @@ def _site_json(site: Any) -> dict[str, Any] | None:
 
 
 def _event_json(event: Event) -> dict[str, Any]:
-    from .trace import event_to_json
+    from ..trace import event_to_json
 
     return event_to_json(event)
 
@@ -352,7 +352,7 @@ class _Handler:
         now = snap.taken_ns
         wall = time.time_ns()
         parents = _creators()
-        from . import flight
+        from .. import flight
 
         recorder = flight.current()
         want_woke = recorder is not None and request.get("woke", True) is not False
@@ -439,7 +439,7 @@ class _Handler:
         return {"events": [_event_json(e) for e in chosen], "stats": recorder.stats()}
 
     def lints(self, request: dict[str, Any]) -> dict[str, Any]:
-        from .lints import FINDINGS, describe
+        from ..lints import FINDINGS, describe
 
         stall = _seconds(request, "stall", 5.0)
         orphan = _seconds(request, "orphan", 30.0)
@@ -469,7 +469,7 @@ class _Handler:
     def dump(self, request: dict[str, Any]) -> dict[str, Any]:
         """``to: "flight"``: the process writes its flight recorder's own path.
         Otherwise the reply streams the trace file (see :meth:`_Server.reply`)."""
-        from . import flight
+        from .. import flight
 
         where = request.get("to")
         if where == "flight":
@@ -600,7 +600,7 @@ class _Server:
         self.thread = threading.Thread(target=self._serve, name="tracedfuture-control", daemon=True)
 
     def recorder(self) -> Any:
-        from . import flight
+        from .. import flight
 
         recorder = flight.current()
         if recorder is None:
@@ -609,7 +609,7 @@ class _Server:
         return recorder
 
     def greeting(self) -> dict[str, Any]:
-        from . import __version__
+        from .. import __version__
 
         return {
             "version": PROTOCOL,
@@ -840,7 +840,7 @@ def start(*, allow_cancel: bool = False, tcp: int | None = None) -> str:
     token written, with the port, to ``<pid>.tcp`` (mode 0600) beside the socket.
     Calling it again returns the same path.
 
-    >>> import tracedfuture._control as control
+    >>> import tracedfuture._control.server as control
     >>> control.start(tcp=-1)
     Traceback (most recent call last):
     ...
@@ -853,7 +853,7 @@ def start(*, allow_cancel: bool = False, tcp: int | None = None) -> str:
     with _start_lock:
         if _server is not None and _server.pid == os.getpid():
             return _server.path
-        from . import flight
+        from .. import flight
 
         directory = socket_dir()
         _make_private_dir(directory)

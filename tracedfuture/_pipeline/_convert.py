@@ -21,8 +21,8 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
-from . import _events as ev
-from ._events import Event, Site
+from .._core import _events as ev
+from .._core._events import Event, Site
 
 __all__ = ["Converter", "caller_text", "redacted", "site_of", "type_name"]
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._events import Event
-from ._fold import (
+from .._core._events import Event
+from .._fold import (
     ABANDONED,
     CANCELLED,
     FAILED,
@@ -29,8 +29,8 @@ from ._fold import (
     RESOLVED,
     Fold,
 )
-from ._fold import FutureState as Record
-from .trace import iter_events
+from .._fold import FutureState as Record
+from ..trace import iter_events
 
 __all__ = [
     "ABANDONED",

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._events import Site
+from .._core._events import Site
+from .._startup import untraced_children_note
+from .._text import format_duration, plural, printable, site_text
 from ._model import OUTCOMES, Model
-from ._startup import untraced_children_note
-from ._text import format_duration, plural, printable, site_text
 
 __all__ = ["COLUMNS", "SiteStats", "collect", "render_json", "render_table"]
 

@@ -1,5 +1,5 @@
 """What happens to an installation's events after conversion: filters and tail
-sampling, before each exporter's :class:`~tracedfuture._sink.Sink`.
+sampling, before each exporter's :class:`~tracedfuture._pipeline._sink.Sink`.
 
 The drain thread (``_pipeline``) hands each installation its batch. The
 installation passes it through its :class:`Filter` (creation module, name) and
@@ -16,8 +16,8 @@ import sys
 import weakref
 from collections.abc import Sequence
 
-from . import _events as ev
-from ._events import Event
+from .._core import _events as ev
+from .._core._events import Event
 from ._sink import _SINKS, Sink, delivery_stats, safe_repr, unicode_safe
 
 __all__ = ["Filter", "Sink", "after_fork_in_child", "delivery_stats", "safe_repr", "unicode_safe"]

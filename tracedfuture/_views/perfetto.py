@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._text import site_text
 from ._model import PENDING, Model, Record
-from ._text import site_text
 
 __all__ = ["render_perfetto"]
 

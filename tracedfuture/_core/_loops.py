@@ -44,8 +44,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._core import LoopHooks, assign_id, flush_pending_completions, future_id
-from ._pipeline import RECORDER
+from . import LoopHooks, assign_id, flush_pending_completions, future_id
 
 __all__ = [
     "HOOKS",
@@ -129,6 +128,21 @@ def _calling_own(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def _nothing(installation: object) -> None:
+    pass
+
+
+# What a traced loop's close() does for each of its installations: the layer above
+# (``_install``) sets it to the pipeline's drain; _core imports nothing above it.
+_close_hook: Callable[[Any], None] = _nothing
+
+
+def set_close_hook(hook: Callable[[Any], None]) -> None:
+    """Call ``hook(installation)`` for each installation of a loop as it closes."""
+    global _close_hook
+    _close_hook = hook
+
+
 def _traced_close(loop: asyncio.AbstractEventLoop, close: Callable[..., Any]) -> Callable[..., Any]:
     def traced_close(*args: Any, **kwargs: Any) -> Any:
         if not loop.is_running():
@@ -141,7 +155,7 @@ def _traced_close(loop: asyncio.AbstractEventLoop, close: Callable[..., Any]) ->
         finally:
             # To the exporters' queues; a slow exporter must not stall close().
             for inst in getattr(getattr(loop, HOOKS, None), "installations", ()):
-                RECORDER.drain(only=inst)
+                _close_hook(inst)
 
     return traced_close
 

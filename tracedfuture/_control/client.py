@@ -1,11 +1,11 @@
 """The client side of the control socket: find a process's socket, connect, ask.
 
->>> from tracedfuture._control_client import connect
+>>> from tracedfuture._control.client import connect
 >>> with connect(4242) as client:  # doctest: +SKIP
 ...     print(len(client.request("snapshot")["futures"]))
 
 The protocol is in docs/cli.md ("The control protocol"); the server is
-``tracedfuture._control``. Every failure is a :class:`ControlError` whose message
+``tracedfuture._control.server``. Every failure is a :class:`ControlError` whose message
 is one line for a person: no such process, no socket, a refusal, a lost connection.
 """
 
@@ -210,7 +210,7 @@ def _connect_pid(pid: int, timeout: float) -> Client:
         raise ControlError(msg)
     msg = (
         f"process {pid} has no control socket (looked for {', '.join(tried)}): start it with "
-        "'tracedfuture run --console', TRACEDFUTURE_CONSOLE=1, or tracedfuture._control.start()"
+        "'tracedfuture run --console', TRACEDFUTURE_CONSOLE=1, or tracedfuture._control.server.start()"
     )
     raise ControlError(msg)
 

@@ -8,7 +8,7 @@ on a canvas from typed arrays, so 100,000 futures stay interactive.
 Failures of the exception types a user calls expected (``--expected-exceptions
 EOFError,ConnectionResetError``: normal control flow, such as websockets' close)
 are an outcome of their own on the page, ``expected``, drawn and counted apart.
-The page, its script and its style are package data (``tracedfuture/_report/``).
+The page, its script and its style are package data (``tracedfuture/_views/_report/``).
 
 Safety: the trace is embedded as JSON inside ``<script type="application/json">``
 with ``<``, ``>``, ``&``, U+2028 and U+2029 written as ``\\uXXXX`` escapes, so no
@@ -31,9 +31,9 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
-from ._events import Site
+from .._core._events import Site
+from .._text import site_text
 from ._model import FAILED, OUTCOMES, PENDING, Model, Record
-from ._text import site_text
 
 __all__ = ["EXPECTED", "MAX_ROWS", "PAGE_OUTCOMES", "embed_json", "lanes_and_rows", "render_html", "report_data"]
 
@@ -268,7 +268,7 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
 @functools.cache
 def _page() -> tuple[str, str, str]:
     """The page, its script and its style, read once from the package's data."""
-    folder = resources.files("tracedfuture") / "_report"
+    folder = resources.files("tracedfuture._views") / "_report"
     return tuple(  # type: ignore[return-value]
         (folder / name).read_text(encoding="utf-8") for name in ("page.html", "report.js", "report.css")
     )

@@ -215,7 +215,7 @@ def info(obj: object) -> tuple[int, int, Any, int, int | None, str | None] | Non
 # --- where: the first frame outside asyncio and tracedfuture -----------------------
 
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
-_OWN_DIR = os.path.dirname(__file__) + os.sep
+_OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep  # the tracedfuture package
 _USER, _INTERNAL, _BOUNDARY = 0, 1, 2
 # Keyed by id(): CPython 3.11-3.13 hash a code object by hashing its bytecode and
 # constants, on every lookup (200 ns for a mid-sized function). Each entry keeps
@@ -811,7 +811,7 @@ class LoopHooks:
         """Point the loop at a ring (``None``: record nothing) and its settings;
         futures made before keep theirs."""
         if ring is not None and not isinstance(ring, Ring):
-            msg = f"ring must be a tracedfuture._future.Ring or None, not {ring!r}"
+            msg = f"ring must be a tracedfuture._core._future.Ring or None, not {ring!r}"
             raise TypeError(msg)
         if not 0.0 <= sample_rate <= 1.0:
             msg = f"sample_rate must be between 0.0 and 1.0, not {sample_rate!r}"

@@ -3,7 +3,7 @@
 The plain views (:func:`format_ps`, :func:`format_pstree`) use only the standard
 library; the live console (:func:`run_top`) needs ``rich``, behind the
 ``[console]`` extra, imported only when it starts. All of them read the control
-socket's replies (see ``tracedfuture._control``), never the process itself.
+socket's replies (see ``tracedfuture._control.server``), never the process itself.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._events import Site
-from .graph import FrameEntry, PendingFuture, Snapshot, format_snapshot, site_text
+from .._core._events import Site
+from ..graph import FrameEntry, PendingFuture, Snapshot, format_snapshot, site_text
 
 __all__ = ["COLUMNS", "Row", "format_lints", "format_ps", "format_pstree", "rows", "run_top", "to_snapshot"]
 
@@ -294,7 +294,7 @@ class _Console:
     # -- fetching ------------------------------------------------------------------
 
     def _ask(self, name: str, **params: Any) -> dict[str, Any] | None:
-        from ._control import ControlError
+        from .server import ControlError
 
         if self.exited is not None:
             return None
@@ -421,7 +421,7 @@ class _Console:
             self.typing += key
 
     def _dump(self) -> None:
-        from ._control import ControlError
+        from .server import ControlError
 
         if self.exited is not None:
             self.message = "dump: the process has exited"

@@ -1,0 +1,1 @@
+"""Between the hot path and the exporters: drain, tail, convert, filter, sinks."""
