@@ -405,9 +405,9 @@ def start_console(*, allow_cancel: bool) -> str:
     import importlib
 
     try:
-        control = importlib.import_module(f"{__package__}._control")
+        control = importlib.import_module(f"{__package__}._control.server")
     except ImportError as exc:
-        if exc.name != f"{__package__}._control":
+        if exc.name not in (f"{__package__}._control", f"{__package__}._control.server"):
             raise
         msg = (
             "TRACEDFUTURE_CONSOLE (run --console) needs the control socket, which this tracedfuture "
@@ -421,7 +421,7 @@ def start_console(*, allow_cancel: bool) -> str:
 def console_available() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec(f"{__package__}._control") is not None
+    return importlib.util.find_spec(f"{__package__}._control.server") is not None
 
 
 def _version() -> str:
