@@ -20,6 +20,7 @@ from ._core._events import KINDS, Event, Site
 from ._install import Installation, Options, install, loop_factory, run
 from .flight import dump
 from .graph import format_snapshot, snapshot
+from .options import OptionError
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "KINDS",
     "Event",
     "Installation",
+    "OptionError",
     "Options",
     "Site",
     "TracedFuture",

@@ -28,14 +28,13 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from . import _core
 from ._core import LoopHooks, _loops
 from ._core._events import Event
-from ._options import Options
 from ._pipeline._convert import Converter, redacted
 from ._pipeline._delivery import Filter, Sink
 from ._pipeline._drain import DEFAULT_MAX_BYTES, RECORDER, Route
 from ._pipeline._tail import TailPolicy
+from .options import Options
 
 __all__ = ["Installation", "Options", "install", "loop_factory", "run"]
 
@@ -252,14 +251,10 @@ class Installation:
 
 
 def _ring_bytes(options: Options, asked: list[int | None]) -> int:
-    """The ring size an installation asks for: its ``max_bytes`` option, else the
-    older ``buffer_size`` (records) when that was given, else what its flight
-    recorders asked for, else the default."""
-    max_bytes = getattr(options, "max_bytes", None)
-    if max_bytes and max_bytes != DEFAULT_MAX_BYTES:
-        return int(max_bytes)
-    if options.buffer_size != Options.buffer_size:
-        return int(options.buffer_size * _core.Ring.record_size)
+    """The ring size an installation asks for: its ``max_bytes`` option, else
+    what its flight recorders asked for, else the default."""
+    if options.max_bytes != DEFAULT_MAX_BYTES:
+        return options.max_bytes
     sizes = [size for size in asked if size]
     return max(sizes) if sizes else DEFAULT_MAX_BYTES
 
