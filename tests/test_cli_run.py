@@ -567,3 +567,40 @@ def test_tracings_threads_do_not_add_the_fork_warning(threads: str, tmp_path: Pa
     assert warned == bool(threads)
     pid = re.compile(r"pid=\d+")
     assert pid.sub("pid=N", traced.stderr) == pid.sub("pid=N", untraced.stderr)
+
+
+# --- redaction from the command line and the environment -----------------------------------------
+
+SECRETS = """\
+import asyncio
+
+async def main():
+    job = asyncio.create_task(asyncio.sleep(10), name="job token=s3cr3t-name")
+    await asyncio.sleep(0)
+    job.cancel("expired: token=s3cr3t-msg")
+    try:
+        await job
+    except asyncio.CancelledError:
+        print("cancelled")
+
+asyncio.run(main())
+"""
+
+
+def test_redact_scrubs_names_and_cancel_messages_from_the_trace(tmp_path: Path) -> None:
+    write(tmp_path / "secrets.py", SECRETS)
+    done = tracedfuture("run", "--redact", r"token=\S+", "-o", "t.jsonl", "secrets.py", cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "cancelled\n", "")
+    text = (tmp_path / "t.jsonl").read_text()
+    assert "s3cr3t" not in text
+    events = read(tmp_path / "t.jsonl").events
+    assert "job [redacted]" in {e.name for e in events}
+    assert "expired: [redacted]" in {e.msg for e in events if e.kind == "cancelled"}
+
+
+def test_redact_from_the_environment_takes_one_expression_a_line(tmp_path: Path) -> None:
+    write(tmp_path / "secrets.py", SECRETS)
+    env = {**os.environ, "TRACEDFUTURE_REDACT": "s3cr3t-name\ns3cr3t-msg"}
+    done = tracedfuture("run", "-o", "t.jsonl", "secrets.py", cwd=tmp_path, env=env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "cancelled\n", "")
+    assert "s3cr3t" not in (tmp_path / "t.jsonl").read_text()
