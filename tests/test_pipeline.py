@@ -307,7 +307,7 @@ def test_tail_sampling_never_converts_healthy_futures() -> None:
     inst.uninstall()
     assert memory.futures() == []
     # 15,000 healthy futures, held raw and forgotten: none was ever an event.
-    assert inst.stats()["tail_dropped_futures"] >= 15_000 - 10_000
+    assert inst.stats()["tail_forgotten_futures"] >= 15_000 - 10_000
     assert inst.stats()["events_delivered"] == 0
 
 

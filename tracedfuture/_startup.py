@@ -30,6 +30,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from ._pipeline._process import at_fork
 from .options import (
     DEFAULT_OTEL_TIMEOUT,
     INSTALL_OPTIONS,
@@ -149,8 +150,7 @@ class _ChildCounter:
 
     def install(self) -> None:
         sys.addaudithook(self._audit)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_parent=self._add)
+        at_fork("startup", after_in_parent=self._add)
 
     def _add(self) -> None:
         with self._lock:
@@ -230,10 +230,9 @@ class Startup:
         if self.children is not None:
             self.children.install()
         self.flight = recorder is not None
-        if hasattr(os, "register_at_fork"):
-            if sys.version_info >= (3, 12):
-                os.register_at_fork(before=_quiet_fork_warning)
-            os.register_at_fork(after_in_child=self._forked)
+        if sys.version_info >= (3, 12):
+            at_fork("startup", before=_quiet_fork_warning)
+        at_fork("startup", after_in_child=self._forked)
 
     def _environment(self) -> None:
         """Leave the program the environment it would have had, or, following
@@ -467,7 +466,7 @@ def console_available() -> bool:
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 
@@ -506,12 +505,3 @@ def otel_exporter(timeout: float) -> tuple[Any, Any]:
     except (ImportError, ValueError) as exc:
         raise OptionError(str(exc)) from None
     return otel.OTelExporter(tracer_provider=provider), provider
-
-
-def untraced_children_note(stats: dict[str, Any]) -> str | None:
-    """The viewers' footer line for a trace whose program started children untraced."""
-    count = stats.get("untraced_children")
-    if not isinstance(count, int) or count <= 0:
-        return None
-    children = "1 child process was" if count == 1 else f"{count} child processes were"
-    return f"{children} started untraced: trace them too with tracedfuture run --follow-children"
