@@ -5,34 +5,96 @@ This directory sits at the top of the repository and is installed as
 dependency-free exporters live here; ``structlog`` and ``otel`` import their
 third-party package only in their own module.
 
-An exporter needs one method, ``export(events)``, called off the event loop's
-thread with a batch (a sequence) of :class:`tracedfuture.Event`, oldest first.
-``flush()``, ``shutdown()`` and ``after_fork()`` (called in a child after
-``fork()``, to re-create locks and let go of the parent's files) are optional.
-Whatever an exporter raises, ``BaseException`` included, is counted and reported
-once; it never reaches the traced program. Each exporter is
-called from a thread of its own, unless it sets ``inline = True`` (for an
-``export`` that never blocks): then it is called by whoever drains, the drain
-thread or the thread calling ``flush()``, ``uninstall()`` or ``loop.close()``.
+The exporter protocol, whole (the pipeline reads it once, when an exporter is
+installed, and asks nothing else of it):
+
+``export(events)``, the one method an exporter needs
+    A batch (a sequence) of :class:`tracedfuture.Event`, oldest first, called off
+    the event loop's thread. The return value is ignored.
+``flush()``, optional
+    Called after everything recorded so far was exported, by
+    ``Installation.flush()``: write out what is buffered.
+``shutdown(stats)``, optional
+    Called once, last, at ``uninstall()`` or at the process's exit. ``stats`` is
+    what the pipeline counted for this exporter, a mapping of names to ints:
+    ``records``, ``untraced_futures``, ``dropped_records``,
+    ``overwritten_records``, ``tail_forgotten_futures`` (its installation's
+    rings and tail sampling) and ``dropped_events``, ``dropped_futures``,
+    ``incomplete_futures``, ``export_failures`` (its own queue). A
+    ``shutdown()`` that takes no argument is called without it.
+``after_fork()``, optional
+    Called in a child after ``fork()``: re-create locks, let go of the
+    parent's files. Events exported before the fork are the parent's.
+``attach(loop)``, optional
+    Called with each event loop the installation starts to trace.
+``capture()``, optional
+    Called on the loop's thread as each future is created; what it returns
+    travels in the ``created`` event's ``context`` (OpenTelemetry's current
+    context, for the span links). It must be cheap and must not raise.
+``inline = True``, optional
+    ``export`` never blocks (an in-memory list): it is called by whoever drains,
+    the drain thread or the thread calling ``flush()``, ``uninstall()`` or
+    ``loop.close()``, which saves a thread hand-off per batch. Otherwise each
+    exporter has a thread of its own and a queue bounded in bytes.
+
+Whatever an exporter raises, ``BaseException`` included, is counted and
+reported once; it never reaches the traced program, and one that blocks delays
+nobody but itself (past ``export_timeout`` at exit, it is abandoned).
+
+A :class:`RawReader` (the flight recorder) takes no events: it reads the recent
+window of its installation's raw rings when it needs them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Protocol, overload, runtime_checkable
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, Protocol, overload, runtime_checkable
 
 from tracedfuture._core._events import Event
 
-__all__ = ["Exporter", "JsonLinesExporter", "MemoryExporter"]
+if TYPE_CHECKING:
+    from tracedfuture._install import Installation
+
+__all__ = ["Exporter", "ExporterHooks", "JsonLinesExporter", "MemoryExporter", "RawReader"]
 
 
 @runtime_checkable
 class Exporter(Protocol):
-    """Receives batches of events, like OpenTelemetry's ``SpanExporter``."""
+    """Receives batches of events, like OpenTelemetry's ``SpanExporter``: the one
+    required method. The optional ones are listed in the module docs and in
+    :class:`ExporterHooks`."""
 
     def export(self, events: Sequence[Event], /) -> object:
         """Handle one batch. The return value is ignored."""
+
+
+class ExporterHooks(Exporter, Protocol):
+    """An exporter with every optional hook of the protocol, typed (see the
+    module docs for what each means). An exporter may have any of them."""
+
+    inline: bool
+
+    def flush(self) -> object: ...
+    def shutdown(self, stats: Mapping[str, int] | None = None, /) -> object: ...
+    def after_fork(self) -> object: ...
+    def attach(self, loop: asyncio.AbstractEventLoop, /) -> object: ...
+    def capture(self) -> object: ...
+
+
+@runtime_checkable
+class RawReader(Protocol):
+    """Reads an installation's raw rings instead of taking events (the flight
+    recorder): ``raw`` is ``True``; ``max_bytes`` is the ring size it asks for;
+    ``bind(installation)`` is called once, and the reader then calls
+    ``installation.recent_events()`` when it needs the window, converted then.
+    ``attach(loop)`` may be defined too, as for exporters."""
+
+    raw: Literal[True]
+    max_bytes: int
+
+    def bind(self, installation: Installation, /) -> object: ...
 
 
 class MemoryExporter(Sequence[Event]):

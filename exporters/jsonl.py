@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracedfuture._core._events import Event
@@ -152,16 +152,12 @@ class JsonLinesExporter:
         self.events_written = self.events_lost = 0
         self._pending_open = True
 
-    def _summary(self, stats: dict[str, Any] | None = None) -> dict[str, Any]:
-        from tracedfuture._pipeline._drain import RECORDER
-        from tracedfuture._pipeline._sink import delivery_stats
-
+    def _summary(self, stats: Mapping[str, Any] | None = None) -> dict[str, Any]:
         summary = {
             "events_written": self.events_written,
             # When the file was finished: what was still pending is measured to here.
             "end_ns": time.monotonic_ns(),
-            **RECORDER.counters(exporter=self),
-            **delivery_stats(self),
+            # What the pipeline counted for this file (given to shutdown).
             **(stats or {}),
         }
         if self.write_error is not None:
@@ -182,7 +178,7 @@ class JsonLinesExporter:
         finally:
             os.close(fd)
 
-    def shutdown(self, stats: dict[str, Any] | None = None) -> None:
+    def shutdown(self, stats: Mapping[str, Any] | None = None) -> None:
         with self._lock:
             if self._pending_open and not self._ready():
                 return

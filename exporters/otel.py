@@ -90,6 +90,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise ImportError(_msg, name=exc.name) from exc
 
 from tracedfuture._core._events import Event
+from tracedfuture._core._events import is_shutdown_task as _is_shutdown_task
 from tracedfuture._pipeline._sink import unicode_safe
 
 
@@ -119,9 +120,6 @@ _FUTURE_LINK = {"asyncio.link": "awaited_by"}
 _ENDING_KINDS = {"resolved": "resolved", "failed": "failed", "cancelled": "cancelled", "abandoned": "abandoned"}
 _LINT_KINDS = frozenset({"stalled", "orphan", "blocked_loop"})
 _BY_TIME = operator.attrgetter("ts_ns")
-# The coroutines asyncio.run / Runner.close (and uvloop) run as root tasks of
-# their own once the program's main task is done.
-_SHUTDOWN_COROS = (".shutdown_asyncgens", ".shutdown_default_executor")
 
 
 def is_shutdown_task(event: Event) -> bool:
@@ -135,8 +133,7 @@ def is_shutdown_task(event: Event) -> bool:
     >>> is_shutdown_task(Event("created", 4, 0, is_task=True, coro="main", task_id=None))
     False
     """
-    coro = event.coro
-    return event.is_task and event.task_id is None and coro is not None and coro.endswith(_SHUTDOWN_COROS)
+    return _is_shutdown_task(event.is_task, event.coro, event.task_id)
 
 
 def capture_context() -> Context:
@@ -232,7 +229,7 @@ class OTelExporter:
     def export(self, events: Sequence[Event], /) -> None:
         with self._lock:
             if self._tracer is None:
-                from tracedfuture import __version__
+                from tracedfuture._version import __version__
 
                 self._tracer = trace.get_tracer("tracedfuture", __version__, tracer_provider=self._provider)
             # In time order: tail sampling releases a kept future's events before

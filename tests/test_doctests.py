@@ -32,7 +32,7 @@ def test_the_doctest_set_covers_the_exporters_and_the_core() -> None:
     assert "tracedfuture.exporters.otel" in MODULES
     assert "tracedfuture.exporters.structlog" in MODULES
     assert "tracedfuture._install" in MODULES
-    assert "tracedfuture._options" in MODULES
+    assert "tracedfuture.options" in MODULES
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tracedfuture._core._events import Event, Site
-from tracedfuture._fold import ABANDONED, INCOMPLETE, PENDING, RESOLVED, Fold
+from tracedfuture._core._events import Event, Outcome, Site
+from tracedfuture._fold import Fold
 from tracedfuture.exporters import MemoryExporter
 from tracedfuture.graph import INCOMPLETE as GRAPH_INCOMPLETE
 from tracedfuture.graph import from_events
@@ -26,7 +26,7 @@ def test_a_callback_added_after_finishing_leaves_it_finished() -> None:
         Event("callback_added", 1, 3, is_task=True, callback="done"),
         Event("callback_scheduled", 1, 3, is_task=True, callback="done"),
     ).states[1]
-    assert state.outcome == RESOLVED
+    assert state.outcome == Outcome.RESOLVED
     assert state.callbacks == []
     assert state.callbacks_added == 1
 
@@ -45,7 +45,7 @@ def test_awaited_by_is_who_waits_now_and_awaits_is_who_ever_did() -> None:
 
 def test_a_history_without_created_is_incomplete_not_pending() -> None:
     folded = fold(Event("awaited", 7, 10, callback="Task.task_wakeup", awaiter_id=3))
-    assert folded.states[7].outcome == INCOMPLETE
+    assert folded.states[7].outcome == Outcome.INCOMPLETE
     assert list(folded.pending()) == []
     assert [s.id for s in folded.unfinished()] == [7]
 
@@ -58,18 +58,18 @@ def test_an_incomplete_mark_makes_a_pending_future_incomplete_and_keeps_an_outco
         Event("resolved", 2, 4),
         Event("incomplete", 2, 5),
     )
-    assert folded.states[1].outcome == INCOMPLETE
-    assert (folded.states[2].outcome, folded.states[2].incomplete) == (RESOLVED, True)
+    assert folded.states[1].outcome == Outcome.INCOMPLETE
+    assert (folded.states[2].outcome, folded.states[2].incomplete) == (Outcome.RESOLVED, True)
 
 
 def test_a_late_outcome_ends_an_incomplete_history() -> None:
     state = fold(Event("awaited", 3, 1, awaiter_id=1), Event("resolved", 3, 2)).states[3]
-    assert (state.outcome, state.incomplete) == (RESOLVED, True)
+    assert (state.outcome, state.incomplete) == (Outcome.RESOLVED, True)
 
 
 def test_abandoned_is_finished_and_keeps_its_age() -> None:
     state = fold(Event("created", 1, 1), Event("abandoned", 1, 9, age_ns=8)).states[1]
-    assert (state.outcome, state.done, state.lifetime_ns()) == (ABANDONED, True, 8)
+    assert (state.outcome, state.done, state.lifetime_ns()) == (Outcome.ABANDONED, True, 8)
 
 
 def test_asyncios_own_futures_are_internal() -> None:
@@ -106,4 +106,4 @@ def test_from_events_shows_incomplete_histories_as_incomplete() -> None:
 def test_pending_means_created_here_and_not_finished() -> None:
     folded = fold(Event("created", 1, 1), Event("cancel_requested", 1, 2, msg="stop"))
     (state,) = folded.pending()
-    assert (state.outcome, state.cancelling) == (PENDING, True)
+    assert (state.outcome, state.cancelling) == (Outcome.PENDING, True)

@@ -30,7 +30,7 @@ CORE_TESTS = [
 
 def _built() -> bool:
     try:
-        from tracedfuture import _cfuture  # noqa: F401
+        from tracedfuture._core import _cfuture  # noqa: F401
     except ImportError:
         return False
     return True
@@ -142,7 +142,9 @@ def test_the_wheel_carries_the_compiled_core_and_the_sdist_its_source(tmp_path: 
     )
     [wheel] = tmp_path.glob("tracedfuture-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert [n for n in names if n.startswith("tracedfuture/_cfuture.") and n.endswith(".so")]
+    assert [n for n in names if n.startswith("tracedfuture/_core/_cfuture.") and n.endswith(".so")]
+    assert "tracedfuture/_views/_report/page.html" in names
+    assert "tracedfuture/_control/server.py" in names
     subprocess.run(
         [sys.executable, "-c", "import setuptools.build_meta as b, sys; b.build_sdist(sys.argv[1])", str(tmp_path)],
         cwd=ROOT,

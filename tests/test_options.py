@@ -8,19 +8,26 @@ import argparse
 import dataclasses
 import math
 import re
+import signal
 from typing import Any
 
 import pytest
 
 import tracedfuture
-from tracedfuture._options import (
+from tracedfuture import cli
+from tracedfuture._startup import settings_from_environment
+from tracedfuture.options import (
+    INSTALL_OPTIONS,
     OPTIONS,
+    PROCESS_OPTIONS,
     OptionError,
     Options,
     OptionTypeError,
+    Redactor,
     add_arguments,
-    from_arguments,
     from_environment,
+    takes_value,
+    to_environment,
 )
 
 PREFIXES = ("TRACEDFUTURE_", "OTEL_PYTHON_TRACEDFUTURE_")
@@ -34,9 +41,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cli(*args: str) -> dict[str, Any]:
+    """The options that ``tracedfuture run``'s flags give the program: flags, to
+    variables, read back by the start-up hook's reader."""
     parser = _Parser(prog="tracedfuture run")
     add_arguments(parser)
-    return from_arguments(parser.parse_args(list(args)))
+    return from_environment(to_environment(parser.parse_args(list(args))))
 
 
 def _cli_error(*args: str) -> str:
@@ -46,10 +55,13 @@ def _cli_error(*args: str) -> str:
 
 
 def test_every_field_is_a_row_and_the_defaults_are_the_tables() -> None:
-    assert [option.name for option in OPTIONS] == [f.name for f in dataclasses.fields(Options)]
+    assert [option.name for option in INSTALL_OPTIONS] == [f.name for f in dataclasses.fields(Options)]
+    assert set(OPTIONS) == set(INSTALL_OPTIONS) | set(PROCESS_OPTIONS)
+    assert len({option.name for option in OPTIONS}) == len(OPTIONS)
     defaults = Options()
-    for option in OPTIONS:
+    for option in INSTALL_OPTIONS:
         assert getattr(defaults, option.name) == option.default
+    for option in OPTIONS:
         assert option.doc
     assert defaults.max_bytes == 64 * 1024 * 1024
 
@@ -61,24 +73,23 @@ def test_flags_and_variables_are_spelled_from_the_option_name() -> None:
         if option.flag is not None:
             spelled = "--" + option.name.replace("_", "-")
             assert option.flag in (spelled, spelled.removesuffix("s"))  # one module per --include-module
-    assert {o.name for o in OPTIONS if o.flag is None} == {"redact"}
-    assert {o.name for o in OPTIONS if o.env is None} == {"redact"}
+    assert all(o.flag is not None and o.env is not None for o in OPTIONS)
 
 
 def test_two_bad_options_are_refused_together_naming_each_value_and_the_fix() -> None:
-    with pytest.raises(ValueError, match=r"^buffer_size must be .* not 0; sample_rate must be .* not 7$") as info:
-        Options(buffer_size=0, sample_rate=7)
-    assert "such as 1000000" in str(info.value)
+    with pytest.raises(ValueError, match=r"^max_failures must be .* not 0; sample_rate must be .* not 7$") as info:
+        Options(max_failures=0, sample_rate=7)
+    assert "such as 10," in str(info.value)
     assert "such as 0.1" in str(info.value)
 
 
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
-        ({"tail": 1}, TypeError, "tail must be true or false, not 1"),
-        ({"capture_values": "yes"}, TypeError, "capture_values must be true or false, not 'yes'"),
-        ({"buffer_size": True}, TypeError, "buffer_size must be a whole number of records >= 1, such as 1000000, not True"),
-        ({"buffer_size": 1e6}, TypeError, "buffer_size must be a whole number of records >= 1, such as 1000000, not 1000000.0"),
+        ({"tail": 1}, TypeError, "tail must be true or false (in text also 1/0, yes/no, on/off), not 1"),
+        ({"capture_values": "yes"}, TypeError, "capture_values must be true or false (in text also 1/0, yes/no, on/off), not 'yes'"),
+        ({"max_failures": True}, TypeError, "max_failures must be a whole number of failures >= 1, such as 10, not True"),
+        ({"max_failures": 1e6}, TypeError, "max_failures must be a whole number of failures >= 1, such as 10, not 1000000.0"),
         ({"max_failures": -1}, ValueError, "max_failures must be a whole number of failures >= 1, such as 10, not -1"),
         ({"sample_rate": math.nan}, ValueError, "sample_rate must be between 0.0 and 1.0 (the fraction of futures traced), such as 0.1, not nan"),
         ({"sample_rate": -0.1}, ValueError, "sample_rate must be between 0.0 and 1.0 (the fraction of futures traced), such as 0.1, not -0.1"),
@@ -92,7 +103,7 @@ def test_two_bad_options_are_refused_together_naming_each_value_and_the_fix() ->
         ({"include_names": "worker-*"}, TypeError, "include_names must be a sequence of strings (name patterns), such as ('worker-*',), not the single string 'worker-*'"),
         ({"exclude_modules": ["ok", 3]}, TypeError, "exclude_modules must be a sequence of strings (module name prefixes), such as ('myapp.health',), not ['ok', 3]"),
         ({"include_modules": [""]}, ValueError, "include_modules must be a sequence of strings (module name prefixes), such as ('myapp.db',), not ['']"),
-        ({"redact": "***"}, TypeError, "redact must be a callable taking and returning a str, or None, not '***'"),
+        ({"redact": "***"}, TypeError, "redact must be a callable taking and returning a str, or a sequence of regular expressions, such as ('token=\\\\S+',), not '***'"),
     ],
 )  # fmt: skip
 def test_a_bad_value_names_the_option_the_value_and_the_fix(
@@ -138,7 +149,9 @@ def test_replace_checks_too() -> None:
 
 
 def test_an_unknown_option_suggests_the_closest() -> None:
-    expected = r"^unknown tracedfuture option 'sample_rat': did you mean 'sample_rate'\? valid ones are 'buffer_size', "
+    expected = (
+        r"^unknown tracedfuture option 'sample_rat': did you mean 'sample_rate'\? valid ones are 'capture_values', "
+    )
     with pytest.raises(TypeError, match=expected):
         Options(sample_rat=0.5)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match=expected):
@@ -149,7 +162,7 @@ def test_an_unknown_option_suggests_the_closest() -> None:
 def test_every_variable_reads_its_option(prefix: str) -> None:
     environ = {
         prefix + "CAPTURE_VALUES": "on",
-        prefix + "BUFFER_SIZE": "5000",
+        prefix + "REDACT": "token=\\S+\n  \npassword=\\S+",
         prefix + "MAX_BYTES": "1MiB",
         prefix + "MAX_MEMORY": "2MiB",
         prefix + "FLUSH_INTERVAL": "0.5",
@@ -167,7 +180,7 @@ def test_every_variable_reads_its_option(prefix: str) -> None:
     given = from_environment(environ, prefix)
     assert given == {
         "capture_values": True,
-        "buffer_size": 5000,
+        "redact": Redactor(["token=\\S+", "password=\\S+"]),
         "max_bytes": 1 << 20,
         "max_memory": 2 << 20,
         "flush_interval": 0.5,
@@ -181,8 +194,40 @@ def test_every_variable_reads_its_option(prefix: str) -> None:
         "include_names": ("worker-*",),
         "exclude_names": ("poll-*", "tick-*"),
     }
-    assert set(given) == {option.name for option in OPTIONS if option.env is not None}
+    assert set(given) == {option.name for option in INSTALL_OPTIONS}
     assert Options(**given).max_bytes == 1 << 20
+
+
+def test_the_otel_prefix_reads_an_installations_options_only() -> None:
+    with pytest.raises(OptionError, match=r"^unknown variable OTEL_PYTHON_TRACEDFUTURE_OUTPUT: "):
+        from_environment({"OTEL_PYTHON_TRACEDFUTURE_OUTPUT": "t.jsonl"}, "OTEL_PYTHON_TRACEDFUTURE_")
+
+
+def test_every_process_variable_reads_its_option() -> None:
+    given = from_environment(
+        {
+            "TRACEDFUTURE_OUTPUT": "t-{pid}.jsonl",
+            "TRACEDFUTURE_EXPORTER": "structlog,otel",
+            "TRACEDFUTURE_FLIGHT": "1",
+            "TRACEDFUTURE_DUMP_SIGNAL": "usr1",
+            "TRACEDFUTURE_LINTS": "stall=2,orphan=off",
+            "TRACEDFUTURE_CONSOLE": "allow-cancel",
+            "TRACEDFUTURE_FOLLOW_CHILDREN": "yes",
+            "TRACEDFUTURE_OTEL_TIMEOUT": "3",
+        }
+    )
+    assert given == {
+        "output": "t-{pid}.jsonl",
+        "exporter": ("structlog", "otel"),
+        "flight": "",
+        "dump_signal": int(signal.SIGUSR1),
+        "lints": {"stall": 2.0, "blocked": 0.5, "orphan": None},
+        "console": "allow-cancel",
+        "follow_children": True,
+        "otel_timeout": 3.0,
+    }
+    # Turned off, a process option is left out.
+    assert from_environment({"TRACEDFUTURE_CONSOLE": "0", "TRACEDFUTURE_FOLLOW_CHILDREN": "off"}) == {}
 
 
 def test_empty_variables_keep_the_default_and_other_tracedfuture_variables_are_left_alone() -> None:
@@ -199,10 +244,14 @@ def test_max_bytes_reads_sizes_in_binary_units(text: str) -> None:
     assert _cli("--max-bytes", text) == {"max_bytes": 64 << 20}
 
 
-def test_flags_read_every_option_that_has_one() -> None:
+def test_flags_reach_the_program_as_the_variables_that_read_as_the_same_options() -> None:
     given = _cli(
+        "-o",
+        "trace.jsonl",
         "--capture-values",
-        "--buffer-size=5000",
+        "--redact=token=\\S+",
+        "--redact",
+        "secret",
         "--flush-interval=0.5",
         "--max-failures=3",
         "--export-timeout=2.5",
@@ -215,10 +264,13 @@ def test_flags_read_every_option_that_has_one() -> None:
         "--include-name=worker-*",
         "--exclude-name=poll-*",
         "--max-bytes=1MiB",
+        "--lints",
+        "--console=allow-cancel",
     )
     assert given == {
+        "output": "trace.jsonl",
         "capture_values": True,
-        "buffer_size": 5000,
+        "redact": Redactor(["token=\\S+", "secret"]),
         "max_bytes": 1 << 20,
         "flush_interval": 0.5,
         "max_failures": 3,
@@ -230,59 +282,142 @@ def test_flags_read_every_option_that_has_one() -> None:
         "exclude_modules": ("myapp.health",),
         "include_names": ("worker-*",),
         "exclude_names": ("poll-*",),
+        "lints": {"stall": 5.0, "blocked": 0.5, "orphan": 30.0},
+        "console": "allow-cancel",
     }
     assert _cli() == {}  # nothing given: nothing overrides the defaults or the environment
 
 
-def test_add_arguments_says_which_flags_take_a_value() -> None:
-    takes_value = add_arguments(argparse.ArgumentParser())
-    assert "--sample-rate" in takes_value
-    assert "--include-module" in takes_value
-    assert "--tail" not in takes_value
-    assert "--capture-values" not in takes_value
+def test_run_knows_which_of_its_flags_take_the_next_argument() -> None:
+    assert takes_value("--sample-rate", "0.5")
+    assert takes_value("-o", "t.jsonl")
+    assert takes_value("--include-module", "x")
+    assert not takes_value("--sample-rate=0.5", "app.py")
+    assert not takes_value("--tail", "app.py")
+    assert not takes_value("--no-tail", "app.py")
+    assert not takes_value("--lints", "app.py")
+    assert takes_value("--lints", "stall=3")
+    assert takes_value("--flight", "f.jsonl")
+    assert not takes_value("--console", "app.py")
+    assert takes_value("--console", "allow-cancel")
 
 
-# Bad text, option by option: what the variable and the flag say must be the same.
-BAD_TEXT = [
-    ("capture_values", "maybe"),
-    ("buffer_size", "0"),
-    ("buffer_size", "lots"),
-    ("max_bytes", "1KiB"),
-    ("max_bytes", "64 parsecs"),
-    ("flush_interval", "0"),
-    ("max_failures", "3.5"),
-    ("export_timeout", "-1"),
-    ("sample_rate", "1.5"),
-    ("sample_rate", "nan"),
-    ("tail", "2"),
-    ("slow", "1s"),
-    ("slow", "inf"),
-]
+def test_redaction_replaces_every_match_and_a_failing_callable_never_leaks() -> None:
+    from tracedfuture._pipeline._convert import redacted
+
+    assert Options(redact=["token=\\S+"]).redact("a token=abc and token=def") == "a [redacted] and [redacted]"  # type: ignore[misc,list-item]
+
+    def broken(text: str) -> str:
+        raise KeyboardInterrupt
+
+    assert redacted(broken, "token=abc") == "<redaction failed>"
 
 
-@pytest.mark.parametrize(("name", "text"), BAD_TEXT)
-def test_a_variable_and_a_flag_give_the_same_message_for_the_same_bad_text(name: str, text: str) -> None:
+# --- the whole table, surface by surface ----------------------------------------------------
+
+# For every option, a value that is bad on every surface that can give it: as a
+# keyword of install() (installation options), as a flag of tracedfuture run
+# (unless it is a flag that takes no text), and as TRACEDFUTURE_* and
+# OTEL_PYTHON_TRACEDFUTURE_* (installation options) text. (python value, text).
+BAD: dict[str, tuple[object, str]] = {
+    "capture_values": ("maybe", "maybe"),
+    "redact": (["("], "("),
+    "max_bytes": (1024, "1024"),
+    "max_memory": (1024, "1024"),
+    "flush_interval": (0, "0"),
+    "max_failures": (0, "0"),
+    "export_timeout": (-1, "-1"),
+    "sample_rate": (2, "2"),
+    "tail": ("maybe", "maybe"),
+    "slow": (-1, "-1"),
+    "output": (None, ""),
+    "exporter": (None, "jaeger"),
+    "dump_signal": (None, "KILL"),
+    "lints": (None, "stall=-1"),
+    "console": (None, "maybe"),
+    "follow_children": (None, "maybe"),
+    "otel_timeout": (None, "0"),
+}
+# Lists of names and paths: any text is a good value (an empty variable is unset).
+NO_BAD_TEXT = {"include_modules", "exclude_modules", "include_names", "exclude_names", "flight"}
+
+
+def test_the_walk_covers_the_whole_table() -> None:
+    assert set(BAD) | NO_BAD_TEXT == {option.name for option in OPTIONS}
+
+
+def _run_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """The last line ``tracedfuture run`` prints refusing ``args`` (it exits 2
+    before the program starts)."""
+    try:
+        status = cli.main(["run", *args, "app.py"])
+    except SystemExit as exc:  # argparse's error
+        status = exc.code  # type: ignore[assignment]
+    assert status == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    return lines[-1]
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_a_bad_value_gets_one_message_word_for_word_on_every_surface(
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     option = next(o for o in OPTIONS if o.name == name)
-    with pytest.raises(ValueError, match=r"^TRACEDFUTURE_") as from_env:
-        from_environment({"TRACEDFUTURE_" + option.env: text}, "TRACEDFUTURE_")  # type: ignore[operator]
-    core = str(from_env.value).removeprefix(f"TRACEDFUTURE_{option.env}: ")
-    assert core.startswith(f"{name} must be ")
-    assert core.endswith(f", not {text!r}")
-    with pytest.raises(ValueError, match=f"^OTEL_PYTHON_TRACEDFUTURE_{option.env}: {re.escape(core)}$"):
-        from_environment({"OTEL_PYTHON_TRACEDFUTURE_" + option.env: text}, "OTEL_PYTHON_TRACEDFUTURE_")  # type: ignore[operator]
-    if isinstance(option.default, bool):
-        return  # a boolean flag takes no text: --tail / --no-tail
-    assert _cli_error(f"{option.flag}={text}") == f"argument {option.flag}: {core}"
+    value, text = BAD[name]
+    messages: dict[str, str] = {}
+    if option.install:
+        with pytest.raises(OptionError) as from_python:
+            tracedfuture.install(**{name: value})
+        messages["install()"] = str(from_python.value)
+        with pytest.raises(OptionError) as from_otel:
+            from_environment({f"OTEL_PYTHON_TRACEDFUTURE_{option.env}": text}, "OTEL_PYTHON_TRACEDFUTURE_")
+        messages["OTEL_PYTHON_TRACEDFUTURE_*"] = str(from_otel.value).removeprefix(
+            f"OTEL_PYTHON_TRACEDFUTURE_{option.env}: "
+        )
+    if text.strip():  # an empty variable leaves the default
+        with pytest.raises(OptionError) as from_env:
+            settings_from_environment({option.variable: text, "TRACEDFUTURE_OUTPUT": "t.jsonl"})  # type: ignore[dict-item]
+        messages["TRACEDFUTURE_*"] = str(from_env.value).removeprefix(f"{option.variable}: ")
+        # tracedfuture run reads the variables it inherits through the same table.
+        monkeypatch.setenv(str(option.variable), text)
+        messages["run, inherited"] = _run_error(capsys, "-o", "t.jsonl").removeprefix(
+            f"tracedfuture run: error: {option.variable}: "
+        )
+        monkeypatch.delenv(str(option.variable))
+    if option.kind.form != "flag":
+        messages["run " + str(option.flag)] = _run_error(capsys, f"{option.flag}={text}").removeprefix(
+            f"tracedfuture run: error: argument {option.short + '/' if option.short else ''}{option.flag}: "
+        )
+    assert len(messages) >= (1 if name == "output" else 2), messages  # an empty variable is no value
+    assert len(set(messages.values())) == 1, messages
+    (message,) = set(messages.values())
+    assert message.startswith(f"{name} must be "), message
+    assert "such as" in message or "among" in message or " or " in message, message
 
 
-@pytest.mark.parametrize(
-    ("name", "value"), [("buffer_size", 0), ("flush_interval", 0.0), ("sample_rate", 1.5), ("slow", -1.0)]
-)
-def test_a_keyword_says_what_the_text_surfaces_say(name: str, value: object) -> None:
-    option = next(o for o in OPTIONS if o.name == name)
-    with pytest.raises(ValueError) as from_python:
-        Options(**{name: value})
-    with pytest.raises(ValueError) as from_env:
-        from_environment({"TRACEDFUTURE_" + str(option.env): str(value)})
-    must = str(from_python.value).rpartition(", not ")[0]
-    assert str(from_env.value) == f"TRACEDFUTURE_{option.env}: {must}, not {str(value)!r}"
+def test_the_start_up_hook_prints_the_tables_message(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "print('ran')"],
+        env={
+            **__import__("os").environ,
+            "TRACEDFUTURE_OUTPUT": str(tmp_path / "t.jsonl"),
+            "TRACEDFUTURE_SAMPLE_RATE": "2",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "tracedfuture: error: TRACEDFUTURE_SAMPLE_RATE: sample_rate must be between 0.0 and 1.0 "
+        "(the fraction of futures traced), such as 0.1, not 2\n"
+    )
+
+
+def test_option_error_is_public() -> None:
+    assert tracedfuture.OptionError is OptionError
+    assert OptionError.__module__ == "tracedfuture.options"

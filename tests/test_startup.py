@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tracedfuture import _switches
+from tracedfuture import options
+from tracedfuture._startup import settings_from_environment
 from tracedfuture.trace import read
 
 from ._cli import PY, record_timing, write
@@ -119,18 +120,22 @@ def test_a_variable_that_asks_for_no_tracing_leaves_every_process_alone(
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        ("TRACEDFUTURE_SAMPLE_RATE", "2", "TRACEDFUTURE_SAMPLE_RATE='2': expected a fraction between 0 and 1"),
-        ("TRACEDFUTURE_LINTS", "stall=soon", "TRACEDFUTURE_LINTS='stall=soon': expected name=seconds pairs"),
+        ("TRACEDFUTURE_SAMPLE_RATE", "2", "TRACEDFUTURE_SAMPLE_RATE: sample_rate must be between 0.0 and 1.0"),
+        ("TRACEDFUTURE_LINTS", "stall=soon", "TRACEDFUTURE_LINTS: lints must be name=seconds pairs"),
         ("TRACEDFUTURE_LINTS", "stal=5", "among stall, blocked, orphan"),
-        ("TRACEDFUTURE_DUMP_SIGNAL", "KILL", "expected a signal that can be caught, such as USR1"),
-        ("TRACEDFUTURE_CONSOLE", "maybe", "TRACEDFUTURE_CONSOLE='maybe': expected 1 or allow-cancel"),
-        ("TRACEDFUTURE_EXPORTER", "zipkin", "expected exporters among jsonl, structlog, otel"),
-        ("TRACEDFUTURE_TAIL", "sometimes", "TRACEDFUTURE_TAIL='sometimes': expected 1 or 0"),
-        ("TRACEDFUTURE_OTEL_TIMEOUT", "0", "expected a number of seconds > 0"),
+        ("TRACEDFUTURE_DUMP_SIGNAL", "KILL", "dump_signal must be a signal that can be caught, such as USR1"),
+        ("TRACEDFUTURE_CONSOLE", "maybe", "TRACEDFUTURE_CONSOLE: console must be 1 (on), allow-cancel"),
+        (
+            "TRACEDFUTURE_EXPORTER",
+            "zipkin",
+            "exporter must be a sequence of strings (exporters among jsonl, structlog, otel)",
+        ),
+        ("TRACEDFUTURE_TAIL", "sometimes", "TRACEDFUTURE_TAIL: tail must be true or false"),
+        ("TRACEDFUTURE_OTEL_TIMEOUT", "0", "otel_timeout must be a number of seconds > 0"),
         (
             "TRACEDFUTURE_FLIHGT",
             "1",
-            "TRACEDFUTURE_FLIHGT is not a tracedfuture variable: did you mean TRACEDFUTURE_FLIGHT?",
+            "unknown variable TRACEDFUTURE_FLIHGT: did you mean TRACEDFUTURE_FLIGHT?",
         ),
     ],
 )
@@ -169,9 +174,9 @@ def test_the_reference_switch_alone_does_not_start_tracing(tmp_path: Path) -> No
     assert (done.stdout, done.stderr, done.returncode) == ("[]\n", "", 0)
 
 
-def test_every_switch_has_a_variable_and_a_flag() -> None:
-    variables = [s.variable for s in _switches.SWITCHES]
-    flags = [s.flag for s in _switches.SWITCHES]
+def test_every_option_has_a_variable_and_a_flag() -> None:
+    variables = [o.variable for o in options.OPTIONS]
+    flags = [o.flag for o in options.OPTIONS]
     assert len(set(variables)) == len(variables) == len(set(flags))
     assert all(v.startswith("TRACEDFUTURE_") and v.upper() == v for v in variables)
     assert {"TRACEDFUTURE_FLIGHT", "TRACEDFUTURE_DUMP_SIGNAL", "TRACEDFUTURE_LINTS", "TRACEDFUTURE_CONSOLE"} <= set(
@@ -180,12 +185,12 @@ def test_every_switch_has_a_variable_and_a_flag() -> None:
 
 
 def test_lints_spec_overrides_the_defaults_one_by_one() -> None:
-    assert _switches.from_environment({"TRACEDFUTURE_LINTS": "stall=2,orphan=off", "TRACEDFUTURE_OUTPUT": "t"}) == {
+    assert settings_from_environment({"TRACEDFUTURE_LINTS": "stall=2,orphan=off", "TRACEDFUTURE_OUTPUT": "t"}) == {
         "lints": {"stall": 2.0, "blocked": 0.5, "orphan": None},
         "output": "t",
     }
-    assert _switches.from_environment({"TRACEDFUTURE_LINTS": "1", "TRACEDFUTURE_OUTPUT": "t"})["lints"] == (
-        _switches.LINT_DEFAULTS
+    assert settings_from_environment({"TRACEDFUTURE_LINTS": "1", "TRACEDFUTURE_OUTPUT": "t"})["lints"] == (
+        options.LINT_DEFAULTS
     )
 
 

@@ -38,35 +38,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from ._core import _events as ev
-from ._core._events import Event, Site
+from ._core._events import Event, Outcome, Site, is_shutdown_task
 from ._text import is_asyncio
 
 __all__ = [
-    "ABANDONED",
-    "CANCELLED",
-    "FAILED",
-    "FINISHED",
-    "INCOMPLETE",
-    "OUTCOMES",
-    "PENDING",
-    "RESOLVED",
-    "SHUTDOWN_CORO",
     "Fold",
     "FutureState",
 ]
 
-# Outcomes: how a future's life ended, or that it had not ended when the events did.
-RESOLVED = "resolved"
-FAILED = "failed"
-CANCELLED = "cancelled"
-ABANDONED = "abandoned"  # garbage-collected while still pending
-PENDING = "pending"
-INCOMPLETE = "incomplete"  # not finished as far as we know, but its history has a hole
-OUTCOMES = (RESOLVED, FAILED, CANCELLED, ABANDONED, PENDING, INCOMPLETE)
-FINISHED = frozenset({RESOLVED, FAILED, CANCELLED, ABANDONED})
-
-#: The coroutines of ``asyncio.run``'s (and ``asyncio.Runner``'s) own shutdown tasks.
-SHUTDOWN_CORO = frozenset({"BaseEventLoop.shutdown_asyncgens", "BaseEventLoop.shutdown_default_executor"})
 
 # The recorder may mark a future whose history lost events: as a kind of its
 # own, or as a field of the event that says so (the converter picks one).
@@ -146,7 +125,7 @@ class FutureState:
         self.start_ns = start_ns
         self.end_ns: int | None = None
         self.last_ns = start_ns
-        self.outcome = PENDING
+        self.outcome = Outcome.PENDING
         self.incomplete = False
         self.result_type: str | None = None
         self.value: str | None = None
@@ -170,12 +149,12 @@ class FutureState:
     @property
     def pending(self) -> bool:
         """Created in this history and not finished."""
-        return self.outcome == PENDING
+        return self.outcome == Outcome.PENDING
 
     @property
     def done(self) -> bool:
         """Resolved, failed, cancelled or abandoned."""
-        return self.outcome in FINISHED
+        return self.outcome in Outcome.FINISHED
 
     @property
     def cancelling(self) -> bool:
@@ -195,7 +174,7 @@ class FutureState:
     @property
     def shutdown_task(self) -> bool:
         """One of ``asyncio.run``'s own shutdown tasks."""
-        return self.is_task and self.coro in SHUTDOWN_CORO
+        return is_shutdown_task(self.is_task, self.coro, self.creator_id)
 
     @property
     def awaited_by(self) -> tuple[int, ...]:
@@ -209,7 +188,7 @@ class FutureState:
 
     def lifetime_ns(self) -> int | None:
         """How long it lived; ``None`` while pending or incomplete (it has no end yet)."""
-        if self.outcome == ABANDONED and self.age_ns is not None:
+        if self.outcome == Outcome.ABANDONED and self.age_ns is not None:
             return self.age_ns
         if self.end_ns is None:
             return None
@@ -266,11 +245,11 @@ class Fold:
 
     def pending(self) -> Iterator[FutureState]:
         """The futures that are pending, in order of creation."""
-        return (s for s in self.states.values() if s.outcome == PENDING)
+        return (s for s in self.states.values() if s.outcome == Outcome.PENDING)
 
     def unfinished(self) -> Iterator[FutureState]:
         """Pending and incomplete ones: everything not known to be finished."""
-        return (s for s in self.states.values() if s.outcome in (PENDING, INCOMPLETE))
+        return (s for s in self.states.values() if s.outcome in (Outcome.PENDING, Outcome.INCOMPLETE))
 
     def apply(self, event: Event) -> FutureState | None:
         """Fold one event; returns the state it changed (``None`` for a loop's finding)."""
@@ -300,26 +279,26 @@ class Fold:
         if state is None:
             state = states[fid] = FutureState(fid, event.is_task, event.name, ts)
             state.incomplete = True
-            state.outcome = INCOMPLETE
+            state.outcome = Outcome.INCOMPLETE
         state.last_ns = ts
         if kind in (_AWAITED, _CALLBACK_ADDED):
             state.callbacks_added += 1
             awaiter = event.awaiter_id
             if awaiter is not None:
                 state.awaits.append((awaiter, ts))
-            if state.outcome not in FINISHED:
+            if state.outcome not in Outcome.FINISHED:
                 state.callbacks.append((event.callback or "?", awaiter))
         elif kind == _CALLBACK_SCHEDULED:
             if event.awaiter_id is not None:
                 state.wakes.append((event.awaiter_id, ts))
         elif kind == _RESOLVED:
-            self._finish(state, RESOLVED, ts)
+            self._finish(state, Outcome.RESOLVED, ts)
             state.result_type, state.value = event.result_type, event.value
         elif kind == _FAILED:
-            self._finish(state, FAILED, ts)
+            self._finish(state, Outcome.FAILED, ts)
             state.exc_type, state.exc_msg = event.exc_type, event.exc_msg
         elif kind == _CANCELLED:
-            self._finish(state, CANCELLED, ts)
+            self._finish(state, Outcome.CANCELLED, ts)
             state.msg, state.canceller_id, state.canceller = event.msg, event.canceller_id, event.canceller
         elif kind == _CALLBACK_REMOVED:
             callbacks = state.callbacks
@@ -336,8 +315,8 @@ class Fold:
         elif kind == _RENAMED:
             state.name = event.name
         elif kind == _ABANDONED:
-            if state.outcome not in FINISHED:
-                self._finish(state, ABANDONED, ts)
+            if state.outcome not in Outcome.FINISHED:
+                self._finish(state, Outcome.ABANDONED, ts)
             state.age_ns = event.age_ns
             if state.site is None:
                 state.site = event.site
@@ -367,5 +346,5 @@ class Fold:
     @staticmethod
     def _mark_incomplete(state: FutureState) -> None:
         state.incomplete = True
-        if state.outcome == PENDING:
-            state.outcome = INCOMPLETE
+        if state.outcome == Outcome.PENDING:
+            state.outcome = Outcome.INCOMPLETE

@@ -28,14 +28,15 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from . import _core
-from ._core import LoopHooks, _loops
+from ._core import _loops
 from ._core._events import Event
-from ._options import Options
+from ._core._seam import LoopHooksLike
 from ._pipeline._convert import Converter, redacted
 from ._pipeline._delivery import Filter, Sink
 from ._pipeline._drain import DEFAULT_MAX_BYTES, RECORDER, Route
+from ._pipeline._hooks import resolve
 from ._pipeline._tail import TailPolicy
+from .options import Options
 
 __all__ = ["Installation", "Options", "install", "loop_factory", "run"]
 
@@ -62,23 +63,27 @@ class Installation:
 
     def __init__(self, exporters: Iterable[Any], options: Options) -> None:
         exporters = list(exporters)
-        for exporter in exporters:
-            if not callable(getattr(exporter, "export", None)) and getattr(exporter, "raw", False) is not True:
-                msg = f"{exporter!r} is not an exporter: it needs an export(events) method"
+        hooks = [resolve(exporter) for exporter in exporters]  # the protocol, read once
+        for hook in hooks:
+            if hook.export is None and not hook.raw:
+                msg = f"{hook.exporter!r} is not an exporter: it needs an export(events) method"
                 raise TypeError(msg)
         self.options = options
         self.exporters = tuple(exporters)
         self.anchor = (time.time_ns(), time.monotonic_ns())
         self.events_delivered = 0
-        raw = [e for e in exporters if getattr(e, "raw", False) is True]
-        threaded = sum(getattr(e, "inline", False) is not True for e in exporters if e not in raw)
+        raw = [hook for hook in hooks if hook.raw]
+        events = [hook for hook in hooks if not hook.raw]
+        threaded = sum(not hook.inline for hook in events)
         queue_bytes = options.max_memory // max(1, threaded)
+        self._hooks = hooks
         self._sinks = [
-            Sink(e, max_failures=options.max_failures, max_bytes=queue_bytes) for e in exporters if e not in raw
+            Sink(hook, max_failures=options.max_failures, max_bytes=queue_bytes, statistics=self._counters)
+            for hook in events
         ]
         # The pipeline's Consumer protocol.
         self.streaming = bool(self._sinks)
-        self.max_bytes = _ring_bytes(options, [getattr(e, "max_bytes", None) for e in raw])
+        self.max_bytes = _ring_bytes(options, [hook.max_bytes for hook in raw])
         self.flush_interval = options.flush_interval
         self.export_timeout = options.export_timeout
         self._filter = Filter(
@@ -86,7 +91,7 @@ class Installation:
         )
         self._tail = TailPolicy(int(options.slow * 1e9)) if options.tail else None
         self._converter = Converter(capture_values=options.capture_values, redact=options.redact)
-        captures = [c for c in (getattr(e, "capture", None) for e in exporters) if callable(c)]
+        captures = [hook.capture for hook in hooks if hook.capture is not None]
         self.capture: Callable[[], object] | None = _combine(captures)
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._routes: list[Route] = []  # every route this installation was part of, for recent_events()
@@ -94,10 +99,9 @@ class Installation:
         self._installed = True
         self._shut_down = False
         RECORDER.activate(self)
-        for exporter in raw:
-            bind = getattr(exporter, "bind", None)
-            if callable(bind):
-                bind(self)
+        for hook in raw:
+            if hook.bind is not None:
+                hook.bind(self)
 
     def __repr__(self) -> str:
         scope = "process-wide" if self._process_wide else f"{len(self._loops)} loop(s)"
@@ -111,13 +115,12 @@ class Installation:
     def _attached(self, loop: asyncio.AbstractEventLoop) -> None:
         """Tell the exporters that have an ``attach(loop)`` method that a loop is
         traced now (the flight recorder hooks its exception handler)."""
-        for exporter in self.exporters:
-            attach = getattr(exporter, "attach", None)
-            if callable(attach):
+        for hook in self._hooks:
+            if hook.attach is not None:
                 try:
-                    attach(loop)
+                    hook.attach(loop)
                 except Exception:
-                    logger.exception("tracedfuture: exporter %r failed in attach()", exporter)
+                    logger.exception("tracedfuture: exporter %r failed in attach()", hook.exporter)
 
     def _joined(self, route: Route) -> None:
         if route not in self._routes:
@@ -142,7 +145,7 @@ class Installation:
 
     def wait_exporters(self, deadline: float, only: object = None) -> bool:
         sinks = [sink for sink in self._sinks if only is None or sink.exporter is only]
-        waits = [sink._wait_handled(deadline) for sink in sinks]  # every sink, one deadline
+        waits = [sink.wait_handled(deadline) for sink in sinks]  # every sink, one deadline
         return all(waits)
 
     def close_exporters(self, deadline: float) -> None:
@@ -219,10 +222,14 @@ class Installation:
         sampling, and per exporter: exported, dropped, failures, disabled."""
         return {
             "events_delivered": self.events_delivered,
-            **RECORDER.counters(self._routes),
-            "tail_dropped_futures": self.tail_forgotten,
+            **self._counters(),
             "exporters": [sink.stats() for sink in self._sinks],
         }
+
+    def _counters(self) -> dict[str, int]:
+        """The counters of this installation's rings and tail sampling: part of
+        :meth:`stats`, and what each exporter's ``shutdown(stats)`` is given."""
+        return {**RECORDER.counters(self._routes), "tail_forgotten_futures": self.tail_forgotten}
 
     def uninstall(self) -> None:
         """Stop tracing and restore every loop (and asyncio) exactly as before.
@@ -252,14 +259,10 @@ class Installation:
 
 
 def _ring_bytes(options: Options, asked: list[int | None]) -> int:
-    """The ring size an installation asks for: its ``max_bytes`` option, else the
-    older ``buffer_size`` (records) when that was given, else what its flight
-    recorders asked for, else the default."""
-    max_bytes = getattr(options, "max_bytes", None)
-    if max_bytes and max_bytes != DEFAULT_MAX_BYTES:
-        return int(max_bytes)
-    if options.buffer_size != Options.buffer_size:
-        return int(options.buffer_size * _core.Ring.record_size)
+    """The ring size an installation asks for: its ``max_bytes`` option, else
+    what its flight recorders asked for, else the default."""
+    if options.max_bytes != DEFAULT_MAX_BYTES:
+        return options.max_bytes
     sizes = [size for size in asked if size]
     return max(sizes) if sizes else DEFAULT_MAX_BYTES
 
@@ -280,7 +283,7 @@ def _combine(captures: list[Callable[[], object]]) -> Callable[[], object] | Non
 
 
 def _attach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
-    hooks: LoopHooks | None = getattr(loop, _HOOKS, None)
+    hooks: LoopHooksLike | None = getattr(loop, _HOOKS, None)
     if hooks is None:
         hooks = _loops.hook_loop(loop)
     if inst not in hooks.installations:
@@ -310,7 +313,7 @@ def _retarget(hooks: Any, installations: tuple[Installation, ...]) -> None:
 
 
 def _detach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
-    hooks: LoopHooks | None = getattr(loop, _HOOKS, None)
+    hooks: LoopHooksLike | None = getattr(loop, _HOOKS, None)
     if hooks is None or inst not in hooks.installations:
         return
     _retarget(hooks, tuple(i for i in hooks.installations if i is not inst))

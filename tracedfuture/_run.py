@@ -19,8 +19,9 @@ import site
 import subprocess
 import sys
 
-from . import _switches
-from ._switches import SWITCHES, SwitchError, from_environment, takes_value, to_environment
+from . import options as _options
+from ._startup import DESTINATIONS, settings_from_environment
+from .options import NOT_OPTION_VARIABLES, OPTIONS, PREFIX, OptionError, takes_value, to_environment
 
 __all__ = ["add_run_arguments", "hook_installed", "run_command"]
 
@@ -32,20 +33,9 @@ _EXPORTERS = {
 }
 
 
-def _bytes(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        value = -1
-    if value < 1 << 20:
-        msg = f"expected a number of bytes of at least 1 MiB, such as 268435456 for 256 MiB, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare ``run``'s options (the switch table's) on ``parser``."""
-    _switches.add_arguments(parser)
+    """Declare ``run``'s options (every option of the one table) on ``parser``."""
+    _options.add_arguments(parser)
 
 
 def _split(args: list[str]) -> tuple[list[str], str | None, str | None, list[str]]:
@@ -130,14 +120,14 @@ def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
     if module == "":
         run_parser.error("-m needs a module name, such as -m http.server")
     # The variables already set apply too; the flags win over them.
-    inherited = {k: v for k, v in os.environ.items() if k.startswith(_switches.PREFIX)}
+    inherited = {k: v for k, v in os.environ.items() if k.startswith(PREFIX)}
     environ = {**inherited, **to_environment(options)}
     try:
-        settings = from_environment(environ)
-    except SwitchError as exc:
+        settings = settings_from_environment(environ)
+    except OptionError as exc:
         print(f"tracedfuture run: error: {exc}", file=sys.stderr)
         return 2
-    if not any(name in settings for name in ("output", "exporter", "flight", "dump_signal", "console")):
+    if not any(name in settings for name in DESTINATIONS):
         run_parser.error(
             "nothing to export to: give -o trace.jsonl (a trace file), --exporter structlog|otel, or --flight"
         )
@@ -162,9 +152,9 @@ def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
         )
     target = ["-m", str(module)] if module is not None else [str(script)]
     argv = [sys.executable, *_interpreter_flags(), *target, *program_args]
-    child_environ = {k: v for k, v in os.environ.items() if not k.startswith(_switches.PREFIX)}
-    child_environ.update({k: v for k, v in environ.items() if k in {s.variable for s in SWITCHES}})
-    child_environ.update({k: v for k, v in os.environ.items() if k in _switches.OTHER_VARIABLES})
+    child_environ = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+    child_environ.update({k: v for k, v in environ.items() if k in {o.variable for o in OPTIONS}})
+    child_environ.update({k: v for k, v in os.environ.items() if k in NOT_OPTION_VARIABLES})
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     if os.name != "posix":  # pragma: no cover - exec does not keep the process on Windows

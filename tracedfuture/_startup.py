@@ -4,7 +4,7 @@ The package installs ``tracedfuture.pth`` in site-packages. Python runs its one
 line at every start-up, before the program; the line only looks for a variable
 whose name starts with ``TRACEDFUTURE_`` and, only if there is one, imports this
 module and calls :func:`hook`, which installs tracing as the variables say
-(``tracedfuture._switches`` is the table of them)::
+(``tracedfuture.options`` is the table of them)::
 
     TRACEDFUTURE_OUTPUT=trace.jsonl TRACEDFUTURE_LINTS=stall=5 python app.py
 
@@ -27,10 +27,19 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from ._switches import DEFAULT_OTEL_TIMEOUT, OTHER_VARIABLES, PREFIX, SWITCHES, SwitchError, from_environment
+from ._pipeline._process import at_fork
+from .options import (
+    DEFAULT_OTEL_TIMEOUT,
+    INSTALL_OPTIONS,
+    NOT_OPTION_VARIABLES,
+    OPTIONS,
+    PREFIX,
+    OptionError,
+    from_environment,
+)
 
 __all__ = ["hook", "start"]
 
@@ -49,13 +58,45 @@ def hook() -> None:
         return  # site can run a .pth line twice (a venv's site-packages is also the prefix's)
     _hooked = True
     try:
-        settings = from_environment(os.environ)
+        settings = settings_from_environment(os.environ)
         if settings:
             start(settings)
-    except SwitchError as exc:
+    except OptionError as exc:
         _refuse(str(exc))
     except Exception as exc:
         print(f"tracedfuture: not tracing this process: {exc!r}", file=sys.stderr)
+
+
+#: The options that say where events go: without one, nothing is traced.
+DESTINATIONS = ("output", "exporter", "flight", "dump_signal", "console")
+
+
+def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """What the ``TRACEDFUTURE_*`` variables ask the start-up hook for (``{}``:
+    nothing), checked by the options table; an :class:`OptionError` names the
+    first bad variable.
+
+    Every Python process of the environment runs the hook: one that no variable
+    asks to trace (none says where events go) is left exactly alone, whatever
+    else is set, but for a bad value of a known option, and options set with
+    nowhere to go are an error rather than a silent no-op.
+
+    >>> settings_from_environment({"TRACEDFUTURE_OUTPUT": "t.jsonl", "TRACEDFUTURE_SAMPLE_RATE": "0.5"})
+    {'output': 't.jsonl', 'sample_rate': 0.5}
+    """
+    known = {option.variable for option in OPTIONS}
+    ours = {k: v for k, v in environ.items() if k.startswith(PREFIX) and k not in NOT_OPTION_VARIABLES}
+    if not any(ours.get(PREFIX + name.upper(), "").strip() for name in DESTINATIONS):
+        ours = {k: v for k, v in ours.items() if k in known}
+    settings = from_environment(ours, PREFIX)
+    if settings and not any(name in settings for name in DESTINATIONS):
+        listed = ", ".join(PREFIX + name.upper() for name in settings)
+        msg = (
+            f"{listed} set, but nothing says where events go: set TRACEDFUTURE_OUTPUT=trace.jsonl, "
+            "TRACEDFUTURE_EXPORTER=structlog|otel or TRACEDFUTURE_FLIGHT=1"
+        )
+        raise OptionError(msg)
+    return settings
 
 
 def _is_our_command() -> bool:
@@ -109,8 +150,7 @@ class _ChildCounter:
 
     def install(self) -> None:
         sys.addaudithook(self._audit)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_parent=self._add)
+        at_fork("startup", after_in_parent=self._add)
 
     def _add(self) -> None:
         with self._lock:
@@ -162,13 +202,15 @@ class Startup:
         lints = settings.get("lints")
         if lints is not None and lints.get("blocked") is not None:
             exporters.append(_LoopWatchdogs(lints["blocked"]))
-        options = {s.name: settings[s.name] for s in SWITCHES if s.install_option and s.name in settings}
+        options = {o.name: settings[o.name] for o in INSTALL_OPTIONS if o.name in settings}
         from ._install import install
 
         try:
             self.installation = install(exporters=exporters, **options)
+        except OptionError:
+            raise
         except (TypeError, ValueError) as exc:
-            raise SwitchError(str(exc)) from None
+            raise OptionError(str(exc)) from None
         if recorder is not None:
             from . import flight
 
@@ -188,15 +230,14 @@ class Startup:
         if self.children is not None:
             self.children.install()
         self.flight = recorder is not None
-        if hasattr(os, "register_at_fork"):
-            if sys.version_info >= (3, 12):
-                os.register_at_fork(before=_quiet_fork_warning)
-            os.register_at_fork(after_in_child=self._forked)
+        if sys.version_info >= (3, 12):
+            at_fork("startup", before=_quiet_fork_warning)
+        at_fork("startup", after_in_child=self._forked)
 
     def _environment(self) -> None:
         """Leave the program the environment it would have had, or, following
         children, give them paths of their own."""
-        ours = [key for key in os.environ if key.startswith(PREFIX) and key not in OTHER_VARIABLES]
+        ours = [key for key in os.environ if key.startswith(PREFIX) and key not in NOT_OPTION_VARIABLES]
         if self.children is not None:
             for key in ours:
                 del os.environ[key]
@@ -216,10 +257,10 @@ class Startup:
                 exporters.append(ProcessTrace(path, self, argv=program_argv()))
             except OSError as exc:
                 msg = f"cannot write the trace to {path}: {exc.strerror or exc}"
-                raise SwitchError(msg) from None
+                raise OptionError(msg) from None
         elif "jsonl" in names:
             msg = "the jsonl exporter writes a trace file: say where with TRACEDFUTURE_OUTPUT=trace.jsonl (run -o)"
-            raise SwitchError(msg)
+            raise OptionError(msg)
         if "structlog" in names:
             exporters.append(structlog_exporter())
         if "otel" in names:
@@ -272,7 +313,7 @@ class Startup:
 
 
 def start(settings: dict[str, Any], *, environment: bool = True) -> Startup:
-    """Install tracing as ``settings`` (from ``_switches.from_environment``) ask."""
+    """Install tracing as ``settings`` (from :func:`settings_from_environment`) ask."""
     global _current
     startup = Startup(settings)
     startup.start(environment=environment)
@@ -413,7 +454,7 @@ def start_console(*, allow_cancel: bool) -> str:
             "TRACEDFUTURE_CONSOLE (run --console) needs the control socket, which this tracedfuture "
             f"{_version()} does not have: upgrade with pip install -U tracedfuture"
         )
-        raise SwitchError(msg) from None
+        raise OptionError(msg) from None
     path: str = control.start(allow_cancel=allow_cancel)
     return path
 
@@ -425,7 +466,7 @@ def console_available() -> bool:
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 
@@ -462,14 +503,5 @@ def otel_exporter(timeout: float) -> tuple[Any, Any]:
     try:
         provider = otel.provider_from_environment(timeout=timeout)
     except (ImportError, ValueError) as exc:
-        raise SwitchError(str(exc)) from None
+        raise OptionError(str(exc)) from None
     return otel.OTelExporter(tracer_provider=provider), provider
-
-
-def untraced_children_note(stats: dict[str, Any]) -> str | None:
-    """The viewers' footer line for a trace whose program started children untraced."""
-    count = stats.get("untraced_children")
-    if not isinstance(count, int) or count <= 0:
-        return None
-    children = "1 child process was" if count == 1 else f"{count} child processes were"
-    return f"{children} started untraced: trace them too with tracedfuture run --follow-children"

@@ -15,6 +15,7 @@ import functools
 import os
 import re
 import sysconfig
+from collections.abc import Mapping
 
 from ._core._events import Site
 
@@ -28,6 +29,7 @@ __all__ = [
     "printable",
     "short_path",
     "site_text",
+    "untraced_children_note",
 ]
 
 _STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
@@ -170,3 +172,12 @@ def parse_seconds(text: str, *, what: str = "a number of seconds") -> float:
         msg = f"expected {what} >= 0, such as 0.5, not {text!r}"
         raise ValueError(msg)
     return value
+
+
+def untraced_children_note(stats: Mapping[str, object]) -> str | None:
+    """The viewers' footer line for a trace whose program started children untraced."""
+    count = stats.get("untraced_children")
+    if not isinstance(count, int) or count <= 0:
+        return None
+    children = "1 child process was" if count == 1 else f"{count} child processes were"
+    return f"{children} started untraced: trace them too with tracedfuture run --follow-children"

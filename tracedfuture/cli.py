@@ -386,7 +386,8 @@ def _add_attach_commands(commands: Any) -> None:
 
 def _version() -> str:
     """``tracedfuture 0.1.0 (compiled core)``: the version and which hot path runs."""
-    from . import IMPLEMENTATION, __version__
+    from ._core import IMPLEMENTATION
+    from ._version import __version__
 
     core = "compiled core" if IMPLEMENTATION == "c" else "pure-Python core"
     return f"{PROG} {__version__} ({core}, tracedfuture.IMPLEMENTATION = {IMPLEMENTATION!r})"

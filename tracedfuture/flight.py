@@ -46,6 +46,7 @@ from typing import Any
 
 from ._core._events import Event
 from ._install import Installation, install
+from ._pipeline._process import at_fork
 from .trace import event_to_json, header, open_private
 
 __all__ = ["FlightRecorder", "current", "disable", "dump", "enable", "hook_loop"]
@@ -279,7 +280,7 @@ def _after_fork_in_child() -> None:
         recorder.after_fork()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork("flight", after_in_child=_after_fork_in_child)
 
 
 def _ts(event: Event) -> int:

@@ -51,9 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _core
-from ._core._events import Event, Site
-from ._fold import INCOMPLETE as INCOMPLETE_OUTCOME
-from ._fold import PENDING as PENDING_OUTCOME
+from ._core._events import Event, Outcome, Site, State
 from ._fold import Fold
 from ._pipeline._convert import site_of
 from ._text import plural, short_path, site_text
@@ -72,9 +70,10 @@ __all__ = [
     "snapshot",
 ]
 
-PENDING = "PENDING"
-CANCELLING = "CANCELLING"
-INCOMPLETE = "INCOMPLETE"  # from_events: its history has a hole; maybe no longer pending
+# A snapshot entry's state (the vocabulary: ``_core._events.State``).
+PENDING = State.PENDING
+CANCELLING = State.CANCELLING
+INCOMPLETE = State.INCOMPLETE  # from_events: its history has a hole; maybe no longer pending
 _MAX_DEPTH = 64
 
 
@@ -411,9 +410,9 @@ def from_events(events: Iterable[Event], at_ns: int | None = None) -> Snapshot:
     fold = Fold().feed(events, at_ns)
     nodes: dict[int, _Node] = {}
     for fid, state in fold.states.items():
-        if state.outcome not in (PENDING_OUTCOME, INCOMPLETE_OUTCOME):
+        if state.outcome not in (Outcome.PENDING, Outcome.INCOMPLETE):
             continue
-        known = state.outcome == PENDING_OUTCOME
+        known = state.outcome == Outcome.PENDING
         node = nodes[fid] = _Node(state.is_task, state.name, state.site, state.start_ns if known else None)
         node.callbacks = list(state.callbacks)
         node.awaiter_id = state.awaits[-1][0] if state.awaits else None

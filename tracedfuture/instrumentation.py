@@ -1,4 +1,4 @@
-"""``opentelemetry-instrument`` integration: every future and task becomes a span.
+r"""``opentelemetry-instrument`` integration: every future and task becomes a span.
 
 With ``tracedfuture[otel]`` installed, the ``tracedfuture`` instrumentor is
 registered in the ``opentelemetry_instrumentor`` entry-point group, so::
@@ -17,8 +17,8 @@ variable                                        option                          
 ``OTEL_PYTHON_TRACEDFUTURE_TAIL``               ``tail`` (true/false)             ``true``
 ``OTEL_PYTHON_TRACEDFUTURE_SLOW``               ``slow`` (seconds)                ``0.5``
 ``OTEL_PYTHON_TRACEDFUTURE_CAPTURE_VALUES``     ``capture_values`` (true/false)   ``false``
+``OTEL_PYTHON_TRACEDFUTURE_REDACT``             ``redact`` (regex a line)         ``token=\S+``
 ``OTEL_PYTHON_TRACEDFUTURE_MAX_BYTES``          ``max_bytes`` (bytes)             ``64MiB``
-``OTEL_PYTHON_TRACEDFUTURE_BUFFER_SIZE``        ``buffer_size`` (deprecated)      ``1000000``
 ``OTEL_PYTHON_TRACEDFUTURE_MAX_MEMORY``         ``max_memory`` (bytes)            ``64MiB``
 ``OTEL_PYTHON_TRACEDFUTURE_FLUSH_INTERVAL``     ``flush_interval`` (seconds)      ``0.1``
 ``OTEL_PYTHON_TRACEDFUTURE_MAX_FAILURES``       ``max_failures``                  ``10``
@@ -30,7 +30,7 @@ variable                                        option                          
 ==============================================  ================================  ===============
 
 These are the options of :class:`tracedfuture.Options`, read by
-:func:`tracedfuture._options.from_environment`: the same names, checks and messages
+:func:`tracedfuture.options.from_environment`: the same names, checks and messages
 as ``install()``, ``tracedfuture run`` and the ``TRACEDFUTURE_*`` variables. An
 unset or empty variable leaves the option's default. A bad value raises
 ``ValueError`` naming the variable, its value and what it should be (under
@@ -56,7 +56,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise ImportError(_msg, name=exc.name) from exc
 
 from ._install import Installation, install
-from ._options import Options, from_environment
+from .options import Options, from_environment
 
 __all__ = ["ENV_PREFIX", "TracedFutureInstrumentor", "options_from_env"]
 

@@ -116,7 +116,7 @@ class _Tracer:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, None]:
-        from . import install
+        from ._install import install
 
         memory = _creator_memory()
         installation = install(exporters=[memory])
@@ -235,9 +235,11 @@ def _explain(memory: MemoryExporter, last: int, timed_out: bool = False) -> str:
         parts += ["", "findings:", found]
     # asyncio.run's own housekeeping tasks, after the test's code ended, would
     # push the events that matter out of the last ones shown.
-    from ._fold import SHUTDOWN_CORO
+    from ._core._events import is_shutdown_task
 
-    housekeeping = {e.future_id for e in events if e.kind == "created" and e.coro in SHUTDOWN_CORO}
+    housekeeping = {
+        e.future_id for e in events if e.kind == "created" and is_shutdown_task(e.is_task, e.coro, e.task_id)
+    }
     relevant = [e for e in events if e.future_id not in housekeeping]
     if last and relevant:
         shown = relevant[-last:]

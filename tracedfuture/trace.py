@@ -83,7 +83,7 @@ class Trace:
 
 def header(wall_anchor_ns: int, monotonic_anchor_ns: int, **extra: Any) -> dict[str, Any]:
     """The first line of a trace file."""
-    from . import __version__
+    from ._version import __version__
 
     return {
         "format": FORMAT,

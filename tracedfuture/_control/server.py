@@ -58,6 +58,7 @@ from .._core import _events as ev
 from .._core import future_id
 from .._core._events import Event, Site
 from .._pipeline._drain import RECORDER
+from .._pipeline._process import at_fork
 from ..graph import Snapshot, _coroutine_chain, live_snapshot, site_text
 from .client import PROTOCOL, Client, ControlError, _pid_alive, _private_dir, connect, socket_dir
 from .client import line as _line
@@ -609,7 +610,7 @@ class _Server:
         return recorder
 
     def greeting(self) -> dict[str, Any]:
-        from .. import __version__
+        from .._version import __version__
 
         return {
             "version": PROTOCOL,
@@ -886,7 +887,7 @@ def start(*, allow_cancel: bool = False, tcp: int | None = None) -> str:
         _server = server
         atexit.register(_at_exit)
         if not _fork_hooked:
-            os.register_at_fork(after_in_child=_after_fork_in_child)
+            at_fork("control", after_in_child=_after_fork_in_child)
             _fork_hooked = True
         return path
 

@@ -8,8 +8,9 @@ rest of the package uses only the names listed in ``_seam``, through this module
 
 from __future__ import annotations
 
+import asyncio
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "IMPLEMENTATION",
@@ -26,20 +27,35 @@ __all__ = [
     "set_text",
 ]
 
-impl: Any
+from ._seam import Implementation
+
+impl: Implementation
 if os.environ.get("TRACEDFUTURE_PURE_PYTHON", "") not in ("", "0"):
-    from . import _future as impl
+    from . import _future
+
+    impl = _future
 else:
     try:
-        from . import _cfuture as impl  # type: ignore[attr-defined,no-redef]
+        from . import _cfuture
     except ImportError:
-        from . import _future as impl
+        from . import _future
+
+        impl = _future
+    else:
+        impl = _cfuture
+
+if TYPE_CHECKING:
+    # Both implementations, checked against the one page of the seam.
+    from . import _cfuture as _c
+    from . import _future as _py
+
+    _both: tuple[Implementation, Implementation] = (_py, _c)
 
 IMPLEMENTATION: str = impl.IMPLEMENTATION
-TracedFuture: Any = impl.TracedFuture
-TracedTask: Any = impl.TracedTask
-LoopHooks: Any = impl.LoopHooks
-Ring: Any = impl.Ring
+TracedFuture: type[asyncio.Future[Any]] = impl.TracedFuture
+TracedTask: type[asyncio.Task[Any]] = impl.TracedTask
+LoopHooks = impl.LoopHooks
+Ring = impl.Ring
 flush_pending_completions = impl.flush_pending_completions
 future_id = impl.future_id
 assign_id = impl.assign_id

@@ -32,11 +32,15 @@ __all__ = [
     "ORPHAN",
     "RENAMED",
     "RESOLVED",
+    "SHUTDOWN_METHODS",
     "STALLED",
     "TEXT_FIELDS",
     "UNRETRIEVED",
     "Event",
+    "Outcome",
     "Site",
+    "State",
+    "is_shutdown_task",
 ]
 
 # Event kinds: the values of Event.kind.
@@ -60,6 +64,51 @@ STALLED = "stalled"
 BLOCKED_LOOP = "blocked_loop"
 ORPHAN = "orphan"
 LINTS = frozenset({STALLED, BLOCKED_LOOP, ORPHAN})
+
+
+class Outcome:
+    """How a future's life ended, as the one fold of its events says (``_fold``),
+    or that it had not ended when the events did: what the viewers, the pytest
+    plugin and the structlog summary call it. Lower case, as event kinds are."""
+
+    RESOLVED = "resolved"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"  # garbage-collected while still pending
+    PENDING = "pending"
+    INCOMPLETE = "incomplete"  # not finished as far as we know, but its history has a hole
+    ALL = (RESOLVED, FAILED, CANCELLED, ABANDONED, PENDING, INCOMPLETE)
+    FINISHED = frozenset({RESOLVED, FAILED, CANCELLED, ABANDONED})
+
+
+class State:
+    """What a snapshot (``tracedfuture.graph``) says of a future that is not done:
+    upper case, as asyncio's own ``Future._state`` is."""
+
+    PENDING = "PENDING"
+    CANCELLING = "CANCELLING"  # a task asked to cancel, not done yet
+    INCOMPLETE = "INCOMPLETE"  # from events whose history has a hole: maybe no longer pending
+
+
+#: The methods whose coroutines ``asyncio.run``, ``asyncio.Runner`` and uvloop run
+#: as tasks of their own once the program's main task is done.
+SHUTDOWN_METHODS = ("shutdown_asyncgens", "shutdown_default_executor")
+
+
+def is_shutdown_task(is_task: bool, coro: str | None, creator_id: int | None) -> bool:
+    """Whether a task is one of the event loop's own shutdown steps, made outside
+    any task (``BaseEventLoop.shutdown_asyncgens``, uvloop's
+    ``Loop.shutdown_default_executor``...): the one rule the viewers, the pytest
+    plugin and the exporters apply to a ``created`` event.
+
+    >>> is_shutdown_task(True, "Loop.shutdown_default_executor", None), is_shutdown_task(True, "main", None)
+    (True, False)
+    """
+    if not is_task or creator_id is not None or not coro:
+        return False
+    owner, dot, method = coro.rpartition(".")
+    return bool(dot and owner) and method in SHUTDOWN_METHODS
+
 
 KINDS = LINTS | frozenset(
     {

@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import LoopHooks, assign_id, flush_pending_completions, future_id
+from ._seam import LoopHooksLike
 
 __all__ = [
     "HOOKS",
@@ -205,7 +206,7 @@ def warn_once(loop: object, reason: str) -> None:
         logger.warning("tracedfuture: %s", reason)
 
 
-def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooks:
+def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooksLike:
     """Give ``loop`` its traced methods; raise TypeError if it cannot take them."""
     reason = untraceable(loop)
     if reason is not None:
@@ -226,7 +227,7 @@ def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooks:
         # an override or the class patch, which would come back to LoopHooks.
         if stock is not _MISSING:
             setattr(loop, name, types.MethodType(stock, loop))  # type: ignore[arg-type]
-    hooks = LoopHooks(loop)
+    hooks: LoopHooksLike = LoopHooks(loop)
     hooks.base_call_soon = saved.get("call_soon")  # else the class's, at each call
     ours: dict[str, object] = {
         "create_future": _calling_own(own["create_future"]) if "create_future" in own else hooks.create_future,

@@ -127,9 +127,11 @@ A ring is written under the GIL by whichever thread runs the loop; ``take()``,
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["LAYOUTS", "OPS", "Implementation", "RingLike"]
+__all__ = ["LAYOUTS", "OPS", "Implementation", "LoopHooksLike", "RingLike"]
 
 # op -> (name, the fields after (op, future_id, ts_ns))
 LAYOUTS: dict[int, tuple[str, tuple[str, ...]]] = {
@@ -148,6 +150,8 @@ OPS = {name: op for op, (name, _) in LAYOUTS.items()}
 
 
 class RingLike(Protocol):
+    """A :class:`Ring` of either implementation, as the pipeline uses it."""
+
     capacity: int
     record_size: int
 
@@ -158,16 +162,37 @@ class RingLike(Protocol):
     def clear(self) -> None: ...
 
 
+class LoopHooksLike(Protocol):
+    """A :class:`LoopHooks` of either implementation, as ``_install`` and ``_loops`` use it."""
+
+    # Plain attributes: _install's bookkeeping (the hot path never reads it), and
+    # the call_soon the program had set on the loop itself (set by _loops).
+    installations: tuple[Any, ...]
+    base_call_soon: Any
+
+    def bind(self, ring: Any, route: int, sample_rate: float, capture: Any, capture_values: bool) -> None: ...
+    def create_future(self) -> asyncio.Future[Any]: ...
+    def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]: ...
+    def call_soon(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
 class Implementation(Protocol):
-    """The module an implementation provides (``_future`` or ``_cfuture``)."""
+    """The module an implementation provides (``_future`` or ``_cfuture``): mypy
+    checks both against it (``_core/__init__.py``), the compiled one through its
+    stub, ``_cfuture.pyi``."""
 
     IMPLEMENTATION: str
-    TracedFuture: type
-    TracedTask: type
-    LoopHooks: type
-    Ring: type
 
-    def flush_pending_completions(self, loop: Any) -> None: ...
+    @property
+    def TracedFuture(self) -> type[asyncio.Future[Any]]: ...
+    @property
+    def TracedTask(self) -> type[asyncio.Task[Any]]: ...
+    @property
+    def LoopHooks(self) -> Callable[[asyncio.AbstractEventLoop], LoopHooksLike]: ...
+    @property
+    def Ring(self) -> Callable[..., RingLike]: ...
+
+    def flush_pending_completions(self, loop: asyncio.AbstractEventLoop) -> None: ...
     def future_id(self, obj: object) -> int | None: ...
     def assign_id(self, obj: object) -> int | None: ...
     def live(self) -> list[Any]: ...

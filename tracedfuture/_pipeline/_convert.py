@@ -104,8 +104,8 @@ class Converter:
 
     ``capture_values`` and ``redact`` are the installation's: values recorded for
     another installation on the same loop are dropped unless this one asked for
-    them, and every free-text field that leaves (values, exception messages,
-    cancel messages) goes through ``redact``. ``partial`` is for a window of
+    them, and every free-text field that leaves (task names, future labels,
+    values, exception messages, cancel messages) goes through ``redact``. ``partial`` is for a window of
     records whose beginning was overwritten (a flight recorder's ring): a future
     met without its ``created`` gets an ``incomplete`` event first, instead of
     being ignored.
@@ -144,6 +144,8 @@ class Converter:
                     continue
             elif op == _CREATED:
                 _, fid, ts, tid, is_task, code, lasti, thread_id, name, coro, _route, context = record
+                if name is not None and self.redact is not None:
+                    name = redacted(self.redact, name)
                 site = site_of(code, lasti)
                 states[fid] = _FutureState(is_task, name, site, ts)
                 emit(
@@ -238,6 +240,8 @@ class Converter:
         op, fid, ts = record[0], record[1], record[2]
         if op == ev.OP_CREATED:
             _, _, _, tid, is_task, code, lasti, thread_id, name, coro, _route, context = record
+            if name is not None and self.redact is not None:
+                name = redacted(self.redact, name)
             site = site_of(code, lasti)
             born = self.states[fid] = _FutureState(is_task, name, site, ts)
             event = _event(ev.CREATED, fid, ts, tid, born)
@@ -324,7 +328,7 @@ class Converter:
             event[_MSG], event[_CANCELLER_ID], event[_CANCELLER] = state.cancel
             emit(_new_event(Event, event))
         elif op == ev.OP_RENAMED:
-            state.name = record[4]
+            state.name = record[4] if record[4] is None or self.redact is None else redacted(self.redact, record[4])
             emit(_new_event(Event, _event(ev.RENAMED, fid, ts, tid, state)))
         elif op == ev.OP_CB_REMOVED:
             for index in reversed(record[5]):

@@ -13,14 +13,14 @@ from __future__ import annotations
 import fnmatch
 import logging
 import sys
-import weakref
 from collections.abc import Sequence
 
 from .._core import _events as ev
 from .._core._events import Event
-from ._sink import _SINKS, Sink, delivery_stats, safe_repr, unicode_safe
+from ._process import at_fork
+from ._sink import Sink, safe_repr, unicode_safe
 
-__all__ = ["Filter", "Sink", "after_fork_in_child", "delivery_stats", "safe_repr", "unicode_safe"]
+__all__ = ["Filter", "Sink", "safe_repr", "unicode_safe"]
 
 logger = logging.getLogger("tracedfuture")
 
@@ -46,7 +46,7 @@ class Filter:
         self._decided: dict[int, bool] = {}
         self._waiting: dict[int, list[Event]] = {}
         self._module_of_file: dict[str, str | None] = {}
-        _FORGET_AT_FORK.add(self)
+        at_fork("delivery", after_in_child=self._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         self._waiting.clear()  # the parent's futures: not the child's to export
@@ -115,18 +115,3 @@ class Filter:
 
 def _prefixed(module: str, prefixes: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
-
-
-_FORGET_AT_FORK: weakref.WeakSet[Filter] = weakref.WeakSet()
-
-
-def after_fork_in_child() -> None:
-    """Called by the recorder's fork handler in a child: sinks, filters and
-    samplers start afresh (the recorder's own state is reset first)."""
-    for sampler in list(_FORGET_AT_FORK):
-        sampler._after_fork_in_child()
-    for sink in list(_SINKS):
-        try:
-            sink._after_fork_in_child()
-        except BaseException:  # a fork must never fail because of an observer
-            logger.exception("tracedfuture: could not restart exporter %s after fork()", safe_repr(sink.exporter))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
-import os
 import threading
 import time
 import weakref
@@ -33,8 +32,7 @@ from typing import Any, Protocol
 
 from .. import _core
 from .._core import _events as ev
-from . import _delivery
-from ._sink import Started, start_daemon
+from ._process import Started, at_fork, start_daemon
 
 __all__ = ["RECORDER", "Consumer", "Recorder", "Route"]
 
@@ -46,11 +44,13 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 
 class Consumer(Protocol):
-    """What the drain needs of an installation."""
+    """What the drain needs of an installation: everything it reads is declared here."""
 
     streaming: bool  # takes every record (False: reads only the ring's window)
     max_bytes: int  # the ring size it asks for
     flush_interval: float
+    export_timeout: float  # what exit waits for it, at most
+    exporters: tuple[object, ...]  # to flush one exporter alone (flush(only=...))
 
     def consume(self, records: list[Record]) -> None:
         """This installation's share of a route's new records, in order."""
@@ -103,7 +103,8 @@ class Recorder:
         self._atexit = False
         self._loop_lints: list[Record] = []
         self.records_seen = 0
-        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        at_fork("recorder", after_in_child=self._after_fork_in_child)
+        at_fork("drain", after_in_child=self._restart_after_fork)
 
     # -- routes ---------------------------------------------------------------------
 
@@ -202,7 +203,7 @@ class Recorder:
             active = list(self._active)
         if exporter is None:
             return active
-        return [c for c in active if exporter in getattr(c, "exporters", ())]
+        return [c for c in active if exporter in c.exporters]
 
     def drain(self, *, only: Consumer | None = None, yield_gil: bool = False) -> None:
         """Take every streaming route's new records (only ``only``'s routes, if
@@ -263,7 +264,7 @@ class Recorder:
         # One deadline for everything: the last drain (on a helper thread, as the
         # drain thread may be inside an exporter, holding the lock) and every
         # exporter's delivery, flush and shutdown.
-        timeout = max(getattr(c, "export_timeout", 10.0) for c in consumers)
+        timeout = max(c.export_timeout for c in consumers)
         deadline = time.monotonic() + timeout
         helper = start_daemon(self.drain, "tracedfuture-exit-drain")
         if helper is not None:
@@ -282,7 +283,10 @@ class Recorder:
             route.ring.clear()
         for consumer in self._active:
             _isolated(consumer.after_fork_in_child)
-        _delivery.after_fork_in_child()
+
+    def _restart_after_fork(self) -> None:
+        """Once the installations' sinks are ready again in the child (the layer
+        below this hook's): drain there too."""
         if self._active:
             self._thread = start_daemon(self._run, "tracedfuture-drain")
 
@@ -294,10 +298,8 @@ class Recorder:
         with self._lock:
             chosen = list(routes) if routes is not None else [*self._routes.values(), *self._retired]
         if exporter is not None:
-            chosen = [r for r in chosen if any(exporter in getattr(c, "exporters", ()) for c in r.consumers)]
+            chosen = [r for r in chosen if any(exporter in c.exporters for c in r.consumers)]
         out = {"records": 0, "untraced_futures": 0, "dropped_records": 0, "overwritten_records": 0}
-        consumers = {id(c): c for route in chosen for c in route.consumers}
-        out["tail_forgotten_futures"] = sum(getattr(c, "tail_forgotten", 0) for c in consumers.values())
         for route in chosen:
             stats = route.ring.stats()
             out["records"] += stats["written"]

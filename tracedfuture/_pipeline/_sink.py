@@ -14,108 +14,21 @@ for until a deadline only.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .._core import _events as ev
 from .._core._events import Event, Site
+from ._hooks import Hooks
+from ._process import Started, at_fork, ensure_spare, start_daemon
 
-__all__ = ["DEFAULT_QUEUE_BYTES", "EVENT_BYTES", "Sink", "delivery_stats", "safe_repr", "unicode_safe"]
+__all__ = ["DEFAULT_QUEUE_BYTES", "EVENT_BYTES", "Sink", "safe_repr", "unicode_safe"]
 
 logger = logging.getLogger("tracedfuture")
 
-
-class Started(Protocol):
-    def join(self, timeout: float | None = None) -> None: ...
-    def is_alive(self) -> bool: ...
-
-
-def start_daemon(target: Callable[[], object], name: str) -> Started | None:
-    """Run ``target`` on a daemon thread of its own, started now.
-
-    From 3.12 on, ``atexit`` handlers cannot start threads ("can't create new
-    thread at interpreter shutdown"): there ``target`` goes to the spare thread,
-    started with the first thread of tracing, which runs such work one piece at a
-    time; the caller waits for it within its own deadline, as for a thread. None
-    if neither can run it (a process out of threads, or a fork()ed child at exit).
-    """
-    thread = threading.Thread(target=target, name=name, daemon=True)
-    try:
-        thread.start()
-    except RuntimeError:
-        return _SPARE.post(target)
-    _SPARE.ensure()
-    return thread
-
-
-class _Posted:
-    """Work given to the spare thread, waited for like a thread."""
-
-    def __init__(self, target: Callable[[], object]) -> None:
-        self.target = target
-        self.done = threading.Event()
-
-    def join(self, timeout: float | None = None) -> None:
-        self.done.wait(timeout)
-
-    def is_alive(self) -> bool:
-        return not self.done.is_set()
-
-
-class _Spare:
-    """An idle thread of this process, for the work that needs a thread of its
-    own when no thread can start any more (see :func:`start_daemon`)."""
-
-    def __init__(self) -> None:
-        self._forget()
-        os.register_at_fork(after_in_child=self._forget)
-
-    def _forget(self) -> None:
-        # Also in a fork()ed child, which has no spare until it starts one, and
-        # whose copy of the lock may have been held by another thread.
-        self._cond = threading.Condition(threading.Lock())
-        self._work: deque[_Posted] = deque()
-        self._pid = 0
-
-    def ensure(self) -> None:
-        with self._cond:
-            if self._pid == os.getpid():
-                return
-            try:
-                threading.Thread(target=self._run, name="tracedfuture-spare", daemon=True).start()
-            except RuntimeError:  # no thread now: maybe at the next try
-                return
-            self._pid = os.getpid()
-
-    def post(self, target: Callable[[], object]) -> _Posted | None:
-        with self._cond:
-            if self._pid != os.getpid():
-                return None
-            posted = _Posted(target)
-            self._work.append(posted)
-            self._cond.notify()
-            return posted
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._work:
-                    self._cond.wait()
-                posted = self._work.popleft()
-            try:
-                posted.target()
-            except BaseException:  # pragma: no cover - targets isolate their own errors
-                logger.exception("tracedfuture: internal error at exit")
-            finally:
-                posted.done.set()
-
-
-_SPARE = _Spare()
 
 _STOP = object()
 _FLUSH = object()
@@ -133,7 +46,6 @@ _MAX_SCREENED = 100_000
 # After these a future has no more events. Not after failed: unretrieved may come
 # when it is collected (a failed future is screened until then, or the limit).
 _ENDS_OF_LIFE = frozenset({ev.RESOLVED, ev.CANCELLED, ev.ABANDONED, ev.UNRETRIEVED})
-_SINKS: weakref.WeakSet[Sink] = weakref.WeakSet()
 
 
 def safe_repr(obj: object) -> str:
@@ -165,8 +77,19 @@ class Sink:
     silent hole.
     """
 
-    def __init__(self, exporter: Any, *, max_failures: int, max_bytes: int = DEFAULT_QUEUE_BYTES) -> None:
-        self.exporter = exporter
+    def __init__(
+        self,
+        hooks: Hooks,
+        *,
+        max_failures: int,
+        max_bytes: int = DEFAULT_QUEUE_BYTES,
+        statistics: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
+        self.hooks = hooks
+        self.exporter = hooks.exporter
+        # What the installation counted for this exporter (its rings, tail
+        # sampling), asked for when shutdown(stats) is due.
+        self._statistics = statistics
         self.max_failures = max_failures
         self.max_bytes = max_bytes
         self.exported = 0
@@ -179,16 +102,8 @@ class Sink:
         self.overran = False
         self._reported = False
         self._overrun_reported = False
-        self.inline = getattr(exporter, "inline", False) is True
-        # The optional hooks, resolved once (like trio's Instruments).
-        self._hooks: dict[str, Callable[..., Any]] = {}
-        for name in ("export", "flush", "shutdown", "attach", "after_fork"):
-            try:
-                function = getattr(exporter, name, None)
-            except BaseException:  # a hostile __getattr__
-                function = None
-            if callable(function):
-                self._hooks[name] = function
+        self.inline = hooks.inline
+        self._hooks = hooks.called()  # resolved once, when installed (_hooks.resolve)
         self._queued_bytes = 0
         self._untold: dict[int, None] = {}  # futures not exported at all: their later events too
         self._holed: dict[int, None] = {}  # futures marked incomplete: their later events too
@@ -199,7 +114,7 @@ class Sink:
         self._thread: threading.Thread | None = None
         self._helper: Started | None = None
         self._fresh_state()
-        _SINKS.add(self)
+        at_fork("delivery", after_in_child=self.after_fork_in_child)
         if not self.inline:
             self._start()
 
@@ -214,7 +129,7 @@ class Sink:
         name = f"tracedfuture-export-{type(self.exporter).__name__}"
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
-        _SPARE.ensure()
+        ensure_spare()
 
     # -- the drain side ----------------------------------------------------------
 
@@ -348,11 +263,11 @@ class Sink:
                         if marks:
                             self.call("export", marks)
                             self.exported += len(marks)
-                        self.call("shutdown")
+                        self.call("shutdown", *self._shutdown_arguments())
                 elif item is _FLUSH:
                     self.call("flush")
                 elif item is _SHUTDOWN:
-                    self.call("shutdown")
+                    self.call("shutdown", *self._shutdown_arguments())
                 elif not self.disabled:
                     self.call("export", item)
                     self.exported += len(item)
@@ -408,9 +323,11 @@ class Sink:
 
     def wait(self, timeout: float | None) -> bool:
         """Wait until every batch queued so far was handed to the exporter."""
-        return self._wait_handled(None if timeout is None else time.monotonic() + timeout)
+        return self.wait_handled(None if timeout is None else time.monotonic() + timeout)
 
-    def _wait_handled(self, deadline: float | None, ticket: int | None = None) -> bool:
+    def wait_handled(self, deadline: float | None, ticket: int | None = None) -> bool:
+        """Wait until every batch queued so far (up to ``ticket``, if given) was
+        handed to the exporter, at most until ``time.monotonic()`` reaches ``deadline``."""
         if self._thread is None or threading.current_thread() is self._thread:
             return True  # inline, or an exporter flushing from inside export()
         with self._cond:
@@ -443,8 +360,8 @@ class Sink:
             self._submit_marks()
             return self._on_helper("flush", deadline)
         if "flush" not in self._hooks:
-            return self._wait_handled(deadline)
-        return self._wait_handled(deadline, self._enqueue(_FLUSH))
+            return self.wait_handled(deadline)
+        return self.wait_handled(deadline, self._enqueue(_FLUSH))
 
     def begin_close(self) -> None:
         """Ask for what is queued to be delivered, then ``flush()`` and
@@ -523,7 +440,7 @@ class Sink:
 
     # -- fork --------------------------------------------------------------------
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
         """The child has one thread: this sink's, if any, is gone, and its lock
         may have been held at the fork. Start afresh, without the parent's batches."""
         self._fresh_state()
@@ -537,6 +454,28 @@ class Sink:
         self.call("after_fork")
         if not self.inline:
             self._start()
+
+    def delivery_counters(self) -> dict[str, int]:
+        """What this sink dropped and failed to deliver: for a trace file's stats line."""
+        return {
+            "dropped_events": self.dropped,
+            "dropped_futures": self.dropped_futures,
+            "incomplete_futures": self.incomplete_futures,
+            "export_failures": self.failures,
+        }
+
+    def _shutdown_arguments(self) -> tuple[dict[str, Any], ...]:
+        """``(stats,)`` for an exporter whose ``shutdown`` takes them, else ``()``."""
+        if not self.hooks.shutdown_takes_stats:
+            return ()
+        stats: dict[str, Any] = {}
+        if self._statistics is not None:
+            try:
+                stats.update(self._statistics())
+            except Exception:  # pragma: no cover - counters are plain reads
+                logger.exception("tracedfuture: could not count for %s", safe_repr(self.exporter))
+        stats.update(self.delivery_counters())
+        return (stats,)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -610,15 +549,3 @@ def unicode_safe(events: Sequence[Event]) -> Sequence[Event]:
             values[_SITE_FIELD] = Site(_escaped(site.filename), site.lineno, _escaped(site.function))
         out.append(Event._make(values))
     return events if out is None else out
-
-
-def delivery_stats(exporter: object) -> dict[str, int]:
-    """What the sinks serving ``exporter`` dropped: for its trace file's stats line."""
-    out = {"dropped_events": 0, "dropped_futures": 0, "incomplete_futures": 0, "export_failures": 0}
-    for sink in list(_SINKS):
-        if sink.exporter is exporter:
-            out["dropped_events"] += sink.dropped
-            out["dropped_futures"] += sink.dropped_futures
-            out["incomplete_futures"] += sink.incomplete_futures
-            out["export_failures"] += sink.failures
-    return out

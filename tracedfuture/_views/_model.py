@@ -18,32 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._core._events import Event
-from .._fold import (
-    ABANDONED,
-    CANCELLED,
-    FAILED,
-    INCOMPLETE,
-    OUTCOMES,
-    PENDING,
-    RESOLVED,
-    Fold,
-)
-from .._fold import FutureState as Record
+from .._core._events import Event, Outcome
+from .._fold import Fold, FutureState
 from ..trace import iter_events
 
-__all__ = [
-    "ABANDONED",
-    "CANCELLED",
-    "FAILED",
-    "INCOMPLETE",
-    "OUTCOMES",
-    "PENDING",
-    "RESOLVED",
-    "Model",
-    "Record",
-    "load",
-]
+__all__ = ["Model", "load"]
 
 
 @dataclass
@@ -57,7 +36,7 @@ class Model:
 
     path: str
     header: dict[str, Any]
-    records: dict[int, Record]
+    records: dict[int, FutureState]
     loop_lints: list[Event]
     start_ns: int
     end_ns: int
@@ -71,11 +50,11 @@ class Model:
         record = self.records.get(task_id)
         return record.label() if record is not None else f"task #{task_id}"
 
-    def end_or_trace_end(self, record: Record) -> int:
+    def end_or_trace_end(self, record: FutureState) -> int:
         """When a record's bar ends: its end, or the end of the trace while unfinished."""
         return record.end_ns if record.end_ns is not None else self.end_ns
 
-    def home_task(self, record: Record) -> int | None:
+    def home_task(self, record: FutureState) -> int | None:
         """The task a record is shown with: a task itself; a future's first awaiter,
         else the task that created it; None for a future outside any task."""
         if record.is_task:
@@ -113,8 +92,8 @@ class Model:
         return order
 
     def counts(self) -> dict[str, int]:
-        """How many records ended each way, keyed by outcome, in :data:`OUTCOMES` order."""
-        counts = dict.fromkeys(OUTCOMES, 0)
+        """How many records ended each way, keyed by outcome, in :data:`Outcome.ALL` order."""
+        counts = dict.fromkeys(Outcome.ALL, 0)
         for record in self.records.values():
             counts[record.outcome] += 1
         return counts

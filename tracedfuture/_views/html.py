@@ -31,14 +31,15 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
-from .._core._events import Site
+from .._core._events import Outcome, Site
+from .._fold import FutureState
 from .._text import site_text
-from ._model import FAILED, OUTCOMES, PENDING, Model, Record
+from ._model import Model
 
 __all__ = ["EXPECTED", "MAX_ROWS", "PAGE_OUTCOMES", "embed_json", "lanes_and_rows", "render_html", "report_data"]
 
 EXPECTED = "expected"  # a failure with an exception type the user said is normal
-PAGE_OUTCOMES = (*OUTCOMES, EXPECTED)
+PAGE_OUTCOMES = (*Outcome.ALL, EXPECTED)
 
 MAX_ROWS = 8  # future rows per lane; past it futures overlap on the last row
 
@@ -73,7 +74,7 @@ def lanes_and_rows(model: Model) -> tuple[list[int | None], dict[int, tuple[int,
     """
     lanes: list[int | None] = list(model.task_order())
     index: dict[int | None, int] = {task: i for i, task in enumerate(lanes)}
-    members: dict[int | None, list[Record]] = {}
+    members: dict[int | None, list[FutureState]] = {}
     for record in model.records.values():
         if not record.is_task:
             members.setdefault(model.home_task(record), []).append(record)
@@ -125,7 +126,7 @@ class _Strings:
 _RARE = ("coro", "value", "exc_type", "exc_msg", "msg", "canceller", "canceller_id")
 
 
-def _details(record: Record, origin: int) -> dict[str, Any] | None:
+def _details(record: FutureState, origin: int) -> dict[str, Any] | None:
     """The rarely present fields of one record, for the details panel (None: none)."""
     out: dict[str, Any] | None = None
     for key in _RARE:
@@ -183,7 +184,7 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
     wakes: list[int] = []  # flattened (bar, task id, ts)
     sites: dict[Site | None, tuple[int, int]] = {None: (-1, -1)}  # a site's (short, full) string indices
     trace_end = model.end_ns
-    failed_code = outcome_code[FAILED]
+    failed_code = outcome_code[Outcome.FAILED]
     for i, record in enumerate(order):
         lane, row = placed[record.id]
         ids.append(record.id)
@@ -251,7 +252,7 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
             "outcomes": list(PAGE_OUTCOMES),
             "expected_exceptions": sorted(expected),
             "not_shown_whole": model.dropped(),
-            "pending_code": OUTCOMES.index(PENDING),
+            "pending_code": Outcome.ALL.index(Outcome.PENDING),
             "max_rows": MAX_ROWS,
             "warnings": model.warnings,
         },

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._core._events import Outcome
+from .._fold import FutureState
 from .._text import site_text
-from ._model import PENDING, Model, Record
+from ._model import Model
 
 __all__ = ["render_perfetto"]
 
@@ -32,7 +34,7 @@ _NS = 1 / 1000  # nanoseconds to microseconds
 _EPSILON = 0.001  # one nanosecond, in microseconds
 
 
-def _slice_name(record: Record) -> str:
+def _slice_name(record: FutureState) -> str:
     if record.is_task:
         return record.name or f"task #{record.id}"
     if record.name:
@@ -40,9 +42,9 @@ def _slice_name(record: Record) -> str:
     return f"future at {site_text(record.site)}" if record.site is not None else "future"
 
 
-def _args(model: Model, record: Record) -> dict[str, Any]:
+def _args(model: Model, record: FutureState) -> dict[str, Any]:
     args: dict[str, Any] = {"id": record.id, "outcome": record.outcome, "site": site_text(record.site)}
-    if record.outcome == PENDING:
+    if record.outcome == Outcome.PENDING:
         args["outcome"] = "pending (still pending when the trace ended)"
     if record.coro:
         args["coro"] = record.coro
@@ -92,7 +94,7 @@ def render_perfetto(model: Model) -> dict[str, Any]:
     def us(ns: int) -> float:
         return round((ns - origin) * _NS, 3)
 
-    members: dict[int | None, list[Record]] = {}
+    members: dict[int | None, list[FutureState]] = {}
     for record in model.records.values():
         members.setdefault(model.home_task(record), []).append(record)
     lane_order: list[int | None] = list(model.task_order())

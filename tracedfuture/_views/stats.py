@@ -14,15 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._core._events import Site
-from .._startup import untraced_children_note
-from .._text import format_duration, plural, printable, site_text
-from ._model import OUTCOMES, Model
+from .._core._events import Outcome, Site
+from .._text import format_duration, plural, printable, site_text, untraced_children_note
+from ._model import Model
 
 __all__ = ["COLUMNS", "SiteStats", "collect", "render_json", "render_table"]
 
 # Sort keys accepted by --sort: numeric columns sort largest first, "site" A to Z.
-COLUMNS = ("site", "count", *OUTCOMES, "p50", "p90", "p99", "max")
+COLUMNS = ("site", "count", *Outcome.ALL, "p50", "p90", "p99", "max")
 _TOP_MSGS = 3
 _SITE_WIDTH = 60
 
@@ -54,7 +53,7 @@ class SiteStats:
             return site_text(self.site)
         if column == "count":
             return self.count
-        if column in OUTCOMES:
+        if column in Outcome.ALL:
             return self.outcomes[column]
         if column == "max":
             return self.lifetimes[-1] if self.lifetimes else -1
@@ -110,7 +109,7 @@ def _clip_site(text: str) -> str:
 
 def render_table(model: Model, rows: list[SiteStats]) -> Iterator[str]:
     """Yield an aligned text table, then a line explaining the columns."""
-    header = ["site", "kind", "count", *OUTCOMES, "p50", "p90", "p99", "max", "cancel msgs"]
+    header = ["site", "kind", "count", *Outcome.ALL, "p50", "p90", "p99", "max", "cancel msgs"]
     table = [header]
     for stats in rows:
         table.append(
@@ -118,7 +117,7 @@ def render_table(model: Model, rows: list[SiteStats]) -> Iterator[str]:
                 _clip_site(printable(site_text(stats.site))),
                 _kind(stats),
                 str(stats.count),
-                *(str(stats.outcomes[outcome]) for outcome in OUTCOMES),
+                *(str(stats.outcomes[outcome]) for outcome in Outcome.ALL),
                 *(format_duration(stats.percentile(p)) for p in (50, 90, 99)),
                 format_duration(stats.lifetimes[-1] if stats.lifetimes else None),
                 _msgs(stats),
@@ -158,7 +157,7 @@ def render_json(model: Model, rows: list[SiteStats]) -> dict[str, Any]:
                 "tasks": stats.tasks,
                 "futures": stats.futures,
                 "count": stats.count,
-                **{outcome: stats.outcomes[outcome] for outcome in OUTCOMES},
+                **{outcome: stats.outcomes[outcome] for outcome in Outcome.ALL},
                 "p50_ns": stats.percentile(50),
                 "p90_ns": stats.percentile(90),
                 "p99_ns": stats.percentile(99),

@@ -22,19 +22,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .._core._events import Site
-from .._startup import untraced_children_note
-from .._text import format_duration, is_installed, plural, printable, short_path, site_text
-from ._model import (
-    ABANDONED,
-    CANCELLED,
-    FAILED,
-    INCOMPLETE,
-    OUTCOMES,
-    PENDING,
-    Model,
-    Record,
-)
+from .._core._events import Outcome, Site
+from .._fold import FutureState
+from .._text import format_duration, is_installed, plural, printable, short_path, site_text, untraced_children_note
+from ._model import Model
 
 __all__ = ["TreeOptions", "find_focus", "render_tree"]
 
@@ -108,7 +99,7 @@ def find_focus(model: Model, focus: str) -> frozenset[int]:
     return named
 
 
-def _placement(model: Model, record: Record) -> int | None:
+def _placement(model: Model, record: FutureState) -> int | None:
     """The id of the node a record hangs under in the tree, or None for a root."""
     if record.is_task:
         parent = record.parent_id if record.parent_id is not None else record.creator_id
@@ -116,15 +107,15 @@ def _placement(model: Model, record: Record) -> int | None:
     return model.home_task(record)
 
 
-def _matches(model: Model, record: Record, options: TreeOptions) -> bool:
+def _matches(model: Model, record: FutureState, options: TreeOptions) -> bool:
     outcome = record.outcome
-    if options.pending and outcome == PENDING:
+    if options.pending and outcome == Outcome.PENDING:
         return True
-    if options.failed and (outcome == FAILED or record.unretrieved):
+    if options.failed and (outcome == Outcome.FAILED or record.unretrieved):
         return True
-    if options.cancelled and outcome == CANCELLED:
+    if options.cancelled and outcome == Outcome.CANCELLED:
         return True
-    if options.abandoned and outcome == ABANDONED:
+    if options.abandoned and outcome == Outcome.ABANDONED:
         return True
     if options.slow_ns is not None:
         lifetime = record.lifetime_ns()
@@ -158,7 +149,7 @@ def _cut_left(text: str, limit: int) -> str:
     return text if len(text) <= limit else "..." + text[len(text) - max(0, limit - 3) :]
 
 
-def _user_site(model: Model, record: Record) -> Site | None:
+def _user_site(model: Model, record: FutureState) -> Site | None:
     """For a record an installed library created, the site of the nearest task up
     its chain of creators that the program itself created; None when its site is
     the program's already, or no such task is known."""
@@ -192,14 +183,14 @@ class _Part:
         self.free = free
 
 
-def _lifetimes(model: Model, records: list[Record]) -> str:
+def _lifetimes(model: Model, records: list[FutureState]) -> str:
     """``p50 1.2ms, max 3.4ms`` of a group's lifetimes (the pending ones to the trace's end)."""
     values = sorted(life if (life := r.lifetime_ns()) is not None else model.end_ns - r.start_ns for r in records)
     p50 = values[max(0, math.ceil(len(values) / 2) - 1)]
     return f"p50 {format_duration(p50)}, max {format_duration(values[-1])}"
 
 
-def _describe(model: Model, group: list[Record], placed_under: int | None, options: TreeOptions) -> list[_Part]:
+def _describe(model: Model, group: list[FutureState], placed_under: int | None, options: TreeOptions) -> list[_Part]:
     """One record, or a group of identical siblings, as the parts of one line."""
     record = group[0]
     many = len(group) > 1
@@ -218,18 +209,18 @@ def _describe(model: Model, group: list[Record], placed_under: int | None, optio
     style = _COLORS[outcome]
     if many:
         parts.append(_Part(f"{outcome} {_lifetimes(model, group)}", style, free=False))
-    elif outcome == PENDING:
+    elif outcome == Outcome.PENDING:
         parts.append(
             _Part(f"pending {format_duration(model.end_ns - record.start_ns)}+ (to the trace's end)", style, free=False)
         )
-    elif outcome == INCOMPLETE:
+    elif outcome == Outcome.INCOMPLETE:
         parts.append(_Part("incomplete (its history has a hole)", style, free=False))
     else:
         parts.append(_Part(f"{outcome} {format_duration(record.lifetime_ns())}", style, free=False))
         if record.incomplete:
-            parts.append(_Part("(history incomplete)", _COLORS[INCOMPLETE]))
+            parts.append(_Part("(history incomplete)", _COLORS[Outcome.INCOMPLETE]))
     parts.append(_Part(f"at +{format_duration(record.start_ns - model.start_ns)}"))
-    if outcome == FAILED or record.exc_type:
+    if outcome == Outcome.FAILED or record.exc_type:
         exc = record.exc_type or "exception"
         if record.exc_msg and not many:
             exc += f": {_clip(record.exc_msg)}"
@@ -237,7 +228,7 @@ def _describe(model: Model, group: list[Record], placed_under: int | None, optio
             exc += " (never retrieved)"
         parts.append(_Part(exc, _COLORS["failed"]))
     if not many:
-        if outcome == CANCELLED:
+        if outcome == Outcome.CANCELLED:
             msg = f"msg {_clip(record.msg)!r}" if record.msg is not None else "no msg"
             parts.append(_Part(f"{msg} by {_canceller_text(model, record.canceller_id, record.canceller)}", style))
         elif record.cancel_requests:
@@ -250,7 +241,7 @@ def _describe(model: Model, group: list[Record], placed_under: int | None, optio
             parts.append(_Part(f"-> {_clip(record.value)}"))
         elif record.result_type:
             parts.append(_Part(f"-> {record.result_type}"))
-    if outcome == ABANDONED:
+    if outcome == Outcome.ABANDONED:
         parts.append(_Part("(garbage-collected while pending)"))
     if not many:
         note = _orphaned_note(model, record)
@@ -280,7 +271,7 @@ def _describe(model: Model, group: list[Record], placed_under: int | None, optio
     return parts
 
 
-def _orphaned_note(model: Model, record: Record) -> str | None:
+def _orphaned_note(model: Model, record: FutureState) -> str | None:
     """For a future still awaited after the task that created it had finished (a
     shared future whose owner gave up: the classic request-coalescing hang)."""
     if record.is_task or record.creator_id is None or not record.awaits:
@@ -343,7 +334,7 @@ def _join(parts: list[_Part], color: bool) -> str:
     return "  ".join(f"{p.style}{p.text}{_RESET}" if p.style and p.text else p.text for p in parts)
 
 
-def _sibling_key(record: Record, context: bool) -> tuple[object, ...]:
+def _sibling_key(record: FutureState, context: bool) -> tuple[object, ...]:
     return (
         record.is_task,
         record.coro if record.is_task else record.name,
@@ -563,7 +554,7 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
 
     yield ""
     counts = model.counts()
-    summary = ", ".join(f"{counts[outcome]} {outcome}" for outcome in OUTCOMES)
+    summary = ", ".join(f"{counts[outcome]} {outcome}" for outcome in Outcome.ALL)
     tasks = sum(1 for record in records.values() if record.is_task)
     tail = f"{count} shown"
     if hidden:

@@ -1,0 +1,3 @@
+"""The version of tracedfuture: one place, below every layer (``tracedfuture.__version__``)."""
+
+__version__ = "0.1.0"
