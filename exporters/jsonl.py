@@ -30,7 +30,10 @@ class JsonLinesExporter:
     >>> from tracedfuture.exporters import JsonLinesExporter
     >>> tracedfuture.run(asyncio.sleep(0), exporters=[JsonLinesExporter("trace.jsonl")])  # doctest: +SKIP
 
-    The file is created readable by its owner only (``0600``). The header is
+    The file is created readable by its owner only (``0600``), and never through
+    a symbolic link, into a FIFO or device, or into a file someone else owns:
+    such a path raises ``tracedfuture._files.Refused`` (an ``OSError``) naming
+    it (``trace.open_private``). The header is
     written when the exporter is created; each batch is appended straight to the
     operating system, so a crash loses at most the batch being written (the reader
     tolerates its truncated last line). ``shutdown()`` adds a ``stats`` line, with

@@ -503,8 +503,8 @@ def test_start_refuses_a_directory_that_is_not_private(tmp_path: Path) -> None:
         result = subprocess.run(
             [PY, "-c", code], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT, check=False
         )
-        assert f"{runtime}/tracedfuture must be a directory owned by uid" in result.stdout
-        assert "(not a symlink)" in result.stdout
+        assert f"{runtime}/tracedfuture is a symbolic link: the console needs a directory of its own" in result.stdout
+        assert f"(uid {os.geteuid()}, mode 0700, not a symlink)" in result.stdout
         assert not list(shared.iterdir())
     finally:
         shared.rmdir()

@@ -68,7 +68,8 @@ def installed_hook() -> Path:
 def test_the_hook_is_one_line_that_only_looks_at_the_environment() -> None:
     [line] = installed_hook().read_text().splitlines()
     assert line.startswith(
-        'import os; [k for k in os.environ if k[:13] == "TRACEDFUTURE_" and k not in ("TRACEDFUTURE_PURE_PYTHON", '
+        "import os, sys; not (sys.flags.ignore_environment or sys.flags.isolated) and "
+        '[k for k in os.environ if k[:13] == "TRACEDFUTURE_" and k not in ("TRACEDFUTURE_PURE_PYTHON", '
         '"TRACEDFUTURE_STRICT_BUILD", "TRACEDFUTURE_CFLAGS", "TRACEDFUTURE_LDFLAGS")] and '
     )
     assert line.endswith('__import__("tracedfuture._startup", fromlist=["hook"]).hook()')

@@ -143,6 +143,10 @@ def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
             )
     if sys.flags.no_site:
         run_parser.error("tracing starts from the site module, which python -S turns off: run without -S")
+    if sys.flags.ignore_environment or sys.flags.isolated:
+        run_parser.error(
+            "tracing is set up through TRACEDFUTURE_* variables, which python -E and -I ignore: run without -E/-I"
+        )
     if not sys.executable:
         run_parser.error("cannot tell which Python to run the program with (sys.executable is empty)")
     if hook_installed() is None:

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from ._files import Refused
 from ._pipeline._process import at_fork
 from .options import (
     DEFAULT_OTEL_TIMEOUT,
@@ -57,12 +58,16 @@ def hook() -> None:
     if _hooked or _is_our_command():
         return  # site can run a .pth line twice (a venv's site-packages is also the prefix's)
     _hooked = True
+    if sys.flags.ignore_environment or sys.flags.isolated:
+        return  # python -E / -I: the environment is not the program's to read, nor ours
     try:
         settings = settings_from_environment(os.environ)
         if settings:
             start(settings)
     except OptionError as exc:
         _refuse(str(exc))
+    except Untraced as exc:
+        print(f"tracedfuture: {exc}", file=sys.stderr)
     except Exception as exc:
         print(f"tracedfuture: not tracing this process: {exc!r}", file=sys.stderr)
 
@@ -97,6 +102,10 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         )
         raise OptionError(msg)
     return settings
+
+
+class Untraced(Exception):
+    """A destination that cannot be used safely: one line, and the program runs untraced."""
 
 
 def _is_our_command() -> bool:
@@ -226,7 +235,10 @@ class Startup:
 
             lints_module.enable(stall=lints["stall"], orphan=lints["orphan"], blocked=None)
         if "console" in settings:
-            start_console(allow_cancel=settings["console"] == "allow-cancel")
+            try:
+                start_console(allow_cancel=settings["console"] == "allow-cancel")
+            except (RuntimeError, OSError) as exc:  # e.g. its private directory cannot be had: the rest goes on
+                print(f"tracedfuture: console off: {exc}", file=sys.stderr)
         if self.children is not None:
             self.children.install()
         self.flight = recorder is not None
@@ -255,6 +267,9 @@ class Startup:
             path = settings["output"].replace("{pid}", str(self.pid))
             try:
                 exporters.append(ProcessTrace(path, self, argv=program_argv()))
+            except Refused as exc:
+                msg = f"not writing the trace to {exc.path}: {exc.why}"
+                raise Untraced(msg) from None
             except OSError as exc:
                 msg = f"cannot write the trace to {path}: {exc.strerror or exc}"
                 raise OptionError(msg) from None

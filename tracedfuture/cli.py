@@ -21,7 +21,6 @@ refusal), with one line on standard error and no traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -30,7 +29,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from ._text import parse_seconds, plural
+from . import _files
+from ._text import parse_seconds, plural, printable
 from ._views._model import Model, load
 from .trace import TraceFormatError
 
@@ -129,9 +129,14 @@ def _write_output(path: str, text: str) -> None:
         sys.stdout.write(text)
         return
     try:
-        # A trace may hold lone surrogates: written as \udXXX, which JSON reads back.
-        with open(path, "w", encoding="utf-8", errors="backslashreplace") as handle:
-            handle.write(text)
+        # As private as the trace it shows (0600), written beside it and renamed
+        # (tracedfuture._files). A trace may hold lone surrogates: written as
+        # \udXXX, which JSON reads back.
+        with _files.create(path) as out:
+            out.write(text.encode("utf-8", "backslashreplace"))
+    except _files.Refused as exc:
+        msg = f"not writing {exc.path}: {exc.why}"
+        raise UsageError(msg) from None
     except OSError as exc:
         msg = f"cannot write {path}: {exc.strerror or exc}"
         raise UsageError(msg) from None
@@ -279,7 +284,9 @@ def _cmd_ps(args: argparse.Namespace) -> int:
         snap = _ask(client, "snapshot")
         lints = _ask(client, "lints")
     if args.json:
-        json.dump({"snapshot": snap, "lints": lints}, sys.stdout, indent=2, ensure_ascii=False)
+        # ASCII only: a character a terminal would obey (C1 controls such as \x9b)
+        # leaves as a JSON escape, the same string to any JSON reader.
+        json.dump({"snapshot": snap, "lints": lints}, sys.stdout, indent=2, ensure_ascii=True)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_ps(snap, lints) + "\n")
@@ -299,26 +306,23 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     from ._control.server import ControlError
 
     with _attach(args) as client:
-        pid = client.hello.get("pid")
+        # The file's name comes from the pid the user typed (or, for a socket
+        # path or TCP, the integer the client checked), never from the server's text.
+        pid = int(args.target) if str(args.target).isdigit() else int(client.hello.get("pid", 0))
         path = args.output or f"tracedfuture-dump-{pid}.jsonl"
         try:
             if path == "-":
                 lines, size = client.dump(sys.stdout.buffer)
                 sys.stdout.flush()
                 return 0
-            tmp = f"{path}.{os.getpid()}.tmp"
-            try:
-                # Trace files are the user's only: 0600, written whole, then renamed.
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "wb") as out:
-                    lines, size = client.dump(out)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            # Trace files are the user's only: 0600, written whole, then renamed.
+            with _files.create(path) as out:
+                lines, size = client.dump(out)
         except ControlError as exc:
             raise UsageError(str(exc)) from None
+        except _files.Refused as exc:
+            msg = f"not writing {exc.path}: {exc.why}"
+            raise UsageError(msg) from None
         except OSError as exc:
             msg = f"cannot write {path}: {exc.strerror or exc}"
             raise UsageError(msg) from None
@@ -497,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except (FileNotFoundError, TraceFormatError, UsageError) as exc:
-        print(f"{PROG} {namespace.command}: error: {exc}", file=sys.stderr)
+        print(f"{PROG} {namespace.command}: error: {printable(str(exc))}", file=sys.stderr)
     except IsADirectoryError:
         print(f"{PROG} {namespace.command}: error: {namespace.trace} is a directory, not a trace file", file=sys.stderr)
     except OSError as exc:

@@ -44,10 +44,11 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from . import _files
 from ._core._events import Event
 from ._install import Installation, install
 from ._pipeline._process import at_fork
-from .trace import event_to_json, header, open_private
+from .trace import encode_line, event_to_json, header
 
 __all__ = ["FlightRecorder", "current", "disable", "dump", "enable", "hook_loop"]
 
@@ -175,23 +176,20 @@ class FlightRecorder:
         stats: dict[str, Any] = self.stats()
         stats["events_written"] = len(events)
         dumps = json.dumps
-        with self._dump_lock:
-            tmp = f"{name}.{os.getpid()}.{threading.get_ident()}.tmp"
-            try:
-                # 0600 from the start (the rename keeps it); strings that are not
-                # valid Unicode are escaped as in any trace file (trace.encode_line).
-                with open(open_private(tmp), "w", encoding="utf-8", errors="backslashreplace") as out:
-                    out.write(dumps(header(*self.anchor, flight=reason), separators=(",", ":")) + "\n")
-                    for event in events:
-                        out.write(dumps(event_to_json(event), separators=(",", ":"), ensure_ascii=False) + "\n")
-                    out.write(dumps({"stats": stats}, separators=(",", ":")) + "\n")
-                os.replace(tmp, name)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+        # A temporary file beside it, 0600 and exclusive, renamed over it
+        # (tracedfuture._files); strings that are not valid Unicode are
+        # escaped as in any trace file (trace.encode_line).
+        with self._dump_lock, _files.create(name) as out:
+            out.write(encode_line(header(*self.anchor, flight=reason)))
+            batch: list[str] = []
+            for event in events:
+                batch.append(dumps(event_to_json(event), separators=(",", ":"), ensure_ascii=False))
+                if len(batch) >= 4096:
+                    out.write(("\n".join(batch) + "\n").encode("utf-8", "backslashreplace"))
+                    batch.clear()
+            if batch:
+                out.write(("\n".join(batch) + "\n").encode("utf-8", "backslashreplace"))
+            out.write(encode_line({"stats": stats}))
         return name
 
     # -- automatic dumps ----------------------------------------------------------
@@ -200,6 +198,10 @@ class FlightRecorder:
         """:meth:`dump`, with any failure logged instead of raised."""
         try:
             self.dump(path, reason=reason)
+        except _files.Refused as exc:
+            # One line, no traceback: it reaches the program's stderr when no
+            # logging is configured.
+            logger.warning("tracedfuture: not writing the flight recorder's dump to %s: %s", exc.path, exc.why)
         except Exception:
             logger.exception("tracedfuture: the flight recorder could not dump to %s", os.fspath(path))
         else:

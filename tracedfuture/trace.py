@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from . import _files
 from ._core import _events
 from ._core._events import KINDS, Event, Site
 
@@ -130,18 +130,15 @@ def encode_line(obj: Any) -> bytes:
 
 
 def open_private(path: str) -> int:
-    """Create (or truncate) a trace file readable and writable by its owner only
-    (``0600``) and return its descriptor, opened for writing."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        # An existing file keeps its mode through O_TRUNC: a regular file is made
-        # private too. Never anything else: /dev/null, a FIFO, a terminal are the
-        # machine's, not the trace's (and root could change them for everyone).
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            os.fchmod(fd, 0o600)
-    except OSError:
-        pass  # not ours to change (a file someone else owns): keep going
-    return fd
+    """Open a trace file for writing, readable and writable by its owner only
+    (``0600``), and return its descriptor.
+
+    A regular file of ours at ``path`` is truncated; a missing one is created
+    exclusively. Anything else (a symbolic link, a FIFO, a device, a file someone
+    else owns) raises :class:`tracedfuture._files.Refused`, an ``OSError`` whose
+    message names the path and the fix; ``/dev/null`` is written as it is.
+    """
+    return _files.create(path, stream=True).detach()
 
 
 _INDEX = {name: index for index, name in enumerate(Event._fields)}

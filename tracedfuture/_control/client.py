@@ -17,25 +17,46 @@ import json
 import os
 import socket
 import stat
+import struct
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
+
+from .._text import printable
 
 __all__ = ["Client", "ControlError", "connect", "line", "socket_dir"]
 
 PROTOCOL = 1
 
 
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
 class ControlError(Exception):
     """A control socket that cannot be reached or refused a request: one line."""
 
 
-def _private_dir(path: str, uid: int) -> bool:
-    """Whether ``path`` is a real directory (not a link) of ``uid`` that nobody else may enter."""
+def _not_private(path: str, uid: int) -> str | None:
+    """What keeps ``path`` from being a private directory of ``uid`` (a real
+    directory, not a link, that nobody else may enter), or ``None``."""
     try:
         info = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o077
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror or exc})"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if info.st_uid != uid:
+        return f"belongs to uid {info.st_uid}, not to uid {uid}"
+    if info.st_mode & 0o077:
+        return f"has mode {stat.S_IMODE(info.st_mode):04o}, not 0700"
+    return None
+
+
+def _private_dir(path: str, uid: int) -> bool:
+    """Whether ``path`` is a real directory (not a link) of ``uid`` that nobody else may enter."""
+    return _not_private(path, uid) is None
 
 
 def socket_dir(uid: int | None = None, environ: dict[str, str] | None = None) -> str:
@@ -83,13 +104,17 @@ class Client:
         self.token = token
         self.hello = self._read()
         if not self.hello.get("ok", True):
-            msg = f"{where}: {self.hello.get('error')}"
+            msg = f"{where}: {printable(str(self.hello.get('error')))}"
             raise ControlError(msg)
         if self.hello.get("server") != "tracedfuture-control":
             msg = f"{where} is not a tracedfuture control socket"
             raise ControlError(msg)
         if token is not None:
             self.hello = self.request("hello")
+        pid = self.hello.get("pid", 0)
+        if "pid" in self.hello and (isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
+            msg = f"{where} is not a tracedfuture control socket (its pid is not a number: {printable(repr(pid))[:40]})"
+            raise ControlError(msg)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -135,15 +160,18 @@ class Client:
         self._send(name, params)
         reply = self._read()
         if not reply.get("ok"):
-            msg = f"{name}: {reply.get('error', 'refused')}"
+            msg = f"{name}: {printable(str(reply.get('error', 'refused')))}"
             raise ControlError(msg)
         result: dict[str, Any] = reply.get("result", {})
         return result
 
-    def dump(self, out: BinaryIO) -> tuple[int, int]:
+    def dump(self, out: _Writable) -> tuple[int, int]:
         """Stream the flight recorder's dump into ``out``: ``(lines, bytes)``."""
         result = self.request("dump")
-        lines, size = int(result["lines"]), int(result["bytes"])
+        lines, size = result.get("lines"), result.get("bytes")
+        if not (isinstance(lines, int) and isinstance(size, int) and lines >= 0 and size >= 0):
+            msg = f"{self.where}: not a tracedfuture control socket (its dump reply has no sizes)"
+            raise ControlError(msg)
         remaining = size
         while remaining > 0:
             chunk = self.reader.read(min(remaining, 1 << 16))
@@ -155,13 +183,17 @@ class Client:
         return lines, size
 
 
-def _candidates(pid: int) -> Iterator[str]:
-    """Where process ``pid`` may listen: its own ``XDG_RUNTIME_DIR`` (read from
-    /proc when allowed), ours, its user's default runtime dir, then /tmp."""
+def _process_uid(pid: int) -> int | None:
+    """The uid that process ``pid`` runs as (the owner of ``/proc/<pid>``), or ``None``."""
     try:
-        uid = os.stat(f"/proc/{pid}").st_uid
+        return os.stat(f"/proc/{pid}").st_uid
     except OSError:
-        uid = os.geteuid()
+        return None
+
+
+def _candidates(pid: int, uid: int) -> Iterator[str]:
+    """Where process ``pid`` of ``uid`` may listen: its own ``XDG_RUNTIME_DIR``
+    (read from /proc when allowed), ours, its user's default runtime dir, then /tmp."""
     seen: set[str] = set()
     environs: list[dict[str, str]] = []
     try:
@@ -180,7 +212,13 @@ def _candidates(pid: int) -> Iterator[str]:
 
 def connect(target: str | int, *, timeout: float = 10.0) -> Client:
     """Connect to a process's control socket: a PID, a socket path, or
-    ``127.0.0.1:PORT`` (TCP; the token from ``TRACEDFUTURE_CONSOLE_TOKEN``)."""
+    ``127.0.0.1:PORT`` (TCP; the token from ``TRACEDFUTURE_CONSOLE_TOKEN``).
+
+    For a PID, nothing is taken on trust: the socket's directory must be private
+    (mode 0700, not a link) to the process's user or ours, the server's peer
+    credentials must be the process's user or root, and its ``hello`` must name
+    that very pid.
+    """
     text = str(target)
     if text.isdigit():
         return _connect_pid(int(text), timeout)
@@ -194,17 +232,44 @@ def _connect_pid(pid: int, timeout: float) -> Client:
     if not _pid_alive(pid):
         msg = f"no process {pid} is running"
         raise ControlError(msg)
-    tried = list(_candidates(pid))
+    uid = _process_uid(pid)
+    owners = {os.geteuid()} if uid is None else {uid, os.geteuid()}
+    tried = list(_candidates(pid, os.geteuid() if uid is None else uid))
     hidden = None
+    distrusted: list[str] = []
     for path in tried:
+        directory = os.path.dirname(path)
         try:
-            os.stat(path)
+            os.lstat(directory)
         except PermissionError:
             hidden = hidden or path
             continue
         except OSError:
             continue
-        return _connect_unix(path, f"process {pid} ({path})", timeout)
+        problems = [_not_private(directory, owner) for owner in sorted(owners)]
+        if all(problems):
+            distrusted.append(f"{directory} {problems[0]}")
+            continue
+        try:
+            os.lstat(path)
+        except PermissionError:
+            hidden = hidden or path
+            continue
+        except OSError:
+            continue
+        client = _connect_unix(path, f"process {pid} ({path})", timeout, peer_uids=owners | {0})
+        got = client.hello.get("pid")
+        if got != pid:
+            client.close()
+            msg = f"process {pid} ({path}): the server answered for process {printable(repr(got))[:40]}, not {pid}"
+            raise ControlError(msg)
+        return client
+    if distrusted:
+        msg = (
+            f"process {pid}: not connecting through a directory that is not private: {'; '.join(distrusted)} "
+            "(someone else may have created it: remove it, and restart the process)"
+        )
+        raise ControlError(msg)
     if hidden is not None:
         msg = f"process {pid}: permission denied on {os.path.dirname(hidden)}: run as the process's user or root"
         raise ControlError(msg)
@@ -215,7 +280,16 @@ def _connect_pid(pid: int, timeout: float) -> Client:
     raise ControlError(msg)
 
 
-def _connect_unix(path: str, where: str, timeout: float) -> Client:
+def _server_uid(sock: socket.socket) -> int | None:
+    """The uid of the process listening on a connected Unix socket (``SO_PEERCRED``)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
+
+
+def _connect_unix(path: str, where: str, timeout: float, *, peer_uids: set[int] | None = None) -> Client:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -233,6 +307,13 @@ def _connect_unix(path: str, where: str, timeout: float) -> Client:
             raise ControlError(msg) from None
         msg = f"{where}: cannot connect: {exc.strerror or exc}"
         raise ControlError(msg) from None
+    if peer_uids is not None:
+        uid = _server_uid(sock)
+        if uid is not None and uid not in peer_uids:
+            sock.close()
+            allowed = " or ".join(f"uid {u}" for u in sorted(peer_uids))
+            msg = f"{where}: not connecting: the server runs as uid {uid}, not as the process's user ({allowed})"
+            raise ControlError(msg)
     return _client(sock, where, None)
 
 

@@ -17,15 +17,33 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _files
 from .._core._events import Site
+from .._text import printable
 from ..graph import FrameEntry, PendingFuture, Snapshot, format_snapshot, site_text
 
-__all__ = ["COLUMNS", "Row", "format_lints", "format_ps", "format_pstree", "rows", "run_top", "to_snapshot"]
+__all__ = ["COLUMNS", "Row", "clean", "format_lints", "format_ps", "format_pstree", "rows", "run_top", "to_snapshot"]
 
 INSTALL = "pip install 'tracedfuture[console]'"
 
 
 # --- from replies to views ---------------------------------------------------------------
+
+
+def clean(value: Any) -> Any:
+    r"""A reply with every string in it made safe for a terminal (``_text.printable``):
+    a task name, a file name, anything the process sent.
+
+    >>> clean({"name": "evil\x1b]0;PWNED\x07", "ids": [1]})
+    {'name': 'evil\\x1b]0;PWNED\\x07', 'ids': [1]}
+    """
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {clean(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(item) for item in value]
+    return value
 
 
 def _site(data: dict[str, Any] | None) -> Site | None:
@@ -168,6 +186,7 @@ def flagged_ids(lints: dict[str, Any] | None) -> frozenset[int]:
 
 def format_ps(result: dict[str, Any], lints: dict[str, Any] | None = None) -> str:
     """The task table as plain text: ``tracedfuture ps``."""
+    result, lints = clean(result), clean(lints)
     table = rows(result, flagged_ids(lints))
     header = tuple(c.upper() for c in COLUMNS)
     cells = [header, *(row.cells() for row in table)]
@@ -192,6 +211,7 @@ def format_ps(result: dict[str, Any], lints: dict[str, Any] | None = None) -> st
 
 def format_pstree(result: dict[str, Any]) -> str:
     """The await tree with bare futures, ages and sites: ``tracedfuture pstree``."""
+    result = clean(result)
     lines = [format_snapshot(to_snapshot(result))]
     lines.extend(_loop_notes(result))
     return "\n".join(lines)
@@ -212,6 +232,7 @@ def _short(filename: str) -> str:
 
 
 def format_lints(lints: dict[str, Any]) -> str:
+    lints = clean(lints)
     lines = [f["text"] for f in lints.get("current", ())]
     recorded = lints.get("recorded", ())
     if recorded:
@@ -265,7 +286,7 @@ class _Console:
         self.client = client
         self.target = target
         self.interval = interval
-        self.hello: dict[str, Any] = client.hello
+        self.hello: dict[str, Any] = clean(client.hello)
         self.snap: dict[str, Any] | None = None
         self.lints: dict[str, Any] | None = None
         self.events: list[dict[str, Any]] = []
@@ -299,9 +320,9 @@ class _Console:
         if self.exited is not None:
             return None
         try:
-            result: dict[str, Any] = self.client.request(name, **params)
+            result: dict[str, Any] = clean(self.client.request(name, **params))
         except ControlError as exc:
-            text = str(exc)
+            text = printable(str(exc))
             if "closed the connection" in text or "connection lost" in text:
                 self.exited = f"process {self.hello.get('pid')} exited or closed the connection"
             else:
@@ -426,10 +447,11 @@ class _Console:
         if self.exited is not None:
             self.message = "dump: the process has exited"
             return
-        path = f"tracedfuture-dump-{self.hello.get('pid')}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+        # The name from the integer pid (the client checked it is the one asked
+        # for) and the time, never from the server's text.
+        path = f"tracedfuture-dump-{int(self.hello.get('pid', 0))}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
+            with _files.create(path) as out:
                 lines, _ = self.client.dump(out)
         except (OSError, ControlError) as exc:
             self.message = f"dump failed: {exc}"

@@ -41,6 +41,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import secrets
 import selectors
 import socket
@@ -53,20 +54,21 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import _core
+from .. import _core, _files
 from .._core import _events as ev
 from .._core import future_id
 from .._core._events import Event, Site
 from .._pipeline._drain import RECORDER
 from .._pipeline._process import at_fork
 from ..graph import Snapshot, _coroutine_chain, live_snapshot, site_text
-from .client import PROTOCOL, Client, ControlError, _pid_alive, _private_dir, connect, socket_dir
+from .client import PROTOCOL, Client, ControlError, _not_private, _pid_alive, connect, socket_dir
 from .client import line as _line
 
 __all__ = [
     "PROTOCOL",
     "REQUESTS",
     "Client",
+    "ConsoleOff",
     "ControlError",
     "connect",
     "current",
@@ -81,7 +83,11 @@ logger = logging.getLogger("tracedfuture")
 REQUESTS = ("hello", "snapshot", "events", "lints", "counters", "dump", "cancel")
 
 _MAX_LINE = 65_536
-_MAX_CONNECTIONS = 16
+_MAX_DEPTH = 32  # requests are flat objects: anything deeper is not one
+_MAX_CONNECTIONS = 16  # each listener has its own: TCP clients never crowd out the Unix socket
+_AUTH_TIMEOUT = 2.0  # a TCP client has this long to send its token
+# The token as a TCP client sends it: token_urlsafe's alphabet needs no JSON escape.
+_TOKEN = re.compile(rb'"token"\s*:\s*"([^"\\]{0,256})"')
 _LOOP_TIMEOUT = 0.5
 _SEND_TIMEOUT = 10.0
 _MAX_EVENTS = 10_000
@@ -98,18 +104,23 @@ def socket_path(pid: int | None = None) -> str:
     return os.path.join(socket_dir(), f"{os.getpid() if pid is None else pid}.sock")
 
 
+class ConsoleOff(RuntimeError):
+    """The console's private directory cannot be had; the message says why and the fix."""
+
+
 def _make_private_dir(path: str) -> None:
     uid = os.geteuid()
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
-    if not _private_dir(path, uid):
+    problem = _not_private(path, uid)
+    if problem is not None:
         msg = (
-            f"tracedfuture console: {path} must be a directory owned by uid {uid} with mode 0700 "
-            "(not a symlink); remove it or fix its owner and mode"
+            f"{path} {problem}: the console needs a directory of its own (uid {uid}, mode 0700, not a symlink); "
+            "remove it, or set XDG_RUNTIME_DIR to a private directory"
         )
-        raise RuntimeError(msg)
+        raise ConsoleOff(msg)
 
 
 def _remove_stale(directory: str) -> None:
@@ -594,6 +605,7 @@ class _Server:
         self.started = time.monotonic()
         self.counts = {"connections": 0, "requests": 0, "refused": 0}
         self.connections: set[socket.socket] = set()
+        self.tcp_connections: set[socket.socket] = set()
         self.lock = threading.Lock()
         self.handler = _Handler(self)
         self.wake_r, self.wake_w = socket.socketpair()
@@ -660,11 +672,12 @@ class _Server:
                     )
                     return
             with self.lock:
-                if len(self.connections) >= _MAX_CONNECTIONS:
+                pool = self.tcp_connections if tcp else self.connections
+                if len(pool) >= _MAX_CONNECTIONS:
                     self.counts["refused"] += 1
                     self._refuse(conn, f"too many connections (at most {_MAX_CONNECTIONS}); close one and retry")
                     return
-                self.connections.add(conn)
+                pool.add(conn)
                 self.counts["connections"] += 1
             thread = threading.Thread(
                 target=self._converse, args=(conn, tcp), name="tracedfuture-control-client", daemon=True
@@ -693,22 +706,23 @@ class _Server:
                 else:
                     self._send(conn, {"version": PROTOCOL, "server": "tracedfuture-control", "auth": "token"})
                 while not self.stopping:
-                    conn.settimeout(None)  # a console may idle between requests
+                    # A console may idle between requests; a TCP client that has
+                    # not shown its token may not.
+                    conn.settimeout(None if authenticated else _AUTH_TIMEOUT)
                     raw = reader.readline(_MAX_LINE + 1)
                     if not raw:
                         return
-                    if len(raw) > _MAX_LINE:
-                        self._send(conn, _error(None, f"request longer than {_MAX_LINE} bytes"))
-                        return
-                    request, problem = _parse(raw)
                     if not authenticated:
-                        assert self.tcp is not None
-                        token = request.get("token") if request else None
-                        if not isinstance(token, str) or not hmac.compare_digest(token, self.tcp[2]):
+                        # The token first, on bytes, before anything is parsed.
+                        if not self._token_ok(raw):
                             self.counts["refused"] += 1
                             self._send(conn, _error(None, "permission denied: a valid 'token' is required over TCP"))
                             return
                         authenticated = True
+                    if len(raw) > _MAX_LINE:
+                        self._send(conn, _error(None, f"request longer than {_MAX_LINE} bytes"))
+                        return
+                    request, problem = _parse(raw)
                     self.counts["requests"] += 1
                     if problem is not None:
                         self._send(conn, _error(request.get("request") if request else None, problem))
@@ -716,12 +730,18 @@ class _Server:
                     assert request is not None
                     self._answer(conn, request)
         except OSError:
-            return  # the client went away
-        except Exception:
-            logger.exception("tracedfuture: the control socket failed while serving a client")
+            return  # the client went away, or sent no token in time
+        except Exception as exc:  # one line: a client's input never puts a traceback on the program's stderr
+            logger.warning("tracedfuture: the control socket failed while serving a client: %r", exc)
         finally:
             with self.lock:
                 self.connections.discard(conn)
+                self.tcp_connections.discard(conn)
+
+    def _token_ok(self, raw: bytes) -> bool:
+        assert self.tcp is not None
+        found = _TOKEN.search(raw[:_MAX_LINE])
+        return found is not None and hmac.compare_digest(found.group(1), self.tcp[2].encode())
 
     def _answer(self, conn: socket.socket, request: dict[str, Any]) -> None:
         name = request["request"]
@@ -734,7 +754,7 @@ class _Server:
             self._send(conn, _error(name, str(exc)))
             return
         except Exception as exc:
-            logger.exception("tracedfuture: the control request %r failed", name)
+            logger.warning("tracedfuture: the control request %r failed: %r", name, exc)
             self._send(conn, _error(name, f"internal error: {type(exc).__name__}: {exc}"))
             return
         self._send(conn, {"version": PROTOCOL, "ok": True, "request": name, "result": result})
@@ -774,7 +794,7 @@ class _Server:
         if threading.current_thread() is not self.thread and self.thread.is_alive():
             self.thread.join(1.0)
         with self.lock:
-            connections = list(self.connections)
+            connections = [*self.connections, *self.tcp_connections]
         self._close_fds(connections)
         for path in (self.path, self.path.removesuffix(".sock") + ".tcp"):
             with contextlib.suppress(OSError):
@@ -786,7 +806,7 @@ class _Server:
         would stop), no shutdown (it would end the parent's connections), no lock
         (a parent thread may have held it at fork time), no unlink."""
         self.stopping = True
-        self._close_fds(list(self.connections))
+        self._close_fds([*self.connections, *self.tcp_connections])
 
     def _close_fds(self, connections: list[socket.socket]) -> None:
         sockets = [self.listener, *([self.tcp[0]] if self.tcp else []), *connections, self.wake_r, self.wake_w]
@@ -802,12 +822,38 @@ def _error(name: Any, error: str) -> dict[str, Any]:
     return out
 
 
+def _depth(raw: bytes) -> int:
+    """How deep the JSON in ``raw`` nests (brackets inside strings not counted)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     """A request, and what is wrong with it (``None`` when nothing)."""
+    if _depth(raw) > _MAX_DEPTH:
+        return None, f"a request nests at most {_MAX_DEPTH} levels deep"
     try:
         request = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         return None, f"not a JSON line: {exc}"
+    except RecursionError:
+        return None, f"a request nests at most {_MAX_DEPTH} levels deep"
     if not isinstance(request, dict):
         return None, 'a request is a JSON object, such as {"version": 1, "request": "snapshot"}'
     version = request.get("version")
@@ -900,9 +946,8 @@ def _listen_tcp(port: int, path: str) -> tuple[socket.socket, str, str]:
         sock.listen(_MAX_CONNECTIONS)
         address = f"127.0.0.1:{sock.getsockname()[1]}"
         token_file = path.removesuffix(".sock") + ".tcp"
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump({"address": address, "token": token}, out)
+        with _files.create(token_file) as out:
+            out.write(json.dumps({"address": address, "token": token}).encode())
     except BaseException:
         sock.close()
         raise

@@ -1,0 +1,214 @@
+"""The one way tracedfuture creates a file: private, and only where nobody planted anything.
+
+Traces run as root in containers and as many users on shared hosts, often with
+an output path in a directory everyone may write (``/tmp``). Whatever is already
+at the path may have been put there by someone else, so :func:`create`:
+
+- never follows a symbolic link at the path (``O_NOFOLLOW``), even where the
+  kernel's ``protected_symlinks`` is off;
+- never writes into a FIFO, a device or a socket (opened with ``O_NONBLOCK`` and
+  checked with ``fstat``, so a FIFO cannot hang the program), nor into a file
+  someone else owns, nor into a file with other hard links;
+- makes every file it creates ``0600``, exclusively (``O_CREAT | O_EXCL``).
+
+A path that cannot be used safely raises :class:`Refused`, whose message names
+the path, why, and the fix. ``/dev/null`` is the one exception: it may always be
+written (nothing is kept there).
+
+Two ways to write, chosen per writer:
+
+- ``stream=True`` (trace files, written over the program's life and read while it
+  runs, ``tail -f``): the file at the path itself. A regular file of ours is
+  truncated in place (a rerun of ``-o trace.jsonl``); a missing one is created.
+- ``stream=False`` (flight dumps, client dumps, viewer reports, token files): a
+  temporary file with an unpredictable name in the same directory, renamed over
+  the path by :meth:`Output.close` (a reader never sees half a file; a rename
+  replaces a name, it never writes into what the name pointed to).
+
+>>> with create("report.html") as out:  # doctest: +SKIP
+...     out.write(b"<html>...")
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+from types import TracebackType
+
+__all__ = ["Output", "Refused", "create"]
+
+_FLAGS = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+class Refused(OSError):
+    """A path that tracedfuture will not write: something it did not create is there."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason} (remove it or choose another path)")
+        self.path = path
+        self.reason = reason
+
+    @property
+    def why(self) -> str:
+        """The reason and the fix, without the path."""
+        return f"{self.reason} (remove it or choose another path)"
+
+
+def _is_devnull(path: str, info: os.stat_result) -> bool:
+    return os.path.abspath(path) == os.devnull and stat.S_ISCHR(info.st_mode)
+
+
+def _check(path: str, info: os.stat_result, expected: os.stat_result | None = None) -> None:
+    """Raise :class:`Refused` unless ``info`` (an ``lstat``/``fstat``) is a
+    regular file of ours with no other name. A directory is left to ``open`` to
+    report (``IsADirectoryError``), as for any path that cannot be written.
+    ``expected``: the ``lstat`` the file opened must still be."""
+    if expected is not None and (info.st_dev, info.st_ino) != (expected.st_dev, expected.st_ino):
+        raise Refused(path, "it was replaced while it was being opened")
+    mode = info.st_mode
+    if stat.S_ISLNK(mode):
+        raise Refused(path, "it is a symbolic link")
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(21, "Is a directory", path)
+    for test, kind in _KINDS:
+        if test(mode):
+            raise Refused(path, f"it is {kind}, not a regular file")
+    if not stat.S_ISREG(mode):
+        raise Refused(path, "it is not a regular file")
+    if info.st_uid != os.geteuid():
+        raise Refused(path, f"it belongs to uid {info.st_uid}, not to us (uid {os.geteuid()})")
+    if info.st_nlink > 1:
+        raise Refused(path, f"it has {info.st_nlink - 1} other hard link(s)")
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+class Output:
+    """A file being written: :meth:`write` bytes, then :meth:`close` (which, for
+    a whole file, renames it into place) or :meth:`abort`. A context manager
+    closes on success and aborts on an exception."""
+
+    __slots__ = ("fd", "path", "tmp")
+
+    def __init__(self, fd: int, path: str, tmp: str | None) -> None:
+        self.fd: int | None = fd
+        self.path = path
+        self.tmp = tmp
+
+    def fileno(self) -> int:
+        if self.fd is None:
+            msg = f"{self.path}: already closed"
+            raise ValueError(msg)
+        return self.fd
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.write(self.fileno(), view[done:])
+        return done
+
+    def detach(self) -> int:
+        """Hand over the descriptor of a streamed file (nothing left to rename)."""
+        if self.tmp is not None:
+            msg = f"{self.path}: a whole file is renamed into place by close(), not detached"
+            raise ValueError(msg)
+        fd = self.fileno()
+        self.fd = None
+        return fd
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        try:
+            os.close(fd)
+            if self.tmp is not None:
+                os.replace(self.tmp, self.path)
+        except BaseException:
+            self._remove_tmp()
+            raise
+
+    def abort(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+
+    def __enter__(self) -> Output:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def create(path: str | os.PathLike[str], *, stream: bool = False) -> Output:
+    """Open ``path`` for writing, privately (``0600``) and safely (see the module).
+
+    ``stream=True``: the file itself, truncated if it is a regular file of ours,
+    else created exclusively. ``stream=False``: a temporary file beside it, renamed
+    over it by :meth:`Output.close`. Raises :class:`Refused` (an ``OSError``)
+    when something not ours is at the path, other ``OSError`` as ``open`` does.
+    """
+    name = os.fspath(path)
+    info = _lstat(name)
+    if info is not None and _is_devnull(name, info):
+        return Output(os.open(name, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)), name, None)
+    if info is not None:
+        _check(name, info)
+    if not stream:
+        directory, base = os.path.split(os.path.abspath(name))
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)  # O_EXCL, 0600, random
+        return Output(fd, name, tmp)
+    if info is None:
+        try:
+            return Output(os.open(name, _FLAGS | os.O_CREAT | os.O_EXCL, 0o600), name, None)
+        except FileExistsError:
+            raise Refused(name, "something else created it at the same moment") from None
+    try:
+        fd = os.open(name, _FLAGS | _NONBLOCK)
+    except OSError as exc:
+        if os.path.islink(name):
+            raise Refused(name, "it is a symbolic link") from None
+        if exc.errno == errno.ENXIO:  #: a FIFO with no reader, swapped in since the lstat
+            raise Refused(name, "it is a FIFO (named pipe), not a regular file") from None
+        raise
+    try:
+        _check(name, os.fstat(fd), info)
+        os.ftruncate(fd, 0)
+        os.fchmod(fd, 0o600)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return Output(fd, name, None)
