@@ -43,11 +43,12 @@ sys.path.insert(0, HERE)
 import cg  # noqa: E402
 import httpbench  # noqa: E402
 import report  # noqa: E402
+import whole  # noqa: E402
 from variants import MODES, PEERS  # noqa: E402
 
-PARTS = ("micro", "callgrind", "memory", "http")
+PARTS = ("micro", "callgrind", "memory", "whole", "http")
 # Cumulative shares of the budget at which each part must be done.
-SHARES = {"micro": 0.45, "callgrind": 0.60, "memory": 0.78, "http": 1.0}
+SHARES = {"micro": 0.45, "callgrind": 0.60, "memory": 0.72, "whole": 0.78, "http": 1.0}
 IMPLEMENTATIONS = ("c", "python")
 BUDGET_USED = "its share of the budget was used up (a busy machine? rerun with a larger --budget)"
 
@@ -330,6 +331,13 @@ def main(argv: list[str] | None = None) -> int:
             deadline = time.monotonic() + budget.until("memory") / (len(available) - i)
             say(f"memory, {impl}: peak RSS and tracemalloc over {plans[impl]['futures']:,} futures")
             data["implementations"][impl]["memory"] = run_memory(python, impl, plans[impl], deadline)
+    if "whole" in parts:
+        for impl in available:
+            say(f"whole, {impl}: tracedfuture run -o on the 100k-future program and on an empty one")
+            try:
+                data["implementations"][impl]["whole"] = whole.measure(python, env_for(impl), 1 if args.quick else 3)
+            except Exception as exc:  # the other parts' figures still count
+                data["implementations"][impl]["whole"] = {"error": repr(exc)}
     if "http" in parts:
         for i, impl in enumerate(available):
             deadline = time.monotonic() + budget.until("http") / (len(available) - i)

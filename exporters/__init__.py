@@ -31,6 +31,12 @@ installed, and asks nothing else of it):
     Called on the loop's thread as each future is created; what it returns
     travels in the ``created`` event's ``context`` (OpenTelemetry's current
     context, for the span links). It must be cheap and must not raise.
+``export_lines(data, count)``, optional
+    For a writer of trace files: ``data`` is ``count`` events as trace-file
+    lines (UTF-8 bytes, see docs/trace-format.md), formatted by the pipeline
+    straight from raw records on the exporter's own thread, with no ``Event`` in
+    between. An exporter that has it gets lines instead of ``export`` calls
+    (except with the ``include_*`` / ``exclude_*`` filters, which decide on events).
 ``inline = True``, optional
     ``export`` never blocks (an in-memory list): it is called by whoever drains,
     the drain thread or the thread calling ``flush()``, ``uninstall()`` or
@@ -76,6 +82,7 @@ class ExporterHooks(Exporter, Protocol):
 
     inline: bool
 
+    def export_lines(self, data: bytes, count: int, /) -> object: ...
     def flush(self) -> object: ...
     def shutdown(self, stats: Mapping[str, int] | None = None, /) -> object: ...
     def after_fork(self) -> object: ...

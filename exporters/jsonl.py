@@ -119,21 +119,31 @@ class JsonLinesExporter:
         self._close(self._summary())
 
     def export(self, events: Sequence[Event], /) -> None:
+        dumps = json.dumps
+        text = "\n".join([dumps(event_to_json(e), separators=(",", ":"), ensure_ascii=False) for e in events])
+        self.export_lines((text + "\n").encode("utf-8", "backslashreplace") if events else b"", len(events))
+
+    def export_lines(self, data: bytes, count: int, /) -> None:
+        """Append ``count`` events already written as trace-file lines.
+
+        What the pipeline calls instead of :meth:`export`: it formats the lines
+        of a trace file straight from its raw records, with no event objects in
+        between (the same bytes :meth:`export` writes for those events)."""
         with self._lock:
             if not self._ready():
-                self.events_lost += len(events)
+                self.events_lost += count
                 return
-            dumps = json.dumps
-            text = "\n".join([dumps(event_to_json(e), separators=(",", ":"), ensure_ascii=False) for e in events])
+            if not count:
+                return
             try:
-                self._write((text + "\n").encode("utf-8", "backslashreplace"))
+                self._write(data)
             except OSError as exc:
                 kept = getattr(exc, "lines_written", 0)
                 self.events_written += kept
-                self.events_lost += len(events) - kept
+                self.events_lost += count - kept
                 self._failed(exc)
                 return
-            self.events_written += len(events)
+            self.events_written += count
 
     def flush(self) -> None:
         """Nothing to do: every batch is written to the operating system at once."""

@@ -31,11 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # is placed on purpose.
 LAYERS: dict[str, int] = {
     "_version": 0,
+    "_files": 0,
     "_core": 0,
     "options": 1,
     "_text": 1,
     "_fold": 2,
-    "trace": 2,
+    "trace": 1,
     "_pipeline": 2,
     "_views": 3,
     "graph": 3,

@@ -35,6 +35,7 @@ from ._pipeline._convert import Converter, redacted
 from ._pipeline._delivery import Filter, Sink
 from ._pipeline._drain import DEFAULT_MAX_BYTES, RECORDER, Route
 from ._pipeline._hooks import resolve
+from ._pipeline._lines import Lines
 from ._pipeline._tail import TailPolicy
 from .options import Options
 
@@ -77,18 +78,30 @@ class Installation:
         threaded = sum(not hook.inline for hook in events)
         queue_bytes = options.max_memory // max(1, threaded)
         self._hooks = hooks
+        self._filter = Filter(
+            options.include_modules, options.exclude_modules, options.include_names, options.exclude_names
+        )
+        # An exporter that writes trace-file lines (export_lines) takes raw
+        # records, formatted on its own thread once its queue kept them; filters
+        # decide on events, so with a filter it takes events like the others.
+        lines = not self._filter
         self._sinks = [
-            Sink(hook, max_failures=options.max_failures, max_bytes=queue_bytes, statistics=self._counters)
+            Sink(
+                hook,
+                max_failures=options.max_failures,
+                max_bytes=queue_bytes,
+                statistics=self._counters,
+                lines=Lines(capture_values=options.capture_values, redact=options.redact) if lines else None,
+            )
             for hook in events
         ]
+        self._raw_sinks = [sink for sink in self._sinks if sink.raw]
+        self._event_sinks = [sink for sink in self._sinks if not sink.raw]
         # The pipeline's Consumer protocol.
         self.streaming = bool(self._sinks)
         self.max_bytes = _ring_bytes(options, [hook.max_bytes for hook in raw])
         self.flush_interval = options.flush_interval
         self.export_timeout = options.export_timeout
-        self._filter = Filter(
-            options.include_modules, options.exclude_modules, options.include_names, options.exclude_names
-        )
         self._tail = TailPolicy(int(options.slow * 1e9)) if options.tail else None
         self._converter = Converter(capture_values=options.capture_values, redact=options.redact)
         captures = [hook.capture for hook in hooks if hook.capture is not None]
@@ -134,6 +147,9 @@ class Installation:
             return
         if self._tail is not None:
             records = self._tail.feed(records, time.monotonic_ns())
+        self._submit_records(records)
+        if not self._event_sinks:
+            return
         events = self._converter.convert(records)
         if self._filter:
             events = self._filter.apply(events)
@@ -141,7 +157,9 @@ class Installation:
 
     def consume_lint(self, record: tuple[Any, ...]) -> None:
         if self._installed and self.streaming:
-            self._submit(self._converter.convert([record]))
+            self._submit_records([record])
+            if self._event_sinks:
+                self._submit(self._converter.convert([record]))
 
     def wait_exporters(self, deadline: float, only: object = None) -> bool:
         sinks = [sink for sink in self._sinks if only is None or sink.exporter is only]
@@ -157,10 +175,12 @@ class Installation:
         late: list[tuple[Any, ...]] = []
         if self._tail is not None:
             late = self._tail.flush(time.monotonic_ns())
-        events = self._converter.convert(late)
-        if self._filter:
-            events = self._filter.apply(events) + self._filter.flush()
-        self._submit(events)
+        self._submit_records(late)
+        if self._event_sinks:
+            events = self._converter.convert(late)
+            if self._filter:
+                events = self._filter.apply(events) + self._filter.flush()
+            self._submit(events)
         for sink in self._sinks:
             sink.begin_close()
         for sink in self._sinks:
@@ -184,8 +204,18 @@ class Installation:
         if not events:
             return
         self.events_delivered += len(events)
-        for sink in self._sinks:
+        for sink in self._event_sinks:
             sink.submit(events)
+
+    def _submit_records(self, records: list[tuple[Any, ...]]) -> None:
+        """Raw records to the sinks that format them themselves (a trace file):
+        shed, if need be, before anything is converted."""
+        if not records or not self._raw_sinks:
+            return
+        if not self._event_sinks:
+            self.events_delivered += len(records)  # records, when no event is made here
+        for sink in self._raw_sinks:
+            sink.submit(records)
 
     def recent_events(self, limit: int | None = None) -> list[Event]:
         """The events of the records still held in this installation's rings (the

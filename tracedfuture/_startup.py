@@ -417,6 +417,10 @@ def _trace_writer_class() -> type:
             if os.getpid() == self._startup.pid:
                 super().export(events)
 
+        def export_lines(self, data: bytes, count: int, /) -> None:
+            if os.getpid() == self._startup.pid:
+                super().export_lines(data, count)
+
         def shutdown(self, stats: dict[str, Any] | None = None) -> None:
             if os.getpid() != self._startup.pid:
                 return

@@ -229,9 +229,8 @@ ring_init(RingObject *self, PyObject *args, PyObject *kwds)
         PyErr_NoMemory();
         return -1;
     }
-    for (long long i = 0; i < cap; i++) {
-        self->buf[i].op = OP_EMPTY;
-    }
+    /* Not a byte written here: a zeroed slot has no objects to release (objmask
+     * 0), which is all an empty one needs, and the pages stay untouched. */
     self->capacity = cap;
     self->streaming = streaming;
     /* streaming: a new future is traced while fewer than 7/8 of the capacity is
@@ -246,7 +245,10 @@ ring_dealloc(RingObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     if (self->buf != NULL) {
-        for (long long i = 0; i < self->capacity; i++) {
+        /* Only the slots ever written: the others' pages were never touched. */
+        unsigned long long used = self->w < (unsigned long long)self->capacity ? self->w
+                                                                               : (unsigned long long)self->capacity;
+        for (unsigned long long i = 0; i < used; i++) {
             rec_release(&self->buf[i]);
         }
         PyMem_RawFree(self->buf);

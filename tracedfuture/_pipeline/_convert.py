@@ -24,9 +24,15 @@ from typing import Any
 from .._core import _events as ev
 from .._core._events import Event, Site
 
-__all__ = ["Converter", "caller_text", "redacted", "site_of", "type_name"]
+__all__ = ["MARK", "Converter", "caller_text", "redacted", "site_of", "type_name"]
 
 Record = tuple[Any, ...]
+
+# A record that only the pipeline makes: (MARK, future_id, ts_ns, why). A queue
+# of raw records (``_sink``) puts one where it dropped a record of a future whose
+# history was already delivered: the future's ``incomplete`` event, and the end
+# of its history there (``_lines``).
+MARK = -1
 
 
 class _FutureState:

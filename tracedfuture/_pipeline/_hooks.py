@@ -24,7 +24,7 @@ from typing import Any
 __all__ = ["CALLED", "Hooks", "resolve"]
 
 #: The methods an exporter of events may have, ``export`` first (the only one it needs).
-CALLED = ("export", "flush", "shutdown", "after_fork", "attach", "capture")
+CALLED = ("export", "export_lines", "flush", "shutdown", "after_fork", "attach", "capture")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,8 @@ class Hooks:
 
     exporter: Any
     export: Callable[..., Any] | None
+    #: A trace file's ``export_lines(data, count)``: raw records, formatted by the pipeline.
+    export_lines: Callable[..., Any] | None
     flush: Callable[..., Any] | None
     shutdown: Callable[..., Any] | None
     after_fork: Callable[..., Any] | None
@@ -74,6 +76,7 @@ def resolve(exporter: object) -> Hooks:
     return Hooks(
         exporter=exporter,
         export=_method(exporter, "export"),
+        export_lines=_method(exporter, "export_lines"),
         flush=_method(exporter, "flush"),
         shutdown=shutdown,
         after_fork=_method(exporter, "after_fork"),

@@ -22,10 +22,11 @@ from typing import Any
 
 from .._core import _events as ev
 from .._core._events import Event, Site
+from ._convert import MARK
 from ._hooks import Hooks
 from ._process import Started, at_fork, ensure_spare, start_daemon
 
-__all__ = ["DEFAULT_QUEUE_BYTES", "EVENT_BYTES", "Sink", "safe_repr", "unicode_safe"]
+__all__ = ["DEFAULT_QUEUE_BYTES", "EVENT_BYTES", "RECORD_BYTES", "Sink", "safe_repr", "unicode_safe"]
 
 logger = logging.getLogger("tracedfuture")
 
@@ -39,13 +40,18 @@ _SHUTDOWN = object()
 # callback names are shared between events). The same estimate as the flight
 # recorder's.
 EVENT_BYTES = 300
+# The estimated size of one queued raw record (a sink that formats trace-file
+# lines itself, from records: ``_lines``): a tuple of 5 to 12 slots and its ints.
+RECORD_BYTES = 200
 DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
 # Futures whose events a sink drops from now on, at most: beyond that the oldest
 # are forgotten (a long-lived one may then show a history without its start).
 _MAX_SCREENED = 100_000
 # After these a future has no more events. Not after failed: unretrieved may come
 # when it is collected (a failed future is screened until then, or the limit).
-_ENDS_OF_LIFE = frozenset({ev.RESOLVED, ev.CANCELLED, ev.ABANDONED, ev.UNRETRIEVED})
+_ENDS_OF_LIFE: frozenset[object] = frozenset({ev.RESOLVED, ev.CANCELLED, ev.ABANDONED, ev.UNRETRIEVED})
+# Of raw records: nothing of a future comes after it is collected.
+_RAW_ENDS_OF_LIFE: frozenset[object] = frozenset({ev.OP_COLLECTED})
 
 
 def safe_repr(obj: object) -> str:
@@ -75,6 +81,11 @@ class Sink:
     future already exported loses an event, its later events are dropped too and
     an ``incomplete`` event says so (``incomplete_futures``), so no history has a
     silent hole.
+
+    With ``lines`` (a :class:`~tracedfuture._pipeline._lines.Lines`, for an
+    exporter that has ``export_lines``, such as a trace file), the queue holds
+    raw records, and the sink's thread formats only what the queue kept: what is
+    shed is never converted at all. The counters then count records.
     """
 
     def __init__(
@@ -84,6 +95,7 @@ class Sink:
         max_failures: int,
         max_bytes: int = DEFAULT_QUEUE_BYTES,
         statistics: Callable[[], Mapping[str, int]] | None = None,
+        lines: Any = None,
     ) -> None:
         self.hooks = hooks
         self.exporter = hooks.exporter
@@ -104,11 +116,18 @@ class Sink:
         self._overrun_reported = False
         self.inline = hooks.inline
         self._hooks = hooks.called()  # resolved once, when installed (_hooks.resolve)
+        self.lines = lines if "export_lines" in self._hooks else None
+        self.raw = self.lines is not None
+        # What the queue holds, item by item: item[0] is an event's kind or a
+        # record's op, item[1] the future's id either way.
+        self._unit = RECORD_BYTES if self.raw else EVENT_BYTES
+        self._born: object = ev.OP_CREATED if self.raw else ev.CREATED
+        self._ends: frozenset[object] = _RAW_ENDS_OF_LIFE if self.raw else _ENDS_OF_LIFE
         self._queued_bytes = 0
         self._untold: dict[int, None] = {}  # futures not exported at all: their later events too
         self._holed: dict[int, None] = {}  # futures marked incomplete: their later events too
-        self._marks: list[Event] = []  # incomplete events not yet queued
-        self._late_marks: dict[int, Event] = {}  # after an overrun (see _abandon)
+        self._marks: list[Any] = []  # incomplete events (or MARK records) not yet queued
+        self._late_marks: dict[int, Any] = {}  # after an overrun (see _abandon)
         self._late_born: set[int] = set()
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -133,9 +152,9 @@ class Sink:
 
     # -- the drain side ----------------------------------------------------------
 
-    def submit(self, events: list[Event]) -> None:
-        """Queue a batch; never blocks. What does not fit is dropped, a whole
-        future at a time, and counted."""
+    def submit(self, events: list[Any]) -> None:
+        """Queue a batch (of events, or raw records when :attr:`raw`); never
+        blocks. What does not fit is dropped, a whole future at a time, and counted."""
         if self.disabled or self._closing:
             return
         if self._untold or self._holed:
@@ -144,12 +163,12 @@ class Sink:
             if self._marks:
                 events, self._marks = self._marks + events, []
             if events:
-                self.call("export", events)
-                self.exported += len(events)
+                self._deliver(events)
             return
+        unit = self._unit
         with self._cond:
             room = self.max_bytes - self._queued_bytes
-            if len(events) * EVENT_BYTES > room:
+            if len(events) * unit > room:
                 events = self._fit(events, room)
             # The incomplete marks pass no screen (their futures are the screened
             # ones) and no budget: each stands for an event that was dropped, and
@@ -160,68 +179,93 @@ class Sink:
             if not events:
                 return
             self._items.append(events)
-            self._queued_bytes += len(events) * EVENT_BYTES
+            self._queued_bytes += len(events) * unit
             self._put += 1
             self._cond.notify()
 
-    def _screen(self, events: list[Event]) -> list[Event]:
+    def _deliver(self, batch: list[Any]) -> None:
+        """Hand a batch to the exporter: events as they are, raw records as the
+        lines they make."""
+        if self.lines is None:
+            self.call("export", batch)
+            self.exported += len(batch)
+            return
+        try:
+            data, count = self.lines.lines(batch)
+        except Exception:  # pragma: no cover - a bug here must not stop the sink
+            logger.exception("tracedfuture: dropping a batch of %d records after an internal error", len(batch))
+            self.dropped += len(batch)
+            return
+        if count:
+            self.call("export_lines", data, count)
+            self.exported += count
+
+    def _mark(self, item: Any, why: str) -> Any:
+        """What says that ``item``'s future lost an event: an ``incomplete``
+        event, or, in a queue of raw records, a MARK record that becomes one."""
+        if self.raw:
+            return (MARK, item[1], item[2], why)
+        return _incomplete(item, why)
+
+    def _screen(self, events: list[Any]) -> list[Any]:
         """Leave out the events of futures that are dropped or incomplete."""
-        untold, holed = self._untold, self._holed
-        out: list[Event] = []
+        untold, holed, ends = self._untold, self._holed, self._ends
+        out: list[Any] = []
         ended: list[int] = []
         for event in events:
-            fid = event.future_id
+            fid = event[1]
             if fid in untold or fid in holed:
                 self.dropped += 1
-                if event.kind in _ENDS_OF_LIFE:
+                if event[0] in ends:
                     ended.append(fid)
             else:
                 out.append(event)
         self._forget(ended)
         return out
 
-    def _fit(self, events: list[Event], room: int) -> list[Event]:
+    def _fit(self, events: list[Any], room: int) -> list[Any]:
         """The events of ``events`` to queue when they do not all fit in ``room``
         bytes: the later events of futures already exported go first (the first
         quarter of the budget is theirs alone), then whole new futures while
         there is room."""
-        born = {e.future_id for e in events if e.kind == ev.CREATED}
-        out: list[Event] = []
+        unit, born_key, ends = self._unit, self._born, self._ends
+        born = {e[1] for e in events if e[0] == born_key}
+        out: list[Any] = []
         owed_room = room
         new_room = room - self.max_bytes // 4
         gone: set[int] = set()  # new futures dropped whole in this batch
         ended: list[int] = []
         untold, holed = self._untold, self._holed
         for event in events:
-            fid = event.future_id
+            fid = event[1]
             if fid in untold or fid in holed or fid in gone:
                 self.dropped += 1
             elif fid in born or not fid:
-                if new_room >= EVENT_BYTES:
+                if new_room >= unit:
                     out.append(event)
-                    new_room -= EVENT_BYTES
-                    owed_room -= EVENT_BYTES
+                    new_room -= unit
+                    owed_room -= unit
                     continue
                 self.dropped += 1
                 if fid:
                     gone.add(fid)
                     self.dropped_futures += 1
-            elif owed_room >= EVENT_BYTES:
+            elif owed_room >= unit:
                 out.append(event)
-                owed_room -= EVENT_BYTES
-                new_room -= EVENT_BYTES
+                owed_room -= unit
+                new_room -= unit
                 continue
             else:
                 self.dropped += 1
                 holed[fid] = None
                 self.incomplete_futures += 1
-                self._marks.append(_incomplete(event, "the exporter's queue was full"))
-            if event.kind in _ENDS_OF_LIFE:
+                self._marks.append(self._mark(event, "the exporter's queue was full"))
+            if event[0] in ends:
                 ended.append(fid)
         if gone:
             # Their events kept earlier in this batch go too: whole futures.
             kept = len(out)
-            out = [e for e in out if e.future_id not in gone]
+            out = [e for e in out if e[1] not in gone]
             self.dropped += kept - len(out)
             untold.update(dict.fromkeys(gone))
         self._forget(ended)
@@ -247,7 +291,7 @@ class Sink:
                     cond.wait()
                 item = items.popleft()
                 if type(item) is list:
-                    self._queued_bytes -= len(item) * EVENT_BYTES
+                    self._queued_bytes -= len(item) * self._unit
             try:
                 if item is _STOP:
                     return
@@ -261,37 +305,36 @@ class Sink:
                         marks = list(self._late_marks.values())
                         self._late_marks.clear()
                         if marks:
-                            self.call("export", marks)
-                            self.exported += len(marks)
+                            self._deliver(marks)
                         self.call("shutdown", *self._shutdown_arguments())
                 elif item is _FLUSH:
                     self.call("flush")
                 elif item is _SHUTDOWN:
                     self.call("shutdown", *self._shutdown_arguments())
                 elif not self.disabled:
-                    self.call("export", item)
-                    self.exported += len(item)
+                    self._deliver(item)
             finally:
                 with cond:
                     self._handled += 1
                     cond.notify_all()
 
-    def _abandon(self, batch: list[Event]) -> None:
+    def _abandon(self, batch: list[Any]) -> None:
         """Drop a batch left in the queue of an abandoned exporter, marking the
         futures it had already exported events of."""
+        mark_key = MARK if self.raw else ev.INCOMPLETE
         for event in batch:
-            fid = event.future_id
-            if event.kind == ev.INCOMPLETE:
+            fid = event[1]
+            if event[0] == mark_key:
                 self._late_marks[fid] = event
                 continue
             self.dropped += 1
             if not fid:
                 continue
-            if event.kind == ev.CREATED:
+            if event[0] == self._born:
                 self._late_born.add(fid)
                 self.dropped_futures += 1
             elif fid not in self._late_born and fid not in self._late_marks:
-                self._late_marks[fid] = _incomplete(event, "the exporter did not finish within export_timeout")
+                self._late_marks[fid] = self._mark(event, "the exporter did not finish within export_timeout")
                 self.incomplete_futures += 1
 
     def call(self, method: str, *args: Any) -> None:
@@ -394,12 +437,11 @@ class Sink:
         if self._marks and not self.disabled:
             marks, self._marks = self._marks, []
             if self.inline:
-                self.call("export", marks)
-                self.exported += len(marks)
+                self._deliver(marks)
             else:
                 with self._cond:  # few and small: never refused
                     self._items.append(marks)
-                    self._queued_bytes += len(marks) * EVENT_BYTES
+                    self._queued_bytes += len(marks) * self._unit
                     self._put += 1
                     self._cond.notify()
 
@@ -447,6 +489,8 @@ class Sink:
         self._untold.clear()
         self._holed.clear()
         self._marks.clear()
+        if self.lines is not None:
+            self.lines.clear()
         self._helper = None
         if self._closing or self.disabled:
             self._thread = None

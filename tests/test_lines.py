@@ -1,0 +1,100 @@
+"""Trace-file lines made straight from raw records (``_pipeline._lines``) read
+exactly as the events of the same records, each written on its own: byte for
+byte, on both implementations of the hot path."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+from typing import Any
+
+import pytest
+
+from tracedfuture._core import _events as ev
+from tracedfuture._pipeline._convert import Converter
+from tracedfuture._pipeline._lines import MARK, Lines
+from tracedfuture.trace import encode_line, event_to_json
+
+from .test_seam import Traced
+
+
+async def _program() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def fetch(n: int) -> int:
+        await asyncio.sleep(0)
+        if n == 2:
+            raise ValueError("backend said no")
+        return n
+
+    jobs = [asyncio.create_task(fetch(i), name=f"fetch-{i}") for i in range(4)]
+    await asyncio.gather(*jobs, return_exceptions=True)
+    reply = loop.create_future()
+    reply.add_done_callback(print)
+    reply.remove_done_callback(print)
+    loop.call_soon(reply.set_result, "caf\xe9 \udce9")
+    await reply
+    done = loop.create_future()
+    done.set_result(None)
+    done.add_done_callback(lambda f: None)  # added after the end: scheduled at once
+    slow = asyncio.create_task(asyncio.sleep(10), name='slow \u2028 "call"')
+    await asyncio.sleep(0)
+    slow.set_name("renamed")
+    slow.cancel("deadline exceeded")
+    try:
+        await slow
+    except asyncio.CancelledError:
+        pass
+    loop.create_future()  # dropped at once: abandoned
+    failing = loop.create_future()
+    failing.set_exception(KeyError("k"))
+    del failing  # unretrieved
+    for i in range(50):
+        fut = loop.create_future()
+        loop.call_soon(fut.set_result, i)
+        await fut
+
+
+def _records(impl: Any, capture_values: bool) -> list[tuple[Any, ...]]:
+    traced = Traced(impl, max_records=100_000, capture_values=capture_values)
+    try:
+        traced.run(_program())
+    finally:
+        traced.close()
+    gc.collect()
+    return traced.ring.take()
+
+
+def _reference(records: list[tuple[Any, ...]], **options: Any) -> bytes:
+    return b"".join(encode_line(event_to_json(e)) for e in Converter(**options).convert(records))
+
+
+@pytest.mark.parametrize("capture_values", [False, True])
+def test_lines_are_the_events_byte_for_byte(impl: Any, capture_values: bool) -> None:
+    records = _records(impl, capture_values)
+    data, count = Lines(capture_values=capture_values).lines(records)
+    assert data == _reference(records, capture_values=capture_values)
+    assert count == data.count(b"\n")
+    kinds = {json.loads(line)["kind"] for line in data.splitlines()}
+    assert {"created", "awaited", "resolved", "callback_scheduled", "failed", "cancelled", "renamed"} <= kinds
+
+
+def test_lines_in_batches_are_the_lines_at_once(impl: Any) -> None:
+    records = _records(impl, False)
+    whole, _ = Lines().lines(records)
+    lines = Lines()
+    parts = [lines.lines(records[i : i + 7])[0] for i in range(0, len(records), 7)]
+    assert b"".join(parts) == whole
+
+
+def test_a_mark_ends_a_history_with_incomplete(impl: Any) -> None:
+    records = _records(impl, False)
+    created = next(r for r in records if r[0] == ev.OP_CREATED and r[4])
+    at = records.index(created) + 1
+    fid = created[1]
+    marked = [*records[:at], (MARK, fid, created[2], "the exporter's queue was full"), *records[at:]]
+    events = [json.loads(line) for line in Lines().lines(marked)[0].splitlines()]
+    mine = [e for e in events if e["future_id"] == fid]
+    assert [e["kind"] for e in mine] == ["created", "incomplete"]
+    assert mine[1]["detail"] == "events of this future were dropped: the exporter's queue was full"

@@ -1,0 +1,208 @@
+"""Raw records straight to trace-file lines, with no :class:`Event` in between.
+
+A trace file is the most common destination, and it has no use for event
+objects: :class:`Lines` folds the records the way
+:class:`~tracedfuture._pipeline._convert.Converter` does (it *is* one, with the
+same per-future state) and writes the four records that make up most of every
+trace (a future created, awaited, resolved, collected) as JSON text directly,
+from fragments cached per future (``"is_task"`` and ``"name"``), per creation
+site, per callback name and per result type. Every other record goes through the
+converter's own code and :func:`~tracedfuture.trace.event_to_json`, so that the
+file reads exactly as if each event had been built and written on its own
+(``tests/test_lines.py`` compares the two, byte for byte, on both implementations).
+
+It runs on the trace file's own delivery thread (``_sink``), after the queue
+decided what is kept: records that are shed are never formatted.
+"""
+
+from __future__ import annotations
+
+import json
+from json.encoder import encode_basestring
+from typing import Any
+
+from .._core import _events as ev
+from .._core._events import Event
+from ._convert import MARK, Converter, _FutureState, site_of, type_name
+
+__all__ = ["MARK", "Lines"]
+
+Record = tuple[Any, ...]
+
+_CREATED, _CB_ADDED, _RESOLVED, _COLLECTED = ev.OP_CREATED, ev.OP_CB_ADDED, ev.OP_RESOLVED, ev.OP_COLLECTED
+_CACHE_LIMIT = 100_000
+
+
+class Lines(Converter):
+    """The trace-file lines of an installation's records, in order."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # The trace format is trace.py's, a layer up: borrowed, not imported at load.
+        from ..trace import event_to_json
+
+        self._to_json = event_to_json
+        self._texts: dict[str, str] = {}  # a callback or name -> its JSON string
+        self._sites: dict[tuple[int, int], tuple[Any, str]] = {}  # (id(code), lasti) -> (code, ',"site":{...}')
+        self._types: dict[type, str] = {}  # a result type -> ',"result_type":"..."'
+        self._heads: dict[int, tuple[str | None, str]] = {}  # fid -> (name, ',"is_task":..,"name":..')
+
+    def lines(self, records: list[Record]) -> tuple[bytes, int]:
+        """The lines of ``records`` (UTF-8, each ``\\n``-terminated) and how many."""
+        out: list[str] = []
+        emit = out.append
+        states, heads = self.states, self._heads
+        slow = self._convert
+        emit_event = self._emit_event(out)
+        text, head_of = self._text_of, self._head
+        for record in records:
+            op = record[0]
+            if op == _COLLECTED:
+                fid = record[1]
+                state = states.get(fid)
+                if state is not None and record[3] == "FINISHED" and not (len(record) > 4 and record[4]):
+                    del states[fid]
+                    heads.pop(fid, None)
+                    continue
+            elif op == _CREATED:
+                _, fid, ts, tid, is_task, code, lasti, thread_id, name, coro, _route, _context = record
+                state = states[fid] = _FutureState(is_task, name, site_of(code, lasti), ts)
+                line = f'{{"kind":"created","future_id":{fid},"ts_ns":{ts}'
+                if tid is not None:
+                    line += f',"task_id":{tid}'
+                line += head_of(fid, state)
+                if code is not None:
+                    line += self._site(code, lasti)
+                if thread_id is not None:
+                    line += f',"thread_id":{thread_id}'
+                if coro is not None:
+                    line += ',"coro":' + text(coro)
+                if is_task and tid is not None:
+                    line += f',"parent_id":{tid}'
+                emit(line + "}")
+                continue
+            elif op == _CB_ADDED:
+                fid = record[1]
+                state = states.get(fid)
+                callback = record[4]
+                if state is not None and not state.done and callback is not None:
+                    awaiter, tid = record[5], record[3]
+                    if awaiter is not None:
+                        state.awaiter_id = awaiter
+                    state.callbacks.append((callback, awaiter))
+                    kind = '{"kind":"awaited"' if awaiter is not None else '{"kind":"callback_added"'
+                    line = f'{kind},"future_id":{fid},"ts_ns":{record[2]}'
+                    if tid is not None:
+                        line += f',"task_id":{tid}'
+                    line += head_of(fid, state) + ',"callback":' + text(callback)
+                    if awaiter is not None:
+                        line += f',"awaiter_id":{awaiter}'
+                    emit(line + "}")
+                    continue
+            elif op == _RESOLVED:
+                fid = record[1]
+                state = states.get(fid)
+                if state is not None and record[5] is None:
+                    ts, tid = record[2], record[3]
+                    rest = f',"future_id":{fid},"ts_ns":{ts}'
+                    if tid is not None:
+                        rest += f',"task_id":{tid}'
+                    rest += head_of(fid, state)
+                    result = self._types.get(record[4])
+                    if result is None:
+                        result = self._result(record[4])
+                    emit('{"kind":"resolved"' + rest + result + "}")
+                    state.done = True
+                    scheduled = state.scheduled = state.callbacks
+                    state.callbacks = []
+                    for callback, awaiter in scheduled:
+                        line = '{"kind":"callback_scheduled"' + rest + ',"callback":' + text(callback)
+                        emit(line + (f',"awaiter_id":{awaiter}}}' if awaiter is not None else "}"))
+                    continue
+            elif op == MARK:
+                self._mark(record, emit_event)
+                continue
+            slow(record, emit_event)
+            if op == _COLLECTED:
+                heads.pop(record[1], None)
+        if not out:
+            return b"", 0
+        out.append("")
+        # Only lone surrogates cannot be encoded, and they appear only inside JSON
+        # strings, where backslashreplace's "\udcXX" is exactly their JSON escape.
+        return "\n".join(out).encode("utf-8", "backslashreplace"), len(out) - 1
+
+    def clear(self) -> None:
+        super().clear()
+        self._heads.clear()
+
+    def _emit_event(self, out: list[str]) -> Any:
+        dumps, emit, event_to_json = json.dumps, out.append, self._to_json
+
+        def emit_event(event: Event) -> None:
+            emit(dumps(event_to_json(event), separators=(",", ":"), ensure_ascii=False))
+
+        return emit_event
+
+    def _mark(self, record: Record, emit_event: Any) -> None:
+        """A future whose later records are dropped: its ``incomplete`` event,
+        and nothing more of it (its state goes)."""
+        _, fid, ts, why = record
+        state = self.states.pop(fid, None)
+        self._heads.pop(fid, None)
+        if state is None:
+            return
+        emit_event(
+            Event(
+                ev.INCOMPLETE,
+                fid,
+                ts,
+                None,
+                state.is_task,
+                state.name,
+                detail=f"events of this future were dropped: {why}",
+            )
+        )
+
+    def _text_of(self, value: str) -> str:
+        cached = self._texts.get(value)
+        if cached is None:
+            cached = encode_basestring(value)
+            if len(self._texts) >= _CACHE_LIMIT:
+                self._texts.clear()
+            self._texts[value] = cached
+        return cached
+
+    def _head(self, fid: int, state: _FutureState) -> str:
+        """``,"is_task":..,"name":..`` of a future, as its events repeat it."""
+        cached = self._heads.get(fid)
+        if cached is not None and cached[0] is state.name:
+            return cached[1]
+        head = ',"is_task":true' if state.is_task else ',"is_task":false'
+        if state.name is not None:
+            head += ',"name":' + self._text_of(state.name)
+        self._heads[fid] = (state.name, head)
+        return head
+
+    def _site(self, code: Any, lasti: int) -> str:
+        key = (id(code), lasti)
+        cached = self._sites.get(key)
+        if cached is not None and cached[0] is code:
+            return cached[1]
+        site = site_of(code, lasti)
+        assert site is not None
+        text = json.dumps(
+            {"file": site.filename, "line": site.lineno, "function": site.function},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        if len(self._sites) >= _CACHE_LIMIT:
+            self._sites.clear()
+        self._sites[key] = (code, ',"site":' + text)  # keeps code alive: its id is not reused
+        return ',"site":' + text
+
+    def _result(self, tp: type) -> str:
+        text = ',"result_type":' + self._text_of(type_name(tp))
+        if len(self._types) < 10_000:
+            self._types[tp] = text
+        return text
