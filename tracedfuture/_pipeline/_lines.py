@@ -23,7 +23,7 @@ from typing import Any
 
 from .._core import _events as ev
 from .._core._events import Event
-from ._convert import MARK, Converter, _FutureState, site_of, type_name
+from ._convert import MARK, Converter, _FutureState, redacted, site_of, type_name
 
 __all__ = ["MARK", "Lines"]
 
@@ -66,6 +66,8 @@ class Lines(Converter):
                     continue
             elif op == _CREATED:
                 _, fid, ts, tid, is_task, code, lasti, thread_id, name, coro, _route, _context = record
+                if name is not None and self.redact is not None:
+                    name = redacted(self.redact, name)
                 state = states[fid] = _FutureState(is_task, name, site_of(code, lasti), ts)
                 line = f'{{"kind":"created","future_id":{fid},"ts_ns":{ts}'
                 if tid is not None:
