@@ -28,7 +28,13 @@ def test_public_surface_is_exactly_all() -> None:
 
 
 def test_exporters_surface() -> None:
-    assert set(tracedfuture.exporters.__all__) == {"Exporter", "ExporterHooks", "JsonLinesExporter", "MemoryExporter", "RawReader"}
+    assert set(tracedfuture.exporters.__all__) == {
+        "Exporter",
+        "ExporterHooks",
+        "JsonLinesExporter",
+        "MemoryExporter",
+        "RawReader",
+    }
     assert tracedfuture.exporters.__name__ == "tracedfuture.exporters"
 
 
