@@ -40,7 +40,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def _implementations() -> list[str]:
     found = ["python"]
     try:
-        from tracedfuture import _cfuture  # noqa: F401
+        from tracedfuture._core import _cfuture  # noqa: F401
     except ImportError:
         if IN_CI:
             found.append("c")  # CI builds the extension: its absence must fail

@@ -8,10 +8,12 @@
  * is allocated per event. Ring.take() and Ring.window() build the tuples of
  * _seam.LAYOUTS.
  *
- * The pure-Python twin of everything decided here is tracedfuture/_core/_future.py;
- * rare paths call into it (the creation site past asyncio's own frames, the
- * canceller's frames, a callback's name, asyncio's own create_task for debug
- * mode and task factories), so that both implementations decide alike.
+ * The pure-Python twin of everything decided here is tracedfuture/_core/_future.py,
+ * but neither imports the other: what both use lives in _frames.py (whose code is
+ * the program's, the canceller's frames, hiding tracedfuture's frames from a
+ * traceback) and _shared.py (a callback's name, value text, asyncio's own
+ * create_task for debug mode and task factories). Rare paths call into those,
+ * so that both implementations decide alike.
  *
  * Facts about CPython that shape this file (3.11-3.13):
  * - 3.11's Future/Task dealloc runs the finalizer only for exact instances: our
@@ -492,7 +494,7 @@ static PyTypeObject *BaseFuture, *BaseTask;
 static PyTypeObject *TracedFutureType, *TracedTaskType, *LoopHooksType;
 static Py_ssize_t fut_ext_off, task_ext_off;
 
-static PyObject *py_canceller, *py_callback_name, *py_text, *py_classify;
+static PyObject *py_canceller, *py_callback_name, *py_text, *py_classify, *py_hide_own_frames;
 static PyObject *py_value_repr, *py_exc_message;
 static PyObject *py_current_task;  /* 3.12+: _asyncio.current_task */
 static PyObject *py_current_tasks; /* 3.11: _asyncio._current_tasks */
@@ -511,8 +513,8 @@ static PyObject *s_task_factory, *s_hooks, *s_FINISHED, *s_CANCELLED, *s_PENDING
 static PyObject *s_name, *s_context, *s_eager_start, *s_qualname, *s_get_name, *s_done, *s_callbacks_attr;
 static PyObject *s_ready, *s_callback, *s_args, *s_dunder_name, *s_label, *s_get_task_factory, *s_is_closed;
 static PyObject *s_create_future, *s_create_task, *s_call_soon, *s__loop, *s_coro, *s_check_closed;
-static const char *own_dir, *asyncio_dir;
-static size_t own_dir_len, asyncio_dir_len;
+static const char *own_dir;
+static size_t own_dir_len;
 static unsigned long long next_id;
 static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
 
@@ -691,7 +693,7 @@ static struct {
     int kind;
 } kind_cache[KIND_CACHE];
 
-/* _future._kind, with a table keyed by the code object's address. */
+/* _frames.kind, with a table keyed by the code object's address. */
 static int
 code_kind(PyObject *code)
 {
@@ -726,7 +728,7 @@ in_dir(PyObject *code, const char *dir, size_t len)
     return (size_t)n >= len && memcmp(s, dir, len) == 0;
 }
 
-/* _future._site in C: (code, lasti) of the first frame outside asyncio and
+/* _frames.site_and_maker in C: (code, lasti) of the first frame outside asyncio and
  * tracedfuture; *code is a new reference or NULL. *maker_out (may be NULL) gets
  * the code of the asyncio function that made the future on the user's behalf,
  * when there was one between the user's frame and tracedfuture (new reference),
@@ -1077,7 +1079,7 @@ is_wakeup(PyObject *fn, PyObject **owner)
     return 0;
 }
 
-/* _future._callback_name: a plain function's qualname read directly (the
+/* _shared.callback_name: a plain function's qualname read directly (the
  * common case), anything else through the Python twin. A new reference. */
 static PyObject *
 callback_name(PyObject *fn)
@@ -2008,29 +2010,30 @@ hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 /* Drop the leading traceback entries of tracedfuture's own Python helpers from
- * the exception being raised: the user sees asyncio's frames only. */
+ * the exception being raised (_frames.hide_own_frames, on this rare path): the
+ * user sees asyncio's frames only. */
 static void
 hide_own_frames(void)
 {
     PyObject *exc_type, *exc_value, *exc_tb;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
     PyErr_NormalizeException(&exc_type, &exc_value, &exc_tb);
-    PyTracebackObject *tb = (PyTracebackObject *)exc_tb;
-    while (tb != NULL) {
-        PyObject *code = (PyObject *)PyFrame_GetCode(tb->tb_frame);
-        int own = in_dir(code, own_dir, own_dir_len);
-        Py_DECREF(code);
-        if (!own) {
-            break;
-        }
-        tb = tb->tb_next;
+    if (exc_value == NULL) {
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+        return;
     }
-    PyObject *kept = Py_XNewRef((PyObject *)tb);
-    Py_XDECREF(exc_tb);
-    if (exc_value != NULL) {
-        PyException_SetTraceback(exc_value, kept ? kept : Py_None);
+    if (exc_tb != NULL) {
+        PyException_SetTraceback(exc_value, exc_tb);
     }
-    PyErr_Restore(exc_type, exc_value, kept);
+    PyObject *res = PyObject_CallOneArg(py_hide_own_frames, exc_value);
+    if (res == NULL) {
+        PyErr_Clear(); /* keep the traceback as it was */
+    }
+    else {
+        Py_DECREF(res);
+        Py_XSETREF(exc_tb, PyException_GetTraceback(exc_value));
+    }
+    PyErr_Restore(exc_type, exc_value, exc_tb);
 }
 
 /* fn(loop, *args, **kwargs), from a vectorcall's arguments. */
@@ -2558,11 +2561,13 @@ PyInit__cfuture(void)
         return NULL;
     }
     PyObject *casyncio = PyImport_ImportModule("_asyncio");
-    PyObject *pyfuture = casyncio ? PyImport_ImportModule("tracedfuture._core._future") : NULL;
-    PyObject *m = pyfuture ? PyModule_Create(&module_def) : NULL;
+    PyObject *frames = casyncio ? PyImport_ImportModule("tracedfuture._core._frames") : NULL;
+    PyObject *shared = frames ? PyImport_ImportModule("tracedfuture._core._shared") : NULL;
+    PyObject *m = shared ? PyModule_Create(&module_def) : NULL;
     if (m == NULL) {
         Py_XDECREF(casyncio);
-        Py_XDECREF(pyfuture);
+        Py_XDECREF(frames);
+        Py_XDECREF(shared);
         Py_DECREF(asyncio);
         return NULL;
     }
@@ -2624,16 +2629,16 @@ PyInit__cfuture(void)
         }
     }
     py_get_running_loop = get(casyncio, "_get_running_loop");
-    py_canceller = get(pyfuture, "_canceller");
-    py_callback_name = get(pyfuture, "_callback_name");
-    py_text = get(pyfuture, "_text");
-    py_classify = get(pyfuture, "_classify");
-    py_value_repr = get(pyfuture, "_value_repr_default");
-    py_exc_message = get(pyfuture, "_exc_message_default");
-    PyObject *own = get(pyfuture, "_OWN_DIR");
-    PyObject *adir = get(pyfuture, "_ASYNCIO_DIR");
+    py_canceller = get(frames, "canceller");
+    py_classify = get(frames, "classify");
+    py_hide_own_frames = get(frames, "hide_own_frames");
+    py_callback_name = get(shared, "callback_name");
+    py_text = get(shared, "text");
+    py_value_repr = get(shared, "value_repr_default");
+    py_exc_message = get(shared, "exc_message_default");
+    PyObject *own = get(frames, "OWN_DIR");
     if (!py_get_running_loop || !py_canceller || !py_callback_name || !py_text || !py_classify ||
-        !py_value_repr || !py_exc_message || !own || !adir) {
+        !py_hide_own_frames || !py_value_repr || !py_exc_message || !own) {
         return NULL;
     }
     Py_ssize_t n;
@@ -2643,15 +2648,8 @@ PyInit__cfuture(void)
     }
     own_dir = strdup(s);
     own_dir_len = (size_t)n;
-    s = PyUnicode_AsUTF8AndSize(adir, &n);
-    if (s == NULL) {
-        return NULL;
-    }
-    asyncio_dir = strdup(s);
-    asyncio_dir_len = (size_t)n;
-    /* the module objects keep these strings; ours are copies */
+    /* the module keeps the string; ours is a copy */
     Py_DECREF(own);
-    Py_DECREF(adir);
 
     PyObject *weakref = PyImport_ImportModule("weakref");
     if (weakref == NULL) {
@@ -2728,7 +2726,7 @@ PyInit__cfuture(void)
     if (eager_factory == NULL) {
         PyErr_Clear();
     }
-    PyObject *factories = PyObject_CallMethod(pyfuture, "asyncio_factories", "OO", TracedFutureType, TracedTaskType);
+    PyObject *factories = PyObject_CallMethod(shared, "asyncio_factories", "OO", TracedFutureType, TracedTaskType);
     if (factories == NULL || !PyArg_ParseTuple(factories, "OOO", &asyncio_create_future, &asyncio_create_task,
                                                &asyncio_eager_create_task)) {
         Py_XDECREF(factories);
@@ -2743,7 +2741,8 @@ PyInit__cfuture(void)
         Py_INCREF(asyncio_eager_create_task);
     }
     Py_DECREF(factories);
-    Py_DECREF(pyfuture);
+    Py_DECREF(frames);
+    Py_DECREF(shared);
     Py_DECREF(casyncio);
     Py_DECREF(asyncio);
     rng_state ^= (unsigned long long)now_ns() ^ ((unsigned long long)getpid() << 32);

@@ -15,14 +15,13 @@ tail sampling keeps, and at dump time for a flight recorder's window.
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
 from .._core import _events as ev
 from .._core._events import Event, Site
+from .._core._frames import short_asyncio
 
 __all__ = ["Converter", "caller_text", "redacted", "site_of", "type_name"]
 
@@ -370,7 +369,6 @@ def redacted(redact: Callable[[str], str] | None, value: str) -> str:
 
 # --- process-wide caches: code objects, types ------------------------------------
 
-_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 _sites: dict[tuple[int, int], tuple[CodeType, Site]] = {}
 _types: dict[type, str] = {}
 
@@ -396,13 +394,6 @@ def site_of(code: CodeType | None, lasti: int) -> Site | None:
     return site
 
 
-def _short(filename: str) -> str:
-    """asyncio's files by their package path, others as they are."""
-    if filename.startswith(_ASYNCIO_DIR):
-        return "asyncio/" + filename[len(_ASYNCIO_DIR) :]
-    return filename
-
-
 def caller_text(who: tuple[CodeType | None, int, CodeType | None, int] | None) -> str | None:
     """``"Timeout._on_timeout (asyncio/timeouts.py:123)"``, and, when that is
     asyncio's code, the user code it was called from: ``"... in main (app.py:9)"``."""
@@ -411,7 +402,7 @@ def caller_text(who: tuple[CodeType | None, int, CodeType | None, int] | None) -
     direct = site_of(who[0], who[1])
     if direct is None:
         return None
-    text = f"{direct.function} ({_short(direct.filename)}:{direct.lineno})"
+    text = f"{direct.function} ({short_asyncio(direct.filename)}:{direct.lineno})"
     user = site_of(who[2], who[3])
     if user is not None and user != direct:
         text += f" in {user.function} ({user.filename}:{user.lineno})"
