@@ -29,7 +29,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from . import _core
-from ._core import LoopHooks, _loops
+from ._core import LoopHooks, _frames, _loops
 from ._core._events import Event
 from ._options import Options
 from ._pipeline._convert import Converter, redacted
@@ -343,7 +343,11 @@ def _unpatch_base_init() -> None:
 
 
 def install(
-    loop: asyncio.AbstractEventLoop | None = None, *, exporters: Iterable[Any] = (), **options: Any
+    loop: asyncio.AbstractEventLoop | None = None,
+    *,
+    exporters: Iterable[Any] = (),
+    app_modules: Iterable[str] | None = None,
+    **options: Any,
 ) -> Installation:
     """Trace ``loop``, or, without one, the running loop and every loop created later.
 
@@ -363,7 +367,13 @@ def install(
     ['sleep', 'BaseEventLoop.shutdown_asyncgens', 'BaseEventLoop.shutdown_default_executor']
 
     Options are listed in :class:`Options`; an unknown one raises ``TypeError``.
+    ``app_modules`` (``("myservice",)``) names top-level packages whose files are
+    the program's own even where they are installed: every future's program line
+    is looked for in them too (process-wide; by default the program is every file
+    outside the standard library, ``site-packages`` and tracedfuture).
     """
+    if app_modules is not None:
+        _frames.set_app_modules(app_modules)
     inst = Installation(exporters, Options.parse(options))
     try:
         if loop is not None:

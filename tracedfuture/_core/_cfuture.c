@@ -61,7 +61,7 @@ enum {
     OP_EMPTY = 255,
 };
 
-#define NSLOT 9
+#define NSLOT 11 /* CREATED's fields, the most of any op */
 #define F_RAW 1 /* s[0].o is a whole tuple, made off the hot path */
 #define F_WHO 2 /* cancel: s[2..5] are (code, lasti, user_code, user_lasti) */
 
@@ -494,7 +494,7 @@ static PyTypeObject *BaseFuture, *BaseTask;
 static PyTypeObject *TracedFutureType, *TracedTaskType, *LoopHooksType;
 static Py_ssize_t fut_ext_off, task_ext_off;
 
-static PyObject *py_canceller, *py_callback_name, *py_text, *py_classify, *py_hide_own_frames;
+static PyObject *py_canceller, *py_callback_name, *py_text, *py_classify, *py_hide_own_frames, *py_raised_at;
 static PyObject *py_value_repr, *py_exc_message;
 static PyObject *py_current_task;  /* 3.12+: _asyncio.current_task */
 static PyObject *py_current_tasks; /* 3.11: _asyncio._current_tasks */
@@ -544,9 +544,10 @@ typedef struct TFExt {
     RingObject *ring;
     long long created_ns;
     PyObject *code;
+    PyObject *pcode; /* the program's own frame that made it, or NULL */
     PyObject *label;
     long long creator; /* 0: none */
-    int lasti;
+    int lasti, plasti;
     unsigned char values, incomplete, ended, linked;
     struct TFExt *prev, *next;
     PyObject *self; /* borrowed: the list never owns */
@@ -614,6 +615,7 @@ ext_clear(TFExt *e)
     e->fid = 0;
     Py_CLEAR(e->ring);
     Py_CLEAR(e->code);
+    Py_CLEAR(e->pcode);
     Py_CLEAR(e->label);
 }
 
@@ -685,7 +687,7 @@ running_task_id(PyObject *loop)
     return tid;
 }
 
-enum { K_USER = 0, K_INTERNAL = 1, K_BOUNDARY = 2 };
+enum { K_PROGRAM = 0, K_INTERNAL = 1, K_BOUNDARY = 2, K_LIBRARY = 3 }; /* _frames' */
 
 #define KIND_CACHE 4096
 static struct {
@@ -728,18 +730,20 @@ in_dir(PyObject *code, const char *dir, size_t len)
     return (size_t)n >= len && memcmp(s, dir, len) == 0;
 }
 
-/* _frames.site_and_maker in C: (code, lasti) of the first frame outside asyncio and
- * tracedfuture; *code is a new reference or NULL. *maker_out (may be NULL) gets
- * the code of the asyncio function that made the future on the user's behalf,
- * when there was one between the user's frame and tracedfuture (new reference),
- * else NULL. */
+/* _frames.creation in C: (code, lasti) of the first frame outside asyncio and
+ * tracedfuture, and (pcode, plasti) of the first frame of the program's own code
+ * up the stack; *code_out and *pcode_out are new references or NULL. *maker_out
+ * (may be NULL) gets the code of the asyncio function that made the future on
+ * the user's behalf, when there was one between the site and tracedfuture (new
+ * reference), else NULL. */
 static void
-site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **maker_out)
+site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **maker_out, PyObject **pcode_out,
+        int *plasti_out)
 {
     PyObject *first = NULL;
     int first_lasti = 0;
-    *code_out = NULL;
-    *lasti_out = 0;
+    *code_out = *pcode_out = NULL;
+    *lasti_out = *plasti_out = 0;
     if (maker_out != NULL) {
         *maker_out = NULL;
     }
@@ -747,24 +751,30 @@ site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **ma
     while (frame != NULL) {
         PyObject *code = (PyObject *)PyFrame_GetCode(frame);
         int kind = code_kind(code);
-        if (kind == K_USER) {
-            *code_out = code;
-            *lasti_out = PyFrame_GetLasti(frame);
-            if (maker_out != NULL) {
-                *maker_out = first; /* steals */
+        if (kind == K_PROGRAM || kind == K_LIBRARY) {
+            int lasti = PyFrame_GetLasti(frame);
+            if (*code_out == NULL) {
+                *code_out = Py_NewRef(code);
+                *lasti_out = lasti;
+                if (maker_out != NULL) {
+                    *maker_out = first; /* steals */
+                    first = NULL;
+                }
             }
-            else {
+            if (kind == K_PROGRAM) {
+                *pcode_out = code; /* steals */
+                *plasti_out = lasti;
                 Py_XDECREF(first);
+                Py_DECREF(frame);
+                return;
             }
-            Py_DECREF(frame);
-            return;
         }
-        if (kind == K_BOUNDARY) {
+        else if (kind == K_BOUNDARY) {
             Py_DECREF(code);
             Py_DECREF(frame);
             break;
         }
-        if (first == NULL && !in_dir(code, own_dir, own_dir_len)) {
+        else if (*code_out == NULL && first == NULL && !in_dir(code, own_dir, own_dir_len)) {
             first = Py_NewRef(code);
             first_lasti = PyFrame_GetLasti(frame);
         }
@@ -773,8 +783,23 @@ site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **ma
         Py_DECREF(frame);
         frame = back;
     }
-    *code_out = first;
-    *lasti_out = first_lasti;
+    if (*code_out == NULL) {
+        *code_out = first; /* steals */
+        *lasti_out = first_lasti;
+    }
+    else {
+        Py_XDECREF(first);
+    }
+}
+
+/* Forget every cached kind: what counts as the program changed. */
+static PyObject *
+forget_code_kinds(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    for (size_t h = 0; h < KIND_CACHE; h++) {
+        Py_CLEAR(kind_cache[h].code);
+    }
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -869,12 +894,24 @@ record_outcome(PyObject *self, TFExt *e, PyObject *loop)
     }
     if (exc != Py_None) {
         PyObject *msg = e->values ? text_of(py_exc_message, exc) : NULL;
-        if ((r = begin(e, e->ring, &old, OP_FAILED, 3, e->fid)) != NULL) {
+        /* where it was raised (_frames.raised_at): failures are rare */
+        PyObject *where = text_of(py_raised_at, exc);
+        if (where != NULL && !(PyTuple_Check(where) && PyTuple_GET_SIZE(where) == 4)) {
+            Py_CLEAR(where);
+        }
+        if ((r = begin(e, e->ring, &old, OP_FAILED, 7, e->fid)) != NULL) {
             set_opt_int(r, 0, tid);
             set_obj(r, 1, (PyObject *)Py_TYPE(exc));
             set_obj(r, 2, msg);
+            for (int k = 0; k < 4; k += 2) {
+                PyObject *c = where ? PyTuple_GET_ITEM(where, k) : Py_None;
+                set_obj(r, 3 + k, c == Py_None ? NULL : c);
+                set_int(r, 4 + k, where ? PyLong_AsLongLong(PyTuple_GET_ITEM(where, k + 1)) : 0);
+            }
+            PyErr_Clear();
         }
         rec_release(&old);
+        Py_XDECREF(where);
         Py_XDECREF(msg);
         Py_DECREF(exc);
         return;
@@ -947,18 +984,19 @@ static void
 register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *name, PyObject *coro_name,
              int is_task, PyFrameObject *frame)
 {
-    PyObject *code = NULL;
+    PyObject *code = NULL, *pcode = NULL;
     PyObject *maker = NULL; /* a future made by asyncio's own code: that function */
-    int lasti = 0;
+    int lasti = 0, plasti = 0;
     if (frame != NULL) {
         PyObject *fcode = (PyObject *)PyFrame_GetCode(frame);
-        if (code_kind(fcode) == K_USER) {
-            code = fcode; /* the common case */
-            lasti = PyFrame_GetLasti(frame);
+        if (code_kind(fcode) == K_PROGRAM) {
+            code = fcode; /* the common case: the program made it */
+            pcode = Py_NewRef(fcode);
+            lasti = plasti = PyFrame_GetLasti(frame);
         }
         else {
             Py_DECREF(fcode);
-            site_of(frame, &code, &lasti, is_task ? NULL : &maker);
+            site_of(frame, &code, &lasti, is_task ? NULL : &maker, &pcode, &plasti);
         }
     }
     long long tid = running_task_id(loop);
@@ -971,11 +1009,13 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
     e->ended = 0;
     e->creator = tid;
     e->lasti = lasti;
-    Py_XSETREF(e->code, code); /* steals */
+    e->plasti = plasti;
+    Py_XSETREF(e->code, code);   /* steals */
+    Py_XSETREF(e->pcode, pcode); /* steals */
     Py_XSETREF(e->label, is_task ? NULL : Py_XNewRef(name));
     live_link(e, obj);
     Rec old;
-    Rec *r = begin(e, e->ring, &old, OP_CREATED, 9, fid);
+    Rec *r = begin(e, e->ring, &old, OP_CREATED, 11, fid);
     e->created_ns = r ? r->ts : now_ns();
     if (r != NULL) {
         set_opt_int(r, 0, tid);
@@ -989,6 +1029,8 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
         set_obj(r, 6, is_task || maker == NULL ? coro_name : ((PyCodeObject *)maker)->co_qualname);
         set_int(r, 7, h->route);
         set_obj(r, 8, context);
+        set_obj(r, 9, pcode);
+        set_int(r, 10, plasti);
     }
     rec_release(&old);
     Py_XDECREF(context);
@@ -2412,8 +2454,8 @@ mod_info(PyObject *Py_UNUSED(module), PyObject *obj)
     }
     int is_task = PyObject_TypeCheck(obj, TracedTaskType);
     PyObject *creator = e->creator ? PyLong_FromLongLong(e->creator) : Py_NewRef(Py_None);
-    return Py_BuildValue("(LLOiNO)", e->fid, e->created_ns, e->code ? e->code : Py_None, e->lasti, creator,
-                         (!is_task && e->label) ? e->label : Py_None);
+    return Py_BuildValue("(LLOiNOOi)", e->fid, e->created_ns, e->code ? e->code : Py_None, e->lasti, creator,
+                         (!is_task && e->label) ? e->label : Py_None, e->pcode ? e->pcode : Py_None, e->plasti);
 }
 
 static PyObject *
@@ -2482,7 +2524,9 @@ static PyMethodDef module_methods[] = {
      "can name it as an awaiter or canceller."},
     {"live", mod_live, METH_NOARGS, "The traced futures and tasks that exist and are not done, oldest first."},
     {"info", mod_info, METH_O,
-     "(future_id, created_ns, code, lasti, creator_task_id, label) of a traced future or task, else None."},
+     "(future_id, created_ns, code, lasti, creator_task_id, label, program_code, program_lasti) of a\n"
+     "traced future or task, else None."},
+    {"_forget_code_kinds", forget_code_kinds, METH_NOARGS, "Forget the cached kinds of code objects."},
     {"set_text", mod_set_text, METH_VARARGS,
      "Set the functions that turn a result and an exception into text (capture_values)."},
     {"flush_pending_completions", mod_flush_pending_completions, METH_O,
@@ -2632,13 +2676,14 @@ PyInit__cfuture(void)
     py_canceller = get(frames, "canceller");
     py_classify = get(frames, "classify");
     py_hide_own_frames = get(frames, "hide_own_frames");
+    py_raised_at = get(frames, "raised_at");
     py_callback_name = get(shared, "callback_name");
     py_text = get(shared, "text");
     py_value_repr = get(shared, "value_repr_default");
     py_exc_message = get(shared, "exc_message_default");
     PyObject *own = get(frames, "OWN_DIR");
     if (!py_get_running_loop || !py_canceller || !py_callback_name || !py_text || !py_classify ||
-        !py_hide_own_frames || !py_value_repr || !py_exc_message || !own) {
+        !py_hide_own_frames || !py_raised_at || !py_value_repr || !py_exc_message || !own) {
         return NULL;
     }
     Py_ssize_t n;
@@ -2741,6 +2786,13 @@ PyInit__cfuture(void)
         Py_INCREF(asyncio_eager_create_task);
     }
     Py_DECREF(factories);
+    PyObject *forget = PyObject_GetAttrString(m, "_forget_code_kinds");
+    PyObject *registered = forget ? PyObject_CallMethod(frames, "on_program_change", "O", forget) : NULL;
+    Py_XDECREF(forget);
+    if (registered == NULL) {
+        return NULL;
+    }
+    Py_DECREF(registered);
     Py_DECREF(frames);
     Py_DECREF(shared);
     Py_DECREF(casyncio);

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import os
 import re
 import sysconfig
+from collections.abc import Callable, Iterable
 from types import CodeType, FrameType
 from typing import Any
 
@@ -38,22 +40,25 @@ __all__ = [
     "BOUNDARY",
     "CORE_DIR",
     "INTERNAL",
+    "LIBRARY",
     "OTHER_STDLIB",
     "OWN_DIR",
     "PACKAGES",
+    "PROGRAM",
     "STDLIB_DIR",
-    "USER",
     "canceller",
     "classify",
     "code_kinds",
+    "creation",
     "hide_own_frames",
     "is_asyncio",
     "is_installed",
     "is_library",
     "kind",
+    "on_program_change",
+    "raised_at",
+    "set_app_modules",
     "short_asyncio",
-    "site",
-    "site_and_maker",
     "strip_source_traceback",
 ]
 
@@ -118,12 +123,22 @@ def short_asyncio(filename: str) -> str:
 
 # --- code objects -----------------------------------------------------------------
 
-USER, INTERNAL, BOUNDARY = 0, 1, 2
+# PROGRAM: the program's own code; LIBRARY: outside asyncio and tracedfuture, but
+# the standard library's or an installed package's; INTERNAL: asyncio's or
+# tracedfuture's; BOUNDARY: where the loop calls into a callback or a task step.
+# A future's *site* is its first PROGRAM or LIBRARY frame, its *program frame* the
+# first PROGRAM one (``_cfuture.c`` has the same numbers).
+PROGRAM, INTERNAL, BOUNDARY, LIBRARY = 0, 1, 2, 3
 # Keyed by id(): CPython 3.11-3.13 hash a code object by hashing its bytecode and
 # constants, on every lookup (200 ns for a mid-sized function). Each entry keeps
 # its code object alive, so its id cannot be reused while it is cached. The hot
 # path of ``_future`` reads this dict directly.
 code_kinds: dict[int, tuple[CodeType, int]] = {}
+# Directories whose files are the program's even where they are installed
+# (``install(app_modules=...)``); set by :func:`set_app_modules`.
+_app_dirs: tuple[str, ...] = ()
+# Called when what counts as the program changes: the compiled core's cache.
+_forget: list[Callable[[], object]] = []
 
 
 def kind(code: CodeType) -> int:
@@ -139,8 +154,12 @@ def kind(code: CodeType) -> int:
 
 
 def classify(code: CodeType) -> int:
-    """``USER`` (outside asyncio and tracedfuture), ``INTERNAL``, or ``BOUNDARY``
-    (where the loop calls into a callback or a task step)."""
+    """``PROGRAM``, ``LIBRARY``, ``INTERNAL`` or ``BOUNDARY`` (see above).
+
+    The program is, by default, every file outside the standard library,
+    installed packages (``site-packages``, ``dist-packages``) and tracedfuture;
+    :func:`set_app_modules` adds packages that are installed too.
+    """
     name = code.co_filename
     if is_asyncio(name):
         # Handle._run is where the loop calls into a callback or a task step:
@@ -150,38 +169,88 @@ def classify(code: CodeType) -> int:
         return INTERNAL
     if name.startswith(OWN_DIR):
         return INTERNAL
-    return USER
+    if _app_dirs and name.startswith(_app_dirs):
+        return PROGRAM
+    if name.startswith("<frozen ") or is_library(name):
+        return LIBRARY
+    return PROGRAM
+
+
+def set_app_modules(names: Iterable[str]) -> None:
+    """Count the files of these top-level modules or packages as the program's,
+    wherever they are installed (``("myservice",)``); ``()`` goes back to the
+    default guess. Found without importing them.
+
+    >>> import json
+    >>> set_app_modules(("json",)); classify(json.dumps.__code__) == PROGRAM
+    True
+    >>> set_app_modules(()); classify(json.dumps.__code__) == LIBRARY
+    True
+    """
+    global _app_dirs
+    dirs: list[str] = []
+    for name in names:
+        if not isinstance(name, str) or not name or "." in name:
+            msg = f"app_modules takes top-level module names such as 'myservice', not {name!r}"
+            raise ValueError(msg)
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            msg = f"app_modules: no module named {name!r} on sys.path"
+            raise ValueError(msg)
+        if spec.submodule_search_locations:
+            dirs.extend(os.path.join(path, "") for path in spec.submodule_search_locations)
+        elif spec.origin:
+            dirs.append(spec.origin)
+    _app_dirs = tuple(dirs)
+    code_kinds.clear()
+    for forget in _forget:
+        forget()
+
+
+def on_program_change(forget: Callable[[], object]) -> None:
+    """Call ``forget()`` whenever :func:`set_app_modules` changes what counts as the
+    program (an implementation's own cache of :func:`classify`)."""
+    _forget.append(forget)
 
 
 # --- walks ------------------------------------------------------------------------
 
 
-def site(frame: FrameType | None) -> tuple[CodeType | None, int]:
-    """(code, f_lasti) of the first frame outside asyncio and tracedfuture.
+def creation(frame: FrameType | None) -> tuple[CodeType | None, int, str | None, CodeType | None, int]:
+    """Where a future or task was made, from the frame that asked for it:
+    ``(code, lasti, maker, program_code, program_lasti)``.
 
-    When a task's own coroutine is asyncio's (``create_task(asyncio.sleep(1))``)
-    no user frame is below the loop: the innermost asyncio frame is the answer.
+    ``code``/``lasti``: the first frame outside asyncio and tracedfuture (a
+    library's, maybe). ``maker``: the qualname of the asyncio function that made
+    the future on the program's behalf when there was one between that frame and
+    tracedfuture (``SubprocessStreamProtocol.__init__``), else ``None``.
+    ``program_code``/``program_lasti``: the first frame of the program's own
+    code up the stack (see :func:`classify`), or ``None``. When a task's own
+    coroutine is asyncio's (``create_task(asyncio.sleep(1))``) no frame outside
+    asyncio is below the loop: the innermost asyncio frame is the site.
     """
-    code, lasti, _ = site_and_maker(frame)
-    return code, lasti
-
-
-def site_and_maker(frame: FrameType | None) -> tuple[CodeType | None, int, str | None]:
-    """:func:`site`, and the qualname of the asyncio function that made the
-    future on the program's behalf when there was one between the program's frame
-    and tracedfuture (``SubprocessStreamProtocol.__init__``), else ``None``."""
     first: tuple[CodeType | None, int] = (None, 0)
+    site: tuple[CodeType | None, int] | None = None
+    maker = None
     while frame is not None:
         code = frame.f_code
         found = kind(code)
-        if found == USER:
-            return code, frame.f_lasti, first[0].co_qualname if first[0] is not None else None
-        if found == BOUNDARY:
-            return (*first, None)
-        if first[0] is None and not code.co_filename.startswith(OWN_DIR):
+        if found == PROGRAM:
+            if site is None:
+                return code, frame.f_lasti, first[0].co_qualname if first[0] is not None else None, code, frame.f_lasti
+            return (*site, maker, code, frame.f_lasti)
+        if found == LIBRARY:
+            if site is None:
+                site = (code, frame.f_lasti)
+                maker = first[0].co_qualname if first[0] is not None else None
+        elif found == BOUNDARY:
+            break
+        elif site is None and first[0] is None and not code.co_filename.startswith(OWN_DIR):
             first = (code, frame.f_lasti)
         frame = frame.f_back
-    return (*first, None)
+    if site is None:
+        return (*first, None, None, 0)
+    return (*site, maker, None, 0)
 
 
 def canceller(frame: FrameType | None) -> tuple[CodeType | None, int, CodeType | None, int]:
@@ -194,12 +263,29 @@ def canceller(frame: FrameType | None) -> tuple[CodeType | None, int, CodeType |
         found = kind(code)
         if direct[0] is None and not code.co_filename.startswith(OWN_DIR):
             direct = (code, frame.f_lasti)
-        if found == USER:
+        if found in (PROGRAM, LIBRARY):
             return (*direct, code, frame.f_lasti)
         if found == BOUNDARY:
             break
         frame = frame.f_back
     return (*direct, None, 0)
+
+
+def raised_at(exc: BaseException) -> tuple[CodeType | None, int, CodeType | None, int]:
+    """Where an exception was raised: the innermost entry of its traceback, and
+    the innermost entry there that is the program's own code (``None`` when
+    there is none, or no traceback: ``set_exception(ValueError())``)."""
+    tb = exc.__traceback__
+    entries = []
+    while tb is not None:
+        entries.append((tb.tb_frame.f_code, tb.tb_lasti))
+        tb = tb.tb_next
+    if not entries:
+        return None, 0, None, 0
+    for code, lasti in reversed(entries):
+        if kind(code) == PROGRAM:
+            return (*entries[-1], code, lasti)
+    return (*entries[-1], None, 0)
 
 
 # --- what the program sees ----------------------------------------------------------

@@ -47,11 +47,11 @@ from typing import Any, TypeVar
 
 from . import _events as ev
 from ._frames import (
-    USER,
+    PROGRAM,
     canceller,
+    creation,
     hide_own_frames,
-    site,
-    site_and_maker,
+    raised_at,
     strip_source_traceback,
 )
 from ._frames import code_kinds as _code_kind
@@ -203,15 +203,15 @@ def live() -> list[Any]:
     return out
 
 
-def info(obj: object) -> tuple[int, int, Any, int, int | None, str | None] | None:
-    """``(future_id, created_ns, code, lasti, creator_task_id, label)`` of a traced
-    future or task, else ``None``."""
+def info(obj: object) -> tuple[int, int, Any, int, int | None, str | None, Any, int] | None:
+    """``(future_id, created_ns, code, lasti, creator_task_id, label, program_code,
+    program_lasti)`` of a traced future or task, else ``None``."""
     if not isinstance(obj, (TracedFuture, TracedTask)):
         return None
     rec = getattr(obj, "_tf_rec", None)
     if rec is None:
         return None
-    return (rec[1], rec[2], rec[5], rec[6], rec[3], None if rec[4] else rec[8])
+    return (rec[1], rec[2], rec[5], rec[6], rec[3], None if rec[4] else rec[8], rec[12], rec[13])
 
 
 # --- the methods shared by futures and tasks -----------------------------------------
@@ -280,7 +280,8 @@ def _outcome(self: Any) -> tuple[Any, ...]:
         return (ev.OP_CANCELLED, fid, _now(), tid, None, None)
     exc = self._exception
     if exc is not None:
-        return (ev.OP_FAILED, fid, _now(), tid, type(exc), _exc_message(exc) if self._tf_values else None)
+        text = _exc_message(exc) if self._tf_values else None
+        return (ev.OP_FAILED, fid, _now(), tid, type(exc), text, *raised_at(exc))
     result = self._result
     return (ev.OP_RESOLVED, fid, _now(), tid, type(result), _value_repr(result) if self._tf_values else None)
 
@@ -316,7 +317,7 @@ def _register(fut: Any, loop: Any, hooks: LoopHooks, label: str | None, frame: F
     if hooks.ring is None or not hooks.ring.admit():
         _unbound(fut)
         return
-    code, lasti, maker = site_and_maker(frame)
+    code, lasti, maker, pcode, plasti = creation(frame)
     tid = _running_task_id(loop)
     rec = (
         ev.OP_CREATED,
@@ -331,6 +332,8 @@ def _register(fut: Any, loop: Any, hooks: LoopHooks, label: str | None, frame: F
         maker,
         hooks.route,
         hooks.captured(),
+        pcode,
+        plasti,
     )
     _bind(fut, hooks, rec)
     tb = fut._source_traceback
@@ -344,7 +347,7 @@ def _register_task(
     if hooks.ring is None or not hooks.ring.admit():
         _unbound(task)
         return 0
-    code, lasti = site(frame)
+    code, lasti, _, pcode, plasti = creation(frame)
     qualname = getattr(coro, "__qualname__", None)
     if not isinstance(qualname, str):
         qualname = type(coro).__qualname__
@@ -363,6 +366,8 @@ def _register_task(
         qualname,
         hooks.route,
         hooks.captured(),
+        pcode,
+        plasti,
     )
     _bind(task, hooks, rec)
     return fid
@@ -666,17 +671,33 @@ class LoopHooks:
         code: CodeType | None = frame.f_code
         entry = _code_kind.get(id(code))
         maker = None
-        if entry is not None and entry[0] is code and entry[1] == USER:
-            lasti = frame.f_lasti  # the common case, _site inlined
+        if entry is not None and entry[0] is code and entry[1] == PROGRAM:
+            lasti = plasti = frame.f_lasti  # the common case, creation() inlined
+            pcode: CodeType | None = code
         else:
-            code, lasti, maker = site_and_maker(frame)
+            code, lasti, maker, pcode, plasti = creation(frame)
         task = _current_task(loop)  # _running_task_id, inlined
         tid = getattr(task, "_tf_id", None)
         if not tid and task is not None:
             tid = _task_id(task)
         context = None if self.capture is None else self.captured()
         fid = _next_id()
-        rec = (ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, maker, self.route, context)
+        rec = (
+            ev.OP_CREATED,
+            fid,
+            _now(),
+            tid,
+            False,
+            code,
+            lasti,
+            _thread_id(),
+            None,
+            maker,
+            self.route,
+            context,
+            pcode,
+            plasti,
+        )
         fut._tf_id = fid
         fut._tf_ring = ring
         fut._tf_values = self.capture_values

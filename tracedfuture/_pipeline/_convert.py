@@ -40,6 +40,7 @@ class _FutureState:
         "exc_type",
         "is_task",
         "name",
+        "program_site",
         "scheduled",
         "site",
     )
@@ -55,6 +56,7 @@ class _FutureState:
         self.cancel: tuple[str | None, int | None, str | None] | None = None
         self.done = False
         self.exc_type: str | None = None
+        self.program_site: Site | None = None
 
 
 _new_event = tuple.__new__
@@ -71,16 +73,22 @@ _RESULT_TYPE, _VALUE, _EXC_TYPE, _EXC_MSG = (
 )
 _MSG, _CANCELLER_ID, _CANCELLER = _FIELD["msg"], _FIELD["canceller_id"], _FIELD["canceller"]
 _AGE_NS, _CHAIN, _DETAIL, _CONTEXT = _FIELD["age_ns"], _FIELD["chain"], _FIELD["detail"], _FIELD["context"]
+_PROGRAM_SITE, _RAISE_SITE, _RAISE_PROGRAM_SITE = (
+    _FIELD["program_site"],
+    _FIELD["raise_site"],
+    _FIELD["raise_program_site"],
+)
 _BLANK: list[Any] = [None] * len(Event._fields)
 # The None fields after a position, for events built in one step (convert()).
-_TAIL_AFTER_PARENT = (None,) * (len(Event._fields) - _PARENT_ID - 1)
+_BETWEEN_PARENT_AND_CONTEXT = (None,) * (_CONTEXT - _PARENT_ID - 1)
 _TAIL_AFTER_AWAITER = (None,) * (len(Event._fields) - _AWAITER_ID - 1)
 _TAIL_AFTER_RESULT = (None,) * (len(Event._fields) - _RESULT_TYPE - 1)
-if (_PARENT_ID + 1, _PARENT_ID + 2, _PARENT_ID + 3, len(_BLANK) - 1) != (
+if (_PARENT_ID + 1, _PARENT_ID + 2, _PARENT_ID + 3, _CONTEXT + 1, len(_BLANK) - 3) != (
     _CALLBACK,
     _AWAITER_ID,
     _RESULT_TYPE,
-    _CONTEXT,
+    _PROGRAM_SITE,
+    _PROGRAM_SITE,
 ):
     raise ImportError("Event's fields moved: update the one-step events of _convert.Converter.convert")  # noqa: EM101
 _CREATED, _CB_ADDED, _RESOLVED, _COLLECTED = ev.OP_CREATED, ev.OP_CB_ADDED, ev.OP_RESOLVED, ev.OP_COLLECTED
@@ -142,9 +150,11 @@ class Converter:
                     del states[record[1]]
                     continue
             elif op == _CREATED:
-                _, fid, ts, tid, is_task, code, lasti, thread_id, name, coro, _route, context = record
+                _, fid, ts, tid, is_task, code, lasti, thread_id, name, coro, _route, context, pcode, plasti = record
                 site = site_of(code, lasti)
-                states[fid] = _FutureState(is_task, name, site, ts)
+                program_site = site if pcode is code and plasti == lasti else site_of(pcode, plasti)
+                state = states[fid] = _FutureState(is_task, name, site, ts)
+                state.program_site = program_site
                 emit(
                     new(
                         event_type,
@@ -159,8 +169,11 @@ class Converter:
                             thread_id,
                             coro,
                             tid if is_task else n,
-                            *_TAIL_AFTER_PARENT[:-1],
+                            *_BETWEEN_PARENT_AND_CONTEXT,
                             context,
+                            program_site,
+                            n,
+                            n,
                         ),
                     )
                 )
@@ -236,13 +249,15 @@ class Converter:
     def _convert(self, record: Record, emit: Callable[[Event], None]) -> None:
         op, fid, ts = record[0], record[1], record[2]
         if op == ev.OP_CREATED:
-            _, _, _, tid, is_task, code, lasti, thread_id, name, coro, _route, context = record
+            _, _, _, tid, is_task, code, lasti, thread_id, name, coro, _route, context, pcode, plasti = record
             site = site_of(code, lasti)
             born = self.states[fid] = _FutureState(is_task, name, site, ts)
+            born.program_site = site if pcode is code and plasti == lasti else site_of(pcode, plasti)
             event = _event(ev.CREATED, fid, ts, tid, born)
             event[_SITE], event[_THREAD_ID], event[_CORO] = site, thread_id, coro
             event[_PARENT_ID] = tid if is_task else None
             event[_CONTEXT] = context
+            event[_PROGRAM_SITE] = born.program_site
             emit(_new_event(Event, event))
             return
         state = self.states.get(fid)
@@ -273,6 +288,7 @@ class Converter:
             else:
                 return
             event[_SITE] = state.site
+            event[_PROGRAM_SITE] = state.program_site
             event[_AGE_NS] = ts - state.created_ns if state.created_ns is not None else None
             emit(_new_event(Event, event))
             return
@@ -301,6 +317,8 @@ class Converter:
             state.exc_type = type_name(record[4])
             event = _event(ev.FAILED, fid, ts, tid, state)
             event[_EXC_TYPE], event[_EXC_MSG] = state.exc_type, self._text(record[5], True)
+            event[_RAISE_SITE] = site_of(record[6], record[7])
+            event[_RAISE_PROGRAM_SITE] = site_of(record[8], record[9])
             emit(_new_event(Event, event))
             self._finish(emit, state, fid, ts, tid)
         elif op == ev.OP_CANCELLED:
@@ -341,6 +359,7 @@ class Converter:
         event = _event(kind, fid, ts, tid, state)
         if state is not None:
             event[_SITE] = state.site
+            event[_PROGRAM_SITE] = state.program_site
         event[_AGE_NS], event[_CHAIN], event[_DETAIL] = age, chain, detail
         emit(_new_event(Event, event))
 
