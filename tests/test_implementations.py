@@ -157,3 +157,30 @@ def test_the_wheel_carries_the_compiled_core_and_the_sdist_its_source(tmp_path: 
         members = archive.getnames()
     assert any(m.endswith("/tracedfuture/_core/_cfuture.c") for m in members)
     assert any(m.endswith("/setup.py") for m in members)
+
+
+def test_the_compiled_core_loads_without_the_reference() -> None:
+    require(_built(), "no compiler here: only the reference exists")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import tracedfuture._core._cfuture, sys; print('tracedfuture._core._future' in sys.modules)",
+        ],
+        env={k: v for k, v in os.environ.items() if k != "TRACEDFUTURE_PURE_PYTHON"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert result.stdout == "False\n"
+
+
+def test_one_rule_says_what_is_asyncios_file() -> None:
+    from tracedfuture import _text
+    from tracedfuture._core import _frames
+    from tracedfuture._pipeline import _convert
+
+    assert _text.is_asyncio is _frames.is_asyncio
+    assert _text.is_library is _frames.is_library
+    assert _convert.short_asyncio is _frames.short_asyncio

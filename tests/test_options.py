@@ -150,7 +150,7 @@ def test_replace_checks_too() -> None:
 
 def test_an_unknown_option_suggests_the_closest() -> None:
     expected = (
-        r"^unknown tracedfuture option 'sample_rat': did you mean 'sample_rate'\? valid ones are 'capture_values', "
+        r"^unknown tracedfuture option 'sample_rat': did you mean 'sample_rate'\? valid ones are 'app_modules', 'capture_values', "
     )
     with pytest.raises(TypeError, match=expected):
         Options(sample_rat=0.5)  # type: ignore[call-arg]
@@ -175,6 +175,7 @@ def test_every_variable_reads_its_option(prefix: str) -> None:
         prefix + "EXCLUDE_MODULES": "myapp.health",
         prefix + "INCLUDE_NAMES": "worker-*",
         prefix + "EXCLUDE_NAMES": "poll-*,tick-*",
+        prefix + "APP_MODULES": "myservice",
         "OTEL_SERVICE_NAME": "not ours",
     }
     given = from_environment(environ, prefix)
@@ -193,6 +194,7 @@ def test_every_variable_reads_its_option(prefix: str) -> None:
         "exclude_modules": ("myapp.health",),
         "include_names": ("worker-*",),
         "exclude_names": ("poll-*", "tick-*"),
+        "app_modules": ("myservice",),
     }
     assert set(given) == {option.name for option in INSTALL_OPTIONS}
     assert Options(**given).max_bytes == 1 << 20
@@ -339,7 +341,7 @@ BAD: dict[str, tuple[object, str]] = {
     "otel_timeout": (None, "0"),
 }
 # Lists of names and paths: any text is a good value (an empty variable is unset).
-NO_BAD_TEXT = {"include_modules", "exclude_modules", "include_names", "exclude_names", "flight"}
+NO_BAD_TEXT = {"include_modules", "exclude_modules", "include_names", "exclude_names", "app_modules", "flight"}
 
 
 def test_the_walk_covers_the_whole_table() -> None:

@@ -36,6 +36,12 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "coro": OPT_STR,
     "route": (int,),
     "context": (object,),
+    "program_code": (types.CodeType, type(None)),
+    "program_lasti": (int,),
+    "raise_code": (types.CodeType, type(None)),
+    "raise_lasti": (int,),
+    "raise_program_code": (types.CodeType, type(None)),
+    "raise_program_lasti": (int,),
     "callback_name": (str,),
     "awaiter_id": OPT_INT,
     "removed_indices": (tuple,),
@@ -222,9 +228,10 @@ def test_info_gives_id_creation_site_creator_and_label(traced: Traced) -> None:
         me = traced.impl.future_id(asyncio.current_task())
         return traced.impl.info(fut), traced.impl.future_id(fut), me
 
-    (fid, created_ns, code, lasti, creator, label), expected_id, me = traced.run(main())
+    (fid, created_ns, code, lasti, creator, label, pcode, plasti), expected_id, me = traced.run(main())
     assert fid == expected_id and creator == me and label == "db reply"
     assert code.co_name == "main" and isinstance(lasti, int) and created_ns > 0
+    assert (pcode, plasti) == (code, lasti)  # the program made it itself
     assert traced.impl.info(object()) is None and traced.impl.info(asyncio.Future(loop=traced.loop)) is None
 
 

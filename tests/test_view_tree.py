@@ -148,10 +148,11 @@ def test_asyncio_runs_shutdown_tasks_are_hidden_unless_all(aiohttp_trace: Path) 
     assert "hidden" not in shown[-1]
 
 
-def test_library_sites_are_attributed_to_the_programs_task(aiohttp_trace: Path) -> None:
+def test_library_sites_are_attributed_to_the_programs_own_line(aiohttp_trace: Path) -> None:
     lines = tree(aiohttp_trace)
     line = next(line for line in lines if "_wait_for_available_connection" in line)
-    assert "aio.py:25 in main  (via aiohttp/connector.py:" in line
+    # the line in fetch() that called into aiohttp, not the line that made the task
+    assert "aio.py:22 in main.<locals>.fetch  (via aiohttp/connector.py:" in line
     raw = tree("--library-sites", aiohttp_trace)
     line = next(line for line in raw if "_wait_for_available_connection" in line)
     assert "(via" not in line
@@ -186,7 +187,7 @@ def test_lines_fit_a_real_terminal_with_the_site_kept(aiohttp_trace: Path) -> No
     assert len(body) > 5
     assert max(len(line) for line in body) <= 100
     assert any(line.endswith("aio.py:7 in hello") for line in body)  # the site survives the cut
-    assert any(line.endswith("aio.py:25 in main") for line in body)  # the library's part went first
+    assert any(line.endswith("aio.py:22 in main.<locals>.fetch") for line in body)  # the library's part went first
 
 
 def test_width_cuts_free_text_not_the_site(tmp_path: Path) -> None:

@@ -103,6 +103,9 @@ class FutureState:
         "name",
         "outcome",
         "parent_id",
+        "program_site",
+        "raise_program_site",
+        "raise_site",
         "result_type",
         "site",
         "start_ns",
@@ -117,6 +120,11 @@ class FutureState:
         self.is_task = is_task
         self.name = name
         self.site: Site | None = None
+        # the program's own line that made it, and where a failure was raised
+        # (the innermost frame, and the innermost one in the program)
+        self.program_site: Site | None = None
+        self.raise_site: Site | None = None
+        self.raise_program_site: Site | None = None
         self.frames: tuple[Site, ...] = ()
         self.coro: str | None = None
         self.parent_id: int | None = None
@@ -266,6 +274,7 @@ class Fold:
             else:  # events before its "created": an out-of-order or stitched history
                 state.is_task, state.name, state.start_ns = event.is_task, event.name, ts
             state.site = event.site
+            state.program_site = event.program_site
             state.coro = event.coro
             state.parent_id = event.parent_id
             state.creator_id = event.task_id
@@ -297,6 +306,7 @@ class Fold:
         elif kind == _FAILED:
             self._finish(state, Outcome.FAILED, ts)
             state.exc_type, state.exc_msg = event.exc_type, event.exc_msg
+            state.raise_site, state.raise_program_site = event.raise_site, event.raise_program_site
         elif kind == _CANCELLED:
             self._finish(state, Outcome.CANCELLED, ts)
             state.msg, state.canceller_id, state.canceller = event.msg, event.canceller_id, event.canceller

@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
-from ._core import _loops
+from ._core import _frames, _loops
 from ._core._events import Event
 from ._core._seam import LoopHooksLike
 from ._pipeline._convert import Converter, redacted
@@ -376,7 +376,10 @@ def _unpatch_base_init() -> None:
 
 
 def install(
-    loop: asyncio.AbstractEventLoop | None = None, *, exporters: Iterable[Any] = (), **options: Any
+    loop: asyncio.AbstractEventLoop | None = None,
+    *,
+    exporters: Iterable[Any] = (),
+    **options: Any,
 ) -> Installation:
     """Trace ``loop``, or, without one, the running loop and every loop created later.
 
@@ -396,8 +399,15 @@ def install(
     ['sleep', 'BaseEventLoop.shutdown_asyncgens', 'BaseEventLoop.shutdown_default_executor']
 
     Options are listed in :class:`Options`; an unknown one raises ``TypeError``.
+    ``app_modules`` (``("myservice",)``) names top-level packages whose files are
+    the program's own even where they are installed: every future's program line
+    is looked for in them too (process-wide; by default the program is every file
+    outside the standard library, ``site-packages`` and tracedfuture).
     """
-    inst = Installation(exporters, Options.parse(options))
+    checked = Options.parse(options)
+    if checked.app_modules:
+        _frames.set_app_modules(checked.app_modules)
+    inst = Installation(exporters, checked)
     try:
         if loop is not None:
             _attach(loop, inst)

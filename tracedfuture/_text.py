@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import functools
 import os
-import re
-import sysconfig
 from collections.abc import Mapping
 
 from ._core._events import Site
+from ._core._frames import OTHER_STDLIB, PACKAGES, STDLIB_DIR, is_asyncio, is_installed, is_library
 
 __all__ = [
     "format_duration",
@@ -32,11 +31,6 @@ __all__ = [
     "untraced_children_note",
 ]
 
-_STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
-# Another machine's standard library (a trace read elsewhere): .../lib/python3.12/...
-_OTHER_STDLIB = re.compile(r"^(?:.*[/\\])?(?:lib|Lib)[/\\]python3(?:\.\d+)?t?[/\\](?!site-packages|dist-packages)")
-_PACKAGES = re.compile(r"[/\\](?:site|dist)-packages[/\\]")
-
 
 @functools.lru_cache(maxsize=8192)
 def short_path(filename: str) -> str:
@@ -49,12 +43,12 @@ def short_path(filename: str) -> str:
     >>> short_path("/venv/lib/python3.12/site-packages/aiohttp/web.py")
     'aiohttp/web.py'
     """
-    if filename.startswith(_STDLIB):
-        return filename[len(_STDLIB) :]
-    found = _PACKAGES.search(filename)
+    if filename.startswith(STDLIB_DIR):
+        return filename[len(STDLIB_DIR) :]
+    found = PACKAGES.search(filename)
     if found is not None:
         return filename[found.end() :]
-    found = _OTHER_STDLIB.match(filename)
+    found = OTHER_STDLIB.match(filename)
     if found is not None:
         return filename[found.end() :]
     if os.path.isabs(filename):
@@ -62,40 +56,6 @@ def short_path(filename: str) -> str:
         if filename.startswith(cwd):
             return filename[len(cwd) :]
     return filename
-
-
-@functools.lru_cache(maxsize=8192)
-def is_installed(filename: str) -> bool:
-    """Whether a source file belongs to an installed package (``site-packages``).
-
-    >>> is_installed("/venv/lib/python3.12/site-packages/aiohttp/web.py"), is_installed("/app/web.py")
-    (True, False)
-    """
-    return _PACKAGES.search(filename) is not None
-
-
-@functools.lru_cache(maxsize=8192)
-def is_library(filename: str) -> bool:
-    """Whether a source file belongs to an installed package or the standard library,
-    not to the program itself."""
-    return bool(filename.startswith(_STDLIB) or _PACKAGES.search(filename) or _OTHER_STDLIB.match(filename))
-
-
-@functools.lru_cache(maxsize=8192)
-def is_asyncio(filename: str) -> bool:
-    """Whether a source file is asyncio's own (the standard library's ``asyncio`` package).
-
-    >>> is_asyncio("/usr/lib/python3.11/asyncio/subprocess.py"), is_asyncio("/app/asyncio/x.py")
-    (True, False)
-    """
-    if filename.startswith(_STDLIB):
-        rest = filename[len(_STDLIB) :]
-    else:
-        found = _OTHER_STDLIB.match(filename)
-        if found is None:
-            return False
-        rest = filename[found.end() :]
-    return rest.startswith(("asyncio/", "asyncio\\"))
 
 
 def site_text(site: Site | None) -> str:

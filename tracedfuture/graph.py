@@ -115,6 +115,7 @@ class PendingFuture:
     last_awaiter_id: int | None = None
     coro: str | None = None
     call_stack: tuple[FrameEntry, ...] = ()
+    program_site: Site | None = None
 
     @property
     def label(self) -> str:
@@ -225,6 +226,7 @@ class _Node:
         "incomplete",
         "is_task",
         "name",
+        "program_site",
         "site",
     )
 
@@ -232,6 +234,7 @@ class _Node:
         self.is_task = is_task
         self.name = name
         self.site = site
+        self.program_site: Site | None = None
         self.created_ns = created_ns
         self.callbacks: list[tuple[str, int | None]] = []
         self.awaiter_id: int | None = None
@@ -265,6 +268,7 @@ def _assemble(
             last_awaiter_id=node.awaiter_id,
             coro=node.coro,
             call_stack=stacks.get(fid, ()),
+            program_site=node.program_site,
         )
         for fid, node in sorted(nodes.items())
     )
@@ -313,13 +317,14 @@ def _nodes(live: Iterable[Any]) -> dict[int, _Node]:
         info = _core.info(obj)
         if info is None:
             continue
-        fid, created_ns, code, lasti, _creator, label = info
+        fid, created_ns, code, lasti, _creator, label, pcode, plasti = info
         try:
             if obj.done():
                 continue
             is_task = isinstance(obj, asyncio.Task)
             name = obj.get_name() if is_task else label
             node = _Node(is_task, name, site_of(code, lasti), created_ns)
+            node.program_site = site_of(pcode, plasti)
             for callback, _context in obj._callbacks or ():
                 node.callbacks.append(_callback(callback))
             node.awaiter_id = next((a for _, a in node.callbacks if a is not None), None)
@@ -356,7 +361,7 @@ def _read_tasks(
     for task in asyncio.all_tasks(loop):
         fid = _core.future_id(task)
         node = nodes.get(fid) if fid else None
-        if node is None:
+        if fid is None or node is None:
             continue
         coro = task.get_coro()
         node.coro = getattr(coro, "__qualname__", None)
@@ -414,6 +419,7 @@ def from_events(events: Iterable[Event], at_ns: int | None = None) -> Snapshot:
             continue
         known = state.outcome == Outcome.PENDING
         node = nodes[fid] = _Node(state.is_task, state.name, state.site, state.start_ns if known else None)
+        node.program_site = state.program_site
         node.callbacks = list(state.callbacks)
         node.awaiter_id = state.awaits[-1][0] if state.awaits else None
         node.cancelling = bool(state.cancel_requests)
@@ -484,7 +490,10 @@ def _describe(fut: PendingFuture) -> str:
         parts.append(f"{fut.coro}()")
     state = fut.state.lower()
     parts.append(state if fut.age_ns is None else f"{state} {fut.age_ns / 1e9:.2f}s")
-    if fut.site is not None:
+    if fut.program_site is not None and fut.program_site != fut.site:
+        via = f" (via {site_text(fut.site)})" if fut.site is not None else ""
+        parts.append(f"created at {site_text(fut.program_site)}{via}")
+    elif fut.site is not None:
         parts.append(f"created at {site_text(fut.site)}")
     if fut.callbacks:
         parts.append(f"callbacks: {', '.join(fut.callbacks)}")

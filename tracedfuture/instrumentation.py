@@ -27,6 +27,7 @@ variable                                        option                          
 ``OTEL_PYTHON_TRACEDFUTURE_EXCLUDE_MODULES``    ``exclude_modules`` (commas)      ``myapp.health``
 ``OTEL_PYTHON_TRACEDFUTURE_INCLUDE_NAMES``      ``include_names`` (commas)        ``worker-*``
 ``OTEL_PYTHON_TRACEDFUTURE_EXCLUDE_NAMES``      ``exclude_names`` (commas)        ``poll-*``
+``OTEL_PYTHON_TRACEDFUTURE_APP_MODULES``        ``app_modules`` (commas)          ``myservice``
 ==============================================  ================================  ===============
 
 These are the options of :class:`tracedfuture.Options`, read by

@@ -588,6 +588,15 @@ class Options:
         _Names("name patterns", "poll-*", "PATTERN"),
         flag="--exclude-name",
     )
+    app_modules: tuple[str, ...] = _option(
+        (),
+        """Top-level packages ("myservice") whose files are the program's own even
+        where they are installed: each future's program line is looked for in them
+        too. By default the program is every file outside the standard library,
+        site-packages and tracedfuture. Process-wide.""",
+        _Names("top-level module names", "myservice", "MODULE"),
+        flag="--app-module",
+    )
 
     def __post_init__(self) -> None:
         problems: list[OptionError] = []

@@ -148,6 +148,9 @@ _TYPES: dict[str, type] = {
     "kind": str,
     "is_task": bool,
     "site": dict,
+    "program_site": dict,
+    "raise_site": dict,
+    "raise_program_site": dict,
     "chain": list,
 }
 # Each known field: (its index in Event, the JSON type it must have). "context" is
@@ -155,7 +158,8 @@ _TYPES: dict[str, type] = {
 _FIELDS = {key: (_INDEX[key], expected) for key, expected in _TYPES.items()}
 _BLANK: list[Any] = [None] * len(Event._fields)
 _BLANK[_INDEX["is_task"]] = False
-_SITE, _CHAIN = _INDEX["site"], _INDEX["chain"]
+_SITE_FIELDS = tuple((_INDEX[key], key) for key in ("site", "program_site", "raise_site", "raise_program_site"))
+_CHAIN = _INDEX["chain"]
 # Ids, clocks and ages are unsigned 64-bit numbers where they are made; anything
 # outside is corruption, caught here rather than as an overflow in a viewer.
 _INT_LIMIT = 1 << 64
@@ -210,21 +214,10 @@ def _checked_event(obj: Any) -> Event:
     if values[1] == 0 and values[0] not in _LOOP_KINDS:
         msg = f"future_id 0 is the event loop itself: a {values[0]!r} event needs the id of a future"
         raise ValueError(msg)
-    site = values[_SITE]
-    if site is not None:
-        file, line, function = site.get("file"), site.get("line"), site.get("function")
-        if type(file) is not str or type(line) is not int or type(function) is not str or len(site) != 3:
-            msg = f"field 'site' must be an object with file, line and function, not {_short_repr(site)}"
-            raise ValueError(msg)
-        if not 0 <= line < _INT_LIMIT:
-            raise _bad_int("site's line", line)  # noqa: EM101
-        key = (file, line, function, 3, int)
-        found = _SITES.get(key)
-        if found is None:
-            found = Site(file, line, function)
-            if len(_SITES) < 100_000:
-                _SITES[key] = found
-        values[_SITE] = found
+    for index, name in _SITE_FIELDS:
+        site = values[index]
+        if site is not None:
+            values[index] = _site(name, site)
     chain = values[_CHAIN]
     if chain is not None:
         if not all(type(i) is int and 0 <= i < _INT_LIMIT for i in chain):
@@ -232,6 +225,22 @@ def _checked_event(obj: Any) -> Event:
             raise ValueError(msg)
         values[_CHAIN] = tuple(chain)
     return tuple.__new__(Event, values)
+
+
+def _site(name: str, site: dict[str, Any]) -> Site:
+    file, line, function = site.get("file"), site.get("line"), site.get("function")
+    if type(file) is not str or type(line) is not int or type(function) is not str or len(site) != 3:
+        msg = f"field {name!r} must be an object with file, line and function, not {_short_repr(site)}"
+        raise ValueError(msg)
+    if not 0 <= line < _INT_LIMIT:
+        raise _bad_int(f"{name}'s line", line)  # noqa: EM102
+    key = (file, line, function, 3, int)
+    found = _SITES.get(key)
+    if found is None:
+        found = Site(file, line, function)
+        if len(_SITES) < 100_000:
+            _SITES[key] = found
+    return found
 
 
 def _short_repr(value: Any) -> str:

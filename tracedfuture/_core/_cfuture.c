@@ -8,10 +8,12 @@
  * is allocated per event. Ring.take() and Ring.window() build the tuples of
  * _seam.LAYOUTS.
  *
- * The pure-Python twin of everything decided here is tracedfuture/_core/_future.py;
- * rare paths call into it (the creation site past asyncio's own frames, the
- * canceller's frames, a callback's name, asyncio's own create_task for debug
- * mode and task factories), so that both implementations decide alike.
+ * The pure-Python twin of everything decided here is tracedfuture/_core/_future.py,
+ * but neither imports the other: what both use lives in _frames.py (whose code is
+ * the program's, the canceller's frames, hiding tracedfuture's frames from a
+ * traceback) and _shared.py (a callback's name, value text, asyncio's own
+ * create_task for debug mode and task factories). Rare paths call into those,
+ * so that both implementations decide alike.
  *
  * Facts about CPython that shape this file (3.11-3.13):
  * - 3.11's Future/Task dealloc runs the finalizer only for exact instances: our
@@ -59,7 +61,7 @@ enum {
     OP_EMPTY = 255,
 };
 
-#define NSLOT 9
+#define NSLOT 11 /* CREATED's fields, the most of any op */
 #define F_RAW 1 /* s[0].o is a whole tuple, made off the hot path */
 #define F_WHO 2 /* cancel: s[2..5] are (code, lasti, user_code, user_lasti) */
 
@@ -494,7 +496,7 @@ static PyTypeObject *BaseFuture, *BaseTask;
 static PyTypeObject *TracedFutureType, *TracedTaskType, *LoopHooksType;
 static Py_ssize_t fut_ext_off, task_ext_off;
 
-static PyObject *py_canceller, *py_callback_name, *py_text, *py_classify;
+static PyObject *py_canceller, *py_callback_name, *py_text, *py_classify, *py_hide_own_frames, *py_raised_at;
 static PyObject *py_value_repr, *py_exc_message;
 static PyObject *py_current_task;  /* 3.12+: _asyncio.current_task */
 static PyObject *py_current_tasks; /* 3.11: _asyncio._current_tasks */
@@ -513,8 +515,8 @@ static PyObject *s_task_factory, *s_hooks, *s_FINISHED, *s_CANCELLED, *s_PENDING
 static PyObject *s_name, *s_context, *s_eager_start, *s_qualname, *s_get_name, *s_done, *s_callbacks_attr;
 static PyObject *s_ready, *s_callback, *s_args, *s_dunder_name, *s_label, *s_get_task_factory, *s_is_closed;
 static PyObject *s_create_future, *s_create_task, *s_call_soon, *s__loop, *s_coro, *s_check_closed;
-static const char *own_dir, *asyncio_dir;
-static size_t own_dir_len, asyncio_dir_len;
+static const char *own_dir;
+static size_t own_dir_len;
 static unsigned long long next_id;
 static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
 
@@ -544,9 +546,10 @@ typedef struct TFExt {
     RingObject *ring;
     long long created_ns;
     PyObject *code;
+    PyObject *pcode; /* the program's own frame that made it, or NULL */
     PyObject *label;
     long long creator; /* 0: none */
-    int lasti;
+    int lasti, plasti;
     unsigned char values, incomplete, ended, linked;
     struct TFExt *prev, *next;
     PyObject *self; /* borrowed: the list never owns */
@@ -614,6 +617,7 @@ ext_clear(TFExt *e)
     e->fid = 0;
     Py_CLEAR(e->ring);
     Py_CLEAR(e->code);
+    Py_CLEAR(e->pcode);
     Py_CLEAR(e->label);
 }
 
@@ -685,7 +689,7 @@ running_task_id(PyObject *loop)
     return tid;
 }
 
-enum { K_USER = 0, K_INTERNAL = 1, K_BOUNDARY = 2 };
+enum { K_PROGRAM = 0, K_INTERNAL = 1, K_BOUNDARY = 2, K_LIBRARY = 3 }; /* _frames' */
 
 #define KIND_CACHE 4096
 static struct {
@@ -693,7 +697,7 @@ static struct {
     int kind;
 } kind_cache[KIND_CACHE];
 
-/* _future._kind, with a table keyed by the code object's address. */
+/* _frames.kind, with a table keyed by the code object's address. */
 static int
 code_kind(PyObject *code)
 {
@@ -728,18 +732,20 @@ in_dir(PyObject *code, const char *dir, size_t len)
     return (size_t)n >= len && memcmp(s, dir, len) == 0;
 }
 
-/* _future._site in C: (code, lasti) of the first frame outside asyncio and
- * tracedfuture; *code is a new reference or NULL. *maker_out (may be NULL) gets
- * the code of the asyncio function that made the future on the user's behalf,
- * when there was one between the user's frame and tracedfuture (new reference),
- * else NULL. */
+/* _frames.creation in C: (code, lasti) of the first frame outside asyncio and
+ * tracedfuture, and (pcode, plasti) of the first frame of the program's own code
+ * up the stack; *code_out and *pcode_out are new references or NULL. *maker_out
+ * (may be NULL) gets the code of the asyncio function that made the future on
+ * the user's behalf, when there was one between the site and tracedfuture (new
+ * reference), else NULL. */
 static void
-site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **maker_out)
+site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **maker_out, PyObject **pcode_out,
+        int *plasti_out)
 {
     PyObject *first = NULL;
     int first_lasti = 0;
-    *code_out = NULL;
-    *lasti_out = 0;
+    *code_out = *pcode_out = NULL;
+    *lasti_out = *plasti_out = 0;
     if (maker_out != NULL) {
         *maker_out = NULL;
     }
@@ -747,24 +753,30 @@ site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **ma
     while (frame != NULL) {
         PyObject *code = (PyObject *)PyFrame_GetCode(frame);
         int kind = code_kind(code);
-        if (kind == K_USER) {
-            *code_out = code;
-            *lasti_out = PyFrame_GetLasti(frame);
-            if (maker_out != NULL) {
-                *maker_out = first; /* steals */
+        if (kind == K_PROGRAM || kind == K_LIBRARY) {
+            int lasti = PyFrame_GetLasti(frame);
+            if (*code_out == NULL) {
+                *code_out = Py_NewRef(code);
+                *lasti_out = lasti;
+                if (maker_out != NULL) {
+                    *maker_out = first; /* steals */
+                    first = NULL;
+                }
             }
-            else {
+            if (kind == K_PROGRAM) {
+                *pcode_out = code; /* steals */
+                *plasti_out = lasti;
                 Py_XDECREF(first);
+                Py_DECREF(frame);
+                return;
             }
-            Py_DECREF(frame);
-            return;
         }
-        if (kind == K_BOUNDARY) {
+        else if (kind == K_BOUNDARY) {
             Py_DECREF(code);
             Py_DECREF(frame);
             break;
         }
-        if (first == NULL && !in_dir(code, own_dir, own_dir_len)) {
+        else if (*code_out == NULL && first == NULL && !in_dir(code, own_dir, own_dir_len)) {
             first = Py_NewRef(code);
             first_lasti = PyFrame_GetLasti(frame);
         }
@@ -773,8 +785,23 @@ site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **ma
         Py_DECREF(frame);
         frame = back;
     }
-    *code_out = first;
-    *lasti_out = first_lasti;
+    if (*code_out == NULL) {
+        *code_out = first; /* steals */
+        *lasti_out = first_lasti;
+    }
+    else {
+        Py_XDECREF(first);
+    }
+}
+
+/* Forget every cached kind: what counts as the program changed. */
+static PyObject *
+forget_code_kinds(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    for (size_t h = 0; h < KIND_CACHE; h++) {
+        Py_CLEAR(kind_cache[h].code);
+    }
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -869,12 +896,24 @@ record_outcome(PyObject *self, TFExt *e, PyObject *loop)
     }
     if (exc != Py_None) {
         PyObject *msg = e->values ? text_of(py_exc_message, exc) : NULL;
-        if ((r = begin(e, e->ring, &old, OP_FAILED, 3, e->fid)) != NULL) {
+        /* where it was raised (_frames.raised_at): failures are rare */
+        PyObject *where = text_of(py_raised_at, exc);
+        if (where != NULL && !(PyTuple_Check(where) && PyTuple_GET_SIZE(where) == 4)) {
+            Py_CLEAR(where);
+        }
+        if ((r = begin(e, e->ring, &old, OP_FAILED, 7, e->fid)) != NULL) {
             set_opt_int(r, 0, tid);
             set_obj(r, 1, (PyObject *)Py_TYPE(exc));
             set_obj(r, 2, msg);
+            for (int k = 0; k < 4; k += 2) {
+                PyObject *c = where ? PyTuple_GET_ITEM(where, k) : Py_None;
+                set_obj(r, 3 + k, c == Py_None ? NULL : c);
+                set_int(r, 4 + k, where ? PyLong_AsLongLong(PyTuple_GET_ITEM(where, k + 1)) : 0);
+            }
+            PyErr_Clear();
         }
         rec_release(&old);
+        Py_XDECREF(where);
         Py_XDECREF(msg);
         Py_DECREF(exc);
         return;
@@ -947,18 +986,19 @@ static void
 register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *name, PyObject *coro_name,
              int is_task, PyFrameObject *frame)
 {
-    PyObject *code = NULL;
+    PyObject *code = NULL, *pcode = NULL;
     PyObject *maker = NULL; /* a future made by asyncio's own code: that function */
-    int lasti = 0;
+    int lasti = 0, plasti = 0;
     if (frame != NULL) {
         PyObject *fcode = (PyObject *)PyFrame_GetCode(frame);
-        if (code_kind(fcode) == K_USER) {
-            code = fcode; /* the common case */
-            lasti = PyFrame_GetLasti(frame);
+        if (code_kind(fcode) == K_PROGRAM) {
+            code = fcode; /* the common case: the program made it */
+            pcode = Py_NewRef(fcode);
+            lasti = plasti = PyFrame_GetLasti(frame);
         }
         else {
             Py_DECREF(fcode);
-            site_of(frame, &code, &lasti, is_task ? NULL : &maker);
+            site_of(frame, &code, &lasti, is_task ? NULL : &maker, &pcode, &plasti);
         }
     }
     long long tid = running_task_id(loop);
@@ -971,11 +1011,13 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
     e->ended = 0;
     e->creator = tid;
     e->lasti = lasti;
-    Py_XSETREF(e->code, code); /* steals */
+    e->plasti = plasti;
+    Py_XSETREF(e->code, code);   /* steals */
+    Py_XSETREF(e->pcode, pcode); /* steals */
     Py_XSETREF(e->label, is_task ? NULL : Py_XNewRef(name));
     live_link(e, obj);
     Rec old;
-    Rec *r = begin(e, e->ring, &old, OP_CREATED, 9, fid);
+    Rec *r = begin(e, e->ring, &old, OP_CREATED, 11, fid);
     e->created_ns = r ? r->ts : now_ns();
     if (r != NULL) {
         set_opt_int(r, 0, tid);
@@ -989,6 +1031,8 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
         set_obj(r, 6, is_task || maker == NULL ? coro_name : ((PyCodeObject *)maker)->co_qualname);
         set_int(r, 7, h->route);
         set_obj(r, 8, context);
+        set_obj(r, 9, pcode);
+        set_int(r, 10, plasti);
     }
     rec_release(&old);
     Py_XDECREF(context);
@@ -1079,7 +1123,7 @@ is_wakeup(PyObject *fn, PyObject **owner)
     return 0;
 }
 
-/* _future._callback_name: a plain function's qualname read directly (the
+/* _shared.callback_name: a plain function's qualname read directly (the
  * common case), anything else through the Python twin. A new reference. */
 static PyObject *
 callback_name(PyObject *fn)
@@ -2010,29 +2054,30 @@ hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 /* Drop the leading traceback entries of tracedfuture's own Python helpers from
- * the exception being raised: the user sees asyncio's frames only. */
+ * the exception being raised (_frames.hide_own_frames, on this rare path): the
+ * user sees asyncio's frames only. */
 static void
 hide_own_frames(void)
 {
     PyObject *exc_type, *exc_value, *exc_tb;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
     PyErr_NormalizeException(&exc_type, &exc_value, &exc_tb);
-    PyTracebackObject *tb = (PyTracebackObject *)exc_tb;
-    while (tb != NULL) {
-        PyObject *code = (PyObject *)PyFrame_GetCode(tb->tb_frame);
-        int own = in_dir(code, own_dir, own_dir_len);
-        Py_DECREF(code);
-        if (!own) {
-            break;
-        }
-        tb = tb->tb_next;
+    if (exc_value == NULL) {
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+        return;
     }
-    PyObject *kept = Py_XNewRef((PyObject *)tb);
-    Py_XDECREF(exc_tb);
-    if (exc_value != NULL) {
-        PyException_SetTraceback(exc_value, kept ? kept : Py_None);
+    if (exc_tb != NULL) {
+        PyException_SetTraceback(exc_value, exc_tb);
     }
-    PyErr_Restore(exc_type, exc_value, kept);
+    PyObject *res = PyObject_CallOneArg(py_hide_own_frames, exc_value);
+    if (res == NULL) {
+        PyErr_Clear(); /* keep the traceback as it was */
+    }
+    else {
+        Py_DECREF(res);
+        Py_XSETREF(exc_tb, PyException_GetTraceback(exc_value));
+    }
+    PyErr_Restore(exc_type, exc_value, exc_tb);
 }
 
 /* fn(loop, *args, **kwargs), from a vectorcall's arguments. */
@@ -2411,8 +2456,8 @@ mod_info(PyObject *Py_UNUSED(module), PyObject *obj)
     }
     int is_task = PyObject_TypeCheck(obj, TracedTaskType);
     PyObject *creator = e->creator ? PyLong_FromLongLong(e->creator) : Py_NewRef(Py_None);
-    return Py_BuildValue("(LLOiNO)", e->fid, e->created_ns, e->code ? e->code : Py_None, e->lasti, creator,
-                         (!is_task && e->label) ? e->label : Py_None);
+    return Py_BuildValue("(LLOiNOOi)", e->fid, e->created_ns, e->code ? e->code : Py_None, e->lasti, creator,
+                         (!is_task && e->label) ? e->label : Py_None, e->pcode ? e->pcode : Py_None, e->plasti);
 }
 
 static PyObject *
@@ -2481,7 +2526,9 @@ static PyMethodDef module_methods[] = {
      "can name it as an awaiter or canceller."},
     {"live", mod_live, METH_NOARGS, "The traced futures and tasks that exist and are not done, oldest first."},
     {"info", mod_info, METH_O,
-     "(future_id, created_ns, code, lasti, creator_task_id, label) of a traced future or task, else None."},
+     "(future_id, created_ns, code, lasti, creator_task_id, label, program_code, program_lasti) of a\n"
+     "traced future or task, else None."},
+    {"_forget_code_kinds", forget_code_kinds, METH_NOARGS, "Forget the cached kinds of code objects."},
     {"set_text", mod_set_text, METH_VARARGS,
      "Set the functions that turn a result and an exception into text (capture_values)."},
     {"flush_pending_completions", mod_flush_pending_completions, METH_O,
@@ -2560,11 +2607,13 @@ PyInit__cfuture(void)
         return NULL;
     }
     PyObject *casyncio = PyImport_ImportModule("_asyncio");
-    PyObject *pyfuture = casyncio ? PyImport_ImportModule("tracedfuture._core._future") : NULL;
-    PyObject *m = pyfuture ? PyModule_Create(&module_def) : NULL;
+    PyObject *frames = casyncio ? PyImport_ImportModule("tracedfuture._core._frames") : NULL;
+    PyObject *shared = frames ? PyImport_ImportModule("tracedfuture._core._shared") : NULL;
+    PyObject *m = shared ? PyModule_Create(&module_def) : NULL;
     if (m == NULL) {
         Py_XDECREF(casyncio);
-        Py_XDECREF(pyfuture);
+        Py_XDECREF(frames);
+        Py_XDECREF(shared);
         Py_DECREF(asyncio);
         return NULL;
     }
@@ -2626,16 +2675,17 @@ PyInit__cfuture(void)
         }
     }
     py_get_running_loop = get(casyncio, "_get_running_loop");
-    py_canceller = get(pyfuture, "_canceller");
-    py_callback_name = get(pyfuture, "_callback_name");
-    py_text = get(pyfuture, "_text");
-    py_classify = get(pyfuture, "_classify");
-    py_value_repr = get(pyfuture, "_value_repr_default");
-    py_exc_message = get(pyfuture, "_exc_message_default");
-    PyObject *own = get(pyfuture, "_OWN_DIR");
-    PyObject *adir = get(pyfuture, "_ASYNCIO_DIR");
+    py_canceller = get(frames, "canceller");
+    py_classify = get(frames, "classify");
+    py_hide_own_frames = get(frames, "hide_own_frames");
+    py_raised_at = get(frames, "raised_at");
+    py_callback_name = get(shared, "callback_name");
+    py_text = get(shared, "text");
+    py_value_repr = get(shared, "value_repr_default");
+    py_exc_message = get(shared, "exc_message_default");
+    PyObject *own = get(frames, "OWN_DIR");
     if (!py_get_running_loop || !py_canceller || !py_callback_name || !py_text || !py_classify ||
-        !py_value_repr || !py_exc_message || !own || !adir) {
+        !py_hide_own_frames || !py_raised_at || !py_value_repr || !py_exc_message || !own) {
         return NULL;
     }
     Py_ssize_t n;
@@ -2645,15 +2695,8 @@ PyInit__cfuture(void)
     }
     own_dir = strdup(s);
     own_dir_len = (size_t)n;
-    s = PyUnicode_AsUTF8AndSize(adir, &n);
-    if (s == NULL) {
-        return NULL;
-    }
-    asyncio_dir = strdup(s);
-    asyncio_dir_len = (size_t)n;
-    /* the module objects keep these strings; ours are copies */
+    /* the module keeps the string; ours is a copy */
     Py_DECREF(own);
-    Py_DECREF(adir);
 
     PyObject *weakref = PyImport_ImportModule("weakref");
     if (weakref == NULL) {
@@ -2730,7 +2773,7 @@ PyInit__cfuture(void)
     if (eager_factory == NULL) {
         PyErr_Clear();
     }
-    PyObject *factories = PyObject_CallMethod(pyfuture, "asyncio_factories", "OO", TracedFutureType, TracedTaskType);
+    PyObject *factories = PyObject_CallMethod(shared, "asyncio_factories", "OO", TracedFutureType, TracedTaskType);
     if (factories == NULL || !PyArg_ParseTuple(factories, "OOO", &asyncio_create_future, &asyncio_create_task,
                                                &asyncio_eager_create_task)) {
         Py_XDECREF(factories);
@@ -2745,7 +2788,15 @@ PyInit__cfuture(void)
         Py_INCREF(asyncio_eager_create_task);
     }
     Py_DECREF(factories);
-    Py_DECREF(pyfuture);
+    PyObject *forget = PyObject_GetAttrString(m, "_forget_code_kinds");
+    PyObject *registered = forget ? PyObject_CallMethod(frames, "on_program_change", "O", forget) : NULL;
+    Py_XDECREF(forget);
+    if (registered == NULL) {
+        return NULL;
+    }
+    Py_DECREF(registered);
+    Py_DECREF(frames);
+    Py_DECREF(shared);
     Py_DECREF(casyncio);
     Py_DECREF(asyncio);
     rng_state ^= (unsigned long long)now_ns() ^ ((unsigned long long)getpid() << 32);

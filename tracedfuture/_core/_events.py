@@ -168,8 +168,9 @@ class Event(NamedTuple):
     ========================  ====================================================
     kind                      fields
     ========================  ====================================================
-    ``created``               ``site``, ``thread_id``, ``coro`` and ``parent_id``
-                              (tasks), ``name`` (task name or future label);
+    ``created``               ``site``, ``program_site``, ``thread_id``, ``coro``
+                              and ``parent_id`` (tasks), ``name`` (task name or
+                              future label);
                               for a future that asyncio's own code made on the
                               program's behalf, ``coro`` names that function
                               (``SubprocessStreamProtocol.__init__``)
@@ -178,7 +179,8 @@ class Event(NamedTuple):
     ``awaited``               ``callback`` (the wakeup), ``awaiter_id``
     ``callback_scheduled``    ``callback``, ``awaiter_id`` (when it is a wakeup)
     ``resolved``              ``result_type``, ``value`` (only with capture_values)
-    ``failed``                ``exc_type``, ``exc_msg`` (only with capture_values)
+    ``failed``                ``exc_type``, ``exc_msg`` (only with capture_values),
+                              ``raise_site``, ``raise_program_site``
     ``cancel_requested``      ``msg``, ``canceller_id``, ``canceller`` (tasks)
     ``cancelled``             ``msg``, ``canceller_id``, ``canceller``
     ``renamed``               ``name`` (the new name)
@@ -194,6 +196,12 @@ class Event(NamedTuple):
                               lost, or its history began before the recorded
                               window; it is not pending on that account
     ========================  ====================================================
+
+    ``site`` is the first frame outside asyncio and tracedfuture (a library's,
+    maybe); ``program_site`` the first frame of the program's own code up the stack
+    at creation (``None`` when there was none; what counts as the program:
+    ``install(app_modules=...)``). ``raise_site`` is the innermost entry of a
+    failure's traceback, ``raise_program_site`` the innermost one in the program.
 
     ``context`` (on ``created``) is what the installation's exporters asked to
     capture when the future was made, through an optional ``capture()`` method
@@ -228,12 +236,15 @@ class Event(NamedTuple):
     chain: tuple[int, ...] | None = None
     detail: str | None = None
     context: object = None
+    program_site: Site | None = None
+    raise_site: Site | None = None
+    raise_program_site: Site | None = None
 
     def fields(self) -> dict[str, object]:
-        """The event as a dict without its ``None`` fields (``site`` as a string)."""
+        """The event as a dict without its ``None`` fields (sites as strings)."""
         out: dict[str, object] = {}
         for key, value in zip(self._fields, self, strict=True):
             if value is None:
                 continue
-            out[key] = str(value) if key == "site" else value
+            out[key] = str(value) if isinstance(value, Site) else value
         return out

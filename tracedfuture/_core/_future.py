@@ -36,20 +36,34 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import random
 import sys
 import threading
 import time
-import types
 import weakref
 from collections.abc import Callable, Coroutine
-from functools import partial
 from types import CodeType, FrameType
 from typing import Any, TypeVar
 
 from . import _events as ev
+from ._frames import (
+    PROGRAM,
+    canceller,
+    creation,
+    hide_own_frames,
+    raised_at,
+    strip_source_traceback,
+)
+from ._frames import code_kinds as _code_kind
 from ._ring import Ring
+from ._shared import (
+    EAGER_FACTORY,
+    asyncio_factories,
+    callback_name,
+    exc_message_default,
+    text,
+    value_repr_default,
+)
 
 __all__ = [
     "IMPLEMENTATION",
@@ -107,31 +121,10 @@ _CANCELLED = "CANCELLED"
 _PENDING = "PENDING"
 _WAKEUP_NAMES = frozenset({"task_wakeup", "__wakeup", "_Task__wakeup"})
 _wakeup_names: dict[type, str] = {}  # a task type -> its wakeup's qualname, built once
-_MAX_VALUE_CHARS = 200
 
 
-# --- text, only with capture_values ---------------------------------------------------
-
-
-def _value_repr_default(value: object) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        return f"<unrepresentable {type(value).__qualname__}>"
-    if len(text) > _MAX_VALUE_CHARS:
-        text = text[: _MAX_VALUE_CHARS - 3] + "..."
-    return text
-
-
-def _exc_message_default(exc: BaseException) -> str:
-    try:
-        return str(exc)[:_MAX_VALUE_CHARS]
-    except Exception:
-        return f"<unprintable {type(exc).__qualname__}>"
-
-
-_value_repr: Callable[[object], str | None] = _value_repr_default
-_exc_message: Callable[[BaseException], str | None] = _exc_message_default
+_value_repr: Callable[[object], str | None] = value_repr_default
+_exc_message: Callable[[BaseException], str | None] = exc_message_default
 
 
 def set_text(value_repr: Callable[[object], str | None], exc_message: Callable[[BaseException], str | None]) -> None:
@@ -164,6 +157,15 @@ def _task_id(task: object) -> int | None:
         except TypeError:
             return None
     return tid or None
+
+
+def _running_task_id(loop: object) -> int | None:
+    """The id of the task running on ``loop``, or ``None``: the one way the
+    records name "the running task" (LoopHooks.create_future inlines it)."""
+    task = _current_task(loop)
+    if task is None:
+        return None
+    return getattr(task, "_tf_id", None) or _task_id(task)
 
 
 def assign_id(obj: object) -> int | None:
@@ -201,126 +203,15 @@ def live() -> list[Any]:
     return out
 
 
-def info(obj: object) -> tuple[int, int, Any, int, int | None, str | None] | None:
-    """``(future_id, created_ns, code, lasti, creator_task_id, label)`` of a traced
-    future or task, else ``None``."""
+def info(obj: object) -> tuple[int, int, Any, int, int | None, str | None, Any, int] | None:
+    """``(future_id, created_ns, code, lasti, creator_task_id, label, program_code,
+    program_lasti)`` of a traced future or task, else ``None``."""
     if not isinstance(obj, (TracedFuture, TracedTask)):
         return None
     rec = getattr(obj, "_tf_rec", None)
     if rec is None:
         return None
-    return (rec[1], rec[2], rec[5], rec[6], rec[3], None if rec[4] else rec[8])
-
-
-# --- where: the first frame outside asyncio and tracedfuture -----------------------
-
-_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
-_OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep  # the tracedfuture package
-_USER, _INTERNAL, _BOUNDARY = 0, 1, 2
-# Keyed by id(): CPython 3.11-3.13 hash a code object by hashing its bytecode and
-# constants, on every lookup (200 ns for a mid-sized function). Each entry keeps
-# its code object alive, so its id cannot be reused while it is cached.
-_code_kind: dict[int, tuple[CodeType, int]] = {}
-
-
-def _kind(code: CodeType) -> int:
-    entry = _code_kind.get(id(code))
-    if entry is not None and entry[0] is code:
-        return entry[1]
-    kind = _classify(code)
-    if len(_code_kind) >= 100_000:
-        _code_kind.clear()  # code made at run time (exec): do not grow for ever
-    _code_kind[id(code)] = (code, kind)
-    return kind
-
-
-def _classify(code: CodeType) -> int:
-    name = code.co_filename
-    if name.startswith(_ASYNCIO_DIR):
-        # Handle._run is where the loop calls into a callback or a task step:
-        # above it is the loop's own machinery, never the code that made a future.
-        if code.co_name == "_run" and name.endswith("events.py"):
-            return _BOUNDARY
-        return _INTERNAL
-    if name.startswith(_OWN_DIR):
-        return _INTERNAL
-    return _USER
-
-
-def _site(frame: FrameType | None) -> tuple[CodeType | None, int]:
-    """(code, f_lasti) of the first frame outside asyncio and tracedfuture.
-
-    When a task's own coroutine is asyncio's (``create_task(asyncio.sleep(1))``)
-    no user frame is below the loop: the innermost asyncio frame is the answer.
-    """
-    code, lasti, _ = _site_and_maker(frame)
-    return code, lasti
-
-
-def _site_and_maker(frame: FrameType | None) -> tuple[CodeType | None, int, str | None]:
-    """:func:`_site`, and the qualname of the asyncio function that made the
-    future on the program's behalf when there was one between the program's frame
-    and tracedfuture (``SubprocessStreamProtocol.__init__``), else ``None``."""
-    first: tuple[CodeType | None, int] = (None, 0)
-    while frame is not None:
-        code = frame.f_code
-        kind = _kind(code)
-        if kind == _USER:
-            return code, frame.f_lasti, first[0].co_qualname if first[0] is not None else None
-        if kind == _BOUNDARY:
-            return (*first, None)
-        if first[0] is None and not code.co_filename.startswith(_OWN_DIR):
-            first = (code, frame.f_lasti)
-        frame = frame.f_back
-    return (*first, None)
-
-
-def _canceller(frame: FrameType | None) -> tuple[CodeType | None, int, CodeType | None, int]:
-    """Who called cancel(): the first frame outside tracedfuture (asyncio's own
-    ``Timeout._on_timeout`` or ``_cancel_and_wait`` is exactly who cancelled), and
-    the first frame outside asyncio too (the user code that asked for it)."""
-    direct: tuple[CodeType | None, int] = (None, 0)
-    while frame is not None:
-        code = frame.f_code
-        kind = _kind(code)
-        if direct[0] is None and not code.co_filename.startswith(_OWN_DIR):
-            direct = (code, frame.f_lasti)
-        if kind == _USER:
-            return (*direct, code, frame.f_lasti)
-        if kind == _BOUNDARY:
-            break
-        frame = frame.f_back
-    return (*direct, None, 0)
-
-
-def _strip_source_traceback(tb: list[Any]) -> None:
-    """Make a debug-mode ``_source_traceback`` what asyncio alone records: without
-    the frames tracedfuture put between the innermost user frame and asyncio's
-    ``create_future`` / ``create_task`` (frames below the user's, such as a
-    program run by ``tracedfuture.run``, are the program's own and stay)."""
-    i = len(tb)
-    while i and (tb[i - 1].filename.startswith(_OWN_DIR) or tb[i - 1].filename.startswith(_ASYNCIO_DIR)):
-        i -= 1
-    tb[i:] = [entry for entry in tb[i:] if not entry.filename.startswith(_OWN_DIR)]
-
-
-def _callback_name(fn: object) -> str:
-    while isinstance(fn, partial):
-        fn = fn.func
-    name = getattr(fn, "__qualname__", None)
-    if not isinstance(name, str):
-        name = type(fn).__qualname__
-    return name
-
-
-def _text(value: object) -> str | None:
-    """``str(value)`` for a cancel msg, which may be any object; never raises."""
-    if value is None or isinstance(value, str):
-        return value
-    try:
-        return str(value)
-    except Exception:
-        return f"<unprintable {type(value).__qualname__}>"
+    return (rec[1], rec[2], rec[5], rec[6], rec[3], None if rec[4] else rec[8], rec[12], rec[13])
 
 
 # --- the methods shared by futures and tasks -----------------------------------------
@@ -334,7 +225,7 @@ def _add_done_callback(self: Any, *args: Any, **kwargs: Any) -> None:
     try:
         _future_add_done_callback(self, *args, **kwargs)
     except BaseException as exc:
-        _hide_own_frame(exc)
+        hide_own_frames(exc)
         raise
     fid = self._tf_id
     if fid:
@@ -348,11 +239,8 @@ def _add_done_callback(self: Any, *args: Any, **kwargs: Any) -> None:
                 name = _wakeup_names[type(owner)] = fn.__qualname__
             self._tf_ring.put((ev.OP_CB_ADDED, fid, _now(), aid, name, aid))
         else:
-            task = _current_task(self._loop)
-            tid = getattr(task, "_tf_id", None)
-            if tid is None and task is not None:
-                tid = _task_id(task)
-            self._tf_ring.put((ev.OP_CB_ADDED, fid, _now(), tid, _callback_name(fn), None))
+            tid = _running_task_id(self._loop)
+            self._tf_ring.put((ev.OP_CB_ADDED, fid, _now(), tid, callback_name(fn), None))
 
 
 def _remove_done_callback(self: Any, *args: Any, **kwargs: Any) -> int:
@@ -363,7 +251,7 @@ def _remove_done_callback(self: Any, *args: Any, **kwargs: Any) -> int:
         before = self._callbacks or ()
         removed = _future_remove_done_callback(self, *args, **kwargs)
     except BaseException as exc:
-        _hide_own_frame(exc)
+        hide_own_frames(exc)
         raise
     if removed:
         fn = args[0] if args else kwargs["fn"]
@@ -376,8 +264,8 @@ def _remove_done_callback(self: Any, *args: Any, **kwargs: Any) -> int:
                 j += 1
             else:
                 gone.append(i)
-        tid = _task_id(_current_task(self._loop))
-        self._tf_ring.put((ev.OP_CB_REMOVED, fid, _now(), tid, _callback_name(fn), tuple(gone)))
+        tid = _running_task_id(self._loop)
+        self._tf_ring.put((ev.OP_CB_REMOVED, fid, _now(), tid, callback_name(fn), tuple(gone)))
     return removed  # type: ignore[no-any-return]
 
 
@@ -385,15 +273,15 @@ def _outcome(self: Any) -> tuple[Any, ...]:
     """The record of how a finished future or task ended, read without side
     effects (``exception()`` would mark the exception as retrieved)."""
     fid = self._tf_id
-    task = _current_task(self._loop)
-    tid = getattr(task, "_tf_id", None) or _task_id(task)
+    tid = _running_task_id(self._loop)
     if tid == fid:
         tid = None  # a task ends in its own step: "by itself" says nothing
     if self._state == _CANCELLED:
         return (ev.OP_CANCELLED, fid, _now(), tid, None, None)
     exc = self._exception
     if exc is not None:
-        return (ev.OP_FAILED, fid, _now(), tid, type(exc), _exc_message(exc) if self._tf_values else None)
+        text = _exc_message(exc) if self._tf_values else None
+        return (ev.OP_FAILED, fid, _now(), tid, type(exc), text, *raised_at(exc))
     result = self._result
     return (ev.OP_RESOLVED, fid, _now(), tid, type(result), _value_repr(result) if self._tf_values else None)
 
@@ -429,9 +317,8 @@ def _register(fut: Any, loop: Any, hooks: LoopHooks, label: str | None, frame: F
     if hooks.ring is None or not hooks.ring.admit():
         _unbound(fut)
         return
-    code, lasti, maker = _site_and_maker(frame)
-    task = _current_task(loop)
-    tid = getattr(task, "_tf_id", None) or _task_id(task)
+    code, lasti, maker, pcode, plasti = creation(frame)
+    tid = _running_task_id(loop)
     rec = (
         ev.OP_CREATED,
         _next_id(),
@@ -445,11 +332,13 @@ def _register(fut: Any, loop: Any, hooks: LoopHooks, label: str | None, frame: F
         maker,
         hooks.route,
         hooks.captured(),
+        pcode,
+        plasti,
     )
     _bind(fut, hooks, rec)
     tb = fut._source_traceback
     if tb:
-        _strip_source_traceback(tb)
+        strip_source_traceback(tb)
 
 
 def _register_task(
@@ -458,12 +347,11 @@ def _register_task(
     if hooks.ring is None or not hooks.ring.admit():
         _unbound(task)
         return 0
-    code, lasti = _site(frame)
+    code, lasti, _, pcode, plasti = creation(frame)
     qualname = getattr(coro, "__qualname__", None)
     if not isinstance(qualname, str):
         qualname = type(coro).__qualname__
-    parent = _current_task(loop)
-    pid = getattr(parent, "_tf_id", None) or _task_id(parent)
+    pid = _running_task_id(loop)
     fid = _next_id()
     rec = (
         ev.OP_CREATED,
@@ -478,6 +366,8 @@ def _register_task(
         qualname,
         hooks.route,
         hooks.captured(),
+        pcode,
+        plasti,
     )
     _bind(task, hooks, rec)
     return fid
@@ -515,15 +405,12 @@ class TracedFuture(_Future):  # type: ignore[misc]
         try:
             _future_set_result(self, *args, **kwargs)
         except BaseException as exc:
-            _hide_own_frame(exc)
+            hide_own_frames(exc)
             raise
         fid = self._tf_id
         if fid:
             result = args[0] if args else kwargs["result"]
-            task = _current_task(self._loop)
-            tid = getattr(task, "_tf_id", None)
-            if tid is None and task is not None:
-                tid = _task_id(task)
+            tid = _running_task_id(self._loop)
             value = _value_repr(result) if self._tf_values else None
             self._tf_ring.put((ev.OP_RESOLVED, fid, _now(), tid, type(result), value))
             _live.pop(fid, None)
@@ -532,7 +419,7 @@ class TracedFuture(_Future):  # type: ignore[misc]
         try:
             _future_set_exception(self, *args, **kwargs)
         except BaseException as exc:
-            _hide_own_frame(exc)
+            hide_own_frames(exc)
             raise
         fid = self._tf_id
         if fid:
@@ -544,13 +431,13 @@ class TracedFuture(_Future):  # type: ignore[misc]
             if not _future_cancel(self, *args, **kwargs):
                 return False
         except BaseException as exc:
-            _hide_own_frame(exc)
+            hide_own_frames(exc)
             raise
         fid = self._tf_id
         if fid:
             msg = args[0] if args else kwargs.get("msg")
-            tid = _task_id(_current_task(self._loop))
-            self._tf_ring.put((ev.OP_CANCELLED, fid, _now(), tid, _text(msg), _canceller(_getframe(1))))
+            tid = _running_task_id(self._loop)
+            self._tf_ring.put((ev.OP_CANCELLED, fid, _now(), tid, text(msg), canceller(_getframe(1))))
             _live.pop(fid, None)
         return True
 
@@ -587,7 +474,7 @@ def _observe_completion(task: TracedTask) -> None:
         _future_add_done_callback(task, _task_done)
     tb = task._source_traceback
     if tb:
-        _strip_source_traceback(tb)
+        strip_source_traceback(tb)
 
 
 class TracedTask(_Task):  # type: ignore[misc]
@@ -642,24 +529,24 @@ class TracedTask(_Task):  # type: ignore[misc]
             if not _task_cancel(self, *args, **kwargs):
                 return False
         except BaseException as exc:
-            _hide_own_frame(exc)
+            hide_own_frames(exc)
             raise
         fid = self._tf_id
         if fid:
             msg = args[0] if args else kwargs.get("msg")
-            tid = _task_id(_current_task(self._loop))
-            self._tf_ring.put((ev.OP_CANCEL_REQ, fid, _now(), tid, _text(msg), _canceller(_getframe(1))))
+            tid = _running_task_id(self._loop)
+            self._tf_ring.put((ev.OP_CANCEL_REQ, fid, _now(), tid, text(msg), canceller(_getframe(1))))
         return True
 
     def set_name(self, *args: Any, **kwargs: Any) -> None:
         try:
             _task_set_name(self, *args, **kwargs)
         except BaseException as exc:
-            _hide_own_frame(exc)
+            hide_own_frames(exc)
             raise
         fid = self._tf_id
         if fid:
-            tid = _task_id(_current_task(self._loop))
+            tid = _running_task_id(self._loop)
             self._tf_ring.put((ev.OP_RENAMED, fid, _now(), tid, self.get_name()))
 
     def __del__(self) -> None:
@@ -697,73 +584,7 @@ def flush_pending_completions(loop: asyncio.AbstractEventLoop) -> None:
                 _task_done(args[0])
 
 
-# --- asyncio's own create_future / create_task, naming the traced classes ---------------
-
-
-def _asyncio_function(method: Any, **replace: Any) -> types.FunctionType:
-    """A copy of one of ``BaseEventLoop``'s methods whose globals name other
-    objects (``futures`` and ``tasks`` whose ``Future`` / ``Task`` are traced):
-    asyncio's code, file and line numbers, and so asyncio's checks, errors and
-    debug-mode frames, building traced objects."""
-    namespace = dict(method.__globals__)
-    for module_name, attrs in replace.items():
-        module = types.ModuleType(namespace[module_name].__name__)
-        vars(module).update(vars(namespace[module_name]))
-        vars(module).update(attrs)
-        namespace[module_name] = module
-    function = types.FunctionType(method.__code__, namespace, method.__name__, method.__defaults__, method.__closure__)
-    function.__kwdefaults__ = method.__kwdefaults__
-    function.__qualname__ = method.__qualname__
-    return function
-
-
-_EAGER_FACTORY = getattr(asyncio, "eager_task_factory", None)
-_set_task_name = getattr(asyncio.tasks, "_set_task_name", None)  # 3.11, 3.12
-
-
-def asyncio_factories(future_type: type, task_type: type) -> tuple[Any, Any, Any]:
-    """asyncio's ``create_future``, ``create_task`` and the eager branch of
-    ``create_task`` (``None`` before 3.12), building ``future_type`` and
-    ``task_type``: shared with ``_cfuture``, which calls them on its rare paths
-    (debug mode, a task factory, an argument asyncio rejects)."""
-    create_future = _asyncio_function(asyncio.BaseEventLoop.create_future, futures={"Future": future_type})
-    create_task = _asyncio_function(asyncio.BaseEventLoop.create_task, tasks={"Task": task_type})
-    if _EAGER_FACTORY is None:
-        return create_future, create_task, None
-    # asyncio's eager_task_factory with task_type as its task constructor.
-    factory = types.FunctionType(
-        _EAGER_FACTORY.__code__,
-        _EAGER_FACTORY.__globals__,
-        _EAGER_FACTORY.__name__,
-        _EAGER_FACTORY.__defaults__,
-        tuple(types.CellType(task_type) for _ in _EAGER_FACTORY.__code__.co_freevars),
-    )
-    factory.__kwdefaults__ = _EAGER_FACTORY.__kwdefaults__
-
-    def eager_create_task(loop: Any, coro: Any, *, name: str | None = None, context: Any = None) -> Any:
-        # BaseEventLoop.create_task's factory branch, with the traced factory.
-        loop._check_closed()
-        task = factory(loop, coro) if context is None else factory(loop, coro, context=context)
-        if _set_task_name is not None:
-            _set_task_name(task, name)
-        else:
-            task.set_name(name)
-        return task
-
-    return create_future, create_task, eager_create_task
-
-
 _create_future, _create_task, _eager_create_task = asyncio_factories(TracedFuture, TracedTask)
-
-
-def _hide_own_frame(exc: BaseException) -> None:
-    """Drop the hook's own entry from the traceback of an exception about to be
-    re-raised with a bare ``raise`` (which adds no entry): the user sees
-    asyncio's frames only, as without tracing."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_DIR):
-        tb = tb.tb_next
-    exc.__traceback__ = tb
 
 
 class LoopHooks:
@@ -850,17 +671,33 @@ class LoopHooks:
         code: CodeType | None = frame.f_code
         entry = _code_kind.get(id(code))
         maker = None
-        if entry is not None and entry[0] is code and entry[1] == _USER:
-            lasti = frame.f_lasti  # the common case, _site inlined
+        if entry is not None and entry[0] is code and entry[1] == PROGRAM:
+            lasti = plasti = frame.f_lasti  # the common case, creation() inlined
+            pcode: CodeType | None = code
         else:
-            code, lasti, maker = _site_and_maker(frame)
-        task = _current_task(loop)
+            code, lasti, maker, pcode, plasti = creation(frame)
+        task = _current_task(loop)  # _running_task_id, inlined
         tid = getattr(task, "_tf_id", None)
-        if tid is None and task is not None:
+        if not tid and task is not None:
             tid = _task_id(task)
         context = None if self.capture is None else self.captured()
         fid = _next_id()
-        rec = (ev.OP_CREATED, fid, _now(), tid, False, code, lasti, _thread_id(), None, maker, self.route, context)
+        rec = (
+            ev.OP_CREATED,
+            fid,
+            _now(),
+            tid,
+            False,
+            code,
+            lasti,
+            _thread_id(),
+            None,
+            maker,
+            self.route,
+            context,
+            pcode,
+            plasti,
+        )
         fut._tf_id = fid
         fut._tf_ring = ring
         fut._tf_values = self.capture_values
@@ -888,7 +725,7 @@ class LoopHooks:
             else:
                 handle = own(*args, **kwargs)
         except BaseException as exc:
-            _hide_own_frame(exc)
+            hide_own_frames(exc)
             raise
         if handle.__class__ is _Handle and handle._source_traceback:
             # Debug mode: asyncio took the stack from this frame. The caller's,
@@ -906,11 +743,11 @@ class LoopHooks:
             loop: Any = self.loop
             if not self._asyncio_loop:
                 return self._foreign_create_task(loop, coro, kwargs)  # type: ignore[no-any-return]
-            if _EAGER_FACTORY is not None and loop._task_factory is _EAGER_FACTORY:
+            if EAGER_FACTORY is not None and loop._task_factory is EAGER_FACTORY:
                 return _eager_create_task(loop, coro, **kwargs)  # type: ignore[no-any-return]
             return _create_task(loop, coro, **kwargs)  # type: ignore[no-any-return]
         except BaseException as exc:
-            _hide_own_frame(exc)
+            hide_own_frames(exc)
             raise
 
     def _foreign_create_task(self, loop: Any, coro: Any, kwargs: dict[str, Any]) -> Any:

@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import LoopHooks, assign_id, flush_pending_completions, future_id
+from ._frames import hide_own_frames, strip_source_traceback
 from ._seam import LoopHooksLike
 
 __all__ = [
@@ -71,23 +72,6 @@ _BASE_METHODS: dict[str, Callable[..., Any]] = {name: vars(_Base)[name] for name
 # Implementations that LoopHooks reproduces exactly: asyncio's, and uvloop's
 # (uvloop.loop.Loop, a compiled class), added when seen.
 _stock: dict[str, set[object]] = {name: {fn} for name, fn in _BASE_METHODS.items()}
-
-
-def _hide_frame(exc: BaseException) -> None:
-    """Drop a wrapper's own entry from a traceback that passes through it (the
-    first one): the bare ``raise`` that follows does not add it again (3.11-3.13)."""
-    tb = exc.__traceback__
-    if tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == _CODE_FILE:
-        exc.__traceback__ = tb.tb_next
-
-
-_CODE_FILE = _hide_frame.__code__.co_filename
-
-
-def _unlisted(tb: object) -> None:
-    """Remove this module's frames from a debug-mode ``_source_traceback``."""
-    if isinstance(tb, list):
-        tb[:] = [entry for entry in tb if getattr(entry, "filename", None) != _CODE_FILE]
 
 
 def _implementation(cls: type, name: str) -> tuple[object, object]:
@@ -118,10 +102,12 @@ def _calling_own(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             made = method(*args, **kwargs)
         except BaseException as exc:
-            _hide_frame(exc)
+            hide_own_frames(exc)
             raise
         if isinstance(made, asyncio.Future):
-            _unlisted(getattr(made, "_source_traceback", None))
+            tb = getattr(made, "_source_traceback", None)
+            if tb:
+                strip_source_traceback(tb)
             if isinstance(made, asyncio.Task) and future_id(made) is None:
                 assign_id(made)  # an id from its creation on, for the events that name it (awaiter, parent)
         return made
@@ -151,7 +137,7 @@ def _traced_close(loop: asyncio.AbstractEventLoop, close: Callable[..., Any]) ->
         try:
             return close(*args, **kwargs)
         except BaseException as exc:
-            _hide_frame(exc)
+            hide_own_frames(exc)
             raise
         finally:
             # To the exporters' queues; a slow exporter must not stall close().
@@ -274,7 +260,7 @@ def _base_create_future(self: Any, *args: Any, **kwargs: Any) -> Any:
             return _class_saved["create_future"](self, *args, **kwargs)
         return hooks.create_future()
     except BaseException as exc:
-        _hide_frame(exc)
+        hide_own_frames(exc)
         raise
 
 
@@ -285,7 +271,7 @@ def _base_create_task(self: Any, *args: Any, **kwargs: Any) -> Any:
             return _class_saved["create_task"](self, *args, **kwargs)
         return hooks.create_task(*args, **kwargs)
     except BaseException as exc:
-        _hide_frame(exc)
+        hide_own_frames(exc)
         raise
 
 
@@ -376,7 +362,7 @@ def _announcing(original: Callable[..., None]) -> Callable[..., None]:
         try:
             original(self, *args, **kwargs)
         except BaseException as exc:
-            _hide_frame(exc)
+            hide_own_frames(exc)
             raise
         _new_loop(self)
 

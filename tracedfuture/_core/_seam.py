@@ -62,8 +62,9 @@ What an implementation module provides
     first (strong references, taken atomically under the GIL): what
     ``snapshot()``, the lints and the control socket read, with no conversion.
 ``info(obj)``
-    ``(future_id, created_ns, code, lasti, creator_task_id, label)`` of a traced
-    future or task, else ``None``; ``label`` is a future's label or ``None``.
+    ``(future_id, created_ns, code, lasti, creator_task_id, label, program_code,
+    program_lasti)`` of a traced future or task, else ``None``; ``label`` is a
+    future's label or ``None``.
 ``set_text(value_repr, exc_message)``
     Sets the two functions that turn a result and an exception into text when a
     future's ``capture_values`` is on (they must not raise; both implementations
@@ -91,6 +92,10 @@ in its own step). ``CREATED.name`` is a task's name or a future's label; ``coro`
 qualname, or, for a future that asyncio's own code made on the program's behalf
 (``asyncio.sleep``, ``SubprocessStreamProtocol``), the qualname of that asyncio
 function (``None`` when the program made it); ``route`` the ring's route (which installations receive the events).
+``CREATED.code``/``lasti`` is the first frame outside asyncio and tracedfuture (a
+library's, maybe), ``program_code``/``program_lasti`` the first frame up the stack
+of the program's own code (``_frames.classify``), the same frame when the program
+made the future itself, ``None`` when no program frame was on the stack.
 ``COLLECTED.incomplete`` is true when the ring had to drop one of the future's
 records (see below): its history has a hole, and viewers say so.
 
@@ -135,11 +140,25 @@ __all__ = ["LAYOUTS", "OPS", "Implementation", "LoopHooksLike", "RingLike"]
 
 # op -> (name, the fields after (op, future_id, ts_ns))
 LAYOUTS: dict[int, tuple[str, tuple[str, ...]]] = {
-    0: ("CREATED", ("task_id", "is_task", "code", "lasti", "thread_id", "name", "coro", "route", "context")),
+    0: (
+        "CREATED",
+        (
+            *("task_id", "is_task", "code", "lasti", "thread_id", "name", "coro", "route", "context"),
+            *("program_code", "program_lasti"),  # the first frame of the program's own code, or None
+        ),
+    ),
     1: ("CB_ADDED", ("task_id", "callback_name", "awaiter_id")),  # awaiter_id: a task's wakeup, else None
     2: ("CB_REMOVED", ("task_id", "callback_name", "removed_indices")),  # tuple of positions, before removal
     3: ("RESOLVED", ("task_id", "result_type", "value_repr")),  # value_repr None unless capture_values
-    4: ("FAILED", ("task_id", "exc_type", "exc_msg")),  # exc_msg None unless capture_values
+    4: (
+        "FAILED",
+        (
+            *("task_id", "exc_type", "exc_msg"),  # exc_msg None unless capture_values
+            # where it was raised: the traceback's innermost entry, and its innermost
+            # entry in the program's own code (codes None when unknown)
+            *("raise_code", "raise_lasti", "raise_program_code", "raise_program_lasti"),
+        ),
+    ),
     5: ("CANCELLED", ("task_id", "msg", "who")),  # who: (code, lasti, user_code, user_lasti) or None
     6: ("CANCEL_REQ", ("task_id", "msg", "who")),
     7: ("RENAMED", ("task_id", "name")),
@@ -196,5 +215,5 @@ class Implementation(Protocol):
     def future_id(self, obj: object) -> int | None: ...
     def assign_id(self, obj: object) -> int | None: ...
     def live(self) -> list[Any]: ...
-    def info(self, obj: object) -> tuple[int, int, Any, int, int | None, str | None] | None: ...
+    def info(self, obj: object) -> tuple[int, int, Any, int, int | None, str | None, Any, int] | None: ...
     def set_text(self, value_repr: Any, exc_message: Any) -> None: ...

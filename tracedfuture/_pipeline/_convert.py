@@ -15,14 +15,13 @@ tail sampling keeps, and at dump time for a flight recorder's window.
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
 from .._core import _events as ev
 from .._core._events import Event, Site
+from .._core._frames import short_asyncio
 
 __all__ = ["MARK", "Converter", "caller_text", "redacted", "site_of", "type_name"]
 
@@ -47,6 +46,7 @@ class _FutureState:
         "exc_type",
         "is_task",
         "name",
+        "program_site",
         "scheduled",
         "site",
     )
@@ -62,6 +62,7 @@ class _FutureState:
         self.cancel: tuple[str | None, int | None, str | None] | None = None
         self.done = False
         self.exc_type: str | None = None
+        self.program_site: Site | None = None
 
 
 _new_event = tuple.__new__
@@ -78,16 +79,22 @@ _RESULT_TYPE, _VALUE, _EXC_TYPE, _EXC_MSG = (
 )
 _MSG, _CANCELLER_ID, _CANCELLER = _FIELD["msg"], _FIELD["canceller_id"], _FIELD["canceller"]
 _AGE_NS, _CHAIN, _DETAIL, _CONTEXT = _FIELD["age_ns"], _FIELD["chain"], _FIELD["detail"], _FIELD["context"]
+_PROGRAM_SITE, _RAISE_SITE, _RAISE_PROGRAM_SITE = (
+    _FIELD["program_site"],
+    _FIELD["raise_site"],
+    _FIELD["raise_program_site"],
+)
 _BLANK: list[Any] = [None] * len(Event._fields)
 # The None fields after a position, for events built in one step (convert()).
-_TAIL_AFTER_PARENT = (None,) * (len(Event._fields) - _PARENT_ID - 1)
+_BETWEEN_PARENT_AND_CONTEXT = (None,) * (_CONTEXT - _PARENT_ID - 1)
 _TAIL_AFTER_AWAITER = (None,) * (len(Event._fields) - _AWAITER_ID - 1)
 _TAIL_AFTER_RESULT = (None,) * (len(Event._fields) - _RESULT_TYPE - 1)
-if (_PARENT_ID + 1, _PARENT_ID + 2, _PARENT_ID + 3, len(_BLANK) - 1) != (
+if (_PARENT_ID + 1, _PARENT_ID + 2, _PARENT_ID + 3, _CONTEXT + 1, len(_BLANK) - 3) != (
     _CALLBACK,
     _AWAITER_ID,
     _RESULT_TYPE,
-    _CONTEXT,
+    _PROGRAM_SITE,
+    _PROGRAM_SITE,
 ):
     raise ImportError("Event's fields moved: update the one-step events of _convert.Converter.convert")  # noqa: EM101
 _CREATED, _CB_ADDED, _RESOLVED, _COLLECTED = ev.OP_CREATED, ev.OP_CB_ADDED, ev.OP_RESOLVED, ev.OP_COLLECTED
@@ -149,11 +156,13 @@ class Converter:
                     del states[record[1]]
                     continue
             elif op == _CREATED:
-                _, fid, ts, tid, is_task, code, lasti, thread_id, name, coro, _route, context = record
+                _, fid, ts, tid, is_task, code, lasti, thread_id, name, coro, _route, context, pcode, plasti = record
                 if name is not None and self.redact is not None:
                     name = redacted(self.redact, name)
                 site = site_of(code, lasti)
-                states[fid] = _FutureState(is_task, name, site, ts)
+                program_site = site if pcode is code and plasti == lasti else site_of(pcode, plasti)
+                state = states[fid] = _FutureState(is_task, name, site, ts)
+                state.program_site = program_site
                 emit(
                     new(
                         event_type,
@@ -168,8 +177,11 @@ class Converter:
                             thread_id,
                             coro,
                             tid if is_task else n,
-                            *_TAIL_AFTER_PARENT[:-1],
+                            *_BETWEEN_PARENT_AND_CONTEXT,
                             context,
+                            program_site,
+                            n,
+                            n,
                         ),
                     )
                 )
@@ -245,15 +257,17 @@ class Converter:
     def _convert(self, record: Record, emit: Callable[[Event], None]) -> None:
         op, fid, ts = record[0], record[1], record[2]
         if op == ev.OP_CREATED:
-            _, _, _, tid, is_task, code, lasti, thread_id, name, coro, _route, context = record
+            _, _, _, tid, is_task, code, lasti, thread_id, name, coro, _route, context, pcode, plasti = record
             if name is not None and self.redact is not None:
                 name = redacted(self.redact, name)
             site = site_of(code, lasti)
             born = self.states[fid] = _FutureState(is_task, name, site, ts)
+            born.program_site = site if pcode is code and plasti == lasti else site_of(pcode, plasti)
             event = _event(ev.CREATED, fid, ts, tid, born)
             event[_SITE], event[_THREAD_ID], event[_CORO] = site, thread_id, coro
             event[_PARENT_ID] = tid if is_task else None
             event[_CONTEXT] = context
+            event[_PROGRAM_SITE] = born.program_site
             emit(_new_event(Event, event))
             return
         state = self.states.get(fid)
@@ -284,6 +298,7 @@ class Converter:
             else:
                 return
             event[_SITE] = state.site
+            event[_PROGRAM_SITE] = state.program_site
             event[_AGE_NS] = ts - state.created_ns if state.created_ns is not None else None
             emit(_new_event(Event, event))
             return
@@ -312,6 +327,8 @@ class Converter:
             state.exc_type = type_name(record[4])
             event = _event(ev.FAILED, fid, ts, tid, state)
             event[_EXC_TYPE], event[_EXC_MSG] = state.exc_type, self._text(record[5], True)
+            event[_RAISE_SITE] = site_of(record[6], record[7])
+            event[_RAISE_PROGRAM_SITE] = site_of(record[8], record[9])
             emit(_new_event(Event, event))
             self._finish(emit, state, fid, ts, tid)
         elif op == ev.OP_CANCELLED:
@@ -352,6 +369,7 @@ class Converter:
         event = _event(kind, fid, ts, tid, state)
         if state is not None:
             event[_SITE] = state.site
+            event[_PROGRAM_SITE] = state.program_site
         event[_AGE_NS], event[_CHAIN], event[_DETAIL] = age, chain, detail
         emit(_new_event(Event, event))
 
@@ -380,7 +398,6 @@ def redacted(redact: Callable[[str], str] | None, value: str) -> str:
 
 # --- process-wide caches: code objects, types ------------------------------------
 
-_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 _sites: dict[tuple[int, int], tuple[CodeType, Site]] = {}
 _types: dict[type, str] = {}
 
@@ -406,13 +423,6 @@ def site_of(code: CodeType | None, lasti: int) -> Site | None:
     return site
 
 
-def _short(filename: str) -> str:
-    """asyncio's files by their package path, others as they are."""
-    if filename.startswith(_ASYNCIO_DIR):
-        return "asyncio/" + filename[len(_ASYNCIO_DIR) :]
-    return filename
-
-
 def caller_text(who: tuple[CodeType | None, int, CodeType | None, int] | None) -> str | None:
     """``"Timeout._on_timeout (asyncio/timeouts.py:123)"``, and, when that is
     asyncio's code, the user code it was called from: ``"... in main (app.py:9)"``."""
@@ -421,7 +431,7 @@ def caller_text(who: tuple[CodeType | None, int, CodeType | None, int] | None) -
     direct = site_of(who[0], who[1])
     if direct is None:
         return None
-    text = f"{direct.function} ({_short(direct.filename)}:{direct.lineno})"
+    text = f"{direct.function} ({short_asyncio(direct.filename)}:{direct.lineno})"
     user = site_of(who[2], who[3])
     if user is not None and user != direct:
         text += f" in {user.function} ({user.filename}:{user.lineno})"

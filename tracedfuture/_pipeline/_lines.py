@@ -65,22 +65,28 @@ class Lines(Converter):
                     heads.pop(fid, None)
                     continue
             elif op == _CREATED:
-                _, fid, ts, tid, is_task, code, lasti, thread_id, name, coro, _route, _context = record
+                _, fid, ts, tid, is_task, code, lasti, thread_id, name, coro, _route, _context, pcode, plasti = record
                 if name is not None and self.redact is not None:
                     name = redacted(self.redact, name)
-                state = states[fid] = _FutureState(is_task, name, site_of(code, lasti), ts)
+                site = site_of(code, lasti)
+                state = states[fid] = _FutureState(is_task, name, site, ts)
+                state.program_site = site if pcode is code and plasti == lasti else site_of(pcode, plasti)
                 line = f'{{"kind":"created","future_id":{fid},"ts_ns":{ts}'
                 if tid is not None:
                     line += f',"task_id":{tid}'
                 line += head_of(fid, state)
                 if code is not None:
-                    line += self._site(code, lasti)
+                    line += ',"site":' + self._site(code, lasti)
                 if thread_id is not None:
                     line += f',"thread_id":{thread_id}'
                 if coro is not None:
                     line += ',"coro":' + text(coro)
                 if is_task and tid is not None:
                     line += f',"parent_id":{tid}'
+                if state.program_site is not None:
+                    line += ',"program_site":' + (
+                        self._site(code, lasti) if pcode is code and plasti == lasti else self._site(pcode, plasti)
+                    )
                 emit(line + "}")
                 continue
             elif op == _CB_ADDED:
@@ -200,8 +206,8 @@ class Lines(Converter):
         )
         if len(self._sites) >= _CACHE_LIMIT:
             self._sites.clear()
-        self._sites[key] = (code, ',"site":' + text)  # keeps code alive: its id is not reused
-        return ',"site":' + text
+        self._sites[key] = (code, text)  # keeps code alive: its id is not reused
+        return text
 
     def _result(self, tp: type) -> str:
         text = ',"result_type":' + self._text_of(type_name(tp))

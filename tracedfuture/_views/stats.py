@@ -28,9 +28,11 @@ _SITE_WIDTH = 60
 
 @dataclass
 class SiteStats:
-    """The futures and tasks created at one site."""
+    """The futures and tasks created at one site: the program's own line, and,
+    when a library made them on its behalf, the library's line (``via``)."""
 
     site: Site | None
+    via: Site | None = None
     tasks: int = 0
     futures: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -66,11 +68,13 @@ def collect(model: Model, sort: str = "count") -> list[SiteStats]:
     if sort not in COLUMNS:
         msg = f"cannot sort by {sort!r}: choose one of {', '.join(COLUMNS)}"
         raise ValueError(msg)
-    groups: dict[Site | None, SiteStats] = {}
+    groups: dict[tuple[Site | None, Site | None], SiteStats] = {}
     for record in model.records.values():
-        stats = groups.get(record.site)
+        program = record.program_site
+        key = (record.site, None) if program is None or program == record.site else (program, record.site)
+        stats = groups.get(key)
         if stats is None:
-            stats = groups[record.site] = SiteStats(record.site)
+            stats = groups[key] = SiteStats(*key)
         if record.is_task:
             stats.tasks += 1
         else:
@@ -103,6 +107,18 @@ def _msgs(stats: SiteStats) -> str:
     )
 
 
+def _site_cell(stats: SiteStats) -> str:
+    """The program's line, then the library's: the library's is cut first."""
+    text = printable(site_text(stats.site))
+    if stats.via is None:
+        return _clip_site(text)
+    via = printable(site_text(stats.via))
+    room = _SITE_WIDTH - len(text) - len(" (via )")
+    if room < 12:
+        return _clip_site(text)
+    return f"{text} (via {_clip_site(via) if len(via) <= room else '...' + via[-(room - 3) :]})"
+
+
 def _clip_site(text: str) -> str:
     return text if len(text) <= _SITE_WIDTH else "..." + text[-(_SITE_WIDTH - 3) :]
 
@@ -114,7 +130,7 @@ def render_table(model: Model, rows: list[SiteStats]) -> Iterator[str]:
     for stats in rows:
         table.append(
             [
-                _clip_site(printable(site_text(stats.site))),
+                _site_cell(stats),
                 _kind(stats),
                 str(stats.count),
                 *(str(stats.outcomes[outcome]) for outcome in Outcome.ALL),
@@ -148,12 +164,13 @@ def render_json(model: Model, rows: list[SiteStats]) -> dict[str, Any]:
     """The same table as a JSON-ready dict: durations in nanoseconds, full paths."""
     sites = []
     for stats in rows:
-        site = stats.site
+        site, via = stats.site, stats.via
         sites.append(
             {
                 "site": None
                 if site is None
                 else {"file": site.filename, "line": site.lineno, "function": site.function},
+                "via": None if via is None else {"file": via.filename, "line": via.lineno, "function": via.function},
                 "tasks": stats.tasks,
                 "futures": stats.futures,
                 "count": stats.count,

@@ -150,10 +150,13 @@ def _cut_left(text: str, limit: int) -> str:
 
 
 def _user_site(model: Model, record: FutureState) -> Site | None:
-    """For a record an installed library created, the site of the nearest task up
-    its chain of creators that the program itself created; None when its site is
-    the program's already, or no such task is known."""
+    """For a record a library created, the program's own line: the one recorded
+    at creation (the first frame of the program's code up the stack), else the
+    site of the nearest task up its chain of creators that the program itself
+    created; None when its site is the program's already, or none is known."""
     site = record.site
+    if record.program_site is not None:
+        return None if record.program_site == site else record.program_site
     if site is None or not is_installed(site.filename):
         return None
     seen = {record.id}
@@ -339,6 +342,7 @@ def _sibling_key(record: FutureState, context: bool) -> tuple[object, ...]:
         record.is_task,
         record.coro if record.is_task else record.name,
         record.site,
+        record.program_site,
         record.outcome,
         record.exc_type,
         context,

@@ -1,0 +1,208 @@
+"""The program's own line: where in the program a future was made and a failure
+raised, past the libraries it called (issue "Point at the program").
+
+A small client library is laid out in a ``site-packages`` folder on ``sys.path``;
+the program awaits three queries through it at known lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_seam import Traced
+from tracedfuture._core import _frames
+from tracedfuture._core._events import OP_CREATED, OP_FAILED
+from tracedfuture._pipeline._convert import Converter, site_of
+
+FAKEDB = """\
+import asyncio
+
+
+def _answer(fut, sql):
+    if sql == "boom":
+        try:
+            raise ValueError(sql)
+        except ValueError as exc:
+            fut.set_exception(exc)
+    else:
+        fut.set_result(sql)
+
+
+async def query(sql):
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    loop.call_soon(_answer, fut, sql)
+    return await fut
+
+
+async def checked(sql):
+    if sql == "bad":
+        raise KeyError(sql)
+    return sql
+"""
+
+APP = """\
+import fakedb
+
+
+async def main():
+    await fakedb.query("a")
+    await fakedb.query("b")
+    try:
+        await fakedb.query("boom")
+    except ValueError:
+        pass
+
+
+async def fails():
+    await fakedb.checked("bad")
+"""
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Iterator[Any]:
+    library = tmp_path / "lib" / "site-packages"
+    (library / "fakedb").mkdir(parents=True)
+    (library / "fakedb" / "__init__.py").write_text(FAKEDB)
+    (tmp_path / "app_under_test.py").write_text(APP)
+    sys.path[:0] = [str(library), str(tmp_path)]
+    try:
+        yield importlib.import_module("app_under_test")
+    finally:
+        sys.path.remove(str(library))
+        sys.path.remove(str(tmp_path))
+        for name in ("app_under_test", "fakedb"):
+            sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def traced(impl: Any) -> Iterator[Traced]:
+    t = Traced(impl)
+    yield t
+    t.close()
+
+
+def _lines(traced: Traced, op: int) -> list[tuple[Any, ...]]:
+    return [r for r in traced.ring.take() if r[0] == op]
+
+
+def test_a_future_a_library_made_names_the_programs_line_and_the_librarys(traced: Traced, program: Any) -> None:
+    traced.run(program.main())
+    made = [r for r in _lines(traced, OP_CREATED) if not r[4]]
+    sites = [site_of(r[5], r[6]) for r in made]
+    program_sites = [site_of(r[12], r[13]) for r in made]
+    assert [(s.function, s.lineno) for s in sites if s is not None] == [("query", 16)] * 3
+    assert all("site-packages" in s.filename for s in sites if s is not None)
+    assert [(s.filename.endswith("app_under_test.py"), s.lineno) for s in program_sites if s is not None] == [
+        (True, 5),
+        (True, 6),
+        (True, 8),
+    ]
+
+
+def test_the_program_made_it_itself_then_both_lines_are_the_same(traced: Traced) -> None:
+    async def main() -> None:
+        asyncio.get_running_loop().create_future().cancel()
+
+    traced.run(main())
+    [made] = [r for r in _lines(traced, OP_CREATED) if not r[4]]
+    assert made[5] is made[12] and made[6] == made[13]
+    assert made[5].co_name == "main"
+
+
+def test_a_failure_records_where_it_was_raised_and_the_programs_innermost_line(traced: Traced, program: Any) -> None:
+    task = traced.loop.create_task(program.fails())
+    with pytest.raises(KeyError):
+        traced.run(task)
+    [failed] = [r for r in _lines(traced, OP_FAILED) if r[1] == traced.impl.future_id(task)]
+    raised, in_program = site_of(failed[6], failed[7]), site_of(failed[8], failed[9])
+    assert raised is not None and raised.function == "checked" and raised.lineno == 23
+    assert in_program is not None and in_program.function == "fails" and in_program.lineno == 14
+
+
+def test_a_failure_set_without_being_raised_has_no_raise_site(traced: Traced) -> None:
+    async def main() -> None:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_exception(ValueError("never raised"))
+        fut.exception()
+
+    traced.run(main())
+    [failed] = _lines(traced, OP_FAILED)
+    assert failed[6:] == (None, 0, None, 0)
+
+
+def test_events_carry_the_programs_line_first_and_the_raise_sites(traced: Traced, program: Any) -> None:
+    task = traced.loop.create_task(program.fails())
+    with pytest.raises(KeyError):
+        traced.run(task)
+    events = Converter().convert(traced.ring.take())
+    created = next(e for e in events if e.kind == "created" and e.future_id == traced.impl.future_id(task))
+    assert created.program_site == created.site  # the test made the task: its line is the program's
+    failed = next(e for e in events if e.kind == "failed")
+    assert failed.raise_site is not None and failed.raise_site.lineno == 23
+    assert failed.raise_program_site is not None and failed.raise_program_site.lineno == 14
+
+
+def test_app_modules_count_an_installed_package_as_the_program(traced: Traced, program: Any) -> None:
+    _frames.set_app_modules(("fakedb",))
+    try:
+        traced.run(program.main())
+    finally:
+        _frames.set_app_modules(())
+    made = [r for r in _lines(traced, OP_CREATED) if not r[4]]
+    program_sites = [site_of(r[12], r[13]) for r in made]
+    assert [(s.function, s.lineno) for s in program_sites if s is not None] == [("query", 16)] * 3
+
+
+def test_app_modules_names_the_bad_value() -> None:
+    with pytest.raises(ValueError, match=r"app_modules: no module named 'no_such_module_here'"):
+        _frames.set_app_modules(("no_such_module_here",))
+
+
+def test_stats_groups_by_the_programs_line_with_the_librarys_beside_it() -> None:
+    from tracedfuture._views.stats import SiteStats, _site_cell
+
+    program, library = _site("/app/app.py", 7, "main"), _site("/v/lib/python3.11/site-packages/db.py", 4, "query")
+    assert _site_cell(SiteStats(program, library)) == "/app/app.py:7 in main (via db.py:4 in query)"
+
+
+def _site(filename: str, line: int, function: str) -> Any:
+    from tracedfuture._core._events import Site
+
+    return Site(filename, line, function)
+
+
+def test_snapshot_text_names_the_programs_line_then_the_librarys() -> None:
+    from tracedfuture.graph import PendingFuture, _describe
+
+    fut = PendingFuture(
+        future_id=3,
+        is_task=False,
+        name=None,
+        site=_site("/v/lib/python3.11/site-packages/db.py", 4, "query"),
+        age_ns=None,
+        state="PENDING",
+        program_site=_site("/app/app.py", 7, "main"),
+    )
+    assert "created at /app/app.py:7 in main (via db.py:4 in query)" in _describe(fut)
+
+
+def test_install_takes_app_modules(program: Any) -> None:
+    import tracedfuture
+
+    loop = asyncio.new_event_loop()
+    try:
+        with tracedfuture.install(loop, app_modules=("fakedb",)):
+            assert _frames.classify(program.main.__code__) == _frames.PROGRAM
+            fakedb = sys.modules["fakedb"]
+            assert _frames.classify(fakedb.query.__code__) == _frames.PROGRAM
+    finally:
+        _frames.set_app_modules(())
+        loop.close()

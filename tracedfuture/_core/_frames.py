@@ -1,0 +1,314 @@
+"""Frames: whose code is this, and which frame do we name?
+
+The one frame walker of the package (structlog keeps one, ``_frames.py``). Both
+implementations of the hot path ask it, and so do the pipeline and the viewers:
+
+* what is asyncio's (:func:`is_asyncio`), what is tracedfuture's own
+  (:data:`OWN_DIR`), what is a library's (:func:`is_library`: the standard
+  library and installed packages) as opposed to the program's;
+* the kind of a code object, cached per code object (:func:`kind`), and the
+  walks that use it: the creation site of a future (:func:`site_and_maker`) and
+  who cancelled it (:func:`canceller`);
+* keeping tracedfuture out of what the program sees: :func:`hide_own_frames` for
+  an exception's traceback, :func:`strip_source_traceback` for asyncio's
+  debug-mode ``_source_traceback``.
+
+``_cfuture.c`` walks frames in C on its hot path with the same rules, and calls
+:func:`classify`, :func:`canceller` and :func:`hide_own_frames` here for the
+rest. Nothing here imports either implementation.
+
+>>> is_asyncio("/usr/lib/python3.11/asyncio/subprocess.py"), is_asyncio("/app/asyncio/x.py")
+(True, False)
+>>> is_library("/venv/lib/python3.12/site-packages/aiohttp/web.py"), is_library("/app/web.py")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.util
+import os
+import re
+import sysconfig
+from collections.abc import Callable, Iterable
+from types import CodeType, FrameType
+from typing import Any
+
+__all__ = [
+    "ASYNCIO_DIR",
+    "BOUNDARY",
+    "CORE_DIR",
+    "INTERNAL",
+    "LIBRARY",
+    "OTHER_STDLIB",
+    "OWN_DIR",
+    "PACKAGES",
+    "PROGRAM",
+    "STDLIB_DIR",
+    "canceller",
+    "classify",
+    "code_kinds",
+    "creation",
+    "hide_own_frames",
+    "is_asyncio",
+    "is_installed",
+    "is_library",
+    "kind",
+    "on_program_change",
+    "raised_at",
+    "set_app_modules",
+    "short_asyncio",
+    "strip_source_traceback",
+]
+
+ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
+# The tracedfuture package: the parent of _core/. (tracedfuture.exporters is
+# inside it when installed from a wheel; an editable install maps it to the
+# repository's exporters/, which, as before, does not count as tracedfuture's.)
+OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
+CORE_DIR = os.path.dirname(__file__) + os.sep  # the hot path: only ever a wrapper's frames
+STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
+# Another machine's standard library (a trace read elsewhere): .../lib/python3.12/...
+OTHER_STDLIB = re.compile(r"^(?:.*[/\\])?(?:lib|Lib)[/\\]python3(?:\.\d+)?t?[/\\](?!site-packages|dist-packages)")
+PACKAGES = re.compile(r"[/\\](?:site|dist)-packages[/\\]")
+
+
+# --- files ------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8192)
+def is_asyncio(filename: str) -> bool:
+    """Whether a source file is asyncio's own (the standard library's ``asyncio``
+    package, here or in a trace recorded on another machine).
+
+    >>> is_asyncio("/usr/lib/python3.11/asyncio/tasks.py")
+    True
+    """
+    if filename.startswith(ASYNCIO_DIR):
+        return True
+    if filename.startswith(STDLIB_DIR):
+        rest = filename[len(STDLIB_DIR) :]
+    else:
+        found = OTHER_STDLIB.match(filename)
+        if found is None:
+            return False
+        rest = filename[found.end() :]
+    return rest.startswith(("asyncio/", "asyncio\\"))
+
+
+@functools.lru_cache(maxsize=8192)
+def is_installed(filename: str) -> bool:
+    """Whether a source file belongs to an installed package (``site-packages``).
+
+    >>> is_installed("/venv/lib/python3.12/site-packages/aiohttp/web.py"), is_installed("/app/web.py")
+    (True, False)
+    """
+    return PACKAGES.search(filename) is not None
+
+
+@functools.lru_cache(maxsize=8192)
+def is_library(filename: str) -> bool:
+    """Whether a source file belongs to an installed package or the standard library,
+    not to the program itself."""
+    return bool(filename.startswith(STDLIB_DIR) or PACKAGES.search(filename) or OTHER_STDLIB.match(filename))
+
+
+def short_asyncio(filename: str) -> str:
+    """asyncio's files by their package path (``asyncio/tasks.py``), others as they are."""
+    if filename.startswith(ASYNCIO_DIR):
+        return "asyncio/" + filename[len(ASYNCIO_DIR) :]
+    return filename
+
+
+# --- code objects -----------------------------------------------------------------
+
+# PROGRAM: the program's own code; LIBRARY: outside asyncio and tracedfuture, but
+# the standard library's or an installed package's; INTERNAL: asyncio's or
+# tracedfuture's; BOUNDARY: where the loop calls into a callback or a task step.
+# A future's *site* is its first PROGRAM or LIBRARY frame, its *program frame* the
+# first PROGRAM one (``_cfuture.c`` has the same numbers).
+PROGRAM, INTERNAL, BOUNDARY, LIBRARY = 0, 1, 2, 3
+# Keyed by id(): CPython 3.11-3.13 hash a code object by hashing its bytecode and
+# constants, on every lookup (200 ns for a mid-sized function). Each entry keeps
+# its code object alive, so its id cannot be reused while it is cached. The hot
+# path of ``_future`` reads this dict directly.
+code_kinds: dict[int, tuple[CodeType, int]] = {}
+# Directories whose files are the program's even where they are installed
+# (``install(app_modules=...)``); set by :func:`set_app_modules`.
+_app_dirs: tuple[str, ...] = ()
+# Called when what counts as the program changes: the compiled core's cache.
+_forget: list[Callable[[], object]] = []
+
+
+def kind(code: CodeType) -> int:
+    """:func:`classify`, cached per code object."""
+    entry = code_kinds.get(id(code))
+    if entry is not None and entry[0] is code:
+        return entry[1]
+    found = classify(code)
+    if len(code_kinds) >= 100_000:
+        code_kinds.clear()  # code made at run time (exec): do not grow for ever
+    code_kinds[id(code)] = (code, found)
+    return found
+
+
+def classify(code: CodeType) -> int:
+    """``PROGRAM``, ``LIBRARY``, ``INTERNAL`` or ``BOUNDARY`` (see above).
+
+    The program is, by default, every file outside the standard library,
+    installed packages (``site-packages``, ``dist-packages``) and tracedfuture;
+    :func:`set_app_modules` adds packages that are installed too.
+    """
+    name = code.co_filename
+    if is_asyncio(name):
+        # Handle._run is where the loop calls into a callback or a task step:
+        # above it is the loop's own machinery, never the code that made a future.
+        if code.co_name == "_run" and name.endswith("events.py"):
+            return BOUNDARY
+        return INTERNAL
+    if name.startswith(OWN_DIR):
+        return INTERNAL
+    if _app_dirs and name.startswith(_app_dirs):
+        return PROGRAM
+    if name.startswith("<frozen ") or is_library(name):
+        return LIBRARY
+    return PROGRAM
+
+
+def set_app_modules(names: Iterable[str]) -> None:
+    """Count the files of these top-level modules or packages as the program's,
+    wherever they are installed (``("myservice",)``); ``()`` goes back to the
+    default guess. Found without importing them.
+
+    >>> import json
+    >>> set_app_modules(("json",)); classify(json.dumps.__code__) == PROGRAM
+    True
+    >>> set_app_modules(()); classify(json.dumps.__code__) == LIBRARY
+    True
+    """
+    global _app_dirs
+    dirs: list[str] = []
+    for name in names:
+        if not isinstance(name, str) or not name or "." in name:
+            msg = f"app_modules takes top-level module names such as 'myservice', not {name!r}"
+            raise ValueError(msg)
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            msg = f"app_modules: no module named {name!r} on sys.path"
+            raise ValueError(msg)
+        if spec.submodule_search_locations:
+            dirs.extend(os.path.join(path, "") for path in spec.submodule_search_locations)
+        elif spec.origin:
+            dirs.append(spec.origin)
+    _app_dirs = tuple(dirs)
+    code_kinds.clear()
+    for forget in _forget:
+        forget()
+
+
+def on_program_change(forget: Callable[[], object]) -> None:
+    """Call ``forget()`` whenever :func:`set_app_modules` changes what counts as the
+    program (an implementation's own cache of :func:`classify`)."""
+    _forget.append(forget)
+
+
+# --- walks ------------------------------------------------------------------------
+
+
+def creation(frame: FrameType | None) -> tuple[CodeType | None, int, str | None, CodeType | None, int]:
+    """Where a future or task was made, from the frame that asked for it:
+    ``(code, lasti, maker, program_code, program_lasti)``.
+
+    ``code``/``lasti``: the first frame outside asyncio and tracedfuture (a
+    library's, maybe). ``maker``: the qualname of the asyncio function that made
+    the future on the program's behalf when there was one between that frame and
+    tracedfuture (``SubprocessStreamProtocol.__init__``), else ``None``.
+    ``program_code``/``program_lasti``: the first frame of the program's own
+    code up the stack (see :func:`classify`), or ``None``. When a task's own
+    coroutine is asyncio's (``create_task(asyncio.sleep(1))``) no frame outside
+    asyncio is below the loop: the innermost asyncio frame is the site.
+    """
+    first: tuple[CodeType | None, int] = (None, 0)
+    site: tuple[CodeType | None, int] | None = None
+    maker = None
+    while frame is not None:
+        code = frame.f_code
+        found = kind(code)
+        if found == PROGRAM:
+            if site is None:
+                return code, frame.f_lasti, first[0].co_qualname if first[0] is not None else None, code, frame.f_lasti
+            return (*site, maker, code, frame.f_lasti)
+        if found == LIBRARY:
+            if site is None:
+                site = (code, frame.f_lasti)
+                maker = first[0].co_qualname if first[0] is not None else None
+        elif found == BOUNDARY:
+            break
+        elif site is None and first[0] is None and not code.co_filename.startswith(OWN_DIR):
+            first = (code, frame.f_lasti)
+        frame = frame.f_back
+    if site is None:
+        return (*first, None, None, 0)
+    return (*site, maker, None, 0)
+
+
+def canceller(frame: FrameType | None) -> tuple[CodeType | None, int, CodeType | None, int]:
+    """Who called cancel(): the first frame outside tracedfuture (asyncio's own
+    ``Timeout._on_timeout`` or ``_cancel_and_wait`` is exactly who cancelled), and
+    the first frame outside asyncio too (the user code that asked for it)."""
+    direct: tuple[CodeType | None, int] = (None, 0)
+    while frame is not None:
+        code = frame.f_code
+        found = kind(code)
+        if direct[0] is None and not code.co_filename.startswith(OWN_DIR):
+            direct = (code, frame.f_lasti)
+        if found in (PROGRAM, LIBRARY):
+            return (*direct, code, frame.f_lasti)
+        if found == BOUNDARY:
+            break
+        frame = frame.f_back
+    return (*direct, None, 0)
+
+
+def raised_at(exc: BaseException) -> tuple[CodeType | None, int, CodeType | None, int]:
+    """Where an exception was raised: the innermost entry of its traceback, and
+    the innermost entry there that is the program's own code (``None`` when
+    there is none, or no traceback: ``set_exception(ValueError())``)."""
+    tb = exc.__traceback__
+    entries = []
+    while tb is not None:
+        entries.append((tb.tb_frame.f_code, tb.tb_lasti))
+        tb = tb.tb_next
+    if not entries:
+        return None, 0, None, 0
+    for code, lasti in reversed(entries):
+        if kind(code) == PROGRAM:
+            return (*entries[-1], code, lasti)
+    return (*entries[-1], None, 0)
+
+
+# --- what the program sees ----------------------------------------------------------
+
+
+def hide_own_frames(exc: BaseException) -> None:
+    """Drop tracedfuture's leading entries from the traceback of an exception about
+    to be re-raised with a bare ``raise`` (which adds no entry): the program sees
+    asyncio's frames only, as without tracing."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(OWN_DIR):
+        tb = tb.tb_next
+    exc.__traceback__ = tb
+
+
+def strip_source_traceback(tb: list[Any]) -> None:
+    """Make a debug-mode ``_source_traceback`` what asyncio alone records: without
+    the frames tracedfuture put between the innermost user frame and asyncio's
+    ``create_future`` / ``create_task``, nor the hot path's own wrappers wherever
+    they are (a loop's own ``create_task`` called through them). Other frames of
+    tracedfuture below the user's, such as a program run by ``tracedfuture.run``,
+    are the program's own and stay."""
+    i = len(tb)
+    while i and (tb[i - 1].filename.startswith(OWN_DIR) or is_asyncio(tb[i - 1].filename)):
+        i -= 1
+    tb[:] = [entry for k, entry in enumerate(tb) if not entry.filename.startswith(CORE_DIR if k < i else OWN_DIR)]
