@@ -35,7 +35,7 @@ from ._pipeline._convert import Converter, redacted
 from ._pipeline._delivery import Filter, Sink
 from ._pipeline._drain import DEFAULT_MAX_BYTES, RECORDER, Route
 from ._pipeline._hooks import resolve
-from ._pipeline._lines import Lines
+from ._pipeline._lines import make_lines
 from ._pipeline._tail import TailPolicy
 from .options import Options
 
@@ -91,7 +91,7 @@ class Installation:
                 max_failures=options.max_failures,
                 max_bytes=queue_bytes,
                 statistics=self._counters,
-                lines=Lines(capture_values=options.capture_values, redact=options.redact) if lines else None,
+                lines=make_lines(capture_values=options.capture_values, redact=options.redact) if lines else None,
             )
             for hook in events
         ]

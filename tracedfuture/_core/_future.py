@@ -53,6 +53,7 @@ from ._ring import Ring
 
 __all__ = [
     "IMPLEMENTATION",
+    "LineWriter",
     "LoopHooks",
     "Ring",
     "TracedFuture",
@@ -66,6 +67,8 @@ __all__ = [
 ]
 
 IMPLEMENTATION = "python"
+# No compiled trace-line writer: the pipeline's own _lines.Lines is the reference.
+LineWriter = None
 
 _T = TypeVar("_T")
 
