@@ -19,7 +19,7 @@ setup(
     ext_modules=[
         Extension(
             "tracedfuture._core._cfuture",
-            ["tracedfuture/_core/_cfuture.c"],
+            ["tracedfuture/_core/_cfuture.c", "tracedfuture/_core/_lines.c"],
             extra_compile_args=flags,
             extra_link_args=shlex.split(os.environ.get("TRACEDFUTURE_LDFLAGS", "")),
             optional=not strict,

@@ -30,7 +30,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-SIZES = {"lifecycle": 100, "task": 50}
+SIZES = {"lifecycle": 100, "task": 50, "burst": 2000}
 
 
 def child(argv: list[str]) -> int:

@@ -25,6 +25,9 @@ RATIO_TARGETS: list[tuple[str, str, tuple[str, ...], float]] = [
     ("every event kept in a MemoryExporter, flush timed, 10k tasks", "memory", ("many",), 1.6),
     ("every event kept in a MemoryExporter, flush timed, lifecycle", "memory", ("lifecycle",), 1.5),
     ("every event to a JSON-lines file", "jsonl", ("lifecycle", "task", "gather", "many"), 2.0),
+    ("every event to a JSON-lines file, 10k tasks", "jsonl", ("many",), 1.35),
+    ("300k-future burst, every event to a no-op exporter", "noop", ("burst",), 1.5),
+    ("300k-future burst, an exporter blocked forever", "stuck", ("burst",), 1.1),
 ]
 HTTP_TARGETS = [
     ("HTTP throughput, flight recorder", "flight", 0.90),
@@ -39,6 +42,8 @@ VARIANT_TITLES = {
     "tail": "tail-sampled structlog+OTel",
     "memory": "MemoryExporter",
     "jsonl": "JSON-lines file",
+    "noop": "no-op exporter",
+    "stuck": "exporter blocked forever",
     "debug": "asyncio debug mode",
     "otel-asyncio": "otel-instrumentation-asyncio",
     "aiomonitor": "aiomonitor task factory",

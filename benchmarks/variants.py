@@ -14,7 +14,11 @@ Modes (tracedfuture, ``tracedfuture.loop_factory(base=...)`` on either loop):
   structlog rendering JSON to ``os.devnull``; the real OTel SDK, a
   ``BatchSpanProcessor`` into an ``InMemorySpanExporter``) on a healthy workload;
 * ``memory``: every event into a ``MemoryExporter``;
-* ``jsonl``: every event to a JSON-lines trace file (a temporary file).
+* ``jsonl``: every event to a JSON-lines trace file (a temporary file);
+* ``noop``: every event to an exporter whose ``export`` does nothing (on its own
+  thread, as any exporter): what delivering events costs by itself;
+* ``stuck``: every event to an exporter whose ``export`` never returns: its
+  queue fills and sheds raw records; ``finish()`` drains but waits for nothing.
 
 Peers:
 
@@ -44,7 +48,7 @@ from typing import Any
 
 from workloads import TRACED_COROUTINES
 
-MODES = ("sampled-out", "flight", "tail", "memory", "jsonl")
+MODES = ("sampled-out", "flight", "tail", "memory", "jsonl", "noop", "stuck")
 PEERS = ("debug", "otel-asyncio", "aiomonitor")
 VARIANTS = ("plain", *MODES, *PEERS)
 
@@ -52,6 +56,8 @@ VARIANTS = ("plain", *MODES, *PEERS)
 BLIND = {
     ("otel-asyncio", "lifecycle"): "sees no futures: only create_task/ensure_future/gather and friends",
     ("aiomonitor", "lifecycle"): "sees no futures: only tasks made through the task factory",
+    ("otel-asyncio", "burst"): "sees no futures: only create_task/ensure_future/gather and friends",
+    ("aiomonitor", "burst"): "sees no futures: only tasks made through the task factory",
 }
 
 
@@ -121,6 +127,32 @@ def _span_pipeline() -> tuple[Any, Any]:
     return provider, spans
 
 
+class _NoOp:
+    """An exporter that takes every batch and does nothing with it."""
+
+    def export(self, events: Any) -> None:
+        pass
+
+
+class _Stuck:
+    """An exporter whose export() blocks until the session closes."""
+
+    def __init__(self) -> None:
+        self._gate = threading.Event()
+
+    def export(self, events: Any) -> None:
+        self._gate.wait()
+
+    def release(self) -> None:
+        self._gate.set()
+
+
+def _drain(inst: Any) -> None:
+    from tracedfuture._pipeline._drain import RECORDER
+
+    RECORDER.drain(only=inst)
+
+
 def _traced(session_loop: Callable[[], asyncio.AbstractEventLoop], exporters: list[Any], **options: Any) -> Session:
     import tracedfuture
 
@@ -178,6 +210,17 @@ def _open_mode(variant: str, make: Callable[[], asyncio.AbstractEventLoop]) -> S
         session = _traced(make, [recorder])
         session.recorded = lambda: _flight_count(recorder)
         session.stats = recorder.stats
+        return session
+    if variant == "noop":
+        session = _traced(make, [_NoOp()])
+        session.recorded = lambda: int(session.installation.stats()["events_delivered"])
+        return session
+    if variant == "stuck":
+        stuck = _Stuck()
+        session = _traced(make, [stuck], export_timeout=0.1)
+        session._finish[:] = [lambda: _drain(session.installation)]
+        session._close.insert(0, stuck.release)
+        session.recorded = lambda: int(session.installation.stats()["events_delivered"])
         return session
     if variant == "memory":
         memory = MemoryExporter()

@@ -55,6 +55,17 @@ async def many_tasks(n: int) -> None:
     await asyncio.gather(*[asyncio.create_task(worker(10)) for _ in range(n)])
 
 
+async def burst(n: int) -> None:
+    """``n`` futures created, resolved and awaited in rounds of 1,000."""
+    loop = asyncio.get_running_loop()
+    for start in range(0, n, 1000):
+        futures = [loop.create_future() for _ in range(min(1000, n - start))]
+        for i, fut in enumerate(futures):
+            fut.set_result(i)
+        for fut in futures:
+            await fut
+
+
 class Workload(NamedTuple):
     title: str
     run: Callable[[int], Coroutine[Any, Any, None]]
@@ -72,6 +83,7 @@ class Workload(NamedTuple):
 WORKLOADS: dict[str, Workload] = {
     "lifecycle": Workload("future lifecycle x{n}", lifecycle, 10_000, 0, 1, "lifecycle"),
     "many": Workload("{n} tasks x 10 futures", many_tasks, 10_000, 1, 10, "task"),
+    "burst": Workload("burst of {n} futures", burst, 300_000, 0, 1, "future"),
     "task": Workload("task create+await x{n}", task_await, 5_000, 1, 0, "task"),
     "gather": Workload("gather of 10 tasks x{n}", gather10, 500, 10, 0, "gather"),
 }

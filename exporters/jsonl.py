@@ -83,10 +83,10 @@ class JsonLinesExporter:
                 self._failed(exc)
         return self._fd is not None and self.write_error is None
 
-    def _write(self, data: bytes) -> int:
+    def _write(self, data: bytes) -> None:
         """Write whole lines; on failure, keep the whole lines that were written
         (but for room for the stats line), raise, and leave the file at its last
-        whole line. Returns the number of lines written."""
+        whole line."""
         assert self._fd is not None
         view = memoryview(data)
         written = 0
@@ -105,7 +105,6 @@ class JsonLinesExporter:
             exc.lines_written = data.count(b"\n", 0, keep)  # type: ignore[attr-defined]
             raise
         self._size += written
-        return data.count(b"\n")
 
     def _failed(self, exc: OSError) -> None:
         reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODES = ("plain", "sampled-out", "flight", "tail", "memory", "jsonl")
+MODES = ("plain", "sampled-out", "flight", "tail", "memory", "jsonl", "noop", "stuck")
 PEERS = ("debug", "otel-asyncio", "aiomonitor")
 
 
@@ -52,12 +52,12 @@ def test_quick_run_times_every_mode_and_each_traced_something(quick_run: tuple[d
     for impl in (i for i in data["implementations"].values() if i["available"]):
         cells = impl["micro"]["cells"]
         assert "error" not in impl["micro"]
-        assert {c["workload"] for c in cells} == {"lifecycle", "task", "gather", "many"}
+        assert {c["workload"] for c in cells} == {"lifecycle", "task", "gather", "many", "burst"}
         for cell in (c for c in cells if c["group"] == "modes"):
             assert cell["failed"] == {}, cell["failed"]
             assert sorted(cell["times"]) == sorted(MODES)
             assert all(len(t) == 2 for t in cell["times"].values())
-            for mode in ("flight", "memory", "jsonl"):
+            for mode in ("flight", "memory", "jsonl", "noop", "stuck"):
                 assert cell["recorded"][mode] > 0
             assert cell["recorded"]["sampled-out"] == 0
 

@@ -13,7 +13,7 @@ import pytest
 
 from tracedfuture._core import _events as ev
 from tracedfuture._pipeline._convert import Converter
-from tracedfuture._pipeline._lines import MARK, Lines
+from tracedfuture._pipeline._lines import MARK, Lines, LinesLike
 from tracedfuture.trace import encode_line, event_to_json
 
 from .test_seam import Traced
@@ -66,35 +66,89 @@ def _records(impl: Any, capture_values: bool) -> list[tuple[Any, ...]]:
     return traced.ring.take()
 
 
+def _writers() -> list[str]:
+    try:
+        from tracedfuture._core import _cfuture  # noqa: F401
+    except ImportError:
+        return ["reference"]
+    return ["reference", "compiled"]
+
+
+@pytest.fixture(params=_writers())
+def make(request: pytest.FixtureRequest) -> Any:
+    """A trace-line writer factory: the reference, or the compiled one around it."""
+
+    def make(**options: Any) -> LinesLike:
+        if request.param == "reference":
+            return Lines(**options)
+        from tracedfuture._core import _cfuture
+
+        return _cfuture.LineWriter(Lines(**options), redacts=options.get("redact") is not None)
+
+    return make
+
+
 def _reference(records: list[tuple[Any, ...]], **options: Any) -> bytes:
     return b"".join(encode_line(event_to_json(e)) for e in Converter(**options).convert(records))
 
 
 @pytest.mark.parametrize("capture_values", [False, True])
-def test_lines_are_the_events_byte_for_byte(impl: Any, capture_values: bool) -> None:
+def test_lines_are_the_events_byte_for_byte(impl: Any, make: Any, capture_values: bool) -> None:
     records = _records(impl, capture_values)
-    data, count = Lines(capture_values=capture_values).lines(records)
+    data, count = make(capture_values=capture_values).lines(records)
     assert data == _reference(records, capture_values=capture_values)
     assert count == data.count(b"\n")
     kinds = {json.loads(line)["kind"] for line in data.splitlines()}
     assert {"created", "awaited", "resolved", "callback_scheduled", "failed", "cancelled", "renamed"} <= kinds
 
 
-def test_lines_in_batches_are_the_lines_at_once(impl: Any) -> None:
+@pytest.mark.parametrize("size", [1, 7, 64])
+def test_lines_in_batches_are_the_lines_at_once(impl: Any, make: Any, size: int) -> None:
     records = _records(impl, False)
-    whole, _ = Lines().lines(records)
-    lines = Lines()
-    parts = [lines.lines(records[i : i + 7])[0] for i in range(0, len(records), 7)]
+    whole, _ = make().lines(records)
+    lines = make()
+    parts = [lines.lines(records[i : i + size])[0] for i in range(0, len(records), size)]
     assert b"".join(parts) == whole
+    assert whole == _reference(records)
 
 
-def test_a_mark_ends_a_history_with_incomplete(impl: Any) -> None:
+def test_a_mark_ends_a_history_with_incomplete(impl: Any, make: Any) -> None:
     records = _records(impl, False)
     created = next(r for r in records if r[0] == ev.OP_CREATED and r[4])
     at = records.index(created) + 1
     fid = created[1]
     marked = [*records[:at], (MARK, fid, created[2], "the exporter's queue was full"), *records[at:]]
-    events = [json.loads(line) for line in Lines().lines(marked)[0].splitlines()]
+    events = [json.loads(line) for line in make().lines(marked)[0].splitlines()]
     mine = [e for e in events if e["future_id"] == fid]
     assert [e["kind"] for e in mine] == ["created", "incomplete"]
     assert mine[1]["detail"] == "events of this future were dropped: the exporter's queue was full"
+
+
+def test_names_are_redacted_as_in_events(impl: Any, make: Any) -> None:
+    records = _records(impl, False)
+
+    def redact(text: str) -> str:
+        return text.replace("fetch", "[redacted]")
+
+    data, _ = make(redact=redact).lines(records)
+    assert data == _reference(records, redact=redact)
+    assert b"fetch-" not in data
+    assert b"[redacted]-1" in data
+
+
+def test_every_history_ends_and_nothing_is_held(impl: Any, make: Any) -> None:
+    records = _records(impl, False)
+    writer = make()
+    writer.lines(records)
+    held = writer.held() if hasattr(writer, "held") else 0
+    # Only futures still alive when the records were taken (none: all collected).
+    assert held == 0
+
+
+def test_a_loop_wide_lint_is_written_once(impl: Any, make: Any) -> None:
+    records = _records(impl, False)
+    lint = (ev.OP_LINT, 0, records[3][2], "blocked_loop", None, None, "the loop was blocked for 0.5 s", None)
+    marked = [*records[:4], lint, *records[4:]]
+    data, _ = make().lines(marked)
+    assert data == _reference(marked)
+    assert data.count(b'"blocked_loop"') == 1

@@ -347,6 +347,78 @@ def test_exit_waits_at_most_export_timeout_whatever_the_exporter_does(fault: str
     assert done.stderr.count("did not finish within export_timeout") == 1, done.stderr
 
 
+# The burst of the benchmarks: futures created, resolved and awaited in rounds of
+# 1,000 (300,000 with the compiled core; a tenth with the pure-Python one).
+BURST = """
+import asyncio, sys, threading, time
+import tracedfuture
+from tracedfuture._pipeline._delivery import Events
+
+converted = [0]
+original = Events.convert
+
+def counting(self, records):
+    converted[0] += len(records)
+    return original(self, records)
+
+Events.convert = counting
+forever = threading.Event()
+
+class Blocked:
+    def export(self, events):
+        forever.wait()
+
+class RaisesBase:
+    def export(self, events):
+        raise SystemExit(3)
+
+async def burst(n):
+    loop = asyncio.get_running_loop()
+    total = 0
+    for _ in range(n // 1000):
+        futures = [loop.create_future() for _ in range(1000)]
+        for i, future in enumerate(futures):
+            future.set_result(i)
+        for future in futures:
+            total += await future
+    return total
+
+kind = sys.argv[1]
+n = 300_000 if tracedfuture.IMPLEMENTATION == "c" else 30_000
+if kind != "plain":
+    inst = tracedfuture.install(exporters=[globals()[kind]()], export_timeout=1.0, max_memory=1 << 20)
+print(asyncio.run(burst(n)))
+if kind != "plain":
+    stats = inst.stats()
+    sink = stats["exporters"][0]
+    print("stats", converted[0], stats["events_delivered"], sink["dropped"], sink["failures"], file=sys.stderr)
+print(f"at {time.monotonic():.3f}", flush=True)
+sys.exit(5)
+"""
+
+
+@pytest.mark.parametrize("kind", ["Blocked", "RaisesBase"])
+def test_a_burst_to_a_stuck_or_raising_exporter_leaves_the_program_alone(kind: str) -> None:
+    plain = run_script(BURST, "plain")
+    done = run_script(BURST, kind)
+    ended = time.monotonic()
+    assert (done.returncode, done.stdout.split("\n")[0]) == (plain.returncode, plain.stdout.split("\n")[0])
+    assert plain.returncode == 5
+    # From the program's last line to the end of the process: export_timeout
+    # (1 s) at most, with a generous margin for a loaded machine.
+    assert ended - float(done.stdout.split("\n")[1].split()[1]) < 1.0 + 3.0
+    stats = next(line for line in done.stderr.splitlines() if line.startswith("stats"))
+    converted, delivered, dropped, failures = map(int, stats.split()[1:])
+    if kind == "Blocked":
+        # Its queue (1 MiB) filled, and what it shed was never converted.
+        assert dropped > 0
+        assert converted < delivered // 4
+        assert done.stderr.count("did not finish within export_timeout") == 1
+    else:
+        assert failures >= 1
+        assert done.stderr.count("failed in export()") == 1
+
+
 # --- nothing an exporter raises reaches the program -----------------------------------
 
 RAISING_INLINE = """

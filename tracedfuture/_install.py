@@ -32,10 +32,10 @@ from ._core import _frames, _loops
 from ._core._events import Event
 from ._core._seam import LoopHooksLike
 from ._pipeline._convert import Converter, redacted
-from ._pipeline._delivery import Filter, Sink
+from ._pipeline._delivery import Events, Filter, Sink
 from ._pipeline._drain import DEFAULT_MAX_BYTES, RECORDER, Route
 from ._pipeline._hooks import resolve
-from ._pipeline._lines import Lines
+from ._pipeline._lines import make_lines
 from ._pipeline._tail import TailPolicy
 from .options import Options
 
@@ -78,32 +78,39 @@ class Installation:
         threaded = sum(not hook.inline for hook in events)
         queue_bytes = options.max_memory // max(1, threaded)
         self._hooks = hooks
-        self._filter = Filter(
-            options.include_modules, options.exclude_modules, options.include_names, options.exclude_names
+        self._filter = bool(
+            options.include_modules or options.exclude_modules or options.include_names or options.exclude_names
         )
-        # An exporter that writes trace-file lines (export_lines) takes raw
-        # records, formatted on its own thread once its queue kept them; filters
-        # decide on events, so with a filter it takes events like the others.
-        lines = not self._filter
+        # Every exporter's queue holds raw records: what it cannot take is shed
+        # before anything is converted. Its own thread then writes trace-file
+        # lines (an exporter with export_lines, unless a filter must see events)
+        # or makes its events (a converter and a filter of its own).
         self._sinks = [
             Sink(
                 hook,
                 max_failures=options.max_failures,
                 max_bytes=queue_bytes,
                 statistics=self._counters,
-                lines=Lines(capture_values=options.capture_values, redact=options.redact) if lines else None,
+                lines=None
+                if self._filter
+                else make_lines(capture_values=options.capture_values, redact=options.redact),
+                events=Events(
+                    capture_values=options.capture_values,
+                    redact=options.redact,
+                    include_modules=options.include_modules,
+                    exclude_modules=options.exclude_modules,
+                    include_names=options.include_names,
+                    exclude_names=options.exclude_names,
+                ),
             )
             for hook in events
         ]
-        self._raw_sinks = [sink for sink in self._sinks if sink.raw]
-        self._event_sinks = [sink for sink in self._sinks if not sink.raw]
         # The pipeline's Consumer protocol.
         self.streaming = bool(self._sinks)
         self.max_bytes = _ring_bytes(options, [hook.max_bytes for hook in raw])
         self.flush_interval = options.flush_interval
         self.export_timeout = options.export_timeout
         self._tail = TailPolicy(int(options.slow * 1e9)) if options.tail else None
-        self._converter = Converter(capture_values=options.capture_values, redact=options.redact)
         captures = [hook.capture for hook in hooks if hook.capture is not None]
         self.capture: Callable[[], object] | None = _combine(captures)
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -148,18 +155,10 @@ class Installation:
         if self._tail is not None:
             records = self._tail.feed(records, time.monotonic_ns())
         self._submit_records(records)
-        if not self._event_sinks:
-            return
-        events = self._converter.convert(records)
-        if self._filter:
-            events = self._filter.apply(events)
-        self._submit(events)
 
     def consume_lint(self, record: tuple[Any, ...]) -> None:
         if self._installed and self.streaming:
             self._submit_records([record])
-            if self._event_sinks:
-                self._submit(self._converter.convert([record]))
 
     def wait_exporters(self, deadline: float, only: object = None) -> bool:
         sinks = [sink for sink in self._sinks if only is None or sink.exporter is only]
@@ -176,11 +175,6 @@ class Installation:
         if self._tail is not None:
             late = self._tail.flush(time.monotonic_ns())
         self._submit_records(late)
-        if self._event_sinks:
-            events = self._converter.convert(late)
-            if self._filter:
-                events = self._filter.apply(events) + self._filter.flush()
-            self._submit(events)
         for sink in self._sinks:
             sink.begin_close()
         for sink in self._sinks:
@@ -196,25 +190,16 @@ class Installation:
         held, sampled or converted again here."""
         if self._tail is not None:
             self._tail = TailPolicy(self._tail.slow_ns)
-        self._converter.clear()
 
     # -- reading -------------------------------------------------------------------------
 
-    def _submit(self, events: list[Event]) -> None:
-        if not events:
-            return
-        self.events_delivered += len(events)
-        for sink in self._event_sinks:
-            sink.submit(events)
-
     def _submit_records(self, records: list[tuple[Any, ...]]) -> None:
-        """Raw records to the sinks that format them themselves (a trace file):
-        shed, if need be, before anything is converted."""
-        if not records or not self._raw_sinks:
+        """Raw records to every exporter's queue: shed there, if need be,
+        before anything is converted."""
+        if not records:
             return
-        if not self._event_sinks:
-            self.events_delivered += len(records)  # records, when no event is made here
-        for sink in self._raw_sinks:
+        self.events_delivered += len(records)  # records: events are made past the queues
+        for sink in self._sinks:
             sink.submit(records)
 
     def recent_events(self, limit: int | None = None) -> list[Event]:
@@ -247,9 +232,10 @@ class Installation:
         return all(flushed)
 
     def stats(self) -> dict[str, Any]:
-        """Counters: events delivered, futures left untraced, records dropped or
-        overwritten in this installation's rings, futures dropped whole by tail
-        sampling, and per exporter: exported, dropped, failures, disabled."""
+        """Counters: records handed to the exporters' queues (``events_delivered``),
+        futures left untraced, records dropped or overwritten in this
+        installation's rings, futures dropped whole by tail sampling, and per
+        exporter: exported (events), dropped (records), failures, disabled."""
         return {
             "events_delivered": self.events_delivered,
             **self._counters(),

@@ -2595,6 +2595,8 @@ make_subtype(PyType_Spec *spec, PyTypeObject *base, Py_ssize_t *ext_off, PyObjec
 
 static int initialised;
 
+int tf_lines_add_type(PyObject *module); /* _lines.c: the trace-line writer */
+
 PyMODINIT_FUNC
 PyInit__cfuture(void)
 {
@@ -2755,7 +2757,7 @@ PyInit__cfuture(void)
         PyModule_AddObjectRef(m, "LoopHooks", (PyObject *)LoopHooksType) < 0 ||
         PyModule_AddObjectRef(m, "TracedFuture", (PyObject *)TracedFutureType) < 0 ||
         PyModule_AddObjectRef(m, "TracedTask", (PyObject *)TracedTaskType) < 0 ||
-        PyModule_AddStringConstant(m, "IMPLEMENTATION", "c") < 0) {
+        PyModule_AddStringConstant(m, "IMPLEMENTATION", "c") < 0 || tf_lines_add_type(m) < 0) {
         return NULL;
     }
     task_done_fn = PyObject_GetAttrString(m, "_task_done");

@@ -67,6 +67,7 @@ from ._shared import (
 
 __all__ = [
     "IMPLEMENTATION",
+    "LineWriter",
     "LoopHooks",
     "Ring",
     "TracedFuture",
@@ -80,6 +81,8 @@ __all__ = [
 ]
 
 IMPLEMENTATION = "python"
+# No compiled trace-line writer: the pipeline's own _lines.Lines is the reference.
+LineWriter = None
 
 _T = TypeVar("_T")
 

@@ -65,6 +65,13 @@ What an implementation module provides
     ``(future_id, created_ns, code, lasti, creator_task_id, label, program_code,
     program_lasti)`` of a traced future or task, else ``None``; ``label`` is a
     future's label or ``None``.
+``LineWriter``
+    ``None`` (the pure-Python implementation), or a compiled trace-line writer:
+    ``LineWriter(helper, *, redacts=False)`` with ``lines(records) -> (bytes,
+    count)`` and ``clear()``, the twin of ``_pipeline._lines.Lines``, which it is
+    given as ``helper`` (it writes the common records itself and hands a future
+    to the helper, ``helper.adopt(...)``, when its history needs anything else).
+    ``_pipeline._lines.make_lines`` picks it.
 ``set_text(value_repr, exc_message)``
     Sets the two functions that turn a result and an exception into text when a
     future's ``capture_values`` is on (they must not raise; both implementations
@@ -217,3 +224,5 @@ class Implementation(Protocol):
     def live(self) -> list[Any]: ...
     def info(self, obj: object) -> tuple[int, int, Any, int, int | None, str | None, Any, int] | None: ...
     def set_text(self, value_repr: Any, exc_message: Any) -> None: ...
+    @property
+    def LineWriter(self) -> Callable[..., Any] | None: ...

@@ -256,6 +256,15 @@ class Converter:
 
     def _convert(self, record: Record, emit: Callable[[Event], None]) -> None:
         op, fid, ts = record[0], record[1], record[2]
+        if op == MARK:
+            # A queue dropped a record of this future: its incomplete event, and
+            # the end of its history here.
+            marked = self.states.pop(fid, None)
+            if marked is not None:
+                event = _event(ev.INCOMPLETE, fid, ts, None, marked)
+                event[_DETAIL] = f"events of this future were dropped: {record[3]}"
+                emit(_new_event(Event, event))
+            return
         if op == ev.OP_CREATED:
             _, _, _, tid, is_task, code, lasti, thread_id, name, coro, _route, context, pcode, plasti = record
             if name is not None and self.redact is not None:

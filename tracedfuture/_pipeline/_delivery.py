@@ -1,11 +1,13 @@
-"""What happens to an installation's events after conversion: filters and tail
-sampling, before each exporter's :class:`~tracedfuture._pipeline._sink.Sink`.
+"""What an exporter is given: each :class:`~tracedfuture._pipeline._sink.Sink`
+queues raw records, and turns what its queue kept into events (:class:`Events`:
+a converter and a :class:`Filter` of its own) or trace-file lines (``_lines``).
 
 The drain thread (``_pipeline``) hands each installation its batch. The
-installation passes it through its :class:`Filter` (creation module, name) and
-:class:`TailSampler` (keep only what went wrong or was slow, with what is linked
-to it), then puts it on each :class:`Sink` (``_sink``: a thread and a queue
-bounded in bytes per exporter, its faults isolated from the program).
+installation samples it (``_tail``), then puts the raw records on each
+:class:`Sink` (a thread and a queue bounded in bytes per exporter, its faults
+isolated from the program). A queue that is full sheds raw records, whole
+futures at a time: what an exporter that is slow or stuck cannot take is never
+converted at all.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ from __future__ import annotations
 import fnmatch
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._core import _events as ev
 from .._core._events import Event
+from ._convert import Converter
 from ._process import at_fork
 from ._sink import Sink, safe_repr, unicode_safe
 
-__all__ = ["Filter", "Sink", "safe_repr", "unicode_safe"]
+__all__ = ["Events", "Filter", "Sink", "safe_repr", "unicode_safe"]
 
 logger = logging.getLogger("tracedfuture")
 
@@ -111,6 +115,37 @@ class Filter:
                     self._module_of_file[path] = name
             self._module_of_file.setdefault(filename, None)
         return self._module_of_file[filename]
+
+
+class Events:
+    """One exporter's events, made from the raw records its queue kept: its own
+    converter (its state is that exporter's, as the records it was given are)
+    and its own filter. Runs where the sink delivers: its thread, or, for an
+    inline exporter, whoever drains."""
+
+    def __init__(
+        self,
+        *,
+        capture_values: bool,
+        redact: Callable[[str], str] | None,
+        include_modules: Sequence[str] = (),
+        exclude_modules: Sequence[str] = (),
+        include_names: Sequence[str] = (),
+        exclude_names: Sequence[str] = (),
+    ) -> None:
+        self.converter = Converter(capture_values=capture_values, redact=redact)
+        self.filter = Filter(include_modules, exclude_modules, include_names, exclude_names)
+
+    def convert(self, records: list[tuple[Any, ...]]) -> list[Event]:
+        events = self.converter.convert(records)
+        return self.filter.apply(events) if self.filter else events
+
+    def finish(self) -> list[Event]:
+        """At close: the events a filter still held, undecided."""
+        return self.filter.flush() if self.filter else []
+
+    def clear(self) -> None:
+        self.converter.clear()
 
 
 def _prefixed(module: str, prefixes: tuple[str, ...]) -> bool:

@@ -13,24 +13,47 @@ file reads exactly as if each event had been built and written on its own
 
 It runs on the trace file's own delivery thread (``_sink``), after the queue
 decided what is kept: records that are shed are never formatted.
+
+With the compiled implementation, :func:`make_lines` returns its
+``LineWriter`` (``_core/_lines.c``), the same writer in C: it writes those four
+records itself and hands a future to a :class:`Lines` (:meth:`Lines.adopt`) the
+first time its history needs anything else. Both make the same bytes.
 """
 
 from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring
-from typing import Any
+from typing import Any, Protocol
 
+from .. import _core
 from .._core import _events as ev
 from .._core._events import Event
 from ._convert import MARK, Converter, _FutureState, redacted, site_of, type_name
 
-__all__ = ["MARK", "Lines"]
+__all__ = ["MARK", "Lines", "LinesLike", "make_lines"]
 
 Record = tuple[Any, ...]
 
 _CREATED, _CB_ADDED, _RESOLVED, _COLLECTED = ev.OP_CREATED, ev.OP_CB_ADDED, ev.OP_RESOLVED, ev.OP_COLLECTED
 _CACHE_LIMIT = 100_000
+
+
+class LinesLike(Protocol):
+    """A trace-line writer: :class:`Lines`, or the compiled ``LineWriter``."""
+
+    def lines(self, records: list[Record], /) -> tuple[bytes, int]: ...
+    def clear(self) -> None: ...
+
+
+def make_lines(*, capture_values: bool = False, redact: Any = None) -> LinesLike:
+    """The fastest trace-line writer available: the compiled implementation's
+    ``LineWriter`` around a :class:`Lines`, else the :class:`Lines` itself."""
+    reference = Lines(capture_values=capture_values, redact=redact)
+    writer = _core.impl.LineWriter
+    if writer is None:
+        return reference
+    return writer(reference, redacts=redact is not None)  # type: ignore[no-any-return]
 
 
 class Lines(Converter):
@@ -43,7 +66,7 @@ class Lines(Converter):
 
         self._to_json = event_to_json
         self._texts: dict[str, str] = {}  # a callback or name -> its JSON string
-        self._sites: dict[tuple[int, int], tuple[Any, str]] = {}  # (id(code), lasti) -> (code, ',"site":{...}')
+        self._sites: dict[tuple[int, int], tuple[Any, str]] = {}  # (id(code), lasti) -> (code, '{...}')
         self._types: dict[type, str] = {}  # a result type -> ',"result_type":"..."'
         self._heads: dict[int, tuple[str | None, str]] = {}  # fid -> (name, ',"is_task":..,"name":..')
 
@@ -143,6 +166,52 @@ class Lines(Converter):
     def clear(self) -> None:
         super().clear()
         self._heads.clear()
+
+    # -- what the compiled writer asks of its reference --------------------------------
+
+    def adopt(
+        self,
+        fid: int,
+        is_task: bool,
+        name: str | None,
+        code: Any,
+        lasti: int,
+        created_ns: int,
+        callbacks: list[tuple[str, int | None]],
+        scheduled: list[tuple[str, int | None]],
+        awaiter_id: int | None,
+        done: bool,
+        program_code: Any = None,
+        program_lasti: int | None = None,
+    ) -> None:
+        """Take over a future the compiled writer began (its state, as the
+        fast path of :meth:`lines` would have left it): its history needs more
+        than the four common records."""
+        site = site_of(code, lasti)
+        state = self.states[fid] = _FutureState(is_task, name, site, created_ns)
+        if program_code is code and program_lasti == lasti:
+            state.program_site = site
+        elif program_lasti is not None:
+            state.program_site = site_of(program_code, program_lasti)
+        state.callbacks, state.scheduled = callbacks, scheduled
+        state.awaiter_id, state.done = awaiter_id, done
+        self._heads.pop(fid, None)
+
+    def text(self, value: str) -> str:
+        """A string as JSON (not ASCII-escaped)."""
+        return self._text_of(value)
+
+    def site_text(self, code: Any, lasti: int) -> str:
+        """``,"site":{...}`` of an instruction."""
+        return ',"site":' + self._site(code, lasti)
+
+    def program_site_text(self, code: Any, lasti: int) -> str:
+        """``,"program_site":{...}`` of an instruction."""
+        return ',"program_site":' + self._site(code, lasti)
+
+    def result_text(self, tp: type) -> str:
+        """``,"result_type":"..."`` of a result's type."""
+        return self._result(tp)
 
     def _emit_event(self, out: list[str]) -> Any:
         dumps, emit, event_to_json = json.dumps, out.append, self._to_json
