@@ -23,6 +23,7 @@ class Ring:
 class LoopHooks:
     installations: tuple[Any, ...]
     base_call_soon: Any
+    call_soon_on_first_task: Any
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None: ...
     def bind(
         self,
