@@ -38,8 +38,10 @@ def traced_loop():
     hooks.bind(ring, 1, 0.0 if mode == "sampled_out" else 1.0, None, False)
     # setattr, never vars(loop): materializing the loop's instance dict would slow
     # asyncio's own code on it (see tracedfuture/_core/_loops.py)
-    for name in ("create_future", "create_task", "call_soon"):
+    for name in ("create_future", "create_task"):
         setattr(loop, name, getattr(hooks, name))
+    # as _loops does: call_soon is shadowed with the loop's first traced task
+    hooks.call_soon_on_first_task = hooks.call_soon
     loop._tracedfuture_hooks = hooks
     return loop
 

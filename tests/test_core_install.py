@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+from typing import Any
 
 import pytest
 
@@ -238,3 +239,40 @@ def test_import_tracedfuture_needs_only_the_standard_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("base", ["asyncio", "uvloop"])
+def test_sampled_out_futures_and_tasks_are_exactly_the_loops_own(base: str) -> None:
+    """Head sampling leaves a future or task untouched: asyncio's own type (or the
+    loop's), no subtype; and a loop with no traced task keeps its own call_soon."""
+    make: Any = asyncio.new_event_loop
+    if base == "uvloop":
+        make = pytest.importorskip("uvloop", reason="uvloop is not installed").new_event_loop
+    plain = make()
+    own_types = make_future_and_task(plain)
+    plain.close()
+    memory = MemoryExporter()
+    factory = tracedfuture.loop_factory(base=make, exporters=[memory], sample_rate=0.0)
+    loop = factory()
+    try:
+        fut, task = make_future_and_task(loop)
+        assert (type(fut), type(task)) == (type(own_types[0]), type(own_types[1]))
+        assert "call_soon" not in vars(loop)
+    finally:
+        loop.close()
+        factory.installation.uninstall()  # type: ignore[attr-defined]
+    assert len(memory) == 0
+
+
+def test_a_loops_call_soon_is_shadowed_from_its_first_traced_task_and_restored_after(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    with tracedfuture.install(loop):
+        assert "call_soon" not in vars(loop)
+        loop.run_until_complete(_nothing())
+        assert "call_soon" in vars(loop)
+    assert "call_soon" not in vars(loop)
+
+
+async def _nothing() -> None:
+    pass

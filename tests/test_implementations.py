@@ -104,6 +104,23 @@ def test_version_says_which_core_runs() -> None:
         )
 
 
+def test_a_missing_compiled_core_is_named_as_the_reason_the_reference_runs() -> None:
+    code = (
+        "import sys; sys.modules['tracedfuture._core._cfuture'] = None\n"
+        "import tracedfuture._core as core; print(core.IMPLEMENTATION, core.REASON)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "TRACEDFUTURE_PURE_PYTHON": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert result.stdout.startswith("python ")
+    assert "compiled core" in result.stdout
+
+
 @pytest.mark.slow
 def _core_suite_on_the_reference() -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="reference-suite-") as tmp:

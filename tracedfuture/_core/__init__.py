@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
@@ -30,17 +31,24 @@ __all__ = [
 from ._seam import Implementation
 
 impl: Implementation
+# Why the pure-Python reference runs ("" when the compiled core does).
+REASON = ""
 if os.environ.get("TRACEDFUTURE_PURE_PYTHON", "") not in ("", "0"):
     from . import _future
 
     impl = _future
+    REASON = "TRACEDFUTURE_PURE_PYTHON is set"
 else:
     try:
         from . import _cfuture
-    except ImportError:
+    except ImportError as exc:
         from . import _future
 
         impl = _future
+        if isinstance(exc, ModuleNotFoundError) and exc.name == f"{__name__}._cfuture":
+            REASON = "no compiled core was built for Python {}.{}".format(*sys.version_info[:2])
+        else:
+            REASON = f"the compiled core did not import: {exc}"
     else:
         impl = _cfuture
 

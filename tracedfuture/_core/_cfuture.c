@@ -505,10 +505,12 @@ static PyObject *foreign_ids;      /* weakref.WeakKeyDictionary: task -> id */
 static PyObject *asyncio_create_future, *asyncio_create_task, *asyncio_eager_create_task;
 static PyObject *eager_factory, *base_event_loop;
 static PyObject *base_check_closed, *base_get_debug;
+static PyObject *base_create_future_fn, *futures_module, *s_Future;
 static PyObject *m_add_done_callback, *m_remove_done_callback, *m_set_result, *m_set_exception, *m_fut_cancel;
 static PyObject *m_task_cancel, *m_task_set_name, *m_task_callbacks;
 static PyObject *task_done_fn;
 static PyObject *wakeup_names; /* dict: task type -> its wakeup's qualname */
+static PyObject *last_wakeup_type, *last_wakeup_name; /* borrowed from wakeup_names */
 static PyObject *empty_tuple;
 static PyObject *s_state, *s_result, *s_exception, *s_log_traceback, *s_loop, *s_get_debug, *s_closed, *s_debug;
 static PyObject *s_task_factory, *s_hooks, *s_FINISHED, *s_CANCELLED, *s_PENDING, *s_UNRETRIEVED;
@@ -960,9 +962,11 @@ typedef struct {
     PyObject *base_create_future;
     PyObject *base_create_task;
     PyObject *base_call_soon;
+    PyObject *call_soon_on_first_task; /* set on the loop as call_soon with the first traced task */
     PyObject *loop_kwargs; /* {"loop": loop}, reused by every creation */
     int asyncio_loop;      /* inherits BaseEventLoop: asyncio's own checks apply */
     int plain_checks;      /* and neither _check_closed nor get_debug is overridden */
+    int stock_future;      /* and base_create_future is asyncio's own: see untraced_future */
 } HooksObject;
 
 static PyObject *
@@ -1123,16 +1127,59 @@ is_wakeup(PyObject *fn, PyObject **owner)
     return 0;
 }
 
-/* _shared.callback_name: a plain function's qualname read directly (the
- * common case), anything else through the Python twin. A new reference. */
+/* The qualnames of builtin callbacks (id, list.append, a C method bound to an
+ * object), made once: a builtin's __qualname__ is a new string at each read.
+ * Keyed by its PyMethodDef and the type it is bound to (NULL: a module's), both
+ * kept alive by the entry so that neither address is reused while cached. */
+#define NAME_CACHE 512
+static struct {
+    PyMethodDef *ml;
+    PyObject *owner;
+    PyObject *name;
+} name_cache[NAME_CACHE];
+
+static PyObject *
+builtin_name(PyObject *fn)
+{
+    PyObject *self = PyCFunction_GET_SELF(fn);
+    PyObject *owner = NULL;
+    if (self != NULL && !PyModule_Check(self)) {
+        owner = PyType_Check(self) ? self : (PyObject *)Py_TYPE(self);
+    }
+    PyMethodDef *ml = ((PyCFunctionObject *)fn)->m_ml;
+    size_t h = (((uintptr_t)ml >> 4) ^ ((uintptr_t)owner >> 6)) & (NAME_CACHE - 1);
+    if (name_cache[h].ml == ml && name_cache[h].owner == owner && name_cache[h].name != NULL) {
+        return Py_NewRef(name_cache[h].name);
+    }
+    PyObject *name = text_of(py_callback_name, fn);
+    if (name == NULL || !PyUnicode_CheckExact(name)) {
+        return name;
+    }
+    PyUnicode_InternInPlace(&name);
+    PyObject *old_owner = name_cache[h].owner, *old_name = name_cache[h].name;
+    name_cache[h].ml = ml;
+    name_cache[h].owner = Py_XNewRef(owner);
+    name_cache[h].name = Py_NewRef(name);
+    Py_XDECREF(old_owner);
+    Py_XDECREF(old_name);
+    return name;
+}
+
+/* _shared.callback_name: a function's qualname read directly (the common
+ * cases: a function, a bound method, a builtin), anything else through the
+ * Python twin. Nothing is allocated for the common cases. A new reference. */
 static PyObject *
 callback_name(PyObject *fn)
 {
-    if (PyFunction_Check(fn)) {
-        PyObject *q = ((PyFunctionObject *)fn)->func_qualname;
+    PyObject *func = PyMethod_Check(fn) ? PyMethod_GET_FUNCTION(fn) : fn;
+    if (PyFunction_Check(func)) {
+        PyObject *q = ((PyFunctionObject *)func)->func_qualname;
         if (q != NULL && PyUnicode_Check(q)) {
             return Py_NewRef(q);
         }
+    }
+    if (PyCFunction_Check(fn)) {
+        return builtin_name(fn);
     }
     return text_of(py_callback_name, fn);
 }
@@ -1155,7 +1202,8 @@ shared_add_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         /* A task started waiting on this future: its wakeup is the callback. */
         long long aid = task_id(owner);
         PyObject *tp = (PyObject *)Py_TYPE(owner);
-        PyObject *name = PyDict_GetItemWithError(wakeup_names, tp);
+        /* the last type seen first: one task type per program, nearly always */
+        PyObject *name = tp == last_wakeup_type ? last_wakeup_name : PyDict_GetItemWithError(wakeup_names, tp);
         if (name == NULL) {
             PyErr_Clear();
             name = PyObject_GetAttr(fn, s_qualname);
@@ -1173,6 +1221,8 @@ shared_add_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                 return res;
             }
         }
+        last_wakeup_type = tp; /* both kept alive by wakeup_names */
+        last_wakeup_name = name;
         if ((r = begin(e, e->ring, &old, OP_CB_ADDED, 3, e->fid)) != NULL) {
             set_opt_int(r, 0, aid);
             set_obj(r, 1, name);
@@ -1630,6 +1680,26 @@ coro_qualname(PyObject *coro)
     return PyObject_GetAttr((PyObject *)Py_TYPE(coro), s_qualname);
 }
 
+/* The loop's call_soon is shadowed only once it has a traced task, whose
+ * completion callback it must catch (see hooks_call_soon): until then, and so on
+ * a loop whose tasks are all sampled out, the loop's own call_soon runs untouched. */
+static void
+arm_call_soon(HooksObject *h, PyObject *loop)
+{
+    PyObject *shadow = h->call_soon_on_first_task;
+    if (shadow == NULL) {
+        return;
+    }
+    h->call_soon_on_first_task = NULL;
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    if (PyObject_SetAttr(loop, s_call_soon, shadow) < 0) {
+        PyErr_Clear();
+    }
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    Py_DECREF(shadow);
+}
+
 static void
 register_task(PyObject *task, HooksObject *h, PyObject *loop, PyObject *coro, PyObject *name, PyFrameObject *frame)
 {
@@ -1638,6 +1708,7 @@ register_task(PyObject *task, HooksObject *h, PyObject *loop, PyObject *coro, Py
     PyErr_Clear();
     register_new(task, e, h, loop, name, qualname, 1, frame);
     Py_XDECREF(qualname);
+    arm_call_soon(h, loop);
 }
 
 static int
@@ -1891,6 +1962,7 @@ hooks_init(HooksObject *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->base_create_future, PyObject_GetAttr(loop, s_create_future));
     Py_XSETREF(self->base_create_task, PyObject_GetAttr(loop, s_create_task));
     Py_CLEAR(self->base_call_soon);
+    Py_CLEAR(self->call_soon_on_first_task);
     if (self->base_create_future == NULL || self->base_create_task == NULL) {
         return -1;
     }
@@ -1916,6 +1988,9 @@ hooks_init(HooksObject *self, PyObject *args, PyObject *kwds)
         Py_XDECREF(gd);
         PyErr_Clear();
     }
+    self->stock_future = self->plain_checks && PyMethod_Check(self->base_create_future) &&
+                         PyMethod_GET_FUNCTION(self->base_create_future) == base_create_future_fn &&
+                         PyMethod_GET_SELF(self->base_create_future) == loop;
     return 0;
 }
 
@@ -1929,6 +2004,7 @@ hooks_traverse(HooksObject *self, visitproc visit, void *arg)
     Py_VISIT(self->base_create_future);
     Py_VISIT(self->base_create_task);
     Py_VISIT(self->base_call_soon);
+    Py_VISIT(self->call_soon_on_first_task);
     Py_VISIT(self->loop_kwargs);
     return 0;
 }
@@ -1943,6 +2019,7 @@ hooks_clear(HooksObject *self)
     Py_CLEAR(self->base_create_future);
     Py_CLEAR(self->base_create_task);
     Py_CLEAR(self->base_call_soon);
+    Py_CLEAR(self->call_soon_on_first_task);
     Py_CLEAR(self->loop_kwargs);
     return 0;
 }
@@ -2021,12 +2098,34 @@ loop_debug(HooksObject *h)
     return t;
 }
 
+/* A future that head sampling leaves out: exactly what asyncio's create_future
+ * makes, futures.Future(loop=self). On a loop whose create_future is asyncio's
+ * own (BaseEventLoop.create_future, 3.11-3.13: that one line) and that is not in
+ * debug mode, it is built here, without entering a Python frame for that line;
+ * otherwise the loop's own create_future is called (in debug mode, so that the
+ * future's _source_traceback starts in asyncio's frame, as untraced). */
+static PyObject *
+untraced_future(HooksObject *self)
+{
+    if (self->stock_future) {
+        PyObject *cls = PyObject_GetAttr(futures_module, s_Future); /* what that line reads */
+        int exact = cls == (PyObject *)BaseFuture;
+        Py_XDECREF(cls);
+        int debug = exact ? loop_flag(self->loop, s_debug) : 1;
+        if (debug == 0) {
+            return PyObject_Call((PyObject *)BaseFuture, empty_tuple, self->loop_kwargs);
+        }
+        PyErr_Clear();
+    }
+    return PyObject_CallNoArgs(self->base_create_future);
+}
+
 static PyObject *
 hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
 {
     RingObject *ring = self->ring;
     if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate)) {
-        return PyObject_CallNoArgs(self->base_create_future);
+        return untraced_future(self);
     }
     PyObject *loop = self->loop;
     if (self->asyncio_loop) {
@@ -2333,6 +2432,19 @@ hooks_get_base_call_soon(HooksObject *self, void *Py_UNUSED(closure))
     return Py_NewRef(self->base_call_soon ? self->base_call_soon : Py_None);
 }
 
+static int
+hooks_set_call_soon_on_first_task(HooksObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    Py_XSETREF(self->call_soon_on_first_task, value == NULL || value == Py_None ? NULL : Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *
+hooks_get_call_soon_on_first_task(HooksObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->call_soon_on_first_task ? self->call_soon_on_first_task : Py_None);
+}
+
 static PyMethodDef hooks_methods[] = {
     {"bind", (PyCFunction)(void (*)(void))hooks_bind, METH_FASTCALL,
      "bind(ring, route, sample_rate, capture, capture_values): point the loop at a ring (None: record "
@@ -2363,6 +2475,8 @@ static PyGetSetDef hooks_getset[] = {
     {"capture_values", (getter)hooks_get_values, NULL, NULL, NULL},
     {"base_call_soon", (getter)hooks_get_base_call_soon, (setter)hooks_set_base_call_soon,
      "the call_soon the program set on the loop itself, else None (the class's)", NULL},
+    {"call_soon_on_first_task", (getter)hooks_get_call_soon_on_first_task, (setter)hooks_set_call_soon_on_first_task,
+     "what the hooks set as the loop's call_soon when they make its first traced task, else None", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -2771,6 +2885,12 @@ PyInit__cfuture(void)
     }
     base_check_closed = PyObject_GetAttrString(base_event_loop, "_check_closed");
     base_get_debug = PyObject_GetAttrString(base_event_loop, "get_debug");
+    base_create_future_fn = PyObject_GetAttrString(base_event_loop, "create_future");
+    futures_module = PyImport_ImportModule("asyncio.futures");
+    s_Future = PyUnicode_InternFromString("Future");
+    if (base_create_future_fn == NULL || futures_module == NULL || s_Future == NULL) {
+        return NULL;
+    }
     eager_factory = PyObject_GetAttrString(asyncio, "eager_task_factory");
     if (eager_factory == NULL) {
         PyErr_Clear();

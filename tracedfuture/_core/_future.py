@@ -373,7 +373,21 @@ def _register_task(
         plasti,
     )
     _bind(task, hooks, rec)
+    _arm_call_soon(hooks, loop)
     return fid
+
+
+def _arm_call_soon(hooks: LoopHooks, loop: Any) -> None:
+    """Shadow the loop's ``call_soon`` once it has a traced task, whose completion
+    callback it must catch (see :meth:`LoopHooks.call_soon`): until then, and so
+    on a loop whose tasks are all sampled out, the loop's own runs untouched."""
+    shadow = hooks.call_soon_on_first_task
+    if shadow is not None:
+        hooks.call_soon_on_first_task = None
+        try:
+            loop.call_soon = shadow
+        except Exception:  # a loop that takes no attributes is never hooked
+            pass
 
 
 def _hooks(loop: object) -> LoopHooks | None:
@@ -599,6 +613,7 @@ class LoopHooks:
         "base_call_soon",
         "base_create_future",
         "base_create_task",
+        "call_soon_on_first_task",
         "capture",
         "capture_values",
         "installations",
@@ -621,6 +636,9 @@ class LoopHooks:
         # The call_soon the program set on the loop itself (set by _loops), else
         # None: the class's, looked up at each call.
         self.base_call_soon: Callable[..., Any] | None = None
+        # What to set as the loop's call_soon when its first traced task is made
+        # (set by _loops), else None: see _arm_call_soon.
+        self.call_soon_on_first_task: Callable[..., Any] | None = None
         # asyncio's own create_task code applies to loops that inherit it.
         self._asyncio_loop = isinstance(loop, asyncio.BaseEventLoop)
 

@@ -18,7 +18,9 @@ restores the loop. What they do depends on the class:
   subclass's override, or an attribute the program set), with one exception: the
   completion callback of a traced task is run at once instead of being queued
   (``LoopHooks.call_soon``), so that a finished task lives exactly as long as the
-  program keeps it;
+  program keeps it. It is set on the loop only when the loop's first traced task
+  is made (``LoopHooks.call_soon_on_first_task``): a loop whose tasks are all
+  sampled out keeps its own ``call_soon``, untouched;
 * ``close`` always calls the class's (or the instance's) own ``close``.
 
 None of these wrappers shows in a traceback: exceptions leave with the wrapper's
@@ -224,7 +226,12 @@ def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooksLike:
     setattr(loop, _SAVED, (saved, ours))
     setattr(loop, HOOKS, hooks)
     for name, value in ours.items():
-        setattr(loop, name, value)
+        if name == "call_soon":
+            # Set by the hooks with the loop's first traced task: a loop whose
+            # tasks are all sampled out keeps its own call_soon, untouched.
+            hooks.call_soon_on_first_task = value
+        else:
+            setattr(loop, name, value)
     return hooks
 
 
@@ -232,6 +239,9 @@ def unhook_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Restore ``loop`` exactly as it was before :func:`hook_loop`, keeping what
     its own code set on it since (a subclass's ``__init__`` runs after ours)."""
     saved, ours = getattr(loop, _SAVED, ({}, {}))
+    hooks = getattr(loop, HOOKS, None)
+    if hooks is not None:
+        hooks.call_soon_on_first_task = None  # a task made through hooks kept elsewhere sets nothing now
     for name in (_SAVED, HOOKS):
         try:
             delattr(loop, name)

@@ -39,6 +39,11 @@ What an implementation module provides
     in the ready queue would keep the finished task alive one loop iteration
     longer than the program does, and move asyncio's "Task exception was never
     retrieved" after the program's next lines.
+    ``_loops`` does not set this ``call_soon`` on the loop itself: it gives it to
+    the hooks as ``hooks.call_soon_on_first_task``, and the hooks set it as the
+    loop's ``call_soon`` (once, then the attribute reads ``None``) when they record
+    the loop's first ``TracedTask``. A loop whose tasks are all sampled out keeps
+    its own ``call_soon``: sampled out costs nothing there.
     The hooks also carry ``installations``, a plain attribute for ``_install``'s
     bookkeeping that the hot path never reads, and find a loop's hooks through
     the loop attribute ``_tracedfuture_hooks`` (for futures and tasks built
@@ -195,6 +200,7 @@ class LoopHooksLike(Protocol):
     # the call_soon the program had set on the loop itself (set by _loops).
     installations: tuple[Any, ...]
     base_call_soon: Any
+    call_soon_on_first_task: Any
 
     def bind(self, ring: Any, route: int, sample_rate: float, capture: Any, capture_values: bool) -> None: ...
     def create_future(self) -> asyncio.Future[Any]: ...
