@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "IMPLEMENTATION",
     "LoopHooks",
+    "RecordBatch",
     "Ring",
     "TracedFuture",
     "TracedTask",
@@ -56,6 +57,7 @@ TracedFuture: type[asyncio.Future[Any]] = impl.TracedFuture
 TracedTask: type[asyncio.Task[Any]] = impl.TracedTask
 LoopHooks = impl.LoopHooks
 Ring = impl.Ring
+RecordBatch = impl.RecordBatch
 flush_pending_completions = impl.flush_pending_completions
 future_id = impl.future_id
 assign_id = impl.assign_id
