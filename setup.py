@@ -44,7 +44,13 @@ setup(
     else [
         Extension(
             "tracedfuture._core._cfuture",
-            ["tracedfuture/_core/_cfuture.c", "tracedfuture/_core/_lines.c"],
+            [
+                "tracedfuture/_core/_cfuture.c",
+                "tracedfuture/_core/_lines.c",
+                "tracedfuture/_core/_batch.c",
+                "tracedfuture/_core/_eventfold.c",
+            ],
+            depends=["tracedfuture/_core/_records.h"],
             extra_compile_args=flags,
             extra_link_args=shlex.split(os.environ.get("TRACEDFUTURE_LDFLAGS", "")),
             optional=not strict,

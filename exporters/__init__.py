@@ -73,7 +73,13 @@ class Exporter(Protocol):
     :class:`ExporterHooks`."""
 
     def export(self, events: Sequence[Event], /) -> object:
-        """Handle one batch. The return value is ignored."""
+        """Handle one batch. The return value is ignored.
+
+        ``events`` is a :class:`~collections.abc.Sequence` (``len``, indexing,
+        slicing, iteration), not necessarily a list: with the compiled core its
+        items are made when they are read, so an exporter that looks at few of
+        them pays for few. Copy what you keep (``list(events)``); each read of an
+        item may build a new, equal :class:`Event`."""
 
 
 class ExporterHooks(Exporter, Protocol):

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ._core import _frames, _loops
@@ -148,7 +148,7 @@ class Installation:
 
     # -- the pipeline's Consumer protocol -----------------------------------------------
 
-    def consume(self, records: list[tuple[Any, ...]]) -> None:
+    def consume(self, records: Sequence[tuple[Any, ...]]) -> None:
         """Called by the drain with this installation's raw records, in order."""
         if not self._installed:
             return
@@ -193,7 +193,7 @@ class Installation:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _submit_records(self, records: list[tuple[Any, ...]]) -> None:
+    def _submit_records(self, records: Sequence[tuple[Any, ...]]) -> None:
         """Raw records to every exporter's queue: shed there, if need be,
         before anything is converted."""
         if not records:

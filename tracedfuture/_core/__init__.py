@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "IMPLEMENTATION",
     "LoopHooks",
+    "RecordBatch",
     "Ring",
     "TracedFuture",
     "TracedTask",
@@ -64,6 +65,7 @@ TracedFuture: type[asyncio.Future[Any]] = impl.TracedFuture
 TracedTask: type[asyncio.Task[Any]] = impl.TracedTask
 LoopHooks = impl.LoopHooks
 Ring = impl.Ring
+RecordBatch = impl.RecordBatch
 flush_pending_completions = impl.flush_pending_completions
 future_id = impl.future_id
 assign_id = impl.assign_id

@@ -44,131 +44,7 @@
 #define BASE_IS_HEAP 0
 #endif
 
-/* ------------------------------------------------------------------------ */
-/* Ops, as in _seam.LAYOUTS                                                  */
-
-enum {
-    OP_CREATED = 0,
-    OP_CB_ADDED = 1,
-    OP_CB_REMOVED = 2,
-    OP_RESOLVED = 3,
-    OP_FAILED = 4,
-    OP_CANCELLED = 5,
-    OP_CANCEL_REQ = 6,
-    OP_RENAMED = 7,
-    OP_COLLECTED = 8,
-    OP_LINT = 9,
-    OP_EMPTY = 255,
-};
-
-#define NSLOT 11 /* CREATED's fields, the most of any op */
-#define F_RAW 1 /* s[0].o is a whole tuple, made off the hot path */
-#define F_WHO 2 /* cancel: s[2..5] are (code, lasti, user_code, user_lasti) */
-
-typedef union {
-    long long i;
-    PyObject *o;
-} Slot;
-
-/* One record. objmask: slots holding an object (NULL reads None); nonemask:
- * integer slots that read None; boolmask: integer slots that read as bool. */
-typedef struct {
-    unsigned char op;
-    unsigned char nfields;
-    unsigned char flags;
-    unsigned char pad;
-    unsigned short objmask;
-    unsigned short nonemask;
-    unsigned short boolmask;
-    unsigned short pad2;
-    long long fid;
-    long long ts;
-    Slot s[NSLOT];
-} Rec;
-
-static void
-rec_release(Rec *r)
-{
-    if (r->op == OP_EMPTY) {
-        return;
-    }
-    for (int k = 0; k < NSLOT; k++) {
-        if (r->objmask & (1u << k)) {
-            Py_CLEAR(r->s[k].o);
-        }
-    }
-    r->op = OP_EMPTY;
-    r->objmask = 0;
-}
-
-static void
-rec_incref(Rec *r)
-{
-    for (int k = 0; k < NSLOT; k++) {
-        if (r->objmask & (1u << k)) {
-            Py_XINCREF(r->s[k].o);
-        }
-    }
-}
-
-static PyObject *
-slot_value(const Rec *r, int k)
-{
-    if (r->objmask & (1u << k)) {
-        PyObject *o = r->s[k].o ? r->s[k].o : Py_None;
-        return Py_NewRef(o);
-    }
-    if (r->nonemask & (1u << k)) {
-        return Py_NewRef(Py_None);
-    }
-    if (r->boolmask & (1u << k)) {
-        return PyBool_FromLong((long)r->s[k].i);
-    }
-    return PyLong_FromLongLong(r->s[k].i);
-}
-
-/* The tuple of _seam.LAYOUTS for one record. */
-static PyObject *
-rec_tuple(const Rec *r)
-{
-    if (r->flags & F_RAW) {
-        return Py_NewRef(r->s[0].o);
-    }
-    PyObject *t = PyTuple_New(3 + r->nfields);
-    if (t == NULL) {
-        return NULL;
-    }
-    PyObject *v;
-    if ((v = PyLong_FromLong(r->op)) == NULL) goto fail;
-    PyTuple_SET_ITEM(t, 0, v);
-    if ((v = PyLong_FromLongLong(r->fid)) == NULL) goto fail;
-    PyTuple_SET_ITEM(t, 1, v);
-    if ((v = PyLong_FromLongLong(r->ts)) == NULL) goto fail;
-    PyTuple_SET_ITEM(t, 2, v);
-    if (r->op == OP_CANCELLED || r->op == OP_CANCEL_REQ) {
-        if ((v = slot_value(r, 0)) == NULL) goto fail;
-        PyTuple_SET_ITEM(t, 3, v);
-        if ((v = slot_value(r, 1)) == NULL) goto fail;
-        PyTuple_SET_ITEM(t, 4, v);
-        if (r->flags & F_WHO) {
-            v = Py_BuildValue("(NNNN)", slot_value(r, 2), slot_value(r, 3), slot_value(r, 4), slot_value(r, 5));
-            if (v == NULL) goto fail;
-        }
-        else {
-            v = Py_NewRef(Py_None);
-        }
-        PyTuple_SET_ITEM(t, 5, v);
-        return t;
-    }
-    for (int k = 0; k < r->nfields; k++) {
-        if ((v = slot_value(r, k)) == NULL) goto fail;
-        PyTuple_SET_ITEM(t, 3 + k, v);
-    }
-    return t;
-fail:
-    Py_DECREF(t);
-    return NULL;
-}
+#include "_records.h" /* the record struct, shared with _batch.c and _lines.c */
 
 /* ------------------------------------------------------------------------ */
 /* Ring                                                                      */
@@ -365,6 +241,36 @@ ring_take(RingObject *self, PyObject *Py_UNUSED(ignored))
     return ring_list(self, self->rd, 1);
 }
 
+/* The records written since the last take(), as one RecordBatch (_batch.c): the
+ * structs copied with their references, no tuple made. */
+static PyObject *
+ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
+{
+    unsigned long long n = self->buf == NULL ? 0 : self->w - self->rd;
+    Rec *copy = NULL;
+    if (n) {
+        unsigned long long cap = (unsigned long long)self->capacity, from = self->rd % cap;
+        copy = (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec));
+        if (copy == NULL) {
+            return PyErr_NoMemory();
+        }
+        /* At most two runs: up to the end of the buffer, then from its start. */
+        unsigned long long first = cap - from < n ? cap - from : n;
+        memcpy(copy, &self->buf[from], (size_t)first * sizeof(Rec));
+        memcpy(copy + first, self->buf, (size_t)(n - first) * sizeof(Rec));
+        for (unsigned long long i = 0; i < n; i++) {
+            if (copy[i].objmask) {
+                rec_incref(&copy[i]);
+            }
+        }
+        self->rd = self->w;
+        self->taken += n;
+    }
+    /* Allocating the batch may run Python code that writes to the ring: the
+     * copies are ours already. */
+    return tf_batch_steal(copy, (Py_ssize_t)n);
+}
+
 static PyObject *
 ring_window(RingObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -403,14 +309,7 @@ ring_append(RingObject *self, PyObject *record)
     Rec old;
     Rec *slot = ring_claim(self, &old);
     if (slot != NULL) {
-        slot->flags = F_RAW;
-        slot->nfields = 0;
-        slot->objmask = 1;
-        slot->nonemask = slot->boolmask = 0;
-        slot->fid = 0;
-        slot->ts = 0;
-        slot->s[0].o = Py_NewRef(record);
-        slot->op = OP_LINT;
+        rec_set_tuple(slot, record); /* its op, id and time read once, for batches */
     }
     rec_release(&old);
     Py_RETURN_NONE;
@@ -459,6 +358,8 @@ ring_repr(RingObject *self)
 
 static PyMethodDef ring_methods[] = {
     {"take", (PyCFunction)ring_take, METH_NOARGS, "The records written since the last take(), oldest first."},
+    {"take_batch", (PyCFunction)ring_take_batch, METH_NOARGS,
+     "The records written since the last take(), oldest first, as one RecordBatch (no tuple made)."},
     {"window", (PyCFunction)(void (*)(void))ring_window, METH_VARARGS | METH_KEYWORDS,
      "Every record still held, taken or not, oldest first (the newest limit of them, if given)."},
     {"append", (PyCFunction)ring_append, METH_O, "Write a record made off the hot path (a lint), from any thread."},
@@ -2710,6 +2611,7 @@ make_subtype(PyType_Spec *spec, PyTypeObject *base, Py_ssize_t *ext_off, PyObjec
 static int initialised;
 
 int tf_lines_add_type(PyObject *module); /* _lines.c: the trace-line writer */
+/* tf_batch_add_type: _batch.c, RecordBatch (declared in _records.h) */
 
 PyMODINIT_FUNC
 PyInit__cfuture(void)
@@ -2871,7 +2773,8 @@ PyInit__cfuture(void)
         PyModule_AddObjectRef(m, "LoopHooks", (PyObject *)LoopHooksType) < 0 ||
         PyModule_AddObjectRef(m, "TracedFuture", (PyObject *)TracedFutureType) < 0 ||
         PyModule_AddObjectRef(m, "TracedTask", (PyObject *)TracedTaskType) < 0 ||
-        PyModule_AddStringConstant(m, "IMPLEMENTATION", "c") < 0 || tf_lines_add_type(m) < 0) {
+        PyModule_AddStringConstant(m, "IMPLEMENTATION", "c") < 0 || tf_lines_add_type(m) < 0 ||
+        tf_batch_add_type(m) < 0 || tf_eventfold_add_type(m) < 0) {
         return NULL;
     }
     task_done_fn = PyObject_GetAttrString(m, "_task_done");

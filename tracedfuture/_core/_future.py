@@ -55,7 +55,7 @@ from ._frames import (
     strip_source_traceback,
 )
 from ._frames import code_kinds as _code_kind
-from ._ring import Ring
+from ._ring import RecordBatch, Ring
 from ._shared import (
     EAGER_FACTORY,
     asyncio_factories,
@@ -67,8 +67,10 @@ from ._shared import (
 
 __all__ = [
     "IMPLEMENTATION",
+    "EventFold",
     "LineWriter",
     "LoopHooks",
+    "RecordBatch",
     "Ring",
     "TracedFuture",
     "TracedTask",
@@ -83,6 +85,8 @@ __all__ = [
 IMPLEMENTATION = "python"
 # No compiled trace-line writer: the pipeline's own _lines.Lines is the reference.
 LineWriter = None
+# No compiled event fold: the pipeline's own _convert.Converter is the reference.
+EventFold = None
 
 _T = TypeVar("_T")
 

@@ -11,15 +11,123 @@ import itertools
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Ring"]
+__all__ = ["RecordBatch", "Ring"]
 
 # An honest estimate of one raw record in memory: a tuple of the common length,
 # its timestamp (an int object of its own) and the deque slot that holds it. The
 # other items (ids, names, code objects, types) are shared with the future or
 # between records.
 _RECORD_SIZE = sys.getsizeof((None,) * 9) + sys.getsizeof(time.monotonic_ns()) + 8
+
+
+_CREATED, _COLLECTED = 0, 8  # _seam.OPS; _events imports this module's layer, not the reverse
+
+
+class RecordBatch(list[tuple[Any, ...]]):
+    """Records taken out of a ring, oldest first: the reference twin of the
+    compiled ``RecordBatch`` (``_batch.c``), which holds C structs and makes a
+    record's tuple only when it is read. Here the records are tuples already.
+
+    >>> batch = RecordBatch([(0, 1, 10), (8, 1, 11, "FINISHED", False)])
+    >>> kept, dropped, *_ = batch.shed({1: None}, {}, 10_000, 0, 100, 10)
+    >>> len(kept), dropped
+    (0, 2)
+    """
+
+    __slots__ = ()
+
+    @staticmethod
+    def join(*parts: Iterable[tuple[Any, ...]]) -> RecordBatch:
+        """One batch of the records of ``parts`` (batches or lists of tuples), in order."""
+        return RecordBatch(itertools.chain.from_iterable(parts))
+
+    def shed(
+        self, untold: dict[int, None], holed: dict[int, None], room: int, reserve: int, unit: int, max_screened: int
+    ) -> tuple[RecordBatch, int, int, int, list[tuple[int, int]]]:
+        """What an exporter's queue keeps of this batch, a whole future at a time:
+        ``(kept, dropped, dropped_futures, incomplete_futures, marks)``.
+
+        Records of futures in ``untold`` (dropped whole) or ``holed`` (marked
+        incomplete) are dropped. If the rest needs more than ``room`` bytes
+        (``unit`` per record), the later records of futures already queued go
+        first, in ``room``; new futures (their ``created`` is in this batch)
+        only in ``room - reserve``, whole or not at all (added to ``untold``). An
+        already queued future that loses a record joins ``holed``, and ``marks``
+        says where: ``(future_id, ts_ns)`` of the record it lost. A future's end
+        (``collected``) takes it off the screens, which keep ``max_screened`` ids
+        at most, the newest.
+        """
+        records: list[tuple[Any, ...]] = self
+        dropped = dropped_futures = incomplete = 0
+        marks: list[tuple[int, int]] = []
+        if untold or holed:
+            kept: list[tuple[Any, ...]] = []
+            ended: list[int] = []
+            for record in records:
+                fid = record[1]
+                if fid in untold or fid in holed:
+                    dropped += 1
+                    if record[0] == _COLLECTED:
+                        ended.append(fid)
+                else:
+                    kept.append(record)
+            _forget(untold, holed, ended, max_screened)
+            records = kept
+        if len(records) * unit > room:
+            born = {r[1] for r in records if r[0] == _CREATED}
+            out: list[tuple[Any, ...]] = []
+            owed_room, new_room = room, room - reserve
+            gone: dict[int, None] = {}  # new futures dropped whole in this batch, in order
+            ended = []
+            for record in records:
+                fid = record[1]
+                if fid in untold or fid in holed or fid in gone:
+                    dropped += 1
+                elif fid in born or not fid:
+                    if new_room >= unit:
+                        out.append(record)
+                        new_room -= unit
+                        owed_room -= unit
+                        continue
+                    dropped += 1
+                    if fid:
+                        gone[fid] = None
+                        dropped_futures += 1
+                elif owed_room >= unit:
+                    out.append(record)
+                    owed_room -= unit
+                    new_room -= unit
+                    continue
+                else:
+                    dropped += 1
+                    holed[fid] = None
+                    incomplete += 1
+                    marks.append((fid, record[2]))
+                if record[0] == _COLLECTED:
+                    ended.append(fid)
+            if gone:
+                # Their records kept earlier in this batch go too: whole futures.
+                kept_before = len(out)
+                out = [r for r in out if r[1] not in gone]
+                dropped += kept_before - len(out)
+                untold.update(gone)
+            _forget(untold, holed, ended, max_screened)
+            records = out
+        if records is self:
+            return self, 0, 0, 0, marks
+        return RecordBatch(records), dropped, dropped_futures, incomplete, marks
+
+
+def _forget(untold: dict[int, None], holed: dict[int, None], ended: list[int], limit: int) -> None:
+    for fid in ended:
+        untold.pop(fid, None)
+        holed.pop(fid, None)
+    for screened in (untold, holed):
+        while len(screened) > limit:
+            del screened[next(iter(screened))]
 
 
 class Ring:
@@ -126,6 +234,10 @@ class Ring:
                 taken.popleft()
             self.taken += n
             return batch
+
+    def take_batch(self) -> RecordBatch:
+        """The records written since the last take(), as one :class:`RecordBatch`."""
+        return RecordBatch(self.take())
 
     def window(self, limit: int | None = None) -> list[tuple[Any, ...]]:
         """Every record still held, taken or not, oldest first (the newest

@@ -48,6 +48,14 @@ What an implementation module provides
     bookkeeping that the hot path never reads, and find a loop's hooks through
     the loop attribute ``_tracedfuture_hooks`` (for futures and tasks built
     directly).
+``RecordBatch``
+    What :meth:`Ring.take_batch` returns: the records taken, oldest first, a
+    sequence whose items are the tuples of :data:`LAYOUTS` (made on access by the
+    compiled one, which holds C structs). ``RecordBatch(records)`` makes one of
+    tuples; ``RecordBatch.join(*parts)`` one of several batches or lists;
+    ``batch.shed(untold, holed, room, reserve, unit, max_screened)`` is what an
+    exporter's full queue keeps, a whole future at a time (``_ring.RecordBatch.shed``
+    says how; the compiled one decides alike, in C).
 ``Ring(max_bytes, *, streaming, on_full=None)``
     The raw record store of one route, preallocated, bounded in bytes (see below).
     ``Ring.record_size`` is a class attribute: the bytes one record takes (the C
@@ -77,6 +85,13 @@ What an implementation module provides
     given as ``helper`` (it writes the common records itself and hands a future
     to the helper, ``helper.adopt(...)``, when its history needs anything else).
     ``_pipeline._lines.make_lines`` picks it.
+``EventFold``
+    ``None`` (the pure-Python implementation), or a compiled fold of records into
+    events: ``EventFold(helper, site_of, type_name, event, *, redacts=False)``
+    with ``events(records)`` (a sequence of ``event`` whose items are made when
+    read), ``clear()`` and ``held()``; the twin of ``_pipeline._convert.Converter``,
+    which it is given as ``helper`` (futures whose history needs more than the
+    common records are handed over, ``helper.adopt(...)``, and converted there).
 ``set_text(value_repr, exc_message)``
     Sets the two functions that turn a result and an exception into text when a
     future's ``capture_values`` is on (they must not raise; both implementations
@@ -116,7 +131,9 @@ Rings
 
 A ring holds at most ``max_bytes // record_size`` records (``Ring.capacity``).
 
-* ``take()`` returns the records written since the last ``take()``, oldest first.
+* ``take()`` returns the records written since the last ``take()``, oldest first;
+  ``take_batch()`` the same records as one ``RecordBatch`` (the drain's way: the
+  compiled ring makes no tuple for them).
 * ``window(limit=None)`` returns every record still held, taken or not, oldest
   first (only the newest ``limit``, if given): the flight recorder's view.
   Records older than the window were overwritten.
@@ -145,10 +162,10 @@ A ring is written under the GIL by whichever thread runs the loop; ``take()``,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-__all__ = ["LAYOUTS", "OPS", "Implementation", "LoopHooksLike", "RingLike"]
+__all__ = ["LAYOUTS", "OPS", "Implementation", "LoopHooksLike", "RecordBatchLike", "RingLike"]
 
 # op -> (name, the fields after (op, future_id, ts_ns))
 LAYOUTS: dict[int, tuple[str, tuple[str, ...]]] = {
@@ -180,6 +197,17 @@ LAYOUTS: dict[int, tuple[str, tuple[str, ...]]] = {
 OPS = {name: op for op, (name, _) in LAYOUTS.items()}
 
 
+class RecordBatchLike(Protocol):
+    """A :class:`RecordBatch` of either implementation."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> tuple[Any, ...]: ...
+    def __iter__(self) -> Iterator[tuple[Any, ...]]: ...
+    def shed(
+        self, untold: dict[int, None], holed: dict[int, None], room: int, reserve: int, unit: int, max_screened: int, /
+    ) -> tuple[RecordBatchLike, int, int, int, list[tuple[int, int]]]: ...
+
+
 class RingLike(Protocol):
     """A :class:`Ring` of either implementation, as the pipeline uses it."""
 
@@ -187,6 +215,7 @@ class RingLike(Protocol):
     record_size: int
 
     def take(self) -> list[tuple[Any, ...]]: ...
+    def take_batch(self) -> RecordBatchLike: ...
     def append(self, record: tuple[Any, ...]) -> None: ...
     def window(self, limit: int | None = None) -> list[tuple[Any, ...]]: ...
     def stats(self) -> dict[str, int]: ...
@@ -223,6 +252,8 @@ class Implementation(Protocol):
     def LoopHooks(self) -> Callable[[asyncio.AbstractEventLoop], LoopHooksLike]: ...
     @property
     def Ring(self) -> Callable[..., RingLike]: ...
+    @property
+    def RecordBatch(self) -> Any: ...
 
     def flush_pending_completions(self, loop: asyncio.AbstractEventLoop) -> None: ...
     def future_id(self, obj: object) -> int | None: ...
@@ -232,3 +263,5 @@ class Implementation(Protocol):
     def set_text(self, value_repr: Any, exc_message: Any) -> None: ...
     @property
     def LineWriter(self) -> Callable[..., Any] | None: ...
+    @property
+    def EventFold(self) -> Callable[..., Any] | None: ...

@@ -15,7 +15,7 @@ tail sampling keeps, and at dump time for a flight recorder's window.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import CodeType
 from typing import Any
 
@@ -135,7 +135,7 @@ class Converter:
     def __len__(self) -> int:
         return len(self.states)
 
-    def convert(self, records: list[Record]) -> list[Event]:
+    def convert(self, records: Sequence[Record]) -> list[Event]:
         """The events of ``records``, in order.
 
         The four records that make up most of every trace (a future created,
@@ -248,6 +248,33 @@ class Converter:
 
     def clear(self) -> None:
         self.states.clear()
+
+    def adopt(
+        self,
+        fid: int,
+        is_task: bool,
+        name: str | None,
+        code: Any,
+        lasti: int,
+        created_ns: int,
+        callbacks: list[tuple[str, int | None]],
+        scheduled: list[tuple[str, int | None]],
+        awaiter_id: int | None,
+        done: bool,
+        program_code: Any = None,
+        program_lasti: int | None = None,
+    ) -> None:
+        """Take over a future the compiled writer or fold began (its state, as
+        the fast path of :meth:`convert` would have left it): its history needs
+        more than the four common records."""
+        site = site_of(code, lasti)
+        state = self.states[fid] = _FutureState(is_task, name, site, created_ns)
+        if program_code is code and program_lasti == lasti:
+            state.program_site = site
+        elif program_lasti is not None:
+            state.program_site = site_of(program_code, program_lasti)
+        state.callbacks, state.scheduled = callbacks, scheduled
+        state.awaiter_id, state.done = awaiter_id, done
 
     def _text(self, value: str | None, captured: bool) -> str | None:
         if value is None or (captured and not self.capture_values):

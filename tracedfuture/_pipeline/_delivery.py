@@ -18,9 +18,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import _core
 from .._core import _events as ev
 from .._core._events import Event
-from ._convert import Converter
+from ._convert import Converter, site_of, type_name
 from ._process import at_fork
 from ._sink import Sink, safe_repr, unicode_safe
 
@@ -135,8 +136,20 @@ class Events:
     ) -> None:
         self.converter = Converter(capture_values=capture_values, redact=redact)
         self.filter = Filter(include_modules, exclude_modules, include_names, exclude_names)
+        # The compiled fold (_core/_eventfold.c): events made when an exporter
+        # reads them. A filter reads every event, so it takes the reference's.
+        fold = _core.impl.EventFold
+        self.fold = (
+            None
+            if fold is None or self.filter
+            else fold(self.converter, site_of, type_name, Event, redacts=redact is not None)
+        )
 
-    def convert(self, records: list[tuple[Any, ...]]) -> list[Event]:
+    def convert(self, records: Sequence[tuple[Any, ...]]) -> Sequence[Event]:
+        """The events of ``records``: a sequence whose items may be made only
+        when they are read (the compiled implementation's)."""
+        if self.fold is not None:
+            return self.fold.events(records)  # type: ignore[no-any-return]
         events = self.converter.convert(records)
         return self.filter.apply(events) if self.filter else events
 
@@ -146,6 +159,8 @@ class Events:
 
     def clear(self) -> None:
         self.converter.clear()
+        if self.fold is not None:
+            self.fold.clear()
 
 
 def _prefixed(module: str, prefixes: tuple[str, ...]) -> bool:

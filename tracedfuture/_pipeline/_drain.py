@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from .. import _core
@@ -52,8 +52,9 @@ class Consumer(Protocol):
     export_timeout: float  # what exit waits for it, at most
     exporters: tuple[object, ...]  # to flush one exporter alone (flush(only=...))
 
-    def consume(self, records: list[Record]) -> None:
-        """This installation's share of a route's new records, in order."""
+    def consume(self, records: Sequence[Record]) -> None:
+        """This installation's share of a route's new records, in order (a
+        ``RecordBatch``: tuples made on access; keep it as it is if you can)."""
 
     def consume_lint(self, record: Record) -> None:
         """A loop-wide lint record (``future_id`` 0)."""
@@ -229,7 +230,7 @@ class Recorder:
                     time.sleep(0)
 
     def _drain_route(self, route: Route) -> None:
-        records = route.ring.take()
+        records = route.ring.take_batch()  # no tuple made per record (compiled ring)
         if not records:
             return
         self.records_seen += len(records)

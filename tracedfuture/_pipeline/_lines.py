@@ -23,6 +23,7 @@ first time its history needs anything else. Both make the same bytes.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from json.encoder import encode_basestring
 from typing import Any, Protocol
 
@@ -42,7 +43,7 @@ _CACHE_LIMIT = 100_000
 class LinesLike(Protocol):
     """A trace-line writer: :class:`Lines`, or the compiled ``LineWriter``."""
 
-    def lines(self, records: list[Record], /) -> tuple[bytes, int]: ...
+    def lines(self, records: Sequence[Record], /) -> tuple[bytes, int]: ...
     def clear(self) -> None: ...
 
 
@@ -70,7 +71,7 @@ class Lines(Converter):
         self._types: dict[type, str] = {}  # a result type -> ',"result_type":"..."'
         self._heads: dict[int, tuple[str | None, str]] = {}  # fid -> (name, ',"is_task":..,"name":..')
 
-    def lines(self, records: list[Record]) -> tuple[bytes, int]:
+    def lines(self, records: Sequence[Record]) -> tuple[bytes, int]:
         """The lines of ``records`` (UTF-8, each ``\\n``-terminated) and how many."""
         out: list[str] = []
         emit = out.append
@@ -169,32 +170,9 @@ class Lines(Converter):
 
     # -- what the compiled writer asks of its reference --------------------------------
 
-    def adopt(
-        self,
-        fid: int,
-        is_task: bool,
-        name: str | None,
-        code: Any,
-        lasti: int,
-        created_ns: int,
-        callbacks: list[tuple[str, int | None]],
-        scheduled: list[tuple[str, int | None]],
-        awaiter_id: int | None,
-        done: bool,
-        program_code: Any = None,
-        program_lasti: int | None = None,
-    ) -> None:
-        """Take over a future the compiled writer began (its state, as the
-        fast path of :meth:`lines` would have left it): its history needs more
-        than the four common records."""
-        site = site_of(code, lasti)
-        state = self.states[fid] = _FutureState(is_task, name, site, created_ns)
-        if program_code is code and program_lasti == lasti:
-            state.program_site = site
-        elif program_lasti is not None:
-            state.program_site = site_of(program_code, program_lasti)
-        state.callbacks, state.scheduled = callbacks, scheduled
-        state.awaiter_id, state.done = awaiter_id, done
+    def adopt(self, fid: int, *args: Any) -> None:
+        """:meth:`Converter.adopt`, and this writer's cached head of the future goes."""
+        super().adopt(fid, *args)
         self._heads.pop(fid, None)
 
     def text(self, value: str) -> str:

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .. import _core
 from .._core import _events as ev
 from .._core._events import Event, Site
 from ._convert import MARK
@@ -156,11 +157,15 @@ class Sink:
 
     # -- the drain side ----------------------------------------------------------
 
-    def submit(self, events: list[Any]) -> None:
+    def submit(self, events: Sequence[Any]) -> None:
         """Queue a batch (of events, or raw records when :attr:`raw`); never
         blocks. What does not fit is dropped, a whole future at a time, and counted."""
         if self.disabled or self._closing:
             return
+        if self.raw:
+            self._submit_records(events)
+            return
+        assert isinstance(events, list)
         if self._untold or self._holed:
             events = self._screen(events)
         if self.inline:
@@ -187,7 +192,49 @@ class Sink:
             self._put += 1
             self._cond.notify()
 
-    def _deliver(self, batch: list[Any]) -> None:
+    def _submit_records(self, records: Sequence[tuple[Any, ...]]) -> None:
+        """:meth:`submit` for raw records: the batch sheds itself (in C, for the
+        compiled implementation's batches), no loop here per record."""
+        batch_type = _core.RecordBatch
+        batch: Any = records if type(records) is batch_type else batch_type(records)
+        unit = self._unit
+        if self.inline:
+            if self._untold or self._holed:
+                batch = self._shed(batch, len(batch) * unit, 0)
+            if self._marks:
+                batch, self._marks = batch_type.join(self._marks, batch), []
+            if batch:
+                self._deliver(batch)
+            return
+        with self._cond:
+            room = self.max_bytes - self._queued_bytes
+            if self._untold or self._holed or len(batch) * unit > room:
+                batch = self._shed(batch, room, self.max_bytes // 4)
+            # The incomplete marks pass no screen (their futures are the screened
+            # ones) and no budget: each stands for a record that was dropped, and
+            # a future gets one at most. Last: after the records of its future
+            # that this batch kept.
+            if self._marks:
+                batch, self._marks = batch_type.join(batch, self._marks), []
+            if not batch:
+                return
+            self._items.append(batch)
+            self._queued_bytes += len(batch) * unit
+            self._put += 1
+            self._cond.notify()
+
+    def _shed(self, batch: Any, room: int, reserve: int) -> Any:
+        kept, dropped, futures, incomplete, marks = batch.shed(
+            self._untold, self._holed, room, reserve, self._unit, _MAX_SCREENED
+        )
+        self.dropped += dropped
+        self.dropped_futures += futures
+        self.incomplete_futures += incomplete
+        for fid, ts in marks:
+            self._marks.append((MARK, fid, ts, "the exporter's queue was full"))
+        return kept
+
+    def _deliver(self, batch: Sequence[Any]) -> None:
         """Hand a batch to the exporter: events as they are, raw records as the
         lines they make."""
         if self.lines is None:
@@ -303,7 +350,7 @@ class Sink:
                 while not items:
                     cond.wait()
                 item = items.popleft()
-                if type(item) is list:
+                if type(item) is not object:  # a batch, not _FLUSH / _SHUTDOWN / _STOP
                     self._queued_bytes -= len(item) * self._unit
             try:
                 if item is _STOP:
@@ -312,7 +359,7 @@ class Sink:
                     # Abandoned at close: what is still queued is dropped. A slow
                     # exporter still gets, if it gets that far, the incomplete
                     # marks of the futures this cuts, and its shutdown().
-                    if type(item) is list:
+                    if type(item) is not object:
                         self._abandon(item)
                     elif item is _SHUTDOWN:
                         marks = list(self._late_marks.values())
@@ -345,7 +392,7 @@ class Sink:
             self.call("export", late)
             self.exported += len(late)
 
-    def _abandon(self, batch: list[Any]) -> None:
+    def _abandon(self, batch: Sequence[Any]) -> None:
         """Drop a batch left in the queue of an abandoned exporter, marking the
         futures it had already exported events of."""
         mark_key = MARK if self.raw else ev.INCOMPLETE

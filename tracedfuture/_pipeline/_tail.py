@@ -30,6 +30,7 @@ arrives after that moment (:meth:`TailPolicy.feed`'s ``now_ns``).
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from typing import Any
 
 from .._core import _events as ev
@@ -72,7 +73,7 @@ class TailPolicy:
     def __len__(self) -> int:
         return len(self._items)
 
-    def feed(self, records: list[Record], now_ns: int) -> list[Record]:
+    def feed(self, records: Sequence[Record], now_ns: int) -> list[Record]:
         """The records to convert now, in order: those of kept futures, including
         the held history of futures kept by these records."""
         out: list[Record] = []

@@ -1,0 +1,99 @@
+"""Records out of a ring as one batch (``Ring.take_batch``), shed a whole future at a
+time, and, with the compiled core, folded into events made when read: each the same
+as its reference, on both implementations."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import pytest
+
+from tracedfuture._core._events import Event
+from tracedfuture._pipeline._convert import MARK, Converter, site_of, type_name
+
+
+def _recorded(impl: Any) -> Any:
+    loop = asyncio.new_event_loop()
+    ring = impl.Ring(1 << 22, streaming=True)
+    hooks = impl.LoopHooks(loop)
+    hooks.bind(ring, 1, 1.0, None, False)
+
+    async def task(i: int) -> int:
+        await asyncio.sleep(0)
+        if i % 7 == 0:
+            raise ValueError(i)
+        if i % 5 == 0:
+            asyncio.current_task().set_name(f"renamed-{i}")  # type: ignore[union-attr]
+        return i
+
+    async def main() -> None:
+        for _ in range(3):
+            futures = [hooks.create_future() for _ in range(40)]
+            for i, fut in enumerate(futures):
+                fut.add_done_callback(id)
+                if i % 6:
+                    fut.set_result(i)
+                else:
+                    fut.cancel()
+            for fut in futures:
+                try:
+                    await fut
+                except BaseException:
+                    pass
+            del futures
+            tasks = [hooks.create_task(task(i)) for i in range(20)]
+            await asyncio.gather(*tasks, return_exceptions=True)
+            del tasks
+            gc.collect()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    gc.collect()
+    return ring
+
+
+def test_a_batch_holds_the_records_take_would_have_given(impl: Any) -> None:
+    ring = _recorded(impl)
+    window = ring.window()
+    batch = ring.take_batch()
+    assert list(batch) == window
+    assert [batch[i] for i in range(len(batch))] == window
+    assert ring.take() == []
+    assert list(impl.RecordBatch.join(batch, [(MARK, 1, 2, "why")]))[-1] == (MARK, 1, 2, "why")
+
+
+@pytest.mark.parametrize("room", [0, 30, 500, 5_000])
+def test_shedding_a_batch_decides_as_the_reference(impl: Any, room: int) -> None:
+    from tracedfuture._core._ring import RecordBatch as Reference
+
+    records = list(_recorded(impl).take_batch())
+    first, second = records[: len(records) // 2], records[len(records) // 2 :]
+    results = []
+    for make in (impl.RecordBatch, Reference):
+        untold: dict[int, None] = {}
+        holed: dict[int, None] = {}
+        out = []
+        for part in (first, second):
+            kept, *counts = make(part).shed(untold, holed, room * 10, room * 2, 10, 50)
+            out.append((list(kept), counts))
+        results.append((out, list(untold), list(holed)))
+    assert results[0] == results[1]
+
+
+def test_the_compiled_fold_makes_the_converters_events(impl: Any) -> None:
+    if impl.EventFold is None:
+        pytest.skip("the pure-Python implementation converts with the reference itself")
+    records = list(_recorded(impl).take_batch())
+    half = len(records) // 2
+    converter = Converter()
+    expected = converter.convert(records[:half]) + converter.convert(records[half:])
+    fold = impl.EventFold(Converter(), site_of, type_name, Event)
+    views = [fold.events(impl.RecordBatch(records[:half])), fold.events(records[half:])]
+    assert [event for view in views for event in view] == expected
+    assert views[0][-1] == views[0][len(views[0]) - 1]
+    assert views[1][:3] == expected[len(views[0]) : len(views[0]) + 3]
+    assert fold.held() == 0

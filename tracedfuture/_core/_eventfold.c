@@ -1,0 +1,909 @@
+/* tracedfuture._core._cfuture.EventFold: events made only when they are read.
+ *
+ * The compiled twin of tracedfuture/_pipeline/_convert.py's Converter for the
+ * records that make up most of every trace (a future created, awaited,
+ * resolved, collected), the way _lines.c's LineWriter is the twin of Lines.
+ * fold.events(records) folds a batch into the per-future state the converter
+ * keeps (in a C table) and returns an EventView: a sequence of Events whose
+ * items are built when an exporter reads them. An exporter that reads nothing
+ * costs the fold alone; one that reads everything gets the same Events, built in
+ * C. A future whose history needs anything else (a failure, a cancel, a rename,
+ * a callback removed, a mark, a redacted name, a captured value) is handed to
+ * the reference Converter (helper.adopt) the first time, and the reference
+ * converts the rest of it, in order (tests/test_events_lazy.py compares).
+ *
+ * Compiled into the _cfuture extension (setup.py); _cfuture.c calls
+ * tf_eventfold_add_type() once at import.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "_records.h"
+
+/* Field positions after (op, fid, ts), from _seam.LAYOUTS. */
+enum { C_TASK_ID, C_IS_TASK, C_CODE, C_LASTI, C_THREAD_ID, C_NAME, C_CORO, C_ROUTE, C_CONTEXT, C_PCODE, C_PLASTI };
+enum { A_TASK_ID, A_CALLBACK, A_AWAITER };
+enum { R_TASK_ID, R_TYPE, R_VALUE };
+enum { X_STATE, X_INCOMPLETE };
+
+/* Event kinds this file builds; E_OBJECT: an Event the reference made. */
+enum { E_CREATED, E_AWAITED, E_CB_ADDED, E_RESOLVED, E_SCHEDULED, E_OBJECT, E_KINDS = E_OBJECT };
+
+/* Event's fields, by name (read from Event._fields at import). */
+enum { F_KIND, F_FID, F_TS, F_TID, F_IS_TASK, F_NAME, F_SITE, F_THREAD, F_CORO, F_PARENT, F_CALLBACK, F_AWAITER,
+       F_RESULT, F_CONTEXT, F_PSITE, F_COUNT };
+static const char *field_names[F_COUNT] = {"kind",      "future_id", "ts_ns",       "task_id",     "is_task",
+                                           "name",      "site",      "thread_id",   "coro",        "parent_id",
+                                           "callback",  "awaiter_id", "result_type", "context",     "program_site"};
+static Py_ssize_t field_at[F_COUNT];
+static Py_ssize_t nfields;
+static PyObject *kind_text[E_KINDS];
+static PyObject *s_adopt, *s_convert, *s_FINISHED_e;
+
+typedef struct {
+    PyObject *callback; /* owned */
+    long long awaiter;
+    int has_awaiter;
+} Cb;
+
+typedef struct {
+    long long fid; /* 0: empty */
+    int is_task, done, has_awaiter, has_plasti;
+    long long awaiter, lasti, plasti, created;
+    PyObject *name, *code, *pcode; /* owned, or NULL */
+    Cb *cbs, *sched;
+    Py_ssize_t ncb, capcb, nsched;
+} Fut;
+
+typedef struct {
+    Fut *slots;
+    size_t cap, used;
+} Table;
+
+static inline size_t
+hash_id(const void *p, long long extra)
+{
+    uint64_t h = (uint64_t)(uintptr_t)p ^ ((uint64_t)extra * 0x9E3779B97F4A7C15ULL);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return (size_t)h;
+}
+
+static void
+cbs_free(Cb *cbs, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_XDECREF(cbs[i].callback);
+    }
+    PyMem_Free(cbs);
+}
+
+static void
+fut_release(Fut *f)
+{
+    Py_CLEAR(f->name);
+    Py_CLEAR(f->code);
+    Py_CLEAR(f->pcode);
+    cbs_free(f->cbs, f->ncb);
+    cbs_free(f->sched, f->nsched);
+    memset(f, 0, sizeof(*f));
+}
+
+static Fut *
+table_find(Table *t, long long fid)
+{
+    if (t->cap == 0 || fid == 0) {
+        return NULL;
+    }
+    size_t mask = t->cap - 1;
+    for (size_t i = hash_id(NULL, fid) & mask;; i = (i + 1) & mask) {
+        if (t->slots[i].fid == fid) {
+            return &t->slots[i];
+        }
+        if (t->slots[i].fid == 0) {
+            return NULL;
+        }
+    }
+}
+
+static void
+table_remove(Table *t, Fut *f)
+{
+    fut_release(f);
+    t->used--;
+    size_t mask = t->cap - 1;
+    size_t hole = (size_t)(f - t->slots);
+    for (size_t i = (hole + 1) & mask; t->slots[i].fid != 0; i = (i + 1) & mask) {
+        size_t home = hash_id(NULL, t->slots[i].fid) & mask;
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            t->slots[hole] = t->slots[i];
+            memset(&t->slots[i], 0, sizeof(Fut));
+            hole = i;
+        }
+    }
+}
+
+static Fut *
+table_add(Table *t, long long fid)
+{
+    Fut *old = table_find(t, fid);
+    if (old != NULL) {
+        table_remove(t, old);
+    }
+    if ((t->used + 1) * 2 > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 1024;
+        Fut *slots = PyMem_Calloc(cap, sizeof(Fut));
+        if (slots == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        for (size_t i = 0; i < t->cap; i++) {
+            if (t->slots[i].fid != 0) {
+                size_t j = hash_id(NULL, t->slots[i].fid) & (cap - 1);
+                while (slots[j].fid != 0) {
+                    j = (j + 1) & (cap - 1);
+                }
+                slots[j] = t->slots[i];
+            }
+        }
+        PyMem_Free(t->slots);
+        t->slots = slots;
+        t->cap = cap;
+    }
+    size_t mask = t->cap - 1;
+    size_t i = hash_id(NULL, fid) & mask;
+    while (t->slots[i].fid != 0) {
+        i = (i + 1) & mask;
+    }
+    t->slots[i].fid = fid;
+    t->used++;
+    return &t->slots[i];
+}
+
+static void
+table_clear(Table *t)
+{
+    for (size_t i = 0; i < t->cap; i++) {
+        if (t->slots[i].fid != 0) {
+            fut_release(&t->slots[i]);
+        }
+    }
+    t->used = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* EventFold                                                                 */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *helper;    /* the reference Converter: adopt(), convert() */
+    PyObject *site_of;   /* _convert.site_of */
+    PyObject *type_name; /* _convert.type_name */
+    PyObject *event;     /* the Event class */
+    PyObject *sites;     /* (id(code), lasti) -> (code, Site): dict, holding the code */
+    PyObject *types;     /* type -> its name */
+    int redacts;
+    Table futs;
+    PyObject *pending; /* records for the reference, in order */
+} FoldObject;
+
+typedef struct {
+    unsigned char kind, is_task, has_awaiter;
+    Py_ssize_t rec;
+    long long awaiter;
+    PyObject *name; /* owned or NULL */
+    PyObject *obj;  /* E_SCHEDULED: its callback; E_OBJECT: the Event (owned) */
+} Entry;
+
+typedef struct {
+    PyObject_HEAD
+    FoldObject *fold;
+    PyObject *batch; /* a RecordBatch: the records the entries point at */
+    Entry *entries;
+    Py_ssize_t n, cap;
+} ViewObject;
+
+static PyTypeObject *FoldType, *ViewType;
+
+static int
+fold_init(FoldObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"helper", "site_of", "type_name", "event", "redacts", NULL};
+    PyObject *helper, *site_of, *type_name, *event;
+    int redacts = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|$p:EventFold", kwlist, &helper, &site_of, &type_name, &event,
+                                     &redacts)) {
+        return -1;
+    }
+    Py_XSETREF(self->helper, Py_NewRef(helper));
+    Py_XSETREF(self->site_of, Py_NewRef(site_of));
+    Py_XSETREF(self->type_name, Py_NewRef(type_name));
+    Py_XSETREF(self->event, Py_NewRef(event));
+    self->redacts = redacts;
+    if ((self->pending == NULL && (self->pending = PyList_New(0)) == NULL) ||
+        (self->sites == NULL && (self->sites = PyDict_New()) == NULL) ||
+        (self->types == NULL && (self->types = PyDict_New()) == NULL)) {
+        return -1;
+    }
+    if (nfields == 0) {
+        PyObject *fields = PyObject_GetAttrString(event, "_fields");
+        if (fields == NULL || !PyTuple_Check(fields)) {
+            Py_XDECREF(fields);
+            PyErr_SetString(PyExc_TypeError, "EventFold: event must be a NamedTuple class");
+            return -1;
+        }
+        for (int k = 0; k < F_COUNT; k++) {
+            field_at[k] = -1;
+            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(fields); j++) {
+                if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(fields, j), field_names[k]) == 0) {
+                    field_at[k] = j;
+                }
+            }
+            if (field_at[k] < 0) {
+                PyErr_Format(PyExc_TypeError, "EventFold: Event has no field %s", field_names[k]);
+                Py_DECREF(fields);
+                return -1;
+            }
+        }
+        nfields = PyTuple_GET_SIZE(fields);
+        Py_DECREF(fields);
+    }
+    return 0;
+}
+
+static int
+fold_traverse(FoldObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->helper);
+    Py_VISIT(self->site_of);
+    Py_VISIT(self->type_name);
+    Py_VISIT(self->event);
+    Py_VISIT(self->sites);
+    Py_VISIT(self->types);
+    Py_VISIT(self->pending);
+    return 0;
+}
+
+static int
+fold_clear_refs(FoldObject *self)
+{
+    Py_CLEAR(self->helper);
+    Py_CLEAR(self->site_of);
+    Py_CLEAR(self->type_name);
+    Py_CLEAR(self->event);
+    Py_CLEAR(self->sites);
+    Py_CLEAR(self->types);
+    Py_CLEAR(self->pending);
+    return 0;
+}
+
+static void
+fold_dealloc(FoldObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    table_clear(&self->futs);
+    PyMem_Free(self->futs.slots);
+    fold_clear_refs(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+cb_list(Cb *cbs, Py_ssize_t n)
+{
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *pair = cbs[i].has_awaiter ? Py_BuildValue("(OL)", cbs[i].callback, cbs[i].awaiter)
+                                            : PyTuple_Pack(2, cbs[i].callback, Py_None);
+        if (pair == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, pair);
+    }
+    return out;
+}
+
+static PyObject *
+or_none(PyObject *o)
+{
+    return o ? o : Py_None;
+}
+
+/* The future is the reference's from now on: its state, as Converter keeps it. */
+static int
+hand_over(FoldObject *self, Fut *f)
+{
+    PyObject *callbacks = cb_list(f->cbs, f->ncb);
+    PyObject *scheduled = callbacks ? cb_list(f->sched, f->nsched) : NULL;
+    PyObject *res = NULL;
+    if (scheduled != NULL) {
+        PyObject *awaiter = f->has_awaiter ? PyLong_FromLongLong(f->awaiter) : Py_NewRef(Py_None);
+        PyObject *plasti = f->has_plasti ? PyLong_FromLongLong(f->plasti) : Py_NewRef(Py_None);
+        PyObject *lasti = PyLong_FromLongLong(f->lasti), *fid = PyLong_FromLongLong(f->fid);
+        PyObject *created = PyLong_FromLongLong(f->created);
+        if (awaiter && plasti && lasti && fid && created) {
+            res = PyObject_CallMethodObjArgs(self->helper, s_adopt, fid, f->is_task ? Py_True : Py_False,
+                                             or_none(f->name), or_none(f->code), lasti, created, callbacks, scheduled,
+                                             awaiter, f->done ? Py_True : Py_False, or_none(f->pcode), plasti, NULL);
+        }
+        Py_XDECREF(awaiter);
+        Py_XDECREF(plasti);
+        Py_XDECREF(lasti);
+        Py_XDECREF(fid);
+        Py_XDECREF(created);
+    }
+    Py_XDECREF(callbacks);
+    Py_XDECREF(scheduled);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    table_remove(&self->futs, f);
+    return 0;
+}
+
+static Entry *
+view_push(ViewObject *v, int kind, Py_ssize_t rec)
+{
+    if (v->n == v->cap) {
+        Py_ssize_t cap = v->cap ? v->cap * 2 : 64;
+        Entry *p = PyMem_Realloc(v->entries, (size_t)cap * sizeof(Entry));
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        v->entries = p;
+        v->cap = cap;
+    }
+    Entry *e = &v->entries[v->n++];
+    memset(e, 0, sizeof(*e));
+    e->kind = (unsigned char)kind;
+    e->rec = rec;
+    return e;
+}
+
+/* What the reference was given so far, converted, in order. */
+static int
+flush_pending(FoldObject *self, ViewObject *v)
+{
+    if (PyList_GET_SIZE(self->pending) == 0) {
+        return 0;
+    }
+    PyObject *events = PyObject_CallMethodObjArgs(self->helper, s_convert, self->pending, NULL);
+    if (PyList_SetSlice(self->pending, 0, PyList_GET_SIZE(self->pending), NULL) < 0 || events == NULL) {
+        Py_XDECREF(events);
+        return -1;
+    }
+    PyObject *seq = PySequence_Fast(events, "convert() returns a list");
+    Py_DECREF(events);
+    if (seq == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        Entry *e = view_push(v, E_OBJECT, -1);
+        if (e == NULL) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        e->obj = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static int
+add_cb(Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
+{
+    if (*n == *cap) {
+        Py_ssize_t c = *cap ? *cap * 2 : 2;
+        Cb *p = PyMem_Realloc(*cbs, (size_t)c * sizeof(Cb));
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *cbs = p;
+        *cap = c;
+    }
+    (*cbs)[*n].callback = Py_NewRef(callback);
+    (*cbs)[*n].awaiter = awaiter;
+    (*cbs)[*n].has_awaiter = has_awaiter;
+    (*n)++;
+    return 0;
+}
+
+/* One record: 1 when folded here, 0 when it is the reference's, -1 on error. */
+static int
+fold_record(FoldObject *self, ViewObject *v, const Rec *r, Py_ssize_t i)
+{
+    if (r->flags & F_RAW) {
+        if (r->op == OP_MARK) { /* the reference writes the incomplete event */
+            Fut *f = table_find(&self->futs, r->fid);
+            if (f != NULL && hand_over(self, f) < 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
+    if (r->op == OP_CREATED) {
+        PyObject *name = slot_obj(r, C_NAME);
+        if ((self->redacts && name != NULL) || r->fid == 0 || !slot_is_int(r, C_LASTI)) {
+            return 0;
+        }
+        if (flush_pending(self, v) < 0) {
+            return -1;
+        }
+        Fut *f = table_add(&self->futs, r->fid);
+        if (f == NULL) {
+            return -1;
+        }
+        f->is_task = slot_is_int(r, C_IS_TASK) && r->s[C_IS_TASK].i != 0;
+        f->name = Py_XNewRef(name);
+        f->code = Py_XNewRef(slot_obj(r, C_CODE));
+        f->pcode = Py_XNewRef(slot_obj(r, C_PCODE));
+        f->lasti = r->s[C_LASTI].i;
+        f->has_plasti = slot_is_int(r, C_PLASTI);
+        f->plasti = f->has_plasti ? r->s[C_PLASTI].i : 0;
+        f->created = r->ts;
+        Entry *e = view_push(v, E_CREATED, i);
+        if (e == NULL) {
+            return -1;
+        }
+        e->is_task = (unsigned char)f->is_task;
+        e->name = Py_XNewRef(name);
+        return 1;
+    }
+    Fut *f = table_find(&self->futs, r->fid);
+    if (f == NULL) {
+        return 0; /* the reference's, or nobody's */
+    }
+    int common = 0;
+    if (r->op == OP_COLLECTED) {
+        PyObject *state = slot_obj(r, X_STATE);
+        int finished = state != NULL && (state == s_FINISHED_e || (PyUnicode_Check(state) &&
+                                                                     PyUnicode_Compare(state, s_FINISHED_e) == 0));
+        int incomplete = !slot_is_none(r, X_INCOMPLETE) && (slot_obj(r, X_INCOMPLETE) != NULL
+                                                                 ? PyObject_IsTrue(slot_obj(r, X_INCOMPLETE))
+                                                                 : r->s[X_INCOMPLETE].i != 0);
+        if (finished && !incomplete) {
+            table_remove(&self->futs, f);
+            return 1;
+        }
+    }
+    else if (r->op == OP_CB_ADDED && !f->done && slot_obj(r, A_CALLBACK) != NULL) {
+        common = 1;
+    }
+    else if (r->op == OP_RESOLVED && slot_is_none(r, R_VALUE)) {
+        common = 1;
+    }
+    if (!common) {
+        return hand_over(self, f) < 0 ? -1 : 0;
+    }
+    if (flush_pending(self, v) < 0) {
+        return -1;
+    }
+    if (r->op == OP_CB_ADDED) {
+        int has = slot_is_int(r, A_AWAITER);
+        long long awaiter = has ? r->s[A_AWAITER].i : 0;
+        if (has) {
+            f->has_awaiter = 1;
+            f->awaiter = awaiter;
+        }
+        if (add_cb(&f->cbs, &f->ncb, &f->capcb, slot_obj(r, A_CALLBACK), has, awaiter) < 0) {
+            return -1;
+        }
+        Entry *e = view_push(v, has ? E_AWAITED : E_CB_ADDED, i);
+        if (e == NULL) {
+            return -1;
+        }
+        e->is_task = (unsigned char)f->is_task;
+        e->name = Py_XNewRef(f->name);
+        return 1;
+    }
+    /* resolved, then each callback it holds, scheduled */
+    Entry *e = view_push(v, E_RESOLVED, i);
+    if (e == NULL) {
+        return -1;
+    }
+    e->is_task = (unsigned char)f->is_task;
+    e->name = Py_XNewRef(f->name);
+    f->done = 1;
+    cbs_free(f->sched, f->nsched);
+    f->sched = f->cbs;
+    f->nsched = f->ncb;
+    f->cbs = NULL;
+    f->ncb = f->capcb = 0;
+    for (Py_ssize_t k = 0; k < f->nsched; k++) {
+        e = view_push(v, E_SCHEDULED, i);
+        if (e == NULL) {
+            return -1;
+        }
+        e->is_task = (unsigned char)f->is_task;
+        e->name = Py_XNewRef(f->name);
+        e->obj = Py_NewRef(f->sched[k].callback);
+        e->has_awaiter = (unsigned char)f->sched[k].has_awaiter;
+        e->awaiter = f->sched[k].awaiter;
+    }
+    return 1;
+}
+
+static PyObject *
+fold_events(FoldObject *self, PyObject *records)
+{
+    if (self->helper == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "EventFold() was not initialised");
+        return NULL;
+    }
+    const Rec *recs;
+    Py_ssize_t n;
+    PyObject *batch = tf_batch_of(records);
+    if (batch == NULL) {
+        return NULL;
+    }
+    tf_batch_view(batch, &recs, &n);
+    ViewObject *v = PyObject_GC_New(ViewObject, ViewType);
+    if (v == NULL) {
+        Py_DECREF(batch);
+        return NULL;
+    }
+    v->fold = (FoldObject *)Py_NewRef(self);
+    v->batch = batch;
+    v->entries = NULL;
+    v->n = v->cap = 0;
+    PyObject_GC_Track(v);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int rc = fold_record(self, v, &recs[i], i);
+        if (rc < 0) {
+            goto fail;
+        }
+        if (rc == 0) {
+            PyObject *t = rec_tuple(&recs[i]);
+            if (t == NULL || PyList_Append(self->pending, t) < 0) {
+                Py_XDECREF(t);
+                goto fail;
+            }
+            Py_DECREF(t);
+        }
+    }
+    if (flush_pending(self, v) < 0) {
+        goto fail;
+    }
+    return (PyObject *)v;
+fail:
+    PyList_SetSlice(self->pending, 0, PyList_GET_SIZE(self->pending), NULL);
+    Py_DECREF(v);
+    return NULL;
+}
+
+static PyObject *
+fold_clear(FoldObject *self, PyObject *Py_UNUSED(ignored))
+{
+    table_clear(&self->futs);
+    if (self->pending != NULL) {
+        PyList_SetSlice(self->pending, 0, PyList_GET_SIZE(self->pending), NULL);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+fold_held(FoldObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSize_t(self->futs.used);
+}
+
+static PyMethodDef fold_methods[] = {
+    {"events", (PyCFunction)fold_events, METH_O,
+     "events(batch): the events of a RecordBatch, as a sequence whose items are made when read."},
+    {"clear", (PyCFunction)fold_clear, METH_NOARGS, "Forget every future held (after fork(), in the child)."},
+    {"held", (PyCFunction)fold_held, METH_NOARGS, "How many futures this fold holds (not the reference's)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot fold_slots[] = {
+    {Py_tp_doc, "EventFold(helper, site_of, type_name, event, *, redacts=False): see _eventfold.c."},
+    {Py_tp_init, fold_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, fold_dealloc},
+    {Py_tp_traverse, fold_traverse},
+    {Py_tp_clear, fold_clear_refs},
+    {Py_tp_methods, fold_methods},
+    {0, NULL},
+};
+
+static PyType_Spec fold_spec = {
+    .name = "tracedfuture._core._cfuture.EventFold",
+    .basicsize = sizeof(FoldObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = fold_slots,
+};
+
+/* ------------------------------------------------------------------------ */
+/* EventView                                                                 */
+
+static void
+entry_release(Entry *e)
+{
+    Py_CLEAR(e->name);
+    Py_CLEAR(e->obj);
+}
+
+static int
+view_traverse(ViewObject *v, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(v));
+    Py_VISIT(v->fold);
+    Py_VISIT(v->batch);
+    for (Py_ssize_t i = 0; i < v->n; i++) {
+        Py_VISIT(v->entries[i].name);
+        Py_VISIT(v->entries[i].obj);
+    }
+    return 0;
+}
+
+static int
+view_clear(ViewObject *v)
+{
+    Py_CLEAR(v->fold);
+    Py_CLEAR(v->batch);
+    for (Py_ssize_t i = 0; i < v->n; i++) {
+        entry_release(&v->entries[i]);
+    }
+    return 0;
+}
+
+static void
+view_dealloc(ViewObject *v)
+{
+    PyTypeObject *tp = Py_TYPE(v);
+    PyObject_GC_UnTrack(v);
+    view_clear(v);
+    PyMem_Free(v->entries);
+    PyObject_GC_Del(v);
+    Py_DECREF(tp);
+}
+
+static Py_ssize_t
+view_len(ViewObject *v)
+{
+    return v->n;
+}
+
+/* A cached value of key (borrowed), or the function's result for args, stored. */
+static PyObject *
+site_of(FoldObject *fold, PyObject *code, long long lasti)
+{
+    PyObject *key = Py_BuildValue("(nL)", (Py_ssize_t)(uintptr_t)code, lasti);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *hit = PyDict_GetItemWithError(fold->sites, key);
+    if (hit != NULL) {
+        Py_DECREF(key);
+        return Py_NewRef(PyTuple_GET_ITEM(hit, 1));
+    }
+    PyObject *site = PyErr_Occurred() ? NULL : PyObject_CallFunction(fold->site_of, "OL", code, lasti);
+    if (site != NULL) {
+        if (PyDict_GET_SIZE(fold->sites) >= 100000) {
+            PyDict_Clear(fold->sites);
+        }
+        PyObject *value = PyTuple_Pack(2, code, site); /* keeps code alive: its address is not reused */
+        if (value == NULL || PyDict_SetItem(fold->sites, key, value) < 0) {
+            Py_CLEAR(site);
+        }
+        Py_XDECREF(value);
+    }
+    Py_DECREF(key);
+    return site;
+}
+
+static PyObject *
+type_text(FoldObject *fold, PyObject *tp)
+{
+    PyObject *hit = PyDict_GetItemWithError(fold->types, tp);
+    if (hit != NULL) {
+        return Py_NewRef(hit);
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *name = PyObject_CallOneArg(fold->type_name, tp);
+    if (name != NULL && PyDict_GET_SIZE(fold->types) < 10000 && PyDict_SetItem(fold->types, tp, name) < 0) {
+        Py_CLEAR(name);
+    }
+    return name;
+}
+
+static inline PyObject *
+int_or_none(const Rec *r, int k)
+{
+    if (!slot_is_int(r, k)) {
+        return Py_NewRef(or_none(slot_obj(r, k)));
+    }
+    return PyLong_FromLongLong(r->s[k].i);
+}
+
+static PyObject *
+make_event(ViewObject *v, Entry *e)
+{
+    if (e->kind == E_OBJECT) {
+        return Py_NewRef(e->obj);
+    }
+    const Rec *recs;
+    Py_ssize_t n;
+    if (!tf_batch_view(v->batch, &recs, &n) || e->rec < 0 || e->rec >= n) {
+        PyErr_SetString(PyExc_RuntimeError, "EventView: its batch is gone");
+        return NULL;
+    }
+    const Rec *r = &recs[e->rec];
+    PyTypeObject *tp = (PyTypeObject *)v->fold->event;
+    PyObject *ev = tp->tp_alloc(tp, nfields);
+    if (ev == NULL) {
+        return NULL;
+    }
+    PyObject **items = ((PyTupleObject *)ev)->ob_item;
+    items[field_at[F_KIND]] = Py_NewRef(kind_text[e->kind]);
+    items[field_at[F_FID]] = PyLong_FromLongLong(r->fid);
+    items[field_at[F_TS]] = PyLong_FromLongLong(r->ts);
+    items[field_at[F_TID]] = int_or_none(r, 0); /* task_id is the first field of these ops */
+    items[field_at[F_IS_TASK]] = PyBool_FromLong(e->is_task);
+    items[field_at[F_NAME]] = Py_NewRef(or_none(e->name));
+    if (e->kind == E_CREATED) {
+        PyObject *code = slot_obj(r, C_CODE), *pcode = slot_obj(r, C_PCODE);
+        long long lasti = r->s[C_LASTI].i;
+        PyObject *site = code ? site_of(v->fold, code, lasti) : Py_NewRef(Py_None);
+        items[field_at[F_SITE]] = site;
+        items[field_at[F_THREAD]] = int_or_none(r, C_THREAD_ID);
+        items[field_at[F_CORO]] = Py_NewRef(or_none(slot_obj(r, C_CORO)));
+        items[field_at[F_PARENT]] = e->is_task ? int_or_none(r, C_TASK_ID) : Py_NewRef(Py_None);
+        items[field_at[F_CONTEXT]] = Py_NewRef(or_none(slot_obj(r, C_CONTEXT)));
+        PyObject *psite;
+        if (pcode == NULL || !slot_is_int(r, C_PLASTI)) {
+            psite = Py_NewRef(Py_None);
+        }
+        else if (pcode == code && r->s[C_PLASTI].i == lasti) {
+            psite = Py_XNewRef(site);
+        }
+        else {
+            psite = site_of(v->fold, pcode, r->s[C_PLASTI].i);
+        }
+        items[field_at[F_PSITE]] = psite;
+    }
+    else if (e->kind == E_AWAITED || e->kind == E_CB_ADDED) {
+        items[field_at[F_CALLBACK]] = Py_NewRef(or_none(slot_obj(r, A_CALLBACK)));
+        items[field_at[F_AWAITER]] = int_or_none(r, A_AWAITER);
+    }
+    else if (e->kind == E_RESOLVED) {
+        PyObject *rt = slot_obj(r, R_TYPE);
+        items[field_at[F_RESULT]] = rt ? type_text(v->fold, rt) : Py_NewRef(Py_None);
+    }
+    else { /* E_SCHEDULED */
+        items[field_at[F_CALLBACK]] = Py_NewRef(e->obj);
+        items[field_at[F_AWAITER]] = e->has_awaiter ? PyLong_FromLongLong(e->awaiter) : Py_NewRef(Py_None);
+    }
+    for (Py_ssize_t k = 0; k < nfields; k++) {
+        if (items[k] == NULL) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(ev);
+                return NULL;
+            }
+            items[k] = Py_NewRef(Py_None);
+        }
+    }
+    return ev;
+}
+
+static PyObject *
+view_item(ViewObject *v, Py_ssize_t i)
+{
+    if (i < 0 || i >= v->n) {
+        PyErr_SetString(PyExc_IndexError, "EventView index out of range");
+        return NULL;
+    }
+    return make_event(v, &v->entries[i]);
+}
+
+static PyObject *
+view_subscript(ViewObject *v, PyObject *key)
+{
+    if (PyIndex_Check(key)) {
+        Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        return view_item(v, i < 0 ? i + v->n : i);
+    }
+    if (!PySlice_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "EventView indices must be integers or slices, not %.200s",
+                     Py_TYPE(key)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t start, stop, step;
+    if (PySlice_Unpack(key, &start, &stop, &step) < 0) {
+        return NULL;
+    }
+    Py_ssize_t len = PySlice_AdjustIndices(v->n, &start, &stop, step);
+    PyObject *out = PyList_New(len);
+    for (Py_ssize_t k = 0, i = start; out != NULL && k < len; k++, i += step) {
+        PyObject *item = view_item(v, i);
+        if (item == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, k, item);
+    }
+    return out;
+}
+
+static PyObject *
+view_repr(ViewObject *v)
+{
+    return PyUnicode_FromFormat("<tracedfuture EventView of %zd events>", v->n);
+}
+
+static PyType_Slot view_slots[] = {
+    {Py_tp_doc, "The events of a batch, each made when it is read (see _eventfold.c)."},
+    {Py_tp_dealloc, view_dealloc},
+    {Py_tp_traverse, view_traverse},
+    {Py_tp_clear, view_clear},
+    {Py_tp_repr, view_repr},
+    {Py_sq_length, view_len},
+    {Py_sq_item, view_item},
+    {Py_mp_length, view_len},
+    {Py_mp_subscript, view_subscript},
+    {0, NULL},
+};
+
+static PyType_Spec view_spec = {
+    .name = "tracedfuture._core._cfuture.EventView",
+    .basicsize = sizeof(ViewObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_SEQUENCE,
+    .slots = view_slots,
+};
+
+int
+tf_eventfold_add_type(PyObject *module)
+{
+    static const char *kinds[E_KINDS] = {"created", "awaited", "callback_added", "resolved", "callback_scheduled"};
+    for (int k = 0; k < E_KINDS; k++) {
+        if ((kind_text[k] = PyUnicode_InternFromString(kinds[k])) == NULL) {
+            return -1;
+        }
+    }
+    /* The fields read here, where _seam.LAYOUTS puts them. */
+    if (tf_check_field(OP_CREATED, C_TASK_ID, "task_id") < 0 || tf_check_field(OP_CREATED, C_IS_TASK, "is_task") < 0 ||
+        tf_check_field(OP_CREATED, C_CODE, "code") < 0 || tf_check_field(OP_CREATED, C_LASTI, "lasti") < 0 ||
+        tf_check_field(OP_CREATED, C_THREAD_ID, "thread_id") < 0 || tf_check_field(OP_CREATED, C_NAME, "name") < 0 ||
+        tf_check_field(OP_CREATED, C_CORO, "coro") < 0 || tf_check_field(OP_CREATED, C_CONTEXT, "context") < 0 ||
+        tf_check_field(OP_CREATED, C_PCODE, "program_code") < 0 ||
+        tf_check_field(OP_CREATED, C_PLASTI, "program_lasti") < 0 ||
+        tf_check_field(OP_CB_ADDED, A_TASK_ID, "task_id") < 0 ||
+        tf_check_field(OP_CB_ADDED, A_CALLBACK, "callback_name") < 0 ||
+        tf_check_field(OP_CB_ADDED, A_AWAITER, "awaiter_id") < 0 ||
+        tf_check_field(OP_RESOLVED, R_TASK_ID, "task_id") < 0 ||
+        tf_check_field(OP_RESOLVED, R_TYPE, "result_type") < 0 ||
+        tf_check_field(OP_RESOLVED, R_VALUE, "value_repr") < 0 ||
+        tf_check_field(OP_COLLECTED, X_STATE, "state") < 0 ||
+        tf_check_field(OP_COLLECTED, X_INCOMPLETE, "incomplete") < 0) {
+        return -1;
+    }
+    if ((s_adopt = PyUnicode_InternFromString("adopt")) == NULL ||
+        (s_convert = PyUnicode_InternFromString("convert")) == NULL ||
+        (s_FINISHED_e = PyUnicode_InternFromString("FINISHED")) == NULL) {
+        return -1;
+    }
+    FoldType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &fold_spec, NULL);
+    ViewType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &view_spec, NULL);
+    if (FoldType == NULL || ViewType == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObjectRef(module, "EventFold", (PyObject *)FoldType) < 0 ||
+        PyModule_AddObjectRef(module, "EventView", (PyObject *)ViewType) < 0) {
+        return -1;
+    }
+    return 0;
+}

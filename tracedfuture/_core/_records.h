@@ -1,0 +1,193 @@
+/* tracedfuture/_core/_records.h: one raw record as the compiled ring holds it.
+ *
+ * Shared by _cfuture.c (the ring, which writes records), _batch.c (RecordBatch:
+ * records taken out of the ring as structs, never as tuples) and _lines.c (which
+ * formats them). The fields after (op, fid, ts) are those of _seam.LAYOUTS, slot
+ * k holding field k; _batch.c checks the names it reads against LAYOUTS at import.
+ */
+#ifndef TRACEDFUTURE_RECORDS_H
+#define TRACEDFUTURE_RECORDS_H
+
+#include <Python.h>
+
+/* ------------------------------------------------------------------------ */
+/* Ops, as in _seam.LAYOUTS                                                  */
+
+enum {
+    OP_CREATED = 0,
+    OP_CB_ADDED = 1,
+    OP_CB_REMOVED = 2,
+    OP_RESOLVED = 3,
+    OP_FAILED = 4,
+    OP_CANCELLED = 5,
+    OP_CANCEL_REQ = 6,
+    OP_RENAMED = 7,
+    OP_COLLECTED = 8,
+    OP_LINT = 9,
+    OP_EMPTY = 255,
+};
+
+#define NSLOT 11 /* CREATED's fields, the most of any op */
+#define F_RAW 1 /* s[0].o is a whole tuple, made off the hot path */
+#define F_WHO 2 /* cancel: s[2..5] are (code, lasti, user_code, user_lasti) */
+
+typedef union {
+    long long i;
+    PyObject *o;
+} Slot;
+
+/* One record. objmask: slots holding an object (NULL reads None); nonemask:
+ * integer slots that read None; boolmask: integer slots that read as bool. */
+typedef struct {
+    unsigned char op;
+    unsigned char nfields;
+    unsigned char flags;
+    unsigned char pad;
+    unsigned short objmask;
+    unsigned short nonemask;
+    unsigned short boolmask;
+    unsigned short pad2;
+    long long fid;
+    long long ts;
+    Slot s[NSLOT];
+} Rec;
+
+static inline void
+rec_release(Rec *r)
+{
+    if (r->op == OP_EMPTY) {
+        return;
+    }
+    for (int k = 0; k < NSLOT; k++) {
+        if (r->objmask & (1u << k)) {
+            Py_CLEAR(r->s[k].o);
+        }
+    }
+    r->op = OP_EMPTY;
+    r->objmask = 0;
+}
+
+static inline void
+rec_incref(Rec *r)
+{
+    for (int k = 0; k < NSLOT; k++) {
+        if (r->objmask & (1u << k)) {
+            Py_XINCREF(r->s[k].o);
+        }
+    }
+}
+
+static inline PyObject *
+slot_value(const Rec *r, int k)
+{
+    if (r->objmask & (1u << k)) {
+        PyObject *o = r->s[k].o ? r->s[k].o : Py_None;
+        return Py_NewRef(o);
+    }
+    if (r->nonemask & (1u << k)) {
+        return Py_NewRef(Py_None);
+    }
+    if (r->boolmask & (1u << k)) {
+        return PyBool_FromLong((long)r->s[k].i);
+    }
+    return PyLong_FromLongLong(r->s[k].i);
+}
+
+/* The tuple of _seam.LAYOUTS for one record. */
+static inline PyObject *
+rec_tuple(const Rec *r)
+{
+    if (r->flags & F_RAW) {
+        return Py_NewRef(r->s[0].o);
+    }
+    PyObject *t = PyTuple_New(3 + r->nfields);
+    if (t == NULL) {
+        return NULL;
+    }
+    PyObject *v;
+    if ((v = PyLong_FromLong(r->op)) == NULL) goto fail;
+    PyTuple_SET_ITEM(t, 0, v);
+    if ((v = PyLong_FromLongLong(r->fid)) == NULL) goto fail;
+    PyTuple_SET_ITEM(t, 1, v);
+    if ((v = PyLong_FromLongLong(r->ts)) == NULL) goto fail;
+    PyTuple_SET_ITEM(t, 2, v);
+    if (r->op == OP_CANCELLED || r->op == OP_CANCEL_REQ) {
+        if ((v = slot_value(r, 0)) == NULL) goto fail;
+        PyTuple_SET_ITEM(t, 3, v);
+        if ((v = slot_value(r, 1)) == NULL) goto fail;
+        PyTuple_SET_ITEM(t, 4, v);
+        if (r->flags & F_WHO) {
+            v = Py_BuildValue("(NNNN)", slot_value(r, 2), slot_value(r, 3), slot_value(r, 4), slot_value(r, 5));
+            if (v == NULL) goto fail;
+        }
+        else {
+            v = Py_NewRef(Py_None);
+        }
+        PyTuple_SET_ITEM(t, 5, v);
+        return t;
+    }
+    for (int k = 0; k < r->nfields; k++) {
+        if ((v = slot_value(r, k)) == NULL) goto fail;
+        PyTuple_SET_ITEM(t, 3 + k, v);
+    }
+    return t;
+fail:
+    Py_DECREF(t);
+    return NULL;
+}
+
+/* A record made of a tuple (F_RAW: a lint, a MARK, one of the pipeline's): its
+ * op (OP_MARK for _convert.MARK), id and timestamp are read once, here. */
+#define OP_MARK 254
+
+static inline int
+rec_set_tuple(Rec *r, PyObject *t) /* t borrowed: the record holds it */
+{
+    memset(r, 0, sizeof(*r));
+    r->flags = F_RAW;
+    r->objmask = 1;
+    r->s[0].o = Py_NewRef(t);
+    r->op = OP_LINT;
+    if (PyTuple_Check(t) && PyTuple_GET_SIZE(t) >= 3) {
+        PyObject *op = PyTuple_GET_ITEM(t, 0), *fid = PyTuple_GET_ITEM(t, 1), *ts = PyTuple_GET_ITEM(t, 2);
+        long v = PyLong_Check(op) ? PyLong_AsLong(op) : 0;
+        r->op = v == -1 ? OP_MARK : (v >= 0 && v <= OP_LINT ? (unsigned char)v : OP_LINT);
+        r->fid = PyLong_Check(fid) ? PyLong_AsLongLong(fid) : 0;
+        r->ts = PyLong_Check(ts) ? PyLong_AsLongLong(ts) : 0;
+        if (PyErr_Occurred()) {
+            PyErr_Clear(); /* an int too big to be an id: no future's */
+            r->fid = 0;
+        }
+    }
+    return 0;
+}
+
+/* Slots, read in place (valid while the record is). */
+static inline int
+slot_is_none(const Rec *r, int k)
+{
+    return (r->objmask & (1u << k)) ? r->s[k].o == NULL : (r->nonemask >> k) & 1u;
+}
+
+static inline PyObject * /* borrowed, NULL for None; only for object slots */
+slot_obj(const Rec *r, int k)
+{
+    return (r->objmask & (1u << k)) ? r->s[k].o : NULL;
+}
+
+static inline int
+slot_is_int(const Rec *r, int k)
+{
+    return !((r->objmask | r->nonemask) & (1u << k));
+}
+
+/* RecordBatch (_batch.c): records out of a ring, as structs. */
+PyObject *tf_batch_steal(Rec *recs, Py_ssize_t n); /* takes recs (PyMem_Raw) and their references */
+int tf_batch_view(PyObject *obj, const Rec **recs, Py_ssize_t *n); /* 1 for a RecordBatch, else 0 */
+int tf_batch_add_type(PyObject *module);
+PyObject *tf_batch_of(PyObject *records); /* a RecordBatch (new reference) of a batch or a sequence of tuples */
+/* 0 when field `index` of op's records is named `name` in _seam.LAYOUTS, else -1 (ImportError set). */
+int tf_check_field(int op, int index, const char *name);
+int tf_eventfold_add_type(PyObject *module);
+
+#endif
