@@ -149,9 +149,7 @@ def test_replace_checks_too() -> None:
 
 
 def test_an_unknown_option_suggests_the_closest() -> None:
-    expected = (
-        r"^unknown tracedfuture option 'sample_rat': did you mean 'sample_rate'\? valid ones are 'app_modules', 'capture_values', "
-    )
+    expected = r"^unknown tracedfuture option 'sample_rat': did you mean 'sample_rate'\? valid ones are 'app_modules', 'capture_values', "
     with pytest.raises(TypeError, match=expected):
         Options(sample_rat=0.5)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match=expected):
