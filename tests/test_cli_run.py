@@ -341,6 +341,46 @@ def test_interpreter_options_reach_the_program(app: Path, tmp_path: Path) -> Non
     assert (done.stdout, done.returncode) == ("True 1\n", 0), done.stderr
 
 
+ORIG_ARGV = """\
+import os, sys
+print(sys.orig_argv[1:], sys.flags.optimize, sys.flags.dont_write_bytecode, sys.flags.dev_mode, sys.warnoptions)
+with open(f"/proc/{os.getpid()}/cmdline", "rb") as cmdline:
+    print(cmdline.read().split(b"\\0")[1:-1])
+"""
+
+
+@pytest.mark.parametrize(
+    ("variables", "flags"),
+    [
+        ({"PYTHONDONTWRITEBYTECODE": "1"}, []),
+        ({"PYTHONOPTIMIZE": "1"}, []),
+        ({"PYTHONOPTIMIZE": "2", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONWARNINGS": "ignore"}, []),
+        ({}, ["-X", "dev", "-W", "error", "-Wdefault"]),
+        ({"PYTHONOPTIMIZE": "1"}, ["-X", "dev", "-B"]),
+    ],
+    ids=["B-from-env", "O-from-env", "many-from-env", "X-and-W-flags", "env-and-flags"],
+)
+def test_the_program_sees_the_untraced_orig_argv(variables: dict[str, str], flags: list[str], tmp_path: Path) -> None:
+    # Options that come from the environment stay in the environment: the program's
+    # sys.orig_argv and /proc/PID/cmdline hold only the flags really typed.
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("needs /proc")
+    write(tmp_path / "argv.py", ORIG_ARGV)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHONOPTIMIZE", "PYTHONDONTWRITEBYTECODE"))}
+    env.pop("PYTHONWARNINGS", None)
+    env.update(variables)
+
+    def run(*args: str) -> str:
+        done = subprocess.run([PY, *args], cwd=tmp_path, capture_output=True, text=True, check=False, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    plain = run(*flags, "argv.py")
+    traced = run(*flags, "-m", "tracedfuture", "run", "--flight", "argv.py")
+    assert traced == plain
+    assert plain.startswith(f"{[*flags, 'argv.py']}")
+
+
 # --- switches -----------------------------------------------------------------------------------
 
 
