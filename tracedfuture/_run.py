@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -143,6 +144,17 @@ def _interpreter_path() -> str:
     return sys.executable
 
 
+def _default_trace(module: str | None, script: str | None) -> str:
+    """``app-1234.jsonl`` for ``app.py`` (or ``-m pkg.app``, or a directory
+    ``app/`` with a ``__main__.py``) run as pid 1234."""
+    if module is not None:
+        stem = module.rsplit(".", 1)[-1]
+    else:
+        stem = os.path.splitext(os.path.basename(os.path.normpath(str(script))))[0]
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".") or "trace"
+    return f"{stem}-{os.getpid()}.jsonl"
+
+
 def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
     """``tracedfuture run``: parse ``args`` with ``run_parser``, then become the program."""
     own, module, script, program_args = _split(args)
@@ -160,9 +172,11 @@ def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
         print(f"tracedfuture run: error: {exc}", file=sys.stderr)
         return 2
     if not any(name in settings for name in DESTINATIONS):
-        run_parser.error(
-            "nothing to export to: give -o trace.jsonl (a trace file), --exporter structlog|otel, or --flight"
-        )
+        # No destination: a trace file in the current directory, named after the
+        # program and its pid (the same pid after execve), and one line saying so.
+        path = _default_trace(module, script)
+        environ[PREFIX + "OUTPUT"] = settings["output"] = path
+        print(f"tracedfuture: writing the trace to {path} (read it with: tracedfuture tree {path})", file=sys.stderr)
     if "jsonl" in settings.get("exporter", ()) and "output" not in settings:
         run_parser.error("--exporter jsonl writes a trace file: say where with -o trace.jsonl")
     _check_exporters(run_parser, environ)
