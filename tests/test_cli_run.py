@@ -159,6 +159,26 @@ def test_trace_header_holds_the_programs_argv(app: Path, tmp_path: Path) -> None
     assert read(tmp_path / "t.jsonl").header["argv"] == ["app/main.py", "x"]
 
 
+THREADS = """\
+import asyncio, threading
+
+async def main():
+    await asyncio.gather(*(asyncio.sleep(0.001) for _ in range(100)))
+    await asyncio.sleep(0.05)  # past a flush_interval: the drain has written to the trace file
+
+asyncio.run(main())
+print(sorted(t.name for t in threading.enumerate()))
+"""
+
+
+def test_a_program_traced_into_a_trace_file_sees_one_more_thread(tmp_path: Path) -> None:
+    write(tmp_path / "threads.py", THREADS)
+    done = tracedfuture("run", "-o", "t.jsonl", "threads.py", cwd=tmp_path)
+    assert (done.stdout, done.returncode) == ("['MainThread', 'tracedfuture-drain']\n", 0), done.stderr
+    trace = read(tmp_path / "t.jsonl")
+    assert trace.stats["events_written"] == len(trace.events) > 200
+
+
 def test_events_from_atexit_handlers_and_late_threads_are_kept(tmp_path: Path) -> None:
     write(
         tmp_path / "late.py",
@@ -210,10 +230,29 @@ def test_bad_sample_rate_is_a_usage_error_naming_the_value(app: Path, tmp_path: 
     assert "Traceback" not in done.stderr
 
 
-def test_nothing_to_export_to_is_a_usage_error(app: Path, tmp_path: Path) -> None:
-    done = tracedfuture("run", "app/main.py", cwd=tmp_path)
-    assert done.returncode == 2
-    assert "-o trace.jsonl" in done.stderr
+def test_with_no_destination_the_trace_goes_to_a_file_named_after_the_program_and_pid(
+    app: Path, tmp_path: Path
+) -> None:
+    untraced = python("app/main.py", "x", cwd=tmp_path)
+    done = tracedfuture("run", "app/main.py", "x", cwd=tmp_path)
+    assert (done.stdout, done.returncode) == (untraced.stdout, 0)
+    (path,) = tmp_path.glob("main-*.jsonl")
+    pid = int(path.stem.removeprefix("main-"))
+    first, *rest = done.stderr.splitlines(keepends=True)
+    assert first == f"tracedfuture: writing the trace to {path.name} (read it with: tracedfuture tree {path.name})\n"
+    assert "".join(rest) == untraced.stderr
+    trace = read(path)
+    assert trace.header["pid"] == pid
+    assert "child" in {event.name for event in trace.events if event.is_task}
+    assert path.stat().st_mode & 0o777 == 0o600  # created through _files, as every output is
+
+
+def test_with_no_destination_a_module_names_its_trace(tmp_path: Path) -> None:
+    write(tmp_path / "pkg" / "__init__.py", "")
+    write(tmp_path / "pkg" / "serve.py", INTROSPECT)
+    done = tracedfuture("run", "-m", "pkg.serve", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [p.name.split("-")[0] for p in tmp_path.glob("*.jsonl")] == ["serve"]
 
 
 def test_nothing_to_run_is_a_usage_error(tmp_path: Path) -> None:
@@ -339,6 +378,46 @@ def test_interpreter_options_reach_the_program(app: Path, tmp_path: Path) -> Non
         check=False,
     )
     assert (done.stdout, done.returncode) == ("True 1\n", 0), done.stderr
+
+
+ORIG_ARGV = """\
+import os, sys
+print(sys.orig_argv[1:], sys.flags.optimize, sys.flags.dont_write_bytecode, sys.flags.dev_mode, sys.warnoptions)
+with open(f"/proc/{os.getpid()}/cmdline", "rb") as cmdline:
+    print(cmdline.read().split(b"\\0")[1:-1])
+"""
+
+
+@pytest.mark.parametrize(
+    ("variables", "flags"),
+    [
+        ({"PYTHONDONTWRITEBYTECODE": "1"}, []),
+        ({"PYTHONOPTIMIZE": "1"}, []),
+        ({"PYTHONOPTIMIZE": "2", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONWARNINGS": "ignore"}, []),
+        ({}, ["-X", "dev", "-W", "error", "-Wdefault"]),
+        ({"PYTHONOPTIMIZE": "1"}, ["-X", "dev", "-B"]),
+    ],
+    ids=["B-from-env", "O-from-env", "many-from-env", "X-and-W-flags", "env-and-flags"],
+)
+def test_the_program_sees_the_untraced_orig_argv(variables: dict[str, str], flags: list[str], tmp_path: Path) -> None:
+    # Options that come from the environment stay in the environment: the program's
+    # sys.orig_argv and /proc/PID/cmdline hold only the flags really typed.
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("needs /proc")
+    write(tmp_path / "argv.py", ORIG_ARGV)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHONOPTIMIZE", "PYTHONDONTWRITEBYTECODE"))}
+    env.pop("PYTHONWARNINGS", None)
+    env.update(variables)
+
+    def run(*args: str) -> str:
+        done = subprocess.run([PY, *args], cwd=tmp_path, capture_output=True, text=True, check=False, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    plain = run(*flags, "argv.py")
+    traced = run(*flags, "-m", "tracedfuture", "run", "--flight", "argv.py")
+    assert traced == plain
+    assert plain.startswith(f"{[*flags, 'argv.py']}")
 
 
 # --- switches -----------------------------------------------------------------------------------

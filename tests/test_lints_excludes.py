@@ -185,3 +185,51 @@ def test_bad_exclude_options_name_themselves(options: dict[str, Any], message: s
     with pytest.raises(TypeError) as info:
         tracedfuture.lints.enable(stall=1, blocked=None, orphan=1, **options)
     assert str(info.value) == message
+
+
+UVICORN_APP = """
+import asyncio, sys
+import uvicorn
+import tracedfuture, tracedfuture.lints
+from tracedfuture.exporters import MemoryExporter
+
+memory = MemoryExporter()
+installation = tracedfuture.install(exporters=[memory])
+lints = tracedfuture.lints.enable(stall=0.05, blocked=None, orphan=None, known_waits=sys.argv[1] == "known")
+
+
+async def app(scope, receive, send):
+    assert scope["type"] == "lifespan"
+    while True:
+        message = await receive()  # waits for the shutdown for the server's whole life
+        if message["type"] == "lifespan.startup":
+            asyncio.get_running_loop().call_later(0.5, setattr, server, "should_exit", True)
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+server.run()
+lints.stop()
+installation.uninstall()
+print(" ".join(sorted({e.site.function for e in memory.of_kind("stalled")})) or "-")
+"""
+
+
+@pytest.mark.slow
+def test_uvicorns_lifespan_and_main_loop_are_not_reported_stalled(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn")
+    script = tmp_path / "app.py"
+    script.write_text(UVICORN_APP)
+
+    def run(mode: str) -> set[str]:
+        done = subprocess.run(
+            [sys.executable, str(script), mode], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return set(done.stdout.split())
+
+    assert {"LifespanOn.receive", "Server.main_loop"} <= run("all")  # they are waits a lint sees
+    assert not {"LifespanOn.receive", "Server.main_loop"} & run("known")

@@ -663,12 +663,22 @@ def test_an_exporter_abandoned_at_close_still_marks_the_futures_it_lost(tmp_path
     async def main() -> None:
         for _ in range(20):
             await asyncio.gather(*(asyncio.sleep(0) for _ in range(200)))
-            await asyncio.sleep(0.01)  # the drain delivers a batch meanwhile: a queue builds up
+            # A trace file is written by the drain thread, which a slow one keeps
+            # busy; a flush() from the program queues a batch meanwhile: a queue
+            # builds up behind it.
+            installation.flush(timeout=0)
+            await asyncio.sleep(0.01)
 
     path = tmp_path / "t.jsonl"
     exporter = Slow(path)
     started = time.monotonic()
-    tracedfuture.run(main(), exporters=[exporter], flush_interval=0.005, export_timeout=0.2)
+    loop = asyncio.new_event_loop()
+    installation = tracedfuture.install(loop, exporters=[exporter], flush_interval=0.005, export_timeout=0.2)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        installation.uninstall()
+        loop.close()
     print(f"run() returned after {time.monotonic() - started:.2f} s")
     # Abandoned by uninstall(), the sink's thread drops what is queued, then
     # hands the exporter the marks and shutdown(): the file gets its stats line.

@@ -206,3 +206,107 @@ def test_install_takes_app_modules(program: Any) -> None:
     finally:
         _frames.set_app_modules(())
         loop.close()
+
+
+# --- who cancelled, in the program's terms ---------------------------------------------
+
+CANCELS = """\
+import asyncio
+
+
+async def fetch():
+    await asyncio.sleep(10)
+
+
+async def boom():
+    await asyncio.sleep(0)
+    raise ValueError("no")
+
+
+async def with_timeout():
+    try:
+        async with asyncio.timeout(0.01):
+            await fetch()
+    except TimeoutError:
+        pass
+
+
+async def nested_timeout(lock):
+    try:
+        async with asyncio.timeout(0.01):
+            async with lock:
+                await fetch()
+    except TimeoutError:
+        pass
+
+
+async def with_wait_for():
+    try:
+        await asyncio.wait_for(fetch(), 0.01)
+    except TimeoutError:
+        pass
+
+
+async def with_taskgroup():
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(fetch())
+            tg.create_task(boom())
+    except* ValueError:
+        pass
+"""
+
+
+@pytest.fixture
+def cancels(tmp_path: Path) -> Iterator[Any]:
+    (tmp_path / "cancels_under_test.py").write_text(CANCELS)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        yield importlib.import_module("cancels_under_test")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("cancels_under_test", None)
+
+
+def _cancellers(traced: Traced) -> set[str]:
+    events = Converter().convert(traced.ring.take())
+    return {e.canceller for e in events if e.kind == "cancelled" and e.canceller}
+
+
+@pytest.mark.parametrize(
+    ("function", "line"),
+    [("with_timeout", 15), ("with_wait_for", 32), ("with_taskgroup", 39)],
+)
+def test_a_cancel_by_a_timeout_or_taskgroup_names_the_program_line_that_set_it_up(
+    traced: Traced, cancels: Any, function: str, line: int
+) -> None:
+    traced.run(getattr(cancels, function)())
+    found = _cancellers(traced)
+    assert found, "something was cancelled"
+    assert all(text.endswith(f"in {function} ({cancels.__file__}:{line})") for text in found), found
+
+
+def test_the_timeout_named_is_the_async_with_that_holds_it_not_an_inner_one(traced: Traced, cancels: Any) -> None:
+    async def main() -> None:
+        await cancels.nested_timeout(asyncio.Lock())
+
+    traced.run(main())
+    found = _cancellers(traced)
+    assert found and all(text.endswith(f"in nested_timeout ({cancels.__file__}:23)") for text in found), found
+
+
+def test_the_frame_running_the_loop_is_never_named_as_the_canceller(impl: Any, cancels: Any) -> None:
+    # uvloop calls callbacks from C: the Python frame right above a timeout's
+    # callback is the one that runs the loop (uvicorn's asyncio_run), which
+    # cancelled nothing.
+    uvloop = pytest.importorskip("uvloop")
+    import tracedfuture
+    from tracedfuture.exporters import MemoryExporter
+
+    loop = uvloop.new_event_loop()
+    memory = MemoryExporter()
+    with tracedfuture.install(loop, exporters=[memory]):
+        loop.run_until_complete(cancels.with_timeout())
+    loop.close()
+    found = {e.canceller for e in memory if e.kind in ("cancelled", "cancel_requested") and e.canceller}
+    assert found and all(text.endswith("in with_timeout (" + cancels.__file__ + ":15)") for text in found), found

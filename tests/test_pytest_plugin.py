@@ -310,3 +310,109 @@ def test_strict_mode_still_fails_the_tests_own_abandoned_future(pytester: pytest
     result = pytester.runpytest_subprocess("--tracedfuture-strict")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.no_fnmatch_line("*asyncio/subprocess.py*")
+
+
+SUBTESTS = """
+import asyncio
+import unittest
+
+class Case(unittest.IsolatedAsyncioTestCase):
+    async def test_subtest(self):
+        for i in range(3):
+            with self.subTest(i=i):
+                await asyncio.sleep(0)
+                self.assertEqual(i, i)
+
+def test_subtests_fixture(subtests):
+    async def main():
+        for i in range(3):
+            with subtests.test(i=i):
+                await asyncio.sleep(0)
+    asyncio.run(main())
+"""
+
+
+def test_strict_mode_passes_passing_subtests_of_both_idioms(pytester: pytest.Pytester) -> None:
+    # unittest's subTest in an IsolatedAsyncioTestCase and pytest's subtests fixture
+    # both make a report while the test's own task is still running: not a leftover.
+    pytester.makepyfile(SUBTESTS)
+    result = pytester.runpytest("--tracedfuture", "--tracedfuture-strict")
+    result.assert_outcomes(passed=2)
+    result.stdout.no_fnmatch_line("*left behind*")
+
+
+def test_strict_mode_still_fails_a_test_whose_subtest_leaves_a_task_pending(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        def test_leaky_subtest(subtests):
+            async def main():
+                with subtests.test(i=0):
+                    asyncio.create_task(asyncio.sleep(10), name="forgotten")
+                    await asyncio.sleep(0)
+            asyncio.run(main())
+        """
+    )
+    result = pytester.runpytest("--tracedfuture", "--tracedfuture-strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*left pending: (T) #* forgotten*"])
+
+
+def test_strict_mode_leaves_out_the_tasks_of_a_loop_another_thread_still_runs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+        import threading
+
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def server():
+            started, stop = threading.Event(), threading.Event()
+
+            async def serve():
+                started.set()
+                while not stop.is_set():
+                    await asyncio.sleep(0.005)
+
+            thread = threading.Thread(target=asyncio.run, args=(serve(),))
+            thread.start()
+            started.wait()
+            yield
+            stop.set()
+            thread.join()
+
+        def test_uses_the_server(server, subtests):
+            with subtests.test(i=0):
+                asyncio.run(asyncio.sleep(0.02))
+            asyncio.run(asyncio.sleep(0.02))
+        """
+    )
+    result = pytester.runpytest("--tracedfuture", "--tracedfuture-strict")
+    result.assert_outcomes(passed=1)
+
+
+def test_strict_mode_fails_a_test_whose_thread_ended_with_a_task_pending(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+        import threading
+
+        def test_thread_leaves_a_task():
+            async def main():
+                asyncio.create_task(asyncio.sleep(10), name="forgotten-in-thread")
+                await asyncio.sleep(0)
+
+            def run():
+                loop = asyncio.new_event_loop()
+                loop.run_until_complete(main())  # never closed, never cancelled
+
+            thread = threading.Thread(target=run)
+            thread.start()
+            thread.join()
+        """
+    )
+    result = pytester.runpytest("--tracedfuture", "--tracedfuture-strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*the test passed but left this behind*", "*forgotten-in-thread*"])

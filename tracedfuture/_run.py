@@ -2,8 +2,9 @@
 
 The program must not be able to tell it is traced. ``run`` checks its switches,
 turns them into ``TRACEDFUTURE_*`` variables and replaces itself (``execv``) with
-``python [flags] script.py args`` or ``python [flags] -m module args``: the same
-pid, argv, ``sys.path[0]``, ``__main__``, stack frames, signals, exit status and
+``python [flags] script.py args`` or ``python [flags] -m module args``, where the
+flags are those typed before ``-m tracedfuture`` and no others: the same pid,
+argv, ``sys.orig_argv``, ``sys.path[0]``, ``__main__``, stack frames, signals, exit status and
 output as an untraced run, because it *is* an untraced run, plus the start-up hook
 (``tracedfuture.pth``, :mod:`tracedfuture._startup`), which installs tracing
 before the program starts and finishes the trace at exit, after the program's own
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
+import shutil
 import site
 import subprocess
 import sys
@@ -103,12 +106,53 @@ def _check_exporters(parser: argparse.ArgumentParser, environ: dict[str, str]) -
             raise SystemExit(2) from None
 
 
-def _interpreter_flags() -> list[str]:
-    # The -X, -W, -O, -B... options this interpreter runs with, so the program gets
-    # them too: subprocess's helper (private, in every CPython since 3.2; also what
-    # multiprocessing uses to start its children).
-    flags = getattr(subprocess, "_args_from_interpreter_flags", None)
-    return list(flags()) if flags is not None else []
+# Interpreter options followed by their value as the next argument when not attached.
+_FLAGS_WITH_VALUE = ("-X", "-W", "--check-hash-based-pycs")
+
+
+def _interpreter_flags(orig_argv: list[str] | None = None) -> list[str]:
+    """The interpreter options really typed on the command line that started
+    tracedfuture (``python -X dev -W error -m tracedfuture run app.py``), so the
+    program is started with them and nothing else: its ``sys.orig_argv`` (and
+    ``/proc/PID/cmdline``) is what an untraced run shows. Options that came from
+    the environment (``PYTHONOPTIMIZE``, ``PYTHONDONTWRITEBYTECODE``...) reach it
+    as the environment, never turned into ``-O`` or ``-B``."""
+    argv = sys.orig_argv if orig_argv is None else orig_argv
+    flags: list[str] = []
+    index = 1
+    while index < len(argv):
+        arg = argv[index]
+        if arg in ("-m", "-c", "-", "--") or arg.startswith(("-m", "-c")) or not arg.startswith("-"):
+            break  # the script (tracedfuture's console script) or what python runs
+        flags.append(arg)
+        if arg in _FLAGS_WITH_VALUE and index + 1 < len(argv):
+            flags.append(argv[index + 1])
+            index += 1
+        index += 1
+    return flags
+
+
+def _interpreter_path() -> str:
+    """``argv[0]`` for the program: the interpreter as it was typed, when it names
+    this very ``sys.executable`` (so an untraced run's ``sys.orig_argv[0]`` is
+    kept), else ``sys.executable`` (a console script's shebang, a name that
+    ``PATH`` might resolve elsewhere)."""
+    typed = sys.orig_argv[0] if sys.orig_argv else ""
+    found = shutil.which(typed) if typed else None
+    if found and os.path.abspath(found) == sys.executable:
+        return typed
+    return sys.executable
+
+
+def _default_trace(module: str | None, script: str | None) -> str:
+    """``app-1234.jsonl`` for ``app.py`` (or ``-m pkg.app``, or a directory
+    ``app/`` with a ``__main__.py``) run as pid 1234."""
+    if module is not None:
+        stem = module.rsplit(".", 1)[-1]
+    else:
+        stem = os.path.splitext(os.path.basename(os.path.normpath(str(script))))[0]
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".") or "trace"
+    return f"{stem}-{os.getpid()}.jsonl"
 
 
 def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
@@ -128,9 +172,11 @@ def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
         print(f"tracedfuture run: error: {exc}", file=sys.stderr)
         return 2
     if not any(name in settings for name in DESTINATIONS):
-        run_parser.error(
-            "nothing to export to: give -o trace.jsonl (a trace file), --exporter structlog|otel, or --flight"
-        )
+        # No destination: a trace file in the current directory, named after the
+        # program and its pid (the same pid after execve), and one line saying so.
+        path = _default_trace(module, script)
+        environ[PREFIX + "OUTPUT"] = settings["output"] = path
+        print(f"tracedfuture: writing the trace to {path} (read it with: tracedfuture tree {path})", file=sys.stderr)
     if "jsonl" in settings.get("exporter", ()) and "output" not in settings:
         run_parser.error("--exporter jsonl writes a trace file: say where with -o trace.jsonl")
     _check_exporters(run_parser, environ)
@@ -155,7 +201,7 @@ def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
             "(pip install --force-reinstall tracedfuture) to put it back"
         )
     target = ["-m", str(module)] if module is not None else [str(script)]
-    argv = [sys.executable, *_interpreter_flags(), *target, *program_args]
+    argv = [_interpreter_path(), *_interpreter_flags(), *target, *program_args]
     child_environ = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
     child_environ.update({k: v for k, v in environ.items() if k in {o.variable for o in OPTIONS}})
     child_environ.update({k: v for k, v in os.environ.items() if k in NOT_OPTION_VARIABLES})

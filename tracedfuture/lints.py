@@ -42,7 +42,9 @@ never reports them, neither at ``stall`` seconds nor at 2x, 4x, 8x:
 * ``await stop.wait()`` (an ``asyncio.Event``, ``asyncio.Event().wait()``
   included) directly in a root task, such as ``asyncio.run``'s main task: the
   usual "run until told to stop";
-* aiohttp's ``web.run_app``, whose main task sleeps an hour at a time, for ever.
+* aiohttp's ``web.run_app``, whose main task sleeps an hour at a time, for ever;
+* uvicorn's lifespan task waiting for the server's shutdown (``LifespanOn.receive``)
+  and its main loop's tick (``Server.main_loop``).
 
 Anything else is excluded per lint with ``stall_exclude`` and ``orphan_exclude``:
 shell patterns, each tried against
@@ -105,6 +107,10 @@ KNOWN_WAITS: tuple[tuple[str, bool], ...] = (
     ("asyncio/base_events.py:* in Server.serve_forever", False),  # the same, in a task of its own
     ("*.wait()*", True),  # await stop.wait() in the main task: "run until told to stop"
     ("aiohttp/web.py:* in _run_app", False),  # web.run_app: asyncio.sleep(3600), for ever
+    # uvicorn: the lifespan task waits for "lifespan.shutdown" for the server's
+    # whole life; the server's main task ticks asyncio.sleep(0.1) until told to exit.
+    ("uvicorn/lifespan/on.py:* in LifespanOn.receive", False),
+    ("uvicorn/server.py:* in Server.main_loop", False),
 )
 
 

@@ -106,6 +106,10 @@ class _Tracer:
         self.strict = strict
         self.last_events = last_events
         self._running: dict[str, tuple[Any, MemoryExporter]] = {}
+        # Tests whose call phase is under way: a report made meanwhile is a
+        # subtest's (unittest's subTest, pytest's subtests fixture), and the
+        # test's own task is still running then, not left behind.
+        self._calling: set[str] = set()
 
     def memory(self, item: pytest.Item) -> MemoryExporter | None:
         running = self._running.get(item.nodeid)
@@ -135,13 +139,22 @@ class _Tracer:
             installation.uninstall()
 
     @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, None]:
+        self._calling.add(item.nodeid)
+        try:
+            yield
+        finally:
+            self._calling.discard(item.nodeid)
+
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
         memory = self.memory(item)
         if memory is None:
             return
-        if self.strict and report.when == "call" and report.passed:
+        subtest = item.nodeid in self._calling
+        if self.strict and report.when == "call" and report.passed and not subtest:
             problems = _leftovers(memory)
             if problems:
                 report.outcome = "failed"
@@ -256,9 +269,13 @@ def _leftovers(memory: MemoryExporter) -> list[str]:
     One fold decides (``tracedfuture._fold``): a future that finished is finished,
     whatever callbacks it was given afterwards. asyncio's own futures (created by
     asyncio's code, such as a subprocess protocol's ``_stdin_closed`` when stdin is
-    not a pipe) are asyncio's business, not the test's: they never fail it.
+    not a pipe) are asyncio's business, not the test's: they never fail it. Nor
+    are the futures of a loop another thread is still running (a server started
+    by a session fixture): they are in flight, not left behind; a thread that
+    ended with futures pending did leave them.
     """
     import gc
+    import threading
 
     from ._fold import Fold
     from ._text import site_text
@@ -272,9 +289,10 @@ def _leftovers(memory: MemoryExporter) -> list[str]:
     final = Fold().feed(events)
     folds = ([Fold().feed(events, moment)] if moment is not None else []) + [final]
     seen: set[int] = set()
+    running = set(sys._current_frames()) - {threading.get_ident()}
     for fold in folds:
         for state in fold.pending():
-            if state.id in seen or _internal(final, state.id, made_by):
+            if state.id in seen or _internal(final, state.id, made_by) or state.thread_id in running:
                 continue
             seen.add(state.id)
             label = ("(T)" if state.is_task else "(F)") + f" #{state.id}" + (f" {state.name}" if state.name else "")

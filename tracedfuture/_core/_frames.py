@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import importlib.util
+import inspect
 import os
 import re
 import sysconfig
@@ -256,19 +258,155 @@ def creation(frame: FrameType | None) -> tuple[CodeType | None, int, str | None,
 def canceller(frame: FrameType | None) -> tuple[CodeType | None, int, CodeType | None, int]:
     """Who called cancel(): the first frame outside tracedfuture (asyncio's own
     ``Timeout._on_timeout`` or ``_cancel_and_wait`` is exactly who cancelled), and
-    the first frame outside asyncio too (the user code that asked for it)."""
+    the first frame outside asyncio too (the user code that asked for it).
+
+    A timeout or a TaskGroup cancels from a callback of the loop, with no frame
+    of the program below it: then the program's frame is the line that set it up
+    (``async with asyncio.timeout(0.05):``, ``async with asyncio.TaskGroup()``),
+    found in the coroutines of the task it belongs to (:func:`_set_up_at`). The
+    frame that runs the loop (``loop.run_until_complete(...)``: uvloop calls
+    callbacks from C, with that frame right above them) is never named: it
+    did not cancel anything."""
     direct: tuple[CodeType | None, int] = (None, 0)
+    direct_frame = None
+    running = asyncio._get_running_loop() is not None
     while frame is not None:
         code = frame.f_code
         found = kind(code)
+        if running and runs_the_loop(code):
+            break
         if direct[0] is None and not code.co_filename.startswith(OWN_DIR):
             direct = (code, frame.f_lasti)
+            direct_frame = frame
         if found in (PROGRAM, LIBRARY):
             return (*direct, code, frame.f_lasti)
         if found == BOUNDARY:
             break
         frame = frame.f_back
+    if direct_frame is not None and direct[0] is not None and direct[0].co_name in _SET_UP_BY:
+        try:
+            program = _set_up_at(direct_frame)
+        except Exception:  # an observer never breaks the observed
+            program = None
+        if program is not None:
+            return (*direct, *program)
     return (*direct, None, 0)
+
+
+# asyncio's callbacks that cancel on behalf of a context manager the program
+# entered, and where that object keeps the task it belongs to.
+_SET_UP_BY = {"_on_timeout": "_task", "_abort": "_parent_task", "_on_task_done": "_parent_task"}
+
+
+# Keyed by id(), as code_kinds is (each entry keeps its code object alive).
+_runners: dict[int, tuple[CodeType, bool]] = {}
+
+
+def runs_the_loop(code: CodeType) -> bool:
+    """Whether this code calls ``run_until_complete`` or ``run_forever`` (and is
+    no coroutine): while a loop runs, such a frame above a callback is the one
+    running it. Cached per code object."""
+    entry = _runners.get(id(code))
+    if entry is not None and entry[0] is code:
+        return entry[1]
+    coroutine = code.co_flags & (inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR)
+    found = not coroutine and ("run_until_complete" in code.co_names or "run_forever" in code.co_names)
+    if len(_runners) >= 100_000:
+        _runners.clear()
+    _runners[id(code)] = (code, found)
+    return found
+
+
+def _set_up_at(frame: FrameType) -> tuple[CodeType, int] | None:
+    """For asyncio's ``Timeout._on_timeout`` or ``TaskGroup._abort`` (``frame``):
+    the program's line that entered that context manager, as ``(code, lasti)``.
+
+    The object (``self``) belongs to a task; the coroutine of that task (or of
+    one it awaits) that entered it holds its bound ``__aexit__`` on its stack.
+    The line is that of its ``async with``, when the coroutine is the
+    program's; else (``wait_for`` on 3.12+, a library's timeout) the line of the
+    first coroutine of the program further out, where it awaited into them."""
+    attribute = _SET_UP_BY[frame.f_code.co_name]
+    holder = frame.f_locals.get("self")
+    if holder is None or not is_asyncio(frame.f_code.co_filename):
+        return None
+    task = getattr(holder, attribute, None)
+    get_coro = getattr(task, "get_coro", None)
+    coro = get_coro() if get_coro is not None else None
+    chain: list[tuple[Any, FrameType]] = []
+    while coro is not None and len(chain) < 256:
+        inner = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if inner is None:
+            break
+        chain.append((coro, inner))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    for index, (coro, inner) in enumerate(chain):
+        exits = [
+            ref
+            for ref in gc.get_referents(coro)
+            if getattr(ref, "__name__", None) == "__aexit__" and hasattr(ref, "__self__")
+        ]
+        owned = [k for k, ref in enumerate(exits) if ref.__self__ is holder]
+        exiting = False
+        if not owned and index + 1 < len(chain):
+            # Awaiting the holder's own __aexit__ (a TaskGroup waiting for its
+            # tasks): the instruction is the end of that async with, on its line.
+            following = chain[index + 1][1]
+            exiting = following.f_code.co_name == "__aexit__" and following.f_locals.get("self") is holder
+        if not owned and not exiting:
+            continue
+        if kind(inner.f_code) == PROGRAM:
+            if exiting:
+                return inner.f_code, inner.f_lasti
+            return inner.f_code, _async_with_at(inner.f_code, inner.f_lasti, owned[0])
+        for _, outer in reversed(chain[:index]):
+            if kind(outer.f_code) == PROGRAM:
+                return outer.f_code, outer.f_lasti
+        return None
+    return None
+
+
+def _async_with_at(code: CodeType, lasti: int, nth: int) -> int:
+    """The offset of the ``async with`` whose ``__aexit__`` is the ``nth`` (from
+    the outermost) of those that enclose ``lasti`` in ``code``; ``lasti`` itself
+    when the bytecode does not say (another Python's)."""
+    blocks = _async_with_blocks(code)
+    enclosing = [(depth, start) for depth, start, first, last in blocks if first <= lasti < last]
+    if not enclosing:
+        return lasti
+    enclosing.sort()
+    return enclosing[min(nth, len(enclosing) - 1)][1]
+
+
+@functools.lru_cache(maxsize=1024)
+def _async_with_blocks(code: CodeType) -> tuple[tuple[int, int, int, int], ...]:
+    """Each ``async with`` of ``code``: ``(stack depth of its __aexit__, offset of
+    the statement, first and end offset of the code it protects)``, from the
+    exception table (3.11+: a with's handler starts ``PUSH_EXC_INFO,
+    WITH_EXCEPT_START``)."""
+    import dis
+
+    parse = getattr(dis, "_parse_exception_table", None)
+    if parse is None:
+        return ()
+    instructions = list(dis.get_instructions(code))
+    at = {ins.offset: k for k, ins in enumerate(instructions)}
+    by_target: dict[int, list[Any]] = {}
+    for entry in parse(code):
+        by_target.setdefault(entry.target, []).append(entry)
+    blocks = []
+    for target, entries in by_target.items():
+        k = at.get(target)
+        if k is None or k + 1 >= len(instructions) or instructions[k + 1].opname != "WITH_EXCEPT_START":
+            continue
+        first = min(e.start for e in entries)
+        last = max(e.end for e in entries)
+        before = [
+            ins for ins in instructions if ins.offset < first and ins.opname in ("BEFORE_ASYNC_WITH", "BEFORE_WITH")
+        ]
+        if before and before[-1].opname == "BEFORE_ASYNC_WITH":
+            blocks.append((min(e.depth for e in entries), before[-1].offset, first, last))
+    return tuple(blocks)
 
 
 def raised_at(exc: BaseException) -> tuple[CodeType | None, int, CodeType | None, int]:

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from .. import _core
 from .._core import _events as ev
-from ._process import Started, at_fork, start_daemon
+from ._process import Started, at_fork, serve, start_daemon
 
 __all__ = ["RECORDER", "Consumer", "Recorder", "Route"]
 
@@ -133,7 +133,7 @@ class Recorder:
         with self._lock:
             self._active.append(consumer)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = start_daemon(self._run, "tracedfuture-drain")
+                self._thread = start_daemon(self._run, "tracedfuture-drain", wake=self._wake.set)
             if not self._atexit:
                 atexit.register(self._at_exit)
                 self._atexit = True
@@ -239,11 +239,15 @@ class Recorder:
                 _isolated(consumer.consume, records)
 
     def _run(self) -> None:
+        # The host thread (``_process``): after each drain it also serves the
+        # hosted sinks (a trace file's) and the work posted at exit, outside the
+        # lock so that a flush() on another thread never waits for a write.
+        more = False
         while True:
             now = time.monotonic()
             with self._lock:
                 due = min((r.due for r in self._routes.values() if r.streaming), default=now + 1.0)
-            self._wake.wait(max(0.0, due - now))
+            self._wake.wait(0.0 if more else max(0.0, due - now))
             self._wake.clear()
             now = time.monotonic()
             try:
@@ -257,6 +261,7 @@ class Recorder:
                         self.drain()
             except BaseException:  # pragma: no cover - the drain must outlive any bug
                 logger.exception("tracedfuture: dropping a batch after an internal error")
+            more = serve()
 
     def _at_exit(self) -> None:
         consumers = list(self._active)
@@ -289,7 +294,7 @@ class Recorder:
         """Once the installations' sinks are ready again in the child (the layer
         below this hook's): drain there too."""
         if self._active:
-            self._thread = start_daemon(self._run, "tracedfuture-drain")
+            self._thread = start_daemon(self._run, "tracedfuture-drain", wake=self._wake.set)
 
     # -- reading ------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from .._core import _events as ev
 from .._core._events import Event, Site
 from ._convert import MARK
 from ._hooks import Hooks
-from ._process import Started, at_fork, ensure_spare, start_daemon
+from ._process import Started, at_fork, host_pump, host_thread, start_daemon, wake_host
 
 __all__ = ["DEFAULT_QUEUE_BYTES", "EVENT_BYTES", "RECORD_BYTES", "Sink", "safe_repr", "unicode_safe"]
 
@@ -86,9 +86,12 @@ class Sink:
     With ``lines`` (a :class:`~tracedfuture._pipeline._lines.Lines`, for an
     exporter that has ``export_lines``, such as a trace file) or ``events`` (an
     :class:`~tracedfuture._pipeline._delivery.Events`, for any other), the queue
-    holds raw records, and the sink's thread formats or converts only what the
-    queue kept: what is shed is never converted at all. ``dropped`` then counts
-    records, ``exported`` events (lines).
+    holds raw records, and only what the queue kept is formatted or converted:
+    what is shed is never converted at all. ``dropped`` then counts records,
+    ``exported`` events (lines). A trace file's sink is *hosted*: it has no thread
+    of its own, the drain thread serves its queue between drains
+    (``_process.host_pump``), so that a traced program with a trace file sees one
+    thread of tracing, not two.
     """
 
     def __init__(
@@ -135,11 +138,20 @@ class Sink:
         self._late_marks: dict[int, Any] = {}  # after an overrun (see _abandon)
         self._late_born: set[int] = set()
         self._closing = False
+        self._stop_ticket = 0
         self._thread: threading.Thread | None = None
         self._helper: Started | None = None
+        # A trace file is served by the drain thread (a slow disk delays the drain,
+        # never the program: records wait in the ring); any other exporter, which
+        # may block for ever, has a thread of its own.
+        self.hosted = self.lines is not None and not self.inline
+        self._stopped = False
+        self._pump_lock = threading.Lock()  # one pumper at a time: the host, or a waiter without one
         self._fresh_state()
         at_fork("delivery", after_in_child=self.after_fork_in_child)
-        if not self.inline:
+        if self.hosted:
+            host_pump(self._pump)
+        elif not self.inline:
             self._start()
 
     def _fresh_state(self) -> None:
@@ -153,7 +165,6 @@ class Sink:
         name = f"tracedfuture-export-{type(self.exporter).__name__}"
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
-        ensure_spare()
 
     # -- the drain side ----------------------------------------------------------
 
@@ -191,6 +202,8 @@ class Sink:
             self._queued_bytes += len(events) * unit
             self._put += 1
             self._cond.notify()
+        if self.hosted:
+            wake_host()
 
     def _submit_records(self, records: Sequence[tuple[Any, ...]]) -> None:
         """:meth:`submit` for raw records: the batch sheds itself (in C, for the
@@ -352,32 +365,58 @@ class Sink:
                 item = items.popleft()
                 if type(item) is not object:  # a batch, not _FLUSH / _SHUTDOWN / _STOP
                     self._queued_bytes -= len(item) * self._unit
-            try:
-                if item is _STOP:
-                    return
-                if self.overran:
-                    # Abandoned at close: what is still queued is dropped. A slow
-                    # exporter still gets, if it gets that far, the incomplete
-                    # marks of the futures this cuts, and its shutdown().
-                    if type(item) is not object:
-                        self._abandon(item)
-                    elif item is _SHUTDOWN:
-                        marks = list(self._late_marks.values())
-                        self._late_marks.clear()
-                        if marks:
-                            self._deliver(marks)
-                        self.call("shutdown", *self._shutdown_arguments())
-                elif item is _FLUSH:
-                    self.call("flush")
+            if not self._handle(item):
+                return
+
+    def _pump(self) -> bool:
+        """A hosted sink's turn: handle one item of the queue, if any; True when
+        more are waiting."""
+        if self._stopped or not self._pump_lock.acquire(blocking=False):
+            return False
+        try:
+            with self._cond:
+                if not self._items:
+                    return False
+                item = self._items.popleft()
+                if type(item) is not object:  # a batch, not _FLUSH / _SHUTDOWN / _STOP
+                    self._queued_bytes -= len(item) * self._unit
+            if not self._handle(item):
+                self._stopped = True
+                host_pump(self._pump, remove=True)
+                return False
+            return bool(self._items)
+        finally:
+            self._pump_lock.release()
+
+    def _handle(self, item: Any) -> bool:
+        """Hand one queued item to the exporter; False for the last one (_STOP)."""
+        try:
+            if item is _STOP:
+                return False
+            if self.overran:
+                # Abandoned at close: what is still queued is dropped. A slow
+                # exporter still gets, if it gets that far, the incomplete
+                # marks of the futures this cuts, and its shutdown().
+                if type(item) is not object:
+                    self._abandon(item)
                 elif item is _SHUTDOWN:
-                    self._finish()
+                    marks = list(self._late_marks.values())
+                    self._late_marks.clear()
+                    if marks:
+                        self._deliver(marks)
                     self.call("shutdown", *self._shutdown_arguments())
-                elif not self.disabled:
-                    self._deliver(item)
-            finally:
-                with cond:
-                    self._handled += 1
-                    cond.notify_all()
+            elif item is _FLUSH:
+                self.call("flush")
+            elif item is _SHUTDOWN:
+                self._finish()
+                self.call("shutdown", *self._shutdown_arguments())
+            elif not self.disabled:
+                self._deliver(item)
+            return True
+        finally:
+            with self._cond:
+                self._handled += 1
+                self._cond.notify_all()
 
     def _finish(self) -> None:
         """Before shutdown: what the exporter's filter still held, undecided."""
@@ -445,6 +484,8 @@ class Sink:
     def wait_handled(self, deadline: float | None, ticket: int | None = None) -> bool:
         """Wait until every batch queued so far (up to ``ticket``, if given) was
         handed to the exporter, at most until ``time.monotonic()`` reaches ``deadline``."""
+        if self.hosted:
+            return self._wait_hosted(deadline, ticket)
         if self._thread is None or threading.current_thread() is self._thread:
             return True  # inline, or an exporter flushing from inside export()
         with self._cond:
@@ -461,12 +502,41 @@ class Sink:
                 self._cond.wait(left)
             return True
 
+    def _wait_hosted(self, deadline: float | None, ticket: int | None) -> bool:
+        """:meth:`wait_handled` for a hosted sink: the host serves the queue; with
+        no host (its thread could not start, or a forked child before its drain
+        restarts), the waiting thread serves it itself."""
+        if threading.current_thread() is host_thread():
+            return True  # the host itself (an exporter flushing from inside export())
+        with self._cond:
+            target = self._put if ticket is None else ticket
+        while True:
+            with self._cond:
+                if self._handled >= target:
+                    return True
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+            if host_thread() is None:
+                if self._pump():
+                    continue
+                if self._stopped:
+                    return self._handled >= target
+            else:
+                wake_host()
+            with self._cond:
+                if self._handled < target:
+                    self._cond.wait(0.05 if left is None else min(left, 0.05))
+
     def _enqueue(self, item: object) -> int:
         with self._cond:
             self._items.append(item)
             self._put += 1
             self._cond.notify()
-            return self._put
+            ticket = self._put
+        if self.hosted:
+            wake_host()
+        return ticket
 
     def flush(self, deadline: float | None) -> bool:
         """Hand over what is queued and call the exporter's ``flush()``, waiting
@@ -487,6 +557,10 @@ class Sink:
             return
         self._submit_marks()
         self._closing = True
+        if self.hosted:
+            for item in (_FLUSH, _SHUTDOWN, _STOP):
+                self._stop_ticket = self._enqueue(item)
+            return
         if self._thread is None:
             self._finish()
             if not self.overran:  # its flush() hung already: no second helper stuck
@@ -498,7 +572,10 @@ class Sink:
     def finish_close(self, deadline: float | None) -> bool:
         """Wait for :meth:`begin_close`'s work until ``deadline``; past it, the
         exporter is abandoned (reported once) and nothing more is handed to it."""
-        done = self._join(self._helper if self._thread is None else self._thread, deadline)
+        if self.hosted:
+            done = self._stopped or self._wait_hosted(deadline, self._stop_ticket)
+        else:
+            done = self._join(self._helper if self._thread is None else self._thread, deadline)
         if not done:
             self._overran()
         return done
@@ -519,6 +596,8 @@ class Sink:
                     self._queued_bytes += len(marks) * self._unit
                     self._put += 1
                     self._cond.notify()
+                if self.hosted:
+                    wake_host()
 
     def _on_helper(self, method: str, deadline: float | None) -> bool:
         if method not in self._hooks:
@@ -569,11 +648,12 @@ class Sink:
         if self.events is not None:
             self.events.clear()
         self._helper = None
+        self._pump_lock = threading.Lock()
         if self._closing or self.disabled:
             self._thread = None
             return
         self.call("after_fork")
-        if not self.inline:
+        if not self.inline and not self.hosted:
             self._start()
 
     def delivery_counters(self) -> dict[str, int]:
