@@ -62,6 +62,9 @@ buf_grow(Buf *b, size_t more)
 static inline int
 buf_put(Buf *b, const char *s, size_t n)
 {
+    if (n == 0) {
+        return 0; /* an empty buffer has no memory yet: memcpy must not see its NULL */
+    }
     if (buf_grow(b, n) < 0) {
         return -1;
     }
