@@ -120,6 +120,9 @@ recs_extend(Recs *out, PyObject *part)
     const Rec *src;
     Py_ssize_t n;
     if (tf_batch_view(part, &src, &n)) {
+        if (n == 0) {
+            return 0; /* an empty batch has no buffer: memcpy must not see its NULL */
+        }
         if (recs_room(out, n) < 0) {
             return -1;
         }
