@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -610,15 +611,22 @@ class SlowJsonLines(JsonLinesExporter):
         super().export_lines(data, count)
 
 
-def test_a_full_queue_drops_whole_futures_or_marks_them_incomplete(tmp_path: Path) -> None:
-    path = tmp_path / "t.jsonl"
+class SlowEventsToFile:
+    """An exporter of events (a queue and a thread of its own) that writes them to
+    a trace file through a disk that stalls now and then."""
 
-    async def main() -> None:
-        for _ in range(40):
-            await asyncio.gather(*(asyncio.sleep(0) for _ in range(500)))
+    def __init__(self, path: Path) -> None:
+        self.file = JsonLinesExporter(str(path))
 
-    # max_memory's smallest value: a 512 KiB queue for the exporter.
-    tracedfuture.run(main(), exporters=[SlowJsonLines(path)], flush_interval=0.001, max_memory=1 << 20)
+    def export(self, events: Sequence[Event], /) -> None:
+        time.sleep(0.002)
+        self.file.export(events)
+
+    def shutdown(self, stats: Any = None) -> None:
+        self.file.shutdown(stats)
+
+
+def _whole_histories(path: Path) -> tuple[dict[int, list[str]], list[int], dict[str, Any]]:
     trace = read(path)
     history: dict[int, list[str]] = defaultdict(list)
     for event in trace.events:
@@ -630,7 +638,30 @@ def test_a_full_queue_drops_whole_futures_or_marks_them_incomplete(tmp_path: Pat
             assert kinds[-1] == "incomplete", (fid, kinds)  # nothing after the hole
         else:
             assert ENDS & set(kinds), (fid, kinds)  # a complete history ends
-    stats = trace.stats
+    return history, incomplete, trace.stats
+
+
+async def _many_gathers() -> None:
+    for _ in range(40):
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(500)))
+
+
+def test_a_slow_trace_file_loses_nothing_at_the_default_limits(tmp_path: Path) -> None:
+    # A trace file is served by the drain thread: a stalling disk delays the
+    # drain; its queue holds raw records (some 200 bytes each), room enough.
+    path = tmp_path / "t.jsonl"
+    tracedfuture.run(_many_gathers(), exporters=[SlowJsonLines(path)], flush_interval=0.001)
+    history, incomplete, stats = _whole_histories(path)
+    assert (stats["dropped_events"], stats["untraced_futures"], incomplete) == (0, 0, [])
+    assert len(history) > 40 * 500
+
+
+def test_a_full_queue_drops_whole_futures_or_marks_them_incomplete(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    main = _many_gathers
+    # max_memory's smallest value: a 512 KiB queue for the exporter.
+    tracedfuture.run(main(), exporters=[SlowEventsToFile(path)], flush_interval=0.001, max_memory=1 << 20)
+    history, incomplete, stats = _whole_histories(path)
     print(
         f"{len(history)} futures written, {stats['dropped_futures']} dropped whole, "
         f"{len(incomplete)} marked incomplete, {stats['dropped_events']} events dropped"
