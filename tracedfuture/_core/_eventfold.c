@@ -422,7 +422,9 @@ static int
 fold_record(FoldObject *self, ViewObject *v, const Rec *r, Py_ssize_t i)
 {
     if (r->flags & F_RAW) {
-        if (r->op == OP_MARK) { /* the reference writes the incomplete event */
+        /* A record made off the hot path (a mark, a lint): the reference writes
+         * its event, so it must hold the future's state first. */
+        if (r->fid != 0) {
             Fut *f = table_find(&self->futs, r->fid);
             if (f != NULL && hand_over(self, f) < 0) {
                 return -1;
