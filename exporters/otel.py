@@ -36,10 +36,17 @@ Span events
     cannot change once ended, so ``unretrieved`` (seen when a failed future is
     collected) and callbacks added to a finished future are not shown.
 Attributes
-    ``code.function.name``, ``code.file.path``, ``code.line.number`` (where it
-    was created: the stable code conventions, replacing the deprecated
-    ``code.function``, ``code.filepath`` and ``code.lineno``; the constants of
-    ``opentelemetry-semantic-conventions`` when it has them) and ``thread.id``,
+    ``code.function.name``, ``code.file.path``, ``code.line.number``: the
+    program's own line that created it (the first frame of the program's code
+    up the stack, past asyncio and installed libraries; see ``app_modules``),
+    else the first frame outside asyncio. These are the stable code
+    conventions, replacing the deprecated ``code.function``, ``code.filepath``
+    and ``code.lineno``; the constants of ``opentelemetry-semantic-conventions``
+    when it has them. When a library's frame made it on the program's behalf,
+    that frame is in ``tracedfuture.site.function``, ``tracedfuture.site.file``
+    and ``tracedfuture.site.line``. A task named by ``tracedfuture.asgi``
+    (``GET /items/{item_id}``) has ``http.request.method`` and ``http.route``,
+    and its span is named ``task GET /items/{item_id}``. And ``thread.id``,
     and:
 
     ==========================  ===================================================
@@ -92,6 +99,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from tracedfuture._core._events import Event
 from tracedfuture._core._events import is_shutdown_task as _is_shutdown_task
 from tracedfuture._pipeline._sink import unicode_safe
+from tracedfuture._text import parse_request_name
 
 
 def _code_attributes() -> tuple[str, str, str]:
@@ -105,6 +113,8 @@ def _code_attributes() -> tuple[str, str, str]:
 
 
 CODE_FUNCTION_NAME, CODE_FILE_PATH, CODE_LINE_NUMBER = _code_attributes()
+# The stable HTTP conventions, for a task tracedfuture.asgi named after its request.
+HTTP_REQUEST_METHOD, HTTP_ROUTE = "http.request.method", "http.route"
 THREAD_ID = "thread.id"  # still incubating in the conventions: no stable constant
 
 __all__ = ["CONTEXT_FIELD", "OTelExporter", "capture_context", "is_shutdown_task", "provider_from_environment"]
@@ -294,18 +304,28 @@ class OTelExporter:
             "asyncio.kind": "task" if event.is_task else "future",
             "asyncio.future_id": event.future_id,
         }
+        request = parse_request_name(event.name) if event.is_task else None
         if event.is_task:
-            name = f"task {event.coro or event.name or ''}".rstrip()
+            name = f"task {event.name if request else event.coro or event.name or ''}".rstrip()
             _put(attributes, "asyncio.task.name", event.name)
             _put(attributes, "asyncio.coro", event.coro)
+            if request is not None:
+                attributes[HTTP_REQUEST_METHOD], attributes[HTTP_ROUTE] = request
         else:
             site_function = event.site.function if event.site is not None else None
             name = f"future {event.name or site_function or ''}".rstrip()
             _put(attributes, "asyncio.future.label", event.name)
-        if event.site is not None:
-            attributes[CODE_FUNCTION_NAME] = event.site.function
-            attributes[CODE_FILE_PATH] = event.site.filename
-            attributes[CODE_LINE_NUMBER] = event.site.lineno
+        # code.*: the program's own line; the first frame outside asyncio (a
+        # library's, maybe) in tracedfuture.site.* when it is another.
+        program = event.program_site or event.site
+        if program is not None:
+            attributes[CODE_FUNCTION_NAME] = program.function
+            attributes[CODE_FILE_PATH] = program.filename
+            attributes[CODE_LINE_NUMBER] = program.lineno
+        if event.site is not None and event.site != program:
+            attributes["tracedfuture.site.function"] = event.site.function
+            attributes["tracedfuture.site.file"] = event.site.filename
+            attributes["tracedfuture.site.line"] = event.site.lineno
         _put(attributes, THREAD_ID, event.thread_id)
         _put(attributes, "asyncio.creator_task_id", event.task_id)
         assert self._tracer is not None
@@ -355,6 +375,11 @@ class OTelExporter:
         item = self._open.get(event.future_id)
         if item is not None and event.name is not None:
             item.span.set_attribute("asyncio.task.name" if event.is_task else "asyncio.future.label", event.name)
+            request = parse_request_name(event.name) if event.is_task else None
+            if request is not None:  # tracedfuture.asgi named it after its request
+                item.span.set_attribute(HTTP_REQUEST_METHOD, request[0])
+                item.span.set_attribute(HTTP_ROUTE, request[1])
+                item.span.update_name(f"task {event.name}")
 
     def _ended_event(self, event: Event) -> None:
         if self._left_out:

@@ -515,3 +515,46 @@ def test_dump_to_flight_writes_the_recorders_own_path_in_the_process(tmp_path: P
         path = Path(client.request("dump", to="flight")["path"])
     assert path == tmp_path / f"tracedfuture-flight-{running.pid}.jsonl"
     assert "worker-b" in {e.name for e in read_trace(path).events}
+
+
+LOCK_DEADLOCK = """\
+import asyncio
+
+async def transfer(mine, theirs):
+    async with mine:  # HELD
+        await asyncio.sleep(0.05)
+        async with theirs:  # WAITS
+            pass
+
+async def main():
+    one, two = asyncio.Lock(), asyncio.Lock()
+    tasks = [asyncio.create_task(transfer(one, two), name="worker-a"),
+             asyncio.create_task(transfer(two, one), name="worker-b")]
+    await asyncio.sleep(0.2)
+    print("serving", flush=True)
+    await asyncio.gather(*tasks)
+
+asyncio.run(main())
+"""
+
+
+def test_pstree_ps_and_top_say_a_lock_deadlock_in_one_paragraph(tmp_path: Path) -> None:
+    program = tmp_path / "locks.py"
+    program.write_text(LOCK_DEADLOCK)
+    held, waits = line_of(program, "# HELD"), line_of(program, "# WAITS")
+    with target(program) as running:
+        tree, ps, top = (tracedfuture(command, running.pid) for command in ("pstree", "ps", "top"))
+        whole = tracedfuture("pstree", "--all-frames", running.pid)
+    paragraph = re.compile(
+        rf"deadlock: worker-(a|b) holds Lock#\d+ \(acquired at .*locks.py:{held}\) and waits for Lock#\d+ "
+        rf"\(.*locks.py:{waits}\), held by worker-(a|b) \(acquired at .*locks.py:{held}\), "
+        rf"which waits for Lock#\d+ \(.*locks.py:{waits}\)"
+    )
+    for result in (tree, ps, top):
+        assert result.returncode == 0, result.stderr
+        assert paragraph.search(result.stdout), result.stdout
+    assert re.search(rf"worker-a  transfer\(\) .* holds Lock#\d+ \(acquired at .*locks.py:{held}\)", tree.stdout)
+    assert "library frames, down to Lock.acquire asyncio/locks.py" in tree.stdout
+    assert "_ContextManagerMixin.__aenter__" in whole.stdout
+    created = line_of(program, 'name="worker-a"')
+    assert re.search(rf"worker-a transfer\(\) .*locks.py:{created} in main", ps.stdout), ps.stdout

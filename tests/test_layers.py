@@ -36,6 +36,8 @@ LAYERS: dict[str, int] = {
     "options": 1,
     "_text": 1,
     "_fold": 2,
+    "asgi": 2,
+    "_locks": 2,
     "trace": 1,
     "_pipeline": 2,
     "_views": 3,

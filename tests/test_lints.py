@@ -323,3 +323,36 @@ def test_a_failing_check_is_logged_once_and_the_program_runs_on(caplog: pytest.L
         loop.close()
     failures = [r for r in caplog.records if "lint blocked loop watchdog failed" in r.getMessage()]
     assert len(failures) == 1
+
+
+async def _transfer(mine: asyncio.Lock, theirs: asyncio.Lock) -> None:
+    async with mine:
+        await asyncio.sleep(0.01)
+        async with theirs:
+            pass
+
+
+async def lock_deadlock() -> None:
+    one, two = asyncio.Lock(), asyncio.Lock()
+    with tracedfuture.lints.enable(stall=STALL, blocked=None, orphan=None):
+        tasks = [
+            asyncio.create_task(_transfer(one, two), name="worker-a"),
+            asyncio.create_task(_transfer(two, one), name="worker-b"),
+        ]
+        await asyncio.sleep(STALL * 4)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_a_stall_on_a_lock_in_a_deadlock_says_the_deadlock(memory: MemoryExporter) -> None:
+    asyncio.run(lock_deadlock())
+    stalls = [e for e in memory.of_kind("stalled") if e.name and e.name.startswith("Lock#")]
+    assert stalls
+    for event in stalls:
+        assert event.detail is not None
+        first, paragraph = event.detail.splitlines()
+        assert first.startswith("(T) #")
+        assert paragraph.startswith("deadlock: worker-")
+        assert paragraph.count("held by") == 1
+        assert "tests/test_lints.py" in paragraph

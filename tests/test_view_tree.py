@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import struct
 import subprocess
 import termios
@@ -292,3 +293,32 @@ def test_stats_and_html_say_it_too(tmp_path: Path) -> None:
     assert report["futures_not_shown_whole"] == 2
     page = tracedfuture("html", trace, "-o", "-").stdout
     assert '"not_shown_whole":2' in page
+
+
+def test_pending_tasks_are_not_grouped_so_each_shows_what_it_waits_on(tmp_path: Path) -> None:
+    site = {"file": "app.py", "line": 3, "function": "handle"}
+    events: list[dict[str, object]] = [
+        {"kind": "created", "future_id": 1, "ts_ns": 1, "is_task": True, "name": "main", "coro": "main"}
+    ]
+    for k in range(4):
+        task, fut = 10 + 2 * k, 11 + 2 * k
+        events += [
+            {"kind": "created", "future_id": task, "ts_ns": 10 + k, "is_task": True, "task_id": 1, "coro": "handle"},
+            {
+                "kind": "created",
+                "future_id": fut,
+                "ts_ns": 20 + k,
+                "is_task": False,
+                "task_id": task,
+                "name": "Lock#1",
+                "site": site,
+            },
+            {"kind": "awaited", "future_id": fut, "ts_ns": 30 + k, "awaiter_id": task, "callback": "Task.task_wakeup"},
+        ]
+    lines = tree("--pending", handmade(tmp_path / "stuck.jsonl", *events))
+    handlers = [line for line in lines if "(handle)" in line]
+    assert len(handlers) == 4
+    assert not any("4x" in line for line in lines)
+    waits = [lines[lines.index(h) + 1] for h in handlers]
+    assert all("Lock#1" in w for w in waits)
+    assert [re.search(r"Lock#1 (#\d+)", w)[1] for w in waits] == ["#11", "#13", "#15", "#17"]  # each its own

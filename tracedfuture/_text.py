@@ -23,9 +23,11 @@ __all__ = [
     "is_asyncio",
     "is_installed",
     "is_library",
+    "parse_request_name",
     "parse_seconds",
     "plural",
     "printable",
+    "request_name",
     "short_path",
     "site_text",
     "untraced_children_note",
@@ -141,3 +143,27 @@ def untraced_children_note(stats: Mapping[str, object]) -> str | None:
         return None
     children = "1 child process was" if count == 1 else f"{count} child processes were"
     return f"{children} started untraced: trace them too with tracedfuture run --follow-children"
+
+
+# The request methods a task name may start with (RFC 9110's, PATCH, and the
+# websocket of tracedfuture.asgi).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "WEBSOCKET"})
+
+
+def request_name(method: str, route: str) -> str:
+    """The name ``tracedfuture.asgi`` gives a request's task: ``GET /items/{item_id}``."""
+    return f"{method} {route}"
+
+
+def parse_request_name(name: str | None) -> tuple[str, str] | None:
+    """``(method, route)`` of a task name made by :func:`request_name`, else ``None``.
+
+    >>> parse_request_name("GET /items/{item_id}"), parse_request_name("worker-3")
+    (('GET', '/items/{item_id}'), None)
+    """
+    if not name:
+        return None
+    method, space, route = name.partition(" ")
+    if not space or method not in _METHODS or not route.startswith("/") or " " in route:
+        return None
+    return method, route

@@ -62,8 +62,11 @@ A future excluded or recognised is counted once in ``Lints.excused``.
 Lints need tracing installed (:func:`tracedfuture.install`): they reach the
 installations that receive the future's events, and a blocked loop reaches every
 active installation. The checks run on a background thread from the recorder's
-state (``graph.live_snapshot()``); the only call into the loop is the heartbeat's
-``call_soon_threadsafe``. A failing check is logged once through the
+state (``graph.live_snapshot()``); the only calls into the loop are the heartbeat's
+``call_soon_threadsafe`` and, for a task stalled on an ``asyncio.Lock``, one
+callback that reads the tasks' coroutines for a deadlock: the stall is then
+recorded with its paragraph ("deadlock: worker-a holds Lock#1 (acquired at
+app.py:20) and waits for Lock#2 (app.py:21), held by worker-b ..."). A failing check is logged once through the
 ``tracedfuture`` logger and never reaches the traced program.
 """
 
@@ -82,7 +85,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
-from . import _core
+from . import _core, _locks
 from ._core import _events as ev
 from ._core._events import Event, Site
 from ._pipeline._drain import RECORDER
@@ -373,8 +376,39 @@ class Lints:
             if leaf.site is not None:
                 text += f", created at {site_text(leaf.site)}"
             innermost = chain[-2] if len(chain) > 1 else None
+            if leaf.name and leaf.name.startswith("Lock#") and self._explain_on_loop(leaf, innermost, chain, text, age):
+                continue
             RECORDER.record_lint(ev.STALLED, leaf.future_id, task_id=innermost, chain=chain, detail=text, age_ns=age)
             self.reported[ev.STALLED] += 1
+
+    def _explain_on_loop(
+        self, leaf: PendingFuture, task: int | None, chain: tuple[int, ...], text: str, age: int
+    ) -> bool:
+        """A task stalled on an ``asyncio.Lock``: whether it is in a deadlock is
+        read on the loop's thread (the tasks' coroutines belong to it), and the
+        stall recorded there with the deadlock's paragraph. ``False`` when the
+        loop cannot be asked: the caller records it as it is."""
+        loop = self.loop
+        if loop is None or not loop.is_running():
+            return False
+
+        def explain() -> None:
+            detail = text
+            try:
+                for deadlock in _locks.deadlocks(_locks.holdings(asyncio.all_tasks(loop))):
+                    if task in deadlock.task_ids:
+                        detail = f"{text}\n{deadlock}"
+                        break
+            except Exception:  # an observer never breaks the observed
+                pass
+            RECORDER.record_lint(ev.STALLED, leaf.future_id, task_id=task, chain=chain, detail=detail, age_ns=age)
+            self.reported[ev.STALLED] += 1
+
+        try:
+            loop.call_soon_threadsafe(explain)
+        except RuntimeError:  # closed meanwhile
+            return False
+        return True
 
     def _orphans(self, snap: Snapshot, parents: Mapping[int, int | None]) -> None:
         assert self.orphan_ns is not None
@@ -475,9 +509,9 @@ def enable(
         interval = min(1.0, min(thresholds) / _NS / 4) if thresholds else 1.0
     else:
         _seconds("interval", interval)
+    if loop is None:
+        loop = asyncio._get_running_loop()  # also where a stall on a lock is explained
     if blocked_ns is not None:
-        if loop is None:
-            loop = asyncio._get_running_loop()
         if loop is None:
             msg = (
                 "the blocked-loop lint needs a loop: call enable() inside the running loop, "

@@ -20,7 +20,7 @@ from typing import Any
 from .. import _files
 from .._core._events import Site
 from .._text import printable
-from ..graph import FrameEntry, PendingFuture, Snapshot, format_snapshot, site_text
+from ..graph import Deadlock, FrameEntry, Holding, PendingFuture, Snapshot, format_snapshot, site_text
 
 __all__ = ["COLUMNS", "Row", "clean", "format_lints", "format_ps", "format_pstree", "rows", "run_top", "to_snapshot"]
 
@@ -68,10 +68,23 @@ def to_snapshot(result: dict[str, Any]) -> Snapshot:
             last_awaiter_id=f["last_awaiter_id"],
             coro=f["coro"],
             call_stack=tuple(FrameEntry(s["file"], s["line"], s["function"]) for s in f["stack"]),
+            program_site=_site(f.get("program_site")),
+            holds=tuple(
+                Holding(h["lock"], f["id"], f["name"] or "", True, _site(h.get("site"))) for h in f.get("holds", ())
+            ),
         )
         for f in result["futures"]
     )
-    return Snapshot(result["taken_ns"], futures, with_stacks=bool(result.get("with_stacks")))
+    deadlocks = tuple(Deadlock((), text) for text in result.get("deadlocks", ()))
+    return Snapshot(result["taken_ns"], futures, with_stacks=bool(result.get("with_stacks")), deadlocks=deadlocks)
+
+
+def _where(fut: dict[str, Any]) -> str:
+    """The program's line that made it, then the library's via it when they differ."""
+    site, program = _site(fut["site"]), _site(fut.get("program_site"))
+    if program is not None and program != site:
+        return site_text(program) + (f" (via {site_text(site)})" if site is not None else "")
+    return site_text(site) if site is not None else "?"
 
 
 def _age(ns: int | None) -> str:
@@ -136,7 +149,6 @@ def rows(result: dict[str, Any], flagged: frozenset[int] = frozenset(), *, futur
         awaits = ", ".join(_leafward(index, fut["id"])) or "-"
         if not fut["task"] and not fut["awaited_by"] and not fut["callbacks"]:
             awaits = "(nobody awaits it)"
-        site = _site(fut["site"])
         name = fut["name"] or ""
         if fut["coro"]:
             name = f"{name} {fut['coro']}()" if name else f"{fut['coro']}()"
@@ -150,7 +162,7 @@ def rows(result: dict[str, Any], flagged: frozenset[int] = frozenset(), *, futur
                 age_ns=fut["age_ns"],
                 woke_ns=fut.get("woke_ns"),
                 awaits=awaits,
-                site=site_text(site) if site is not None else "?",
+                site=_where(fut),
                 is_task=fut["task"],
                 lint=fut["id"] in flagged,
             )
@@ -203,16 +215,18 @@ def format_ps(result: dict[str, Any], lints: dict[str, Any] | None = None) -> st
     lines.append("")
     lines.append(f"{tasks} pending task{'s' if tasks != 1 else ''}, {bare} pending future{'s' if bare != 1 else ''}")
     lines.extend(_loop_notes(result))
+    lines.extend(result.get("deadlocks", ()))
     if lints and lints.get("current"):
         lines.append("! = named by a finding:")
         lines.extend(f"  {finding['text']}" for finding in lints["current"])
     return "\n".join(lines)
 
 
-def format_pstree(result: dict[str, Any]) -> str:
-    """The await tree with bare futures, ages and sites: ``tracedfuture pstree``."""
+def format_pstree(result: dict[str, Any], *, all_frames: bool = False) -> str:
+    """The await tree with bare futures, ages and sites: ``tracedfuture pstree``;
+    library frames folded unless ``all_frames``."""
     result = clean(result)
-    lines = [format_snapshot(to_snapshot(result))]
+    lines = [format_snapshot(to_snapshot(result), all_frames=all_frames)]
     lines.extend(_loop_notes(result))
     return "\n".join(lines)
 
@@ -500,6 +514,8 @@ def _render(console: _Console, height: int) -> Any:
     info = Text(f"{sort}   filter: {filt or '-'}" + ("_" if console.typing is not None else ""), style="dim")
     parts: list[Any] = [head, info, state] if state else [head, info]
     lints_lines = _lint_lines(console) if console.show_lints and console.detail is None else []
+    if snap is not None and console.detail is None:
+        lints_lines = list(snap.get("deadlocks", ())) + lints_lines
     footer = Text(
         "q quit  ↑↓ select  enter detail  esc back  1-7/s sort  r reverse  / filter  f futures  "
         "l lints  p pause  d dump" + ("  c cancel" if hello.get("allow_cancel") else ""),
@@ -573,8 +589,10 @@ def _detail(console: _Console, height: int) -> Any:
         text.append(f"  {fut['state'].lower()} {_age(fut['age_ns'])}")
         if fut.get("woke_ns") is not None:
             text.append(f"  woke {_age(fut['woke_ns'])} ago")
-        site = _site(fut["site"])
-        text.append(f"\ncreated at {site_text(site) if site else '?'}")
+        text.append(f"\ncreated at {_where(fut)}")
+        for held in fut.get("holds", ()):
+            where = _site(held.get("site"))
+            text.append(f"\nholds {held['lock']}" + (f" (acquired at {site_text(where)})" if where else ""))
         parent = fut.get("parent_id")
         if parent:
             alive = index.get(parent)

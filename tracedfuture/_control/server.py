@@ -54,7 +54,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import _core, _files
+from .. import _core, _files, _locks
 from .._core import _events as ev
 from .._core import future_id
 from .._core._events import Event, Site
@@ -219,22 +219,27 @@ def _on_loop(loop: asyncio.AbstractEventLoop, work: Callable[[asyncio.AbstractEv
     return reply
 
 
-def _task_stacks(loop: asyncio.AbstractEventLoop) -> dict[int, tuple[str | None, list[dict[str, Any]]]]:
-    """On the loop's thread: each traced task's coroutine and its chain of frames."""
-    out: dict[int, tuple[str | None, list[dict[str, Any]]]] = {}
-    for task in asyncio.all_tasks(loop):
+_Stacks = dict[int, tuple[str | None, list[dict[str, Any]]]]
+
+
+def _task_stacks(loop: asyncio.AbstractEventLoop) -> tuple[_Stacks, tuple[_locks.Holding, ...]]:
+    """On the loop's thread: each traced task's coroutine and its chain of frames,
+    and who holds and waits for each ``asyncio.Lock``."""
+    out: _Stacks = {}
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
         fid = future_id(task)
         if not fid:
             continue
         coro = task.get_coro()
         frames = [{"file": f.filename, "line": f.lineno, "function": f.function} for f in _coroutine_chain(coro)]
         out[fid] = (getattr(coro, "__qualname__", None), frames)
-    return out
+    return out, _locks.holdings(tasks)
 
 
-def _ping(loop: asyncio.AbstractEventLoop) -> dict[int, Any]:
+def _ping(loop: asyncio.AbstractEventLoop) -> tuple[_Stacks, tuple[_locks.Holding, ...]]:
     """On the loop's thread: nothing, but that the loop came back to run it."""
-    return {}
+    return {}, ()
 
 
 def _cancel_on_loop(task_id: int, msg: str | None) -> Callable[[asyncio.AbstractEventLoop], bool | None]:
@@ -370,7 +375,8 @@ class _Handler:
         want_woke = recorder is not None and request.get("woke", True) is not False
         woke = _last_wakeups(recorder, _WOKE_SCAN) if want_woke else {}
         deadline = time.monotonic() + _LOOP_TIMEOUT
-        stacks: dict[int, tuple[str | None, list[dict[str, Any]]]] = {}
+        stacks: _Stacks = {}
+        holdings: list[_locks.Holding] = []
         task_thread: dict[int, int] = {}
         loop_info = []
         for loop, attached_thread, reply in asked:
@@ -383,8 +389,9 @@ class _Handler:
                 if reply.error is not None:
                     info["error"] = reply.error
                 else:
-                    stacks.update(reply.result)
-                    task_thread.update(dict.fromkeys(reply.result, thread))
+                    stacks.update(reply.result[0])
+                    holdings.extend(reply.result[1])
+                    task_thread.update(dict.fromkeys(reply.result[0], thread))
             else:
                 info["answered"] = False
                 if info["running"]:
@@ -404,6 +411,12 @@ class _Handler:
                     "state": fut.state,
                     "age_ns": fut.age_ns,
                     "site": _site_json(fut.site),
+                    "program_site": _site_json(fut.program_site),
+                    "holds": [
+                        {"lock": h.lock, "site": _site_json(h.site)}
+                        for h in holdings
+                        if h.held and h.task_id == fut.future_id
+                    ],
                     "awaited_by": list(fut.awaited_by),
                     "awaiting": list(fut.awaiting),
                     "callbacks": list(fut.callbacks),
@@ -415,7 +428,14 @@ class _Handler:
                     "woke_ns": now - woke[fut.future_id] if fut.future_id in woke else None,
                 }
             )
-        return {"taken_ns": now, "wall_ns": wall, "with_stacks": bool(stacks), "loops": loop_info, "futures": futures}
+        return {
+            "taken_ns": now,
+            "wall_ns": wall,
+            "with_stacks": bool(stacks),
+            "loops": loop_info,
+            "futures": futures,
+            "deadlocks": [str(d) for d in _locks.deadlocks(holdings)],
+        }
 
     def _ask_stacks(self, loop: asyncio.AbstractEventLoop, stacks: bool = True) -> _Reply | None:
         """A request for ``loop``'s stacks; while a blocked loop has not run the

@@ -398,6 +398,7 @@ static PyTypeObject *TracedFutureType, *TracedTaskType, *LoopHooksType;
 static Py_ssize_t fut_ext_off, task_ext_off;
 
 static PyObject *py_canceller, *py_callback_name, *py_text, *py_classify, *py_hide_own_frames, *py_raised_at;
+static PyObject *py_primitive_label;
 static PyObject *py_value_repr, *py_exc_message;
 static PyObject *py_current_task;  /* 3.12+: _asyncio.current_task */
 static PyObject *py_current_tasks; /* 3.11: _asyncio._current_tasks */
@@ -592,7 +593,7 @@ running_task_id(PyObject *loop)
     return tid;
 }
 
-enum { K_PROGRAM = 0, K_INTERNAL = 1, K_BOUNDARY = 2, K_LIBRARY = 3 }; /* _frames' */
+enum { K_PROGRAM = 0, K_INTERNAL = 1, K_BOUNDARY = 2, K_LIBRARY = 3, K_PRIMITIVE = 4 }; /* _frames' */
 
 #define KIND_CACHE 4096
 static struct {
@@ -635,22 +636,43 @@ in_dir(PyObject *code, const char *dir, size_t len)
     return (size_t)n >= len && memcmp(s, dir, len) == 0;
 }
 
+/* _frames.primitive_label: "Lock#1" for the frame of a primitive's method that
+ * makes a future (a new reference), else NULL with no error set. */
+static PyObject *
+primitive_label(PyFrameObject *frame)
+{
+    if (frame == NULL) {
+        return NULL;
+    }
+    PyObject *label = PyObject_CallOneArg(py_primitive_label, (PyObject *)frame);
+    if (label == NULL) {
+        PyErr_Clear(); /* an observer never breaks the observed */
+    }
+    else if (!PyUnicode_Check(label)) {
+        Py_CLEAR(label);
+    }
+    return label;
+}
+
 /* _frames.creation in C: (code, lasti) of the first frame outside asyncio and
  * tracedfuture, and (pcode, plasti) of the first frame of the program's own code
  * up the stack; *code_out and *pcode_out are new references or NULL. *maker_out
  * (may be NULL) gets the code of the asyncio function that made the future on
  * the user's behalf, when there was one between the site and tracedfuture (new
- * reference), else NULL. */
+ * reference), else NULL; *label_out then gets _frames.primitive_label's ("Lock#1")
+ * when that function is a primitive's (K_PRIMITIVE), else NULL. */
 static void
-site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **maker_out, PyObject **pcode_out,
-        int *plasti_out)
+site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **maker_out, PyObject **label_out,
+        PyObject **pcode_out, int *plasti_out)
 {
     PyObject *first = NULL;
+    PyFrameObject *first_frame = NULL; /* when first is a primitive's */
     int first_lasti = 0;
     *code_out = *pcode_out = NULL;
     *lasti_out = *plasti_out = 0;
     if (maker_out != NULL) {
         *maker_out = NULL;
+        *label_out = NULL;
     }
     Py_XINCREF(frame);
     while (frame != NULL) {
@@ -664,12 +686,14 @@ site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **ma
                 if (maker_out != NULL) {
                     *maker_out = first; /* steals */
                     first = NULL;
+                    *label_out = primitive_label(first_frame);
                 }
             }
             if (kind == K_PROGRAM) {
                 *pcode_out = code; /* steals */
                 *plasti_out = lasti;
                 Py_XDECREF(first);
+                Py_XDECREF(first_frame);
                 Py_DECREF(frame);
                 return;
             }
@@ -682,6 +706,9 @@ site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **ma
         else if (*code_out == NULL && first == NULL && !in_dir(code, own_dir, own_dir_len)) {
             first = Py_NewRef(code);
             first_lasti = PyFrame_GetLasti(frame);
+            if (kind == K_PRIMITIVE) {
+                first_frame = (PyFrameObject *)Py_NewRef(frame);
+            }
         }
         Py_DECREF(code);
         PyFrameObject *back = PyFrame_GetBack(frame);
@@ -691,10 +718,15 @@ site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **ma
     if (*code_out == NULL) {
         *code_out = first; /* steals */
         *lasti_out = first_lasti;
+        if (maker_out != NULL) {
+            /* create_task(queue.get()): the primitive's method is the site itself */
+            *label_out = primitive_label(first_frame);
+        }
     }
     else {
         Py_XDECREF(first);
     }
+    Py_XDECREF(first_frame);
 }
 
 /* Forget every cached kind: what counts as the program changed. */
@@ -893,6 +925,7 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
 {
     PyObject *code = NULL, *pcode = NULL;
     PyObject *maker = NULL; /* a future made by asyncio's own code: that function */
+    PyObject *primitive = NULL; /* and when that is a primitive's: "Lock#1" */
     int lasti = 0, plasti = 0;
     if (frame != NULL) {
         PyObject *fcode = (PyObject *)PyFrame_GetCode(frame);
@@ -903,7 +936,10 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
         }
         else {
             Py_DECREF(fcode);
-            site_of(frame, &code, &lasti, is_task ? NULL : &maker, &pcode, &plasti);
+            site_of(frame, &code, &lasti, is_task ? NULL : &maker, &primitive, &pcode, &plasti);
+            if (name == NULL && primitive != NULL) {
+                name = primitive; /* the label of a primitive's waiter */
+            }
         }
     }
     long long tid = running_task_id(loop);
@@ -942,6 +978,7 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
     rec_release(&old);
     Py_XDECREF(context);
     Py_XDECREF(maker);
+    Py_XDECREF(primitive);
 }
 
 /* The hooks of a traced loop that records new futures (borrowed), else NULL. */
@@ -2695,6 +2732,7 @@ PyInit__cfuture(void)
     py_get_running_loop = get(casyncio, "_get_running_loop");
     py_canceller = get(frames, "canceller");
     py_classify = get(frames, "classify");
+    py_primitive_label = get(frames, "primitive_label");
     py_hide_own_frames = get(frames, "hide_own_frames");
     py_raised_at = get(frames, "raised_at");
     py_callback_name = get(shared, "callback_name");
@@ -2703,7 +2741,7 @@ PyInit__cfuture(void)
     py_exc_message = get(shared, "exc_message_default");
     PyObject *own = get(frames, "OWN_DIR");
     if (!py_get_running_loop || !py_canceller || !py_callback_name || !py_text || !py_classify ||
-        !py_hide_own_frames || !py_raised_at || !py_value_repr || !py_exc_message || !own) {
+        !py_primitive_label || !py_hide_own_frames || !py_raised_at || !py_value_repr || !py_exc_message || !own) {
         return NULL;
     }
     Py_ssize_t n;

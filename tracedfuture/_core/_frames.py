@@ -33,6 +33,7 @@ import inspect
 import os
 import re
 import sysconfig
+import weakref
 from collections.abc import Callable, Iterable
 from types import CodeType, FrameType
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "OTHER_STDLIB",
     "OWN_DIR",
     "PACKAGES",
+    "PRIMITIVE",
     "PROGRAM",
     "STDLIB_DIR",
     "canceller",
@@ -58,6 +60,8 @@ __all__ = [
     "is_library",
     "kind",
     "on_program_change",
+    "primitive_label",
+    "primitive_number",
     "raised_at",
     "set_app_modules",
     "short_asyncio",
@@ -130,7 +134,21 @@ def short_asyncio(filename: str) -> str:
 # tracedfuture's; BOUNDARY: where the loop calls into a callback or a task step.
 # A future's *site* is its first PROGRAM or LIBRARY frame, its *program frame* the
 # first PROGRAM one (``_cfuture.c`` has the same numbers).
-PROGRAM, INTERNAL, BOUNDARY, LIBRARY = 0, 1, 2, 3
+PROGRAM, INTERNAL, BOUNDARY, LIBRARY, PRIMITIVE = 0, 1, 2, 3, 4
+# The methods of asyncio's primitives that create a waiter's future, by id (the
+# code objects are kept alive here). Subclasses (BoundedSemaphore, PriorityQueue)
+# run the same code; the label names the object's own class.
+_PRIMITIVE_CODES: dict[int, CodeType] = {
+    id(code): code
+    for code in (
+        asyncio.Lock.acquire.__code__,
+        asyncio.Semaphore.acquire.__code__,
+        asyncio.Event.wait.__code__,
+        asyncio.Condition.wait.__code__,
+        asyncio.Queue.get.__code__,
+        asyncio.Queue.put.__code__,
+    )
+}
 # Keyed by id(): CPython 3.11-3.13 hash a code object by hashing its bytecode and
 # constants, on every lookup (200 ns for a mid-sized function). Each entry keeps
 # its code object alive, so its id cannot be reused while it is cached. The hot
@@ -156,7 +174,8 @@ def kind(code: CodeType) -> int:
 
 
 def classify(code: CodeType) -> int:
-    """``PROGRAM``, ``LIBRARY``, ``INTERNAL`` or ``BOUNDARY`` (see above).
+    """``PROGRAM``, ``LIBRARY``, ``INTERNAL``, ``PRIMITIVE`` (an ``INTERNAL`` kind) or
+    ``BOUNDARY`` (see above).
 
     The program is, by default, every file outside the standard library,
     installed packages (``site-packages``, ``dist-packages``) and tracedfuture;
@@ -168,6 +187,8 @@ def classify(code: CodeType) -> int:
         # above it is the loop's own machinery, never the code that made a future.
         if code.co_name == "_run" and name.endswith("events.py"):
             return BOUNDARY
+        if _PRIMITIVE_CODES.get(id(code)) is code:
+            return PRIMITIVE
         return INTERNAL
     if name.startswith(OWN_DIR):
         return INTERNAL
@@ -218,9 +239,11 @@ def on_program_change(forget: Callable[[], object]) -> None:
 # --- walks ------------------------------------------------------------------------
 
 
-def creation(frame: FrameType | None) -> tuple[CodeType | None, int, str | None, CodeType | None, int]:
+def creation(
+    frame: FrameType | None,
+) -> tuple[CodeType | None, int, str | None, CodeType | None, int, str | None]:
     """Where a future or task was made, from the frame that asked for it:
-    ``(code, lasti, maker, program_code, program_lasti)``.
+    ``(code, lasti, maker, program_code, program_lasti, label)``.
 
     ``code``/``lasti``: the first frame outside asyncio and tracedfuture (a
     library's, maybe). ``maker``: the qualname of the asyncio function that made
@@ -230,29 +253,86 @@ def creation(frame: FrameType | None) -> tuple[CodeType | None, int, str | None,
     code up the stack (see :func:`classify`), or ``None``. When a task's own
     coroutine is asyncio's (``create_task(asyncio.sleep(1))``) no frame outside
     asyncio is below the loop: the innermost asyncio frame is the site.
+    ``label``: ``Lock#1`` when the maker is a primitive's (see ``PRIMITIVE``).
     """
     first: tuple[CodeType | None, int] = (None, 0)
+    first_frame: FrameType | None = None
     site: tuple[CodeType | None, int] | None = None
     maker = None
+    label = None
     while frame is not None:
         code = frame.f_code
         found = kind(code)
         if found == PROGRAM:
             if site is None:
-                return code, frame.f_lasti, first[0].co_qualname if first[0] is not None else None, code, frame.f_lasti
-            return (*site, maker, code, frame.f_lasti)
+                if first[0] is not None:
+                    maker = first[0].co_qualname
+                    label = primitive_label(first_frame)
+                return code, frame.f_lasti, maker, code, frame.f_lasti, label
+            return (*site, maker, code, frame.f_lasti, label)
         if found == LIBRARY:
             if site is None:
                 site = (code, frame.f_lasti)
-                maker = first[0].co_qualname if first[0] is not None else None
+                if first[0] is not None:
+                    maker = first[0].co_qualname
+                    label = primitive_label(first_frame)
         elif found == BOUNDARY:
             break
         elif site is None and first[0] is None and not code.co_filename.startswith(OWN_DIR):
             first = (code, frame.f_lasti)
+            if found == PRIMITIVE:
+                first_frame = frame
         frame = frame.f_back
     if site is None:
-        return (*first, None, None, 0)
-    return (*site, maker, None, 0)
+        return (*first, None, None, 0, primitive_label(first_frame))
+    return (*site, maker, None, 0, label)
+
+
+# Each primitive's number, per class name, in the order they were first seen:
+# id(obj) -> (a weak reference, number). Never the object itself, never its
+# __hash__ or __eq__ (the program's, in a subclass).
+_numbers: dict[int, tuple[weakref.ref[Any], int]] = {}
+_counters: dict[str, int] = {}
+
+
+def primitive_number(obj: object) -> int | None:
+    """The number of a lock, semaphore, event, condition or queue (``1`` for the
+    first ``Lock`` seen), stable for its life; ``None`` for an object that takes
+    no weak reference."""
+    key = id(obj)
+    entry = _numbers.get(key)
+    if entry is not None and entry[0]() is obj:
+        return entry[1]
+
+    def gone(ref: weakref.ref[Any], key: int = key) -> None:
+        held = _numbers.get(key)
+        if held is not None and held[0] is ref:
+            del _numbers[key]
+
+    try:
+        ref = weakref.ref(obj, gone)
+    except TypeError:
+        return None
+    name = type(obj).__name__
+    number = _counters[name] = _counters.get(name, 0) + 1
+    _numbers[key] = (ref, number)
+    return number
+
+
+def primitive_label(frame: FrameType | None) -> str | None:
+    """``Lock#1``: the primitive whose method (``frame``, of ``PRIMITIVE`` code)
+    makes a future, by its class and number; ``None`` when it cannot be told."""
+    if frame is None:
+        return None
+    try:
+        obj = frame.f_locals.get("self")
+        if obj is None:
+            return None
+        number = primitive_number(obj)
+        name = type(obj).__name__
+    except Exception:  # an observer never breaks the observed
+        return None
+    return name if number is None else f"{name}#{number}"
 
 
 def canceller(frame: FrameType | None) -> tuple[CodeType | None, int, CodeType | None, int]:

@@ -324,7 +324,9 @@ def _register(fut: Any, loop: Any, hooks: LoopHooks, label: str | None, frame: F
     if hooks.ring is None or not hooks.ring.admit():
         _unbound(fut)
         return
-    code, lasti, maker, pcode, plasti = creation(frame)
+    code, lasti, maker, pcode, plasti, primitive = creation(frame)
+    if label is None:
+        label = primitive  # Lock#1: a primitive's waiter
     tid = _running_task_id(loop)
     rec = (
         ev.OP_CREATED,
@@ -354,7 +356,7 @@ def _register_task(
     if hooks.ring is None or not hooks.ring.admit():
         _unbound(task)
         return 0
-    code, lasti, _, pcode, plasti = creation(frame)
+    code, lasti, _, pcode, plasti, _ = creation(frame)
     qualname = getattr(coro, "__qualname__", None)
     if not isinstance(qualname, str):
         qualname = type(coro).__qualname__
@@ -695,12 +697,12 @@ class LoopHooks:
         frame = _getframe(1)
         code: CodeType | None = frame.f_code
         entry = _code_kind.get(id(code))
-        maker = None
+        maker = label = None
         if entry is not None and entry[0] is code and entry[1] == PROGRAM:
             lasti = plasti = frame.f_lasti  # the common case, creation() inlined
             pcode: CodeType | None = code
         else:
-            code, lasti, maker, pcode, plasti = creation(frame)
+            code, lasti, maker, pcode, plasti, label = creation(frame)
         task = _current_task(loop)  # _running_task_id, inlined
         tid = getattr(task, "_tf_id", None)
         if not tid and task is not None:
@@ -716,7 +718,7 @@ class LoopHooks:
             code,
             lasti,
             _thread_id(),
-            None,
+            label,
             maker,
             self.route,
             context,

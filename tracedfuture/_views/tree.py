@@ -337,6 +337,9 @@ def _join(parts: list[_Part], color: bool) -> str:
     return "  ".join(f"{p.style}{p.text}{_RESET}" if p.style and p.text else p.text for p in parts)
 
 
+_UNFINISHED = frozenset({Outcome.PENDING, Outcome.INCOMPLETE})
+
+
 def _sibling_key(record: FutureState, context: bool) -> tuple[object, ...]:
     return (
         record.is_task,
@@ -439,6 +442,10 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
                 items.append((False, [rid]))
                 continue
             key = _sibling_key(records[rid], rid in context)
+            if records[rid].outcome in _UNFINISHED and children.get(rid):
+                # A stuck task is shown with what it waits on: grouping never
+                # hides which task waits on which future.
+                key = (*key, rid)
             group = groups.get(key)
             if group is None:
                 group = groups[key] = [rid]
