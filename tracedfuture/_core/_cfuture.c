@@ -92,8 +92,10 @@ rec_release(Rec *r)
     if (r->op == OP_EMPTY) {
         return;
     }
-    for (int k = 0; k < NSLOT; k++) {
-        if (r->objmask & (1u << k)) {
+    /* only the slots that hold objects: a fresh ring's slots hold none */
+    unsigned mask = r->objmask;
+    for (int k = 0; mask != 0; k++, mask >>= 1) {
+        if (mask & 1u) {
             Py_CLEAR(r->s[k].o);
         }
     }
@@ -580,6 +582,13 @@ static TFExt *live_head, *live_tail;
 static inline TFExt *
 ext_of(PyObject *obj)
 {
+    /* the exact types first: PyObject_TypeCheck walks the MRO on a miss */
+    if (Py_IS_TYPE(obj, TracedFutureType)) {
+        return (TFExt *)((char *)obj + fut_ext_off);
+    }
+    if (Py_IS_TYPE(obj, TracedTaskType)) {
+        return (TFExt *)((char *)obj + task_ext_off);
+    }
     if (PyObject_TypeCheck(obj, TracedTaskType)) {
         return (TFExt *)((char *)obj + task_ext_off);
     }
