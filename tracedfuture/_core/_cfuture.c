@@ -2805,11 +2805,14 @@ method_of(PyTypeObject *tp, const char *name)
     return Py_NewRef(d);
 }
 
-/* The getter behind a getset descriptor in tp's own dict. */
+/* The getter behind tp's getset descriptor name (looked up through the type:
+ * from 3.12 a static builtin type's tp_dict is not the field). */
 static int
 getter_of(PyTypeObject *tp, const char *name, BaseGetter *out)
 {
-    PyObject *d = PyDict_GetItemString(tp->tp_dict, name);
+    PyObject *key = PyUnicode_InternFromString(name);
+    PyObject *d = key ? _PyType_Lookup(tp, key) : NULL; /* borrowed */
+    Py_XDECREF(key);
     if (d == NULL || !PyObject_TypeCheck(d, &PyGetSetDescr_Type) || ((PyGetSetDescrObject *)d)->d_getset->get == NULL) {
         PyErr_Format(PyExc_ImportError, "%s.%s is not a getset descriptor", tp->tp_name, name);
         return -1;
