@@ -79,6 +79,51 @@ def test_task_reprs_are_asyncios() -> None:
     assert "wait_for=<Future pending cb=[Task.task_wakeup()]>" in traced[1]
 
 
+def test_a_task_waiting_on_a_future_wakes_up_exactly_like_asyncio() -> None:
+    # The compiled core hands a task waiting on a traced future a wakeup of its
+    # own (asyncio's, without fut.result() looked up by name): what the program
+    # sees of it and what the coroutine gets back must be asyncio's.
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        out: list[str] = []
+
+        async def wait(fut: asyncio.Future[Any]) -> str:
+            try:
+                return f"result {await fut!r}"
+            except BaseException as exc:
+                frames = [f.name for f in traceback.extract_tb(exc.__traceback__)]
+                return f"{type(exc).__name__} {exc.args!r} {frames} context={type(exc.__context__).__name__}"
+
+        def fail(fut: asyncio.Future[Any]) -> None:
+            fut.set_exception(ValueError("boom"))
+
+        for outcome in ("result", "exception", "cancel", "cancel_msg", "task"):
+            fut: asyncio.Future[Any] = (
+                asyncio.ensure_future(asyncio.sleep(0, "slept")) if outcome == "task" else loop.create_future()
+            )
+            waiter = asyncio.create_task(wait(fut))
+            await asyncio.sleep(0)
+            cbs = fut._callbacks or []
+            out.append(repr(fut))
+            out.append(repr([(type(cb).__name__, cb.__qualname__, cb.__self__ is waiter) for cb, _ in cbs]))
+            if outcome == "result":
+                fut.set_result(42)
+            elif outcome == "exception":
+                fail(fut)
+            elif outcome == "cancel":
+                fut.cancel()
+            elif outcome == "cancel_msg":
+                fut.cancel("why")
+            out.append(await waiter)
+            out.append(repr(fut))
+        return out
+
+    plain, traced = both(scenario)
+    assert [normalize(t) for t in traced] == [normalize(p) for p in plain]
+    assert "[('builtin_function_or_method', 'Task.task_wakeup', True)]" in traced
+    assert "result 42" in traced
+
+
 def test_hidden_completion_callback_is_not_visible() -> None:
     async def scenario() -> list[str]:
         task = asyncio.create_task(asyncio.sleep(0))

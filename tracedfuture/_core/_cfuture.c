@@ -419,6 +419,24 @@ static PyObject *s_task_factory, *s_hooks, *s_FINISHED, *s_CANCELLED, *s_PENDING
 static PyObject *s_name, *s_context, *s_eager_start, *s_qualname, *s_get_name, *s_done, *s_callbacks_attr;
 static PyObject *s_ready, *s_callback, *s_args, *s_dunder_name, *s_label, *s_get_task_factory, *s_is_closed;
 static PyObject *s_create_future, *s_create_task, *s_call_soon, *s__loop, *s_coro, *s_check_closed;
+/* asyncio's own getters of its base fields (_state, _exception, _result,
+ * _log_traceback, _loop of Future; get_name of Task; a coroutine's
+ * __qualname__), taken from their descriptors once at import and called
+ * directly: the base's own accessor code, without a lookup by name, and without
+ * a copy of CPython's private FutureObj / TaskObj layouts (3.11-3.13). */
+typedef struct {
+    getter get;
+    void *closure;
+} BaseGetter;
+static BaseGetter g_state, g_exception, g_result, g_log_tb, g_loop, g_coro_qualname;
+static PyObject *m_task_get_name, *m_fut_result;
+
+static inline PyObject *
+base_get(const BaseGetter *g, PyObject *obj)
+{
+    return g->get(obj, g->closure);
+}
+
 static const char *own_dir;
 static size_t own_dir_len;
 static unsigned long long next_id;
@@ -464,6 +482,13 @@ static TFExt *live_head, *live_tail;
 static inline TFExt *
 ext_of(PyObject *obj)
 {
+    /* the exact types first: PyObject_TypeCheck walks the MRO on a miss */
+    if (Py_IS_TYPE(obj, TracedFutureType)) {
+        return (TFExt *)((char *)obj + fut_ext_off);
+    }
+    if (Py_IS_TYPE(obj, TracedTaskType)) {
+        return (TFExt *)((char *)obj + task_ext_off);
+    }
     if (PyObject_TypeCheck(obj, TracedTaskType)) {
         return (TFExt *)((char *)obj + task_ext_off);
     }
@@ -528,7 +553,10 @@ ext_clear(TFExt *e)
 /* ------------------------------------------------------------------------ */
 /* Which task, which code                                                    */
 
-/* The running task of loop: a new reference, or NULL without an error. */
+/* The running task of loop: a new reference, or NULL without an error.
+ * 3.11-3.13 keep it in _asyncio._current_tasks (the dict _enter_task,
+ * _leave_task and 3.12's eager swap write, and current_task() reads); a later
+ * Python goes through current_task(). */
 static PyObject *
 current_task(PyObject *loop)
 {
@@ -808,7 +836,7 @@ record_outcome(PyObject *self, TFExt *e, PyObject *loop)
     if (tid == e->fid) {
         tid = 0; /* a task ends in its own step: "by itself" says nothing */
     }
-    PyObject *state = PyObject_GetAttr(self, s_state);
+    PyObject *state = base_get(&g_state, self);
     if (state == NULL) {
         PyErr_Clear();
         return;
@@ -824,7 +852,7 @@ record_outcome(PyObject *self, TFExt *e, PyObject *loop)
         rec_release(&old);
         return;
     }
-    PyObject *exc = PyObject_GetAttr(self, s_exception);
+    PyObject *exc = base_get(&g_exception, self);
     if (exc == NULL) {
         PyErr_Clear();
         return;
@@ -854,7 +882,7 @@ record_outcome(PyObject *self, TFExt *e, PyObject *loop)
         return;
     }
     Py_DECREF(exc);
-    PyObject *result = PyObject_GetAttr(self, s_result);
+    PyObject *result = base_get(&g_result, self);
     if (result == NULL) {
         PyErr_Clear();
         return;
@@ -873,9 +901,12 @@ record_outcome(PyObject *self, TFExt *e, PyObject *loop)
 static PyObject *
 loop_of(PyObject *self)
 {
-    PyObject *loop = PyObject_GetAttr(self, s__loop);
+    PyObject *loop = base_get(&g_loop, self);
     if (loop == NULL) {
         PyErr_Clear();
+    }
+    else if (loop == Py_None) {
+        Py_CLEAR(loop); /* a future whose __init__ never ran */
     }
     return loop;
 }
@@ -1122,8 +1153,100 @@ callback_name(PyObject *fn)
     return text_of(py_callback_name, fn);
 }
 
+/* A task's wakeup on one of our futures.
+ *
+ * asyncio's C step takes a fast path only for an exact Future or Task; a
+ * TracedFuture gets the generic one, whose wakeup calls fut.result() looked up
+ * by name (a new string, a lookup that misses the type cache, a bound method).
+ * When a task registers asyncio's own wakeup (TaskWakeupDef, its
+ * PyCFunction) on a TracedFuture or TracedTask, add_done_callback registers
+ * this one instead: the same name ("task_wakeup", bound to the task: reprs,
+ * _callbacks and records read the same), which calls asyncio's own
+ * task_wakeup, giving it the future itself when it failed or was cancelled
+ * (asyncio raises fut.result() into the coroutine, as before) and a finished
+ * exact Future when it succeeded, so that asyncio takes its fast path:
+ * task_step(task, NULL), as the generic path does after a successful result()
+ * (whose only effect on a finished future without exception is none; the
+ * coroutine reads the result from the future itself). 3.11-3.13's task_wakeup
+ * reads nothing else of its argument (3.14 also discards it from the
+ * awaited-by set: see docs/python-versions.md). */
+static PyMethodDef *base_wakeup_def; /* asyncio's TaskWakeupDef, seen at the first await */
+static PyObject *done_sentinel;      /* an exact _asyncio.Future, finished with None */
+
+static PyObject *
+tf_task_wakeup(PyObject *task, PyObject *fut)
+{
+    PyObject *arg = fut;
+    if (Py_IS_TYPE(fut, TracedFutureType) || Py_IS_TYPE(fut, TracedTaskType)) {
+        PyObject *state = base_get(&g_state, fut);
+        if (state != NULL &&
+            (state == s_FINISHED || (PyUnicode_Check(state) && PyUnicode_Compare(state, s_FINISHED) == 0))) {
+            PyObject *exc = base_get(&g_exception, fut);
+            if (exc == Py_None) {
+                arg = done_sentinel;
+            }
+            Py_XDECREF(exc);
+        }
+        Py_XDECREF(state);
+        PyErr_Clear();
+    }
+    return base_wakeup_def->ml_meth(task, arg);
+}
+
+static PyMethodDef tf_wakeup_def = {"task_wakeup", (PyCFunction)tf_task_wakeup, METH_O, NULL};
+
+/* asyncio's own wakeup of a task, bound to it? */
+static int
+is_base_wakeup(PyObject *fn)
+{
+    if (!PyCFunction_Check(fn)) {
+        return 0;
+    }
+    PyMethodDef *ml = ((PyCFunctionObject *)fn)->m_ml;
+    if (ml == base_wakeup_def) {
+        return 1;
+    }
+    if (base_wakeup_def != NULL || ml == &tf_wakeup_def || ml->ml_flags != METH_O ||
+        strcmp(ml->ml_name, "task_wakeup") != 0) {
+        return 0;
+    }
+    PyObject *owner = PyCFunction_GET_SELF(fn);
+    if (owner == NULL || !PyObject_TypeCheck(owner, BaseTask) || done_sentinel == NULL) {
+        return 0;
+    }
+    base_wakeup_def = ml; /* static in _asyncio: never freed */
+    return 1;
+}
+
+static PyObject *add_done_callback_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                        PyObject *kwnames);
+
 static PyObject *
 shared_add_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs < 1 || !is_base_wakeup(args[0]) || ext_of(self) == NULL) {
+        return add_done_callback_impl(self, args, nargs, kwnames);
+    }
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *small[4];
+    if (total > 4) {
+        return add_done_callback_impl(self, args, nargs, kwnames); /* asyncio's own error follows */
+    }
+    PyObject *ours = PyCFunction_NewEx(&tf_wakeup_def, PyCFunction_GET_SELF(args[0]), NULL);
+    if (ours == NULL) {
+        return NULL;
+    }
+    small[0] = ours;
+    for (Py_ssize_t i = 1; i < total; i++) {
+        small[i] = args[i];
+    }
+    PyObject *res = add_done_callback_impl(self, small, nargs, kwnames);
+    Py_DECREF(ours);
+    return res;
+}
+
+static PyObject *
+add_done_callback_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *res = call_base(m_add_done_callback, self, args, nargs, kwnames);
     if (res == NULL) {
@@ -1441,13 +1564,13 @@ record_collected(PyObject *self, TFExt *e, PyObject *state)
 static PyObject *
 final_state(PyObject *self)
 {
-    PyObject *state = PyObject_GetAttr(self, s_state);
+    PyObject *state = base_get(&g_state, self);
     if (state == NULL) {
         PyErr_Clear();
         return NULL;
     }
     if (PyUnicode_Check(state) && PyUnicode_Compare(state, s_FINISHED) == 0) {
-        PyObject *log_tb = PyObject_GetAttr(self, s_log_traceback);
+        PyObject *log_tb = base_get(&g_log_tb, self);
         if (log_tb == NULL) {
             PyErr_Clear();
         }
@@ -1609,7 +1732,7 @@ observe_completion(PyObject *task, int may_be_done)
 static PyObject *
 coro_qualname(PyObject *coro)
 {
-    PyObject *q = PyObject_GetAttr(coro, s_qualname);
+    PyObject *q = PyCoro_CheckExact(coro) ? base_get(&g_coro_qualname, coro) : PyObject_GetAttr(coro, s_qualname);
     if (q != NULL && PyUnicode_Check(q)) {
         return q;
     }
@@ -1673,7 +1796,7 @@ task_init(PyObject *self, PyObject *args, PyObject *kwds)
         PyObject *loop = loop_of(self);
         HooksObject *h = hooks_of(loop);
         if (h != NULL && coro != NULL && ring_admit(h->ring)) {
-            PyObject *name = PyObject_CallMethodNoArgs(self, s_get_name);
+            PyObject *name = PyObject_CallOneArg(m_task_get_name, self);
             PyErr_Clear();
             register_task(self, h, loop, coro, name, PyEval_GetFrame());
             Py_XDECREF(name);
@@ -1711,7 +1834,7 @@ task_init(PyObject *self, PyObject *args, PyObject *kwds)
     }
     if (fid) {
         if (name == NULL || name == Py_None) {
-            PyObject *given = PyObject_CallMethodNoArgs(self, s_get_name);
+            PyObject *given = PyObject_CallOneArg(m_task_get_name, self);
             Rec old, *r;
             if (given != NULL && (r = begin(e, e->ring, &old, OP_RENAMED, 2, fid)) != NULL) {
                 set_opt_int(r, 0, 0);
@@ -1777,7 +1900,7 @@ task_set_name(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         PyObject *loop = loop_of(self);
         long long tid = loop ? running_task_id(loop) : 0;
         Py_XDECREF(loop);
-        PyObject *name = PyObject_CallMethodNoArgs(self, s_get_name);
+        PyObject *name = PyObject_CallOneArg(m_task_get_name, self);
         Rec old, *r;
         if (name != NULL && (r = begin(e, e->ring, &old, OP_RENAMED, 2, e->fid)) != NULL) {
             set_opt_int(r, 0, tid);
@@ -1797,7 +1920,7 @@ task_finalize(PyObject *self)
     if (e->fid) {
         PyObject *exc_type, *exc_value, *exc_tb;
         PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        PyObject *state = PyObject_GetAttr(self, s_state);
+        PyObject *state = base_get(&g_state, self);
         if (state == NULL) {
             PyErr_Clear(); /* an eager task whose __init__ failed */
         }
@@ -2267,7 +2390,7 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
         Py_DECREF(kw);
     }
     if (ring_admit(ring)) {
-        PyObject *given = PyObject_CallMethodNoArgs(task, s_get_name);
+        PyObject *given = PyObject_CallOneArg(m_task_get_name, task);
         PyErr_Clear();
         register_task(task, self, loop, coro, given, PyEval_GetFrame());
         Py_XDECREF(given);
@@ -2618,6 +2741,23 @@ method_of(PyTypeObject *tp, const char *name)
     return Py_NewRef(d);
 }
 
+/* The getter behind tp's getset descriptor name (looked up through the type:
+ * from 3.12 a static builtin type's tp_dict is not the field). */
+static int
+getter_of(PyTypeObject *tp, const char *name, BaseGetter *out)
+{
+    PyObject *key = PyUnicode_InternFromString(name);
+    PyObject *d = key ? _PyType_Lookup(tp, key) : NULL; /* borrowed */
+    Py_XDECREF(key);
+    if (d == NULL || !PyObject_TypeCheck(d, &PyGetSetDescr_Type) || ((PyGetSetDescrObject *)d)->d_getset->get == NULL) {
+        PyErr_Format(PyExc_ImportError, "%s.%s is not a getset descriptor", tp->tp_name, name);
+        return -1;
+    }
+    out->get = ((PyGetSetDescrObject *)d)->d_getset->get;
+    out->closure = ((PyGetSetDescrObject *)d)->d_getset->closure;
+    return 0;
+}
+
 #define INTERN(var, text)                                       \
     do {                                                        \
         if ((var = PyUnicode_InternFromString(text)) == NULL) { \
@@ -2717,7 +2857,7 @@ PyInit__cfuture(void)
     if (BaseFuture == NULL || BaseTask == NULL) {
         return NULL;
     }
-    if (PY_VERSION_HEX < 0x030C0000) {
+    if (PY_VERSION_HEX < 0x030E0000) {
         py_current_tasks = get(casyncio, "_current_tasks");
         if (py_current_tasks == NULL) {
             return NULL;
@@ -2772,7 +2912,14 @@ PyInit__cfuture(void)
         (m_fut_cancel = method_of(BaseFuture, "cancel")) == NULL ||
         (m_task_cancel = method_of(BaseTask, "cancel")) == NULL ||
         (m_task_set_name = method_of(BaseTask, "set_name")) == NULL ||
-        (m_task_callbacks = method_of(BaseFuture, "_callbacks")) == NULL) {
+        (m_task_callbacks = method_of(BaseFuture, "_callbacks")) == NULL ||
+        (m_task_get_name = method_of(BaseTask, "get_name")) == NULL ||
+        (m_fut_result = method_of(BaseFuture, "result")) == NULL) {
+        return NULL;
+    }
+    if (getter_of(BaseFuture, "_state", &g_state) < 0 || getter_of(BaseFuture, "_exception", &g_exception) < 0 ||
+        getter_of(BaseFuture, "_result", &g_result) < 0 || getter_of(BaseFuture, "_log_traceback", &g_log_tb) < 0 ||
+        getter_of(BaseFuture, "_loop", &g_loop) < 0 || getter_of(&PyCoro_Type, "__qualname__", &g_coro_qualname) < 0) {
         return NULL;
     }
 
@@ -2819,6 +2966,27 @@ PyInit__cfuture(void)
     if (task_done_fn == NULL) {
         return NULL;
     }
+
+    /* the finished exact Future that tf_task_wakeup gives asyncio's wakeup:
+     * made on a stand-in loop (Future.__init__ asks only get_debug()) */
+    PyObject *types = PyImport_ImportModule("types");
+    PyObject *ns = types ? PyObject_GetAttrString(types, "SimpleNamespace") : NULL;
+    Py_XDECREF(types);
+    PyObject *stand_in = ns ? PyObject_CallNoArgs(ns) : NULL;
+    Py_XDECREF(ns);
+    if (stand_in == NULL || PyObject_SetAttrString(stand_in, "get_debug", (PyObject *)&PyBool_Type) < 0) {
+        Py_XDECREF(stand_in);
+        return NULL;
+    }
+    PyObject *kw = Py_BuildValue("{sO}", "loop", stand_in);
+    Py_DECREF(stand_in);
+    done_sentinel = kw ? PyObject_Call((PyObject *)BaseFuture, empty_tuple, kw) : NULL;
+    Py_XDECREF(kw);
+    PyObject *set = done_sentinel ? call2(m_set_result, done_sentinel, Py_None) : NULL;
+    if (set == NULL) {
+        return NULL;
+    }
+    Py_DECREF(set);
 
     base_event_loop = get(asyncio, "BaseEventLoop");
     if (base_event_loop == NULL) {

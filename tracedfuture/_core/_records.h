@@ -58,8 +58,10 @@ rec_release(Rec *r)
     if (r->op == OP_EMPTY) {
         return;
     }
-    for (int k = 0; k < NSLOT; k++) {
-        if (r->objmask & (1u << k)) {
+    /* only the slots that hold objects: a fresh ring's slots hold none */
+    unsigned mask = r->objmask;
+    for (int k = 0; mask != 0; k++, mask >>= 1) {
+        if (mask & 1u) {
             Py_CLEAR(r->s[k].o);
         }
     }
