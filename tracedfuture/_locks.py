@@ -184,6 +184,8 @@ def deadlocks(found: Iterable[Holding]) -> tuple[Deadlock, ...]:
         if current is None or current not in path:
             continue
         cycle = path[path.index(current) :]
+        first = cycle.index(min(cycle))  # said from the oldest task: the same text every time
+        cycle = cycle[first:] + cycle[:first]
         cycles.append(Deadlock(tuple(cycle), _paragraph(cycle, waits, holder, names)))
     return tuple(cycles)
 
