@@ -8,6 +8,9 @@ lands in a dump file of its own. Each variant runs its workload at ``n`` and at
 is ``(I(2n) - I(n)) / n``, which cancels what a run costs whatever its size.
 Counts include every thread (the drain thread converts on the same interpreter).
 
+The collector is off inside a region (a collection falling in one run and not
+the other would swing the difference); ``gc.collect()`` runs before each.
+
 ``measure()`` runs the child and reads the dumps, including the self cost of each
 function, so that the report can say where a mode's extra instructions go.
 """
@@ -72,10 +75,15 @@ def child(argv: list[str]) -> int:
                     session.finish()
                     for size in (n, 2 * n):
                         gc.collect()
+                        # No collection inside a region: where a threshold falls
+                        # would make the 2n - n difference swing (the 10k-task
+                        # workload's plain count moved 2.5x between runs).
+                        gc.disable()
                         os.getppid()  # callgrind: zero the counters
                         session.loop.run_until_complete(run(size))
                         session.finish()
                         os.getpgrp()  # callgrind: dump the region
+                        gc.enable()
                         note({"variant": variant, "workload": workload, "n": size})
                 except Exception as exc:
                     note({"failed": f"{variant}/{workload}", "why": one_line(exc)})

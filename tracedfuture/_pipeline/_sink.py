@@ -148,6 +148,7 @@ class Sink:
         self._queued_bytes = 0
         self._put = 0  # items ever queued
         self._handled = 0  # items ever taken off the queue and handled
+        self._full_at = -1  # _handled when the drain last found the queue full
 
     def _start(self) -> None:
         name = f"tracedfuture-export-{type(self.exporter).__name__}"
@@ -156,6 +157,21 @@ class Sink:
         ensure_spare()
 
     # -- the drain side ----------------------------------------------------------
+
+    def full(self) -> bool:
+        """Whether this sink takes nothing new: disabled, closing, or stuck: a
+        queue with no room for a new future's record (the last quarter is for
+        the later records of futures already queued) that its thread took
+        nothing from since the drain last asked. The drain then leaves a route's
+        records in its ring (``_drain``); a slow exporter that makes progress
+        keeps being given records, and sheds them here."""
+        if self.disabled or self._closing:
+            return True
+        if self.inline or self._queued_bytes + self._unit <= self.max_bytes - self.max_bytes // 4:
+            self._full_at = -1
+            return False
+        handled, self._full_at = self._full_at, self._handled
+        return handled == self._handled
 
     def submit(self, events: Sequence[Any]) -> None:
         """Queue a batch (of events, or raw records when :attr:`raw`); never
