@@ -8,8 +8,8 @@ lands in a dump file of its own. Each variant runs its workload at ``n`` and at
 is ``(I(2n) - I(n)) / n``, which cancels what a run costs whatever its size.
 Counts include every thread (the drain thread converts on the same interpreter).
 
-The collector is off inside a region (a collection falling in one run and not
-the other would swing the difference); ``gc.collect()`` runs before each.
+A warm-up run at ``2n`` comes first, so that neither region pays for growing
+the allocator's arenas (which made the 10,000-task workload's count swing).
 
 ``measure()`` runs the child and reads the dumps, including the self cost of each
 function, so that the report can say where a mode's extra instructions go.
@@ -33,7 +33,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-SIZES = {"lifecycle": 100, "task": 50, "burst": 2000, "many": 40}
+SIZES = {"lifecycle": 100, "task": 50, "burst": 2000, "many": 200}
 # What run.py counts unless told: per lifecycle, per task (alone, and one of
 # 10,000 alive with 10 futures each) and per future of a burst.
 DEFAULT_WORKLOADS = ("lifecycle", "task", "burst", "many")
@@ -71,19 +71,14 @@ def child(argv: list[str]) -> int:
                     note({"failed": f"{variant}/{workload}", "why": one_line(exc)})
                     continue
                 try:
-                    session.loop.run_until_complete(run(max(1, n // 5)))
+                    session.loop.run_until_complete(run(2 * n))
                     session.finish()
                     for size in (n, 2 * n):
                         gc.collect()
-                        # No collection inside a region: where a threshold falls
-                        # would make the 2n - n difference swing (the 10k-task
-                        # workload's plain count moved 2.5x between runs).
-                        gc.disable()
                         os.getppid()  # callgrind: zero the counters
                         session.loop.run_until_complete(run(size))
                         session.finish()
                         os.getpgrp()  # callgrind: dump the region
-                        gc.enable()
                         note({"variant": variant, "workload": workload, "n": size})
                 except Exception as exc:
                     note({"failed": f"{variant}/{workload}", "why": one_line(exc)})

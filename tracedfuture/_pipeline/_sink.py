@@ -51,8 +51,6 @@ _MAX_SCREENED = 100_000
 # After these a future has no more events. Not after failed: unretrieved may come
 # when it is collected (a failed future is screened until then, or the limit).
 _ENDS_OF_LIFE: frozenset[object] = frozenset({ev.RESOLVED, ev.CANCELLED, ev.ABANDONED, ev.UNRETRIEVED})
-# Of raw records: nothing of a future comes after it is collected.
-_RAW_ENDS_OF_LIFE: frozenset[object] = frozenset({ev.OP_COLLECTED})
 
 
 def safe_repr(obj: object) -> str:
@@ -127,7 +125,6 @@ class Sink:
         # record's op, item[1] the future's id either way.
         self._unit = RECORD_BYTES if self.raw else EVENT_BYTES
         self._born: object = ev.OP_CREATED if self.raw else ev.CREATED
-        self._ends: frozenset[object] = _RAW_ENDS_OF_LIFE if self.raw else _ENDS_OF_LIFE
         self._queued_bytes = 0
         self._untold: dict[int, None] = {}  # futures not exported at all: their later events too
         self._holed: dict[int, None] = {}  # futures marked incomplete: their later events too
@@ -284,8 +281,9 @@ class Sink:
         return _incomplete(item, why)
 
     def _screen(self, events: list[Any]) -> list[Any]:
-        """Leave out the events of futures that are dropped or incomplete."""
-        untold, holed, ends = self._untold, self._holed, self._ends
+        """Leave out the events of futures that are dropped or incomplete (a sink
+        of events; a sink of raw records sheds in :meth:`_shed`)."""
+        untold, holed, ends = self._untold, self._holed, _ENDS_OF_LIFE
         out: list[Any] = []
         ended: list[int] = []
         for event in events:
@@ -304,7 +302,7 @@ class Sink:
         bytes: the later events of futures already exported go first (the first
         quarter of the budget is theirs alone), then whole new futures while
         there is room."""
-        unit, born_key, ends = self._unit, self._born, self._ends
+        unit, born_key, ends = self._unit, self._born, _ENDS_OF_LIFE
         born = {e[1] for e in events if e[0] == born_key}
         out: list[Any] = []
         owed_room = room
