@@ -16,7 +16,7 @@ import pytest
 import tracedfuture
 from tracedfuture import Event, TracedFuture
 from tracedfuture._pipeline._drain import RECORDER
-from tracedfuture._pipeline._sink import EVENT_BYTES
+from tracedfuture._pipeline._sink import EVENT_BYTES, STUCK_AFTER
 from tracedfuture.exporters import MemoryExporter
 from tracedfuture.trace import read
 
@@ -421,7 +421,9 @@ def test_a_route_whose_exporters_are_all_stuck_is_left_in_its_ring() -> None:
             for _ in range(10):  # fills the queue (512 KiB: some 2,600 records)
                 runner.run(resolve_many(500))
                 RECORDER.drain(only=inst)
-            RECORDER.drain(only=inst)  # full, and nothing taken since it last asked: stuck
+            RECORDER.drain(only=inst)  # full: nothing taken from it from now on...
+            time.sleep(STUCK_AFTER)
+            RECORDER.drain(only=inst)  # ...for long enough: stuck
             shed = inst.stats()["exporters"][0]["dropped"]
             for _ in range(20):
                 runner.run(resolve_many(500))

@@ -48,6 +48,9 @@ DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
 # Futures whose events a sink drops from now on, at most: beyond that the oldest
 # are forgotten (a long-lived one may then show a history without its start).
 _MAX_SCREENED = 100_000
+# A full queue its thread took nothing from for this long is stuck: the drain
+# stops taking records for it (Sink.full).
+STUCK_AFTER = 0.5
 # After these a future has no more events. Not after failed: unretrieved may come
 # when it is collected (a failed future is screened until then, or the limit).
 _ENDS_OF_LIFE: frozenset[object] = frozenset({ev.RESOLVED, ev.CANCELLED, ev.ABANDONED, ev.UNRETRIEVED})
@@ -145,7 +148,8 @@ class Sink:
         self._queued_bytes = 0
         self._put = 0  # items ever queued
         self._handled = 0  # items ever taken off the queue and handled
-        self._full_at = -1  # _handled when the drain last found the queue full
+        self._full_at = -1  # _handled when the drain found the queue full, and since when
+        self._full_since = 0.0
 
     def _start(self) -> None:
         name = f"tracedfuture-export-{type(self.exporter).__name__}"
@@ -158,8 +162,8 @@ class Sink:
     def full(self) -> bool:
         """Whether this sink takes nothing new: disabled, closing, or stuck: a
         queue with no room for a new future's record (the last quarter is for
-        the later records of futures already queued) that its thread took
-        nothing from since the drain last asked. The drain then leaves a route's
+        the later records of futures already queued) from which its thread took
+        nothing for :data:`STUCK_AFTER` seconds. The drain then leaves a route's
         records in its ring (``_drain``); a slow exporter that makes progress
         keeps being given records, and sheds them here."""
         if self.disabled or self._closing:
@@ -167,8 +171,11 @@ class Sink:
         if self.inline or self._queued_bytes + self._unit <= self.max_bytes - self.max_bytes // 4:
             self._full_at = -1
             return False
-        handled, self._full_at = self._full_at, self._handled
-        return handled == self._handled
+        now = time.monotonic()
+        if self._full_at != self._handled:
+            self._full_at, self._full_since = self._handled, now
+            return False
+        return now - self._full_since >= STUCK_AFTER
 
     def submit(self, events: Sequence[Any]) -> None:
         """Queue a batch (of events, or raw records when :attr:`raw`); never
