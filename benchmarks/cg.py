@@ -8,9 +8,6 @@ lands in a dump file of its own. Each variant runs its workload at ``n`` and at
 is ``(I(2n) - I(n)) / n``, which cancels what a run costs whatever its size.
 Counts include every thread (the drain thread converts on the same interpreter).
 
-A warm-up run at ``2n`` comes first, so that neither region pays for growing
-the allocator's arenas (which made the 10,000-task workload's count swing).
-
 ``measure()`` runs the child and reads the dumps, including the self cost of each
 function, so that the report can say where a mode's extra instructions go.
 """
@@ -71,7 +68,7 @@ def child(argv: list[str]) -> int:
                     note({"failed": f"{variant}/{workload}", "why": one_line(exc)})
                     continue
                 try:
-                    session.loop.run_until_complete(run(2 * n))
+                    session.loop.run_until_complete(run(max(1, n // 5)))
                     session.finish()
                     for size in (n, 2 * n):
                         gc.collect()
