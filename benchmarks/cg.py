@@ -30,7 +30,10 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-SIZES = {"lifecycle": 100, "task": 50, "burst": 2000}
+SIZES = {"lifecycle": 100, "task": 50, "burst": 2000, "many": 200}
+# What run.py counts unless told: per lifecycle, per task (alone, and one of
+# 10,000 alive with 10 futures each) and per future of a burst.
+DEFAULT_WORKLOADS = ("lifecycle", "task", "burst", "many")
 
 
 def child(argv: list[str]) -> int:
@@ -120,7 +123,9 @@ def self_costs(path: str) -> tuple[int, dict[str, int]]:
     return total, dict(costs)
 
 
-def measure(python: str, env: dict[str, str], variants: list[str], timeout: float) -> dict[str, Any]:
+def measure(
+    python: str, env: dict[str, str], variants: list[str], timeout: float, workloads: list[str] | None = None
+) -> dict[str, Any]:
     """Run the child under callgrind; per variant and workload, instructions per
     unit and the functions that account for the difference with plain."""
     if shutil.which("valgrind") is None:
@@ -141,6 +146,8 @@ def measure(python: str, env: dict[str, str], variants: list[str], timeout: floa
             out,
             "--variants",
             ",".join(variants),
+            "--workloads",
+            ",".join(workloads or DEFAULT_WORKLOADS),
         ]
         error = None
         try:

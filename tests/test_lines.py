@@ -152,3 +152,83 @@ def test_a_loop_wide_lint_is_written_once(impl: Any, make: Any) -> None:
     data, _ = make().lines(marked)
     assert data == _reference(marked)
     assert data.count(b'"blocked_loop"') == 1
+
+
+def _batch(impl: Any, program: Any) -> Any:
+    traced = Traced(impl, max_records=100_000)
+    try:
+        traced.run(program())
+    finally:
+        traced.close()
+    gc.collect()
+    return traced.ring.take_batch()
+
+
+def test_a_batch_is_written_as_its_records(impl: Any, make: Any) -> None:
+    batch = _batch(impl, _program)
+    assert make().lines(batch)[0] == _reference(list(batch))
+
+
+async def _common_only() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def worker() -> None:
+        for i in range(3):
+            fut = loop.create_future()
+            loop.call_soon(fut.set_result, i)
+            await fut
+
+    await asyncio.gather(*[asyncio.create_task(worker(), name=f"w{i}") for i in range(5)])
+
+
+class _Counting(Lines):
+    """The reference, noting the futures whose records the compiled writer hands it."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.handed: set[int] = set()
+
+    def lines(self, records: Any) -> tuple[bytes, int]:
+        self.handed.update(r[1] for r in records)
+        return super().lines(records)
+
+
+def test_the_compiled_writer_writes_the_common_records_itself(impl: Any) -> None:
+    if impl.LineWriter is None:
+        pytest.skip("the pure-Python implementation writes with the reference itself")
+    batch = _batch(impl, _common_only)
+    helper = _Counting()
+    data, _ = impl.LineWriter(helper).lines(batch)
+    assert data == _reference(list(batch))
+    futures = {r[1] for r in batch if r[0] == ev.OP_CREATED and not r[4]}
+    assert len(futures) == 15
+    # A future created, awaited, resolved and collected is never the reference's.
+    assert not futures & helper.handed
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        'quote " backslash \\ slash /',
+        "controls \x00\x01\x08\x09\x0a\x0c\x0d\x1b\x1f\x7f",
+        "latin caf\xe9, cjk \u4e2d, line separator \u2028, astral \U0001f600",
+        "lone surrogates \udce9 \ud800",
+        "",
+    ],
+)
+def test_names_are_escaped_as_json_does(impl: Any, make: Any, name: str) -> None:
+    async def program() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def job() -> None:
+            fut = loop.create_future()
+            loop.call_soon(fut.set_result, None)
+            await fut
+
+        await asyncio.create_task(job(), name=name)
+
+    batch = _batch(impl, program)
+    data, _ = make().lines(batch)
+    assert data == _reference(list(batch))
+    names = {json.loads(line).get("name") for line in data.split(b"\n") if line}
+    assert name in names

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 
 import tracedfuture
 from tracedfuture import Event, TracedFuture
-from tracedfuture._pipeline._sink import EVENT_BYTES
+from tracedfuture._pipeline._drain import RECORDER
+from tracedfuture._pipeline._sink import EVENT_BYTES, STUCK_AFTER
 from tracedfuture.exporters import MemoryExporter
 from tracedfuture.trace import read
 
@@ -397,3 +399,39 @@ def test_a_shorter_flush_interval_applies_at_once_after_a_long_one() -> None:
         loop.close()
     finally:
         slow_inst.uninstall()
+
+
+def test_a_route_whose_exporters_are_all_stuck_is_left_in_its_ring() -> None:
+    """A stuck exporter: once its queue is full and it takes nothing more, the
+    drain takes nothing more either (no copy, no shedding per record); the ring
+    fills and traces no new future; at uninstall what was left is taken and
+    counted where it is dropped."""
+    gate = threading.Event()
+
+    class Blocked:
+        def export(self, events: Sequence[Event]) -> None:
+            gate.wait()
+
+    factory = tracedfuture.loop_factory(
+        exporters=[Blocked()], max_memory=1 << 20, max_bytes=256 * 1024, flush_interval=60, export_timeout=0.2
+    )
+    inst = factory.installation  # type: ignore[attr-defined]
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            for _ in range(10):  # fills the queue (512 KiB: some 2,600 records)
+                runner.run(resolve_many(500))
+                RECORDER.drain(only=inst)
+            RECORDER.drain(only=inst)  # full: nothing taken from it from now on...
+            time.sleep(STUCK_AFTER)
+            RECORDER.drain(only=inst)  # ...for long enough: stuck
+            shed = inst.stats()["exporters"][0]["dropped"]
+            for _ in range(20):
+                runner.run(resolve_many(500))
+                RECORDER.drain(only=inst)
+            stats = inst.stats()
+            assert stats["exporters"][0]["dropped"] == shed  # nothing more taken to be shed
+            assert stats["untraced_futures"] > 0  # the ring filled: new futures were left untraced
+    finally:
+        inst.uninstall()
+        gate.set()
+    assert inst.stats()["exporters"][0]["dropped"] > shed  # at uninstall, the ring's records were counted

@@ -358,7 +358,11 @@ def test_streaming_refuses_new_futures_at_seven_eighths_and_calls_on_full(impl: 
         traced = [f for f in futures if impl.future_id(f) is not None]
         assert len(traced) == 14 - before
         assert all(type(f) is impl.TracedFuture for f in futures)  # refused ones are plain-behaving ones
-        assert t.ring.stats()["untraced"] == 20 - len(traced) == t.full_calls
+        assert t.ring.stats()["untraced"] == 20 - len(traced)
+        assert t.full_calls == 1  # once until the reader takes: a refusal costs no call
+        t.ring.take()
+        t.run(main())
+        assert t.full_calls == 2
     finally:
         t.close()
 
@@ -417,3 +421,28 @@ def test_on_full_that_raises_does_not_break_future_creation(impl: Any) -> None:
         assert len(futures) == 5
     finally:
         loop.close()
+
+
+def test_take_batch_gives_the_records_take_would_and_advances(impl: Any) -> None:
+    t = Traced(impl)
+    try:
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for i in range(5):
+                fut = loop.create_future()
+                loop.call_soon(fut.set_result, i)
+                await fut
+
+        t.run(main())
+        batch = t.ring.take_batch()
+        assert isinstance(batch, impl.RecordBatch)
+        records = list(batch)
+        assert len(batch) == len(records) > 0
+        for record in records:
+            check_shape(record)
+        assert records == t.ring.window()  # oldest first, as written
+        assert t.ring.take() == [] and len(t.ring.take_batch()) == 0  # taken once
+        assert t.ring.stats()["taken"] == len(records)
+    finally:
+        t.close()

@@ -156,6 +156,12 @@ class Installation:
             records = self._tail.feed(records, time.monotonic_ns())
         self._submit_records(records)
 
+    def takes_nothing(self) -> bool:
+        """Every exporter's queue is full (or disabled): the drain may leave the
+        records in the ring rather than take them to be shed here. Tail sampling
+        keeps its own state: it is always fed."""
+        return self._tail is None and bool(self._sinks) and all(sink.full() for sink in self._sinks)
+
     def consume_lint(self, record: tuple[Any, ...]) -> None:
         if self._installed and self.streaming:
             self._submit_records([record])
@@ -227,7 +233,7 @@ class Installation:
         taken it (at most ``timeout`` seconds in all, default ``export_timeout``);
         then call the exporters' ``flush()``. Returns False on a timeout."""
         deadline = time.monotonic() + (self.options.export_timeout if timeout is None else timeout)
-        RECORDER.drain(only=self)
+        RECORDER.drain(only=self, everything=True)  # a stuck exporter's route too: counted
         flushed = [sink.flush(deadline) for sink in self._sinks]  # every sink, one deadline
         return all(flushed)
 

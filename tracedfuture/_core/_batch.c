@@ -11,8 +11,9 @@
  * per record. The pure-Python twin of every decision here is
  * tracedfuture/_core/_ring.py's RecordBatch (the same tests run on both).
  *
- * Records built from tuples (the pipeline's MARKs, a tail-sampled list, a
- * lint) are F_RAW records holding their tuple.
+ * Records built from tuples (a tail-sampled list, a test's) are read into
+ * structs as the ring writes them (rec_from_tuple); the pipeline's MARKs and
+ * lints are F_RAW records holding their tuple.
  *
  * Compiled into the _cfuture extension (setup.py); _cfuture.c calls
  * tf_batch_add_type() once at import.
@@ -149,7 +150,7 @@ recs_extend(Recs *out, PyObject *part)
             Py_DECREF(seq);
             return -1;
         }
-        rec_set_tuple(&out->recs[out->n++], t);
+        rec_from_tuple(&out->recs[out->n++], t);
     }
     Py_DECREF(seq);
     return 0;
@@ -214,7 +215,7 @@ tf_check_field(int op, int index, const char *name)
     if (!ok) {
         PyErr_Clear();
         PyErr_Format(PyExc_ImportError, "the compiled core reads field %d of op %d as %s, which _seam.LAYOUTS moved: "
-                     "update _eventfold.c", index, op, name);
+                     "update the compiled readers (_eventfold.c, _lines.c)", index, op, name);
         return -1;
     }
     return 0;

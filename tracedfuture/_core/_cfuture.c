@@ -58,6 +58,7 @@ typedef struct {
     unsigned long long rd; /* records taken (or overwritten unread) */
     unsigned long long start; /* the oldest record still held */
     int streaming;
+    int hurried; /* on_full was called since the last take: once is enough */
     PyObject *on_full;
     unsigned long long written, taken, overwritten, dropped, untraced;
 } RingObject;
@@ -179,7 +180,8 @@ ring_admit(RingObject *r)
         return 1;
     }
     r->untraced++;
-    if (r->on_full != NULL) {
+    if (r->on_full != NULL && !r->hurried) {
+        r->hurried = 1;
         PyObject *exc_type, *exc_value, *exc_tb;
         PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
         PyObject *res = PyObject_CallNoArgs(r->on_full);
@@ -212,6 +214,7 @@ ring_list(RingObject *r, unsigned long long from, int advance)
     if (advance) {
         r->rd = r->w;
         r->taken += n;
+        r->hurried = 0;
     }
     /* From here on, Python code may run (allocation, collection) and write to
      * the ring: the copies are ours. */
@@ -264,6 +267,7 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
             }
         }
         self->rd = self->w;
+        self->hurried = 0;
         self->taken += n;
     }
     /* Allocating the batch may run Python code that writes to the ring: the
@@ -342,6 +346,7 @@ ring_clear(RingObject *self, PyObject *Py_UNUSED(ignored))
         slot->objmask = 0;
     }
     self->start = self->rd = self->w;
+    self->hurried = 0;
     for (unsigned long long i = 0; i < n; i++) {
         rec_release(&gone[i]);
     }

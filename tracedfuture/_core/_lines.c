@@ -4,32 +4,48 @@
  * reference (tests/test_lines.py compares the two byte for byte). It writes the
  * four records that make up most of every trace (a future created, awaited,
  * resolved, collected) itself, from per-future state kept in a C hash table and
- * JSON fragments cached per string, creation site and result type. Everything
- * else goes to the reference, in order: a future whose history needs it (a
- * failure, a cancel, a rename, a callback removed, a mark) is handed over with
- * its state (helper.adopt) the first time, and the reference writes the rest of
- * it. First-seen strings, sites and types are turned into JSON by the helper too
- * (helper.text / site_text / result_text), so that both decide alike.
+ * JSON fragments cached per creation site and result type. Everything else goes
+ * to the reference, in order: a future whose history needs it (a failure, a
+ * cancel, a rename, a callback removed, a mark) is handed over with its state
+ * (helper.adopt) the first time, and the reference writes the rest of it.
+ * First-seen sites and types are turned into JSON by the helper (helper.site_text
+ * / result_text), so that both decide alike; strings are escaped here, as
+ * json.encoder.encode_basestring and then UTF-8 with backslashreplace do.
  *
- * The writer runs on a trace file's own delivery thread (_pipeline/_sink.py), on
- * records the queue kept; it holds the GIL (it reads the record tuples), but
- * allocates no Python object per record.
+ * It reads a RecordBatch's structs in place (no tuple per record) and works with
+ * the GIL released: the program's thread runs while a trace file is formatted.
+ * It takes the GIL back only to fill a cache (a site or type seen first), to hand
+ * a future to the reference, and at the end. Without the GIL no reference count
+ * may change, so the references a future's state takes or drops meanwhile are
+ * queued (Refs) and applied, increments first, when the GIL is back: every object
+ * involved is alive until then (the batch holds what its records name, the
+ * table what it held). Memory outside Python objects is PyMem_Raw, callable
+ * without the GIL.
+ *
+ * The writer runs on a trace file's own delivery thread (_pipeline/_sink.py);
+ * one call at a time (a second thread gets RuntimeError).
  *
  * This file is compiled into the _cfuture extension (setup.py); _cfuture.c calls
- * tf_lines_add_type() once at import. It needs nothing else of _cfuture.c.
+ * tf_lines_add_type() once at import.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "_records.h"
 
 int tf_lines_add_type(PyObject *module);
 
-/* As in _seam.LAYOUTS (ops) and _pipeline/_convert.MARK. */
-enum { L_CREATED = 0, L_CB_ADDED = 1, L_RESOLVED = 3, L_COLLECTED = 8 };
-/* (op, fid, ts, task_id, is_task, code, lasti, thread_id, name, coro, route, context, program_code, program_lasti) */
-#define CREATED_LEN 14
+/* Field positions after (op, fid, ts), from _seam.LAYOUTS (checked at import). */
+enum { C_TASK_ID, C_IS_TASK, C_CODE, C_LASTI, C_THREAD_ID, C_NAME, C_CORO, C_ROUTE, C_CONTEXT, C_PCODE, C_PLASTI };
+enum { A_TASK_ID, A_CALLBACK, A_AWAITER };
+enum { R_TASK_ID, R_TYPE, R_VALUE };
+enum { X_STATE, X_INCOMPLETE };
 #define CACHE_LIMIT 100000
+/* From this size on, the result is copied into its bytes object without the GIL. */
+#define COPY_WITHOUT_GIL (256 * 1024)
 
 /* ------------------------------------------------------------------------ */
 /* An output buffer                                                          */
@@ -40,18 +56,17 @@ typedef struct {
 } Buf;
 
 static int
-buf_grow(Buf *b, size_t more)
+buf_grow(Buf *b, size_t more) /* -1: out of memory (no exception set: the GIL may be released) */
 {
     if (b->n + more <= b->cap) {
         return 0;
     }
-    size_t cap = b->cap ? b->cap : 4096;
+    size_t cap = b->cap ? b->cap : 65536;
     while (cap < b->n + more) {
         cap *= 2;
     }
-    char *p = PyMem_Realloc(b->p, cap);
+    char *p = PyMem_RawRealloc(b->p, cap);
     if (p == NULL) {
-        PyErr_NoMemory();
         return -1;
     }
     b->p = p;
@@ -105,27 +120,83 @@ buf_ll(Buf *b, long long v)
     return buf_put(b, tmp + k, (size_t)(24 - k));
 }
 
-/* An int of a record, as Python's f-string writes it (any size). */
+static const char HEX[] = "0123456789abcdef";
+
+/* A str as JSON, UTF-8: what encode_basestring(s).encode("utf-8",
+ * "backslashreplace") makes. It reads the string's own storage, which a ready
+ * str never changes, so it needs no GIL. */
 static int
-buf_int(Buf *b, PyObject *v)
+buf_json_str(Buf *b, PyObject *s)
 {
-    int overflow = 0;
-    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-    if (x == -1 && PyErr_Occurred()) {
+    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    if (buf_grow(b, 2 + (size_t)len * 6) < 0) { /* the most one character takes: \u00XX, \udcXX */
         return -1;
     }
-    if (!overflow) {
-        return buf_ll(b, x);
+    char *o = b->p + b->n;
+    *o++ = '"';
+    for (Py_ssize_t i = 0; i < len; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+        }
+        else if (c < 0x80) {
+            *o++ = '\\';
+            switch (c) {
+            case '"': *o++ = '"'; break;
+            case '\\': *o++ = '\\'; break;
+            case '\b': *o++ = 'b'; break;
+            case '\f': *o++ = 'f'; break;
+            case '\n': *o++ = 'n'; break;
+            case '\r': *o++ = 'r'; break;
+            case '\t': *o++ = 't'; break;
+            default:
+                *o++ = 'u';
+                *o++ = '0';
+                *o++ = '0';
+                *o++ = HEX[(c >> 4) & 0xf];
+                *o++ = HEX[c & 0xf];
+            }
+        }
+        else if (c < 0x800) {
+            *o++ = (char)(0xc0 | (c >> 6));
+            *o++ = (char)(0x80 | (c & 0x3f));
+        }
+        else if (c >= 0xd800 && c <= 0xdfff) { /* a lone surrogate: backslashreplace */
+            *o++ = '\\';
+            *o++ = 'u';
+            *o++ = HEX[(c >> 12) & 0xf];
+            *o++ = HEX[(c >> 8) & 0xf];
+            *o++ = HEX[(c >> 4) & 0xf];
+            *o++ = HEX[c & 0xf];
+        }
+        else if (c < 0x10000) {
+            *o++ = (char)(0xe0 | (c >> 12));
+            *o++ = (char)(0x80 | ((c >> 6) & 0x3f));
+            *o++ = (char)(0x80 | (c & 0x3f));
+        }
+        else {
+            *o++ = (char)(0xf0 | (c >> 18));
+            *o++ = (char)(0x80 | ((c >> 12) & 0x3f));
+            *o++ = (char)(0x80 | ((c >> 6) & 0x3f));
+            *o++ = (char)(0x80 | (c & 0x3f));
+        }
     }
-    PyObject *s = PyObject_Str(v);
-    if (s == NULL) {
-        return -1;
-    }
-    Py_ssize_t n;
-    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
-    int rc = u == NULL ? -1 : buf_put(b, u, (size_t)n);
-    Py_DECREF(s);
-    return rc;
+    *o++ = '"';
+    b->n = (size_t)(o - b->p);
+    return 0;
+}
+
+/* A str this file can escape without the GIL. */
+static inline int
+plain_str(PyObject *s)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    return PyUnicode_Check(s) && PyUnicode_IS_READY(s);
+#else
+    return PyUnicode_Check(s);
+#endif
 }
 
 /* ------------------------------------------------------------------------ */
@@ -166,20 +237,21 @@ static void
 cache_free(Cache *c)
 {
     cache_clear(c);
-    PyMem_Free(c->slots);
+    PyMem_RawFree(c->slots);
     c->slots = NULL;
     c->cap = 0;
 }
 
+/* Read-only: safe without the GIL on the thread that owns the writer. */
 static PyObject *
-cache_get(Cache *c, PyObject *key, long long extra)
+cache_get(const Cache *c, const PyObject *key, long long extra)
 {
     if (c->cap == 0) {
         return NULL;
     }
     size_t mask = c->cap - 1;
     for (size_t i = hash_ptr(key, extra) & mask;; i = (i + 1) & mask) {
-        CacheSlot *s = &c->slots[i];
+        const CacheSlot *s = &c->slots[i];
         if (s->key == NULL) {
             return NULL;
         }
@@ -189,7 +261,8 @@ cache_get(Cache *c, PyObject *key, long long extra)
     }
 }
 
-/* Stores text (a new reference, stolen) for key; returns it borrowed, or NULL. */
+/* Stores text (a new reference, stolen) for key; returns it borrowed, or NULL.
+ * With the GIL only. */
 static PyObject *
 cache_put(Cache *c, PyObject *key, long long extra, PyObject *text)
 {
@@ -198,7 +271,7 @@ cache_put(Cache *c, PyObject *key, long long extra, PyObject *text)
     }
     if ((c->used + 1) * 2 > c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 1024;
-        CacheSlot *slots = PyMem_Calloc(cap, sizeof(CacheSlot));
+        CacheSlot *slots = PyMem_RawCalloc(cap, sizeof(CacheSlot));
         if (slots == NULL) {
             Py_DECREF(text);
             PyErr_NoMemory();
@@ -214,7 +287,7 @@ cache_put(Cache *c, PyObject *key, long long extra, PyObject *text)
                 slots[j] = *s;
             }
         }
-        PyMem_Free(c->slots);
+        PyMem_RawFree(c->slots);
         c->slots = slots;
         c->cap = cap;
     }
@@ -231,56 +304,149 @@ cache_put(Cache *c, PyObject *key, long long extra, PyObject *text)
 }
 
 /* ------------------------------------------------------------------------ */
+/* References taken or dropped while the GIL is released                     */
+
+typedef struct {
+    PyObject **p;
+    size_t n, cap;
+} Refs;
+
+static int
+refs_push(Refs *r, PyObject *o)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 1024;
+        PyObject **p = PyMem_RawRealloc(r->p, cap * sizeof(PyObject *));
+        if (p == NULL) {
+            return -1;
+        }
+        r->p = p;
+        r->cap = cap;
+    }
+    r->p[r->n++] = o;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Per-future state: fid -> Fut, open addressing, backward-shift deletion     */
 
 typedef struct {
     PyObject *callback; /* owned str */
-    PyObject *awaiter;  /* owned int, or NULL */
+    long long awaiter;
+    int has_awaiter;
 } Cb;
 
 typedef struct {
     long long fid; /* 0: empty slot */
-    int is_task, done;
-    PyObject *name;    /* owned, or NULL */
-    PyObject *code;    /* owned, or NULL */
-    PyObject *lasti;   /* owned int */
-    PyObject *pcode;   /* the program's frame: owned, or NULL */
-    PyObject *plasti;  /* owned int, or NULL */
-    PyObject *created; /* owned int */
-    PyObject *awaiter; /* owned int, or NULL */
-    Cb *cbs, *sched;
+    int is_task, done, has_awaiter, has_plasti;
+    long long lasti, plasti, created, awaiter;
+    PyObject *name, *code, *pcode; /* owned, or NULL */
+    Cb *cbs, *sched;               /* PyMem_Raw */
     Py_ssize_t ncb, capcb, nsched;
 } Fut;
 
 typedef struct {
-    Fut *slots;
+    Fut *slots; /* PyMem_Raw */
     size_t cap, used;
 } Table;
 
+typedef struct {
+    PyObject_HEAD
+    PyObject *helper; /* the reference Lines: adopt, lines, text, site_text, result_text, clear */
+    int redacts;      /* names go through redact: futures with one are the reference's */
+    Table futs;
+    Cache sites, psites, types;
+    Refs inc, dec;     /* queued while the GIL is released; empty whenever it is held */
+    long busy;         /* the pid of a lines() call under way, else 0 */
+} LineWriter;
+
+/* What the reference is given, deferred to the end of a call (with the GIL):
+ * a future's state (adopt), or a run of records, whose lines go at `at` in the
+ * output. The reference's state depends only on what it is given, in order, so
+ * doing it later changes nothing but where its bytes are put. */
+typedef struct {
+    int adopt;
+    Fut fut;            /* adopt: the state handed over (its references with it) */
+    Py_ssize_t from, to; /* a run: positions in Ctx.idx */
+    size_t at;          /* a run: where its lines go in the output */
+    PyObject *data;     /* a run: its lines, once written */
+    Py_ssize_t count;
+} Deferred;
+
+/* One call of lines(): where its GIL is, and what waits for it. */
+typedef struct {
+    LineWriter *w;
+    PyThreadState *save; /* non-NULL: the GIL is released */
+    Buf b;
+    Py_ssize_t count;
+    Deferred *dv; /* PyMem_Raw */
+    Py_ssize_t nd, capd;
+    Py_ssize_t *idx; /* records for the reference, by position in the batch */
+    Py_ssize_t nidx, capidx;
+    const Rec *recs;
+} Ctx;
+
+static PyObject *s_lines, *s_text, *s_site_text, *s_program_site_text, *s_result_text, *s_clear,
+    *s_FINISHED;
+
 static void
-cbs_release(Cb *cbs, Py_ssize_t n)
+refs_apply(LineWriter *w)
 {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_XDECREF(cbs[i].callback);
-        Py_XDECREF(cbs[i].awaiter);
+    for (size_t i = 0; i < w->inc.n; i++) {
+        Py_INCREF(w->inc.p[i]);
+    }
+    w->inc.n = 0;
+    for (size_t i = 0; i < w->dec.n; i++) {
+        Py_DECREF(w->dec.p[i]);
+    }
+    w->dec.n = 0;
+}
+
+/* Take the GIL back (if released): queued references are settled first. */
+static void
+gil(Ctx *c)
+{
+    if (c->save != NULL) {
+        PyEval_RestoreThread(c->save);
+        c->save = NULL;
+        refs_apply(c->w);
     }
 }
 
 static void
-fut_release(Fut *f)
+nogil(Ctx *c)
 {
-    Py_CLEAR(f->name);
-    Py_CLEAR(f->code);
-    Py_CLEAR(f->lasti);
-    Py_CLEAR(f->pcode);
-    Py_CLEAR(f->plasti);
-    Py_CLEAR(f->created);
-    Py_CLEAR(f->awaiter);
-    cbs_release(f->cbs, f->ncb);
-    cbs_release(f->sched, f->nsched);
-    PyMem_Free(f->cbs);
-    PyMem_Free(f->sched);
-    memset(f, 0, sizeof(*f));
+    if (c->save == NULL) {
+        c->save = PyEval_SaveThread();
+    }
+}
+
+/* A reference for the writer's state (o alive: the batch holds it). */
+static void
+own(Ctx *c, PyObject *o)
+{
+    if (o == NULL) {
+        return;
+    }
+    if (c == NULL || c->save == NULL || refs_push(&c->w->inc, o) < 0) {
+        gil(c);
+        Py_INCREF(o);
+    }
+}
+
+static void
+disown(Ctx *c, PyObject *o)
+{
+    if (o == NULL) {
+        return;
+    }
+    if (c == NULL || c->save == NULL) {
+        Py_DECREF(o);
+    }
+    else if (refs_push(&c->w->dec, o) < 0) {
+        gil(c);
+        Py_DECREF(o);
+    }
 }
 
 static inline size_t
@@ -289,8 +455,26 @@ hash_fid(long long fid)
     return hash_ptr(NULL, fid);
 }
 
+/* c NULL: the GIL is held (clear, dealloc). */
+static void
+fut_release(Ctx *c, Fut *f)
+{
+    disown(c, f->name);
+    disown(c, f->code);
+    disown(c, f->pcode);
+    for (Py_ssize_t i = 0; i < f->ncb; i++) {
+        disown(c, f->cbs[i].callback);
+    }
+    for (Py_ssize_t i = 0; i < f->nsched; i++) {
+        disown(c, f->sched[i].callback);
+    }
+    PyMem_RawFree(f->cbs);
+    PyMem_RawFree(f->sched);
+    memset(f, 0, sizeof(*f));
+}
+
 static Fut *
-table_find(Table *t, long long fid)
+table_find(const Table *t, long long fid)
 {
     if (t->cap == 0 || fid == 0) { /* 0 marks an empty slot (and a loop-wide lint) */
         return NULL;
@@ -308,9 +492,9 @@ table_find(Table *t, long long fid)
 
 /* Frees f's slot, moving back the entries of its cluster that probed past it. */
 static void
-table_remove(Table *t, Fut *f)
+table_remove(Ctx *c, Table *t, Fut *f)
 {
-    fut_release(f);
+    fut_release(c, f);
     t->used--;
     size_t mask = t->cap - 1;
     size_t hole = (size_t)(f - t->slots);
@@ -325,19 +509,18 @@ table_remove(Table *t, Fut *f)
     }
 }
 
-/* A fresh slot for fid (an existing one is released first). */
+/* A fresh slot for fid (an existing one is released first); NULL: out of memory. */
 static Fut *
-table_add(Table *t, long long fid)
+table_add(Ctx *c, Table *t, long long fid)
 {
     Fut *old = table_find(t, fid);
     if (old != NULL) {
-        table_remove(t, old);
+        table_remove(c, t, old);
     }
     if ((t->used + 1) * 2 > t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 1024;
-        Fut *slots = PyMem_Calloc(cap, sizeof(Fut));
+        Fut *slots = PyMem_RawCalloc(cap, sizeof(Fut));
         if (slots == NULL) {
-            PyErr_NoMemory();
             return NULL;
         }
         for (size_t i = 0; i < t->cap; i++) {
@@ -349,7 +532,7 @@ table_add(Table *t, long long fid)
                 slots[j] = t->slots[i];
             }
         }
-        PyMem_Free(t->slots);
+        PyMem_RawFree(t->slots);
         t->slots = slots;
         t->cap = cap;
     }
@@ -368,7 +551,7 @@ table_clear(Table *t)
 {
     for (size_t i = 0; i < t->cap; i++) {
         if (t->slots[i].fid != 0) {
-            fut_release(&t->slots[i]);
+            fut_release(NULL, &t->slots[i]);
         }
     }
     t->used = 0;
@@ -376,19 +559,6 @@ table_clear(Table *t)
 
 /* ------------------------------------------------------------------------ */
 /* LineWriter                                                                */
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *helper; /* the reference Lines: adopt, lines, text, site_text, result_text, clear */
-    int redacts;      /* names go through redact: futures with one are the reference's */
-    Table futs;
-    PyObject *texts; /* str -> its JSON, UTF-8: by value (a callback's name is often a new str each time) */
-    Cache sites, psites, types;
-    PyObject *pending; /* records for the reference, in order, not yet written */
-} LineWriter;
-
-static PyObject *s_adopt, *s_lines, *s_text, *s_site_text, *s_program_site_text, *s_result_text, *s_clear,
-    *s_FINISHED;
 
 static int
 writer_init(LineWriter *self, PyObject *args, PyObject *kwds)
@@ -399,14 +569,12 @@ writer_init(LineWriter *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$p:LineWriter", kwlist, &helper, &redacts)) {
         return -1;
     }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "LineWriter is writing: it cannot be initialised again now");
+        return -1;
+    }
     Py_XSETREF(self->helper, Py_NewRef(helper));
     self->redacts = redacts;
-    if (self->pending == NULL && (self->pending = PyList_New(0)) == NULL) {
-        return -1;
-    }
-    if (self->texts == NULL && (self->texts = PyDict_New()) == NULL) {
-        return -1;
-    }
     return 0;
 }
 
@@ -414,12 +582,16 @@ static void
 writer_free_state(LineWriter *self)
 {
     table_clear(&self->futs);
-    PyMem_Free(self->futs.slots);
+    PyMem_RawFree(self->futs.slots);
     self->futs.slots = NULL;
     self->futs.cap = 0;
     cache_free(&self->sites);
     cache_free(&self->psites);
     cache_free(&self->types);
+    PyMem_RawFree(self->inc.p);
+    PyMem_RawFree(self->dec.p);
+    memset(&self->inc, 0, sizeof(Refs));
+    memset(&self->dec, 0, sizeof(Refs));
 }
 
 static int
@@ -427,8 +599,6 @@ writer_traverse(LineWriter *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->helper);
-    Py_VISIT(self->pending);
-    Py_VISIT(self->texts);
     return 0;
 }
 
@@ -436,8 +606,6 @@ static int
 writer_clear_refs(LineWriter *self)
 {
     Py_CLEAR(self->helper);
-    Py_CLEAR(self->pending);
-    Py_CLEAR(self->texts);
     return 0;
 }
 
@@ -455,6 +623,9 @@ writer_dealloc(LineWriter *self)
 static PyObject *
 encoded(PyObject *s)
 {
+    if (s == NULL) {
+        return NULL;
+    }
     if (!PyUnicode_Check(s)) {
         PyErr_Format(PyExc_TypeError, "LineWriter's helper returned %R, not a str", s);
         Py_DECREF(s);
@@ -465,25 +636,31 @@ encoded(PyObject *s)
     return b;
 }
 
-/* A cached fragment: the helper's method called once per key, encoded as the
- * reference encodes its lines (UTF-8, lone surrogates as their JSON escape). */
+/* A cached fragment (borrowed); the first time, the GIL is taken and the
+ * helper's method called, and what it returns encoded as the reference encodes
+ * its lines (UTF-8, lone surrogates as their JSON escape). */
 static PyObject *
-fragment(LineWriter *self, Cache *c, PyObject *method, PyObject *key, PyObject *arg2, long long extra)
+fragment(Ctx *c, Cache *cache, PyObject *method, PyObject *key, int with_lasti, long long lasti)
 {
-    PyObject *text = cache_get(c, key, extra);
+    PyObject *text = cache_get(cache, key, lasti);
     if (text != NULL) {
         return text;
     }
-    PyObject *s = arg2 ? PyObject_CallMethodObjArgs(self->helper, method, key, arg2, NULL)
-                       : PyObject_CallMethodObjArgs(self->helper, method, key, NULL);
-    if (s == NULL) {
-        return NULL;
+    gil(c);
+    PyObject *s;
+    if (with_lasti) {
+        PyObject *n = PyLong_FromLongLong(lasti);
+        s = n ? PyObject_CallMethodObjArgs(c->w->helper, method, key, n, NULL) : NULL;
+        Py_XDECREF(n);
+    }
+    else {
+        s = PyObject_CallMethodObjArgs(c->w->helper, method, key, NULL);
     }
     PyObject *b = encoded(s);
     if (b == NULL) {
         return NULL;
     }
-    return cache_put(c, key, extra, b);
+    return cache_put(cache, key, lasti, b);
 }
 
 static int
@@ -493,37 +670,29 @@ put_fragment(Buf *b, PyObject *bytes)
 }
 
 static int
-put_text(LineWriter *self, Buf *b, PyObject *s)
+put_text(Ctx *c, PyObject *s)
 {
-    PyObject *t = PyDict_GetItemWithError(self->texts, s);
-    if (t == NULL) {
-        if (PyErr_Occurred()) {
-            return -1;
-        }
-        t = encoded(PyObject_CallMethodOneArg(self->helper, s_text, s));
-        if (t == NULL) {
-            return -1;
-        }
-        if (PyDict_GET_SIZE(self->texts) >= CACHE_LIMIT) {
-            PyDict_Clear(self->texts);
-        }
-        int rc = PyDict_SetItem(self->texts, s, t);
-        Py_DECREF(t); /* the dict holds it */
-        if (rc < 0) {
-            return -1;
-        }
+    if (plain_str(s)) {
+        return buf_json_str(&c->b, s);
     }
-    return put_fragment(b, t);
+    gil(c); /* not a str: the reference decides (and raises, as it would) */
+    PyObject *t = encoded(PyObject_CallMethodOneArg(c->w->helper, s_text, s));
+    if (t == NULL) {
+        return -1;
+    }
+    int rc = put_fragment(&c->b, t);
+    Py_DECREF(t);
+    return rc;
 }
 
 /* ,"is_task":..,"name":.. */
 static int
-put_head(LineWriter *self, Buf *b, Fut *f)
+put_head(Ctx *c, const Fut *f)
 {
-    if ((f->is_task ? PUT(b, ",\"is_task\":true") : PUT(b, ",\"is_task\":false")) < 0) {
+    if ((f->is_task ? PUT(&c->b, ",\"is_task\":true") : PUT(&c->b, ",\"is_task\":false")) < 0) {
         return -1;
     }
-    if (f->name != NULL && (PUT(b, ",\"name\":") < 0 || put_text(self, b, f->name) < 0)) {
+    if (f->name != NULL && (PUT(&c->b, ",\"name\":") < 0 || put_text(c, f->name) < 0)) {
         return -1;
     }
     return 0;
@@ -531,21 +700,15 @@ put_head(LineWriter *self, Buf *b, Fut *f)
 
 /* ,"future_id":..,"ts_ns":..[,"task_id":..] */
 static int
-put_ids(Buf *b, PyObject *fid, PyObject *ts, PyObject *tid)
+put_ids(Buf *b, const Rec *r, int tid_slot)
 {
-    if (PUT(b, ",\"future_id\":") < 0 || buf_int(b, fid) < 0 || PUT(b, ",\"ts_ns\":") < 0 || buf_int(b, ts) < 0) {
+    if (PUT(b, ",\"future_id\":") < 0 || buf_ll(b, r->fid) < 0 || PUT(b, ",\"ts_ns\":") < 0 || buf_ll(b, r->ts) < 0) {
         return -1;
     }
-    if (tid != Py_None && (PUT(b, ",\"task_id\":") < 0 || buf_int(b, tid) < 0)) {
+    if (slot_is_int(r, tid_slot) && (PUT(b, ",\"task_id\":") < 0 || buf_ll(b, r->s[tid_slot].i) < 0)) {
         return -1;
     }
     return 0;
-}
-
-static PyObject *
-opt_ref(PyObject *o)
-{
-    return o == Py_None ? NULL : Py_NewRef(o);
 }
 
 static PyObject *
@@ -555,14 +718,20 @@ or_none(PyObject *o)
 }
 
 static PyObject *
-cb_list(Cb *cbs, Py_ssize_t n)
+opt_int(int has, long long v)
+{
+    return has ? PyLong_FromLongLong(v) : Py_NewRef(Py_None);
+}
+
+static PyObject *
+cb_list(const Cb *cbs, Py_ssize_t n)
 {
     PyObject *out = PyList_New(n);
     if (out == NULL) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *pair = PyTuple_Pack(2, cbs[i].callback, or_none(cbs[i].awaiter));
+        PyObject *pair = Py_BuildValue("(ON)", cbs[i].callback, opt_int(cbs[i].has_awaiter, cbs[i].awaiter));
         if (pair == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -572,248 +741,411 @@ cb_list(Cb *cbs, Py_ssize_t n)
     return out;
 }
 
-/* Hand a future's state to the reference, which writes the rest of its history. */
-static int
-hand_over(LineWriter *self, Fut *f)
+static Deferred *
+defer(Ctx *c)
 {
-    PyObject *callbacks = cb_list(f->cbs, f->ncb);
-    PyObject *scheduled = callbacks ? cb_list(f->sched, f->nsched) : NULL;
-    PyObject *fid = scheduled ? PyLong_FromLongLong(f->fid) : NULL;
-    PyObject *res = NULL;
-    if (fid != NULL) {
-        res = PyObject_CallMethodObjArgs(self->helper, s_adopt, fid, f->is_task ? Py_True : Py_False,
-                                         or_none(f->name), or_none(f->code), f->lasti, f->created, callbacks,
-                                         scheduled, or_none(f->awaiter), f->done ? Py_True : Py_False,
-                                         or_none(f->pcode), f->plasti ? f->plasti : Py_None, NULL);
+    if (c->nd == c->capd) {
+        Py_ssize_t cap = c->capd ? c->capd * 2 : 16;
+        Deferred *p = PyMem_RawRealloc(c->dv, (size_t)cap * sizeof(Deferred));
+        if (p == NULL) {
+            return NULL;
+        }
+        c->dv = p;
+        c->capd = cap;
     }
-    Py_XDECREF(callbacks);
-    Py_XDECREF(scheduled);
-    Py_XDECREF(fid);
-    if (res == NULL) {
+    Deferred *d = &c->dv[c->nd++];
+    memset(d, 0, sizeof(*d));
+    return d;
+}
+
+/* Hand a future's state to the reference, which writes the rest of its history:
+ * it leaves the table now, and is adopted at the end, in order. */
+static int
+hand_over(Ctx *c, Fut *f)
+{
+    Deferred *d = defer(c);
+    if (d == NULL) {
         return -1;
     }
-    Py_DECREF(res);
-    table_remove(&self->futs, f);
+    d->adopt = 1;
+    d->fut = *f; /* its references move along */
+    memset(f, 0, sizeof(*f));
+    f->fid = d->fut.fid; /* table_remove frees an empty state */
+    table_remove(c, &c->w->futs, f);
     return 0;
 }
 
-/* Write what the reference was given so far, in order. */
+/* A record for the reference: it joins the run under way, or starts one here. */
 static int
-flush_pending(LineWriter *self, Buf *b, Py_ssize_t *count)
+add_pending(Ctx *c, Py_ssize_t i)
 {
-    if (PyList_GET_SIZE(self->pending) == 0) {
-        return 0;
+    if (c->nidx == c->capidx) {
+        Py_ssize_t cap = c->capidx ? c->capidx * 2 : 64;
+        Py_ssize_t *p = PyMem_RawRealloc(c->idx, (size_t)cap * sizeof(Py_ssize_t));
+        if (p == NULL) {
+            return -1;
+        }
+        c->idx = p;
+        c->capidx = cap;
     }
-    PyObject *res = PyObject_CallMethodObjArgs(self->helper, s_lines, self->pending, NULL);
-    if (PyList_SetSlice(self->pending, 0, PyList_GET_SIZE(self->pending), NULL) < 0) {
-        Py_XDECREF(res);
-        return -1;
+    Deferred *last = c->nd ? &c->dv[c->nd - 1] : NULL;
+    if (last == NULL || last->adopt || last->at != c->b.n) {
+        if ((last = defer(c)) == NULL) {
+            return -1;
+        }
+        last->from = last->to = c->nidx;
+        last->at = c->b.n;
     }
-    if (res == NULL) {
-        return -1;
+    c->idx[c->nidx++] = i;
+    last->to = c->nidx;
+    return 0;
+}
+
+static PyObject *
+adopt(LineWriter *w, const Fut *f)
+{
+    PyObject *callbacks = cb_list(f->cbs, f->ncb);
+    PyObject *scheduled = callbacks ? cb_list(f->sched, f->nsched) : NULL;
+    PyObject *res = NULL;
+    if (scheduled != NULL) {
+        res = PyObject_CallMethod(w->helper, "adopt", "LOOOLLOONOON", f->fid, f->is_task ? Py_True : Py_False,
+                                  or_none(f->name), or_none(f->code), f->lasti, f->created, callbacks, scheduled,
+                                  opt_int(f->has_awaiter, f->awaiter), f->done ? Py_True : Py_False,
+                                  or_none(f->pcode), opt_int(f->has_plasti, f->plasti));
     }
-    PyObject *data;
-    Py_ssize_t n;
-    if (!PyArg_ParseTuple(res, "Sn", &data, &n)) {
+    Py_XDECREF(callbacks);
+    Py_XDECREF(scheduled);
+    return res;
+}
+
+/* With the GIL: what was deferred, in order; each run's lines kept for the output. */
+static int
+run_deferred(Ctx *c)
+{
+    for (Py_ssize_t k = 0; k < c->nd; k++) {
+        Deferred *d = &c->dv[k];
+        if (d->adopt) {
+            PyObject *res = adopt(c->w, &d->fut);
+            fut_release(NULL, &d->fut);
+            d->adopt = 0; /* released: nothing left to free */
+            d->from = d->to = 0;
+            if (res == NULL) {
+                return -1;
+            }
+            Py_DECREF(res);
+            continue;
+        }
+        PyObject *list = PyList_New(d->to - d->from);
+        if (list == NULL) {
+            return -1;
+        }
+        for (Py_ssize_t j = d->from; j < d->to; j++) {
+            PyObject *t = rec_tuple(&c->recs[c->idx[j]]);
+            if (t == NULL) {
+                Py_DECREF(list);
+                return -1;
+            }
+            PyList_SET_ITEM(list, j - d->from, t);
+        }
+        PyObject *res = PyObject_CallMethodObjArgs(c->w->helper, s_lines, list, NULL);
+        Py_DECREF(list);
+        if (res == NULL) {
+            return -1;
+        }
+        PyObject *data;
+        Py_ssize_t n;
+        if (!PyArg_ParseTuple(res, "Sn", &data, &n)) {
+            Py_DECREF(res);
+            return -1;
+        }
+        d->data = Py_NewRef(data);
+        d->count = n;
+        c->count += n;
         Py_DECREF(res);
-        return -1;
     }
-    int rc = put_fragment(b, data);
-    *count += n;
-    Py_DECREF(res);
-    return rc;
+    return 0;
+}
+
+static void
+free_deferred(Ctx *c)
+{
+    for (Py_ssize_t k = 0; k < c->nd; k++) {
+        if (c->dv[k].adopt) {
+            fut_release(NULL, &c->dv[k].fut);
+        }
+        Py_XDECREF(c->dv[k].data);
+    }
+    PyMem_RawFree(c->dv);
+    PyMem_RawFree(c->idx);
 }
 
 static int
-add_cb(Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, PyObject *awaiter)
+add_cb(Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
 {
     if (*n == *cap) {
-        Py_ssize_t c = *cap ? *cap * 2 : 2;
-        Cb *p = PyMem_Realloc(*cbs, (size_t)c * sizeof(Cb));
+        Py_ssize_t want = *cap ? *cap * 2 : 2;
+        Cb *p = PyMem_RawRealloc(*cbs, (size_t)want * sizeof(Cb));
         if (p == NULL) {
-            PyErr_NoMemory();
             return -1;
         }
         *cbs = p;
-        *cap = c;
+        *cap = want;
     }
-    (*cbs)[*n].callback = Py_NewRef(callback);
-    (*cbs)[*n].awaiter = opt_ref(awaiter);
+    (*cbs)[*n].callback = callback; /* the caller owns it for the table */
+    (*cbs)[*n].awaiter = awaiter;
+    (*cbs)[*n].has_awaiter = has_awaiter;
     (*n)++;
     return 0;
 }
 
-/* One record of a future this writer holds, or one it starts: 1 when written
- * here, 0 when it is the reference's, -1 on error. */
 static int
-write_record(LineWriter *self, Buf *b, PyObject *r, long op, Py_ssize_t *count)
+is_finished(PyObject *state)
 {
-    Py_ssize_t len = PyTuple_GET_SIZE(r);
-    PyObject **it = &PyTuple_GET_ITEM(r, 0);
-    if (op == L_CREATED) {
-        if (len != CREATED_LEN || !PyLong_Check(it[1])) {
-            return 0;
-        }
-        PyObject *name = it[8];
-        if (self->redacts && name != Py_None) {
-            return 0;
-        }
-        long long fid = PyLong_AsLongLong(it[1]);
-        if (fid == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            return 0;
-        }
-        if (fid == 0) {
-            return 0;
-        }
-        Fut *f = table_add(&self->futs, fid);
-        if (f == NULL) {
+    if (state == s_FINISHED) {
+        return 1;
+    }
+    return state != NULL && PyUnicode_CheckExact(state) && plain_str(state) && PyUnicode_KIND(state) == 1 &&
+           PyUnicode_GET_LENGTH(state) == 8 && memcmp(PyUnicode_DATA(state), "FINISHED", 8) == 0;
+}
+
+static int
+write_created(Ctx *c, const Rec *r)
+{
+    LineWriter *w = c->w;
+    PyObject *name = slot_obj(r, C_NAME);
+    PyObject *code = slot_obj(r, C_CODE), *pcode = slot_obj(r, C_PCODE), *coro = slot_obj(r, C_CORO);
+    if ((w->redacts && !slot_is_none(r, C_NAME)) || r->fid == 0 || !slot_is_int(r, C_LASTI) ||
+        (name == NULL && !slot_is_none(r, C_NAME)) || (code == NULL && !slot_is_none(r, C_CODE)) ||
+        (pcode == NULL && !slot_is_none(r, C_PCODE)) || (coro == NULL && !slot_is_none(r, C_CORO)) ||
+        !(slot_is_int(r, C_THREAD_ID) || slot_is_none(r, C_THREAD_ID)) ||
+        !(slot_is_int(r, C_PLASTI) || slot_is_none(r, C_PLASTI)) || !slot_is_int(r, C_IS_TASK) ||
+        !(slot_is_int(r, C_TASK_ID) || slot_is_none(r, C_TASK_ID))) {
+        return 0; /* not as the ring writes it: the reference's */
+    }
+    long long lasti = r->s[C_LASTI].i;
+    int has_plasti = slot_is_int(r, C_PLASTI);
+    long long plasti = has_plasti ? r->s[C_PLASTI].i : 0;
+    /* The fragments first, while nothing is changed yet. */
+    PyObject *site = NULL, *psite = NULL;
+    if (code != NULL && (site = fragment(c, &w->sites, s_site_text, code, 1, lasti)) == NULL) {
+        return -1;
+    }
+    if (pcode != NULL && has_plasti &&
+        (psite = fragment(c, &w->psites, s_program_site_text, pcode, 1, plasti)) == NULL) {
+        return -1;
+    }
+    Fut *f = table_add(c, &w->futs, r->fid);
+    if (f == NULL) {
+        return -1;
+    }
+    f->is_task = r->s[C_IS_TASK].i != 0;
+    own(c, name);
+    own(c, code);
+    own(c, pcode);
+    f->name = name;
+    f->code = code;
+    f->pcode = pcode;
+    f->lasti = lasti;
+    f->has_plasti = has_plasti;
+    f->plasti = plasti;
+    f->created = r->ts;
+    Buf *b = &c->b;
+    if (PUT(b, "{\"kind\":\"created\"") < 0 || put_ids(b, r, C_TASK_ID) < 0 || put_head(c, f) < 0) {
+        return -1;
+    }
+    if (site != NULL && put_fragment(b, site) < 0) {
+        return -1;
+    }
+    if (slot_is_int(r, C_THREAD_ID) && (PUT(b, ",\"thread_id\":") < 0 || buf_ll(b, r->s[C_THREAD_ID].i) < 0)) {
+        return -1;
+    }
+    if (coro != NULL && (PUT(b, ",\"coro\":") < 0 || put_text(c, coro) < 0)) {
+        return -1;
+    }
+    if (f->is_task && slot_is_int(r, C_TASK_ID) &&
+        (PUT(b, ",\"parent_id\":") < 0 || buf_ll(b, r->s[C_TASK_ID].i) < 0)) {
+        return -1;
+    }
+    /* The program's line: the same fragment as the site's when it is the same frame. */
+    if (psite != NULL && put_fragment(b, psite) < 0) {
+        return -1;
+    }
+    if (PUT(b, "}\n") < 0) {
+        return -1;
+    }
+    c->count++;
+    return 1;
+}
+
+static int
+write_cb_added(Ctx *c, const Rec *r, Fut *f)
+{
+    PyObject *callback = slot_obj(r, A_CALLBACK);
+    int has = slot_is_int(r, A_AWAITER);
+    long long awaiter = has ? r->s[A_AWAITER].i : 0;
+    if (has) {
+        f->has_awaiter = 1;
+        f->awaiter = awaiter;
+    }
+    if (add_cb(&f->cbs, &f->ncb, &f->capcb, callback, has, awaiter) < 0) {
+        return -1;
+    }
+    own(c, callback);
+    Buf *b = &c->b;
+    if ((has ? PUT(b, "{\"kind\":\"awaited\"") : PUT(b, "{\"kind\":\"callback_added\"")) < 0 ||
+        put_ids(b, r, A_TASK_ID) < 0 || put_head(c, f) < 0 || PUT(b, ",\"callback\":") < 0 ||
+        put_text(c, callback) < 0) {
+        return -1;
+    }
+    if (has && (PUT(b, ",\"awaiter_id\":") < 0 || buf_ll(b, awaiter) < 0)) {
+        return -1;
+    }
+    if (PUT(b, "}\n") < 0) {
+        return -1;
+    }
+    c->count++;
+    return 1;
+}
+
+static int
+write_resolved(Ctx *c, const Rec *r, Fut *f)
+{
+    PyObject *tp = or_none(slot_obj(r, R_TYPE));
+    PyObject *result = fragment(c, &c->w->types, s_result_text, tp, 0, 0);
+    if (result == NULL) {
+        return -1;
+    }
+    Buf *b = &c->b;
+    /* The part every line of this record repeats: ids and head. */
+    if (PUT(b, "{\"kind\":\"resolved\"") < 0) {
+        return -1;
+    }
+    size_t from = b->n;
+    if (put_ids(b, r, R_TASK_ID) < 0 || put_head(c, f) < 0) {
+        return -1;
+    }
+    size_t rest = b->n - from;
+    if (put_fragment(b, result) < 0 || PUT(b, "}\n") < 0) {
+        return -1;
+    }
+    c->count++;
+    f->done = 1;
+    for (Py_ssize_t i = 0; i < f->nsched; i++) {
+        disown(c, f->sched[i].callback);
+    }
+    PyMem_RawFree(f->sched);
+    f->sched = f->cbs;
+    f->nsched = f->ncb;
+    f->cbs = NULL;
+    f->ncb = f->capcb = 0;
+    for (Py_ssize_t i = 0; i < f->nsched; i++) {
+        if (PUT(b, "{\"kind\":\"callback_scheduled\"") < 0 || buf_grow(b, rest) < 0) {
             return -1;
         }
-        f->is_task = PyObject_IsTrue(it[4]);
-        f->name = opt_ref(name);
-        f->code = opt_ref(it[5]);
-        f->lasti = Py_NewRef(it[6]);
-        f->pcode = opt_ref(it[12]);
-        f->plasti = opt_ref(it[13]);
-        f->created = Py_NewRef(it[2]);
-        if (f->is_task < 0) {
+        memcpy(b->p + b->n, b->p + from, rest); /* from is before b->n: the buffer keeps it */
+        b->n += rest;
+        if (PUT(b, ",\"callback\":") < 0 || put_text(c, f->sched[i].callback) < 0) {
             return -1;
         }
-        if (PUT(b, "{\"kind\":\"created\"") < 0 || put_ids(b, it[1], it[2], it[3]) < 0 || put_head(self, b, f) < 0) {
+        if (f->sched[i].has_awaiter && (PUT(b, ",\"awaiter_id\":") < 0 || buf_ll(b, f->sched[i].awaiter) < 0)) {
             return -1;
-        }
-        if (f->code != NULL) {
-            long long lasti = PyLong_AsLongLong(it[6]);
-            if (lasti == -1 && PyErr_Occurred()) {
-                return -1;
-            }
-            PyObject *site = fragment(self, &self->sites, s_site_text, f->code, it[6], lasti);
-            if (site == NULL || put_fragment(b, site) < 0) {
-                return -1;
-            }
-        }
-        if (it[7] != Py_None && (PUT(b, ",\"thread_id\":") < 0 || buf_int(b, it[7]) < 0)) {
-            return -1;
-        }
-        if (it[9] != Py_None && (PUT(b, ",\"coro\":") < 0 || put_text(self, b, it[9]) < 0)) {
-            return -1;
-        }
-        if (f->is_task && it[3] != Py_None && (PUT(b, ",\"parent_id\":") < 0 || buf_int(b, it[3]) < 0)) {
-            return -1;
-        }
-        if (f->pcode != NULL && f->plasti != NULL) {
-            /* The program's line: the site's own fragment when it is the same frame. */
-            long long plasti = PyLong_AsLongLong(f->plasti);
-            if (plasti == -1 && PyErr_Occurred()) {
-                return -1;
-            }
-            PyObject *psite = fragment(self, &self->psites, s_program_site_text, f->pcode, f->plasti, plasti);
-            if (psite == NULL || put_fragment(b, psite) < 0) {
-                return -1;
-            }
         }
         if (PUT(b, "}\n") < 0) {
             return -1;
         }
-        (*count)++;
-        return 1;
+        c->count++;
     }
-    if (len < 3 || !PyLong_Check(it[1])) {
+    return 1;
+}
+
+/* One record: 1 when written here, 0 when it is the reference's, -1 on error. */
+static int
+write_record(Ctx *c, const Rec *r)
+{
+    if (r->flags & F_RAW) {
+        /* A mark, a lint, a tuple of another shape: a future held here is the
+         * reference's from now on (it writes incomplete for a mark). */
+        Fut *f = table_find(&c->w->futs, r->fid);
+        if (f != NULL && hand_over(c, f) < 0) {
+            return -1;
+        }
         return 0;
     }
-    long long fid = PyLong_AsLongLong(it[1]);
-    if (fid == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
+    if (r->op == OP_CREATED) {
+        return write_created(c, r);
     }
-    Fut *f = table_find(&self->futs, fid);
+    Fut *f = table_find(&c->w->futs, r->fid);
     if (f == NULL) {
         return 0; /* the reference's, or nobody's */
     }
-    if (op == L_COLLECTED && len >= 4) {
-        int finished = PyUnicode_Check(it[3]) && PyUnicode_Compare(it[3], s_FINISHED) == 0;
-        int incomplete = len > 4 ? PyObject_IsTrue(it[4]) : 0;
-        if (incomplete < 0) {
-            return -1;
+    if (r->op == OP_COLLECTED) {
+        int incomplete;
+        if (slot_is_int(r, X_INCOMPLETE)) {
+            incomplete = r->s[X_INCOMPLETE].i != 0;
         }
-        if (finished && !incomplete) {
-            table_remove(&self->futs, f);
+        else if (slot_obj(r, X_INCOMPLETE) != NULL) {
+            gil(c);
+            if ((incomplete = PyObject_IsTrue(slot_obj(r, X_INCOMPLETE))) < 0) {
+                return -1;
+            }
+        }
+        else {
+            incomplete = 0;
+        }
+        if (is_finished(slot_obj(r, X_STATE)) && !incomplete) {
+            table_remove(c, &c->w->futs, f);
             return 1;
         }
     }
-    else if (op == L_CB_ADDED && len == 6 && !f->done && it[4] != Py_None && PyUnicode_Check(it[4])) {
-        PyObject *awaiter = it[5];
-        if (awaiter != Py_None) {
-            Py_XSETREF(f->awaiter, Py_NewRef(awaiter));
-        }
-        if (add_cb(&f->cbs, &f->ncb, &f->capcb, it[4], awaiter) < 0) {
-            return -1;
-        }
-        if ((awaiter != Py_None ? PUT(b, "{\"kind\":\"awaited\"") : PUT(b, "{\"kind\":\"callback_added\"")) < 0 ||
-            put_ids(b, it[1], it[2], it[3]) < 0 || put_head(self, b, f) < 0 || PUT(b, ",\"callback\":") < 0 ||
-            put_text(self, b, it[4]) < 0) {
-            return -1;
-        }
-        if (awaiter != Py_None && (PUT(b, ",\"awaiter_id\":") < 0 || buf_int(b, awaiter) < 0)) {
-            return -1;
-        }
-        if (PUT(b, "}\n") < 0) {
-            return -1;
-        }
-        (*count)++;
-        return 1;
+    else if (r->op == OP_CB_ADDED && !f->done && slot_obj(r, A_CALLBACK) != NULL &&
+             PyUnicode_Check(slot_obj(r, A_CALLBACK)) && (slot_is_int(r, A_AWAITER) || slot_is_none(r, A_AWAITER)) &&
+             (slot_is_int(r, A_TASK_ID) || slot_is_none(r, A_TASK_ID))) {
+        return write_cb_added(c, r, f);
     }
-    else if (op == L_RESOLVED && len == 6 && it[5] == Py_None) {
-        PyObject *result = fragment(self, &self->types, s_result_text, it[4], NULL, 0);
-        if (result == NULL) {
-            return -1;
-        }
-        /* The part every line of this record repeats: ids and head. */
-        if (PUT(b, "{\"kind\":\"resolved\"") < 0) {
-            return -1;
-        }
-        size_t from = b->n;
-        if (put_ids(b, it[1], it[2], it[3]) < 0 || put_head(self, b, f) < 0) {
-            return -1;
-        }
-        size_t rest = b->n - from;
-        if (put_fragment(b, result) < 0 || PUT(b, "}\n") < 0) {
-            return -1;
-        }
-        (*count)++;
-        f->done = 1;
-        cbs_release(f->sched, f->nsched);
-        PyMem_Free(f->sched);
-        f->sched = f->cbs;
-        f->nsched = f->ncb;
-        f->cbs = NULL;
-        f->ncb = f->capcb = 0;
-        for (Py_ssize_t i = 0; i < f->nsched; i++) {
-            if (PUT(b, "{\"kind\":\"callback_scheduled\"") < 0 || buf_grow(b, rest) < 0) {
-                return -1;
-            }
-            memcpy(b->p + b->n, b->p + from, rest); /* from is before b->n: the buffer keeps it */
-            b->n += rest;
-            if (PUT(b, ",\"callback\":") < 0 || put_text(self, b, f->sched[i].callback) < 0) {
-                return -1;
-            }
-            if (f->sched[i].awaiter != NULL &&
-                (PUT(b, ",\"awaiter_id\":") < 0 || buf_int(b, f->sched[i].awaiter) < 0)) {
-                return -1;
-            }
-            if (PUT(b, "}\n") < 0) {
-                return -1;
-            }
-            (*count)++;
-        }
-        return 1;
+    else if (r->op == OP_RESOLVED && slot_is_none(r, R_VALUE) &&
+             (slot_is_int(r, R_TASK_ID) || slot_is_none(r, R_TASK_ID))) {
+        return write_resolved(c, r, f);
     }
     /* Anything else: the future is the reference's from now on. */
-    if (hand_over(self, f) < 0) {
-        return -1;
+    return hand_over(c, f) < 0 ? -1 : 0;
+}
+
+/* The output: the writer's bytes with each run's lines put where it came. */
+static PyObject *
+assemble(Ctx *c)
+{
+    size_t total = c->b.n;
+    for (Py_ssize_t k = 0; k < c->nd; k++) {
+        if (c->dv[k].data != NULL) {
+            total += (size_t)PyBytes_GET_SIZE(c->dv[k].data);
+        }
     }
-    return 0;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (out == NULL) {
+        return NULL;
+    }
+    int release = total >= COPY_WITHOUT_GIL;
+    if (release) {
+        nogil(c); /* out is ours alone until returned; the pieces are immutable */
+    }
+    char *o = PyBytes_AS_STRING(out);
+    size_t done = 0;
+    for (Py_ssize_t k = 0; k < c->nd; k++) {
+        Deferred *d = &c->dv[k];
+        if (d->data == NULL) {
+            continue;
+        }
+        memcpy(o, c->b.p + done, d->at - done);
+        o += d->at - done;
+        done = d->at;
+        memcpy(o, PyBytes_AS_STRING(d->data), (size_t)PyBytes_GET_SIZE(d->data));
+        o += PyBytes_GET_SIZE(d->data);
+    }
+    if (c->b.n > done) {
+        memcpy(o, c->b.p + done, c->b.n - done);
+    }
+    gil(c);
+    return out;
 }
 
 static PyObject *
@@ -823,81 +1155,67 @@ writer_lines(LineWriter *self, PyObject *records)
         PyErr_SetString(PyExc_RuntimeError, "LineWriter() was not initialised");
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(records, "records must be a sequence of tuples");
-    if (seq == NULL) {
+    if (self->busy == (long)getpid()) {
+        PyErr_SetString(PyExc_RuntimeError, "LineWriter.lines() is already running (one call at a time)");
         return NULL;
     }
-    Buf b = {NULL, 0, 0};
-    Py_ssize_t count = 0;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *batch = tf_batch_of(records);
+    if (batch == NULL) {
+        return NULL;
+    }
+    const Rec *recs;
+    Py_ssize_t n;
+    tf_batch_view(batch, &recs, &n);
+    self->busy = (long)getpid();
+    Ctx c;
+    memset(&c, 0, sizeof(c));
+    c.w = self;
+    c.recs = recs;
+    PyObject *result = NULL, *data = NULL;
+    /* The batch holds every object its records name, and nothing else touches
+     * it or this writer's state meanwhile: the GIL can go. */
+    nogil(&c);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *r = PySequence_Fast_GET_ITEM(seq, i);
-        int rc = 0;
-        if (PyTuple_Check(r) && PyTuple_GET_SIZE(r) >= 1 && PyLong_Check(PyTuple_GET_ITEM(r, 0))) {
-            long op = PyLong_AsLong(PyTuple_GET_ITEM(r, 0));
-            if (op == -1 && PyErr_Occurred()) {
-                goto fail;
-            }
-            if (op >= 0) {
-                /* In order: what the reference was given is written before this. */
-                int common = op == L_CREATED || op == L_CB_ADDED || op == L_RESOLVED || op == L_COLLECTED;
-                if (common && PyList_GET_SIZE(self->pending) && flush_pending(self, &b, &count) < 0) {
-                    goto fail;
-                }
-                rc = write_record(self, &b, r, op, &count);
-                if (rc < 0) {
-                    goto fail;
-                }
-            }
-            else {
-                /* A MARK: the future is the reference's (it writes incomplete). */
-                if (PyTuple_GET_SIZE(r) >= 2 && PyLong_Check(PyTuple_GET_ITEM(r, 1))) {
-                    long long fid = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 1));
-                    if (fid == -1 && PyErr_Occurred()) {
-                        PyErr_Clear();
-                    }
-                    else {
-                        Fut *f = table_find(&self->futs, fid);
-                        if (f != NULL && hand_over(self, f) < 0) {
-                            goto fail;
-                        }
-                    }
-                }
-            }
+        int rc = write_record(&c, &recs[i]);
+        if (rc < 0 || (rc == 0 && add_pending(&c, i) < 0)) {
+            goto done;
         }
-        if (rc == 0 && PyList_Append(self->pending, r) < 0) {
-            goto fail;
-        }
+        nogil(&c); /* after a first-seen site or type */
     }
-    if (flush_pending(self, &b, &count) < 0) {
-        goto fail;
+    gil(&c);
+    if (run_deferred(&c) < 0 || (data = assemble(&c)) == NULL) {
+        goto done;
     }
-    Py_DECREF(seq);
-    PyObject *data = PyBytes_FromStringAndSize(b.p ? b.p : "", (Py_ssize_t)b.n);
-    PyMem_Free(b.p);
-    if (data == NULL) {
-        return NULL;
+    result = Py_BuildValue("(Nn)", data, c.count);
+done:
+    gil(&c);
+    if (result == NULL && !PyErr_Occurred()) {
+        PyErr_NoMemory(); /* what failed could not say so without the GIL */
     }
-    return Py_BuildValue("(Nn)", data, count);
-fail:
-    if (self->pending != NULL) {
-        PyList_SetSlice(self->pending, 0, PyList_GET_SIZE(self->pending), NULL);
-    }
-    Py_DECREF(seq);
-    PyMem_Free(b.p);
-    return NULL;
+    free_deferred(&c);
+    self->busy = 0;
+    PyMem_RawFree(c.b.p);
+    Py_DECREF(batch);
+    return result;
 }
 
 static PyObject *
 writer_clear(LineWriter *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->busy == (long)getpid()) {
+        PyErr_SetString(PyExc_RuntimeError, "LineWriter.clear() while lines() is running");
+        return NULL;
+    }
+    if (self->busy) {
+        /* The child of a fork() made while the parent's writer ran without the
+         * GIL: its table may be half-changed and its queued references were
+         * never settled. Left as they are (a leak, once), never freed. */
+        memset(&self->futs, 0, sizeof(Table));
+        memset(&self->inc, 0, sizeof(Refs));
+        memset(&self->dec, 0, sizeof(Refs));
+        self->busy = 0;
+    }
     table_clear(&self->futs);
-    if (self->texts != NULL) {
-        PyDict_Clear(self->texts);
-    }
-    if (self->pending != NULL) {
-        PyList_SetSlice(self->pending, 0, PyList_GET_SIZE(self->pending), NULL);
-    }
     if (self->helper != NULL) {
         return PyObject_CallMethodNoArgs(self->helper, s_clear);
     }
@@ -912,7 +1230,8 @@ writer_len(LineWriter *self, PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef writer_methods[] = {
     {"lines", (PyCFunction)writer_lines, METH_O,
-     "The lines of records (UTF-8, each newline-terminated) and how many: Lines.lines, compiled."},
+     "The lines of records (a RecordBatch, or a sequence of record tuples; UTF-8, each newline-terminated) "
+     "and how many: Lines.lines, compiled."},
     {"clear", (PyCFunction)writer_clear, METH_NOARGS, "Forget every future held (after fork(), in the child)."},
     {"held", (PyCFunction)writer_len, METH_NOARGS, "How many futures this writer holds (not the reference's)."},
     {NULL, NULL, 0, NULL},
@@ -946,7 +1265,6 @@ static PyType_Spec writer_spec = {
 int
 tf_lines_add_type(PyObject *module)
 {
-    LINES_INTERN(s_adopt, "adopt");
     LINES_INTERN(s_program_site_text, "program_site_text");
     LINES_INTERN(s_lines, "lines");
     LINES_INTERN(s_text, "text");
@@ -954,6 +1272,25 @@ tf_lines_add_type(PyObject *module)
     LINES_INTERN(s_result_text, "result_text");
     LINES_INTERN(s_clear, "clear");
     LINES_INTERN(s_FINISHED, "FINISHED");
+    static const struct {
+        int op, index;
+        const char *name;
+    } read[] = {
+        {OP_CREATED, C_TASK_ID, "task_id"}, {OP_CREATED, C_IS_TASK, "is_task"},
+        {OP_CREATED, C_CODE, "code"},       {OP_CREATED, C_LASTI, "lasti"},
+        {OP_CREATED, C_THREAD_ID, "thread_id"}, {OP_CREATED, C_NAME, "name"},
+        {OP_CREATED, C_CORO, "coro"},       {OP_CREATED, C_PCODE, "program_code"},
+        {OP_CREATED, C_PLASTI, "program_lasti"}, {OP_CB_ADDED, A_TASK_ID, "task_id"},
+        {OP_CB_ADDED, A_CALLBACK, "callback_name"}, {OP_CB_ADDED, A_AWAITER, "awaiter_id"},
+        {OP_RESOLVED, R_TASK_ID, "task_id"}, {OP_RESOLVED, R_TYPE, "result_type"},
+        {OP_RESOLVED, R_VALUE, "value_repr"}, {OP_COLLECTED, X_STATE, "state"},
+        {OP_COLLECTED, X_INCOMPLETE, "incomplete"},
+    };
+    for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++) {
+        if (tf_check_field(read[i].op, read[i].index, read[i].name) < 0) {
+            return -1;
+        }
+    }
     PyObject *tp = PyType_FromModuleAndSpec(module, &writer_spec, NULL);
     if (tp == NULL) {
         return -1;

@@ -164,6 +164,95 @@ rec_set_tuple(Rec *r, PyObject *t) /* t borrowed: the record holds it */
     return 0;
 }
 
+/* The number of items of each op's tuple (_seam.LAYOUTS), -1: kept as a tuple. */
+static const signed char REC_TUPLE_LEN[OP_LINT + 1] = {14, 6, 6, 6, 10, 6, 6, 5, 5, -1};
+
+static inline int
+rec_put_item(Rec *r, int k, PyObject *v)
+{
+    if (v == Py_None) {
+        r->nonemask |= (unsigned short)(1u << k);
+        return 0;
+    }
+    if (PyBool_Check(v)) {
+        r->s[k].i = v == Py_True;
+        r->boolmask |= (unsigned short)(1u << k);
+        return 0;
+    }
+    if (PyLong_CheckExact(v)) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (!overflow && !(x == -1 && PyErr_Occurred())) {
+            r->s[k].i = x;
+            return 0;
+        }
+        PyErr_Clear(); /* too big for a slot: held as the object */
+    }
+    r->s[k].o = Py_NewRef(v);
+    r->objmask |= (unsigned short)(1u << k);
+    return 0;
+}
+
+/* A record of a tuple laid out as _seam.LAYOUTS says (a list of records the
+ * pipeline made, tail sampling's, a test's), as the ring would have written it,
+ * so that compiled readers read it in place; anything else (a MARK, a lint, an
+ * odd shape) is an F_RAW record holding the tuple. rec_tuple() gives back an
+ * equal tuple either way. */
+static inline int
+rec_from_tuple(Rec *r, PyObject *t) /* t borrowed */
+{
+    Py_ssize_t len = PyTuple_GET_SIZE(t);
+    PyObject **it = &PyTuple_GET_ITEM(t, 0);
+    long long op = -1, fid = 0, ts = 0;
+    int overflow = 0;
+    if (len < 3 || !PyLong_CheckExact(it[0]) || !PyLong_CheckExact(it[1]) || !PyLong_CheckExact(it[2])) {
+        return rec_set_tuple(r, t);
+    }
+    op = PyLong_AsLongLongAndOverflow(it[0], &overflow);
+    if (!overflow) {
+        fid = PyLong_AsLongLongAndOverflow(it[1], &overflow);
+    }
+    if (!overflow) {
+        ts = PyLong_AsLongLongAndOverflow(it[2], &overflow);
+    }
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        overflow = 1;
+    }
+    if (overflow || op < 0 || op > OP_LINT || REC_TUPLE_LEN[op] != len) {
+        return rec_set_tuple(r, t);
+    }
+    PyObject *who = NULL;
+    if (op == OP_CANCELLED || op == OP_CANCEL_REQ) {
+        who = it[5];
+        if (who != Py_None && !(PyTuple_CheckExact(who) && PyTuple_GET_SIZE(who) == 4)) {
+            return rec_set_tuple(r, t);
+        }
+    }
+    memset(r, 0, sizeof(*r));
+    r->fid = fid;
+    r->ts = ts;
+    if (who != NULL) {
+        r->nfields = 3;
+        rec_put_item(r, 0, it[3]);
+        rec_put_item(r, 1, it[4]);
+        if (who != Py_None) {
+            r->flags = F_WHO;
+            for (int k = 0; k < 4; k++) {
+                rec_put_item(r, 2 + k, PyTuple_GET_ITEM(who, k));
+            }
+        }
+    }
+    else {
+        r->nfields = (unsigned char)(len - 3);
+        for (Py_ssize_t k = 3; k < len; k++) {
+            rec_put_item(r, (int)(k - 3), it[k]);
+        }
+    }
+    r->op = (unsigned char)op;
+    return 0;
+}
+
 /* Slots, read in place (valid while the record is). */
 static inline int
 slot_is_none(const Rec *r, int k)

@@ -147,6 +147,7 @@ class Ring:
     record_size = _RECORD_SIZE
 
     __slots__ = (
+        "_hurried",
         "_incomplete",
         "_limit",
         "_lock",
@@ -172,6 +173,7 @@ class Ring:
         self.capacity = max_bytes // _RECORD_SIZE
         self.streaming = bool(streaming)
         self._on_full = on_full
+        self._hurried = False  # on_full was called since the last take: once is enough
         # A new future is traced while fewer than 7/8 of the capacity is unread
         # (streaming); a flight recorder alone never refuses one.
         self._limit = -(-7 * self.capacity // 8) if self.streaming else sys.maxsize
@@ -206,7 +208,8 @@ class Ring:
             return True
         self.untraced += 1
         on_full = self._on_full
-        if on_full is not None:
+        if on_full is not None and not self._hurried:
+            self._hurried = True
             try:
                 on_full()
             except Exception:  # the reader's hurry must not break future creation
@@ -233,6 +236,7 @@ class Ring:
             for _ in range(max(0, excess)):
                 taken.popleft()
             self.taken += n
+            self._hurried = False
             return batch
 
     def take_batch(self) -> RecordBatch:
@@ -271,3 +275,4 @@ class Ring:
             self._pending.clear()
             self._taken.clear()
             self._incomplete.clear()
+            self._hurried = False

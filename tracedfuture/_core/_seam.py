@@ -84,6 +84,9 @@ What an implementation module provides
     count)`` and ``clear()``, the twin of ``_pipeline._lines.Lines``, which it is
     given as ``helper`` (it writes the common records itself and hands a future
     to the helper, ``helper.adopt(...)``, when its history needs anything else).
+    It reads a :class:`RecordBatch`'s structs in place and formats with the GIL
+    released (taking it back for a first-seen site or type, and to call the
+    helper, once per batch).
     ``_pipeline._lines.make_lines`` picks it.
 ``EventFold``
     ``None`` (the pure-Python implementation), or a compiled fold of records into
@@ -142,7 +145,8 @@ A ring holds at most ``max_bytes // record_size`` records (``Ring.capacity``).
 * ``streaming=True``: someone takes records and needs complete histories. A new
   future is traced only while fewer than 7/8 of the capacity is unread; otherwise
   it is handed out untraced (``untraced`` counts them) and ``on_full()`` is
-  called so that the reader hurries. A record of an already traced future that
+  called so that the reader hurries (once until the next ``take()``: a refusal
+  costs no call, so a reader that cannot keep up makes new futures cheap). A record of an already traced future that
   finds the ring full of unread records is dropped (``dropped``), and the future
   is marked: its ``COLLECTED`` record says ``incomplete``.
 * ``streaming=False`` (a flight recorder alone): the oldest records are

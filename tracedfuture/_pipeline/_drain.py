@@ -56,6 +56,10 @@ class Consumer(Protocol):
         """This installation's share of a route's new records, in order (a
         ``RecordBatch``: tuples made on access; keep it as it is if you can)."""
 
+    def takes_nothing(self) -> bool:
+        """Whether it would take nothing now (its exporters' queues are full): a
+        route none of whose installations takes anything is left in its ring."""
+
     def consume_lint(self, record: Record) -> None:
         """A loop-wide lint record (``future_id`` 0)."""
 
@@ -143,7 +147,7 @@ class Recorder:
         """Deliver what ``consumer``'s routes hold, then forget it; a route left
         with no active installation is retired."""
         with self._lock:
-            self.drain(only=consumer)
+            self.drain(only=consumer, everything=True)
             if consumer in self._active:
                 self._active.remove(consumer)
             for key, route in list(self._routes.items()):
@@ -193,7 +197,7 @@ class Recorder:
         deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
         consumers = self._consumers_of(only)
         for consumer in consumers:
-            self.drain(only=consumer)
+            self.drain(only=consumer, everything=True)
         done = True
         for consumer in consumers:
             done = consumer.wait_exporters(deadline, only=only) and done
@@ -206,9 +210,16 @@ class Recorder:
             return active
         return [c for c in active if exporter in c.exporters]
 
-    def drain(self, *, only: Consumer | None = None, yield_gil: bool = False) -> None:
+    def drain(self, *, only: Consumer | None = None, yield_gil: bool = False, everything: bool = False) -> None:
         """Take every streaming route's new records (only ``only``'s routes, if
         given) and hand them to their installations.
+
+        A route none of whose installations would take anything (every
+        exporter's queue full: a stuck exporter) is left alone: its records stay
+        in the ring, which, once full, traces no new future (``untraced_futures``)
+        and marks the histories it cuts; nothing is taken, copied or shed per
+        record. ``everything`` (``flush()``, ``uninstall()``, exit) takes them
+        all the same, so that what is dropped is counted where it is dropped.
 
         With ``yield_gil`` (the drain thread), the GIL is released between
         routes so that a busy event loop waits at most one batch's conversion.
@@ -224,12 +235,14 @@ class Recorder:
                 if only is not None and only not in route.consumers:
                     continue
                 if route.streaming:
-                    self._drain_route(route)
+                    self._drain_route(route, everything)
                 route.due = now + route.interval
                 if yield_gil:
                     time.sleep(0)
 
-    def _drain_route(self, route: Route) -> None:
+    def _drain_route(self, route: Route, everything: bool = False) -> None:
+        if not everything and self._takes_nothing(route):
+            return
         records = route.ring.take_batch()  # no tuple made per record (compiled ring)
         if not records:
             return
@@ -237,6 +250,10 @@ class Recorder:
         for consumer in route.consumers:
             if consumer.streaming and consumer in self._active:
                 _isolated(consumer.consume, records)
+
+    def _takes_nothing(self, route: Route) -> bool:
+        takers = [c for c in route.consumers if c.streaming and c in self._active]
+        return bool(takers) and all(_takes_nothing(c) for c in takers)
 
     def _run(self) -> None:
         # The host thread (``_process``): after each drain it also serves the
@@ -272,7 +289,7 @@ class Recorder:
         # exporter's delivery, flush and shutdown.
         timeout = max(c.export_timeout for c in consumers)
         deadline = time.monotonic() + timeout
-        helper = start_daemon(self.drain, "tracedfuture-exit-drain")
+        helper = start_daemon(lambda: self.drain(everything=True), "tracedfuture-exit-drain")
         if helper is not None:
             helper.join(timeout)
         for consumer in consumers:
@@ -313,6 +330,14 @@ class Recorder:
             out["dropped_records"] += stats["dropped"]
             out["overwritten_records"] += stats["overwritten"]
         return out
+
+
+def _takes_nothing(consumer: Consumer) -> bool:
+    try:
+        return consumer.takes_nothing()
+    except Exception:  # a bug there must not stop the route: take as usual
+        logger.exception("tracedfuture: an installation could not say whether it takes records")
+        return False
 
 
 def _isolated(function: Any, *args: Any) -> None:

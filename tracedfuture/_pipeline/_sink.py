@@ -48,11 +48,12 @@ DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
 # Futures whose events a sink drops from now on, at most: beyond that the oldest
 # are forgotten (a long-lived one may then show a history without its start).
 _MAX_SCREENED = 100_000
+# A full queue its thread took nothing from for this long is stuck: the drain
+# stops taking records for it (Sink.full).
+STUCK_AFTER = 0.5
 # After these a future has no more events. Not after failed: unretrieved may come
 # when it is collected (a failed future is screened until then, or the limit).
 _ENDS_OF_LIFE: frozenset[object] = frozenset({ev.RESOLVED, ev.CANCELLED, ev.ABANDONED, ev.UNRETRIEVED})
-# Of raw records: nothing of a future comes after it is collected.
-_RAW_ENDS_OF_LIFE: frozenset[object] = frozenset({ev.OP_COLLECTED})
 
 
 def safe_repr(obj: object) -> str:
@@ -130,7 +131,6 @@ class Sink:
         # record's op, item[1] the future's id either way.
         self._unit = RECORD_BYTES if self.raw else EVENT_BYTES
         self._born: object = ev.OP_CREATED if self.raw else ev.CREATED
-        self._ends: frozenset[object] = _RAW_ENDS_OF_LIFE if self.raw else _ENDS_OF_LIFE
         self._queued_bytes = 0
         self._untold: dict[int, None] = {}  # futures not exported at all: their later events too
         self._holed: dict[int, None] = {}  # futures marked incomplete: their later events too
@@ -160,6 +160,8 @@ class Sink:
         self._queued_bytes = 0
         self._put = 0  # items ever queued
         self._handled = 0  # items ever taken off the queue and handled
+        self._full_at = -1  # _handled when the drain found the queue full, and since when
+        self._full_since = 0.0
 
     def _start(self) -> None:
         name = f"tracedfuture-export-{type(self.exporter).__name__}"
@@ -167,6 +169,24 @@ class Sink:
         self._thread.start()
 
     # -- the drain side ----------------------------------------------------------
+
+    def full(self) -> bool:
+        """Whether this sink takes nothing new: disabled, closing, or stuck: a
+        queue with no room for a new future's record (the last quarter is for
+        the later records of futures already queued) from which its thread took
+        nothing for :data:`STUCK_AFTER` seconds. The drain then leaves a route's
+        records in its ring (``_drain``); a slow exporter that makes progress
+        keeps being given records, and sheds them here."""
+        if self.disabled or self._closing:
+            return True
+        if self.inline or self._queued_bytes + self._unit <= self.max_bytes - self.max_bytes // 4:
+            self._full_at = -1
+            return False
+        now = time.monotonic()
+        if self._full_at != self._handled:
+            self._full_at, self._full_since = self._handled, now
+            return False
+        return now - self._full_since >= STUCK_AFTER
 
     def submit(self, events: Sequence[Any]) -> None:
         """Queue a batch (of events, or raw records when :attr:`raw`); never
@@ -281,8 +301,9 @@ class Sink:
         return _incomplete(item, why)
 
     def _screen(self, events: list[Any]) -> list[Any]:
-        """Leave out the events of futures that are dropped or incomplete."""
-        untold, holed, ends = self._untold, self._holed, self._ends
+        """Leave out the events of futures that are dropped or incomplete (a sink
+        of events; a sink of raw records sheds in :meth:`_shed`)."""
+        untold, holed, ends = self._untold, self._holed, _ENDS_OF_LIFE
         out: list[Any] = []
         ended: list[int] = []
         for event in events:
@@ -301,7 +322,7 @@ class Sink:
         bytes: the later events of futures already exported go first (the first
         quarter of the budget is theirs alone), then whole new futures while
         there is room."""
-        unit, born_key, ends = self._unit, self._born, self._ends
+        unit, born_key, ends = self._unit, self._born, _ENDS_OF_LIFE
         born = {e[1] for e in events if e[0] == born_key}
         out: list[Any] = []
         owed_room = room
