@@ -683,3 +683,38 @@ def test_redact_from_the_environment_takes_one_expression_a_line(tmp_path: Path)
     done = tracedfuture("run", "-o", "t.jsonl", "secrets.py", cwd=tmp_path, env=env)
     assert (done.returncode, done.stdout, done.stderr) == (0, "cancelled\n", "")
     assert "s3cr3t" not in (tmp_path / "t.jsonl").read_text()
+
+
+# --- a loop the program never closes ----------------------------------------------------------
+
+NEVER_CLOSED = """\
+import asyncio
+
+KEEP = []
+
+
+async def stuck():
+    fut = asyncio.get_running_loop().create_future()
+    KEEP.append(fut)
+    await fut
+
+
+async def main():
+    KEEP.append(asyncio.create_task(stuck(), name="stuck"))
+    await asyncio.gather(*(asyncio.sleep(0.001 * n) for n in range(20)))
+
+
+loop = asyncio.new_event_loop()  # never closed: collected while the interpreter finalizes
+loop.run_until_complete(main())
+print("done")
+"""
+
+
+def test_a_loop_never_closed_exits_as_it_does_untraced(tmp_path: Path) -> None:
+    # Its __del__ closes it during finalization, when a daemon thread of tracing
+    # may hold the drain's lock for ever: closing must not wait for it.
+    write(tmp_path / "never_closed.py", NEVER_CLOSED)
+    plain = python("never_closed.py", cwd=tmp_path)
+    traced = tracedfuture("run", "-o", "t.jsonl", "never_closed.py", cwd=tmp_path, timeout=60)
+    assert (traced.returncode, traced.stdout, traced.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+    assert "stuck" in {e.name for e in read(tmp_path / "t.jsonl").events}

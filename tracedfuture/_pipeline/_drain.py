@@ -210,7 +210,14 @@ class Recorder:
             return active
         return [c for c in active if exporter in c.exporters]
 
-    def drain(self, *, only: Consumer | None = None, yield_gil: bool = False, everything: bool = False) -> None:
+    def drain(
+        self,
+        *,
+        only: Consumer | None = None,
+        yield_gil: bool = False,
+        everything: bool = False,
+        timeout: float | None = None,
+    ) -> None:
         """Take every streaming route's new records (only ``only``'s routes, if
         given) and hand them to their installations.
 
@@ -223,8 +230,12 @@ class Recorder:
 
         With ``yield_gil`` (the drain thread), the GIL is released between
         routes so that a busy event loop waits at most one batch's conversion.
+        With ``timeout``, gives up (draining nothing) when another drain holds
+        the lock that long.
         """
-        with self._lock:
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return  # the lock's holder is stuck (a daemon thread frozen at exit): leave it
+        try:
             lints, self._loop_lints = self._loop_lints, []
             if lints:
                 for consumer in list(self._active):
@@ -239,6 +250,8 @@ class Recorder:
                 route.due = now + route.interval
                 if yield_gil:
                     time.sleep(0)
+        finally:
+            self._lock.release()
 
     def _drain_route(self, route: Route, everything: bool = False) -> None:
         if not everything and self._takes_nothing(route):
