@@ -405,7 +405,7 @@ def _finish_in_multiprocessing_child(startup: Startup) -> None:
 def _trace_writer_class() -> type:
     from .exporters import JsonLinesExporter
 
-    class ProcessTrace(JsonLinesExporter):  # type: ignore[misc]  # exporters/ is untyped to mypy (pyproject)
+    class ProcessTrace(JsonLinesExporter):
         """The trace file of one process: never written by a ``fork()``ed child,
         and its stats line says how many children were started untraced."""
 
@@ -421,7 +421,7 @@ def _trace_writer_class() -> type:
             if os.getpid() == self._startup.pid:
                 super().export_lines(data, count)
 
-        def shutdown(self, stats: dict[str, Any] | None = None) -> None:
+        def shutdown(self, stats: Mapping[str, Any] | None = None) -> None:
             if os.getpid() != self._startup.pid:
                 return
             untraced = self._startup.untraced_children()

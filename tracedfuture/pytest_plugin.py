@@ -181,7 +181,7 @@ def _creator_memory() -> MemoryExporter:
     It lands in each ``created`` event's ``context``; only strict mode reads it."""
     from .exporters import MemoryExporter
 
-    class CreatorMemory(MemoryExporter):  # type: ignore[misc]  # exporters/ is untyped to mypy (pyproject)
+    class CreatorMemory(MemoryExporter):
         def capture(self) -> str | None:
             frame: FrameType | None = sys._getframe(1)
             while frame is not None and frame.f_code.co_filename.startswith(_OWN_DIR):
