@@ -157,12 +157,9 @@ class Converter:
                     continue
             elif op == _CREATED:
                 _, fid, ts, tid, is_task, code, lasti, thread_id, name, coro, _route, context, pcode, plasti = record
-                if name is not None and self.redact is not None:
-                    name = redacted(self.redact, name)
-                site = site_of(code, lasti)
-                program_site = site if pcode is code and plasti == lasti else site_of(pcode, plasti)
-                state = states[fid] = _FutureState(is_task, name, site, ts)
-                state.program_site = program_site
+                name = self._name(name)
+                state = self._born(fid, is_task, name, code, lasti, ts, pcode, plasti)
+                site, program_site = state.site, state.program_site
                 emit(
                     new(
                         event_type,
@@ -267,14 +264,23 @@ class Converter:
         """Take over a future the compiled writer or fold began (its state, as
         the fast path of :meth:`convert` would have left it): its history needs
         more than the four common records."""
-        site = site_of(code, lasti)
-        state = self.states[fid] = _FutureState(is_task, name, site, created_ns)
-        if program_code is code and program_lasti == lasti:
-            state.program_site = site
-        elif program_lasti is not None:
-            state.program_site = site_of(program_code, program_lasti)
+        state = self._born(fid, is_task, name, code, lasti, created_ns, program_code, program_lasti)
         state.callbacks, state.scheduled = callbacks, scheduled
         state.awaiter_id, state.done = awaiter_id, done
+
+    def _born(
+        self, fid: int, is_task: bool, name: str | None, code: Any, lasti: int, created_ns: int, pcode: Any, plasti: Any
+    ) -> _FutureState:
+        """The state a ``created`` record starts: its site, and the program's line
+        (the site itself when the program made the future)."""
+        site = site_of(code, lasti)
+        state = self.states[fid] = _FutureState(is_task, name, site, created_ns)
+        state.program_site = site if pcode is code and plasti == lasti else site_of(pcode, plasti)
+        return state
+
+    def _name(self, name: str | None) -> str | None:
+        """A task's name or a future's label, through ``redact``."""
+        return name if name is None or self.redact is None else redacted(self.redact, name)
 
     def _text(self, value: str | None, captured: bool) -> str | None:
         if value is None or (captured and not self.capture_values):
@@ -294,13 +300,9 @@ class Converter:
             return
         if op == ev.OP_CREATED:
             _, _, _, tid, is_task, code, lasti, thread_id, name, coro, _route, context, pcode, plasti = record
-            if name is not None and self.redact is not None:
-                name = redacted(self.redact, name)
-            site = site_of(code, lasti)
-            born = self.states[fid] = _FutureState(is_task, name, site, ts)
-            born.program_site = site if pcode is code and plasti == lasti else site_of(pcode, plasti)
+            born = self._born(fid, is_task, self._name(name), code, lasti, ts, pcode, plasti)
             event = _event(ev.CREATED, fid, ts, tid, born)
-            event[_SITE], event[_THREAD_ID], event[_CORO] = site, thread_id, coro
+            event[_SITE], event[_THREAD_ID], event[_CORO] = born.site, thread_id, coro
             event[_PARENT_ID] = tid if is_task else None
             event[_CONTEXT] = context
             event[_PROGRAM_SITE] = born.program_site
@@ -387,7 +389,7 @@ class Converter:
             event[_MSG], event[_CANCELLER_ID], event[_CANCELLER] = state.cancel
             emit(_new_event(Event, event))
         elif op == ev.OP_RENAMED:
-            state.name = record[4] if record[4] is None or self.redact is None else redacted(self.redact, record[4])
+            state.name = self._name(record[4])
             emit(_new_event(Event, _event(ev.RENAMED, fid, ts, tid, state)))
         elif op == ev.OP_CB_REMOVED:
             for index in reversed(record[5]):

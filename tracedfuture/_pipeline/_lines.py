@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from .. import _core
 from .._core import _events as ev
 from .._core._events import Event
-from ._convert import MARK, Converter, _FutureState, redacted, site_of, type_name
+from ._convert import MARK, Converter, _FutureState, site_of, type_name
 
 __all__ = ["MARK", "Lines", "LinesLike", "make_lines"]
 
@@ -90,11 +90,7 @@ class Lines(Converter):
                     continue
             elif op == _CREATED:
                 _, fid, ts, tid, is_task, code, lasti, thread_id, name, coro, _route, _context, pcode, plasti = record
-                if name is not None and self.redact is not None:
-                    name = redacted(self.redact, name)
-                site = site_of(code, lasti)
-                state = states[fid] = _FutureState(is_task, name, site, ts)
-                state.program_site = site if pcode is code and plasti == lasti else site_of(pcode, plasti)
+                state = self._born(fid, is_task, self._name(name), code, lasti, ts, pcode, plasti)
                 line = f'{{"kind":"created","future_id":{fid},"ts_ns":{ts}'
                 if tid is not None:
                     line += f',"task_id":{tid}'
@@ -108,9 +104,7 @@ class Lines(Converter):
                 if is_task and tid is not None:
                     line += f',"parent_id":{tid}'
                 if state.program_site is not None:
-                    line += ',"program_site":' + (
-                        self._site(code, lasti) if pcode is code and plasti == lasti else self._site(pcode, plasti)
-                    )
+                    line += ',"program_site":' + self._site(pcode, plasti)  # the site's own text if the same
                 emit(line + "}")
                 continue
             elif op == _CB_ADDED:
