@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import threading
 import time
 import weakref
@@ -52,12 +51,8 @@ _HOOKS = _loops.HOOKS
 def _drain_at_close(inst: Installation) -> None:
     """What a traced loop's ``close()`` does for each of its installations: hand
     the exporters what it recorded, waiting for another drain at most
-    ``export_timeout``. A loop the program never closed is closed by its
-    ``__del__``, maybe while the interpreter finalizes: then the exit handlers
-    have delivered everything, and the drain's lock may be held by a daemon
-    thread that will never run again, so nothing is done."""
-    if sys.is_finalizing():
-        return
+    ``export_timeout`` (and not at all while the interpreter finalizes: see
+    ``Recorder.drain``)."""
     RECORDER.drain(only=inst, timeout=inst.export_timeout)
 
 

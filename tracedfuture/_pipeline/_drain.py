@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -231,10 +232,15 @@ class Recorder:
         With ``yield_gil`` (the drain thread), the GIL is released between
         routes so that a busy event loop waits at most one batch's conversion.
         With ``timeout``, gives up (draining nothing) when another drain holds
-        the lock that long.
+        the lock that long; while the interpreter finalizes, it never waits.
         """
+        if sys.is_finalizing():
+            # Past the exit handlers (which delivered everything): a daemon thread
+            # of tracing may hold the lock, frozen for good (a loop the program
+            # never closed is closed by its __del__ now).
+            timeout = 0
         if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
-            return  # the lock's holder is stuck (a daemon thread frozen at exit): leave it
+            return  # its holder is busy past the timeout, or frozen at exit: leave it
         try:
             lints, self._loop_lints = self._loop_lints, []
             if lints:
