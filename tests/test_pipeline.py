@@ -16,7 +16,7 @@ import pytest
 import tracedfuture
 from tracedfuture import Event, TracedFuture
 from tracedfuture._pipeline._drain import RECORDER
-from tracedfuture._pipeline._sink import EVENT_BYTES, STUCK_AFTER
+from tracedfuture._pipeline._sink import RECORD_BYTES, STUCK_AFTER
 from tracedfuture.exporters import MemoryExporter
 from tracedfuture.trace import read
 
@@ -199,7 +199,7 @@ def test_a_full_exporter_queue_drops_batches_and_counts_them() -> None:
     exporter = Slow()
     factory = tracedfuture.loop_factory(exporters=[exporter], flush_interval=0.001, export_timeout=0.1)
     inst = factory.installation  # type: ignore[attr-defined]
-    inst._sinks[0].max_bytes = 20 * EVENT_BYTES  # a tiny queue, to fill it quickly
+    inst._sinks[0].max_bytes = 20 * RECORD_BYTES  # a tiny queue, to fill it quickly
 
     async def main() -> None:
         for _ in range(100):

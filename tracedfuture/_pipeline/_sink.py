@@ -27,7 +27,7 @@ from ._convert import MARK
 from ._hooks import Hooks
 from ._process import Started, at_fork, host_pump, host_thread, start_daemon, wake_host
 
-__all__ = ["DEFAULT_QUEUE_BYTES", "EVENT_BYTES", "RECORD_BYTES", "Sink", "safe_repr", "unicode_safe"]
+__all__ = ["DEFAULT_QUEUE_BYTES", "RECORD_BYTES", "Sink", "safe_repr", "unicode_safe"]
 
 logger = logging.getLogger("tracedfuture")
 
@@ -36,13 +36,9 @@ _STOP = object()
 _FLUSH = object()
 _SHUTDOWN = object()
 
-# The estimated size of one queued event: the 22-slot Event tuple (232 bytes on a
-# 64-bit CPython) and a share of the small objects it points to (names, sites and
-# callback names are shared between events). The same estimate as the flight
-# recorder's.
-EVENT_BYTES = 300
-# The estimated size of one queued raw record (a sink that formats trace-file
-# lines itself, from records: ``_lines``): a tuple of 5 to 12 slots and its ints.
+# The estimated size of one queued raw record (every sink queues records and
+# converts or formats only what it kept): a struct of 11 slots, or a tuple of 5
+# to 14, and its ints.
 RECORD_BYTES = 200
 DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
 # Futures whose events a sink drops from now on, at most: beyond that the oldest
@@ -51,9 +47,6 @@ _MAX_SCREENED = 100_000
 # A full queue its thread took nothing from for this long is stuck: the drain
 # stops taking records for it (Sink.full).
 STUCK_AFTER = 0.5
-# After these a future has no more events. Not after failed: unretrieved may come
-# when it is collected (a failed future is screened until then, or the limit).
-_ENDS_OF_LIFE: frozenset[object] = frozenset({ev.RESOLVED, ev.CANCELLED, ev.ABANDONED, ev.UNRETRIEVED})
 
 
 def safe_repr(obj: object) -> str:
@@ -126,11 +119,11 @@ class Sink:
         self._hooks = hooks.called()  # resolved once, when installed (_hooks.resolve)
         self.lines = lines if "export_lines" in self._hooks else None
         self.events = events if self.lines is None else None
-        self.raw = self.lines is not None or self.events is not None
-        # What the queue holds, item by item: item[0] is an event's kind or a
-        # record's op, item[1] the future's id either way.
-        self._unit = RECORD_BYTES if self.raw else EVENT_BYTES
-        self._born: object = ev.OP_CREATED if self.raw else ev.CREATED
+        if self.lines is None and self.events is None:
+            msg = "a sink needs lines (for export_lines) or events (for export) to make of its records"
+            raise TypeError(msg)
+        # What the queue holds, item by item: raw records, (op, future_id, ...).
+        self._unit = RECORD_BYTES
         self._queued_bytes = 0
         self._untold: dict[int, None] = {}  # futures not exported at all: their later events too
         self._holed: dict[int, None] = {}  # futures marked incomplete: their later events too
@@ -188,42 +181,12 @@ class Sink:
             return False
         return now - self._full_since >= STUCK_AFTER
 
-    def submit(self, events: Sequence[Any]) -> None:
-        """Queue a batch (of events, or raw records when :attr:`raw`); never
-        blocks. What does not fit is dropped, a whole future at a time, and counted."""
+    def submit(self, records: Sequence[Any]) -> None:
+        """Queue a batch of raw records; never blocks. What does not fit is
+        dropped, a whole future at a time, and counted."""
         if self.disabled or self._closing:
             return
-        if self.raw:
-            self._submit_records(events)
-            return
-        assert isinstance(events, list)
-        if self._untold or self._holed:
-            events = self._screen(events)
-        if self.inline:
-            if self._marks:
-                events, self._marks = self._marks + events, []
-            if events:
-                self._deliver(events)
-            return
-        unit = self._unit
-        with self._cond:
-            room = self.max_bytes - self._queued_bytes
-            if len(events) * unit > room:
-                events = self._fit(events, room)
-            # The incomplete marks pass no screen (their futures are the screened
-            # ones) and no budget: each stands for an event that was dropped, and
-            # a future gets one at most. Last: after the events of its future
-            # that this batch kept.
-            if self._marks:
-                events, self._marks = events + self._marks, []
-            if not events:
-                return
-            self._items.append(events)
-            self._queued_bytes += len(events) * unit
-            self._put += 1
-            self._cond.notify()
-        if self.hosted:
-            wake_host()
+        self._submit_records(records)
 
     def _submit_records(self, records: Sequence[tuple[Any, ...]]) -> None:
         """:meth:`submit` for raw records: the batch sheds itself (in C, for the
@@ -294,86 +257,9 @@ class Sink:
             self.exported += count
 
     def _mark(self, item: Any, why: str) -> Any:
-        """What says that ``item``'s future lost an event: an ``incomplete``
-        event, or, in a queue of raw records, a MARK record that becomes one."""
-        if self.raw:
-            return (MARK, item[1], item[2], why)
-        return _incomplete(item, why)
-
-    def _screen(self, events: list[Any]) -> list[Any]:
-        """Leave out the events of futures that are dropped or incomplete (a sink
-        of events; a sink of raw records sheds in :meth:`_shed`)."""
-        untold, holed, ends = self._untold, self._holed, _ENDS_OF_LIFE
-        out: list[Any] = []
-        ended: list[int] = []
-        for event in events:
-            fid = event[1]
-            if fid in untold or fid in holed:
-                self.dropped += 1
-                if event[0] in ends:
-                    ended.append(fid)
-            else:
-                out.append(event)
-        self._forget(ended)
-        return out
-
-    def _fit(self, events: list[Any], room: int) -> list[Any]:
-        """The events of ``events`` to queue when they do not all fit in ``room``
-        bytes: the later events of futures already exported go first (the first
-        quarter of the budget is theirs alone), then whole new futures while
-        there is room."""
-        unit, born_key, ends = self._unit, self._born, _ENDS_OF_LIFE
-        born = {e[1] for e in events if e[0] == born_key}
-        out: list[Any] = []
-        owed_room = room
-        new_room = room - self.max_bytes // 4
-        gone: set[int] = set()  # new futures dropped whole in this batch
-        ended: list[int] = []
-        untold, holed = self._untold, self._holed
-        for event in events:
-            fid = event[1]
-            if fid in untold or fid in holed or fid in gone:
-                self.dropped += 1
-            elif fid in born or not fid:
-                if new_room >= unit:
-                    out.append(event)
-                    new_room -= unit
-                    owed_room -= unit
-                    continue
-                self.dropped += 1
-                if fid:
-                    gone.add(fid)
-                    self.dropped_futures += 1
-            elif owed_room >= unit:
-                out.append(event)
-                owed_room -= unit
-                new_room -= unit
-                continue
-            else:
-                self.dropped += 1
-                holed[fid] = None
-                self.incomplete_futures += 1
-                self._marks.append(self._mark(event, "the exporter's queue was full"))
-            if event[0] in ends:
-                ended.append(fid)
-        if gone:
-            # Their events kept earlier in this batch go too: whole futures.
-            kept = len(out)
-            out = [e for e in out if e[1] not in gone]
-            self.dropped += kept - len(out)
-            untold.update(dict.fromkeys(gone))
-        self._forget(ended)
-        return out
-
-    def _forget(self, ended: list[int]) -> None:
-        """Stop screening futures whose life ended (after their batch: the
-        ``callback_scheduled`` events that follow an end come in the same one)."""
-        for fid in ended:
-            self._untold.pop(fid, None)
-            self._holed.pop(fid, None)
-        for screened in (self._untold, self._holed):
-            while len(screened) > _MAX_SCREENED:
-                del screened[next(iter(screened))]
+        """What says that ``item``'s future lost a record: a MARK record, which
+        becomes its ``incomplete`` event."""
+        return (MARK, item[1], item[2], why)
 
     # -- the sink's thread -------------------------------------------------------
 
@@ -455,16 +341,15 @@ class Sink:
     def _abandon(self, batch: Sequence[Any]) -> None:
         """Drop a batch left in the queue of an abandoned exporter, marking the
         futures it had already exported events of."""
-        mark_key = MARK if self.raw else ev.INCOMPLETE
         for event in batch:
             fid = event[1]
-            if event[0] == mark_key:
+            if event[0] == MARK:
                 self._late_marks[fid] = event
                 continue
             self.dropped += 1
             if not fid:
                 continue
-            if event[0] == self._born:
+            if event[0] == ev.OP_CREATED:
                 self._late_born.add(fid)
                 self.dropped_futures += 1
             elif fid not in self._late_born and fid not in self._late_marks:
@@ -710,19 +595,6 @@ class Sink:
             "disabled": self.disabled,
             "overran": self.overran,
         }
-
-
-def _incomplete(event: Event, why: str) -> Event:
-    """The ``incomplete`` event that marks a future whose history has a hole."""
-    return Event(
-        ev.INCOMPLETE,
-        event.future_id,
-        event.ts_ns,
-        event.task_id,
-        event.is_task,
-        event.name,
-        detail=f"events of this future were dropped: {why}",
-    )
 
 
 _TEXT_FIELDS = tuple(Event._fields.index(name) for name in ev.TEXT_FIELDS)
