@@ -134,6 +134,42 @@ def test_the_compiled_core_loads_without_the_reference() -> None:
     assert (done.stdout, done.stderr) == ("False\n", "")
 
 
+# --- a light start: each command imports what it needs (issue "Every event out", item 5) ---
+
+
+def _modules_after(code: str, **environ: str) -> set[str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDFUTURE_")} | environ
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return set(done.stdout.split())
+
+
+def test_importing_the_package_imports_nothing_else() -> None:
+    loaded = _modules_after(
+        "import sys; before = set(sys.modules); import tracedfuture; print(*set(sys.modules) - before)"
+    )
+    assert {m for m in loaded if m.startswith("tracedfuture") or m == "asyncio"} == {"tracedfuture"}
+
+
+def test_run_becomes_the_program_without_importing_asyncio_or_the_viewers() -> None:
+    # What the process that execs the program loads (tracedfuture.cli, then run's parser and checks).
+    code = (
+        "import sys; from tracedfuture import cli, _run; cli._parser(viewers=False); "
+        "_run.settings_from_environment({'TRACEDFUTURE_OUTPUT': 't.jsonl'}); print(*sys.modules)"
+    )
+    loaded = _modules_after(code)
+    assert not {m for m in loaded if m == "asyncio" or m.startswith(("tracedfuture._views", "tracedfuture._core"))}
+
+
+def test_the_start_up_hook_imports_no_viewer_and_no_command_line(tmp_path: Path) -> None:
+    code = "import sys; print(*sys.modules)"
+    loaded = _modules_after(code, TRACEDFUTURE_OUTPUT=str(tmp_path / "t.jsonl"))
+    assert "tracedfuture._startup" in loaded  # the hook ran
+    heavy = {"argparse", "difflib", "orjson", "tempfile", "importlib.abc", "tracedfuture.graph", "tracedfuture.flight"}
+    assert not {m for m in loaded if m in heavy or m.startswith("tracedfuture._views")}
+
+
 # --- the public surface (as trio's test_exports and httpx's test_exported_members) -------
 
 PUBLIC = {

@@ -31,20 +31,59 @@
 
 from __future__ import annotations
 
-from ._core import IMPLEMENTATION, TracedFuture, TracedTask, future_id
-from ._core._events import KINDS, Event, Site
-from ._install import Installation, Options, install, loop_factory, run
-from ._version import __version__
-from .flight import dump
-from .graph import format_snapshot, snapshot
-from .options import OptionError
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# Names defined in private modules say where they are imported from (reprs,
+# Where each public name lives. A name is imported the first time it is used
+# (PEP 562), so that ``tracedfuture run`` and the start-up hook load only what the
+# chosen options need: importing the package itself costs nothing. The defining
+# modules set ``__module__ = "tracedfuture"`` on what they export here (reprs,
 # docs, pickles), as httpx's do.
-for _value in (Event, Installation, Options, Site, install, loop_factory, run):
-    _value.__module__ = __name__
-del _value
+_PUBLIC = {
+    "IMPLEMENTATION": "._core",
+    "KINDS": "._core._events",
+    "Event": "._core._events",
+    "Installation": "._install",
+    "OptionError": ".options",
+    "Options": ".options",
+    "Site": "._core._events",
+    "TracedFuture": "._core",
+    "TracedTask": "._core",
+    "__version__": "._version",
+    "dump": ".flight",
+    "format_snapshot": ".graph",
+    "future_id": "._core",
+    "install": "._install",
+    "loop_factory": "._install",
+    "run": "._install",
+    "snapshot": ".graph",
+}
 
+if TYPE_CHECKING:
+    from ._core import IMPLEMENTATION, TracedFuture, TracedTask, future_id
+    from ._core._events import KINDS, Event, Site
+    from ._install import Installation, install, loop_factory, run
+    from ._version import __version__
+    from .flight import dump
+    from .graph import format_snapshot, snapshot
+    from .options import OptionError, Options
+
+
+def __getattr__(name: str) -> Any:
+    where = _PUBLIC.get(name)
+    if where is None:
+        message = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(message)
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+# The same names as _PUBLIC (tests/test_layers.py resolves every one).
 __all__ = [
     "IMPLEMENTATION",
     "KINDS",

@@ -34,7 +34,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 from types import TracebackType
 
 __all__ = ["Output", "Refused", "create"]
@@ -186,6 +185,8 @@ def create(path: str | os.PathLike[str], *, stream: bool = False) -> Output:
     if info is not None:
         _check(name, info)
     if not stream:
+        import tempfile  # a whole file written at once (the viewers'); a stream never needs it
+
         directory, base = os.path.split(os.path.abspath(name))
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)  # O_EXCL, 0600, random
         return Output(fd, name, tmp)

@@ -481,3 +481,10 @@ def run(
             return runner.run(main)
     finally:
         inst.uninstall()
+
+
+# Public under tracedfuture (tracedfuture/__init__.py): reprs, docs and pickles
+# name the package.
+for _public in (Installation, install, loop_factory, run):
+    _public.__module__ = "tracedfuture"
+del _public

@@ -27,12 +27,12 @@ import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import _files
-from ._text import parse_seconds, plural, printable
-from ._views._model import Model, load
-from .trace import TraceFormatError
+
+if TYPE_CHECKING:
+    from ._views._model import Model
 
 __all__ = ["main"]
 
@@ -79,6 +79,8 @@ class _Progress:
 
 
 def _load(args: argparse.Namespace, progress: _Progress) -> Model:
+    from ._views._model import load
+
     try:
         model = load(args.trace, progress=progress)
     finally:
@@ -147,6 +149,8 @@ def _write_output(path: str, text: str) -> None:
 
 def _seconds(text: str) -> float:
     try:
+        from ._text import parse_seconds
+
         return parse_seconds(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
@@ -222,6 +226,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_html(args: argparse.Namespace) -> int:
+    from ._text import plural
     from ._views.html import render_html
 
     progress = _progress(args)
@@ -304,6 +309,7 @@ def _cmd_pstree(args: argparse.Namespace) -> int:
 
 def _cmd_dump(args: argparse.Namespace) -> int:
     from ._control.server import ControlError
+    from ._text import plural
 
     with _attach(args) as client:
         # The file's name comes from the pid the user typed (or, for a socket
@@ -402,8 +408,19 @@ def _version() -> str:
     return f"{PROG} {__version__} ({core}, tracedfuture.IMPLEMENTATION = {IMPLEMENTATION!r})"
 
 
-def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """The command's parser, and its ``run`` subparser."""
+class _Version(argparse.Action):
+    """``--version``: the text is made when asked for, as it imports the core."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        parser.exit(message=_version() + "\n")
+
+
+def _parser(viewers: bool = True) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The command's parser, and its ``run`` subparser; without the viewers'
+    subparsers (and their imports) for ``run``, which must start light."""
     from ._run import add_run_arguments
 
     parser = argparse.ArgumentParser(
@@ -411,7 +428,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         description="Run a program with its asyncio futures traced, and look at the trace.",
         epilog=f"'{PROG} COMMAND -h' explains one command.",
     )
-    parser.add_argument("--version", action="version", version=_version(), help="show the version and the core in use")
+    parser.add_argument("--version", action=_Version, help="show the version and the core in use")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -421,6 +438,8 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         usage=f"{PROG} run [options] script.py [args ...]\n       {PROG} run [options] -m module [args ...]",
     )
     add_run_arguments(run)
+    if not viewers:
+        return parser, run
 
     def viewer(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
@@ -493,7 +512,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "run":
         from ._run import run_command
 
-        return run_command(_parser()[1], args[1:])
+        return run_command(_parser(viewers=False)[1], args[1:])
+    # The viewers' imports, after run's: run must start light.
+    from ._text import printable
+    from .trace import TraceFormatError
+
     parser, _ = _parser()
     namespace = parser.parse_args(args)
     if hasattr(sys.stdout, "reconfigure"):

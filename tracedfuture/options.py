@@ -30,8 +30,6 @@ tracedfuture.options.OptionError: TRACEDFUTURE_SAMPLE_RATE: sample_rate must be 
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import functools
 import math
 import os
@@ -39,7 +37,10 @@ import re
 import signal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = [
     "ENV_PREFIXES",
@@ -693,6 +694,8 @@ _BY_FLAG = {flag: option for option in OPTIONS for flag in (option.flag, option.
 
 def _unknown(head: str, key: str, known: Iterable[str], show: Callable[[str], str]) -> str:
     names = sorted(known)
+    import difflib  # only for a wrong name
+
     close = difflib.get_close_matches(key, names, n=1)
     hint = f"did you mean {show(close[0])}? " if close else ""
     return f"{head}: {hint}valid ones are {', '.join(map(show, names))}"
@@ -792,6 +795,8 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     option's message) and kept as the text given, so that it reaches the program
     as a variable unchanged: :func:`to_environment`.
     """
+    import argparse  # the command line's alone: install() and the start-up hook go without
+
     for option in OPTIONS:
         if option.flag is None:
             continue
@@ -816,6 +821,8 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
 
 
 def _checked_text(option: Option) -> Callable[[str], str]:
+    import argparse
+
     def keep(text: str) -> str:
         try:
             option.from_text(text)
@@ -842,3 +849,7 @@ def takes_value(arg: str, following: str | None) -> bool:
     if form == "optional":
         return following is not None and option.kind.takes(following)
     return True
+
+
+# Public as tracedfuture.Options (tracedfuture/__init__.py): its repr names the package.
+Options.__module__ = "tracedfuture"

@@ -13,6 +13,7 @@ reported in :attr:`Trace.warnings`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -24,10 +25,18 @@ from . import _files
 from ._core import _events
 from ._core._events import KINDS, Event, Site
 
-try:  # tracedfuture[fast]: the same answers, parsed several times faster
-    from orjson import loads as _fast_loads
-except ImportError:  # pragma: no cover - exercised without the extra installed
-    _fast_loads = json.loads  # type: ignore[assignment]
+
+@functools.cache
+def _fast_loads() -> Callable[[str | bytes], Any]:
+    """orjson's ``loads`` with tracedfuture[fast] (the same answers, parsed several
+    times faster), else json's: imported when a trace is first read, not by the
+    programs that only write one."""
+    try:
+        from orjson import loads
+    except ImportError:  # pragma: no cover - exercised without the extra installed
+        return json.loads
+    return loads
+
 
 __all__ = [
     "FORMAT",
@@ -275,7 +284,7 @@ def _check_header(path: str, obj: Any) -> dict[str, Any]:
 def _parse(raw: bytes) -> Any:
     """One line as JSON, or ``ValueError`` saying why not (never another exception)."""
     try:
-        return _fast_loads(raw)
+        return _fast_loads()(raw)
     except Exception:  # the fast parser is stricter: let json decide
         pass
     try:
@@ -314,7 +323,7 @@ def iter_events(
     except FileNotFoundError:
         msg = f"no such trace file: {name}"
         raise FileNotFoundError(msg) from None
-    loads, make = _fast_loads, event_from_json
+    loads, make = _fast_loads(), event_from_json
     with handle:
         head: dict[str, Any] | None = None
         done = 0

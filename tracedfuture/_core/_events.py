@@ -248,3 +248,8 @@ class Event(NamedTuple):
                 continue
             out[key] = str(value) if isinstance(value, Site) else value
         return out
+
+
+# Public as tracedfuture.Site and tracedfuture.Event: reprs, docs and pickles
+# name the package (tracedfuture/__init__.py).
+Site.__module__ = Event.__module__ = "tracedfuture"
