@@ -15,7 +15,6 @@ import pytest
 
 import tracedfuture
 from tracedfuture import cli
-from tracedfuture._startup import settings_from_environment
 from tracedfuture.options import (
     INSTALL_OPTIONS,
     OPTIONS,
@@ -26,6 +25,7 @@ from tracedfuture.options import (
     Redactor,
     add_arguments,
     from_environment,
+    settings_from_environment,
     takes_value,
     to_environment,
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tracedfuture import options
-from tracedfuture._startup import settings_from_environment
+from tracedfuture.options import settings_from_environment
 from tracedfuture.trace import read
 
 from ._cli import PY, record_timing, write

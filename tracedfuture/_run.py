@@ -17,14 +17,20 @@ import argparse
 import importlib
 import os
 import re
-import shutil
 import site
-import subprocess
 import sys
 
 from . import options as _options
-from ._startup import DESTINATIONS, settings_from_environment
-from .options import NOT_OPTION_VARIABLES, OPTIONS, PREFIX, OptionError, takes_value, to_environment
+from .options import (
+    DESTINATIONS,
+    NOT_OPTION_VARIABLES,
+    OPTIONS,
+    PREFIX,
+    OptionError,
+    settings_from_environment,
+    takes_value,
+    to_environment,
+)
 
 __all__ = ["add_run_arguments", "hook_installed", "run_command"]
 
@@ -138,7 +144,12 @@ def _interpreter_path() -> str:
     kept), else ``sys.executable`` (a console script's shebang, a name that
     ``PATH`` might resolve elsewhere)."""
     typed = sys.orig_argv[0] if sys.orig_argv else ""
-    found = shutil.which(typed) if typed else None
+    if os.sep in typed:  # a path (a console script's shebang): no PATH to search
+        found: str | None = typed
+    else:
+        import shutil  # its import costs start-up: only for a bare "python"
+
+        found = shutil.which(typed) if typed else None
     if found and os.path.abspath(found) == sys.executable:
         return typed
     return sys.executable
@@ -208,5 +219,7 @@ def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     if os.name != "posix":  # pragma: no cover - exec does not keep the process on Windows
+        import subprocess
+
         return subprocess.call(argv, env=child_environ)
     os.execve(sys.executable, argv, child_environ)

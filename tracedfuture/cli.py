@@ -21,9 +21,7 @@ refusal), with one line on standard error and no traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -180,6 +178,8 @@ def _width(asked: int | None, stream: IO[str]) -> int | None:
     if asked is not None:
         return asked or None
     if stream.isatty():
+        import shutil
+
         return shutil.get_terminal_size().columns
     return None
 
@@ -213,6 +213,8 @@ def _cmd_tree(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
+    import json
+
     from ._views.stats import collect, render_json, render_table
 
     model = _load(args, _progress(args))
@@ -246,6 +248,8 @@ def _cmd_html(args: argparse.Namespace) -> int:
 
 
 def _cmd_perfetto(args: argparse.Namespace) -> int:
+    import json
+
     from ._views.perfetto import render_perfetto
 
     progress = _progress(args)
@@ -283,6 +287,8 @@ def _ask(client: Any, name: str, **params: Any) -> dict[str, Any]:
 
 
 def _cmd_ps(args: argparse.Namespace) -> int:
+    import json
+
     from ._control.console import format_ps
 
     with _attach(args) as client:

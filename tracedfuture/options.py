@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import argparse
 
 __all__ = [
+    "DESTINATIONS",
     "ENV_PREFIXES",
     "NOT_OPTIONS",
     "OPTIONS",
@@ -54,6 +55,7 @@ __all__ = [
     "Redactor",
     "add_arguments",
     "from_environment",
+    "settings_from_environment",
     "takes_value",
     "to_environment",
 ]
@@ -781,6 +783,38 @@ def to_environment(namespace: argparse.Namespace) -> dict[str, str]:
         else:
             environ[variable] = value
     return environ
+
+
+#: The options that say where events go: without one, nothing is traced.
+DESTINATIONS = ("output", "exporter", "flight", "dump_signal", "console")
+
+
+def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """What the ``TRACEDFUTURE_*`` variables ask the start-up hook for (``{}``:
+    nothing), checked by the options table; an :class:`OptionError` names the
+    first bad variable.
+
+    Every Python process of the environment runs the hook: one that no variable
+    asks to trace (none says where events go) is left exactly alone, whatever
+    else is set, but for a bad value of a known option, and options set with
+    nowhere to go are an error rather than a silent no-op.
+
+    >>> settings_from_environment({"TRACEDFUTURE_OUTPUT": "t.jsonl", "TRACEDFUTURE_SAMPLE_RATE": "0.5"})
+    {'output': 't.jsonl', 'sample_rate': 0.5}
+    """
+    known = {option.variable for option in OPTIONS}
+    ours = {k: v for k, v in environ.items() if k.startswith(PREFIX) and k not in NOT_OPTION_VARIABLES}
+    if not any(ours.get(PREFIX + name.upper(), "").strip() for name in DESTINATIONS):
+        ours = {k: v for k, v in ours.items() if k in known}
+    settings = from_environment(ours, PREFIX)
+    if settings and not any(name in settings for name in DESTINATIONS):
+        listed = ", ".join(PREFIX + name.upper() for name in settings)
+        msg = (
+            f"{listed} set, but nothing says where events go: set TRACEDFUTURE_OUTPUT=trace.jsonl, "
+            "TRACEDFUTURE_EXPORTER=structlog|otel or TRACEDFUTURE_FLIGHT=1"
+        )
+        raise OptionError(msg)
+    return settings
 
 
 # --- the command line -----------------------------------------------------------------
