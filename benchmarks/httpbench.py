@@ -7,7 +7,9 @@ a process of its own (``--serve``), traced process-wide for asyncio
 
 * ``plain``: untraced;
 * ``flight``: into a ``FlightRecorder()`` with its defaults;
-* ``export``: every event delivered to an exporter that only counts them.
+* ``export``: every event delivered to an exporter that only counts them;
+* ``jsonl``: every event to a trace file (``JsonLinesExporter``, what
+  ``tracedfuture run -o`` writes), in a temporary folder.
 
 ``measure()`` starts a server of each variant, warms each up, then runs ``wrk``
 against them in turn for a few rounds, reading each server's CPU time from
@@ -28,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VARIANTS = ("plain", "flight", "export")
+VARIANTS = ("plain", "flight", "export", "jsonl")
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 
 
@@ -82,11 +84,20 @@ async def serve() -> None:
 
 
 def serve_main(variant: str, loop_name: str) -> int:
+    import tempfile
+
     import tracedfuture
+    from tracedfuture.exporters import JsonLinesExporter
     from tracedfuture.flight import FlightRecorder
 
     counter = Counter()
-    exporters: list[Any] = {"plain": [], "flight": [FlightRecorder()], "export": [counter]}[variant]
+    folder = tempfile.TemporaryDirectory(prefix="httpbench-")
+    exporters: list[Any] = {
+        "plain": [],
+        "flight": [FlightRecorder()],
+        "export": [counter],
+        "jsonl": [JsonLinesExporter(os.path.join(folder.name, "trace.jsonl"))] if variant == "jsonl" else [],
+    }[variant]
     base = None
     if loop_name == "uvloop":
         import uvloop
@@ -106,7 +117,13 @@ def serve_main(variant: str, loop_name: str) -> int:
     if inst is not None:
         inst.flush(timeout=60)
         inst.uninstall()
-    print(json.dumps({"events": counter.events, "implementation": getattr(tracedfuture, "IMPLEMENTATION", "python")}))
+    events = counter.events
+    for exporter in exporters:
+        if isinstance(exporter, JsonLinesExporter):
+            exporter.shutdown()
+            events = exporter.events_written
+    folder.cleanup()
+    print(json.dumps({"events": events, "implementation": getattr(tracedfuture, "IMPLEMENTATION", "python")}))
     return 0
 
 
@@ -200,8 +217,8 @@ class Server:
             tail = stderr.strip().splitlines()[-1:] or ["no output"]
             return {"error": f"the server exited {self.proc.returncode}: {tail[0][:300]}"}
         summary: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
-        if self.variant == "export" and not summary["events"]:
-            return {"error": "the counting exporter received no events"}
+        if self.variant in ("export", "jsonl") and not summary["events"]:
+            return {"error": f"the {self.variant} exporter received no events"}
         return summary
 
     def kill(self) -> None:
@@ -242,8 +259,8 @@ def measure(
             summary = server.stop()
             if "error" in summary:
                 runs[server.variant] = [{"error": summary["error"]}]
-            elif server.variant == "export":
-                for run in runs["export"]:
+            elif server.variant in ("export", "jsonl"):
+                for run in runs[server.variant]:
                     run["events"] = summary["events"]
     finally:
         for server in servers:

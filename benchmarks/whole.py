@@ -1,34 +1,72 @@
-"""Whole processes, plain against ``tracedfuture run -o``, in one run: the
-100,000-future program of ``tests/_cli.py`` (time, peak RSS, futures dropped) and
-an empty program (what starting costs). Wall-clock: for a quiet machine."""
+"""Whole processes, plain against ``tracedfuture run -o``, in one run:
+
+* the 100,000-future program of ``tests/_cli.py`` (time, peak RSS, futures dropped);
+* an empty asyncio program (what starting costs: time and peak RSS);
+* the viewers on the 100k program's trace, made at the default settings, against
+  plain ``json.loads`` of every line of the same file (bench_viewers.py's commands).
+
+Each figure is the median of ``rounds`` runs, the commands interleaved so that a
+busy machine slows them alike. Peak RSS is the child's own (``wait4``), not the
+largest of all children. Wall-clock: for a quiet machine."""
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from pathlib import Path
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from bench_viewers import commands as viewer_commands  # noqa: E402
 
 from tests._cli import BIG  # noqa: E402
 
-EMPTY = "print('ok')\n"
+# An asyncio program that does nothing: what "tracedfuture run" costs to start.
+EMPTY = "import asyncio\n\n\nasync def main():\n    await asyncio.sleep(0)\n\n\nasyncio.run(main())\n"
+
+
+# Runs argv (sys.argv[1:]) and prints its seconds and peak RSS (KiB). A child's
+# peak RSS counts the memory of the process it was forked from, so the command is
+# forked from this small launcher (python -S, a few MiB), never from the benchmark.
+LAUNCH = """import os, sys, time
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    fd = os.open(os.devnull, os.O_RDWR)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - started, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
 
 
 def _once(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, int]:
-    """Seconds and the peak RSS (KiB) of the largest child, for one run."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - started
-    return seconds, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    """Seconds and the command's own peak RSS (KiB) for one run."""
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", LAUNCH, *argv], env=env, cwd=cwd, capture_output=True, text=True, check=True
+    )
+    seconds, kib, status = done.stdout.split()
+    if int(status):
+        raise subprocess.CalledProcessError(int(status), argv)
+    return float(seconds), int(kib)
+
+
+def _last_line(path: str) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - 65536))
+        return f.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+
+
+def _median(runs: list[tuple[float, int]]) -> tuple[float, float]:
+    return statistics.median(s for s, _ in runs), statistics.median(k for _, k in runs) / 1024
 
 
 def measure(python: str, env: dict[str, str], rounds: int = 3) -> dict[str, Any]:
@@ -39,22 +77,43 @@ def measure(python: str, env: dict[str, str], rounds: int = 3) -> dict[str, Any]
             with open(script, "w", encoding="utf-8") as f:
                 f.write(program)
             trace = os.path.join(folder, f"{name}.jsonl")
-            plain = [_once([python, script], env, folder)[0] for _ in range(rounds)]
-            traced = [
-                _once([python, "-m", "tracedfuture", "run", "-o", trace, script], env, folder)[0] for _ in range(rounds)
-            ]
-            with open(trace, encoding="utf-8") as f:
-                stats = json.loads(f.readlines()[-1]).get("stats", {})
+            plain_argv = [python, script]
+            traced_argv = [python, "-m", "tracedfuture", "run", "-o", trace, script]
+            plain, traced = [], []
+            for _ in range(rounds):
+                plain.append(_once(plain_argv, env, folder))
+                traced.append(_once(traced_argv, env, folder))
+            stats = json.loads(_last_line(trace)).get("stats", {})
+            (plain_s, plain_mib), (traced_s, traced_mib) = _median(plain), _median(traced)
             out[name] = {
-                "plain_s": statistics.median(plain),
-                "traced_s": statistics.median(traced),
-                "ratio": statistics.median(traced) / statistics.median(plain),
-                "extra_ms": 1000 * (statistics.median(traced) - statistics.median(plain)),
+                "plain_s": plain_s,
+                "traced_s": traced_s,
+                "ratio": traced_s / plain_s,
+                "extra_ms": 1000 * (traced_s - plain_s),
+                "plain_peak_mib": plain_mib,
+                "traced_peak_mib": traced_mib,
+                "extra_peak_mib": traced_mib - plain_mib,
                 "dropped_futures": stats.get("dropped_futures"),
                 "incomplete_futures": stats.get("incomplete_futures"),
                 "events_written": stats.get("events_written"),
             }
+        out["viewers"] = _viewers(Path(folder) / "run_o_100k.jsonl", Path(folder), python, env, rounds)
     return out
+
+
+def _viewers(trace: Path, folder: Path, python: str, env: dict[str, str], rounds: int) -> dict[str, Any]:
+    """Each viewer's median time on the 100k trace, and its ratio to json.loads."""
+    todo = {name: [python, *argv[1:]] for name, argv in viewer_commands(trace, folder).items()}
+    times: dict[str, list[float]] = {name: [] for name in todo}
+    for _ in range(rounds):
+        for name, argv in todo.items():
+            times[name].append(_once(argv, env, str(folder))[0])
+    base = statistics.median(times["json.loads"])
+    return {
+        "lines": sum(1 for _ in trace.open("rb")),
+        "seconds": {name: statistics.median(t) for name, t in times.items()},
+        "ratio": {name: statistics.median(t) / base for name, t in times.items() if name != "json.loads"},
+    }
 
 
 if __name__ == "__main__":
