@@ -62,16 +62,6 @@ typedef struct {
     size_t cap, used;
 } Table;
 
-static inline size_t
-hash_id(const void *p, long long extra)
-{
-    uint64_t h = (uint64_t)(uintptr_t)p ^ ((uint64_t)extra * 0x9E3779B97F4A7C15ULL);
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    return (size_t)h;
-}
-
 static void
 cbs_free(Cb *cbs, Py_ssize_t n)
 {
@@ -99,7 +89,7 @@ table_find(Table *t, long long fid)
         return NULL;
     }
     size_t mask = t->cap - 1;
-    for (size_t i = hash_id(NULL, fid) & mask;; i = (i + 1) & mask) {
+    for (size_t i = tf_hash_fid(fid) & mask;; i = (i + 1) & mask) {
         if (t->slots[i].fid == fid) {
             return &t->slots[i];
         }
@@ -117,7 +107,7 @@ table_remove(Table *t, Fut *f)
     size_t mask = t->cap - 1;
     size_t hole = (size_t)(f - t->slots);
     for (size_t i = (hole + 1) & mask; t->slots[i].fid != 0; i = (i + 1) & mask) {
-        size_t home = hash_id(NULL, t->slots[i].fid) & mask;
+        size_t home = tf_hash_fid(t->slots[i].fid) & mask;
         if (((i - home) & mask) >= ((i - hole) & mask)) {
             t->slots[hole] = t->slots[i];
             memset(&t->slots[i], 0, sizeof(Fut));
@@ -142,7 +132,7 @@ table_add(Table *t, long long fid)
         }
         for (size_t i = 0; i < t->cap; i++) {
             if (t->slots[i].fid != 0) {
-                size_t j = hash_id(NULL, t->slots[i].fid) & (cap - 1);
+                size_t j = tf_hash_fid(t->slots[i].fid) & (cap - 1);
                 while (slots[j].fid != 0) {
                     j = (j + 1) & (cap - 1);
                 }
@@ -154,7 +144,7 @@ table_add(Table *t, long long fid)
         t->cap = cap;
     }
     size_t mask = t->cap - 1;
-    size_t i = hash_id(NULL, fid) & mask;
+    size_t i = tf_hash_fid(fid) & mask;
     while (t->slots[i].fid != 0) {
         i = (i + 1) & mask;
     }

@@ -213,16 +213,6 @@ typedef struct {
     size_t cap, used;
 } Cache;
 
-static inline size_t
-hash_ptr(const void *p, long long extra)
-{
-    uint64_t h = (uint64_t)(uintptr_t)p ^ ((uint64_t)extra * 0x9E3779B97F4A7C15ULL);
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    return (size_t)h;
-}
-
 static void
 cache_clear(Cache *c)
 {
@@ -250,7 +240,7 @@ cache_get(const Cache *c, const PyObject *key, long long extra)
         return NULL;
     }
     size_t mask = c->cap - 1;
-    for (size_t i = hash_ptr(key, extra) & mask;; i = (i + 1) & mask) {
+    for (size_t i = tf_hash(key, extra) & mask;; i = (i + 1) & mask) {
         const CacheSlot *s = &c->slots[i];
         if (s->key == NULL) {
             return NULL;
@@ -280,7 +270,7 @@ cache_put(Cache *c, PyObject *key, long long extra, PyObject *text)
         for (size_t i = 0; i < c->cap; i++) {
             CacheSlot *s = &c->slots[i];
             if (s->key != NULL) {
-                size_t j = hash_ptr(s->key, s->extra) & (cap - 1);
+                size_t j = tf_hash(s->key, s->extra) & (cap - 1);
                 while (slots[j].key != NULL) {
                     j = (j + 1) & (cap - 1);
                 }
@@ -292,7 +282,7 @@ cache_put(Cache *c, PyObject *key, long long extra, PyObject *text)
         c->cap = cap;
     }
     size_t mask = c->cap - 1;
-    size_t i = hash_ptr(key, extra) & mask;
+    size_t i = tf_hash(key, extra) & mask;
     while (c->slots[i].key != NULL) {
         i = (i + 1) & mask;
     }
@@ -449,12 +439,6 @@ disown(Ctx *c, PyObject *o)
     }
 }
 
-static inline size_t
-hash_fid(long long fid)
-{
-    return hash_ptr(NULL, fid);
-}
-
 /* c NULL: the GIL is held (clear, dealloc). */
 static void
 fut_release(Ctx *c, Fut *f)
@@ -480,7 +464,7 @@ table_find(const Table *t, long long fid)
         return NULL;
     }
     size_t mask = t->cap - 1;
-    for (size_t i = hash_fid(fid) & mask;; i = (i + 1) & mask) {
+    for (size_t i = tf_hash_fid(fid) & mask;; i = (i + 1) & mask) {
         if (t->slots[i].fid == fid) {
             return &t->slots[i];
         }
@@ -499,7 +483,7 @@ table_remove(Ctx *c, Table *t, Fut *f)
     size_t mask = t->cap - 1;
     size_t hole = (size_t)(f - t->slots);
     for (size_t i = (hole + 1) & mask; t->slots[i].fid != 0; i = (i + 1) & mask) {
-        size_t home = hash_fid(t->slots[i].fid) & mask;
+        size_t home = tf_hash_fid(t->slots[i].fid) & mask;
         /* movable when its home is not in (hole, i] cyclically */
         if (((i - home) & mask) >= ((i - hole) & mask)) {
             t->slots[hole] = t->slots[i];
@@ -525,7 +509,7 @@ table_add(Ctx *c, Table *t, long long fid)
         }
         for (size_t i = 0; i < t->cap; i++) {
             if (t->slots[i].fid != 0) {
-                size_t j = hash_fid(t->slots[i].fid) & (cap - 1);
+                size_t j = tf_hash_fid(t->slots[i].fid) & (cap - 1);
                 while (slots[j].fid != 0) {
                     j = (j + 1) & (cap - 1);
                 }
@@ -537,7 +521,7 @@ table_add(Ctx *c, Table *t, long long fid)
         t->cap = cap;
     }
     size_t mask = t->cap - 1;
-    size_t i = hash_fid(fid) & mask;
+    size_t i = tf_hash_fid(fid) & mask;
     while (t->slots[i].fid != 0) {
         i = (i + 1) & mask;
     }
