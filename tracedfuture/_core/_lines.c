@@ -347,6 +347,7 @@ typedef struct {
     Table futs;
     Cache sites, psites, types;
     Refs inc, dec;     /* queued while the GIL is released; empty whenever it is held */
+    Buf out;           /* the output buffer, kept from one lines() to the next */
     long busy;         /* the pid of a lines() call under way, else 0 */
 } LineWriter;
 
@@ -576,6 +577,8 @@ writer_free_state(LineWriter *self)
     PyMem_RawFree(self->dec.p);
     memset(&self->inc, 0, sizeof(Refs));
     memset(&self->dec, 0, sizeof(Refs));
+    PyMem_RawFree(self->out.p);
+    memset(&self->out, 0, sizeof(Buf));
 }
 
 static int
@@ -1132,6 +1135,10 @@ assemble(Ctx *c)
     return out;
 }
 
+/* The most output buffer a writer keeps between calls (a batch of some 50,000
+ * records), so that an idle writer holds little. */
+#define KEEP_BUFFER ((size_t)8 << 20)
+
 static PyObject *
 writer_lines(LineWriter *self, PyObject *records)
 {
@@ -1155,6 +1162,11 @@ writer_lines(LineWriter *self, PyObject *records)
     memset(&c, 0, sizeof(c));
     c.w = self;
     c.recs = recs;
+    /* The last call's buffer, taken for this one: growing a new one batch after
+     * batch costs page faults and copies (and, freed, another thread's TLB). */
+    c.b = self->out;
+    c.b.n = 0;
+    memset(&self->out, 0, sizeof(Buf));
     PyObject *result = NULL, *data = NULL;
     /* The batch holds every object its records name, and nothing else touches
      * it or this writer's state meanwhile: the GIL can go. */
@@ -1178,7 +1190,12 @@ done:
     }
     free_deferred(&c);
     self->busy = 0;
-    PyMem_RawFree(c.b.p);
+    if (c.b.cap <= KEEP_BUFFER) {
+        self->out = c.b;
+    }
+    else {
+        PyMem_RawFree(c.b.p); /* an unusually large batch: its memory is not kept */
+    }
     Py_DECREF(batch);
     return result;
 }
