@@ -666,6 +666,23 @@ view_len(ViewObject *v)
 }
 
 /* A cached value of key (borrowed), or the function's result for args, stored. */
+/* Event and Site are tuple subclasses, which the collector never untracks by
+ * itself (it does so for exact tuples only): one that holds no tracked object can
+ * be in no reference cycle, and is untracked here, as CPython untracks such
+ * tuples. Otherwise every event a MemoryExporter keeps would be traversed by
+ * every collection (most of the time of a program that keeps many). */
+static void
+untrack_if_atoms(PyObject *tuple)
+{
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(tuple); k++) {
+        PyObject *item = PyTuple_GET_ITEM(tuple, k);
+        if (PyObject_IS_GC(item) && PyObject_GC_IsTracked(item)) {
+            return;
+        }
+    }
+    PyObject_GC_UnTrack(tuple);
+}
+
 static PyObject *
 site_of(FoldObject *fold, PyObject *code, long long lasti)
 {
@@ -679,6 +696,9 @@ site_of(FoldObject *fold, PyObject *code, long long lasti)
         return Py_NewRef(PyTuple_GET_ITEM(hit, 1));
     }
     PyObject *site = PyErr_Occurred() ? NULL : PyObject_CallFunction(fold->site_of, "OL", code, lasti);
+    if (site != NULL && PyTuple_Check(site)) {
+        untrack_if_atoms(site);
+    }
     if (site != NULL) {
         if (PyDict_GET_SIZE(fold->sites) >= 100000) {
             PyDict_Clear(fold->sites);
@@ -786,6 +806,7 @@ make_event(ViewObject *v, Entry *e)
             items[k] = Py_NewRef(Py_None);
         }
     }
+    untrack_if_atoms(ev);
     return ev;
 }
 
