@@ -257,70 +257,7 @@ batch_repr(BatchObject *self)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Shedding: a set of ids                                                    */
-
-typedef struct {
-    long long *keys; /* 0: empty */
-    size_t cap, used;
-} FidSet;
-
-static inline size_t
-mix(long long fid)
-{
-    uint64_t h = (uint64_t)fid * 0x9E3779B97F4A7C15ULL;
-    return (size_t)(h ^ (h >> 29));
-}
-
-static int
-fidset_has(const FidSet *s, long long fid)
-{
-    if (s->cap == 0 || fid == 0) {
-        return 0;
-    }
-    for (size_t i = mix(fid) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
-        if (s->keys[i] == fid) {
-            return 1;
-        }
-        if (s->keys[i] == 0) {
-            return 0;
-        }
-    }
-}
-
-static int
-fidset_add(FidSet *s, long long fid)
-{
-    if (fid == 0 || fidset_has(s, fid)) {
-        return 0;
-    }
-    if ((s->used + 1) * 2 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        long long *keys = PyMem_RawCalloc(cap, sizeof(long long));
-        if (keys == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        for (size_t i = 0; i < s->cap; i++) {
-            if (s->keys[i] != 0) {
-                size_t j = mix(s->keys[i]) & (cap - 1);
-                while (keys[j] != 0) {
-                    j = (j + 1) & (cap - 1);
-                }
-                keys[j] = s->keys[i];
-            }
-        }
-        PyMem_RawFree(s->keys);
-        s->keys = keys;
-        s->cap = cap;
-    }
-    size_t i = mix(fid) & (s->cap - 1);
-    while (s->keys[i] != 0) {
-        i = (i + 1) & (s->cap - 1);
-    }
-    s->keys[i] = fid;
-    s->used++;
-    return 1;
-}
+/* Shedding                                                                  */
 
 /* Is fid a key of dict d? -1 on error. */
 static int

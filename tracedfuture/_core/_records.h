@@ -306,4 +306,97 @@ tf_hash_fid(long long fid)
     return (tf_hash(NULL, fid >> 4) << 4) | (size_t)(fid & 15);
 }
 
+/* A set of future ids (0 is never a member), for shedding (_batch.c) and tail
+ * sampling (_tail.c): open addressing, backward-shift deletion. On failure to
+ * grow, fidset_add sets MemoryError and returns -1. */
+typedef struct {
+    long long *keys; /* PyMem_Raw; 0: empty */
+    size_t cap, used;
+} FidSet;
+
+static inline int
+fidset_has(const FidSet *s, long long fid)
+{
+    if (s->cap == 0 || fid == 0) {
+        return 0;
+    }
+    for (size_t i = tf_hash_fid(fid) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+        if (s->keys[i] == fid) {
+            return 1;
+        }
+        if (s->keys[i] == 0) {
+            return 0;
+        }
+    }
+}
+
+/* 1: added, 0: there already (or 0), -1: out of memory. */
+static inline int
+fidset_add(FidSet *s, long long fid)
+{
+    if (fid == 0 || fidset_has(s, fid)) {
+        return 0;
+    }
+    if ((s->used + 1) * 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        long long *keys = PyMem_RawCalloc(cap, sizeof(long long));
+        if (keys == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (size_t i = 0; i < s->cap; i++) {
+            if (s->keys[i] != 0) {
+                size_t j = tf_hash_fid(s->keys[i]) & (cap - 1);
+                while (keys[j] != 0) {
+                    j = (j + 1) & (cap - 1);
+                }
+                keys[j] = s->keys[i];
+            }
+        }
+        PyMem_RawFree(s->keys);
+        s->keys = keys;
+        s->cap = cap;
+    }
+    size_t i = tf_hash_fid(fid) & (s->cap - 1);
+    while (s->keys[i] != 0) {
+        i = (i + 1) & (s->cap - 1);
+    }
+    s->keys[i] = fid;
+    s->used++;
+    return 1;
+}
+
+static inline void
+fidset_discard(FidSet *s, long long fid)
+{
+    if (s->cap == 0 || fid == 0) {
+        return;
+    }
+    size_t mask = s->cap - 1, hole;
+    for (hole = tf_hash_fid(fid) & mask; s->keys[hole] != fid; hole = (hole + 1) & mask) {
+        if (s->keys[hole] == 0) {
+            return;
+        }
+    }
+    s->keys[hole] = 0;
+    s->used--;
+    /* move back the keys of the cluster that probed past the hole */
+    for (size_t i = (hole + 1) & mask; s->keys[i] != 0; i = (i + 1) & mask) {
+        size_t home = tf_hash_fid(s->keys[i]) & mask;
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            s->keys[hole] = s->keys[i];
+            s->keys[i] = 0;
+            hole = i;
+        }
+    }
+}
+
+static inline void
+fidset_free(FidSet *s)
+{
+    PyMem_RawFree(s->keys);
+    s->keys = NULL;
+    s->cap = s->used = 0;
+}
+
 #endif
