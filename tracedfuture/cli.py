@@ -421,7 +421,8 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
-        parser.exit(message=_version() + "\n")
+        print(_version())  # on standard output, as argparse's own version action
+        parser.exit()
 
 
 def _parser(viewers: bool = True) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
