@@ -49,6 +49,7 @@ setup(
                 "tracedfuture/_core/_lines.c",
                 "tracedfuture/_core/_batch.c",
                 "tracedfuture/_core/_eventfold.c",
+                "tracedfuture/_core/_tail.c",
             ],
             depends=["tracedfuture/_core/_records.h"],
             extra_compile_args=flags,

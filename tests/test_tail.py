@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import tracedfuture
+from tracedfuture import _core
 from tracedfuture._core import _events as ev
 from tracedfuture._pipeline._tail import TailPolicy
 from tracedfuture.exporters import MemoryExporter
@@ -55,36 +56,48 @@ def ops_by_future(records: list[tuple[Any, ...]]) -> dict[int, list[int]]:
     return out
 
 
-def test_a_healthy_program_keeps_nothing() -> None:
-    policy = TailPolicy(SLOW)
+# Both implementations of the decision: the reference, and the compiled core's
+# twin when it is built (the same tests, as CPython tests its C and Python futures).
+POLICIES = [pytest.param(TailPolicy, id="reference")]
+if _core.impl.TailPolicy is not None:
+    POLICIES.append(pytest.param(_core.impl.TailPolicy, id="compiled"))
+
+
+@pytest.fixture(params=POLICIES)
+def policy_class(request: pytest.FixtureRequest) -> Any:
+    return request.param
+
+
+def test_a_healthy_program_keeps_nothing(policy_class: Any) -> None:
+    policy = policy_class(SLOW)
     out = policy.feed([created(1), resolved(1), collected(1)], now_ns=0)
-    assert out == []
+    assert list(out) == []
 
 
-def test_a_failure_keeps_the_whole_history_of_the_future() -> None:
-    policy = TailPolicy(SLOW)
+def test_a_failure_keeps_the_whole_history_of_the_future(policy_class: Any) -> None:
+    policy = policy_class(SLOW)
     out = policy.feed([created(1), awaited(1, 9), failed(1)], now_ns=0)
     assert ops_by_future(out)[1] == [ev.OP_CREATED, ev.OP_CB_ADDED, ev.OP_FAILED]
 
 
-def test_records_after_the_decision_pass_until_the_future_is_collected() -> None:
-    policy = TailPolicy(SLOW)
+def test_records_after_the_decision_pass_until_the_future_is_collected(policy_class: Any) -> None:
+    policy = policy_class(SLOW)
     policy.feed([created(1), failed(1)], now_ns=0)
-    assert policy.feed([collected(1, "UNRETRIEVED")], now_ns=0) != []
-    assert policy.feed([(ev.OP_RENAMED, 1, _ts(), None, "late")], now_ns=0) == []
+    assert list(policy.feed([collected(1, "UNRETRIEVED")], now_ns=0)) != []
+    assert list(policy.feed([(ev.OP_RENAMED, 1, _ts(), None, "late")], now_ns=0)) == []
 
 
-def test_a_task_that_fails_late_brings_in_a_healthy_future_it_awaited_whole() -> None:
+def test_a_task_that_fails_late_brings_in_a_healthy_future_it_awaited_whole(policy_class: Any) -> None:
     # The task awaited future 2, which resolved healthy; then the task failed.
-    policy = TailPolicy(SLOW)
+    policy = policy_class(SLOW)
     records = [created(1, task=True), created(2), awaited(2, 1), resolved(2), failed(1)]
     kept = ops_by_future(policy.feed(records, now_ns=0))
     assert kept[2] == [ev.OP_CREATED, ev.OP_CB_ADDED, ev.OP_RESOLVED]
     assert kept[1] == [ev.OP_CREATED, ev.OP_FAILED]
 
 
-def test_the_parent_chain_of_a_kept_task_is_kept_even_after_the_parents_finished() -> None:
-    policy = TailPolicy(SLOW, linger=2)
+def test_the_parent_chain_of_a_kept_task_is_kept_even_after_the_parents_finished(policy_class: Any) -> None:
+    policy = policy_class(SLOW, linger=2)
     records = [created(1, task=True), created(2, task=True, parent=1), created(3, task=True, parent=2)]
     records += [resolved(1), resolved(2)]
     # Many healthy futures in between: lingering alone would have forgotten 1 and 2.
@@ -97,8 +110,8 @@ def test_the_parent_chain_of_a_kept_task_is_kept_even_after_the_parents_finished
     assert kept[1][-1] == ev.OP_RESOLVED and kept[2][-1] == ev.OP_RESOLVED
 
 
-def test_a_future_forgotten_past_the_limit_is_dropped_whole() -> None:
-    policy = TailPolicy(SLOW, linger=1, max_held=3)
+def test_a_future_forgotten_past_the_limit_is_dropped_whole(policy_class: Any) -> None:
+    policy = policy_class(SLOW, linger=1, max_held=3)
     records = [created(1), created(2), created(3), created(4)]  # 1 is forgotten: past max_held
     records += [failed(1), failed(4)]
     kept = ops_by_future(policy.feed(records, now_ns=0))
@@ -107,25 +120,95 @@ def test_a_future_forgotten_past_the_limit_is_dropped_whole() -> None:
     assert policy.forgotten == 1
 
 
-def test_the_decision_does_not_depend_on_how_records_are_batched() -> None:
+def test_the_decision_does_not_depend_on_how_records_are_batched(policy_class: Any) -> None:
     records = [created(1, task=True), created(2), awaited(2, 1), resolved(2)]
     for fid in range(10, 40):
         records += [created(fid, task=True, parent=1), resolved(fid)]
     records += [created(5, parent=1), failed(5), resolved(1), collected(2)]
-    whole = TailPolicy(SLOW, linger=5).feed(records, now_ns=0)
+    whole = policy_class(SLOW, linger=5).feed(records, now_ns=0)
     for size in (1, 2, 3, 7):
-        policy = TailPolicy(SLOW, linger=5)
+        policy = policy_class(SLOW, linger=5)
         chunked: list[tuple[Any, ...]] = []
         for start in range(0, len(records), size):
             chunked += policy.feed(records[start : start + size], now_ns=0)
         assert sorted(chunked, key=lambda r: r[2]) == sorted(whole, key=lambda r: r[2])
 
 
-def test_a_future_pending_past_slow_is_kept_with_what_it_has() -> None:
-    policy = TailPolicy(100)
+def test_a_future_pending_past_slow_is_kept_with_what_it_has(policy_class: Any) -> None:
+    policy = policy_class(100)
     first = created(1)
-    assert policy.feed([first], now_ns=first[2] + 50) == []
-    assert policy.feed([], now_ns=first[2] + 100) == [first]
+    assert list(policy.feed([first], now_ns=first[2] + 50)) == []
+    assert list(policy.feed([], now_ns=first[2] + 100)) == [first]
+
+
+def _stream(seed: int, futures: int) -> list[tuple[Any, ...]]:
+    """A deterministic jumble of records: tasks with parents, futures awaited by
+    tasks, healthy ends, failures, cancellations, lints, late renames, collections
+    in any state, and a few records of futures never created here."""
+    import random
+
+    rng = random.Random(seed)
+    records: list[tuple[Any, ...]] = []
+    live: list[int] = []
+    tasks: list[int] = []
+    clock = 0
+    for fid in range(1, futures + 1):
+        clock += rng.randint(0, 3)  # ties happen: equal timestamps
+        is_task = rng.random() < 0.3
+        parent = rng.choice(tasks) if tasks and rng.random() < 0.7 else None
+        records.append((ev.OP_CREATED, fid, clock, parent, is_task, None, 0, 1, None, None, 1, None))
+        (tasks if is_task else live).append(fid)
+        for _ in range(rng.randint(0, 3)):
+            if not live and not tasks:
+                break
+            clock += rng.randint(0, 2)
+            target = rng.choice(live + tasks)
+            roll = rng.random()
+            if roll < 0.3 and tasks:
+                awaiter = rng.choice(tasks) if rng.random() < 0.9 else None
+                records.append((ev.OP_CB_ADDED, target, clock, awaiter, "Task.task_wakeup", awaiter))
+            elif roll < 0.6:
+                records.append((ev.OP_RESOLVED, target, clock, None, int, None))
+            elif roll < 0.65:
+                records.append((ev.OP_FAILED, target, clock, None, ValueError, None, None, 0, None, 0))
+            elif roll < 0.68:
+                records.append((ev.OP_CANCELLED, target, clock, None, "msg", None))
+            elif roll < 0.7:
+                records.append((ev.OP_LINT, target, clock, "stall", None, (), "", 5))
+            elif roll < 0.75:
+                records.append((ev.OP_RENAMED, target, clock, None, "renamed"))
+            elif roll < 0.9:
+                state = rng.choice(["FINISHED", "FINISHED", "PENDING", "UNRETRIEVED"])
+                records.append((ev.OP_COLLECTED, target, clock, state, False))
+                (live if target in live else tasks).remove(target)
+            else:
+                records.append((ev.OP_RESOLVED, futures + 1000 + target, clock, None, int, None))
+    return records
+
+
+@pytest.mark.skipif(_core.impl.TailPolicy is None, reason="no compiled core here")
+@pytest.mark.parametrize("seed", range(12))
+def test_the_compiled_policy_keeps_exactly_what_the_reference_keeps(seed: int) -> None:
+    import random
+
+    records = _stream(seed, 400)
+    limits = [{}, {"linger": 3}, {"linger": 1, "max_held": 20}, {"max_held": 50}][seed % 4]
+    slow = [SLOW, 40, 5][seed % 3]
+    policies = [TailPolicy(slow, **limits), _core.impl.TailPolicy(slow, **limits)]
+    outs: list[list[tuple[Any, ...]]] = [[], []]
+    rng = random.Random(seed)
+    start = 0
+    while start < len(records):
+        size = rng.randint(1, 40)
+        now = records[min(start + size, len(records)) - 1][2] + rng.randint(0, 10)
+        for policy, out in zip(policies, outs, strict=True):
+            out.extend(policy.feed(records[start : start + size], now))
+        start += size
+    for policy, out in zip(policies, outs, strict=True):
+        out.extend(policy.flush(records[-1][2] + 1000))
+    assert outs[1] == outs[0]
+    assert policies[1].forgotten == policies[0].forgotten
+    assert len(policies[1]) == len(policies[0])
 
 
 # --- real programs ---------------------------------------------------------------------

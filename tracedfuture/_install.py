@@ -36,7 +36,7 @@ from ._pipeline._delivery import Events, Filter, Sink
 from ._pipeline._drain import DEFAULT_MAX_BYTES, RECORDER, Route
 from ._pipeline._hooks import resolve
 from ._pipeline._lines import make_lines
-from ._pipeline._tail import TailPolicy
+from ._pipeline._tail import make_tail
 from .options import Options
 
 __all__ = ["Installation", "Options", "install", "loop_factory", "run"]
@@ -120,7 +120,7 @@ class Installation:
         self.max_bytes = _ring_bytes(options, [hook.max_bytes for hook in raw])
         self.flush_interval = options.flush_interval
         self.export_timeout = options.export_timeout
-        self._tail = TailPolicy(int(options.slow * 1e9)) if options.tail else None
+        self._tail = make_tail(int(options.slow * 1e9)) if options.tail else None
         captures = [hook.capture for hook in hooks if hook.capture is not None]
         self.capture: Callable[[], object] | None = _combine(captures)
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -205,7 +205,7 @@ class Installation:
         """The child of a fork starts afresh: nothing of the parent's history is
         held, sampled or converted again here."""
         if self._tail is not None:
-            self._tail = TailPolicy(self._tail.slow_ns)
+            self._tail = make_tail(self._tail.slow_ns)
 
     # -- reading -------------------------------------------------------------------------
 

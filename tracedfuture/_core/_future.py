@@ -72,6 +72,7 @@ __all__ = [
     "LoopHooks",
     "RecordBatch",
     "Ring",
+    "TailPolicy",
     "TracedFuture",
     "TracedTask",
     "assign_id",
@@ -87,6 +88,8 @@ IMPLEMENTATION = "python"
 LineWriter = None
 # No compiled event fold: the pipeline's own _convert.Converter is the reference.
 EventFold = None
+# No compiled tail sampling: the pipeline's own _tail.TailPolicy is the reference.
+TailPolicy = None
 
 _T = TypeVar("_T")
 

@@ -95,6 +95,14 @@ What an implementation module provides
     read), ``clear()`` and ``held()``; the twin of ``_pipeline._convert.Converter``,
     which it is given as ``helper`` (futures whose history needs more than the
     common records are handed over, ``helper.adopt(...)``, and converted there).
+``TailPolicy``
+    ``None`` (the pure-Python implementation), or compiled tail sampling:
+    ``TailPolicy(slow_ns, *, linger=10000, max_held=500000)`` with
+    ``feed(records, now_ns)`` and ``flush(now_ns)`` (each a :class:`RecordBatch`
+    of the records to convert), ``forgotten``, ``slow_ns`` and ``len()``; the twin
+    of ``_pipeline._tail.TailPolicy``, the reference, deciding alike on the
+    records' structs with no Python object per record or per held future.
+    ``_pipeline._tail.make_tail`` picks it.
 ``set_text(value_repr, exc_message)``
     Sets the two functions that turn a result and an exception into text when a
     future's ``capture_values`` is on (they must not raise; both implementations
@@ -269,3 +277,5 @@ class Implementation(Protocol):
     def LineWriter(self) -> Callable[..., Any] | None: ...
     @property
     def EventFold(self) -> Callable[..., Any] | None: ...
+    @property
+    def TailPolicy(self) -> Callable[..., Any] | None: ...

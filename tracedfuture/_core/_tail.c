@@ -1,0 +1,968 @@
+/* tracedfuture._core._cfuture.TailPolicy: tail sampling, decided on raw records
+ * in C.
+ *
+ * The twin of tracedfuture/_pipeline/_tail.py's TailPolicy, which is the
+ * reference and says what is decided and why (read it first): the same state
+ * (held futures, undecided and lingering ones in order, the kept set, the
+ * creation times), the same steps in the same order, so that both keep the same
+ * records. Here the records are structs read in place (a RecordBatch, or tuples
+ * read into structs); a held future's records are copies holding their
+ * references; nothing is a Python object until a kept future's records leave as
+ * a RecordBatch. A healthy program, whose futures are all forgotten, makes no
+ * Python object at all, and holds none the collector must traverse.
+ *
+ * Compiled into the _cfuture extension (setup.py); _cfuture.c calls
+ * tf_tail_add_type() once at import. _pipeline._tail.make_tail picks it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "_records.h"
+
+/* ------------------------------------------------------------------------ */
+/* A held future                                                            */
+
+enum { L_ALL, L_UNDECIDED, L_LINGERING, NLISTS }; /* the orders the reference's dicts keep */
+
+struct Held;
+
+typedef struct {
+    struct Held *prev, *next;
+    int in;
+} Node;
+
+typedef struct {
+    struct Held *head, *tail;
+    Py_ssize_t n;
+} List;
+
+typedef struct Held {
+    long long fid, created_ns, parent, pins;
+    int has_parent, done;
+    long long *links; /* in the order added; 0: discarded */
+    Py_ssize_t nlinks, caplinks;
+    FidSet linkset; /* membership, once there are many links */
+    Rec *recs;      /* its records, in order, each holding its references */
+    Py_ssize_t nrecs, caprecs;
+    Node nodes[NLISTS];
+} Held;
+
+static void
+list_append(List *l, int which, Held *h)
+{
+    Node *n = &h->nodes[which];
+    if (n->in) {
+        return; /* a dict's existing key keeps its place */
+    }
+    n->in = 1;
+    n->prev = l->tail;
+    n->next = NULL;
+    if (l->tail != NULL) {
+        l->tail->nodes[which].next = h;
+    }
+    else {
+        l->head = h;
+    }
+    l->tail = h;
+    l->n++;
+}
+
+static void
+list_remove(List *l, int which, Held *h)
+{
+    Node *n = &h->nodes[which];
+    if (!n->in) {
+        return;
+    }
+    if (n->prev != NULL) {
+        n->prev->nodes[which].next = n->next;
+    }
+    else {
+        l->head = n->next;
+    }
+    if (n->next != NULL) {
+        n->next->nodes[which].prev = n->prev;
+    }
+    else {
+        l->tail = n->prev;
+    }
+    n->prev = n->next = NULL;
+    n->in = 0;
+    l->n--;
+}
+
+#define LINKSET_FROM 8 /* links looked up in the array below this many, in a set above */
+
+static int
+links_has(const Held *h, long long fid)
+{
+    if (h->linkset.cap) {
+        return fidset_has(&h->linkset, fid);
+    }
+    for (Py_ssize_t i = 0; i < h->nlinks; i++) {
+        if (h->links[i] == fid) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+links_add(Held *h, long long fid)
+{
+    if (fid == 0 || links_has(h, fid)) {
+        return 0;
+    }
+    if (h->nlinks == h->caplinks) {
+        Py_ssize_t cap = h->caplinks ? h->caplinks * 2 : 4;
+        long long *p = PyMem_RawRealloc(h->links, (size_t)cap * sizeof(long long));
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        h->links = p;
+        h->caplinks = cap;
+    }
+    h->links[h->nlinks++] = fid;
+    if (h->linkset.cap) {
+        return fidset_add(&h->linkset, fid) < 0 ? -1 : 0;
+    }
+    if (h->nlinks >= LINKSET_FROM) {
+        for (Py_ssize_t i = 0; i < h->nlinks; i++) {
+            if (h->links[i] != 0 && fidset_add(&h->linkset, h->links[i]) < 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void
+links_discard(Held *h, long long fid)
+{
+    if (!links_has(h, fid)) {
+        return;
+    }
+    fidset_discard(&h->linkset, fid);
+    for (Py_ssize_t i = 0; i < h->nlinks; i++) {
+        if (h->links[i] == fid) {
+            h->links[i] = 0; /* a hole; iteration skips it */
+            return;
+        }
+    }
+}
+
+static void
+held_free(Held *h)
+{
+    for (Py_ssize_t i = 0; i < h->nrecs; i++) {
+        rec_release(&h->recs[i]);
+    }
+    PyMem_RawFree(h->recs);
+    PyMem_RawFree(h->links);
+    fidset_free(&h->linkset);
+    PyMem_RawFree(h);
+}
+
+static int
+held_append(Held *h, const Rec *r) /* a copy, with its own references */
+{
+    if (h->nrecs == h->caprecs) {
+        Py_ssize_t cap = h->caprecs ? h->caprecs * 2 : 4;
+        Rec *p = PyMem_RawRealloc(h->recs, (size_t)cap * sizeof(Rec));
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        h->recs = p;
+        h->caprecs = cap;
+    }
+    h->recs[h->nrecs] = *r;
+    rec_incref(&h->recs[h->nrecs]);
+    h->nrecs++;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* fid -> Held                                                               */
+
+typedef struct {
+    long long fid;
+    Held *held;
+} Slot2;
+
+typedef struct {
+    Slot2 *slots;
+    size_t cap, used;
+} Items;
+
+static Held *
+items_get(const Items *t, long long fid)
+{
+    if (t->cap == 0 || fid == 0) {
+        return NULL;
+    }
+    size_t mask = t->cap - 1;
+    for (size_t i = tf_hash_fid(fid) & mask;; i = (i + 1) & mask) {
+        if (t->slots[i].fid == fid) {
+            return t->slots[i].held;
+        }
+        if (t->slots[i].fid == 0) {
+            return NULL;
+        }
+    }
+}
+
+static int
+items_put(Items *t, Held *h) /* h->fid is not a key yet */
+{
+    if ((t->used + 1) * 2 > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 1024;
+        Slot2 *slots = PyMem_RawCalloc(cap, sizeof(Slot2));
+        if (slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (size_t i = 0; i < t->cap; i++) {
+            if (t->slots[i].fid != 0) {
+                size_t j = tf_hash_fid(t->slots[i].fid) & (cap - 1);
+                while (slots[j].fid != 0) {
+                    j = (j + 1) & (cap - 1);
+                }
+                slots[j] = t->slots[i];
+            }
+        }
+        PyMem_RawFree(t->slots);
+        t->slots = slots;
+        t->cap = cap;
+    }
+    size_t mask = t->cap - 1, i = tf_hash_fid(h->fid) & mask;
+    while (t->slots[i].fid != 0) {
+        i = (i + 1) & mask;
+    }
+    t->slots[i].fid = h->fid;
+    t->slots[i].held = h;
+    t->used++;
+    return 0;
+}
+
+static Held *
+items_pop(Items *t, long long fid)
+{
+    if (t->cap == 0 || fid == 0) {
+        return NULL;
+    }
+    size_t mask = t->cap - 1, hole;
+    for (hole = tf_hash_fid(fid) & mask; t->slots[hole].fid != fid; hole = (hole + 1) & mask) {
+        if (t->slots[hole].fid == 0) {
+            return NULL;
+        }
+    }
+    Held *h = t->slots[hole].held;
+    t->slots[hole].fid = 0;
+    t->slots[hole].held = NULL;
+    t->used--;
+    for (size_t i = (hole + 1) & mask; t->slots[i].fid != 0; i = (i + 1) & mask) {
+        size_t home = tf_hash_fid(t->slots[i].fid) & mask;
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            t->slots[hole] = t->slots[i];
+            t->slots[i].fid = 0;
+            t->slots[i].held = NULL;
+            hole = i;
+        }
+    }
+    return h;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Records out                                                               */
+
+typedef struct {
+    Rec *recs; /* PyMem_Raw; each holds its references */
+    Py_ssize_t n, cap;
+} Out;
+
+static int
+out_room(Out *o, Py_ssize_t more)
+{
+    if (o->n + more <= o->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = o->cap ? o->cap : 64;
+    while (cap < o->n + more) {
+        cap *= 2;
+    }
+    Rec *p = PyMem_RawRealloc(o->recs, (size_t)cap * sizeof(Rec));
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    o->recs = p;
+    o->cap = cap;
+    return 0;
+}
+
+static int
+out_copy(Out *o, const Rec *r)
+{
+    if (out_room(o, 1) < 0) {
+        return -1;
+    }
+    o->recs[o->n] = *r;
+    rec_incref(&o->recs[o->n]);
+    o->n++;
+    return 0;
+}
+
+static void
+out_free(Out *o)
+{
+    for (Py_ssize_t i = 0; i < o->n; i++) {
+        rec_release(&o->recs[i]);
+    }
+    PyMem_RawFree(o->recs);
+    o->recs = NULL;
+    o->n = o->cap = 0;
+}
+
+static PyObject *
+out_batch(Out *o)
+{
+    Rec *recs = o->recs;
+    Py_ssize_t n = o->n;
+    o->recs = NULL;
+    o->n = o->cap = 0;
+    return tf_batch_steal(recs, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The policy                                                                */
+
+typedef struct {
+    long long created_ns, fid;
+} Born;
+
+typedef struct {
+    PyObject_HEAD
+    long long slow_ns;
+    Py_ssize_t linger, max_held;
+    long long forgotten;
+    Items items;
+    List lists[NLISTS];
+    FidSet kept;
+    Born *born; /* a ring: [born_head, born_head + nborn) modulo capborn */
+    Py_ssize_t born_head, nborn, capborn;
+    long busy; /* the pid of a feed() or flush() under way: one at a time */
+} TailObject;
+
+static PyTypeObject *TailType;
+
+/* A record's slot k as an int: 1 with *v set, 0 for None (or anything else). */
+static int
+slot_int(const Rec *r, int k, long long *v)
+{
+    if (r->flags & F_RAW) {
+        PyObject *t = r->s[0].o;
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) <= 3 + k) {
+            return 0;
+        }
+        PyObject *item = PyTuple_GET_ITEM(t, 3 + k);
+        if (!PyLong_Check(item)) {
+            return 0;
+        }
+        *v = PyLong_AsLongLong(item);
+        if (*v == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return 1;
+    }
+    if (k >= r->nfields || !slot_is_int(r, k)) {
+        return 0;
+    }
+    *v = r->s[k].i;
+    return 1;
+}
+
+/* Is slot k the str "FINISHED"? (COLLECTED's state) */
+static int
+slot_is_finished(const Rec *r, int k)
+{
+    PyObject *o;
+    if (r->flags & F_RAW) {
+        PyObject *t = r->s[0].o;
+        o = PyTuple_Check(t) && PyTuple_GET_SIZE(t) > 3 + k ? PyTuple_GET_ITEM(t, 3 + k) : NULL;
+    }
+    else {
+        o = k < r->nfields ? slot_obj(r, k) : NULL;
+    }
+    return o != NULL && PyUnicode_Check(o) && PyUnicode_CompareWithASCIIString(o, "FINISHED") == 0;
+}
+
+static void pin(TailObject *p, long long fid, long long delta);
+static int keep(TailObject *p, long long fid, Out *out);
+static void drop(TailObject *p, long long fid);
+
+static void
+pin(TailObject *p, long long fid, long long delta)
+{
+    Held *h = items_get(&p->items, fid);
+    if (h == NULL) {
+        return;
+    }
+    h->pins += delta;
+    if (h->done) {
+        if (h->pins > 0) {
+            list_remove(&p->lists[L_LINGERING], L_LINGERING, h);
+        }
+        else {
+            list_append(&p->lists[L_LINGERING], L_LINGERING, h);
+        }
+    }
+}
+
+static void
+pin_chain(TailObject *p, int has_parent, long long parent, long long delta)
+{
+    for (int seen = 0; has_parent && seen < 1000; seen++) { /* chains cannot loop; be safe anyway */
+        Held *h = items_get(&p->items, parent);
+        if (h == NULL) {
+            return;
+        }
+        pin(p, parent, delta);
+        has_parent = h->has_parent;
+        parent = h->parent;
+    }
+}
+
+/* fid is no longer undecided: what it pinned may be forgotten. */
+static void
+undecide(TailObject *p, Held *h)
+{
+    list_remove(&p->lists[L_UNDECIDED], L_UNDECIDED, h);
+    pin_chain(p, h->has_parent, h->parent, -1);
+    for (Py_ssize_t i = 0; i < h->nlinks; i++) {
+        if (h->links[i] != 0) {
+            pin(p, h->links[i], -1);
+        }
+    }
+}
+
+static int
+born_push(TailObject *p, long long created_ns, long long fid)
+{
+    if (p->nborn == p->capborn) {
+        Py_ssize_t cap = p->capborn ? p->capborn * 2 : 1024;
+        Born *b = PyMem_RawMalloc((size_t)cap * sizeof(Born));
+        if (b == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < p->nborn; i++) {
+            b[i] = p->born[(p->born_head + i) % p->capborn];
+        }
+        PyMem_RawFree(p->born);
+        p->born = b;
+        p->born_head = 0;
+        p->capborn = cap;
+    }
+    p->born[(p->born_head + p->nborn) % p->capborn] = (Born){created_ns, fid};
+    p->nborn++;
+    return 0;
+}
+
+static void
+forget_oldest(TailObject *p)
+{
+    Held *old = p->lists[L_LINGERING].head;
+    if (old != NULL) {
+        list_remove(&p->lists[L_LINGERING], L_LINGERING, old);
+    }
+    else {
+        old = p->lists[L_UNDECIDED].head;
+    }
+    if (old == NULL) {
+        old = p->lists[L_ALL].head;
+    }
+    if (old != NULL) {
+        drop(p, old->fid);
+    }
+}
+
+static int
+hold(TailObject *p, const Rec *r)
+{
+    long long task_id = 0, is_task = 0;
+    int has_task = slot_int(r, 0, &task_id);
+    slot_int(r, 1, &is_task);
+    Held *h = items_get(&p->items, r->fid);
+    if (h != NULL) {
+        /* A second CREATED of one id: the reference starts it afresh in its
+         * place (the orders it was in are kept, as a dict's key keeps its place). */
+        for (Py_ssize_t i = 0; i < h->nrecs; i++) {
+            rec_release(&h->recs[i]);
+        }
+        h->nrecs = 0;
+        h->nlinks = 0;
+        fidset_free(&h->linkset);
+        h->pins = 0;
+        h->done = 0;
+    }
+    else {
+        h = PyMem_RawCalloc(1, sizeof(Held));
+        if (h == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        h->fid = r->fid;
+        if (items_put(&p->items, h) < 0) {
+            PyMem_RawFree(h);
+            return -1;
+        }
+        list_append(&p->lists[L_ALL], L_ALL, h);
+    }
+    h->created_ns = r->ts;
+    h->has_parent = is_task && has_task;
+    h->parent = h->has_parent ? task_id : 0;
+    if (held_append(h, r) < 0) {
+        return -1;
+    }
+    list_append(&p->lists[L_UNDECIDED], L_UNDECIDED, h);
+    if (born_push(p, h->created_ns, h->fid) < 0) {
+        return -1;
+    }
+    pin_chain(p, h->has_parent, h->parent, +1);
+    if ((Py_ssize_t)p->items.used > p->max_held) {
+        forget_oldest(p);
+    }
+    return 0;
+}
+
+/* other_id (a task) awaits fid: each needs the other while either is undecided. */
+static int
+link_futures(TailObject *p, long long fid, Held *h, long long other_id)
+{
+    if (links_add(h, other_id) < 0) {
+        return -1;
+    }
+    Held *other = items_get(&p->items, other_id);
+    if (other == NULL) {
+        return 0;
+    }
+    if (links_add(other, fid) < 0) {
+        return -1;
+    }
+    if (!h->done) {
+        pin(p, other_id, +1);
+    }
+    if (!other->done) {
+        pin(p, fid, +1);
+    }
+    return 0;
+}
+
+/* A healthy end: undecided -> lingering (or pinned, if still needed). */
+static void
+settle(TailObject *p, Held *h)
+{
+    h->done = 1;
+    undecide(p, h);
+    if (!h->pins) {
+        list_append(&p->lists[L_LINGERING], L_LINGERING, h);
+    }
+    while (p->lists[L_LINGERING].n > p->linger) {
+        Held *old = p->lists[L_LINGERING].head;
+        list_remove(&p->lists[L_LINGERING], L_LINGERING, old);
+        drop(p, old->fid);
+    }
+}
+
+/* Take one more record of a held future: 1 when it keeps the future, -1 on error. */
+static int
+decides(TailObject *p, Held *h, const Rec *r)
+{
+    switch (r->op) {
+    case OP_FAILED:
+    case OP_CANCELLED:
+    case OP_LINT:
+        return 1;
+    case OP_COLLECTED:
+        return !slot_is_finished(r, 0);
+    case OP_CB_ADDED: {
+        long long awaiter;
+        if (slot_int(r, 2, &awaiter) && !links_has(h, awaiter)) {
+            return link_futures(p, r->fid, h, awaiter);
+        }
+        return 0;
+    }
+    case OP_RESOLVED:
+        if (!h->done) {
+            if (r->ts - h->created_ns >= p->slow_ns) {
+                return 1;
+            }
+            settle(p, h);
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Moves fid's held future into group (kept from now on): 1 if it was held. */
+static int
+take(TailObject *p, long long fid, Held ***group, Py_ssize_t *n, Py_ssize_t *cap)
+{
+    Held *h = items_pop(&p->items, fid);
+    if (h == NULL) {
+        return 0;
+    }
+    if (!h->done) {
+        undecide(p, h);
+    }
+    list_remove(&p->lists[L_LINGERING], L_LINGERING, h);
+    list_remove(&p->lists[L_UNDECIDED], L_UNDECIDED, h);
+    list_remove(&p->lists[L_ALL], L_ALL, h);
+    if (*n == *cap) {
+        Py_ssize_t c = *cap ? *cap * 2 : 8;
+        Held **g = PyMem_RawRealloc(*group, (size_t)c * sizeof(Held *));
+        if (g == NULL) {
+            held_free(h);
+            PyErr_NoMemory();
+            return -1;
+        }
+        *group = g;
+        *cap = c;
+    }
+    (*group)[(*n)++] = h;
+    if (fidset_add(&p->kept, fid) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < h->nrecs; i++) {
+        if (h->recs[i].op == OP_COLLECTED) {
+            fidset_discard(&p->kept, fid); /* its history is over already */
+            break;
+        }
+    }
+    return 1;
+}
+
+typedef struct {
+    long long ts;
+    Py_ssize_t seq;
+} Order;
+
+static int
+by_time(const void *a, const void *b)
+{
+    const Order *x = a, *y = b;
+    if (x->ts != y->ts) {
+        return x->ts < y->ts ? -1 : 1;
+    }
+    return x->seq < y->seq ? -1 : (x->seq > y->seq); /* as recorded: a stable sort */
+}
+
+/* Keep fid's group; emit its members' records in recorded order. */
+static int
+keep(TailObject *p, long long fid, Out *out)
+{
+    Held **group = NULL;
+    Py_ssize_t n = 0, cap = 0;
+    int rc = take(p, fid, &group, &n, &cap);
+    if (rc > 0) {
+        Held *first = group[0];
+        /* the links as they are now: taking a member changes no one's links */
+        Py_ssize_t nlinks = first->nlinks;
+        for (Py_ssize_t i = 0; rc >= 0 && i < nlinks; i++) {
+            if (first->links[i] != 0) {
+                rc = take(p, first->links[i], &group, &n, &cap);
+            }
+        }
+        Py_ssize_t members = n;
+        for (Py_ssize_t m = 0; rc >= 0 && m < members; m++) {
+            int has_parent = group[m]->has_parent;
+            long long parent = group[m]->parent;
+            while (has_parent && (rc = take(p, parent, &group, &n, &cap)) > 0) {
+                has_parent = group[n - 1]->has_parent;
+                parent = group[n - 1]->parent;
+            }
+        }
+    }
+    Py_ssize_t total = 0;
+    for (Py_ssize_t m = 0; m < n; m++) {
+        total += group[m]->nrecs;
+    }
+    Order *order = total ? PyMem_RawMalloc((size_t)total * sizeof(Order)) : NULL;
+    Rec *flat = total ? PyMem_RawMalloc((size_t)total * sizeof(Rec)) : NULL;
+    if (rc >= 0 && total && (order == NULL || flat == NULL || out_room(out, total) < 0)) {
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
+        rc = -1;
+    }
+    if (rc >= 0 && total) {
+        Py_ssize_t k = 0;
+        for (Py_ssize_t m = 0; m < n; m++) {
+            for (Py_ssize_t i = 0; i < group[m]->nrecs; i++, k++) {
+                flat[k] = group[m]->recs[i]; /* moved, references and all */
+                order[k] = (Order){flat[k].ts, k};
+            }
+            group[m]->nrecs = 0;
+        }
+        qsort(order, (size_t)total, sizeof(Order), by_time);
+        for (Py_ssize_t i = 0; i < total; i++) {
+            out->recs[out->n++] = flat[order[i].seq];
+        }
+    }
+    PyMem_RawFree(order);
+    PyMem_RawFree(flat);
+    for (Py_ssize_t m = 0; m < n; m++) {
+        held_free(group[m]); /* its records moved out (or, on error, released) */
+    }
+    PyMem_RawFree(group);
+    return rc < 0 ? -1 : 0;
+}
+
+static void
+drop(TailObject *p, long long fid)
+{
+    Held *h = items_pop(&p->items, fid);
+    if (h == NULL) {
+        return;
+    }
+    p->forgotten++;
+    if (!h->done) {
+        undecide(p, h);
+    }
+    list_remove(&p->lists[L_LINGERING], L_LINGERING, h);
+    list_remove(&p->lists[L_UNDECIDED], L_UNDECIDED, h);
+    list_remove(&p->lists[L_ALL], L_ALL, h);
+    for (Py_ssize_t i = 0; i < h->nlinks; i++) {
+        Held *linked = h->links[i] != 0 ? items_get(&p->items, h->links[i]) : NULL;
+        if (linked != NULL) {
+            links_discard(linked, fid);
+        }
+    }
+    held_free(h);
+}
+
+static int
+expire(TailObject *p, long long now_ns, Out *out)
+{
+    while (p->nborn) {
+        Born b = p->born[p->born_head];
+        Held *h = items_get(&p->items, b.fid);
+        if (h == NULL || !h->nodes[L_UNDECIDED].in) {
+            p->born_head = (p->born_head + 1) % p->capborn;
+            p->nborn--;
+            continue;
+        }
+        if (now_ns - b.created_ns < p->slow_ns) {
+            break;
+        }
+        p->born_head = (p->born_head + 1) % p->capborn;
+        p->nborn--;
+        if (keep(p, b.fid, out) < 0) { /* still pending after `slow` */
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+feed_one(TailObject *p, const Rec *r, Out *out)
+{
+    if (fidset_has(&p->kept, r->fid)) {
+        if (out_copy(out, r) < 0) {
+            return -1;
+        }
+        if (r->op == OP_COLLECTED) {
+            fidset_discard(&p->kept, r->fid);
+        }
+        return 0;
+    }
+    if (r->op == OP_CREATED) {
+        return hold(p, r);
+    }
+    Held *h = items_get(&p->items, r->fid);
+    if (h == NULL) {
+        return r->fid == 0 ? out_copy(out, r) : 0; /* a loop-wide lint; else not held */
+    }
+    if (held_append(h, r) < 0) {
+        return -1;
+    }
+    int rc = decides(p, h, r);
+    if (rc > 0) {
+        return keep(p, r->fid, out);
+    }
+    return rc;
+}
+
+static int
+enter(TailObject *p)
+{
+    if (p->busy == (long)getpid()) {
+        PyErr_SetString(PyExc_RuntimeError, "TailPolicy: feed() or flush() is already running (one at a time)");
+        return -1;
+    }
+    p->busy = (long)getpid();
+    return 0;
+}
+
+static PyObject *
+tail_feed(TailObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"records", "now_ns", NULL};
+    PyObject *records;
+    long long now_ns;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OL:feed", kwlist, &records, &now_ns)) {
+        return NULL;
+    }
+    PyObject *batch = tf_batch_of(records);
+    if (batch == NULL || enter(self) < 0) {
+        Py_XDECREF(batch);
+        return NULL;
+    }
+    const Rec *recs;
+    Py_ssize_t n;
+    tf_batch_view(batch, &recs, &n);
+    Out out = {NULL, 0, 0};
+    int rc = 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+        rc = feed_one(self, &recs[i], &out);
+    }
+    if (rc == 0) {
+        rc = expire(self, now_ns, &out);
+    }
+    self->busy = 0;
+    Py_DECREF(batch);
+    if (rc < 0) {
+        out_free(&out);
+        return NULL;
+    }
+    return out_batch(&out);
+}
+
+static PyObject *
+tail_flush(TailObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"now_ns", NULL};
+    long long now_ns;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L:flush", kwlist, &now_ns) || enter(self) < 0) {
+        return NULL;
+    }
+    Out out = {NULL, 0, 0};
+    int rc = expire(self, now_ns, &out);
+    self->busy = 0;
+    if (rc < 0) {
+        out_free(&out);
+        return NULL;
+    }
+    return out_batch(&out);
+}
+
+static void
+tail_free_state(TailObject *self)
+{
+    for (Held *h = self->lists[L_ALL].head; h != NULL;) {
+        Held *next = h->nodes[L_ALL].next;
+        held_free(h);
+        h = next;
+    }
+    memset(self->lists, 0, sizeof(self->lists));
+    PyMem_RawFree(self->items.slots);
+    memset(&self->items, 0, sizeof(Items));
+    fidset_free(&self->kept);
+    PyMem_RawFree(self->born);
+    self->born = NULL;
+    self->born_head = self->nborn = self->capborn = 0;
+}
+
+static int
+tail_init(TailObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"slow_ns", "linger", "max_held", NULL};
+    long long slow_ns;
+    Py_ssize_t linger = 10000, max_held = 500000;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|$nn:TailPolicy", kwlist, &slow_ns, &linger, &max_held)) {
+        return -1;
+    }
+    tail_free_state(self);
+    self->slow_ns = slow_ns;
+    self->linger = linger;
+    self->max_held = max_held;
+    self->forgotten = 0;
+    return 0;
+}
+
+static void
+tail_dealloc(TailObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->busy == 0) {
+        tail_free_state(self); /* else a fork() child's half-changed state: left, a leak once */
+    }
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static Py_ssize_t
+tail_len(TailObject *self)
+{
+    return (Py_ssize_t)self->items.used;
+}
+
+static PyObject *
+tail_repr(TailObject *self)
+{
+    return PyUnicode_FromFormat("<tracedfuture TailPolicy holding %zd futures>", (Py_ssize_t)self->items.used);
+}
+
+static PyMemberDef tail_members[] = {
+    {"slow_ns", T_LONGLONG, offsetof(TailObject, slow_ns), READONLY, "what counts as slow, in nanoseconds"},
+    {"linger", T_PYSSIZET, offsetof(TailObject, linger), READONLY, "healthy finished futures kept for a while"},
+    {"max_held", T_PYSSIZET, offsetof(TailObject, max_held), READONLY, "futures held at most"},
+    {"forgotten", T_LONGLONG, offsetof(TailObject, forgotten), 0, "futures dropped whole, never converted"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef tail_methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))tail_feed, METH_VARARGS | METH_KEYWORDS,
+     "feed(records, now_ns) -> RecordBatch: the records to convert now, in order (see _pipeline._tail)."},
+    {"flush", (PyCFunction)(void (*)(void))tail_flush, METH_VARARGS | METH_KEYWORDS,
+     "flush(now_ns) -> RecordBatch: at shutdown, what is still pending after `slow`."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot tail_slots[] = {
+    {Py_tp_doc, "TailPolicy(slow_ns, *, linger=10000, max_held=500000): tail sampling on raw records, in C; "
+                "the twin of tracedfuture._pipeline._tail.TailPolicy."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, tail_init},
+    {Py_tp_dealloc, tail_dealloc},
+    {Py_tp_repr, tail_repr},
+    {Py_sq_length, tail_len},
+    {Py_tp_members, tail_members},
+    {Py_tp_methods, tail_methods},
+    {0, NULL},
+};
+
+static PyType_Spec tail_spec = {
+    .name = "tracedfuture._core._cfuture.TailPolicy",
+    .basicsize = sizeof(TailObject),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = tail_slots,
+};
+
+int
+tf_tail_add_type(PyObject *module)
+{
+    TailType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &tail_spec, NULL);
+    if (TailType == NULL) {
+        return -1;
+    }
+    return PyModule_AddObjectRef(module, "TailPolicy", (PyObject *)TailType);
+}
