@@ -129,20 +129,29 @@ class MemoryExporter(Sequence[Event]):
     ['created', 'callback_added', 'resolved', 'callback_scheduled']
     """
 
-    # export() only extends a list: called on the drain thread, no hand-off.
+    # export() only appends: called on the drain thread, no hand-off.
     inline = True
 
     def __init__(self) -> None:
         self._events: list[Event] = []
+        # Batches delivered since the last read, as the pipeline made them: the
+        # compiled core's are sequences whose Events are made when read. They
+        # become Events at the next read, so that a program that is traced into
+        # memory pays neither for making every event while it runs nor for the
+        # collector walking through them (what a test reads, it reads once).
+        self._unread: list[Sequence[Event]] = []
         self._lock = threading.Lock()
 
     def export(self, events: Sequence[Event], /) -> None:
+        # A list may be changed by whoever made it; the pipeline's views may not.
+        kept = events if isinstance(events, tuple) or type(events).__name__ == "EventView" else tuple(events)
         with self._lock:
-            self._events.extend(events)
+            self._unread.append(kept)
 
     def clear(self) -> None:
         with self._lock:
             self._events.clear()
+            self._unread.clear()
 
     def after_fork(self) -> None:
         """In a child after ``fork()``: a fresh lock (the parent's drain thread
@@ -158,6 +167,9 @@ class MemoryExporter(Sequence[Event]):
         # make a read wait (inline, so the drain itself delivers to it).
         RECORDER.flush(only=self)
         with self._lock:
+            for part in self._unread:
+                self._events.extend(part)
+            self._unread.clear()
             return list(self._events)
 
     @overload
@@ -176,7 +188,9 @@ class MemoryExporter(Sequence[Event]):
         return iter(self._snapshot())
 
     def __repr__(self) -> str:
-        return f"<MemoryExporter events={len(self._events)}>"
+        with self._lock:
+            held = len(self._events) + sum(len(part) for part in self._unread)
+        return f"<MemoryExporter events={held}>"
 
     # -- queries ------------------------------------------------------------------
 
