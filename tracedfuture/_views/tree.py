@@ -55,6 +55,7 @@ _COLORS = {
 _VALUE_LIMIT = 80
 _MIN_FREE = 12  # below this many columns, a free-text part is left out rather than cut
 _COLLAPSE_AT = 4  # fewer identical siblings than this are shown one by one
+_NAMED = 6  # background tasks named on its folded line
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,8 @@ def _background_line(model: Model, tasks: list[int], under: list[int]) -> str:
     outcomes = ", ".join(f"{counts[outcome]} {outcome}" for outcome in Outcome.ALL if counts.get(outcome))
     futures = sum(counts.values()) - len(folded)
     what = plural(len(folded), "task") + (f", {plural(futures, 'future')}" if futures else "")
-    return f"background: {', '.join(names)} ({what}: {outcomes}), folded: --all shows them"
+    shown = ", ".join(names[:_NAMED]) + (f" and {len(names) - _NAMED} more" if len(names) > _NAMED else "")
+    return f"background: {shown} ({what}: {outcomes}), folded: --all shows them"
 
 
 def _orphaned_note(model: Model, record: FutureState) -> str | None:
