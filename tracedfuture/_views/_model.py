@@ -30,7 +30,7 @@ OTHER = "other"  # the program's other tasks, and futures outside any task
 BACKGROUND = "background"  # tasks that live the whole run, or the framework's own
 
 TRAFFIC_AT = 10  # this many tasks of one coroutine, created at one line, are traffic like requests
-LONG_LIVED = 0.5  # a task alive for this share of the trace lives the whole run
+LONG_LIVED = 0.8  # a task alive for this share of the trace lives the whole run
 QUIET_NS = 10_000_000  # ...and is quiet (a lane of few events) with no more than one future per 10 ms
 
 
@@ -154,9 +154,10 @@ def task_groups(model: Model) -> list[TaskGroup]:
     times from one line), so that a plain program keeps its tree order.
 
     A request's own subtasks stay with it. The background is what lives the whole
-    run quietly (a lifespan, a server loop, a pool's keep-alive: alive for
-    :data:`LONG_LIVED` of the trace with at most a future per :data:`QUIET_NS`),
-    what a framework started on its own, and what those started.
+    run quietly (a lifespan, a server loop, a pool's keep-alive: started before
+    the traffic, alive for :data:`LONG_LIVED` of the trace, with at most a future
+    per :data:`QUIET_NS`) and what a framework started on its own; each task is
+    judged on its own, so that a stuck request is never folded with its starter.
     """
     records = model.records
     order = model.task_order()
@@ -173,6 +174,7 @@ def task_groups(model: Model) -> list[TaskGroup]:
             home = model.home_task(record)
             homed[home] = homed.get(home, 0) + 1
     span = max(1, model.end_ns - model.start_ns)
+    traffic_starts = min(records[task_id].start_ns for task_id in order if own[task_id] in traffic)
     group_of: dict[int, str] = {}
     for task_id in order:  # parents before their children
         record = records[task_id]
@@ -182,12 +184,13 @@ def task_groups(model: Model) -> list[TaskGroup]:
             group_of[task_id] = inherited
         elif own[task_id] in traffic:
             group_of[task_id] = own[task_id]
-        elif inherited == BACKGROUND or record.shutdown_task or _framework_owned(record):
+        elif record.shutdown_task or _framework_owned(record):
             group_of[task_id] = BACKGROUND
         else:
             life = model.end_or_trace_end(record) - record.start_ns
             quiet = homed.get(task_id, 0) <= max(8, life // QUIET_NS)
-            group_of[task_id] = BACKGROUND if life >= span * LONG_LIVED and quiet else OTHER
+            early = record.start_ns <= traffic_starts  # started with the program, not by its traffic
+            group_of[task_id] = BACKGROUND if early and quiet and life >= span * LONG_LIVED else OTHER
     members: dict[str, list[int]] = {}
     for task_id in order:
         members.setdefault(group_of[task_id], []).append(task_id)
