@@ -298,9 +298,9 @@ def _background_line(model: Model, tasks: list[int], under: list[int]) -> str:
         counts[record.outcome] = counts.get(record.outcome, 0) + 1
     outcomes = ", ".join(f"{counts[outcome]} {outcome}" for outcome in Outcome.ALL if counts.get(outcome))
     futures = sum(counts.values()) - len(folded)
-    what = plural(len(folded), "task") + (f", {plural(futures, 'future')}" if futures else "")
+    what = plural(len(folded), "task") + (f" and {plural(futures, 'future')}" if futures else "")
     shown = ", ".join(names[:_NAMED]) + (f" and {len(names) - _NAMED} more" if len(names) > _NAMED else "")
-    return f"background: {shown} ({what}: {outcomes}), folded: --all shows them"
+    return f"background: {shown} ({what}; {outcomes}), folded: --all shows them"
 
 
 def _orphaned_note(model: Model, record: FutureState) -> str | None:
