@@ -173,3 +173,44 @@ def test_a_library_future_shows_the_programs_line_first(report: Page) -> None:
     )
     program, via = found.index("program line"), found.index("via")
     assert program < via and "shop_driver.py:" in found[program:via]
+
+
+def test_clicking_a_failure_in_a_folded_summary_opens_its_lane(report: Page) -> None:
+    report.evaluate("tracedfuture.toggleGroup('GET /fail', false)")
+    (bar, *_) = [b for b in report.evaluate("tracedfuture.drawnBars('failed')") if not b["task"]]
+    report.click(bar["x"], bar["y"])
+    assert report.evaluate("tracedfuture.selected") == bar["id"]
+    fail = next(g for g in report.evaluate("tracedfuture.groups()") if g["label"] == "GET /fail")
+    assert fail["open"]
+    assert "LookupError" in report.evaluate("tracedfuture.details.innerText")
+
+
+HOSTILE_ROUTES = ("GET /<img/src=x/onerror=alert(1)>", "GET /</script><script>alert(2)</script>")
+HOSTILE = f"""\
+import asyncio
+
+
+async def main():
+    for name in {HOSTILE_ROUTES!r}:
+        task = asyncio.create_task(asyncio.sleep(0.001), name=name)
+        await task
+
+
+asyncio.run(main())
+"""
+
+
+def test_group_labels_from_the_trace_are_text(browser: Browser, tmp_path: Path) -> None:
+    trace = make_trace(tmp_path, "hostile", HOSTILE)
+    html = tmp_path / "hostile.html"
+    assert tracedfuture("html", trace, "-o", html).returncode == 0
+    page = browser.new_page()
+    page.navigate(html.as_uri())
+    page.evaluate("tracedfuture.draw()")
+    labels = [g["label"] for g in page.evaluate("tracedfuture.groups()")]
+    assert set(HOSTILE_ROUTES) <= set(labels)
+    where = next(g for g in page.evaluate("tracedfuture.groups()") if g["label"] == HOSTILE_ROUTES[0])
+    page.call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": where["x"], "y": where["y"]})
+    assert HOSTILE_ROUTES[0] in page.evaluate("tracedfuture.tooltip.textContent")
+    assert page.dialogs() == [] and page.errors() == []
+    assert page.evaluate("document.querySelectorAll('img').length") == 0

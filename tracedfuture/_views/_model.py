@@ -180,7 +180,7 @@ def task_groups(model: Model) -> list[TaskGroup]:
         record = records[task_id]
         parent = record.parent_id if record.parent_id != task_id else None
         inherited = group_of.get(parent) if parent is not None else None
-        if inherited is not None and inherited != BACKGROUND:
+        if inherited in traffic:  # a request's subtask stays with its request
             group_of[task_id] = inherited
         elif own[task_id] in traffic:
             group_of[task_id] = own[task_id]

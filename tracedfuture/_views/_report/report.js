@@ -499,8 +499,9 @@ view.addEventListener("mousemove", function (ev) {
 view.addEventListener("mouseleave", function () { hovered = -1; tooltip.hidden = true; redraw(); });
 view.addEventListener("click", function (ev) {
   if (drag && drag.moved) return;
-  const box = canvas.getBoundingClientRect();
-  selectBar(hitTest(ev.clientX - box.left, ev.clientY - box.top));
+  const box = canvas.getBoundingClientRect(), i = hitTest(ev.clientX - box.left, ev.clientY - box.top);
+  if (i >= 0 && pos[lane[i]] < 0) reveal(i);  // a bar of a folded group's summary: unfold it, show its lane
+  selectBar(i);
 });
 view.addEventListener("wheel", function (ev) {
   ev.preventDefault();
