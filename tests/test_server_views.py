@@ -214,3 +214,7 @@ def test_group_labels_from_the_trace_are_text(browser: Browser, tmp_path: Path) 
     assert HOSTILE_ROUTES[0] in page.evaluate("tracedfuture.tooltip.textContent")
     assert page.dialogs() == [] and page.errors() == []
     assert page.evaluate("document.querySelectorAll('img').length") == 0
+
+
+def test_search_finds_failures_by_exception(report: Page) -> None:
+    assert report.evaluate("tracedfuture.search('lookuperror')") == 2  # and its message, when recorded

@@ -525,7 +525,7 @@ document.getElementById("zoom-out").addEventListener("click", function () { zoom
 document.getElementById("reset").addEventListener("click", function () { resetView(); redraw(); });
 arrowsBox.addEventListener("change", redraw);
 
-let lower = null, searchTimer = 0;
+let lower = null, failures = null, searchTimer = 0;
 function search(text) {
   const q = text.trim().toLowerCase();
   matchList = []; matchAt = -1;
@@ -541,6 +541,14 @@ function search(text) {
       match[i] = 1; matchList.push(i);
     }
   }
+  if (!failures) {  // exception types and messages: only failures have them
+    failures = [];
+    for (const key in D.details) {
+      const d = D.details[key];
+      if (d.exc_type) failures.push([Number(key), (d.exc_type + ": " + (d.exc_msg || "")).toLowerCase()]);
+    }
+  }
+  for (const [i, text] of failures) if (!match[i] && text.indexOf(q) >= 0) { match[i] = 1; matchList.push(i); }
   matchList.sort(function (a, b) { return start[a] - start[b]; });
   matchesEl.textContent = matchList.length === 1 ? "1 match" : matchList.length + " matches";
   redraw();
@@ -669,7 +677,7 @@ document.getElementById("meta").textContent = [
   meta.python ? "Python " + meta.python : "",
   meta.wall_start ? meta.wall_start.replace("T", " ").slice(0, 23) + " UTC" : "",
   fmtDur(meta.duration),
-  N + " futures and tasks in " + L + " lanes",
+  N + " futures and tasks in " + L + " lanes" + (NG ? " and " + NG + " groups" : ""),
   meta.not_shown_whole ? meta.not_shown_whole + " more untraced, dropped or incomplete" : "",
 ].filter(Boolean).join(" \u00b7 ");
 document.getElementById("meta").title = meta.path;
