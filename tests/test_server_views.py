@@ -218,3 +218,34 @@ def test_group_labels_from_the_trace_are_text(browser: Browser, tmp_path: Path) 
 
 def test_search_finds_failures_by_exception(report: Page) -> None:
     assert report.evaluate("tracedfuture.search('lookuperror')") == 2  # and its message, when recorded
+
+
+LOOSE = """\
+import asyncio
+
+loop = asyncio.new_event_loop()
+outside = loop.create_future()  # outside any task: a lane of its own
+
+
+async def work():
+    await asyncio.sleep(0.001)
+
+
+async def main():
+    await asyncio.gather(*(asyncio.create_task(work()) for _ in range(12)))
+    outside.set_result(1)
+    await asyncio.sleep(0.2)  # main lives the whole run quietly: the background
+
+
+loop.run_until_complete(main())
+"""
+
+
+def test_futures_outside_any_task_keep_a_group_of_their_own(tmp_path: Path) -> None:
+    from tracedfuture._views._model import load
+    from tracedfuture._views.html import report_data
+
+    data = report_data(load(make_trace(tmp_path, "loose", LOOSE)))
+    shown = sorted(lane for group in data["groups"] for lane in group["lanes"])
+    assert shown == list(range(len(data["lanes"])))  # every lane is in one group
+    assert [g["label"] for g in data["groups"]][-2:] == ["futures outside any task", "background"]

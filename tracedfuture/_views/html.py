@@ -339,6 +339,10 @@ def _groups(
     if not groups:
         return []
     lane_of: dict[int | None, int] = {task: i for i, task in enumerate(lanes)}
+    if None in lane_of and not any(group.kind == OTHER for group in groups):
+        # futures outside any task have a lane of their own: a group of their own, before the background
+        loose = TaskGroup("futures outside any task", OTHER, ())
+        groups = [g for g in groups if g.kind != BACKGROUND] + [loose] + [g for g in groups if g.kind == BACKGROUND]
     lane_bars: list[list[int]] = [[] for _ in lanes]
     for i, lane in enumerate(bars["lane"]):
         lane_bars[lane].append(i)
