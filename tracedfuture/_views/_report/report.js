@@ -244,6 +244,12 @@ function groupText(g) {  // "3 requests · 6 futures and tasks: 3 failed, 3 reso
   return info.tasks + " " + info.unit + (info.tasks === 1 ? "" : "s") + " \u00b7 " + total +
     (total === 1 ? " future or task: " : " futures and tasks: ") + parts.join(", ");
 }
+function groupShort(g) {  // for the label column: "4328 requests · 3 failed", or "· all resolved"
+  const info = G[g], parts = [info.tasks + " " + info.unit + (info.tasks === 1 ? "" : "s")];
+  PAINT_ORDER.slice().reverse().forEach(function (o) { if (info.counts[o] && OUT[o] !== "resolved") parts.push(info.counts[o] + " " + OUT[o]); });
+  if (parts.length === 1) parts.push("all resolved");
+  return parts.join(" \u00b7 ");
+}
 function groupColor(g) {
   const info = G[g];
   for (const o of PAINT_ORDER.slice().reverse()) if (info.counts[o] && o !== OUT.indexOf("resolved")) return outColor[o];
@@ -319,9 +325,8 @@ function drawGroupLabel(g, p, y) {
   shownLabels.set(L + g, text);
   ctx.fillText(text, 22, y);
   ctx.font = "11px system-ui, sans-serif"; ctx.fillStyle = "#66707a";
-  const counts = groupText(g);
-  if (!groupOpen[g] && info.rows > 1) ctx.fillText(fitText(counts, GUTTER - 30), 22, y + ROW_H);
-  else if (groupOpen[g]) ctx.fillText(counts, GUTTER + 6, y);
+  if (!groupOpen[g] && info.rows > 1) ctx.fillText(fitText(groupShort(g), GUTTER - 30), 22, y + ROW_H);
+  else if (groupOpen[g]) ctx.fillText(groupText(g), GUTTER + 6, y);
   ctx.font = "12px system-ui, sans-serif";
 }
 
