@@ -322,3 +322,74 @@ def test_pending_tasks_are_not_grouped_so_each_shows_what_it_waits_on(tmp_path: 
     waits = [lines[lines.index(h) + 1] for h in handlers]
     assert all("Lock#1" in w for w in waits)
     assert [re.search(r"Lock#1 (#\d+)", w)[1] for w in waits] == ["#11", "#13", "#15", "#17"]  # each its own
+
+
+# --- a server's tasks in groups (task_groups, which tree and html share) -----------------
+
+SERVICE = """\
+import asyncio
+
+KEEP = []
+
+
+async def keepalive():
+    while True:
+        await asyncio.sleep(1)
+
+
+async def lookup():
+    await asyncio.sleep(0.001)
+
+
+async def handle(n):
+    await asyncio.create_task(lookup(), name=f"lookup-{n}")
+    await asyncio.sleep(0.005)
+
+
+async def stuck():
+    await asyncio.get_running_loop().create_future()
+
+
+async def main():
+    KEEP.append(asyncio.create_task(keepalive(), name="keepalive"))
+    await asyncio.sleep(0.02)
+    await asyncio.gather(*(asyncio.create_task(handle(n), name=f"handle-{n}") for n in range(12)))
+    KEEP.append(asyncio.create_task(stuck(), name="stuck"))
+    await asyncio.sleep(0.05)
+
+
+loop = asyncio.new_event_loop()
+loop.run_until_complete(main())
+"""
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_trace(tmp_path_factory.mktemp("service"), "service", SERVICE)
+
+
+def _groups(trace: Path) -> dict[str, set[str]]:
+    from tracedfuture._views._model import load, task_groups
+
+    model = load(trace)
+    return {group.label: {model.records[task].name or "" for task in group.ids} for group in task_groups(model)}
+
+
+def test_many_tasks_of_one_coroutine_and_line_are_a_group_with_their_subtasks(service: Path) -> None:
+    groups = _groups(service)
+    (label,) = [label for label in groups if label.startswith("handle \u00b7 ")]
+    line = next(n for n, text in enumerate(SERVICE.splitlines(), start=1) if "gather(" in text)
+    assert f"service.py:{line} in main" in label
+    assert groups[label] == {f"handle-{n}" for n in range(12)} | {f"lookup-{n}" for n in range(12)}
+
+
+def test_a_quiet_task_started_before_the_traffic_is_background_a_stuck_one_after_it_is_not(service: Path) -> None:
+    groups = _groups(service)
+    assert "keepalive" in groups["background"]
+    assert "stuck" in groups["other tasks"] and "stuck" not in groups["background"]
+
+
+def test_a_program_without_traffic_has_no_groups(tmp_path: Path) -> None:
+    from ._cli import SAMPLE
+
+    assert _groups(make_trace(tmp_path, "sample", SAMPLE)) == {}

@@ -465,7 +465,11 @@ def _parser(viewers: bool = True) -> tuple[argparse.ArgumentParser, argparse.Arg
         "--expand", action="store_true", help="show identical siblings one by one instead of one line with a count"
     )
     tree.add_argument("--depth", type=_count, metavar="N", help="show N levels (1: only the top ones)")
-    tree.add_argument("--all", action="store_true", help="also show asyncio.run's own shutdown tasks")
+    tree.add_argument(
+        "--all",
+        action="store_true",
+        help="also show asyncio.run's own shutdown tasks, and a server's background (lifespan, server loop...)",
+    )
     tree.add_argument(
         "--width", type=_count, metavar="COLUMNS", help="cut lines to COLUMNS (default: the terminal's; 0: never cut)"
     )

@@ -20,9 +20,30 @@ from typing import Any
 
 from .._core._events import Event, Outcome
 from .._fold import Fold, FutureState
+from .._text import is_library, parse_request_name, site_text
 from ..trace import iter_events
 
-__all__ = ["Model", "load"]
+__all__ = ["BACKGROUND", "OTHER", "REQUESTS", "Model", "TaskGroup", "load", "task_groups"]
+
+REQUESTS = "requests"  # tasks named by route (tracedfuture.asgi), or many tasks of one coroutine and line
+OTHER = "other"  # the program's other tasks, and futures outside any task
+BACKGROUND = "background"  # tasks that live the whole run, or the framework's own
+
+TRAFFIC_AT = 10  # this many tasks of one coroutine, created at one line, are traffic like requests
+LONG_LIVED = 0.8  # a task alive for this share of the trace lives the whole run
+QUIET_NS = 10_000_000  # ...and is quiet (a lane of few events) with no more than one future per 10 ms
+
+
+@dataclass(frozen=True, slots=True)
+class TaskGroup:
+    """Tasks shown together: the requests of one route (``label`` is ``GET
+    /items/{item_id}``), the tasks of one coroutine created at one line, the
+    program's other tasks, or the background (``kind``). ``ids`` are task ids in
+    the model's task order, each request followed by the tasks it started."""
+
+    label: str
+    kind: str
+    ids: tuple[int, ...]
 
 
 @dataclass
@@ -109,6 +130,76 @@ class Model:
 
 
 _LOST = ("untraced", "dropped", "incomplete")
+
+
+def _own_key(record: FutureState) -> str:
+    """What groups a task with its like: its route, else its coroutine and the line
+    that created it (the program's first)."""
+    if parse_request_name(record.name) is not None:
+        return record.name or ""
+    where = record.program_site or record.site
+    return f"{record.coro or record.name or 'task'} \u00b7 {site_text(where)}"
+
+
+def _framework_owned(record: FutureState) -> bool:
+    """Made by a library with no line of the program's up the stack (uvicorn's
+    server and lifespan tasks, asyncio.run's own)."""
+    return record.program_site is None and (record.site is None or is_library(record.site.filename))
+
+
+def task_groups(model: Model) -> list[TaskGroup]:
+    """A server's tasks in the order a person reads them: request groups first, the
+    program's other tasks next, the background last; ``[]`` when the trace has no
+    traffic (no task named by route, and no coroutine started :data:`TRAFFIC_AT`
+    times from one line), so that a plain program keeps its tree order.
+
+    A request's own subtasks stay with it. The background is what lives the whole
+    run quietly (a lifespan, a server loop, a pool's keep-alive: started before
+    the traffic, alive for :data:`LONG_LIVED` of the trace, with at most a future
+    per :data:`QUIET_NS`) and what a framework started on its own; each task is
+    judged on its own, so that a stuck request is never folded with its starter.
+    """
+    records = model.records
+    order = model.task_order()
+    own = {task_id: _own_key(records[task_id]) for task_id in order}
+    counts: dict[str, int] = {}
+    for key in own.values():
+        counts[key] = counts.get(key, 0) + 1
+    traffic = {key for key, count in counts.items() if count >= TRAFFIC_AT or parse_request_name(key) is not None}
+    if not traffic:
+        return []
+    homed: dict[int | None, int] = {}
+    for record in records.values():
+        if not record.is_task:
+            home = model.home_task(record)
+            homed[home] = homed.get(home, 0) + 1
+    span = max(1, model.end_ns - model.start_ns)
+    traffic_starts = min(records[task_id].start_ns for task_id in order if own[task_id] in traffic)
+    group_of: dict[int, str] = {}
+    for task_id in order:  # parents before their children
+        record = records[task_id]
+        parent = record.parent_id if record.parent_id != task_id else None
+        inherited = group_of.get(parent) if parent is not None else None
+        if inherited in traffic:  # a request's subtask stays with its request
+            group_of[task_id] = inherited
+        elif own[task_id] in traffic:
+            group_of[task_id] = own[task_id]
+        elif record.shutdown_task or _framework_owned(record):
+            group_of[task_id] = BACKGROUND
+        else:
+            life = model.end_or_trace_end(record) - record.start_ns
+            quiet = homed.get(task_id, 0) <= max(8, life // QUIET_NS)
+            early = record.start_ns <= traffic_starts  # started with the program, not by its traffic
+            group_of[task_id] = BACKGROUND if early and quiet and life >= span * LONG_LIVED else OTHER
+    members: dict[str, list[int]] = {}
+    for task_id in order:
+        members.setdefault(group_of[task_id], []).append(task_id)
+    groups = [TaskGroup(key, REQUESTS, tuple(ids)) for key, ids in members.items() if key not in (OTHER, BACKGROUND)]
+    if OTHER in members:
+        groups.append(TaskGroup("other tasks", OTHER, tuple(members[OTHER])))
+    if BACKGROUND in members:
+        groups.append(TaskGroup("background", BACKGROUND, tuple(members[BACKGROUND])))
+    return groups
 
 
 def _trace_end(stats: dict[str, Any], last: int) -> int:

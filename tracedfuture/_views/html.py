@@ -5,6 +5,14 @@ futures it awaited or created below, packed into rows), arrows from a future to
 the task its completion woke, zoom, pan, search and a details panel. It is drawn
 on a canvas from typed arrays, so 100,000 futures stay interactive.
 
+A server's trace opens on its traffic (:func:`tracedfuture._views._model.task_groups`):
+one group of lanes per route (or per coroutine started many times from one line),
+the groups with failures and cancellations first, a big group folded into a
+summary lane (its requests packed into a few rows, each request's failed,
+cancelled or pending futures drawn on its row), the background (lifespan, server
+loop, pool keep-alive) folded last. A site is shown as the program's line first,
+the library's line as detail.
+
 Failures of the exception types a user calls expected (``--expected-exceptions
 EOFError,ConnectionResetError``: normal control flow, such as websockets' close)
 are an outcome of their own on the page, ``expected``, drawn and counted apart.
@@ -33,8 +41,8 @@ from typing import Any
 
 from .._core._events import Outcome, Site
 from .._fold import FutureState
-from .._text import site_text
-from ._model import Model
+from .._text import parse_request_name, site_text
+from ._model import BACKGROUND, OTHER, Model, TaskGroup, task_groups
 
 __all__ = ["EXPECTED", "MAX_ROWS", "PAGE_OUTCOMES", "embed_json", "lanes_and_rows", "render_html", "report_data"]
 
@@ -42,6 +50,10 @@ EXPECTED = "expected"  # a failure with an exception type the user said is norma
 PAGE_OUTCOMES = (*Outcome.ALL, EXPECTED)
 
 MAX_ROWS = 8  # future rows per lane; past it futures overlap on the last row
+SUMMARY_ROWS = 4  # rows of a folded group's summary lane
+OPEN_AT = 6  # a group of requests with at most this many lanes opens unfolded
+# Outcomes that make a group come first, worst first; a group has the rank of its worst bar.
+_PROBLEMS = (Outcome.FAILED, Outcome.CANCELLED, Outcome.PENDING, Outcome.ABANDONED, Outcome.INCOMPLETE)
 
 # What embed_json rewrites: enough that the JSON can never contain a tag, an
 # entity or "</script>", nor a line separator that old JavaScript parsers reject.
@@ -71,8 +83,14 @@ def lanes_and_rows(model: Model) -> tuple[list[int | None], dict[int, tuple[int,
 
     Row 0 of a lane is its task; futures are packed greedily into rows 1 to
     :data:`MAX_ROWS` so that bars in one row never overlap (until the last row).
+    Lanes are in the model's task order, or a server's in the order of its
+    groups, each group's lanes together.
     """
-    lanes: list[int | None] = list(model.task_order())
+    return _lanes_and_rows(model, task_groups(model))
+
+
+def _lanes_and_rows(model: Model, groups: list[TaskGroup]) -> tuple[list[int | None], dict[int, tuple[int, int]]]:
+    lanes: list[int | None] = [task for group in groups for task in group.ids] if groups else list(model.task_order())
     index: dict[int | None, int] = {task: i for i, task in enumerate(lanes)}
     members: dict[int | None, list[FutureState]] = {}
     for record in model.records.values():
@@ -135,6 +153,9 @@ def _details(record: FutureState, origin: int) -> dict[str, Any] | None:
             if out is None:
                 out = {}
             out[key] = value
+    if record.raise_site is not None or record.raise_program_site is not None:
+        out = out or {}
+        out["raised"] = _program_first(record.raise_program_site, record.raise_site)
     if not (record.is_task or record.unretrieved or record.cancel_requests or record.lints):
         return out
     out = out or {}
@@ -147,6 +168,14 @@ def _details(record: FutureState, origin: int) -> dict[str, Any] | None:
     if record.lints:
         out["lints"] = [{"kind": lint.kind, "detail": lint.detail, "age_ns": lint.age_ns} for lint in record.lints]
     return out or None
+
+
+def _program_first(program: Site | None, site: Site | None) -> list[str]:
+    """``[the program's line, the library's line]``, the second ``""`` when it is
+    the same line (or unknown), the first the library's when the program's is unknown."""
+    if program is None or program == site:
+        return [site_text(site) if site is not None else "(unknown site)", ""]
+    return [site_text(program), site_text(site) if site is not None else ""]
 
 
 def _is_expected(exc_type: str | None, expected: frozenset[str]) -> bool:
@@ -167,7 +196,8 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
     ``"expected"``.
     """
     expected = frozenset(expected_exceptions)
-    lanes, placed = lanes_and_rows(model)
+    groups = task_groups(model)
+    lanes, placed = _lanes_and_rows(model, groups)
     strings = _Strings()
     origin = model.start_ns
     outcome_code = {outcome: i for i, outcome in enumerate(PAGE_OUTCOMES)}
@@ -175,10 +205,14 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
     counts = dict.fromkeys(PAGE_OUTCOMES, 0)
     order = sorted(model.records.values(), key=lambda r: (*placed[r.id], r.start_ns))
     bar_of = {record.id: i for i, record in enumerate(order)}
-    names = ("id", "lane", "row", "start", "end", "outcome", "task", "name", "site", "site_full", "result", "creator")
+    names = (
+        *("id", "lane", "row", "start", "end", "outcome", "task"),
+        *("name", "site", "site_full", "result", "creator", "program"),
+    )
     columns: dict[str, list[Any]] = {key: [] for key in names}
     ids, lane_col, row_col, starts, ends, outcomes, task_col = (columns[key] for key in names[:7])
-    name_col, site_col, full_col, result_col, creator_col = (columns[key] for key in names[7:])
+    name_col, site_col, full_col, result_col, creator_col, program_col = (columns[key] for key in names[7:])
+    programs: dict[tuple[Site | None, Site | None], int] = {}  # the program's line, when not the site itself
     details: dict[str, dict[str, Any]] = {}
     awaits: list[int] = []  # flattened (bar, task id, ts)
     wakes: list[int] = []  # flattened (bar, task id, ts)
@@ -207,6 +241,14 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
             found = sites[site] = (strings(site_text(site)), strings(str(site)))
         site_col.append(found[0])
         full_col.append(found[1])
+        program = record.program_site
+        if program is None or program == site:
+            program_col.append(-1)
+        else:
+            known = programs.get((program, site))
+            if known is None:
+                known = programs[program, site] = strings(site_text(program))
+            program_col.append(known)
         result_col.append(strings(record.result_type))
         creator = record.creator_id
         creator_col.append(-1 if creator is None else creator)
@@ -227,6 +269,7 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
             if task_record.coro and task_record.coro != task_record.name:
                 text += f" \u00b7 {task_record.coro}"
             lane_info.append({"task": lane_task, "bar": bar_of[lane_task], "label": text})
+    group_info = _groups(model, groups, lanes, columns, strings)
     header = model.header
     wall_start = None
     if isinstance(header.get("wall_anchor_ns"), int) and isinstance(header.get("monotonic_anchor_ns"), int):
@@ -258,12 +301,102 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
         },
         "strings": strings.table,
         "lanes": lane_info,
+        "groups": group_info,
         "bars": columns,
         "details": details,
         "awaits": awaits,
         "wakes": wakes,
         "loop_lints": loop_lints,
     }
+
+
+def _pack(row_ends: list[int], first: int, last: int) -> int:
+    """The summary row for a bar from ``first`` to ``last``: the first row free by
+    then, a new one, or past :data:`SUMMARY_ROWS` the one that frees first."""
+    for r, row_end in enumerate(row_ends):
+        if row_end <= first:
+            row_ends[r] = last
+            return r
+    if len(row_ends) < SUMMARY_ROWS:
+        row_ends.append(last)
+        return len(row_ends) - 1
+    r = min(range(SUMMARY_ROWS), key=row_ends.__getitem__)
+    row_ends[r] = max(row_ends[r], last)
+    return r
+
+
+def _groups(
+    model: Model,
+    groups: list[TaskGroup],
+    lanes: list[int | None],
+    bars: dict[str, list[Any]],
+    strings: _Strings,
+) -> list[dict[str, Any]]:
+    """The page's groups of lanes: the worst first among the requests, then the
+    program's other tasks, then the background; each with its lanes, whether it
+    opens unfolded, and its summary lane (``sum``: flattened ``(bar, row)``, each
+    task's bar and its lane's unfinished or unhappy futures on the task's row)."""
+    if not groups:
+        return []
+    lane_of: dict[int | None, int] = {task: i for i, task in enumerate(lanes)}
+    if None in lane_of and not any(group.kind == OTHER for group in groups):
+        # futures outside any task have a lane of their own: a group of their own, before the background
+        loose = TaskGroup("futures outside any task", OTHER, ())
+        groups = [g for g in groups if g.kind != BACKGROUND] + [loose] + [g for g in groups if g.kind == BACKGROUND]
+    lane_bars: list[list[int]] = [[] for _ in lanes]
+    for i, lane in enumerate(bars["lane"]):
+        lane_bars[lane].append(i)
+    outcome_code = {outcome: i for i, outcome in enumerate(PAGE_OUTCOMES)}
+    problem_codes = {outcome_code[outcome]: rank for rank, outcome in enumerate(_PROBLEMS)}
+    outcomes, starts, ends, is_task = bars["outcome"], bars["start"], bars["end"], bars["task"]
+    out: list[dict[str, Any]] = []
+    for group in groups:
+        members = [lane_of[task] for task in group.ids]
+        if group.kind == OTHER and None in lane_of:
+            members.append(lane_of[None])
+        counts = [0] * len(PAGE_OUTCOMES)
+        rank = len(_PROBLEMS)
+        summary: list[int] = []
+        row_ends: list[int] = []
+
+        for lane in members:
+            own = lane_bars[lane]
+            task_bar = own[0] if own and is_task[own[0]] else -1
+            row = _pack(row_ends, starts[task_bar], ends[task_bar]) if task_bar >= 0 else -1
+            if task_bar >= 0:
+                summary += (task_bar, row)
+            for i in own:
+                code = outcomes[i]
+                counts[code] += 1
+                problem = problem_codes.get(code)
+                if problem is None:
+                    continue
+                rank = min(rank, problem)
+                if i != task_bar:
+                    summary += (i, row if row >= 0 else _pack(row_ends, starts[i], ends[i]))
+        first = model.records[group.ids[0]] if group.ids else None
+        out.append(
+            {
+                "label": group.label,
+                "kind": group.kind,
+                "unit": "request" if parse_request_name(group.label) else "task",
+                "lanes": members,
+                "tasks": len(group.ids),
+                "counts": counts,
+                "rank": rank,
+                "open": group.kind == OTHER or (group.kind != BACKGROUND and len(members) <= OPEN_AT),
+                "rows": max(1, len(row_ends)),
+                "sum": summary,
+                "site": strings(
+                    " \u00b7 via ".join(filter(None, _program_first(first.program_site, first.site)))
+                    if first is not None
+                    else None
+                ),
+            }
+        )
+    requests = [g for g in out if g["kind"] not in (OTHER, BACKGROUND)]
+    requests.sort(key=lambda g: g["rank"])  # stable: groups of equal rank keep the order of their first task
+    return requests + [g for g in out if g["kind"] in (OTHER, BACKGROUND)]
 
 
 @functools.cache

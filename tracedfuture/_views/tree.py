@@ -24,8 +24,17 @@ from dataclasses import dataclass
 
 from .._core._events import Outcome, Site
 from .._fold import FutureState
-from .._text import format_duration, is_installed, plural, printable, short_path, site_text, untraced_children_note
-from ._model import Model
+from .._text import (
+    format_duration,
+    is_installed,
+    parse_request_name,
+    plural,
+    printable,
+    short_path,
+    site_text,
+    untraced_children_note,
+)
+from ._model import BACKGROUND, OTHER, Model, task_groups
 
 __all__ = ["TreeOptions", "find_focus", "render_tree"]
 
@@ -46,6 +55,7 @@ _COLORS = {
 _VALUE_LIMIT = 80
 _MIN_FREE = 12  # below this many columns, a free-text part is left out rather than cut
 _COLLAPSE_AT = 4  # fewer identical siblings than this are shown one by one
+_NAMED = 6  # background tasks named on its folded line
 
 
 @dataclass(frozen=True)
@@ -274,6 +284,25 @@ def _describe(model: Model, group: list[FutureState], placed_under: int | None, 
     return parts
 
 
+def _background_line(model: Model, tasks: list[int], under: list[int]) -> str:
+    """The one line of a server's folded background: its tasks by name and what
+    became of them and of the futures under them."""
+    records = model.records
+    folded = [records[rid] for rid in sorted(tasks)]
+    names = []
+    for record in folded:
+        default = record.name is None or (record.name.startswith("Task-") and record.name[5:].isdigit())
+        names.append(f"{record.coro or 'task'} #{record.id}" if default else f"{record.name} #{record.id}")
+    counts: dict[str, int] = {}
+    for record in [*folded, *(records[rid] for rid in under if not records[rid].is_task)]:
+        counts[record.outcome] = counts.get(record.outcome, 0) + 1
+    outcomes = ", ".join(f"{counts[outcome]} {outcome}" for outcome in Outcome.ALL if counts.get(outcome))
+    futures = sum(counts.values()) - len(folded)
+    what = plural(len(folded), "task") + (f" and {plural(futures, 'future')}" if futures else "")
+    shown = ", ".join(names[:_NAMED]) + (f" and {len(names) - _NAMED} more" if len(names) > _NAMED else "")
+    return f"background: {shown} ({what}; {outcomes}), folded: --all shows them"
+
+
 def _orphaned_note(model: Model, record: FutureState) -> str | None:
     """For a future still awaited after the task that created it had finished (a
     shared future whose owner gave up: the classic request-coalescing hang)."""
@@ -344,6 +373,7 @@ def _sibling_key(record: FutureState, context: bool) -> tuple[object, ...]:
     return (
         record.is_task,
         record.coro if record.is_task else record.name,
+        record.name if record.is_task and parse_request_name(record.name) else None,
         record.site,
         record.program_site,
         record.outcome,
@@ -358,7 +388,26 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
     hidden: set[int] = set()
     if not options.all:
         hidden = {rid for rid, record in records.items() if record.shutdown_task}
+    shutdown_hidden = len(hidden)
     placement = {record.id: _placement(model, record) for record in records.values()}
+    # A server's requests come first, its background (lifespan, server loop, pool
+    # keep-alive) last, folded into one line unless asked for or filtered.
+    groups = task_groups(model)
+    rank: dict[int, int] = {}
+    background: set[int] = set()
+    for number, group in enumerate(groups):
+        rank.update(dict.fromkeys(group.ids, number))
+        if group.kind == BACKGROUND:
+            background.update(group.ids)
+    other_rank = next((n for n, group in enumerate(groups) if group.kind == OTHER), len(groups))
+    fold = bool(background) and not (options.all or options.filtered or options.focus)
+    folded: list[int] = []
+    if fold:
+        folded = [rid for rid in background if rid not in hidden]
+        for rid in list(placement):
+            if records[rid].is_task and rid not in background and placement[rid] in background:
+                placement[rid] = None  # a request a server task started: shown at the top
+        hidden.update(background)
     if hidden:  # what lives only under a hidden task is hidden with it
         for rid, parent in placement.items():
             if parent in hidden and not records[rid].is_task:
@@ -510,6 +559,8 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
         return total
 
     roots = siblings(children.get(None, []))
+    if groups:  # requests first, by group; the stable sort keeps each group's order of start
+        roots.sort(key=lambda item: other_rank if item[0] else rank.get(item[1][0], other_rank))
     threads = {records[ids[0]].thread_id for is_ref, ids in roots if not is_ref}
     top: list[tuple[str | None, list[tuple[bool, list[int]]]]] = []
     if len(threads) > 1:
@@ -563,13 +614,18 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
                     )
                 )
 
+    if folded:
+        line = _background_line(model, folded, [rid for rid, parent in placement.items() if parent in background])
+        yield paint(_clip(line, width) if width is not None else line, _DIM)
     yield ""
     counts = model.counts()
     summary = ", ".join(f"{counts[outcome]} {outcome}" for outcome in Outcome.ALL)
     tasks = sum(1 for record in records.values() if record.is_task)
     tail = f"{count} shown"
-    if hidden:
-        tail += f", {plural(len(hidden), 'shutdown task')} of asyncio.run hidden (--all shows them)"
+    if shutdown_hidden:
+        tail += f", {plural(shutdown_hidden, 'shutdown task')} of asyncio.run hidden (--all shows them)"
+    if folded:
+        tail += f", {plural(len(folded), 'background task')} folded (--all shows them)"
     yield (
         f"{plural(len(records), 'future or task', 'futures and tasks')} ({plural(tasks, 'task')}): {summary}; "
         f"{tail}; trace spans {format_duration(model.end_ns - model.start_ns)}"

@@ -11,20 +11,39 @@ const ids = B.id, start = Float64Array.from(B.start), end = Float64Array.from(B.
 const lane = Int32Array.from(B.lane), row = Uint8Array.from(B.row), outc = Uint8Array.from(B.outcome);
 const isTask = Uint8Array.from(B.task), nameIdx = Int32Array.from(B.name), siteIdx = Int32Array.from(B.site);
 const fullIdx = Int32Array.from(B.site_full), resultIdx = Int32Array.from(B.result), creator = Float64Array.from(B.creator);
+const programIdx = Int32Array.from(B.program);  // the program's line, when the site is a library's (-1: none)
 const barById = new Map();
 for (let i = 0; i < N; i++) barById.set(ids[i], i);
+// A server's lanes come in groups (a route's requests, the background): group g is
+// shown as the pseudo-lane L + g, a header over its lanes when open, a summary of
+// them when folded.
+const G = D.groups, NG = G.length, grouped = NG > 0;
+const groupOpen = Uint8Array.from(G, function (g) { return g.open ? 1 : 0; });
+const laneGroup = new Int32Array(L).fill(-1);
+G.forEach(function (g, k) { g.lanes.forEach(function (l) { laneGroup[l] = k; }); });
+const PROBLEM = new Uint8Array(OUT.length);
+["failed", "cancelled", "abandoned"].forEach(function (o) { if (OUT.indexOf(o) >= 0) PROBLEM[OUT.indexOf(o)] = 1; });
+// A folded group's summary, per row, bars in order of start: its tasks, and their unhappy futures.
+const summary = G.map(function (g) {
+  const rows = [];
+  for (let r = 0; r < g.rows; r++) rows.push([]);
+  for (let k = 0; k < g.sum.length; k += 2) rows[g.sum[k + 1]].push(g.sum[k]);
+  rows.forEach(function (list) { list.sort(function (a, b) { return start[a] - start[b]; }); });
+  return rows;
+});
 
 const ROW_H = 12, LANE_PAD = 3, AXIS_H = 24;
-let GUTTER = 210;  // the lane labels' column: drag its edge to resize it
-const laneRows = new Uint8Array(L).fill(1);
+let GUTTER = D.groups.length ? 270 : 210;  // the lane labels' column: drag its edge to resize it
+const laneRows = new Uint8Array(L + NG).fill(1);
 for (let i = 0; i < N; i++) if (row[i] + 1 > laneRows[lane[i]]) laneRows[lane[i]] = row[i] + 1;
-// Lanes are shown in a display order (sorted, filtered): order[p] is the lane at
-// position p, pos[l] the position of lane l (-1: filtered out), laneTop by position.
+// Lanes are shown in a display order (sorted, filtered, grouped): order[p] is the
+// lane at position p, pos[l] the position of lane l (-1: hidden), laneTop by position.
 let order = new Int32Array(L), LV = L;
-const pos = new Int32Array(L), laneTop = new Float64Array(L + 1);
+const pos = new Int32Array(L + NG), laneTop = new Float64Array(L + NG + 1);
 for (let l = 0; l < L; l++) order[l] = l;
 function layout() {
   pos.fill(-1);
+  for (let g = 0; g < NG; g++) laneRows[L + g] = groupOpen[g] ? 1 : G[g].rows;
   laneTop[0] = 0;
   for (let p = 0; p < LV; p++) {
     const l = order[p];
@@ -59,7 +78,7 @@ const searchBox = document.getElementById("search"), matchesEl = document.getEle
 const arrowsBox = document.getElementById("arrows");
 const DUR = Math.max(D.meta.duration, 1000);
 let W = 0, H = 0, dpr = 1, t0 = 0, t1 = 1, scrollY = 0;
-let keep = null, filterMode = "all", sortKey = "tree";  // keep[i]: bar i matches the filter
+let keep = null, filterMode = "all", sortKey = grouped ? "group" : "tree";  // keep[i]: bar i matches the filter
 let selected = -1, hovered = -1, match = null, matchList = [], matchAt = -1;
 const stats = { bars: 0, rects: 0, arrows: 0, frameMs: 0 };
 
@@ -122,7 +141,11 @@ function draw() {
   ctx.fillStyle = "#ffffff"; ctx.fillRect(0, 0, W, H);
   const l0 = Math.max(0, firstLaneAt(scrollY)), l1 = Math.min(LV - 1, firstLaneAt(scrollY + H - AXIS_H));
   for (let p = l0; p <= l1; p++) {
-    if (p % 2) { ctx.fillStyle = "#fafbfc"; ctx.fillRect(GUTTER, AXIS_H + laneTop[p] - scrollY, W - GUTTER, laneTop[p + 1] - laneTop[p]); }
+    const header = order[p] >= L;
+    if (header || p % 2) {
+      ctx.fillStyle = header ? "#eef2f6" : "#fafbfc";
+      ctx.fillRect(GUTTER, AXIS_H + laneTop[p] - scrollY, W - GUTTER, laneTop[p + 1] - laneTop[p]);
+    }
   }
   D.loop_lints.forEach(function (lint) {  // a blocked loop blocks every lane: one band across all
     const x0 = xOf(lint.ts - (lint.age_ns || 0)), x1 = xOf(lint.ts);
@@ -134,6 +157,10 @@ function draw() {
   let bars = 0, rects = 0;
   for (let p = l0; p <= l1; p++) {
     const l = order[p];
+    if (l >= L) {
+      if (!groupOpen[l - L]) { const drawn = drawSummary(l - L, tasks, normal, lastPx); bars += drawn[0]; rects += drawn[1]; }
+      continue;
+    }
     for (let r = 0; r < laneRows[l]; r++) {
       const key = l * 64 + r, a = rowFirst.get(key);
       if (a === undefined) continue;
@@ -147,7 +174,8 @@ function draw() {
         if (x1 > W) x1 = W;
         const o = outc[i], px = Math.floor(x0);
         const dim = (match && !match[i]) || (keep && !keep[i]);
-        if (x1 - x0 < 1) {
+        if (x1 - x0 < 3 && PROBLEM[o]) x1 = x0 + 3;  // a failure stays in sight however far out
+        else if (x1 - x0 < 1) {
           if (lastPx[o] === px && !match && !keep) continue;  // another bar of this colour already fills this pixel
           lastPx[o] = px; x1 = x0 + 1;
         }
@@ -181,6 +209,51 @@ function draw() {
   drawGutter(l0, l1);
   drawAxis();
   stats.bars = bars; stats.rects = rects; stats.frameMs = performance.now() - began;
+}
+
+function drawSummary(g, tasks, normal, lastPx) {
+  // A folded group: each task pale on its row, its unhappy futures solid on the same row.
+  const top = laneY(L + g) + LANE_PAD;
+  let bars = 0, rects = 0;
+  summary[g].forEach(function (list, r) {
+    const y = top + r * ROW_H;
+    lastPx.fill(-1);
+    for (const i of list) {
+      if (end[i] < t0 || start[i] > t1) continue;
+      bars++;
+      let x0 = xOf(start[i]), x1 = xOf(end[i]);
+      if (x0 < GUTTER) x0 = GUTTER;
+      if (x1 > W) x1 = W;
+      const o = outc[i], px = Math.floor(x0);
+      if (x1 - x0 < 3 && PROBLEM[o]) x1 = x0 + 3;
+      else if (x1 - x0 < 1) {
+        if (isTask[i] && lastPx[o] === px) continue;
+        lastPx[o] = px; x1 = x0 + 1;
+      }
+      rects++;
+      if (isTask[i]) tasks[o].rect(x0, y + 1, x1 - x0, ROW_H - 3);
+      else normal[o].rect(x0, y + 2, x1 - x0, ROW_H - 4);
+    }
+  });
+  return [bars, rects];
+}
+
+function groupText(g) {  // "3 requests · 6 futures and tasks: 3 failed, 3 resolved"
+  const info = G[g], parts = [], total = info.counts.reduce(function (a, b) { return a + b; }, 0);
+  PAINT_ORDER.slice().reverse().forEach(function (o) { if (info.counts[o]) parts.push(info.counts[o] + " " + OUT[o]); });
+  return info.tasks + " " + info.unit + (info.tasks === 1 ? "" : "s") + " \u00b7 " + total +
+    (total === 1 ? " future or task: " : " futures and tasks: ") + parts.join(", ");
+}
+function groupShort(g) {  // for the label column: "4328 requests · 3 failed", or "· all resolved"
+  const info = G[g], parts = [info.tasks + " " + info.unit + (info.tasks === 1 ? "" : "s")];
+  PAINT_ORDER.slice().reverse().forEach(function (o) { if (info.counts[o] && OUT[o] !== "resolved") parts.push(info.counts[o] + " " + OUT[o]); });
+  if (parts.length === 1) parts.push("all resolved");
+  return parts.join(" \u00b7 ");
+}
+function groupColor(g) {
+  const info = G[g];
+  for (const o of PAINT_ORDER.slice().reverse()) if (info.counts[o] && o !== OUT.indexOf("resolved")) return outColor[o];
+  return outColor[OUT.indexOf("resolved")];
 }
 
 function drawArrows(l0, l1) {
@@ -222,19 +295,39 @@ function drawGutter(l0, l1) {
   ctx.font = "12px system-ui, sans-serif"; ctx.textBaseline = "middle";
   shownLabels.clear();
   for (let p = l0; p <= l1; p++) {
-    const l = order[p], info = D.lanes[l], y = laneY(l) + LANE_PAD + ROW_H / 2;
-    if (info.bar >= 0) { ctx.fillStyle = outColor[outc[info.bar]]; ctx.fillRect(8, y - 4, 8, 8); }
+    const l = order[p], y = laneY(l) + LANE_PAD + ROW_H / 2;
+    if (l >= L) { drawGroupLabel(l - L, p, y); continue; }
+    const info = D.lanes[l], g = laneGroup[l], indent = g >= 0 && pos[L + g] >= 0 ? 12 : 0;
+    if (info.bar >= 0) { ctx.fillStyle = outColor[outc[info.bar]]; ctx.fillRect(8 + indent, y - 4, 8, 8); }
     ctx.fillStyle = "#1d232a";
-    let text = info.label;
-    const room = GUTTER - 30;
-    if (ctx.measureText(text).width > room) {  // cut by halves: a long label costs a few measures, not one per character
-      let lo = 0, hi = text.length;
-      while (lo < hi) { const m = (lo + hi + 1) >> 1; if (ctx.measureText(text.slice(0, m) + "\u2026").width <= room) lo = m; else hi = m - 1; }
-      text = text.slice(0, lo) + "\u2026";
-    }
+    // under its group's label, a request's lane says only what the label does not
+    const said = indent && info.label.startsWith(G[g].label + " ") ? info.label.slice(G[g].label.length + 1) : info.label;
+    const text = fitText(said, GUTTER - 30 - indent);
     shownLabels.set(l, text);
-    ctx.fillText(text, 22, y);
+    ctx.fillText(text, 22 + indent, y);
   }
+  ctx.font = "12px system-ui, sans-serif";
+}
+function fitText(text, room) {
+  if (ctx.measureText(text).width > room) {  // cut by halves: a long label costs a few measures, not one per character
+    let lo = 0, hi = text.length;
+    while (lo < hi) { const m = (lo + hi + 1) >> 1; if (ctx.measureText(text.slice(0, m) + "\u2026").width <= room) lo = m; else hi = m - 1; }
+    text = text.slice(0, lo) + "\u2026";
+  }
+  return text;
+}
+function drawGroupLabel(g, p, y) {
+  const info = G[g];
+  ctx.fillStyle = "#e4e9ef"; ctx.fillRect(0, AXIS_H + laneTop[p] - scrollY, GUTTER - 1, laneTop[p + 1] - laneTop[p]);
+  ctx.fillStyle = groupColor(g); ctx.fillRect(8, y - 4, 8, 8);
+  ctx.fillStyle = "#1d232a"; ctx.font = "600 12px system-ui, sans-serif";
+  const text = fitText((groupOpen[g] ? "\u25be " : "\u25b8 ") + info.label, GUTTER - 30);
+  shownLabels.set(L + g, text);
+  ctx.fillText(text, 22, y);
+  ctx.font = "11px system-ui, sans-serif"; ctx.fillStyle = "#66707a";
+  if (!groupOpen[g] && info.rows > 1) ctx.fillText(fitText(groupShort(g), GUTTER - 30), 22, y + ROW_H);
+  else if (groupOpen[g]) ctx.fillText(groupText(g), GUTTER + 6, y);
+  ctx.font = "12px system-ui, sans-serif";
 }
 
 const shownLabels = new Map();
@@ -258,6 +351,7 @@ function hitTest(x, y) {
   if (p >= LV) return -1;
   const l = order[p], r = Math.floor((yy - laneTop[p] - LANE_PAD) / ROW_H);
   if (r < 0 || r >= laneRows[l]) return -1;
+  if (l >= L) return groupOpen[l - L] ? -1 : hitSummary(l - L, r, x);
   const a = rowFirst.get(l * 64 + r);
   if (a === undefined) return -1;
   const b = rowEnd.get(l * 64 + r), t = tOf(x), tol = 3 * (t1 - t0) / (W - GUTTER);
@@ -267,6 +361,18 @@ function hitTest(x, y) {
   for (let i = lo - 1; i >= a && i >= lo - 64; i--) {
     const d = t < start[i] ? start[i] - t : t > end[i] ? t - end[i] : 0;
     if (d <= tol && d < bestD) { best = i; bestD = d; }
+  }
+  return best;
+}
+
+function hitSummary(g, r, x) {
+  // The unhappy future nearest the pointer, else the task under it.
+  const t = tOf(x), tol = 3 * (t1 - t0) / (W - GUTTER);
+  let best = -1, bestD = Infinity;
+  for (const i of summary[g][r]) {
+    if (start[i] > t + tol) break;
+    const d = (t > end[i] ? t - end[i] : 0) + (isTask[i] ? tol / 2 : 0);
+    if (t <= end[i] + tol && d < bestD) { best = i; bestD = d; }
   }
   return best;
 }
@@ -309,12 +415,16 @@ function showDetails(i) {
   item("outcome", outcome + (d.unretrieved ? " (exception never retrieved)" : ""));
   item("started", "+" + fmtDur(start[i]));
   item(outcome === "pending" ? "pending for" : "lifetime", fmtDur(end[i] - start[i]) + (outcome === "pending" ? " (at least)" : ""));
-  item("site", fullIdx[i] >= 0 ? S[fullIdx[i]] : "(unknown)");
+  if (programIdx[i] >= 0) {  // the program's line first, the library's as detail
+    item("program line", S[programIdx[i]]);
+    item("via", fullIdx[i] >= 0 ? S[fullIdx[i]] : "(unknown)");
+  } else item("site", fullIdx[i] >= 0 ? S[fullIdx[i]] : "(unknown)");
   item("coroutine", d.coro);
   if (d.parent_id !== undefined) item("parent task", link(d.parent_id));
   if (creator[i] >= 0 && creator[i] !== d.parent_id) item("created in", link(creator[i]));
   item("result", d.value !== undefined ? d.value : resultIdx[i] >= 0 ? S[resultIdx[i]] : undefined);
   if (d.exc_type) item("exception", d.exc_type + (d.exc_msg ? ": " + d.exc_msg : ""));
+  if (d.raised) item("raised at", d.raised[0] + (d.raised[1] ? "\nvia " + d.raised[1] : ""));
   if (outcome === "cancelled") {
     item("cancel msg", d.msg !== undefined ? d.msg : "(none)");
     const by = el("span");
@@ -341,8 +451,13 @@ function showDetails(i) {
   item("id", ids[i]);
 }
 function selectBar(i) { selected = i; showDetails(i); redraw(); }
+function showLane(l) {
+  if (pos[l] < 0 && filterMode !== "all") setFilter("all");  // a lane the filter hides: show every lane again
+  if (pos[l] < 0 && laneGroup[l] >= 0) { groupOpen[laneGroup[l]] = 1; arrange(true); }  // in a folded group: unfold it
+  if (pos[l] < 0 && sortKey === "group") setSort("tree");
+}
 function reveal(i) {
-  if (pos[lane[i]] < 0) setFilter("all");  // a lane the filter hides: show every lane again
+  showLane(lane[i]);
   const y = laneTop[pos[lane[i]]];
   if (y < scrollY || y + ROW_H * 2 > scrollY + H - AXIS_H) scrollY = y - (H - AXIS_H) / 3;
   const span = t1 - t0, len = end[i] - start[i];
@@ -358,8 +473,11 @@ function showTooltip(i, x, y) {
   if (i < 0) { tooltip.hidden = true; return; }
   const d = D.details[i] || {};
   const lines = [label(i), OUT[outc[i]] + " " + fmtDur(end[i] - start[i]) + ", at +" + fmtDur(start[i])];
-  if (siteIdx[i] >= 0) lines.push(S[siteIdx[i]]);
+  if (programIdx[i] >= 0) lines.push(S[programIdx[i]], "via " + (siteIdx[i] >= 0 ? S[siteIdx[i]] : "(unknown site)"));
+  else if (siteIdx[i] >= 0) lines.push(S[siteIdx[i]]);
   if (d.exc_type) lines.push(d.exc_type + (d.exc_msg ? ": " + d.exc_msg : ""));
+  if (d.raised) lines.push("raised at " + d.raised[0]);
+  if (pos[lane[i]] < 0 && laneGroup[lane[i]] >= 0) lines.push("(click to see it in its lane)");
   if (OUT[outc[i]] === "cancelled" && d.msg !== undefined) lines.push("msg " + JSON.stringify(d.msg));
   tooltip.textContent = lines.join("\n");
   tooltip.hidden = false;
@@ -386,8 +504,9 @@ view.addEventListener("mousemove", function (ev) {
 view.addEventListener("mouseleave", function () { hovered = -1; tooltip.hidden = true; redraw(); });
 view.addEventListener("click", function (ev) {
   if (drag && drag.moved) return;
-  const box = canvas.getBoundingClientRect();
-  selectBar(hitTest(ev.clientX - box.left, ev.clientY - box.top));
+  const box = canvas.getBoundingClientRect(), i = hitTest(ev.clientX - box.left, ev.clientY - box.top);
+  if (i >= 0 && pos[lane[i]] < 0) reveal(i);  // a bar of a folded group's summary: unfold it, show its lane
+  selectBar(i);
 });
 view.addEventListener("wheel", function (ev) {
   ev.preventDefault();
@@ -411,7 +530,7 @@ document.getElementById("zoom-out").addEventListener("click", function () { zoom
 document.getElementById("reset").addEventListener("click", function () { resetView(); redraw(); });
 arrowsBox.addEventListener("change", redraw);
 
-let lower = null, searchTimer = 0;
+let lower = null, failures = null, searchTimer = 0;
 function search(text) {
   const q = text.trim().toLowerCase();
   matchList = []; matchAt = -1;
@@ -422,10 +541,19 @@ function search(text) {
   const wantId = /^#?\d+$/.test(q) ? Number(q.replace("#", "")) : -1;
   match = new Uint8Array(N);
   for (let i = 0; i < N; i++) {
-    if ((nameIdx[i] >= 0 && hit[nameIdx[i]]) || (siteIdx[i] >= 0 && hit[siteIdx[i]]) || ids[i] === wantId) {
+    if ((nameIdx[i] >= 0 && hit[nameIdx[i]]) || (siteIdx[i] >= 0 && hit[siteIdx[i]]) ||
+        (programIdx[i] >= 0 && hit[programIdx[i]]) || ids[i] === wantId) {
       match[i] = 1; matchList.push(i);
     }
   }
+  if (!failures) {  // exception types and messages: only failures have them
+    failures = [];
+    for (const key in D.details) {
+      const d = D.details[key];
+      if (d.exc_type) failures.push([Number(key), (d.exc_type + ": " + (d.exc_msg || "")).toLowerCase()]);
+    }
+  }
+  for (const [i, text] of failures) if (!match[i] && text.indexOf(q) >= 0) { match[i] = 1; matchList.push(i); }
   matchList.sort(function (a, b) { return start[a] - start[b]; });
   matchesEl.textContent = matchList.length === 1 ? "1 match" : matchList.length + " matches";
   redraw();
@@ -455,9 +583,15 @@ function laneKey(l) {
   if (sortKey === "outcome") return [0, outcomeRank[outc[b]] * 1e18 + start[b]];
   return [0, l];
 }
-function arrange() {
+function arrange(keepScroll) {
   let shown = [];
-  if (filterMode === "all") {
+  if (filterMode === "all" && sortKey === "group") {
+    keep = null;
+    for (let g = 0; g < NG; g++) {
+      shown.push(L + g);
+      if (groupOpen[g]) for (const l of G[g].lanes) shown.push(l);
+    }
+  } else if (filterMode === "all") {
     keep = null;
     for (let l = 0; l < L; l++) shown.push(l);
   } else {
@@ -466,18 +600,32 @@ function arrange() {
     for (let i = 0; i < N; i++) if (outc[i] === code) { keep[i] = 1; hit[lane[i]] = 1; }
     for (let l = 0; l < L; l++) if (hit[l]) shown.push(l);
   }
-  if (sortKey !== "tree") {
+  if (sortKey !== "tree" && sortKey !== "group") {
     const keys = new Map(shown.map(function (l) { return [l, laneKey(l)]; }));
     shown.sort(function (a, b) { const x = keys.get(a), y = keys.get(b); return x[0] - y[0] || x[1] - y[1] || a - b; });
   }
   LV = shown.length;
   order = Int32Array.from(shown);
   layout();
-  scrollY = 0; clampView(); redraw();
+  if (!keepScroll) scrollY = 0;
+  clampView(); redraw();
   return LV;
 }
+function toggleGroup(g, open) {
+  groupOpen[g] = open === undefined ? 1 - groupOpen[g] : open ? 1 : 0;
+  arrange(true);
+}
 function setFilter(mode) { filterMode = OUT.indexOf(mode) >= 0 ? mode : "all"; filterBox.value = filterMode; return arrange(); }
-function setSort(key) { sortKey = ["start", "duration", "outcome"].indexOf(key) >= 0 ? key : "tree"; sortBox.value = sortKey; return arrange(); }
+function setSort(key) {
+  sortKey = ["start", "duration", "outcome"].indexOf(key) >= 0 || (grouped && key === "group") ? key : "tree";
+  sortBox.value = sortKey; return arrange();
+}
+if (grouped) {  // a server: its requests by route first, the background folded
+  const option = el("option", "by request");
+  option.value = "group";
+  sortBox.prepend(option);
+  sortBox.value = "group";
+}
 filterBox.addEventListener("change", function () { setFilter(filterBox.value); });
 sortBox.addEventListener("change", function () { setSort(sortBox.value); });
 
@@ -500,14 +648,27 @@ window.addEventListener("mousemove", function (ev) {
   ev.stopImmediatePropagation();
 }, true);
 window.addEventListener("mouseup", function () { if (resizing) { resizing = false; view.classList.remove("resizing"); } }, true);
+view.addEventListener("click", function (ev) {  // a group's label folds and unfolds it
+  const box = canvas.getBoundingClientRect(), x = ev.clientX - box.left, l = laneAt(ev.clientY - box.top);
+  if (x >= GUTTER || nearEdge(x) || l < L) return;
+  toggleGroup(l - L);
+  ev.stopImmediatePropagation();
+}, true);
 view.addEventListener("mousemove", function (ev) {
   const box = canvas.getBoundingClientRect(), x = ev.clientX - box.left, y = ev.clientY - box.top;
   view.classList.toggle("at-edge", nearEdge(x));
   if (resizing || x >= GUTTER) return;
   const l = laneAt(y);
   if (l < 0) { tooltip.hidden = true; return; }
-  const info = D.lanes[l];
-  tooltip.textContent = info.label + (info.bar >= 0 && siteIdx[info.bar] >= 0 ? "\n" + S[siteIdx[info.bar]] : "");
+  if (l >= L) {
+    const info = G[l - L];
+    tooltip.textContent = [info.label, groupText(l - L), info.site >= 0 ? "created at " + S[info.site] : "",
+      groupOpen[l - L] ? "click to fold" : "click to unfold"].filter(Boolean).join("\n");
+  } else {
+    const info = D.lanes[l], b = info.bar;
+    const where = b < 0 ? "" : programIdx[b] >= 0 ? S[programIdx[b]] + "\nvia " + S[siteIdx[b]] : siteIdx[b] >= 0 ? S[siteIdx[b]] : "";
+    tooltip.textContent = info.label + (where ? "\n" + where : "");
+  }
   tooltip.hidden = false;
   tooltip.style.left = Math.min(x + 14, Math.max(0, W - tooltip.offsetWidth - 4)) + "px";
   tooltip.style.top = Math.min(y + 16, Math.max(0, H - tooltip.offsetHeight - 4)) + "px";
@@ -521,7 +682,7 @@ document.getElementById("meta").textContent = [
   meta.python ? "Python " + meta.python : "",
   meta.wall_start ? meta.wall_start.replace("T", " ").slice(0, 23) + " UTC" : "",
   fmtDur(meta.duration),
-  N + " futures and tasks in " + L + " lanes",
+  N + " futures and tasks in " + L + " lanes" + (NG ? " and " + NG + " groups" : ""),
   meta.not_shown_whole ? meta.not_shown_whole + " more untraced, dropped or incomplete" : "",
 ].filter(Boolean).join(" \u00b7 ");
 document.getElementById("meta").title = meta.path;
@@ -535,6 +696,7 @@ OUT.forEach(function (o, k) {
 legend.append(el("span", "pale: a task's life \u00b7 arrow: a wake-up", "pale"));
 
 resetView();
+if (grouped) arrange();
 new ResizeObserver(resize).observe(view);
 resize();
 window.tracedfuture = {
@@ -552,13 +714,51 @@ window.tracedfuture = {
   search: function (text) { searchBox.value = text; return search(text); },
   filter: setFilter, sort: setSort, setGutter: setGutter,
   get gutter() { return GUTTER; }, get lanesShown() { return LV; },
-  laneOrder: function () { return Array.from(order, function (l) { return D.lanes[l].task; }); },
+  laneOrder: function () { return Array.from(order, function (l) { return l >= L ? "group " + G[l - L].label : D.lanes[l].task; }); },
   labelShown: function (taskId) {
-    for (const [l, text] of shownLabels) if (D.lanes[l].task === taskId) return text;
+    for (const [l, text] of shownLabels) if (l < L && D.lanes[l].task === taskId) return text;
     return null;
   },
+  groups: function () {  // each group as shown: its label, kind, whether open, and its label's client point
+    const box = canvas.getBoundingClientRect();
+    return G.map(function (g, k) {
+      return { label: g.label, kind: g.kind, open: !!groupOpen[k], tasks: g.tasks, shown: pos[L + k] >= 0,
+        x: box.left + 40, y: box.top + laneY(L + k) + LANE_PAD + ROW_H / 2 };
+    });
+  },
+  programBars: function (text) {  // ids of the bars a library made from a program line containing text
+    const out = [];
+    for (let i = 0; i < N; i++) if (programIdx[i] >= 0 && S[programIdx[i]].indexOf(text) >= 0) out.push(ids[i]);
+    return out;
+  },
+  toggleGroup: function (label, open) {
+    const k = G.findIndex(function (g) { return g.label === label; });
+    if (k < 0) return false;
+    toggleGroup(k, open); draw(); return true;
+  },
+  // The bars of an outcome drawn in view, folded groups' summaries included, as client points.
+  drawnBars: function (outcome) {
+    const code = OUT.indexOf(outcome), box = canvas.getBoundingClientRect(), out = [];
+    function add(i, y) {
+      if (outc[i] !== code || end[i] < t0 || start[i] > t1 || y < AXIS_H || y > H) return;
+      const x0 = Math.max(GUTTER, xOf(start[i])), x1 = Math.max(x0 + (PROBLEM[code] ? 3 : 1), Math.min(W, xOf(end[i])));
+      out.push({ id: ids[i], task: !!isTask[i], x: box.left + (x0 + x1) / 2, y: box.top + y });
+    }
+    for (let p = 0; p < LV; p++) {
+      const l = order[p];
+      if (l >= L) {
+        if (!groupOpen[l - L]) summary[l - L].forEach(function (list, r) { for (const i of list) add(i, laneY(l) + LANE_PAD + r * ROW_H + ROW_H / 2); });
+      } else {
+        for (let r = 0; r < laneRows[l]; r++) {
+          const a = rowFirst.get(l * 64 + r);
+          if (a !== undefined) for (let i = a; i < rowEnd.get(l * 64 + r); i++) add(i, barY(i) + ROW_H / 2);
+        }
+      }
+    }
+    return out;
+  },
   labelPoint: function (taskId) {  // client coordinates of a lane's label
-    for (let p = 0; p < LV; p++) if (D.lanes[order[p]].task === taskId) {
+    for (let p = 0; p < LV; p++) if (order[p] < L && D.lanes[order[p]].task === taskId) {
       const box = canvas.getBoundingClientRect();
       return { x: box.left + 40, y: box.top + laneY(order[p]) + LANE_PAD + ROW_H / 2 };
     }
