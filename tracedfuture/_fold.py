@@ -318,8 +318,7 @@ class Fold:
         elif kind == _CANCELLED:
             self._finish(state, Outcome.CANCELLED, ts)
             state.msg, state.canceller_id, state.canceller = event.msg, event.canceller_id, event.canceller
-            if event.waiting_site is not None:
-                state.waiting_site = event.waiting_site
+            state.waiting_site = event.waiting_site
         elif kind == _CALLBACK_REMOVED:
             callbacks = state.callbacks
             for index, (name, _) in enumerate(callbacks):
@@ -328,8 +327,7 @@ class Fold:
                     break
         elif kind == _CANCEL_REQUESTED:
             request = (ts, event.msg, event.canceller_id, event.canceller)
-            if event.waiting_site is not None:
-                state.waiting_site = event.waiting_site
+            state.waiting_site = event.waiting_site  # the last request's, as the tree shows it
             if state.cancel_requests:
                 state.cancel_requests.append(request)
             else:
