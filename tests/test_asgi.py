@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import _implementations
 from tracedfuture._text import parse_request_name
+from tracedfuture.exporters import MemoryExporter
 
 # A database client library, installed: its line is where the exception is
 # raised, the endpoint's line is the program's.
@@ -258,3 +259,34 @@ def test_uvicorns_own_waits_are_no_stall(served: dict[str, object]) -> None:
 def test_request_names_are_what_the_otel_exporter_reads() -> None:
     assert parse_request_name("GET /items/{item_id}") == ("GET", "/items/{item_id}")
     assert parse_request_name("Task-7") is None
+
+
+def test_the_middleware_re_raises_the_very_exception_and_records_it_on_the_task(memory: MemoryExporter) -> None:
+    import asyncio
+    import traceback
+
+    from tracedfuture.asgi import RequestNames
+
+    raised = ValueError("no such thing")
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise raised
+
+    async def request() -> None:
+        scope = {"type": "http", "method": "GET", "path": "/boom"}
+        await RequestNames(app)(scope, None, None)  # type: ignore[arg-type]
+
+    async def main() -> BaseException | None:
+        try:
+            await asyncio.create_task(request())
+        except ValueError as exc:
+            return exc
+        return None
+
+    caught = asyncio.run(main())
+    assert caught is raised
+    frames = traceback.extract_tb(caught.__traceback__)
+    assert frames[-1].name == "app" and frames[-1].line == "raise raised"
+    [event] = [e for e in memory if e.kind == "caught"]
+    assert event.name == "GET /boom" and event.exc_type == "ValueError"
+    assert event.raise_site is not None and event.raise_site.function.endswith("<locals>.app")
