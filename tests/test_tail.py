@@ -67,6 +67,14 @@ def test_a_failure_keeps_the_whole_history_of_the_future() -> None:
     assert ops_by_future(out)[1] == [ev.OP_CREATED, ev.OP_CB_ADDED, ev.OP_FAILED]
 
 
+def test_an_exception_a_framework_caught_keeps_the_task_that_went_on() -> None:
+    policy = TailPolicy(SLOW)
+    born = created(1, task=True)
+    caught = (ev.OP_CAUGHT, 1, _ts(), 1, ValueError, None, None, 0, None, 0)
+    out = policy.feed([born, caught, resolved(1), collected(1)], now_ns=0)
+    assert ops_by_future(out)[1] == [ev.OP_CREATED, ev.OP_CAUGHT, ev.OP_RESOLVED, ev.OP_COLLECTED]
+
+
 def test_records_after_the_decision_pass_until_the_future_is_collected() -> None:
     policy = TailPolicy(SLOW)
     policy.feed([created(1), failed(1)], now_ns=0)
