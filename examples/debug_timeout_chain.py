@@ -4,7 +4,8 @@ A request handler calls a service, which calls a database client with a 0.2 s
 ``asyncio.timeout``; the database's reply never comes. The handler's task ends
 with ``TimeoutError``, and the traceback alone does not say what was awaited when
 the timeout fired, nor who cancelled what. The program prints the stall lint
-(the awaiting chain, while it was stuck), the cancellations with their canceller,
+(the awaiting chain, while it was stuck), the cancellations with their canceller
+(the timeout's line in the program, and where the request was waiting),
 and the await graph just before the timeout fired, rebuilt from the flight
 recorder's dump.
 
@@ -60,7 +61,8 @@ async def main(dump_path: str) -> None:
     for event in events:
         if event.kind in ("cancel_requested", "cancelled"):
             what = f"(T) #{event.future_id} {event.name}" if event.is_task else f"(F) #{event.future_id}"
-            print(f"{event.kind:16s} {what:18s} by {event.canceller}")
+            waiting = f" while waiting at {event.waiting_site}" if event.waiting_site else ""
+            print(f"{event.kind:16s} {what:18s} by {event.canceller}{waiting}")
 
     print("\n== 3. the await graph just before the timeout fired, from the flight dump ==")
     fired = next(e.ts_ns for e in events if e.kind in ("cancel_requested", "cancelled"))

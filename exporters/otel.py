@@ -31,8 +31,16 @@ Span events
     ``awaited``, ``callback_scheduled``, ``cancel_requested`` and ``cancelled``
     (with ``asyncio.cancel.msg`` and ``asyncio.canceller``), and the lints
     ``stalled``, ``orphan`` and ``blocked_loop`` (on the running task's span)
-    while the span is open. A failure sets status ERROR and adds an
-    ``exception`` event (``exception.type``, ``exception.message``). A span
+    while the span is open; a cancel of a task says where it was waiting
+    (``asyncio.cancel.waiting_at``, the program's line). A failure sets status
+    ERROR and adds an ``exception`` event (``exception.type``;
+    ``exception.message`` only with ``capture_values=True``;
+    ``exception.stacktrace`` in Python's form, of the two frames recorded: the
+    program's line where it was raised and the innermost one, ``...`` between;
+    ``code.*``: the program's line where it was raised). So does an exception
+    a framework caught in a task that goes on (``caught``: a request whose
+    handler raised, turned into a 500 by the server; see
+    ``tracedfuture.asgi``), on the task's span. A span
     cannot change once ended, so ``unretrieved`` (seen when a failed future is
     collected) and callbacks added to a finished future are not shown.
 Attributes
@@ -49,23 +57,25 @@ Attributes
     and its span is named ``task GET /items/{item_id}``. And ``thread.id``,
     and:
 
-    ==========================  ===================================================
-    ``asyncio.kind``            ``"task"`` or ``"future"``
-    ``asyncio.future_id``       tracedfuture's id (the ``future_id`` of events)
-    ``asyncio.task.name``       a task's name (updated when it is renamed)
-    ``asyncio.future.label``    a future's label, when it has one
-    ``asyncio.coro``            a task's coroutine qualname
-    ``asyncio.creator_task_id`` the task that created it
-    ``asyncio.state``           ``resolved``, ``failed``, ``cancelled``,
-                                ``abandoned`` (collected while pending) or
-                                ``pending`` (still pending at shutdown)
-    ``asyncio.result_type``     the type of the result
-    ``asyncio.value``           its repr (``capture_values=True`` only)
-    ``asyncio.exc_type``        the exception type of a failure
-    ``asyncio.cancel.msg``      the ``cancel(msg)`` message
-    ``asyncio.canceller``       the function that called ``cancel()``, and where
-    ``asyncio.canceller_id``    the task that called ``cancel()``
-    ==========================  ===================================================
+    ==============================  ===================================================
+    ``asyncio.kind``                ``"task"`` or ``"future"``
+    ``asyncio.future_id``           tracedfuture's id (the ``future_id`` of events)
+    ``asyncio.task.name``           a task's name (updated when it is renamed)
+    ``asyncio.future.label``        a future's label, when it has one
+    ``asyncio.coro``                a task's coroutine qualname
+    ``asyncio.creator_task_id``     the task that created it
+    ``asyncio.state``               ``resolved``, ``failed``, ``cancelled``,
+                                    ``abandoned`` (collected while pending) or
+                                    ``pending`` (still pending at shutdown)
+    ``asyncio.result_type``         the type of the result
+    ``asyncio.value``               its repr (``capture_values=True`` only)
+    ``asyncio.exc_type``            the exception type of a failure
+    ``asyncio.cancel.msg``          the ``cancel(msg)`` message
+    ``asyncio.canceller``           the function that called ``cancel()``, and where
+    ``asyncio.canceller_id``        the task that called ``cancel()``
+    ``asyncio.cancel.waiting_at``   where a cancelled task was waiting, ``file:line
+                                    in function`` (the program's line)
+    ==============================  ===================================================
 
 ``asyncio.run`` (and ``asyncio.Runner``) ends by running two tasks of its own,
 ``shutdown_asyncgens`` and ``shutdown_default_executor``, created outside any
@@ -365,6 +375,8 @@ class OTelExporter:
         _put(attributes, "asyncio.cancel.msg", event.msg)
         _put(attributes, "asyncio.canceller", event.canceller)
         _put(attributes, "asyncio.canceller_id", event.canceller_id)
+        if event.waiting_site is not None:
+            attributes["asyncio.cancel.waiting_at"] = str(event.waiting_site)
         _put(attributes, "asyncio.age_ns", event.age_ns)
         _put(attributes, "asyncio.detail", event.detail)
         if event.chain is not None:
@@ -394,17 +406,13 @@ class OTelExporter:
             _set(span, "asyncio.result_type", event.result_type)
             _set(span, "asyncio.value", event.value)
         elif event.kind == "failed":
-            exc_type = event.exc_type or "BaseException"
-            span.set_attribute("asyncio.exc_type", exc_type)
-            attributes = {"exception.type": exc_type}
-            _put(attributes, "exception.message", event.exc_msg)
-            span.add_event("exception", attributes, timestamp=self._wall(event.ts_ns))
-            description = f"{exc_type}: {event.exc_msg}" if event.exc_msg else exc_type
-            span.set_status(Status(StatusCode.ERROR, description))
+            self._exception(span, event)
         elif event.kind == "cancelled":
             _set(span, "asyncio.cancel.msg", event.msg)
             _set(span, "asyncio.canceller", event.canceller)
             _set(span, "asyncio.canceller_id", event.canceller_id)
+            if event.waiting_site is not None:
+                span.set_attribute("asyncio.cancel.waiting_at", str(event.waiting_site))
             self._span_event(event)
         else:  # abandoned
             _set(span, "asyncio.awaiter_id", event.awaiter_id)
@@ -413,6 +421,32 @@ class OTelExporter:
         # completion (same record, same batch) still belong on this span.
         item.ending = event.ts_ns
         self._ending.append(event.future_id)
+
+    def _caught(self, event: Event) -> None:
+        """An exception a framework caught in a task that goes on (a server's
+        500): the task's span fails all the same."""
+        item = self._open.get(event.future_id)
+        if item is not None and item.ending is None:
+            self._exception(item.span, event)
+
+    def _exception(self, span: Span, event: Event) -> None:
+        """A failure on its span: the ``exception`` event of the semantic
+        conventions, and status ERROR."""
+        exc_type = event.exc_type or "BaseException"
+        span.set_attribute("asyncio.exc_type", exc_type)
+        attributes: dict[str, Any] = {"exception.type": exc_type}
+        _put(attributes, "exception.message", event.exc_msg)
+        stacktrace = _stacktrace(event, exc_type)
+        if stacktrace is not None:
+            attributes["exception.stacktrace"] = stacktrace
+        program = event.raise_program_site or event.raise_site
+        if program is not None:  # code.*: the program's line where it was raised
+            attributes[CODE_FUNCTION_NAME] = program.function
+            attributes[CODE_FILE_PATH] = program.filename
+            attributes[CODE_LINE_NUMBER] = program.lineno
+        span.add_event("exception", attributes, timestamp=self._wall(event.ts_ns))
+        description = f"{exc_type}: {event.exc_msg}" if event.exc_msg else exc_type
+        span.set_status(Status(StatusCode.ERROR, description))
 
     def _end_finished(self) -> None:
         for future_id in self._ending:
@@ -437,6 +471,7 @@ _HANDLERS = {
     "failed": OTelExporter._ended_event,
     "cancelled": OTelExporter._ended_event,
     "abandoned": OTelExporter._ended_event,
+    "caught": OTelExporter._caught,
     **dict.fromkeys(_LINT_KINDS, OTelExporter._span_event),
 }
 
@@ -458,6 +493,25 @@ def _span_context(value: object) -> SpanContext | None:
             if found is not None:
                 return found
     return None
+
+
+def _stacktrace(event: Event, exc_type: str) -> str | None:
+    """``exception.stacktrace`` in Python's own form, of the frames recorded:
+    the program's line where it was raised, then the innermost frame (``...``
+    stands for the frames between, which are not recorded); ``None`` when the
+    exception was never raised (``set_exception(ValueError())``)."""
+    frames = [site for site in (event.raise_program_site, event.raise_site) if site is not None]
+    if not frames:
+        return None
+    if len(frames) == 2 and frames[0] == frames[1]:
+        del frames[1]
+    lines = ["Traceback (most recent call last):"]
+    for index, site in enumerate(frames):
+        if index:
+            lines.append("  ...")
+        lines.append(f'  File "{site.filename}", line {site.lineno}, in {site.function}')
+    lines.append(f"{exc_type}: {event.exc_msg}" if event.exc_msg else exc_type)
+    return "\n".join(lines)
 
 
 def _add_link(span: Span, context: SpanContext, attributes: Mapping[str, str]) -> None:

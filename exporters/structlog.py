@@ -35,6 +35,7 @@ event kind              record name                    level        why
 ``cancel_requested``    ``task.cancel_requested``      debug        normal control flow
 ``cancelled``           ``task.cancelled``             debug        normal control flow
 ``failed``              ``future.failed``              warning      an exception, often handled
+``caught``              ``task.caught``                error        a framework caught it: a 500
 ``abandoned``           ``future.abandoned``           warning      collected while pending
 ``unretrieved``         ``future.unretrieved``         error        an exception nobody looked at
 ``incomplete``          ``future.incomplete``          warning      its history lost records
@@ -63,7 +64,10 @@ Keys, present when they have a value:
 ``canceller``       the function that called ``cancel()``, and where
 ``canceller_id``    the task that called ``cancel()``
 ``exc_type``        the exception type of a failure, ``exc_msg`` its message
-                    (``capture_values=True`` only)
+                    (``capture_values=True`` only); ``raise_site`` where it was
+                    raised and ``raise_program_site`` the program's line there
+                    (``file:line in function``)
+``waiting_site``    on a task's cancel: the program's line where it was waiting
 others              ``thread_id``, ``coro``, ``parent_id``, ``callback``,
                     ``awaiter_id``, ``result_type``, ``value``, ``chain``, ``detail``
 ==================  ==============================================================
@@ -91,7 +95,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     _msg = "tracedfuture.exporters.structlog needs structlog: pip install 'tracedfuture[structlog]'"
     raise ImportError(_msg, name=exc.name) from exc
 
-from tracedfuture._core._events import KINDS, Event
+from tracedfuture._core._events import KINDS, Event, Site
 from tracedfuture._fold import Fold, FutureState
 from tracedfuture._pipeline._sink import unicode_safe
 
@@ -105,6 +109,7 @@ DEFAULT_LEVELS: Mapping[str, str] = {
     "failed": "warning",
     "abandoned": "warning",
     "unretrieved": "error",
+    "caught": "error",
     "incomplete": "warning",
     "stalled": "warning",
     "blocked_loop": "warning",
@@ -302,7 +307,7 @@ class StructlogExporter:
         for index, key in _COPIED:
             value = event[index]
             if value is not None:
-                record[key] = value
+                record[key] = str(value) if type(value) is Site else value
         if event.msg is not None:
             record["cancel_msg"] = event.msg
         if event.age_ns is not None:

@@ -391,3 +391,71 @@ def test_without_opentelemetry_the_import_error_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert "pip install 'tracedfuture[otel]'" in out.stdout
+
+
+def _raise_boom() -> None:
+    raise ValueError("boom")
+
+
+def test_a_raised_failure_says_where_in_its_exception_event(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    async def failing() -> None:
+        _raise_boom()
+
+    async def main() -> None:
+        with contextlib.suppress(ValueError):
+            await asyncio.create_task(failing(), name="failing")
+
+    tracedfuture.run(main(), exporters=[OTelExporter(provider)])
+    span = by_task(spans.get_finished_spans(), "failing")
+    (event,) = [e for e in span.events if e.name == "exception"]
+    attributes = dict(event.attributes or {})
+    assert attributes["code.function.name"] == "_raise_boom"
+    stack = str(attributes["exception.stacktrace"]).splitlines()
+    assert stack[0] == "Traceback (most recent call last):" and stack[-1] == "ValueError"
+    assert stack[1].endswith(f"line {_raise_boom.__code__.co_firstlineno + 1}, in _raise_boom")
+
+
+def test_an_exception_a_framework_caught_fails_the_tasks_span(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    from tracedfuture._core import caught
+
+    async def handler() -> str:
+        try:
+            _raise_boom()
+        except ValueError as exc:
+            caught(asyncio.current_task(), exc)
+        return "500"
+
+    async def main() -> None:
+        await asyncio.create_task(handler(), name="GET /boom")
+
+    tracedfuture.run(main(), exporters=[OTelExporter(provider)], capture_values=True)
+    span = by_task(spans.get_finished_spans(), "GET /boom")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "ValueError: boom"
+    assert (span.attributes or {})["asyncio.state"] == "resolved"  # the task itself ended well
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert (event.attributes or {})["exception.message"] == "boom"
+
+
+def test_a_cancelled_tasks_span_says_where_it_was_waiting(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    async def sleeper() -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        task = asyncio.create_task(sleeper(), name="sleeper")
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    tracedfuture.run(main(), exporters=[OTelExporter(provider)])
+    span = by_task(spans.get_finished_spans(), "sleeper")
+    waiting = f"in {sleeper.__qualname__}"
+    assert str((span.attributes or {})["asyncio.cancel.waiting_at"]).endswith(waiting)
+    (request,) = [e for e in span.events if e.name == "cancel_requested"]
+    assert str((request.attributes or {})["asyncio.cancel.waiting_at"]).endswith(waiting)

@@ -323,3 +323,27 @@ def test_problems_are_logged_above_debug(kind: str, level: str) -> None:
     with structlog.testing.capture_logs() as logs:
         StructlogExporter().export([Event("created", 3, 1), Event(kind, 3, 10, exc_type="ValueError")])
     assert [(e["event"], e["log_level"]) for e in logs] == [("future.created", "debug"), (f"future.{kind}", level)]
+
+
+def _raise_boom() -> None:
+    raise ValueError("boom")
+
+
+def test_an_exception_a_framework_caught_is_an_error_with_its_raise_line_as_text() -> None:
+    from tracedfuture._core import caught
+
+    async def handler() -> None:
+        try:
+            _raise_boom()
+        except ValueError as exc:
+            caught(asyncio.current_task(), exc)
+
+    async def main() -> None:
+        await asyncio.create_task(handler(), name="GET /boom")
+
+    with structlog.testing.capture_logs() as logs:
+        tracedfuture.run(main(), exporters=[StructlogExporter()])
+    (record,) = [e for e in logs if e["event"] == "task.caught"]
+    assert record["log_level"] == "error" and record["task"] == "GET /boom" and record["exc_type"] == "ValueError"
+    line = _raise_boom.__code__.co_firstlineno + 1
+    assert record["raise_site"].endswith(f"test_exporter_structlog.py:{line} in _raise_boom")

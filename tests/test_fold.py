@@ -107,3 +107,24 @@ def test_pending_means_created_here_and_not_finished() -> None:
     folded = fold(Event("created", 1, 1), Event("cancel_requested", 1, 2, msg="stop"))
     (state,) = folded.pending()
     assert (state.outcome, state.cancelling) == (Outcome.PENDING, True)
+
+
+def test_where_a_task_waited_is_its_last_cancel_requests() -> None:
+    here = Site("app.py", 33, "fetch")
+    state = fold(
+        Event("created", 1, 0, is_task=True),
+        Event("cancel_requested", 1, 1, is_task=True, canceller="a", waiting_site=here),
+        Event("cancel_requested", 1, 2, is_task=True, canceller="b"),
+    ).states[1]
+    assert state.waiting_site is None  # "b" cancelled it while it was not waiting: "a"'s line would mislead
+
+
+def test_an_exception_a_framework_caught_leaves_the_task_resolved_with_its_raise_line() -> None:
+    raised, program = Site("fakedb.py", 7, "query"), Site("app.py", 33, "fail")
+    state = fold(
+        Event("created", 1, 0, is_task=True),
+        Event("caught", 1, 1, is_task=True, exc_type="LookupError", raise_site=raised, raise_program_site=program),
+        Event("resolved", 1, 2, is_task=True, result_type="NoneType"),
+    ).states[1]
+    assert state.outcome == Outcome.RESOLVED and state.caught
+    assert (state.exc_type, state.raise_site, state.raise_program_site) == ("LookupError", raised, program)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import threading
 from typing import Any
 
@@ -167,6 +168,33 @@ def test_a_task_asked_to_cancel_is_cancelling_until_it_ends(memory: MemoryExport
         await task
 
     asyncio.run(main())
+
+
+async def stubborn(fut: asyncio.Future[Any]) -> None:
+    try:
+        await asyncio.sleep(10)  # the line it is asked to cancel at: co_firstlineno + 2
+    except asyncio.CancelledError:
+        await fut
+
+
+def test_a_cancelling_task_rebuilt_from_events_says_where_it_was_waiting(memory: MemoryExporter) -> None:
+    async def main() -> None:
+        fut = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(stubborn(fut), name="stubborn")
+        await settle()
+        task.cancel()
+        await settle()
+        fut.set_result(None)
+        await task
+
+    asyncio.run(main())
+    asked = next(e for e in memory if e.kind == "cancel_requested" and e.name == "stubborn")
+    [line] = [
+        line for line in format_snapshot(from_events(memory, at_ns=asked.ts_ns)).splitlines() if "stubborn" in line
+    ]
+    waiting = stubborn.__code__.co_firstlineno + 2
+    assert "cancelling" in line, line
+    assert re.search(rf"cancel requested while waiting at \S*test_graph\.py:{waiting} in stubborn", line), line
 
 
 def test_tasks_awaiting_each_other_are_roots_shown_as_a_cycle() -> None:

@@ -8,6 +8,7 @@ import importlib.util
 import logging
 import math
 import os
+import socket
 import threading
 import time
 from typing import Any
@@ -356,3 +357,120 @@ def test_a_stall_on_a_lock_in_a_deadlock_says_the_deadlock(memory: MemoryExporte
         assert paragraph.startswith("deadlock: worker-")
         assert paragraph.count("held by") == 1
         assert "tests/test_lints.py" in paragraph
+
+
+# --- servers' own waits are no stall ---------------------------------------------------
+
+
+async def _aiohttp_server(idle: float) -> None:
+    from aiohttp import ClientSession, web
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hi")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    async with ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/") as response:
+            await response.text()
+        await asyncio.sleep(idle)  # the connection kept alive, idle
+    await runner.cleanup()
+
+
+async def _hypercorn_server(idle: float) -> None:
+    import httpx
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"hi"})
+
+    with socket.socket() as probe:  # a free port: hypercorn says its port only in its log
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.graceful_timeout = 0.2
+    config.accesslog = config.errorlog = None
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    async with httpx.AsyncClient() as client:
+        for _ in range(200):
+            try:
+                await client.get(f"http://127.0.0.1:{port}/")
+                break
+            except httpx.ConnectError:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(idle)
+    stop.set()
+    await serving
+
+
+async def _grpc_server(idle: float) -> None:
+    import grpc
+
+    async def echo(request: bytes, context: Any) -> bytes:
+        return request
+
+    handler = grpc.method_handlers_generic_handler("test.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    waiting = asyncio.create_task(server.wait_for_termination())
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        assert await channel.unary_unary("/test.Echo/Echo")(b"hi") == b"hi"
+        await asyncio.sleep(idle)
+    await server.stop(0.1)
+    await waiting
+
+
+SERVERS = {"aiohttp": _aiohttp_server, "hypercorn": _hypercorn_server, "grpc": _grpc_server}
+
+
+@pytest.mark.parametrize("framework", sorted(SERVERS))
+def test_a_servers_own_waits_are_no_stall(memory: MemoryExporter, framework: str) -> None:
+    module = {"grpc": "grpc.aio"}.get(framework, framework)
+    if framework == "aiohttp":
+        require(importlib.util.find_spec(module) is not None, f"{framework} is not installed")
+    elif importlib.util.find_spec(framework) is None:
+        pytest.skip(f"{framework} is not installed")
+    if framework == "hypercorn":
+        pytest.importorskip("httpx")
+
+    async def main() -> None:
+        with tracedfuture.lints.enable(stall=STALL, blocked=None, orphan=None) as lints:
+            await SERVERS[framework](idle=8 * STALL)
+        assert lints.excused["stalled"] > 0  # there were waits, and they were recognised
+
+    asyncio.run(main())
+    # the test's own sleep while the connection idles is a stall; nothing else is
+    stalls = [e for e in memory if e.kind == "stalled" and (e.site is None or e.site.filename != __file__)]
+    assert stalls == [], [e.detail for e in stalls]
+
+
+def test_a_known_wait_never_excuses_a_task() -> None:
+    from tracedfuture.graph import PendingFuture
+    from tracedfuture.lints import _Excuses
+    from tracedfuture.trace import Site
+
+    site = Site("/venv/lib/python3.12/site-packages/aiohttp/web_protocol.py", 631, "RequestHandler.start")
+    excuses = _Excuses((), known_waits=True)
+    waiter = PendingFuture(2, False, None, site, 10, "PENDING", awaited_by=(1,))
+    handler = PendingFuture(3, True, "Task-3", site, 10, "PENDING", awaited_by=(1,))
+    assert excuses.excused(waiter, None, {})
+    assert not excuses.excused(handler, None, {})

@@ -310,3 +310,99 @@ def test_the_frame_running_the_loop_is_never_named_as_the_canceller(impl: Any, c
     loop.close()
     found = {e.canceller for e in memory if e.kind in ("cancelled", "cancel_requested") and e.canceller}
     assert found and all(text.endswith("in with_timeout (" + cancels.__file__ + ":15)") for text in found), found
+
+
+# --- where the cancelled task was waiting ------------------------------------------------
+
+
+def _waiting(traced: Traced) -> dict[str, Any]:
+    events = Converter().convert(traced.ring.take())
+    return {e.name: e.waiting_site for e in events if e.kind == "cancel_requested" and e.name}
+
+
+@pytest.mark.parametrize("function", ["with_timeout", "with_taskgroup"])
+def test_a_cancelled_task_names_the_program_line_where_it_was_waiting(
+    traced: Traced, cancels: Any, function: str
+) -> None:
+    traced.run(traced.loop.create_task(getattr(cancels, function)(), name="cancelled"))
+    waiting = {(site.filename, site.lineno, site.function) for site in _waiting(traced).values() if site is not None}
+    # the task in fetch(); a TaskGroup's own task waits for its tasks at the end of its async with
+    assert (cancels.__file__, 5, "fetch") in waiting
+    assert waiting <= {(cancels.__file__, 5, "fetch"), (cancels.__file__, 39, "with_taskgroup")}, waiting
+
+
+def test_the_cancelled_event_of_a_task_carries_where_it_was_waiting(traced: Traced, cancels: Any) -> None:
+    async def main() -> None:
+        task = asyncio.get_running_loop().create_task(cancels.fetch(), name="fetcher")
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    traced.run(main())
+    events = Converter().convert(traced.ring.take())
+    [cancelled] = [e for e in events if e.kind == "cancelled" and e.name == "fetcher"]
+    assert cancelled.waiting_site is not None and cancelled.waiting_site.lineno == 5
+
+
+def test_a_task_cancelled_before_it_ran_or_by_itself_names_no_waiting_line(traced: Traced, cancels: Any) -> None:
+    async def itself() -> None:
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+        await asyncio.sleep(0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        never_ran = loop.create_task(cancels.fetch(), name="never-ran")
+        never_ran.cancel()
+        await asyncio.gather(never_ran, loop.create_task(itself(), name="itself"), return_exceptions=True)
+
+    traced.run(main())
+    assert _waiting(traced) == {"never-ran": None, "itself": None}
+
+
+# --- an exception a framework caught -----------------------------------------------------
+
+
+def test_caught_records_the_exception_and_where_it_was_raised_and_the_task_goes_on(
+    traced: Traced, program: Any
+) -> None:
+    async def handler() -> str:
+        try:
+            await program.fails()
+        except KeyError as exc:
+            recorded.append(traced.impl.caught(asyncio.current_task(), exc))
+        return "500"
+
+    recorded: list[bool] = []
+
+    traced.bind(capture_values=True)
+    task = traced.loop.create_task(handler())
+    assert traced.run(task) == "500"
+    assert recorded == [True]
+    fid = traced.impl.future_id(task)
+    events = [e for e in Converter(capture_values=True).convert(traced.ring.take()) if e.future_id == fid]
+    kinds = [e.kind for e in events]
+    assert "resolved" in kinds and "failed" not in kinds
+    assert kinds.index("caught") < kinds.index("resolved")
+    [caught] = [e for e in events if e.kind == "caught"]
+    assert caught.exc_type == "KeyError" and caught.exc_msg is not None
+    assert caught.raise_site is not None and (caught.raise_site.function, caught.raise_site.lineno) == ("checked", 23)
+    assert caught.raise_program_site is not None and caught.raise_program_site.lineno == 14
+
+
+def test_caught_records_no_message_without_capture_values_and_nothing_for_an_untraced_task(traced: Traced) -> None:
+    async def handler() -> None:
+        assert traced.impl.caught(asyncio.current_task(), ValueError("secret"))
+
+    traced.run(traced.loop.create_task(handler()))
+    [caught] = [e for e in Converter().convert(traced.ring.take()) if e.kind == "caught"]
+    assert caught.exc_type == "ValueError" and caught.exc_msg is None and caught.raise_site is None
+
+    async def untraced() -> bool:
+        return bool(traced.impl.caught(asyncio.current_task(), ValueError("x")))
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(untraced()) is False
+    finally:
+        loop.close()
+    assert traced.impl.caught(object(), ValueError("x")) is False

@@ -90,7 +90,7 @@ def test_the_last_events_leave_out_asyncio_runs_shutdown_tasks(pytester: pytest.
     result = pytester.runpytest("--tracedfuture", "-o", "tracedfuture_last_events=200")
     result.assert_outcomes(failed=1)
     result.stdout.no_fnmatch_line("*shutdown_asyncgens*")
-    result.stdout.fnmatch_lines(["*(T) #* Task-*  failed AssertionError"])
+    result.stdout.fnmatch_lines(["*(T) #* Task-*  failed AssertionError raised at test_*.py:* in main"])
 
 
 def test_a_test_that_times_out_reports_what_the_timeout_cancelled(pytester: pytest.Pytester) -> None:

@@ -130,13 +130,16 @@ def test_every_op_has_the_shape_of_its_layout(traced: Traced) -> None:
         except asyncio.CancelledError:
             pass
         await loop.create_task(asyncio.sleep(0))
+        assert traced.impl.caught(asyncio.current_task(), bad.exception())
 
-    traced.run(main())
+    traced.run(traced.loop.create_task(main()))
     gc.collect()
     traced.ring.append((LINT, 0, 1, "blocked_loop", None, None, "stack", 5))
     records = traced.ring.take()
     for record in records:
         check_shape(record)
+        if record[0] in (_seam.OPS["CANCELLED"], _seam.OPS["CANCEL_REQ"]) and record[5] is not None:
+            assert len(record[5]) == 6, record  # who: canceller, its program line, where the task waited
     ops = {record[0] for record in records}
     assert ops == set(_seam.LAYOUTS)
 

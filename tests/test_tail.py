@@ -80,6 +80,14 @@ def test_a_failure_keeps_the_whole_history_of_the_future(policy_class: Any) -> N
     assert ops_by_future(out)[1] == [ev.OP_CREATED, ev.OP_CB_ADDED, ev.OP_FAILED]
 
 
+def test_an_exception_a_framework_caught_keeps_the_task_that_went_on(policy_class: Any) -> None:
+    policy = policy_class(SLOW)
+    born = created(1, task=True)
+    caught = (ev.OP_CAUGHT, 1, _ts(), 1, ValueError, None, None, 0, None, 0)
+    out = policy.feed([born, caught, resolved(1), collected(1)], now_ns=0)
+    assert ops_by_future(out)[1] == [ev.OP_CREATED, ev.OP_CAUGHT, ev.OP_RESOLVED, ev.OP_COLLECTED]
+
+
 def test_records_after_the_decision_pass_until_the_future_is_collected(policy_class: Any) -> None:
     policy = policy_class(SLOW)
     policy.feed([created(1), failed(1)], now_ns=0)
@@ -173,8 +181,10 @@ def _stream(seed: int, futures: int) -> list[tuple[Any, ...]]:
                 records.append((ev.OP_FAILED, target, clock, None, ValueError, None, None, 0, None, 0))
             elif roll < 0.68:
                 records.append((ev.OP_CANCELLED, target, clock, None, "msg", None))
-            elif roll < 0.7:
+            elif roll < 0.69:
                 records.append((ev.OP_LINT, target, clock, "stall", None, (), "", 5))
+            elif roll < 0.7:
+                records.append((ev.OP_CAUGHT, target, clock, None, ValueError, None, None, 0, None, 0))
             elif roll < 0.75:
                 records.append((ev.OP_RENAMED, target, clock, None, "renamed"))
             elif roll < 0.9:

@@ -65,6 +65,7 @@ _CREATED, _AWAITED, _CALLBACK_ADDED, _CALLBACK_SCHEDULED = (
 _RESOLVED, _FAILED, _CANCELLED, _CALLBACK_REMOVED = ev.RESOLVED, ev.FAILED, ev.CANCELLED, ev.CALLBACK_REMOVED
 _CANCEL_REQUESTED, _RENAMED, _ABANDONED, _UNRETRIEVED = ev.CANCEL_REQUESTED, ev.RENAMED, ev.ABANDONED, ev.UNRETRIEVED
 _LINTS = ev.LINTS
+_CAUGHT = ev.CAUGHT
 _NEVER = 1 << 64  # no event yet: later than any timestamp
 
 
@@ -88,6 +89,7 @@ class FutureState:
         "cancel_requests",
         "canceller",
         "canceller_id",
+        "caught",
         "coro",
         "creator_id",
         "end_ns",
@@ -112,6 +114,7 @@ class FutureState:
         "thread_id",
         "unretrieved",
         "value",
+        "waiting_site",
         "wakes",
     )
 
@@ -142,6 +145,11 @@ class FutureState:
         self.msg: str | None = None
         self.canceller_id: int | None = None
         self.canceller: str | None = None
+        # the program's line where it was waiting when cancel() was called
+        self.waiting_site: Site | None = None
+        # an exception a framework caught in it, the task going on (a server's
+        # 500): exc_type, exc_msg and the raise sites are that exception's
+        self.caught = False
         self.cancel_requests: list[tuple[int, str | None, int | None, str | None]] | tuple[()] = _EMPTY
         self.awaits: list[tuple[int, int]] = []
         self.wakes: list[tuple[int, int]] = []
@@ -310,6 +318,7 @@ class Fold:
         elif kind == _CANCELLED:
             self._finish(state, Outcome.CANCELLED, ts)
             state.msg, state.canceller_id, state.canceller = event.msg, event.canceller_id, event.canceller
+            state.waiting_site = event.waiting_site
         elif kind == _CALLBACK_REMOVED:
             callbacks = state.callbacks
             for index, (name, _) in enumerate(callbacks):
@@ -318,12 +327,18 @@ class Fold:
                     break
         elif kind == _CANCEL_REQUESTED:
             request = (ts, event.msg, event.canceller_id, event.canceller)
+            state.waiting_site = event.waiting_site  # the last request's, as the tree shows it
             if state.cancel_requests:
                 state.cancel_requests.append(request)
             else:
                 state.cancel_requests = [request]
         elif kind == _RENAMED:
             state.name = event.name
+        elif kind == _CAUGHT:
+            if state.outcome != Outcome.FAILED:
+                state.caught = True
+                state.exc_type, state.exc_msg = event.exc_type, event.exc_msg
+                state.raise_site, state.raise_program_site = event.raise_site, event.raise_program_site
         elif kind == _ABANDONED:
             if state.outcome not in Outcome.FINISHED:
                 self._finish(state, Outcome.ABANDONED, ts)

@@ -22,6 +22,18 @@ request: uvicorn and hypercorn run one per request) and nothing else: the
 request's messages and its response are handed on unchanged; the scope is
 handed on as a copy that notices when the router sets ``scope["route"]``. Outside a
 task (no running loop) it does nothing.
+
+An endpoint that raises (a database client's error, a bug) ends in the server:
+Starlette's ``ServerErrorMiddleware`` sends the 500 and re-raises, uvicorn logs
+it, and the request's task ends well, so no failed future would say where it
+was raised. The exception passes through this middleware on its way out: it is
+recorded on the request's task as a ``caught`` event (its type; its message
+only with ``capture_values=True``, through ``redact``; where it was raised and
+the program's line there), and re-raised as it came. ``tree`` shows it on the
+request, the OpenTelemetry exporter as an ``exception`` event on the request's
+span with status ERROR. What the framework answers itself (FastAPI's
+``HTTPException``, a handler registered for an exception) never reaches here,
+and is no failure.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from ._core import caught
 from ._text import request_name
 
 __all__ = ["RequestNames"]
@@ -84,6 +97,13 @@ class RequestNames:
 
         try:
             await self.app(named_scope, receive_named, send_named)
+        except Exception as exc:
+            # The server turns it into a 500, logs it, and the task ends well:
+            # no failure would say where it was raised. Recorded on the request's
+            # task, then let go exactly as it came (a bare raise adds nothing).
+            name_by_route()
+            caught(task, exc)
+            raise
         finally:
             name_by_route()  # a handler that failed before it read or sent anything
 

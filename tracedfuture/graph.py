@@ -108,6 +108,8 @@ class PendingFuture:
     ``age_ns`` is ``None`` when its creation is not in the events it was built from.
     ``holds`` (tasks, same condition) are the ``asyncio.Lock``s it holds, and
     where it acquired them (best effort: see :attr:`Snapshot.deadlocks`).
+    ``waiting_site`` (a ``"CANCELLING"`` task, in :func:`from_events`) is the
+    program's line where it was waiting when it was asked to cancel.
     """
 
     future_id: int
@@ -124,6 +126,7 @@ class PendingFuture:
     call_stack: tuple[FrameEntry, ...] = ()
     program_site: Site | None = None
     holds: tuple[Holding, ...] = ()
+    waiting_site: Site | None = None
 
     @property
     def label(self) -> str:
@@ -247,6 +250,7 @@ class _Node:
         "name",
         "program_site",
         "site",
+        "waiting_site",
     )
 
     def __init__(self, is_task: bool, name: str | None, site: Site | None, created_ns: int | None) -> None:
@@ -260,6 +264,7 @@ class _Node:
         self.cancelling = False
         self.incomplete = False
         self.coro: str | None = None
+        self.waiting_site: Site | None = None
 
 
 def _assemble(
@@ -293,6 +298,7 @@ def _assemble(
             call_stack=stacks.get(fid, ()),
             program_site=node.program_site,
             holds=tuple(h for h in locks if h.held and h.task_id == fid),
+            waiting_site=node.waiting_site if node.cancelling else None,
         )
         for fid, node in sorted(nodes.items())
     )
@@ -449,6 +455,7 @@ def from_events(events: Iterable[Event], at_ns: int | None = None) -> Snapshot:
         node.callbacks = list(state.callbacks)
         node.awaiter_id = state.awaits[-1][0] if state.awaits else None
         node.cancelling = bool(state.cancel_requests)
+        node.waiting_site = state.waiting_site
         node.incomplete = not known
         node.coro = state.coro if state.is_task else None  # a future's coro names the asyncio function that made it
     now = at_ns if at_ns is not None else (fold.last_ns or 0)
@@ -554,6 +561,8 @@ def _describe(fut: PendingFuture) -> str:
         parts.append(f"created at {site_text(fut.program_site)}{via}")
     elif fut.site is not None:
         parts.append(f"created at {site_text(fut.site)}")
+    if fut.waiting_site is not None:
+        parts.append(f"cancel requested while waiting at {site_text(fut.waiting_site)}")
     for held in fut.holds:
         where = f" (acquired at {short_path(held.site.filename)}:{held.site.lineno})" if held.site else ""
         parts.append(f"holds {held.lock}{where}")

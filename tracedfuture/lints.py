@@ -42,9 +42,16 @@ never reports them, neither at ``stall`` seconds nor at 2x, 4x, 8x:
 * ``await stop.wait()`` (an ``asyncio.Event``, ``asyncio.Event().wait()``
   included) directly in a root task, such as ``asyncio.run``'s main task: the
   usual "run until told to stop";
-* aiohttp's ``web.run_app``, whose main task sleeps an hour at a time, for ever;
-* uvicorn's lifespan task waiting for the server's shutdown (``LifespanOn.receive``)
-  and its main loop's tick (``Server.main_loop``).
+* servers' own waits: aiohttp's ``web.run_app`` (its main task sleeps an hour
+  at a time, for ever) and a keep-alive connection waiting for the next request;
+  uvicorn's lifespan task waiting for the server's shutdown (``LifespanOn.receive``)
+  and its main loop's tick (``Server.main_loop``); hypercorn's lifespan, its
+  ``serve()`` waiting for the shutdown trigger, its connections waiting for the
+  client; ``grpc.aio``'s ``wait_for_termination()`` and its server's loops
+  waiting for the next call.
+
+Each is one row of :data:`KNOWN_WAITS` (a :class:`KnownWait`); only futures are
+recognised, never a task (a task stalled waits on something untraced).
 
 Anything else is excluded per lint with ``stall_exclude`` and ``orphan_exclude``:
 shell patterns, each tried against
@@ -83,7 +90,7 @@ import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _core, _locks
 from ._core import _events as ev
@@ -91,7 +98,7 @@ from ._core._events import Event, Site
 from ._pipeline._drain import RECORDER
 from .graph import PendingFuture, Snapshot, live_snapshot, site_text
 
-__all__ = ["FINDINGS", "KNOWN_WAITS", "Lints", "describe", "enable", "findings", "report"]
+__all__ = ["FINDINGS", "KNOWN_WAITS", "KnownWait", "Lints", "describe", "enable", "findings", "report"]
 
 logger = logging.getLogger("tracedfuture")
 
@@ -102,18 +109,56 @@ _STACK_LIMIT = 40
 _NS = 1_000_000_000
 
 
-#: The waits on purpose the stall lint recognises: (pattern, only when the task
-#: awaiting it is a root task). Patterns are matched as ``stall_exclude``'s, against
-#: the stalled future; a root task is one created outside any task.
-KNOWN_WAITS: tuple[tuple[str, bool], ...] = (
-    ("*serve_forever(*", False),  # await server.serve_forever(), asyncio's or uvloop's
-    ("asyncio/base_events.py:* in Server.serve_forever", False),  # the same, in a task of its own
-    ("*.wait()*", True),  # await stop.wait() in the main task: "run until told to stop"
-    ("aiohttp/web.py:* in _run_app", False),  # web.run_app: asyncio.sleep(3600), for ever
+class KnownWait(NamedTuple):
+    """A wait on purpose: a framework's own future that stays pending for the
+    server's whole life, or for as long as a client keeps its connection open.
+
+    ``pattern`` is a shell pattern, matched as ``stall_exclude``'s: against the
+    stalled future (its site, its line of code, its label) when ``of`` is
+    ``"future"``; against the coroutine of the task awaiting it
+    (``AioServer._request_call``) when ``of`` is ``"awaiter"``, for frameworks
+    compiled with Cython, whose futures have no Python frame to name. ``root``:
+    only when the task awaiting it is a root task (made outside any task).
+    Only futures are waits on purpose: a task stalled is one waiting on
+    something untraced, which is always worth a look.
+    """
+
+    framework: str
+    pattern: str
+    of: str = "future"
+    root: bool = False
+
+
+#: The waits on purpose the stall lint recognises (``known_waits=True``): one
+#: row per wait, the only place that knows a framework's waits.
+KNOWN_WAITS: tuple[KnownWait, ...] = (
+    # await server.serve_forever(), asyncio's or uvloop's; the same in a task of its own
+    KnownWait("asyncio", "*serve_forever(*"),
+    KnownWait("asyncio", "asyncio/base_events.py:* in Server.serve_forever"),
+    # await stop.wait() in the main task: "run until told to stop"
+    KnownWait("asyncio", "*.wait()*", root=True),
+    # aiohttp: web.run_app sleeps an hour at a time, for ever; a keep-alive
+    # connection's handler waits for the client's next request.
+    KnownWait("aiohttp", "aiohttp/web.py:* in _run_app"),
+    KnownWait("aiohttp", "aiohttp/web_protocol.py:* in RequestHandler.start"),
     # uvicorn: the lifespan task waits for "lifespan.shutdown" for the server's
     # whole life; the server's main task ticks asyncio.sleep(0.1) until told to exit.
-    ("uvicorn/lifespan/on.py:* in LifespanOn.receive", False),
-    ("uvicorn/server.py:* in Server.main_loop", False),
+    KnownWait("uvicorn", "uvicorn/lifespan/on.py:* in LifespanOn.receive"),
+    KnownWait("uvicorn", "uvicorn/server.py:* in Server.main_loop"),
+    # hypercorn: the lifespan task waits for shutdown; serve() waits for its
+    # shutdown trigger and its workers' end; each connection reads the client's
+    # next bytes and times its keep-alive out; its events wait for the peer.
+    KnownWait("hypercorn", "hypercorn/asyncio/lifespan.py:* in Lifespan.asgi_receive"),
+    KnownWait("hypercorn", "hypercorn/asyncio/run.py:* in worker_serve"),
+    KnownWait("hypercorn", "hypercorn/utils.py:* in raise_shutdown"),
+    KnownWait("hypercorn", "hypercorn/asyncio/worker_context.py:* in EventWrapper.wait"),
+    KnownWait("hypercorn", "hypercorn/asyncio/tcp_server.py:* in TCPServer._read_data"),
+    KnownWait("hypercorn", "hypercorn/asyncio/tcp_server.py:* in TCPServer._idle_timeout"),
+    # grpc.aio: server.wait_for_termination() waits for the server's stop; the
+    # server's loops (Cython) wait for the next call.
+    KnownWait("grpc", "grpc/aio/_server.py:* in Server.__init__"),
+    KnownWait("grpc", "AioServer._server_main_loop", of="awaiter"),
+    KnownWait("grpc", "AioServer._request_call", of="awaiter"),
 )
 
 
@@ -158,10 +203,14 @@ class _Excuses:
 
     def _decide(self, fut: PendingFuture, awaiter: PendingFuture | None, parents: Mapping[int, int | None]) -> bool:
         texts = self._texts(fut)
-        root_awaiter = awaiter is not None and awaiter.future_id in parents and parents[awaiter.future_id] is None
-        for pattern, needs_root in self.known:
-            if (root_awaiter or not needs_root) and _matches(pattern, texts):
-                return True
+        if self.known and not fut.is_task:
+            root_awaiter = awaiter is not None and awaiter.future_id in parents and parents[awaiter.future_id] is None
+            coro = (awaiter.coro,) if awaiter is not None and awaiter.coro else ()
+            for known in self.known:
+                if known.root and not root_awaiter:
+                    continue
+                if _matches(known.pattern, coro if known.of == "awaiter" else texts):
+                    return True
         if not self.patterns:
             return False
         candidates = texts + (self._texts(awaiter) if awaiter is not None else ())

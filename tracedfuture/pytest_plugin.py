@@ -337,10 +337,15 @@ def _format_event(event: Any, t0: int) -> str:
     elif kind in ("cancel_requested", "cancelled"):
         if event.canceller:
             text += f" by {event.canceller}"
+        if event.waiting_site is not None:
+            text += f" while waiting at {site_text(event.waiting_site)}"
         if event.msg:
             text += f" msg={event.msg!r}"
-    elif kind == "failed":
+    elif kind in ("failed", "caught"):
         text += f" {event.exc_type}" + (f": {event.exc_msg}" if event.exc_msg else "")
+        raised = event.raise_program_site or event.raise_site
+        if raised is not None:
+            text += f" raised at {site_text(raised)}"
     elif kind in ("stalled", "orphan", "blocked_loop") and event.detail:
         text += f" {event.detail.splitlines()[0]}"
     elif kind in ("abandoned", "unretrieved") and event.site is not None:

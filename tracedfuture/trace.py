@@ -160,6 +160,7 @@ _TYPES: dict[str, type] = {
     "program_site": dict,
     "raise_site": dict,
     "raise_program_site": dict,
+    "waiting_site": dict,
     "chain": list,
 }
 # Each known field: (its index in Event, the JSON type it must have). "context" is
@@ -167,7 +168,9 @@ _TYPES: dict[str, type] = {
 _FIELDS = {key: (_INDEX[key], expected) for key, expected in _TYPES.items()}
 _BLANK: list[Any] = [None] * len(Event._fields)
 _BLANK[_INDEX["is_task"]] = False
-_SITE_FIELDS = tuple((_INDEX[key], key) for key in ("site", "program_site", "raise_site", "raise_program_site"))
+_SITE_FIELDS = tuple(
+    (_INDEX[key], key) for key in ("site", "program_site", "raise_site", "raise_program_site", "waiting_site")
+)
 _CHAIN = _INDEX["chain"]
 # Ids, clocks and ages are unsigned 64-bit numbers where they are made; anything
 # outside is corruption, caught here rather than as an overflow in a viewer.

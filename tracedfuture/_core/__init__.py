@@ -21,6 +21,7 @@ __all__ = [
     "TracedFuture",
     "TracedTask",
     "assign_id",
+    "caught",
     "flush_pending_completions",
     "future_id",
     "impl",
@@ -72,3 +73,4 @@ assign_id = impl.assign_id
 live = impl.live
 info = impl.info
 set_text = impl.set_text
+caught = impl.caught

@@ -1401,10 +1401,11 @@ shared_remove_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t na
     return removed;
 }
 
+/* _frames.canceller(frame, task): who cancelled, and where a task waited. */
 static PyObject *
-who_of(PyFrameObject *frame)
+who_of(PyFrameObject *frame, PyObject *task)
 {
-    PyObject *res = PyObject_CallOneArg(py_canceller, frame ? (PyObject *)frame : Py_None);
+    PyObject *res = PyObject_CallFunctionObjArgs(py_canceller, frame ? (PyObject *)frame : Py_None, task, NULL);
     if (res == NULL) {
         PyErr_Clear();
     }
@@ -1423,18 +1424,19 @@ record_cancel(PyObject *self, TFExt *e, int op, PyObject *msg)
     if (msg != NULL && msg != Py_None) {
         text = PyUnicode_CheckExact(msg) ? Py_NewRef(msg) : text_of(py_text, msg);
     }
-    PyObject *who = who_of(PyEval_GetFrame());
+    /* a task's request also says where it was waiting (op: only tasks request) */
+    PyObject *who = who_of(PyEval_GetFrame(), op == OP_CANCEL_REQ ? self : Py_None);
     Rec old, *r;
     if ((r = begin(e, e->ring, &old, op, 3, e->fid)) != NULL) {
         set_opt_int(r, 0, tid);
         set_obj(r, 1, text);
-        if (who != NULL && PyTuple_Check(who) && PyTuple_GET_SIZE(who) == 4) {
+        if (who != NULL && PyTuple_Check(who) && PyTuple_GET_SIZE(who) == WHO_LEN) {
             r->flags |= F_WHO;
-            PyObject *c0 = PyTuple_GET_ITEM(who, 0), *c2 = PyTuple_GET_ITEM(who, 2);
-            set_obj(r, 2, c0 == Py_None ? NULL : c0);
-            set_int(r, 3, PyLong_AsLongLong(PyTuple_GET_ITEM(who, 1)));
-            set_obj(r, 4, c2 == Py_None ? NULL : c2);
-            set_int(r, 5, PyLong_AsLongLong(PyTuple_GET_ITEM(who, 3)));
+            for (int k = 0; k < WHO_LEN; k += 2) {
+                PyObject *c = PyTuple_GET_ITEM(who, k);
+                set_obj(r, 2 + k, c == Py_None ? NULL : c);
+                set_int(r, 3 + k, PyLong_AsLongLong(PyTuple_GET_ITEM(who, k + 1)));
+            }
         }
     }
     rec_release(&old);
@@ -1442,6 +1444,48 @@ record_cancel(PyObject *self, TFExt *e, int op, PyObject *msg)
     Py_XDECREF(who);
     PyErr_Clear();
     PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
+/* caught(task, exc): an exception a framework caught in a traced task that
+ * goes on (tracedfuture.asgi), recorded as CAUGHT with FAILED's fields. Off the
+ * hot path; never raises. */
+static PyObject *
+mod_caught(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *task, *exc;
+    if (!PyArg_ParseTuple(args, "OO:caught", &task, &exc)) {
+        return NULL;
+    }
+    TFExt *e = PyExceptionInstance_Check(exc) ? ext_of(task) : NULL;
+    if (e == NULL || !e->fid || e->ring == NULL || !PyObject_TypeCheck(task, TracedTaskType)) {
+        Py_RETURN_FALSE;
+    }
+    PyObject *loop = loop_of(task);
+    long long tid = loop ? running_task_id(loop) : 0;
+    Py_XDECREF(loop);
+    PyObject *msg = e->values ? text_of(py_exc_message, exc) : NULL;
+    PyObject *where = text_of(py_raised_at, exc);
+    if (where != NULL && !(PyTuple_Check(where) && PyTuple_GET_SIZE(where) == 4)) {
+        Py_CLEAR(where);
+    }
+    Rec old, *r;
+    int recorded = 0;
+    if ((r = begin(e, e->ring, &old, OP_CAUGHT, 7, e->fid)) != NULL) {
+        set_opt_int(r, 0, tid);
+        set_obj(r, 1, (PyObject *)Py_TYPE(exc));
+        set_obj(r, 2, msg);
+        for (int k = 0; k < 4; k += 2) {
+            PyObject *c = where ? PyTuple_GET_ITEM(where, k) : Py_None;
+            set_obj(r, 3 + k, c == Py_None ? NULL : c);
+            set_int(r, 4 + k, where ? PyLong_AsLongLong(PyTuple_GET_ITEM(where, k + 1)) : 0);
+        }
+        recorded = 1;
+    }
+    rec_release(&old);
+    Py_XDECREF(where);
+    Py_XDECREF(msg);
+    PyErr_Clear();
+    return PyBool_FromLong(recorded);
 }
 
 static PyObject *
@@ -2708,6 +2752,8 @@ static PyMethodDef module_methods[] = {
     {"info", mod_info, METH_O,
      "(future_id, created_ns, code, lasti, creator_task_id, label, program_code, program_lasti) of a\n"
      "traced future or task, else None."},
+    {"caught", mod_caught, METH_VARARGS,
+     "Record that a framework caught exc, raised in the traced task, which goes on; whether it recorded."},
     {"_forget_code_kinds", forget_code_kinds, METH_NOARGS, "Forget the cached kinds of code objects."},
     {"set_text", mod_set_text, METH_VARARGS,
      "Set the functions that turn a result and an exception into text (capture_values)."},

@@ -24,6 +24,7 @@ __all__ = [
     "CALLBACK_SCHEDULED",
     "CANCELLED",
     "CANCEL_REQUESTED",
+    "CAUGHT",
     "CREATED",
     "FAILED",
     "INCOMPLETE",
@@ -56,6 +57,9 @@ CANCELLED = "cancelled"
 RENAMED = "renamed"
 ABANDONED = "abandoned"
 UNRETRIEVED = "unretrieved"
+# An exception raised in a task that a framework caught, the task going on: a
+# server's 500 for a request whose handler raised (tracedfuture.asgi).
+CAUGHT = "caught"
 # The history of a future has a hole: records were dropped (a full ring), or it
 # began before a flight recorder's window. Never shown as pending on that account.
 INCOMPLETE = "incomplete"
@@ -125,6 +129,7 @@ KINDS = LINTS | frozenset(
         ABANDONED,
         UNRETRIEVED,
         INCOMPLETE,
+        CAUGHT,
     }
 )
 
@@ -140,6 +145,7 @@ OP_CANCEL_REQ = _seam.OPS["CANCEL_REQ"]
 OP_RENAMED = _seam.OPS["RENAMED"]
 OP_COLLECTED = _seam.OPS["COLLECTED"]
 OP_LINT = _seam.OPS["LINT"]
+OP_CAUGHT = _seam.OPS["CAUGHT"]
 
 
 # The free-text fields of an Event: what a trace file escapes, what the reader
@@ -181,8 +187,15 @@ class Event(NamedTuple):
     ``resolved``              ``result_type``, ``value`` (only with capture_values)
     ``failed``                ``exc_type``, ``exc_msg`` (only with capture_values),
                               ``raise_site``, ``raise_program_site``
-    ``cancel_requested``      ``msg``, ``canceller_id``, ``canceller`` (tasks)
-    ``cancelled``             ``msg``, ``canceller_id``, ``canceller``
+    ``cancel_requested``      ``msg``, ``canceller_id``, ``canceller``,
+                              ``waiting_site`` (tasks)
+    ``cancelled``             ``msg``, ``canceller_id``, ``canceller``,
+                              ``waiting_site``
+    ``caught``                ``exc_type``, ``exc_msg`` (only with
+                              capture_values), ``raise_site``,
+                              ``raise_program_site``: an exception raised in
+                              the task that a framework caught (a server's
+                              500); the task goes on
     ``renamed``               ``name`` (the new name)
     ``abandoned``             ``site``, ``age_ns``, ``awaiter_id`` (last awaiter)
     ``unretrieved``           ``site``, ``age_ns``, ``exc_type``
@@ -202,6 +215,9 @@ class Event(NamedTuple):
     at creation (``None`` when there was none; what counts as the program:
     ``install(app_modules=...)``). ``raise_site`` is the innermost entry of a
     failure's traceback, ``raise_program_site`` the innermost one in the program.
+    ``waiting_site`` is the program's line where a cancelled task was waiting
+    when ``cancel()`` was called (the innermost frame of the program's own code
+    down its coroutines; ``None`` when it was not waiting there).
 
     ``context`` (on ``created``) is what the installation's exporters asked to
     capture when the future was made, through an optional ``capture()`` method
@@ -239,6 +255,7 @@ class Event(NamedTuple):
     program_site: Site | None = None
     raise_site: Site | None = None
     raise_program_site: Site | None = None
+    waiting_site: Site | None = None
 
     def fields(self) -> dict[str, object]:
         """The event as a dict without its ``None`` fields (sites as strings)."""

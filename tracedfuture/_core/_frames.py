@@ -50,6 +50,7 @@ __all__ = [
     "PRIMITIVE",
     "PROGRAM",
     "STDLIB_DIR",
+    "cancelled_by",
     "canceller",
     "classify",
     "code_kinds",
@@ -66,6 +67,7 @@ __all__ = [
     "set_app_modules",
     "short_asyncio",
     "strip_source_traceback",
+    "waiting_at",
 ]
 
 ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
@@ -335,7 +337,49 @@ def primitive_label(frame: FrameType | None) -> str | None:
     return name if number is None else f"{name}#{number}"
 
 
-def canceller(frame: FrameType | None) -> tuple[CodeType | None, int, CodeType | None, int]:
+def canceller(
+    frame: FrameType | None, task: object = None
+) -> tuple[CodeType | None, int, CodeType | None, int, CodeType | None, int]:
+    """Who called cancel() (:func:`cancelled_by`), and, for a task, the
+    program's line where it was waiting (:func:`waiting_at`):
+    ``(code, lasti, user_code, user_lasti, waiting_code, waiting_lasti)``.
+    Both run only when something is cancelled, which is rare."""
+    return (*cancelled_by(frame), *waiting_at(task))
+
+
+def waiting_at(task: object) -> tuple[CodeType | None, int]:
+    """The program's line where a task is suspended: the innermost frame of the
+    program's own code down its chain of coroutines (``cr_await``), as
+    ``(code, lasti)``; ``(None, 0)`` for a future, and for a task that is not
+    suspended in an ``await`` (not started yet, running: it cancels itself,
+    done), whose line would say nothing true about a wait."""
+    get_coro = getattr(task, "get_coro", None)
+    if get_coro is None:
+        return None, 0
+    try:
+        coro = get_coro()
+        found: tuple[CodeType | None, int] = (None, 0)
+        depth = 0
+        while coro is not None and depth < 256:
+            frame = (
+                getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+            )
+            suspended = getattr(coro, "cr_suspended", None)
+            if suspended is None:
+                suspended = getattr(coro, "gi_suspended", None)
+            if frame is None or not suspended:
+                # Not a Python coroutine (Cython's have no frame), or not waiting.
+                return found if depth else (None, 0)
+            if kind(frame.f_code) == PROGRAM:
+                found = (frame.f_code, frame.f_lasti)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+            depth += 1
+    except Exception:  # an observer never breaks the observed
+        return None, 0
+    return found
+
+
+def cancelled_by(frame: FrameType | None) -> tuple[CodeType | None, int, CodeType | None, int]:
     """Who called cancel(): the first frame outside tracedfuture (asyncio's own
     ``Timeout._on_timeout`` or ``_cancel_and_wait`` is exactly who cancelled), and
     the first frame outside asyncio too (the user code that asked for it).

@@ -76,6 +76,7 @@ __all__ = [
     "TracedFuture",
     "TracedTask",
     "assign_id",
+    "caught",
     "flush_pending_completions",
     "future_id",
     "info",
@@ -222,6 +223,22 @@ def info(obj: object) -> tuple[int, int, Any, int, int | None, str | None, Any, 
     if rec is None:
         return None
     return (rec[1], rec[2], rec[5], rec[6], rec[3], None if rec[4] else rec[8], rec[12], rec[13])
+
+
+def caught(task: object, exc: BaseException) -> bool:
+    """Record that a framework caught ``exc``, raised in the traced ``task``,
+    which goes on (see ``_seam``); whether it recorded. Never raises."""
+    try:
+        fid = getattr(task, "_tf_id", 0) if isinstance(task, TracedTask) else 0
+        if not fid:
+            return False
+        message = _exc_message(exc) if task._tf_values else None  # type: ignore[attr-defined]
+        tid = _running_task_id(task.get_loop())  # type: ignore[attr-defined]
+        record = (ev.OP_CAUGHT, fid, _now(), tid, type(exc), message, *raised_at(exc))
+        task._tf_ring.put(record)  # type: ignore[attr-defined]
+    except Exception:  # an observer never breaks the observed
+        return False
+    return True
 
 
 # --- the methods shared by futures and tasks -----------------------------------------
@@ -561,7 +578,7 @@ class TracedTask(_Task):  # type: ignore[misc]
         if fid:
             msg = args[0] if args else kwargs.get("msg")
             tid = _running_task_id(self._loop)
-            self._tf_ring.put((ev.OP_CANCEL_REQ, fid, _now(), tid, text(msg), canceller(_getframe(1))))
+            self._tf_ring.put((ev.OP_CANCEL_REQ, fid, _now(), tid, text(msg), canceller(_getframe(1), self)))
         return True
 
     def set_name(self, *args: Any, **kwargs: Any) -> None:

@@ -1122,9 +1122,11 @@ assemble(Ctx *c)
         if (d->data == NULL) {
             continue;
         }
-        memcpy(o, c->b.p + done, d->at - done);
-        o += d->at - done;
-        done = d->at;
+        if (d->at > done) { /* the writer's own lines before it (none: b.p may be NULL) */
+            memcpy(o, c->b.p + done, d->at - done);
+            o += d->at - done;
+            done = d->at;
+        }
         memcpy(o, PyBytes_AS_STRING(d->data), (size_t)PyBytes_GET_SIZE(d->data));
         o += PyBytes_GET_SIZE(d->data);
     }

@@ -24,12 +24,14 @@ enum {
     OP_RENAMED = 7,
     OP_COLLECTED = 8,
     OP_LINT = 9,
+    OP_CAUGHT = 10,
     OP_EMPTY = 255,
 };
 
 #define NSLOT 11 /* CREATED's fields, the most of any op */
 #define F_RAW 1 /* s[0].o is a whole tuple, made off the hot path */
-#define F_WHO 2 /* cancel: s[2..5] are (code, lasti, user_code, user_lasti) */
+#define F_WHO 2 /* cancel: s[2..7] are (code, lasti, user_code, user_lasti, waiting_code, waiting_lasti) */
+#define WHO_LEN 6
 
 typedef union {
     long long i;
@@ -119,7 +121,8 @@ rec_tuple(const Rec *r)
         if ((v = slot_value(r, 1)) == NULL) goto fail;
         PyTuple_SET_ITEM(t, 4, v);
         if (r->flags & F_WHO) {
-            v = Py_BuildValue("(NNNN)", slot_value(r, 2), slot_value(r, 3), slot_value(r, 4), slot_value(r, 5));
+            v = Py_BuildValue("(NNNNNN)", slot_value(r, 2), slot_value(r, 3), slot_value(r, 4), slot_value(r, 5),
+                              slot_value(r, 6), slot_value(r, 7));
             if (v == NULL) goto fail;
         }
         else {
@@ -153,7 +156,7 @@ rec_set_tuple(Rec *r, PyObject *t) /* t borrowed: the record holds it */
     if (PyTuple_Check(t) && PyTuple_GET_SIZE(t) >= 3) {
         PyObject *op = PyTuple_GET_ITEM(t, 0), *fid = PyTuple_GET_ITEM(t, 1), *ts = PyTuple_GET_ITEM(t, 2);
         long v = PyLong_Check(op) ? PyLong_AsLong(op) : 0;
-        r->op = v == -1 ? OP_MARK : (v >= 0 && v <= OP_LINT ? (unsigned char)v : OP_LINT);
+        r->op = v == -1 ? OP_MARK : (v >= 0 && v <= OP_CAUGHT ? (unsigned char)v : OP_LINT);
         r->fid = PyLong_Check(fid) ? PyLong_AsLongLong(fid) : 0;
         r->ts = PyLong_Check(ts) ? PyLong_AsLongLong(ts) : 0;
         if (PyErr_Occurred()) {
@@ -165,7 +168,7 @@ rec_set_tuple(Rec *r, PyObject *t) /* t borrowed: the record holds it */
 }
 
 /* The number of items of each op's tuple (_seam.LAYOUTS), -1: kept as a tuple. */
-static const signed char REC_TUPLE_LEN[OP_LINT + 1] = {14, 6, 6, 6, 10, 6, 6, 5, 5, -1};
+static const signed char REC_TUPLE_LEN[OP_CAUGHT + 1] = {14, 6, 6, 6, 10, 6, 6, 5, 5, -1, 10};
 
 static inline int
 rec_put_item(Rec *r, int k, PyObject *v)
@@ -219,13 +222,13 @@ rec_from_tuple(Rec *r, PyObject *t) /* t borrowed */
         PyErr_Clear();
         overflow = 1;
     }
-    if (overflow || op < 0 || op > OP_LINT || REC_TUPLE_LEN[op] != len) {
+    if (overflow || op < 0 || op > OP_CAUGHT || REC_TUPLE_LEN[op] != len) {
         return rec_set_tuple(r, t);
     }
     PyObject *who = NULL;
     if (op == OP_CANCELLED || op == OP_CANCEL_REQ) {
         who = it[5];
-        if (who != Py_None && !(PyTuple_CheckExact(who) && PyTuple_GET_SIZE(who) == 4)) {
+        if (who != Py_None && !(PyTuple_CheckExact(who) && PyTuple_GET_SIZE(who) == WHO_LEN)) {
             return rec_set_tuple(r, t);
         }
     }
@@ -238,7 +241,7 @@ rec_from_tuple(Rec *r, PyObject *t) /* t borrowed */
         rec_put_item(r, 1, it[4]);
         if (who != Py_None) {
             r->flags = F_WHO;
-            for (int k = 0; k < 4; k++) {
+            for (int k = 0; k < WHO_LEN; k++) {
                 rec_put_item(r, 2 + k, PyTuple_GET_ITEM(who, k));
             }
         }

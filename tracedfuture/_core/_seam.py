@@ -103,6 +103,13 @@ What an implementation module provides
     of ``_pipeline._tail.TailPolicy``, the reference, deciding alike on the
     records' structs with no Python object per record or per held future.
     ``_pipeline._tail.make_tail`` picks it.
+``caught(task, exc)``
+    Record that a framework caught ``exc``, an exception raised in the traced
+    ``task``, which goes on (a server turning a request's exception into a 500):
+    a ``CAUGHT`` record on the task's ring, with ``FAILED``'s fields (the message
+    only with the task's ``capture_values``; where it was raised, from
+    ``_frames.raised_at``). Returns whether it recorded (``False`` for an untraced
+    task). Called off the hot path (``tracedfuture.asgi``), never raises.
 ``set_text(value_repr, exc_message)``
     Sets the two functions that turn a result and an exception into text when a
     future's ``capture_values`` is on (they must not raise; both implementations
@@ -200,11 +207,21 @@ LAYOUTS: dict[int, tuple[str, tuple[str, ...]]] = {
             *("raise_code", "raise_lasti", "raise_program_code", "raise_program_lasti"),
         ),
     ),
-    5: ("CANCELLED", ("task_id", "msg", "who")),  # who: (code, lasti, user_code, user_lasti) or None
+    # who: (code, lasti, user_code, user_lasti, waiting_code, waiting_lasti) or None:
+    # who called cancel(), and (a task's request) the program's line it waited at
+    5: ("CANCELLED", ("task_id", "msg", "who")),
     6: ("CANCEL_REQ", ("task_id", "msg", "who")),
     7: ("RENAMED", ("task_id", "name")),
     8: ("COLLECTED", ("state", "incomplete")),  # "PENDING" / "UNRETRIEVED" / "FINISHED"; incomplete: bool
     9: ("LINT", ("kind", "task_id", "chain", "detail", "age_ns")),  # future_id 0: loop-wide
+    # An exception a framework caught in a task that goes on (caught()): FAILED's fields
+    10: (
+        "CAUGHT",
+        (
+            *("task_id", "exc_type", "exc_msg"),
+            *("raise_code", "raise_lasti", "raise_program_code", "raise_program_lasti"),
+        ),
+    ),
 }
 OPS = {name: op for op, (name, _) in LAYOUTS.items()}
 
@@ -273,6 +290,7 @@ class Implementation(Protocol):
     def live(self) -> list[Any]: ...
     def info(self, obj: object) -> tuple[int, int, Any, int, int | None, str | None, Any, int] | None: ...
     def set_text(self, value_repr: Any, exc_message: Any) -> None: ...
+    def caught(self, task: object, exc: BaseException) -> bool: ...
     @property
     def LineWriter(self) -> Callable[..., Any] | None: ...
     @property

@@ -589,6 +589,7 @@ decides(TailObject *p, Held *h, const Rec *r)
     case OP_FAILED:
     case OP_CANCELLED:
     case OP_LINT:
+    case OP_CAUGHT:
         return 1;
     case OP_COLLECTED:
         return !slot_is_finished(r, 0);

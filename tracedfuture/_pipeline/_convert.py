@@ -59,7 +59,8 @@ class _FutureState:
         self.callbacks: list[tuple[str, int | None]] = []
         self.scheduled: list[tuple[str, int | None]] = []
         self.awaiter_id: int | None = None
-        self.cancel: tuple[str | None, int | None, str | None] | None = None
+        # (msg, canceller_id, canceller, waiting_site) of its cancellation
+        self.cancel: tuple[str | None, int | None, str | None, Site | None] | None = None
         self.done = False
         self.exc_type: str | None = None
         self.program_site: Site | None = None
@@ -79,17 +80,18 @@ _RESULT_TYPE, _VALUE, _EXC_TYPE, _EXC_MSG = (
 )
 _MSG, _CANCELLER_ID, _CANCELLER = _FIELD["msg"], _FIELD["canceller_id"], _FIELD["canceller"]
 _AGE_NS, _CHAIN, _DETAIL, _CONTEXT = _FIELD["age_ns"], _FIELD["chain"], _FIELD["detail"], _FIELD["context"]
-_PROGRAM_SITE, _RAISE_SITE, _RAISE_PROGRAM_SITE = (
+_PROGRAM_SITE, _RAISE_SITE, _RAISE_PROGRAM_SITE, _WAITING_SITE = (
     _FIELD["program_site"],
     _FIELD["raise_site"],
     _FIELD["raise_program_site"],
+    _FIELD["waiting_site"],
 )
 _BLANK: list[Any] = [None] * len(Event._fields)
 # The None fields after a position, for events built in one step (convert()).
 _BETWEEN_PARENT_AND_CONTEXT = (None,) * (_CONTEXT - _PARENT_ID - 1)
 _TAIL_AFTER_AWAITER = (None,) * (len(Event._fields) - _AWAITER_ID - 1)
 _TAIL_AFTER_RESULT = (None,) * (len(Event._fields) - _RESULT_TYPE - 1)
-if (_PARENT_ID + 1, _PARENT_ID + 2, _PARENT_ID + 3, _CONTEXT + 1, len(_BLANK) - 3) != (
+if (_PARENT_ID + 1, _PARENT_ID + 2, _PARENT_ID + 3, _CONTEXT + 1, len(_BLANK) - 4) != (
     _CALLBACK,
     _AWAITER_ID,
     _RESULT_TYPE,
@@ -177,6 +179,7 @@ class Converter:
                             *_BETWEEN_PARENT_AND_CONTEXT,
                             context,
                             program_site,
+                            n,
                             n,
                             n,
                         ),
@@ -361,32 +364,37 @@ class Converter:
             event[_VALUE] = self._text(record[5], True)
             emit(_new_event(Event, event))
             self._finish(emit, state, fid, ts, tid)
-        elif op == ev.OP_FAILED:
-            state.exc_type = type_name(record[4])
-            event = _event(ev.FAILED, fid, ts, tid, state)
-            event[_EXC_TYPE], event[_EXC_MSG] = state.exc_type, self._text(record[5], True)
+        elif op in (ev.OP_FAILED, ev.OP_CAUGHT):
+            # CAUGHT: the same fields, but the task goes on (a server's 500).
+            exc_type = type_name(record[4])
+            if op == ev.OP_FAILED:
+                state.exc_type = exc_type
+            event = _event(ev.FAILED if op == ev.OP_FAILED else ev.CAUGHT, fid, ts, tid, state)
+            event[_EXC_TYPE], event[_EXC_MSG] = exc_type, self._text(record[5], True)
             event[_RAISE_SITE] = site_of(record[6], record[7])
             event[_RAISE_PROGRAM_SITE] = site_of(record[8], record[9])
             emit(_new_event(Event, event))
-            self._finish(emit, state, fid, ts, tid)
+            if op == ev.OP_FAILED:
+                self._finish(emit, state, fid, ts, tid)
         elif op == ev.OP_CANCELLED:
             # A task's record has no canceller: its last cancel request, or the
             # cancelled future it was waiting on, is the cause.
             msg, who = record[4], record[5]
             if who is not None or state.cancel is None:
-                state.cancel = (self._text(msg, False), tid, caller_text(who))
+                state.cancel = self._cancel(msg, tid, who)
             event = _event(ev.CANCELLED, fid, ts, tid, state)
-            event[_MSG], event[_CANCELLER_ID], event[_CANCELLER] = state.cancel
+            event[_MSG], event[_CANCELLER_ID], event[_CANCELLER], event[_WAITING_SITE] = state.cancel
             emit(_new_event(Event, event))
             self._finish(emit, state, fid, ts, tid)
             for _, awaiter in state.scheduled:
                 waiter = self.states.get(awaiter) if awaiter is not None else None
                 if waiter is not None and waiter.cancel is None:
-                    waiter.cancel = state.cancel
+                    # where this one waited is not where its awaiter did
+                    waiter.cancel = (*state.cancel[:3], None)
         elif op == ev.OP_CANCEL_REQ:
-            state.cancel = (self._text(record[4], False), tid, caller_text(record[5]))
+            state.cancel = self._cancel(record[4], tid, record[5])
             event = _event(ev.CANCEL_REQUESTED, fid, ts, tid, state)
-            event[_MSG], event[_CANCELLER_ID], event[_CANCELLER] = state.cancel
+            event[_MSG], event[_CANCELLER_ID], event[_CANCELLER], event[_WAITING_SITE] = state.cancel
             emit(_new_event(Event, event))
         elif op == ev.OP_RENAMED:
             state.name = self._name(record[4])
@@ -400,6 +408,11 @@ class Converter:
             emit(_new_event(Event, event))
         elif op == ev.OP_LINT:
             self._lint(record, emit, state)
+
+    def _cancel(self, msg: str | None, tid: int | None, who: Any) -> tuple[str | None, int | None, str | None, Any]:
+        """``(msg, canceller_id, canceller, waiting_site)`` of a cancel record."""
+        waiting = site_of(who[4], who[5]) if who is not None and len(who) > 4 else None
+        return (self._text(msg, False), tid, caller_text(who), waiting)
 
     @staticmethod
     def _lint(record: Record, emit: Callable[[Event], None], state: _FutureState | None) -> None:
@@ -461,7 +474,7 @@ def site_of(code: CodeType | None, lasti: int) -> Site | None:
     return site
 
 
-def caller_text(who: tuple[CodeType | None, int, CodeType | None, int] | None) -> str | None:
+def caller_text(who: tuple[Any, ...] | None) -> str | None:
     """``"Timeout._on_timeout (asyncio/timeouts.py:123)"``, and, when that is
     asyncio's code, the user code it was called from: ``"... in main (app.py:9)"``."""
     if who is None:

@@ -41,7 +41,7 @@ __all__ = ["TailPolicy", "make_tail"]
 Record = tuple[Any, ...]
 
 # Records that keep the future they are about.
-_KEEPS = frozenset({ev.OP_FAILED, ev.OP_CANCELLED, ev.OP_LINT})
+_KEEPS = frozenset({ev.OP_FAILED, ev.OP_CANCELLED, ev.OP_LINT, ev.OP_CAUGHT})
 
 
 class _Held:

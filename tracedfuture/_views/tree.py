@@ -149,6 +149,22 @@ def _canceller_text(model: Model, canceller_id: int | None, canceller: str | Non
     return who
 
 
+def _raised_text(record: FutureState) -> str | None:
+    """``raised at app.py:43 in boom (via fakedb.py:4 in query)``: the program's
+    line of a failure first, the innermost frame as detail."""
+    program, raised = record.raise_program_site, record.raise_site
+    if program is None and raised is None:
+        return None
+    if program is None or program == raised:
+        return f"raised at {site_text(program or raised)}"
+    return f"raised at {site_text(program)} (via {site_text(raised)})" if raised else f"raised at {site_text(program)}"
+
+
+def _waiting_text(record: FutureState) -> str:
+    """`` while waiting at app.py:33 in fetch``, or nothing."""
+    return f" while waiting at {site_text(record.waiting_site)}" if record.waiting_site is not None else ""
+
+
 def _clip(text: str, limit: int = _VALUE_LIMIT) -> str:
     text = text.replace("\n", "\\n")
     return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
@@ -239,15 +255,22 @@ def _describe(model: Model, group: list[FutureState], placed_under: int | None, 
             exc += f": {_clip(record.exc_msg)}"
         if record.unretrieved:
             exc += " (never retrieved)"
+        if record.caught:
+            exc += " (caught by the framework)"
         parts.append(_Part(exc, _COLORS["failed"]))
+        raised = _raised_text(record) if not many else None
+        if raised:
+            parts.append(_Part(raised, _COLORS["failed"]))
     if not many:
         if outcome == Outcome.CANCELLED:
             msg = f"msg {_clip(record.msg)!r}" if record.msg is not None else "no msg"
-            parts.append(_Part(f"{msg} by {_canceller_text(model, record.canceller_id, record.canceller)}", style))
+            by = _canceller_text(model, record.canceller_id, record.canceller)
+            parts.append(_Part(f"{msg} by {by}{_waiting_text(record)}", style))
         elif record.cancel_requests:
             _, msg_text, canceller_id, canceller = record.cancel_requests[-1]
             msg = f" msg {_clip(msg_text)!r}" if msg_text is not None else ""
-            parts.append(_Part(f"cancel requested{msg} by {_canceller_text(model, canceller_id, canceller)}"))
+            by = _canceller_text(model, canceller_id, canceller)
+            parts.append(_Part(f"cancel requested{msg} by {by}{_waiting_text(record)}"))
         if record.result_type == "NoneType":
             pass
         elif record.value is not None:
