@@ -335,6 +335,44 @@ def test_streaming_ring_drops_records_of_a_full_ring_and_counts(impl: Any) -> No
     assert ring.stats()["dropped"] == 2
 
 
+def test_without_history_taken_records_leave_the_window_at_once(impl: Any) -> None:
+    # No flight recorder reads the route: what was taken is let go, not kept
+    # until its room is needed.
+    ring = impl.Ring(10 * impl.Ring.record_size, streaming=True, history=False)
+    for i in range(3):
+        ring.append(lint(i))
+    assert [r[7] for r in ring.take_batch()] == [0, 1, 2]
+    ring.append(lint(3))
+    assert [r[7] for r in ring.window()] == [3]
+    assert [r[7] for r in ring.take()] == [3]
+    assert ring.window() == []
+    assert ring.stats()["taken"] == 4 and ring.stats()["dropped"] == 0
+
+
+@pytest.mark.parametrize("history", [True, False])
+@pytest.mark.parametrize("streaming", [True, False])
+def test_a_ring_holds_its_records_in_order_past_its_first_allocation(
+    impl: Any, streaming: bool, history: bool
+) -> None:
+    # The compiled ring allocates its slots as records need them (4,096 at first,
+    # doubling up to the capacity): what is held reads the same at every size.
+    ring = impl.Ring(20_000 * impl.Ring.record_size, streaming=streaming, history=history)
+    for i in range(9_000):
+        ring.append(lint(i))
+    assert [r[7] for r in ring.take_batch()] == list(range(9_000))
+    for i in range(9_000, 30_000):
+        ring.append(lint(i))
+        if i % 7_000 == 0:
+            assert [r[7] for r in ring.take_batch()][-1] == i
+    held = [r[7] for r in ring.window()]
+    if history:
+        assert held == list(range(10_000, 30_000))  # the capacity's newest records
+    else:
+        assert held == list(range(28_001, 30_000))  # only what was not taken
+    stats = ring.stats()
+    assert stats["written"] == 30_000 and stats["dropped"] == 0
+
+
 def test_clear_forgets_everything_held(impl: Any) -> None:
     ring = impl.Ring(4 * impl.Ring.record_size, streaming=True)
     ring.append(lint(0))

@@ -117,6 +117,7 @@ class Installation:
         ]
         # The pipeline's Consumer protocol.
         self.streaming = bool(self._sinks)
+        self.history = bool(raw)  # a flight recorder reads the rings' window
         self.max_bytes = _ring_bytes(options, [hook.max_bytes for hook in raw])
         self.flush_interval = options.flush_interval
         self.export_timeout = options.export_timeout

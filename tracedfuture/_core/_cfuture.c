@@ -49,15 +49,26 @@
 /* ------------------------------------------------------------------------ */
 /* Ring                                                                      */
 
+/* The slots are allocated as records need them: RING_START at first, doubling
+ * (the live records moved, never copied) up to the capacity that max_bytes
+ * allows. A streaming ring whose reader keeps up stays small, its records in
+ * the cache and its pages few; a flight recorder's grows to its window. Past
+ * RING_HURRY unread records, a streaming ring hurries its reader (on_full)
+ * before it grows further. */
+#define RING_START 4096
+#define RING_HURRY 32768
+
 typedef struct {
     PyObject_HEAD
     Rec *buf;
-    long long capacity;
-    long long limit;     /* admit a new future while fewer are unread */
-    unsigned long long w; /* records ever written: the next goes to w % capacity */
+    long long capacity;   /* records held at most: max_bytes / sizeof(Rec) */
+    unsigned long long size; /* slots allocated: record n is at buf[n % size] */
+    long long limit;      /* admit a new future while fewer are unread */
+    unsigned long long w; /* records ever written */
     unsigned long long rd; /* records taken (or overwritten unread) */
-    unsigned long long start; /* the oldest record still held */
+    unsigned long long start; /* the oldest record still held: [start, w) are live, the other slots dead */
     int streaming;
+    int history; /* taken records stay (for window()) until their slot is needed */
     int hurried; /* on_full was called since the last take: once is enough */
     PyObject *on_full;
     unsigned long long written, taken, overwritten, dropped, untraced;
@@ -68,11 +79,12 @@ static PyTypeObject *RingType;
 static int
 ring_init(RingObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"max_bytes", "streaming", "on_full", NULL};
+    static char *kwlist[] = {"max_bytes", "streaming", "on_full", "history", NULL};
     PyObject *max_bytes;
-    int streaming = -1;
+    int streaming = -1, history = 1;
     PyObject *on_full = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$pO:Ring", kwlist, &max_bytes, &streaming, &on_full)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$pOp:Ring", kwlist, &max_bytes, &streaming, &on_full,
+                                     &history)) {
         return -1;
     }
     if (streaming == -1) {
@@ -102,16 +114,18 @@ ring_init(RingObject *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     long long cap = nbytes / (long long)sizeof(Rec);
-    /* calloc: the pages are committed by the OS as records reach them. */
-    self->buf = (Rec *)PyMem_RawCalloc((size_t)cap, sizeof(Rec));
+    unsigned long long size = cap < RING_START ? (unsigned long long)cap : RING_START;
+    /* calloc: a zeroed slot holds no object (objmask 0), and its pages are
+     * committed by the OS as records reach them. */
+    self->buf = (Rec *)PyMem_RawCalloc((size_t)size, sizeof(Rec));
     if (self->buf == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    /* Not a byte written here: a zeroed slot has no objects to release (objmask
-     * 0), which is all an empty one needs, and the pages stay untouched. */
     self->capacity = cap;
+    self->size = size;
     self->streaming = streaming;
+    self->history = history;
     /* streaming: a new future is traced while fewer than 7/8 of the capacity is
      * unread; a flight recorder alone never refuses one. */
     self->limit = streaming ? (7 * cap + 7) / 8 : LLONG_MAX;
@@ -119,17 +133,21 @@ ring_init(RingObject *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* Releases the live records [from, to), which then are dead. */
+static void
+ring_release(RingObject *r, unsigned long long from, unsigned long long to)
+{
+    for (unsigned long long n = from; n < to; n++) {
+        rec_release(&r->buf[n % r->size]);
+    }
+}
+
 static void
 ring_dealloc(RingObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     if (self->buf != NULL) {
-        /* Only the slots ever written: the others' pages were never touched. */
-        unsigned long long used = self->w < (unsigned long long)self->capacity ? self->w
-                                                                               : (unsigned long long)self->capacity;
-        for (unsigned long long i = 0; i < used; i++) {
-            rec_release(&self->buf[i]);
-        }
+        ring_release(self, self->start, self->w); /* the dead slots hold nothing of theirs */
         PyMem_RawFree(self->buf);
         self->buf = NULL;
     }
@@ -138,10 +156,30 @@ ring_dealloc(RingObject *self)
     Py_DECREF(tp);
 }
 
+/* Twice the slots (at most the capacity), the live records moved to theirs.
+ * -1, with no exception set (the hot path), when there is no memory for it. */
+static int
+ring_grow(RingObject *r)
+{
+    unsigned long long cap = (unsigned long long)r->capacity, size = r->size;
+    unsigned long long bigger = size * 2 < cap ? size * 2 : cap;
+    Rec *buf = (Rec *)PyMem_RawCalloc((size_t)bigger, sizeof(Rec));
+    if (buf == NULL) {
+        return -1;
+    }
+    for (unsigned long long n = r->start; n < r->w; n++) {
+        buf[n % bigger] = r->buf[n % size];
+    }
+    PyMem_RawFree(r->buf);
+    r->buf = buf;
+    r->size = bigger;
+    return 0;
+}
+
 /* A slot to fill, or NULL when a streaming ring is full of unread records (the
- * record is dropped and counted). What the slot held is moved into *old, to be
- * released once the new record is complete: releasing may run Python code that
- * writes to this ring. */
+ * record is dropped and counted). What the slot held (the oldest live record,
+ * when the ring is full) is moved into *old, to be released once the new record
+ * is complete: releasing may run Python code that writes to this ring. */
 static Rec *
 ring_claim(RingObject *r, Rec *old)
 {
@@ -151,21 +189,30 @@ ring_claim(RingObject *r, Rec *old)
         return NULL;
     }
     unsigned long long cap = (unsigned long long)r->capacity;
-    if (r->w - r->rd >= cap) {
-        if (r->streaming) {
-            r->dropped++;
+    if (r->streaming && r->w - r->rd >= cap) {
+        r->dropped++;
+        return NULL;
+    }
+    if (r->w - r->start >= r->size && r->size < cap) {
+        if (!r->history && r->start < r->rd) {
+            /* taken, and nobody reads the window: their slots first */
+            ring_release(r, r->start, r->rd);
+            r->start = r->rd;
+        }
+        if (r->w - r->start >= r->size && ring_grow(r) < 0 && r->streaming && r->w - r->rd >= r->size) {
+            r->dropped++; /* no memory to grow: as if full */
             return NULL;
         }
     }
-    if (r->w - r->start >= cap) {
+    if (r->w - r->start >= r->size) {
         if (r->rd <= r->start) {
             r->overwritten++; /* unread, gone */
             r->rd = r->start + 1;
         }
+        *old = r->buf[r->start % r->size]; /* the slot of record w */
         r->start++;
     }
-    Rec *slot = &r->buf[r->w % cap];
-    *old = *slot;
+    Rec *slot = &r->buf[r->w % r->size];
     slot->op = OP_EMPTY;
     slot->objmask = 0;
     r->w++;
@@ -176,22 +223,29 @@ ring_claim(RingObject *r, Rec *old)
 static inline int
 ring_admit(RingObject *r)
 {
-    if ((long long)(r->w - r->rd) < r->limit) {
+    long long unread = (long long)(r->w - r->rd);
+    if (unread < r->limit) {
+        if (unread >= RING_HURRY && (unsigned long long)unread >= r->size / 2 && r->on_full != NULL &&
+            !r->hurried) {
+            goto hurry; /* traced, but the reader is asked to take before the ring grows more */
+        }
         return 1;
     }
     r->untraced++;
-    if (r->on_full != NULL && !r->hurried) {
-        r->hurried = 1;
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        PyObject *res = PyObject_CallNoArgs(r->on_full);
-        if (res == NULL) {
-            PyErr_Clear(); /* the reader's hurry must not break future creation */
-        }
-        Py_XDECREF(res);
-        PyErr_Restore(exc_type, exc_value, exc_tb);
+    if (r->on_full == NULL || r->hurried) {
+        return 0;
     }
-    return 0;
+hurry:
+    r->hurried = 1;
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *res = PyObject_CallNoArgs(r->on_full);
+    if (res == NULL) {
+        PyErr_Clear(); /* the reader's hurry must not break future creation */
+    }
+    Py_XDECREF(res);
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    return unread < r->limit;
 }
 
 /* Copies of records [from, w), with their references, then the tuples. */
@@ -199,7 +253,6 @@ static PyObject *
 ring_list(RingObject *r, unsigned long long from, int advance)
 {
     unsigned long long n = r->w - from;
-    unsigned long long cap = (unsigned long long)r->capacity;
     Rec *copy = NULL;
     if (n) {
         copy = (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec));
@@ -207,7 +260,7 @@ ring_list(RingObject *r, unsigned long long from, int advance)
             return PyErr_NoMemory();
         }
         for (unsigned long long i = 0; i < n; i++) {
-            copy[i] = r->buf[(from + i) % cap];
+            copy[i] = r->buf[(from + i) % r->size];
             rec_incref(&copy[i]);
         }
     }
@@ -215,6 +268,21 @@ ring_list(RingObject *r, unsigned long long from, int advance)
         r->rd = r->w;
         r->taken += n;
         r->hurried = 0;
+        if (!r->history) {
+            /* nobody reads the window: the taken records are let go now */
+            Rec *gone = n ? (Rec *)PyMem_RawMalloc((size_t)(r->w - r->start) * sizeof(Rec)) : NULL;
+            unsigned long long m = gone ? r->w - r->start : 0;
+            for (unsigned long long i = 0; i < m; i++) {
+                gone[i] = r->buf[(r->start + i) % r->size];
+            }
+            if (gone != NULL || n == 0) {
+                r->start = r->w;
+            }
+            for (unsigned long long i = 0; i < m; i++) {
+                rec_release(&gone[i]);
+            }
+            PyMem_RawFree(gone);
+        }
     }
     /* From here on, Python code may run (allocation, collection) and write to
      * the ring: the copies are ours. */
@@ -245,30 +313,39 @@ ring_take(RingObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 /* The records written since the last take(), as one RecordBatch (_batch.c): the
- * structs copied with their references, no tuple made. */
+ * structs copied with their references, no tuple made. A ring without history
+ * moves them out instead (no reference taken or dropped: their slots are dead,
+ * and a reader that keeps up keeps the ring small). */
 static PyObject *
 ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
 {
     unsigned long long n = self->buf == NULL ? 0 : self->w - self->rd;
+    /* Without history, every live record is unread (start == rd): they move out. */
+    int move = !self->history && self->start == self->rd;
     Rec *copy = NULL;
     if (n) {
-        unsigned long long cap = (unsigned long long)self->capacity, from = self->rd % cap;
+        unsigned long long size = self->size, from = self->rd % size;
         copy = (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec));
         if (copy == NULL) {
             return PyErr_NoMemory();
         }
         /* At most two runs: up to the end of the buffer, then from its start. */
-        unsigned long long first = cap - from < n ? cap - from : n;
+        unsigned long long first = size - from < n ? size - from : n;
         memcpy(copy, &self->buf[from], (size_t)first * sizeof(Rec));
         memcpy(copy + first, self->buf, (size_t)(n - first) * sizeof(Rec));
-        for (unsigned long long i = 0; i < n; i++) {
-            if (copy[i].objmask) {
-                rec_incref(&copy[i]);
+        if (!move) {
+            for (unsigned long long i = 0; i < n; i++) {
+                if (copy[i].objmask) {
+                    rec_incref(&copy[i]);
+                }
             }
         }
         self->rd = self->w;
         self->hurried = 0;
         self->taken += n;
+        if (move) {
+            self->start = self->w; /* their slots are dead: the batch has their references */
+        }
     }
     /* Allocating the batch may run Python code that writes to the ring: the
      * copies are ours already. */
@@ -334,16 +411,12 @@ ring_clear(RingObject *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     unsigned long long from = self->start, n = self->w - self->start;
-    unsigned long long cap = (unsigned long long)self->capacity;
     Rec *gone = n ? (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec)) : NULL;
     if (n && gone == NULL) {
         return PyErr_NoMemory();
     }
     for (unsigned long long i = 0; i < n; i++) {
-        Rec *slot = &self->buf[(from + i) % cap];
-        gone[i] = *slot;
-        slot->op = OP_EMPTY;
-        slot->objmask = 0;
+        gone[i] = self->buf[(from + i) % self->size]; /* moved: the slots are dead from here on */
     }
     self->start = self->rd = self->w;
     self->hurried = 0;
@@ -376,12 +449,13 @@ static PyMethodDef ring_methods[] = {
 static PyMemberDef ring_members[] = {
     {"capacity", T_LONGLONG, offsetof(RingObject, capacity), READONLY, "records held at most"},
     {"streaming", T_INT, offsetof(RingObject, streaming), READONLY, "refuses rather than overwrites"},
+    {"history", T_INT, offsetof(RingObject, history), READONLY, "taken records stay in the window"},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyType_Slot ring_slots[] = {
-    {Py_tp_doc, "Ring(max_bytes, *, streaming, on_full=None): raw records of one route, preallocated and "
-                "bounded in bytes (see tracedfuture._core._seam)."},
+    {Py_tp_doc, "Ring(max_bytes, *, streaming, on_full=None, history=True): raw records of one route, "
+                "bounded in bytes, its slots allocated as records need them (see tracedfuture._core._seam)."},
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_init, ring_init},
     {Py_tp_dealloc, ring_dealloc},

@@ -156,6 +156,7 @@ class Ring:
         "_taken",
         "capacity",
         "dropped",
+        "history",
         "overwritten",
         "streaming",
         "taken",
@@ -163,7 +164,7 @@ class Ring:
         "written",
     )
 
-    def __init__(self, max_bytes: int, *, streaming: bool, on_full: Any = None) -> None:
+    def __init__(self, max_bytes: int, *, streaming: bool, on_full: Any = None, history: bool = True) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < _RECORD_SIZE:
             msg = f"max_bytes must be an int of at least one record ({_RECORD_SIZE} bytes), not {max_bytes!r}"
             raise ValueError(msg)
@@ -172,6 +173,9 @@ class Ring:
             raise TypeError(msg)
         self.capacity = max_bytes // _RECORD_SIZE
         self.streaming = bool(streaming)
+        # Taken records stay in the window until their room is needed; without
+        # history (no flight recorder reads the window), take() lets them go.
+        self.history = bool(history)
         self._on_full = on_full
         self._hurried = False  # on_full was called since the last take: once is enough
         # A new future is traced while fewer than 7/8 of the capacity is unread
@@ -231,7 +235,8 @@ class Ring:
             n = len(pending)
             # popleft while writers append on the right: atomic, no record lost.
             batch = [pending.popleft() for _ in range(n)]
-            taken.extend(batch)
+            if self.history:
+                taken.extend(batch)
             excess = len(taken) + len(pending) - self.capacity
             for _ in range(max(0, excess)):
                 taken.popleft()

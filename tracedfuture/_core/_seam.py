@@ -56,8 +56,8 @@ What an implementation module provides
     ``batch.shed(untold, holed, room, reserve, unit, max_screened)`` is what an
     exporter's full queue keeps, a whole future at a time (``_ring.RecordBatch.shed``
     says how; the compiled one decides alike, in C).
-``Ring(max_bytes, *, streaming, on_full=None)``
-    The raw record store of one route, preallocated, bounded in bytes (see below).
+``Ring(max_bytes, *, streaming, on_full=None, history=True)``
+    The raw record store of one route, bounded in bytes (see below).
     ``Ring.record_size`` is a class attribute: the bytes one record takes (the C
     struct's size; for tuples, an honest estimate).
 ``flush_pending_completions(loop)``
@@ -154,7 +154,12 @@ A ring holds at most ``max_bytes // record_size`` records (``Ring.capacity``).
   compiled ring makes no tuple for them).
 * ``window(limit=None)`` returns every record still held, taken or not, oldest
   first (only the newest ``limit``, if given): the flight recorder's view.
-  Records older than the window were overwritten.
+  Records older than the window were overwritten. With ``history=False`` (no
+  flight recorder reads the route), taken records are let go at ``take()``: the
+  window holds only unread ones, and the compiled ring's memory stays as small
+  as its reader's backlog (its slots are allocated as records need them, up to
+  the capacity; past 32,768 unread records it hurries its reader, ``on_full``,
+  before it grows further).
 * ``append(record)`` writes a record made off the hot path (a lint), from any
   thread.
 * ``streaming=True``: someone takes records and needs complete histories. A new

@@ -48,6 +48,7 @@ class Consumer(Protocol):
     """What the drain needs of an installation: everything it reads is declared here."""
 
     streaming: bool  # takes every record (False: reads only the ring's window)
+    history: bool  # reads the ring's window (a flight recorder): taken records stay in it
     max_bytes: int  # the ring size it asks for
     flush_interval: float
     export_timeout: float  # what exit waits for it, at most
@@ -125,7 +126,8 @@ class Recorder:
                 key = self._next_key()
                 max_bytes = max(c.max_bytes for c in consumers)
                 streaming = any(c.streaming for c in consumers)
-                ring = _core.Ring(max_bytes, streaming=streaming, on_full=self._wake.set)
+                history = any(c.history for c in consumers)
+                ring = _core.Ring(max_bytes, streaming=streaming, on_full=self._wake.set, history=history)
                 route = self._routes[key] = self._by_consumers[ids] = Route(key, consumers, ring)
                 self._wake.set()  # the drain recomputes when the next route is due
             return route
@@ -283,13 +285,15 @@ class Recorder:
             now = time.monotonic()
             with self._lock:
                 due = min((r.due for r in self._routes.values() if r.streaming), default=now + 1.0)
-            self._wake.wait(0.0 if more else max(0.0, due - now))
+            # Woken (a ring hurries its reader: its backlog grew, or it refused a
+            # future), every streaming route is taken now, not at its interval.
+            woken = self._wake.wait(0.0 if more else max(0.0, due - now))
             self._wake.clear()
             now = time.monotonic()
             try:
                 with self._lock:
                     for route in list(self._routes.values()):
-                        if route.streaming and (route.due <= now or route.ring.stats()["untraced"]):
+                        if route.streaming and (woken or route.due <= now or route.ring.stats()["untraced"]):
                             self._drain_route(route)
                             route.due = now + route.interval
                         time.sleep(0)
