@@ -456,7 +456,11 @@ def _parser(viewers: bool = True) -> tuple[argparse.ArgumentParser, argparse.Arg
 
     tree = viewer("tree", "print the await graph: tasks, what they awaited, outcomes and durations")
     tree.add_argument("--pending", action="store_true", help="only what was still pending when the trace ended")
-    tree.add_argument("--failed", action="store_true", help="only what failed (or left an exception unretrieved)")
+    tree.add_argument(
+        "--failed",
+        action="store_true",
+        help="only what failed, left an exception unretrieved, or had one caught by the framework (a server's 500)",
+    )
     tree.add_argument("--cancelled", action="store_true", help="only what was cancelled")
     tree.add_argument("--abandoned", action="store_true", help="only what was garbage-collected while pending")
     tree.add_argument("--slow", type=_seconds, metavar="SECONDS", help="only what lived at least SECONDS")
