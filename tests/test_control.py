@@ -558,3 +558,128 @@ def test_pstree_ps_and_top_say_a_lock_deadlock_in_one_paragraph(tmp_path: Path) 
     assert "_ContextManagerMixin.__aenter__" in whole.stdout
     created = line_of(program, 'name="worker-a"')
     assert re.search(rf"worker-a transfer\(\) .*locks.py:{created} in main", ps.stdout), ps.stdout
+
+
+# A real uvicorn serving the shop (examples/shop.py) under ``tracedfuture run
+# --console``, on the port the test gives it.
+SHOP_SERVER = f"""\
+import asyncio, sys
+sys.path.insert(0, {str(ROOT / "examples")!r})
+import uvicorn
+from shop import app
+
+
+async def main():
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="critical"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    print("serving", flush=True)
+    await serving
+
+
+asyncio.run(main())
+"""
+
+
+def _get(port: int, path: str, timeout: float = 30) -> int:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    except OSError:  # the deadlocked transfers never answer
+        return 0
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def shop_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """The shop, once its two transfers deadlock: /transfer/a/b and /transfer/b/a at once."""
+    import threading
+
+    for needed in ("uvicorn", "fastapi"):
+        pytest.importorskip(needed)
+    program = tmp_path_factory.mktemp("shop") / "shop_server.py"
+    program.write_text(SHOP_SERVER)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with target(program, str(port)) as running:
+        assert _get(port, "/items/1") == 200 and _get(port, "/fail") == 500
+        for path in ("/transfer/a/b", "/transfer/b/a"):
+            threading.Thread(target=_get, args=(port, path), daemon=True).start()
+        deadline = time.monotonic() + 30
+        while "deadlock: " not in tracedfuture("pstree", running.pid).stdout:
+            assert time.monotonic() < deadline, "the transfers did not deadlock"
+            time.sleep(0.2)
+        yield running
+
+
+def test_pstree_of_a_server_opens_on_its_requests_with_the_background_folded(shop_server: Target) -> None:
+    done = tracedfuture("pstree", shop_server.pid)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1].startswith("deadlock: GET /transfer/{first}/{second} holds Lock#")  # the paragraph stays first
+    roots = [line for line in lines if line.startswith(("├── ", "└── "))]
+    assert len(roots) == 3, done.stdout
+    assert all("GET /transfer/{first}/{second}" in line for line in roots[:2])
+    assert "pool keep-alive" in roots[2]  # the program's own task: after the requests, not folded
+    (background,) = [line for line in lines if line.startswith("background: ")]
+    assert "Server.serve() #" in background and "LifespanOn.main() #" in background and "main() #1" in background
+    assert background.endswith("folded: --all shows them")
+    assert "LifespanOn.receive" not in done.stdout and "Server.main_loop" not in done.stdout
+    every = tracedfuture("pstree", "--all", shop_server.pid).stdout
+    assert "background: " not in every and "LifespanOn.main()" in every and "Server.main_loop" in every
+    tops = [line for line in every.splitlines() if line.startswith(("├── ", "└── "))]
+    assert all("GET /transfer" in line for line in tops[:2])  # requests still first, the background after them
+    assert any("LifespanOn.main()" in line for line in tops[3:])
+
+
+def test_ps_of_a_server_lists_its_requests_and_never_flags_the_lifespan(shop_server: Target) -> None:
+    done = tracedfuture("ps", shop_server.pid)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "GET /transfer/{first}/{second}" in lines[1] and "GET /transfer/{first}/{second}" in lines[2]
+    assert "LifespanOn" not in "\n".join(lines[: lines.index("")])  # left out, and never a stall
+    assert any(line.startswith("background: ") and "LifespanOn.main()" in line for line in lines)
+    assert "LifespanOn" not in "\n".join(line for line in lines if line.startswith("  stalled"))
+    every = tracedfuture("ps", "--all", shop_server.pid).stdout
+    listed = every.splitlines()
+    table = listed[: listed.index("")]
+    assert any("LifespanOn.main()" in line and not line.startswith("!") for line in table)
+    assert "GET /transfer" in table[1]
+    with connect(shop_server.pid) as client:
+        current = [finding["text"] for finding in client.request("lints", stall=0.2)["current"]]
+    assert sum("GET /transfer/{first}/{second} -> (F)" in text for text in current) == 2, current
+    assert not [text for text in current if "LifespanOn" in text or "main_loop" in text], current
+
+
+def test_top_of_a_server_folds_its_background_until_a_is_pressed(shop_server: Target) -> None:
+    pytest.importorskip("rich")
+    import io
+
+    from rich.console import Console
+
+    from tracedfuture._control import console
+
+    def screen(state: console._Console) -> str:
+        out = Console(file=io.StringIO(), width=220, force_terminal=False, color_system=None)
+        out.print(console._render(state, 40))
+        return out.file.getvalue()  # type: ignore[attr-defined, no-any-return]
+
+    with connect(shop_server.pid) as client:
+        state = console._Console(client, str(shop_server.pid), 1.0)
+        state.refresh(time.monotonic())
+        names = [row.name for row in state.visible()]
+        assert names[:2] == ["GET /transfer/{first}/{second} RequestResponseCycle.run_asgi()"] * 2
+        assert not any("LifespanOn" in name for name in names)
+        folded = screen(state)
+        assert "background tasks folded (a shows them)" in folded and "LifespanOn" not in folded
+        state.key("a", page=10)
+        names = [row.name for row in state.visible()]
+        assert names[:2] == ["GET /transfer/{first}/{second} RequestResponseCycle.run_asgi()"] * 2
+        assert any("LifespanOn.main()" in name for name in names[2:])
+        assert "LifespanOn.main()" in screen(state)

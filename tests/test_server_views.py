@@ -7,6 +7,7 @@ cancellations on its first screen and the background folded."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,22 @@ asyncio.run(main())
 """
 
 WIDTH, HEIGHT = 1280, 800
+SHOP = ROOT / "examples" / "shop.py"
+
+
+def shop_line(text: str) -> str:
+    """``shop.py:N``: the line of examples/shop.py that holds ``text``."""
+    lines = SHOP.read_text().splitlines()
+    return f"shop.py:{next(n for n, line in enumerate(lines, start=1) if text in line)}"
+
+
+# Where the shop's failures come from: the query's await (LookupError, caught by
+# the framework as a 500), the /slow endpoint's timeout, the transfer's second lock.
+QUERY, TIMEOUT, SECOND_LOCK = (
+    shop_line("return await answer"),
+    shop_line("async with asyncio.timeout(0.05)"),
+    shop_line("async with LOCKS[second]"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +110,44 @@ def test_tree_failures_sit_under_their_route(shop_trace: Path) -> None:
     lines = tracedfuture("tree", shop_trace).stdout.splitlines()
     fail = next(n for n, line in enumerate(lines) if line.startswith("task GET /fail"))
     assert "failed" in lines[fail + 1] and "LookupError" in lines[fail + 1]
+
+
+def test_stats_counts_the_500s_apart_from_resolved_with_their_raise_lines(shop_trace: Path) -> None:
+    rows = json.loads(tracedfuture("stats", "--json", shop_trace).stdout)["sites"]
+    requests = next(row for row in rows if row["tasks"] and row["site"]["file"].endswith("h11_impl.py"))
+    assert requests["caught"] == 4 and requests["failed"] == 0
+    assert requests["resolved"] + requests["caught"] + requests["cancelled"] == requests["count"]
+    raised = {
+        (item["exc_type"], f"{Path(item['site']['file']).name}:{item['site']['line']}", item["caught"], item["count"])
+        for item in requests["raised"]
+    }
+    assert raised == {("LookupError", QUERY, True, 2), ("TimeoutError", TIMEOUT, True, 2)}
+    table = tracedfuture("stats", shop_trace).stdout.splitlines()
+    assert table[0].split()[3:7] == ["resolved", "failed", "caught", "cancelled"]
+    row = next(line for line in table if "h11_impl.py" in line and " task " in line)
+    assert f"LookupError at examples/{QUERY} in Pool.query x2 (caught)" in row  # cut to the working directory
+    assert any(line.startswith("caught: 4 tasks ended after the framework caught an exception") for line in table)
+
+
+def test_tree_failed_shows_the_500s_as_caught(shop_trace: Path) -> None:
+    lines = tracedfuture("tree", "--failed", "--width", "0", shop_trace).stdout.splitlines()
+    fail = next(line for line in lines if line.startswith("task GET /fail"))
+    assert "  caught " in fail and f"LookupError (caught by the framework)  raised at examples/{QUERY}" in fail
+    assert sum(line.startswith("task GET /slow") for line in lines) == 2
+    assert "2 failed, 4 caught, " in lines[-1]
+
+
+def test_perfetto_args_carry_the_caught_exception_and_the_waiting_line(shop_trace: Path) -> None:
+    out = shop_trace.with_suffix(".perfetto.json")
+    assert tracedfuture("perfetto", shop_trace, "-o", out).returncode == 0
+    slices = {e["args"]["id"]: e for e in json.loads(out.read_text())["traceEvents"] if e.get("ph") == "X"}
+    fail = next(e["args"] for e in slices.values() if e["name"] == "GET /fail")
+    assert fail["outcome"].startswith("caught") and fail["exception"] == "LookupError"
+    assert fail["raised_at"].startswith(f"examples/{QUERY}")
+    slow = next(e["args"] for e in slices.values() if e["name"] == "GET /slow")
+    assert slow["raised_at"].startswith(f"examples/{TIMEOUT}") and slow["waiting_at"].startswith("examples/shop.py:")
+    transfer = next(e["args"] for e in slices.values() if e["name"].startswith("GET /transfer"))
+    assert transfer["waiting_at"] == f"examples/{SECOND_LOCK} in transfer"
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +213,35 @@ def test_failures_and_cancellations_are_painted_on_the_first_screen(
         assert _pixel(report, bar["x"], bar["y"])[:3] == list(colour), bar
 
 
+def test_a_500_is_red_on_the_first_screen_with_its_raise_line_in_the_details(report: Page) -> None:
+    report.evaluate("document.getElementById('arrows').click(), tracedfuture.draw()")
+    bars = [bar for bar in report.evaluate("tracedfuture.drawnBars('caught')") if bar["y"] < HEIGHT]
+    requests = {bar["id"]: bar for bar in bars if bar["task"]}
+    assert len(requests) == 4, bars  # the two /fail and the two /slow requests, on the first screen
+    (first, *_) = sorted(requests.values(), key=lambda bar: bar["y"])
+    red, green, blue = _pixel(report, first["x"], first["y"])[:3]
+    assert red > green + 60 and red > blue + 60, (red, green, blue)  # a task's pale red, as a failed task's
+    report.click(first["x"], first["y"])
+    assert report.evaluate("tracedfuture.selected") == first["id"]
+    details = report.evaluate("tracedfuture.details.innerText")
+    assert details.startswith("task GET /fail #") and "caught by the framework" in details
+    assert "caught exception\nLookupError" in details and f"raised at\nexamples/{QUERY} in Pool.query" in details
+    report.call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": first["x"], "y": first["y"]})
+    tip = report.evaluate("tracedfuture.tooltip.textContent")
+    assert "LookupError (caught by the framework)" in tip and f"raised at examples/{QUERY}" in tip
+    legend = report.evaluate("document.getElementById('legend').innerText")
+    assert "caught by the framework 4" in legend
+
+
+def test_a_cancelled_requests_details_say_where_it_was_waiting(report: Page) -> None:
+    transfer = next(g for g in report.evaluate("tracedfuture.groups()") if g["label"].startswith("GET /transfer"))
+    assert transfer["open"]
+    lane = report.evaluate("tracedfuture.laneOrder()")
+    task = lane[lane.index(f"group {transfer['label']}") + 1]
+    details = report.evaluate(f"tracedfuture.select({task}), tracedfuture.details.innerText")
+    assert f"while waiting at\nexamples/{SECOND_LOCK} in transfer" in details
+
+
 def test_the_background_unfolds_from_its_label(report: Page) -> None:
     background = next(g for g in report.evaluate("tracedfuture.groups()") if g["kind"] == "background")
     shown = report.evaluate("tracedfuture.lanesShown")
@@ -217,7 +301,8 @@ def test_group_labels_from_the_trace_are_text(browser: Browser, tmp_path: Path) 
 
 
 def test_search_finds_failures_by_exception(report: Page) -> None:
-    assert report.evaluate("tracedfuture.search('lookuperror')") == 2  # and its message, when recorded
+    # the two failed queries, and the two requests whose LookupError the framework caught
+    assert report.evaluate("tracedfuture.search('lookuperror')") == 4  # and its message, when recorded
 
 
 LOOSE = """\

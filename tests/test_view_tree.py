@@ -393,3 +393,47 @@ def test_a_program_without_traffic_has_no_groups(tmp_path: Path) -> None:
     from ._cli import SAMPLE
 
     assert _groups(make_trace(tmp_path, "sample", SAMPLE)) == {}
+
+
+def _caught_request(tmp_path: Path) -> Path:
+    """A request task whose exception the framework caught (a 500), then returned."""
+    site = {"file": "/app/server.py", "line": 9, "function": "serve"}
+    raised = {"file": "/app/app.py", "line": 43, "function": "boom"}
+    return handmade(
+        tmp_path / "caught.jsonl",
+        {"kind": "created", "future_id": 1, "ts_ns": 1, "is_task": True, "name": "GET /boom", "site": site},
+        {"kind": "created", "future_id": 2, "ts_ns": 2, "is_task": True, "name": "GET /boom", "site": site},
+        {"kind": "caught", "future_id": 1, "ts_ns": 5, "is_task": True, "exc_type": "KeyError", "raise_site": raised},
+        {"kind": "resolved", "future_id": 1, "ts_ns": 6, "is_task": True, "result_type": "NoneType"},
+        {"kind": "resolved", "future_id": 2, "ts_ns": 7, "is_task": True, "result_type": "NoneType"},
+    )
+
+
+def test_stats_counts_a_caught_exception_apart_from_resolved(tmp_path: Path) -> None:
+    trace = _caught_request(tmp_path)
+    (row,) = json.loads(tracedfuture("stats", "--json", trace).stdout)["sites"]
+    assert (row["resolved"], row["failed"], row["caught"]) == (1, 0, 1)
+    assert row["raised"] == [
+        {
+            "exc_type": "KeyError",
+            "site": {"file": "/app/app.py", "line": 43, "function": "boom"},
+            "caught": True,
+            "count": 1,
+        }
+    ]
+    assert "KeyError at /app/app.py:43 in boom x1 (caught)" in tracedfuture("stats", trace).stdout
+
+
+def test_the_report_gives_a_caught_exception_an_outcome_of_its_own(tmp_path: Path) -> None:
+    from tracedfuture._views._model import load
+    from tracedfuture._views.html import report_data
+
+    data = report_data(load(_caught_request(tmp_path)))
+    outcomes = [data["meta"]["outcomes"][code] for code in data["bars"]["outcome"]]
+    assert sorted(outcomes) == ["caught", "resolved"]
+    assert data["meta"]["counts"]["caught"] == 1 and data["meta"]["counts"]["resolved"] == 1
+    caught = outcomes.index("caught")
+    assert data["details"][str(caught)]["caught"] is True
+    assert data["details"][str(caught)]["raised"] == ["/app/app.py:43 in boom", ""]
+    expected = report_data(load(_caught_request(tmp_path)), expected_exceptions=["KeyError"])
+    assert expected["meta"]["counts"]["expected"] == 1 and expected["meta"]["counts"]["caught"] == 0

@@ -300,7 +300,7 @@ def _cmd_ps(args: argparse.Namespace) -> int:
         json.dump({"snapshot": snap, "lints": lints}, sys.stdout, indent=2, ensure_ascii=True)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(format_ps(snap, lints) + "\n")
+        sys.stdout.write(format_ps(snap, lints, all_tasks=args.all) + "\n")
     return 0
 
 
@@ -309,7 +309,7 @@ def _cmd_pstree(args: argparse.Namespace) -> int:
 
     with _attach(args) as client:
         snap = _ask(client, "snapshot")
-    sys.stdout.write(format_pstree(snap, all_frames=args.all_frames) + "\n")
+    sys.stdout.write(format_pstree(snap, all_frames=args.all_frames, all_tasks=args.all) + "\n")
     return 0
 
 
@@ -390,12 +390,15 @@ def _add_attach_commands(commands: Any) -> None:
 
     ps = attach("ps", "list the pending tasks of a running process: id, name, state, age, what each awaits, site")
     ps.add_argument("--json", action="store_true", help="print the snapshot and lints replies as JSON")
+    background = "a server's background too (lifespan, server loop, waits on purpose), by default "
+    ps.add_argument("--all", action="store_true", help=background + "left out: its requests come first")
     pstree = attach("pstree", "print the await tree of a running process, bare futures, ages and sites included")
     pstree.add_argument(
         "--all-frames",
         action="store_true",
         help="show every frame of each task's stack (default: asyncio's and installed packages' folded into one line)",
     )
+    pstree.add_argument("--all", action="store_true", help=background + "folded into one line after its requests")
     dump = attach("dump", "write a running process's flight recorder as a trace file that every viewer reads")
     dump.add_argument("-o", "--output", metavar="FILE", help="default: tracedfuture-dump-PID.jsonl; '-' for stdout")
     top = attach("top", "a live console of a running process's tasks (needs 'tracedfuture[console]')")
@@ -456,7 +459,11 @@ def _parser(viewers: bool = True) -> tuple[argparse.ArgumentParser, argparse.Arg
 
     tree = viewer("tree", "print the await graph: tasks, what they awaited, outcomes and durations")
     tree.add_argument("--pending", action="store_true", help="only what was still pending when the trace ended")
-    tree.add_argument("--failed", action="store_true", help="only what failed (or left an exception unretrieved)")
+    tree.add_argument(
+        "--failed",
+        action="store_true",
+        help="only what failed, left an exception unretrieved, or had one caught by the framework (a server's 500)",
+    )
     tree.add_argument("--cancelled", action="store_true", help="only what was cancelled")
     tree.add_argument("--abandoned", action="store_true", help="only what was garbage-collected while pending")
     tree.add_argument("--slow", type=_seconds, metavar="SECONDS", help="only what lived at least SECONDS")

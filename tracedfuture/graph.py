@@ -46,7 +46,7 @@ import asyncio
 import functools
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -465,12 +465,17 @@ def from_events(events: Iterable[Event], at_ns: int | None = None) -> Snapshot:
 # --- formatting ------------------------------------------------------------------------
 
 
-def format_snapshot(snap: Snapshot | None = None, *, all_frames: bool = False) -> str:
+def format_snapshot(
+    snap: Snapshot | None = None, *, all_frames: bool = False, roots: Sequence[PendingFuture] | None = None
+) -> str:
     """The snapshot as a tree, like 3.14's ``python -m asyncio pstree``: each root
     task or future, then what it awaits, down to the leaf futures. Bare futures
     are included; a task's call stack is shown when the snapshot has it, its
     frames of asyncio, tracedfuture and installed packages folded into one line
     (``all_frames=True`` shows each). Deadlocks come first, one paragraph each.
+    ``roots`` are the trees to draw, in order (default: :meth:`Snapshot.roots`):
+    ``tracedfuture pstree`` puts a server's requests first and leaves its
+    background out.
 
     >>> print(format_snapshot(Snapshot(0, ())))
     nothing pending
@@ -485,7 +490,7 @@ def format_snapshot(snap: Snapshot | None = None, *, all_frames: bool = False) -
     lines = [f"{len(snap.futures)} pending: {plural(tasks, 'task')}, {plural(futures, 'future')}"]
     lines.extend(str(deadlock) for deadlock in snap.deadlocks)
     printed: set[int] = set()
-    roots = snap.roots()
+    roots = snap.roots() if roots is None else roots
     for i, root in enumerate(roots):
         _render(root, index, "", i == len(roots) - 1, lines, printed, (), all_frames)
     return "\n".join(lines)

@@ -98,7 +98,17 @@ from ._core._events import Event, Site
 from ._pipeline._drain import RECORDER
 from .graph import PendingFuture, Snapshot, live_snapshot, site_text
 
-__all__ = ["FINDINGS", "KNOWN_WAITS", "KnownWait", "Lints", "describe", "enable", "findings", "report"]
+__all__ = [
+    "FINDINGS",
+    "KNOWN_WAITS",
+    "KnownWait",
+    "Lints",
+    "describe",
+    "enable",
+    "findings",
+    "report",
+    "waits_on_purpose",
+]
 
 logger = logging.getLogger("tracedfuture")
 
@@ -160,6 +170,27 @@ KNOWN_WAITS: tuple[KnownWait, ...] = (
     KnownWait("grpc", "AioServer._server_main_loop", of="awaiter"),
     KnownWait("grpc", "AioServer._request_call", of="awaiter"),
 )
+
+
+def waits_on_purpose(snap: Snapshot, parents: Mapping[int, int | None]) -> frozenset[int]:
+    """What in ``snap`` waits on purpose: each leaf future that :data:`KNOWN_WAITS`
+    recognises (uvicorn's lifespan and its server loop, aiohttp's keep-alive...)
+    and every task up its await chain. ``parents`` maps a task's id to its
+    parent's (``None`` for a root task). The control socket's current findings
+    leave these out, as the stall lint does, and ``tracedfuture pstree`` folds
+    them with a server's background.
+
+    >>> waits_on_purpose(Snapshot(0, ()), {})
+    frozenset()
+    """
+    excuses = _Excuses((), known_waits=True)
+    found: set[int] = set()
+    for leaf in snap.leaves():
+        chain = snap.chain(leaf.future_id)
+        awaiter = snap.get(chain[-2]) if len(chain) > 1 else None
+        if excuses.excused(leaf, awaiter, parents):
+            found.update(chain)
+    return frozenset(found)
 
 
 def _patterns(name: str, value: object) -> tuple[str, ...]:

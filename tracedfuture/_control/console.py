@@ -4,6 +4,11 @@ The plain views (:func:`format_ps`, :func:`format_pstree`) use only the standard
 library; the live console (:func:`run_top`) needs ``rich``, behind the
 ``[console]`` extra, imported only when it starts. All of them read the control
 socket's replies (see ``tracedfuture._control.server``), never the process itself.
+
+A server opens on its traffic, as ``tracedfuture tree`` does (:func:`task_groups`):
+its requests first, the program's other tasks next, the framework's background
+(uvicorn's lifespan and server loop, what waits on purpose) folded into one line;
+``--all`` (``a`` in ``top``) shows it.
 """
 
 from __future__ import annotations
@@ -19,10 +24,22 @@ from typing import Any
 
 from .. import _files
 from .._core._events import Site
-from .._text import printable
+from .._text import parse_request_name, plural, printable
+from .._views._model import BACKGROUND, OTHER, TRAFFIC_AT, TaskGroup, framework_owned, traffic_key
 from ..graph import Deadlock, FrameEntry, Holding, PendingFuture, Snapshot, format_snapshot, site_text
 
-__all__ = ["COLUMNS", "Row", "clean", "format_lints", "format_ps", "format_pstree", "rows", "run_top", "to_snapshot"]
+__all__ = [
+    "COLUMNS",
+    "Row",
+    "clean",
+    "format_lints",
+    "format_ps",
+    "format_pstree",
+    "rows",
+    "run_top",
+    "task_groups",
+    "to_snapshot",
+]
 
 INSTALL = "pip install 'tracedfuture[console]'"
 
@@ -77,6 +94,78 @@ def to_snapshot(result: dict[str, Any]) -> Snapshot:
     )
     deadlocks = tuple(Deadlock((), text) for text in result.get("deadlocks", ()))
     return Snapshot(result["taken_ns"], futures, with_stacks=bool(result.get("with_stacks")), deadlocks=deadlocks)
+
+
+def task_groups(result: dict[str, Any], keep: frozenset[int] = frozenset()) -> list[TaskGroup]:
+    """A live server's pending tasks in the order a person reads them, with the
+    notions ``tracedfuture tree`` orders a trace by (:mod:`tracedfuture._views._model`):
+    request groups first (a route named by :mod:`tracedfuture.asgi`, or one
+    coroutine pending :data:`TRAFFIC_AT` times from one line), each request's
+    subtasks with it; the program's other tasks next; the background last: what
+    a framework started on its own (:func:`framework_owned`) and what waits on
+    purpose (:func:`tracedfuture.lints.waits_on_purpose`: uvicorn's lifespan
+    and server loop, aiohttp's keep-alive...). A task that holds a lock, or that
+    ``keep`` names (a finding's chain), is never background. ``[]`` when nothing
+    pending is traffic, so that a plain program keeps its order.
+    """
+    from ..lints import waits_on_purpose  # the known waits: one table, in lints
+
+    tasks = [f for f in result["futures"] if f["task"]]
+    own = {f["id"]: traffic_key(f["name"], f["coro"], _site(f["site"]), _site(f.get("program_site"))) for f in tasks}
+    counts: dict[str, int] = {}
+    for key in own.values():
+        counts[key] = counts.get(key, 0) + 1
+    traffic = {key for key, count in counts.items() if count >= TRAFFIC_AT or parse_request_name(key) is not None}
+    if not traffic:
+        return []
+    parents: dict[int, int | None] = {f["id"]: f.get("parent_id") for f in tasks}
+    on_purpose = waits_on_purpose(to_snapshot(result), parents)  # leaves and the tasks waiting on them
+    group_of: dict[int, str] = {}
+    for fut in tasks:  # in order of creation: parents before their children
+        task_id, parent = fut["id"], parents[fut["id"]]
+        inherited = group_of.get(parent) if parent is not None else None
+        if inherited in traffic:  # a request's subtask stays with its request
+            group_of[task_id] = inherited
+        elif own[task_id] in traffic:
+            group_of[task_id] = own[task_id]
+        elif fut.get("holds") or task_id in keep:
+            group_of[task_id] = OTHER
+        elif task_id in on_purpose or framework_owned(_site(fut["site"]), _site(fut.get("program_site"))):
+            group_of[task_id] = BACKGROUND
+        else:
+            group_of[task_id] = OTHER
+    members: dict[str, list[int]] = {}
+    for fut in tasks:
+        members.setdefault(group_of[fut["id"]], []).append(fut["id"])
+    groups = [TaskGroup(key, "requests", tuple(ids)) for key, ids in members.items() if key not in (OTHER, BACKGROUND)]
+    if OTHER in members:
+        groups.append(TaskGroup("other tasks", OTHER, tuple(members[OTHER])))
+    if BACKGROUND in members:
+        groups.append(TaskGroup("background", BACKGROUND, tuple(members[BACKGROUND])))
+    return groups
+
+
+def _ranks(groups: list[TaskGroup]) -> tuple[dict[int, int], int, frozenset[int]]:
+    """Each task's group number, the number of the program's other tasks (for
+    what no group holds: bare futures), and the background's tasks."""
+    rank = {task_id: number for number, group in enumerate(groups) for task_id in group.ids}
+    other = next((number for number, group in enumerate(groups) if group.kind == OTHER), len(groups))
+    background = frozenset(task_id for group in groups if group.kind == BACKGROUND for task_id in group.ids)
+    return rank, other, background
+
+
+def _background_line(index: dict[int, dict[str, Any]], folded: Sequence[int], futures: int, verb: str) -> str:
+    """``background: Server.serve() #1, LifespanOn.main() #2 (2 tasks, 2 futures
+    pending), folded: --all shows them``."""
+    names = []
+    for task_id in folded:
+        fut = index[task_id]
+        name, coro = fut["name"], fut["coro"]
+        default = not name or (name.startswith("Task-") and name[5:].isdigit())
+        names.append(f"{coro}() #{task_id}" if default and coro else f"{name or 'task'} #{task_id}")
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    what = plural(len(folded), "task") + (f", {plural(futures, 'future')}" if futures else "")
+    return f"background: {shown} ({what} pending), {verb}: --all shows them"
 
 
 def _where(fut: dict[str, Any]) -> str:
@@ -196,10 +285,20 @@ def flagged_ids(lints: dict[str, Any] | None) -> frozenset[int]:
     return frozenset(fid for finding in lints.get("current", ()) for fid in finding.get("chain", ()))
 
 
-def format_ps(result: dict[str, Any], lints: dict[str, Any] | None = None) -> str:
-    """The task table as plain text: ``tracedfuture ps``."""
+def format_ps(result: dict[str, Any], lints: dict[str, Any] | None = None, *, all_tasks: bool = False) -> str:
+    """The task table as plain text: ``tracedfuture ps``; a server's requests
+    first and its background left out, unless ``all_tasks`` (see :func:`task_groups`)."""
     result, lints = clean(result), clean(lints)
-    table = rows(result, flagged_ids(lints))
+    flagged = flagged_ids(lints)
+    table = rows(result, flagged)
+    groups = task_groups(result, flagged)
+    left_out: list[int] = []
+    if groups:
+        rank, other, background = _ranks(groups)
+        table.sort(key=lambda row: rank.get(row.future_id, other))  # stable: each group in order of creation
+        if not all_tasks:
+            left_out = [row.future_id for row in table if row.future_id in background]
+            table = [row for row in table if row.future_id not in background]
     header = tuple(c.upper() for c in COLUMNS)
     cells = [header, *(row.cells() for row in table)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
@@ -210,10 +309,13 @@ def format_ps(result: dict[str, Any], lints: dict[str, Any] | None = None) -> st
         else:
             lines[i] = "  " + lines[i]
     lines[0] = "  " + lines[0]
-    tasks = len(table)
+    tasks = len(table) + len(left_out)
     bare = sum(1 for f in result["futures"] if not f["task"])
     lines.append("")
     lines.append(f"{tasks} pending task{'s' if tasks != 1 else ''}, {bare} pending future{'s' if bare != 1 else ''}")
+    if left_out:
+        index = {f["id"]: f for f in result["futures"]}
+        lines.append(_background_line(index, left_out, 0, "not listed"))
     lines.extend(_loop_notes(result))
     lines.extend(result.get("deadlocks", ()))
     if lints and lints.get("current"):
@@ -222,13 +324,44 @@ def format_ps(result: dict[str, Any], lints: dict[str, Any] | None = None) -> st
     return "\n".join(lines)
 
 
-def format_pstree(result: dict[str, Any], *, all_frames: bool = False) -> str:
+def format_pstree(result: dict[str, Any], *, all_frames: bool = False, all_tasks: bool = False) -> str:
     """The await tree with bare futures, ages and sites: ``tracedfuture pstree``;
-    library frames folded unless ``all_frames``."""
+    library frames folded unless ``all_frames``; a server's requests first and
+    its background folded into one line unless ``all_tasks`` (see :func:`task_groups`)."""
     result = clean(result)
-    lines = [format_snapshot(to_snapshot(result), all_frames=all_frames)]
+    snap = to_snapshot(result)
+    groups = task_groups(result)
+    roots: list[PendingFuture] | None = None
+    folded: list[PendingFuture] = []
+    if groups:
+        rank, other, background = _ranks(groups)
+        roots = sorted(snap.roots(), key=lambda fut: rank.get(fut.future_id, other))
+        if not all_tasks:
+            folded = [fut for fut in roots if fut.future_id in background]
+            roots = [fut for fut in roots if fut.future_id not in background]
+    lines = [format_snapshot(snap, all_frames=all_frames, roots=roots)]
+    if folded:
+        index = {f["id"]: f for f in result["futures"]}
+        shown = {fid for fut in roots or () for fid in _subtree(snap, fut.future_id)}
+        under = {fid for fut in folded for fid in _subtree(snap, fut.future_id)} - shown
+        futures = sum(1 for fid in under if fid in index and not index[fid]["task"])
+        tasks = [fid for fid in sorted(under) if fid in index and index[fid]["task"]]
+        lines.append(_background_line(index, tasks, futures, "folded"))
     lines.extend(_loop_notes(result))
     return "\n".join(lines)
+
+
+def _subtree(snap: Snapshot, root: int) -> set[int]:
+    """``root`` and everything it awaits, down to the leaves."""
+    index = {fut.future_id: fut for fut in snap.futures}
+    seen, todo = {root}, [root]
+    while todo:
+        fut = index.get(todo.pop())
+        for child in fut.awaiting if fut is not None else ():
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
 
 
 def _loop_notes(result: dict[str, Any]) -> Iterator[str]:
@@ -316,6 +449,8 @@ class _Console:
         self.detail: int | None = None
         self.paused = False
         self.show_futures = False
+        self.show_all = False  # a server's background too
+        self.groups: list[TaskGroup] = []  # of the last snapshot, with its lints
         self.show_lints = True
         self.confirm: int | None = None  # a task id waiting for y/n
         self.message = ""
@@ -358,6 +493,8 @@ class _Console:
             if lints is not None:
                 self.lints = lints
             self.lints_at = now
+        if snap is not None:
+            self.groups = task_groups(snap, flagged_ids(self.lints))
         if self.detail is not None and (self.events_for != self.detail or now - self.events_at >= 5):
             reply = self._ask("events", future_id=self.detail, limit=30)
             if reply is not None:
@@ -375,7 +512,18 @@ class _Console:
         if needle:
             table = [r for r in table if needle in r.name.lower() or needle in r.site.lower()]
         table.sort(key=lambda r: (r.sort_key(self.sort_column), r.future_id), reverse=self.reverse)
+        if self.groups:  # a server: its requests first, each group sorted by the column
+            rank, other, background = _ranks(self.groups)
+            if not self.show_all:
+                table = [r for r in table if r.future_id not in background]
+            table.sort(key=lambda r: rank.get(r.future_id, other))
         return table
+
+    def folded(self) -> int:
+        """How many of a server's background tasks the table leaves out (``a`` shows them)."""
+        if self.show_all or not self.groups:
+            return 0
+        return len(_ranks(self.groups)[2])
 
     def selected_row(self, table: Sequence[Row]) -> Row | None:
         if not table:
@@ -436,6 +584,8 @@ class _Console:
             self.message = "paused: the view is frozen" if self.paused else "resumed"
         elif key == "f":
             self.show_futures = not self.show_futures
+        elif key == "a":
+            self.show_all = not self.show_all
         elif key == "l":
             self.show_lints = not self.show_lints
         elif key == "d":
@@ -501,6 +651,8 @@ def _render(console: _Console, height: int) -> Any:
     if snap is not None:
         tasks = sum(1 for f in snap["futures"] if f["task"])
         head.append(f"  |  {tasks} tasks, {len(snap['futures']) - tasks} futures pending")
+        if console.folded():
+            head.append(f"  |  {plural(console.folded(), 'background task')} folded (a shows them)")
         blocked = [loop for loop in snap.get("loops", ()) if loop.get("running") and not loop.get("answered")]
         if blocked:
             head.append(f"  |  {len(blocked)} loop(s) BLOCKED", style="bold red")
@@ -518,7 +670,7 @@ def _render(console: _Console, height: int) -> Any:
         lints_lines = list(snap.get("deadlocks", ())) + lints_lines
     footer = Text(
         "q quit  ↑↓ select  enter detail  esc back  1-7/s sort  r reverse  / filter  f futures  "
-        "l lints  p pause  d dump" + ("  c cancel" if hello.get("allow_cancel") else ""),
+        "a all  l lints  p pause  d dump" + ("  c cancel" if hello.get("allow_cancel") else ""),
         style="reverse",
     )
     message = Text(console.message, style="bold") if console.message else None

@@ -478,7 +478,7 @@ class _Handler:
         recorder = self.server.recorder()
         limit = _int(request, "limit", 100, 1, _MAX_EVENTS)
         recorded = _recent(recorder, limit, lambda event: event[_KIND] in FINDINGS)
-        current = _current_findings(live_snapshot(), int(stall * _NS), int(orphan * _NS))
+        current = _current_findings(live_snapshot(), _creators(), int(stall * _NS), int(orphan * _NS))
         return {
             "recorded": [
                 {"kind": e.kind, "future_id": e.future_id, "ts_ns": e.ts_ns, "age_ns": e.age_ns, "text": describe(e)}
@@ -566,13 +566,24 @@ def _seconds(request: dict[str, Any], name: str, default: float) -> float:
     return float(value)
 
 
-def _current_findings(snap: Snapshot, stall_ns: int, orphan_ns: int) -> list[dict[str, Any]]:
+def _current_findings(
+    snap: Snapshot, parents: dict[int, int | None], stall_ns: int, orphan_ns: int
+) -> list[dict[str, Any]]:
     """What the lints would say now: leaves pending past ``stall`` while a task
-    awaits them, futures nobody awaits past ``orphan``."""
+    awaits them, futures nobody awaits past ``orphan``. Waits on purpose (a
+    server's lifespan, its main loop: ``lints.KNOWN_WAITS``) are no stall, as
+    for the stall lint."""
+    from ..lints import waits_on_purpose
+
     out: list[dict[str, Any]] = []
+    on_purpose: frozenset[int] | None = None
     for leaf in snap.leaves():
         age = leaf.age_ns or 0
         if age < stall_ns:
+            continue
+        if on_purpose is None:  # only when something is old enough: it reads source lines
+            on_purpose = waits_on_purpose(snap, parents)
+        if leaf.future_id in on_purpose:
             continue
         chain = snap.chain(leaf.future_id)
         labels = [f.label for f in map(snap.get, chain) if f is not None]

@@ -18,12 +18,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._core._events import Event, Outcome
+from .._core._events import Event, Outcome, Site
 from .._fold import Fold, FutureState
 from .._text import is_library, parse_request_name, site_text
 from ..trace import iter_events
 
-__all__ = ["BACKGROUND", "OTHER", "REQUESTS", "Model", "TaskGroup", "load", "task_groups"]
+__all__ = [
+    "BACKGROUND",
+    "CAUGHT",
+    "OTHER",
+    "REQUESTS",
+    "VIEW_OUTCOMES",
+    "Model",
+    "TaskGroup",
+    "framework_owned",
+    "load",
+    "task_groups",
+    "traffic_key",
+    "view_outcome",
+]
 
 REQUESTS = "requests"  # tasks named by route (tracedfuture.asgi), or many tasks of one coroutine and line
 OTHER = "other"  # the program's other tasks, and futures outside any task
@@ -32,6 +45,20 @@ BACKGROUND = "background"  # tasks that live the whole run, or the framework's o
 TRAFFIC_AT = 10  # this many tasks of one coroutine, created at one line, are traffic like requests
 LONG_LIVED = 0.8  # a task alive for this share of the trace lives the whole run
 QUIET_NS = 10_000_000  # ...and is quiet (a lane of few events) with no more than one future per 10 ms
+
+# A task that ended well after a framework caught an exception in it (a server's
+# 500: tracedfuture.asgi saw the endpoint's exception leave the application) is
+# a failure to the person reading the trace, not a healthy "resolved". The fold
+# keeps its outcome (the task did return); the viewers count and colour it
+# apart, as "caught", beside "failed".
+CAUGHT = "caught"
+VIEW_OUTCOMES = (Outcome.RESOLVED, Outcome.FAILED, CAUGHT, *Outcome.ALL[2:])
+
+
+def view_outcome(record: FutureState) -> str:
+    """Its outcome as the viewers count it: :data:`CAUGHT` for one that resolved
+    after a framework caught an exception in it, else the fold's."""
+    return CAUGHT if record.caught and record.outcome == Outcome.RESOLVED else record.outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,19 +159,24 @@ class Model:
 _LOST = ("untraced", "dropped", "incomplete")
 
 
-def _own_key(record: FutureState) -> str:
+def traffic_key(name: str | None, coro: str | None, site: Site | None, program_site: Site | None) -> str:
     """What groups a task with its like: its route, else its coroutine and the line
-    that created it (the program's first)."""
-    if parse_request_name(record.name) is not None:
-        return record.name or ""
-    where = record.program_site or record.site
-    return f"{record.coro or record.name or 'task'} \u00b7 {site_text(where)}"
+    that created it (the program's first). ``tracedfuture pstree`` groups a live
+    process's tasks with it too."""
+    if parse_request_name(name) is not None:
+        return name or ""
+    return f"{coro or name or 'task'} \u00b7 {site_text(program_site or site)}"
 
 
-def _framework_owned(record: FutureState) -> bool:
+def framework_owned(site: Site | None, program_site: Site | None) -> bool:
     """Made by a library with no line of the program's up the stack (uvicorn's
-    server and lifespan tasks, asyncio.run's own)."""
-    return record.program_site is None and (record.site is None or is_library(record.site.filename))
+    server and lifespan tasks, asyncio.run's own): a server's background, in a
+    trace and in a live process alike."""
+    return program_site is None and (site is None or is_library(site.filename))
+
+
+def _own_key(record: FutureState) -> str:
+    return traffic_key(record.name, record.coro, record.site, record.program_site)
 
 
 def task_groups(model: Model) -> list[TaskGroup]:
@@ -184,7 +216,7 @@ def task_groups(model: Model) -> list[TaskGroup]:
             group_of[task_id] = inherited
         elif own[task_id] in traffic:
             group_of[task_id] = own[task_id]
-        elif record.shutdown_task or _framework_owned(record):
+        elif record.shutdown_task or framework_owned(record.site, record.program_site):
             group_of[task_id] = BACKGROUND
         else:
             life = model.end_or_trace_end(record) - record.start_ns

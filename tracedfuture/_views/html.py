@@ -13,6 +13,11 @@ cancelled or pending futures drawn on its row), the background (lifespan, server
 loop, pool keep-alive) folded last. A site is shown as the program's line first,
 the library's line as detail.
 
+A request whose exception the framework caught (the server answered 500, see
+:mod:`tracedfuture.asgi`) is an outcome of its own on the page, ``caught``, red
+like a failure: its task ended well, its request did not. A cancelled task's
+details say where in the program it was waiting.
+
 Failures of the exception types a user calls expected (``--expected-exceptions
 EOFError,ConnectionResetError``: normal control flow, such as websockets' close)
 are an outcome of their own on the page, ``expected``, drawn and counted apart.
@@ -42,18 +47,18 @@ from typing import Any
 from .._core._events import Outcome, Site
 from .._fold import FutureState
 from .._text import parse_request_name, site_text
-from ._model import BACKGROUND, OTHER, Model, TaskGroup, task_groups
+from ._model import BACKGROUND, CAUGHT, OTHER, VIEW_OUTCOMES, Model, TaskGroup, task_groups, view_outcome
 
 __all__ = ["EXPECTED", "MAX_ROWS", "PAGE_OUTCOMES", "embed_json", "lanes_and_rows", "render_html", "report_data"]
 
 EXPECTED = "expected"  # a failure with an exception type the user said is normal
-PAGE_OUTCOMES = (*Outcome.ALL, EXPECTED)
+PAGE_OUTCOMES = (*VIEW_OUTCOMES, EXPECTED)
 
 MAX_ROWS = 8  # future rows per lane; past it futures overlap on the last row
 SUMMARY_ROWS = 4  # rows of a folded group's summary lane
 OPEN_AT = 6  # a group of requests with at most this many lanes opens unfolded
 # Outcomes that make a group come first, worst first; a group has the rank of its worst bar.
-_PROBLEMS = (Outcome.FAILED, Outcome.CANCELLED, Outcome.PENDING, Outcome.ABANDONED, Outcome.INCOMPLETE)
+_PROBLEMS = (Outcome.FAILED, CAUGHT, Outcome.CANCELLED, Outcome.PENDING, Outcome.ABANDONED, Outcome.INCOMPLETE)
 
 # What embed_json rewrites: enough that the JSON can never contain a tag, an
 # entity or "</script>", nor a line separator that old JavaScript parsers reject.
@@ -156,6 +161,12 @@ def _details(record: FutureState, origin: int) -> dict[str, Any] | None:
     if record.raise_site is not None or record.raise_program_site is not None:
         out = out or {}
         out["raised"] = _program_first(record.raise_program_site, record.raise_site)
+    if record.caught:
+        out = out or {}
+        out["caught"] = True
+    if record.waiting_site is not None:
+        out = out or {}
+        out["waiting"] = site_text(record.waiting_site)
     if not (record.is_task or record.unretrieved or record.cancel_requests or record.lints):
         return out
     out = out or {}
@@ -192,8 +203,9 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
 
     Times are nanoseconds since the first event of the trace. Bars are sorted by
     lane, row and start, which the page relies on for culling and hit-testing.
-    A failure whose exception type is in ``expected_exceptions`` has the outcome
-    ``"expected"``.
+    A task that ended after a framework caught an exception in it has the
+    outcome ``"caught"``; a failure (or a caught exception) whose exception type
+    is in ``expected_exceptions`` has the outcome ``"expected"``.
     """
     expected = frozenset(expected_exceptions)
     groups = task_groups(model)
@@ -218,7 +230,7 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
     wakes: list[int] = []  # flattened (bar, task id, ts)
     sites: dict[Site | None, tuple[int, int]] = {None: (-1, -1)}  # a site's (short, full) string indices
     trace_end = model.end_ns
-    failed_code = outcome_code[Outcome.FAILED]
+    unhappy = {outcome_code[Outcome.FAILED], outcome_code[CAUGHT]}
     for i, record in enumerate(order):
         lane, row = placed[record.id]
         ids.append(record.id)
@@ -227,8 +239,8 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
         starts.append(record.start_ns - origin)
         end = record.end_ns
         ends.append((trace_end if end is None else end) - origin)
-        code = outcome_code[record.outcome]
-        if code == failed_code and _is_expected(record.exc_type, expected):
+        code = outcome_code[view_outcome(record)]
+        if code in unhappy and _is_expected(record.exc_type, expected):
             code = expected_code
         counts[PAGE_OUTCOMES[code]] += 1
         outcomes.append(code)
@@ -266,6 +278,8 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
         else:
             task_record = model.records[lane_task]
             text = f"{task_record.name or 'task'} #{lane_task}"
+            if task_record.caught:
+                text += f" \u00b7 caught {task_record.exc_type or 'exception'}"
             if task_record.coro and task_record.coro != task_record.name:
                 text += f" \u00b7 {task_record.coro}"
             lane_info.append({"task": lane_task, "bar": bar_of[lane_task], "label": text})
@@ -295,7 +309,7 @@ def report_data(model: Model, expected_exceptions: Iterable[str] = ()) -> dict[s
             "outcomes": list(PAGE_OUTCOMES),
             "expected_exceptions": sorted(expected),
             "not_shown_whole": model.dropped(),
-            "pending_code": Outcome.ALL.index(Outcome.PENDING),
+            "pending_code": PAGE_OUTCOMES.index(Outcome.PENDING),
             "max_rows": MAX_ROWS,
             "warnings": model.warnings,
         },

@@ -13,7 +13,12 @@ Mapping (the "JSON Object Format" of the Trace Event Format):
   flow: ``"s"`` inside the future's slice, ``"f"`` with ``"bp": "e"`` inside the
   awakened task's slice, sharing one ``id``;
 * cancel requests and lints are instant ``"i"`` events; a blocked loop is an
-  ``"X"`` slice on an ``event loop`` thread.
+  ``"X"`` slice on an ``event loop`` thread;
+* a slice's ``args`` say what the tree says: the outcome (``caught`` for a task
+  that returned after a framework caught an exception in it), the program's
+  line, the exception and the line that raised it (``raised_at``, the program's;
+  ``raised_via``, the innermost), who cancelled and where the task was waiting
+  (``waiting_at``).
 
 ``ts`` and ``dur`` are microseconds (floats, nanosecond precision) since the first
 event of the trace; the wall-clock time of that instant is in ``otherData``.
@@ -26,7 +31,7 @@ from typing import Any
 from .._core._events import Outcome
 from .._fold import FutureState
 from .._text import site_text
-from ._model import Model
+from ._model import CAUGHT, Model, view_outcome
 
 __all__ = ["render_perfetto"]
 
@@ -43,26 +48,48 @@ def _slice_name(record: FutureState) -> str:
 
 
 def _args(model: Model, record: FutureState) -> dict[str, Any]:
-    args: dict[str, Any] = {"id": record.id, "outcome": record.outcome, "site": site_text(record.site)}
+    args: dict[str, Any] = {"id": record.id, "outcome": view_outcome(record), "site": site_text(record.site)}
     if record.outcome == Outcome.PENDING:
         args["outcome"] = "pending (still pending when the trace ended)"
+    elif args["outcome"] == CAUGHT:
+        args["outcome"] = "caught (the framework caught an exception in it: the request failed, the task returned)"
+    if record.program_site is not None and record.program_site != record.site:
+        args["program_line"] = site_text(record.program_site)
     if record.coro:
         args["coro"] = record.coro
     if record.is_task and record.parent_id is not None:
         args["parent"] = model.name_of(record.parent_id)
     if record.exc_type:
         args["exception"] = record.exc_type + (f": {record.exc_msg}" if record.exc_msg else "")
+    raised, program = record.raise_site, record.raise_program_site
+    if raised is not None or program is not None:
+        args["raised_at"] = site_text(program or raised)  # the program's line first
+        if program is not None and raised is not None and raised != program:
+            args["raised_via"] = site_text(raised)
     if record.outcome == "cancelled":
         args["cancel_msg"] = record.msg
         args["cancelled_by"] = model.name_of(record.canceller_id) if record.canceller_id is not None else None
         if record.canceller:
             args["cancelled_in"] = record.canceller
+    if record.waiting_site is not None:
+        args["waiting_at"] = site_text(record.waiting_site)
     if record.value is not None:
         args["value"] = record.value
     elif record.result_type:
         args["result_type"] = record.result_type
     if record.awaits:
         args["awaited_by"] = [model.name_of(task) for task, _ in record.awaits]
+    return args
+
+
+def _cancel_args(
+    model: Model, record: FutureState, msg: str | None, canceller_id: int | None, canceller: str | None
+) -> dict[str, Any]:
+    args: dict[str, Any] = {"msg": msg, "by": model.name_of(canceller_id)}
+    if canceller:
+        args["in"] = canceller
+    if record.waiting_site is not None:  # the last request's, as the fold keeps it
+        args["waiting_at"] = site_text(record.waiting_site)
     return args
 
 
@@ -162,7 +189,7 @@ def render_perfetto(model: Model) -> dict[str, Any]:
             common = {"name": "wakes", "cat": "await", "id": flow_id, "pid": pid}
             events.append({**common, "ph": "s", "ts": start_us, "tid": source_tid})
             events.append({**common, "ph": "f", "bp": "e", "ts": finish_us, "tid": tid_of[task_id]})
-        for ts, msg, canceller_id, _ in record.cancel_requests:
+        for ts, msg, canceller_id, canceller in record.cancel_requests:
             events.append(
                 {
                     "name": "cancel requested",
@@ -172,7 +199,7 @@ def render_perfetto(model: Model) -> dict[str, Any]:
                     "ts": us(ts),
                     "pid": pid,
                     "tid": source_tid,
-                    "args": {"msg": msg, "by": model.name_of(canceller_id)},
+                    "args": _cancel_args(model, record, msg, canceller_id, canceller),
                 }
             )
         for lint in record.lints:

@@ -4,6 +4,12 @@ Lifetimes are those of the futures that ended (resolved, failed, cancelled or
 abandoned); a future still pending when the trace stopped has no lifetime yet and
 is only counted. Percentiles use the nearest-rank method, so p99 of 10 values is
 the largest one: every reported number is a lifetime that really occurred.
+
+The outcome columns split ``count``: each future or task is in one of them. A
+task that returned after a framework caught an exception in it (a server's 500,
+``tracedfuture.asgi``) is counted as ``caught``, beside ``failed``, not as
+``resolved``; ``raised`` names the exceptions of a row's failures and caught
+ones, each with the program's line that raised it.
 """
 
 from __future__ import annotations
@@ -15,14 +21,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._core._events import Outcome, Site
+from .._fold import FutureState
 from .._text import format_duration, plural, printable, site_text, untraced_children_note
-from ._model import Model
+from ._model import CAUGHT, VIEW_OUTCOMES, Model, view_outcome
 
 __all__ = ["COLUMNS", "SiteStats", "collect", "render_json", "render_table"]
 
 # Sort keys accepted by --sort: numeric columns sort largest first, "site" A to Z.
-COLUMNS = ("site", "count", *Outcome.ALL, "p50", "p90", "p99", "max")
+COLUMNS = ("site", "count", *VIEW_OUTCOMES, "p50", "p90", "p99", "max")
 _TOP_MSGS = 3
+_MSG_WIDTH = 60  # a cancel message longer than this is cut in the table (whole in --json)
 _SITE_WIDTH = 60
 
 
@@ -38,6 +46,8 @@ class SiteStats:
     outcomes: Counter[str] = field(default_factory=Counter)
     lifetimes: list[int] = field(default_factory=list)
     cancel_msgs: Counter[str | None] = field(default_factory=Counter)
+    # (exception type, the program's line that raised it, else the innermost, caught)
+    raised: Counter[tuple[str, Site | None, bool]] = field(default_factory=Counter)
 
     @property
     def count(self) -> int:
@@ -55,7 +65,7 @@ class SiteStats:
             return site_text(self.site)
         if column == "count":
             return self.count
-        if column in Outcome.ALL:
+        if column in VIEW_OUTCOMES:
             return self.outcomes[column]
         if column == "max":
             return self.lifetimes[-1] if self.lifetimes else -1
@@ -79,12 +89,15 @@ def collect(model: Model, sort: str = "count") -> list[SiteStats]:
             stats.tasks += 1
         else:
             stats.futures += 1
-        stats.outcomes[record.outcome] += 1
+        outcome = view_outcome(record)
+        stats.outcomes[outcome] += 1
         lifetime = record.lifetime_ns()
         if lifetime is not None:
             stats.lifetimes.append(lifetime)
-        if record.outcome == "cancelled":
+        if outcome == Outcome.CANCELLED:
             stats.cancel_msgs[record.msg] += 1
+        elif outcome in (Outcome.FAILED, CAUGHT):
+            stats.raised[_raised_key(record, outcome == CAUGHT)] += 1
     rows = list(groups.values())
     for stats in rows:
         stats.lifetimes.sort()
@@ -95,6 +108,10 @@ def collect(model: Model, sort: str = "count") -> list[SiteStats]:
     return rows
 
 
+def _raised_key(record: FutureState, caught: bool) -> tuple[str, Site | None, bool]:
+    return (record.exc_type or "exception", record.raise_program_site or record.raise_site, caught)
+
+
 def _kind(stats: SiteStats) -> str:
     if stats.tasks and stats.futures:
         return "both"
@@ -103,7 +120,19 @@ def _kind(stats: SiteStats) -> str:
 
 def _msgs(stats: SiteStats) -> str:
     return ", ".join(
-        f"{'(no msg)' if msg is None else repr(msg)} x{n}" for msg, n in stats.cancel_msgs.most_common(_TOP_MSGS)
+        f"{'(no msg)' if msg is None else _cut(repr(msg))} x{n}" for msg, n in stats.cancel_msgs.most_common(_TOP_MSGS)
+    )
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _MSG_WIDTH else text[: _MSG_WIDTH - 3] + "..."
+
+
+def _raised(stats: SiteStats) -> str:
+    """``LookupError at shop.py:42 in Pool.query x2 (caught)``: the commonest first."""
+    return ", ".join(
+        exc + (f" at {site_text(site)}" if site is not None else "") + f" x{n}" + (" (caught)" if caught else "")
+        for (exc, site, caught), n in stats.raised.most_common(_TOP_MSGS)
     )
 
 
@@ -125,7 +154,7 @@ def _clip_site(text: str) -> str:
 
 def render_table(model: Model, rows: list[SiteStats]) -> Iterator[str]:
     """Yield an aligned text table, then a line explaining the columns."""
-    header = ["site", "kind", "count", *Outcome.ALL, "p50", "p90", "p99", "max", "cancel msgs"]
+    header = ["site", "kind", "count", *VIEW_OUTCOMES, "p50", "p90", "p99", "max", "raised", "cancel msgs"]
     table = [header]
     for stats in rows:
         table.append(
@@ -133,17 +162,18 @@ def render_table(model: Model, rows: list[SiteStats]) -> Iterator[str]:
                 _site_cell(stats),
                 _kind(stats),
                 str(stats.count),
-                *(str(stats.outcomes[outcome]) for outcome in Outcome.ALL),
+                *(str(stats.outcomes[outcome]) for outcome in VIEW_OUTCOMES),
                 *(format_duration(stats.percentile(p)) for p in (50, 90, 99)),
                 format_duration(stats.lifetimes[-1] if stats.lifetimes else None),
-                _msgs(stats),
+                printable(_raised(stats)),
+                printable(_msgs(stats)),
             ]
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
-        cells += [cell.rjust(width) for cell, width in zip(row[2:-1], widths[2:-1], strict=True)]
-        cells.append(row[-1])
+        cells += [cell.rjust(width) for cell, width in zip(row[2:-2], widths[2:-2], strict=True)]
+        cells += [row[-2].ljust(widths[-2]), row[-1]]
         yield "  ".join(cells).rstrip()
     yield ""
     total = sum(stats.count for stats in rows)
@@ -151,6 +181,12 @@ def render_table(model: Model, rows: list[SiteStats]) -> Iterator[str]:
         f"{plural(total, 'future or task', 'futures and tasks')} from {plural(len(rows), 'site')} in {model.path}; "
         "lifetimes (p50..max) count those that ended, not the pending ones"
     )
+    caught = sum(stats.outcomes[CAUGHT] for stats in rows)
+    if caught:
+        yield (
+            f"caught: {plural(caught, 'task')} ended after the framework caught an exception "
+            "in them (a server's 500): counted apart from resolved, with the line that raised it"
+        )
     dropped = model.dropped()
     if dropped:
         yield (
@@ -167,18 +203,20 @@ def render_json(model: Model, rows: list[SiteStats]) -> dict[str, Any]:
         site, via = stats.site, stats.via
         sites.append(
             {
-                "site": None
-                if site is None
-                else {"file": site.filename, "line": site.lineno, "function": site.function},
-                "via": None if via is None else {"file": via.filename, "line": via.lineno, "function": via.function},
+                "site": _site_json(site),
+                "via": _site_json(via),
                 "tasks": stats.tasks,
                 "futures": stats.futures,
                 "count": stats.count,
-                **{outcome: stats.outcomes[outcome] for outcome in Outcome.ALL},
+                **{outcome: stats.outcomes[outcome] for outcome in VIEW_OUTCOMES},
                 "p50_ns": stats.percentile(50),
                 "p90_ns": stats.percentile(90),
                 "p99_ns": stats.percentile(99),
                 "max_ns": stats.lifetimes[-1] if stats.lifetimes else None,
+                "raised": [
+                    {"exc_type": exc, "site": _site_json(site), "caught": caught, "count": n}
+                    for (exc, site, caught), n in stats.raised.most_common(_TOP_MSGS)
+                ],
                 "cancel_msgs": [{"msg": msg, "count": n} for msg, n in stats.cancel_msgs.most_common(_TOP_MSGS)],
             }
         )
@@ -188,3 +226,7 @@ def render_json(model: Model, rows: list[SiteStats]) -> dict[str, Any]:
         "futures_not_shown_whole": model.dropped(),
         "sites": sites,
     }
+
+
+def _site_json(site: Site | None) -> dict[str, Any] | None:
+    return None if site is None else {"file": site.filename, "line": site.lineno, "function": site.function}

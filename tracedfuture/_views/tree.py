@@ -34,7 +34,7 @@ from .._text import (
     site_text,
     untraced_children_note,
 )
-from ._model import BACKGROUND, OTHER, Model, task_groups
+from ._model import BACKGROUND, CAUGHT, OTHER, VIEW_OUTCOMES, Model, task_groups, view_outcome
 
 __all__ = ["TreeOptions", "find_focus", "render_tree"]
 
@@ -44,6 +44,7 @@ _DIM = "\x1b[2m"
 _COLORS = {
     "resolved": "\x1b[32m",
     "failed": "\x1b[31m",
+    "caught": "\x1b[31m",
     "cancelled": "\x1b[33m",
     "abandoned": "\x1b[35m",
     "pending": "\x1b[36m",
@@ -121,7 +122,7 @@ def _matches(model: Model, record: FutureState, options: TreeOptions) -> bool:
     outcome = record.outcome
     if options.pending and outcome == Outcome.PENDING:
         return True
-    if options.failed and (outcome == Outcome.FAILED or record.unretrieved):
+    if options.failed and (outcome == Outcome.FAILED or record.unretrieved or record.caught):
         return True
     if options.cancelled and outcome == Outcome.CANCELLED:
         return True
@@ -234,7 +235,7 @@ def _describe(model: Model, group: list[FutureState], placed_under: int | None, 
     if record.is_task and record.coro and (many or record.coro != record.name):
         label += f" ({record.coro})"
     parts.append(_Part(label, _BOLD if record.is_task else "", free=False))
-    outcome = record.outcome
+    outcome = view_outcome(record)  # "caught": a request whose exception the framework caught
     style = _COLORS[outcome]
     if many:
         parts.append(_Part(f"{outcome} {_lifetimes(model, group)}", style, free=False))
@@ -399,7 +400,7 @@ def _sibling_key(record: FutureState, context: bool) -> tuple[object, ...]:
         record.name if record.is_task and parse_request_name(record.name) else None,
         record.site,
         record.program_site,
-        record.outcome,
+        view_outcome(record),
         record.exc_type,
         context,
     )
@@ -641,8 +642,12 @@ def render_tree(model: Model, options: TreeOptions) -> Iterator[str]:
         line = _background_line(model, folded, [rid for rid, parent in placement.items() if parent in background])
         yield paint(_clip(line, width) if width is not None else line, _DIM)
     yield ""
-    counts = model.counts()
-    summary = ", ".join(f"{counts[outcome]} {outcome}" for outcome in Outcome.ALL)
+    counts = dict.fromkeys(VIEW_OUTCOMES, 0)
+    for record in records.values():
+        counts[view_outcome(record)] += 1
+    summary = ", ".join(
+        f"{counts[outcome]} {outcome}" for outcome in VIEW_OUTCOMES if outcome != CAUGHT or counts[CAUGHT]
+    )
     tasks = sum(1 for record in records.values() if record.is_task)
     tail = f"{count} shown"
     if shutdown_hidden:

@@ -2,10 +2,12 @@
 "use strict";
 const D = JSON.parse(document.getElementById("tf-data").textContent);
 const S = D.strings, B = D.bars, N = B.id.length, L = D.lanes.length, OUT = D.meta.outcomes;
-const COLORS = { resolved: "#43a047", failed: "#e53935", cancelled: "#fb8c00", abandoned: "#8e24aa", pending: "#1e88e5",
-  incomplete: "#78909c", expected: "#a1887f" };
+// caught: the framework caught the request's exception (a 500) and the task went on: red, as a failure
+const COLORS = { resolved: "#43a047", failed: "#e53935", caught: "#c62828", cancelled: "#fb8c00", abandoned: "#8e24aa",
+  pending: "#1e88e5", incomplete: "#78909c", expected: "#a1887f" };
+const NAMES = { caught: "caught by the framework", expected: "expected failure" };  // in the legend and the filter
 const outColor = OUT.map(function (o) { return COLORS[o] || "#777777"; });
-const PAINT_ORDER = ["resolved", "expected", "incomplete", "pending", "abandoned", "cancelled", "failed"]
+const PAINT_ORDER = ["resolved", "expected", "incomplete", "pending", "abandoned", "cancelled", "caught", "failed"]
   .map(function (o) { return OUT.indexOf(o); }).filter(function (o) { return o >= 0; });
 const ids = B.id, start = Float64Array.from(B.start), end = Float64Array.from(B.end);
 const lane = Int32Array.from(B.lane), row = Uint8Array.from(B.row), outc = Uint8Array.from(B.outcome);
@@ -22,7 +24,7 @@ const groupOpen = Uint8Array.from(G, function (g) { return g.open ? 1 : 0; });
 const laneGroup = new Int32Array(L).fill(-1);
 G.forEach(function (g, k) { g.lanes.forEach(function (l) { laneGroup[l] = k; }); });
 const PROBLEM = new Uint8Array(OUT.length);
-["failed", "cancelled", "abandoned"].forEach(function (o) { if (OUT.indexOf(o) >= 0) PROBLEM[OUT.indexOf(o)] = 1; });
+["failed", "caught", "cancelled", "abandoned"].forEach(function (o) { if (OUT.indexOf(o) >= 0) PROBLEM[OUT.indexOf(o)] = 1; });
 // A folded group's summary, per row, bars in order of start: its tasks, and their unhappy futures.
 const summary = G.map(function (g) {
   const rows = [];
@@ -371,7 +373,7 @@ function hitSummary(g, r, x) {
   let best = -1, bestD = Infinity;
   for (const i of summary[g][r]) {
     if (start[i] > t + tol) break;
-    const d = (t > end[i] ? t - end[i] : 0) + (isTask[i] ? tol / 2 : 0);
+    const d = (t < start[i] ? start[i] - t : t > end[i] ? t - end[i] : 0) + (isTask[i] ? tol / 2 : 0);
     if (t <= end[i] + tol && d < bestD) { best = i; bestD = d; }
   }
   return best;
@@ -412,7 +414,8 @@ function showDetails(i) {
     });
     return span;
   }
-  item("outcome", outcome + (d.unretrieved ? " (exception never retrieved)" : ""));
+  item("outcome", outcome === "caught" ? "caught by the framework: the request failed, its task returned"
+    : outcome + (d.unretrieved ? " (exception never retrieved)" : ""));
   item("started", "+" + fmtDur(start[i]));
   item(outcome === "pending" ? "pending for" : "lifetime", fmtDur(end[i] - start[i]) + (outcome === "pending" ? " (at least)" : ""));
   if (programIdx[i] >= 0) {  // the program's line first, the library's as detail
@@ -423,7 +426,7 @@ function showDetails(i) {
   if (d.parent_id !== undefined) item("parent task", link(d.parent_id));
   if (creator[i] >= 0 && creator[i] !== d.parent_id) item("created in", link(creator[i]));
   item("result", d.value !== undefined ? d.value : resultIdx[i] >= 0 ? S[resultIdx[i]] : undefined);
-  if (d.exc_type) item("exception", d.exc_type + (d.exc_msg ? ": " + d.exc_msg : ""));
+  if (d.exc_type) item(d.caught ? "caught exception" : "exception", d.exc_type + (d.exc_msg ? ": " + d.exc_msg : ""));
   if (d.raised) item("raised at", d.raised[0] + (d.raised[1] ? "\nvia " + d.raised[1] : ""));
   if (outcome === "cancelled") {
     item("cancel msg", d.msg !== undefined ? d.msg : "(none)");
@@ -431,12 +434,15 @@ function showDetails(i) {
     if (d.canceller_id !== undefined) by.append(link(d.canceller_id)); else by.append("code outside any task");
     if (d.canceller) by.append(document.createTextNode(" in " + d.canceller));
     item("cancelled by", by);
+    if (d.waiting) item("while waiting at", d.waiting);
   }
   (d.cancel_requests || []).forEach(function (req) {
     const span = el("span", "+" + fmtDur(req[0]) + (req[1] !== null ? " msg " + JSON.stringify(req[1]) : "") + " by ");
     if (req[2] !== null) span.append(link(req[2])); else span.append("code outside any task");
+    if (req[3]) span.append(document.createTextNode(" in " + req[3]));
     item("cancel requested", span);
   });
+  if (d.waiting && outcome !== "cancelled" && d.cancel_requests) item("while waiting at", d.waiting);
   const aw = [], wk = [];
   for (let k = 0; k < awaits.n; k++) if (awaits.bar[k] === i) aw.push([awaits.task[k], awaits.ts[k]]);
   for (let k = 0; k < wakes.n; k++) if (wakes.bar[k] === i) wk.push([wakes.task[k], wakes.ts[k]]);
@@ -475,8 +481,9 @@ function showTooltip(i, x, y) {
   const lines = [label(i), OUT[outc[i]] + " " + fmtDur(end[i] - start[i]) + ", at +" + fmtDur(start[i])];
   if (programIdx[i] >= 0) lines.push(S[programIdx[i]], "via " + (siteIdx[i] >= 0 ? S[siteIdx[i]] : "(unknown site)"));
   else if (siteIdx[i] >= 0) lines.push(S[siteIdx[i]]);
-  if (d.exc_type) lines.push(d.exc_type + (d.exc_msg ? ": " + d.exc_msg : ""));
-  if (d.raised) lines.push("raised at " + d.raised[0]);
+  if (d.exc_type) lines.push(d.exc_type + (d.exc_msg ? ": " + d.exc_msg : "") + (d.caught ? " (caught by the framework)" : ""));
+  if (d.raised) lines.push("raised at " + d.raised[0] + (d.raised[1] ? " (via " + d.raised[1] + ")" : ""));
+  if (d.waiting) lines.push((OUT[outc[i]] === "cancelled" ? "cancelled" : "cancel requested") + " while waiting at " + d.waiting);
   if (pos[lane[i]] < 0 && laneGroup[lane[i]] >= 0) lines.push("(click to see it in its lane)");
   if (OUT[outc[i]] === "cancelled" && d.msg !== undefined) lines.push("msg " + JSON.stringify(d.msg));
   tooltip.textContent = lines.join("\n");
@@ -573,7 +580,7 @@ searchBox.addEventListener("keydown", function (ev) {
 
 // --- filter and sort the lanes ------------------------------------------------------
 const filterBox = document.getElementById("filter"), sortBox = document.getElementById("sort");
-const RANK = ["failed", "expected", "cancelled", "pending", "incomplete", "abandoned", "resolved"];
+const RANK = ["failed", "caught", "expected", "cancelled", "pending", "incomplete", "abandoned", "resolved"];
 const outcomeRank = OUT.map(function (o) { const r = RANK.indexOf(o); return r < 0 ? RANK.length : r; });
 function laneKey(l) {
   const b = D.lanes[l].bar;
@@ -688,8 +695,8 @@ document.getElementById("meta").textContent = [
 document.getElementById("meta").title = meta.path;
 const legend = document.getElementById("legend");
 OUT.forEach(function (o, k) {
-  if (o === "expected" && !counts[o]) return;
-  const item = el("span", (o === "expected" ? "expected failure" : o) + " " + counts[o]);
+  if ((o === "expected" || o === "caught") && !counts[o]) return;
+  const item = el("span", (NAMES[o] || o) + " " + counts[o]);
   item.style.setProperty("--swatch", outColor[k]);
   legend.append(item);
 });
