@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_public_surface_is_exactly_all() -> None:
     assert len(set(tracedfuture.__all__)) == len(tracedfuture.__all__)
+    for name in tracedfuture.__all__:  # each is imported when first used (PEP 562)
+        getattr(tracedfuture, name)
+    assert set(dir(tracedfuture)) >= set(tracedfuture.__all__)
     public = {name for name in vars(tracedfuture) if not name.startswith("_")} - {"annotations"}
     modules = {name for name in public if type(getattr(tracedfuture, name)).__name__ == "module"}
     assert public - modules == set(tracedfuture.__all__) - {"__version__"}

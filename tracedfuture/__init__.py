@@ -32,7 +32,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 # Where each public name lives. A name is imported the first time it is used
 # (PEP 562), so that ``tracedfuture run`` and the start-up hook load only what the
@@ -59,7 +59,7 @@ _PUBLIC = {
     "snapshot": ".graph",
 }
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from ._core import IMPLEMENTATION, TracedFuture, TracedTask, future_id
     from ._core._events import KINDS, Event, Site
     from ._install import Installation, install, loop_factory, run
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from .options import OptionError, Options
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     where = _PUBLIC.get(name)
     if where is None:
         message = f"module {__name__!r} has no attribute {name!r}"
