@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -406,3 +408,12 @@ def test_caught_records_no_message_without_capture_values_and_nothing_for_an_unt
     finally:
         loop.close()
     assert traced.impl.caught(object(), ValueError("x")) is False
+
+
+def test_an_installed_packages_console_script_is_not_the_program() -> None:
+    # `tracedfuture run .venv/bin/uvicorn app:app`: the launcher pip wrote runs
+    # uvicorn's code; the program is the app, not `.venv/bin/uvicorn:8 in <module>`.
+    launcher = compile("main()", os.path.join(sysconfig.get_path("scripts"), "uvicorn"), "exec")
+    assert _frames.classify(launcher) == _frames.LIBRARY
+    own = compile("main()", os.path.join(os.getcwd(), "bin", "serve.py"), "exec")
+    assert _frames.classify(own) == _frames.PROGRAM  # a project's own bin/ is the program's

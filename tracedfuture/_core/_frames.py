@@ -32,6 +32,7 @@ import importlib.util
 import inspect
 import os
 import re
+import sys
 import sysconfig
 import weakref
 from collections.abc import Callable, Iterable
@@ -82,6 +83,22 @@ OTHER_STDLIB = re.compile(r"^(?:.*[/\\])?(?:lib|Lib)[/\\]python3(?:\.\d+)?t?[/\\
 PACKAGES = re.compile(r"[/\\](?:site|dist)-packages[/\\]")
 
 
+def _scripts_dirs() -> tuple[str, ...]:
+    """Where installed packages' console scripts live (this environment's and its
+    base Python's ``bin/``): a launcher there (``.venv/bin/uvicorn``) runs a
+    package's code, it is not the program."""
+    found: set[str] = set()
+    for base in {(sys.prefix, sys.exec_prefix), (sys.base_prefix, sys.base_exec_prefix)}:
+        try:
+            found.add(sysconfig.get_path("scripts", vars={"base": base[0], "platbase": base[1]}) + os.sep)
+        except (KeyError, ValueError):  # pragma: no cover - an odd install scheme
+            continue
+    return tuple(sorted(found))
+
+
+SCRIPTS_DIRS = _scripts_dirs()
+
+
 # --- files ------------------------------------------------------------------------
 
 
@@ -117,9 +134,11 @@ def is_installed(filename: str) -> bool:
 
 @functools.lru_cache(maxsize=8192)
 def is_library(filename: str) -> bool:
-    """Whether a source file belongs to an installed package or the standard library,
-    not to the program itself."""
-    return bool(filename.startswith(STDLIB_DIR) or PACKAGES.search(filename) or OTHER_STDLIB.match(filename))
+    """Whether a source file belongs to an installed package (its console script
+    too) or the standard library, not to the program itself."""
+    return bool(
+        filename.startswith((STDLIB_DIR, *SCRIPTS_DIRS)) or PACKAGES.search(filename) or OTHER_STDLIB.match(filename)
+    )
 
 
 def short_asyncio(filename: str) -> str:
