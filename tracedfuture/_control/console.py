@@ -24,8 +24,8 @@ from typing import Any
 
 from .. import _files
 from .._core._events import Site
-from .._text import parse_request_name, plural, printable
-from .._views._model import BACKGROUND, OTHER, TRAFFIC_AT, TaskGroup, framework_owned, traffic_key
+from .._text import plural, printable
+from .._views._model import BACKGROUND, OTHER, TaskGroup, framework_owned, traffic_key, traffic_of
 from ..graph import Deadlock, FrameEntry, Holding, PendingFuture, Snapshot, format_snapshot, site_text
 
 __all__ = [
@@ -112,10 +112,7 @@ def task_groups(result: dict[str, Any], keep: frozenset[int] = frozenset()) -> l
 
     tasks = [f for f in result["futures"] if f["task"]]
     own = {f["id"]: traffic_key(f["name"], f["coro"], _site(f["site"]), _site(f.get("program_site"))) for f in tasks}
-    counts: dict[str, int] = {}
-    for key in own.values():
-        counts[key] = counts.get(key, 0) + 1
-    traffic = {key for key, count in counts.items() if count >= TRAFFIC_AT or parse_request_name(key) is not None}
+    traffic = traffic_of(own.values())
     if not traffic:
         return []
     parents: dict[int, int | None] = {f["id"]: f.get("parent_id") for f in tasks}

@@ -14,7 +14,7 @@ million events fits in memory comfortably.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,17 @@ OTHER = "other"  # the program's other tasks, and futures outside any task
 BACKGROUND = "background"  # tasks that live the whole run, or the framework's own
 
 TRAFFIC_AT = 10  # this many tasks of one coroutine, created at one line, are traffic like requests
+
+
+def traffic_of(keys: Iterable[str]) -> set[str]:
+    """The keys (:func:`traffic_key`) that are traffic: a route, or one coroutine
+    started at one line at least ``TRAFFIC_AT`` times."""
+    counts: dict[str, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    return {key for key, count in counts.items() if count >= TRAFFIC_AT or parse_request_name(key) is not None}
+
+
 LONG_LIVED = 0.8  # a task alive for this share of the trace lives the whole run
 QUIET_NS = 10_000_000  # ...and is quiet (a lane of few events) with no more than one future per 10 ms
 
@@ -194,10 +205,7 @@ def task_groups(model: Model) -> list[TaskGroup]:
     records = model.records
     order = model.task_order()
     own = {task_id: _own_key(records[task_id]) for task_id in order}
-    counts: dict[str, int] = {}
-    for key in own.values():
-        counts[key] = counts.get(key, 0) + 1
-    traffic = {key for key, count in counts.items() if count >= TRAFFIC_AT or parse_request_name(key) is not None}
+    traffic = traffic_of(own.values())
     if not traffic:
         return []
     homed: dict[int | None, int] = {}
