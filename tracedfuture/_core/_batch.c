@@ -78,43 +78,7 @@ batch_dealloc(BatchObject *self)
     Py_DECREF(tp);
 }
 
-/* Appends parts (batches, or sequences of tuples) to a growing buffer. */
-typedef struct {
-    Rec *recs;
-    Py_ssize_t n, cap;
-} Recs;
-
-static int
-recs_room(Recs *out, Py_ssize_t more)
-{
-    if (out->n + more <= out->cap) {
-        return 0;
-    }
-    Py_ssize_t cap = out->cap ? out->cap : 16;
-    while (cap < out->n + more) {
-        cap *= 2;
-    }
-    Rec *p = PyMem_RawRealloc(out->recs, (size_t)cap * sizeof(Rec));
-    if (p == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    out->recs = p;
-    out->cap = cap;
-    return 0;
-}
-
-static void
-recs_free(Recs *out)
-{
-    for (Py_ssize_t i = 0; i < out->n; i++) {
-        rec_release(&out->recs[i]);
-    }
-    PyMem_RawFree(out->recs);
-    out->recs = NULL;
-    out->n = out->cap = 0;
-}
-
+/* Appends parts (batches, or sequences of tuples) to a growing buffer (Recs, _records.h). */
 static int
 recs_extend(Recs *out, PyObject *part)
 {
@@ -156,15 +120,6 @@ recs_extend(Recs *out, PyObject *part)
     return 0;
 }
 
-static PyObject *
-recs_batch(Recs *out)
-{
-    Rec *recs = out->recs;
-    Py_ssize_t n = out->n;
-    out->recs = NULL;
-    out->n = out->cap = 0;
-    return tf_batch_steal(recs, n);
-}
 
 static PyObject *
 batch_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -508,8 +463,8 @@ batch_shed(BatchObject *self, PyObject *args)
     result = Py_BuildValue("(NLLLO)", out, dropped, dropped_futures, incomplete, marks);
 done:
     PyMem_RawFree(keep);
-    PyMem_RawFree(born.keys);
-    PyMem_RawFree(gone.keys);
+    fidset_free(&born);
+    fidset_free(&gone);
     PyMem_RawFree(ended.ids);
     PyMem_RawFree(gone_order.ids);
     Py_XDECREF(marks);

@@ -309,28 +309,111 @@ tf_hash_fid(long long fid)
     return (tf_hash(NULL, fid >> 4) << 4) | (size_t)(fid & 15);
 }
 
-/* A set of future ids (0 is never a member), for shedding (_batch.c) and tail
- * sampling (_tail.c): open addressing, backward-shift deletion. On failure to
- * grow, fidset_add sets MemoryError and returns -1. */
+/* Future ids to pointers (0 is never a key): open addressing, backward-shift
+ * deletion. Tail sampling's held futures (_tail.c) are a FidMap; a FidSet (for
+ * shedding, _batch.c, and the kept set) is one whose values are NULL. */
 typedef struct {
-    long long *keys; /* PyMem_Raw; 0: empty */
+    long long fid; /* 0: empty */
+    void *value;
+} FidSlot;
+
+typedef struct {
+    FidSlot *slots; /* PyMem_Raw */
     size_t cap, used;
-} FidSet;
+} FidMap;
+
+static inline FidSlot *
+fidmap_get(const FidMap *m, long long fid)
+{
+    if (m->cap == 0 || fid == 0) {
+        return NULL;
+    }
+    for (size_t i = tf_hash_fid(fid) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        if (m->slots[i].fid == fid) {
+            return &m->slots[i];
+        }
+        if (m->slots[i].fid == 0) {
+            return NULL;
+        }
+    }
+}
+
+/* fid -> value, fid not a key yet; -1 (MemoryError set) when it cannot grow. */
+static inline int
+fidmap_put(FidMap *m, long long fid, void *value)
+{
+    if ((m->used + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        FidSlot *slots = PyMem_RawCalloc(cap, sizeof(FidSlot));
+        if (slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->slots[i].fid != 0) {
+                size_t j = tf_hash_fid(m->slots[i].fid) & (cap - 1);
+                while (slots[j].fid != 0) {
+                    j = (j + 1) & (cap - 1);
+                }
+                slots[j] = m->slots[i];
+            }
+        }
+        PyMem_RawFree(m->slots);
+        m->slots = slots;
+        m->cap = cap;
+    }
+    size_t i = tf_hash_fid(fid) & (m->cap - 1);
+    while (m->slots[i].fid != 0) {
+        i = (i + 1) & (m->cap - 1);
+    }
+    m->slots[i].fid = fid;
+    m->slots[i].value = value;
+    m->used++;
+    return 0;
+}
+
+/* Removes fid; 1 with *value set if it was a key, else 0. */
+static inline int
+fidmap_remove(FidMap *m, long long fid, void **value)
+{
+    FidSlot *found = fidmap_get(m, fid);
+    if (found == NULL) {
+        return 0;
+    }
+    if (value != NULL) {
+        *value = found->value;
+    }
+    size_t mask = m->cap - 1, hole = (size_t)(found - m->slots);
+    m->slots[hole].fid = 0;
+    m->slots[hole].value = NULL;
+    m->used--;
+    /* move back the keys of the cluster that probed past the hole */
+    for (size_t i = (hole + 1) & mask; m->slots[i].fid != 0; i = (i + 1) & mask) {
+        size_t home = tf_hash_fid(m->slots[i].fid) & mask;
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            m->slots[hole] = m->slots[i];
+            m->slots[i].fid = 0;
+            m->slots[i].value = NULL;
+            hole = i;
+        }
+    }
+    return 1;
+}
+
+static inline void
+fidmap_free(FidMap *m)
+{
+    PyMem_RawFree(m->slots);
+    m->slots = NULL;
+    m->cap = m->used = 0;
+}
+
+typedef FidMap FidSet;
 
 static inline int
 fidset_has(const FidSet *s, long long fid)
 {
-    if (s->cap == 0 || fid == 0) {
-        return 0;
-    }
-    for (size_t i = tf_hash_fid(fid) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
-        if (s->keys[i] == fid) {
-            return 1;
-        }
-        if (s->keys[i] == 0) {
-            return 0;
-        }
-    }
+    return fidmap_get(s, fid) != NULL;
 }
 
 /* 1: added, 0: there already (or 0), -1: out of memory. */
@@ -340,66 +423,81 @@ fidset_add(FidSet *s, long long fid)
     if (fid == 0 || fidset_has(s, fid)) {
         return 0;
     }
-    if ((s->used + 1) * 2 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        long long *keys = PyMem_RawCalloc(cap, sizeof(long long));
-        if (keys == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        for (size_t i = 0; i < s->cap; i++) {
-            if (s->keys[i] != 0) {
-                size_t j = tf_hash_fid(s->keys[i]) & (cap - 1);
-                while (keys[j] != 0) {
-                    j = (j + 1) & (cap - 1);
-                }
-                keys[j] = s->keys[i];
-            }
-        }
-        PyMem_RawFree(s->keys);
-        s->keys = keys;
-        s->cap = cap;
-    }
-    size_t i = tf_hash_fid(fid) & (s->cap - 1);
-    while (s->keys[i] != 0) {
-        i = (i + 1) & (s->cap - 1);
-    }
-    s->keys[i] = fid;
-    s->used++;
-    return 1;
+    return fidmap_put(s, fid, NULL) < 0 ? -1 : 1;
 }
 
 static inline void
 fidset_discard(FidSet *s, long long fid)
 {
-    if (s->cap == 0 || fid == 0) {
-        return;
-    }
-    size_t mask = s->cap - 1, hole;
-    for (hole = tf_hash_fid(fid) & mask; s->keys[hole] != fid; hole = (hole + 1) & mask) {
-        if (s->keys[hole] == 0) {
-            return;
-        }
-    }
-    s->keys[hole] = 0;
-    s->used--;
-    /* move back the keys of the cluster that probed past the hole */
-    for (size_t i = (hole + 1) & mask; s->keys[i] != 0; i = (i + 1) & mask) {
-        size_t home = tf_hash_fid(s->keys[i]) & mask;
-        if (((i - home) & mask) >= ((i - hole) & mask)) {
-            s->keys[hole] = s->keys[i];
-            s->keys[i] = 0;
-            hole = i;
-        }
-    }
+    fidmap_remove(s, fid, NULL);
 }
 
 static inline void
 fidset_free(FidSet *s)
 {
-    PyMem_RawFree(s->keys);
-    s->keys = NULL;
-    s->cap = s->used = 0;
+    fidmap_free(s);
+}
+
+/* A growing array of records, each holding its references (a batch being made:
+ * RecordBatch.join, tail sampling's output). */
+typedef struct {
+    Rec *recs;
+    Py_ssize_t n, cap;
+} Recs;
+
+static inline int
+recs_room(Recs *out, Py_ssize_t more)
+{
+    if (out->n + more <= out->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = out->cap ? out->cap : 16;
+    while (cap < out->n + more) {
+        cap *= 2;
+    }
+    Rec *p = PyMem_RawRealloc(out->recs, (size_t)cap * sizeof(Rec));
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    out->recs = p;
+    out->cap = cap;
+    return 0;
+}
+
+static inline void
+recs_free(Recs *out)
+{
+    for (Py_ssize_t i = 0; i < out->n; i++) {
+        rec_release(&out->recs[i]);
+    }
+    PyMem_RawFree(out->recs);
+    out->recs = NULL;
+    out->n = out->cap = 0;
+}
+
+/* Appends a copy of r, with its own references. */
+static inline int
+recs_copy(Recs *out, const Rec *r)
+{
+    if (recs_room(out, 1) < 0) {
+        return -1;
+    }
+    out->recs[out->n] = *r;
+    rec_incref(&out->recs[out->n]);
+    out->n++;
+    return 0;
+}
+
+/* The records as a RecordBatch, which takes them (and their references). */
+static inline PyObject *
+recs_batch(Recs *out)
+{
+    Rec *recs = out->recs;
+    Py_ssize_t n = out->n;
+    out->recs = NULL;
+    out->n = out->cap = 0;
+    return tf_batch_steal(recs, n);
 }
 
 #endif

@@ -46,8 +46,7 @@ typedef struct Held {
     long long *links; /* in the order added; 0: discarded */
     Py_ssize_t nlinks, caplinks;
     FidSet linkset; /* membership, once there are many links */
-    Rec *recs;      /* its records, in order, each holding its references */
-    Py_ssize_t nrecs, caprecs;
+    Recs recs;      /* its records, in order, each holding its references */
     Node nodes[NLISTS];
 } Held;
 
@@ -159,184 +158,27 @@ links_discard(Held *h, long long fid)
 static void
 held_free(Held *h)
 {
-    for (Py_ssize_t i = 0; i < h->nrecs; i++) {
-        rec_release(&h->recs[i]);
-    }
-    PyMem_RawFree(h->recs);
+    recs_free(&h->recs);
     PyMem_RawFree(h->links);
     fidset_free(&h->linkset);
     PyMem_RawFree(h);
 }
 
-static int
-held_append(Held *h, const Rec *r) /* a copy, with its own references */
-{
-    if (h->nrecs == h->caprecs) {
-        Py_ssize_t cap = h->caprecs ? h->caprecs * 2 : 4;
-        Rec *p = PyMem_RawRealloc(h->recs, (size_t)cap * sizeof(Rec));
-        if (p == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        h->recs = p;
-        h->caprecs = cap;
-    }
-    h->recs[h->nrecs] = *r;
-    rec_incref(&h->recs[h->nrecs]);
-    h->nrecs++;
-    return 0;
-}
-
 /* ------------------------------------------------------------------------ */
-/* fid -> Held                                                               */
-
-typedef struct {
-    long long fid;
-    Held *held;
-} Slot2;
-
-typedef struct {
-    Slot2 *slots;
-    size_t cap, used;
-} Items;
+/* fid -> Held (a FidMap, _records.h)                                        */
 
 static Held *
-items_get(const Items *t, long long fid)
+items_get(const FidMap *t, long long fid)
 {
-    if (t->cap == 0 || fid == 0) {
-        return NULL;
-    }
-    size_t mask = t->cap - 1;
-    for (size_t i = tf_hash_fid(fid) & mask;; i = (i + 1) & mask) {
-        if (t->slots[i].fid == fid) {
-            return t->slots[i].held;
-        }
-        if (t->slots[i].fid == 0) {
-            return NULL;
-        }
-    }
-}
-
-static int
-items_put(Items *t, Held *h) /* h->fid is not a key yet */
-{
-    if ((t->used + 1) * 2 > t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 1024;
-        Slot2 *slots = PyMem_RawCalloc(cap, sizeof(Slot2));
-        if (slots == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        for (size_t i = 0; i < t->cap; i++) {
-            if (t->slots[i].fid != 0) {
-                size_t j = tf_hash_fid(t->slots[i].fid) & (cap - 1);
-                while (slots[j].fid != 0) {
-                    j = (j + 1) & (cap - 1);
-                }
-                slots[j] = t->slots[i];
-            }
-        }
-        PyMem_RawFree(t->slots);
-        t->slots = slots;
-        t->cap = cap;
-    }
-    size_t mask = t->cap - 1, i = tf_hash_fid(h->fid) & mask;
-    while (t->slots[i].fid != 0) {
-        i = (i + 1) & mask;
-    }
-    t->slots[i].fid = h->fid;
-    t->slots[i].held = h;
-    t->used++;
-    return 0;
+    FidSlot *slot = fidmap_get(t, fid);
+    return slot ? (Held *)slot->value : NULL;
 }
 
 static Held *
-items_pop(Items *t, long long fid)
+items_pop(FidMap *t, long long fid)
 {
-    if (t->cap == 0 || fid == 0) {
-        return NULL;
-    }
-    size_t mask = t->cap - 1, hole;
-    for (hole = tf_hash_fid(fid) & mask; t->slots[hole].fid != fid; hole = (hole + 1) & mask) {
-        if (t->slots[hole].fid == 0) {
-            return NULL;
-        }
-    }
-    Held *h = t->slots[hole].held;
-    t->slots[hole].fid = 0;
-    t->slots[hole].held = NULL;
-    t->used--;
-    for (size_t i = (hole + 1) & mask; t->slots[i].fid != 0; i = (i + 1) & mask) {
-        size_t home = tf_hash_fid(t->slots[i].fid) & mask;
-        if (((i - home) & mask) >= ((i - hole) & mask)) {
-            t->slots[hole] = t->slots[i];
-            t->slots[i].fid = 0;
-            t->slots[i].held = NULL;
-            hole = i;
-        }
-    }
-    return h;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Records out                                                               */
-
-typedef struct {
-    Rec *recs; /* PyMem_Raw; each holds its references */
-    Py_ssize_t n, cap;
-} Out;
-
-static int
-out_room(Out *o, Py_ssize_t more)
-{
-    if (o->n + more <= o->cap) {
-        return 0;
-    }
-    Py_ssize_t cap = o->cap ? o->cap : 64;
-    while (cap < o->n + more) {
-        cap *= 2;
-    }
-    Rec *p = PyMem_RawRealloc(o->recs, (size_t)cap * sizeof(Rec));
-    if (p == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    o->recs = p;
-    o->cap = cap;
-    return 0;
-}
-
-static int
-out_copy(Out *o, const Rec *r)
-{
-    if (out_room(o, 1) < 0) {
-        return -1;
-    }
-    o->recs[o->n] = *r;
-    rec_incref(&o->recs[o->n]);
-    o->n++;
-    return 0;
-}
-
-static void
-out_free(Out *o)
-{
-    for (Py_ssize_t i = 0; i < o->n; i++) {
-        rec_release(&o->recs[i]);
-    }
-    PyMem_RawFree(o->recs);
-    o->recs = NULL;
-    o->n = o->cap = 0;
-}
-
-static PyObject *
-out_batch(Out *o)
-{
-    Rec *recs = o->recs;
-    Py_ssize_t n = o->n;
-    o->recs = NULL;
-    o->n = o->cap = 0;
-    return tf_batch_steal(recs, n);
+    void *value = NULL;
+    return fidmap_remove(t, fid, &value) ? (Held *)value : NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -351,7 +193,7 @@ typedef struct {
     long long slow_ns;
     Py_ssize_t linger, max_held;
     long long forgotten;
-    Items items;
+    FidMap items;
     List lists[NLISTS];
     FidSet kept;
     Born *born; /* a ring: [born_head, born_head + nborn) modulo capborn */
@@ -404,7 +246,7 @@ slot_is_finished(const Rec *r, int k)
 }
 
 static void pin(TailObject *p, long long fid, long long delta);
-static int keep(TailObject *p, long long fid, Out *out);
+static int keep(TailObject *p, long long fid, Recs *out);
 static void drop(TailObject *p, long long fid);
 
 static void
@@ -503,10 +345,7 @@ hold(TailObject *p, const Rec *r)
     if (h != NULL) {
         /* A second CREATED of one id: the reference starts it afresh in its
          * place (the orders it was in are kept, as a dict's key keeps its place). */
-        for (Py_ssize_t i = 0; i < h->nrecs; i++) {
-            rec_release(&h->recs[i]);
-        }
-        h->nrecs = 0;
+        recs_free(&h->recs);
         h->nlinks = 0;
         fidset_free(&h->linkset);
         h->pins = 0;
@@ -519,7 +358,7 @@ hold(TailObject *p, const Rec *r)
             return -1;
         }
         h->fid = r->fid;
-        if (items_put(&p->items, h) < 0) {
+        if (fidmap_put(&p->items, h->fid, h) < 0) {
             PyMem_RawFree(h);
             return -1;
         }
@@ -528,7 +367,7 @@ hold(TailObject *p, const Rec *r)
     h->created_ns = r->ts;
     h->has_parent = is_task && has_task;
     h->parent = h->has_parent ? task_id : 0;
-    if (held_append(h, r) < 0) {
+    if (recs_copy(&h->recs, r) < 0) {
         return -1;
     }
     list_append(&p->lists[L_UNDECIDED], L_UNDECIDED, h);
@@ -642,8 +481,8 @@ take(TailObject *p, long long fid, Held ***group, Py_ssize_t *n, Py_ssize_t *cap
     if (fidset_add(&p->kept, fid) < 0) {
         return -1;
     }
-    for (Py_ssize_t i = 0; i < h->nrecs; i++) {
-        if (h->recs[i].op == OP_COLLECTED) {
+    for (Py_ssize_t i = 0; i < h->recs.n; i++) {
+        if (h->recs.recs[i].op == OP_COLLECTED) {
             fidset_discard(&p->kept, fid); /* its history is over already */
             break;
         }
@@ -668,7 +507,7 @@ by_time(const void *a, const void *b)
 
 /* Keep fid's group; emit its members' records in recorded order. */
 static int
-keep(TailObject *p, long long fid, Out *out)
+keep(TailObject *p, long long fid, Recs *out)
 {
     Held **group = NULL;
     Py_ssize_t n = 0, cap = 0;
@@ -694,11 +533,11 @@ keep(TailObject *p, long long fid, Out *out)
     }
     Py_ssize_t total = 0;
     for (Py_ssize_t m = 0; m < n; m++) {
-        total += group[m]->nrecs;
+        total += group[m]->recs.n;
     }
     Order *order = total ? PyMem_RawMalloc((size_t)total * sizeof(Order)) : NULL;
     Rec *flat = total ? PyMem_RawMalloc((size_t)total * sizeof(Rec)) : NULL;
-    if (rc >= 0 && total && (order == NULL || flat == NULL || out_room(out, total) < 0)) {
+    if (rc >= 0 && total && (order == NULL || flat == NULL || recs_room(out, total) < 0)) {
         if (!PyErr_Occurred()) {
             PyErr_NoMemory();
         }
@@ -707,11 +546,11 @@ keep(TailObject *p, long long fid, Out *out)
     if (rc >= 0 && total) {
         Py_ssize_t k = 0;
         for (Py_ssize_t m = 0; m < n; m++) {
-            for (Py_ssize_t i = 0; i < group[m]->nrecs; i++, k++) {
-                flat[k] = group[m]->recs[i]; /* moved, references and all */
+            for (Py_ssize_t i = 0; i < group[m]->recs.n; i++, k++) {
+                flat[k] = group[m]->recs.recs[i]; /* moved, references and all */
                 order[k] = (Order){flat[k].ts, k};
             }
-            group[m]->nrecs = 0;
+            group[m]->recs.n = 0;
         }
         qsort(order, (size_t)total, sizeof(Order), by_time);
         for (Py_ssize_t i = 0; i < total; i++) {
@@ -751,7 +590,7 @@ drop(TailObject *p, long long fid)
 }
 
 static int
-expire(TailObject *p, long long now_ns, Out *out)
+expire(TailObject *p, long long now_ns, Recs *out)
 {
     while (p->nborn) {
         Born b = p->born[p->born_head];
@@ -774,10 +613,10 @@ expire(TailObject *p, long long now_ns, Out *out)
 }
 
 static int
-feed_one(TailObject *p, const Rec *r, Out *out)
+feed_one(TailObject *p, const Rec *r, Recs *out)
 {
     if (fidset_has(&p->kept, r->fid)) {
-        if (out_copy(out, r) < 0) {
+        if (recs_copy(out, r) < 0) {
             return -1;
         }
         if (r->op == OP_COLLECTED) {
@@ -790,9 +629,9 @@ feed_one(TailObject *p, const Rec *r, Out *out)
     }
     Held *h = items_get(&p->items, r->fid);
     if (h == NULL) {
-        return r->fid == 0 ? out_copy(out, r) : 0; /* a loop-wide lint; else not held */
+        return r->fid == 0 ? recs_copy(out, r) : 0; /* a loop-wide lint; else not held */
     }
-    if (held_append(h, r) < 0) {
+    if (recs_copy(&h->recs, r) < 0) {
         return -1;
     }
     int rc = decides(p, h, r);
@@ -830,7 +669,7 @@ tail_feed(TailObject *self, PyObject *args, PyObject *kwds)
     const Rec *recs;
     Py_ssize_t n;
     tf_batch_view(batch, &recs, &n);
-    Out out = {NULL, 0, 0};
+    Recs out = {NULL, 0, 0};
     int rc = 0;
     for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
         rc = feed_one(self, &recs[i], &out);
@@ -841,10 +680,10 @@ tail_feed(TailObject *self, PyObject *args, PyObject *kwds)
     self->busy = 0;
     Py_DECREF(batch);
     if (rc < 0) {
-        out_free(&out);
+        recs_free(&out);
         return NULL;
     }
-    return out_batch(&out);
+    return recs_batch(&out);
 }
 
 static PyObject *
@@ -855,14 +694,14 @@ tail_flush(TailObject *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "L:flush", kwlist, &now_ns) || enter(self) < 0) {
         return NULL;
     }
-    Out out = {NULL, 0, 0};
+    Recs out = {NULL, 0, 0};
     int rc = expire(self, now_ns, &out);
     self->busy = 0;
     if (rc < 0) {
-        out_free(&out);
+        recs_free(&out);
         return NULL;
     }
-    return out_batch(&out);
+    return recs_batch(&out);
 }
 
 static void
@@ -874,8 +713,7 @@ tail_free_state(TailObject *self)
         h = next;
     }
     memset(self->lists, 0, sizeof(self->lists));
-    PyMem_RawFree(self->items.slots);
-    memset(&self->items, 0, sizeof(Items));
+    fidmap_free(&self->items);
     fidset_free(&self->kept);
     PyMem_RawFree(self->born);
     self->born = NULL;
