@@ -215,12 +215,19 @@ class FakeServer:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(str(path))
         os.chmod(path, 0o666)
+        # The child listens once it is uid (SO_PEERCRED reports the listener's
+        # credentials at listen()); the parent returns only when it does, or a
+        # client on a busy machine would find nobody listening yet.
+        ready_r, ready_w = os.pipe()
         self.child = os.fork()
         if self.child == 0:  # pragma: no cover - the child
             try:
+                os.close(ready_r)
                 os.setgid(uid)
                 os.setuid(uid)
                 sock.listen(4)
+                os.write(ready_w, b"1")
+                os.close(ready_w)
                 sock.settimeout(10)
                 for _ in range(4):
                     conn, _ = sock.accept()
@@ -229,6 +236,9 @@ class FakeServer:
                     conn.close()
             finally:
                 os._exit(0)
+        os.close(ready_w)
+        os.read(ready_r, 1)  # listening (or gone: then the test says why)
+        os.close(ready_r)
         sock.close()
 
     def stop(self) -> None:
