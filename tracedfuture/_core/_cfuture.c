@@ -2263,6 +2263,7 @@ own_step_impl(PyObject *task, PyObject *exc)
     int clear_exc = 0;
     PyObject *result = NULL;
     if (t->fut_state != TF_PENDING) {
+        task_ended(task); /* ended outside its step (asyncio.Future.cancel(task)): recorded now at the latest */
         PyErr_Format(exc_InvalidStateError, "_step(): already done: %R %R", task, exc ? exc : Py_None);
         return NULL;
     }
@@ -2566,8 +2567,10 @@ verify_layout(void)
     CHECK(tt->task_must_cancel && tt->task_num_cancels_requested == 1 && tt->fut_cancel_msg == msg &&
               tt->task_log_destroy_pending && tt->fut_state == TF_PENDING && !tt->fut_log_tb && !tt->fut_blocking,
           "Task.cancel");
-    CALL(PyObject_CallMethod(t, "uncancel", NULL));
-    CHECK(tt->task_num_cancels_requested == 0 && tt->task_must_cancel, "Task.uncancel");
+    CALL(PyObject_CallMethod(t, "uncancel", NULL)); /* 3.13's also clears must_cancel */
+    CHECK(tt->task_num_cancels_requested == 0 && tt->fut_state == TF_PENDING, "Task.uncancel");
+    CALL(PyObject_CallMethodOneArg(t, s_cancel, msg));
+    CHECK(tt->task_must_cancel && tt->task_num_cancels_requested == 1, "Task.cancel");
     CHECK(PyObject_SetAttrString(t, "_log_destroy_pending", Py_False) == 0 && !tt->task_log_destroy_pending &&
               tt->task_must_cancel,
           "Task._log_destroy_pending");
