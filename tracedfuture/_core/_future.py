@@ -67,6 +67,7 @@ from ._shared import (
 
 __all__ = [
     "IMPLEMENTATION",
+    "STEP_REASON",
     "EventFold",
     "LineWriter",
     "LoopHooks",
@@ -83,6 +84,10 @@ __all__ = [
 ]
 
 IMPLEMENTATION = "python"
+# A Python subclass of the C Task cannot keep its state (_must_cancel, _fut_waiter,
+# _coro and _loop are read-only, _cancelled_exc has no accessor; 3.11-3.13), and one
+# of asyncio's pure-Python Task would not be an asyncio.Task: asyncio steps it.
+STEP_REASON = "the pure-Python reference cannot write the C Task's fields: asyncio's step runs its tasks"
 # No compiled trace-line writer: the pipeline's own _lines.Lines is the reference.
 LineWriter = None
 # No compiled event fold: the pipeline's own _convert.Converter is the reference.
