@@ -258,7 +258,7 @@ def test_an_eager_task_is_stepped_inside_create_task_as_asyncios(step: str) -> N
             return "later"
 
         task = asyncio.create_task(quick(), name="quick")
-        out.append(f"after create_task: {task.done()=} {task.get_coro()=} {task in asyncio.all_tasks()=}")
+        out.append(f"after create_task: {task.done()=} {task.result()=} {task in asyncio.all_tasks()=}")
         other = asyncio.create_task(slow())
         out.append(f"{other.done()=} {other in asyncio.all_tasks()=} {normalize(repr(other))}")
         out.append(await other)
