@@ -15,15 +15,16 @@ factory; records hold only atoms, so the garbage collector untracks them at its
 first pass; the C finalizer is only called when it has something to log.
 
 Why the completion of a task is seen through a done callback: the C Task sets its
-own result and exception from C, bypassing any Python override. The callback is
-added first, at creation, and hidden from ``_callbacks`` (and therefore from the
-task's repr). asyncio schedules it through ``loop.call_soon`` when the task ends,
-and a traced loop's ``call_soon`` (``LoopHooks.call_soon``) runs it right there
-instead of queueing it: a Handle in the ready queue would keep the finished task
-alive one iteration longer than the program does, and move asyncio's "Task
-exception was never retrieved" after the program's next lines. On a loop that is
-no longer traced the callback is queued and runs like any other, before the
-task's own done callbacks.
+own result and exception from C, bypassing any Python override, and a Python
+subclass cannot take over its step (see ``STEP_REASON``; the compiled core does).
+The callback is added first, at creation, and hidden from ``_callbacks`` (and
+therefore from the task's repr). asyncio schedules it through ``loop.call_soon``
+when the task ends, and a traced loop's ``call_soon`` (``LoopHooks.call_soon``)
+runs it right there instead of queueing it: a Handle in the ready queue would
+keep the finished task alive one iteration longer than the program does, and
+move asyncio's "Task exception was never retrieved" after the program's next
+lines. On a loop that is no longer traced the callback is queued and runs like
+any other, before the task's own done callbacks.
 
 Exactly asyncio (issue "Exactly asyncio", items 2 and 4): on asyncio's own loops,
 ``create_task`` runs ``BaseEventLoop.create_task``'s own code (a function made from

@@ -16,11 +16,12 @@ restores the loop. What they do depends on the class:
   it;
 * ``call_soon`` always calls the loop's own ``call_soon`` (the class's, a
   subclass's override, or an attribute the program set), with one exception: the
-  completion callback of a traced task is run at once instead of being queued
-  (``LoopHooks.call_soon``), so that a finished task lives exactly as long as the
-  program keeps it. It is set on the loop only when the loop's first traced task
-  is made (``LoopHooks.call_soon_on_first_task``): a loop whose tasks are all
-  sampled out keeps its own ``call_soon``, untouched;
+  completion callback of a traced task that asyncio steps is run at once instead
+  of being queued (``LoopHooks.call_soon``), so that a finished task lives
+  exactly as long as the program keeps it. It is set on the loop only when the
+  loop's first such task is made (``LoopHooks.call_soon_on_first_task``): a loop
+  whose tasks step themselves (the compiled core, ``_core.STEP_REASON == ""``),
+  or are all sampled out, keeps its own ``call_soon``, untouched;
 * ``close`` always calls the class's (or the instance's) own ``close``.
 
 None of these wrappers shows in a traceback: exceptions leave with the wrapper's
