@@ -21,7 +21,9 @@
  * - From 3.12 _asyncio's types are heap types whose dealloc drops the type
  *   reference and whose traverse visits the type: we do neither again there.
  * - 3.13 changed the Future struct: our fields live at the runtime offset
- *   base->tp_basicsize, and base fields are read through the API only.
+ *   base->tp_basicsize, and base fields are read through the API, except in
+ *   TracedTask's own step ("The step"), which reads and writes them through
+ *   _asyncio_layout.h, verified at import (else asyncio's step runs tasks).
  * - asyncio is imported before _asyncio, or asyncio.tasks keeps its Python
  *   fallbacks and current_task() returns None.
  *
