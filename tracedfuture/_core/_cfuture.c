@@ -423,10 +423,10 @@ static PyObject *wakeup_names; /* dict: task type -> its wakeup's qualname */
 static PyObject *last_wakeup_type, *last_wakeup_name; /* borrowed from wakeup_names */
 static PyObject *empty_tuple;
 static PyObject *s_state, *s_result, *s_exception, *s_log_traceback, *s_loop, *s_get_debug, *s_closed, *s_debug;
-static PyObject *s_task_factory, *s_hooks, *s_FINISHED, *s_CANCELLED, *s_PENDING, *s_UNRETRIEVED;
+static PyObject *s_task_factory, *s_FINISHED, *s_CANCELLED, *s_PENDING, *s_UNRETRIEVED;
 static PyObject *s_name, *s_context, *s_eager_start, *s_qualname, *s_get_name, *s_done, *s_callbacks_attr;
 static PyObject *s_ready, *s_callback, *s_args, *s_dunder_name, *s_label, *s_get_task_factory, *s_is_closed;
-static PyObject *s_create_future, *s_create_task, *s_call_soon, *s__loop, *s_coro, *s_check_closed;
+static PyObject *s_create_future, *s_create_task, *s_call_soon, *s__loop, *s_coro, *s_check_closed, *s_dunder_self, *s_close;
 /* asyncio's own getters of its base fields (_state, _exception, _result,
  * _log_traceback, _loop of Future; get_name of Task; a coroutine's
  * __qualname__), taken from their descriptors once at import and called
@@ -933,6 +933,7 @@ typedef struct {
     PyObject *base_call_soon;
     PyObject *call_soon_on_first_task; /* set on the loop as call_soon with the first traced task */
     PyObject *loop_kwargs; /* {"loop": loop}, reused by every creation */
+    PyObject *saved;       /* _loops' bookkeeping */
     int asyncio_loop;      /* inherits BaseEventLoop: asyncio's own checks apply */
     int plain_checks;      /* and neither _check_closed nor get_debug is overridden */
     int stock_future;      /* and base_create_future is asyncio's own: see untraced_future */
@@ -1017,23 +1018,46 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
     Py_XDECREF(primitive);
 }
 
-/* The hooks of a traced loop that records new futures (borrowed), else NULL. */
+/* The hooks of a traced loop that records new futures (borrowed), else NULL:
+ * the __self__ of the loop's create_future, create_task or close (the first the
+ * program did not replace), which are the hooks' own methods or _loops'
+ * wrappers while the loop is traced. No attribute of ours is kept on the loop:
+ * see _loops.hooks_of. */
 static HooksObject *
 hooks_of(PyObject *loop)
 {
     if (loop == NULL) {
         return NULL;
     }
-    PyObject *hooks = PyObject_GetAttr(loop, s_hooks);
-    if (hooks == NULL) {
-        PyErr_Clear();
-        return NULL;
+    PyObject *names[3] = {s_create_future, s_create_task, s_close};
+    for (int i = 0; i < 3; i++) {
+        PyObject *fn = PyObject_GetAttr(loop, names[i]);
+        if (fn == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        PyObject *owner;
+        if (PyCFunction_Check(fn)) {
+            owner = PyCFunction_GET_SELF(fn);
+        }
+        else if (PyMethod_Check(fn)) {
+            owner = PyMethod_GET_SELF(fn);
+        }
+        else {
+            owner = PyObject_GetAttr(fn, s_dunder_self);
+            if (owner == NULL) {
+                PyErr_Clear();
+            }
+            else {
+                Py_DECREF(owner); /* the wrapper keeps it */
+            }
+        }
+        Py_DECREF(fn); /* kept by the loop when it is ours */
+        if (owner != NULL && PyObject_TypeCheck(owner, LoopHooksType)) {
+            return ((HooksObject *)owner)->ring == NULL ? NULL : (HooksObject *)owner;
+        }
     }
-    Py_DECREF(hooks); /* the loop keeps it */
-    if (!PyObject_TypeCheck(hooks, LoopHooksType) || ((HooksObject *)hooks)->ring == NULL) {
-        return NULL;
-    }
-    return (HooksObject *)hooks;
+    return NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -3190,6 +3214,7 @@ hooks_traverse(HooksObject *self, visitproc visit, void *arg)
     Py_VISIT(self->base_call_soon);
     Py_VISIT(self->call_soon_on_first_task);
     Py_VISIT(self->loop_kwargs);
+    Py_VISIT(self->saved);
     return 0;
 }
 
@@ -3205,6 +3230,7 @@ hooks_clear(HooksObject *self)
     Py_CLEAR(self->base_call_soon);
     Py_CLEAR(self->call_soon_on_first_task);
     Py_CLEAR(self->loop_kwargs);
+    Py_CLEAR(self->saved);
     return 0;
 }
 
@@ -3650,6 +3676,7 @@ static PyMemberDef hooks_members[] = {
     {"route", T_LONGLONG, offsetof(HooksObject, route), READONLY, NULL},
     {"sample_rate", T_DOUBLE, offsetof(HooksObject, sample_rate), READONLY, NULL},
     {"installations", T_OBJECT, offsetof(HooksObject, installations), 0, "kept for _install's bookkeeping"},
+    {"saved", T_OBJECT, offsetof(HooksObject, saved), 0, "what _loops restores when the loop is no longer traced"},
     {"base_create_future", T_OBJECT, offsetof(HooksObject, base_create_future), READONLY, NULL},
     {"base_create_task", T_OBJECT, offsetof(HooksObject, base_create_task), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
@@ -3948,7 +3975,6 @@ PyInit__cfuture(void)
     INTERN(s_closed, "_closed");
     INTERN(s_debug, "_debug");
     INTERN(s_task_factory, "_task_factory");
-    INTERN(s_hooks, "_tracedfuture_hooks");
     INTERN(s_FINISHED, "FINISHED");
     INTERN(s_CANCELLED, "CANCELLED");
     INTERN(s_PENDING, "PENDING");
@@ -3973,6 +3999,8 @@ PyInit__cfuture(void)
     INTERN(s__loop, "_loop");
     INTERN(s_coro, "coro");
     INTERN(s_check_closed, "_check_closed");
+    INTERN(s_dunder_self, "__self__");
+    INTERN(s_close, "close");
     empty_tuple = PyTuple_New(0);
     wakeup_names = PyDict_New();
     if (empty_tuple == NULL || wakeup_names == NULL) {

@@ -62,6 +62,7 @@ class LineWriter:
 
 class LoopHooks:
     installations: tuple[Any, ...]
+    saved: Any
     base_call_soon: Any
     call_soon_on_first_task: Any
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None: ...

@@ -403,9 +403,14 @@ def _arm_call_soon(hooks: LoopHooks, loop: Any) -> None:
 
 
 def _hooks(loop: object) -> LoopHooks | None:
-    """The hooks of a traced loop that records new futures, else None."""
-    hooks: LoopHooks | None = getattr(loop, "_tracedfuture_hooks", None)
-    return hooks if hooks is not None and hooks.ring is not None else None
+    """The hooks of a traced loop that records new futures, else None: the
+    ``__self__`` of the loop's ``create_future``, ``create_task`` or ``close``
+    (see ``_seam``)."""
+    for name in ("create_future", "create_task", "close"):
+        hooks = getattr(getattr(loop, name, None), "__self__", None)
+        if isinstance(hooks, LoopHooks):
+            return hooks if hooks.ring is not None else None
+    return None
 
 
 class TracedFuture(_Future):  # type: ignore[misc]
@@ -633,6 +638,7 @@ class LoopHooks:
         "ring",
         "route",
         "sample_rate",
+        "saved",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -643,6 +649,7 @@ class LoopHooks:
         self.capture: Callable[[], object] | None = None
         self.capture_values = False
         self.installations: tuple[Any, ...] = ()  # kept for _install's bookkeeping
+        self.saved: Any = None  # what _loops restores when the loop is no longer traced
         self.base_create_future = loop.create_future
         self.base_create_task = loop.create_task
         # The call_soon the program set on the loop itself (set by _loops), else

@@ -51,10 +51,14 @@ What an implementation module provides
     loop's ``call_soon`` (once, then the attribute reads ``None``) when they record
     the loop's first ``TracedTask`` stepped by asyncio. A loop whose tasks step
     themselves, or are all sampled out, keeps its own ``call_soon``, untouched.
-    The hooks also carry ``installations``, a plain attribute for ``_install``'s
-    bookkeeping that the hot path never reads, and find a loop's hooks through
-    the loop attribute ``_tracedfuture_hooks`` (for futures and tasks built
-    directly).
+    The hooks also carry ``installations`` and ``saved``, plain attributes for
+    ``_install``'s and ``_loops``'s bookkeeping that the hot path never reads. A
+    loop's hooks are the ``__self__`` of its ``create_future``, ``create_task``
+    or ``close`` (the first of them the program did not replace) while it is
+    traced: the hooks' own methods, or ``_loops``'s wrappers. That is how futures
+    and tasks built directly find them. No attribute of our own goes on
+    the loop (3.13 keeps a loop's attributes in a dict past its class's shared
+    keys, which slows all of asyncio's code on it).
 ``RecordBatch``
     What :meth:`Ring.take_batch` returns: the records taken, oldest first, a
     sequence whose items are the tuples of :data:`LAYOUTS` (made on access by the
@@ -239,6 +243,7 @@ class LoopHooksLike(Protocol):
     # Plain attributes: _install's bookkeeping (the hot path never reads it), and
     # the call_soon the program had set on the loop itself (set by _loops).
     installations: tuple[Any, ...]
+    saved: Any
     base_call_soon: Any
     call_soon_on_first_task: Any
 
