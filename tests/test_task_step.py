@@ -10,6 +10,7 @@ hidden done callback and the loop's ``call_soon`` shadow that see the end then.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import subprocess
 import sys
@@ -267,3 +268,26 @@ def test_an_eager_task_is_stepped_inside_create_task_as_asyncios(step: str) -> N
 
     plain, traced = both(scenario)
     assert traced == plain
+
+
+def test_a_sampled_out_task_is_made_as_asyncios_create_task_makes_it() -> None:
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+
+        async def work(x: int) -> int:
+            return x
+
+        first = loop.create_task(work(1))
+        named = loop.create_task(work(2), name="named", context=contextvars.copy_context())
+        out = [type(first).__module__, type(first).__qualname__, normalize(first.get_name()), named.get_name()]
+        out.append(str(await first + await named))
+        loop.set_debug(True)
+        debug = loop.create_task(work(3))
+        out.append(debug._source_traceback[-1].name)  # type: ignore[attr-defined]
+        out.append(str(await debug))
+        return out
+
+    plain = asyncio.run(scenario())
+    traced = tracedfuture.run(scenario(), exporters=[MemoryExporter()], sample_rate=0.0)
+    assert traced == plain
+    assert plain[:2] == ["_asyncio", "Task"]

@@ -416,6 +416,7 @@ static PyObject *asyncio_create_future, *asyncio_create_task, *asyncio_eager_cre
 static PyObject *eager_factory, *base_event_loop;
 static PyObject *base_check_closed, *base_get_debug;
 static PyObject *base_create_future_fn, *futures_module, *s_Future;
+static PyObject *base_create_task_fn, *tasks_module, *s_Task;
 static PyObject *m_add_done_callback, *m_remove_done_callback, *m_set_result, *m_set_exception, *m_fut_cancel;
 static PyObject *m_task_cancel, *m_task_set_name, *m_task_callbacks;
 static PyObject *task_done_fn;
@@ -937,6 +938,7 @@ typedef struct {
     int asyncio_loop;      /* inherits BaseEventLoop: asyncio's own checks apply */
     int plain_checks;      /* and neither _check_closed nor get_debug is overridden */
     int stock_future;      /* and base_create_future is asyncio's own: see untraced_future */
+    int stock_task;        /* and base_create_task is asyncio's own: see untraced_task */
 } HooksObject;
 
 static PyObject *
@@ -3196,6 +3198,9 @@ hooks_init(HooksObject *self, PyObject *args, PyObject *kwds)
         Py_XDECREF(gd);
         PyErr_Clear();
     }
+    self->stock_task = self->plain_checks && PyMethod_Check(self->base_create_task) &&
+                       PyMethod_GET_FUNCTION(self->base_create_task) == base_create_task_fn &&
+                       PyMethod_GET_SELF(self->base_create_task) == loop;
     self->stock_future = self->plain_checks && PyMethod_Check(self->base_create_future) &&
                          PyMethod_GET_FUNCTION(self->base_create_future) == base_create_future_fn &&
                          PyMethod_GET_SELF(self->base_create_future) == loop;
@@ -3410,6 +3415,85 @@ call_with(PyObject *fn, PyObject *loop, PyObject *const *args, Py_ssize_t nargs,
     return res;
 }
 
+/* create_task(coro, name=..., context=...) with a coroutine, on a loop that is
+ * open, not in debug mode and has no task factory: the case that asyncio's own
+ * create_task serves with Task(coro, loop=self, name=name, context=context)
+ * alone. 1 and *name, *context (borrowed, may be NULL) if so. */
+static int
+plain_create_task(HooksObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **name,
+                  PyObject **context)
+{
+    *name = *context = NULL;
+    if (!self->plain_checks || nargs != 1 || !PyCoro_CheckExact(args[0])) {
+        return 0;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_Compare(key, s_name) == 0) {
+            *name = args[nargs + i];
+        }
+        else if (PyUnicode_Compare(key, s_context) == 0) {
+            *context = args[nargs + i];
+        }
+        else {
+            return 0;
+        }
+    }
+    PyObject *loop = self->loop;
+    PyObject *factory = PyObject_GetAttr(loop, s_task_factory);
+    int has_factory = factory == NULL || factory != Py_None;
+    Py_XDECREF(factory);
+    int closed = has_factory ? 1 : loop_flag(loop, s_closed);
+    int debug = closed ? 1 : loop_debug(self);
+    if (has_factory || closed < 0 || debug < 0) {
+        PyErr_Clear(); /* asyncio's own code says what is wrong */
+        return 0;
+    }
+    return !closed && !debug;
+}
+
+/* {"loop": loop} with name and context added when given: a new reference. */
+static PyObject *
+task_kwargs(PyObject *loop_kwargs, PyObject *name, PyObject *context)
+{
+    if ((name == NULL || name == Py_None) && (context == NULL || context == Py_None)) {
+        return Py_NewRef(loop_kwargs);
+    }
+    PyObject *kw = PyDict_Copy(loop_kwargs);
+    if (kw != NULL && ((name != NULL && name != Py_None && PyDict_SetItem(kw, s_name, name) < 0) ||
+                       (context != NULL && context != Py_None && PyDict_SetItem(kw, s_context, context) < 0))) {
+        Py_CLEAR(kw);
+    }
+    return kw;
+}
+
+/* A task that head sampling leaves out: exactly what asyncio's create_task
+ * makes. Where that is Task(coro, loop=self, ...) alone (plain_create_task) and
+ * asyncio.tasks.Task is asyncio's own, it is built here, without entering a
+ * Python frame for asyncio's create_task; otherwise the loop's own create_task
+ * is called. */
+static PyObject *
+untraced_task(HooksObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *name, *context;
+    if (self->stock_task && plain_create_task(self, args, nargs, kwnames, &name, &context)) {
+        PyObject *cls = PyObject_GetAttr(tasks_module, s_Task); /* what asyncio's create_task reads */
+        int exact = cls == (PyObject *)BaseTask;
+        Py_XDECREF(cls);
+        PyErr_Clear();
+        if (exact) {
+            PyObject *kw = task_kwargs(self->loop_kwargs, name, context);
+            PyObject *pos = kw ? PyTuple_Pack(1, args[0]) : NULL;
+            PyObject *task = pos ? PyObject_Call((PyObject *)BaseTask, pos, kw) : NULL;
+            Py_XDECREF(pos);
+            Py_XDECREF(kw);
+            return task;
+        }
+    }
+    return PyObject_Vectorcall(self->base_create_task, args, (size_t)nargs, kwnames);
+}
+
 static PyObject *
 hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -3417,7 +3501,7 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     RingObject *ring = self->ring;
     if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate)) {
-        return PyObject_Vectorcall(self->base_create_task, args, (size_t)nargs, kwnames);
+        return untraced_task(self, args, nargs, kwnames);
     }
     PyObject *loop = self->loop;
     if (!self->asyncio_loop) {
@@ -4156,7 +4240,11 @@ PyInit__cfuture(void)
     base_create_future_fn = PyObject_GetAttrString(base_event_loop, "create_future");
     futures_module = PyImport_ImportModule("asyncio.futures");
     s_Future = PyUnicode_InternFromString("Future");
-    if (base_create_future_fn == NULL || futures_module == NULL || s_Future == NULL) {
+    base_create_task_fn = PyObject_GetAttrString(base_event_loop, "create_task");
+    tasks_module = PyImport_ImportModule("asyncio.tasks");
+    s_Task = PyUnicode_InternFromString("Task");
+    if (base_create_future_fn == NULL || futures_module == NULL || s_Future == NULL || base_create_task_fn == NULL ||
+        tasks_module == NULL || s_Task == NULL) {
         return NULL;
     }
     eager_factory = PyObject_GetAttrString(asyncio, "eager_task_factory");

@@ -779,7 +779,11 @@ class LoopHooks:
         matched, and made to build a TracedTask)."""
         try:
             if self.ring is None or (self.sample_rate < 1.0 and _random() >= self.sample_rate):
-                return self.base_create_task(coro, **kwargs)
+                task = self.base_create_task(coro, **kwargs)
+                tb = getattr(task, "_source_traceback", None)
+                if tb:
+                    strip_source_traceback(tb)  # debug mode: this frame is not the program's
+                return task
             loop: Any = self.loop
             if not self._asyncio_loop:
                 return self._foreign_create_task(loop, coro, kwargs)  # type: ignore[no-any-return]
