@@ -42,7 +42,6 @@ def traced_loop():
         setattr(loop, name, getattr(hooks, name))
     # as _loops does: call_soon is shadowed with the loop's first traced task
     hooks.call_soon_on_first_task = hooks.call_soon
-    loop._tracedfuture_hooks = hooks
     return loop
 
 async def lifecycle(n):

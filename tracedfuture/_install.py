@@ -4,8 +4,9 @@ A traced loop has three instance attributes that shadow its class's methods:
 ``create_future`` (returns a TracedFuture), ``create_task`` (builds a TracedTask
 the way asyncio's own ``create_task`` builds a Task, or defers to a task factory
 the user has set, untouched) and ``close`` (records tasks that ended in the last
-iteration, then flushes). ``_tracedfuture_hooks`` holds them and names the
-installations that receive the loop's events. Removing the attributes restores the loop exactly:
+iteration, then flushes). The hooks behind them (``_loops.hooks_of``, the
+``__self__`` of ``create_future``) name the installations that receive the
+loop's events. Removing the attributes restores the loop exactly:
 nothing else about it is changed, and ``get_task_factory()`` /
 ``set_task_factory()`` keep meaning what they mean without tracedfuture.
 
@@ -44,8 +45,6 @@ __all__ = ["Installation", "Options", "install", "loop_factory", "run"]
 _T = TypeVar("_T")
 
 logger = logging.getLogger("tracedfuture")
-
-_HOOKS = _loops.HOOKS
 
 
 def _drain_at_close(inst: Installation) -> None:
@@ -316,7 +315,7 @@ def _combine(captures: list[Callable[[], object]]) -> Callable[[], object] | Non
 
 
 def _attach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
-    hooks: LoopHooksLike | None = getattr(loop, _HOOKS, None)
+    hooks: LoopHooksLike | None = _loops.hooks_of(loop)
     if hooks is None:
         hooks = _loops.hook_loop(loop)
     if inst not in hooks.installations:
@@ -346,7 +345,7 @@ def _retarget(hooks: Any, installations: tuple[Installation, ...]) -> None:
 
 
 def _detach(loop: asyncio.AbstractEventLoop, inst: Installation) -> None:
-    hooks: LoopHooksLike | None = getattr(loop, _HOOKS, None)
+    hooks: LoopHooksLike | None = _loops.hooks_of(loop)
     if hooks is None or inst not in hooks.installations:
         return
     _retarget(hooks, tuple(i for i in hooks.installations if i is not inst))

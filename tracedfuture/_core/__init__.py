@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "IMPLEMENTATION",
+    "STEP_REASON",
     "LoopHooks",
     "RecordBatch",
     "Ring",
@@ -62,6 +63,8 @@ if TYPE_CHECKING:
     _both: tuple[Implementation, Implementation] = (_py, _c)
 
 IMPLEMENTATION: str = impl.IMPLEMENTATION
+# Why a TracedTask is stepped by asyncio ("" when it steps itself, recording its end there).
+STEP_REASON: str = impl.STEP_REASON
 TracedFuture: type[asyncio.Future[Any]] = impl.TracedFuture
 TracedTask: type[asyncio.Task[Any]] = impl.TracedTask
 LoopHooks = impl.LoopHooks

@@ -21,7 +21,9 @@
  * - From 3.12 _asyncio's types are heap types whose dealloc drops the type
  *   reference and whose traverse visits the type: we do neither again there.
  * - 3.13 changed the Future struct: our fields live at the runtime offset
- *   base->tp_basicsize, and base fields are read through the API only.
+ *   base->tp_basicsize, and base fields are read through the API, except in
+ *   TracedTask's own step ("The step"), which reads and writes them through
+ *   _asyncio_layout.h, verified at import (else asyncio's step runs tasks).
  * - asyncio is imported before _asyncio, or asyncio.tasks keeps its Python
  *   fallbacks and current_task() returns None.
  *
@@ -45,6 +47,7 @@
 #endif
 
 #include "_records.h" /* the record struct, shared with _batch.c and _lines.c */
+#include "_asyncio_layout.h" /* _asyncio's FutureObj / TaskObj, for the step: verified at import */
 
 /* ------------------------------------------------------------------------ */
 /* Ring                                                                      */
@@ -487,6 +490,7 @@ static PyObject *asyncio_create_future, *asyncio_create_task, *asyncio_eager_cre
 static PyObject *eager_factory, *base_event_loop;
 static PyObject *base_check_closed, *base_get_debug;
 static PyObject *base_create_future_fn, *futures_module, *s_Future;
+static PyObject *base_create_task_fn, *tasks_module, *s_Task;
 static PyObject *m_add_done_callback, *m_remove_done_callback, *m_set_result, *m_set_exception, *m_fut_cancel;
 static PyObject *m_task_cancel, *m_task_set_name, *m_task_callbacks;
 static PyObject *task_done_fn;
@@ -494,10 +498,10 @@ static PyObject *wakeup_names; /* dict: task type -> its wakeup's qualname */
 static PyObject *last_wakeup_type, *last_wakeup_name; /* borrowed from wakeup_names */
 static PyObject *empty_tuple;
 static PyObject *s_state, *s_result, *s_exception, *s_log_traceback, *s_loop, *s_get_debug, *s_closed, *s_debug;
-static PyObject *s_task_factory, *s_hooks, *s_FINISHED, *s_CANCELLED, *s_PENDING, *s_UNRETRIEVED;
+static PyObject *s_task_factory, *s_FINISHED, *s_CANCELLED, *s_PENDING, *s_UNRETRIEVED;
 static PyObject *s_name, *s_context, *s_eager_start, *s_qualname, *s_get_name, *s_done, *s_callbacks_attr;
 static PyObject *s_ready, *s_callback, *s_args, *s_dunder_name, *s_label, *s_get_task_factory, *s_is_closed;
-static PyObject *s_create_future, *s_create_task, *s_call_soon, *s__loop, *s_coro, *s_check_closed;
+static PyObject *s_create_future, *s_create_task, *s_call_soon, *s__loop, *s_coro, *s_check_closed, *s_dunder_self, *s_close;
 /* asyncio's own getters of its base fields (_state, _exception, _result,
  * _log_traceback, _loop of Future; get_name of Task; a coroutine's
  * __qualname__), taken from their descriptors once at import and called
@@ -907,14 +911,11 @@ text_of(PyObject *fn, PyObject *value)
     return res;
 }
 
-/* How a finished future or task ended, read without side effects. */
+/* How a finished future or task ended, read without side effects; tid: the
+ * task running then (0: none, or the task itself). */
 static void
-record_outcome(PyObject *self, TFExt *e, PyObject *loop)
+record_outcome(PyObject *self, TFExt *e, long long tid)
 {
-    long long tid = running_task_id(loop);
-    if (tid == e->fid) {
-        tid = 0; /* a task ends in its own step: "by itself" says nothing */
-    }
     PyObject *state = base_get(&g_state, self);
     if (state == NULL) {
         PyErr_Clear();
@@ -1007,9 +1008,11 @@ typedef struct {
     PyObject *base_call_soon;
     PyObject *call_soon_on_first_task; /* set on the loop as call_soon with the first traced task */
     PyObject *loop_kwargs; /* {"loop": loop}, reused by every creation */
+    PyObject *saved;       /* _loops' bookkeeping */
     int asyncio_loop;      /* inherits BaseEventLoop: asyncio's own checks apply */
     int plain_checks;      /* and neither _check_closed nor get_debug is overridden */
     int stock_future;      /* and base_create_future is asyncio's own: see untraced_future */
+    int stock_task;        /* and base_create_task is asyncio's own: see untraced_task */
 } HooksObject;
 
 static PyObject *
@@ -1091,23 +1094,46 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
     Py_XDECREF(primitive);
 }
 
-/* The hooks of a traced loop that records new futures (borrowed), else NULL. */
+/* The hooks of a traced loop that records new futures (borrowed), else NULL:
+ * the __self__ of the loop's create_future, create_task or close (the first the
+ * program did not replace), which are the hooks' own methods or _loops'
+ * wrappers while the loop is traced. No attribute of ours is kept on the loop:
+ * see _loops.hooks_of. */
 static HooksObject *
 hooks_of(PyObject *loop)
 {
     if (loop == NULL) {
         return NULL;
     }
-    PyObject *hooks = PyObject_GetAttr(loop, s_hooks);
-    if (hooks == NULL) {
-        PyErr_Clear();
-        return NULL;
+    PyObject *names[3] = {s_create_future, s_create_task, s_close};
+    for (int i = 0; i < 3; i++) {
+        PyObject *fn = PyObject_GetAttr(loop, names[i]);
+        if (fn == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        PyObject *owner;
+        if (PyCFunction_Check(fn)) {
+            owner = PyCFunction_GET_SELF(fn);
+        }
+        else if (PyMethod_Check(fn)) {
+            owner = PyMethod_GET_SELF(fn);
+        }
+        else {
+            owner = PyObject_GetAttr(fn, s_dunder_self);
+            if (owner == NULL) {
+                PyErr_Clear();
+            }
+            else {
+                Py_DECREF(owner); /* the wrapper keeps it */
+            }
+        }
+        Py_DECREF(fn); /* kept by the loop when it is ours */
+        if (owner != NULL && PyObject_TypeCheck(owner, LoopHooksType)) {
+            return ((HooksObject *)owner)->ring == NULL ? NULL : (HooksObject *)owner;
+        }
     }
-    Py_DECREF(hooks); /* the loop keeps it */
-    if (!PyObject_TypeCheck(hooks, LoopHooksType) || ((HooksObject *)hooks)->ring == NULL) {
-        return NULL;
-    }
-    return (HooksObject *)hooks;
+    return NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1273,6 +1299,7 @@ tf_task_wakeup(PyObject *task, PyObject *fut)
 }
 
 static PyMethodDef tf_wakeup_def = {"task_wakeup", (PyCFunction)tf_task_wakeup, METH_O, NULL};
+static PyMethodDef own_wakeup_def; /* TracedTask's own wakeup (see "The step") */
 
 /* asyncio's own wakeup of a task, bound to it? */
 static int
@@ -1285,7 +1312,7 @@ is_base_wakeup(PyObject *fn)
     if (ml == base_wakeup_def) {
         return 1;
     }
-    if (base_wakeup_def != NULL || ml == &tf_wakeup_def || ml->ml_flags != METH_O ||
+    if (base_wakeup_def != NULL || ml == &tf_wakeup_def || ml == &own_wakeup_def || ml->ml_flags != METH_O ||
         strcmp(ml->ml_name, "task_wakeup") != 0) {
         return 0;
     }
@@ -1324,6 +1351,43 @@ shared_add_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return res;
 }
 
+/* A task (owner) started waiting on the traced future of e: its wakeup fn is the
+ * callback. The wakeup's qualname is kept per task type, made once. */
+static void
+record_awaiter(TFExt *e, PyObject *owner, PyObject *fn)
+{
+    long long aid = task_id(owner);
+    PyObject *tp = (PyObject *)Py_TYPE(owner);
+    /* the last type seen first: one task type per program, nearly always */
+    PyObject *name = tp == last_wakeup_type ? last_wakeup_name : PyDict_GetItemWithError(wakeup_names, tp);
+    if (name == NULL) {
+        PyErr_Clear();
+        name = PyObject_GetAttr(fn, s_qualname);
+        if (name == NULL) {
+            PyErr_Clear();
+            return;
+        }
+        if (PyDict_SetItem(wakeup_names, tp, name) < 0) {
+            PyErr_Clear();
+        }
+        Py_DECREF(name); /* the dict keeps it, or it is the function's own */
+        name = PyDict_GetItemWithError(wakeup_names, tp);
+        if (name == NULL) {
+            PyErr_Clear();
+            return;
+        }
+    }
+    last_wakeup_type = tp; /* both kept alive by wakeup_names */
+    last_wakeup_name = name;
+    Rec old, *r;
+    if ((r = begin(e, e->ring, &old, OP_CB_ADDED, 3, e->fid)) != NULL) {
+        set_opt_int(r, 0, aid);
+        set_obj(r, 1, name);
+        set_opt_int(r, 2, aid);
+    }
+    rec_release(&old);
+}
+
 static PyObject *
 add_done_callback_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -1339,36 +1403,7 @@ add_done_callback_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, 
     PyObject *owner;
     Rec old, *r;
     if (is_wakeup(fn, &owner)) {
-        /* A task started waiting on this future: its wakeup is the callback. */
-        long long aid = task_id(owner);
-        PyObject *tp = (PyObject *)Py_TYPE(owner);
-        /* the last type seen first: one task type per program, nearly always */
-        PyObject *name = tp == last_wakeup_type ? last_wakeup_name : PyDict_GetItemWithError(wakeup_names, tp);
-        if (name == NULL) {
-            PyErr_Clear();
-            name = PyObject_GetAttr(fn, s_qualname);
-            if (name == NULL) {
-                PyErr_Clear();
-                return res;
-            }
-            if (PyDict_SetItem(wakeup_names, tp, name) < 0) {
-                PyErr_Clear();
-            }
-            Py_DECREF(name); /* the dict keeps it, or it is the function's own */
-            name = PyDict_GetItemWithError(wakeup_names, tp);
-            if (name == NULL) {
-                PyErr_Clear();
-                return res;
-            }
-        }
-        last_wakeup_type = tp; /* both kept alive by wakeup_names */
-        last_wakeup_name = name;
-        if ((r = begin(e, e->ring, &old, OP_CB_ADDED, 3, e->fid)) != NULL) {
-            set_opt_int(r, 0, aid);
-            set_obj(r, 1, name);
-            set_opt_int(r, 2, aid);
-        }
-        rec_release(&old);
+        record_awaiter(e, owner, fn);
         return res;
     }
     PyObject *loop = loop_of(self);
@@ -1645,7 +1680,7 @@ fut_set_exception(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObj
     if (e != NULL && e->fid) {
         PyObject *loop = loop_of(self);
         if (loop != NULL) {
-            record_outcome(self, e, loop);
+            record_outcome(self, e, running_task_id(loop));
             Py_DECREF(loop);
         }
         live_unlink(e);
@@ -1798,6 +1833,1021 @@ static PyType_Spec fut_spec = {
     "tracedfuture._core._cfuture.Future", 0, 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, fut_slots,
 };
 
+#define INTERN_OR(var, text)                                    \
+    do {                                                        \
+        if ((var = PyUnicode_InternFromString(text)) == NULL) { \
+            return -1;                                          \
+        }                                                       \
+    } while (0)
+
+static PyObject *method_of(PyTypeObject *tp, const char *name);
+
+/* ------------------------------------------------------------------------ */
+/* The step: TracedTask steps itself                                         */
+
+/* asyncio's C step takes its fast path only for an exact _asyncio.Future or
+ * Task: for a TracedFuture it looks up _asyncio_future_blocking, get_loop,
+ * add_done_callback and result by name, and it ends a task from C, where no
+ * override sees it. So a TracedTask has a step and a wakeup of its own, which
+ * translate 3.11-3.13's task_step_impl / task_wakeup (the semantics of tasks.py's
+ * __step and __wakeup as the C Task has them, error texts included), with the
+ * fast path for the four types whose fields we know (TracedFuture, TracedTask,
+ * asyncio's Future and Task), and which record the end of the task where it
+ * happens. The fields are read and written through _asyncio_layout.h, which
+ * verify_layout() checks at import; when it refuses, own_step stays 0 and a
+ * TracedTask is stepped by asyncio (its end seen through a hidden done callback,
+ * below). */
+
+static int own_step;                  /* 1: new TracedTasks step themselves */
+static char step_reason[240] = "";    /* why not, in one line */
+static PyObject *exc_CancelledError, *exc_InvalidStateError;
+static PyObject *m_make_cancelled_error, *py_register_eager, *py_unregister_eager;
+static PyObject *s_throw, *s_cancel, *s_blocking, *s_get_loop, *s_add_done_callback, *s_result_attr, *s_is_running;
+static PyObject *context_kwnames; /* ("context",) */
+
+#define FUT(o) ((TFFut *)(o))
+#define TASK(o) ((TFTask *)(o))
+
+/* The loop that base Task.__init__ sees while a TracedTask is made: it answers
+ * get_debug() with the real loop's answer and takes the call_soon of asyncio's
+ * step, which it drops (ours is scheduled instead, on the real loop, which is put
+ * back in the task right after). Everything else __init__ does (the name and its
+ * counter, the context, _source_traceback, all_tasks) stays asyncio's own. */
+typedef struct {
+    PyObject_HEAD
+    int debug;
+} StandInObject;
+
+static PyTypeObject *StandInType;
+static PyObject *asyncio_step_type; /* what asyncio's Task.__init__ gave the stand-in (the probe) */
+static PyObject *stand_in;        /* the one instance */
+static PyObject *stand_in_kwargs; /* {"loop": stand_in} */
+
+static PyObject *
+stand_in_get_debug(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(((StandInObject *)self)->debug);
+}
+
+static PyObject *
+stand_in_call_soon(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (asyncio_step_type == NULL && nargs >= 1) {
+        asyncio_step_type = Py_NewRef((PyObject *)Py_TYPE(args[0])); /* the probe's: seen once */
+    }
+    Py_RETURN_NONE; /* asyncio's step, dropped */
+}
+
+static PyMethodDef stand_in_methods[] = {
+    {"get_debug", stand_in_get_debug, METH_NOARGS, NULL},
+    {"call_soon", (PyCFunction)(void (*)(void))stand_in_call_soon, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot stand_in_slots[] = {
+    {Py_tp_methods, stand_in_methods},
+    {0, NULL},
+};
+
+static PyType_Spec stand_in_spec = {
+    "tracedfuture._core._cfuture._StandInLoop", sizeof(StandInObject), 0, Py_TPFLAGS_DEFAULT, stand_in_slots,
+};
+
+/* Base Task.__init__(self, *args, **kw) with kw's loop the stand-in, then the
+ * real loop put in its place. */
+static int
+base_task_init(PyObject *self, PyObject *args, PyObject *kw, PyObject *loop, int debug)
+{
+    ((StandInObject *)stand_in)->debug = debug;
+    int rc = BaseTask->tp_init(self, args, kw);
+    if (FUT(self)->fut_loop == stand_in) {
+        Py_SETREF(FUT(self)->fut_loop, Py_NewRef(loop));
+    }
+    return rc;
+}
+
+/* loop.call_soon(fn[, arg], context=ctx), as asyncio's C calls it. */
+static int
+call_soon(PyObject *loop, PyObject *fn, PyObject *arg, PyObject *ctx)
+{
+    PyObject *stack[4];
+    size_t n = 0;
+    stack[n++] = loop;
+    stack[n++] = fn;
+    if (arg != NULL) {
+        stack[n++] = arg;
+    }
+    stack[n] = ctx;
+    PyObject *handle = PyObject_VectorcallMethod(s_call_soon, stack, n, context_kwnames);
+    if (handle == NULL) {
+        return -1;
+    }
+    Py_DECREF(handle);
+    return 0;
+}
+
+static PyObject *own_step_run(PyObject *task, PyObject *exc);
+
+/* What the loop is given to step a task soon: like asyncio's TaskStepMethWrapper
+ * (its type's name, read from asyncio's own at import, its __self__, no
+ * __name__), so that a loop's own call_soon sees what it sees untraced. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *task;
+    PyObject *arg; /* an exception to throw in, or NULL */
+} StepObject;
+
+static PyTypeObject *StepType;
+
+static PyObject *
+step_call(StepObject *self, PyObject *args, PyObject *kwds)
+{
+    if ((kwds != NULL && PyDict_GET_SIZE(kwds) != 0) || PyTuple_GET_SIZE(args) != 0) {
+        PyErr_SetString(PyExc_TypeError, "function takes no arguments");
+        return NULL;
+    }
+    return own_step_run(self->task, self->arg);
+}
+
+static int
+step_traverse(StepObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->task);
+    Py_VISIT(self->arg);
+    return 0;
+}
+
+static int
+step_clear(StepObject *self)
+{
+    Py_CLEAR(self->task);
+    Py_CLEAR(self->arg);
+    return 0;
+}
+
+static void
+step_dealloc(StepObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    step_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+step_get_self(StepObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->task);
+}
+
+static PyGetSetDef step_getset[] = {
+    {"__self__", (getter)step_get_self, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot step_slots[] = {
+    {Py_tp_call, step_call},
+    {Py_tp_traverse, step_traverse},
+    {Py_tp_clear, step_clear},
+    {Py_tp_dealloc, step_dealloc},
+    {Py_tp_getset, step_getset},
+    {0, NULL},
+};
+
+static PyType_Spec step_spec = {
+    "tracedfuture._core._cfuture.TaskStepMethWrapper", sizeof(StepObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    step_slots,
+};
+
+/* task_call_step_soon */
+static int
+step_soon(PyObject *task, PyObject *exc)
+{
+    StepObject *fn = PyObject_GC_New(StepObject, StepType);
+    if (fn == NULL) {
+        return -1;
+    }
+    fn->task = Py_NewRef(task);
+    fn->arg = Py_XNewRef(exc);
+    PyObject_GC_Track(fn);
+    /* held: an odd call_soon could replace them */
+    PyObject *loop = Py_NewRef(TASK(task)->fut_loop), *ctx = Py_NewRef(TASK(task)->task_context);
+    int rc = call_soon(loop, (PyObject *)fn, NULL, ctx);
+    Py_DECREF(ctx);
+    Py_DECREF(loop);
+    Py_DECREF(fn);
+    return rc;
+}
+
+/* task_set_error_soon: the step again, soon, throwing RuntimeError(msg) */
+static PyObject *
+error_soon(PyObject *task, const char *format, PyObject *a, PyObject *b)
+{
+    PyObject *msg = b ? PyUnicode_FromFormat(format, a, b) : PyUnicode_FromFormat(format, a);
+    if (msg == NULL) {
+        return NULL;
+    }
+    PyObject *e = PyObject_CallOneArg(PyExc_RuntimeError, msg);
+    Py_DECREF(msg);
+    if (e == NULL) {
+        return NULL;
+    }
+    int rc = step_soon(task, e);
+    Py_DECREF(e);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* _enter_task / _leave_task / _swap_current_task: _asyncio._current_tasks, the
+ * dict that current_task() reads (3.11-3.13). */
+static int
+enter_task(PyObject *loop, PyObject *task)
+{
+    PyObject *item = PyDict_GetItemWithError(py_current_tasks, loop);
+    if (item != NULL) {
+        Py_INCREF(item);
+        PyErr_Format(PyExc_RuntimeError, "Cannot enter into task %R while another task %R is being executed.", task,
+                     item);
+        Py_DECREF(item);
+        return -1;
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    return PyDict_SetItem(py_current_tasks, loop, task);
+}
+
+static int
+leave_task(PyObject *loop, PyObject *task)
+{
+    PyObject *item = PyDict_GetItemWithError(py_current_tasks, loop);
+    if (item != task) {
+        if (item == NULL) {
+            if (PyErr_Occurred()) {
+                return -1;
+            }
+            item = Py_None;
+        }
+        PyErr_Format(PyExc_RuntimeError, "Leaving task %R does not match the current task %R.", task, item);
+        return -1;
+    }
+    return PyDict_DelItem(py_current_tasks, loop);
+}
+
+static PyObject *
+swap_current_task(PyObject *loop, PyObject *task)
+{
+    PyObject *prev = PyDict_GetItemWithError(py_current_tasks, loop);
+    if (prev == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        prev = Py_None;
+    }
+    Py_INCREF(prev);
+    int rc = task == Py_None ? PyDict_DelItem(py_current_tasks, loop) : PyDict_SetItem(py_current_tasks, loop, task);
+    if (rc < 0) {
+        Py_DECREF(prev);
+        return NULL;
+    }
+    return prev;
+}
+
+/* An error raised while another was pending: the pending one becomes its
+ * __context__ (asyncio's _PyErr_ChainExceptions). */
+static void
+chain_onto(PyObject *et, PyObject *ev, PyObject *tb)
+{
+    if (et == NULL) {
+        return;
+    }
+    if (!PyErr_Occurred()) {
+        PyErr_Restore(et, ev, tb);
+        return;
+    }
+    PyErr_NormalizeException(&et, &ev, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(ev, tb);
+        Py_DECREF(tb);
+    }
+    Py_DECREF(et);
+    PyObject *et2, *ev2, *tb2;
+    PyErr_Fetch(&et2, &ev2, &tb2);
+    PyErr_NormalizeException(&et2, &ev2, &tb2);
+    PyException_SetContext(ev2, ev); /* steals ev */
+    PyErr_Restore(et2, ev2, tb2);
+}
+
+static inline int
+is_known_future(PyObject *o)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    return tp == TracedFutureType || tp == TracedTaskType || tp == BaseFuture || tp == BaseTask;
+}
+
+/* A StopIteration raised by coro.throw(): its value into *result (new), 0; else -1. */
+static int
+stop_value(PyObject **result)
+{
+    if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        return -1;
+    }
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyErr_NormalizeException(&et, &ev, &tb);
+    PyObject *value = NULL;
+    if (ev != NULL && PyObject_TypeCheck(ev, (PyTypeObject *)PyExc_StopIteration)) {
+        value = ((PyStopIterationObject *)ev)->value;
+    }
+    *result = Py_NewRef(value ? value : Py_None);
+    Py_XDECREF(et);
+    Py_XDECREF(ev);
+    Py_XDECREF(tb);
+    return 0;
+}
+
+/* The task ended in its own step: record how (the step's task is the running
+ * one, so "by" is none), with the fields read directly. */
+static void
+task_ended(PyObject *task)
+{
+    TFExt *e = (TFExt *)((char *)task + task_ext_off);
+    if (!e->fid || e->ended) {
+        return;
+    }
+    e->ended = 1;
+    TFTask *t = TASK(task);
+    if (t->fut_state == TF_CANCELLED || t->fut_exception != NULL) {
+        record_outcome(task, e, 0); /* rarer: the shared path */
+    }
+    else if (t->fut_state == TF_FINISHED) {
+        PyObject *result = t->fut_result ? t->fut_result : Py_None;
+        PyObject *value = e->values ? text_of(py_value_repr, result) : NULL;
+        Rec old, *r;
+        if ((r = begin(e, e->ring, &old, OP_RESOLVED, 3, e->fid)) != NULL) {
+            set_opt_int(r, 0, 0);
+            set_obj(r, 1, (PyObject *)Py_TYPE(result));
+            set_obj(r, 2, value);
+        }
+        rec_release(&old);
+        Py_XDECREF(value);
+    }
+    live_unlink(e);
+}
+
+/* future_add_done_callback on a known future's fields (3.11-3.13): the first
+ * callback in callback0/context0, the others as (fn, context) in callbacks, or,
+ * when it is done already, scheduled at once. */
+static int
+add_callback(PyObject *fut, PyObject *fn, PyObject *ctx)
+{
+    TFFut *f = FUT(fut);
+    if (f->fut_state != TF_PENDING) {
+        return call_soon(f->fut_loop, fn, fut, ctx);
+    }
+    if (f->fut_callbacks == NULL && f->fut_callback0 == NULL) {
+        f->fut_callback0 = Py_NewRef(fn);
+        f->fut_context0 = Py_NewRef(ctx);
+        return 0;
+    }
+    PyObject *pair = PyTuple_Pack(2, fn, ctx);
+    if (pair == NULL) {
+        return -1;
+    }
+    if (f->fut_callbacks != NULL) {
+        int rc = PyList_Append(f->fut_callbacks, pair);
+        Py_DECREF(pair);
+        return rc;
+    }
+    f->fut_callbacks = PyList_New(1);
+    if (f->fut_callbacks == NULL) {
+        Py_DECREF(pair);
+        return -1;
+    }
+    PyList_SET_ITEM(f->fut_callbacks, 0, pair);
+    return 0;
+}
+
+/* After the task started waiting on fut: a cancel() that came first goes on to it. */
+static PyObject *
+cancel_waiter_if_must(PyObject *task, PyObject *fut)
+{
+    TFTask *t = TASK(task);
+    if (t->task_must_cancel) {
+        PyObject *msg = Py_NewRef(t->fut_cancel_msg ? t->fut_cancel_msg : Py_None);
+        Py_INCREF(fut);
+        PyObject *r = PyObject_CallMethodOneArg(fut, s_cancel, msg);
+        Py_DECREF(fut);
+        Py_DECREF(msg);
+        if (r == NULL) {
+            return NULL;
+        }
+        int is_true = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (is_true < 0) {
+            return NULL;
+        }
+        if (is_true) {
+            t->task_must_cancel = 0;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* asyncio.futures._get_loop, for a foreign future */
+static PyObject *
+future_loop(PyObject *fut)
+{
+    PyObject *getloop;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyObject_GetOptionalAttr(fut, s_get_loop, &getloop) < 0) {
+#else
+    if (_PyObject_LookupAttr(fut, s_get_loop, &getloop) < 0) {
+#endif
+        return NULL;
+    }
+    if (getloop != NULL) {
+        PyObject *res = PyObject_CallNoArgs(getloop);
+        Py_DECREF(getloop);
+        return res;
+    }
+    return PyObject_GetAttr(fut, s__loop);
+}
+
+/* What the coroutine yielded (result, a new reference that this steals). */
+static PyObject *
+handle_yield(PyObject *task, PyObject *result)
+{
+    TFTask *t = TASK(task);
+    PyObject *o, *res;
+    if (result == task) {
+        res = error_soon(task, "Task cannot await on itself: %R", task, NULL);
+        Py_DECREF(result);
+        return res;
+    }
+    if (is_known_future(result)) {
+        /* the fast path: fields, no lookups by name */
+        TFFut *fut = FUT(result);
+        if (fut->fut_loop != t->fut_loop) {
+            goto different_loop;
+        }
+        if (!fut->fut_blocking) {
+            goto yield_insteadof_yf;
+        }
+        fut->fut_blocking = 0;
+        PyObject *wakeup = PyCFunction_New(&own_wakeup_def, task);
+        if (wakeup == NULL) {
+            goto fail;
+        }
+        if (add_callback(result, wakeup, t->task_context) < 0) {
+            Py_DECREF(wakeup);
+            goto fail;
+        }
+        if (Py_TYPE(result) == TracedFutureType || Py_TYPE(result) == TracedTaskType) {
+            TFExt *e = ext_of(result);
+            if (e->fid) {
+                record_awaiter(e, task, wakeup); /* what our add_done_callback records */
+            }
+        }
+        Py_DECREF(wakeup);
+        Py_XSETREF(t->task_fut_waiter, result); /* steals */
+        return cancel_waiter_if_must(task, result);
+    }
+    if (result == Py_None) {
+        /* a bare yield: one iteration of the loop */
+        if (step_soon(task, NULL) < 0) {
+            goto fail;
+        }
+        return result;
+    }
+    /* a Future-compatible object: the generic protocol, by name */
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyObject_GetOptionalAttr(result, s_blocking, &o) < 0) {
+#else
+    if (_PyObject_LookupAttr(result, s_blocking, &o) < 0) {
+#endif
+        goto fail;
+    }
+    if (o != NULL && o != Py_None) {
+        int blocking = PyObject_IsTrue(o);
+        Py_DECREF(o);
+        if (blocking < 0) {
+            goto fail;
+        }
+        PyObject *oloop = future_loop(result);
+        if (oloop == NULL) {
+            goto fail;
+        }
+        Py_DECREF(oloop); /* compared by identity only */
+        if (oloop != t->fut_loop) {
+            goto different_loop;
+        }
+        if (!blocking) {
+            goto yield_insteadof_yf;
+        }
+        if (PyObject_SetAttr(result, s_blocking, Py_False) < 0) {
+            goto fail;
+        }
+        PyObject *wakeup = PyCFunction_New(&own_wakeup_def, task);
+        if (wakeup == NULL) {
+            goto fail;
+        }
+        PyObject *add = PyObject_GetAttr(result, s_add_done_callback);
+        if (add == NULL) {
+            Py_DECREF(wakeup);
+            goto fail;
+        }
+        PyObject *stack[2] = {wakeup, t->task_context};
+        PyObject *tmp = PyObject_Vectorcall(add, stack, 1, context_kwnames);
+        Py_DECREF(add);
+        Py_DECREF(wakeup);
+        if (tmp == NULL) {
+            goto fail;
+        }
+        Py_DECREF(tmp);
+        Py_XSETREF(t->task_fut_waiter, result); /* steals */
+        return cancel_waiter_if_must(task, result);
+    }
+    Py_XDECREF(o);
+    int is_gen = PyObject_IsInstance(result, (PyObject *)&PyGen_Type);
+    if (is_gen < 0) {
+        goto fail;
+    }
+    if (is_gen) {
+        res = error_soon(task, "yield was used instead of yield from for generator in task %R with %R", task, result);
+    }
+    else {
+        res = error_soon(task, "Task got bad yield: %R", result, NULL);
+    }
+    Py_DECREF(result);
+    return res;
+
+different_loop:
+    res = error_soon(task, "Task %R got Future %R attached to a different loop", task, result);
+    Py_DECREF(result);
+    return res;
+
+yield_insteadof_yf:
+    res = error_soon(task, "yield was used instead of yield from in task %R with %R", task, result);
+    Py_DECREF(result);
+    return res;
+
+fail:
+    Py_DECREF(result);
+    return NULL;
+}
+
+/* task_step_impl: one send (or throw) into the coroutine, and what follows. */
+static PyObject *
+own_step_impl(PyObject *task, PyObject *exc)
+{
+    TFTask *t = TASK(task);
+    int clear_exc = 0;
+    PyObject *result = NULL;
+    if (t->fut_state != TF_PENDING) {
+        task_ended(task); /* ended outside its step (asyncio.Future.cancel(task)): recorded now at the latest */
+        PyErr_Format(exc_InvalidStateError, "_step(): already done: %R %R", task, exc ? exc : Py_None);
+        return NULL;
+    }
+    if (t->task_must_cancel) {
+        if (exc != NULL) {
+            int is_cancel = PyObject_IsInstance(exc, exc_CancelledError);
+            if (is_cancel < 0) {
+                return NULL;
+            }
+            if (!is_cancel) {
+                exc = NULL;
+            }
+        }
+        if (exc == NULL) {
+            exc = PyObject_CallOneArg(m_make_cancelled_error, task);
+            if (exc == NULL) {
+                return NULL;
+            }
+            clear_exc = 1;
+        }
+        t->task_must_cancel = 0;
+    }
+    Py_CLEAR(t->task_fut_waiter);
+    PyObject *coro = t->task_coro;
+    if (coro == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "uninitialized Task object");
+        if (clear_exc) {
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
+    int status;
+    if (exc == NULL) {
+        status = PyIter_Send(coro, Py_None, &result);
+    }
+    else {
+        result = PyObject_CallMethodOneArg(coro, s_throw, exc);
+        status = result != NULL ? PYGEN_NEXT : (stop_value(&result) == 0 ? PYGEN_RETURN : PYGEN_ERROR);
+        if (clear_exc) {
+            Py_DECREF(exc);
+        }
+    }
+    if (status == PYGEN_NEXT) {
+        return handle_yield(task, result);
+    }
+    PyObject *res;
+    if (status == PYGEN_RETURN) {
+        if (t->task_must_cancel) {
+            /* cancelled right before the coroutine returned */
+            t->task_must_cancel = 0;
+            res = call2(m_fut_cancel, task, t->fut_cancel_msg ? t->fut_cancel_msg : Py_None);
+        }
+        else {
+            res = call2(m_set_result, task, result);
+        }
+        Py_DECREF(result);
+        if (res == NULL) {
+            return NULL;
+        }
+        Py_DECREF(res);
+        task_ended(task);
+        Py_RETURN_NONE;
+    }
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyErr_NormalizeException(&et, &ev, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(ev, tb);
+    }
+    if (PyErr_GivenExceptionMatches(et, exc_CancelledError)) {
+        /* the coroutine let a CancelledError out: the task is cancelled with it */
+        Py_XDECREF(tb);
+        Py_DECREF(et);
+        Py_XSETREF(t->fut_cancelled_exc, ev); /* steals */
+        res = PyObject_CallOneArg(m_fut_cancel, task);
+        if (res != NULL) {
+            task_ended(task);
+        }
+        return res;
+    }
+    res = call2(m_set_exception, task, ev);
+    if (res == NULL) {
+        Py_DECREF(et);
+        Py_XDECREF(tb);
+        Py_XDECREF(ev);
+        return NULL;
+    }
+    Py_DECREF(res);
+    task_ended(task);
+    if (PyErr_GivenExceptionMatches(et, PyExc_KeyboardInterrupt) || PyErr_GivenExceptionMatches(et, PyExc_SystemExit)) {
+        PyErr_Restore(et, ev, tb); /* re-raised, out of the loop */
+        return NULL;
+    }
+    Py_DECREF(et);
+    Py_XDECREF(tb);
+    Py_XDECREF(ev);
+    Py_RETURN_NONE;
+}
+
+/* task_step: the step between _enter_task and _leave_task */
+static PyObject *
+own_step_run(PyObject *task, PyObject *exc)
+{
+    PyObject *loop = Py_NewRef(TASK(task)->fut_loop);
+    if (enter_task(loop, task) < 0) {
+        Py_DECREF(loop);
+        return NULL;
+    }
+    PyObject *res = own_step_impl(task, exc);
+    if (res == NULL) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        leave_task(loop, task);
+        chain_onto(et, ev, tb);
+    }
+    else if (leave_task(loop, task) < 0) {
+        Py_CLEAR(res);
+    }
+    Py_DECREF(loop);
+    return res;
+}
+
+/* task_wakeup: the future the task waited on is done */
+static PyObject *
+own_wakeup(PyObject *task, PyObject *fut)
+{
+    if (is_known_future(fut) && FUT(fut)->fut_state == TF_FINISHED && FUT(fut)->fut_exception == NULL) {
+        return own_step_run(task, NULL); /* the coroutine reads the result from the future */
+    }
+    /* failed, cancelled (its CancelledError made by result()), or foreign */
+    PyObject *r = is_known_future(fut) ? PyObject_CallOneArg(m_fut_result, fut)
+                                       : PyObject_CallMethodNoArgs(fut, s_result_attr);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return own_step_run(task, NULL);
+    }
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyErr_NormalizeException(&et, &ev, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(ev, tb);
+    }
+    PyObject *res = own_step_run(task, ev);
+    Py_XDECREF(et);
+    Py_XDECREF(ev);
+    Py_XDECREF(tb);
+    return res;
+}
+
+static PyMethodDef own_wakeup_def = {"task_wakeup", (PyCFunction)own_wakeup, METH_O, NULL};
+
+/* task_eager_start (3.12+): the first step, inside __init__, as the loop's
+ * current task, in the task's context. */
+static int
+own_eager_start(PyObject *task)
+{
+    TFTask *t = TASK(task);
+    PyObject *loop = Py_NewRef(t->fut_loop);
+    PyObject *prev = swap_current_task(loop, task);
+    if (prev == NULL) {
+        Py_DECREF(loop);
+        return -1;
+    }
+    PyObject *reg = PyObject_CallOneArg(py_register_eager, task);
+    if (reg == NULL) {
+        Py_DECREF(prev);
+        Py_DECREF(loop);
+        return -1;
+    }
+    Py_DECREF(reg);
+    PyObject *ctx = Py_NewRef(t->task_context);
+    if (PyContext_Enter(ctx) < 0) {
+        Py_DECREF(ctx);
+        Py_DECREF(prev);
+        Py_DECREF(loop);
+        return -1;
+    }
+    int rc = 0;
+    PyObject *et = NULL, *ev = NULL, *tb = NULL;
+    PyObject *res = own_step_impl(task, NULL);
+    if (res == NULL) {
+        PyErr_Fetch(&et, &ev, &tb);
+        rc = -1;
+    }
+    Py_XDECREF(res);
+    PyObject *cur = swap_current_task(loop, prev);
+    Py_DECREF(prev);
+    if (cur == NULL) {
+        rc = -1;
+        chain_onto(et, ev, tb);
+        PyErr_Fetch(&et, &ev, &tb);
+    }
+    Py_XDECREF(cur);
+    PyObject *unreg = PyObject_CallOneArg(py_unregister_eager, task);
+    if (unreg == NULL) {
+        rc = -1;
+        chain_onto(et, ev, tb);
+        PyErr_Fetch(&et, &ev, &tb);
+    }
+    Py_XDECREF(unreg);
+    if (PyContext_Exit(ctx) < 0) {
+        rc = -1;
+        chain_onto(et, ev, tb);
+        PyErr_Fetch(&et, &ev, &tb);
+    }
+    Py_DECREF(ctx);
+    if (t->fut_state != TF_PENDING) {
+        Py_CLEAR(t->task_coro); /* as asyncio: a task done eagerly lets its coroutine go */
+    }
+    Py_DECREF(loop);
+    if (et != NULL) {
+        PyErr_Restore(et, ev, tb);
+    }
+    return rc;
+}
+
+/* Do the task's own fields sit where _asyncio_layout.h says, on this Python?
+ * NULL if so, else why not. Probes a Future and a Task made on the stand-in loop
+ * (which drops the Task's step), and leaves nothing behind. */
+static const char *
+verify_layout(void)
+{
+#if !TF_HAVE_LAYOUT
+    return "no layout of _asyncio's Task is known for this Python";
+#else
+    static char why[200];
+    if (BaseFuture->tp_basicsize != (Py_ssize_t)sizeof(TFFut) || BaseTask->tp_basicsize != (Py_ssize_t)sizeof(TFTask)) {
+        snprintf(why, sizeof why, "_asyncio.Future/Task are %zd/%zd bytes, the known layout %zu/%zu",
+                 BaseFuture->tp_basicsize, BaseTask->tp_basicsize, sizeof(TFFut), sizeof(TFTask));
+        return why;
+    }
+    const char *bad = NULL;
+    PyObject *f = NULL, *f2 = NULL, *t = NULL, *coro = NULL, *ctx = NULL, *ns = NULL, *code = NULL, *r = NULL;
+    PyObject *exc = NULL, *name = NULL, *msg = NULL, *cb[2] = {(PyObject *)&PyBool_Type, (PyObject *)&PyLong_Type};
+    ((StandInObject *)stand_in)->debug = 0;
+#define CHECK(cond, what)          \
+    do {                           \
+        if (!(cond)) {             \
+            bad = what;            \
+            goto done;             \
+        }                          \
+    } while (0)
+#define CALL(expr)                 \
+    do {                           \
+        Py_XSETREF(r, (expr));     \
+        CHECK(r != NULL, #expr);   \
+    } while (0)
+    ctx = PyContext_CopyCurrent();
+    CHECK(ctx != NULL, "copy_context");
+    /* a Future */
+    f = PyObject_Call((PyObject *)BaseFuture, empty_tuple, stand_in_kwargs);
+    CHECK(f != NULL, "Future(loop=...)");
+    CHECK(FUT(f)->fut_loop == stand_in && FUT(f)->fut_state == TF_PENDING && FUT(f)->fut_callback0 == NULL &&
+              FUT(f)->fut_callbacks == NULL && !FUT(f)->fut_blocking && !FUT(f)->fut_log_tb,
+          "a new Future's fields");
+    CHECK(PyObject_SetAttr(f, s_blocking, Py_True) == 0 && FUT(f)->fut_blocking && !FUT(f)->fut_log_tb,
+          "Future._asyncio_future_blocking");
+    CHECK(PyObject_SetAttr(f, s_blocking, Py_False) == 0 && !FUT(f)->fut_blocking, "Future._asyncio_future_blocking");
+    for (int i = 0; i < 2; i++) {
+        PyObject *args[3] = {f, cb[i], ctx};
+        CALL(PyObject_VectorcallMethod(s_add_done_callback, args, 2, context_kwnames));
+    }
+    CHECK(FUT(f)->fut_callback0 == cb[0] && FUT(f)->fut_context0 == ctx && FUT(f)->fut_callbacks != NULL &&
+              PyList_Check(FUT(f)->fut_callbacks) && PyList_GET_SIZE(FUT(f)->fut_callbacks) == 1,
+          "Future callbacks");
+    CALL(call2(m_set_result, f, (PyObject *)StandInType)); /* its callbacks go to the stand-in */
+    CHECK(FUT(f)->fut_state == TF_FINISHED && FUT(f)->fut_result == (PyObject *)StandInType &&
+              FUT(f)->fut_exception == NULL && FUT(f)->fut_callback0 == NULL,
+          "Future.set_result");
+    exc = PyObject_CallNoArgs(PyExc_ValueError);
+    f2 = PyObject_Call((PyObject *)BaseFuture, empty_tuple, stand_in_kwargs);
+    CHECK(exc != NULL && f2 != NULL, "Future(loop=...)");
+    CALL(call2(m_set_exception, f2, exc));
+    CHECK(FUT(f2)->fut_state == TF_FINISHED && FUT(f2)->fut_exception == exc && FUT(f2)->fut_log_tb &&
+              !FUT(f2)->fut_blocking,
+          "Future.set_exception");
+    CHECK(PyObject_SetAttr(f2, s_log_traceback, Py_False) == 0 && !FUT(f2)->fut_log_tb, "Future._log_traceback");
+    /* a Task */
+    Py_CLEAR(asyncio_step_type); /* the stand-in notes what Task.__init__ schedules */
+    ns = PyDict_New();
+    CHECK(ns != NULL && PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) == 0, "a namespace");
+    code = PyRun_String("async def _tracedfuture_probe():\n    pass\n", Py_file_input, ns, ns);
+    CHECK(code != NULL, "a coroutine function");
+    PyObject *fn = PyDict_GetItemString(ns, "_tracedfuture_probe");
+    CHECK(fn != NULL && (coro = PyObject_CallNoArgs(fn)) != NULL, "a coroutine");
+    name = PyUnicode_FromString("tracedfuture-probe");
+    msg = PyUnicode_FromString("probe");
+    PyObject *kw = name && msg ? Py_BuildValue("{sOsOsO}", "loop", stand_in, "name", name, "context", ctx) : NULL;
+    PyObject *pos = kw ? PyTuple_Pack(1, coro) : NULL;
+    t = pos ? PyObject_Call((PyObject *)BaseTask, pos, kw) : NULL;
+    Py_XDECREF(pos);
+    Py_XDECREF(kw);
+    CHECK(t != NULL, "Task(coro, loop=..., name=..., context=...)");
+    TFTask *tt = TASK(t);
+    CHECK(tt->fut_loop == stand_in && tt->task_coro == coro && tt->task_name == name && tt->task_context == ctx &&
+              tt->fut_state == TF_PENDING && !tt->task_must_cancel && tt->task_log_destroy_pending &&
+              tt->task_num_cancels_requested == 0 && tt->task_fut_waiter == NULL && !tt->fut_blocking &&
+              !tt->fut_log_tb,
+          "a new Task's fields");
+    CALL(PyObject_CallMethodOneArg(t, s_cancel, msg));
+    CHECK(tt->task_must_cancel && tt->task_num_cancels_requested == 1 && tt->fut_cancel_msg == msg &&
+              tt->task_log_destroy_pending && tt->fut_state == TF_PENDING && !tt->fut_log_tb && !tt->fut_blocking,
+          "Task.cancel");
+    CALL(PyObject_CallMethod(t, "uncancel", NULL)); /* 3.13's also clears must_cancel */
+    CHECK(tt->task_num_cancels_requested == 0 && tt->fut_state == TF_PENDING, "Task.uncancel");
+    CALL(PyObject_CallMethodOneArg(t, s_cancel, msg));
+    CHECK(tt->task_must_cancel && tt->task_num_cancels_requested == 1, "Task.cancel");
+    CHECK(PyObject_SetAttrString(t, "_log_destroy_pending", Py_False) == 0 && !tt->task_log_destroy_pending &&
+              tt->task_must_cancel,
+          "Task._log_destroy_pending");
+    CHECK(PyObject_SetAttr(t, s_blocking, Py_True) == 0 && tt->fut_blocking && tt->task_must_cancel &&
+              !tt->task_log_destroy_pending,
+          "Task._asyncio_future_blocking");
+done:
+    if (bad != NULL) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        snprintf(why, sizeof why, "the probe of _asyncio's layout failed at %s%s", bad, et ? " (it raised)" : "");
+        Py_XDECREF(et);
+        Py_XDECREF(ev);
+        Py_XDECREF(tb);
+    }
+    if (coro != NULL) {
+        PyObject *closed = PyObject_CallMethod(coro, "close", NULL);
+        Py_XDECREF(closed);
+        PyErr_Clear();
+    }
+    if (t != NULL) {
+        PyObject_SetAttrString(t, "_log_destroy_pending", Py_False);
+        PyErr_Clear();
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(t);
+    Py_XDECREF(f);
+    Py_XDECREF(f2);
+    Py_XDECREF(exc);
+    Py_XDECREF(coro);
+    Py_XDECREF(code);
+    Py_XDECREF(ns);
+    Py_XDECREF(ctx);
+    Py_XDECREF(name);
+    Py_XDECREF(msg);
+#undef CHECK
+#undef CALL
+    return bad ? why : NULL;
+#endif
+}
+
+/* The stand-in, asyncio's exceptions and eager-task functions, then the probe. */
+static int
+step_init(PyObject *module, PyObject *asyncio, PyObject *casyncio)
+{
+    INTERN_OR(s_throw, "throw");
+    INTERN_OR(s_cancel, "cancel");
+    INTERN_OR(s_blocking, "_asyncio_future_blocking");
+    INTERN_OR(s_get_loop, "get_loop");
+    INTERN_OR(s_add_done_callback, "add_done_callback");
+    INTERN_OR(s_result_attr, "result");
+    INTERN_OR(s_is_running, "is_running");
+    context_kwnames = PyTuple_Pack(1, s_context);
+    exc_CancelledError = PyObject_GetAttrString(asyncio, "CancelledError");
+    exc_InvalidStateError = PyObject_GetAttrString(asyncio, "InvalidStateError");
+    m_make_cancelled_error = method_of(BaseFuture, "_make_cancelled_error");
+    StandInType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &stand_in_spec, NULL);
+    stand_in = StandInType ? PyType_GenericAlloc(StandInType, 0) : NULL;
+    stand_in_kwargs = stand_in ? Py_BuildValue("{sO}", "loop", stand_in) : NULL;
+    if (!context_kwnames || !exc_CancelledError || !exc_InvalidStateError || !m_make_cancelled_error ||
+        !stand_in_kwargs) {
+        return -1;
+    }
+    py_register_eager = PyObject_GetAttrString(casyncio, "_register_eager_task"); /* 3.12+ */
+    py_unregister_eager = PyObject_GetAttrString(casyncio, "_unregister_eager_task");
+    PyErr_Clear();
+    const char *why = NULL;
+    const char *env = getenv("TRACEDFUTURE_ASYNCIO_STEP");
+    if (env != NULL && env[0] != '\0' && strcmp(env, "0") != 0) {
+        why = "TRACEDFUTURE_ASYNCIO_STEP is set";
+    }
+    else if (py_current_tasks == NULL || !PyDict_Check(py_current_tasks)) {
+        why = "_asyncio._current_tasks is not a dict on this Python";
+    }
+    else if (PY_VERSION_HEX >= 0x030C0000 && (py_register_eager == NULL || py_unregister_eager == NULL)) {
+        why = "_asyncio has no _register_eager_task";
+    }
+    else {
+        why = verify_layout();
+    }
+    if (why == NULL) {
+        /* our TaskStepMethWrapper takes the name of asyncio's (3.12+: "_asyncio.TaskStepMethWrapper") */
+        if (asyncio_step_type == NULL) {
+            why = "asyncio's Task.__init__ scheduled no step on the stand-in loop";
+        }
+        else {
+            StepType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &step_spec, NULL);
+            if (StepType == NULL) {
+                return -1;
+            }
+            const char *names[] = {"__module__", "__name__", "__qualname__"};
+            for (int i = 0; i < 3; i++) {
+                PyObject *v = PyObject_GetAttrString(asyncio_step_type, names[i]);
+                if (v == NULL || PyObject_SetAttrString((PyObject *)StepType, names[i], v) < 0) {
+                    Py_XDECREF(v);
+                    return -1;
+                }
+                Py_DECREF(v);
+            }
+        }
+    }
+    own_step = why == NULL;
+    snprintf(step_reason, sizeof step_reason, "%s", why ? why : "");
+    return 0;
+}
+
+/* _cfuture._own_step([flag]): whether new TracedTasks step themselves; a flag
+ * turns it off (asyncio's step, as when the layout is unknown) or back on
+ * where the layout was verified. For tests. */
+static PyObject *
+mod_own_step(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    int was = own_step;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "_own_step([flag])");
+        return NULL;
+    }
+    if (nargs == 1) {
+        int flag = PyObject_IsTrue(args[0]);
+        if (flag < 0) {
+            return NULL;
+        }
+        if (flag && step_reason[0] != '\0') {
+            PyErr_Format(PyExc_RuntimeError, "TracedTask cannot step itself here: %s", step_reason);
+            return NULL;
+        }
+        own_step = flag;
+    }
+    return PyBool_FromLong(was);
+}
+
 /* ------------------------------------------------------------------------ */
 /* TracedTask                                                                */
 
@@ -1811,7 +2861,8 @@ task_done_impl(PyObject *task)
     e->ended = 1;
     PyObject *loop = loop_of(task);
     if (loop != NULL) {
-        record_outcome(task, e, loop);
+        long long tid = running_task_id(loop);
+        record_outcome(task, e, tid == e->fid ? 0 : tid); /* in its own step: "by itself" says nothing */
         Py_DECREF(loop);
     }
     live_unlink(e);
@@ -1892,12 +2943,105 @@ register_task(PyObject *task, HooksObject *h, PyObject *loop, PyObject *coro, Py
     PyErr_Clear();
     register_new(task, e, h, loop, name, qualname, 1, frame);
     Py_XDECREF(qualname);
-    arm_call_soon(h, loop);
+    if (!own_step) {
+        arm_call_soon(h, loop); /* asyncio's step: its end comes through call_soon */
+    }
+}
+
+/* A TracedTask just made on loop: "created", when the loop is traced and its
+ * ring admits it. */
+static void
+own_task_created(PyObject *task, PyObject *loop)
+{
+    HooksObject *h = hooks_of(loop);
+    PyObject *coro = TASK(task)->task_coro;
+    if (h != NULL && coro != NULL && ring_admit(h->ring)) {
+        PyObject *name = PyObject_CallOneArg(m_task_get_name, task);
+        PyErr_Clear();
+        register_task(task, h, loop, coro, name, PyEval_GetFrame());
+        Py_XDECREF(name);
+    }
+}
+
+/* Task.__init__ for a task that steps itself: asyncio's own __init__ on the
+ * stand-in loop (see base_task_init), then our step scheduled on the real one,
+ * or, for 3.12's eager_start on a running loop, run at once. */
+static int
+task_init_own(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    TFExt *e = (TFExt *)((char *)self + task_ext_off);
+    PyObject *loop = NULL, *eager = NULL;
+    if (kwds != NULL) {
+        loop = PyDict_GetItemWithError(kwds, s_loop);
+        if (loop == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+#if PY_VERSION_HEX >= 0x030C0000
+        eager = PyDict_GetItemWithError(kwds, s_eager_start);
+        if (eager == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+#endif
+    }
+    int is_eager = eager != NULL ? PyObject_IsTrue(eager) : 0;
+    if (is_eager < 0) {
+        return -1;
+    }
+    PyObject *real;
+    if (loop == NULL || loop == Py_None) {
+        /* asyncio's choice of loop, with its warnings and errors: Future.__init__'s */
+        if (BaseFuture->tp_init(self, empty_tuple, NULL) < 0) {
+            return -1;
+        }
+        real = Py_NewRef(FUT(self)->fut_loop);
+    }
+    else {
+        real = Py_NewRef(loop);
+    }
+    PyObject *d = PyObject_CallMethodNoArgs(real, s_get_debug);
+    int debug = d != NULL ? PyObject_IsTrue(d) : -1;
+    Py_XDECREF(d);
+    PyObject *kw = debug < 0 ? NULL : kwds != NULL ? PyDict_Copy(kwds) : PyDict_New();
+    if (kw == NULL || PyDict_SetItem(kw, s_loop, stand_in) < 0 || (eager != NULL && PyDict_DelItem(kw, s_eager_start) < 0)) {
+        Py_XDECREF(kw);
+        Py_DECREF(real);
+        return -1;
+    }
+    int fresh = !e->fid;
+    int rc = base_task_init(self, args, kw, real, debug);
+    Py_DECREF(kw);
+    if (rc == 0 && is_eager) {
+        PyObject *running = PyObject_CallMethodNoArgs(real, s_is_running);
+        int is_running = running != NULL ? PyObject_IsTrue(running) : -1;
+        Py_XDECREF(running);
+        if (is_running != 0) {
+            if (is_running > 0) {
+                if (fresh) {
+                    own_task_created(self, real); /* before the step: what it awaits names this task */
+                }
+                rc = own_eager_start(self);
+            }
+            Py_DECREF(real);
+            return is_running < 0 ? -1 : rc;
+        }
+    }
+    if (rc == 0) {
+        rc = step_soon(self, NULL);
+    }
+    if (rc == 0 && fresh) {
+        own_task_created(self, real);
+    }
+    Py_DECREF(real);
+    return rc;
 }
 
 static int
 task_init(PyObject *self, PyObject *args, PyObject *kwds)
 {
+    if (own_step) {
+        return task_init_own(self, args, kwds);
+    }
+    /* asyncio's step (the layout is unknown): its end seen through a done callback */
     TFExt *e = (TFExt *)((char *)self + task_ext_off);
     PyObject *eager = kwds ? PyDict_GetItemWithError(kwds, s_eager_start) : NULL;
     if (eager == NULL && PyErr_Occurred()) {
@@ -2172,6 +3316,9 @@ hooks_init(HooksObject *self, PyObject *args, PyObject *kwds)
         Py_XDECREF(gd);
         PyErr_Clear();
     }
+    self->stock_task = self->plain_checks && PyMethod_Check(self->base_create_task) &&
+                       PyMethod_GET_FUNCTION(self->base_create_task) == base_create_task_fn &&
+                       PyMethod_GET_SELF(self->base_create_task) == loop;
     self->stock_future = self->plain_checks && PyMethod_Check(self->base_create_future) &&
                          PyMethod_GET_FUNCTION(self->base_create_future) == base_create_future_fn &&
                          PyMethod_GET_SELF(self->base_create_future) == loop;
@@ -2190,6 +3337,7 @@ hooks_traverse(HooksObject *self, visitproc visit, void *arg)
     Py_VISIT(self->base_call_soon);
     Py_VISIT(self->call_soon_on_first_task);
     Py_VISIT(self->loop_kwargs);
+    Py_VISIT(self->saved);
     return 0;
 }
 
@@ -2205,6 +3353,7 @@ hooks_clear(HooksObject *self)
     Py_CLEAR(self->base_call_soon);
     Py_CLEAR(self->call_soon_on_first_task);
     Py_CLEAR(self->loop_kwargs);
+    Py_CLEAR(self->saved);
     return 0;
 }
 
@@ -2384,6 +3533,85 @@ call_with(PyObject *fn, PyObject *loop, PyObject *const *args, Py_ssize_t nargs,
     return res;
 }
 
+/* create_task(coro, name=..., context=...) with a coroutine, on a loop that is
+ * open, not in debug mode and has no task factory: the case that asyncio's own
+ * create_task serves with Task(coro, loop=self, name=name, context=context)
+ * alone. 1 and *name, *context (borrowed, may be NULL) if so. */
+static int
+plain_create_task(HooksObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **name,
+                  PyObject **context)
+{
+    *name = *context = NULL;
+    if (!self->plain_checks || nargs != 1 || !PyCoro_CheckExact(args[0])) {
+        return 0;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_Compare(key, s_name) == 0) {
+            *name = args[nargs + i];
+        }
+        else if (PyUnicode_Compare(key, s_context) == 0) {
+            *context = args[nargs + i];
+        }
+        else {
+            return 0;
+        }
+    }
+    PyObject *loop = self->loop;
+    PyObject *factory = PyObject_GetAttr(loop, s_task_factory);
+    int has_factory = factory == NULL || factory != Py_None;
+    Py_XDECREF(factory);
+    int closed = has_factory ? 1 : loop_flag(loop, s_closed);
+    int debug = closed ? 1 : loop_debug(self);
+    if (has_factory || closed < 0 || debug < 0) {
+        PyErr_Clear(); /* asyncio's own code says what is wrong */
+        return 0;
+    }
+    return !closed && !debug;
+}
+
+/* {"loop": loop} with name and context added when given: a new reference. */
+static PyObject *
+task_kwargs(PyObject *loop_kwargs, PyObject *name, PyObject *context)
+{
+    if ((name == NULL || name == Py_None) && (context == NULL || context == Py_None)) {
+        return Py_NewRef(loop_kwargs);
+    }
+    PyObject *kw = PyDict_Copy(loop_kwargs);
+    if (kw != NULL && ((name != NULL && name != Py_None && PyDict_SetItem(kw, s_name, name) < 0) ||
+                       (context != NULL && context != Py_None && PyDict_SetItem(kw, s_context, context) < 0))) {
+        Py_CLEAR(kw);
+    }
+    return kw;
+}
+
+/* A task that head sampling leaves out: exactly what asyncio's create_task
+ * makes. Where that is Task(coro, loop=self, ...) alone (plain_create_task) and
+ * asyncio.tasks.Task is asyncio's own, it is built here, without entering a
+ * Python frame for asyncio's create_task; otherwise the loop's own create_task
+ * is called. */
+static PyObject *
+untraced_task(HooksObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *name, *context;
+    if (self->stock_task && plain_create_task(self, args, nargs, kwnames, &name, &context)) {
+        PyObject *cls = PyObject_GetAttr(tasks_module, s_Task); /* what asyncio's create_task reads */
+        int exact = cls == (PyObject *)BaseTask;
+        Py_XDECREF(cls);
+        PyErr_Clear();
+        if (exact) {
+            PyObject *kw = task_kwargs(self->loop_kwargs, name, context);
+            PyObject *pos = kw ? PyTuple_Pack(1, args[0]) : NULL;
+            PyObject *task = pos ? PyObject_Call((PyObject *)BaseTask, pos, kw) : NULL;
+            Py_XDECREF(pos);
+            Py_XDECREF(kw);
+            return task;
+        }
+    }
+    return PyObject_Vectorcall(self->base_create_task, args, (size_t)nargs, kwnames);
+}
+
 static PyObject *
 hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -2391,7 +3619,7 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     RingObject *ring = self->ring;
     if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate)) {
-        return PyObject_Vectorcall(self->base_create_task, args, (size_t)nargs, kwnames);
+        return untraced_task(self, args, nargs, kwnames);
     }
     PyObject *loop = self->loop;
     if (!self->asyncio_loop) {
@@ -2484,10 +3712,11 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
         return call_with(asyncio_create_task, loop, args, nargs, kwnames, 0);
     }
     PyObject *coro = args[0];
-    PyObject *kw = self->loop_kwargs;
+    int own = own_step;
+    PyObject *kw = own ? stand_in_kwargs : self->loop_kwargs;
     int own_kw = 0;
     if ((name != NULL && name != Py_None) || (context != NULL && context != Py_None)) {
-        kw = PyDict_Copy(self->loop_kwargs);
+        kw = PyDict_Copy(kw);
         if (kw == NULL) {
             return NULL;
         }
@@ -2500,7 +3729,8 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
     }
     PyObject *pos = PyTuple_Pack(1, coro);
     PyObject *task = pos ? TracedTaskType->tp_alloc(TracedTaskType, 0) : NULL;
-    if (task == NULL || BaseTask->tp_init(task, pos, kw) < 0) {
+    if (task == NULL ||
+        (own ? base_task_init(task, pos, kw, loop, 0) < 0 || step_soon(task, NULL) < 0 : BaseTask->tp_init(task, pos, kw) < 0)) {
         Py_XDECREF(task);
         Py_XDECREF(pos);
         if (own_kw) {
@@ -2517,7 +3747,7 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
         PyErr_Clear();
         register_task(task, self, loop, coro, given, PyEval_GetFrame());
         Py_XDECREF(given);
-        if (observe_completion(task, 0) < 0) {
+        if (!own && observe_completion(task, 0) < 0) {
             Py_DECREF(task);
             return NULL;
         }
@@ -2648,6 +3878,7 @@ static PyMemberDef hooks_members[] = {
     {"route", T_LONGLONG, offsetof(HooksObject, route), READONLY, NULL},
     {"sample_rate", T_DOUBLE, offsetof(HooksObject, sample_rate), READONLY, NULL},
     {"installations", T_OBJECT, offsetof(HooksObject, installations), 0, "kept for _install's bookkeeping"},
+    {"saved", T_OBJECT, offsetof(HooksObject, saved), 0, "what _loops restores when the loop is no longer traced"},
     {"base_create_future", T_OBJECT, offsetof(HooksObject, base_create_future), READONLY, NULL},
     {"base_create_task", T_OBJECT, offsetof(HooksObject, base_create_task), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
@@ -2833,7 +4064,9 @@ static PyMethodDef module_methods[] = {
      "Set the functions that turn a result and an exception into text (capture_values)."},
     {"flush_pending_completions", mod_flush_pending_completions, METH_O,
      "Record the end of tasks whose hidden done callback is still queued (before close() drops it)."},
-    {"_task_done", task_done, METH_O, "The hidden first done callback of every TracedTask."},
+    {"_task_done", task_done, METH_O, "The hidden first done callback of a TracedTask stepped by asyncio."},
+    {"_own_step", (PyCFunction)(void (*)(void))mod_own_step, METH_FASTCALL,
+     "_own_step([flag]): whether new TracedTasks step themselves (for tests: False gives asyncio's step)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2947,7 +4180,6 @@ PyInit__cfuture(void)
     INTERN(s_closed, "_closed");
     INTERN(s_debug, "_debug");
     INTERN(s_task_factory, "_task_factory");
-    INTERN(s_hooks, "_tracedfuture_hooks");
     INTERN(s_FINISHED, "FINISHED");
     INTERN(s_CANCELLED, "CANCELLED");
     INTERN(s_PENDING, "PENDING");
@@ -2972,6 +4204,8 @@ PyInit__cfuture(void)
     INTERN(s__loop, "_loop");
     INTERN(s_coro, "coro");
     INTERN(s_check_closed, "_check_closed");
+    INTERN(s_dunder_self, "__self__");
+    INTERN(s_close, "close");
     empty_tuple = PyTuple_New(0);
     wakeup_names = PyDict_New();
     if (empty_tuple == NULL || wakeup_names == NULL) {
@@ -3092,6 +4326,10 @@ PyInit__cfuture(void)
     if (task_done_fn == NULL) {
         return NULL;
     }
+    if (step_init(m, asyncio, casyncio) < 0 ||
+        PyModule_AddStringConstant(m, "STEP_REASON", step_reason) < 0) {
+        return NULL;
+    }
 
     /* the finished exact Future that tf_task_wakeup gives asyncio's wakeup:
      * made on a stand-in loop (Future.__init__ asks only get_debug()) */
@@ -3123,7 +4361,11 @@ PyInit__cfuture(void)
     base_create_future_fn = PyObject_GetAttrString(base_event_loop, "create_future");
     futures_module = PyImport_ImportModule("asyncio.futures");
     s_Future = PyUnicode_InternFromString("Future");
-    if (base_create_future_fn == NULL || futures_module == NULL || s_Future == NULL) {
+    base_create_task_fn = PyObject_GetAttrString(base_event_loop, "create_task");
+    tasks_module = PyImport_ImportModule("asyncio.tasks");
+    s_Task = PyUnicode_InternFromString("Task");
+    if (base_create_future_fn == NULL || futures_module == NULL || s_Future == NULL || base_create_task_fn == NULL ||
+        tasks_module == NULL || s_Task == NULL) {
         return NULL;
     }
     eager_factory = PyObject_GetAttrString(asyncio, "eager_task_factory");

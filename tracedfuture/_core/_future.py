@@ -15,15 +15,16 @@ factory; records hold only atoms, so the garbage collector untracks them at its
 first pass; the C finalizer is only called when it has something to log.
 
 Why the completion of a task is seen through a done callback: the C Task sets its
-own result and exception from C, bypassing any Python override. The callback is
-added first, at creation, and hidden from ``_callbacks`` (and therefore from the
-task's repr). asyncio schedules it through ``loop.call_soon`` when the task ends,
-and a traced loop's ``call_soon`` (``LoopHooks.call_soon``) runs it right there
-instead of queueing it: a Handle in the ready queue would keep the finished task
-alive one iteration longer than the program does, and move asyncio's "Task
-exception was never retrieved" after the program's next lines. On a loop that is
-no longer traced the callback is queued and runs like any other, before the
-task's own done callbacks.
+own result and exception from C, bypassing any Python override, and a Python
+subclass cannot take over its step (see ``STEP_REASON``; the compiled core does).
+The callback is added first, at creation, and hidden from ``_callbacks`` (and
+therefore from the task's repr). asyncio schedules it through ``loop.call_soon``
+when the task ends, and a traced loop's ``call_soon`` (``LoopHooks.call_soon``)
+runs it right there instead of queueing it: a Handle in the ready queue would
+keep the finished task alive one iteration longer than the program does, and
+move asyncio's "Task exception was never retrieved" after the program's next
+lines. On a loop that is no longer traced the callback is queued and runs like
+any other, before the task's own done callbacks.
 
 Exactly asyncio (issue "Exactly asyncio", items 2 and 4): on asyncio's own loops,
 ``create_task`` runs ``BaseEventLoop.create_task``'s own code (a function made from
@@ -67,6 +68,7 @@ from ._shared import (
 
 __all__ = [
     "IMPLEMENTATION",
+    "STEP_REASON",
     "EventFold",
     "LineWriter",
     "LoopHooks",
@@ -85,6 +87,10 @@ __all__ = [
 ]
 
 IMPLEMENTATION = "python"
+# A Python subclass of the C Task cannot keep its state (_must_cancel, _fut_waiter,
+# _coro and _loop are read-only, _cancelled_exc has no accessor; 3.11-3.13), and one
+# of asyncio's pure-Python Task would not be an asyncio.Task: asyncio steps it.
+STEP_REASON = "the pure-Python reference cannot write the C Task's fields: asyncio's step runs its tasks"
 # No compiled trace-line writer: the pipeline's own _lines.Lines is the reference.
 LineWriter = None
 # No compiled event fold: the pipeline's own _convert.Converter is the reference.
@@ -417,9 +423,14 @@ def _arm_call_soon(hooks: LoopHooks, loop: Any) -> None:
 
 
 def _hooks(loop: object) -> LoopHooks | None:
-    """The hooks of a traced loop that records new futures, else None."""
-    hooks: LoopHooks | None = getattr(loop, "_tracedfuture_hooks", None)
-    return hooks if hooks is not None and hooks.ring is not None else None
+    """The hooks of a traced loop that records new futures, else None: the
+    ``__self__`` of the loop's ``create_future``, ``create_task`` or ``close``
+    (see ``_seam``)."""
+    for name in ("create_future", "create_task", "close"):
+        hooks = getattr(getattr(loop, name, None), "__self__", None)
+        if isinstance(hooks, LoopHooks):
+            return hooks if hooks.ring is not None else None
+    return None
 
 
 class TracedFuture(_Future):  # type: ignore[misc]
@@ -647,6 +658,7 @@ class LoopHooks:
         "ring",
         "route",
         "sample_rate",
+        "saved",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -657,6 +669,7 @@ class LoopHooks:
         self.capture: Callable[[], object] | None = None
         self.capture_values = False
         self.installations: tuple[Any, ...] = ()  # kept for _install's bookkeeping
+        self.saved: Any = None  # what _loops restores when the loop is no longer traced
         self.base_create_future = loop.create_future
         self.base_create_task = loop.create_task
         # The call_soon the program set on the loop itself (set by _loops), else
@@ -786,7 +799,11 @@ class LoopHooks:
         matched, and made to build a TracedTask)."""
         try:
             if self.ring is None or (self.sample_rate < 1.0 and _random() >= self.sample_rate):
-                return self.base_create_task(coro, **kwargs)
+                task = self.base_create_task(coro, **kwargs)
+                tb = getattr(task, "_source_traceback", None)
+                if tb:
+                    strip_source_traceback(tb)  # debug mode: this frame is not the program's
+                return task
             loop: Any = self.loop
             if not self._asyncio_loop:
                 return self._foreign_create_task(loop, coro, kwargs)  # type: ignore[no-any-return]

@@ -16,11 +16,12 @@ restores the loop. What they do depends on the class:
   it;
 * ``call_soon`` always calls the loop's own ``call_soon`` (the class's, a
   subclass's override, or an attribute the program set), with one exception: the
-  completion callback of a traced task is run at once instead of being queued
-  (``LoopHooks.call_soon``), so that a finished task lives exactly as long as the
-  program keeps it. It is set on the loop only when the loop's first traced task
-  is made (``LoopHooks.call_soon_on_first_task``): a loop whose tasks are all
-  sampled out keeps its own ``call_soon``, untouched;
+  completion callback of a traced task that asyncio steps is run at once instead
+  of being queued (``LoopHooks.call_soon``), so that a finished task lives
+  exactly as long as the program keeps it. It is set on the loop only when the
+  loop's first such task is made (``LoopHooks.call_soon_on_first_task``): a loop
+  whose tasks step themselves (the compiled core, ``_core.STEP_REASON == ""``),
+  or are all sampled out, keeps its own ``call_soon``, untouched;
 * ``close`` always calls the class's (or the instance's) own ``close``.
 
 None of these wrappers shows in a traceback: exceptions leave with the wrapper's
@@ -50,8 +51,8 @@ from ._frames import hide_own_frames, strip_source_traceback
 from ._seam import LoopHooksLike
 
 __all__ = [
-    "HOOKS",
     "hook_loop",
+    "hooks_of",
     "patch_construction",
     "unhook_loop",
     "unpatch_construction",
@@ -61,10 +62,10 @@ __all__ = [
 
 logger = logging.getLogger("tracedfuture")
 
-HOOKS = "_tracedfuture_hooks"
-_SAVED = "_tracedfuture_saved"
 _PATCHED = ("create_future", "create_task", "call_soon", "close")
 _FACTORIES = ("create_future", "create_task")
+# The traced loop's attributes whose __self__ is its hooks (hooks_of).
+_CARRIERS = ("create_future", "create_task", "close")
 _MISSING: Any = object()
 
 _Base: Any = asyncio.BaseEventLoop
@@ -96,12 +97,19 @@ def _implementation(cls: type, name: str) -> tuple[object, object]:
 # --- a loop's own methods ------------------------------------------------------------
 
 
-def _calling_own(method: Callable[..., Any]) -> Callable[..., Any]:
-    """The loop's own create_future/create_task, called as it is."""
+class _CallingOwn:
+    """The loop's own create_future/create_task, called as it is; ``__self__`` is
+    the loop's hooks, as for the hooks' own methods (see :func:`hooks_of`)."""
 
-    def call(*args: Any, **kwargs: Any) -> Any:
+    __slots__ = ("__self__", "method")
+
+    def __init__(self, method: Callable[..., Any], hooks: LoopHooksLike) -> None:
+        self.method = method
+        self.__self__ = hooks
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            made = method(*args, **kwargs)
+            made = self.method(*args, **kwargs)
         except BaseException as exc:
             hide_own_frames(exc)
             raise
@@ -113,7 +121,22 @@ def _calling_own(method: Callable[..., Any]) -> Callable[..., Any]:
                 assign_id(made)  # an id from its creation on, for the events that name it (awaiter, parent)
         return made
 
-    return call
+
+def hooks_of(loop: object) -> LoopHooksLike | None:
+    """The hooks of a traced loop, else None: the ``__self__`` of the loop's
+    ``create_future``, ``create_task`` or ``close`` (the first the program did not
+    replace since), which are the hooks' own methods, a :class:`_CallingOwn` or
+    the :class:`_TracedClose` while it is traced. No attribute of our own is kept
+    on the loop: on 3.13, a loop of asyncio's with four attributes more than its
+    own keeps them in a dict (its class's shared keys are full), and every
+    attribute access of asyncio's code on it takes the slow path (+11% per future
+    lifecycle, sampled out)."""
+    for name in _CARRIERS:
+        owner = getattr(getattr(loop, name, None), "__self__", None)
+        if isinstance(owner, LoopHooks):
+            hooks: LoopHooksLike = owner
+            return hooks
+    return None
 
 
 def _nothing(installation: object) -> None:
@@ -131,21 +154,30 @@ def set_close_hook(hook: Callable[[Any], None]) -> None:
     _close_hook = hook
 
 
-def _traced_close(loop: asyncio.AbstractEventLoop, close: Callable[..., Any]) -> Callable[..., Any]:
-    def traced_close(*args: Any, **kwargs: Any) -> Any:
+class _TracedClose:
+    """The loop's own close, called as it is, then each installation told;
+    ``__self__`` is the loop's hooks (see :func:`hooks_of`)."""
+
+    __slots__ = ("__self__", "close", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, close: Callable[..., Any], hooks: LoopHooksLike) -> None:
+        self.loop = loop
+        self.close = close
+        self.__self__ = hooks
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        loop = self.loop
         if not loop.is_running():
             flush_pending_completions(loop)
         try:
-            return close(*args, **kwargs)
+            return self.close(*args, **kwargs)
         except BaseException as exc:
             hide_own_frames(exc)
             raise
         finally:
             # To the exporters' queues; a slow exporter must not stall close().
-            for inst in getattr(getattr(loop, HOOKS, None), "installations", ()):
+            for inst in self.__self__.installations:
                 _close_hook(inst)
-
-    return traced_close
 
 
 # The loop's instance attributes are read and written one by one, never through
@@ -172,14 +204,18 @@ def _own_attribute(loop: object, name: str) -> object:
 
 
 def untraceable(loop: object) -> str | None:
-    """Why ``loop`` cannot be traced, or None."""
+    """Why ``loop`` cannot be traced, or None (tried with ``close``, one of the
+    names a traced loop takes anyway: a new name would grow its class's keys)."""
+    own = _own_attribute(loop, "close")
     try:
-        setattr(loop, HOOKS, getattr(loop, HOOKS, None))
+        loop.close = loop.close if own is _MISSING else own  # type: ignore[attr-defined]
     except (AttributeError, TypeError):
         return (
             f"cannot trace {type(loop).__module__}.{type(loop).__qualname__} loops: their instances take no "
             "attributes; make them through tracedfuture.loop_factory(base=...), which subclasses them"
         )
+    if own is _MISSING:
+        del loop.close  # type: ignore[attr-defined]
     return None
 
 
@@ -217,13 +253,12 @@ def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooksLike:
     hooks: LoopHooksLike = LoopHooks(loop)
     hooks.base_call_soon = saved.get("call_soon")  # else the class's, at each call
     ours: dict[str, object] = {
-        "create_future": _calling_own(own["create_future"]) if "create_future" in own else hooks.create_future,
-        "create_task": _calling_own(own["create_task"]) if "create_task" in own else hooks.create_task,
+        "create_future": _CallingOwn(own["create_future"], hooks) if "create_future" in own else hooks.create_future,
+        "create_task": _CallingOwn(own["create_task"], hooks) if "create_task" in own else hooks.create_task,
         "call_soon": hooks.call_soon,
-        "close": _traced_close(loop, close),
+        "close": _TracedClose(loop, close, hooks),
     }
-    setattr(loop, _SAVED, (saved, ours))
-    setattr(loop, HOOKS, hooks)
+    hooks.saved = (saved, ours)
     for name, value in ours.items():
         if name == "call_soon":
             # Set by the hooks with the loop's first traced task: a loop whose
@@ -237,15 +272,11 @@ def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooksLike:
 def unhook_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Restore ``loop`` exactly as it was before :func:`hook_loop`, keeping what
     its own code set on it since (a subclass's ``__init__`` runs after ours)."""
-    saved, ours = getattr(loop, _SAVED, ({}, {}))
-    hooks = getattr(loop, HOOKS, None)
+    hooks = hooks_of(loop)
+    saved, ours = ({}, {}) if hooks is None or hooks.saved is None else hooks.saved
     if hooks is not None:
         hooks.call_soon_on_first_task = None  # a task made through hooks kept elsewhere sets nothing now
-    for name in (_SAVED, HOOKS):
-        try:
-            delattr(loop, name)
-        except AttributeError:
-            pass
+        hooks.saved = None
     for name, value in ours.items():
         if _own_attribute(loop, name) is value:
             delattr(loop, name)
@@ -263,7 +294,7 @@ _class_lock = threading.Lock()
 
 # Arguments pass through untouched, so that a wrong call fails with asyncio's own message.
 def _base_create_future(self: Any, *args: Any, **kwargs: Any) -> Any:
-    hooks = getattr(self, HOOKS, None)
+    hooks = hooks_of(self)
     try:
         if hooks is None or args or kwargs:
             return _class_saved["create_future"](self, *args, **kwargs)
@@ -274,7 +305,7 @@ def _base_create_future(self: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _base_create_task(self: Any, *args: Any, **kwargs: Any) -> Any:
-    hooks = getattr(self, HOOKS, None)
+    hooks = hooks_of(self)
     try:
         if hooks is None or len(args) + ("coro" in kwargs) != 1:
             return _class_saved["create_task"](self, *args, **kwargs)

@@ -16,6 +16,12 @@ What an implementation module provides
 
 ``IMPLEMENTATION``
     ``"python"`` or ``"c"``.
+``STEP_REASON``
+    ``""`` when a ``TracedTask`` steps itself (its own step and wakeup, which
+    record its end where it happens: the compiled core, on a Python whose
+    ``_asyncio`` Task layout it verified at import), else why asyncio's step runs
+    it, in one line. Under asyncio's step the end of a task is seen through a
+    hidden first done callback, which the loop's ``call_soon`` (below) catches.
 ``TracedFuture``, ``TracedTask``
     Subclasses of ``asyncio.Future`` / ``asyncio.Task`` whose behaviour, reprs and
     errors are asyncio's (``__name__`` and ``__qualname__`` read ``Future`` /
@@ -34,20 +40,25 @@ What an implementation module provides
     else ``type(loop).call_soon(loop, ...)``, looked up at each call; called as it
     is, with no frame of its own in a traceback or a debug-mode source
     traceback), except for the
-    completion callback of a ``TracedTask``, which asyncio schedules as the task
-    ends: that end is recorded there and then, and nothing is queued. A Handle
+    completion callback of a ``TracedTask`` stepped by asyncio (``STEP_REASON``),
+    which asyncio schedules as the task ends: that end is recorded there and then,
+    and nothing is queued. A Handle
     in the ready queue would keep the finished task alive one loop iteration
     longer than the program does, and move asyncio's "Task exception was never
     retrieved" after the program's next lines.
     ``_loops`` does not set this ``call_soon`` on the loop itself: it gives it to
     the hooks as ``hooks.call_soon_on_first_task``, and the hooks set it as the
     loop's ``call_soon`` (once, then the attribute reads ``None``) when they record
-    the loop's first ``TracedTask``. A loop whose tasks are all sampled out keeps
-    its own ``call_soon``: sampled out costs nothing there.
-    The hooks also carry ``installations``, a plain attribute for ``_install``'s
-    bookkeeping that the hot path never reads, and find a loop's hooks through
-    the loop attribute ``_tracedfuture_hooks`` (for futures and tasks built
-    directly).
+    the loop's first ``TracedTask`` stepped by asyncio. A loop whose tasks step
+    themselves, or are all sampled out, keeps its own ``call_soon``, untouched.
+    The hooks also carry ``installations`` and ``saved``, plain attributes for
+    ``_install``'s and ``_loops``'s bookkeeping that the hot path never reads. A
+    loop's hooks are the ``__self__`` of its ``create_future``, ``create_task``
+    or ``close`` (the first of them the program did not replace) while it is
+    traced: the hooks' own methods, or ``_loops``'s wrappers. That is how futures
+    and tasks built directly find them. No attribute of our own goes on
+    the loop (3.13 keeps a loop's attributes in a dict past its class's shared
+    keys, which slows all of asyncio's code on it).
 ``RecordBatch``
     What :meth:`Ring.take_batch` returns: the records taken, oldest first, a
     sequence whose items are the tuples of :data:`LAYOUTS` (made on access by the
@@ -262,6 +273,7 @@ class LoopHooksLike(Protocol):
     # Plain attributes: _install's bookkeeping (the hot path never reads it), and
     # the call_soon the program had set on the loop itself (set by _loops).
     installations: tuple[Any, ...]
+    saved: Any
     base_call_soon: Any
     call_soon_on_first_task: Any
 
@@ -277,6 +289,7 @@ class Implementation(Protocol):
     stub, ``_cfuture.pyi``."""
 
     IMPLEMENTATION: str
+    STEP_REASON: str
 
     @property
     def TracedFuture(self) -> type[asyncio.Future[Any]]: ...

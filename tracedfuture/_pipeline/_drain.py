@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from .. import _core
 from .._core import _events as ev
+from .._core import _loops
 from ._process import Started, at_fork, serve, start_daemon
 
 __all__ = ["RECORDER", "Consumer", "Recorder", "Route"]
@@ -181,7 +182,7 @@ class Recorder:
         """
         record = (ev.OP_LINT, future_id, time.monotonic_ns(), kind, task_id, chain, detail, age_ns)
         if not future_id:
-            ring = getattr(getattr(loop, "_tracedfuture_hooks", None), "ring", None)
+            ring = getattr(_loops.hooks_of(loop), "ring", None)
             if ring is not None:
                 ring.append(record)  # in order with the loop's own records, flight windows included
             else:
