@@ -913,6 +913,37 @@ text_of(PyObject *fn, PyObject *value)
 
 /* How a finished future or task ended, read without side effects; tid: the
  * task running then (0: none, or the task itself). */
+/* A FAILED or CAUGHT record of exc (the message only with the future's
+ * capture_values; where it was raised, _frames.raised_at: failures are rare,
+ * so Python runs here, before the record is begun). 1 if it was recorded. */
+static int
+record_exception(TFExt *e, int op, long long tid, PyObject *exc)
+{
+    PyObject *msg = e->values ? text_of(py_exc_message, exc) : NULL;
+    PyObject *where = text_of(py_raised_at, exc);
+    if (where != NULL && !(PyTuple_Check(where) && PyTuple_GET_SIZE(where) == 4)) {
+        Py_CLEAR(where);
+    }
+    Rec old, *r;
+    int recorded = 0;
+    if ((r = begin(e, e->ring, &old, op, 7, e->fid)) != NULL) {
+        set_opt_int(r, 0, tid);
+        set_obj(r, 1, (PyObject *)Py_TYPE(exc));
+        set_obj(r, 2, msg);
+        for (int k = 0; k < 4; k += 2) {
+            PyObject *c = where ? PyTuple_GET_ITEM(where, k) : Py_None;
+            set_obj(r, 3 + k, c == Py_None ? NULL : c);
+            set_int(r, 4 + k, where ? PyLong_AsLongLong(PyTuple_GET_ITEM(where, k + 1)) : 0);
+        }
+        recorded = 1;
+    }
+    rec_release(&old);
+    Py_XDECREF(where);
+    Py_XDECREF(msg);
+    PyErr_Clear();
+    return recorded;
+}
+
 static void
 record_outcome(PyObject *self, TFExt *e, long long tid)
 {
@@ -938,26 +969,7 @@ record_outcome(PyObject *self, TFExt *e, long long tid)
         return;
     }
     if (exc != Py_None) {
-        PyObject *msg = e->values ? text_of(py_exc_message, exc) : NULL;
-        /* where it was raised (_frames.raised_at): failures are rare */
-        PyObject *where = text_of(py_raised_at, exc);
-        if (where != NULL && !(PyTuple_Check(where) && PyTuple_GET_SIZE(where) == 4)) {
-            Py_CLEAR(where);
-        }
-        if ((r = begin(e, e->ring, &old, OP_FAILED, 7, e->fid)) != NULL) {
-            set_opt_int(r, 0, tid);
-            set_obj(r, 1, (PyObject *)Py_TYPE(exc));
-            set_obj(r, 2, msg);
-            for (int k = 0; k < 4; k += 2) {
-                PyObject *c = where ? PyTuple_GET_ITEM(where, k) : Py_None;
-                set_obj(r, 3 + k, c == Py_None ? NULL : c);
-                set_int(r, 4 + k, where ? PyLong_AsLongLong(PyTuple_GET_ITEM(where, k + 1)) : 0);
-            }
-            PyErr_Clear();
-        }
-        rec_release(&old);
-        Py_XDECREF(where);
-        Py_XDECREF(msg);
+        record_exception(e, OP_FAILED, tid, exc);
         Py_DECREF(exc);
         return;
     }
@@ -1572,29 +1584,7 @@ mod_caught(PyObject *Py_UNUSED(module), PyObject *args)
     PyObject *loop = loop_of(task);
     long long tid = loop ? running_task_id(loop) : 0;
     Py_XDECREF(loop);
-    PyObject *msg = e->values ? text_of(py_exc_message, exc) : NULL;
-    PyObject *where = text_of(py_raised_at, exc);
-    if (where != NULL && !(PyTuple_Check(where) && PyTuple_GET_SIZE(where) == 4)) {
-        Py_CLEAR(where);
-    }
-    Rec old, *r;
-    int recorded = 0;
-    if ((r = begin(e, e->ring, &old, OP_CAUGHT, 7, e->fid)) != NULL) {
-        set_opt_int(r, 0, tid);
-        set_obj(r, 1, (PyObject *)Py_TYPE(exc));
-        set_obj(r, 2, msg);
-        for (int k = 0; k < 4; k += 2) {
-            PyObject *c = where ? PyTuple_GET_ITEM(where, k) : Py_None;
-            set_obj(r, 3 + k, c == Py_None ? NULL : c);
-            set_int(r, 4 + k, where ? PyLong_AsLongLong(PyTuple_GET_ITEM(where, k + 1)) : 0);
-        }
-        recorded = 1;
-    }
-    rec_release(&old);
-    Py_XDECREF(where);
-    Py_XDECREF(msg);
-    PyErr_Clear();
-    return PyBool_FromLong(recorded);
+    return PyBool_FromLong(record_exception(e, OP_CAUGHT, tid, exc));
 }
 
 static PyObject *
