@@ -1,6 +1,6 @@
 """Instructions per lifecycle and per task, counted by callgrind: stable on a noisy machine.
 
-The child (``--child``) runs under ``valgrind --tool=callgrind`` with
+Each variant runs in a process of its own. The child (``--child``) runs under ``valgrind --tool=callgrind`` with
 ``--zero-before=os_getppid --dump-before=os_getpgrp``: it calls ``os.getppid()``
 just before a measured region and ``os.getpgrp()`` just after, so each region
 lands in a dump file of its own. Each variant runs its workload at ``n`` and at
@@ -25,12 +25,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-SIZES = {"lifecycle": 100, "task": 50, "burst": 2000, "many": 200}
+SIZES = {"lifecycle": 1000, "task": 500, "burst": 2000, "many": 200}
 # What run.py counts unless told: per lifecycle, per task (alone, and one of
 # 10,000 alive with 10 futures each) and per future of a burst.
 DEFAULT_WORKLOADS = ("lifecycle", "task", "burst", "many")
@@ -126,10 +127,47 @@ def self_costs(path: str) -> tuple[int, dict[str, int]]:
 def measure(
     python: str, env: dict[str, str], variants: list[str], timeout: float, workloads: list[str] | None = None
 ) -> dict[str, Any]:
-    """Run the child under callgrind; per variant and workload, instructions per
-    unit and the functions that account for the difference with plain."""
+    """Run each variant in a child of its own under callgrind (one process per
+    variant, as one measures a program: what another variant left behind in the
+    same process, its threads and its garbage, counts for nothing); per variant
+    and workload, instructions per unit and the functions that account for the
+    difference with plain."""
     if shutil.which("valgrind") is None:
         return {"error": "valgrind not found: apt-get install valgrind"}
+    deadline = time.monotonic() + timeout
+    per: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    errors: list[str] = []
+    implementation = "?"
+    ordered = ["plain", *[v for v in variants if v != "plain"]] if "plain" in variants else list(variants)
+    for i, variant in enumerate(ordered):
+        left = deadline - time.monotonic()
+        if left < 10:
+            errors.append(f"{variant} not run: its share of the budget was used up (rerun with a larger --budget)")
+            continue
+        found = _measure_one(python, env, variant, left / (len(ordered) - i), workloads)
+        implementation = found.get("implementation", implementation)
+        per.update(found.get("per", {}))
+        failed.update(found.get("failed", {}))
+        if "error" in found:
+            errors.append(f"{variant}: {found['error']}")
+    # Where each variant's extra instructions go, against plain on the same
+    # workload; the whole per-function table is too big to keep.
+    for key, item in per.items():
+        base = f"plain/{key.split('/', 1)[1]}"
+        if base in per and key != base:
+            item["extra"] = where(per, key, base)
+    for item in per.values():
+        item.pop("functions", None)
+    result: dict[str, Any] = {"implementation": implementation, "per": per, "failed": failed}
+    if errors:
+        result["error"] = "; ".join(errors)
+    return result
+
+
+def _measure_one(
+    python: str, env: dict[str, str], variant: str, timeout: float, workloads: list[str] | None
+) -> dict[str, Any]:
     folder = tempfile.mkdtemp(prefix="tracedfuture-cg-")
     try:
         out = os.path.join(folder, "regions.jsonl")
@@ -145,7 +183,7 @@ def measure(
             "--out",
             out,
             "--variants",
-            ",".join(variants),
+            variant,
             "--workloads",
             ",".join(workloads or DEFAULT_WORKLOADS),
         ]
@@ -181,14 +219,6 @@ def measure(
             n = large - small
             functions = {k: (f_large.get(k, 0) - f_small.get(k, 0)) / n for k in set(f_large) | set(f_small)}
             per[key] = {"per_unit": (t_large - t_small) / n, "functions": functions}
-        # Where each variant's extra instructions go, against plain on the same
-        # workload; the whole per-function table is too big to keep.
-        for key, item in per.items():
-            base = f"plain/{key.split('/', 1)[1]}"
-            if base in per and key != base:
-                item["extra"] = where(per, key, base)
-        for item in per.values():
-            del item["functions"]
         result: dict[str, Any] = {"implementation": implementation, "per": per, "failed": failed}
         if error:
             result["error"] = error

@@ -415,7 +415,8 @@ def _callgrind(w: Any, cgdata: dict[str, Any]) -> None:
     if not per:
         return
     w("Instructions per lifecycle and per task create+await on asyncio's loop, all threads, flush included;")
-    w("the difference between a run of 2n and one of n in the same process, so fixed costs cancel.\n")
+    w("the difference between a run of 2n and one of n, each variant in a process of its own, so fixed costs")
+    w("cancel.\n")
     w("| variant | per lifecycle | x plain | per task | x plain |")
     w("| --- | --- | --- | --- | --- |")
     for v in ("plain", *MODES):
