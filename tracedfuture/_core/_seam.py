@@ -169,7 +169,7 @@ A ring holds at most ``max_bytes // record_size`` records (``Ring.capacity``).
   flight recorder reads the route), taken records are let go at ``take()``: the
   window holds only unread ones, and the compiled ring's memory stays as small
   as its reader's backlog (its slots are allocated as records need them, up to
-  the capacity; past 32,768 unread records it hurries its reader, ``on_full``,
+  the capacity; past 4,096 unread records it hurries its reader, ``on_full``,
   before it grows further).
 * ``append(record)`` writes a record made off the hot path (a lint), from any
   thread.
