@@ -137,21 +137,14 @@ ring_init(RingObject *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* Releases the live records [from, to), which then are dead. */
-static void
-ring_release(RingObject *r, unsigned long long from, unsigned long long to)
-{
-    for (unsigned long long n = from; n < to; n++) {
-        rec_release(&r->buf[n % r->size]);
-    }
-}
-
 static void
 ring_dealloc(RingObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     if (self->buf != NULL) {
-        ring_release(self, self->start, self->w); /* the dead slots hold nothing of theirs */
+        for (unsigned long long n = self->start; n < self->w; n++) {
+            rec_release(&self->buf[n % self->size]); /* the live records: dead slots hold nothing of theirs */
+        }
         PyMem_RawFree(self->buf);
         self->buf = NULL;
     }
@@ -201,11 +194,6 @@ ring_claim(RingObject *r, Rec *old)
         return NULL;
     }
     if (r->w - r->start >= r->size && r->size < cap) {
-        if (!r->history && r->start < r->rd) {
-            /* taken, and nobody reads the window: their slots first */
-            ring_release(r, r->start, r->rd);
-            r->start = r->rd;
-        }
         if (r->w - r->start >= r->size && ring_grow(r) < 0 && r->streaming && r->w - r->rd >= r->size) {
             r->dropped++; /* no memory to grow: as if full */
             return NULL;
@@ -260,6 +248,9 @@ static PyObject *
 ring_list(RingObject *r, unsigned long long from, int advance)
 {
     unsigned long long n = r->w - from;
+    /* Taken without history (start == rd: every live record is unread), the
+     * records move out, as take_batch's do: nobody reads the window. */
+    int move = advance && !r->history && r->start == from;
     Rec *copy = NULL;
     if (n) {
         copy = (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec));
@@ -268,27 +259,17 @@ ring_list(RingObject *r, unsigned long long from, int advance)
         }
         for (unsigned long long i = 0; i < n; i++) {
             copy[i] = r->buf[(from + i) % r->size];
-            rec_incref(&copy[i]);
+            if (!move) {
+                rec_incref(&copy[i]);
+            }
         }
     }
     if (advance) {
         r->rd = r->w;
         r->taken += n;
         r->hurried = 0;
-        if (!r->history) {
-            /* nobody reads the window: the taken records are let go now */
-            Rec *gone = n ? (Rec *)PyMem_RawMalloc((size_t)(r->w - r->start) * sizeof(Rec)) : NULL;
-            unsigned long long m = gone ? r->w - r->start : 0;
-            for (unsigned long long i = 0; i < m; i++) {
-                gone[i] = r->buf[(r->start + i) % r->size];
-            }
-            if (gone != NULL || n == 0) {
-                r->start = r->w;
-            }
-            for (unsigned long long i = 0; i < m; i++) {
-                rec_release(&gone[i]);
-            }
-            PyMem_RawFree(gone);
+        if (move) {
+            r->start = r->w; /* their slots are dead: the copies have their references */
         }
     }
     /* From here on, Python code may run (allocation, collection) and write to
