@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "IMPLEMENTATION",
     "STEP_REASON",
+    "CLOCK",
     "LoopHooks",
     "RecordBatch",
     "Ring",
@@ -65,6 +66,9 @@ if TYPE_CHECKING:
 IMPLEMENTATION: str = impl.IMPLEMENTATION
 # Why a TracedTask is stepped by asyncio ("" when it steps itself, recording its end there).
 STEP_REASON: str = impl.STEP_REASON
+# What a raw record's timestamp reads: "tsc" (converted to monotonic ns as records
+# leave the ring) or "monotonic" (time.monotonic_ns()).
+CLOCK: str = impl.CLOCK
 TracedFuture: type[asyncio.Future[Any]] = impl.TracedFuture
 TracedTask: type[asyncio.Task[Any]] = impl.TracedTask
 LoopHooks = impl.LoopHooks

@@ -47,15 +47,17 @@
 #endif
 
 #include "_records.h" /* the record struct, shared with _batch.c and _lines.c */
+#include "_clock.h" /* a record's timestamp: TSC ticks where they are sound, converted when read */
 #include "_asyncio_layout.h" /* _asyncio's FutureObj / TaskObj, for the step: verified at import */
 
 /* ------------------------------------------------------------------------ */
 /* Ring                                                                      */
 
-/* The slots are allocated as records need them: RING_START at first, doubling
- * (the live records moved, never copied) up to the capacity that max_bytes
- * allows. A streaming ring whose reader keeps up stays small, its records in
- * the cache and its pages few; a flight recorder's grows to its window. Past
+/* A streaming ring's slots are allocated as records need them: RING_START at
+ * first, doubling (the live records moved, never copied) up to the capacity
+ * that max_bytes allows. One whose reader keeps up stays small, its records in
+ * the cache and its pages few. A flight recorder's ring is allocated whole (see
+ * ring_init): the OS backs its pages as records reach them. Past
  * RING_HURRY unread records (and half its slots), a streaming ring hurries its
  * reader (on_full) before it grows further: smaller batches hold the GIL for
  * less (an HTTP server writing every event to a trace file: p99 4x plain's
@@ -119,8 +121,12 @@ ring_init(RingObject *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     long long cap = nbytes / (long long)sizeof(Rec);
-    unsigned long long size = cap < RING_START ? (unsigned long long)cap : RING_START;
-    /* Not zeroed: only the live slots, [start, w), are ever read. */
+    /* A flight recorder's ring (no reader but a dump) fills to its capacity
+     * anyway: whole from the start, filling it copies nothing (growing touched
+     * every page twice: 50,700 page faults, not 16,400, for a 300k-future
+     * burst through 64 MiB). Not zeroed: only the live slots, [start, w), are
+     * ever read, and the OS backs a page when a record first reaches it. */
+    unsigned long long size = !streaming || cap < RING_START ? (unsigned long long)cap : RING_START;
     self->buf = (Rec *)PyMem_RawMalloc((size_t)size * sizeof(Rec));
     if (self->buf == NULL) {
         PyErr_NoMemory();
@@ -243,6 +249,16 @@ hurry:
     return unread < r->limit;
 }
 
+/* A record leaving the ring: its time as monotonic nanoseconds (one made of a
+ * tuple, ring.append's, has them already). */
+static inline void
+rec_to_ns(Rec *r)
+{
+    if (!(r->flags & F_RAW)) {
+        r->ts = clock_to_ns(r->ts);
+    }
+}
+
 /* Copies of records [from, w), with their references, then the tuples. */
 static PyObject *
 ring_list(RingObject *r, unsigned long long from, int advance)
@@ -257,8 +273,10 @@ ring_list(RingObject *r, unsigned long long from, int advance)
         if (copy == NULL) {
             return PyErr_NoMemory();
         }
+        clock_sync();
         for (unsigned long long i = 0; i < n; i++) {
             copy[i] = r->buf[(from + i) % r->size];
+            rec_to_ns(&copy[i]);
             if (!move) {
                 rec_incref(&copy[i]);
             }
@@ -321,11 +339,11 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
         unsigned long long first = size - from < n ? size - from : n;
         memcpy(copy, &self->buf[from], (size_t)first * sizeof(Rec));
         memcpy(copy + first, self->buf, (size_t)(n - first) * sizeof(Rec));
-        if (!move) {
-            for (unsigned long long i = 0; i < n; i++) {
-                if (copy[i].objmask) {
-                    rec_incref(&copy[i]);
-                }
+        clock_sync();
+        for (unsigned long long i = 0; i < n; i++) {
+            rec_to_ns(&copy[i]);
+            if (!move && copy[i].objmask) {
+                rec_incref(&copy[i]);
             }
         }
         self->rd = self->w;
@@ -510,14 +528,6 @@ static size_t own_dir_len;
 static unsigned long long next_id;
 static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
 
-static inline long long
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts); /* time.monotonic_ns() on Linux */
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static inline double
 random_unit(void)
 {
@@ -534,7 +544,7 @@ random_unit(void)
 typedef struct TFExt {
     long long fid; /* 0: not traced */
     RingObject *ring;
-    long long created_ns;
+    long long created; /* clock_now()'s: clock_to_ns() reads it */
     PyObject *code;
     PyObject *pcode; /* the program's own frame that made it, or NULL */
     PyObject *label;
@@ -875,7 +885,7 @@ begin(TFExt *e, RingObject *ring, Rec *old, int op, int nfields, long long fid)
     r->flags = 0;
     r->objmask = r->nonemask = r->boolmask = 0;
     r->fid = fid;
-    r->ts = now_ns();
+    r->ts = clock_now(); /* converted to monotonic ns when read (_clock.h) */
     r->op = (unsigned char)op; /* set last by callers' convention: op only */
     return r;
 }
@@ -1069,7 +1079,7 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
     live_link(e, obj);
     Rec old;
     Rec *r = begin(e, e->ring, &old, OP_CREATED, 11, fid);
-    e->created_ns = r ? r->ts : now_ns();
+    e->created = r ? r->ts : clock_now();
     if (r != NULL) {
         set_opt_int(r, 0, tid);
         set_int(r, 1, is_task);
@@ -3269,7 +3279,7 @@ hooks_init(HooksObject *self, PyObject *args, PyObject *kwds)
     if (self->base_create_future == NULL || self->base_create_task == NULL) {
         return -1;
     }
-    Py_XSETREF(self->loop_kwargs, Py_BuildValue("{sO}", "loop", loop));
+    Py_XSETREF(self->loop_kwargs, Py_BuildValue("{OO}", s_loop, loop)); /* interned: found by identity */
     if (self->loop_kwargs == NULL) {
         return -1;
     }
@@ -3960,7 +3970,8 @@ mod_info(PyObject *Py_UNUSED(module), PyObject *obj)
     }
     int is_task = PyObject_TypeCheck(obj, TracedTaskType);
     PyObject *creator = e->creator ? PyLong_FromLongLong(e->creator) : Py_NewRef(Py_None);
-    return Py_BuildValue("(LLOiNOOi)", e->fid, e->created_ns, e->code ? e->code : Py_None, e->lasti, creator,
+    clock_sync();
+    return Py_BuildValue("(LLOiNOOi)", e->fid, clock_to_ns(e->created), e->code ? e->code : Py_None, e->lasti, creator,
                          (!is_task && e->label) ? e->label : Py_None, e->pcode ? e->pcode : Py_None, e->plasti);
 }
 
@@ -4301,8 +4312,10 @@ PyInit__cfuture(void)
     if (task_done_fn == NULL) {
         return NULL;
     }
+    clock_init();
     if (step_init(m, asyncio, casyncio) < 0 ||
-        PyModule_AddStringConstant(m, "STEP_REASON", step_reason) < 0) {
+        PyModule_AddStringConstant(m, "STEP_REASON", step_reason) < 0 ||
+        PyModule_AddStringConstant(m, "CLOCK", clock_name) < 0) {
         return NULL;
     }
 
@@ -4373,7 +4386,7 @@ PyInit__cfuture(void)
     Py_DECREF(shared);
     Py_DECREF(casyncio);
     Py_DECREF(asyncio);
-    rng_state ^= (unsigned long long)now_ns() ^ ((unsigned long long)getpid() << 32);
+    rng_state ^= (unsigned long long)mono_ns() ^ ((unsigned long long)getpid() << 32);
     initialised = 1;
     return m;
 }

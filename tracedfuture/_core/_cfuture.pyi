@@ -7,6 +7,7 @@ from typing import Any, overload
 
 IMPLEMENTATION: str
 STEP_REASON: str
+CLOCK: str
 
 class TracedFuture(asyncio.Future[Any]): ...
 class TracedTask(asyncio.Task[Any]): ...

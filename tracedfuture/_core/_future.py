@@ -69,6 +69,7 @@ from ._shared import (
 __all__ = [
     "IMPLEMENTATION",
     "STEP_REASON",
+    "CLOCK",
     "EventFold",
     "LineWriter",
     "LoopHooks",
@@ -90,6 +91,7 @@ IMPLEMENTATION = "python"
 # A Python subclass of the C Task cannot keep its state (_must_cancel, _fut_waiter,
 # _coro and _loop are read-only, _cancelled_exc has no accessor; 3.11-3.13), and one
 # of asyncio's pure-Python Task would not be an asyncio.Task: asyncio steps it.
+CLOCK = "monotonic"  # time.monotonic_ns(): what the compiled core's records read too, once converted
 STEP_REASON = "the pure-Python reference cannot write the C Task's fields: asyncio's step runs its tasks"
 # No compiled trace-line writer: the pipeline's own _lines.Lines is the reference.
 LineWriter = None

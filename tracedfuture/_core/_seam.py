@@ -22,6 +22,12 @@ What an implementation module provides
     ``_asyncio`` Task layout it verified at import), else why asyncio's step runs
     it, in one line. Under asyncio's step the end of a task is seen through a
     hidden first done callback, which the loop's ``call_soon`` (below) catches.
+``CLOCK``
+    What the hot path reads for a record's timestamp: ``"monotonic"``
+    (``time.monotonic_ns()``), or ``"tsc"`` (the compiled core where the TSC is
+    invariant and the kernel's clock source: raw ticks, converted to monotonic
+    nanoseconds as records leave the ring, so that every reader sees the same
+    unit either way; ``TRACEDFUTURE_CLOCK=monotonic`` opts out).
 ``TracedFuture``, ``TracedTask``
     Subclasses of ``asyncio.Future`` / ``asyncio.Task`` whose behaviour, reprs and
     errors are asyncio's (``__name__`` and ``__qualname__`` read ``Future`` /
@@ -290,6 +296,7 @@ class Implementation(Protocol):
 
     IMPLEMENTATION: str
     STEP_REASON: str
+    CLOCK: str
 
     @property
     def TracedFuture(self) -> type[asyncio.Future[Any]]: ...
