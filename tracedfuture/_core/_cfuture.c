@@ -72,6 +72,7 @@ typedef struct {
     unsigned long long size; /* slots allocated: record n is at buf[n % size] */
     long long limit;      /* admit a new future while fewer are unread */
     unsigned long long w; /* records ever written */
+    unsigned long long wslot; /* w % size, kept as w moves: no division per record */
     unsigned long long rd; /* records taken (or overwritten unread) */
     unsigned long long start; /* the oldest record still held: [start, w) are live, the other slots dead */
     int streaming;
@@ -179,6 +180,7 @@ ring_grow(RingObject *r)
     PyMem_RawFree(r->buf);
     r->buf = buf;
     r->size = bigger;
+    r->wslot = r->w % bigger;
     return 0;
 }
 
@@ -205,18 +207,21 @@ ring_claim(RingObject *r, Rec *old)
             return NULL;
         }
     }
+    Rec *slot = &r->buf[r->wslot];
     if (r->w - r->start >= r->size) {
         if (r->rd <= r->start) {
             r->overwritten++; /* unread, gone */
             r->rd = r->start + 1;
         }
-        *old = r->buf[r->start % r->size]; /* the slot of record w */
+        if (slot->objmask) {
+            *old = *slot; /* record start's slot is record w's: what it holds, to release */
+        }
         r->start++;
     }
-    Rec *slot = &r->buf[r->w % r->size];
     slot->op = OP_EMPTY;
     slot->objmask = 0;
     r->w++;
+    r->wslot = r->wslot + 1 == r->size ? 0 : r->wslot + 1;
     r->written++;
     return slot;
 }
@@ -3446,13 +3451,16 @@ hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
         return untraced_future(self);
     }
     PyObject *loop = self->loop;
-    if (self->asyncio_loop) {
+    /* In debug mode, asyncio's own create_future makes it, so that "created
+     * at" is its frame. Where the Future layout is known (own_step), the
+     * future built anyway says so (its _source_traceback): the loop's flag is
+     * not read twice per future. */
+    if (self->asyncio_loop && !own_step) {
         int debug = loop_debug(self);
         if (debug < 0) {
             return NULL;
         }
         if (debug) {
-            /* asyncio's own create_future, so that "created at" is its frame */
             return PyObject_CallOneArg(asyncio_create_future, loop);
         }
     }
@@ -3463,6 +3471,10 @@ hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
     if (BaseFuture->tp_init(fut, empty_tuple, self->loop_kwargs) < 0) {
         Py_DECREF(fut);
         return NULL;
+    }
+    if (self->asyncio_loop && own_step && FUT(fut)->fut_source_tb != NULL) {
+        Py_DECREF(fut); /* never registered: nothing recorded, nothing said */
+        return PyObject_CallOneArg(asyncio_create_future, loop);
     }
     if (ring_admit(ring)) {
         register_new(fut, (TFExt *)((char *)fut + fut_ext_off), self, loop, NULL, NULL, 0, PyEval_GetFrame());
