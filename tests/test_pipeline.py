@@ -16,7 +16,7 @@ import pytest
 import tracedfuture
 from tracedfuture import Event, TracedFuture
 from tracedfuture._pipeline._drain import RECORDER
-from tracedfuture._pipeline._sink import RECORD_BYTES, STUCK_AFTER
+from tracedfuture._pipeline._sink import RECORD_BYTES
 from tracedfuture.exporters import MemoryExporter
 from tracedfuture.trace import read
 
@@ -402,10 +402,10 @@ def test_a_shorter_flush_interval_applies_at_once_after_a_long_one() -> None:
 
 
 def test_a_route_whose_exporters_are_all_stuck_is_left_in_its_ring() -> None:
-    """A stuck exporter: once its queue is full and it takes nothing more, the
-    drain takes nothing more either (no copy, no shedding per record); the ring
-    fills and traces no new future; at uninstall what was left is taken and
-    counted where it is dropped."""
+    """A stuck exporter: once its queue is full, the drain takes nothing more
+    (no copy, no shedding per record) and holds the ring: no new future is
+    traced; at uninstall what was left is taken and counted where it is
+    dropped."""
     gate = threading.Event()
 
     class Blocked:
@@ -421,17 +421,55 @@ def test_a_route_whose_exporters_are_all_stuck_is_left_in_its_ring() -> None:
             for _ in range(10):  # fills the queue (512 KiB: some 2,600 records)
                 runner.run(resolve_many(500))
                 RECORDER.drain(only=inst)
-            RECORDER.drain(only=inst)  # full: nothing taken from it from now on...
-            time.sleep(STUCK_AFTER)
-            RECORDER.drain(only=inst)  # ...for long enough: stuck
+            RECORDER.drain(only=inst)  # full: nothing taken from it from now on
             shed = inst.stats()["exporters"][0]["dropped"]
             for _ in range(20):
                 runner.run(resolve_many(500))
                 RECORDER.drain(only=inst)
             stats = inst.stats()
             assert stats["exporters"][0]["dropped"] == shed  # nothing more taken to be shed
-            assert stats["untraced_futures"] > 0  # the ring filled: new futures were left untraced
+            assert stats["untraced_futures"] > 0  # the ring was held: new futures were left untraced
     finally:
         inst.uninstall()
         gate.set()
     assert inst.stats()["exporters"][0]["dropped"] > shed  # at uninstall, the ring's records were counted
+
+
+def test_a_full_queue_holds_the_ring_until_it_has_room_again() -> None:
+    """While every exporter's queue is full, new futures go untraced at once
+    (long before the ring itself would refuse them); the queued futures' later
+    records wait in the ring; once the exporter takes its queue, the drain
+    takes the ring again and new futures are traced: whole histories, none cut."""
+    gate = threading.Event()
+    seen: list[Event] = []
+
+    class Blocked:
+        def export(self, events: Sequence[Event]) -> None:
+            gate.wait()
+            seen.extend(events)
+
+    factory = tracedfuture.loop_factory(
+        exporters=[Blocked()], max_memory=1 << 20, max_bytes=64 << 20, flush_interval=60, export_timeout=5
+    )
+    inst = factory.installation  # type: ignore[attr-defined]
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            while not inst.stats()["untraced_futures"]:
+                runner.run(resolve_many(500))
+                RECORDER.drain(only=inst)
+            ring = RECORDER.routes_of(inst)[0].ring
+            assert ring.stats()["written"] - ring.stats()["taken"] < ring.capacity // 8  # far from full
+            runner.run(resolve_many(500))
+            untraced = inst.stats()["untraced_futures"]
+            assert untraced >= 500  # held: every new future
+            gate.set()
+            assert inst.flush(timeout=30)
+            runner.run(resolve_many(500))  # room again: traced
+            assert inst.stats()["untraced_futures"] == untraced
+            assert inst.flush(timeout=30)
+    finally:
+        inst.uninstall()
+        gate.set()
+    ids = {e.future_id for e in seen if e.kind == "created"}
+    assert ids and ids == {e.future_id for e in seen if e.kind == "resolved"}  # whole histories
+    assert not any(e.kind == "collected" and e.incomplete for e in seen)

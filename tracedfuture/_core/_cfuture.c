@@ -78,6 +78,7 @@ typedef struct {
     int streaming;
     int history; /* taken records stay (for window()) until their slot is needed */
     int hurried; /* on_full was called since the last take: once is enough */
+    int held;    /* hold(True): its reader takes nothing now, so no new future is traced */
     PyObject *on_full;
     unsigned long long written, taken, overwritten, dropped, untraced;
 } RingObject;
@@ -230,7 +231,7 @@ static inline int
 ring_admit(RingObject *r)
 {
     long long unread = (long long)(r->w - r->rd);
-    if (unread < r->limit) {
+    if (unread < r->limit && !r->held) {
         if (unread >= RING_HURRY && (unsigned long long)unread >= r->size / 2 && r->on_full != NULL &&
             !r->hurried) {
             goto hurry; /* traced, but the reader is asked to take before the ring grows more */
@@ -251,7 +252,7 @@ hurry:
     }
     Py_XDECREF(res);
     PyErr_Restore(exc_type, exc_value, exc_tb);
-    return unread < r->limit;
+    return unread < r->limit && !r->held;
 }
 
 /* A record leaving the ring: its time as monotonic nanoseconds (one made of a
@@ -408,6 +409,17 @@ ring_append(RingObject *self, PyObject *record)
 }
 
 static PyObject *
+ring_hold(RingObject *self, PyObject *flag)
+{
+    int held = PyObject_IsTrue(flag);
+    if (held < 0) {
+        return NULL;
+    }
+    self->held = held && self->streaming; /* a flight recorder's ring refuses nothing */
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 ring_stats(RingObject *self, PyObject *Py_UNUSED(ignored))
 {
     return Py_BuildValue("{sLsisKsKsKsKsK}", "capacity", self->capacity, "record_size", (int)sizeof(Rec),
@@ -453,6 +465,8 @@ static PyMethodDef ring_methods[] = {
      "Every record still held, taken or not, oldest first (the newest limit of them, if given)."},
     {"append", (PyCFunction)ring_append, METH_O, "Write a record made off the hot path (a lint), from any thread."},
     {"stats", (PyCFunction)ring_stats, METH_NOARGS, "The ring's counters."},
+    {"hold", (PyCFunction)ring_hold, METH_O,
+     "hold(True): the reader takes nothing now; no new future is traced until hold(False)."},
     {"clear", (PyCFunction)ring_clear, METH_NOARGS, "Forget every record held (after fork(), in the child)."},
     {NULL, NULL, 0, NULL},
 };

@@ -147,6 +147,7 @@ class Ring:
     record_size = _RECORD_SIZE
 
     __slots__ = (
+        "_held",
         "_hurried",
         "_incomplete",
         "_limit",
@@ -178,6 +179,7 @@ class Ring:
         self.history = bool(history)
         self._on_full = on_full
         self._hurried = False  # on_full was called since the last take: once is enough
+        self._held = False  # hold(True): its reader takes nothing now, so no new future is traced
         # A new future is traced while fewer than 7/8 of the capacity is unread
         # (streaming); a flight recorder alone never refuses one.
         self._limit = -(-7 * self.capacity // 8) if self.streaming else sys.maxsize
@@ -208,7 +210,7 @@ class Ring:
 
     def admit(self) -> bool:
         """May a new future be traced? Counts and signals a refusal."""
-        if len(self._pending) < self._limit:
+        if len(self._pending) < self._limit and not self._held:
             return True
         self.untraced += 1
         on_full = self._on_full
@@ -262,6 +264,12 @@ class Ring:
     def append(self, record: tuple[Any, ...]) -> None:
         """Write a record made off the hot path (a lint), from any thread."""
         self.put(record)
+
+    def hold(self, held: bool) -> None:
+        """``hold(True)``: the reader takes nothing now; no new future is traced
+        (each counted in ``untraced``) until ``hold(False)``. A flight recorder's
+        ring refuses nothing."""
+        self._held = bool(held) and self.streaming
 
     def stats(self) -> dict[str, int]:
         return {

@@ -186,6 +186,9 @@ A ring holds at most ``max_bytes // record_size`` records (``Ring.capacity``).
   costs no call, so a reader that cannot keep up makes new futures cheap). A record of an already traced future that
   finds the ring full of unread records is dropped (``dropped``), and the future
   is marked: its ``COLLECTED`` record says ``incomplete``.
+  ``hold(True)`` (the reader will take nothing now: every exporter's queue is
+  full) refuses every new future at once, as if the ring were full, until
+  ``hold(False)``: a stuck exporter costs the program no recording.
 * ``streaming=False`` (a flight recorder alone): the oldest records are
   overwritten (``overwritten`` counts those overwritten before anyone took
   them; taken records leaving the window are not counted); nothing is ever
@@ -270,6 +273,7 @@ class RingLike(Protocol):
     def append(self, record: tuple[Any, ...]) -> None: ...
     def window(self, limit: int | None = None) -> list[tuple[Any, ...]]: ...
     def stats(self) -> dict[str, int]: ...
+    def hold(self, held: bool) -> None: ...
     def clear(self) -> None: ...
 
 

@@ -226,11 +226,13 @@ class Recorder:
         given) and hand them to their installations.
 
         A route none of whose installations would take anything (every
-        exporter's queue full: a stuck exporter) is left alone: its records stay
-        in the ring, which, once full, traces no new future (``untraced_futures``)
-        and marks the histories it cuts; nothing is taken, copied or shed per
-        record. ``everything`` (``flush()``, ``uninstall()``, exit) takes them
-        all the same, so that what is dropped is counted where it is dropped.
+        exporter's queue full: a slow or stuck exporter) is left alone: its
+        records stay in the ring, and the ring is held: it traces no new future
+        until a queue has room again (``untraced_futures``), and marks the
+        histories it cuts; nothing is recorded, taken, copied or shed for what
+        would be dropped. ``everything`` (``flush()``, ``uninstall()``, exit)
+        takes them all the same, so that what is dropped is counted where it is
+        dropped.
 
         With ``yield_gil`` (the drain thread), the GIL is released between
         routes so that a busy event loop waits at most one batch's conversion.
@@ -264,7 +266,9 @@ class Recorder:
 
     def _drain_route(self, route: Route, everything: bool = False) -> None:
         if not everything and self._takes_nothing(route):
+            route.ring.hold(True)  # a flight recorder's ring is never held
             return
+        route.ring.hold(False)
         records = route.ring.take_batch()  # no tuple made per record (compiled ring)
         if not records:
             return

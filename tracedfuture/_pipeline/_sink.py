@@ -44,9 +44,6 @@ DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
 # Futures whose events a sink drops from now on, at most: beyond that the oldest
 # are forgotten (a long-lived one may then show a history without its start).
 _MAX_SCREENED = 100_000
-# A full queue its thread took nothing from for this long is stuck: the drain
-# stops taking records for it (Sink.full).
-STUCK_AFTER = 0.5
 
 
 def safe_repr(obj: object) -> str:
@@ -153,8 +150,6 @@ class Sink:
         self._queued_bytes = 0
         self._put = 0  # items ever queued
         self._handled = 0  # items ever taken off the queue and handled
-        self._full_at = -1  # _handled when the drain found the queue full, and since when
-        self._full_since = 0.0
 
     def _start(self) -> None:
         name = f"tracedfuture-export-{type(self.exporter).__name__}"
@@ -164,22 +159,16 @@ class Sink:
     # -- the drain side ----------------------------------------------------------
 
     def full(self) -> bool:
-        """Whether this sink takes nothing new: disabled, closing, or stuck: a
-        queue with no room for a new future's record (the last quarter is for
-        the later records of futures already queued) from which its thread took
-        nothing for :data:`STUCK_AFTER` seconds. The drain then leaves a route's
-        records in its ring (``_drain``); a slow exporter that makes progress
-        keeps being given records, and sheds them here."""
+        """Whether this sink takes nothing new: disabled, closing, or a queue
+        with no room for a new future's record (the last quarter is for the
+        later records of futures already queued). When every sink of a route's
+        installations is full, the drain leaves the route's records in its ring
+        and holds it (``_drain``): new futures go untraced at the source,
+        which costs the program nothing, rather than recorded, queued and shed
+        here; the queued futures' later records wait in the ring for room."""
         if self.disabled or self._closing:
             return True
-        if self.inline or self._queued_bytes + self._unit <= self.max_bytes - self.max_bytes // 4:
-            self._full_at = -1
-            return False
-        now = time.monotonic()
-        if self._full_at != self._handled:
-            self._full_at, self._full_since = self._handled, now
-            return False
-        return now - self._full_since >= STUCK_AFTER
+        return not self.inline and self._queued_bytes + self._unit > self.max_bytes - self.max_bytes // 4
 
     def submit(self, records: Sequence[Any]) -> None:
         """Queue a batch of raw records; never blocks. What does not fit is
