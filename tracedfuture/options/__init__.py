@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 # typing.TYPE_CHECKING without importing typing: this module is on the way of
 # every `tracedfuture run` and every traced start (tests/test_layers.py pins what
@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from types import SimpleNamespace
     from typing import Any
 
     from ._options import Options
@@ -58,6 +59,7 @@ __all__ = [
     "Redactor",
     "add_arguments",
     "from_environment",
+    "read_arguments",
     "settings_from_environment",
     "takes_value",
     "to_environment",
@@ -776,9 +778,10 @@ def from_environment(environ: Mapping[str, str] | None = None, prefix: str = PRE
     return given
 
 
-def to_environment(namespace: argparse.Namespace) -> dict[str, str]:
+def to_environment(namespace: argparse.Namespace | SimpleNamespace) -> dict[str, str]:
     """The ``TRACEDFUTURE_*`` variables that ask for what the flags parsed by
-    :func:`add_arguments` ask for, their text as given."""
+    :func:`add_arguments` (or read by :func:`read_arguments`) ask for, their
+    text as given."""
     environ: dict[str, str] = {}
     for option in OPTIONS:
         value = getattr(namespace, option.name, None) if option.flag else None
@@ -876,6 +879,65 @@ def _checked_text(option: Option) -> Callable[[str], str]:
 
     keep.__name__ = option.name  # argparse names the type in some of its messages
     return keep
+
+
+def read_arguments(args: Sequence[str]) -> dict[str, Any] | None:
+    """The values the flags of :func:`add_arguments` give for ``args``, as
+    argparse would read them (a value's text as given and checked, a list for a
+    repeatable flag, ``True`` / ``False`` for a switch), without importing
+    argparse: ``tracedfuture run`` starts a program, and should start light.
+
+    ``None`` whenever argparse must read them: ``-h``, an unknown or abbreviated
+    flag, a bad value, a value that starts with ``-``, a form this does not take
+    (``-oPATH``), so that argparse's messages stay the only ones.
+
+    >>> read_arguments(["-o", "t.jsonl", "--tail", "--exclude-module", "a,b", "--lints"])
+    {'output': 't.jsonl', 'tail': True, 'exclude_modules': ['a,b'], 'lints': '1'}
+    >>> read_arguments(["--sample-rate", "2"]) is None  # argparse says why
+    True
+    """
+    values: dict[str, Any] = {}
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        flag, equals, attached = arg.partition("=")
+        option = _BY_FLAG.get(flag)
+        if option is None and flag.startswith("--no-") and not equals:
+            negated = _BY_FLAG.get("--" + flag[5:])
+            if negated is None or negated.kind.form != "flag":
+                return None
+            values[negated.name] = False
+            continue
+        if option is None or (equals and option.short == flag):
+            return None
+        form = option.kind.form
+        if form == "flag":
+            if equals:
+                return None
+            values[option.name] = True
+            continue
+        following = args[index] if index < len(args) else None
+        if equals:
+            text = attached
+        elif form == "optional" and (following is None or following.startswith("-")):
+            if following is not None and following[1:2].isdigit():
+                return None  # argparse may take "-1" as the value
+            text = "1"  # the flag alone: its const
+        elif following is None or following.startswith("-"):
+            return None
+        else:
+            text = following
+            index += 1
+        try:
+            option.from_text(text)
+        except OptionError:
+            return None
+        if form == "list":
+            values.setdefault(option.name, []).append(text)
+        else:
+            values[option.name] = text
+    return values
 
 
 def takes_value(arg: str, following: str | None) -> bool:
