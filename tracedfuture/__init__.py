@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from .flight import dump
     from .graph import format_snapshot, snapshot
     from .options import OptionError, Options
+del TYPE_CHECKING  # not a public name
 
 
 def __getattr__(name: str) -> Any:
