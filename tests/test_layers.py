@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -160,6 +161,33 @@ def test_run_becomes_the_program_without_importing_asyncio_or_the_viewers() -> N
     )
     loaded = _modules_after(code)
     assert not {m for m in loaded if m == "asyncio" or m.startswith(("tracedfuture._views", "tracedfuture._core"))}
+
+
+def test_run_reads_its_flags_and_execs_with_the_options_table_alone(tmp_path: Path) -> None:
+    # Everything imported before the exec is start-up the program waits for:
+    # the common case needs neither argparse (the table reads the flags) nor
+    # typing, dataclasses, re or signal. What the interpreter's own start-up
+    # (site, an editable install's finder) loaded is not counted.
+    code = (
+        "import os, sys; before = set(sys.modules); "
+        "os.execve = lambda *a: (print(*set(sys.modules) - before, flush=True), os._exit(0)); "
+        "from tracedfuture.cli import main; main(['run', '-o', 't.jsonl', '--tail', '--lints', 'app.py'])"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDFUTURE_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=tmp_path
+    )
+    loaded = set(done.stdout.split())
+    ours = {m for m in loaded if m.startswith("tracedfuture")}
+    assert ours == {
+        "tracedfuture",
+        "tracedfuture.cli",
+        "tracedfuture._files",
+        "tracedfuture._run",
+        "tracedfuture.options",
+    }
+    heavy = {"argparse", "typing", "dataclasses", "inspect", "re", "enum", "signal", "shutil", "asyncio", "json"}
+    assert not loaded & heavy
 
 
 def test_the_start_up_hook_imports_no_viewer_and_no_command_line(tmp_path: Path) -> None:

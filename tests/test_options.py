@@ -25,6 +25,7 @@ from tracedfuture.options import (
     Redactor,
     add_arguments,
     from_environment,
+    read_arguments,
     settings_from_environment,
     takes_value,
     to_environment,
@@ -300,6 +301,59 @@ def test_run_knows_which_of_its_flags_take_the_next_argument() -> None:
     assert takes_value("--flight", "f.jsonl")
     assert not takes_value("--console", "app.py")
     assert takes_value("--console", "allow-cancel")
+
+
+READ_AS_ARGPARSE = [
+    [],
+    ["-o", "t.jsonl"],
+    ["--output", "t.jsonl", "-o", "u.jsonl"],
+    ["--output=t.jsonl"],
+    ["--tail", "--no-tail", "--capture-values"],
+    ["--exclude-module", "a,b", "--exclude-module=c", "--include-name", "w-*"],
+    ["--lints"],
+    ["--lints", "stall=3", "--console"],
+    ["--lints=off", "--console", "allow-cancel", "--flight", "f.jsonl"],
+    ["--flight", "--dump-signal", "USR1", "--sample-rate", "0.5", "--max-bytes", "1MiB"],
+    ["--redact", "token=\\S+", "--exporter", "structlog", "--follow-children"],
+    ["--exporter", "structlog,otel", "--otel-timeout=2", "--slow", "0.25"],
+]
+LEFT_TO_ARGPARSE = [
+    ["-h"],
+    ["--out", "t.jsonl"],  # an abbreviation
+    ["-ot.jsonl"],
+    ["-o=t.jsonl"],
+    ["-o"],
+    ["-o", "-"],
+    ["--sample-rate", "2"],
+    ["--sample-rate", "-1"],
+    ["--tail=1"],
+    ["--no-output", "t.jsonl"],
+    ["--lints", "-1"],
+    ["--lints", "often"],
+    ["--output="],
+    ["-m"],
+]
+
+
+def _argparse_values(args: list[str]) -> dict[str, Any] | None:
+    parser = _Parser(prog="tracedfuture run", add_help=True)
+    add_arguments(parser)
+    try:
+        namespace = parser.parse_args(args)
+    except (AssertionError, SystemExit):
+        return None
+    return {name: value for name, value in vars(namespace).items() if value is not None}
+
+
+@pytest.mark.parametrize("args", READ_AS_ARGPARSE + LEFT_TO_ARGPARSE, ids=" ".join)
+def test_run_reads_its_flags_as_argparse_would_or_leaves_them_to_it(args: list[str]) -> None:
+    # tracedfuture run reads its flags without argparse (a lighter start): where
+    # it does read them, the values are argparse's; anything else goes to argparse.
+    read = read_arguments(args)
+    if args in READ_AS_ARGPARSE:
+        assert read == _argparse_values(args)
+    else:
+        assert read is None
 
 
 def test_redaction_replaces_every_match_and_a_failing_callable_never_leaks() -> None:

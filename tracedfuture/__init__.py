@@ -31,8 +31,10 @@
 
 from __future__ import annotations
 
-import importlib
-import typing as _typing
+# typing.TYPE_CHECKING without importing typing (nor importlib, until a name is
+# asked for): `tracedfuture run` imports this package first. Type checkers read
+# any TYPE_CHECKING as true.
+TYPE_CHECKING = False
 
 # Where each public name lives. A name is imported the first time it is used
 # (PEP 562), so that ``tracedfuture run`` and the start-up hook load only what the
@@ -59,7 +61,9 @@ _PUBLIC = {
     "snapshot": ".graph",
 }
 
-if _typing.TYPE_CHECKING:
+if TYPE_CHECKING:
+    from typing import Any
+
     from ._core import IMPLEMENTATION, TracedFuture, TracedTask, future_id
     from ._core._events import KINDS, Event, Site
     from ._install import Installation, install, loop_factory, run
@@ -67,13 +71,16 @@ if _typing.TYPE_CHECKING:
     from .flight import dump
     from .graph import format_snapshot, snapshot
     from .options import OptionError, Options
+del TYPE_CHECKING  # not a public name
 
 
-def __getattr__(name: str) -> _typing.Any:
+def __getattr__(name: str) -> Any:
     where = _PUBLIC.get(name)
     if where is None:
         message = f"module {__name__!r} has no attribute {name!r}"
         raise AttributeError(message)
+    import importlib
+
     value = getattr(importlib.import_module(where, __name__), name)
     globals()[name] = value
     return value

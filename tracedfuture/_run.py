@@ -13,12 +13,10 @@ before the program starts and finishes the trace at exit, after the program's ow
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
-import re
 import site
 import sys
+from types import SimpleNamespace
 
 from . import options as _options
 from .options import (
@@ -27,10 +25,19 @@ from .options import (
     OPTIONS,
     PREFIX,
     OptionError,
+    read_arguments,
     settings_from_environment,
     takes_value,
     to_environment,
 )
+
+# typing.TYPE_CHECKING without importing typing: run becomes the program, and
+# what it imports is start-up the program waits for (tests/test_layers.py pins it).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from typing import NoReturn
 
 __all__ = ["add_run_arguments", "hook_installed", "run_command"]
 
@@ -93,17 +100,19 @@ def hook_installed() -> str | None:
     return None
 
 
-def _check_exporters(parser: argparse.ArgumentParser, environ: dict[str, str]) -> None:
+def _check_exporters(fail: Callable[[str], NoReturn], environ: dict[str, str]) -> None:
     """Fail now, before the program starts, when an exporter's package is missing."""
     names = environ.get("TRACEDFUTURE_EXPORTER", "").split(",")
     for name in dict.fromkeys(n for n in names if n in _EXPORTERS):
+        import importlib
+
         module_name, extra, package = _EXPORTERS[name]
         qualified = f"tracedfuture.exporters.{module_name}"
         try:
             importlib.import_module(qualified)
         except ImportError as exc:
             if exc.name == qualified:
-                parser.error(f"this tracedfuture has no {name} exporter ({qualified} is missing)")
+                fail(f"this tracedfuture has no {name} exporter ({qualified} is missing)")
             print(
                 f"tracedfuture run: error: the {name} exporter needs {package}, which cannot be imported here "
                 f"(missing: {exc.name or package}); install it with: pip install 'tracedfuture[{extra}]'",
@@ -162,18 +171,29 @@ def _default_trace(module: str | None, script: str | None) -> str:
         stem = module.rsplit(".", 1)[-1]
     else:
         stem = os.path.splitext(os.path.basename(os.path.normpath(str(script))))[0]
+    import re  # only when no destination was given
+
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".") or "trace"
     return f"{stem}-{os.getpid()}.jsonl"
 
 
-def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
-    """``tracedfuture run``: parse ``args`` with ``run_parser``, then become the program."""
+def run_command(args: list[str], make_parser: Callable[[], argparse.ArgumentParser]) -> int:
+    """``tracedfuture run``: read ``args``, then become the program.
+
+    ``make_parser()`` is run's argparse parser, made only when it has something to
+    say (``-h``, a bad option, an error): the common case reads the flags with
+    :func:`tracedfuture.options.read_arguments` and never imports argparse."""
+
+    def fail(message: str) -> NoReturn:
+        make_parser().error(message)
+
     own, module, script, program_args = _split(args)
-    options = run_parser.parse_args(own)
+    values = read_arguments(own)
+    options = make_parser().parse_args(own) if values is None else SimpleNamespace(**values)
     if module is None and script is None:
-        run_parser.error("say what to run: a script (run app.py) or a module (run -m package.module)")
+        fail("say what to run: a script (run app.py) or a module (run -m package.module)")
     if module == "":
-        run_parser.error("-m needs a module name, such as -m http.server")
+        fail("-m needs a module name, such as -m http.server")
     # The variables already set apply too; the flags win over them.
     inherited = {k: v for k, v in os.environ.items() if k.startswith(PREFIX)}
     environ = {**inherited, **to_environment(options)}
@@ -189,25 +209,21 @@ def run_command(run_parser: argparse.ArgumentParser, args: list[str]) -> int:
         environ[PREFIX + "OUTPUT"] = settings["output"] = path
         print(f"tracedfuture: writing the trace to {path} (read it with: tracedfuture tree {path})", file=sys.stderr)
     if "jsonl" in settings.get("exporter", ()) and "output" not in settings:
-        run_parser.error("--exporter jsonl writes a trace file: say where with -o trace.jsonl")
-    _check_exporters(run_parser, environ)
+        fail("--exporter jsonl writes a trace file: say where with -o trace.jsonl")
+    _check_exporters(fail, environ)
     if "console" in settings:
         from ._startup import console_available
 
         if not console_available():
-            run_parser.error(
-                "--console needs tracedfuture._control.server (the control socket), which this tracedfuture lacks"
-            )
+            fail("--console needs tracedfuture._control.server (the control socket), which this tracedfuture lacks")
     if sys.flags.no_site:
-        run_parser.error("tracing starts from the site module, which python -S turns off: run without -S")
+        fail("tracing starts from the site module, which python -S turns off: run without -S")
     if sys.flags.ignore_environment or sys.flags.isolated:
-        run_parser.error(
-            "tracing is set up through TRACEDFUTURE_* variables, which python -E and -I ignore: run without -E/-I"
-        )
+        fail("tracing is set up through TRACEDFUTURE_* variables, which python -E and -I ignore: run without -E/-I")
     if not sys.executable:
-        run_parser.error("cannot tell which Python to run the program with (sys.executable is empty)")
+        fail("cannot tell which Python to run the program with (sys.executable is empty)")
     if hook_installed() is None:
-        run_parser.error(
+        fail(
             f"the start-up hook {HOOK} is not in this Python's site-packages; reinstall tracedfuture "
             "(pip install --force-reinstall tracedfuture) to put it back"
         )

@@ -20,16 +20,22 @@ refusal), with one line on standard error and no traceback.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from typing import IO, TYPE_CHECKING, Any
 
 from . import _files
 
+# typing.TYPE_CHECKING without importing typing, and argparse imported where it
+# is used: `tracedfuture run` goes through this module to become the program, and
+# what it imports is start-up the program waits for. Type checkers read any
+# TYPE_CHECKING as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterable, Sequence
+    from typing import IO, Any
+
     from ._views._model import Model
 
 __all__ = ["main"]
@@ -146,6 +152,8 @@ def _write_output(path: str, text: str) -> None:
 
 
 def _seconds(text: str) -> float:
+    import argparse
+
     try:
         from ._text import parse_seconds
 
@@ -155,6 +163,8 @@ def _seconds(text: str) -> float:
 
 
 def _count(text: str) -> int:
+    import argparse
+
     if not text.strip().isdigit():
         msg = f"expected a whole number >= 0, such as 3, not {text!r}"
         raise argparse.ArgumentTypeError(msg)
@@ -162,6 +172,8 @@ def _count(text: str) -> int:
 
 
 def _exception_names(text: str) -> tuple[str, ...]:
+    import argparse
+
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     bad = [name for name in names if not all(part.isidentifier() for part in name.split("."))]
     if not names or bad:
@@ -365,6 +377,8 @@ def _cmd_top(args: argparse.Namespace) -> int:
 
 
 def _positive_seconds(text: str) -> float:
+    import argparse
+
     value = _seconds(text)
     if value <= 0:
         msg = f"expected a number of seconds > 0, such as 1, not {text!r}"
@@ -417,21 +431,22 @@ def _version() -> str:
     return f"{PROG} {__version__} ({core}, tracedfuture.IMPLEMENTATION = {IMPLEMENTATION!r})"
 
 
-class _Version(argparse.Action):
-    """``--version``: the text is made when asked for, as it imports the core."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
-        print(_version())  # on standard output, as argparse's own version action
-        parser.exit()
-
-
 def _parser(viewers: bool = True) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The command's parser, and its ``run`` subparser; without the viewers'
     subparsers (and their imports) for ``run``, which must start light."""
+    import argparse
+
     from ._run import add_run_arguments
+
+    class _Version(argparse.Action):
+        """``--version``: the text is made when asked for, as it imports the core."""
+
+        def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+            super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+        def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+            print(_version())  # on standard output, as argparse's own version action
+            parser.exit()
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -530,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "run":
         from ._run import run_command
 
-        return run_command(_parser(viewers=False)[1], args[1:])
+        return run_command(args[1:], lambda: _parser(viewers=False)[1])
     # The viewers' imports, after run's: run must start light.
     from ._text import printable
     from .trace import TraceFormatError

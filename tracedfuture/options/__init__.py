@@ -16,6 +16,7 @@ A bad value is checked in one place, its option's row, so that every surface
 says the same words about it; only the prefix says where it came from (the
 variable, the flag):
 
+>>> from tracedfuture.options import Options
 >>> Options(sample_rate=2)
 Traceback (most recent call last):
 ...
@@ -30,17 +31,20 @@ tracedfuture.options.OptionError: TRACEDFUTURE_SAMPLE_RATE: sample_rate must be 
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-import re
-import signal
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
+# typing.TYPE_CHECKING without importing typing: this module is on the way of
+# every `tracedfuture run` and every traced start (tests/test_layers.py pins what
+# they import). Type checkers read any TYPE_CHECKING as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from types import SimpleNamespace
+    from typing import Any
+
+    from ._options import Options
 
 __all__ = [
     "DESTINATIONS",
@@ -55,12 +59,11 @@ __all__ = [
     "Redactor",
     "add_arguments",
     "from_environment",
+    "read_arguments",
     "settings_from_environment",
     "takes_value",
     "to_environment",
 ]
-
-_T = TypeVar("_T")
 
 #: The prefix of the variables of ``tracedfuture run`` and the start-up hook.
 PREFIX = "TRACEDFUTURE_"
@@ -181,7 +184,7 @@ class _Int(_Kind):
 
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_SIZE = re.compile(r"(\d+)\s*([kmg]?)(?:i?b)?", re.IGNORECASE)
+_SIZE = r"(\d+)\s*([kmg]?)(?:i?b)?"
 
 
 class _Bytes(_Int):
@@ -194,7 +197,9 @@ class _Bytes(_Int):
         )
 
     def parse(self, text: str) -> int:
-        match = _SIZE.fullmatch(text.strip().replace("_", ""))
+        import re  # only for a size given as text
+
+        match = re.fullmatch(_SIZE, text.strip().replace("_", ""), re.IGNORECASE)
         if match is None:
             raise _Bad(self.must)
         return int(match[1]) * _UNITS[match[2].lower()]
@@ -275,6 +280,8 @@ class Redactor:
     __slots__ = ("_pattern", "patterns")
 
     def __init__(self, patterns: Iterable[str]) -> None:
+        import re
+
         self.patterns = tuple(patterns)
         self._pattern = re.compile("|".join(f"(?:{p})" for p in self.patterns))
 
@@ -309,6 +316,8 @@ class _Redact(_Kind):
         patterns = tuple(value)
         if not patterns or not all(isinstance(p, str) and p for p in patterns):
             raise _Bad(self.must, wrong_type=not all(isinstance(p, str) for p in patterns))
+        import re
+
         for pattern in patterns:
             try:
                 re.compile(pattern)
@@ -359,6 +368,8 @@ class _Signal(_Kind):
     metavar = "SIG"
 
     def check(self, value: Any) -> int:
+        import signal  # its enums cost start-up: only for this option
+
         uncatchable = {getattr(signal, n) for n in ("SIGKILL", "SIGSTOP") if hasattr(signal, n)}
         if isinstance(value, bool) or not isinstance(value, int):
             raise _Bad(self.must, wrong_type=True)
@@ -367,6 +378,8 @@ class _Signal(_Kind):
         return int(value)
 
     def parse(self, text: str) -> int:
+        import signal
+
         name = text.strip().upper()
         if name.isdigit():
             return int(name)
@@ -449,9 +462,10 @@ class _Console(_Kind):
 # --- the table ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class Option:
-    """One row of the table: everything known about one option."""
+    """One row of the table: everything known about one option (read-only)."""
+
+    __slots__ = ("default", "doc", "env", "flag", "install", "kind", "name", "short")
 
     name: str
     default: object
@@ -462,8 +476,42 @@ class Option:
     #: The variable's name after its prefix, or ``None`` when there is none.
     env: str | None
     #: An option of :func:`tracedfuture.install` (else of the process: run and the hook only).
-    install: bool = True
-    short: str | None = None
+    install: bool
+    short: str | None
+
+    # A plain slotted class, not a dataclass: `tracedfuture run` and the start-up
+    # hook read the table, and the dataclasses module costs their start-up.
+    def __init__(
+        self,
+        name: str,
+        default: object,
+        doc: str,
+        kind: _Kind,
+        flag: str | None,
+        env: str | None,
+        install: bool = True,
+        short: str | None = None,
+    ) -> None:
+        values = (name, default, doc, kind, flag, env, install, short)
+        for slot, value in zip(self._FIELDS, values, strict=True):
+            object.__setattr__(self, slot, value)
+
+    _FIELDS = ("name", "default", "doc", "kind", "flag", "env", "install", "short")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        msg = f"cannot assign to field {name!r}: an Option is read-only"
+        raise AttributeError(msg)
+
+    def __repr__(self) -> str:
+        return f"Option({', '.join(f'{f}={getattr(self, f)!r}' for f in self._FIELDS)})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Option):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self._FIELDS)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.flag, self.env))
 
     @property
     def variable(self) -> str | None:
@@ -494,28 +542,25 @@ class Option:
         return cls(f"{self.name} must be {bad.must}, not {shown!r}")
 
 
-def _option(default: _T, doc: str, kind: _Kind, *, flag: str | None = None, env: bool = True, cli: bool = True) -> _T:
-    """A field of :class:`Options`, with its row of the table in the metadata."""
-    meta = {"doc": " ".join(doc.split()), "kind": kind, "flag": flag, "env": env, "cli": cli}
-    return field(default=default, metadata=meta)
+def _install(name: str, default: object, doc: str, kind: _Kind, *, flag: str | None = None) -> Option:
+    """A row for an option of an installation: a keyword of :func:`tracedfuture.install`,
+    a field of :class:`Options`, a ``tracedfuture run`` flag and a variable."""
+    flag = flag or "--" + name.replace("_", "-")
+    return Option(name, default, " ".join(doc.split()), kind, flag, name.upper())
 
 
-@dataclass(frozen=True, kw_only=True)
-class Options:
-    """The options of :func:`tracedfuture.install`, :func:`tracedfuture.run` and
-    :func:`tracedfuture.loop_factory`, checked when made (see the module docs).
-
-    The list below is generated from the table: name, default, ``tracedfuture
-    run`` flag, variable (after ``TRACEDFUTURE_`` or ``OTEL_PYTHON_TRACEDFUTURE_``).
-    """
-
-    capture_values: bool = _option(
+#: The options of an installation, in the order of :class:`Options`' fields
+#: (tracedfuture/options/_options.py declares them, typed).
+INSTALL_OPTIONS: tuple[Option, ...] = (
+    _install(
+        "capture_values",
         False,
         """Record a truncated repr() of results and the message of exceptions (off:
         only type names are recorded). Runs the results' __repr__, on the loop.""",
         _Bool(),
-    )
-    redact: Callable[[str], str] | None = _option(  # noqa: RUF009 - a field(), made by _option
+    ),
+    _install(
+        "redact",
         None,
         """Applied to every free-text field before it leaves the process: task names,
         future labels, cancel messages, and (with capture_values) values and
@@ -523,8 +568,9 @@ class Options:
         expressions whose matches become [redacted] (the flag is repeatable; the
         variable holds one expression a line).""",
         _Redact(),
-    )
-    max_bytes: int = _option(
+    ),
+    _install(
+        "max_bytes",
         64 << 20,
         """Bytes of raw records a route's ring holds (at least 64 KiB). When the
         ring is drained for exporters and 7/8 of it is unread, new futures are
@@ -532,66 +578,88 @@ class Options:
         oldest records instead. The ring is preallocated lazily: untouched pages
         cost no memory.""",
         _Bytes(64 << 10),
-    )
-    max_memory: int = _option(
+    ),
+    _install(
+        "max_memory",
         64 << 20,
         """Bytes (estimated) the exporters' queues of an installation may hold
         together, shared by the exporters that have a thread of their own (at
         least 1 MiB). Past a queue's share, whole futures are dropped (counted),
         and a future that already had events delivered is marked incomplete.""",
         _Bytes(1 << 20),
-    )
-    flush_interval: float = _option(0.1, "Seconds between two deliveries to exporters.", _seconds(0.1, positive=True))
-    max_failures: int = _option(
-        10, "Consecutive failures after which an exporter is disabled.", _Int(1, "10", " of failures")
-    )
-    export_timeout: float = _option(
+    ),
+    _install(
+        "flush_interval",
+        0.1,
+        "Seconds between two deliveries to exporters.",
+        _seconds(0.1, positive=True),
+    ),
+    _install(
+        "max_failures",
+        10,
+        "Consecutive failures after which an exporter is disabled.",
+        _Int(1, "10", " of failures"),
+    ),
+    _install(
+        "export_timeout",
         10.0,
         """Seconds uninstall(), flush() and the process's exit wait for each
         exporter to take what was queued for it, before giving up on it (reported).""",
         _seconds(10.0),
-    )
-    sample_rate: float = _option(
+    ),
+    _install(
+        "sample_rate",
         1.0,
         """Head sampling: the fraction of futures and tasks traced, decided at
         creation; the others are plain asyncio objects and cost nothing.""",
         _Number("between 0.0 and 1.0 (the fraction of futures traced), such as 0.1", 0, high=1),
-    )
-    tail: bool = _option(
+    ),
+    _install(
+        "tail",
         False,
         """Tail sampling: keep a future's events only if it failed, was cancelled,
         abandoned, left an exception unretrieved or lived longer than slow,
         together with the futures and tasks linked to it.""",
         _Bool(),
-    )
-    slow: float = _option(1.0, "Seconds: the lifetime above which a future is kept by tail sampling.", _seconds(1.0))
-    include_modules: tuple[str, ...] = _option(
+    ),
+    _install(
+        "slow",
+        1.0,
+        "Seconds: the lifetime above which a future is kept by tail sampling.",
+        _seconds(1.0),
+    ),
+    _install(
+        "include_modules",
         (),
         """Module name prefixes ("myapp.db") matched against the module that created
         the future: only trace those.""",
         _Names("module name prefixes", "myapp.db", "PREFIX"),
         flag="--include-module",
-    )
-    exclude_modules: tuple[str, ...] = _option(
+    ),
+    _install(
+        "exclude_modules",
         (),
         "Module name prefixes: never trace the futures those modules create.",
         _Names("module name prefixes", "myapp.health", "PREFIX"),
         flag="--exclude-module",
-    )
-    include_names: tuple[str, ...] = _option(
+    ),
+    _install(
+        "include_names",
         (),
         """Shell patterns ("worker-*") matched against task names and future labels:
         only trace those.""",
         _Names("name patterns", "worker-*", "PATTERN"),
         flag="--include-name",
-    )
-    exclude_names: tuple[str, ...] = _option(
+    ),
+    _install(
+        "exclude_names",
         (),
         "Shell patterns matched against task names and future labels: never trace those.",
         _Names("name patterns", "poll-*", "PATTERN"),
         flag="--exclude-name",
-    )
-    app_modules: tuple[str, ...] = _option(
+    ),
+    _install(
+        "app_modules",
         (),
         """Top-level packages ("myservice") whose files are the program's own even
         where they are installed: each future's program line is looked for in them
@@ -599,26 +667,8 @@ class Options:
         site-packages and tracedfuture. Process-wide.""",
         _Names("top-level module names", "myservice", "MODULE"),
         flag="--app-module",
-    )
-
-    def __post_init__(self) -> None:
-        problems: list[OptionError] = []
-        for option in INSTALL_OPTIONS:
-            try:
-                value = option.check(getattr(self, option.name))
-            except OptionError as exc:
-                problems.append(exc)
-            else:
-                object.__setattr__(self, option.name, value)
-        if problems:
-            # One line for all of them: fixing one at a time is slow going.
-            cls = OptionTypeError if isinstance(problems[0], TypeError) else OptionError
-            raise cls("; ".join(map(str, problems)))
-
-    @classmethod
-    def parse(cls, options: Mapping[str, Any]) -> Options:
-        """``Options(**options)``: what :func:`tracedfuture.install` calls."""
-        return cls(**options)
+    ),
+)
 
 
 def _process(name: str, doc: str, kind: _Kind, *, default: object = None, short: str | None = None) -> Option:
@@ -676,18 +726,6 @@ PROCESS_OPTIONS: tuple[Option, ...] = (
 )
 
 
-def _install_table() -> tuple[Option, ...]:
-    rows = []
-    for f in fields(Options):
-        meta = f.metadata
-        flag = (meta["flag"] or "--" + f.name.replace("_", "-")) if meta["cli"] else None
-        env = f.name.upper() if meta["env"] else None
-        rows.append(Option(f.name, f.default, meta["doc"], meta["kind"], flag, env))
-    return tuple(rows)
-
-
-#: The options of an installation, in the order of :class:`Options`' fields.
-INSTALL_OPTIONS: tuple[Option, ...] = _install_table()
 #: Every option: the process's (listed first by `tracedfuture run -h`), then an installation's.
 OPTIONS: tuple[Option, ...] = PROCESS_OPTIONS + INSTALL_OPTIONS
 _BY_NAME = {option.name: option for option in INSTALL_OPTIONS}
@@ -701,32 +739,6 @@ def _unknown(head: str, key: str, known: Iterable[str], show: Callable[[str], st
     close = difflib.get_close_matches(key, names, n=1)
     hint = f"did you mean {show(close[0])}? " if close else ""
     return f"{head}: {hint}valid ones are {', '.join(map(show, names))}"
-
-
-def _document() -> str:
-    lines = [Options.__doc__ or "", ""]
-    for option in INSTALL_OPTIONS:
-        surfaces = ", ".join(s for s in (option.flag and f"``{option.flag}``", option.env and f"``{option.env}``") if s)
-        lines.append(f"    ``{option.name}`` = ``{option.default!r}``" + (f" ({surfaces})" if surfaces else ""))
-        lines.append(f"        {option.doc}")
-    return "\n".join(lines)
-
-
-Options.__doc__ = _document()
-# The generated __init__ says "unexpected keyword argument"; this one also says
-# which option was meant. Type checkers still see the generated signature.
-_checked_init = Options.__init__
-
-
-@functools.wraps(_checked_init)  # help() and inspect.signature() still show the fields
-def _init(self: Options, **options: Any) -> None:
-    for key in options:
-        if key not in _BY_NAME:
-            raise OptionTypeError(_unknown(f"unknown tracedfuture option {key!r}", key, _BY_NAME, repr))
-    _checked_init(self, **options)
-
-
-Options.__init__ = _init  # type: ignore[method-assign]
 
 
 # --- the environment ------------------------------------------------------------------
@@ -766,9 +778,10 @@ def from_environment(environ: Mapping[str, str] | None = None, prefix: str = PRE
     return given
 
 
-def to_environment(namespace: argparse.Namespace) -> dict[str, str]:
+def to_environment(namespace: argparse.Namespace | SimpleNamespace) -> dict[str, str]:
     """The ``TRACEDFUTURE_*`` variables that ask for what the flags parsed by
-    :func:`add_arguments` ask for, their text as given."""
+    :func:`add_arguments` (or read by :func:`read_arguments`) ask for, their
+    text as given."""
     environ: dict[str, str] = {}
     for option in OPTIONS:
         value = getattr(namespace, option.name, None) if option.flag else None
@@ -868,6 +881,65 @@ def _checked_text(option: Option) -> Callable[[str], str]:
     return keep
 
 
+def read_arguments(args: Sequence[str]) -> dict[str, Any] | None:
+    """The values the flags of :func:`add_arguments` give for ``args``, as
+    argparse would read them (a value's text as given and checked, a list for a
+    repeatable flag, ``True`` / ``False`` for a switch), without importing
+    argparse: ``tracedfuture run`` starts a program, and should start light.
+
+    ``None`` whenever argparse must read them: ``-h``, an unknown or abbreviated
+    flag, a bad value, a value that starts with ``-``, a form this does not take
+    (``-oPATH``), so that argparse's messages stay the only ones.
+
+    >>> read_arguments(["-o", "t.jsonl", "--tail", "--exclude-module", "a,b", "--lints"])
+    {'output': 't.jsonl', 'tail': True, 'exclude_modules': ['a,b'], 'lints': '1'}
+    >>> read_arguments(["--sample-rate", "2"]) is None  # argparse says why
+    True
+    """
+    values: dict[str, Any] = {}
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        flag, equals, attached = arg.partition("=")
+        option = _BY_FLAG.get(flag)
+        if option is None and flag.startswith("--no-") and not equals:
+            negated = _BY_FLAG.get("--" + flag[5:])
+            if negated is None or negated.kind.form != "flag":
+                return None
+            values[negated.name] = False
+            continue
+        if option is None or (equals and option.short == flag):
+            return None
+        form = option.kind.form
+        if form == "flag":
+            if equals:
+                return None
+            values[option.name] = True
+            continue
+        following = args[index] if index < len(args) else None
+        if equals:
+            text = attached
+        elif form == "optional" and (following is None or following.startswith("-")):
+            if following is not None and following[1:2].isdigit():
+                return None  # argparse may take "-1" as the value
+            text = "1"  # the flag alone: its const
+        elif following is None or following.startswith("-"):
+            return None
+        else:
+            text = following
+            index += 1
+        try:
+            option.from_text(text)
+        except OptionError:
+            return None
+        if form == "list":
+            values.setdefault(option.name, []).append(text)
+        else:
+            values[option.name] = text
+    return values
+
+
 def takes_value(arg: str, following: str | None) -> bool:
     """Whether ``tracedfuture run``'s own flag ``arg`` consumes the argument
     ``following`` it (everything from the script name on belongs to the program)."""
@@ -885,5 +957,13 @@ def takes_value(arg: str, following: str | None) -> bool:
     return True
 
 
-# Public as tracedfuture.Options (tracedfuture/__init__.py): its repr names the package.
-Options.__module__ = "tracedfuture"
+def __getattr__(name: str) -> Any:
+    # Options, the dataclass, is made when first asked for (PEP 562): the table
+    # above is all that `tracedfuture run` and the start-up hook's checks need.
+    if name == "Options":
+        from ._options import Options
+
+        globals()["Options"] = Options
+        return Options
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
