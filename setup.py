@@ -50,6 +50,7 @@ setup(
                 "tracedfuture/_core/_batch.c",
                 "tracedfuture/_core/_eventfold.c",
                 "tracedfuture/_core/_tail.c",
+                "tracedfuture/_core/_reader.c",
             ],
             depends=["tracedfuture/_core/_records.h", "tracedfuture/_core/_clock.h", "tracedfuture/_core/_asyncio_layout.h"],
             extra_compile_args=flags,

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from . import _files
+from . import _core, _files
 from ._core import _events
 from ._core._events import KINDS, Event, Site
 
@@ -191,12 +191,32 @@ _SITES: dict[tuple[Any, ...], Site] = {}  # one Site per distinct site: traces r
 
 def event_from_json(obj: Any) -> Event:
     """The inverse of :func:`event_to_json`; raises ``ValueError`` (or
-    ``TypeError``) naming the problem on a bad object. One pass over the keys:
-    the viewers read hundreds of thousands of these."""
-    return _checked_event(obj)
+    ``TypeError``) naming the problem on a bad object."""
+    return _compiled_event()(obj) or _checked_event(obj)
+
+
+@functools.cache
+def _compiled_event() -> Callable[[Any], Event | None]:
+    """The compiled core's reading of an event as the writer writes one
+    (``_core/_reader.c``: the viewers read hundreds of thousands), which answers
+    ``None`` for anything else; with the pure-Python core, a function that always
+    does. Either way :func:`_checked_event` reads what is left, and is the
+    reference: it decides every error and its message."""
+    compiled = _core.impl.EventReader
+    if compiled is None:
+        return _none
+    reader = compiled(Event, Site, _FIELDS, frozenset(_READ_KINDS), frozenset(_LOOP_KINDS))
+    event: Callable[[Any], Event | None] = reader.event
+    return event
+
+
+def _none(obj: Any) -> None:
+    return None
 
 
 def _checked_event(obj: Any) -> Event:
+    """The reference reading of one event: every field checked, in one pass over
+    the keys."""
     if type(obj) is not dict:
         msg = f"expected an event object, got {type(obj).__name__}"
         raise TypeError(msg)
@@ -326,7 +346,7 @@ def iter_events(
     except FileNotFoundError:
         msg = f"no such trace file: {name}"
         raise FileNotFoundError(msg) from None
-    loads, make = _fast_loads(), event_from_json
+    loads, compiled, make = _fast_loads(), _compiled_event(), _checked_event
     with handle:
         head: dict[str, Any] | None = None
         done = 0
@@ -353,14 +373,16 @@ def iter_events(
             if head is None:
                 head = _check_header(name, obj)
                 continue
-            try:
-                if type(obj) is dict and "stats" in obj and "kind" not in obj:
-                    yielded = True
-                    yield head, _check_stats(obj)
-                    continue
-                event = make(obj)
-            except (ValueError, TypeError) as exc:
-                raise TraceFormatError(name, number, str(exc)) from None
+            event = compiled(obj)
+            if event is None:  # not as the writer writes an event: the reference decides
+                try:
+                    if type(obj) is dict and "stats" in obj and "kind" not in obj:
+                        yielded = True
+                        yield head, _check_stats(obj)
+                        continue
+                    event = make(obj)
+                except (ValueError, TypeError) as exc:
+                    raise TraceFormatError(name, number, str(exc)) from None
             if progress is not None and number % 5000 == 0:
                 progress(done, total)
             yielded = True

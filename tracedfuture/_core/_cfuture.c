@@ -4159,6 +4159,7 @@ static int initialised;
 
 int tf_lines_add_type(PyObject *module); /* _lines.c: the trace-line writer */
 int tf_tail_add_type(PyObject *module);  /* _tail.c: tail sampling on raw records */
+int tf_reader_add_type(PyObject *module); /* _reader.c: a trace file's events, read */
 /* tf_batch_add_type: _batch.c, RecordBatch (declared in _records.h) */
 
 PyMODINIT_FUNC
@@ -4331,7 +4332,8 @@ PyInit__cfuture(void)
         PyModule_AddObjectRef(m, "TracedFuture", (PyObject *)TracedFutureType) < 0 ||
         PyModule_AddObjectRef(m, "TracedTask", (PyObject *)TracedTaskType) < 0 ||
         PyModule_AddStringConstant(m, "IMPLEMENTATION", "c") < 0 || tf_lines_add_type(m) < 0 ||
-        tf_batch_add_type(m) < 0 || tf_eventfold_add_type(m) < 0 || tf_tail_add_type(m) < 0) {
+        tf_batch_add_type(m) < 0 || tf_eventfold_add_type(m) < 0 || tf_tail_add_type(m) < 0 ||
+        tf_reader_add_type(m) < 0) {
         return NULL;
     }
     task_done_fn = PyObject_GetAttrString(m, "_task_done");

@@ -71,6 +71,7 @@ __all__ = [
     "STEP_REASON",
     "CLOCK",
     "EventFold",
+    "EventReader",
     "LineWriter",
     "LoopHooks",
     "RecordBatch",
@@ -99,6 +100,8 @@ LineWriter = None
 EventFold = None
 # No compiled tail sampling: the pipeline's own _tail.TailPolicy is the reference.
 TailPolicy = None
+# No compiled trace reader: trace.py's own _checked_event is the reference.
+EventReader = None
 
 _T = TypeVar("_T")
 

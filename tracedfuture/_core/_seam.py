@@ -120,6 +120,14 @@ What an implementation module provides
     of ``_pipeline._tail.TailPolicy``, the reference, deciding alike on the
     records' structs with no Python object per record or per held future.
     ``_pipeline._tail.make_tail`` picks it.
+``EventReader``
+    ``None`` (the pure-Python implementation), or a compiled trace reader:
+    ``EventReader(event, site, fields, kinds, loop_kinds)`` with ``event(obj)``,
+    the :class:`Event` that ``trace._checked_event``, the reference, makes of
+    the object a trace line parsed to, when it is an event as the writer writes
+    one, else ``None`` (the reference then reads it, and names what is wrong).
+    ``fields`` maps each field a line may have to ``(index in event, JSON
+    type)``, the reference's own table. ``trace.py`` picks it.
 ``caught(task, exc)``
     Record that a framework caught ``exc``, an exception raised in the traced
     ``task``, which goes on (a server turning a request's exception into a 500):
@@ -326,3 +334,5 @@ class Implementation(Protocol):
     def EventFold(self) -> Callable[..., Any] | None: ...
     @property
     def TailPolicy(self) -> Callable[..., Any] | None: ...
+    @property
+    def EventReader(self) -> Callable[..., Any] | None: ...
