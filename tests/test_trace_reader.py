@@ -229,3 +229,24 @@ def test_any_file_reads_alike_with_and_without_the_compiled_reader(
     )
     with_c, alone = read_both(path, monkeypatch)
     assert with_c == alone
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_loading_a_model_leaves_the_collector_as_it_found_it(tmp_path: Path, enabled: bool) -> None:
+    import gc
+
+    from tracedfuture._views._model import load
+
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    good.write_text("".join(json.dumps(obj) + "\n" for obj in [HEADER, *WRITTEN]), encoding="utf-8")
+    bad.write_text(json.dumps(HEADER) + "\n{\n{}\n", encoding="utf-8")
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        assert load(good).records
+        assert gc.isenabled() is enabled
+        with pytest.raises(trace.TraceFormatError):
+            load(bad)
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()

@@ -83,12 +83,17 @@ class _Progress:
 
 
 def _load(args: argparse.Namespace, progress: _Progress) -> Model:
+    import gc
+
     from ._views._model import load
 
     try:
         model = load(args.trace, progress=progress)
     finally:
         progress.finish()
+    # The model lives as long as this process: the collections that rendering's
+    # garbage sets off need not walk its hundreds of thousands of objects again.
+    gc.freeze()
     for warning in model.warnings:
         print(f"{PROG} {args.command}: warning: {warning}", file=sys.stderr)
     return model

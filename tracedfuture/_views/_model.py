@@ -13,8 +13,10 @@ million events fits in memory comfortably.
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,13 +251,32 @@ def _trace_end(stats: dict[str, Any], last: int) -> int:
     return said if type(said) is int and said > last else last
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The garbage collector off while a trace is folded: the fold makes a few
+    containers per future (its state, its lists) and never a cycle, and each
+    collection would walk all those made so far, finding nothing (a third of
+    the time of reading 100,000 futures)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load(path: str | os.PathLike[str], *, progress: Callable[[int, int], None] | None = None) -> Model:
     """Read a trace file into a :class:`Model`.
 
     Raises ``FileNotFoundError`` and :class:`tracedfuture.trace.TraceFormatError`
     (naming the file and line) like :func:`tracedfuture.trace.read`.
     """
-    name = os.fspath(path)
+    with _collector_paused():
+        return _load(os.fspath(path), progress)
+
+
+def _load(name: str, progress: Callable[[int, int], None] | None) -> Model:
     fold = Fold()
     apply = fold.apply
     stats: dict[str, Any] = {}
