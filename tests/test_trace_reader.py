@@ -250,3 +250,16 @@ def test_loading_a_model_leaves_the_collector_as_it_found_it(tmp_path: Path, ena
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+@pytest.mark.parametrize("read", [trace.iter_events, trace.iter_runs])
+def test_the_events_before_a_bad_line_are_handed_over_before_its_error(tmp_path: Path, read: Any) -> None:
+    path = tmp_path / "bad-late.jsonl"
+    good = [{"kind": "created", "future_id": i, "ts_ns": i} for i in range(1, 5001)]
+    path.write_text("".join(json.dumps(obj) + "\n" for obj in [HEADER, *good, {"kind": "exploded"}]), encoding="utf-8")
+    seen: list[Any] = []
+    with pytest.raises(trace.TraceFormatError) as caught:
+        for _, item in read(path):
+            seen.extend(item if isinstance(item, list) else [item])
+    assert caught.value.line == 5002
+    assert [event.future_id for event in seen] == list(range(1, 5001))

@@ -48,6 +48,7 @@ __all__ = [
     "event_to_json",
     "header",
     "iter_events",
+    "iter_runs",
     "open_private",
     "read",
 ]
@@ -339,6 +340,24 @@ def iter_events(
     ``item`` is an :class:`Event`, or the stats dict of a ``"stats"`` line.
     ``progress(bytes_read, total_bytes)`` is called every few thousand lines.
     """
+    for head, run in iter_runs(path, progress=progress):
+        if isinstance(run, list):
+            for event in run:
+                yield head, event
+        else:
+            yield head, run
+
+
+_RUN = 4096  # events handed over at a time
+
+
+def iter_runs(
+    path: str | os.PathLike[str], *, progress: Callable[[int, int], None] | None = None
+) -> Iterator[tuple[dict[str, Any], list[Event] | dict[str, Any]]]:
+    """:func:`iter_events`' items in runs, for a reader of every event (the
+    viewers' model): ``(header, events)``, a list of up to a few thousand
+    consecutive events, or ``(header, item)`` for any other item. Before an error
+    is raised, the events of the lines before it are handed over."""
     name = os.fspath(path)
     try:
         total = os.path.getsize(name)
@@ -349,13 +368,14 @@ def iter_events(
     loads, compiled, make = _fast_loads(), _compiled_event(), _checked_event
     with handle:
         head: dict[str, Any] | None = None
-        done = 0
-        pending_error: TraceFormatError | None = None
+        pending_error: TraceFormatError | None = None  # a bad last line, unless another follows
+        error: TraceFormatError | None = None
         yielded = False
+        events: list[Event] = []
         for number, raw in enumerate(handle, start=1):
-            done += len(raw)
             if pending_error is not None:
-                raise pending_error  # a bad line that was not the last one
+                error = pending_error  # a bad line that was not the last one
+                break
             try:
                 obj = loads(raw)
             except Exception:  # _parse says what is wrong, or accepts it
@@ -364,12 +384,12 @@ def iter_events(
                 try:
                     obj = _parse(raw)
                 except ValueError as exc:
-                    error = TraceFormatError(name, number, str(exc))
-                    if not raw.endswith(b"\n"):
-                        # Only the very last line may be cut short: a crashed writer.
-                        pending_error = error
-                        continue
-                    raise error from None
+                    if raw.endswith(b"\n"):
+                        error = TraceFormatError(name, number, str(exc))
+                        break
+                    # Only the very last line may be cut short: a crashed writer.
+                    pending_error = TraceFormatError(name, number, str(exc))
+                    continue
             if head is None:
                 head = _check_header(name, obj)
                 continue
@@ -377,16 +397,29 @@ def iter_events(
             if event is None:  # not as the writer writes an event: the reference decides
                 try:
                     if type(obj) is dict and "stats" in obj and "kind" not in obj:
+                        stats = _check_stats(obj)
+                        if events:
+                            yield head, events
+                            events = []
                         yielded = True
-                        yield head, _check_stats(obj)
+                        yield head, stats
                         continue
                     event = make(obj)
                 except (ValueError, TypeError) as exc:
-                    raise TraceFormatError(name, number, str(exc)) from None
-            if progress is not None and number % 5000 == 0:
-                progress(done, total)
+                    error = TraceFormatError(name, number, str(exc))
+                    break
+            events.append(event)
+            if len(events) == _RUN:
+                yielded = True
+                yield head, events
+                events = []
+                if progress is not None:
+                    progress(handle.tell(), total)
+        if head is not None and events:
             yielded = True
-            yield head, event
+            yield head, events
+        if error is not None:
+            raise error
         if head is None:
             raise pending_error or TraceFormatError(name, 1, "empty file: a trace starts with a header line")
         if pending_error is not None:
@@ -404,9 +437,9 @@ def read(path: str | os.PathLike[str], *, progress: Callable[[int, int], None] |
     events: list[Event] = []
     stats: dict[str, Any] = {}
     warnings: list[str] = []
-    for head, item in iter_events(name, progress=progress):  # noqa: B007 - the last header is kept
-        if isinstance(item, Event):
-            events.append(item)
+    for head, item in iter_runs(name, progress=progress):  # noqa: B007 - the last header is kept
+        if isinstance(item, list):
+            events += item
         elif "__truncated__" in item:
             warnings.append(
                 f"{name}:{item['__truncated__']}: last line is truncated "

@@ -1,7 +1,7 @@
 """A trace file folded into one state per future or task, for the viewers.
 
 The ``tree``, ``stats``, ``html`` and ``perfetto`` commands all start here:
-:func:`load` streams a trace file through :func:`tracedfuture.trace.iter_events`
+:func:`load` streams a trace file through :func:`tracedfuture.trace.iter_runs`
 into the one fold of the event stream (:class:`tracedfuture._fold.Fold`) and
 keeps one :class:`Record` per future instead of every event, so a trace of a
 million events fits in memory comfortably.
@@ -23,7 +23,7 @@ from typing import Any
 from .._core._events import Event, Outcome, Site
 from .._fold import Fold, FutureState
 from .._text import is_library, parse_request_name, site_text
-from ..trace import iter_events
+from ..trace import iter_runs
 
 __all__ = [
     "BACKGROUND",
@@ -282,9 +282,10 @@ def _load(name: str, progress: Callable[[int, int], None] | None) -> Model:
     stats: dict[str, Any] = {}
     warnings: list[str] = []
     header: dict[str, Any] = {}
-    for header, item in iter_events(name, progress=progress):  # noqa: B007 - the header is kept
-        if isinstance(item, Event):
-            apply(item)
+    for header, item in iter_runs(name, progress=progress):  # noqa: B007 - the header is kept
+        if isinstance(item, list):
+            for event in item:
+                apply(event)
         elif "__truncated__" in item:
             warnings.append(
                 f"{name}:{item['__truncated__']}: last line is truncated "
