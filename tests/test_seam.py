@@ -351,9 +351,7 @@ def test_without_history_taken_records_leave_the_window_at_once(impl: Any) -> No
 
 @pytest.mark.parametrize("history", [True, False])
 @pytest.mark.parametrize("streaming", [True, False])
-def test_a_ring_holds_its_records_in_order_past_its_first_allocation(
-    impl: Any, streaming: bool, history: bool
-) -> None:
+def test_a_ring_holds_its_records_in_order_past_its_first_allocation(impl: Any, streaming: bool, history: bool) -> None:
     # The compiled ring allocates its slots as records need them (4,096 at first,
     # doubling up to the capacity): what is held reads the same at every size.
     ring = impl.Ring(20_000 * impl.Ring.record_size, streaming=streaming, history=history)

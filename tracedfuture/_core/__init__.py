@@ -14,9 +14,9 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "CLOCK",
     "IMPLEMENTATION",
     "STEP_REASON",
-    "CLOCK",
     "LoopHooks",
     "RecordBatch",
     "Ring",

@@ -67,9 +67,9 @@ from ._shared import (
 )
 
 __all__ = [
+    "CLOCK",
     "IMPLEMENTATION",
     "STEP_REASON",
-    "CLOCK",
     "EventFold",
     "EventReader",
     "LineWriter",
