@@ -142,6 +142,18 @@ def test_the_decision_does_not_depend_on_how_records_are_batched(policy_class: A
         assert sorted(chunked, key=lambda r: r[2]) == sorted(whole, key=lambda r: r[2])
 
 
+def test_a_task_that_awaited_many_futures_in_turn_brings_in_those_still_held(policy_class: Any) -> None:
+    # A task awaits futures one after another; once it ends, they are let go as
+    # they age, and it stays linked to the rest, in order.
+    records = [created(1, task=True)]
+    for fid in range(2, 300):
+        records += [created(fid), awaited(fid, 1), resolved(fid)]
+    records += [resolved(1), (ev.OP_LINT, 1, _ts(), "stall", None, (), "", 5)]
+    kept = ops_by_future(policy_class(SLOW, linger=20).feed(records, now_ns=0))
+    assert list(kept) == [1, *range(281, 300)]
+    assert kept[1] == [ev.OP_CREATED, ev.OP_RESOLVED, ev.OP_LINT]
+
+
 def test_a_future_pending_past_slow_is_kept_with_what_it_has(policy_class: Any) -> None:
     policy = policy_class(100)
     first = created(1)

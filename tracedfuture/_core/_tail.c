@@ -64,6 +64,7 @@ typedef struct Held {
     Node nodes[NLISTS];
     unsigned char *data; /* its records, packed, in order, each holding its references */
     uint32_t len, cap, nrecs, collected; /* collected: it has a COLLECTED record */
+    uint32_t holes;                      /* links let go (0s in links) since it was last compacted */
     long long inline_links[INLINE_LINKS];
     _Alignas(8) unsigned char inline_data[INLINE_BYTES];
 } Held;
@@ -234,6 +235,15 @@ links_has(const Held *h, long long fid)
     return 0;
 }
 
+/* Past LINKSET_FROM links, linkset maps each to its place in links (+1), so
+ * that a link is found and let go at once: a task that lives the whole run
+ * awaits a future after another, and every one of them is let go in turn. */
+static int
+linkset_put(Held *h, Py_ssize_t i)
+{
+    return fidmap_put(&h->linkset, h->links[i], (void *)(intptr_t)(i + 1));
+}
+
 static int
 links_add(Held *h, long long fid)
 {
@@ -256,11 +266,11 @@ links_add(Held *h, long long fid)
     }
     h->links[h->nlinks++] = fid;
     if (h->linkset.cap) {
-        return fidset_add(&h->linkset, fid) < 0 ? -1 : 0;
+        return linkset_put(h, h->nlinks - 1);
     }
     if (h->nlinks >= LINKSET_FROM) {
         for (Py_ssize_t i = 0; i < h->nlinks; i++) {
-            if (h->links[i] != 0 && fidset_add(&h->linkset, h->links[i]) < 0) {
+            if (h->links[i] != 0 && linkset_put(h, i) < 0) {
                 return -1;
             }
         }
@@ -268,16 +278,43 @@ links_add(Held *h, long long fid)
     return 0;
 }
 
+/* Closes the holes of links, in order (and the places linkset holds). */
+static void
+links_compact(Held *h)
+{
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < h->nlinks; i++) {
+        if (h->links[i] != 0) {
+            if (n != i) {
+                h->links[n] = h->links[i];
+                FidSlot *slot = fidmap_get(&h->linkset, h->links[n]);
+                if (slot != NULL) {
+                    slot->value = (void *)(intptr_t)(n + 1);
+                }
+            }
+            n++;
+        }
+    }
+    h->nlinks = n;
+    h->holes = 0;
+}
+
 static void
 links_discard(Held *h, long long fid)
 {
-    if (!links_has(h, fid)) {
+    if (h->linkset.cap) {
+        void *at = NULL;
+        if (fidmap_remove(&h->linkset, fid, &at)) {
+            h->links[(intptr_t)at - 1] = 0; /* a hole; iteration skips it */
+            if (++h->holes > LINKSET_FROM && h->holes * 2 > (uint32_t)h->nlinks) {
+                links_compact(h);
+            }
+        }
         return;
     }
-    fidset_discard(&h->linkset, fid);
     for (Py_ssize_t i = 0; i < h->nlinks; i++) {
         if (h->links[i] == fid) {
-            h->links[i] = 0; /* a hole; iteration skips it */
+            h->links[i] = 0;
             return;
         }
     }
@@ -299,6 +336,7 @@ held_reset(Held *h)
         h->caplinks = INLINE_LINKS;
     }
     h->nlinks = 0;
+    h->holes = 0;
     fidset_free(&h->linkset);
 }
 
