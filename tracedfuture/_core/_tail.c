@@ -478,6 +478,30 @@ slot_is_finished(const Rec *r, int k)
     return o != NULL && PyUnicode_Check(o) && PyUnicode_CompareWithASCIIString(o, "FINISHED") == 0;
 }
 
+#define PREFETCH 8
+
+static inline void
+prefetch_slot(const FidMap *m, long long fid)
+{
+    if (m->cap) {
+        __builtin_prefetch(&m->slots[tf_hash_fid(fid) & (m->cap - 1)]);
+    }
+}
+
+static inline void
+prefetch_held(const FidMap *m, long long fid)
+{
+    if (m->cap) {
+        const FidSlot *slot = &m->slots[tf_hash_fid(fid) & (m->cap - 1)];
+        if (slot->fid == fid) {
+            const char *h = slot->value;
+            for (size_t at = 0; at < sizeof(Held); at += 64) {
+                __builtin_prefetch(h + at);
+            }
+        }
+    }
+}
+
 static void pin(TailObject *p, long long fid, long long delta);
 static int keep(TailObject *p, long long fid, Recs *out);
 static void drop(TailObject *p, long long fid);
@@ -520,6 +544,15 @@ undecide(TailObject *p, Held *h)
 {
     list_remove(&p->lists[L_UNDECIDED], L_UNDECIDED, h);
     pin_chain(p, h->has_parent, h->parent, -1);
+    if (h->nlinks > 1) {
+        /* a task's awaited futures, cold by now: ask for them all at once */
+        for (Py_ssize_t i = 0; i < h->nlinks; i++) {
+            prefetch_slot(&p->items, h->links[i]);
+        }
+        for (Py_ssize_t i = 0; i < h->nlinks; i++) {
+            prefetch_held(&p->items, h->links[i]);
+        }
+    }
     for (Py_ssize_t i = 0; i < h->nlinks; i++) {
         if (h->links[i] != 0) {
             pin(p, h->links[i], -1);
@@ -645,6 +678,13 @@ settle(TailObject *p, Held *h)
     }
     while (p->lists[L_LINGERING].n > p->linger) {
         Held *old = p->lists[L_LINGERING].head;
+        Held *next = old->nodes[L_LINGERING].next;
+        if (next != NULL) { /* the next one to go, while this one goes */
+            prefetch_slot(&p->items, next->fid);
+            for (size_t at = 0; at < sizeof(Held); at += 64) {
+                __builtin_prefetch((const char *)next + at);
+            }
+        }
         list_remove(&p->lists[L_LINGERING], L_LINGERING, old);
         drop(p, old->fid);
     }
@@ -838,30 +878,6 @@ expire(TailObject *p, long long now_ns, Recs *out)
         }
     }
     return 0;
-}
-
-#define PREFETCH 8
-
-static inline void
-prefetch_slot(const FidMap *m, long long fid)
-{
-    if (m->cap) {
-        __builtin_prefetch(&m->slots[tf_hash_fid(fid) & (m->cap - 1)]);
-    }
-}
-
-static inline void
-prefetch_held(const FidMap *m, long long fid)
-{
-    if (m->cap) {
-        const FidSlot *slot = &m->slots[tf_hash_fid(fid) & (m->cap - 1)];
-        if (slot->fid == fid) {
-            const char *h = slot->value;
-            for (size_t at = 0; at < sizeof(Held); at += 64) {
-                __builtin_prefetch(h + at);
-            }
-        }
-    }
 }
 
 static int
