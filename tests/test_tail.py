@@ -142,6 +142,18 @@ def test_the_decision_does_not_depend_on_how_records_are_batched(policy_class: A
         assert sorted(chunked, key=lambda r: r[2]) == sorted(whole, key=lambda r: r[2])
 
 
+def test_a_task_that_awaited_many_futures_in_turn_brings_in_those_still_held(policy_class: Any) -> None:
+    # A task awaits futures one after another; once it ends, they are let go as
+    # they age, and it stays linked to the rest, in order.
+    records = [created(1, task=True)]
+    for fid in range(2, 300):
+        records += [created(fid), awaited(fid, 1), resolved(fid)]
+    records += [resolved(1), (ev.OP_LINT, 1, _ts(), "stall", None, (), "", 5)]
+    kept = ops_by_future(policy_class(SLOW, linger=20).feed(records, now_ns=0))
+    assert list(kept) == [1, *range(281, 300)]
+    assert kept[1] == [ev.OP_CREATED, ev.OP_RESOLVED, ev.OP_LINT]
+
+
 def test_a_future_pending_past_slow_is_kept_with_what_it_has(policy_class: Any) -> None:
     policy = policy_class(100)
     first = created(1)
@@ -149,10 +161,14 @@ def test_a_future_pending_past_slow_is_kept_with_what_it_has(policy_class: Any) 
     assert list(policy.feed([], now_ns=first[2] + 100)) == [first]
 
 
-def _stream(seed: int, futures: int) -> list[tuple[Any, ...]]:
+def _stream(seed: int, futures: int, *, real: bool = False) -> list[tuple[Any, ...]]:
     """A deterministic jumble of records: tasks with parents, futures awaited by
     tasks, healthy ends, failures, cancellations, lints, late renames, collections
-    in any state, and a few records of futures never created here."""
+    in any state, and a few records of futures never created here.
+
+    ``real``: records laid out as the ring writes them (a whole CREATED, a
+    cancel's who), long histories and tasks that await many futures, so that the
+    compiled policy holds them as structs, not as the tuples of odd shapes."""
     import random
 
     rng = random.Random(seed)
@@ -160,12 +176,24 @@ def _stream(seed: int, futures: int) -> list[tuple[Any, ...]]:
     live: list[int] = []
     tasks: list[int] = []
     clock = 0
+    code = _stream.__code__
     for fid in range(1, futures + 1):
         clock += rng.randint(0, 3)  # ties happen: equal timestamps
         is_task = rng.random() < 0.3
         parent = rng.choice(tasks) if tasks and rng.random() < 0.7 else None
-        records.append((ev.OP_CREATED, fid, clock, parent, is_task, None, 0, 1, None, None, 1, None))
+        if real:
+            name = f"Task-{fid}" if is_task else None
+            records.append((ev.OP_CREATED, fid, clock, parent, is_task, code, 2, 1, name, "coro", 1, None, code, 4))
+        else:
+            records.append((ev.OP_CREATED, fid, clock, parent, is_task, None, 0, 1, None, None, 1, None))
         (tasks if is_task else live).append(fid)
+        if real and tasks and rng.random() < 0.05:  # a task awaits many futures (a gather)
+            awaiter = rng.choice(tasks)
+            for target in rng.sample(live + tasks, min(12, len(live) + len(tasks))):
+                records.append((ev.OP_CB_ADDED, target, clock, awaiter, "Task.task_wakeup", awaiter))
+        if real and rng.random() < 0.05:  # a long history
+            for k in range(30):
+                records.append((ev.OP_RENAMED, fid, clock, None, f"name-{k}"))
         for _ in range(rng.randint(0, 3)):
             if not live and not tasks:
                 break
@@ -180,7 +208,8 @@ def _stream(seed: int, futures: int) -> list[tuple[Any, ...]]:
             elif roll < 0.65:
                 records.append((ev.OP_FAILED, target, clock, None, ValueError, None, None, 0, None, 0))
             elif roll < 0.68:
-                records.append((ev.OP_CANCELLED, target, clock, None, "msg", None))
+                who = (code, 2, code, 4, None, None) if real else None
+                records.append((ev.OP_CANCELLED, target, clock, None, "msg", who))
             elif roll < 0.69:
                 records.append((ev.OP_LINT, target, clock, "stall", None, (), "", 5))
             elif roll < 0.7:
@@ -197,11 +226,12 @@ def _stream(seed: int, futures: int) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.skipif(_core.impl.TailPolicy is None, reason="no compiled core here")
+@pytest.mark.parametrize("real", [False, True], ids=["odd-shapes", "as-recorded"])
 @pytest.mark.parametrize("seed", range(12))
-def test_the_compiled_policy_keeps_exactly_what_the_reference_keeps(seed: int) -> None:
+def test_the_compiled_policy_keeps_exactly_what_the_reference_keeps(seed: int, real: bool) -> None:
     import random
 
-    records = _stream(seed, 400)
+    records = _stream(seed, 400, real=real)
     limits = [{}, {"linger": 3}, {"linger": 1, "max_held": 20}, {"max_held": 50}][seed % 4]
     slow = [SLOW, 40, 5][seed % 3]
     policies = [TailPolicy(slow, **limits), _core.impl.TailPolicy(slow, **limits)]

@@ -40,15 +40,140 @@ typedef struct {
     Py_ssize_t n;
 } List;
 
+/* A held record, packed: the fields of a Rec but its id (its future's) and
+ * only the slots it uses. A future's records are one run of these, inline in
+ * its Held while they fit (a future's usual history does), so that holding a
+ * healthy future is one allocation of a few hundred bytes, not a Rec (120
+ * bytes, most of them empty slots) per record in an array of its own. */
+typedef struct {
+    unsigned char op, nfields, flags, nslots;
+    unsigned short objmask, nonemask, boolmask, pad;
+    long long ts;
+    Slot s[];
+} Packed;
+
+#define INLINE_LINKS 4   /* a future's awaiters, a task's awaited: usually one or two */
+#define INLINE_BYTES 296 /* CREATED, two CB_ADDED, RESOLVED and COLLECTED, packed */
+
 typedef struct Held {
     long long fid, created_ns, parent, pins;
     int has_parent, done;
-    long long *links; /* in the order added; 0: discarded */
+    long long *links; /* in the order added; 0: discarded; inline_links until it grows */
     Py_ssize_t nlinks, caplinks;
     FidSet linkset; /* membership, once there are many links */
-    Recs recs;      /* its records, in order, each holding its references */
     Node nodes[NLISTS];
+    unsigned char *data; /* its records, packed, in order, each holding its references */
+    uint32_t len, cap, nrecs, collected; /* collected: it has a COLLECTED record */
+    uint32_t holes;                      /* links let go (0s in links) since it was last compacted */
+    long long inline_links[INLINE_LINKS];
+    _Alignas(8) unsigned char inline_data[INLINE_BYTES];
 } Held;
+
+static inline size_t
+packed_size(unsigned nslots)
+{
+    return sizeof(Packed) + (size_t)nslots * sizeof(Slot);
+}
+
+/* The slots r uses: its fields', and any a mask names (a raw record's tuple,
+ * the who of a cancel: all of them, they are rare). */
+static inline unsigned
+rec_nslots(const Rec *r)
+{
+    if (r->flags & (F_RAW | F_WHO)) {
+        return NSLOT;
+    }
+    unsigned mask = (unsigned)(r->objmask | r->nonemask | r->boolmask), n = r->nfields;
+    while (mask >> n) {
+        n++;
+    }
+    return n < NSLOT ? n : NSLOT;
+}
+
+/* Appends a copy of r (which is h's) with its own references. */
+static int
+held_push(Held *h, const Rec *r)
+{
+    unsigned nslots = rec_nslots(r);
+    size_t size = packed_size(nslots);
+    if (h->len + size > h->cap) {
+        size_t cap = h->cap * 2;
+        while (cap < h->len + size) {
+            cap *= 2;
+        }
+        unsigned char *data = h->data == h->inline_data ? PyMem_RawMalloc(cap) : PyMem_RawRealloc(h->data, cap);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (h->data == h->inline_data) {
+            memcpy(data, h->inline_data, h->len);
+        }
+        h->data = data;
+        h->cap = (uint32_t)cap;
+    }
+    Packed *p = (Packed *)(h->data + h->len);
+    p->op = r->op;
+    p->nfields = r->nfields;
+    p->flags = r->flags;
+    p->nslots = (unsigned char)nslots;
+    p->objmask = r->objmask;
+    p->nonemask = r->nonemask;
+    p->boolmask = r->boolmask;
+    p->pad = 0;
+    p->ts = r->ts;
+    memcpy(p->s, r->s, (size_t)nslots * sizeof(Slot));
+    for (unsigned mask = r->objmask, k = 0; mask != 0; k++, mask >>= 1) {
+        if (mask & 1u) {
+            Py_XINCREF(p->s[k].o);
+        }
+    }
+    h->len += (uint32_t)size;
+    h->nrecs++;
+    h->collected |= r->op == OP_COLLECTED;
+    return 0;
+}
+
+#define HELD_EACH(h, p) \
+    for (Packed *p = (Packed *)(h)->data; (unsigned char *)p < (h)->data + (h)->len; \
+         p = (Packed *)((unsigned char *)p + packed_size(p->nslots)))
+
+/* The held records as Recs, moved (references and all) into out[0..nrecs). */
+static void
+held_unpack(Held *h, Rec *out)
+{
+    Rec *r = out;
+    HELD_EACH(h, p)
+    {
+        memset(r, 0, sizeof(*r));
+        r->op = p->op;
+        r->nfields = p->nfields;
+        r->flags = p->flags;
+        r->objmask = p->objmask;
+        r->nonemask = p->nonemask;
+        r->boolmask = p->boolmask;
+        r->fid = h->fid;
+        r->ts = p->ts;
+        memcpy(r->s, p->s, (size_t)p->nslots * sizeof(Slot));
+        r++;
+    }
+    h->len = h->nrecs = 0; /* their references moved out */
+}
+
+/* Drops the held records' references and forgets them. */
+static void
+held_clear(Held *h)
+{
+    HELD_EACH(h, p)
+    {
+        for (unsigned mask = p->objmask, k = 0; mask != 0; k++, mask >>= 1) {
+            if (mask & 1u) {
+                Py_CLEAR(p->s[k].o);
+            }
+        }
+    }
+    h->len = h->nrecs = h->collected = 0;
+}
 
 static void
 list_append(List *l, int which, Held *h)
@@ -110,6 +235,15 @@ links_has(const Held *h, long long fid)
     return 0;
 }
 
+/* Past LINKSET_FROM links, linkset maps each to its place in links (+1), so
+ * that a link is found and let go at once: a task that lives the whole run
+ * awaits a future after another, and every one of them is let go in turn. */
+static int
+linkset_put(Held *h, Py_ssize_t i)
+{
+    return fidmap_put(&h->linkset, h->links[i], (void *)(intptr_t)(i + 1));
+}
+
 static int
 links_add(Held *h, long long fid)
 {
@@ -117,22 +251,26 @@ links_add(Held *h, long long fid)
         return 0;
     }
     if (h->nlinks == h->caplinks) {
-        Py_ssize_t cap = h->caplinks ? h->caplinks * 2 : 4;
-        long long *p = PyMem_RawRealloc(h->links, (size_t)cap * sizeof(long long));
+        Py_ssize_t cap = h->caplinks * 2;
+        long long *p = h->links == h->inline_links ? PyMem_RawMalloc((size_t)cap * sizeof(long long))
+                                                   : PyMem_RawRealloc(h->links, (size_t)cap * sizeof(long long));
         if (p == NULL) {
             PyErr_NoMemory();
             return -1;
+        }
+        if (h->links == h->inline_links) {
+            memcpy(p, h->inline_links, sizeof(h->inline_links));
         }
         h->links = p;
         h->caplinks = cap;
     }
     h->links[h->nlinks++] = fid;
     if (h->linkset.cap) {
-        return fidset_add(&h->linkset, fid) < 0 ? -1 : 0;
+        return linkset_put(h, h->nlinks - 1);
     }
     if (h->nlinks >= LINKSET_FROM) {
         for (Py_ssize_t i = 0; i < h->nlinks; i++) {
-            if (h->links[i] != 0 && fidset_add(&h->linkset, h->links[i]) < 0) {
+            if (h->links[i] != 0 && linkset_put(h, i) < 0) {
                 return -1;
             }
         }
@@ -140,27 +278,72 @@ links_add(Held *h, long long fid)
     return 0;
 }
 
+/* Closes the holes of links, in order (and the places linkset holds). */
+static void
+links_compact(Held *h)
+{
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < h->nlinks; i++) {
+        if (h->links[i] != 0) {
+            if (n != i) {
+                h->links[n] = h->links[i];
+                FidSlot *slot = fidmap_get(&h->linkset, h->links[n]);
+                if (slot != NULL) {
+                    slot->value = (void *)(intptr_t)(n + 1);
+                }
+            }
+            n++;
+        }
+    }
+    h->nlinks = n;
+    h->holes = 0;
+}
+
 static void
 links_discard(Held *h, long long fid)
 {
-    if (!links_has(h, fid)) {
+    if (h->linkset.cap) {
+        void *at = NULL;
+        if (fidmap_remove(&h->linkset, fid, &at)) {
+            h->links[(intptr_t)at - 1] = 0; /* a hole; iteration skips it */
+            if (++h->holes > LINKSET_FROM && h->holes * 2 > (uint32_t)h->nlinks) {
+                links_compact(h);
+            }
+        }
         return;
     }
-    fidset_discard(&h->linkset, fid);
     for (Py_ssize_t i = 0; i < h->nlinks; i++) {
         if (h->links[i] == fid) {
-            h->links[i] = 0; /* a hole; iteration skips it */
+            h->links[i] = 0;
             return;
         }
     }
 }
 
+/* A Held as new: no records, no links (its place in the lists is the caller's). */
+static void
+held_reset(Held *h)
+{
+    held_clear(h);
+    if (h->data != h->inline_data) {
+        PyMem_RawFree(h->data);
+        h->data = h->inline_data;
+        h->cap = INLINE_BYTES;
+    }
+    if (h->links != h->inline_links) {
+        PyMem_RawFree(h->links);
+        h->links = h->inline_links;
+        h->caplinks = INLINE_LINKS;
+    }
+    h->nlinks = 0;
+    h->holes = 0;
+    fidset_free(&h->linkset);
+}
+
 static void
 held_free(Held *h)
 {
-    recs_free(&h->recs);
-    PyMem_RawFree(h->links);
-    fidset_free(&h->linkset);
+    held_reset(h);
     PyMem_RawFree(h);
 }
 
@@ -199,7 +382,57 @@ typedef struct {
     Born *born; /* a ring: [born_head, born_head + nborn) modulo capborn */
     Py_ssize_t born_head, nborn, capborn;
     long busy; /* the pid of a feed() or flush() under way: one at a time */
+    Held *spare; /* Helds let go, for the next futures held (chained by nodes[L_ALL].next) */
+    Py_ssize_t nspare;
 } TailObject;
+
+#define MAX_SPARE 4096
+
+static Held *
+held_new(TailObject *p)
+{
+    Held *h = p->spare;
+    if (h != NULL) {
+        p->spare = h->nodes[L_ALL].next;
+        p->nspare--;
+        h->nodes[L_ALL].next = NULL;
+        return h;
+    }
+    h = PyMem_RawMalloc(sizeof(Held));
+    if (h == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    /* everything but the inline storage, which is written before it is read */
+    memset(h, 0, offsetof(Held, inline_links));
+    h->links = h->inline_links;
+    h->caplinks = INLINE_LINKS;
+    h->data = h->inline_data;
+    h->cap = INLINE_BYTES;
+    return h;
+}
+
+/* h, out of every list and table, let go: its references dropped, its memory
+ * kept for the next future held (up to MAX_SPARE of them). */
+static void
+held_recycle(TailObject *p, Held *h)
+{
+    if (p->nspare >= MAX_SPARE) {
+        held_free(h);
+        return;
+    }
+    held_reset(h);
+    unsigned char *data = h->data;
+    long long *links = h->links;
+    memset(h, 0, offsetof(Held, inline_links));
+    h->links = links;
+    h->caplinks = INLINE_LINKS;
+    h->data = data;
+    h->cap = INLINE_BYTES;
+    h->nodes[L_ALL].next = p->spare;
+    p->spare = h;
+    p->nspare++;
+}
 
 static PyTypeObject *TailType;
 
@@ -245,6 +478,30 @@ slot_is_finished(const Rec *r, int k)
     return o != NULL && PyUnicode_Check(o) && PyUnicode_CompareWithASCIIString(o, "FINISHED") == 0;
 }
 
+#define PREFETCH 8
+
+static inline void
+prefetch_slot(const FidMap *m, long long fid)
+{
+    if (m->cap) {
+        __builtin_prefetch(&m->slots[tf_hash_fid(fid) & (m->cap - 1)]);
+    }
+}
+
+static inline void
+prefetch_held(const FidMap *m, long long fid)
+{
+    if (m->cap) {
+        const FidSlot *slot = &m->slots[tf_hash_fid(fid) & (m->cap - 1)];
+        if (slot->fid == fid) {
+            const char *h = slot->value;
+            for (size_t at = 0; at < sizeof(Held); at += 64) {
+                __builtin_prefetch(h + at);
+            }
+        }
+    }
+}
+
 static void pin(TailObject *p, long long fid, long long delta);
 static int keep(TailObject *p, long long fid, Recs *out);
 static void drop(TailObject *p, long long fid);
@@ -287,6 +544,15 @@ undecide(TailObject *p, Held *h)
 {
     list_remove(&p->lists[L_UNDECIDED], L_UNDECIDED, h);
     pin_chain(p, h->has_parent, h->parent, -1);
+    if (h->nlinks > 1) {
+        /* a task's awaited futures, cold by now: ask for them all at once */
+        for (Py_ssize_t i = 0; i < h->nlinks; i++) {
+            prefetch_slot(&p->items, h->links[i]);
+        }
+        for (Py_ssize_t i = 0; i < h->nlinks; i++) {
+            prefetch_held(&p->items, h->links[i]);
+        }
+    }
     for (Py_ssize_t i = 0; i < h->nlinks; i++) {
         if (h->links[i] != 0) {
             pin(p, h->links[i], -1);
@@ -345,21 +611,18 @@ hold(TailObject *p, const Rec *r)
     if (h != NULL) {
         /* A second CREATED of one id: the reference starts it afresh in its
          * place (the orders it was in are kept, as a dict's key keeps its place). */
-        recs_free(&h->recs);
-        h->nlinks = 0;
-        fidset_free(&h->linkset);
+        held_reset(h);
         h->pins = 0;
         h->done = 0;
     }
     else {
-        h = PyMem_RawCalloc(1, sizeof(Held));
+        h = held_new(p);
         if (h == NULL) {
-            PyErr_NoMemory();
             return -1;
         }
         h->fid = r->fid;
         if (fidmap_put(&p->items, h->fid, h) < 0) {
-            PyMem_RawFree(h);
+            held_recycle(p, h);
             return -1;
         }
         list_append(&p->lists[L_ALL], L_ALL, h);
@@ -367,7 +630,7 @@ hold(TailObject *p, const Rec *r)
     h->created_ns = r->ts;
     h->has_parent = is_task && has_task;
     h->parent = h->has_parent ? task_id : 0;
-    if (recs_copy(&h->recs, r) < 0) {
+    if (held_push(h, r) < 0) {
         return -1;
     }
     list_append(&p->lists[L_UNDECIDED], L_UNDECIDED, h);
@@ -415,6 +678,13 @@ settle(TailObject *p, Held *h)
     }
     while (p->lists[L_LINGERING].n > p->linger) {
         Held *old = p->lists[L_LINGERING].head;
+        Held *next = old->nodes[L_LINGERING].next;
+        if (next != NULL) { /* the next one to go, while this one goes */
+            prefetch_slot(&p->items, next->fid);
+            for (size_t at = 0; at < sizeof(Held); at += 64) {
+                __builtin_prefetch((const char *)next + at);
+            }
+        }
         list_remove(&p->lists[L_LINGERING], L_LINGERING, old);
         drop(p, old->fid);
     }
@@ -470,7 +740,7 @@ take(TailObject *p, long long fid, Held ***group, Py_ssize_t *n, Py_ssize_t *cap
         Py_ssize_t c = *cap ? *cap * 2 : 8;
         Held **g = PyMem_RawRealloc(*group, (size_t)c * sizeof(Held *));
         if (g == NULL) {
-            held_free(h);
+            held_recycle(p, h);
             PyErr_NoMemory();
             return -1;
         }
@@ -481,11 +751,8 @@ take(TailObject *p, long long fid, Held ***group, Py_ssize_t *n, Py_ssize_t *cap
     if (fidset_add(&p->kept, fid) < 0) {
         return -1;
     }
-    for (Py_ssize_t i = 0; i < h->recs.n; i++) {
-        if (h->recs.recs[i].op == OP_COLLECTED) {
-            fidset_discard(&p->kept, fid); /* its history is over already */
-            break;
-        }
+    if (h->collected) {
+        fidset_discard(&p->kept, fid); /* its history is over already */
     }
     return 1;
 }
@@ -533,7 +800,7 @@ keep(TailObject *p, long long fid, Recs *out)
     }
     Py_ssize_t total = 0;
     for (Py_ssize_t m = 0; m < n; m++) {
-        total += group[m]->recs.n;
+        total += group[m]->nrecs;
     }
     Order *order = total ? PyMem_RawMalloc((size_t)total * sizeof(Order)) : NULL;
     Rec *flat = total ? PyMem_RawMalloc((size_t)total * sizeof(Rec)) : NULL;
@@ -546,11 +813,12 @@ keep(TailObject *p, long long fid, Recs *out)
     if (rc >= 0 && total) {
         Py_ssize_t k = 0;
         for (Py_ssize_t m = 0; m < n; m++) {
-            for (Py_ssize_t i = 0; i < group[m]->recs.n; i++, k++) {
-                flat[k] = group[m]->recs.recs[i]; /* moved, references and all */
-                order[k] = (Order){flat[k].ts, k};
+            Py_ssize_t first = k;
+            k += group[m]->nrecs;
+            held_unpack(group[m], &flat[first]); /* moved, references and all */
+            for (Py_ssize_t i = first; i < k; i++) {
+                order[i] = (Order){flat[i].ts, i};
             }
-            group[m]->recs.n = 0;
         }
         qsort(order, (size_t)total, sizeof(Order), by_time);
         for (Py_ssize_t i = 0; i < total; i++) {
@@ -560,7 +828,7 @@ keep(TailObject *p, long long fid, Recs *out)
     PyMem_RawFree(order);
     PyMem_RawFree(flat);
     for (Py_ssize_t m = 0; m < n; m++) {
-        held_free(group[m]); /* its records moved out (or, on error, released) */
+        held_recycle(p, group[m]); /* its records moved out (or, on error, released) */
     }
     PyMem_RawFree(group);
     return rc < 0 ? -1 : 0;
@@ -586,7 +854,7 @@ drop(TailObject *p, long long fid)
             links_discard(linked, fid);
         }
     }
-    held_free(h);
+    held_recycle(p, h);
 }
 
 static int
@@ -631,7 +899,7 @@ feed_one(TailObject *p, const Rec *r, Recs *out)
     if (h == NULL) {
         return r->fid == 0 ? recs_copy(out, r) : 0; /* a loop-wide lint; else not held */
     }
-    if (recs_copy(&h->recs, r) < 0) {
+    if (held_push(h, r) < 0) {
         return -1;
     }
     int rc = decides(p, h, r);
@@ -672,6 +940,15 @@ tail_feed(TailObject *self, PyObject *args, PyObject *kwds)
     Recs out = {NULL, 0, 0};
     int rc = 0;
     for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+        /* A batch's records name tens of thousands of futures, held in tables
+         * bigger than the cache, each looked up once or twice, independently:
+         * ask for the slots and the held futures a few records ahead. */
+        if (i + 2 * PREFETCH < n) {
+            prefetch_slot(&self->items, recs[i + 2 * PREFETCH].fid);
+        }
+        if (i + PREFETCH < n) {
+            prefetch_held(&self->items, recs[i + PREFETCH].fid);
+        }
         rc = feed_one(self, &recs[i], &out);
     }
     if (rc == 0) {
@@ -713,6 +990,12 @@ tail_free_state(TailObject *self)
         h = next;
     }
     memset(self->lists, 0, sizeof(self->lists));
+    while (self->spare != NULL) {
+        Held *next = self->spare->nodes[L_ALL].next;
+        PyMem_RawFree(self->spare);
+        self->spare = next;
+    }
+    self->nspare = 0;
     fidmap_free(&self->items);
     fidset_free(&self->kept);
     PyMem_RawFree(self->born);

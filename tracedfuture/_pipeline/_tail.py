@@ -52,7 +52,9 @@ class _Held:
         self.created_ns: int = record[2]
         # A task's creator (CREATED's task_id); a bare future has no parent chain.
         self.parent: int | None = record[3] if record[4] else None
-        self.links: set[int] = set()
+        # In the order linked (a dict: a set's order would decide the order of
+        # a kept group's records made in the same nanosecond).
+        self.links: dict[int, None] = {}
         self.pins = 0  # undecided futures that may still need this one
         self.done = False
 
@@ -147,11 +149,11 @@ class TailPolicy:
     def _link(self, fid: int, item: _Held, other_id: int) -> None:
         """``other_id`` (a task) awaits ``fid``: each needs the other while either
         is undecided."""
-        item.links.add(other_id)
+        item.links[other_id] = None
         other = self._items.get(other_id)
         if other is None:
             return
-        other.links.add(fid)
+        other.links[fid] = None
         if not item.done:
             self._pin(other_id, +1)
         if not other.done:
@@ -260,7 +262,7 @@ class TailPolicy:
         for other in item.links:
             linked = self._items.get(other)
             if linked is not None:
-                linked.links.discard(fid)
+                linked.links.pop(fid, None)
 
 
 def _ts(record: Record) -> int:
