@@ -198,6 +198,14 @@ def test_the_start_up_hook_imports_no_viewer_and_no_command_line(tmp_path: Path)
     assert not {m for m in loaded if m in heavy or m.startswith("tracedfuture._views")}
 
 
+def test_an_exporters_hooks_are_not_a_dataclass() -> None:
+    import dataclasses
+
+    from tracedfuture._pipeline._hooks import Hooks
+
+    assert not dataclasses.is_dataclass(Hooks)  # made on the start-up hook's way: see its docstring
+
+
 # --- the public surface (as trio's test_exports and httpx's test_exported_members) -------
 
 PUBLIC = {
