@@ -1,7 +1,10 @@
 """Whole processes, plain against ``tracedfuture run -o``, in one run:
 
 * the 100,000-future program of ``tests/_cli.py`` (time, peak RSS, futures dropped);
-* an empty asyncio program (what starting costs: time and peak RSS);
+* an empty asyncio program (what starting costs: time and peak RSS), with
+  tracedfuture installed from a wheel of this checkout, as users install it
+  (``run_o_empty``), and as the benchmark's own interpreter has it, an editable
+  install in the repository's venv (``run_o_empty_checkout``);
 * the viewers on the 100k program's trace, made at the default settings, against
   plain ``json.loads`` of every line of the same file (bench_viewers.py's commands).
 
@@ -69,18 +72,55 @@ def _median(runs: list[tuple[float, int]]) -> tuple[float, float]:
     return statistics.median(s for s, _ in runs), statistics.median(k for _, k in runs) / 1024
 
 
+def installed_wheel(python: str, folder: str) -> str:
+    """The interpreter of a new venv, made from ``python``'s base interpreter, with
+    tracedfuture installed from a wheel of this checkout (no other package): what
+    ``pip install tracedfuture`` gives a user. An editable install's finder
+    (setuptools') costs every interpreter start a few milliseconds, and
+    ``tracedfuture run`` starts two: that is the checkout's cost, not a user's."""
+    root = os.path.dirname(HERE)
+    wheels, venv = os.path.join(folder, "wheel"), os.path.join(folder, "venv")
+    subprocess.run(
+        [python, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", wheels, root],
+        check=True,
+        capture_output=True,
+    )
+    base = subprocess.run(
+        [python, "-c", "import sys; print(sys._base_executable)"], text=True, check=True, capture_output=True
+    ).stdout.strip()
+    subprocess.run([base, "-m", "venv", "--without-pip", venv], check=True, capture_output=True)
+    target = os.path.join(venv, "bin", "python")
+    wheel = [os.path.join(wheels, name) for name in os.listdir(wheels) if name.endswith(".whl")]
+    subprocess.run(
+        [python, "-m", "pip", "--python", target, "install", "-q", "--no-deps", "--no-index", *wheel],
+        check=True,
+        capture_output=True,
+    )
+    return target
+
+
 def measure(python: str, env: dict[str, str], rounds: int = 3) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
-        for name, program in (("run_o_100k", BIG), ("run_o_empty", EMPTY)):
+        try:
+            wheel_python, installed = installed_wheel(python, folder), "wheel"
+        except (subprocess.CalledProcessError, OSError) as exc:  # said in the figure, never hidden
+            wheel_python, installed = python, f"checkout (no wheel: {exc})"
+        # A start is short: seven times the rounds, for a median that means something.
+        runs = (
+            ("run_o_100k", BIG, python, "checkout", rounds),
+            ("run_o_empty", EMPTY, wheel_python, installed, 7 * rounds),
+            ("run_o_empty_checkout", EMPTY, python, "checkout", 7 * rounds),
+        )
+        for name, program, interpreter, how, times in runs:
             script = os.path.join(folder, f"{name}.py")
             with open(script, "w", encoding="utf-8") as f:
                 f.write(program)
             trace = os.path.join(folder, f"{name}.jsonl")
-            plain_argv = [python, script]
-            traced_argv = [python, "-m", "tracedfuture", "run", "-o", trace, script]
+            plain_argv = [interpreter, script]
+            traced_argv = [interpreter, "-m", "tracedfuture", "run", "-o", trace, script]
             plain, traced = [], []
-            for _ in range(rounds):
+            for _ in range(times):
                 plain.append(_once(plain_argv, env, folder))
                 traced.append(_once(traced_argv, env, folder))
             stats = json.loads(_last_line(trace)).get("stats", {})
@@ -96,6 +136,7 @@ def measure(python: str, env: dict[str, str], rounds: int = 3) -> dict[str, Any]
                 "dropped_futures": stats.get("dropped_futures"),
                 "incomplete_futures": stats.get("incomplete_futures"),
                 "events_written": stats.get("events_written"),
+                "installed": how,
             }
         out["viewers"] = _viewers(Path(folder) / "run_o_100k.jsonl", Path(folder), python, env, rounds)
     return out

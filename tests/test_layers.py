@@ -198,6 +198,26 @@ def test_the_start_up_hook_imports_no_viewer_and_no_command_line(tmp_path: Path)
     assert not {m for m in loaded if m in heavy or m.startswith("tracedfuture._views")}
 
 
+def test_the_start_up_hook_imports_only_the_parts_its_options_ask_for(tmp_path: Path) -> None:
+    # A trace file without tail sampling: the tail's module is not imported, and
+    # an exporter's hooks are read without generating a dataclass (Options, the
+    # one dataclass on the way, is install()'s public value).
+    code = "import sys; print(*sys.modules)"
+    loaded = _modules_after(code, TRACEDFUTURE_OUTPUT=str(tmp_path / "t.jsonl"))
+    assert {"tracedfuture._startup", "tracedfuture._pipeline._hooks"} <= loaded  # the hook ran, and read them
+    assert "tracedfuture._pipeline._tail" not in loaded
+    tail = _modules_after(code, TRACEDFUTURE_OUTPUT=str(tmp_path / "t.jsonl"), TRACEDFUTURE_TAIL="1")
+    assert "tracedfuture._pipeline._tail" in tail
+
+
+def test_an_exporters_hooks_are_not_a_dataclass() -> None:
+    import dataclasses
+
+    from tracedfuture._pipeline._hooks import Hooks
+
+    assert not dataclasses.is_dataclass(Hooks)  # made on the start-up hook's way: see its docstring
+
+
 # --- the public surface (as trio's test_exports and httpx's test_exported_members) -------
 
 PUBLIC = {

@@ -37,7 +37,6 @@ from ._pipeline._delivery import Events, Filter, Sink
 from ._pipeline._drain import DEFAULT_MAX_BYTES, RECORDER, Route
 from ._pipeline._hooks import resolve
 from ._pipeline._lines import make_lines
-from ._pipeline._tail import make_tail
 from .options import Options
 
 __all__ = ["Installation", "Options", "install", "loop_factory", "run"]
@@ -120,7 +119,7 @@ class Installation:
         self.max_bytes = _ring_bytes(options, [hook.max_bytes for hook in raw])
         self.flush_interval = options.flush_interval
         self.export_timeout = options.export_timeout
-        self._tail = make_tail(int(options.slow * 1e9)) if options.tail else None
+        self._tail = _tail_sampling(int(options.slow * 1e9)) if options.tail else None
         captures = [hook.capture for hook in hooks if hook.capture is not None]
         self.capture: Callable[[], object] | None = _combine(captures)
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -205,7 +204,7 @@ class Installation:
         """The child of a fork starts afresh: nothing of the parent's history is
         held, sampled or converted again here."""
         if self._tail is not None:
-            self._tail = make_tail(self._tail.slow_ns)
+            self._tail = _tail_sampling(self._tail.slow_ns)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -297,6 +296,14 @@ def _ring_bytes(options: Options, asked: list[int | None]) -> int:
         return options.max_bytes
     sizes = [size for size in asked if size]
     return max(sizes) if sizes else DEFAULT_MAX_BYTES
+
+
+def _tail_sampling(slow_ns: int) -> Any:
+    """A tail-sampling policy (``_pipeline._tail``), imported only by an
+    installation that asks for one: the start-up hook's usual trace does not."""
+    from ._pipeline._tail import make_tail
+
+    return make_tail(slow_ns)
 
 
 def _ts(record: tuple[Any, ...]) -> int:

@@ -77,7 +77,8 @@ ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 # repository's exporters/, which, as before, does not count as tracedfuture's.)
 OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
 CORE_DIR = os.path.dirname(__file__) + os.sep  # the hot path: only ever a wrapper's frames
-STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
+_PATHS = sysconfig.get_paths()  # this environment's: (sys.prefix, sys.exec_prefix)
+STDLIB_DIR = _PATHS["stdlib"] + os.sep
 # Another machine's standard library (a trace read elsewhere): .../lib/python3.12/...
 OTHER_STDLIB = re.compile(r"^(?:.*[/\\])?(?:lib|Lib)[/\\]python3(?:\.\d+)?t?[/\\](?!site-packages|dist-packages)")
 PACKAGES = re.compile(r"[/\\](?:site|dist)-packages[/\\]")
@@ -87,8 +88,10 @@ def _scripts_dirs() -> tuple[str, ...]:
     """Where installed packages' console scripts live (this environment's and its
     base Python's ``bin/``): a launcher there (``.venv/bin/uvicorn``) runs a
     package's code, it is not the program."""
-    found: set[str] = set()
-    for base in {(sys.prefix, sys.exec_prefix), (sys.base_prefix, sys.base_exec_prefix)}:
+    # Each get_path() expands every path of the scheme again: this environment's
+    # are the default ones, already expanded (the same normalised paths).
+    found = {_PATHS["scripts"] + os.sep}
+    for base in {(sys.base_prefix, sys.base_exec_prefix)} - {(sys.prefix, sys.exec_prefix)}:
         try:
             found.add(sysconfig.get_path("scripts", vars={"base": base[0], "platbase": base[1]}) + os.sep)
         except (KeyError, ValueError):  # pragma: no cover - an odd install scheme

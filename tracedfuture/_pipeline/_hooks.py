@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["CALLED", "Hooks", "resolve"]
@@ -27,29 +26,69 @@ __all__ = ["CALLED", "Hooks", "resolve"]
 CALLED = ("export", "export_lines", "flush", "shutdown", "after_fork", "attach", "capture")
 
 
-@dataclass(frozen=True, slots=True)
 class Hooks:
-    """What the pipeline will call on one exporter, and how."""
+    """What the pipeline will call on one exporter, and how.
 
-    exporter: Any
-    export: Callable[..., Any] | None
-    #: A trace file's ``export_lines(data, count)``: raw records, formatted by the pipeline.
-    export_lines: Callable[..., Any] | None
-    flush: Callable[..., Any] | None
-    shutdown: Callable[..., Any] | None
-    after_fork: Callable[..., Any] | None
-    attach: Callable[..., Any] | None
-    capture: Callable[..., Any] | None
-    #: Called by whoever drains, without a thread of its own.
-    inline: bool
-    #: Reads the raw ring's window instead of taking events (``RawReader``).
-    raw: bool
-    #: A raw reader's ring size (bytes), or None.
-    max_bytes: int | None
-    #: A raw reader's ``bind(installation)``, or None.
-    bind: Callable[..., Any] | None
-    #: ``shutdown(stats)`` rather than ``shutdown()``.
-    shutdown_takes_stats: bool
+    A plain slotted class, not a dataclass: it is made on the start-up hook's
+    way, where generating a dataclass's methods cost as much as the rest of this
+    module (tests/test_layers.py pins that the hook imports no dataclasses for it).
+    """
+
+    __slots__ = (
+        "after_fork",
+        "attach",
+        "bind",
+        "capture",
+        "export",
+        "export_lines",
+        "exporter",
+        "flush",
+        "inline",
+        "max_bytes",
+        "raw",
+        "shutdown",
+        "shutdown_takes_stats",
+    )
+
+    def __init__(
+        self,
+        *,
+        exporter: Any,
+        export: Callable[..., Any] | None,
+        export_lines: Callable[..., Any] | None,
+        flush: Callable[..., Any] | None,
+        shutdown: Callable[..., Any] | None,
+        after_fork: Callable[..., Any] | None,
+        attach: Callable[..., Any] | None,
+        capture: Callable[..., Any] | None,
+        inline: bool,
+        raw: bool,
+        max_bytes: int | None,
+        bind: Callable[..., Any] | None,
+        shutdown_takes_stats: bool,
+    ) -> None:
+        self.exporter = exporter
+        self.export = export
+        #: A trace file's ``export_lines(data, count)``: raw records, formatted by the pipeline.
+        self.export_lines = export_lines
+        self.flush = flush
+        self.shutdown = shutdown
+        self.after_fork = after_fork
+        self.attach = attach
+        self.capture = capture
+        #: Called by whoever drains, without a thread of its own.
+        self.inline = inline
+        #: Reads the raw ring's window instead of taking events (``RawReader``).
+        self.raw = raw
+        #: A raw reader's ring size (bytes), or None.
+        self.max_bytes = max_bytes
+        #: A raw reader's ``bind(installation)``, or None.
+        self.bind = bind
+        #: ``shutdown(stats)`` rather than ``shutdown()``.
+        self.shutdown_takes_stats = shutdown_takes_stats
+
+    def __repr__(self) -> str:
+        return f"<Hooks of {self.exporter!r}: {', '.join(self.called())}>"
 
     def called(self) -> dict[str, Callable[..., Any]]:
         """The methods of :data:`CALLED` this exporter has, by name."""
