@@ -269,13 +269,22 @@ def _figure(impl: dict[str, Any], part: str, what: tuple[str, ...], loop: str) -
         whole = (impl.get("whole") or {}).get(what[0])
         if not whole:
             return None
+        # the repository's editable install, beside the wheel's target figure
+        checkout = (impl.get("whole") or {}).get(f"{what[0]}_checkout")
         if what[1] == "ratio":
-            return whole["ratio"], f"{whole['ratio']:.2f}x ({whole['plain_s']:.2f} s / {whole['traced_s']:.2f} s)"
+            text = f"{whole['ratio']:.2f}x ({whole['plain_s']:.2f} s / {whole['traced_s']:.2f} s"
+            text += f"; {whole.get('installed', 'checkout')}"
+            if checkout:
+                text += f"; editable checkout {checkout['ratio']:.2f}x"
+            return whole["ratio"], text + ")"
         if what[1] == "dropped":
             dropped = whole.get("dropped_futures")
             return None if dropped is None else (dropped, f"{dropped:,}")
         if what[1] == "extra_ms":
-            return whole["extra_ms"], f"+{whole['extra_ms']:.0f} ms ({1000 * whole['plain_s']:.0f} ms plain)"
+            text = f"+{whole['extra_ms']:.0f} ms ({1000 * whole['plain_s']:.0f} ms plain; {whole.get('installed', 'checkout')}"
+            if checkout:
+                text += f"; editable checkout +{checkout['extra_ms']:.0f} ms"
+            return whole["extra_ms"], text + ")"
         if "extra_peak_mib" not in whole:
             return None
         return whole["extra_peak_mib"], f"+{whole['extra_peak_mib']:.1f} MiB ({whole['plain_peak_mib']:.0f} MiB plain)"

@@ -108,7 +108,8 @@ def measure(python: str, env: dict[str, str], rounds: int = 3) -> dict[str, Any]
             wheel_python, installed = python, f"checkout (no wheel: {exc})"
         # A start is short: seven times the rounds, for a median that means something.
         runs = (
-            ("run_o_100k", BIG, python, "checkout", rounds),
+            ("run_o_100k", BIG, wheel_python, installed, rounds),
+            ("run_o_100k_checkout", BIG, python, "checkout", rounds),
             ("run_o_empty", EMPTY, wheel_python, installed, 7 * rounds),
             ("run_o_empty_checkout", EMPTY, python, "checkout", 7 * rounds),
         )
