@@ -281,7 +281,8 @@ def _figure(impl: dict[str, Any], part: str, what: tuple[str, ...], loop: str) -
             dropped = whole.get("dropped_futures")
             return None if dropped is None else (dropped, f"{dropped:,}")
         if what[1] == "extra_ms":
-            text = f"+{whole['extra_ms']:.0f} ms ({1000 * whole['plain_s']:.0f} ms plain; {whole.get('installed', 'checkout')}"
+            text = f"+{whole['extra_ms']:.0f} ms ({1000 * whole['plain_s']:.0f} ms plain"
+            text += f"; {whole.get('installed', 'checkout')}"
             if checkout:
                 text += f"; editable checkout +{checkout['extra_ms']:.0f} ms"
             return whole["extra_ms"], text + ")"
