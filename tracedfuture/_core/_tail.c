@@ -69,7 +69,12 @@ typedef struct {
     Py_ssize_t delta;
 } RefSlot;
 
+/* In front of the table, a few slots by the pointer's bits, where most
+ * changes land: a batch's records name the same few objects again and again. */
+#define REFS_FRONT 64
+
 typedef struct {
+    RefSlot front[REFS_FRONT];
     RefSlot *slots; /* PyMem_Raw */
     size_t cap, used;
 } Refs;
@@ -119,9 +124,8 @@ refs_grow(Refs *r)
     return 0;
 }
 
-/* Queues a change of o's reference count: -1 when there is no room for it. */
 static int
-refs_note(Refs *r, PyObject *o, Py_ssize_t delta)
+refs_table(Refs *r, PyObject *o, Py_ssize_t delta)
 {
     if ((r->used + 1) * 2 > r->cap && refs_grow(r) < 0) {
         return -1;
@@ -141,31 +145,59 @@ refs_note(Refs *r, PyObject *o, Py_ssize_t delta)
     }
 }
 
+/* Queues a change of o's reference count: -1 when there is no room for it. */
+static inline int
+refs_note(Refs *r, PyObject *o, Py_ssize_t delta)
+{
+    RefSlot *f = &r->front[((uintptr_t)o >> 4) & (REFS_FRONT - 1)];
+    if (f->o == o) {
+        f->delta += delta;
+        return 0;
+    }
+    if (f->o != NULL && f->delta != 0 && refs_table(r, f->o, f->delta) < 0) {
+        return -1; /* f kept as it was */
+    }
+    f->o = o;
+    f->delta = delta;
+    return 0;
+}
+
 /* The most slots a policy keeps between calls (a batch naming some 16,000 objects). */
 #define KEEP_REFS 32768
 
 /* With the GIL: the queued changes, increments first (a decrement may free an
  * object, and run its finalizer). */
 static void
-refs_apply(Refs *r)
+refs_increments(RefSlot *slots, size_t n)
 {
-    if (r->used == 0) {
-        return;
-    }
-    for (size_t i = 0; i < r->cap; i++) {
-        for (Py_ssize_t d = r->slots[i].delta; d > 0; d--) {
-            Py_INCREF(r->slots[i].o);
+    for (size_t i = 0; i < n; i++) {
+        for (Py_ssize_t d = slots[i].delta; d > 0; d--) {
+            Py_INCREF(slots[i].o);
         }
     }
-    for (size_t i = 0; i < r->cap; i++) {
-        PyObject *o = r->slots[i].o;
-        Py_ssize_t d = r->slots[i].delta;
-        r->slots[i].o = NULL;
-        r->slots[i].delta = 0;
+}
+
+static void
+refs_decrements(RefSlot *slots, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        PyObject *o = slots[i].o;
+        Py_ssize_t d = slots[i].delta;
+        slots[i].o = NULL;
+        slots[i].delta = 0;
         for (; d < 0; d++) {
             Py_DECREF(o);
         }
     }
+}
+
+static void
+refs_apply(Refs *r)
+{
+    refs_increments(r->front, REFS_FRONT);
+    refs_increments(r->slots, r->cap);
+    refs_decrements(r->front, REFS_FRONT);
+    refs_decrements(r->slots, r->cap);
     r->used = 0;
     if (r->cap > KEEP_REFS) {
         PyMem_RawFree(r->slots);
