@@ -11,12 +11,27 @@
  * a RecordBatch. A healthy program, whose futures are all forgotten, makes no
  * Python object at all, and holds none the collector must traverse.
  *
+ * feed() and flush() work with the GIL released: the program's thread runs
+ * while the drain thread samples. Without the GIL no Python object may be
+ * touched, so the references that held records take or drop meanwhile are
+ * queued, netted per object (Refs: a batch's records name the same few code
+ * objects, types and strings over and over, so its thousands of changes come
+ * to a few), and applied, increments first, when the GIL is back at the end of
+ * the call: every object involved is alive until then (the batch holds what its
+ * records name, the policy what it held). Memory is PyMem_Raw, callable
+ * without the GIL, and nothing here sets an exception without it (an
+ * allocation that fails returns -1; the call raises MemoryError once it has the
+ * GIL back). A record that must be read as an object (a tuple, F_RAW; a state
+ * that is not one of the core's interned strings) takes the GIL back for the
+ * rest of the call. A lock, not the GIL, keeps calls one at a time.
+ *
  * Compiled into the _cfuture extension (setup.py); _cfuture.c calls
  * tf_tail_add_type() once at import. _pipeline._tail.make_tail picks it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <pythread.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,6 +54,252 @@ typedef struct {
     struct Held *head, *tail;
     Py_ssize_t n;
 } List;
+
+/* ------------------------------------------------------------------------ */
+/* The policy's state                                                        */
+
+typedef struct {
+    long long created_ns, fid;
+} Born;
+
+/* References taken (delta > 0) or dropped (< 0) during a call, per object:
+ * open addressing on the pointer, emptied when applied. */
+typedef struct {
+    PyObject *o; /* NULL: empty */
+    Py_ssize_t delta;
+} RefSlot;
+
+/* In front of the table, a few slots by the pointer's bits, where most
+ * changes land: a batch's records name the same few objects again and again. */
+#define REFS_FRONT 64
+
+typedef struct {
+    RefSlot front[REFS_FRONT];
+    RefSlot *slots; /* PyMem_Raw */
+    size_t cap, used;
+} Refs;
+
+typedef struct {
+    PyObject_HEAD
+    long long slow_ns;
+    Py_ssize_t linger, max_held;
+    long long forgotten;
+    FidMap items;
+    List lists[NLISTS];
+    FidSet kept;
+    Born *born; /* a ring: [born_head, born_head + nborn) modulo capborn */
+    Py_ssize_t born_head, nborn, capborn;
+    struct Held *spare; /* Helds let go, for the next futures held (chained by nodes[L_ALL].next) */
+    Py_ssize_t nspare;
+    /* One call at a time: lock held by the thread `owner` of process `owner_pid`. */
+    PyThread_type_lock lock;
+    unsigned long owner;
+    long owner_pid;
+    int calling;         /* a call is under way: reference changes go to refs */
+    int keep_gil;        /* this call read a record as an object: it keeps the GIL */
+    PyThreadState *save; /* non-NULL: this call released the GIL */
+    Refs refs;
+} TailObject;
+
+static int
+refs_grow(Refs *r)
+{
+    size_t cap = r->cap ? r->cap * 2 : 1024;
+    RefSlot *slots = PyMem_RawCalloc(cap, sizeof(RefSlot));
+    if (slots == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < r->cap; i++) {
+        if (r->slots[i].o != NULL) {
+            size_t j = tf_hash(r->slots[i].o, 0) & (cap - 1);
+            while (slots[j].o != NULL) {
+                j = (j + 1) & (cap - 1);
+            }
+            slots[j] = r->slots[i];
+        }
+    }
+    PyMem_RawFree(r->slots);
+    r->slots = slots;
+    r->cap = cap;
+    return 0;
+}
+
+static int
+refs_table(Refs *r, PyObject *o, Py_ssize_t delta)
+{
+    if ((r->used + 1) * 2 > r->cap && refs_grow(r) < 0) {
+        return -1;
+    }
+    size_t mask = r->cap - 1;
+    for (size_t i = tf_hash(o, 0) & mask;; i = (i + 1) & mask) {
+        if (r->slots[i].o == o) {
+            r->slots[i].delta += delta;
+            return 0;
+        }
+        if (r->slots[i].o == NULL) {
+            r->slots[i].o = o;
+            r->slots[i].delta = delta;
+            r->used++;
+            return 0;
+        }
+    }
+}
+
+/* Queues a change of o's reference count: -1 when there is no room for it. */
+static inline int
+refs_note(Refs *r, PyObject *o, Py_ssize_t delta)
+{
+    RefSlot *f = &r->front[((uintptr_t)o >> 4) & (REFS_FRONT - 1)];
+    if (f->o == o) {
+        f->delta += delta;
+        return 0;
+    }
+    if (f->o != NULL && f->delta != 0 && refs_table(r, f->o, f->delta) < 0) {
+        return -1; /* f kept as it was */
+    }
+    f->o = o;
+    f->delta = delta;
+    return 0;
+}
+
+/* The most slots a policy keeps between calls (a batch naming some 16,000 objects). */
+#define KEEP_REFS 32768
+
+/* With the GIL: the queued changes, increments first (a decrement may free an
+ * object, and run its finalizer). */
+static void
+refs_increments(RefSlot *slots, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (Py_ssize_t d = slots[i].delta; d > 0; d--) {
+            Py_INCREF(slots[i].o);
+        }
+    }
+}
+
+static void
+refs_decrements(RefSlot *slots, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        PyObject *o = slots[i].o;
+        Py_ssize_t d = slots[i].delta;
+        slots[i].o = NULL;
+        slots[i].delta = 0;
+        for (; d < 0; d++) {
+            Py_DECREF(o);
+        }
+    }
+}
+
+static void
+refs_apply(Refs *r)
+{
+    refs_increments(r->front, REFS_FRONT);
+    refs_increments(r->slots, r->cap);
+    refs_decrements(r->front, REFS_FRONT);
+    refs_decrements(r->slots, r->cap);
+    r->used = 0;
+    if (r->cap > KEEP_REFS) {
+        PyMem_RawFree(r->slots);
+        r->slots = NULL;
+        r->cap = 0;
+    }
+}
+
+/* Take the GIL back, if this call released it. */
+static void
+gil(TailObject *p)
+{
+    if (p->save != NULL) {
+        PyEval_RestoreThread(p->save);
+        p->save = NULL;
+    }
+}
+
+static void
+nogil(TailObject *p)
+{
+    if (p->save == NULL && !p->keep_gil) {
+        p->save = PyEval_SaveThread();
+    }
+}
+
+/* A reference for the policy's state (o alive: the batch holds it). */
+static void
+own(TailObject *p, PyObject *o)
+{
+    if (o != NULL && !(p->calling && refs_note(&p->refs, o, +1) == 0)) {
+        gil(p); /* no room to queue it: done now */
+        Py_INCREF(o);
+    }
+}
+
+static void
+disown(TailObject *p, PyObject *o)
+{
+    if (o != NULL && !(p->calling && refs_note(&p->refs, o, -1) == 0)) {
+        gil(p);
+        Py_DECREF(o);
+    }
+}
+
+/* Room for one more key in m, so that fidmap_put (which would set MemoryError,
+ * needing the GIL) never grows it: -1 when out of memory, nothing set. */
+static int
+room_for_one(FidMap *m)
+{
+    if ((m->used + 1) * 2 <= m->cap) {
+        return 0;
+    }
+    FidMap bigger = {PyMem_RawCalloc(m->cap ? m->cap * 2 : 64, sizeof(FidSlot)), m->cap ? m->cap * 2 : 64, 0};
+    if (bigger.slots == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->slots[i].fid != 0) {
+            fidmap_put(&bigger, m->slots[i].fid, m->slots[i].value); /* room enough: never grows */
+        }
+    }
+    fidmap_free(m);
+    *m = bigger;
+    return 0;
+}
+
+/* recs_room and recs_copy (_records.h) without the GIL: -1 when out of memory, nothing set. */
+static int
+out_room(Recs *out, Py_ssize_t more)
+{
+    if (out->n + more <= out->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = out->cap ? out->cap : 16;
+    while (cap < out->n + more) {
+        cap *= 2;
+    }
+    Rec *recs = PyMem_RawRealloc(out->recs, (size_t)cap * sizeof(Rec));
+    if (recs == NULL) {
+        return -1;
+    }
+    out->recs = recs;
+    out->cap = cap;
+    return 0;
+}
+
+static int
+out_copy(TailObject *p, Recs *out, const Rec *r)
+{
+    if (out_room(out, 1) < 0) {
+        return -1;
+    }
+    Rec *copy = &out->recs[out->n++];
+    *copy = *r;
+    for (unsigned mask = r->objmask, k = 0; mask != 0; k++, mask >>= 1) {
+        if (mask & 1u) {
+            own(p, copy->s[k].o);
+        }
+    }
+    return 0;
+}
 
 /* A held record, packed: the fields of a Rec but its id (its future's) and
  * only the slots it uses. A future's records are one run of these, inline in
@@ -92,7 +353,7 @@ rec_nslots(const Rec *r)
 
 /* Appends a copy of r (which is h's) with its own references. */
 static int
-held_push(Held *h, const Rec *r)
+held_push(TailObject *pol, Held *h, const Rec *r)
 {
     unsigned nslots = rec_nslots(r);
     size_t size = packed_size(nslots);
@@ -103,7 +364,6 @@ held_push(Held *h, const Rec *r)
         }
         unsigned char *data = h->data == h->inline_data ? PyMem_RawMalloc(cap) : PyMem_RawRealloc(h->data, cap);
         if (data == NULL) {
-            PyErr_NoMemory();
             return -1;
         }
         if (h->data == h->inline_data) {
@@ -125,7 +385,7 @@ held_push(Held *h, const Rec *r)
     memcpy(p->s, r->s, (size_t)nslots * sizeof(Slot));
     for (unsigned mask = r->objmask, k = 0; mask != 0; k++, mask >>= 1) {
         if (mask & 1u) {
-            Py_XINCREF(p->s[k].o);
+            own(pol, p->s[k].o);
         }
     }
     h->len += (uint32_t)size;
@@ -162,13 +422,14 @@ held_unpack(Held *h, Rec *out)
 
 /* Drops the held records' references and forgets them. */
 static void
-held_clear(Held *h)
+held_clear(TailObject *pol, Held *h)
 {
     HELD_EACH(h, p)
     {
         for (unsigned mask = p->objmask, k = 0; mask != 0; k++, mask >>= 1) {
             if (mask & 1u) {
-                Py_CLEAR(p->s[k].o);
+                disown(pol, p->s[k].o);
+                p->s[k].o = NULL;
             }
         }
     }
@@ -241,6 +502,9 @@ links_has(const Held *h, long long fid)
 static int
 linkset_put(Held *h, Py_ssize_t i)
 {
+    if (room_for_one(&h->linkset) < 0) {
+        return -1;
+    }
     return fidmap_put(&h->linkset, h->links[i], (void *)(intptr_t)(i + 1));
 }
 
@@ -255,7 +519,6 @@ links_add(Held *h, long long fid)
         long long *p = h->links == h->inline_links ? PyMem_RawMalloc((size_t)cap * sizeof(long long))
                                                    : PyMem_RawRealloc(h->links, (size_t)cap * sizeof(long long));
         if (p == NULL) {
-            PyErr_NoMemory();
             return -1;
         }
         if (h->links == h->inline_links) {
@@ -322,9 +585,9 @@ links_discard(Held *h, long long fid)
 
 /* A Held as new: no records, no links (its place in the lists is the caller's). */
 static void
-held_reset(Held *h)
+held_reset(TailObject *p, Held *h)
 {
-    held_clear(h);
+    held_clear(p, h);
     if (h->data != h->inline_data) {
         PyMem_RawFree(h->data);
         h->data = h->inline_data;
@@ -341,9 +604,9 @@ held_reset(Held *h)
 }
 
 static void
-held_free(Held *h)
+held_free(TailObject *p, Held *h)
 {
-    held_reset(h);
+    held_reset(p, h);
     PyMem_RawFree(h);
 }
 
@@ -367,25 +630,6 @@ items_pop(FidMap *t, long long fid)
 /* ------------------------------------------------------------------------ */
 /* The policy                                                                */
 
-typedef struct {
-    long long created_ns, fid;
-} Born;
-
-typedef struct {
-    PyObject_HEAD
-    long long slow_ns;
-    Py_ssize_t linger, max_held;
-    long long forgotten;
-    FidMap items;
-    List lists[NLISTS];
-    FidSet kept;
-    Born *born; /* a ring: [born_head, born_head + nborn) modulo capborn */
-    Py_ssize_t born_head, nborn, capborn;
-    long busy; /* the pid of a feed() or flush() under way: one at a time */
-    Held *spare; /* Helds let go, for the next futures held (chained by nodes[L_ALL].next) */
-    Py_ssize_t nspare;
-} TailObject;
-
 #define MAX_SPARE 4096
 
 static Held *
@@ -400,7 +644,6 @@ held_new(TailObject *p)
     }
     h = PyMem_RawMalloc(sizeof(Held));
     if (h == NULL) {
-        PyErr_NoMemory();
         return NULL;
     }
     /* everything but the inline storage, which is written before it is read */
@@ -418,10 +661,10 @@ static void
 held_recycle(TailObject *p, Held *h)
 {
     if (p->nspare >= MAX_SPARE) {
-        held_free(h);
+        held_free(p, h);
         return;
     }
-    held_reset(h);
+    held_reset(p, h);
     unsigned char *data = h->data;
     long long *links = h->links;
     memset(h, 0, offsetof(Held, inline_links));
@@ -435,6 +678,22 @@ held_recycle(TailObject *p, Held *h)
 }
 
 static PyTypeObject *TailType;
+static PyObject *s_FINISHED, *s_PENDING, *s_CANCELLED; /* interned, as the core writes COLLECTED's state */
+
+/* Must r be read as an object, with the GIL? A tuple (F_RAW: a lint, a
+ * pipeline's record), or a state that is not one of the core's strings. */
+static int
+reads_objects(const Rec *r)
+{
+    if (r->flags & F_RAW) {
+        return 1;
+    }
+    if (r->op == OP_COLLECTED && r->nfields > 0) {
+        PyObject *state = slot_obj(r, 0);
+        return state != NULL && state != s_FINISHED && state != s_PENDING && state != s_CANCELLED;
+    }
+    return 0;
+}
 
 /* A record's slot k as an int: 1 with *v set, 0 for None (or anything else). */
 static int
@@ -474,6 +733,9 @@ slot_is_finished(const Rec *r, int k)
     }
     else {
         o = k < r->nfields ? slot_obj(r, k) : NULL;
+    }
+    if (o == s_FINISHED || o == s_PENDING || o == s_CANCELLED) {
+        return o == s_FINISHED; /* read without the GIL (reads_objects) */
     }
     return o != NULL && PyUnicode_Check(o) && PyUnicode_CompareWithASCIIString(o, "FINISHED") == 0;
 }
@@ -567,7 +829,6 @@ born_push(TailObject *p, long long created_ns, long long fid)
         Py_ssize_t cap = p->capborn ? p->capborn * 2 : 1024;
         Born *b = PyMem_RawMalloc((size_t)cap * sizeof(Born));
         if (b == NULL) {
-            PyErr_NoMemory();
             return -1;
         }
         for (Py_ssize_t i = 0; i < p->nborn; i++) {
@@ -611,7 +872,7 @@ hold(TailObject *p, const Rec *r)
     if (h != NULL) {
         /* A second CREATED of one id: the reference starts it afresh in its
          * place (the orders it was in are kept, as a dict's key keeps its place). */
-        held_reset(h);
+        held_reset(p, h);
         h->pins = 0;
         h->done = 0;
     }
@@ -621,7 +882,7 @@ hold(TailObject *p, const Rec *r)
             return -1;
         }
         h->fid = r->fid;
-        if (fidmap_put(&p->items, h->fid, h) < 0) {
+        if (room_for_one(&p->items) < 0 || fidmap_put(&p->items, h->fid, h) < 0) {
             held_recycle(p, h);
             return -1;
         }
@@ -630,7 +891,7 @@ hold(TailObject *p, const Rec *r)
     h->created_ns = r->ts;
     h->has_parent = is_task && has_task;
     h->parent = h->has_parent ? task_id : 0;
-    if (held_push(h, r) < 0) {
+    if (held_push(p, h, r) < 0) {
         return -1;
     }
     list_append(&p->lists[L_UNDECIDED], L_UNDECIDED, h);
@@ -741,14 +1002,13 @@ take(TailObject *p, long long fid, Held ***group, Py_ssize_t *n, Py_ssize_t *cap
         Held **g = PyMem_RawRealloc(*group, (size_t)c * sizeof(Held *));
         if (g == NULL) {
             held_recycle(p, h);
-            PyErr_NoMemory();
             return -1;
         }
         *group = g;
         *cap = c;
     }
     (*group)[(*n)++] = h;
-    if (fidset_add(&p->kept, fid) < 0) {
+    if (room_for_one(&p->kept) < 0 || fidset_add(&p->kept, fid) < 0) {
         return -1;
     }
     if (h->collected) {
@@ -804,10 +1064,7 @@ keep(TailObject *p, long long fid, Recs *out)
     }
     Order *order = total ? PyMem_RawMalloc((size_t)total * sizeof(Order)) : NULL;
     Rec *flat = total ? PyMem_RawMalloc((size_t)total * sizeof(Rec)) : NULL;
-    if (rc >= 0 && total && (order == NULL || flat == NULL || recs_room(out, total) < 0)) {
-        if (!PyErr_Occurred()) {
-            PyErr_NoMemory();
-        }
+    if (rc >= 0 && total && (order == NULL || flat == NULL || out_room(out, total) < 0)) {
         rc = -1;
     }
     if (rc >= 0 && total) {
@@ -883,8 +1140,12 @@ expire(TailObject *p, long long now_ns, Recs *out)
 static int
 feed_one(TailObject *p, const Rec *r, Recs *out)
 {
+    if (p->save != NULL && reads_objects(r)) {
+        gil(p);
+        p->keep_gil = 1; /* the rest of the call: odd records come together (a test's, the pipeline's) */
+    }
     if (fidset_has(&p->kept, r->fid)) {
-        if (recs_copy(out, r) < 0) {
+        if (out_copy(p, out, r) < 0) {
             return -1;
         }
         if (r->op == OP_COLLECTED) {
@@ -897,9 +1158,9 @@ feed_one(TailObject *p, const Rec *r, Recs *out)
     }
     Held *h = items_get(&p->items, r->fid);
     if (h == NULL) {
-        return r->fid == 0 ? recs_copy(out, r) : 0; /* a loop-wide lint; else not held */
+        return r->fid == 0 ? out_copy(p, out, r) : 0; /* a loop-wide lint; else not held */
     }
-    if (held_push(h, r) < 0) {
+    if (held_push(p, h, r) < 0) {
         return -1;
     }
     int rc = decides(p, h, r);
@@ -910,14 +1171,67 @@ feed_one(TailObject *p, const Rec *r, Recs *out)
 }
 
 static int
+is_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
+/* One call at a time: take the lock (waiting without the GIL for another
+ * thread's call). A call already under way on this thread (a finalizer run by
+ * one of its decrements) is an error, as is a lock held at fork() by a thread
+ * of the parent: the child makes a policy of its own. */
+static int
 enter(TailObject *p)
 {
-    if (p->busy == (long)getpid()) {
-        PyErr_SetString(PyExc_RuntimeError, "TailPolicy: feed() or flush() is already running (one at a time)");
+    if (p->lock == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "TailPolicy() was not initialised");
         return -1;
     }
-    p->busy = (long)getpid();
+    if (!PyThread_acquire_lock(p->lock, NOWAIT_LOCK)) {
+        long pid = p->owner_pid;
+        if (pid != 0 && (pid != (long)getpid() || p->owner == PyThread_get_thread_ident())) {
+            PyErr_SetString(PyExc_RuntimeError, "TailPolicy: feed() or flush() is already running (one at a time)");
+            return -1;
+        }
+        /* Another thread's call. Waited for, but not past the start of the
+         * interpreter's finalization: a daemon thread taking the GIL back then
+         * exits, its call and the lock with it. */
+        PyLockStatus got = PY_LOCK_FAILURE;
+        while (got != PY_LOCK_ACQUIRED) {
+            if (is_finalizing()) {
+                PyErr_SetString(PyExc_RuntimeError, "TailPolicy: a feed() or flush() never ended (the interpreter exits)");
+                return -1;
+            }
+            Py_BEGIN_ALLOW_THREADS
+            got = PyThread_acquire_lock_timed(p->lock, 100000, 0); /* 100 ms */
+            Py_END_ALLOW_THREADS
+        }
+    }
+    p->owner = PyThread_get_thread_ident();
+    p->owner_pid = (long)getpid();
+    p->calling = 1;
+    p->keep_gil = 0;
     return 0;
+}
+
+/* The end of a call, with the GIL: queued references applied, the lock let go;
+ * the error of a failure that could not set one without the GIL. */
+static void
+leave(TailObject *p, int rc)
+{
+    gil(p);
+    refs_apply(&p->refs);
+    p->calling = 0;
+    p->owner = 0;
+    p->owner_pid = 0;
+    PyThread_release_lock(p->lock);
+    if (rc < 0 && !PyErr_Occurred()) {
+        PyErr_NoMemory();
+    }
 }
 
 static PyObject *
@@ -939,6 +1253,9 @@ tail_feed(TailObject *self, PyObject *args, PyObject *kwds)
     tf_batch_view(batch, &recs, &n);
     Recs out = {NULL, 0, 0};
     int rc = 0;
+    /* The batch holds every object its records name, and nothing else touches
+     * this policy's state meanwhile (the lock): the GIL can go. */
+    nogil(self);
     for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
         /* A batch's records name tens of thousands of futures, held in tables
          * bigger than the cache, each looked up once or twice, independently:
@@ -950,12 +1267,13 @@ tail_feed(TailObject *self, PyObject *args, PyObject *kwds)
             prefetch_held(&self->items, recs[i + PREFETCH].fid);
         }
         rc = feed_one(self, &recs[i], &out);
+        nogil(self); /* after a reference that had no room to be queued */
     }
     if (rc == 0) {
         rc = expire(self, now_ns, &out);
     }
-    self->busy = 0;
-    Py_DECREF(batch);
+    leave(self, rc);
+    Py_DECREF(batch); /* after the increments: the batch held their objects */
     if (rc < 0) {
         recs_free(&out);
         return NULL;
@@ -972,8 +1290,9 @@ tail_flush(TailObject *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     Recs out = {NULL, 0, 0};
+    nogil(self);
     int rc = expire(self, now_ns, &out);
-    self->busy = 0;
+    leave(self, rc);
     if (rc < 0) {
         recs_free(&out);
         return NULL;
@@ -986,7 +1305,7 @@ tail_free_state(TailObject *self)
 {
     for (Held *h = self->lists[L_ALL].head; h != NULL;) {
         Held *next = h->nodes[L_ALL].next;
-        held_free(h);
+        held_free(self, h);
         h = next;
     }
     memset(self->lists, 0, sizeof(self->lists));
@@ -1012,11 +1331,19 @@ tail_init(TailObject *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|$nn:TailPolicy", kwlist, &slow_ns, &linger, &max_held)) {
         return -1;
     }
-    tail_free_state(self);
+    if (self->lock == NULL && (self->lock = PyThread_allocate_lock()) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (enter(self) < 0) {
+        return -1;
+    }
+    tail_free_state(self); /* __init__ again: what was held is let go */
     self->slow_ns = slow_ns;
     self->linger = linger;
     self->max_held = max_held;
     self->forgotten = 0;
+    leave(self, 0);
     return 0;
 }
 
@@ -1024,9 +1351,17 @@ static void
 tail_dealloc(TailObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
-    if (self->busy == 0) {
-        tail_free_state(self); /* else a fork() child's half-changed state: left, a leak once */
+    if (self->lock == NULL) {
+        tail_free_state(self); /* never initialised: nothing held */
     }
+    else if (PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+        tail_free_state(self);
+        PyMem_RawFree(self->refs.slots);
+        PyThread_release_lock(self->lock);
+        PyThread_free_lock(self->lock);
+    }
+    /* else the child of a fork() made during a call: its state half-changed and
+     * its queued references never applied; left as they are (a leak, once). */
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -1082,6 +1417,11 @@ static PyType_Spec tail_spec = {
 int
 tf_tail_add_type(PyObject *module)
 {
+    if ((s_FINISHED = PyUnicode_InternFromString("FINISHED")) == NULL ||
+        (s_PENDING = PyUnicode_InternFromString("PENDING")) == NULL ||
+        (s_CANCELLED = PyUnicode_InternFromString("CANCELLED")) == NULL) {
+        return -1;
+    }
     TailType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &tail_spec, NULL);
     if (TailType == NULL) {
         return -1;
