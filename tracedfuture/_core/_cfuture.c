@@ -378,6 +378,9 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
         ClockCopy clock;
         clock_sync();
         clock_copy(&clock);
+        PyObject **objs = NULL;
+        size_t nobjs = 0, capobjs = 0;
+        int objs_ok = 1;
         PyThreadState *save = NULL;
         if (release) {
             self->reading = 1;
@@ -388,10 +391,33 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
             memcpy(copy, &buf[from], (size_t)first * sizeof(Rec));
             memcpy(copy + first, buf, (size_t)(n - first) * sizeof(Rec));
             for (unsigned long long i = 0; i < n; i++) {
-                if (!(copy[i].flags & F_RAW)) { /* one made of a tuple, ring.append's, has them already */
-                    copy[i].ts = clock_copy_to_ns(&clock, copy[i].ts);
+                Rec *r = &copy[i];
+                if (!(r->flags & F_RAW)) { /* one made of a tuple, ring.append's, has them already */
+                    r->ts = clock_copy_to_ns(&clock, r->ts);
+                }
+                /* The references it holds, gathered while it is in the cache (no
+                 * memory for it: the records release their own). */
+                for (unsigned mask = r->objmask, k = 0; mask != 0 && objs_ok; k++, mask >>= 1) {
+                    if ((mask & 1u) && r->s[k].o != NULL) {
+                        if (nobjs == capobjs) {
+                            size_t cap = capobjs ? capobjs * 2 : (size_t)n * 2;
+                            PyObject **p = (PyObject **)PyMem_RawRealloc(objs, cap * sizeof(PyObject *));
+                            if (p == NULL) {
+                                objs_ok = 0;
+                                break;
+                            }
+                            objs = p;
+                            capobjs = cap;
+                        }
+                        objs[nobjs++] = r->s[k].o;
+                    }
                 }
             }
+        }
+        if (!objs_ok) {
+            PyMem_RawFree(objs);
+            objs = NULL;
+            nobjs = 0;
         }
         if (release) {
             PyEval_RestoreThread(save);
@@ -402,9 +428,15 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
             self->nretired = 0;
         }
         if (copy == NULL) {
+            PyMem_RawFree(objs);
             return PyErr_NoMemory();
         }
-        if (!move) {
+        if (!move && objs != NULL) {
+            for (size_t i = 0; i < nobjs; i++) {
+                Py_INCREF(objs[i]);
+            }
+        }
+        else if (!move) {
             for (unsigned long long i = 0; i < n; i++) {
                 if (copy[i].objmask) {
                     rec_incref(&copy[i]);
@@ -418,10 +450,11 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
         if (move) {
             self->start = to; /* their slots are dead: the batch has their references */
         }
+        /* Allocating the batch may run Python code that writes to the ring: the
+         * copies are ours already. */
+        return tf_batch_steal_refs(copy, (Py_ssize_t)n, objs, (Py_ssize_t)nobjs);
     }
-    /* Allocating the batch may run Python code that writes to the ring: the
-     * copies are ours already. */
-    return tf_batch_steal(copy, (Py_ssize_t)n);
+    return tf_batch_steal(copy, 0);
 }
 
 static PyObject *
