@@ -31,6 +31,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <pythread.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -103,9 +104,17 @@ typedef struct {
     Py_ssize_t ncb, capcb, nsched;
 } Fut;
 
+/* Ids made together share a home block (tf_hash_fid) and go together, the
+ * oldest first: a backward-shift deletion, which walks to the end of its
+ * cluster, then walks most of a block for each (most of a sink's time, with
+ * perf). A deleted id leaves a tombstone instead, which the next id of that
+ * home takes; the table is rebuilt when the tombstones and the ids fill half
+ * of it. The ids apart from the states: a probe reads 8 bytes, not 120. */
+#define TOMB LLONG_MIN /* never an id this table holds (fold_record) */
 typedef struct {
-    Fut *slots; /* PyMem_Raw */
-    size_t cap, used;
+    long long *keys; /* PyMem_Raw; 0: empty, TOMB: deleted */
+    Fut *slots;      /* PyMem_Raw; slots[i] is keys[i]'s */
+    size_t cap, used, dead;
 } Table;
 
 typedef struct {
@@ -241,42 +250,34 @@ fut_release(Ctx *c, Fut *f)
     disown(c, f->pcode);
     cbs_free(c, f->cbs, f->ncb);
     cbs_free(c, f->sched, f->nsched);
-    memset(f, 0, sizeof(*f));
 }
 
 static Fut *
 table_find(Table *t, long long fid)
 {
-    if (t->cap == 0 || fid == 0) {
+    if (t->cap == 0 || fid == 0 || fid == TOMB) {
         return NULL;
     }
     size_t mask = t->cap - 1;
+    const long long *keys = t->keys;
     for (size_t i = tf_hash_fid(fid) & mask;; i = (i + 1) & mask) {
-        if (t->slots[i].fid == fid) {
+        if (keys[i] == fid) {
             return &t->slots[i];
         }
-        if (t->slots[i].fid == 0) {
+        if (keys[i] == 0) {
             return NULL;
         }
     }
 }
 
-/* Takes f's slot out of the table; what it held is the caller's (released, or handed over). */
+/* Takes f's slot out of the table; what it held is the caller's (released, or
+ * handed over). The slot is dead: table_add clears it when it is taken again. */
 static void
 table_unlink(Table *t, Fut *f)
 {
-    memset(f, 0, sizeof(Fut));
+    t->keys[f - t->slots] = TOMB;
     t->used--;
-    size_t mask = t->cap - 1;
-    size_t hole = (size_t)(f - t->slots);
-    for (size_t i = (hole + 1) & mask; t->slots[i].fid != 0; i = (i + 1) & mask) {
-        size_t home = tf_hash_fid(t->slots[i].fid) & mask;
-        if (((i - home) & mask) >= ((i - hole) & mask)) {
-            t->slots[hole] = t->slots[i];
-            memset(&t->slots[i], 0, sizeof(Fut));
-            hole = i;
-        }
-    }
+    t->dead++;
 }
 
 static void
@@ -286,7 +287,7 @@ table_remove(Ctx *c, Table *t, Fut *f)
     table_unlink(t, f);
 }
 
-/* -1: out of memory (no exception set: the GIL may be released). */
+/* NULL: out of memory (no exception set: the GIL may be released). */
 static Fut *
 table_add(Ctx *c, Table *t, long long fid)
 {
@@ -294,30 +295,47 @@ table_add(Ctx *c, Table *t, long long fid)
     if (old != NULL) {
         table_remove(c, t, old);
     }
-    if ((t->used + 1) * 2 > t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 1024;
-        Fut *slots = PyMem_RawCalloc(cap, sizeof(Fut));
+    if ((t->used + t->dead + 1) * 2 > t->cap) {
+        /* Rebuilt without its tombstones, a quarter full at most: a rebuild
+         * every so many new futures as it holds, at least. */
+        size_t cap = 1024;
+        while (cap < (t->used + 1) * 4) {
+            cap *= 2;
+        }
+        long long *keys = PyMem_RawCalloc(cap, sizeof(long long));
+        Fut *slots = keys ? PyMem_RawMalloc(cap * sizeof(Fut)) : NULL; /* a slot is cleared when taken */
         if (slots == NULL) {
+            PyMem_RawFree(keys);
             return NULL;
         }
         for (size_t i = 0; i < t->cap; i++) {
-            if (t->slots[i].fid != 0) {
-                size_t j = tf_hash_fid(t->slots[i].fid) & (cap - 1);
-                while (slots[j].fid != 0) {
+            if (t->keys[i] != 0 && t->keys[i] != TOMB) {
+                size_t j = tf_hash_fid(t->keys[i]) & (cap - 1);
+                while (keys[j] != 0) {
                     j = (j + 1) & (cap - 1);
                 }
+                keys[j] = t->keys[i];
                 slots[j] = t->slots[i];
             }
         }
+        PyMem_RawFree(t->keys);
         PyMem_RawFree(t->slots);
+        t->keys = keys;
         t->slots = slots;
         t->cap = cap;
+        t->dead = 0;
     }
+    /* Not there (found above): the first free slot of its probe, a tombstone's or an empty one. */
     size_t mask = t->cap - 1;
     size_t i = tf_hash_fid(fid) & mask;
-    while (t->slots[i].fid != 0) {
+    while (t->keys[i] != 0 && t->keys[i] != TOMB) {
         i = (i + 1) & mask;
     }
+    if (t->keys[i] == TOMB) {
+        t->dead--;
+    }
+    t->keys[i] = fid;
+    memset(&t->slots[i], 0, sizeof(Fut));
     t->slots[i].fid = fid;
     t->used++;
     return &t->slots[i];
@@ -327,11 +345,12 @@ static void
 table_clear(Table *t)
 {
     for (size_t i = 0; i < t->cap; i++) {
-        if (t->slots[i].fid != 0) {
+        if (t->keys[i] != 0 && t->keys[i] != TOMB) {
             fut_release(NULL, &t->slots[i]);
         }
+        t->keys[i] = 0;
     }
-    t->used = 0;
+    t->used = t->dead = 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -477,6 +496,7 @@ fold_dealloc(FoldObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     table_clear(&self->futs);
+    PyMem_RawFree(self->futs.keys);
     PyMem_RawFree(self->futs.slots);
     if (self->lock != NULL) {
         PyThread_free_lock(self->lock);
@@ -687,7 +707,7 @@ fold_record(Ctx *c, const Rec *r, Py_ssize_t i)
     }
     if (r->op == OP_CREATED) {
         PyObject *name = slot_obj(r, C_NAME);
-        if ((self->redacts && name != NULL) || r->fid == 0 || !slot_is_int(r, C_LASTI)) {
+        if ((self->redacts && name != NULL) || r->fid == 0 || r->fid == TOMB || !slot_is_int(r, C_LASTI)) {
             return 0;
         }
         if (flush_pending(c) < 0) {
