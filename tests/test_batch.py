@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
+import threading
 from typing import Any
 
 import pytest
@@ -96,4 +98,51 @@ def test_the_compiled_fold_makes_the_converters_events(impl: Any) -> None:
     assert [event for view in views for event in view] == expected
     assert views[0][-1] == views[0][len(views[0]) - 1]
     assert views[1][:3] == expected[len(views[0]) : len(views[0]) + 3]
+    assert fold.held() == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_compiled_fold_makes_the_converters_events_in_any_batches(impl: Any, seed: int) -> None:
+    # Batches small (folded holding the GIL) and large (folded without it), with
+    # marks that hand futures to the reference in the middle of a batch.
+    if impl.EventFold is None:
+        pytest.skip("the pure-Python implementation converts with the reference itself")
+    rng = random.Random(seed)
+    records = list(_recorded(impl).take_batch())
+    created = [r[1] for r in records if r[0] == 0]
+    for fid in rng.sample(created, 12):
+        at = rng.randrange(1, len(records))
+        records.insert(at, (MARK, fid, records[at - 1][2], "the exporter's queue was full"))
+    cuts = sorted(rng.sample(range(1, len(records)), 5))
+    parts = [records[a:b] for a, b in zip([0, *cuts], [*cuts, len(records)], strict=True)]
+    converter = Converter()
+    expected = [event for part in parts for event in converter.convert(part)]
+    fold = impl.EventFold(Converter(), site_of, type_name, Event)
+    assert [event for part in parts for event in fold.events(impl.RecordBatch(part))] == expected
+
+
+def test_the_compiled_fold_serves_one_thread_at_a_time(impl: Any) -> None:
+    # Two threads fold batches of their own futures into one fold at once (an
+    # inline exporter is delivered to by the drain and by flush()): each gets
+    # the events of its own records.
+    if impl.EventFold is None:
+        pytest.skip("the pure-Python implementation converts with the reference itself")
+    recordings = [list(_recorded(impl).take_batch()) for _ in range(2)]
+    fold = impl.EventFold(Converter(), site_of, type_name, Event)
+    got: list[list[Event]] = [[], []]
+
+    def fold_all(k: int) -> None:
+        records = recordings[k]
+        for _ in range(20):
+            for at in range(0, len(records), 300):
+                got[k].extend(fold.events(impl.RecordBatch(records[at : at + 300])))
+
+    threads = [threading.Thread(target=fold_all, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for k in range(2):
+        converter = Converter()
+        assert got[k] == [event for _ in range(20) for event in converter.convert(recordings[k])]
     assert fold.held() == 0

@@ -1,8 +1,9 @@
 /* tracedfuture._core._cfuture.RecordBatch: records out of a ring, as structs.
  *
- * Ring.take_batch() copies the new records of a ring into one buffer (a memcpy
- * and a reference per object a record holds, under the GIL) and wraps it here:
- * no tuple is made per record. Readers that need tuples get them on access
+ * Ring.take_batch() copies the new records of a ring into one buffer (with the
+ * GIL released, for a streaming ring: see _cfuture.c) and wraps it here, with
+ * the references its records hold gathered in one array: no tuple is made per
+ * record. Readers that need tuples get them on access
  * (batch[i], iteration: the layout of _seam.LAYOUTS, as Ring.take() gives);
  * the compiled readers (_lines.c's LineWriter) read the structs in place.
  *
@@ -27,8 +28,13 @@
 
 typedef struct {
     PyObject_HEAD
-    Rec *recs; /* PyMem_Raw; each record holds its references */
+    Rec *recs; /* PyMem_Raw; each record holds its references (unless objs) */
     Py_ssize_t n;
+    /* A ring's batch (take_batch): the references its records hold, gathered
+     * while they were copied, released at the end without reading the records
+     * again (cold by then: reading them was most of a batch's release). */
+    PyObject **objs; /* PyMem_Raw, or NULL */
+    Py_ssize_t nobjs;
 } BatchObject;
 
 static PyTypeObject *BatchType;
@@ -55,6 +61,28 @@ tf_batch_steal(Rec *recs, Py_ssize_t n)
     return (PyObject *)b;
 }
 
+PyObject *
+tf_batch_steal_refs(Rec *recs, Py_ssize_t n, PyObject **objs, Py_ssize_t nobjs)
+{
+    if (objs == NULL) {
+        return tf_batch_steal(recs, n);
+    }
+    BatchObject *b = batch_alloc();
+    if (b == NULL) {
+        for (Py_ssize_t i = 0; i < nobjs; i++) {
+            Py_DECREF(objs[i]);
+        }
+        PyMem_RawFree(objs);
+        PyMem_RawFree(recs);
+        return NULL;
+    }
+    b->recs = recs;
+    b->n = n;
+    b->objs = objs;
+    b->nobjs = nobjs;
+    return (PyObject *)b;
+}
+
 int
 tf_batch_view(PyObject *obj, const Rec **recs, Py_ssize_t *n)
 {
@@ -70,8 +98,16 @@ static void
 batch_dealloc(BatchObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
-    for (Py_ssize_t i = 0; i < self->n; i++) {
-        rec_release(&self->recs[i]);
+    if (self->objs != NULL) {
+        for (Py_ssize_t i = 0; i < self->nobjs; i++) {
+            Py_DECREF(self->objs[i]);
+        }
+        PyMem_RawFree(self->objs);
+    }
+    else {
+        for (Py_ssize_t i = 0; i < self->n; i++) {
+            rec_release(&self->recs[i]);
+        }
     }
     PyMem_RawFree(self->recs);
     tp->tp_free((PyObject *)self);

@@ -64,6 +64,10 @@
  * with 32,768, 1.5x with 4,096; 1,024 costs throughput in GIL handovers). */
 #define RING_START 4096
 #define RING_HURRY 4096
+/* Doublings from RING_START up to any capacity a long long allows: fewer. */
+#define RETIRED_MAX 64
+/* From this many records on, take_batch() copies them with the GIL released. */
+#define COPY_WITHOUT_GIL 512
 
 typedef struct {
     PyObject_HEAD
@@ -79,6 +83,9 @@ typedef struct {
     int history; /* taken records stay (for window()) until their slot is needed */
     int hurried; /* on_full was called since the last take: once is enough */
     int held;    /* hold(True): its reader takes nothing now, so no new future is traced */
+    int reading; /* take_batch() copies records with the GIL released (see there) */
+    int nretired;
+    Rec *retired[RETIRED_MAX]; /* buffers grown out of while reading: freed once it is done */
     PyObject *on_full;
     unsigned long long written, taken, overwritten, dropped, untraced;
 } RingObject;
@@ -156,6 +163,9 @@ ring_dealloc(RingObject *self)
         PyMem_RawFree(self->buf);
         self->buf = NULL;
     }
+    for (int k = 0; k < self->nretired; k++) {
+        PyMem_RawFree(self->retired[k]); /* a fork()'s child's, left by a copy under way */
+    }
     Py_CLEAR(self->on_full);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -168,6 +178,9 @@ ring_grow(RingObject *r)
 {
     unsigned long long cap = (unsigned long long)r->capacity, size = r->size;
     unsigned long long bigger = size * 2 < cap ? size * 2 : cap;
+    if (r->reading && r->nretired == RETIRED_MAX) {
+        return -1; /* never: RETIRED_MAX doublings are more than any capacity has */
+    }
     /* Not zeroed: only live slots are ever read (ring_claim releases the old
      * record of a slot only when it is live), and the pages are the OS's until
      * records reach them. */
@@ -178,7 +191,12 @@ ring_grow(RingObject *r)
     for (unsigned long long n = r->start; n < r->w; n++) {
         buf[n % bigger] = r->buf[n % size];
     }
-    PyMem_RawFree(r->buf);
+    if (r->reading) {
+        r->retired[r->nretired++] = r->buf; /* take_batch() is copying out of it */
+    }
+    else {
+        PyMem_RawFree(r->buf);
+    }
     r->buf = buf;
     r->size = bigger;
     r->wslot = r->w % bigger;
@@ -318,7 +336,7 @@ ring_list(RingObject *r, unsigned long long from, int advance)
 static PyObject *
 ring_take(RingObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (self->buf == NULL) {
+    if (self->buf == NULL || self->reading) { /* another thread's take_batch() takes them */
         return PyList_New(0);
     }
     return ring_list(self, self->rd, 1);
@@ -327,41 +345,116 @@ ring_take(RingObject *self, PyObject *Py_UNUSED(ignored))
 /* The records written since the last take(), as one RecordBatch (_batch.c): the
  * structs copied with their references, no tuple made. A ring without history
  * moves them out instead (no reference taken or dropped: their slots are dead,
- * and a reader that keeps up keeps the ring small). */
+ * and a reader that keeps up keeps the ring small).
+ *
+ * A streaming ring's records are copied with the GIL released, so that the
+ * program runs meanwhile (the copy and the conversion of timestamps were a
+ * drain thread's main work under the GIL, its memmove most of it). That is
+ * safe because of what the program's thread may do to the ring meanwhile: it
+ * writes new records at w and after, never into [rd, w) (a streaming ring
+ * drops a record rather than overwrite an unread one, and rd moves only once
+ * the copy is done), and it may grow the ring, which copies the records to a
+ * bigger buffer but, while `reading`, keeps the old one (retired) until the
+ * copy is done. The records copied hold their references in the ring all the
+ * while (they are unread: nothing releases them), so the copies' increments,
+ * for a ring with history, wait for the GIL. One reader at a time: a second
+ * take meanwhile gets nothing (the first takes those records). */
 static PyObject *
 ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->reading) {
+        return tf_batch_steal(NULL, 0);
+    }
     unsigned long long n = self->buf == NULL ? 0 : self->w - self->rd;
     /* Without history, every live record is unread (start == rd): they move out. */
     int move = !self->history && self->start == self->rd;
     Rec *copy = NULL;
     if (n) {
-        unsigned long long size = self->size, from = self->rd % size;
-        copy = (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec));
-        if (copy == NULL) {
-            return PyErr_NoMemory();
-        }
+        const Rec *buf = self->buf;
+        unsigned long long size = self->size, from = self->rd % size, to = self->w;
         /* At most two runs: up to the end of the buffer, then from its start. */
         unsigned long long first = size - from < n ? size - from : n;
-        memcpy(copy, &self->buf[from], (size_t)first * sizeof(Rec));
-        memcpy(copy + first, self->buf, (size_t)(n - first) * sizeof(Rec));
+        int release = self->streaming && n >= COPY_WITHOUT_GIL;
+        ClockCopy clock;
         clock_sync();
-        for (unsigned long long i = 0; i < n; i++) {
-            rec_to_ns(&copy[i]);
-            if (!move && copy[i].objmask) {
-                rec_incref(&copy[i]);
+        clock_copy(&clock);
+        PyObject **objs = NULL;
+        size_t nobjs = 0, capobjs = 0;
+        int objs_ok = 1;
+        PyThreadState *save = NULL;
+        if (release) {
+            self->reading = 1;
+            save = PyEval_SaveThread();
+        }
+        copy = (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec));
+        if (copy != NULL) {
+            memcpy(copy, &buf[from], (size_t)first * sizeof(Rec));
+            memcpy(copy + first, buf, (size_t)(n - first) * sizeof(Rec));
+            for (unsigned long long i = 0; i < n; i++) {
+                Rec *r = &copy[i];
+                if (!(r->flags & F_RAW)) { /* one made of a tuple, ring.append's, has them already */
+                    r->ts = clock_copy_to_ns(&clock, r->ts);
+                }
+                /* The references it holds, gathered while it is in the cache (no
+                 * memory for it: the records release their own). */
+                for (unsigned mask = r->objmask, k = 0; mask != 0 && objs_ok; k++, mask >>= 1) {
+                    if ((mask & 1u) && r->s[k].o != NULL) {
+                        if (nobjs == capobjs) {
+                            size_t cap = capobjs ? capobjs * 2 : (size_t)n * 2;
+                            PyObject **p = (PyObject **)PyMem_RawRealloc(objs, cap * sizeof(PyObject *));
+                            if (p == NULL) {
+                                objs_ok = 0;
+                                break;
+                            }
+                            objs = p;
+                            capobjs = cap;
+                        }
+                        objs[nobjs++] = r->s[k].o;
+                    }
+                }
             }
         }
-        self->rd = self->w;
+        if (!objs_ok) {
+            PyMem_RawFree(objs);
+            objs = NULL;
+            nobjs = 0;
+        }
+        if (release) {
+            PyEval_RestoreThread(save);
+            self->reading = 0;
+            for (int k = 0; k < self->nretired; k++) {
+                PyMem_RawFree(self->retired[k]);
+            }
+            self->nretired = 0;
+        }
+        if (copy == NULL) {
+            PyMem_RawFree(objs);
+            return PyErr_NoMemory();
+        }
+        if (!move && objs != NULL) {
+            for (size_t i = 0; i < nobjs; i++) {
+                Py_INCREF(objs[i]);
+            }
+        }
+        else if (!move) {
+            for (unsigned long long i = 0; i < n; i++) {
+                if (copy[i].objmask) {
+                    rec_incref(&copy[i]);
+                }
+            }
+        }
+        /* Records written meanwhile, from `to` on, stay unread. */
+        self->rd = to;
         self->hurried = 0;
         self->taken += n;
         if (move) {
-            self->start = self->w; /* their slots are dead: the batch has their references */
+            self->start = to; /* their slots are dead: the batch has their references */
         }
+        /* Allocating the batch may run Python code that writes to the ring: the
+         * copies are ours already. */
+        return tf_batch_steal_refs(copy, (Py_ssize_t)n, objs, (Py_ssize_t)nobjs);
     }
-    /* Allocating the batch may run Python code that writes to the ring: the
-     * copies are ours already. */
-    return tf_batch_steal(copy, (Py_ssize_t)n);
+    return tf_batch_steal(copy, 0);
 }
 
 static PyObject *
@@ -432,6 +525,15 @@ ring_clear(RingObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->buf == NULL) {
         Py_RETURN_NONE;
+    }
+    if (self->reading) {
+        /* The child of a fork() made while a take_batch() copied without the
+         * GIL: that thread is not here; its retired buffers are nobody's. */
+        for (int k = 0; k < self->nretired; k++) {
+            PyMem_RawFree(self->retired[k]);
+        }
+        self->nretired = 0;
+        self->reading = 0;
     }
     unsigned long long from = self->start, n = self->w - self->start;
     Rec *gone = n ? (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec)) : NULL;

@@ -160,6 +160,55 @@ clock_sync(void)
 #endif
 }
 
+/* The sync points as they are now, for converting without the GIL (Ring.take_batch
+ * copies records with the GIL released; clock_sync() may change the table
+ * meanwhile, on another thread). */
+typedef struct {
+    int n, at; /* at: the segment the last record fell in (records come in order) */
+    SyncPoint p[NSYNC];
+} ClockCopy;
+
+static inline void
+clock_copy(ClockCopy *c)
+{
+    c->n = nsync;
+    c->at = 0;
+    memcpy(c->p, syncs, (size_t)nsync * sizeof(SyncPoint));
+}
+
+/* A timestamp as monotonic nanoseconds, from sync points p[0..n). *at starts
+ * the search: a batch's records lie mostly in one segment, the last. */
+static inline long long
+clock_convert(const SyncPoint *p, int n, int *at, long long t)
+{
+    int lo = *at;
+    if (!(lo < n && p[lo].tick <= t && (lo + 1 >= n || t < p[lo + 1].tick))) {
+        /* the last sync point at or before t (a record before the first: the first) */
+        int hi = n - 1;
+        lo = 0;
+        while (lo < hi) {
+            int mid = (lo + hi + 1) / 2;
+            if (p[mid].tick <= t) {
+                lo = mid;
+            }
+            else {
+                hi = mid - 1;
+            }
+        }
+        *at = lo;
+    }
+    const SyncPoint *a = &p[lo];
+    if (lo + 1 >= n) {
+        if (lo == 0) {
+            return a->ns; /* one point only: no rate known, and no record after it */
+        }
+        a = &p[lo - 1]; /* past the last point: its segment's rate */
+    }
+    const SyncPoint *b = a + 1;
+    double rate = (double)(b->ns - a->ns) / (double)(b->tick - a->tick);
+    return a->ns + (long long)((double)(t - a->tick) * rate);
+}
+
 /* A record's timestamp as monotonic nanoseconds. Call clock_sync() first. */
 static inline long long
 clock_to_ns(long long t)
@@ -167,27 +216,18 @@ clock_to_ns(long long t)
     if (!clock_tsc) {
         return t;
     }
-    /* the last sync point at or before t (a record before the first: the first) */
-    int lo = 0, hi = nsync - 1;
-    while (lo < hi) {
-        int mid = (lo + hi + 1) / 2;
-        if (syncs[mid].tick <= t) {
-            lo = mid;
-        }
-        else {
-            hi = mid - 1;
-        }
+    int at = nsync - 1;
+    return clock_convert(syncs, nsync, &at, t);
+}
+
+/* The same, from a copy (any thread, the GIL released or not). */
+static inline long long
+clock_copy_to_ns(ClockCopy *c, long long t)
+{
+    if (!clock_tsc) {
+        return t;
     }
-    const SyncPoint *a = &syncs[lo];
-    if (lo + 1 >= nsync) {
-        if (lo == 0) {
-            return a->ns; /* one point only: no rate known, and no record after it */
-        }
-        a = &syncs[lo - 1]; /* past the last point: its segment's rate */
-    }
-    const SyncPoint *b = a + 1;
-    double rate = (double)(b->ns - a->ns) / (double)(b->tick - a->tick);
-    return a->ns + (long long)((double)(t - a->tick) * rate);
+    return clock_convert(c->p, c->n, &c->at, t);
 }
 
 #endif

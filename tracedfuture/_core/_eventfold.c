@@ -10,15 +10,31 @@
  * C. A future whose history needs anything else (a failure, a cancel, a rename,
  * a callback removed, a mark, a redacted name, a captured value) is handed to
  * the reference Converter (helper.adopt) the first time, and the reference
- * converts the rest of it, in order (tests/test_events_lazy.py compares).
+ * converts the rest of it, in order (tests/test_batch.py compares).
+ *
+ * The fold reads the batch's structs in place with the GIL released, as
+ * _lines.c does: the program's thread runs while an exporter's events are
+ * folded. What needs the GIL is deferred to the end of the call, in order: the
+ * reference's work (its adopt() and convert() calls, whose state depends only
+ * on what it is given, in order; their events take the places of placeholder
+ * entries), and the references the table and the entries take or drop (queued
+ * in Refs, increments applied first: every object involved is alive until then,
+ * the batch holding what its records name and the table what it held). A state
+ * that is not an exact str, or an `incomplete` that is an object, is read with
+ * the GIL taken back for it (never, from the hot path). Memory is PyMem_Raw.
+ * One call at a time: a second thread waits for the first (an inline exporter
+ * is delivered to by the drain and by flush()).
  *
  * Compiled into the _cfuture extension (setup.py); _cfuture.c calls
  * tf_eventfold_add_type() once at import.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pythread.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "_records.h"
 
@@ -28,8 +44,12 @@ enum { A_TASK_ID, A_CALLBACK, A_AWAITER };
 enum { R_TASK_ID, R_TYPE, R_VALUE };
 enum { X_STATE, X_INCOMPLETE };
 
-/* Event kinds this file builds; E_OBJECT: an Event the reference made. */
-enum { E_CREATED, E_AWAITED, E_CB_ADDED, E_RESOLVED, E_SCHEDULED, E_OBJECT, E_KINDS = E_OBJECT };
+/* From this many records on, a batch is folded with the GIL released. */
+#define FOLD_WITHOUT_GIL 128
+
+/* Event kinds this file builds; E_OBJECT: an Event the reference made; E_RUN:
+ * where the events of a run of records given to the reference go (while folding). */
+enum { E_CREATED, E_AWAITED, E_CB_ADDED, E_RESOLVED, E_SCHEDULED, E_OBJECT, E_KINDS = E_OBJECT, E_RUN };
 
 /* Event's fields, by name (read from Event._fields at import). */
 enum { F_KIND, F_FID, F_TS, F_TID, F_IS_TASK, F_NAME, F_SITE, F_THREAD, F_CORO, F_PARENT, F_CALLBACK, F_AWAITER,
@@ -42,6 +62,33 @@ static Py_ssize_t nfields;
 static PyObject *kind_text[E_KINDS];
 static PyObject *s_adopt, *s_convert, *s_FINISHED_e;
 
+/* ------------------------------------------------------------------------ */
+/* References taken or dropped while the GIL is released                     */
+
+typedef struct {
+    PyObject **p;
+    size_t n, cap;
+} Refs;
+
+static int
+refs_push(Refs *r, PyObject *o)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 1024;
+        PyObject **p = PyMem_RawRealloc(r->p, cap * sizeof(PyObject *));
+        if (p == NULL) {
+            return -1;
+        }
+        r->p = p;
+        r->cap = cap;
+    }
+    r->p[r->n++] = o;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Per-future state: fid -> Fut, open addressing, backward-shift deletion     */
+
 typedef struct {
     PyObject *callback; /* owned */
     long long awaiter;
@@ -53,119 +100,46 @@ typedef struct {
     int is_task, done, has_awaiter, has_plasti;
     long long awaiter, lasti, plasti, created;
     PyObject *name, *code, *pcode; /* owned, or NULL */
-    Cb *cbs, *sched;
+    Cb *cbs, *sched;               /* PyMem_Raw */
     Py_ssize_t ncb, capcb, nsched;
 } Fut;
 
+/* Ids made together share a home block (tf_hash_fid) and go together, the
+ * oldest first: a backward-shift deletion, which walks to the end of its
+ * cluster, then walks most of a block for each (most of a sink's time, with
+ * perf). A deleted id leaves a tombstone instead, which the next id of that
+ * home takes; the table is rebuilt when the tombstones and the ids fill half
+ * of it. The ids apart from the states: a probe reads 8 bytes, not 120. */
+#define TOMB LLONG_MIN /* never an id this table holds (fold_record) */
 typedef struct {
-    Fut *slots;
-    size_t cap, used;
+    long long *keys; /* PyMem_Raw; 0: empty, TOMB: deleted */
+    Fut *slots;      /* PyMem_Raw; slots[i] is keys[i]'s */
+    size_t cap, used, dead;
 } Table;
 
-static void
-cbs_free(Cb *cbs, Py_ssize_t n)
-{
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_XDECREF(cbs[i].callback);
-    }
-    PyMem_Free(cbs);
-}
+typedef struct {
+    unsigned char kind, is_task, has_awaiter;
+    Py_ssize_t rec; /* the record; E_RUN: its Deferred */
+    long long awaiter;
+    PyObject *name; /* owned or NULL */
+    PyObject *obj;  /* E_SCHEDULED: its callback; E_OBJECT: the Event (owned) */
+} Entry;
 
-static void
-fut_release(Fut *f)
-{
-    Py_CLEAR(f->name);
-    Py_CLEAR(f->code);
-    Py_CLEAR(f->pcode);
-    cbs_free(f->cbs, f->ncb);
-    cbs_free(f->sched, f->nsched);
-    memset(f, 0, sizeof(*f));
-}
+typedef struct {
+    Entry *p; /* PyMem_Raw */
+    Py_ssize_t n, cap;
+} Entries;
 
-static Fut *
-table_find(Table *t, long long fid)
-{
-    if (t->cap == 0 || fid == 0) {
-        return NULL;
-    }
-    size_t mask = t->cap - 1;
-    for (size_t i = tf_hash_fid(fid) & mask;; i = (i + 1) & mask) {
-        if (t->slots[i].fid == fid) {
-            return &t->slots[i];
-        }
-        if (t->slots[i].fid == 0) {
-            return NULL;
-        }
-    }
-}
-
-static void
-table_remove(Table *t, Fut *f)
-{
-    fut_release(f);
-    t->used--;
-    size_t mask = t->cap - 1;
-    size_t hole = (size_t)(f - t->slots);
-    for (size_t i = (hole + 1) & mask; t->slots[i].fid != 0; i = (i + 1) & mask) {
-        size_t home = tf_hash_fid(t->slots[i].fid) & mask;
-        if (((i - home) & mask) >= ((i - hole) & mask)) {
-            t->slots[hole] = t->slots[i];
-            memset(&t->slots[i], 0, sizeof(Fut));
-            hole = i;
-        }
-    }
-}
-
-static Fut *
-table_add(Table *t, long long fid)
-{
-    Fut *old = table_find(t, fid);
-    if (old != NULL) {
-        table_remove(t, old);
-    }
-    if ((t->used + 1) * 2 > t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 1024;
-        Fut *slots = PyMem_Calloc(cap, sizeof(Fut));
-        if (slots == NULL) {
-            PyErr_NoMemory();
-            return NULL;
-        }
-        for (size_t i = 0; i < t->cap; i++) {
-            if (t->slots[i].fid != 0) {
-                size_t j = tf_hash_fid(t->slots[i].fid) & (cap - 1);
-                while (slots[j].fid != 0) {
-                    j = (j + 1) & (cap - 1);
-                }
-                slots[j] = t->slots[i];
-            }
-        }
-        PyMem_Free(t->slots);
-        t->slots = slots;
-        t->cap = cap;
-    }
-    size_t mask = t->cap - 1;
-    size_t i = tf_hash_fid(fid) & mask;
-    while (t->slots[i].fid != 0) {
-        i = (i + 1) & mask;
-    }
-    t->slots[i].fid = fid;
-    t->used++;
-    return &t->slots[i];
-}
-
-static void
-table_clear(Table *t)
-{
-    for (size_t i = 0; i < t->cap; i++) {
-        if (t->slots[i].fid != 0) {
-            fut_release(&t->slots[i]);
-        }
-    }
-    t->used = 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* EventFold                                                                 */
+/* What the reference is given, deferred to the end of a call: a future's state
+ * (adopt), or a run of records to convert, whose events go where its E_RUN
+ * entry is. In the order the fold met them, which is the order a fold holding
+ * the GIL throughout would have called the reference in. */
+typedef struct {
+    int adopt;
+    Fut fut;             /* adopt: the state handed over (its references with it) */
+    Py_ssize_t from, to; /* a run: positions in Ctx.idx */
+    PyObject *events;    /* a run: its events, once converted */
+} Deferred;
 
 typedef struct {
     PyObject_HEAD
@@ -177,23 +151,217 @@ typedef struct {
     PyObject *types;     /* type -> its name */
     int redacts;
     Table futs;
-    PyObject *pending; /* records for the reference, in order */
+    PyThread_type_lock lock; /* held by the events() or clear() under way */
+    long lock_pid;           /* the process that made the lock */
+    unsigned long owner;     /* the thread that holds it, else 0 */
 } FoldObject;
 
+/* One call of events(): where its GIL is, and what waits for it. */
 typedef struct {
-    unsigned char kind, is_task, has_awaiter;
-    Py_ssize_t rec;
-    long long awaiter;
-    PyObject *name; /* owned or NULL */
-    PyObject *obj;  /* E_SCHEDULED: its callback; E_OBJECT: the Event (owned) */
-} Entry;
+    FoldObject *fold;
+    PyThreadState *save; /* non-NULL: the GIL is released */
+    Refs inc, dec;       /* queued while the GIL is released; applied when it is back */
+    Entries e;
+    Deferred *dv; /* PyMem_Raw */
+    Py_ssize_t nd, capd;
+    Py_ssize_t *idx; /* records for the reference, by position in the batch */
+    Py_ssize_t nidx, capidx;
+    Py_ssize_t run_from; /* idx[run_from:] are not in a run yet */
+    Py_ssize_t nruns;
+    const Rec *recs;
+} Ctx;
+
+static void
+refs_apply(Ctx *c)
+{
+    for (size_t i = 0; i < c->inc.n; i++) {
+        Py_INCREF(c->inc.p[i]);
+    }
+    c->inc.n = 0;
+    for (size_t i = 0; i < c->dec.n; i++) {
+        Py_DECREF(c->dec.p[i]);
+    }
+    c->dec.n = 0;
+}
+
+/* Take the GIL back (if released): queued references are settled first. */
+static void
+gil(Ctx *c)
+{
+    if (c != NULL && c->save != NULL) {
+        PyEval_RestoreThread(c->save);
+        c->save = NULL;
+        refs_apply(c);
+    }
+}
+
+static void
+nogil(Ctx *c)
+{
+    if (c->save == NULL) {
+        c->save = PyEval_SaveThread();
+    }
+}
+
+/* A reference for the fold's state or an entry (o alive: the batch or the table holds it). */
+static PyObject *
+own(Ctx *c, PyObject *o)
+{
+    if (o == NULL) {
+        return NULL;
+    }
+    if (c == NULL || c->save == NULL || refs_push(&c->inc, o) < 0) {
+        gil(c);
+        Py_INCREF(o);
+    }
+    return o;
+}
+
+static void
+disown(Ctx *c, PyObject *o)
+{
+    if (o == NULL) {
+        return;
+    }
+    if (c == NULL || c->save == NULL) {
+        Py_DECREF(o);
+    }
+    else if (refs_push(&c->dec, o) < 0) {
+        gil(c);
+        Py_DECREF(o);
+    }
+}
+
+/* c NULL: the GIL is held (clear, dealloc, the end of a call). */
+static void
+cbs_free(Ctx *c, Cb *cbs, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        disown(c, cbs[i].callback);
+    }
+    PyMem_RawFree(cbs);
+}
+
+static void
+fut_release(Ctx *c, Fut *f)
+{
+    disown(c, f->name);
+    disown(c, f->code);
+    disown(c, f->pcode);
+    cbs_free(c, f->cbs, f->ncb);
+    cbs_free(c, f->sched, f->nsched);
+}
+
+static Fut *
+table_find(Table *t, long long fid)
+{
+    if (t->cap == 0 || fid == 0 || fid == TOMB) {
+        return NULL;
+    }
+    size_t mask = t->cap - 1;
+    const long long *keys = t->keys;
+    for (size_t i = tf_hash_fid(fid) & mask;; i = (i + 1) & mask) {
+        if (keys[i] == fid) {
+            return &t->slots[i];
+        }
+        if (keys[i] == 0) {
+            return NULL;
+        }
+    }
+}
+
+/* Takes f's slot out of the table; what it held is the caller's (released, or
+ * handed over). The slot is dead: table_add clears it when it is taken again. */
+static void
+table_unlink(Table *t, Fut *f)
+{
+    t->keys[f - t->slots] = TOMB;
+    t->used--;
+    t->dead++;
+}
+
+static void
+table_remove(Ctx *c, Table *t, Fut *f)
+{
+    fut_release(c, f);
+    table_unlink(t, f);
+}
+
+/* NULL: out of memory (no exception set: the GIL may be released). */
+static Fut *
+table_add(Ctx *c, Table *t, long long fid)
+{
+    Fut *old = table_find(t, fid);
+    if (old != NULL) {
+        table_remove(c, t, old);
+    }
+    if ((t->used + t->dead + 1) * 2 > t->cap) {
+        /* Rebuilt without its tombstones, a quarter full at most: a rebuild
+         * every so many new futures as it holds, at least. */
+        size_t cap = 1024;
+        while (cap < (t->used + 1) * 4) {
+            cap *= 2;
+        }
+        long long *keys = PyMem_RawCalloc(cap, sizeof(long long));
+        Fut *slots = keys ? PyMem_RawMalloc(cap * sizeof(Fut)) : NULL; /* a slot is cleared when taken */
+        if (slots == NULL) {
+            PyMem_RawFree(keys);
+            return NULL;
+        }
+        for (size_t i = 0; i < t->cap; i++) {
+            if (t->keys[i] != 0 && t->keys[i] != TOMB) {
+                size_t j = tf_hash_fid(t->keys[i]) & (cap - 1);
+                while (keys[j] != 0) {
+                    j = (j + 1) & (cap - 1);
+                }
+                keys[j] = t->keys[i];
+                slots[j] = t->slots[i];
+            }
+        }
+        PyMem_RawFree(t->keys);
+        PyMem_RawFree(t->slots);
+        t->keys = keys;
+        t->slots = slots;
+        t->cap = cap;
+        t->dead = 0;
+    }
+    /* Not there (found above): the first free slot of its probe, a tombstone's or an empty one. */
+    size_t mask = t->cap - 1;
+    size_t i = tf_hash_fid(fid) & mask;
+    while (t->keys[i] != 0 && t->keys[i] != TOMB) {
+        i = (i + 1) & mask;
+    }
+    if (t->keys[i] == TOMB) {
+        t->dead--;
+    }
+    t->keys[i] = fid;
+    memset(&t->slots[i], 0, sizeof(Fut));
+    t->slots[i].fid = fid;
+    t->used++;
+    return &t->slots[i];
+}
+
+static void
+table_clear(Table *t)
+{
+    for (size_t i = 0; i < t->cap; i++) {
+        if (t->keys[i] != 0 && t->keys[i] != TOMB) {
+            fut_release(NULL, &t->slots[i]);
+        }
+        t->keys[i] = 0;
+    }
+    t->used = t->dead = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* EventFold                                                                 */
 
 typedef struct {
     PyObject_HEAD
     FoldObject *fold;
     PyObject *batch; /* a RecordBatch: the records the entries point at */
-    Entry *entries;
-    Py_ssize_t n, cap;
+    Entry *entries;  /* PyMem_Raw */
+    Py_ssize_t n;
 } ViewObject;
 
 static PyTypeObject *FoldType, *ViewType;
@@ -208,13 +376,19 @@ fold_init(FoldObject *self, PyObject *args, PyObject *kwds)
                                      &redacts)) {
         return -1;
     }
+    if (self->lock == NULL) {
+        if ((self->lock = PyThread_allocate_lock()) == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->lock_pid = (long)getpid();
+    }
     Py_XSETREF(self->helper, Py_NewRef(helper));
     Py_XSETREF(self->site_of, Py_NewRef(site_of));
     Py_XSETREF(self->type_name, Py_NewRef(type_name));
     Py_XSETREF(self->event, Py_NewRef(event));
     self->redacts = redacts;
-    if ((self->pending == NULL && (self->pending = PyList_New(0)) == NULL) ||
-        (self->sites == NULL && (self->sites = PyDict_New()) == NULL) ||
+    if ((self->sites == NULL && (self->sites = PyDict_New()) == NULL) ||
         (self->types == NULL && (self->types = PyDict_New()) == NULL)) {
         return -1;
     }
@@ -244,6 +418,53 @@ fold_init(FoldObject *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* The fold for this call, waited for if another thread has it (without the
+ * GIL); -1 (RuntimeError) when this thread has it already. */
+static int
+fold_acquire(FoldObject *self)
+{
+    if (self->lock == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "EventFold() was not initialised");
+        return -1;
+    }
+    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+        if (self->lock_pid != (long)getpid()) {
+            /* The child of a fork() made while a thread of the parent had the
+             * fold, maybe without the GIL: that thread is not here, and the
+             * table may be half-changed. Left as it is (a leak, once), never
+             * freed; a fresh lock. */
+            memset(&self->futs, 0, sizeof(Table));
+            PyThread_type_lock lock = PyThread_allocate_lock();
+            if (lock == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            self->lock = lock;
+            self->lock_pid = (long)getpid();
+            PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        }
+        else if (self->owner == PyThread_get_thread_ident()) {
+            PyErr_SetString(PyExc_RuntimeError, "EventFold.events() is already running on this thread");
+            return -1;
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            PyThread_acquire_lock(self->lock, WAIT_LOCK);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    self->owner = PyThread_get_thread_ident();
+    self->lock_pid = (long)getpid(); /* a fork()'s child that found it free holds it now */
+    return 0;
+}
+
+static void
+fold_release(FoldObject *self)
+{
+    self->owner = 0;
+    PyThread_release_lock(self->lock);
+}
+
 static int
 fold_traverse(FoldObject *self, visitproc visit, void *arg)
 {
@@ -254,7 +475,6 @@ fold_traverse(FoldObject *self, visitproc visit, void *arg)
     Py_VISIT(self->event);
     Py_VISIT(self->sites);
     Py_VISIT(self->types);
-    Py_VISIT(self->pending);
     return 0;
 }
 
@@ -267,7 +487,6 @@ fold_clear_refs(FoldObject *self)
     Py_CLEAR(self->event);
     Py_CLEAR(self->sites);
     Py_CLEAR(self->types);
-    Py_CLEAR(self->pending);
     return 0;
 }
 
@@ -277,7 +496,11 @@ fold_dealloc(FoldObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     table_clear(&self->futs);
-    PyMem_Free(self->futs.slots);
+    PyMem_RawFree(self->futs.keys);
+    PyMem_RawFree(self->futs.slots);
+    if (self->lock != NULL) {
+        PyThread_free_lock(self->lock);
+    }
     fold_clear_refs(self);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -305,9 +528,9 @@ or_none(PyObject *o)
     return o ? o : Py_None;
 }
 
-/* The future is the reference's from now on: its state, as Converter keeps it. */
+/* With the GIL: the reference takes over a future, its state as Converter keeps it. */
 static int
-hand_over(FoldObject *self, Fut *f)
+adopt(FoldObject *self, Fut *f)
 {
     PyObject *callbacks = cb_list(f->cbs, f->ncb);
     PyObject *scheduled = callbacks ? cb_list(f->sched, f->nsched) : NULL;
@@ -334,89 +557,149 @@ hand_over(FoldObject *self, Fut *f)
         return -1;
     }
     Py_DECREF(res);
-    table_remove(&self->futs, f);
+    return 0;
+}
+
+static Deferred *
+defer(Ctx *c)
+{
+    if (c->nd == c->capd) {
+        Py_ssize_t cap = c->capd ? c->capd * 2 : 16;
+        Deferred *p = PyMem_RawRealloc(c->dv, (size_t)cap * sizeof(Deferred));
+        if (p == NULL) {
+            return NULL;
+        }
+        c->dv = p;
+        c->capd = cap;
+    }
+    Deferred *d = &c->dv[c->nd++];
+    memset(d, 0, sizeof(*d));
+    return d;
+}
+
+/* The future is the reference's from now on: its state goes with the deferred adopt(). */
+static int
+hand_over(Ctx *c, Fut *f)
+{
+    Deferred *d = defer(c);
+    if (d == NULL) {
+        return -1;
+    }
+    d->adopt = 1;
+    d->fut = *f; /* its references with it */
+    table_unlink(&c->fold->futs, f);
     return 0;
 }
 
 static Entry *
-view_push(ViewObject *v, int kind, Py_ssize_t rec)
+push(Ctx *c, int kind, Py_ssize_t rec)
 {
+    Entries *v = &c->e;
     if (v->n == v->cap) {
         Py_ssize_t cap = v->cap ? v->cap * 2 : 64;
-        Entry *p = PyMem_Realloc(v->entries, (size_t)cap * sizeof(Entry));
+        Entry *p = PyMem_RawRealloc(v->p, (size_t)cap * sizeof(Entry));
         if (p == NULL) {
-            PyErr_NoMemory();
             return NULL;
         }
-        v->entries = p;
+        v->p = p;
         v->cap = cap;
     }
-    Entry *e = &v->entries[v->n++];
+    Entry *e = &v->p[v->n++];
     memset(e, 0, sizeof(*e));
     e->kind = (unsigned char)kind;
     e->rec = rec;
     return e;
 }
 
-/* What the reference was given so far, converted, in order. */
+/* A record for the reference (by its position in the batch). */
 static int
-flush_pending(FoldObject *self, ViewObject *v)
+add_pending(Ctx *c, Py_ssize_t i)
 {
-    if (PyList_GET_SIZE(self->pending) == 0) {
-        return 0;
-    }
-    PyObject *events = PyObject_CallMethodObjArgs(self->helper, s_convert, self->pending, NULL);
-    if (PyList_SetSlice(self->pending, 0, PyList_GET_SIZE(self->pending), NULL) < 0 || events == NULL) {
-        Py_XDECREF(events);
-        return -1;
-    }
-    PyObject *seq = PySequence_Fast(events, "convert() returns a list");
-    Py_DECREF(events);
-    if (seq == NULL) {
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        Entry *e = view_push(v, E_OBJECT, -1);
-        if (e == NULL) {
-            Py_DECREF(seq);
+    if (c->nidx == c->capidx) {
+        Py_ssize_t cap = c->capidx ? c->capidx * 2 : 64;
+        Py_ssize_t *p = PyMem_RawRealloc(c->idx, (size_t)cap * sizeof(Py_ssize_t));
+        if (p == NULL) {
             return -1;
         }
-        e->obj = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+        c->idx = p;
+        c->capidx = cap;
     }
-    Py_DECREF(seq);
+    c->idx[c->nidx++] = i;
     return 0;
 }
 
+/* What the reference was given so far is converted here, in order: a run, its
+ * events in place of an E_RUN entry. */
 static int
-add_cb(Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
+flush_pending(Ctx *c)
+{
+    if (c->run_from == c->nidx) {
+        return 0;
+    }
+    Deferred *d = defer(c);
+    if (d == NULL) {
+        return -1;
+    }
+    d->from = c->run_from;
+    d->to = c->run_from = c->nidx;
+    c->nruns++;
+    return push(c, E_RUN, c->nd - 1) == NULL ? -1 : 0;
+}
+
+static int
+add_cb(Ctx *c, Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
 {
     if (*n == *cap) {
-        Py_ssize_t c = *cap ? *cap * 2 : 2;
-        Cb *p = PyMem_Realloc(*cbs, (size_t)c * sizeof(Cb));
+        Py_ssize_t size = *cap ? *cap * 2 : 2;
+        Cb *p = PyMem_RawRealloc(*cbs, (size_t)size * sizeof(Cb));
         if (p == NULL) {
-            PyErr_NoMemory();
             return -1;
         }
         *cbs = p;
-        *cap = c;
+        *cap = size;
     }
-    (*cbs)[*n].callback = Py_NewRef(callback);
+    (*cbs)[*n].callback = own(c, callback);
     (*cbs)[*n].awaiter = awaiter;
     (*cbs)[*n].has_awaiter = has_awaiter;
     (*n)++;
     return 0;
 }
 
-/* One record: 1 when folded here, 0 when it is the reference's, -1 on error. */
+/* The hot path's state is the interned "FINISHED"; a str read without the GIL
+ * is one that needs no readying. -1: ask with the GIL. */
 static int
-fold_record(FoldObject *self, ViewObject *v, const Rec *r, Py_ssize_t i)
+is_finished(PyObject *state)
 {
+    if (state == s_FINISHED_e) {
+        return 1;
+    }
+    if (state == NULL) {
+        return 0;
+    }
+    if (!PyUnicode_CheckExact(state)) {
+        return -1;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (!PyUnicode_IS_READY(state)) {
+        return -1;
+    }
+#endif
+    return PyUnicode_KIND(state) == PyUnicode_1BYTE_KIND && PyUnicode_GET_LENGTH(state) == 8 &&
+           memcmp(PyUnicode_DATA(state), "FINISHED", 8) == 0;
+}
+
+/* One record: 1 when folded here, 0 when it is the reference's, -1 on error
+ * (an exception set only if the GIL is held). */
+static int
+fold_record(Ctx *c, const Rec *r, Py_ssize_t i)
+{
+    FoldObject *self = c->fold;
     if (r->flags & F_RAW) {
         /* A record made off the hot path (a mark, a lint): the reference writes
          * its event, so it must hold the future's state first. */
         if (r->fid != 0) {
             Fut *f = table_find(&self->futs, r->fid);
-            if (f != NULL && hand_over(self, f) < 0) {
+            if (f != NULL && hand_over(c, f) < 0) {
                 return -1;
             }
         }
@@ -424,30 +707,30 @@ fold_record(FoldObject *self, ViewObject *v, const Rec *r, Py_ssize_t i)
     }
     if (r->op == OP_CREATED) {
         PyObject *name = slot_obj(r, C_NAME);
-        if ((self->redacts && name != NULL) || r->fid == 0 || !slot_is_int(r, C_LASTI)) {
+        if ((self->redacts && name != NULL) || r->fid == 0 || r->fid == TOMB || !slot_is_int(r, C_LASTI)) {
             return 0;
         }
-        if (flush_pending(self, v) < 0) {
+        if (flush_pending(c) < 0) {
             return -1;
         }
-        Fut *f = table_add(&self->futs, r->fid);
+        Fut *f = table_add(c, &self->futs, r->fid);
         if (f == NULL) {
             return -1;
         }
         f->is_task = slot_is_int(r, C_IS_TASK) && r->s[C_IS_TASK].i != 0;
-        f->name = Py_XNewRef(name);
-        f->code = Py_XNewRef(slot_obj(r, C_CODE));
-        f->pcode = Py_XNewRef(slot_obj(r, C_PCODE));
+        f->name = own(c, name);
+        f->code = own(c, slot_obj(r, C_CODE));
+        f->pcode = own(c, slot_obj(r, C_PCODE));
         f->lasti = r->s[C_LASTI].i;
         f->has_plasti = slot_is_int(r, C_PLASTI);
         f->plasti = f->has_plasti ? r->s[C_PLASTI].i : 0;
         f->created = r->ts;
-        Entry *e = view_push(v, E_CREATED, i);
+        Entry *e = push(c, E_CREATED, i);
         if (e == NULL) {
             return -1;
         }
         e->is_task = (unsigned char)f->is_task;
-        e->name = Py_XNewRef(name);
+        e->name = own(c, name);
         return 1;
     }
     Fut *f = table_find(&self->futs, r->fid);
@@ -457,13 +740,26 @@ fold_record(FoldObject *self, ViewObject *v, const Rec *r, Py_ssize_t i)
     int common = 0;
     if (r->op == OP_COLLECTED) {
         PyObject *state = slot_obj(r, X_STATE);
-        int finished = state != NULL && (state == s_FINISHED_e || (PyUnicode_Check(state) &&
-                                                                     PyUnicode_Compare(state, s_FINISHED_e) == 0));
-        int incomplete = !slot_is_none(r, X_INCOMPLETE) && (slot_obj(r, X_INCOMPLETE) != NULL
-                                                                 ? PyObject_IsTrue(slot_obj(r, X_INCOMPLETE))
-                                                                 : r->s[X_INCOMPLETE].i != 0);
+        int finished = is_finished(state);
+        if (finished < 0) {
+            gil(c);
+            finished = PyUnicode_Check(state) && PyUnicode_Compare(state, s_FINISHED_e) == 0;
+            if (finished == 0 && PyErr_Occurred()) {
+                return -1;
+            }
+        }
+        int incomplete = 0;
+        if (slot_obj(r, X_INCOMPLETE) != NULL) {
+            gil(c);
+            if ((incomplete = PyObject_IsTrue(slot_obj(r, X_INCOMPLETE))) < 0) {
+                return -1;
+            }
+        }
+        else if (!slot_is_none(r, X_INCOMPLETE)) {
+            incomplete = r->s[X_INCOMPLETE].i != 0;
+        }
         if (finished && !incomplete) {
-            table_remove(&self->futs, f);
+            table_remove(c, &self->futs, f);
             return 1;
         }
     }
@@ -474,9 +770,9 @@ fold_record(FoldObject *self, ViewObject *v, const Rec *r, Py_ssize_t i)
         common = 1;
     }
     if (!common) {
-        return hand_over(self, f) < 0 ? -1 : 0;
+        return hand_over(c, f) < 0 ? -1 : 0;
     }
-    if (flush_pending(self, v) < 0) {
+    if (flush_pending(c) < 0) {
         return -1;
     }
     if (r->op == OP_CB_ADDED) {
@@ -486,42 +782,139 @@ fold_record(FoldObject *self, ViewObject *v, const Rec *r, Py_ssize_t i)
             f->has_awaiter = 1;
             f->awaiter = awaiter;
         }
-        if (add_cb(&f->cbs, &f->ncb, &f->capcb, slot_obj(r, A_CALLBACK), has, awaiter) < 0) {
+        if (add_cb(c, &f->cbs, &f->ncb, &f->capcb, slot_obj(r, A_CALLBACK), has, awaiter) < 0) {
             return -1;
         }
-        Entry *e = view_push(v, has ? E_AWAITED : E_CB_ADDED, i);
+        Entry *e = push(c, has ? E_AWAITED : E_CB_ADDED, i);
         if (e == NULL) {
             return -1;
         }
         e->is_task = (unsigned char)f->is_task;
-        e->name = Py_XNewRef(f->name);
+        e->name = own(c, f->name);
         return 1;
     }
     /* resolved, then each callback it holds, scheduled */
-    Entry *e = view_push(v, E_RESOLVED, i);
+    Entry *e = push(c, E_RESOLVED, i);
     if (e == NULL) {
         return -1;
     }
     e->is_task = (unsigned char)f->is_task;
-    e->name = Py_XNewRef(f->name);
+    e->name = own(c, f->name);
     f->done = 1;
-    cbs_free(f->sched, f->nsched);
+    cbs_free(c, f->sched, f->nsched);
     f->sched = f->cbs;
     f->nsched = f->ncb;
     f->cbs = NULL;
     f->ncb = f->capcb = 0;
     for (Py_ssize_t k = 0; k < f->nsched; k++) {
-        e = view_push(v, E_SCHEDULED, i);
+        e = push(c, E_SCHEDULED, i);
         if (e == NULL) {
             return -1;
         }
         e->is_task = (unsigned char)f->is_task;
-        e->name = Py_XNewRef(f->name);
-        e->obj = Py_NewRef(f->sched[k].callback);
+        e->name = own(c, f->name);
+        e->obj = own(c, f->sched[k].callback);
         e->has_awaiter = (unsigned char)f->sched[k].has_awaiter;
         e->awaiter = f->sched[k].awaiter;
     }
     return 1;
+}
+
+/* With the GIL: the reference's work, in order (adopt, convert). */
+static int
+run_deferred(Ctx *c, Py_ssize_t *nevents)
+{
+    int rc = 0;
+    for (Py_ssize_t k = 0; k < c->nd; k++) {
+        Deferred *d = &c->dv[k];
+        if (d->adopt) {
+            if (rc == 0 && adopt(c->fold, &d->fut) < 0) {
+                rc = -1;
+            }
+            fut_release(NULL, &d->fut);
+            d->adopt = 0;
+            continue;
+        }
+        if (rc < 0) {
+            continue;
+        }
+        PyObject *records = PyList_New(d->to - d->from);
+        for (Py_ssize_t j = d->from; records != NULL && j < d->to; j++) {
+            PyObject *t = rec_tuple(&c->recs[c->idx[j]]);
+            if (t == NULL) {
+                Py_CLEAR(records);
+                break;
+            }
+            PyList_SET_ITEM(records, j - d->from, t);
+        }
+        PyObject *events = records ? PyObject_CallMethodObjArgs(c->fold->helper, s_convert, records, NULL) : NULL;
+        Py_XDECREF(records);
+        d->events = events ? PySequence_Fast(events, "convert() returns a list") : NULL;
+        Py_XDECREF(events);
+        if (d->events == NULL) {
+            rc = -1;
+            continue;
+        }
+        *nevents += PySequence_Fast_GET_SIZE(d->events) - 1; /* in place of its E_RUN entry */
+    }
+    return rc;
+}
+
+static void
+free_deferred(Ctx *c)
+{
+    for (Py_ssize_t k = 0; k < c->nd; k++) {
+        if (c->dv[k].adopt) {
+            fut_release(NULL, &c->dv[k].fut);
+        }
+        Py_CLEAR(c->dv[k].events);
+    }
+    PyMem_RawFree(c->dv);
+    PyMem_RawFree(c->idx);
+    c->dv = NULL;
+    c->idx = NULL;
+    c->nd = c->nidx = 0;
+}
+
+static void
+entries_free(Entry *p, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_CLEAR(p[i].name);
+        Py_CLEAR(p[i].obj);
+    }
+    PyMem_RawFree(p);
+}
+
+/* With the GIL: the entries with each run's events in place of its E_RUN entry. */
+static int
+expand_runs(Ctx *c, Py_ssize_t total)
+{
+    Entry *out = PyMem_RawMalloc((size_t)(total ? total : 1) * sizeof(Entry));
+    if (out == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t j = 0;
+    for (Py_ssize_t i = 0; i < c->e.n; i++) {
+        Entry *e = &c->e.p[i];
+        if (e->kind != E_RUN) {
+            out[j++] = *e;
+            continue;
+        }
+        PyObject *events = c->dv[e->rec].events;
+        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(events); k++) {
+            memset(&out[j], 0, sizeof(Entry));
+            out[j].kind = E_OBJECT;
+            out[j].rec = -1;
+            out[j].obj = Py_NewRef(PySequence_Fast_GET_ITEM(events, k));
+            j++;
+        }
+    }
+    PyMem_RawFree(c->e.p);
+    c->e.p = out;
+    c->e.n = c->e.cap = total;
+    return 0;
 }
 
 static PyObject *
@@ -531,54 +924,78 @@ fold_events(FoldObject *self, PyObject *records)
         PyErr_SetString(PyExc_RuntimeError, "EventFold() was not initialised");
         return NULL;
     }
-    const Rec *recs;
-    Py_ssize_t n;
     PyObject *batch = tf_batch_of(records);
     if (batch == NULL) {
         return NULL;
     }
-    tf_batch_view(batch, &recs, &n);
-    ViewObject *v = PyObject_GC_New(ViewObject, ViewType);
-    if (v == NULL) {
+    if (fold_acquire(self) < 0) {
         Py_DECREF(batch);
         return NULL;
     }
-    v->fold = (FoldObject *)Py_NewRef(self);
-    v->batch = batch;
-    v->entries = NULL;
-    v->n = v->cap = 0;
-    PyObject_GC_Track(v);
+    Ctx c;
+    memset(&c, 0, sizeof(c));
+    c.fold = self;
+    Py_ssize_t n;
+    tf_batch_view(batch, &c.recs, &n);
+    ViewObject *v = NULL;
+    int ok = 0;
+    /* The batch holds every object its records name, the fold's table is this
+     * call's alone (the lock), and nothing here is seen by the collector: the
+     * GIL can go. */
+    if (n >= FOLD_WITHOUT_GIL) {
+        nogil(&c);
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
-        int rc = fold_record(self, v, &recs[i], i);
-        if (rc < 0) {
-            goto fail;
+        int rc = fold_record(&c, &c.recs[i], i);
+        if (rc < 0 || (rc == 0 && add_pending(&c, i) < 0)) {
+            goto done;
         }
-        if (rc == 0) {
-            PyObject *t = rec_tuple(&recs[i]);
-            if (t == NULL || PyList_Append(self->pending, t) < 0) {
-                Py_XDECREF(t);
-                goto fail;
-            }
-            Py_DECREF(t);
+        if (c.save == NULL && n >= FOLD_WITHOUT_GIL) {
+            nogil(&c); /* after an odd record read with the GIL */
         }
     }
-    if (flush_pending(self, v) < 0) {
-        goto fail;
+    if (flush_pending(&c) < 0) {
+        goto done;
     }
+    gil(&c);
+    Py_ssize_t total = c.e.n;
+    if (run_deferred(&c, &total) < 0 || (c.nruns && expand_runs(&c, total) < 0)) {
+        goto done;
+    }
+    v = PyObject_GC_New(ViewObject, ViewType);
+    if (v == NULL) {
+        goto done;
+    }
+    v->fold = (FoldObject *)Py_NewRef(self);
+    v->batch = Py_NewRef(batch);
+    v->entries = c.e.p;
+    v->n = c.e.n;
+    c.e.p = NULL;
+    c.e.n = 0;
+    PyObject_GC_Track(v);
+    ok = 1;
+done:
+    gil(&c);
+    if (!ok && !PyErr_Occurred()) {
+        PyErr_NoMemory(); /* what failed could not say so without the GIL */
+    }
+    entries_free(c.e.p, c.e.n);
+    free_deferred(&c);
+    PyMem_RawFree(c.inc.p);
+    PyMem_RawFree(c.dec.p);
+    fold_release(self);
+    Py_DECREF(batch);
     return (PyObject *)v;
-fail:
-    PyList_SetSlice(self->pending, 0, PyList_GET_SIZE(self->pending), NULL);
-    Py_DECREF(v);
-    return NULL;
 }
 
 static PyObject *
 fold_clear(FoldObject *self, PyObject *Py_UNUSED(ignored))
 {
-    table_clear(&self->futs);
-    if (self->pending != NULL) {
-        PyList_SetSlice(self->pending, 0, PyList_GET_SIZE(self->pending), NULL);
+    if (fold_acquire(self) < 0) {
+        return NULL;
     }
+    table_clear(&self->futs);
+    fold_release(self);
     Py_RETURN_NONE;
 }
 
@@ -654,7 +1071,7 @@ view_dealloc(ViewObject *v)
     PyTypeObject *tp = Py_TYPE(v);
     PyObject_GC_UnTrack(v);
     view_clear(v);
-    PyMem_Free(v->entries);
+    PyMem_RawFree(v->entries);
     PyObject_GC_Del(v);
     Py_DECREF(tp);
 }

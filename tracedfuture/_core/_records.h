@@ -277,6 +277,8 @@ slot_is_int(const Rec *r, int k)
 
 /* RecordBatch (_batch.c): records out of a ring, as structs. */
 PyObject *tf_batch_steal(Rec *recs, Py_ssize_t n); /* takes recs (PyMem_Raw) and their references */
+/* The same, the references being objs[0..nobjs) (PyMem_Raw, taken; NULL: the records'). */
+PyObject *tf_batch_steal_refs(Rec *recs, Py_ssize_t n, PyObject **objs, Py_ssize_t nobjs);
 int tf_batch_view(PyObject *obj, const Rec **recs, Py_ssize_t *n); /* 1 for a RecordBatch, else 0 */
 int tf_batch_add_type(PyObject *module);
 PyObject *tf_batch_of(PyObject *records); /* a RecordBatch (new reference) of a batch or a sequence of tuples */

@@ -148,6 +148,10 @@ class Sink:
         self._cond = threading.Condition(threading.Lock())
         self._items: deque[Any] = deque()  # batches and _FLUSH / _SHUTDOWN / _STOP
         self._queued_bytes = 0
+        # A new future was refused for room since the queue last shrank: full
+        # (room for a record or two is no room for a future: every batch would
+        # be taken only to be shed, and the ring never held).
+        self._refused = False
         self._put = 0  # items ever queued
         self._handled = 0  # items ever taken off the queue and handled
 
@@ -161,14 +165,17 @@ class Sink:
     def full(self) -> bool:
         """Whether this sink takes nothing new: disabled, closing, or a queue
         with no room for a new future's record (the last quarter is for the
-        later records of futures already queued). When every sink of a route's
+        later records of futures already queued), or that refused a new future
+        for room since it last shrank. When every sink of a route's
         installations is full, the drain leaves the route's records in its ring
         and holds it (``_drain``): new futures go untraced at the source,
         which costs the program nothing, rather than recorded, queued and shed
         here; the queued futures' later records wait in the ring for room."""
         if self.disabled or self._closing:
             return True
-        return not self.inline and self._queued_bytes + self._unit > self.max_bytes - self.max_bytes // 4
+        if self.inline:
+            return False
+        return self._refused or self._queued_bytes + self._unit > self.max_bytes - self.max_bytes // 4
 
     def submit(self, records: Sequence[Any]) -> None:
         """Queue a batch of raw records; never blocks. What does not fit is
@@ -214,6 +221,8 @@ class Sink:
         )
         self.dropped += dropped
         self.dropped_futures += futures
+        if futures:
+            self._refused = True
         self.incomplete_futures += incomplete
         for fid, ts in marks:
             self._marks.append((MARK, fid, ts, "the exporter's queue was full"))
@@ -261,6 +270,7 @@ class Sink:
                 item = items.popleft()
                 if type(item) is not object:  # a batch, not _FLUSH / _SHUTDOWN / _STOP
                     self._queued_bytes -= len(item) * self._unit
+                    self._refused = False
             if not self._handle(item):
                 return
 
@@ -276,6 +286,7 @@ class Sink:
                 item = self._items.popleft()
                 if type(item) is not object:  # a batch, not _FLUSH / _SHUTDOWN / _STOP
                     self._queued_bytes -= len(item) * self._unit
+                    self._refused = False
             if not self._handle(item):
                 self._stopped = True
                 host_pump(self._pump, remove=True)
