@@ -460,9 +460,13 @@ def test_a_full_queue_holds_the_ring_until_it_has_room_again() -> None:
     inst = factory.installation  # type: ignore[attr-defined]
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            while not inst.stats()["untraced_futures"]:
+            for _ in range(1_000):  # the queue (1 MiB) fills within some 10 rounds
                 runner.run(resolve_many(500))
                 RECORDER.drain(only=inst)
+                if inst.stats()["untraced_futures"]:
+                    break
+            else:
+                pytest.fail(f"the ring was never held: {inst.stats()}")
             ring = RECORDER.routes_of(inst)[0].ring
             assert ring.stats()["written"] - ring.stats()["taken"] < ring.capacity // 8  # far from full
             runner.run(resolve_many(500))
