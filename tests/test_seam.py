@@ -485,3 +485,30 @@ def test_take_batch_gives_the_records_take_would_and_advances(impl: Any) -> None
         assert t.ring.stats()["taken"] == len(records)
     finally:
         t.close()
+
+
+@pytest.mark.parametrize(("streaming", "history"), [(True, False), (True, True), (False, True)])
+def test_a_held_ring_traces_no_new_future_unless_a_flight_recorder_reads_it(
+    impl: Any, streaming: bool, history: bool
+) -> None:
+    """``hold(True)``: every new future is handed out untraced (counted), until
+    ``hold(False)``; a ring a flight recorder reads (history) or one that only
+    overwrites is never held."""
+    loop = asyncio.new_event_loop()
+    try:
+        ring = impl.Ring(1 << 20, streaming=streaming, history=history)
+        hooks = impl.LoopHooks(loop)
+        hooks.bind(ring, 1, 1.0, None, False)
+        held_for_real = streaming and not history
+        ring.hold(True)
+        futures = [hooks.create_future() for _ in range(10)]
+        assert ring.stats()["untraced"] == (10 if held_for_real else 0)
+        assert all(not impl.future_id(f) for f in futures) is held_for_real
+        ring.hold(False)
+        traced = hooks.create_future()
+        assert ring.stats()["untraced"] == (10 if held_for_real else 0)
+        assert impl.future_id(traced)
+        for fut in [*futures, traced]:
+            fut.cancel()
+    finally:
+        loop.close()

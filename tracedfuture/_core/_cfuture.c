@@ -508,7 +508,9 @@ ring_hold(RingObject *self, PyObject *flag)
     if (held < 0) {
         return NULL;
     }
-    self->held = held && self->streaming; /* a flight recorder's ring refuses nothing */
+    /* A ring a flight recorder reads (history) is never held: what went wrong
+     * while an exporter was stuck is what it is for. */
+    self->held = held && self->streaming && !self->history;
     Py_RETURN_NONE;
 }
 

@@ -267,9 +267,10 @@ class Ring:
 
     def hold(self, held: bool) -> None:
         """``hold(True)``: the reader takes nothing now; no new future is traced
-        (each counted in ``untraced``) until ``hold(False)``. A flight recorder's
-        ring refuses nothing."""
-        self._held = bool(held) and self.streaming
+        (each counted in ``untraced``) until ``hold(False)``. A ring that a
+        flight recorder reads (``history``) is never held: what went wrong
+        while an exporter was stuck is what it is for."""
+        self._held = bool(held) and self.streaming and not self.history
 
     def stats(self) -> dict[str, int]:
         return {

@@ -196,7 +196,8 @@ A ring holds at most ``max_bytes // record_size`` records (``Ring.capacity``).
   is marked: its ``COLLECTED`` record says ``incomplete``.
   ``hold(True)`` (the reader will take nothing now: every exporter's queue is
   full) refuses every new future at once, as if the ring were full, until
-  ``hold(False)``: a stuck exporter costs the program no recording.
+  ``hold(False)``: a stuck exporter costs the program no recording. A ring
+  with ``history`` (a flight recorder reads it) is never held.
 * ``streaming=False`` (a flight recorder alone): the oldest records are
   overwritten (``overwritten`` counts those overwritten before anyone took
   them; taken records leaving the window are not counted); nothing is ever

@@ -266,7 +266,7 @@ class Recorder:
 
     def _drain_route(self, route: Route, everything: bool = False) -> None:
         if not everything and self._takes_nothing(route):
-            route.ring.hold(True)  # a flight recorder's ring is never held
+            route.ring.hold(True)  # a ring a flight recorder reads is never held
             return
         route.ring.hold(False)
         records = route.ring.take_batch()  # no tuple made per record (compiled ring)
