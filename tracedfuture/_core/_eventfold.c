@@ -18,7 +18,7 @@
  * reference's work (its adopt() and convert() calls, whose state depends only
  * on what it is given, in order; their events take the places of placeholder
  * entries), and the references the table and the entries take or drop (queued
- * in Refs, increments applied first: every object involved is alive until then,
+ * in a RefQueue (_records.h), increments applied first: every object involved is alive until then,
  * the batch holding what its records name and the table what it held). A state
  * that is not an exact str, or an `incomplete` that is an object, is read with
  * the GIL taken back for it (never, from the hot path). Memory is PyMem_Raw.
@@ -61,30 +61,6 @@ static Py_ssize_t field_at[F_COUNT];
 static Py_ssize_t nfields;
 static PyObject *kind_text[E_KINDS];
 static PyObject *s_adopt, *s_convert, *s_FINISHED_e;
-
-/* ------------------------------------------------------------------------ */
-/* References taken or dropped while the GIL is released                     */
-
-typedef struct {
-    PyObject **p;
-    size_t n, cap;
-} Refs;
-
-static int
-refs_push(Refs *r, PyObject *o)
-{
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 1024;
-        PyObject **p = PyMem_RawRealloc(r->p, cap * sizeof(PyObject *));
-        if (p == NULL) {
-            return -1;
-        }
-        r->p = p;
-        r->cap = cap;
-    }
-    r->p[r->n++] = o;
-    return 0;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Per-future state: fid -> Fut, open addressing, backward-shift deletion     */
@@ -160,7 +136,7 @@ typedef struct {
 typedef struct {
     FoldObject *fold;
     PyThreadState *save; /* non-NULL: the GIL is released */
-    Refs inc, dec;       /* queued while the GIL is released; applied when it is back */
+    RefQueue inc, dec;       /* queued while the GIL is released; applied when it is back */
     Entries e;
     Deferred *dv; /* PyMem_Raw */
     Py_ssize_t nd, capd;
@@ -171,19 +147,6 @@ typedef struct {
     const Rec *recs;
 } Ctx;
 
-static void
-refs_apply(Ctx *c)
-{
-    for (size_t i = 0; i < c->inc.n; i++) {
-        Py_INCREF(c->inc.p[i]);
-    }
-    c->inc.n = 0;
-    for (size_t i = 0; i < c->dec.n; i++) {
-        Py_DECREF(c->dec.p[i]);
-    }
-    c->dec.n = 0;
-}
-
 /* Take the GIL back (if released): queued references are settled first. */
 static void
 gil(Ctx *c)
@@ -191,7 +154,7 @@ gil(Ctx *c)
     if (c != NULL && c->save != NULL) {
         PyEval_RestoreThread(c->save);
         c->save = NULL;
-        refs_apply(c);
+        refq_apply(&c->inc, &c->dec);
     }
 }
 
@@ -210,7 +173,7 @@ own(Ctx *c, PyObject *o)
     if (o == NULL) {
         return NULL;
     }
-    if (c == NULL || c->save == NULL || refs_push(&c->inc, o) < 0) {
+    if (c == NULL || c->save == NULL || refq_push(&c->inc, o) < 0) {
         gil(c);
         Py_INCREF(o);
     }
@@ -226,7 +189,7 @@ disown(Ctx *c, PyObject *o)
     if (c == NULL || c->save == NULL) {
         Py_DECREF(o);
     }
-    else if (refs_push(&c->dec, o) < 0) {
+    else if (refq_push(&c->dec, o) < 0) {
         gil(c);
         Py_DECREF(o);
     }

@@ -17,7 +17,7 @@
  * It takes the GIL back only to fill a cache (a site or type seen first), to hand
  * a future to the reference, and at the end. Without the GIL no reference count
  * may change, so the references a future's state takes or drops meanwhile are
- * queued (Refs) and applied, increments first, when the GIL is back: every object
+ * queued (RefQueue, _records.h) and applied, increments first, when the GIL is back: every object
  * involved is alive until then (the batch holds what its records name, the
  * table what it held). Memory outside Python objects is PyMem_Raw, callable
  * without the GIL.
@@ -294,30 +294,6 @@ cache_put(Cache *c, PyObject *key, long long extra, PyObject *text)
 }
 
 /* ------------------------------------------------------------------------ */
-/* References taken or dropped while the GIL is released                     */
-
-typedef struct {
-    PyObject **p;
-    size_t n, cap;
-} Refs;
-
-static int
-refs_push(Refs *r, PyObject *o)
-{
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 1024;
-        PyObject **p = PyMem_RawRealloc(r->p, cap * sizeof(PyObject *));
-        if (p == NULL) {
-            return -1;
-        }
-        r->p = p;
-        r->cap = cap;
-    }
-    r->p[r->n++] = o;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Per-future state: fid -> Fut, open addressing, backward-shift deletion     */
 
 typedef struct {
@@ -346,7 +322,7 @@ typedef struct {
     int redacts;      /* names go through redact: futures with one are the reference's */
     Table futs;
     Cache sites, psites, types;
-    Refs inc, dec;     /* queued while the GIL is released; empty whenever it is held */
+    RefQueue inc, dec;     /* queued while the GIL is released; empty whenever it is held */
     Buf out;           /* the output buffer, kept from one lines() to the next */
     long busy;         /* the pid of a lines() call under way, else 0 */
 } LineWriter;
@@ -380,19 +356,6 @@ typedef struct {
 static PyObject *s_lines, *s_text, *s_site_text, *s_program_site_text, *s_result_text, *s_clear,
     *s_FINISHED;
 
-static void
-refs_apply(LineWriter *w)
-{
-    for (size_t i = 0; i < w->inc.n; i++) {
-        Py_INCREF(w->inc.p[i]);
-    }
-    w->inc.n = 0;
-    for (size_t i = 0; i < w->dec.n; i++) {
-        Py_DECREF(w->dec.p[i]);
-    }
-    w->dec.n = 0;
-}
-
 /* Take the GIL back (if released): queued references are settled first. */
 static void
 gil(Ctx *c)
@@ -400,7 +363,7 @@ gil(Ctx *c)
     if (c->save != NULL) {
         PyEval_RestoreThread(c->save);
         c->save = NULL;
-        refs_apply(c->w);
+        refq_apply(&c->w->inc, &c->w->dec);
     }
 }
 
@@ -419,7 +382,7 @@ own(Ctx *c, PyObject *o)
     if (o == NULL) {
         return;
     }
-    if (c == NULL || c->save == NULL || refs_push(&c->w->inc, o) < 0) {
+    if (c == NULL || c->save == NULL || refq_push(&c->w->inc, o) < 0) {
         gil(c);
         Py_INCREF(o);
     }
@@ -434,7 +397,7 @@ disown(Ctx *c, PyObject *o)
     if (c == NULL || c->save == NULL) {
         Py_DECREF(o);
     }
-    else if (refs_push(&c->w->dec, o) < 0) {
+    else if (refq_push(&c->w->dec, o) < 0) {
         gil(c);
         Py_DECREF(o);
     }
@@ -575,8 +538,8 @@ writer_free_state(LineWriter *self)
     cache_free(&self->types);
     PyMem_RawFree(self->inc.p);
     PyMem_RawFree(self->dec.p);
-    memset(&self->inc, 0, sizeof(Refs));
-    memset(&self->dec, 0, sizeof(Refs));
+    memset(&self->inc, 0, sizeof(RefQueue));
+    memset(&self->dec, 0, sizeof(RefQueue));
     PyMem_RawFree(self->out.p);
     memset(&self->out, 0, sizeof(Buf));
 }
@@ -1214,8 +1177,8 @@ writer_clear(LineWriter *self, PyObject *Py_UNUSED(ignored))
          * GIL: its table may be half-changed and its queued references were
          * never settled. Left as they are (a leak, once), never freed. */
         memset(&self->futs, 0, sizeof(Table));
-        memset(&self->inc, 0, sizeof(Refs));
-        memset(&self->dec, 0, sizeof(Refs));
+        memset(&self->inc, 0, sizeof(RefQueue));
+        memset(&self->dec, 0, sizeof(RefQueue));
         self->busy = 0;
     }
     table_clear(&self->futs);

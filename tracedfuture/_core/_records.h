@@ -11,6 +11,44 @@
 #include <Python.h>
 
 /* ------------------------------------------------------------------------ */
+/* References taken or dropped while the GIL is released (_lines.c, _eventfold.c):
+ * queued, then applied in one pass once the GIL is back (increments first). */
+
+typedef struct {
+    PyObject **p;
+    size_t n, cap;
+} RefQueue;
+
+static inline int
+refq_push(RefQueue *r, PyObject *o) /* -1: out of memory (no exception: the GIL may be released) */
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 1024;
+        PyObject **p = PyMem_RawRealloc(r->p, cap * sizeof(PyObject *));
+        if (p == NULL) {
+            return -1;
+        }
+        r->p = p;
+        r->cap = cap;
+    }
+    r->p[r->n++] = o;
+    return 0;
+}
+
+static inline void
+refq_apply(RefQueue *inc, RefQueue *dec) /* the GIL held */
+{
+    for (size_t i = 0; i < inc->n; i++) {
+        Py_INCREF(inc->p[i]);
+    }
+    inc->n = 0;
+    for (size_t i = 0; i < dec->n; i++) {
+        Py_DECREF(dec->p[i]);
+    }
+    dec->n = 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Ops, as in _seam.LAYOUTS                                                  */
 
 enum {
