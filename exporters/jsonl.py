@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tracedfuture import _core
 from tracedfuture._core._events import Event
 from tracedfuture.trace import encode_line, event_to_json, header, open_private
 
@@ -92,7 +93,8 @@ class JsonLinesExporter:
         written = 0
         try:
             while written < len(view):
-                written += os.write(self._fd, view[written:])
+                # os.write; the compiled core's takes the GIL back sooner (_core.write)
+                written += _core.write(self._fd, view[written:])
         except OSError as exc:
             keep = data.rfind(b"\n", 0, max(0, written - _STATS_ROOM)) + 1
             try:

@@ -411,9 +411,12 @@ def test_a_burst_to_a_stuck_or_raising_exporter_leaves_the_program_alone(kind: s
     stats = next(line for line in done.stderr.splitlines() if line.startswith("stats"))
     converted, delivered, dropped, failures = map(int, stats.split()[1:])
     if kind == "Blocked":
-        # Its queue (1 MiB) filled, and what it shed was never converted.
+        # Its queue (1 MiB) filled, and what it shed was never converted: only
+        # the batch that export() never returned from was (how large that
+        # first batch is depends on when the drain ran; the queue's records,
+        # and the shed ones, stay raw).
         assert dropped > 0
-        assert converted < delivered // 4
+        assert converted + dropped <= delivered, (converted, dropped, delivered)
         assert done.stderr.count("did not finish within export_timeout") == 1
     else:
         assert failures >= 1

@@ -22,6 +22,7 @@ __all__ = [
     "Ring",
     "TracedFuture",
     "TracedTask",
+    "Waker",
     "assign_id",
     "caught",
     "flush_pending_completions",
@@ -30,6 +31,7 @@ __all__ = [
     "info",
     "live",
     "set_text",
+    "write",
 ]
 
 from ._seam import Implementation
@@ -81,3 +83,5 @@ live = impl.live
 info = impl.info
 set_text = impl.set_text
 caught = impl.caught
+Waker = impl.Waker
+write = impl.write

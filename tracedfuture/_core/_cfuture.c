@@ -47,6 +47,7 @@
 #endif
 
 #include "_records.h" /* the record struct, shared with _batch.c and _lines.c */
+#include "_gil.h" /* the GIL handed to tracing's threads at the program's next traced future */
 #include "_clock.h" /* a record's timestamp: TSC ticks where they are sound, converted when read */
 #include "_asyncio_layout.h" /* _asyncio's FutureObj / TaskObj, for the step: verified at import */
 
@@ -420,7 +421,7 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
             nobjs = 0;
         }
         if (release) {
-            PyEval_RestoreThread(save);
+            tf_gil_restore(save);
             self->reading = 0;
             for (int k = 0; k < self->nretired; k++) {
                 PyMem_RawFree(self->retired[k]);
@@ -1745,6 +1746,7 @@ fut_init(PyObject *self, PyObject *args, PyObject *kwds)
         register_new(self, e, h, own_loop, label == Py_None ? NULL : label, NULL, 0, PyEval_GetFrame());
     }
     Py_XDECREF(own_loop);
+    tf_gil_yield_point();
     return 0;
 }
 
@@ -3144,7 +3146,7 @@ task_init_own(PyObject *self, PyObject *args, PyObject *kwds)
 }
 
 static int
-task_init(PyObject *self, PyObject *args, PyObject *kwds)
+task_init_body(PyObject *self, PyObject *args, PyObject *kwds)
 {
     if (own_step) {
         return task_init_own(self, args, kwds);
@@ -3224,6 +3226,16 @@ task_init(PyObject *self, PyObject *args, PyObject *kwds)
         }
     }
     return 0;
+}
+
+static int
+task_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    int rc = task_init_body(self, args, kwds);
+    if (rc == 0) {
+        tf_gil_yield_point(); /* called by the program: nothing of ours is half done */
+    }
+    return rc;
 }
 
 static PyObject *
@@ -3597,6 +3609,7 @@ hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
     if (ring_admit(ring)) {
         register_new(fut, (TFExt *)((char *)fut + fut_ext_off), self, loop, NULL, NULL, 0, PyEval_GetFrame());
     }
+    tf_gil_yield_point(); /* last: ring and loop are borrowed */
     return fut;
 }
 
@@ -3867,6 +3880,7 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
             return NULL;
         }
     }
+    tf_gil_yield_point(); /* last: ring and loop are borrowed */
     return task;
 }
 
@@ -4437,7 +4451,7 @@ PyInit__cfuture(void)
         PyModule_AddObjectRef(m, "TracedTask", (PyObject *)TracedTaskType) < 0 ||
         PyModule_AddStringConstant(m, "IMPLEMENTATION", "c") < 0 || tf_lines_add_type(m) < 0 ||
         tf_batch_add_type(m) < 0 || tf_eventfold_add_type(m) < 0 || tf_tail_add_type(m) < 0 ||
-        tf_reader_add_type(m) < 0) {
+        tf_reader_add_type(m) < 0 || tf_gil_init(m) < 0) {
         return NULL;
     }
     task_done_fn = PyObject_GetAttrString(m, "_task_done");

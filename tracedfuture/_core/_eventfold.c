@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "_records.h"
+#include "_gil.h" /* the GIL taken back at the program's next traced future, not a switch interval later */
 
 /* Field positions after (op, fid, ts), from _seam.LAYOUTS. */
 enum { C_TASK_ID, C_IS_TASK, C_CODE, C_LASTI, C_THREAD_ID, C_NAME, C_CORO, C_ROUTE, C_CONTEXT, C_PCODE, C_PLASTI };
@@ -152,7 +153,7 @@ static void
 gil(Ctx *c)
 {
     if (c != NULL && c->save != NULL) {
-        PyEval_RestoreThread(c->save);
+        tf_gil_restore(c->save);
         c->save = NULL;
         refq_apply(&c->inc, &c->dec);
     }
@@ -788,8 +789,14 @@ static int
 run_deferred(Ctx *c, Py_ssize_t *nevents)
 {
     int rc = 0;
+    long long since = 0;
     for (Py_ssize_t k = 0; k < c->nd; k++) {
         Deferred *d = &c->dv[k];
+        if (tf_gil_turn_due(&since)) {
+            nogil(c); /* the program's turn: see _gil.h */
+            tf_gil_pause();
+            gil(c);
+        }
         if (d->adopt) {
             if (rc == 0 && adopt(c->fold, &d->fut) < 0) {
                 rc = -1;

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
 import sys
 import threading
@@ -79,6 +80,7 @@ __all__ = [
     "TailPolicy",
     "TracedFuture",
     "TracedTask",
+    "Waker",
     "assign_id",
     "caught",
     "flush_pending_completions",
@@ -86,6 +88,7 @@ __all__ = [
     "info",
     "live",
     "set_text",
+    "write",
 ]
 
 IMPLEMENTATION = "python"
@@ -102,6 +105,10 @@ EventFold = None
 TailPolicy = None
 # No compiled trace reader: trace.py's own _checked_event is the reference.
 EventReader = None
+# What the drain waits on, and how a trace file is written: Python's own (the
+# compiled core's take the GIL back at the program's next traced future).
+Waker: Callable[[], threading.Event] = threading.Event
+write: Callable[[int, bytes | memoryview], int] = os.write
 
 _T = TypeVar("_T")
 

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "_records.h"
+#include "_gil.h" /* the GIL taken back at the program's next traced future, not a switch interval later */
 
 int tf_lines_add_type(PyObject *module);
 
@@ -361,7 +362,7 @@ static void
 gil(Ctx *c)
 {
     if (c->save != NULL) {
-        PyEval_RestoreThread(c->save);
+        tf_gil_restore(c->save);
         c->save = NULL;
         refq_apply(&c->w->inc, &c->w->dec);
     }
@@ -772,8 +773,14 @@ adopt(LineWriter *w, const Fut *f)
 static int
 run_deferred(Ctx *c)
 {
+    long long since = 0;
     for (Py_ssize_t k = 0; k < c->nd; k++) {
         Deferred *d = &c->dv[k];
+        if (tf_gil_turn_due(&since)) {
+            nogil(c); /* the program's turn: see _gil.h */
+            tf_gil_pause();
+            gil(c);
+        }
         if (d->adopt) {
             PyObject *res = adopt(c->w, &d->fut);
             fut_release(NULL, &d->fut);

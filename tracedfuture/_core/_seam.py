@@ -128,6 +128,15 @@ What an implementation module provides
     one, else ``None`` (the reference then reads it, and names what is wrong).
     ``fields`` maps each field a line may have to ``(index in event, JSON
     type)``, the reference's own table. ``trace.py`` picks it.
+``Waker``, ``write(fd, data)``
+    What tracing's own threads wait on (the drain: ``set``, ``clear``,
+    ``is_set`` and ``wait(timeout)`` of ``threading.Event``) and how a trace
+    file is written (``os.write``'s return and errors). The reference's are
+    ``threading.Event`` and ``os.write``. The compiled core's take the GIL back
+    by asking for it: the program's thread hands it over when it has just made
+    a traced future or task (``_core/_gil.h``), instead of a switch interval
+    (5 ms) later. Everything the drain does with the GIL released (take_batch's
+    copy, the line writer, the event fold, tail sampling) takes it back alike.
 ``caught(task, exc)``
     Record that a framework caught ``exc``, an exception raised in the traced
     ``task``, which goes on (a server turning a request's exception into a 500):
@@ -337,3 +346,6 @@ class Implementation(Protocol):
     def TailPolicy(self) -> Callable[..., Any] | None: ...
     @property
     def EventReader(self) -> Callable[..., Any] | None: ...
+    @property
+    def Waker(self) -> Callable[[], Any]: ...
+    def write(self, fd: int, data: bytes | memoryview, /) -> int: ...

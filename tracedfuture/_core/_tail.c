@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "_records.h"
+#include "_gil.h" /* the GIL taken back at the program's next traced future, not a switch interval later */
 
 /* ------------------------------------------------------------------------ */
 /* A held future                                                            */
@@ -211,7 +212,7 @@ static void
 gil(TailObject *p)
 {
     if (p->save != NULL) {
-        PyEval_RestoreThread(p->save);
+        tf_gil_restore(p->save);
         p->save = NULL;
     }
 }

@@ -106,7 +106,7 @@ class Recorder:
         self._active: list[Consumer] = []
         self._next_key = itertools.count(1).__next__
         self._lock = threading.RLock()  # one drainer at a time: records stay in order
-        self._wake = threading.Event()
+        self._wake = _core.Waker()  # threading.Event; the compiled one takes the GIL back sooner
         self._thread: Started | None = None
         self._atexit = False
         self._loop_lints: list[Record] = []
@@ -128,10 +128,15 @@ class Recorder:
                 max_bytes = max(c.max_bytes for c in consumers)
                 streaming = any(c.streaming for c in consumers)
                 history = any(c.history for c in consumers)
-                ring = _core.Ring(max_bytes, streaming=streaming, on_full=self._wake.set, history=history)
+                ring = _core.Ring(max_bytes, streaming=streaming, on_full=self._hurry, history=history)
                 route = self._routes[key] = self._by_consumers[ids] = Route(key, consumers, ring)
                 self._wake.set()  # the drain recomputes when the next route is due
             return route
+
+    def _hurry(self) -> None:
+        """A ring's ``on_full``: its backlog grew, or it refused a future. (The
+        waker of the moment: a fork()'s child has its own.)"""
+        self._wake.set()
 
     def routes_of(self, consumer: Consumer) -> list[Route]:
         with self._lock:
@@ -331,7 +336,7 @@ class Recorder:
         """The child of a fork starts with an empty recorder: the parent's records
         are the parent's to deliver, and its drain thread does not exist here."""
         self._lock = threading.RLock()
-        self._wake = threading.Event()
+        self._wake = _core.Waker()  # threading.Event; the compiled one takes the GIL back sooner
         self._thread = None
         self._loop_lints = []
         for route in (*self._routes.values(), *self._retired):
