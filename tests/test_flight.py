@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 import logging
 import os
 import signal
@@ -120,6 +122,52 @@ def test_dump_writes_a_trace_file_that_trace_read_reads(tmp_path: Path) -> None:
     assert trace.stats["dropped"] == 0
     assert trace.stats["events_written"] == len(trace.events)
     assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_a_dump_writes_the_lines_of_its_events_byte_for_byte(tmp_path: Path) -> None:
+    """A dump writes the held records as lines (a trace file's writer, no
+    ``Event`` in between): exactly what its events would write, for every kind
+    of history, and for futures whose beginning the window lost."""
+    recorder = FlightRecorder(max_bytes=256 * 1024)
+
+    async def child(i: int) -> int:
+        await asyncio.sleep(0)
+        if i % 3 == 0:
+            raise ValueError(f"bad {i}")
+        return i
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        early = loop.create_future()
+        early.add_done_callback(lambda _: None)
+        for round in range(40):
+            tasks = [asyncio.create_task(child(i), name=f"child-{round}-{i}") for i in range(12)]
+            tasks[1].set_name("renamed")
+            tasks[2].cancel("stop")
+            await asyncio.gather(*tasks, return_exceptions=True)
+            fut = loop.create_future()
+            fut.add_done_callback(print)
+            fut.remove_done_callback(print)
+            loop.call_soon(fut.set_exception, KeyError("k"))
+            try:
+                await fut
+            except KeyError:
+                pass
+            await lifecycle(20)
+        early.set_result(None)
+
+    tracedfuture.run(main(), exporters=[recorder])
+    gc.collect()  # nothing traced dies between the two reads of the ring
+    events = recorder.events()
+    path = recorder.dump(tmp_path / "flight.jsonl")
+    lines = Path(path).read_bytes().decode().splitlines()[1:-1]  # between header and stats
+    assert "incomplete" in {e.kind for e in events}  # the window lost beginnings
+    assert {"failed", "cancelled", "renamed", "callback_removed"} <= {e.kind for e in events}
+    expected = [
+        json.dumps(tracedfuture.trace.event_to_json(e), separators=(",", ":"), ensure_ascii=False) for e in events
+    ]
+    assert lines == expected
+    assert json.loads(Path(path).read_text().splitlines()[-1])["stats"]["events_written"] == len(lines)
 
 
 def test_the_dumps_stats_line_counts_the_overwritten_records(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
-from ._core import _frames, _loops
+from ._core import RecordBatch, _frames, _loops
 from ._core._events import Event
 from ._core._seam import LoopHooksLike
 from ._pipeline._convert import Converter, redacted
@@ -236,6 +236,20 @@ class Installation:
                 self.options.exclude_names,
             ).apply(events)
         return events
+
+    def recent_lines(self) -> tuple[bytes, int] | None:
+        """:meth:`recent_events` (every record held) as trace-file lines and
+        their count, written from the raw records (``_pipeline._lines``) with no
+        ``Event`` in between; None when this installation filters futures (its
+        events then go through the filter)."""
+        if self._filter:
+            return None
+        windows = [route.ring.window() for route in list(self._routes)]
+        records = [record for window in windows for record in window]
+        if len(windows) > 1:
+            records.sort(key=_ts)
+        writer = make_lines(capture_values=self.options.capture_values, redact=self.options.redact, partial=True)
+        return writer.lines(RecordBatch(records))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver every event recorded so far and wait until each exporter has

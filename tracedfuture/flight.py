@@ -172,15 +172,22 @@ class FlightRecorder:
             # files, its own goes next to it, named with its pid.
             root, ext = os.path.splitext(name)
             name = f"{root}.{os.getpid()}{ext}"
-        events = self.events()
+        # Every record held, of one installation that filters nothing (what
+        # `run --flight` and the console dump): written as lines straight from
+        # the records, as a trace file is (100,000 futures: 4.6 s as events).
+        sources = list(self._sources)
+        lines = sources[0].recent_lines() if self.max_events is None and len(sources) == 1 else None
+        events = self.events() if lines is None else []
         stats: dict[str, Any] = self.stats()
-        stats["events_written"] = len(events)
+        stats["events_written"] = len(events) if lines is None else lines[1]
         dumps = json.dumps
         # A temporary file beside it, 0600 and exclusive, renamed over it
         # (tracedfuture._files); strings that are not valid Unicode are
         # escaped as in any trace file (trace.encode_line).
         with self._dump_lock, _files.create(name) as out:
             out.write(encode_line(header(*self.anchor, flight=reason)))
+            if lines is not None:
+                out.write(lines[0])
             batch: list[str] = []
             for event in events:
                 batch.append(dumps(event_to_json(event), separators=(",", ":"), ensure_ascii=False))

@@ -47,10 +47,12 @@ class LinesLike(Protocol):
     def clear(self) -> None: ...
 
 
-def make_lines(*, capture_values: bool = False, redact: Any = None) -> LinesLike:
+def make_lines(*, capture_values: bool = False, redact: Any = None, partial: bool = False) -> LinesLike:
     """The fastest trace-line writer available: the compiled implementation's
-    ``LineWriter`` around a :class:`Lines`, else the :class:`Lines` itself."""
-    reference = Lines(capture_values=capture_values, redact=redact)
+    ``LineWriter`` around a :class:`Lines`, else the :class:`Lines` itself.
+    ``partial``: records of a window, whose futures may have begun before it
+    (:class:`Converter`'s)."""
+    reference = Lines(capture_values=capture_values, redact=redact, partial=partial)
     writer = _core.impl.LineWriter
     if writer is None:
         return reference
