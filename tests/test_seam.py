@@ -396,7 +396,8 @@ def test_streaming_refuses_new_futures_at_seven_eighths_and_calls_on_full(impl: 
         before, futures = t.run(main())
         traced = [f for f in futures if impl.future_id(f) is not None]
         assert len(traced) == 14 - before
-        assert all(type(f) is impl.TracedFuture for f in futures)  # refused ones are plain-behaving ones
+        # refused ones are the loop's own futures, as sampled-out ones are
+        assert [type(f) for f in futures] == [impl.TracedFuture] * len(traced) + [asyncio.Future] * (20 - len(traced))
         assert t.ring.stats()["untraced"] == 20 - len(traced)
         assert t.full_calls == 1  # once until the reader takes: a refusal costs no call
         t.ring.take()
@@ -504,9 +505,20 @@ def test_a_held_ring_traces_no_new_future_unless_a_flight_recorder_reads_it(
         futures = [hooks.create_future() for _ in range(10)]
         assert ring.stats()["untraced"] == (10 if held_for_real else 0)
         assert all(not impl.future_id(f) for f in futures) is held_for_real
+        # Refused, a future is exactly the loop's own, as a sampled-out one is:
+        # nothing of a subtype's cost while the exporters are stuck.
+        assert all(type(f) is asyncio.Future for f in futures) is held_for_real
+
+        async def nothing() -> None:
+            pass
+
+        task = hooks.create_task(nothing())
+        assert (type(task) is asyncio.Task) is held_for_real
+        assert not impl.future_id(task) is held_for_real
+        loop.run_until_complete(task)
         ring.hold(False)
         traced = hooks.create_future()
-        assert ring.stats()["untraced"] == (10 if held_for_real else 0)
+        assert ring.stats()["untraced"] == (11 if held_for_real else 0)
         assert impl.future_id(traced)
         for fut in [*futures, traced]:
             fut.cancel()

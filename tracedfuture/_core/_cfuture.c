@@ -385,7 +385,7 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
         PyThreadState *save = NULL;
         if (release) {
             self->reading = 1;
-            save = PyEval_SaveThread();
+            save = tf_gil_release();
         }
         copy = (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec));
         if (copy != NULL) {
@@ -3577,7 +3577,9 @@ static PyObject *
 hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
 {
     RingObject *ring = self->ring;
-    if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate)) {
+    /* Sampled out, or refused by its ring (full, or held while every exporter's
+     * queue is full): exactly the loop's own future, as if untraced. */
+    if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate) || !ring_admit(ring)) {
         return untraced_future(self);
     }
     PyObject *loop = self->loop;
@@ -3606,9 +3608,7 @@ hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
         Py_DECREF(fut); /* never registered: nothing recorded, nothing said */
         return PyObject_CallOneArg(asyncio_create_future, loop);
     }
-    if (ring_admit(ring)) {
-        register_new(fut, (TFExt *)((char *)fut + fut_ext_off), self, loop, NULL, NULL, 0, PyEval_GetFrame());
-    }
+    register_new(fut, (TFExt *)((char *)fut + fut_ext_off), self, loop, NULL, NULL, 0, PyEval_GetFrame());
     tf_gil_yield_point(); /* last: ring and loop are borrowed */
     return fut;
 }
@@ -3746,8 +3746,8 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     RingObject *ring = self->ring;
-    if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate)) {
-        return untraced_task(self, args, nargs, kwnames);
+    if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate) || !ring_admit(ring)) {
+        return untraced_task(self, args, nargs, kwnames); /* as hooks_create_future's */
     }
     PyObject *loop = self->loop;
     if (!self->asyncio_loop) {

@@ -163,7 +163,7 @@ static void
 nogil(Ctx *c)
 {
     if (c->save == NULL) {
-        c->save = PyEval_SaveThread();
+        c->save = tf_gil_release();
     }
 }
 

@@ -727,7 +727,9 @@ class LoopHooks:
     def create_future(self) -> asyncio.Future[Any]:
         # _register, inlined: this is the hottest function of the package.
         ring = self.ring
-        if ring is None or (self.sample_rate < 1.0 and _random() >= self.sample_rate):
+        # Sampled out, or refused by its ring (full, or held while every
+        # exporter's queue is full): exactly the loop's own future, as if untraced.
+        if ring is None or (self.sample_rate < 1.0 and _random() >= self.sample_rate) or not ring.admit():
             return self.base_create_future()
         loop = self.loop
         if loop.get_debug() and self._asyncio_loop:
@@ -736,9 +738,6 @@ class LoopHooks:
         # C's __new__ and __init__, not TracedFuture's Python __init__ (see above).
         fut: Any = _future_new(TracedFuture)
         _future_init(fut, loop=loop)
-        if not ring.admit():
-            _unbound(fut)
-            return fut  # type: ignore[no-any-return]
         frame = _getframe(1)
         code: CodeType | None = frame.f_code
         entry = _code_kind.get(id(code))
@@ -810,8 +809,9 @@ class LoopHooks:
         has set a task factory, that factory, untouched (3.12's eager factory is
         matched, and made to build a TracedTask)."""
         try:
-            if self.ring is None or (self.sample_rate < 1.0 and _random() >= self.sample_rate):
-                task = self.base_create_task(coro, **kwargs)
+            ring = self.ring
+            if ring is None or (self.sample_rate < 1.0 and _random() >= self.sample_rate) or not ring.admit():
+                task = self.base_create_task(coro, **kwargs)  # as create_future's
                 tb = getattr(task, "_source_traceback", None)
                 if tb:
                     strip_source_traceback(tb)  # debug mode: this frame is not the program's

@@ -11,12 +11,14 @@
 
 int tf_gil_asked;                  /* threads in tf_gil_restore() now */
 static unsigned long tf_gil_turns; /* GILs they were given back: a handover waits for it to move */
+static unsigned long tf_gil_releases; /* GILs they released (tf_gil_release()) */
 static long long quiet_until;      /* a handover timed out: none before this (monotonic ns) */
 static unsigned long long handed, missed; /* handovers an asker took, and those that timed out */
 
 #define HAND_OVER_WAIT_NS 300000LL /* 300 us */
 #define QUIET_NS 5000000LL         /* 5 ms */
 #define SPINS 256
+#define TURN_WAIT_NS 200000LL /* 200 us: then asleep in the GIL's wait */
 
 static long long
 now_ns(void)
@@ -53,8 +55,16 @@ tf_gil_restore(PyThreadState *save)
     PyEval_RestoreThread(save);
     /* Ours now. (A daemon thread that takes it back while the interpreter
      * finalizes never gets here: it exits; the handover checks finalizing.) */
+    __atomic_add_fetch(&tf_gil_turns, 1, __ATOMIC_SEQ_CST); /* first: a handover sees it given */
     __atomic_sub_fetch(&tf_gil_asked, 1, __ATOMIC_SEQ_CST);
-    __atomic_add_fetch(&tf_gil_turns, 1, __ATOMIC_SEQ_CST);
+}
+
+PyThreadState *
+tf_gil_release(void)
+{
+    PyThreadState *save = PyEval_SaveThread();
+    __atomic_add_fetch(&tf_gil_releases, 1, __ATOMIC_SEQ_CST);
+    return save;
 }
 
 void
@@ -71,6 +81,7 @@ tf_gil_hand_over(void)
         return;
     }
     unsigned long turns = __atomic_load_n(&tf_gil_turns, __ATOMIC_SEQ_CST);
+    unsigned long releases = __atomic_load_n(&tf_gil_releases, __ATOMIC_SEQ_CST);
     int given = 0;
     long long deadline = 0;
     PyThreadState *save = PyEval_SaveThread();
@@ -94,6 +105,26 @@ tf_gil_hand_over(void)
             break;
         }
         sched_yield(); /* one core: the asker runs only if this thread steps aside */
+    }
+    if (given) {
+        /* The asker's turn is usually short (its Python share, to its next
+         * release): wait for its end here rather than asleep in the GIL's own
+         * wait, whose wake-up costs the program a context switch each time. */
+        long long until = 0;
+        for (int spin = 0; __atomic_load_n(&tf_gil_releases, __ATOMIC_SEQ_CST) == releases; spin++) {
+            if (spin < SPINS) {
+                relax();
+                continue;
+            }
+            long long now = now_ns();
+            if (until == 0) {
+                until = now + TURN_WAIT_NS;
+            }
+            else if (now >= until) {
+                break;
+            }
+            sched_yield();
+        }
     }
     PyEval_RestoreThread(save);
     if (given) {
@@ -229,7 +260,7 @@ waker_wait(WakerObject *w, PyObject *const *args, Py_ssize_t nargs)
         until.tv_nsec = (long)(ns % 1000000000LL);
     }
     int flag;
-    PyThreadState *save = PyEval_SaveThread();
+    PyThreadState *save = tf_gil_release();
     pthread_mutex_lock(&w->mu);
     while (!w->flag) {
         if (timeout < 0) {
@@ -295,7 +326,7 @@ gil_write(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t n;
     int err;
     do {
-        PyThreadState *save = PyEval_SaveThread();
+        PyThreadState *save = tf_gil_release();
         n = write((int)fd, view.buf, (size_t)view.len);
         err = errno;
         tf_gil_restore(save);

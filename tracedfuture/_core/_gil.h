@@ -31,6 +31,10 @@
 
 extern int tf_gil_asked; /* threads in tf_gil_restore() now (atomic) */
 
+/* PyEval_SaveThread(), counted: a program's thread that handed the GIL over
+ * waits for this (a short while, awake) before it takes the GIL back. */
+PyThreadState *tf_gil_release(void);
+
 /* PyEval_RestoreThread(save), asking the program's thread to hand the GIL over. */
 void tf_gil_restore(PyThreadState *save);
 

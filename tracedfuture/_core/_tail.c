@@ -221,7 +221,7 @@ static void
 nogil(TailObject *p)
 {
     if (p->save == NULL && !p->keep_gil) {
-        p->save = PyEval_SaveThread();
+        p->save = tf_gil_release();
     }
 }
 
