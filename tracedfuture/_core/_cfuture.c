@@ -3580,7 +3580,11 @@ hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
     /* Sampled out, or refused by its ring (full, or held while every exporter's
      * queue is full): exactly the loop's own future, as if untraced. */
     if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate) || !ring_admit(ring)) {
-        return untraced_future(self);
+        PyObject *fut = untraced_future(self);
+        if (fut != NULL && ring != NULL) {
+            tf_gil_yield_point(); /* a held ring's drain needs its turn most */
+        }
+        return fut;
     }
     PyObject *loop = self->loop;
     /* In debug mode, asyncio's own create_future makes it, so that "created
@@ -3747,7 +3751,11 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     RingObject *ring = self->ring;
     if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate) || !ring_admit(ring)) {
-        return untraced_task(self, args, nargs, kwnames); /* as hooks_create_future's */
+        PyObject *task = untraced_task(self, args, nargs, kwnames); /* as hooks_create_future's */
+        if (task != NULL && ring != NULL) {
+            tf_gil_yield_point();
+        }
+        return task;
     }
     PyObject *loop = self->loop;
     if (!self->asyncio_loop) {
