@@ -659,11 +659,35 @@ def test_a_slow_trace_file_loses_nothing_at_the_default_limits(tmp_path: Path) -
     assert len(history) > 40 * 500
 
 
+class StalledEventsToFile(SlowEventsToFile):
+    """A trace file behind a disk that stalls on the first batch until ``gate``
+    is set (10 s at most)."""
+
+    def __init__(self, path: Path, gate: threading.Event) -> None:
+        super().__init__(path)
+        self.gate = gate
+
+    def export(self, events: Sequence[Event], /) -> None:
+        self.gate.wait(10)
+        self.file.export(events)
+
+
 def test_a_full_queue_drops_whole_futures_or_marks_them_incomplete(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
-    main = _many_gathers
-    # max_memory's smallest value: a 512 KiB queue for the exporter.
-    tracedfuture.run(main(), exporters=[SlowEventsToFile(path)], flush_interval=0.001, max_memory=1 << 20)
+    gate = threading.Event()
+    # max_memory's smallest value: a 1 MiB queue for the one exporter with a
+    # thread. Beside it, an exporter that keeps up (inline): the route is never
+    # held (a ring is held only while every exporter's queue is full, and then
+    # new futures go untraced rather than dropped), so the stalled exporter's
+    # full queue must shed.
+    installation = tracedfuture.install(
+        exporters=[StalledEventsToFile(path, gate), MemoryExporter()], flush_interval=0.001, max_memory=1 << 20
+    )
+    try:
+        asyncio.run(_many_gathers())
+    finally:
+        gate.set()
+        installation.uninstall()
     history, incomplete, stats = _whole_histories(path)
     print(
         f"{len(history)} futures written, {stats['dropped_futures']} dropped whole, "
