@@ -2108,6 +2108,21 @@ base_task_init(PyObject *self, PyObject *args, PyObject *kw, PyObject *loop, int
     return rc;
 }
 
+/* Base Future.__init__(fut, loop=stand-in), then the real loop put in its
+ * place, debug being the real loop's get_debug(): a future of a loop whose
+ * hooks must not keep it alive (carried by its class), without a dict per
+ * future to hand asyncio the loop by keyword. */
+static int
+base_future_init(PyObject *fut, PyObject *loop, int debug)
+{
+    ((StandInObject *)stand_in)->debug = debug;
+    int rc = BaseFuture->tp_init(fut, empty_tuple, stand_in_kwargs);
+    if (FUT(fut)->fut_loop == stand_in) {
+        Py_SETREF(FUT(fut)->fut_loop, Py_NewRef(loop));
+    }
+    return rc;
+}
+
 /* loop.call_soon(fn[, arg], context=ctx), as asyncio's C calls it. */
 static int
 call_soon(PyObject *loop, PyObject *fn, PyObject *arg, PyObject *ctx)
@@ -3537,6 +3552,11 @@ hooks_carry(HooksObject *self, PyObject *loop, PyObject *carried_by)
     if (ref == NULL) {
         return -1;
     }
+    PyObject *kw = Py_BuildValue("{OO}", s_loop, Py_None); /* the loop only while lent */
+    if (kw == NULL) {
+        Py_DECREF(ref);
+        return -1;
+    }
     long long key = carried_key_of(loop);
     PyObject *previous = carried_of(loop);
     if (previous != NULL) {
@@ -3546,6 +3566,7 @@ hooks_carry(HooksObject *self, PyObject *loop, PyObject *carried_by)
     }
     if (fidmap_put(&carried_table, key, self) < 0) {
         Py_DECREF(ref);
+        Py_DECREF(kw);
         return -1;
     }
     Py_INCREF(self); /* the table's */
@@ -3555,6 +3576,7 @@ hooks_carry(HooksObject *self, PyObject *loop, PyObject *carried_by)
     self->loop = loop; /* borrowed: loop_ref's callback clears it */
     self->loop_ref = ref;
     self->carrier_class = Py_NewRef(cls);
+    self->loop_kwargs = kw;
     Py_XSETREF(self->base_create_future, Py_NewRef(create_future));
     Py_XSETREF(self->base_create_task, Py_NewRef(create_task));
     return 0;
@@ -3781,19 +3803,31 @@ untraced_future(HooksObject *self, PyObject *loop)
     return call_own(self, self->base_create_future, loop, NULL, 0, NULL);
 }
 
-/* {"loop": loop}, a new reference: the hooks' own, or (carried by the class,
- * which must not keep the loop alive) a new one. */
+/* {"loop": loop}, the hooks' own (borrowed). Carried by the class, which must
+ * not keep the loop alive, it holds the loop only while lent (where the Future
+ * layout is unknown: else base_future_init, cheaper than a dict's round trip):
+ * return_loop_kwargs() puts None back. Future.__init__ takes its own reference
+ * to the loop before it runs any Python code. */
 static PyObject *
-loop_kwargs_of(HooksObject *self, PyObject *loop)
+lend_loop_kwargs(HooksObject *self, PyObject *loop)
 {
-    if (self->loop_kwargs != NULL) {
-        return Py_NewRef(self->loop_kwargs);
+    if (self->carried && PyDict_SetItem(self->loop_kwargs, s_loop, loop) < 0) {
+        return NULL;
     }
-    PyObject *kw = PyDict_New();
-    if (kw != NULL && PyDict_SetItem(kw, s_loop, loop) < 0) {
-        Py_CLEAR(kw);
+    return self->loop_kwargs;
+}
+
+static void
+return_loop_kwargs(HooksObject *self)
+{
+    if (self->carried) {
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        if (PyDict_SetItem(self->loop_kwargs, s_loop, Py_None) < 0) {
+            PyErr_Clear(); /* replacing a key's value allocates nothing */
+        }
+        PyErr_Restore(exc_type, exc_value, exc_tb);
     }
-    return kw;
 }
 
 /* Whether a new future or task of the loop is traced: not when it records
@@ -3826,13 +3860,24 @@ traced_future(HooksObject *self, PyObject *loop)
         }
     }
     PyObject *fut = TracedFutureType->tp_alloc(TracedFutureType, 0);
-    PyObject *kw = fut ? loop_kwargs_of(self, loop) : NULL;
-    if (kw == NULL || BaseFuture->tp_init(fut, empty_tuple, kw) < 0) {
-        Py_XDECREF(kw);
-        Py_XDECREF(fut);
+    if (fut == NULL) {
         return NULL;
     }
-    Py_DECREF(kw);
+    int rc;
+    if (self->carried && own_step) {
+        /* what Future.__init__ asks the loop, asked here: the stand-in answers it */
+        int debug = loop_debug(self, loop);
+        rc = debug < 0 ? -1 : base_future_init(fut, loop, debug);
+    }
+    else {
+        PyObject *kw = lend_loop_kwargs(self, loop);
+        rc = kw ? BaseFuture->tp_init(fut, empty_tuple, kw) : -1;
+        return_loop_kwargs(self);
+    }
+    if (rc < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
     if (self->asyncio_loop && own_step && FUT(fut)->fut_source_tb != NULL) {
         Py_DECREF(fut); /* never registered: nothing recorded, nothing said */
         return PyObject_CallOneArg(asyncio_create_future, loop);
