@@ -814,7 +814,11 @@ class LoopHooks:
             return None
 
     def create_future(self) -> asyncio.Future[Any]:
-        return self._create_future(self._the_loop(), 2)
+        try:
+            return self._create_future(self._the_loop(), 2)
+        except BaseException as exc:
+            hide_own_frames(exc)
+            raise
 
     def _create_future(self, loop: Any, depth: int) -> asyncio.Future[Any]:
         # _register, inlined: this is the hottest function of the package.
@@ -899,7 +903,11 @@ class LoopHooks:
         """asyncio's own ``create_task`` building a TracedTask, or, when the user
         has set a task factory, that factory, untouched (3.12's eager factory is
         matched, and made to build a TracedTask)."""
-        return self._create_task(self._the_loop(), coro, **kwargs)
+        try:
+            return self._create_task(self._the_loop(), coro, **kwargs)
+        except BaseException as exc:
+            hide_own_frames(exc)
+            raise
 
     def _create_task(self, loop: Any, coro: Coroutine[Any, Any, _T], **kwargs: Any) -> asyncio.Task[_T]:
         try:
