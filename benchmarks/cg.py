@@ -10,6 +10,9 @@ Counts include every thread (the drain thread converts on the same interpreter).
 
 ``measure()`` runs the child and reads the dumps, including the self cost of each
 function, so that the report can say where a mode's extra instructions go.
+``loop`` picks the loop (``asyncio``, what run.py counts, or ``uvloop``). By hand:
+
+    python benchmarks/cg.py --loop uvloop --variants plain,sampled-out --workloads burst,many
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-SIZES = {"lifecycle": 1000, "task": 500, "burst": 2000, "many": 200}
+SIZES = {"lifecycle": 1000, "task": 500, "burst": 2000, "many": 200, "gather": 100}
 # What run.py counts unless told: per lifecycle, per task (alone, and one of
 # 10,000 alive with 10 futures each) and per future of a burst.
 DEFAULT_WORKLOADS = ("lifecycle", "task", "burst", "many")
@@ -47,6 +50,7 @@ def child(argv: list[str]) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--variants", required=True)
     parser.add_argument("--workloads", default=",".join(SIZES))
+    parser.add_argument("--loop", default="asyncio")
     args = parser.parse_args(argv)
     import tracedfuture
 
@@ -64,7 +68,7 @@ def child(argv: list[str]) -> int:
             run = WORKLOADS[workload].run
             for variant in args.variants.split(","):
                 try:
-                    session = open_session(variant, "asyncio")
+                    session = open_session(variant, args.loop)
                 except Exception as exc:
                     note({"failed": f"{variant}/{workload}", "why": one_line(exc)})
                     continue
@@ -125,7 +129,12 @@ def self_costs(path: str) -> tuple[int, dict[str, int]]:
 
 
 def measure(
-    python: str, env: dict[str, str], variants: list[str], timeout: float, workloads: list[str] | None = None
+    python: str,
+    env: dict[str, str],
+    variants: list[str],
+    timeout: float,
+    workloads: list[str] | None = None,
+    loop: str = "asyncio",
 ) -> dict[str, Any]:
     """Run each variant in a child of its own under callgrind (one process per
     variant, as one measures a program: what another variant left behind in the
@@ -145,7 +154,7 @@ def measure(
         if left < 10:
             errors.append(f"{variant} not run: its share of the budget was used up (rerun with a larger --budget)")
             continue
-        found = _measure_one(python, env, variant, left / (len(ordered) - i), workloads)
+        found = _measure_one(python, env, variant, left / (len(ordered) - i), workloads, loop)
         implementation = found.get("implementation", implementation)
         per.update(found.get("per", {}))
         failed.update(found.get("failed", {}))
@@ -166,7 +175,7 @@ def measure(
 
 
 def _measure_one(
-    python: str, env: dict[str, str], variant: str, timeout: float, workloads: list[str] | None
+    python: str, env: dict[str, str], variant: str, timeout: float, workloads: list[str] | None, loop: str
 ) -> dict[str, Any]:
     folder = tempfile.mkdtemp(prefix="tracedfuture-cg-")
     try:
@@ -186,6 +195,8 @@ def _measure_one(
             variant,
             "--workloads",
             ",".join(workloads or DEFAULT_WORKLOADS),
+            "--loop",
+            loop,
         ]
         error = None
         try:
@@ -234,7 +245,35 @@ def where(per: dict[str, Any], key: str, base: str, top: int = 12) -> list[tuple
     return sorted(extra.items(), key=lambda kv: -kv[1])[:top]
 
 
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="Instructions per unit under callgrind, against plain.")
+    parser.add_argument("--loop", default="asyncio", choices=("asyncio", "uvloop"))
+    parser.add_argument("--variants", default="plain,sampled-out")
+    parser.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS))
+    parser.add_argument("--budget", type=float, default=1800.0, help="seconds, for every variant")
+    parser.add_argument("--top", type=int, default=8, help="functions shown per variant and workload")
+    args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    if "plain" not in variants:
+        variants.insert(0, "plain")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    result = measure(sys.executable, env, variants, args.budget, args.workloads.split(","), args.loop)
+    print(f"{result['implementation']} core, {args.loop}; instructions per unit, (I(2n) - I(n)) / n")
+    per = result["per"]
+    for key in sorted(per, key=lambda k: (k.split("/", 1)[1], k != f"plain/{k.split('/', 1)[1]}", k)):
+        base = per.get(f"plain/{key.split('/', 1)[1]}")
+        ratio = f"{per[key]['per_unit'] / base['per_unit']:.3f}x" if base else ""
+        print(f"{key:28} {per[key]['per_unit']:12,.0f}  {ratio}")
+        for name, extra in per[key].get("extra", [])[: args.top]:
+            print(f"    {extra:+9.1f}  {name}")
+    for key, why in result["failed"].items():
+        print(f"{key}: failed: {why}")
+    if "error" in result:
+        print(result["error"])
+    return 0
+
+
 if __name__ == "__main__":
     if "--child" in sys.argv:
         raise SystemExit(child(sys.argv[1:]))
-    print(__doc__)
+    raise SystemExit(main(sys.argv[1:]))

@@ -483,3 +483,146 @@ def test_a_loop_collected_while_another_is_being_traced_does_not_deadlock(tmp_pa
     )
     done = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=60, check=False)
     assert (done.returncode, done.stdout, done.stderr) == (0, "done\nTrue\n", "")
+
+
+# --- uvloop, carried by its class --------------------------------------------------------
+#
+# A uvloop loop keeps no dict: a traced one carries nothing itself, its class
+# carries its methods (_loops), and the program sees what it would untraced.
+
+
+def _uvloop() -> Any:
+    return pytest.importorskip("uvloop", reason="uvloop is not installed")
+
+
+def _error(call: Callable[[], object]) -> tuple[str, str, list[tuple[str, str]]]:
+    try:
+        call()
+    except BaseException as exc:
+        frames = [(frame.filename, frame.name) for frame in traceback.extract_tb(exc.__traceback__)]
+        return type(exc).__name__, str(exc), frames
+    raise AssertionError("no exception")
+
+
+def _seen_on_uvloop(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+    """What a program can see of a uvloop loop and of what it makes, but the
+    types of traced futures and tasks; the loop is closed at the end."""
+    import re
+
+    def shown(value: object) -> str:
+        return re.sub(r"0x[0-9a-f]+", "0x", repr(value))
+
+    seen: dict[str, Any] = {"type": type(loop)}
+    seen["methods"] = [shown(getattr(loop, name)) for name in ("create_future", "create_task", "close", "call_soon")]
+    seen["names"] = [getattr(loop, name).__qualname__ for name in ("create_future", "create_task", "close")]
+    coro = _work()
+    seen["errors"] = [
+        _error(lambda: loop.create_future(1)),  # type: ignore[call-arg]
+        _error(loop.create_task),  # type: ignore[arg-type]
+        _error(lambda: loop.create_task(coro, nme="x")),  # type: ignore[call-arg]
+    ]
+    coro.close()
+    task = loop.create_task(_work(), name="worker")
+    seen["result"] = loop.run_until_complete(task), task.get_name(), shown(task)
+    loop.set_debug(True)
+    fut = loop.create_future()
+    debug_task = loop.create_task(_work())
+    # where asyncio says they were created: this function's lines, nothing of ours
+    made: list[Any] = [fut, debug_task]
+    seen["created at"] = [[(entry.filename, entry.name) for entry in one._source_traceback[-2:]] for one in made]
+    loop.run_until_complete(debug_task)
+    fut.cancel()
+    seen["closing a running loop"] = _error(lambda: loop.run_until_complete(_close_running(loop)))[:2]
+    loop.close()
+    seen["own attributes"] = sorted(set(vars(loop)) - {"call_soon"})  # call_soon: the reference's, see STEP_REASON
+    return seen
+
+
+async def _close_running(loop: asyncio.AbstractEventLoop) -> None:
+    loop.close()
+
+
+@pytest.mark.parametrize("sample_rate", [0.0, 1.0], ids=["sampled out", "traced"])
+def test_a_traced_uvloop_loop_is_seen_as_untraced(sample_rate: float) -> None:
+    uvloop = _uvloop()
+    before = dict(vars(uvloop.Loop))
+    plain = _seen_on_uvloop(uvloop.new_event_loop())
+    memory = MemoryExporter()
+    factory = tracedfuture.loop_factory(base=uvloop.new_event_loop, exporters=[memory], sample_rate=sample_rate)
+    try:
+        traced = _seen_on_uvloop(factory())
+    finally:
+        factory.installation.uninstall()  # type: ignore[attr-defined]
+    assert traced == plain
+    assert plain["own attributes"] == [] and plain["result"][0] == "done"
+    assert not any(name.startswith(TRACEDFUTURE_DIR) for _, _, frames in traced["errors"] for name, _ in frames)
+    assert (len(memory.tasks()) == len(memory.futures()) == 3) is (sample_rate == 1.0)
+    assert dict(vars(uvloop.Loop)) == before  # the class carries nothing once no loop of it is traced
+
+
+def test_sampled_out_on_uvloop_is_exactly_what_uvloops_own_methods_make() -> None:
+    uvloop = _uvloop()
+    plain = uvloop.new_event_loop()
+    own = [type(plain.create_future()), type(plain.create_task(asyncio.sleep(0)))]
+    plain.run_until_complete(asyncio.sleep(0))
+    factory = tracedfuture.loop_factory(base=uvloop.new_event_loop, sample_rate=0.0)
+    loop = factory()
+    other = uvloop.new_event_loop()  # untraced, beside it, while its class carries the traced one's methods
+    try:
+        assert "create_future" in vars(uvloop.Loop)
+        for made in (loop, other):
+            fut, task = made.create_future(), made.create_task(asyncio.sleep(0))
+            assert [type(fut), type(task)] == own == [asyncio.Future, asyncio.Task]
+            assert tracedfuture.future_id(fut) is None
+            made.run_until_complete(task)
+        # bound to the loop, as uvloop's own: what the class carries wraps it
+        method: Any = loop.create_future
+        assert method.__self__ is loop and method.__func__.__wrapped__ is uvloop.loop.Loop.create_future
+    finally:
+        for made in (plain, loop, other):
+            made.close()
+        factory.installation.uninstall()  # type: ignore[attr-defined]
+
+
+def test_a_dropped_traced_uvloop_loop_is_collected_and_its_class_restored() -> None:
+    import gc
+    import weakref
+
+    uvloop = _uvloop()
+    before = dict(vars(uvloop.Loop))
+    factory = tracedfuture.loop_factory(base=uvloop.new_event_loop)
+    try:
+        loop = factory()
+        assert type(loop.create_future()) is TracedFuture
+        ref = weakref.ref(loop)
+        del loop
+        gc.collect()
+        assert ref() is None  # as untraced: its hooks hold it weakly
+        assert dict(vars(uvloop.Loop)) == before
+    finally:
+        factory.installation.uninstall()  # type: ignore[attr-defined]
+
+
+def test_a_uvloop_subclass_own_create_future_and_create_task_are_called(
+    traced: Callable[[asyncio.AbstractEventLoop], MemoryExporter],
+) -> None:
+    uvloop = _uvloop()
+
+    class OwnUvloop(uvloop.Loop):  # type: ignore[misc, name-defined]
+        def create_future(self) -> asyncio.Future[Any]:
+            return MyFuture(loop=self)
+
+        def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            return MyTask(coro, loop=self, **kwargs)
+
+    loop = OwnUvloop()
+    memory = traced(loop)
+    try:
+        fut, task, result = _exercise(loop)
+        assert "create_future" not in vars(loop)
+    finally:
+        loop.close()
+    assert type(fut) is MyFuture and type(task) is MyTask and result == "done"
+    assert tracedfuture.future_id(task) is not None  # named by its id from its creation on
+    assert not memory.futures() and not memory.tasks()
+    assert vars(OwnUvloop)["create_future"] is not uvloop.Loop.create_future  # its own, still

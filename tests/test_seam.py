@@ -525,3 +525,112 @@ def test_a_held_ring_traces_no_new_future_unless_a_flight_recorder_reads_it(
             fut.cancel()
     finally:
         loop.close()
+
+
+# --- hooks carried by the loop's class -----------------------------------------------
+
+
+def _carried_loop_class() -> tuple[Any, Any]:
+    """A class of uvloop loops of this test's own (uvloop.Loop stays untouched),
+    and uvloop's compiled base, whose methods are the stock ones."""
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed")
+
+    class CarriedLoop(uvloop.Loop):  # type: ignore[misc, name-defined]
+        pass
+
+    return CarriedLoop, uvloop.loop.Loop
+
+
+def test_a_carrier_dispatches_to_the_hooks_its_class_carries_for_a_loop(impl: Any) -> None:
+    cls, stock = _carried_loop_class()
+    loop, other = cls(), cls()
+    hooks = impl.LoopHooks(loop, (cls, stock.create_future, stock.create_task))
+    ring = impl.Ring(1 << 20, streaming=False)
+    try:
+        assert impl.carried_hooks(loop) is hooks and hooks.carrier_class is cls and hooks.loop is loop
+        assert impl.carried_hooks(other) is None
+        cls.create_future = impl.Carrier(cls, "create_future", stock.create_future, None)
+        cls.create_task = impl.Carrier(cls, "create_task", stock.create_task, None)
+        hooks.bind(ring, 1, 1.0, None, False)
+        traced, untraced = loop.create_future(), other.create_future()
+        assert impl.future_id(traced) and type(traced) is impl.TracedFuture
+        assert type(untraced) is asyncio.Future and impl.future_id(untraced) is None
+        hooks.bind(ring, 1, 0.0, None, False)
+        # sampled out: exactly what the class's own methods make
+        fut, task = loop.create_future(), loop.create_task(asyncio.sleep(0))
+        assert (type(fut), type(task)) == (asyncio.Future, asyncio.Task) and impl.future_id(fut) is None
+        loop.run_until_complete(task)
+        # read and refused as the class's own
+        assert repr(loop.create_future) == repr(types.MethodType(stock.create_future, loop))
+        assert loop.create_task.__qualname__ == stock.create_task.__qualname__
+        with pytest.raises(TypeError) as own_error:
+            stock.create_future(other, 1)
+        with pytest.raises(TypeError) as error:
+            loop.create_future(1)
+        assert str(error.value) == str(own_error.value)
+        assert "create_future" not in vars(loop)
+        hooks.bind(ring, 1, 1.0, None, False)
+        hooks.detach()
+        assert impl.carried_hooks(loop) is None and hooks.carrier_class is None
+        assert impl.future_id(loop.create_future()) is None
+    finally:
+        for name in ("create_future", "create_task"):
+            if name in vars(cls):
+                delattr(cls, name)
+        loop.close()
+        other.close()
+
+
+def test_a_carrier_with_traced_calls_it_with_own_and_the_loop(impl: Any) -> None:
+    cls, stock = _carried_loop_class()
+    loop, other = cls(), cls()
+    hooks = impl.LoopHooks(loop, (cls, stock.create_future, stock.create_task))
+    calls: list[tuple[Any, ...]] = []
+
+    def traced(own: Any, *args: Any, **kwargs: Any) -> str:
+        calls.append((own, args, kwargs))
+        return "traced"
+
+    cls.close = impl.Carrier(cls, "close", stock.close, traced)
+    try:
+        assert loop.close(1, x=2) == "traced"
+        assert calls == [(stock.close, (loop, 1), {"x": 2})]
+        other.close()  # not carried: the class's own, called as it is
+        assert other.is_closed()
+        with pytest.raises(ValueError, match="create_future and create_task only"):
+            impl.Carrier(cls, "close", stock.close, None)
+        # a subclass's loop, carried by the subclass, through its parent's carrier (super()): the parent's own
+        sub = type("Sub", (cls,), {})()
+        impl.LoopHooks(sub, (type(sub), stock.create_future, stock.create_task))
+        assert cls.close(sub) is None and sub.is_closed()
+    finally:
+        del cls.close
+        hooks.detach()
+        stock.close(loop)
+
+
+def test_hooks_carried_by_the_class_hold_their_loop_weakly(impl: Any) -> None:
+    import weakref
+
+    cls, stock = _carried_loop_class()
+    loop = cls()
+    hooks = impl.LoopHooks(loop, (cls, stock.create_future, stock.create_task))
+    ref = weakref.ref(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    assert ref() is None and hooks.loop is None and hooks.carrier_class is None
+    with pytest.raises(RuntimeError, match="no loop"):
+        hooks.create_future()
+
+
+def test_only_a_loop_that_is_not_asyncios_own_is_carried_by_its_class(impl: Any) -> None:
+    cls, stock = _carried_loop_class()
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(TypeError, match="carry their hooks themselves"):
+            impl.LoopHooks(loop, (type(loop), loop.create_future, loop.create_task))
+        with pytest.raises(TypeError, match="not an instance"):
+            impl.LoopHooks(loop, (cls, stock.create_future, stock.create_task))
+    finally:
+        loop.close()

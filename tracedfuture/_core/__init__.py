@@ -17,6 +17,7 @@ __all__ = [
     "CLOCK",
     "IMPLEMENTATION",
     "STEP_REASON",
+    "Carrier",
     "LoopHooks",
     "RecordBatch",
     "Ring",
@@ -24,6 +25,7 @@ __all__ = [
     "TracedTask",
     "Waker",
     "assign_id",
+    "carried_hooks",
     "caught",
     "flush_pending_completions",
     "future_id",
@@ -74,6 +76,8 @@ CLOCK: str = impl.CLOCK
 TracedFuture: type[asyncio.Future[Any]] = impl.TracedFuture
 TracedTask: type[asyncio.Task[Any]] = impl.TracedTask
 LoopHooks = impl.LoopHooks
+Carrier = impl.Carrier
+carried_hooks = impl.carried_hooks
 Ring = impl.Ring
 RecordBatch = impl.RecordBatch
 flush_pending_completions = impl.flush_pending_completions

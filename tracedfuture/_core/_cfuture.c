@@ -1144,7 +1144,74 @@ typedef struct {
     int plain_checks;      /* and neither _check_closed nor get_debug is overridden */
     int stock_future;      /* and base_create_future is asyncio's own: see untraced_future */
     int stock_task;        /* and base_create_task is asyncio's own: see untraced_task */
+    /* Carried by the loop's class (see "Carried by the class" below): loop is
+     * borrowed, kept valid by loop_ref, a weak reference whose callback clears
+     * it, and the base methods are the class's own, called with the loop
+     * first. Otherwise carried by the loop itself: loop is a strong reference,
+     * the base methods are bound to it. */
+    int carried;
+    int registered;         /* in the table of carried hooks, under carried_key */
+    long long carried_key;
+    PyObject *loop_ref;
+    PyObject *carrier_class; /* the class whose Carriers dispatch to these hooks */
 } HooksObject;
+
+/* ------------------------------------------------------------------------ */
+/* Carried by the class                                                      */
+
+/* A loop whose instances keep no dict (uvloop's: its state lives in the
+ * compiled base) pays for one as soon as it has an attribute: every lookup of
+ * a method by name on it, asyncio's own (Future.__init__'s get_debug, a
+ * resolved future's call_soon) and uvloop's, searches that dict first (+127
+ * instructions a lookup on 3.11, an empty dict included), and the program's
+ * loop.create_future() loses its specialization. Such a loop carries nothing:
+ * its class does, a Carrier per method (see below), which finds the loop's
+ * hooks in this table, by the loop's address. The table holds a strong
+ * reference to each hooks, the hooks a weak one to their loop: a loop dropped
+ * by the program is collected as it would be untraced, and its hooks leave
+ * the table then (or at detach()). */
+static FidMap carried_table;
+static PyObject *carried_last_loop; /* borrowed: the loop last found, and its hooks */
+static PyObject *carried_last_hooks;
+
+static inline long long
+carried_key_of(PyObject *loop)
+{
+    return (long long)(uintptr_t)loop;
+}
+
+/* The hooks the class of loop carries for it (borrowed), else NULL. */
+static inline PyObject *
+carried_of(PyObject *loop)
+{
+    if (loop == carried_last_loop) {
+        return carried_last_hooks;
+    }
+    if (carried_table.used == 0) {
+        return NULL;
+    }
+    FidSlot *slot = fidmap_get(&carried_table, carried_key_of(loop));
+    if (slot == NULL) {
+        return NULL;
+    }
+    carried_last_loop = loop;
+    carried_last_hooks = (PyObject *)slot->value;
+    return carried_last_hooks;
+}
+
+static void
+carried_remove(PyObject *hooks, long long key)
+{
+    void *value = NULL;
+    if (!fidmap_remove(&carried_table, key, &value)) {
+        return;
+    }
+    if (value == (void *)carried_last_hooks) {
+        carried_last_loop = carried_last_hooks = NULL;
+    }
+    assert(value == (void *)hooks);
+    Py_DECREF((PyObject *)value);
+}
 
 static PyObject *
 captured(HooksObject *h)
@@ -1226,15 +1293,20 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
 }
 
 /* The hooks of a traced loop that records new futures (borrowed), else NULL:
- * the __self__ of the loop's create_future, create_task or close (the first the
- * program did not replace), which are the hooks' own methods or _loops'
- * wrappers while the loop is traced. No attribute of ours is kept on the loop:
- * see _loops.hooks_of. */
+ * those its class carries for it, else the __self__ of the loop's
+ * create_future, create_task or close (the first the program did not
+ * replace), which are the hooks' own methods or _loops' wrappers while the
+ * loop is traced. No attribute of ours is kept on the loop: see
+ * _loops.hooks_of. */
 static HooksObject *
 hooks_of(PyObject *loop)
 {
     if (loop == NULL) {
         return NULL;
+    }
+    HooksObject *carried = (HooksObject *)carried_of(loop);
+    if (carried != NULL) {
+        return carried->ring == NULL ? NULL : carried;
     }
     PyObject *names[3] = {s_create_future, s_create_task, s_close};
     for (int i = 0; i < 3; i++) {
@@ -2032,6 +2104,21 @@ base_task_init(PyObject *self, PyObject *args, PyObject *kw, PyObject *loop, int
     int rc = BaseTask->tp_init(self, args, kw);
     if (FUT(self)->fut_loop == stand_in) {
         Py_SETREF(FUT(self)->fut_loop, Py_NewRef(loop));
+    }
+    return rc;
+}
+
+/* Base Future.__init__(fut, loop=stand-in), then the real loop put in its
+ * place, debug being the real loop's get_debug(): a future of a loop whose
+ * hooks must not keep it alive (carried by its class), without a dict per
+ * future to hand asyncio the loop by keyword. */
+static int
+base_future_init(PyObject *fut, PyObject *loop, int debug)
+{
+    ((StandInObject *)stand_in)->debug = debug;
+    int rc = BaseFuture->tp_init(fut, empty_tuple, stand_in_kwargs);
+    if (FUT(fut)->fut_loop == stand_in) {
+        Py_SETREF(FUT(fut)->fut_loop, Py_NewRef(loop));
     }
     return rc;
 }
@@ -3398,36 +3485,138 @@ static PyType_Spec task_spec = {
 /* ------------------------------------------------------------------------ */
 /* LoopHooks methods                                                         */
 
+/* Let go of the loop: a strong reference, or (carried by the class) the
+ * borrowed one with its weak reference, and the place in the table. */
+static void
+hooks_forget_loop(HooksObject *self)
+{
+    if (self->registered) {
+        self->registered = 0;
+        carried_remove((PyObject *)self, self->carried_key);
+    }
+    if (self->carried) {
+        self->loop = NULL; /* borrowed */
+        self->carried = 0;
+    }
+    else {
+        Py_CLEAR(self->loop);
+    }
+    Py_CLEAR(self->loop_ref);
+    Py_CLEAR(self->carrier_class);
+}
+
+/* The callback of loop_ref: the loop is being collected. The weak reference
+ * stays (it may be the caller's only one to it), dead. */
+static PyObject *
+hooks_loop_gone(HooksObject *self, PyObject *Py_UNUSED(ref))
+{
+    if (self->carried) {
+        if (self->registered) {
+            self->registered = 0;
+            carried_remove((PyObject *)self, self->carried_key);
+        }
+        self->loop = NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef loop_gone_def = {"_loop_gone", (PyCFunction)hooks_loop_gone, METH_O, NULL};
+
+/* LoopHooks(loop, carried_by=None), carried_by: (cls, create_future,
+ * create_task), the class whose Carriers dispatch to these hooks and its own
+ * methods (see _seam). */
+static int
+hooks_carry(HooksObject *self, PyObject *loop, PyObject *carried_by)
+{
+    PyObject *cls, *create_future, *create_task;
+    if (!PyTuple_Check(carried_by) ||
+        !PyArg_ParseTuple(carried_by, "O!OO:carried_by", &PyType_Type, &cls, &create_future, &create_task)) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_TypeError, "carried_by must be (cls, create_future, create_task), not %R", carried_by);
+        }
+        return -1;
+    }
+    int ok = PyObject_IsInstance(loop, cls);
+    int is_base = ok > 0 ? PyObject_IsInstance(loop, base_event_loop) : 0;
+    if (ok < 0 || is_base < 0) {
+        return -1;
+    }
+    if (!ok || is_base) {
+        PyErr_Format(PyExc_TypeError, "%R cannot be carried by %R: %s", loop, cls,
+                     ok ? "asyncio's own loops carry their hooks themselves" : "it is not an instance");
+        return -1;
+    }
+    PyObject *gone = PyCFunction_NewEx(&loop_gone_def, (PyObject *)self, NULL);
+    PyObject *ref = gone ? PyWeakref_NewRef(loop, gone) : NULL;
+    Py_XDECREF(gone);
+    if (ref == NULL) {
+        return -1;
+    }
+    PyObject *kw = Py_BuildValue("{OO}", s_loop, Py_None); /* the loop only while lent */
+    if (kw == NULL) {
+        Py_DECREF(ref);
+        return -1;
+    }
+    long long key = carried_key_of(loop);
+    PyObject *previous = carried_of(loop);
+    if (previous != NULL) {
+        /* the loop's earlier hooks are its hooks no more */
+        ((HooksObject *)previous)->registered = 0;
+        carried_remove(previous, key);
+    }
+    if (fidmap_put(&carried_table, key, self) < 0) {
+        Py_DECREF(ref);
+        Py_DECREF(kw);
+        return -1;
+    }
+    Py_INCREF(self); /* the table's */
+    self->registered = 1;
+    self->carried_key = key;
+    self->carried = 1;
+    self->loop = loop; /* borrowed: loop_ref's callback clears it */
+    self->loop_ref = ref;
+    self->carrier_class = Py_NewRef(cls);
+    self->loop_kwargs = kw;
+    Py_XSETREF(self->base_create_future, Py_NewRef(create_future));
+    Py_XSETREF(self->base_create_task, Py_NewRef(create_task));
+    return 0;
+}
+
 static int
 hooks_init(HooksObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"loop", NULL};
-    PyObject *loop;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:LoopHooks", kwlist, &loop)) {
+    static char *kwlist[] = {"loop", "carried_by", NULL};
+    PyObject *loop, *carried_by = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:LoopHooks", kwlist, &loop, &carried_by)) {
         return -1;
     }
-    Py_XSETREF(self->loop, Py_NewRef(loop));
-    Py_XSETREF(self->base_create_future, PyObject_GetAttr(loop, s_create_future));
-    Py_XSETREF(self->base_create_task, PyObject_GetAttr(loop, s_create_task));
+    hooks_forget_loop(self);
     Py_CLEAR(self->base_call_soon);
     Py_CLEAR(self->call_soon_on_first_task);
-    if (self->base_create_future == NULL || self->base_create_task == NULL) {
-        return -1;
-    }
-    Py_XSETREF(self->loop_kwargs, Py_BuildValue("{OO}", s_loop, loop)); /* interned: found by identity */
-    if (self->loop_kwargs == NULL) {
-        return -1;
-    }
+    Py_CLEAR(self->loop_kwargs);
     Py_XSETREF(self->installations, PyTuple_New(0));
     self->sample_rate = 1.0;
     self->route = 0;
     Py_CLEAR(self->ring);
+    self->asyncio_loop = self->plain_checks = self->stock_future = self->stock_task = 0;
+    if (carried_by != Py_None) {
+        return hooks_carry(self, loop, carried_by);
+    }
+    self->loop = Py_NewRef(loop);
+    Py_XSETREF(self->base_create_future, PyObject_GetAttr(loop, s_create_future));
+    Py_XSETREF(self->base_create_task, PyObject_GetAttr(loop, s_create_task));
+    if (self->base_create_future == NULL || self->base_create_task == NULL) {
+        return -1;
+    }
+    self->loop_kwargs = Py_BuildValue("{OO}", s_loop, loop); /* interned: found by identity */
+    if (self->loop_kwargs == NULL) {
+        return -1;
+    }
     int is_base = PyObject_IsInstance(loop, base_event_loop);
     if (is_base < 0) {
         return -1;
     }
     self->asyncio_loop = is_base;
-    self->plain_checks = 0;
     if (is_base) {
         PyObject *cc = PyObject_GetAttr((PyObject *)Py_TYPE(loop), s_check_closed);
         PyObject *gd = PyObject_GetAttr((PyObject *)Py_TYPE(loop), s_get_debug);
@@ -3449,7 +3638,11 @@ static int
 hooks_traverse(HooksObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->loop);
+    if (!self->carried) {
+        Py_VISIT(self->loop); /* carried by the class: borrowed */
+    }
+    Py_VISIT(self->loop_ref);
+    Py_VISIT(self->carrier_class);
     Py_VISIT(self->capture);
     Py_VISIT(self->installations);
     Py_VISIT(self->base_create_future);
@@ -3464,7 +3657,7 @@ hooks_traverse(HooksObject *self, visitproc visit, void *arg)
 static int
 hooks_clear(HooksObject *self)
 {
-    Py_CLEAR(self->loop);
+    hooks_forget_loop(self);
     Py_CLEAR(self->ring);
     Py_CLEAR(self->capture);
     Py_CLEAR(self->installations);
@@ -3485,6 +3678,43 @@ hooks_dealloc(HooksObject *self)
     hooks_clear(self);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
+}
+
+/* The hooks' loop (borrowed), or NULL with RuntimeError once a loop carried
+ * by its class is gone. */
+static PyObject *
+hooks_loop(HooksObject *self)
+{
+    if (self->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "these LoopHooks have no loop: it was collected");
+    }
+    return self->loop;
+}
+
+/* own(*args, **kwargs), the loop's own method the hooks stand in for: bound to
+ * the loop, or (carried by the class) the class's, called with the loop first. */
+static PyObject *
+call_own(HooksObject *self, PyObject *own, PyObject *loop, PyObject *const *args, Py_ssize_t nargs,
+         PyObject *kwnames)
+{
+    if (!self->carried) {
+        return PyObject_Vectorcall(own, args, (size_t)nargs, kwnames);
+    }
+    PyObject *small[8];
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject **stack = total < 8 ? small : PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+    if (stack == NULL) {
+        return PyErr_NoMemory();
+    }
+    stack[0] = loop;
+    if (total) {
+        memcpy(stack + 1, args, (size_t)total * sizeof(PyObject *));
+    }
+    PyObject *res = PyObject_Vectorcall(own, stack, (size_t)(nargs + 1), kwnames);
+    if (stack != small) {
+        PyMem_Free(stack);
+    }
+    return res;
 }
 
 static PyObject *
@@ -3537,12 +3767,12 @@ loop_flag(PyObject *loop, PyObject *attr)
 }
 
 static int
-loop_debug(HooksObject *h)
+loop_debug(HooksObject *h, PyObject *loop)
 {
     if (h->plain_checks) {
-        return loop_flag(h->loop, s_debug);
+        return loop_flag(loop, s_debug);
     }
-    PyObject *v = PyObject_CallMethodNoArgs(h->loop, s_get_debug);
+    PyObject *v = PyObject_CallMethodNoArgs(loop, s_get_debug);
     if (v == NULL) {
         return -1;
     }
@@ -3558,41 +3788,70 @@ loop_debug(HooksObject *h)
  * otherwise the loop's own create_future is called (in debug mode, so that the
  * future's _source_traceback starts in asyncio's frame, as untraced). */
 static PyObject *
-untraced_future(HooksObject *self)
+untraced_future(HooksObject *self, PyObject *loop)
 {
     if (self->stock_future) {
         PyObject *cls = PyObject_GetAttr(futures_module, s_Future); /* what that line reads */
         int exact = cls == (PyObject *)BaseFuture;
         Py_XDECREF(cls);
-        int debug = exact ? loop_flag(self->loop, s_debug) : 1;
+        int debug = exact ? loop_flag(loop, s_debug) : 1;
         if (debug == 0) {
             return PyObject_Call((PyObject *)BaseFuture, empty_tuple, self->loop_kwargs);
         }
         PyErr_Clear();
     }
-    return PyObject_CallNoArgs(self->base_create_future);
+    return call_own(self, self->base_create_future, loop, NULL, 0, NULL);
 }
 
+/* {"loop": loop}, the hooks' own (borrowed). Carried by the class, which must
+ * not keep the loop alive, it holds the loop only while lent (where the Future
+ * layout is unknown: else base_future_init, cheaper than a dict's round trip):
+ * return_loop_kwargs() puts None back. Future.__init__ takes its own reference
+ * to the loop before it runs any Python code. */
 static PyObject *
-hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
+lend_loop_kwargs(HooksObject *self, PyObject *loop)
+{
+    if (self->carried && PyDict_SetItem(self->loop_kwargs, s_loop, loop) < 0) {
+        return NULL;
+    }
+    return self->loop_kwargs;
+}
+
+static void
+return_loop_kwargs(HooksObject *self)
+{
+    if (self->carried) {
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        if (PyDict_SetItem(self->loop_kwargs, s_loop, Py_None) < 0) {
+            PyErr_Clear(); /* replacing a key's value allocates nothing */
+        }
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
+}
+
+/* Whether a new future or task of the loop is traced: not when it records
+ * nothing, when head sampling leaves it out, or when its ring refuses it
+ * (full, or held while every exporter's queue is full). Else it is exactly
+ * the loop's own, as if untraced. */
+static inline int
+admitted(HooksObject *self)
 {
     RingObject *ring = self->ring;
-    /* Sampled out, or refused by its ring (full, or held while every exporter's
-     * queue is full): exactly the loop's own future, as if untraced. */
-    if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate) || !ring_admit(ring)) {
-        PyObject *fut = untraced_future(self);
-        if (fut != NULL && ring != NULL) {
-            tf_gil_yield_point(); /* a held ring's drain needs its turn most */
-        }
-        return fut;
-    }
-    PyObject *loop = self->loop;
+    double rate = self->sample_rate;
+    return ring != NULL && (rate >= 1.0 || (rate > 0.0 && random_unit() < rate)) && ring_admit(ring);
+}
+
+/* A traced future, admitted. */
+static PyObject *
+traced_future(HooksObject *self, PyObject *loop)
+{
     /* In debug mode, asyncio's own create_future makes it, so that "created
      * at" is its frame. Where the Future layout is known (own_step), the
      * future built anyway says so (its _source_traceback): the loop's flag is
      * not read twice per future. */
     if (self->asyncio_loop && !own_step) {
-        int debug = loop_debug(self);
+        int debug = loop_debug(self, loop);
         if (debug < 0) {
             return NULL;
         }
@@ -3604,7 +3863,18 @@ hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
     if (fut == NULL) {
         return NULL;
     }
-    if (BaseFuture->tp_init(fut, empty_tuple, self->loop_kwargs) < 0) {
+    int rc;
+    if (self->carried && own_step) {
+        /* what Future.__init__ asks the loop, asked here: the stand-in answers it */
+        int debug = loop_debug(self, loop);
+        rc = debug < 0 ? -1 : base_future_init(fut, loop, debug);
+    }
+    else {
+        PyObject *kw = lend_loop_kwargs(self, loop);
+        rc = kw ? BaseFuture->tp_init(fut, empty_tuple, kw) : -1;
+        return_loop_kwargs(self);
+    }
+    if (rc < 0) {
         Py_DECREF(fut);
         return NULL;
     }
@@ -3615,6 +3885,27 @@ hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
     register_new(fut, (TFExt *)((char *)fut + fut_ext_off), self, loop, NULL, NULL, 0, PyEval_GetFrame());
     tf_gil_yield_point(); /* last: ring and loop are borrowed */
     return fut;
+}
+
+static PyObject *
+create_future_on(HooksObject *self, PyObject *loop)
+{
+    if (admitted(self)) {
+        return traced_future(self, loop);
+    }
+    int recording = self->ring != NULL; /* read first: the call may run any code */
+    PyObject *fut = untraced_future(self, loop);
+    if (fut != NULL && recording) {
+        tf_gil_yield_point(); /* last (loop is borrowed): a held ring's drain needs its turn most */
+    }
+    return fut;
+}
+
+static PyObject *
+hooks_create_future(HooksObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *loop = hooks_loop(self);
+    return loop ? create_future_on(self, loop) : NULL;
 }
 
 /* Drop the leading traceback entries of tracedfuture's own Python helpers from
@@ -3670,8 +3961,8 @@ call_with(PyObject *fn, PyObject *loop, PyObject *const *args, Py_ssize_t nargs,
  * create_task serves with Task(coro, loop=self, name=name, context=context)
  * alone. 1 and *name, *context (borrowed, may be NULL) if so. */
 static int
-plain_create_task(HooksObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **name,
-                  PyObject **context)
+plain_create_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                  PyObject **name, PyObject **context)
 {
     *name = *context = NULL;
     if (!self->plain_checks || nargs != 1 || !PyCoro_CheckExact(args[0])) {
@@ -3690,12 +3981,11 @@ plain_create_task(HooksObject *self, PyObject *const *args, Py_ssize_t nargs, Py
             return 0;
         }
     }
-    PyObject *loop = self->loop;
     PyObject *factory = PyObject_GetAttr(loop, s_task_factory);
     int has_factory = factory == NULL || factory != Py_None;
     Py_XDECREF(factory);
     int closed = has_factory ? 1 : loop_flag(loop, s_closed);
-    int debug = closed ? 1 : loop_debug(self);
+    int debug = closed ? 1 : loop_debug(self, loop);
     if (has_factory || closed < 0 || debug < 0) {
         PyErr_Clear(); /* asyncio's own code says what is wrong */
         return 0;
@@ -3724,10 +4014,10 @@ task_kwargs(PyObject *loop_kwargs, PyObject *name, PyObject *context)
  * Python frame for asyncio's create_task; otherwise the loop's own create_task
  * is called. */
 static PyObject *
-untraced_task(HooksObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+untraced_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *name, *context;
-    if (self->stock_task && plain_create_task(self, args, nargs, kwnames, &name, &context)) {
+    if (self->stock_task && plain_create_task(self, loop, args, nargs, kwnames, &name, &context)) {
         PyObject *cls = PyObject_GetAttr(tasks_module, s_Task); /* what asyncio's create_task reads */
         int exact = cls == (PyObject *)BaseTask;
         Py_XDECREF(cls);
@@ -3741,23 +4031,15 @@ untraced_task(HooksObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
             return task;
         }
     }
-    return PyObject_Vectorcall(self->base_create_task, args, (size_t)nargs, kwnames);
+    return call_own(self, self->base_create_task, loop, args, nargs, kwnames);
 }
 
+/* A traced task, admitted. */
 static PyObject *
-hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+traced_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     RingObject *ring = self->ring;
-    if (ring == NULL || (self->sample_rate < 1.0 && random_unit() >= self->sample_rate) || !ring_admit(ring)) {
-        PyObject *task = untraced_task(self, args, nargs, kwnames); /* as hooks_create_future's */
-        if (task != NULL && ring != NULL) {
-            tf_gil_yield_point();
-        }
-        return task;
-    }
-    PyObject *loop = self->loop;
     if (!self->asyncio_loop) {
         /* A loop that is not asyncio's own (uvloop): its checks, then a TracedTask. */
         PyObject *factory = PyObject_CallMethodNoArgs(loop, s_get_task_factory);
@@ -3767,7 +4049,7 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
         int has_factory = factory != Py_None;
         Py_DECREF(factory);
         if (has_factory) {
-            return PyObject_Vectorcall(self->base_create_task, args, (size_t)nargs, kwnames);
+            return call_own(self, self->base_create_task, loop, args, nargs, kwnames);
         }
         PyObject *closed = PyObject_CallMethodNoArgs(loop, s_is_closed);
         if (closed == NULL) {
@@ -3835,7 +4117,7 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
     }
     if (fast) {
         int closed = loop_flag(loop, s_closed);
-        int debug = closed ? 1 : loop_debug(self);
+        int debug = closed ? 1 : loop_debug(self, loop);
         if (closed < 0 || debug < 0) {
             PyErr_Clear();
             fast = 0;
@@ -3893,6 +4175,27 @@ hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObj
 }
 
 static PyObject *
+create_task_on(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (!admitted(self)) {
+        int recording = self->ring != NULL;
+        PyObject *task = untraced_task(self, loop, args, nargs, kwnames);
+        if (task != NULL && recording) {
+            tf_gil_yield_point(); /* as create_future_on's */
+        }
+        return task;
+    }
+    return traced_task(self, loop, args, nargs, kwnames);
+}
+
+static PyObject *
+hooks_create_task(HooksObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    PyObject *loop = hooks_loop(self);
+    return loop ? create_task_on(self, loop, args, PyVectorcall_NARGS(nargsf), kwnames) : NULL;
+}
+
+static PyObject *
 hooks_captured(HooksObject *self, PyObject *Py_UNUSED(ignored))
 {
     PyObject *res = captured(self);
@@ -3936,9 +4239,8 @@ hooks_call_soon(HooksObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     if (self->base_call_soon != NULL) {
         return PyObject_Vectorcall(self->base_call_soon, args, (size_t)nargs, kwnames);
     }
-    PyObject *loop = self->loop;
+    PyObject *loop = hooks_loop(self);
     if (loop == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "LoopHooks.call_soon on cleared hooks");
         return NULL;
     }
     PyTypeObject *tp = Py_TYPE(loop);
@@ -3968,6 +4270,22 @@ hooks_call_soon(HooksObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     Py_DECREF(loop);
     Py_DECREF(fn);
     return res;
+}
+
+static PyObject *
+hooks_detach(HooksObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->registered) {
+        self->registered = 0;
+        carried_remove((PyObject *)self, self->carried_key);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hooks_get_carrier_class(HooksObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->carrier_class && self->registered ? self->carrier_class : Py_None);
 }
 
 static int
@@ -4007,6 +4325,8 @@ static PyMethodDef hooks_methods[] = {
      "The traced loop's call_soon(callback, *args, context=None): the loop's own, except that a TracedTask's\n"
      "completion is recorded when it is scheduled, not queued."},
     {"captured", (PyCFunction)hooks_captured, METH_NOARGS, "What capture() returns now, None if it raises."},
+    {"detach", (PyCFunction)hooks_detach, METH_NOARGS,
+     "Hooks carried by the loop's class: no longer the loop's (carried_hooks(loop) is None)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -4029,12 +4349,15 @@ static PyGetSetDef hooks_getset[] = {
      "the call_soon the program set on the loop itself, else None (the class's)", NULL},
     {"call_soon_on_first_task", (getter)hooks_get_call_soon_on_first_task, (setter)hooks_set_call_soon_on_first_task,
      "what the hooks set as the loop's call_soon when they make its first traced task, else None", NULL},
+    {"carrier_class", (getter)hooks_get_carrier_class, NULL,
+     "the class whose Carriers dispatch to these hooks, else None (carried by the loop, or detached)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot hooks_slots[] = {
-    {Py_tp_doc, "LoopHooks(loop): the per-loop create_future and create_task of a traced loop, configured "
-                "only through bind()."},
+    {Py_tp_doc, "LoopHooks(loop, carried_by=None): the per-loop create_future and create_task of a traced loop, "
+                "configured only through bind(); carried_by=(cls, create_future, create_task): carried by the "
+                "loop's class (Carrier), holding the loop weakly."},
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_init, hooks_init},
     {Py_tp_dealloc, hooks_dealloc},
@@ -4049,6 +4372,242 @@ static PyType_Slot hooks_slots[] = {
 static PyType_Spec hooks_spec = {
     "tracedfuture._core._cfuture.LoopHooks", sizeof(HooksObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     hooks_slots,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Carrier: a method of a loop class that dispatches to the loop's hooks     */
+
+enum { CARRY_OTHER, CARRY_FUTURE, CARRY_TASK };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *cls;    /* the class it is set on */
+    PyObject *name;
+    PyObject *own;    /* the class's own method: own(loop, *args, **kwargs) */
+    PyObject *traced; /* NULL: the hooks' own create_future / create_task; else traced(own, loop, ...) */
+    int kind;
+    vectorcallfunc vectorcall;
+} CarrierObject;
+
+static PyTypeObject *CarrierType;
+
+/* traced(own, loop, *args, **kwargs) */
+static Py_NO_INLINE PyObject *
+carrier_call_traced(CarrierObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *small[8];
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject **stack = total < 8 ? small : PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+    if (stack == NULL) {
+        return PyErr_NoMemory();
+    }
+    stack[0] = self->own;
+    memcpy(stack + 1, args, (size_t)total * sizeof(PyObject *));
+    PyObject *res = PyObject_Vectorcall(self->traced, stack, (size_t)(nargs + 1), kwnames);
+    if (stack != small) {
+        PyMem_Free(stack);
+    }
+    return res;
+}
+
+/* create_task(coro, *, name=None, context=None), the coroutine given by
+ * position or as coro=: what the hooks take. Anything else is the class's own
+ * method's to take or refuse, in its own words. */
+static int
+hooks_take_task(Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t given = nargs - 1;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_Compare(key, s_coro) == 0) {
+            given++;
+        }
+        else if (PyUnicode_Compare(key, s_name) != 0 && PyUnicode_Compare(key, s_context) != 0) {
+            return 0;
+        }
+    }
+    return given == 1;
+}
+
+/* A traced future or task, admitted: out of carrier_vectorcall's way. */
+static Py_NO_INLINE PyObject *
+carrier_traced_new(CarrierObject *self, HooksObject *h, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (self->kind == CARRY_FUTURE) {
+        return traced_future(h, args[0]);
+    }
+    return traced_task(h, args[0], args + 1, nargs - 1, kwnames);
+}
+
+/* callable(*args), called through its vectorcall slot as the interpreter
+ * would: the caller of the Carrier checks the result. */
+static inline PyObject *
+vectorcall_direct(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    vectorcallfunc func = PyVectorcall_Function(callable);
+    if (func == NULL) {
+        return PyObject_Vectorcall(callable, args, nargsf, kwnames);
+    }
+    return func(callable, args, nargsf, kwnames);
+}
+
+/* loop.name(*args, **kwargs): args[0] is the loop. A method descriptor: the
+ * program's loop.create_future() keeps CPython's specialization and calls
+ * this with the loop first, which has no frame of its own. A future or task
+ * left out is made by the class's own method, called with the program's
+ * arguments as they came. */
+static PyObject *
+carrier_vectorcall(CarrierObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    HooksObject *h = nargs ? (HooksObject *)carried_of(args[0]) : NULL;
+    PyObject *own = self->own;
+    /* else untraced, or traced through a subclass's own carriers (a super() call) */
+    if (h != NULL && h->carrier_class == self->cls) {
+        if (self->traced != NULL) {
+            return carrier_call_traced(self, args, nargs, kwnames);
+        }
+        if (self->kind == CARRY_FUTURE ? nargs == 1 && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)
+                                       : hooks_take_task(nargs, kwnames)) {
+            if (admitted(h)) {
+                return carrier_traced_new(self, h, args, nargs, kwnames);
+            }
+            own = self->kind == CARRY_FUTURE ? h->base_create_future : h->base_create_task;
+        }
+    }
+    return vectorcall_direct(own, args, nargsf, kwnames);
+}
+
+static PyObject *
+carrier_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"cls", "name", "own", "traced", NULL};
+    PyObject *cls, *name, *own, *traced;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!UOO:Carrier", kwlist, &PyType_Type, &cls, &name, &own, &traced)) {
+        return NULL;
+    }
+    int kind = PyUnicode_CompareWithASCIIString(name, "create_future") == 0 ? CARRY_FUTURE
+               : PyUnicode_CompareWithASCIIString(name, "create_task") == 0 ? CARRY_TASK
+                                                                            : CARRY_OTHER;
+    if (!PyCallable_Check(own) || (traced != Py_None && !PyCallable_Check(traced))) {
+        PyErr_SetString(PyExc_TypeError, "Carrier: own must be callable, and traced callable or None");
+        return NULL;
+    }
+    if (traced == Py_None && kind == CARRY_OTHER) {
+        PyErr_Format(PyExc_ValueError, "Carrier: the hooks carry create_future and create_task only, not %R", name);
+        return NULL;
+    }
+    CarrierObject *self = (CarrierObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->cls = Py_NewRef(cls);
+    self->name = Py_NewRef(name);
+    self->own = Py_NewRef(own);
+    self->traced = traced == Py_None ? NULL : Py_NewRef(traced);
+    self->kind = kind;
+    self->vectorcall = (vectorcallfunc)carrier_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+carrier_traverse(CarrierObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->cls);
+    Py_VISIT(self->name);
+    Py_VISIT(self->own);
+    Py_VISIT(self->traced);
+    return 0;
+}
+
+static int
+carrier_clear(CarrierObject *self)
+{
+    Py_CLEAR(self->cls);
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->own);
+    Py_CLEAR(self->traced);
+    return 0;
+}
+
+static void
+carrier_dealloc(CarrierObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    carrier_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+carrier_descr_get(PyObject *self, PyObject *obj, PyObject *Py_UNUSED(type))
+{
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, obj);
+}
+
+/* What the program reads of it is the class's own method's: its repr, name,
+ * qualified name, module and doc (a bound one's repr reads "<bound method
+ * Loop.create_future of ...>" as untraced), and __wrapped__ for inspect. */
+static PyObject *
+carrier_repr(CarrierObject *self)
+{
+    return PyObject_Repr(self->own);
+}
+
+static PyObject *
+carrier_own_attr(CarrierObject *self, void *closure)
+{
+    return PyObject_GetAttrString(self->own, (const char *)closure);
+}
+
+static PyObject *
+carrier_get_wrapped(CarrierObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->own);
+}
+
+static PyMemberDef carrier_members[] = {
+    {"cls", T_OBJECT, offsetof(CarrierObject, cls), READONLY, NULL},
+    {"own", T_OBJECT, offsetof(CarrierObject, own), READONLY, NULL},
+    {"traced", T_OBJECT, offsetof(CarrierObject, traced), READONLY, NULL},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(CarrierObject, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef carrier_getset[] = {
+    {"__name__", (getter)carrier_own_attr, NULL, NULL, "__name__"},
+    {"__qualname__", (getter)carrier_own_attr, NULL, NULL, "__qualname__"},
+    {"__module__", (getter)carrier_own_attr, NULL, NULL, "__module__"},
+    {"__doc__", (getter)carrier_own_attr, NULL, NULL, "__doc__"},
+    {"__wrapped__", (getter)carrier_get_wrapped, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot carrier_slots[] = {
+    {Py_tp_new, carrier_new},
+    {Py_tp_dealloc, carrier_dealloc},
+    {Py_tp_traverse, carrier_traverse},
+    {Py_tp_clear, carrier_clear},
+    {Py_tp_descr_get, carrier_descr_get},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_repr, carrier_repr},
+    {Py_tp_members, carrier_members},
+    {Py_tp_getset, carrier_getset},
+    {0, NULL},
+};
+
+static PyType_Spec carrier_spec = {
+    "tracedfuture._core._cfuture.Carrier", sizeof(CarrierObject), 0,
+    /* immutable, and a method descriptor: what CPython's specializing interpreter asks of a method's type */
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR |
+        Py_TPFLAGS_IMMUTABLETYPE,
+    carrier_slots,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -4177,7 +4736,16 @@ mod_flush_pending_completions(PyObject *Py_UNUSED(module), PyObject *loop)
     Py_RETURN_NONE;
 }
 
+static PyObject *
+mod_carried_hooks(PyObject *Py_UNUSED(module), PyObject *loop)
+{
+    PyObject *hooks = carried_of(loop);
+    return Py_NewRef(hooks ? hooks : Py_None);
+}
+
 static PyMethodDef module_methods[] = {
+    {"carried_hooks", mod_carried_hooks, METH_O,
+     "The hooks the class of loop carries for it (LoopHooks(loop, carried_by=...)), else None."},
     {"future_id", mod_future_id, METH_O,
      "The future_id that events give obj, a future or task, or None when it is not traced: to find a\n"
      "future's events, or to log its id.\n\n"
@@ -4424,9 +4992,10 @@ PyInit__cfuture(void)
 
     RingType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &ring_spec, NULL);
     LoopHooksType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &hooks_spec, NULL);
+    CarrierType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &carrier_spec, NULL);
     TracedFutureType = make_subtype(&fut_spec, BaseFuture, &fut_ext_off, m);
     TracedTaskType = make_subtype(&task_spec, BaseTask, &task_ext_off, m);
-    if (!RingType || !LoopHooksType || !TracedFutureType || !TracedTaskType) {
+    if (!RingType || !LoopHooksType || !CarrierType || !TracedFutureType || !TracedTaskType) {
         return NULL;
     }
     PyObject *record_size = PyLong_FromLong((long)sizeof(Rec));
@@ -4455,6 +5024,7 @@ PyInit__cfuture(void)
     }
     if (PyModule_AddObjectRef(m, "Ring", (PyObject *)RingType) < 0 ||
         PyModule_AddObjectRef(m, "LoopHooks", (PyObject *)LoopHooksType) < 0 ||
+        PyModule_AddObjectRef(m, "Carrier", (PyObject *)CarrierType) < 0 ||
         PyModule_AddObjectRef(m, "TracedFuture", (PyObject *)TracedFutureType) < 0 ||
         PyModule_AddObjectRef(m, "TracedTask", (PyObject *)TracedTaskType) < 0 ||
         PyModule_AddStringConstant(m, "IMPLEMENTATION", "c") < 0 || tf_lines_add_type(m) < 0 ||

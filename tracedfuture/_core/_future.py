@@ -44,7 +44,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine
-from types import CodeType, FrameType
+from types import CodeType, FrameType, MethodType
 from typing import Any, TypeVar
 
 from . import _events as ev
@@ -71,6 +71,7 @@ __all__ = [
     "CLOCK",
     "IMPLEMENTATION",
     "STEP_REASON",
+    "Carrier",
     "EventFold",
     "EventReader",
     "LineWriter",
@@ -82,6 +83,7 @@ __all__ = [
     "TracedTask",
     "Waker",
     "assign_id",
+    "carried_hooks",
     "caught",
     "flush_pending_completions",
     "future_id",
@@ -435,9 +437,12 @@ def _arm_call_soon(hooks: LoopHooks, loop: Any) -> None:
 
 
 def _hooks(loop: object) -> LoopHooks | None:
-    """The hooks of a traced loop that records new futures, else None: the
-    ``__self__`` of the loop's ``create_future``, ``create_task`` or ``close``
-    (see ``_seam``)."""
+    """The hooks of a traced loop that records new futures, else None: those its
+    class carries for it, else the ``__self__`` of the loop's ``create_future``,
+    ``create_task`` or ``close`` (see ``_seam``)."""
+    carried = carried_hooks(loop)
+    if carried is not None:
+        return carried if carried.ring is not None else None
     for name in ("create_future", "create_task", "close"):
         hooks = getattr(getattr(loop, name, None), "__self__", None)
         if isinstance(hooks, LoopHooks):
@@ -653,12 +658,30 @@ def flush_pending_completions(loop: asyncio.AbstractEventLoop) -> None:
 _create_future, _create_task, _eager_create_task = asyncio_factories(TracedFuture, TracedTask)
 
 
+# Hooks carried by their loop's class, by id(loop): what a Carrier and _hooks
+# look up (see _seam, "carried by the loop's class"). The hooks hold their loop
+# weakly, and leave when it is collected, or at detach().
+_carried: dict[int, LoopHooks] = {}
+
+
+def carried_hooks(loop: object) -> LoopHooks | None:
+    """The hooks the class of ``loop`` carries for it, else None."""
+    hooks = _carried.get(id(loop))
+    return hooks if hooks is not None and hooks.loop is loop else None
+
+
 class LoopHooks:
     """The per-loop ``create_future`` and ``create_task`` of a traced loop,
-    configured only through :meth:`bind`."""
+    configured only through :meth:`bind`; carried by the loop, or by its class
+    (``carried_by=(cls, create_future, create_task)``)."""
 
     __slots__ = (
+        "__weakref__",
         "_asyncio_loop",
+        "_carrier_class",
+        "_key",
+        "_loop",
+        "_loop_ref",
         "base_call_soon",
         "base_create_future",
         "base_create_task",
@@ -666,15 +689,19 @@ class LoopHooks:
         "capture",
         "capture_values",
         "installations",
-        "loop",
         "ring",
         "route",
         "sample_rate",
         "saved",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self, loop: asyncio.AbstractEventLoop, carried_by: tuple[type, Any, Any] | None = None) -> None:
+        if getattr(self, "_key", None) is not None:
+            self.detach()  # initialised again
+        self._key: int | None = None
+        self._loop: Any = None
+        self._loop_ref: weakref.ref[Any] | None = None
+        self._carrier_class: type | None = None
         self.ring: Ring | None = None
         self.route = 0
         self.sample_rate = 1.0
@@ -682,16 +709,78 @@ class LoopHooks:
         self.capture_values = False
         self.installations: tuple[Any, ...] = ()  # kept for _install's bookkeeping
         self.saved: Any = None  # what _loops restores when the loop is no longer traced
-        self.base_create_future = loop.create_future
-        self.base_create_task = loop.create_task
         # The call_soon the program set on the loop itself (set by _loops), else
         # None: the class's, looked up at each call.
         self.base_call_soon: Callable[..., Any] | None = None
         # What to set as the loop's call_soon when its first traced task is made
         # (set by _loops), else None: see _arm_call_soon.
         self.call_soon_on_first_task: Callable[..., Any] | None = None
+        if carried_by is not None:
+            self._carry(loop, carried_by)
+            return
+        self._loop = loop
+        self.base_create_future = loop.create_future
+        self.base_create_task = loop.create_task
         # asyncio's own create_task code applies to loops that inherit it.
         self._asyncio_loop = isinstance(loop, asyncio.BaseEventLoop)
+
+    def _carry(self, loop: Any, carried_by: Any) -> None:
+        if not isinstance(carried_by, tuple) or len(carried_by) != 3 or not isinstance(carried_by[0], type):
+            msg = f"carried_by must be (cls, create_future, create_task), not {carried_by!r}"
+            raise TypeError(msg)
+        cls, create_future, create_task = carried_by
+        if not isinstance(loop, cls) or isinstance(loop, asyncio.BaseEventLoop):
+            why = "it is not an instance"
+            if isinstance(loop, cls):
+                why = "asyncio's own loops carry their hooks themselves"
+            msg = f"{loop!r} cannot be carried by {cls!r}: {why}"
+            raise TypeError(msg)
+        self._loop_ref = weakref.ref(loop, self._loop_gone)
+        self._asyncio_loop = False
+        self.base_create_future = create_future
+        self.base_create_task = create_task
+        previous = carried_hooks(loop)
+        if previous is not None:
+            previous.detach()  # the loop's earlier hooks are its hooks no more
+        self._key = id(loop)
+        self._carrier_class = cls
+        _carried[self._key] = self
+
+    def _loop_gone(self, ref: object) -> None:
+        self.detach()
+
+    @property
+    def loop(self) -> Any:
+        """The loop (None once a loop carried by its class is collected)."""
+        ref = self._loop_ref
+        return self._loop if ref is None else ref()
+
+    @property
+    def carrier_class(self) -> type | None:
+        """The class whose Carriers dispatch to these hooks, else None (carried by
+        the loop, or detached)."""
+        key = self._key
+        return self._carrier_class if key is not None and _carried.get(key) is self else None
+
+    def detach(self) -> None:
+        """Hooks carried by the loop's class: no longer the loop's."""
+        key = self._key
+        if key is not None and _carried.get(key) is self:
+            del _carried[key]
+
+    def _own(self, own: Callable[..., Any], loop: Any, *args: Any, **kwargs: Any) -> Any:
+        """The loop's own method the hooks stand in for: bound to the loop, or
+        (carried by the class) the class's, called with the loop first."""
+        if self._loop_ref is None:
+            return own(*args, **kwargs)
+        return own(loop, *args, **kwargs)
+
+    def _the_loop(self) -> Any:
+        loop = self.loop
+        if loop is None:
+            msg = "these LoopHooks have no loop: it was collected"
+            raise RuntimeError(msg)
+        return loop
 
     def bind(
         self,
@@ -725,20 +814,26 @@ class LoopHooks:
             return None
 
     def create_future(self) -> asyncio.Future[Any]:
+        try:
+            return self._create_future(self._the_loop(), 2)
+        except BaseException as exc:
+            hide_own_frames(exc)
+            raise
+
+    def _create_future(self, loop: Any, depth: int) -> asyncio.Future[Any]:
         # _register, inlined: this is the hottest function of the package.
         ring = self.ring
         # Sampled out, or refused by its ring (full, or held while every
         # exporter's queue is full): exactly the loop's own future, as if untraced.
         if ring is None or (self.sample_rate < 1.0 and _random() >= self.sample_rate) or not ring.admit():
-            return self.base_create_future()
-        loop = self.loop
+            return self._own(self.base_create_future, loop)  # type: ignore[no-any-return]
         if loop.get_debug() and self._asyncio_loop:
             # asyncio's own create_future, so that "created at" is its frame.
             return _create_future(loop)  # type: ignore[no-any-return]
         # C's __new__ and __init__, not TracedFuture's Python __init__ (see above).
         fut: Any = _future_new(TracedFuture)
         _future_init(fut, loop=loop)
-        frame = _getframe(1)
+        frame = _getframe(depth)  # the caller of create_future
         code: CodeType | None = frame.f_code
         entry = _code_kind.get(id(code))
         maker = label = None
@@ -791,7 +886,7 @@ class LoopHooks:
         handle: Any
         try:
             if own is None:
-                loop = self.loop
+                loop = self._the_loop()
                 handle = type(loop).call_soon(loop, *args, **kwargs)
             else:
                 handle = own(*args, **kwargs)
@@ -809,14 +904,20 @@ class LoopHooks:
         has set a task factory, that factory, untouched (3.12's eager factory is
         matched, and made to build a TracedTask)."""
         try:
+            return self._create_task(self._the_loop(), coro, **kwargs)
+        except BaseException as exc:
+            hide_own_frames(exc)
+            raise
+
+    def _create_task(self, loop: Any, coro: Coroutine[Any, Any, _T], **kwargs: Any) -> asyncio.Task[_T]:
+        try:
             ring = self.ring
             if ring is None or (self.sample_rate < 1.0 and _random() >= self.sample_rate) or not ring.admit():
-                task = self.base_create_task(coro, **kwargs)  # as create_future's
+                task = self._own(self.base_create_task, loop, coro, **kwargs)  # as create_future's
                 tb = getattr(task, "_source_traceback", None)
                 if tb:
                     strip_source_traceback(tb)  # debug mode: this frame is not the program's
-                return task
-            loop: Any = self.loop
+                return task  # type: ignore[no-any-return]
             if not self._asyncio_loop:
                 return self._foreign_create_task(loop, coro, kwargs)  # type: ignore[no-any-return]
             if EAGER_FACTORY is not None and loop._task_factory is EAGER_FACTORY:
@@ -829,8 +930,71 @@ class LoopHooks:
     def _foreign_create_task(self, loop: Any, coro: Any, kwargs: dict[str, Any]) -> Any:
         """A loop that is not asyncio's own (uvloop): its checks, then a TracedTask."""
         if loop.get_task_factory() is not None:
-            return self.base_create_task(coro, **kwargs)
+            return self._own(self.base_create_task, loop, coro, **kwargs)
         if loop.is_closed():
             msg = "Event loop is closed"
             raise RuntimeError(msg)
         return TracedTask(coro, loop=loop, **kwargs)
+
+
+# create_task(coro, *, name=None, context=None): what the hooks take through a
+# Carrier; anything else is the class's own method's to take or refuse.
+_TASK_KEYWORDS = frozenset({"coro", "name", "context"})
+
+
+class Carrier:
+    """A method of a loop class, set on it by ``_loops``, that dispatches to the
+    hooks the class carries for a loop (see ``_seam``); otherwise the class's own
+    method, called as it is. What the program reads of it is that method's."""
+
+    # Arguments typed Any: checked here, as the compiled one's are.
+    def __init__(self, cls: Any, name: Any, own: Any, traced: Any) -> None:
+        if not isinstance(cls, type) or not isinstance(name, str):
+            msg = f"Carrier(cls, name, own, traced): a class and a name, not {cls!r}, {name!r}"
+            raise TypeError(msg)
+        if not callable(own) or (traced is not None and not callable(traced)):
+            msg = "Carrier: own must be callable, and traced callable or None"
+            raise TypeError(msg)
+        if traced is None and name not in ("create_future", "create_task"):
+            msg = f"Carrier: the hooks carry create_future and create_task only, not {name!r}"
+            raise ValueError(msg)
+        self.cls = cls
+        self.name = name
+        self.own = own
+        self.traced = traced
+        # a bound one reads "<bound method Loop.create_future of ...>", as untraced
+        for attr in ("__name__", "__qualname__", "__module__", "__doc__"):
+            value = getattr(own, attr, None)
+            if value is not None:
+                setattr(self, attr, value)
+        self.__wrapped__ = own  # for inspect.signature
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        return self if obj is None else MethodType(self, obj)
+
+    def __repr__(self) -> str:
+        return repr(self.own)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        hooks = carried_hooks(args[0]) if args else None
+        try:
+            if hooks is None or hooks.carrier_class is not self.cls:
+                made = self.own(*args, **kwargs)  # untraced, or a super() call from a subclass's own
+            elif self.traced is not None:
+                made = self.traced(self.own, *args, **kwargs)
+            elif self.name == "create_future" and len(args) == 1 and not kwargs:
+                made = hooks._create_future(args[0], 2)  # the frame that called this one
+            elif (
+                self.name == "create_task" and len(args) + ("coro" in kwargs) == 2 and _TASK_KEYWORDS.issuperset(kwargs)
+            ):
+                made = hooks._create_task(*args, **kwargs)
+            else:
+                made = self.own(*args, **kwargs)  # its own error
+        except BaseException as exc:
+            hide_own_frames(exc)
+            raise
+        if isinstance(made, _Future):
+            tb = made._source_traceback
+            if tb:
+                strip_source_traceback(tb)  # debug mode: this frame is not the program's
+        return made

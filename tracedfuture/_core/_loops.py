@@ -1,8 +1,25 @@
 """Which loops get traced, and how a loop's own methods are kept.
 
-A traced loop has instance attributes that shadow four of its class's methods
-(``create_future``, ``create_task``, ``call_soon``, ``close``); removing them
-restores the loop. What they do depends on the class:
+A traced loop's ``create_future``, ``create_task``, ``close`` (and ``call_soon``,
+see below) are ours while it is traced, carried in one of two ways:
+
+* by the loop itself, asyncio's own loops (whose instances keep their state in
+  a dict anyway): instance attributes that shadow the class's methods; removing
+  them restores the loop;
+* by the loop's class, for any other loop (uvloop's, whose state lives in its
+  compiled base, and whose instances have no dict until something sets an
+  attribute): a dict, even an empty one, would be searched by every lookup of a
+  method by name on the loop, asyncio's own and uvloop's, and the program's
+  ``loop.create_future()`` would lose CPython's specialization (+14% per future
+  of a burst, sampled out, on 3.11). The class gets a ``Carrier`` per method,
+  for as long as a loop of it is traced, which dispatches to the hooks of a
+  traced loop of that class and otherwise calls the class's own method as it
+  is; the loop itself gets nothing (``vars(loop)`` is what it would be
+  untraced), and its hooks hold it weakly. A loop with one of these methods
+  set on itself by the program, or whose class takes no attributes, or that
+  cannot be weakly referenced, is carried by the loop itself.
+
+What they do depends on the class:
 
 * where the class's method is asyncio's own (or uvloop's, which does the same
   thing), the attribute is the fast path of ``LoopHooks``, which builds traced
@@ -46,7 +63,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import LoopHooks, assign_id, flush_pending_completions, future_id
+from . import Carrier, LoopHooks, assign_id, carried_hooks, flush_pending_completions, future_id
 from ._frames import hide_own_frames, strip_source_traceback
 from ._seam import LoopHooksLike
 
@@ -64,6 +81,8 @@ logger = logging.getLogger("tracedfuture")
 
 _PATCHED = ("create_future", "create_task", "call_soon", "close")
 _FACTORIES = ("create_future", "create_task")
+_CARRIED = ("create_future", "create_task", "close")  # by the class, when it carries them
+_IMMUTABLE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: static and compiled classes that take no attributes
 # The traced loop's attributes whose __self__ is its hooks (hooks_of).
 _CARRIERS = ("create_future", "create_task", "close")
 _MISSING: Any = object()
@@ -86,6 +105,8 @@ def _implementation(cls: type, name: str) -> tuple[object, object]:
             continue
         if fn is _CLASS_PATCHES[name]:
             fn = _class_saved[name]
+        elif isinstance(fn, Carrier):
+            fn = fn.own
         if own is _MISSING:
             own = fn
         if fn is _BASE_METHODS[name] or klass.__module__ == "uvloop.loop":
@@ -113,24 +134,43 @@ class _CallingOwn:
         except BaseException as exc:
             hide_own_frames(exc)
             raise
-        if isinstance(made, asyncio.Future):
-            tb = getattr(made, "_source_traceback", None)
-            if tb:
-                strip_source_traceback(tb)
-            if isinstance(made, asyncio.Task) and future_id(made) is None:
-                assign_id(made)  # an id from its creation on, for the events that name it (awaiter, parent)
-        return made
+        return _own_made(made)
+
+
+def _calling_own(own: Callable[..., Any], loop: Any, *args: Any, **kwargs: Any) -> Any:
+    """A loop's own create_future/create_task, called as it is, when its class
+    carries them (a :class:`Carrier`'s ``traced``): as :class:`_CallingOwn`."""
+    try:
+        made = own(loop, *args, **kwargs)
+    except BaseException as exc:
+        hide_own_frames(exc)
+        raise
+    return _own_made(made)
+
+
+def _own_made(made: Any) -> Any:
+    if isinstance(made, asyncio.Future):
+        tb = getattr(made, "_source_traceback", None)
+        if tb:
+            strip_source_traceback(tb)
+        if isinstance(made, asyncio.Task) and future_id(made) is None:
+            assign_id(made)  # an id from its creation on, for the events that name it (awaiter, parent)
+    return made
 
 
 def hooks_of(loop: object) -> LoopHooksLike | None:
-    """The hooks of a traced loop, else None: the ``__self__`` of the loop's
-    ``create_future``, ``create_task`` or ``close`` (the first the program did not
-    replace since), which are the hooks' own methods, a :class:`_CallingOwn` or
-    the :class:`_TracedClose` while it is traced. No attribute of our own is kept
-    on the loop: on 3.13, a loop of asyncio's with four attributes more than its
-    own keeps them in a dict (its class's shared keys are full), and every
-    attribute access of asyncio's code on it takes the slow path (+11% per future
-    lifecycle, sampled out)."""
+    """The hooks of a traced loop, else None: those its class carries for it,
+    else the ``__self__`` of the loop's ``create_future``, ``create_task`` or
+    ``close`` (the first the program did not replace since), which are the
+    hooks' own methods, a :class:`_CallingOwn` or the :class:`_TracedClose`
+    while it is traced. No attribute of our own is kept on the loop: on 3.13, a
+    loop of asyncio's with four attributes more than its own keeps them in a
+    dict (its class's shared keys are full), and every attribute access of
+    asyncio's code on it takes the slow path (+11% per future lifecycle,
+    sampled out)."""
+    carried: LoopHooksLike | None = carried_hooks(loop)
+    if carried is not None:
+        return carried
     for name in _CARRIERS:
         owner = getattr(getattr(loop, name, None), "__self__", None)
         if isinstance(owner, LoopHooks):
@@ -166,18 +206,27 @@ class _TracedClose:
         self.__self__ = hooks
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        loop = self.loop
-        if not loop.is_running():
-            flush_pending_completions(loop)
-        try:
-            return self.close(*args, **kwargs)
-        except BaseException as exc:
-            hide_own_frames(exc)
-            raise
-        finally:
-            # To the exporters' queues; a slow exporter must not stall close().
-            for inst in self.__self__.installations:
-                _close_hook(inst)
+        return _closing(self.loop, self.__self__, self.close, args, kwargs)
+
+
+def _traced_close(close: Callable[..., Any], loop: Any, *args: Any, **kwargs: Any) -> Any:
+    """The loop's own close, when its class carries it (a :class:`Carrier`'s
+    ``traced``): as :class:`_TracedClose`."""
+    return _closing(loop, carried_hooks(loop), close, (loop, *args), kwargs)
+
+
+def _closing(loop: Any, hooks: Any, close: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not loop.is_running():
+        flush_pending_completions(loop)
+    try:
+        return close(*args, **kwargs)
+    except BaseException as exc:
+        hide_own_frames(exc)
+        raise
+    finally:
+        # To the exporters' queues; a slow exporter must not stall close().
+        for inst in () if hooks is None else hooks.installations:
+            _close_hook(inst)
 
 
 # The loop's instance attributes are read and written one by one, never through
@@ -203,9 +252,39 @@ def _own_attribute(loop: object, name: str) -> object:
     return value
 
 
+def _carried_by_class(loop: object) -> bool:
+    """Whether the class of ``loop`` carries its traced methods (see the top of
+    this module): a loop that is not asyncio's own, whose class takes
+    attributes, that can be weakly referenced (its hooks hold it so), and that
+    has none of these methods set on itself."""
+    cls = type(loop)
+    if isinstance(loop, asyncio.BaseEventLoop) or cls.__flags__ & _IMMUTABLE or not cls.__weakrefoffset__:
+        return False
+    if any(_own_attribute(loop, name) is not _MISSING for name in _PATCHED):
+        return False
+    for name in _CARRIED:
+        own = _implementation(cls, name)[0] if name in _FACTORIES else _class_own(cls, name)
+        if own is _MISSING or not callable(own) or isinstance(own, (staticmethod, classmethod)):
+            return False  # not a method its class's Carrier can call with the loop first
+    return True
+
+
+def _class_own(cls: type, name: str) -> object:
+    """The class's ``name`` as its dict holds it (seen through a Carrier), else _MISSING."""
+    for klass in cls.__mro__:
+        fn = vars(klass).get(name, _MISSING)
+        if fn is not _MISSING:
+            return fn.own if isinstance(fn, Carrier) else fn
+    return _MISSING
+
+
 def untraceable(loop: object) -> str | None:
     """Why ``loop`` cannot be traced, or None (tried with ``close``, one of the
-    names a traced loop takes anyway: a new name would grow its class's keys)."""
+    names a traced loop takes anyway: a new name would grow its class's keys).
+    A loop whose class carries its methods is not tried: that would give it a
+    dict for good."""
+    if _carried_by_class(loop):
+        return None
     own = _own_attribute(loop, "close")
     try:
         loop.close = loop.close if own is _MISSING else own  # type: ignore[attr-defined]
@@ -234,6 +313,8 @@ def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooksLike:
     reason = untraceable(loop)
     if reason is not None:
         raise TypeError(reason)
+    if _carried_by_class(loop):
+        return _hook_by_class(loop)
     saved = {name: value for name in _PATCHED if (value := _own_attribute(loop, name)) is not _MISSING}
     close = loop.close
     own: dict[str, Callable[..., Any]] = {}
@@ -269,6 +350,38 @@ def hook_loop(loop: asyncio.AbstractEventLoop) -> LoopHooksLike:
     return hooks
 
 
+def _hook_by_class(loop: asyncio.AbstractEventLoop) -> LoopHooksLike:
+    """Trace ``loop`` through its class's Carriers (see the top of this module)."""
+    cls = type(loop)
+    bases: dict[str, Any] = {}
+    for name in _FACTORIES:
+        own, stock = _implementation(cls, name)
+        # what LoopHooks falls back on (a task factory, an untraced future): the
+        # stock method, never an override, which the Carrier calls itself
+        bases[name] = own if stock is _MISSING else stock
+    hooks: LoopHooksLike = LoopHooks(loop, (cls, bases["create_future"], bases["create_task"]))
+    try:
+        _patch_class(cls, loop, lambda: _carriers(cls))
+    except BaseException:
+        hooks.detach()
+        raise
+    call_soon = hooks.call_soon  # one bound method: unhook_loop knows it by identity
+    hooks.call_soon_on_first_task = call_soon
+    hooks.saved = ({}, {"call_soon": call_soon})
+    return hooks
+
+
+def _carriers(cls: type) -> dict[str, object]:
+    """The Carriers of a class whose loops it traces: the hooks' own methods
+    where its methods are the stock ones, else its own, called as they are."""
+    carriers: dict[str, object] = {}
+    for name in _FACTORIES:
+        own, stock = _implementation(cls, name)
+        carriers[name] = Carrier(cls, name, own, None if own is stock else _calling_own)
+    carriers["close"] = Carrier(cls, "close", _class_own(cls, "close"), _traced_close)
+    return carriers
+
+
 def unhook_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Restore ``loop`` exactly as it was before :func:`hook_loop`, keeping what
     its own code set on it since (a subclass's ``__init__`` runs after ours)."""
@@ -277,6 +390,7 @@ def unhook_loop(loop: asyncio.AbstractEventLoop) -> None:
     if hooks is not None:
         hooks.call_soon_on_first_task = None  # a task made through hooks kept elsewhere sets nothing now
         hooks.saved = None
+        hooks.detach()  # carried by the class: no longer the loop's
     for name, value in ours.items():
         if _own_attribute(loop, name) is value:
             delattr(loop, name)
@@ -285,11 +399,59 @@ def unhook_loop(loop: asyncio.AbstractEventLoop) -> None:
     _release_class_patch(id(loop))
 
 
-# --- asyncio's methods, for super() calls from a loop's own ---------------------------
+# --- methods set on a class while its loops need them ---------------------------------
+#
+# asyncio's create_future/create_task on BaseEventLoop, for super() calls from a
+# loop's own (_needs_class_patch), and the Carriers of a class that carries its
+# loops' methods (_hook_by_class): set once, for as long as one traced loop
+# needs them, and put back when the last is untraced or collected.
 
-_class_users: dict[int, weakref.finalize] = {}  # type: ignore[type-arg]  # id(loop) -> its finalizer
-_class_saved: dict[str, Any] = dict(_BASE_METHODS)  # what the class had when patched
+_class_saved: dict[str, Any] = dict(_BASE_METHODS)  # what BaseEventLoop had when patched
 _class_lock = threading.Lock()
+
+
+class _ClassPatch:
+    """Methods set on ``cls``, what it had before, and the loops that need them
+    (by id, each with the finalizer that releases it when collected)."""
+
+    __slots__ = ("cls", "patches", "saved", "users")
+
+    def __init__(self, cls: type, patches: dict[str, object], saved: dict[str, Any]) -> None:
+        self.cls = cls
+        self.patches = patches
+        self.saved = saved
+        self.users: dict[int, weakref.finalize] = {}  # type: ignore[type-arg]
+
+    def apply(self) -> None:
+        for name, patch in self.patches.items():
+            self.saved[name] = vars(self.cls).get(name, _MISSING)
+            setattr(self.cls, name, patch)
+
+    def restore(self) -> None:
+        for name, patch in self.patches.items():
+            _restore(self.cls, name, self.saved[name], patch)
+
+
+_patched: dict[type, _ClassPatch] = {}
+
+
+def _patch_class(
+    cls: type, loop: object, patches: Callable[[], dict[str, object]], saved: dict[str, Any] | None = None
+) -> None:
+    """Set ``patches()`` on ``cls`` (once) for as long as ``loop``, or another
+    loop that asked, is traced (``saved``: where to keep what it had)."""
+    with _class_lock:
+        _carry_out_releases()  # first: a release queued for this id is an earlier loop's
+        entry = _patched.get(cls)
+        if entry is None:
+            entry = _patched[cls] = _ClassPatch(cls, patches(), {} if saved is None else saved)
+            entry.apply()
+        key = id(loop)
+        if key not in entry.users:
+            # May collect garbage, and so run another loop's finalizer, here:
+            # which is why releases only queue themselves (see _settle).
+            entry.users[key] = weakref.finalize(loop, _release_class_patch, key)
+    _settle()
 
 
 # Arguments pass through untouched, so that a wrong call fails with asyncio's own message.
@@ -325,26 +487,15 @@ def _needs_class_patch(loop: object) -> None:
     """Patch asyncio's create_future/create_task on BaseEventLoop while ``loop``,
     whose class overrides one of them, is traced: what it makes through super()
     is then traced too. Untraced loops get asyncio's methods, called as they are."""
-    with _class_lock:
-        _carry_out_releases()  # first: a release queued for this id is an earlier loop's
-        if not _class_users:
-            for name, patch in _CLASS_PATCHES.items():
-                _class_saved[name] = vars(_Base)[name]
-                setattr(_Base, name, patch)
-        key = id(loop)
-        if key not in _class_users:
-            # May collect garbage, and so run another loop's finalizer, here:
-            # which is why releases only queue themselves (see _settle).
-            _class_users[key] = weakref.finalize(loop, _release_class_patch, key)
-    _settle()
+    _patch_class(_Base, loop, lambda: dict(_CLASS_PATCHES), _class_saved)
 
 
-_released: list[int] = []  # loops done with the patch, for whoever holds _class_lock next
+_released: list[int] = []  # loops done with their class patches, for whoever holds _class_lock next
 
 
 def _release_class_patch(key: int) -> None:
-    """``loop`` (by id) no longer needs the class patch: an untraced loop, or a
-    collected one, whose finalizer may run inside the garbage collector while
+    """``loop`` (by id) no longer needs its class patches: an untraced loop, or
+    a collected one, whose finalizer may run inside the garbage collector while
     this very thread holds ``_class_lock``: it queues the release and never waits."""
     _released.append(key)
     _settle()
@@ -362,13 +513,15 @@ def _settle() -> None:
 def _carry_out_releases() -> None:
     # With _class_lock held.
     while _released:
-        finalizer = _class_users.pop(_released.pop(0), None)
-        if finalizer is None:
-            continue
-        finalizer.detach()
-        if not _class_users:
-            for name, patch in _CLASS_PATCHES.items():
-                _restore(_Base, name, _class_saved[name], patch)
+        key = _released.pop(0)
+        for cls, entry in list(_patched.items()):
+            finalizer = entry.users.pop(key, None)
+            if finalizer is None:
+                continue
+            finalizer.detach()
+            if not entry.users:
+                del _patched[cls]
+                entry.restore()
 
 
 # --- seeing loops being made ---------------------------------------------------------

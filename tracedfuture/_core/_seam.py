@@ -32,7 +32,7 @@ What an implementation module provides
     Subclasses of ``asyncio.Future`` / ``asyncio.Task`` whose behaviour, reprs and
     errors are asyncio's (``__name__`` and ``__qualname__`` read ``Future`` /
     ``Task``). Built directly, they record on a traced loop and not elsewhere.
-``LoopHooks(loop)``
+``LoopHooks(loop, carried_by=None)``
     The per-loop ``create_future()``, ``create_task(coro, **kwargs)`` and
     ``call_soon()`` of a traced loop, configured only through :meth:`bind` (never by reading module globals):
     ``hooks.bind(ring, route, sample_rate, capture, capture_values)``. ``ring`` is a
@@ -58,13 +58,44 @@ What an implementation module provides
     the loop's first ``TracedTask`` stepped by asyncio. A loop whose tasks step
     themselves, or are all sampled out, keeps its own ``call_soon``, untouched.
     The hooks also carry ``installations`` and ``saved``, plain attributes for
-    ``_install``'s and ``_loops``'s bookkeeping that the hot path never reads. A
-    loop's hooks are the ``__self__`` of its ``create_future``, ``create_task``
-    or ``close`` (the first of them the program did not replace) while it is
-    traced: the hooks' own methods, or ``_loops``'s wrappers. That is how futures
-    and tasks built directly find them. No attribute of our own goes on
-    the loop (3.13 keeps a loop's attributes in a dict past its class's shared
-    keys, which slows all of asyncio's code on it).
+    ``_install``'s and ``_loops``'s bookkeeping that the hot path never reads.
+    A loop's hooks are carried in one of two ways (``_loops`` chooses):
+
+    * by the loop (``carried_by=None``): they are the ``__self__`` of its
+      ``create_future``, ``create_task`` or ``close`` (the first of them the
+      program did not replace) while it is traced, the hooks' own methods or
+      ``_loops``'s wrappers set on the loop; the hooks hold the loop, and
+      stand in for ``loop.create_future`` and ``loop.create_task`` as they
+      were when made (bound to the loop). No attribute of our own goes on the
+      loop (3.13 keeps a loop's attributes in a dict past its class's shared
+      keys, which slows all of asyncio's code on it);
+    * by the loop's class (``carried_by=(cls, create_future, create_task)``, for
+      a loop that is not asyncio's own): ``cls``'s Carriers (below) dispatch
+      to them, and ``create_future`` and ``create_task`` are the class's own,
+      which they call with the loop first. They hold the loop weakly, and are
+      its hooks (``carried_hooks(loop)``, ``hooks.carrier_class``) until
+      ``hooks.detach()`` or until the loop is collected (``hooks.loop`` is then
+      ``None``, and their methods raise ``RuntimeError``). A loop can have only
+      one: new ones replace the old.
+
+    Either way, that is how futures and tasks built directly find them.
+``Carrier(cls, name, own, traced)``
+    A method of the loop class ``cls``, which ``_loops`` sets on it as ``name``
+    while loops of it are traced. ``loop.name(*args, **kwargs)`` is, for a
+    ``loop`` whose hooks ``cls`` carries, ``traced(own, loop, *args,
+    **kwargs)``, or with ``traced`` None (``create_future``, ``create_task``)
+    what the hooks' own method does: a future or task head sampling leaves out
+    (or the ring refuses) is made by the class's own method, called with the
+    program's arguments as they came, as are arguments the hooks do not take
+    (its own error). For any other loop (untraced, or carried by a subclass
+    that called up through ``super()``) it is ``own(loop, *args, **kwargs)``.
+    What the program reads of it (repr, ``__name__``, ``__qualname__``,
+    ``__module__``, ``__doc__``, ``__wrapped__``) is ``own``'s, bound or not;
+    the compiled one is a method descriptor with no frame of its own, which
+    the program's ``loop.create_future()`` calls as specialized as it calls
+    ``own``.
+``carried_hooks(loop)``
+    The hooks the class of ``loop`` carries for it, else ``None``.
 ``RecordBatch``
     What :meth:`Ring.take_batch` returns: the records taken, oldest first, a
     sequence whose items are the tuples of :data:`LAYOUTS` (made on access by the
@@ -305,10 +336,13 @@ class LoopHooksLike(Protocol):
     base_call_soon: Any
     call_soon_on_first_task: Any
 
+    @property
+    def carrier_class(self) -> type | None: ...
     def bind(self, ring: Any, route: int, sample_rate: float, capture: Any, capture_values: bool) -> None: ...
     def create_future(self) -> asyncio.Future[Any]: ...
     def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]: ...
     def call_soon(self, *args: Any, **kwargs: Any) -> Any: ...
+    def detach(self) -> None: ...
 
 
 class Implementation(Protocol):
@@ -325,7 +359,10 @@ class Implementation(Protocol):
     @property
     def TracedTask(self) -> type[asyncio.Task[Any]]: ...
     @property
-    def LoopHooks(self) -> Callable[[asyncio.AbstractEventLoop], LoopHooksLike]: ...
+    def LoopHooks(self) -> Callable[..., LoopHooksLike]: ...
+    @property
+    def Carrier(self) -> Callable[[type, str, Any, Any], Any]: ...
+    def carried_hooks(self, loop: object) -> LoopHooksLike | None: ...
     @property
     def Ring(self) -> Callable[..., RingLike]: ...
     @property
