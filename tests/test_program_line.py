@@ -426,7 +426,7 @@ def test_the_environments_paths_are_sysconfigs_without_its_build_configuration()
     assert _frames._install_paths(names) == [sysconfig.get_paths()[name] for name in names]
     base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}
     assert _frames._install_paths(("scripts",), base) == [sysconfig.get_path("scripts", vars=base)]
-    assert _frames.STDLIB_DIR == sysconfig.get_paths()["stdlib"] + os.sep
+    assert sysconfig.get_paths()["stdlib"] + os.sep == _frames.STDLIB_DIR
 
 
 @pytest.mark.parametrize(
