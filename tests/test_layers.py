@@ -39,7 +39,8 @@ LAYERS: dict[str, int] = {
     "_fold": 2,
     "asgi": 2,
     "_locks": 2,
-    "trace": 1,
+    "_tracefile": 1,
+    "trace": 2,
     "_pipeline": 2,
     "_views": 3,
     "graph": 3,
@@ -199,13 +200,18 @@ def test_the_start_up_hook_imports_no_viewer_and_no_command_line(tmp_path: Path)
 
 
 def test_the_start_up_hook_imports_only_the_parts_its_options_ask_for(tmp_path: Path) -> None:
-    # A trace file without tail sampling: the tail's module is not imported, and
-    # an exporter's hooks are read without generating a dataclass (Options, the
-    # one dataclass on the way, is install()'s public value).
+    # A trace file without tail sampling: the tail's module is not imported, an
+    # exporter's hooks are read and the installation keeps its options without
+    # generating a dataclass, and the file's lines are written without the json
+    # package, the trace reader or sysconfig's build configuration.
     code = "import sys; print(*sys.modules)"
     loaded = _modules_after(code, TRACEDFUTURE_OUTPUT=str(tmp_path / "t.jsonl"))
     assert {"tracedfuture._startup", "tracedfuture._pipeline._hooks"} <= loaded  # the hook ran, and read them
     assert "tracedfuture._pipeline._tail" not in loaded
+    ours = loaded - _modules_after(code)  # not what the interpreter's start loaded (an editable finder)
+    heavy = {"dataclasses", "json", "importlib.util", "tracedfuture.trace", "tracedfuture.options._options"}
+    assert not ours & heavy
+    assert not {m for m in ours if m.startswith("_sysconfigdata")}
     tail = _modules_after(code, TRACEDFUTURE_OUTPUT=str(tmp_path / "t.jsonl"), TRACEDFUTURE_TAIL="1")
     assert "tracedfuture._pipeline._tail" in tail
 
