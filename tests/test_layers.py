@@ -191,6 +191,28 @@ def test_run_reads_its_flags_and_execs_with_the_options_table_alone(tmp_path: Pa
     assert not loaded & heavy
 
 
+def test_python_m_run_execs_without_the_command_line_of_the_viewers(tmp_path: Path) -> None:
+    # python -m tracedfuture run: __main__ hands run its arguments without tracedfuture.cli.
+    code = (
+        "import os, runpy, sys; before = set(sys.modules); "
+        "os.execve = lambda *a: (print(*set(sys.modules) - before, flush=True), os._exit(0)); "
+        "sys.argv = ['tracedfuture', 'run', '-o', 't.jsonl', '--tail', '--lints', 'app.py']; "
+        "runpy.run_module('tracedfuture', run_name='__main__', alter_sys=True)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDFUTURE_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=tmp_path
+    )
+    loaded = set(done.stdout.split())
+    assert {m for m in loaded if m.startswith("tracedfuture")} == {
+        "tracedfuture",
+        "tracedfuture._run",
+        "tracedfuture.options",
+    }
+    heavy = {"argparse", "typing", "dataclasses", "inspect", "re", "enum", "signal", "shutil", "asyncio", "json"}
+    assert not loaded & heavy
+
+
 def test_the_start_up_hook_imports_no_viewer_and_no_command_line(tmp_path: Path) -> None:
     code = "import sys; print(*sys.modules)"
     loaded = _modules_after(code, TRACEDFUTURE_OUTPUT=str(tmp_path / "t.jsonl"))

@@ -548,9 +548,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tracedfuture`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "run":
-        from ._run import run_command
+        import gc
 
-        return run_command(args[1:], lambda: _parser(viewers=False)[1])
+        # It execs the program: nothing made on the way is worth collecting (and
+        # a run that returns, with an error, leaves the collector as it found it).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            from ._run import run_command
+
+            return run_command(args[1:], lambda: _parser(viewers=False)[1])
+        finally:
+            if collecting:
+                gc.enable()
     # The viewers' imports, after run's: run must start light.
     from ._text import printable
     from .trace import TraceFormatError
