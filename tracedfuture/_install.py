@@ -34,10 +34,10 @@ from ._core import RecordBatch, _frames, _loops
 from ._core._events import Event
 from ._core._seam import LoopHooksLike
 from ._pipeline._convert import Converter, redacted
-from ._pipeline._delivery import Events, Filter, Sink
 from ._pipeline._drain import DEFAULT_MAX_BYTES, RECORDER, Route
 from ._pipeline._hooks import resolve
 from ._pipeline._lines import make_lines
+from ._pipeline._sink import Sink
 from .options import check_install
 
 if TYPE_CHECKING:
@@ -99,29 +99,8 @@ class Installation:
             options.include_modules or options.exclude_modules or options.include_names or options.exclude_names
         )
         # Every exporter's queue holds raw records: what it cannot take is shed
-        # before anything is converted. Its own thread then writes trace-file
-        # lines (an exporter with export_lines, unless a filter must see events)
-        # or makes its events (a converter and a filter of its own).
-        self._sinks = [
-            Sink(
-                hook,
-                max_failures=options.max_failures,
-                max_bytes=queue_bytes,
-                statistics=self._counters,
-                lines=None
-                if self._filter
-                else make_lines(capture_values=options.capture_values, redact=options.redact),
-                events=Events(
-                    capture_values=options.capture_values,
-                    redact=options.redact,
-                    include_modules=options.include_modules,
-                    exclude_modules=options.exclude_modules,
-                    include_names=options.include_names,
-                    exclude_names=options.exclude_names,
-                ),
-            )
-            for hook in events
-        ]
+        # before anything is converted.
+        self._sinks = [self._sink(hook, options, queue_bytes) for hook in events]
         # The pipeline's Consumer protocol.
         self.streaming = bool(self._sinks)
         self.history = bool(raw)  # a flight recorder reads the rings' window
@@ -145,6 +124,29 @@ class Installation:
         scope = "process-wide" if self._process_wide else f"{len(self._loops)} loop(s)"
         state = "installed" if self._installed else "uninstalled"
         return f"<tracedfuture.Installation {state} {scope} exporters={len(self.exporters)}>"
+
+    def _sink(self, hook: Any, options: SimpleNamespace, queue_bytes: int) -> Sink:
+        """An exporter's queue. Its thread writes trace-file lines (an exporter
+        with ``export_lines``, unless a filter must see events) or makes its
+        events (a converter and a filter of its own): only the one it uses is made."""
+        if hook.export_lines is not None and not self._filter:
+            lines = make_lines(capture_values=options.capture_values, redact=options.redact)
+            return Sink(
+                hook, max_failures=options.max_failures, max_bytes=queue_bytes, statistics=self._counters, lines=lines
+            )
+        from ._pipeline._delivery import Events  # events and filters: not a trace file's way
+
+        events = Events(
+            capture_values=options.capture_values,
+            redact=options.redact,
+            include_modules=options.include_modules,
+            exclude_modules=options.exclude_modules,
+            include_names=options.include_names,
+            exclude_names=options.exclude_names,
+        )
+        return Sink(
+            hook, max_failures=options.max_failures, max_bytes=queue_bytes, statistics=self._counters, events=events
+        )
 
     @property
     def options(self) -> Options:
@@ -248,6 +250,8 @@ class Installation:
         converter = Converter(capture_values=options.capture_values, redact=options.redact, partial=True)
         events = converter.convert(records)
         if self._filter:
+            from ._pipeline._delivery import Filter
+
             events = Filter(
                 options.include_modules,
                 options.exclude_modules,
