@@ -21,10 +21,13 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _files
-from ._core._events import Event, Site
+from ._core import _events
+
+if TYPE_CHECKING:
+    from ._core._events import Event
 
 try:
     from _json import encode_basestring as json_string  # json.encoder's own escaper
@@ -125,10 +128,11 @@ def header(wall_anchor_ns: int, monotonic_anchor_ns: int, **extra: Any) -> dict[
 def event_to_json(event: Event) -> dict[str, Any]:
     """An event as a JSON-ready dict: ``None`` fields left out, ``site`` an object."""
     out: dict[str, Any] = {}
-    for key, value in zip(Event._fields, event, strict=True):
+    site = _events.Site
+    for key, value in zip(_events.EVENT_FIELDS, event, strict=True):
         if value is None or key == "context":
             continue
-        if isinstance(value, Site):
+        if isinstance(value, site):
             out[key] = {"file": value.filename, "line": value.lineno, "function": value.function}
         else:
             out[key] = value
