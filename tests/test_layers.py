@@ -183,7 +183,6 @@ def test_run_reads_its_flags_and_execs_with_the_options_table_alone(tmp_path: Pa
     assert ours == {
         "tracedfuture",
         "tracedfuture.cli",
-        "tracedfuture._files",
         "tracedfuture._run",
         "tracedfuture.options",
     }

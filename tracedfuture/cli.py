@@ -24,8 +24,6 @@ import os
 import sys
 import time
 
-from . import _files
-
 # typing.TYPE_CHECKING without importing typing, and argparse imported where it
 # is used: `tracedfuture run` goes through this module to become the program, and
 # what it imports is start-up the program waits for. Type checkers read any
@@ -136,6 +134,8 @@ def _size(count: int) -> str:
 
 
 def _write_output(path: str, text: str) -> None:
+    from . import _files  # the viewers' output: not on run's way to exec
+
     if path == "-":
         sys.stdout.write(text)
         return
@@ -331,6 +331,7 @@ def _cmd_pstree(args: argparse.Namespace) -> int:
 
 
 def _cmd_dump(args: argparse.Namespace) -> int:
+    from . import _files
     from ._control.server import ControlError
     from ._text import plural
 
