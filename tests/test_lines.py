@@ -261,6 +261,14 @@ def test_dumps_writes_what_json_writes(obj: Any) -> None:
     assert _tracefile.dumps(obj) == _json(obj)
 
 
+@settings(derandomize=True, max_examples=400, deadline=None)
+@given(st.text(st.characters(codec=None, blacklist_categories=())))
+def test_a_string_is_escaped_as_json_escapes_it(text: str) -> None:
+    from json.encoder import encode_basestring
+
+    assert _tracefile.json_string(text) == encode_basestring(text)
+
+
 class _Str(str):
     pass
 

@@ -5,8 +5,8 @@ ensure_ascii=False)``), UTF-8, ``\\n``-terminated (docs/trace-format.md). The
 lines a traced program writes itself (its header, its stats line, a creation
 site) hold plain values, and :func:`dumps` writes those without the json
 package, whose import was a tenth of what tracing adds to a program's start:
-the same text, each string escaped by the escaper json itself uses (its
-accelerator's ``encode_basestring``). Anything else is json's to write.
+the same text, a string that needs escaping escaped by the escaper json itself
+uses (its accelerator's ``encode_basestring``). Anything else is json's to write.
 
 Reading a trace, and everything else about the format, is
 :mod:`tracedfuture.trace`, which offers these under the same names.
@@ -29,10 +29,6 @@ from ._core import _events
 if TYPE_CHECKING:
     from ._core._events import Event
 
-try:
-    from _json import encode_basestring as json_string  # json.encoder's own escaper
-except ImportError:  # pragma: no cover - an interpreter without json's accelerator
-    from json.encoder import encode_basestring as json_string
 
 __all__ = ["FORMAT", "VERSION", "dumps", "encode_line", "event_to_json", "header", "json_string", "open_private"]
 
@@ -42,6 +38,35 @@ VERSION = 1
 # Deeper than any line of ours: past it, json.dumps decides (and finds cycles).
 _DEPTH = 32
 _INFINITY = float("inf")
+
+
+def json_string(text: str) -> str:
+    r"""``text`` as a JSON string, not ASCII-escaped: what json writes for it.
+
+    >>> json_string("Task-1"), json_string('say "café"\n')
+    ('"Task-1"', '"say \\"café\\"\\n"')
+    """
+    # json escapes only '"', '\\' and the control characters, which are not
+    # printable: such a string is written as it is.
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'
+    return _escape()(text)
+
+
+def _escape() -> Callable[[str], str]:
+    """json's own escaper, its C accelerator's where there is one (imported when
+    a string first needs escaping)."""
+    global _escaper
+    if _escaper is None:
+        try:
+            from _json import encode_basestring as escaper
+        except ImportError:  # pragma: no cover - an interpreter without json's accelerator
+            from json.encoder import encode_basestring as escaper
+        _escaper = escaper
+    return _escaper
+
+
+_escaper: Callable[[str], str] | None = None
 
 
 class _NotPlain(Exception):
