@@ -58,8 +58,9 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, Protocol, overload, runtime_checkable
 
+from tracedfuture._core._events import Event
+
 if TYPE_CHECKING:
-    from tracedfuture._core._events import Event
     from tracedfuture._install import Installation
 
 __all__ = ["Exporter", "ExporterHooks", "JsonLinesExporter", "MemoryExporter", "RawReader"]
@@ -109,7 +110,7 @@ class RawReader(Protocol):
     def bind(self, installation: Installation, /) -> object: ...
 
 
-class MemoryExporter(Sequence["Event"]):  # Event made when first used: see _core/_events.py
+class MemoryExporter(Sequence[Event]):
     """Keeps every event in memory, for tests and notebooks.
 
     Reading it (``len``, indexing, iterating, the queries) first delivers what

@@ -8,13 +8,11 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tracedfuture import _core
+from tracedfuture._core._events import Event
 from tracedfuture._tracefile import encode_line, event_to_json, header, open_private
-
-if TYPE_CHECKING:
-    from tracedfuture._core._events import Event
 
 __all__ = ["JsonLinesExporter"]
 

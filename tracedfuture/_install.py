@@ -31,6 +31,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._core import RecordBatch, _frames, _loops
+from ._core._events import Event
 from ._core._seam import LoopHooksLike
 from ._pipeline._convert import Converter, redacted
 from ._pipeline._drain import DEFAULT_MAX_BYTES, RECORDER, Route
@@ -40,7 +41,6 @@ from ._pipeline._sink import Sink
 from .options import check_install
 
 if TYPE_CHECKING:
-    from ._core._events import Event
     from .options import Options
 
 __all__ = ["Installation", "install", "loop_factory", "run"]

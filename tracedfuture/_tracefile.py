@@ -21,13 +21,10 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _files
-from ._core import _events
-
-if TYPE_CHECKING:
-    from ._core._events import Event
+from ._core._events import Event, Site
 
 
 __all__ = ["FORMAT", "VERSION", "dumps", "encode_line", "event_to_json", "header", "json_string", "open_private"]
@@ -153,11 +150,10 @@ def header(wall_anchor_ns: int, monotonic_anchor_ns: int, **extra: Any) -> dict[
 def event_to_json(event: Event) -> dict[str, Any]:
     """An event as a JSON-ready dict: ``None`` fields left out, ``site`` an object."""
     out: dict[str, Any] = {}
-    site = _events.Site
-    for key, value in zip(_events.EVENT_FIELDS, event, strict=True):
+    for key, value in zip(Event._fields, event, strict=True):
         if value is None or key == "context":
             continue
-        if isinstance(value, site):
+        if isinstance(value, Site):
             out[key] = {"file": value.filename, "line": value.lineno, "function": value.function}
         else:
             out[key] = value

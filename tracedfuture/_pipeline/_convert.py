@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from types import CodeType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._core import _events as ev
+from .._core._events import Event, Site
 from .._core._frames import short_asyncio
-
-if TYPE_CHECKING:
-    from .._core._events import Event, Site
 
 __all__ = ["MARK", "Converter", "caller_text", "redacted", "site_of", "type_name"]
 
@@ -71,7 +69,7 @@ class _FutureState:
 _new_event = tuple.__new__
 # Events are built as lists in Event's field order, then made tuples: NamedTuple's
 # keyword constructor costs several times more, and this runs for every event.
-_FIELD = {name: index for index, name in enumerate(ev.EVENT_FIELDS)}
+_FIELD = {name: index for index, name in enumerate(Event._fields)}
 _SITE, _THREAD_ID, _CORO, _PARENT_ID = _FIELD["site"], _FIELD["thread_id"], _FIELD["coro"], _FIELD["parent_id"]
 _CALLBACK, _AWAITER_ID = _FIELD["callback"], _FIELD["awaiter_id"]
 _RESULT_TYPE, _VALUE, _EXC_TYPE, _EXC_MSG = (
@@ -88,11 +86,11 @@ _PROGRAM_SITE, _RAISE_SITE, _RAISE_PROGRAM_SITE, _WAITING_SITE = (
     _FIELD["raise_program_site"],
     _FIELD["waiting_site"],
 )
-_BLANK: list[Any] = [None] * len(ev.EVENT_FIELDS)
+_BLANK: list[Any] = [None] * len(Event._fields)
 # The None fields after a position, for events built in one step (convert()).
 _BETWEEN_PARENT_AND_CONTEXT = (None,) * (_CONTEXT - _PARENT_ID - 1)
-_TAIL_AFTER_AWAITER = (None,) * (len(ev.EVENT_FIELDS) - _AWAITER_ID - 1)
-_TAIL_AFTER_RESULT = (None,) * (len(ev.EVENT_FIELDS) - _RESULT_TYPE - 1)
+_TAIL_AFTER_AWAITER = (None,) * (len(Event._fields) - _AWAITER_ID - 1)
+_TAIL_AFTER_RESULT = (None,) * (len(Event._fields) - _RESULT_TYPE - 1)
 if (_PARENT_ID + 1, _PARENT_ID + 2, _PARENT_ID + 3, _CONTEXT + 1, len(_BLANK) - 4) != (
     _CALLBACK,
     _AWAITER_ID,
@@ -149,7 +147,7 @@ class Converter:
         out: list[Event] = []
         emit = out.append
         states = self.states
-        new, event_type = _new_event, ev.Event
+        new, event_type = _new_event, Event
         slow = self._convert
         n = None
         for record in records:
@@ -301,7 +299,7 @@ class Converter:
             if marked is not None:
                 event = _event(ev.INCOMPLETE, fid, ts, None, marked)
                 event[_DETAIL] = f"events of this future were dropped: {record[3]}"
-                emit(_new_event(ev.Event, event))
+                emit(_new_event(Event, event))
             return
         if op == ev.OP_CREATED:
             _, _, _, tid, is_task, code, lasti, thread_id, name, coro, _route, context, pcode, plasti = record
@@ -311,7 +309,7 @@ class Converter:
             event[_PARENT_ID] = tid if is_task else None
             event[_CONTEXT] = context
             event[_PROGRAM_SITE] = born.program_site
-            emit(_new_event(ev.Event, event))
+            emit(_new_event(Event, event))
             return
         state = self.states.get(fid)
         if state is None:
@@ -323,7 +321,7 @@ class Converter:
             state = self.states[fid] = _FutureState(False, None, None, None)
             event = _event(ev.INCOMPLETE, fid, ts, None, state)
             event[_DETAIL] = "history starts before the recorded window"
-            emit(_new_event(ev.Event, event))
+            emit(_new_event(Event, event))
         if op == ev.OP_COLLECTED:
             # The most common record: a future gone after it ended; state freed.
             del self.states[fid]
@@ -331,7 +329,7 @@ class Converter:
             if len(record) > 4 and record[4]:
                 event = _event(ev.INCOMPLETE, fid, ts, None, state)
                 event[_DETAIL] = "records dropped: the ring was full"
-                emit(_new_event(ev.Event, event))
+                emit(_new_event(Event, event))
             if outcome == "PENDING":
                 event = _event(ev.ABANDONED, fid, ts, None, state)
                 event[_AWAITER_ID] = state.awaiter_id
@@ -343,7 +341,7 @@ class Converter:
             event[_SITE] = state.site
             event[_PROGRAM_SITE] = state.program_site
             event[_AGE_NS] = ts - state.created_ns if state.created_ns is not None else None
-            emit(_new_event(ev.Event, event))
+            emit(_new_event(Event, event))
             return
         tid = record[3]
         if op == ev.OP_CB_ADDED:
@@ -354,17 +352,17 @@ class Converter:
                 kind = ev.AWAITED
             event = _event(kind, fid, ts, tid, state)
             event[_CALLBACK], event[_AWAITER_ID] = callback, awaiter
-            emit(_new_event(ev.Event, event))
+            emit(_new_event(Event, event))
             if state.done:
                 event[0] = ev.CALLBACK_SCHEDULED
-                emit(_new_event(ev.Event, event))
+                emit(_new_event(Event, event))
             else:
                 state.callbacks.append((callback, awaiter))
         elif op == ev.OP_RESOLVED:
             event = _event(ev.RESOLVED, fid, ts, tid, state)
             event[_RESULT_TYPE] = type_name(record[4])
             event[_VALUE] = self._text(record[5], True)
-            emit(_new_event(ev.Event, event))
+            emit(_new_event(Event, event))
             self._finish(emit, state, fid, ts, tid)
         elif op in (ev.OP_FAILED, ev.OP_CAUGHT):
             # CAUGHT: the same fields, but the task goes on (a server's 500).
@@ -375,7 +373,7 @@ class Converter:
             event[_EXC_TYPE], event[_EXC_MSG] = exc_type, self._text(record[5], True)
             event[_RAISE_SITE] = site_of(record[6], record[7])
             event[_RAISE_PROGRAM_SITE] = site_of(record[8], record[9])
-            emit(_new_event(ev.Event, event))
+            emit(_new_event(Event, event))
             if op == ev.OP_FAILED:
                 self._finish(emit, state, fid, ts, tid)
         elif op == ev.OP_CANCELLED:
@@ -386,7 +384,7 @@ class Converter:
                 state.cancel = self._cancel(msg, tid, who)
             event = _event(ev.CANCELLED, fid, ts, tid, state)
             event[_MSG], event[_CANCELLER_ID], event[_CANCELLER], event[_WAITING_SITE] = state.cancel
-            emit(_new_event(ev.Event, event))
+            emit(_new_event(Event, event))
             self._finish(emit, state, fid, ts, tid)
             for _, awaiter in state.scheduled:
                 waiter = self.states.get(awaiter) if awaiter is not None else None
@@ -397,17 +395,17 @@ class Converter:
             state.cancel = self._cancel(record[4], tid, record[5])
             event = _event(ev.CANCEL_REQUESTED, fid, ts, tid, state)
             event[_MSG], event[_CANCELLER_ID], event[_CANCELLER], event[_WAITING_SITE] = state.cancel
-            emit(_new_event(ev.Event, event))
+            emit(_new_event(Event, event))
         elif op == ev.OP_RENAMED:
             state.name = self._name(record[4])
-            emit(_new_event(ev.Event, _event(ev.RENAMED, fid, ts, tid, state)))
+            emit(_new_event(Event, _event(ev.RENAMED, fid, ts, tid, state)))
         elif op == ev.OP_CB_REMOVED:
             for index in reversed(record[5]):
                 if index < len(state.callbacks):
                     del state.callbacks[index]
             event = _event(ev.CALLBACK_REMOVED, fid, ts, tid, state)
             event[_CALLBACK] = record[4]
-            emit(_new_event(ev.Event, event))
+            emit(_new_event(Event, event))
         elif op == ev.OP_LINT:
             self._lint(record, emit, state)
 
@@ -424,7 +422,7 @@ class Converter:
             event[_SITE] = state.site
             event[_PROGRAM_SITE] = state.program_site
         event[_AGE_NS], event[_CHAIN], event[_DETAIL] = age, chain, detail
-        emit(_new_event(ev.Event, event))
+        emit(_new_event(Event, event))
 
     @staticmethod
     def _finish(emit: Callable[[Event], None], state: _FutureState, fid: int, ts: int, tid: int | None) -> None:
@@ -435,7 +433,7 @@ class Converter:
         if scheduled:
             head = (_K_SCHEDULED, fid, ts, tid, state.is_task, state.name, None, None, None, None)
             for callback, awaiter in scheduled:
-                emit(_new_event(ev.Event, (*head, callback, awaiter, *_TAIL_AFTER_AWAITER)))
+                emit(_new_event(Event, (*head, callback, awaiter, *_TAIL_AFTER_AWAITER)))
 
 
 def redacted(redact: Callable[[str], str] | None, value: str) -> str:
@@ -455,14 +453,6 @@ _sites: dict[tuple[int, int], tuple[CodeType, Site]] = {}
 _types: dict[type, str] = {}
 
 
-def line_of(code: CodeType, lasti: int) -> int:
-    """The line of an instruction of a code object (its first line if it has none)."""
-    for start, end, lineno in code.co_lines():
-        if start <= lasti < end and lineno is not None:
-            return lineno
-    return code.co_firstlineno
-
-
 def site_of(code: CodeType | None, lasti: int) -> Site | None:
     """The :class:`Site` of an instruction of a code object."""
     if code is None:
@@ -472,7 +462,12 @@ def site_of(code: CodeType | None, lasti: int) -> Site | None:
     cached = _sites.get(key)
     if cached is not None and cached[0] is code:
         return cached[1]
-    site = ev.Site(code.co_filename, line_of(code, lasti), code.co_qualname)
+    line = code.co_firstlineno
+    for start, end, lineno in code.co_lines():
+        if start <= lasti < end and lineno is not None:
+            line = lineno
+            break
+    site = Site(code.co_filename, line, code.co_qualname)
     if len(_sites) >= 100_000:
         _sites.clear()
     _sites[key] = (code, site)  # keeps code alive: its id is not reused

@@ -23,15 +23,13 @@ first time its history needs anything else. Both make the same bytes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from .. import _core
 from .._core import _events as ev
+from .._core._events import Event
 from .._tracefile import dumps, event_to_json, json_string
-from ._convert import MARK, Converter, _FutureState, line_of, type_name
-
-if TYPE_CHECKING:
-    from .._core._events import Event
+from ._convert import MARK, Converter, _FutureState, site_of, type_name
 
 __all__ = ["MARK", "Lines", "LinesLike", "make_lines"]
 
@@ -204,7 +202,7 @@ class Lines(Converter):
         if state is None:
             return
         emit_event(
-            ev.Event(
+            Event(
                 ev.INCOMPLETE,
                 fid,
                 ts,
@@ -240,8 +238,9 @@ class Lines(Converter):
         cached = self._sites.get(key)
         if cached is not None and cached[0] is code:
             return cached[1]
-        # What site_of() says, without making a Site: a trace file needs only its text.
-        text = dumps({"file": code.co_filename, "line": line_of(code, lasti), "function": code.co_qualname})
+        site = site_of(code, lasti)
+        assert site is not None
+        text = dumps({"file": site.filename, "line": site.lineno, "function": site.function})
         if len(self._sites) >= _CACHE_LIMIT:
             self._sites.clear()
         self._sites[key] = (code, text)  # keeps code alive: its id is not reused

@@ -18,16 +18,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import _core
 from .._core import _events as ev
+from .._core._events import Event, Site
 from ._convert import MARK
 from ._hooks import Hooks
 from ._process import Started, at_fork, host_pump, host_thread, start_daemon, wake_host
-
-if TYPE_CHECKING:
-    from .._core._events import Event
 
 __all__ = ["DEFAULT_QUEUE_BYTES", "RECORD_BYTES", "Sink", "safe_repr", "unicode_safe"]
 
@@ -599,8 +597,8 @@ class Sink:
         }
 
 
-_TEXT_FIELDS = tuple(ev.EVENT_FIELDS.index(name) for name in ev.TEXT_FIELDS)
-_SITE_FIELD = ev.EVENT_FIELDS.index("site")
+_TEXT_FIELDS = tuple(Event._fields.index(name) for name in ev.TEXT_FIELDS)
+_SITE_FIELD = Event._fields.index("site")
 
 
 def _valid(text: object) -> bool:
@@ -623,7 +621,7 @@ def unicode_safe(events: Sequence[Event]) -> Sequence[Event]:
     as Python decodes a file name that is not UTF-8, becomes the text ``\udcXX``,
     as the trace files show it. The same sequence when nothing needs it.
 
-    >>> unicode_safe([ev.Event("created", 1, 0, name="caf\udce9")])[0].name
+    >>> unicode_safe([Event("created", 1, 0, name="caf\udce9")])[0].name
     'caf\\udce9'
     """
     out: list[Event] | None = None
@@ -642,6 +640,6 @@ def unicode_safe(events: Sequence[Event]) -> Sequence[Event]:
             for i, v in enumerate(event)
         ]
         if site is not None:
-            values[_SITE_FIELD] = ev.Site(_escaped(site.filename), site.lineno, _escaped(site.function))
-        out.append(ev.Event._make(values))
+            values[_SITE_FIELD] = Site(_escaped(site.filename), site.lineno, _escaped(site.function))
+        out.append(Event._make(values))
     return events if out is None else out
