@@ -53,7 +53,12 @@ setup(
                 "tracedfuture/_core/_reader.c",
                 "tracedfuture/_core/_gil.c",
             ],
-            depends=["tracedfuture/_core/_records.h", "tracedfuture/_core/_gil.h", "tracedfuture/_core/_clock.h", "tracedfuture/_core/_asyncio_layout.h"],
+            depends=[
+                "tracedfuture/_core/_records.h",
+                "tracedfuture/_core/_gil.h",
+                "tracedfuture/_core/_clock.h",
+                "tracedfuture/_core/_asyncio_layout.h",
+            ],
             extra_compile_args=flags,
             extra_link_args=shlex.split(os.environ.get("TRACEDFUTURE_LDFLAGS", "")),
             optional=not strict,

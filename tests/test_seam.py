@@ -514,7 +514,7 @@ def test_a_held_ring_traces_no_new_future_unless_a_flight_recorder_reads_it(
 
         task = hooks.create_task(nothing())
         assert (type(task) is asyncio.Task) is held_for_real
-        assert not impl.future_id(task) is held_for_real
+        assert impl.future_id(task) is not held_for_real
         loop.run_until_complete(task)
         ring.hold(False)
         traced = hooks.create_future()

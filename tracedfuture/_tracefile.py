@@ -26,7 +26,6 @@ from typing import Any
 from . import _files
 from ._core._events import Event, Site
 
-
 __all__ = ["FORMAT", "VERSION", "dumps", "encode_line", "event_to_json", "header", "json_string", "open_private"]
 
 FORMAT = "tracedfuture-trace"
