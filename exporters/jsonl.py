@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import threading
@@ -13,7 +12,7 @@ from typing import Any
 
 from tracedfuture import _core
 from tracedfuture._core._events import Event
-from tracedfuture.trace import encode_line, event_to_json, header, open_private
+from tracedfuture._tracefile import encode_line, event_to_json, header, open_private
 
 __all__ = ["JsonLinesExporter"]
 
@@ -120,6 +119,8 @@ class JsonLinesExporter:
         self._close(self._summary())
 
     def export(self, events: Sequence[Event], /) -> None:
+        import json  # the events' way; a trace file's usual way is export_lines
+
         dumps = json.dumps
         text = "\n".join([dumps(event_to_json(e), separators=(",", ":"), ensure_ascii=False) for e in events])
         self.export_lines((text + "\n").encode("utf-8", "backslashreplace") if events else b"", len(events))

@@ -39,7 +39,8 @@ LAYERS: dict[str, int] = {
     "_fold": 2,
     "asgi": 2,
     "_locks": 2,
-    "trace": 1,
+    "_tracefile": 1,
+    "trace": 2,
     "_pipeline": 2,
     "_views": 3,
     "graph": 3,
@@ -182,7 +183,28 @@ def test_run_reads_its_flags_and_execs_with_the_options_table_alone(tmp_path: Pa
     assert ours == {
         "tracedfuture",
         "tracedfuture.cli",
-        "tracedfuture._files",
+        "tracedfuture._run",
+        "tracedfuture.options",
+    }
+    heavy = {"argparse", "typing", "dataclasses", "inspect", "re", "enum", "signal", "shutil", "asyncio", "json"}
+    assert not loaded & heavy
+
+
+def test_python_m_run_execs_without_the_command_line_of_the_viewers(tmp_path: Path) -> None:
+    # python -m tracedfuture run: __main__ hands run its arguments without tracedfuture.cli.
+    code = (
+        "import os, runpy, sys; before = set(sys.modules); "
+        "os.execve = lambda *a: (print(*set(sys.modules) - before, flush=True), os._exit(0)); "
+        "sys.argv = ['tracedfuture', 'run', '-o', 't.jsonl', '--tail', '--lints', 'app.py']; "
+        "runpy.run_module('tracedfuture', run_name='__main__', alter_sys=True)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDFUTURE_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=tmp_path
+    )
+    loaded = set(done.stdout.split())
+    assert {m for m in loaded if m.startswith("tracedfuture")} == {
+        "tracedfuture",
         "tracedfuture._run",
         "tracedfuture.options",
     }
@@ -199,13 +221,19 @@ def test_the_start_up_hook_imports_no_viewer_and_no_command_line(tmp_path: Path)
 
 
 def test_the_start_up_hook_imports_only_the_parts_its_options_ask_for(tmp_path: Path) -> None:
-    # A trace file without tail sampling: the tail's module is not imported, and
-    # an exporter's hooks are read without generating a dataclass (Options, the
-    # one dataclass on the way, is install()'s public value).
+    # A trace file without tail sampling: the tail's module is not imported, an
+    # exporter's hooks are read and the installation keeps its options without
+    # generating a dataclass, and the file's lines are written without the json
+    # package, the trace reader or sysconfig's build configuration, nor events
+    # and filters (_delivery, fnmatch).
     code = "import sys; print(*sys.modules)"
     loaded = _modules_after(code, TRACEDFUTURE_OUTPUT=str(tmp_path / "t.jsonl"))
     assert {"tracedfuture._startup", "tracedfuture._pipeline._hooks"} <= loaded  # the hook ran, and read them
     assert "tracedfuture._pipeline._tail" not in loaded
+    ours = loaded - _modules_after(code)  # not what the interpreter's start loaded (an editable finder)
+    heavy = {"dataclasses", "json", "importlib.util", "fnmatch", "tracedfuture.trace", "tracedfuture.options._options"}
+    assert not ours & (heavy | {"tracedfuture._pipeline._delivery"})
+    assert not {m for m in ours if m.startswith("_sysconfigdata")}
     tail = _modules_after(code, TRACEDFUTURE_OUTPUT=str(tmp_path / "t.jsonl"), TRACEDFUTURE_TAIL="1")
     assert "tracedfuture._pipeline._tail" in tail
 

@@ -232,3 +232,74 @@ def test_names_are_escaped_as_json_does(impl: Any, make: Any, name: str) -> None
     assert data == _reference(list(batch))
     names = {json.loads(line).get("name") for line in data.split(b"\n") if line}
     assert name in names
+
+
+# --- the lines a program writes itself, without the json package (_tracefile.dumps) ----
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tracedfuture import _tracefile  # noqa: E402
+
+_TEXT = st.text(st.characters(codec=None, blacklist_categories=()), max_size=12)  # lone surrogates too
+_PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _TEXT,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.lists(inner, max_size=3).map(tuple) | st.dictionaries(_TEXT, inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+@settings(derandomize=True, max_examples=400, deadline=None)
+@given(_PLAIN)
+def test_dumps_writes_what_json_writes(obj: Any) -> None:
+    assert _tracefile.dumps(obj) == _json(obj)
+
+
+@settings(derandomize=True, max_examples=400, deadline=None)
+@given(st.text(st.characters(codec=None, blacklist_categories=())))
+def test_a_string_is_escaped_as_json_escapes_it(text: str) -> None:
+    from json.encoder import encode_basestring
+
+    assert _tracefile.json_string(text) == encode_basestring(text)
+
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+def _cycle() -> list[Any]:
+    loop: list[Any] = []
+    loop.append(loop)
+    return loop
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"a": _Str("x"), "b": _Int(3)},  # subclasses: json's own rules
+        {1: "int key", None: 0, 2.5: True},  # keys json turns into strings
+        [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+        {"nan": float("nan"), "inf": [float("inf"), -float("inf")], "e": 1e300, "small": 5e-324},
+    ],
+)
+def test_dumps_leaves_anything_else_to_json(obj: Any) -> None:
+    assert _tracefile.dumps(obj) == _json(obj)
+
+
+def test_dumps_fails_as_json_does() -> None:
+    for bad in (_cycle(), {"x": object()}, {(1, 2): 3}):
+        with pytest.raises((ValueError, TypeError)) as ours:
+            _tracefile.dumps(bad)
+        with pytest.raises((ValueError, TypeError)) as theirs:
+            _json(bad)
+        assert (type(ours.value), str(ours.value)) == (type(theirs.value), str(theirs.value))

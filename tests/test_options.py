@@ -149,6 +149,27 @@ def test_replace_checks_too() -> None:
         dataclasses.replace(Options(), max_failures=0)
 
 
+def test_an_installation_makes_its_options_when_asked_the_same_as_options() -> None:
+    # install() keeps the checked values (check_install); .options is made of
+    # them when first read, equal to the Options of the same keywords.
+    from tracedfuture.exporters import MemoryExporter
+
+    given = {"sample_rate": 1, "slow": 2, "include_names": ["a-*"], "tail": True, "redact": ["token=\\S+"]}
+    factory = tracedfuture.loop_factory(exporters=[MemoryExporter()], **given)
+    inst = factory.installation  # type: ignore[attr-defined]
+    try:
+        assert inst._options is None  # nothing made yet
+        made = inst.options
+        assert type(made) is Options and made is inst.options
+        expected = Options(**given)
+        assert {f.name: getattr(made, f.name) for f in dataclasses.fields(Options) if f.name != "redact"} == {
+            f.name: getattr(expected, f.name) for f in dataclasses.fields(Options) if f.name != "redact"
+        }
+        assert made.redact("a token=x") == expected.redact("a token=x") == "a [redacted]"
+    finally:
+        inst.uninstall()
+
+
 def test_an_unknown_option_suggests_the_closest() -> None:
     expected = r"^unknown tracedfuture option 'sample_rat': did you mean 'sample_rate'\? valid ones are 'app_modules', 'capture_values', "
     with pytest.raises(TypeError, match=expected):

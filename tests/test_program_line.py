@@ -417,3 +417,35 @@ def test_an_installed_packages_console_script_is_not_the_program() -> None:
     assert _frames.classify(launcher) == _frames.LIBRARY
     own = compile("main()", os.path.join(os.getcwd(), "bin", "serve.py"), "exec")
     assert _frames.classify(own) == _frames.PROGRAM  # a project's own bin/ is the program's
+
+
+def test_the_environments_paths_are_sysconfigs_without_its_build_configuration() -> None:
+    # _frames expands the default scheme's templates itself (sysconfig would load
+    # the whole build configuration first): the same strings as sysconfig's.
+    names = tuple(sysconfig.get_paths())
+    assert _frames._install_paths(names) == [sysconfig.get_paths()[name] for name in names]
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}
+    assert _frames._install_paths(("scripts",), base) == [sysconfig.get_path("scripts", vars=base)]
+    assert sysconfig.get_paths()["stdlib"] + os.sep == _frames.STDLIB_DIR
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "/usr/lib/python3.12/asyncio/tasks.py",
+        "C:\\Python312\\Lib\\python3\\x.py",
+        "/venv/lib/python3.11/site-packages/aiohttp/web.py",
+        "/usr/lib/python3/dist-packages/x.py",
+        "/app/site-packages-like/x.py",
+        "/home/me/python3-projects/app.py",
+        "/app/main.py",
+    ],
+)
+def test_the_path_patterns_answer_as_their_regular_expressions(name: str) -> None:
+    import re
+
+    for pattern in (_frames.OTHER_STDLIB, _frames.PACKAGES):
+        regex = re.compile(pattern.pattern)
+        for method in ("match", "search"):
+            ours, theirs = getattr(pattern, method)(name), getattr(regex, method)(name)
+            assert (ours and ours.span()) == (theirs and theirs.span())

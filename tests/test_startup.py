@@ -99,6 +99,19 @@ def test_a_variable_traces_an_unchanged_python_process(app: Path, tmp_path: Path
     assert trace.stats["untraced_children"] == 0
 
 
+def test_the_collector_runs_for_the_program_as_untraced(tmp_path: Path) -> None:
+    # The hook pauses the collector during its imports only, whatever it decides.
+    code = "import gc; print(gc.isenabled(), gc.get_threshold())"
+    plain = python("-c", code, cwd=tmp_path)
+    (tmp_path / "elsewhere.jsonl").write_text("")
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
+    for output in ("t.jsonl", "link.jsonl"):  # traced; refused, the program untraced
+        traced = python("-c", code, cwd=tmp_path, TRACEDFUTURE_OUTPUT=output)
+        assert (traced.stdout, traced.returncode) == (plain.stdout, 0), traced.stderr
+    assert plain.stdout.startswith("True ")
+    assert "not writing the trace to" in traced.stderr
+
+
 def test_the_program_does_not_see_the_variables(app: Path, tmp_path: Path) -> None:
     traced = python("app.py", cwd=tmp_path, TRACEDFUTURE_OUTPUT="t.jsonl", TRACEDFUTURE_SAMPLE_RATE="1")
     assert "tracedfuture variables []" in traced.stdout

@@ -26,20 +26,24 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._core import RecordBatch, _frames, _loops
 from ._core._events import Event
 from ._core._seam import LoopHooksLike
 from ._pipeline._convert import Converter, redacted
-from ._pipeline._delivery import Events, Filter, Sink
 from ._pipeline._drain import DEFAULT_MAX_BYTES, RECORDER, Route
 from ._pipeline._hooks import resolve
 from ._pipeline._lines import make_lines
-from .options import Options
+from ._pipeline._sink import Sink
+from .options import check_install
 
-__all__ = ["Installation", "Options", "install", "loop_factory", "run"]
+if TYPE_CHECKING:
+    from .options import Options
+
+__all__ = ["Installation", "install", "loop_factory", "run"]
 
 _T = TypeVar("_T")
 
@@ -70,14 +74,19 @@ class Installation:
     window of the installation's rings when they need it (:meth:`recent_events`).
     """
 
-    def __init__(self, exporters: Iterable[Any], options: Options) -> None:
+    def __init__(self, exporters: Iterable[Any], values: Mapping[str, Any]) -> None:
+        # values: every option, checked (options.check_install). The Options
+        # dataclass is made only when someone asks (.options): the start-up hook
+        # makes none.
         exporters = list(exporters)
         hooks = [resolve(exporter) for exporter in exporters]  # the protocol, read once
         for hook in hooks:
             if hook.export is None and not hook.raw:
                 msg = f"{hook.exporter!r} is not an exporter: it needs an export(events) method"
                 raise TypeError(msg)
-        self.options = options
+        self._values = dict(values)
+        self._settings = options = SimpleNamespace(**values)
+        self._options: Options | None = None
         self.exporters = tuple(exporters)
         self.anchor = (time.time_ns(), time.monotonic_ns())
         self.events_delivered = 0
@@ -90,33 +99,12 @@ class Installation:
             options.include_modules or options.exclude_modules or options.include_names or options.exclude_names
         )
         # Every exporter's queue holds raw records: what it cannot take is shed
-        # before anything is converted. Its own thread then writes trace-file
-        # lines (an exporter with export_lines, unless a filter must see events)
-        # or makes its events (a converter and a filter of its own).
-        self._sinks = [
-            Sink(
-                hook,
-                max_failures=options.max_failures,
-                max_bytes=queue_bytes,
-                statistics=self._counters,
-                lines=None
-                if self._filter
-                else make_lines(capture_values=options.capture_values, redact=options.redact),
-                events=Events(
-                    capture_values=options.capture_values,
-                    redact=options.redact,
-                    include_modules=options.include_modules,
-                    exclude_modules=options.exclude_modules,
-                    include_names=options.include_names,
-                    exclude_names=options.exclude_names,
-                ),
-            )
-            for hook in events
-        ]
+        # before anything is converted.
+        self._sinks = [self._sink(hook, options, queue_bytes) for hook in events]
         # The pipeline's Consumer protocol.
         self.streaming = bool(self._sinks)
         self.history = bool(raw)  # a flight recorder reads the rings' window
-        self.max_bytes = _ring_bytes(options, [hook.max_bytes for hook in raw])
+        self.max_bytes = _ring_bytes(options.max_bytes, [hook.max_bytes for hook in raw])
         self.flush_interval = options.flush_interval
         self.export_timeout = options.export_timeout
         self._tail = _tail_sampling(int(options.slow * 1e9)) if options.tail else None
@@ -137,9 +125,41 @@ class Installation:
         state = "installed" if self._installed else "uninstalled"
         return f"<tracedfuture.Installation {state} {scope} exporters={len(self.exporters)}>"
 
+    def _sink(self, hook: Any, options: SimpleNamespace, queue_bytes: int) -> Sink:
+        """An exporter's queue. Its thread writes trace-file lines (an exporter
+        with ``export_lines``, unless a filter must see events) or makes its
+        events (a converter and a filter of its own): only the one it uses is made."""
+        if hook.export_lines is not None and not self._filter:
+            lines = make_lines(capture_values=options.capture_values, redact=options.redact)
+            return Sink(
+                hook, max_failures=options.max_failures, max_bytes=queue_bytes, statistics=self._counters, lines=lines
+            )
+        from ._pipeline._delivery import Events  # events and filters: not a trace file's way
+
+        events = Events(
+            capture_values=options.capture_values,
+            redact=options.redact,
+            include_modules=options.include_modules,
+            exclude_modules=options.exclude_modules,
+            include_names=options.include_names,
+            exclude_names=options.exclude_names,
+        )
+        return Sink(
+            hook, max_failures=options.max_failures, max_bytes=queue_bytes, statistics=self._counters, events=events
+        )
+
+    @property
+    def options(self) -> Options:
+        """This installation's options (:class:`tracedfuture.Options`)."""
+        if self._options is None:
+            from .options import Options
+
+            self._options = Options.of_checked(self._values)
+        return self._options
+
     def redact(self, value: str) -> str:
         """``value`` through this installation's ``redact`` option."""
-        return redacted(self.options.redact, value)
+        return redacted(self._settings.redact, value)
 
     def _attached(self, loop: asyncio.AbstractEventLoop) -> None:
         """Tell the exporters that have an ``attach(loop)`` method that a loop is
@@ -226,14 +246,17 @@ class Installation:
         records = [record for window in windows for record in window]
         if len(windows) > 1:
             records.sort(key=_ts)
-        converter = Converter(capture_values=self.options.capture_values, redact=self.options.redact, partial=True)
+        options = self._settings
+        converter = Converter(capture_values=options.capture_values, redact=options.redact, partial=True)
         events = converter.convert(records)
         if self._filter:
+            from ._pipeline._delivery import Filter
+
             events = Filter(
-                self.options.include_modules,
-                self.options.exclude_modules,
-                self.options.include_names,
-                self.options.exclude_names,
+                options.include_modules,
+                options.exclude_modules,
+                options.include_names,
+                options.exclude_names,
             ).apply(events)
         return events
 
@@ -248,14 +271,15 @@ class Installation:
         records = [record for window in windows for record in window]
         if len(windows) > 1:
             records.sort(key=_ts)
-        writer = make_lines(capture_values=self.options.capture_values, redact=self.options.redact, partial=True)
+        options = self._settings
+        writer = make_lines(capture_values=options.capture_values, redact=options.redact, partial=True)
         return writer.lines(RecordBatch(records))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver every event recorded so far and wait until each exporter has
         taken it (at most ``timeout`` seconds in all, default ``export_timeout``);
         then call the exporters' ``flush()``. Returns False on a timeout."""
-        deadline = time.monotonic() + (self.options.export_timeout if timeout is None else timeout)
+        deadline = time.monotonic() + (self._settings.export_timeout if timeout is None else timeout)
         RECORDER.drain(only=self, everything=True)  # a stuck exporter's route too: counted
         flushed = [sink.flush(deadline) for sink in self._sinks]  # every sink, one deadline
         return all(flushed)
@@ -284,7 +308,7 @@ class Installation:
         """
         if not self._installed or self._shut_down:
             return
-        deadline = time.monotonic() + self.options.export_timeout
+        deadline = time.monotonic() + self._settings.export_timeout
         if self._process_wide:
             with _patch_lock:
                 _process_wide.remove(self)
@@ -303,11 +327,11 @@ class Installation:
         self.uninstall()
 
 
-def _ring_bytes(options: Options, asked: list[int | None]) -> int:
+def _ring_bytes(max_bytes: int, asked: list[int | None]) -> int:
     """The ring size an installation asks for: its ``max_bytes`` option, else
     what its flight recorders asked for, else the default."""
-    if options.max_bytes != DEFAULT_MAX_BYTES:
-        return options.max_bytes
+    if max_bytes != DEFAULT_MAX_BYTES:
+        return max_bytes
     sizes = [size for size in asked if size]
     return max(sizes) if sizes else DEFAULT_MAX_BYTES
 
@@ -359,9 +383,9 @@ def _retarget(hooks: Any, installations: tuple[Installation, ...]) -> None:
     hooks.bind(
         route.ring,
         route.key,
-        max(i.options.sample_rate for i in installations),
+        max(i._settings.sample_rate for i in installations),
         _combine([i.capture for i in installations if i.capture is not None]),
-        any(i.options.capture_values for i in installations),
+        any(i._settings.capture_values for i in installations),
     )
 
 
@@ -427,9 +451,9 @@ def install(
     is looked for in them too (process-wide; by default the program is every file
     outside the standard library, ``site-packages`` and tracedfuture).
     """
-    checked = Options.parse(options)
-    if checked.app_modules:
-        _frames.set_app_modules(checked.app_modules)
+    checked = check_install(options)
+    if checked["app_modules"]:
+        _frames.set_app_modules(checked["app_modules"])
     inst = Installation(exporters, checked)
     try:
         if loop is not None:
@@ -464,7 +488,7 @@ def loop_factory(
     is subclassed. All loops made by one factory share one :class:`Installation`,
     available as ``factory.installation``.
     """
-    inst = Installation(exporters, Options.parse(options))
+    inst = Installation(exporters, check_install(options))
     make = base or asyncio.new_event_loop
     subclasses: dict[type, type] = {}
 

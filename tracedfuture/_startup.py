@@ -23,6 +23,7 @@ paths, so that each Python child started with them writes its own trace.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import re
 import sys
@@ -59,6 +60,11 @@ def hook() -> None:
     _hooked = True
     if sys.flags.ignore_environment or sys.flags.isolated:
         return  # python -E / -I: the environment is not the program's to read, nor ours
+    # Tracing's imports (asyncio's among them) make objects that live as long as
+    # the process: the collector is paused meanwhile, rather than walk them, and
+    # the whole heap, again and again. It runs as before once the program starts.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         settings = settings_from_environment(os.environ)
         if settings:
@@ -69,6 +75,9 @@ def hook() -> None:
         print(f"tracedfuture: {exc}", file=sys.stderr)
     except Exception as exc:
         print(f"tracedfuture: not tracing this process: {exc!r}", file=sys.stderr)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 class Untraced(Exception):

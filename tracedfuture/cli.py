@@ -24,8 +24,6 @@ import os
 import sys
 import time
 
-from . import _files
-
 # typing.TYPE_CHECKING without importing typing, and argparse imported where it
 # is used: `tracedfuture run` goes through this module to become the program, and
 # what it imports is start-up the program waits for. Type checkers read any
@@ -136,6 +134,8 @@ def _size(count: int) -> str:
 
 
 def _write_output(path: str, text: str) -> None:
+    from . import _files  # the viewers' output: not on run's way to exec
+
     if path == "-":
         sys.stdout.write(text)
         return
@@ -331,6 +331,7 @@ def _cmd_pstree(args: argparse.Namespace) -> int:
 
 
 def _cmd_dump(args: argparse.Namespace) -> int:
+    from . import _files
     from ._control.server import ControlError
     from ._text import plural
 
@@ -548,9 +549,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tracedfuture`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "run":
-        from ._run import run_command
+        import gc
 
-        return run_command(args[1:], lambda: _parser(viewers=False)[1])
+        # It execs the program: nothing made on the way is worth collecting (and
+        # a run that returns, with an error, leaves the collector as it found it).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            from ._run import run_command
+
+            return run_command(args[1:], lambda: _parser(viewers=False)[1])
+        finally:
+            if collecting:
+                gc.enable()
     # The viewers' imports, after run's: run must start light.
     from ._text import printable
     from .trace import TraceFormatError

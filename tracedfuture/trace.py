@@ -16,14 +16,17 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from . import _core, _files
+from . import _core
 from ._core import _events
 from ._core._events import KINDS, Event, Site
+
+# What a trace file's writers need (the program's own), apart: no json, no
+# dataclasses, no reader.
+from ._tracefile import FORMAT, VERSION, encode_line, event_to_json, header, open_private
 
 
 @functools.cache
@@ -53,8 +56,6 @@ __all__ = [
     "read",
 ]
 
-FORMAT = "tracedfuture-trace"
-VERSION = 1
 
 _INT_FIELDS = ("future_id", "ts_ns", "task_id", "thread_id", "parent_id", "awaiter_id", "canceller_id", "age_ns")
 _STR_FIELDS = _events.TEXT_FIELDS
@@ -89,66 +90,6 @@ class Trace:
         """An event's ``ts_ns`` as nanoseconds since the epoch."""
         wall, mono = self.wall_anchor
         return ts_ns - mono + wall
-
-
-def header(wall_anchor_ns: int, monotonic_anchor_ns: int, **extra: Any) -> dict[str, Any]:
-    """The first line of a trace file."""
-    from ._version import __version__
-
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "pid": os.getpid(),
-        "argv": list(sys.argv),
-        "wall_anchor_ns": wall_anchor_ns,
-        "monotonic_anchor_ns": monotonic_anchor_ns,
-        "tracedfuture": __version__,
-        "python": sys.version.split()[0],
-        "implementation": sys.implementation.name,
-        **extra,
-    }
-
-
-def event_to_json(event: Event) -> dict[str, Any]:
-    """An event as a JSON-ready dict: ``None`` fields left out, ``site`` an object."""
-    out: dict[str, Any] = {}
-    for key, value in zip(Event._fields, event, strict=True):
-        if value is None or key == "context":
-            continue
-        if isinstance(value, Site):
-            out[key] = {"file": value.filename, "line": value.lineno, "function": value.function}
-        else:
-            out[key] = value
-    return out
-
-
-def encode_line(obj: Any) -> bytes:
-    r"""One line of a trace file, as bytes: compact JSON, UTF-8, ``\n``-terminated.
-
-    A string that is not valid Unicode text (a lone surrogate, such as Python's
-    ``surrogateescape`` makes of a file name that is not UTF-8) is written as the
-    JSON escape of that code point, ``\udcXX``: the file stays valid UTF-8 and
-    JSON, and reading it gives back the very same Python string.
-
-    >>> encode_line({"name": "caf\xe9 \udce9"})
-    b'{"name":"caf\xc3\xa9 \\udce9"}\n'
-    """
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n"
-    # Only surrogates cannot be encoded, and json.dumps puts them only inside
-    # strings, where backslashreplace's "\\udcXX" is exactly their JSON escape.
-    return text.encode("utf-8", "backslashreplace")
-
-
-def open_private(path: str) -> int:
-    """Open a trace file for writing, readable and writable by its owner only
-    (``0600``), and return its descriptor.
-
-    A regular file of ours at ``path`` is truncated; a missing one is created
-    exclusively. Anything else (a symbolic link, a FIFO, a device, a file someone
-    else owns) raises :class:`tracedfuture._files.Refused`, an ``OSError`` whose
-    message names the path and the fix; ``/dev/null`` is written as it is.
-    """
-    return _files.create(path, stream=True).detach()
 
 
 _INDEX = {name: index for index, name in enumerate(Event._fields)}

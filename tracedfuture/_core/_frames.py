@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import importlib.util
 import inspect
 import os
 import re
@@ -77,23 +76,79 @@ ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 # repository's exporters/, which, as before, does not count as tracedfuture's.)
 OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
 CORE_DIR = os.path.dirname(__file__) + os.sep  # the hot path: only ever a wrapper's frames
-_PATHS = sysconfig.get_paths()  # this environment's: (sys.prefix, sys.exec_prefix)
-STDLIB_DIR = _PATHS["stdlib"] + os.sep
+
+
+def _install_paths(names: tuple[str, ...], base: dict[str, str] | None = None) -> list[str]:
+    """``sysconfig.get_path(name, vars=base)`` of each name, in this environment's
+    default scheme: the same strings, expanded from the scheme's templates with the
+    variables sysconfig takes from ``sys``. Expanding them through sysconfig loads
+    the whole build configuration first (``_sysconfigdata``), which cost a traced
+    program's start more than any other import of tracing; a template that needs
+    anything else is left to sysconfig."""
+    templates = sysconfig.get_paths(expand=False)
+    known = {
+        "base": os.path.normpath(sys.prefix),
+        "platbase": os.path.normpath(sys.exec_prefix),
+        "installed_base": os.path.normpath(sys.base_prefix),
+        "installed_platbase": os.path.normpath(sys.base_exec_prefix),
+        "py_version_short": f"{sys.version_info[0]}.{sys.version_info[1]}",
+        "py_version_nodot": f"{sys.version_info[0]}{sys.version_info[1]}",
+        "platlibdir": sys.platlibdir,
+        "abiflags": getattr(sys, "abiflags", ""),
+        **(base or {}),
+    }
+    if os.name == "nt":
+        known["platlibdir"] = "lib"  # as sysconfig's own expansion does there
+    try:
+        return [os.path.normpath(os.path.expanduser(templates[name]).format(**known)) for name in names]
+    except (KeyError, IndexError, ValueError):
+        return [sysconfig.get_path(name, vars=base) for name in names]
+
+
+# This environment's (sys.prefix, sys.exec_prefix).
+_STDLIB, _SCRIPTS = _install_paths(("stdlib", "scripts"))
+STDLIB_DIR = _STDLIB + os.sep
+
+
+class _Pattern:
+    """A regular expression compiled the first time a text might match it: a text
+    without its literal part (``needs``) cannot, and that is the usual file name,
+    the program's own; compiling one costs a traced program's start."""
+
+    __slots__ = ("_compiled", "needs", "pattern")
+
+    def __init__(self, pattern: str, needs: str) -> None:
+        self.pattern = pattern
+        self.needs = needs
+        self._compiled: re.Pattern[str] | None = None
+
+    def _regex(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern)
+        return self._compiled
+
+    def match(self, text: str) -> re.Match[str] | None:
+        return self._regex().match(text) if self.needs in text else None
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self._regex().search(text) if self.needs in text else None
+
+
 # Another machine's standard library (a trace read elsewhere): .../lib/python3.12/...
-OTHER_STDLIB = re.compile(r"^(?:.*[/\\])?(?:lib|Lib)[/\\]python3(?:\.\d+)?t?[/\\](?!site-packages|dist-packages)")
-PACKAGES = re.compile(r"[/\\](?:site|dist)-packages[/\\]")
+OTHER_STDLIB = _Pattern(
+    r"^(?:.*[/\\])?(?:lib|Lib)[/\\]python3(?:\.\d+)?t?[/\\](?!site-packages|dist-packages)", needs="python3"
+)
+PACKAGES = _Pattern(r"[/\\](?:site|dist)-packages[/\\]", needs="-packages")
 
 
 def _scripts_dirs() -> tuple[str, ...]:
     """Where installed packages' console scripts live (this environment's and its
     base Python's ``bin/``): a launcher there (``.venv/bin/uvicorn``) runs a
     package's code, it is not the program."""
-    # Each get_path() expands every path of the scheme again: this environment's
-    # are the default ones, already expanded (the same normalised paths).
-    found = {_PATHS["scripts"] + os.sep}
+    found = {_SCRIPTS + os.sep}
     for base in {(sys.base_prefix, sys.base_exec_prefix)} - {(sys.prefix, sys.exec_prefix)}:
         try:
-            found.add(sysconfig.get_path("scripts", vars={"base": base[0], "platbase": base[1]}) + os.sep)
+            found.add(_install_paths(("scripts",), {"base": base[0], "platbase": base[1]})[0] + os.sep)
         except (KeyError, ValueError):  # pragma: no cover - an odd install scheme
             continue
     return tuple(sorted(found))
@@ -240,6 +295,8 @@ def set_app_modules(names: Iterable[str]) -> None:
         if not isinstance(name, str) or not name or "." in name:
             msg = f"app_modules takes top-level module names such as 'myservice', not {name!r}"
             raise ValueError(msg)
+        import importlib.util  # only for app_modules
+
         spec = importlib.util.find_spec(name)
         if spec is None:
             msg = f"app_modules: no module named {name!r} on sys.path"

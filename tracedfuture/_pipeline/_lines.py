@@ -7,7 +7,7 @@ same per-future state) and writes the four records that make up most of every
 trace (a future created, awaited, resolved, collected) as JSON text directly,
 from fragments cached per future (``"is_task"`` and ``"name"``), per creation
 site, per callback name and per result type. Every other record goes through the
-converter's own code and :func:`~tracedfuture.trace.event_to_json`, so that the
+converter's own code and :func:`~tracedfuture.trace.event_to_json` (and json), so that the
 file reads exactly as if each event had been built and written on its own
 (``tests/test_lines.py`` compares the two, byte for byte, on both implementations).
 
@@ -22,14 +22,13 @@ first time its history needs anything else. Both make the same bytes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from json.encoder import encode_basestring
 from typing import Any, Protocol
 
 from .. import _core
 from .._core import _events as ev
 from .._core._events import Event
+from .._tracefile import dumps, event_to_json, json_string
 from ._convert import MARK, Converter, _FutureState, site_of, type_name
 
 __all__ = ["MARK", "Lines", "LinesLike", "make_lines"]
@@ -64,9 +63,6 @@ class Lines(Converter):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        # The trace format is trace.py's, a layer up: borrowed, not imported at load.
-        from ..trace import event_to_json
-
         self._to_json = event_to_json
         self._texts: dict[str, str] = {}  # a callback or name -> its JSON string
         self._sites: dict[tuple[int, int], tuple[Any, str]] = {}  # (id(code), lasti) -> (code, '{...}')
@@ -188,10 +184,12 @@ class Lines(Converter):
         return self._result(tp)
 
     def _emit_event(self, out: list[str]) -> Any:
-        dumps, emit, event_to_json = json.dumps, out.append, self._to_json
+        emit, event_to_json = out.append, self._to_json
 
         def emit_event(event: Event) -> None:
-            emit(dumps(event_to_json(event), separators=(",", ":"), ensure_ascii=False))
+            import json  # a line written as an event (the rare ones): json's C encoder
+
+            emit(json.dumps(event_to_json(event), separators=(",", ":"), ensure_ascii=False))
 
         return emit_event
 
@@ -218,7 +216,7 @@ class Lines(Converter):
     def _text_of(self, value: str) -> str:
         cached = self._texts.get(value)
         if cached is None:
-            cached = encode_basestring(value)
+            cached = json_string(value)
             if len(self._texts) >= _CACHE_LIMIT:
                 self._texts.clear()
             self._texts[value] = cached
@@ -242,11 +240,7 @@ class Lines(Converter):
             return cached[1]
         site = site_of(code, lasti)
         assert site is not None
-        text = json.dumps(
-            {"file": site.filename, "line": site.lineno, "function": site.function},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        text = dumps({"file": site.filename, "line": site.lineno, "function": site.function})
         if len(self._sites) >= _CACHE_LIMIT:
             self._sites.clear()
         self._sites[key] = (code, text)  # keeps code alive: its id is not reused

@@ -58,6 +58,7 @@ __all__ = [
     "Options",
     "Redactor",
     "add_arguments",
+    "check_install",
     "from_environment",
     "read_arguments",
     "settings_from_environment",
@@ -730,6 +731,35 @@ PROCESS_OPTIONS: tuple[Option, ...] = (
 OPTIONS: tuple[Option, ...] = PROCESS_OPTIONS + INSTALL_OPTIONS
 _BY_NAME = {option.name: option for option in INSTALL_OPTIONS}
 _BY_FLAG = {flag: option for option in OPTIONS for flag in (option.flag, option.short) if flag}
+
+
+def check_install(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option of an installation, as kept: the keywords of
+    :func:`tracedfuture.install` checked, the others at their defaults. What
+    :class:`Options` is made of, and what an installation keeps; it needs no
+    dataclass, so that the start-up hook makes none.
+
+    An unknown keyword raises :class:`OptionTypeError` (naming the one meant); bad
+    values, one error naming all of them.
+
+    >>> check_install({"sample_rate": 0.5})["sample_rate"], check_install({})["tail"]
+    (0.5, False)
+    """
+    for key in options:
+        if key not in _BY_NAME:
+            raise OptionTypeError(_unknown(f"unknown tracedfuture option {key!r}", key, _BY_NAME, repr))
+    values: dict[str, Any] = {}
+    problems: list[OptionError] = []
+    for option in INSTALL_OPTIONS:
+        try:
+            values[option.name] = option.check(options.get(option.name, option.default))
+        except OptionError as exc:
+            problems.append(exc)
+    if problems:
+        # One line for all of them: fixing one at a time is slow going.
+        cls = OptionTypeError if isinstance(problems[0], TypeError) else OptionError
+        raise cls("; ".join(map(str, problems)))
+    return values
 
 
 def _unknown(head: str, key: str, known: Iterable[str], show: Callable[[str], str]) -> str:

@@ -2,9 +2,11 @@
 
 Its fields are the rows of :data:`tracedfuture.options.INSTALL_OPTIONS`, in their
 order (tests/test_options.py pins it), which hold their defaults, documentation
-and checks. It lives apart from the table so that reading the table (``tracedfuture
-run``, the start-up hook's checks) does not import :mod:`dataclasses`; import it as
-``tracedfuture.Options`` or ``tracedfuture.options.Options``.
+and checks (:func:`~tracedfuture.options.check_install`). It lives apart from the
+table so that reading the table (``tracedfuture run``, the start-up hook) does not
+import :mod:`dataclasses`: an installation keeps the checked values and makes its
+``Options`` only when asked. Import it as ``tracedfuture.Options`` or
+``tracedfuture.options.Options``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _BY_NAME, INSTALL_OPTIONS, OptionError, OptionTypeError, _unknown
+from . import _BY_NAME, INSTALL_OPTIONS, check_install
 
 __all__ = ["Options"]
 
@@ -49,24 +51,18 @@ class Options:
     exclude_names: tuple[str, ...] = _field("exclude_names")
     app_modules: tuple[str, ...] = _field("app_modules")
 
-    def __post_init__(self) -> None:
-        problems: list[OptionError] = []
-        for option in INSTALL_OPTIONS:
-            try:
-                value = option.check(getattr(self, option.name))
-            except OptionError as exc:
-                problems.append(exc)
-            else:
-                object.__setattr__(self, option.name, value)
-        if problems:
-            # One line for all of them: fixing one at a time is slow going.
-            cls = OptionTypeError if isinstance(problems[0], TypeError) else OptionError
-            raise cls("; ".join(map(str, problems)))
-
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> Options:
-        """``Options(**options)``: what :func:`tracedfuture.install` calls."""
+        """``Options(**options)``."""
         return cls(**options)
+
+    @classmethod
+    def of_checked(cls, values: Mapping[str, Any]) -> Options:
+        """The Options of values :func:`~tracedfuture.options.check_install` returned
+        (not checked again): an installation's, made when first asked for."""
+        options = cls.__new__(cls)
+        _generated_init(options, **values)
+        return options
 
 
 def _document() -> str:
@@ -79,17 +75,15 @@ def _document() -> str:
 
 
 Options.__doc__ = _document()
-# The generated __init__ says "unexpected keyword argument"; this one also says
-# which option was meant. Type checkers still see the generated signature.
-_checked_init = Options.__init__
+# The generated __init__ sets the fields; this one checks them first (every
+# surface's words, check_install) and says which option an unknown keyword
+# meant. Type checkers still see the generated signature.
+_generated_init = Options.__init__
 
 
-@functools.wraps(_checked_init)  # help() and inspect.signature() still show the fields
+@functools.wraps(_generated_init)  # help() and inspect.signature() still show the fields
 def _init(self: Options, **options: Any) -> None:
-    for key in options:
-        if key not in _BY_NAME:
-            raise OptionTypeError(_unknown(f"unknown tracedfuture option {key!r}", key, _BY_NAME, repr))
-    _checked_init(self, **options)
+    _generated_init(self, **check_install(options))
 
 
 Options.__init__ = _init  # type: ignore[method-assign]
