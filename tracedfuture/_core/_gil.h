@@ -12,14 +12,16 @@
  *
  * So those threads take the GIL back with tf_gil_restore(), which says so
  * (tf_gil_asked), and the program's thread hands it over at its next *yield
- * point*: when it has just made a traced future or task, a moment at which a
+ * point*: when it has just made a future or task on a traced loop (traced,
+ * sampled out or refused by its ring), a moment at which a
  * C call holds no borrowed reference and leaves nothing half done, like any
  * Python code that gives the GIL away at a switch interval. It releases the
  * GIL, waits (spinning briefly, then yielding the CPU, 300 us at most) until
- * an asker has it, and takes it back as CPython does, behind the asker's turn.
+ * an asker has it, then waits awake (200 us at most) for the asker's turn to
+ * end at its next tf_gil_release(), and takes the GIL back as CPython does.
  * The handover changes when threads run, never what a thread does.
  *
- * The cost on the program's thread is one relaxed load per traced future while
+ * The cost on the program's thread is one relaxed load per such future while
  * nobody asks. A handover that timed out (the asker was not scheduled: a busy
  * machine) turns them off for 5 ms, so a starved drain cannot cost the program
  * a wait per future.

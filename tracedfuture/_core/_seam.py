@@ -165,7 +165,7 @@ What an implementation module provides
     file is written (``os.write``'s return and errors). The reference's are
     ``threading.Event`` and ``os.write``. The compiled core's take the GIL back
     by asking for it: the program's thread hands it over when it has just made
-    a traced future or task (``_core/_gil.h``), instead of a switch interval
+    a future or task on a traced loop (``_core/_gil.h``), instead of a switch interval
     (5 ms) later. Everything the drain does with the GIL released (take_batch's
     copy, the line writer, the event fold, tail sampling) takes it back alike.
 ``caught(task, exc)``
