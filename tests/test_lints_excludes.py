@@ -51,7 +51,11 @@ def test_without_excludes_the_late_reply_is_reported_at_each_doubling(memory: Me
 def test_a_stall_exclude_pattern_leaves_the_future_out_for_good(memory: MemoryExporter, pattern: str) -> None:
     lints = asyncio.run(stalled_for(0.3, stall_exclude=(pattern,)))
     assert memory.of_kind("stalled") == []
-    assert lints.excused["stalled"] == 1  # seen at 0.05 s, and never reported at 0.1, 0.2...
+    # The reply, seen at 0.05 s and counted once, not again at 0.1, 0.2...; and
+    # poller-1 itself when a scan falls between the reply's result and its end
+    # (a pending leaf then, as old as the reply, which every pattern but the
+    # creation line's also matches): at most one more.
+    assert lints.excused["stalled"] in (1, 2)
 
 
 def test_a_pattern_that_matches_nothing_excludes_nothing(memory: MemoryExporter) -> None:
