@@ -38,14 +38,25 @@ relax(void)
 #endif
 }
 
+/* One step of a bounded wait with the GIL released: spin briefly, then yield
+ * the CPU (one core: the other thread runs only if this one steps aside).
+ * 1 once wait_ns have passed since the first yield. */
 static int
-finalizing(void)
+wait_step(int *spin, long long *until, long long wait_ns)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    return Py_IsFinalizing();
-#else
-    return _Py_IsFinalizing();
-#endif
+    if ((*spin)++ < SPINS) {
+        relax();
+        return 0;
+    }
+    long long now = now_ns();
+    if (*until == 0) {
+        *until = now + wait_ns;
+    }
+    else if (now >= *until) {
+        return 1;
+    }
+    sched_yield();
+    return 0;
 }
 
 void
@@ -77,15 +88,15 @@ tf_gil_hand_over(void)
         }
         quiet_until = 0;
     }
-    if (finalizing()) {
+    if (tf_is_finalizing()) {
         return;
     }
     unsigned long turns = __atomic_load_n(&tf_gil_turns, __ATOMIC_SEQ_CST);
     unsigned long releases = __atomic_load_n(&tf_gil_releases, __ATOMIC_SEQ_CST);
-    int given = 0;
-    long long deadline = 0;
+    int given = 0, spin = 0;
+    long long until = 0;
     PyThreadState *save = PyEval_SaveThread();
-    for (int spin = 0;; spin++) {
+    while (!wait_step(&spin, &until, HAND_OVER_WAIT_NS)) {
         if (__atomic_load_n(&tf_gil_turns, __ATOMIC_SEQ_CST) != turns) {
             given = 1;
             break;
@@ -93,37 +104,15 @@ tf_gil_hand_over(void)
         if (__atomic_load_n(&tf_gil_asked, __ATOMIC_SEQ_CST) == 0) {
             break; /* the asker got it already, or gave up waiting */
         }
-        if (spin < SPINS) {
-            relax();
-            continue;
-        }
-        long long now = now_ns();
-        if (deadline == 0) {
-            deadline = now + HAND_OVER_WAIT_NS;
-        }
-        else if (now >= deadline) {
-            break;
-        }
-        sched_yield(); /* one core: the asker runs only if this thread steps aside */
     }
     if (given) {
         /* The asker's turn is usually short (its Python share, to its next
          * release): wait for its end here rather than asleep in the GIL's own
          * wait, whose wake-up costs the program a context switch each time. */
-        long long until = 0;
-        for (int spin = 0; __atomic_load_n(&tf_gil_releases, __ATOMIC_SEQ_CST) == releases; spin++) {
-            if (spin < SPINS) {
-                relax();
-                continue;
-            }
-            long long now = now_ns();
-            if (until == 0) {
-                until = now + TURN_WAIT_NS;
-            }
-            else if (now >= until) {
-                break;
-            }
-            sched_yield();
+        spin = 0;
+        until = 0;
+        while (__atomic_load_n(&tf_gil_releases, __ATOMIC_SEQ_CST) == releases &&
+               !wait_step(&spin, &until, TURN_WAIT_NS)) {
         }
     }
     PyEval_RestoreThread(save);
@@ -379,16 +368,9 @@ tf_gil_turn_due(long long *since)
 void
 tf_gil_pause(void)
 {
-    long long until = now_ns() + PAUSE_NS;
-    for (int spin = 0;; spin++) {
-        if (spin < SPINS) {
-            relax();
-            continue;
-        }
-        if (now_ns() >= until) {
-            return;
-        }
-        sched_yield();
+    int spin = 0;
+    long long until = 0;
+    while (!wait_step(&spin, &until, PAUSE_NS)) {
     }
 }
 

@@ -66,6 +66,18 @@ int tf_gil_turn_due(long long *since);
 /* With the GIL released: a moment (50 us at most) for a waiting thread to take it. */
 void tf_gil_pause(void);
 
+/* Whether the interpreter is finalizing: a daemon thread that takes the GIL
+ * back then exits (3.13 made the function public). */
+static inline int
+tf_is_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
 /* Once, at import: Waker and write() added to the module (see _seam); a
  * fork()'s child starts with nobody asking. -1 with an exception set. */
 int tf_gil_init(PyObject *module);

@@ -1171,16 +1171,6 @@ feed_one(TailObject *p, const Rec *r, Recs *out)
     return rc;
 }
 
-static int
-is_finalizing(void)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return Py_IsFinalizing();
-#else
-    return _Py_IsFinalizing();
-#endif
-}
-
 /* One call at a time: take the lock (waiting without the GIL for another
  * thread's call). A call already under way on this thread (a finalizer run by
  * one of its decrements) is an error, as is a lock held at fork() by a thread
@@ -1203,7 +1193,7 @@ enter(TailObject *p)
          * exits, its call and the lock with it. */
         PyLockStatus got = PY_LOCK_FAILURE;
         while (got != PY_LOCK_ACQUIRED) {
-            if (is_finalizing()) {
+            if (tf_is_finalizing()) {
                 PyErr_SetString(PyExc_RuntimeError, "TailPolicy: a feed() or flush() never ended (the interpreter exits)");
                 return -1;
             }
