@@ -59,6 +59,39 @@ def test_the_ring_is_bounded_in_bytes_and_counts_the_overwritten_records() -> No
     assert events[-1].kind in ("resolved", "callback_scheduled")
 
 
+def _thp_mode() -> str | None:
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return None
+    return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else None
+
+
+def _huge_pages_tried() -> int:
+    """Huge pages this process holds (kB) plus the kernel's fallbacks so far:
+    what grows when a region that asked for huge pages is first written."""
+    held = 0
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        if line.startswith("AnonHugePages:"):
+            held = int(line.split()[1])
+    vmstat = dict(line.split() for line in Path("/proc/vmstat").read_text().splitlines())
+    return held + 2048 * int(vmstat.get("thp_fault_fallback", 0))
+
+
+@pytest.mark.skipif(
+    tracedfuture.IMPLEMENTATION != "c" or _thp_mode() not in ("madvise", "always"),
+    reason="the compiled core on Linux with transparent huge pages given on request",
+)
+def test_a_large_ring_is_backed_by_huge_pages_where_the_kernel_gives_them_on_request() -> None:
+    # 16 MiB of ring, filled: its first records would take 4,096 page faults of
+    # 4 KiB pages; the ring asks for 2 MiB pages (the kernel may fall back).
+    recorder = FlightRecorder(max_bytes=16 << 20)
+    before = _huge_pages_tried()
+    tracedfuture.run(lifecycle(60_000), exporters=[recorder])
+    assert recorder.stats()["dropped"] > 0, "the ring was filled"
+    assert _huge_pages_tried() - before >= 2048
+
+
 def test_nothing_is_converted_while_the_program_runs() -> None:
     recorder = FlightRecorder()
     factory = tracedfuture.loop_factory(exporters=[recorder])

@@ -39,6 +39,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #if PY_VERSION_HEX >= 0x030C0000
 #define BASE_IS_HEAP 1
@@ -93,6 +96,31 @@ typedef struct {
 
 static PyTypeObject *RingType;
 
+/* A ring's buffer, asked to be backed by huge pages where the kernel offers
+ * them on request (transparent huge pages in "madvise" mode, the default of
+ * most distributions): a ring is written front to back once before it wraps,
+ * and with 4 KiB pages each page's first record takes a page fault (16,400 of
+ * them, 36 ms of system time, for a 300k-future burst through 64 MiB); with
+ * 2 MiB pages, 32. Only the buffer's whole huge pages inside it are asked for;
+ * the advice is a hint, and a kernel without it leaves the buffer as it is. */
+static Rec *
+ring_buf_new(unsigned long long slots)
+{
+    size_t bytes = (size_t)slots * sizeof(Rec);
+    Rec *buf = (Rec *)PyMem_RawMalloc(bytes);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    if (buf != NULL && bytes >= 2 * huge) {
+        uintptr_t lo = ((uintptr_t)buf + huge - 1) & ~(huge - 1);
+        uintptr_t hi = ((uintptr_t)buf + bytes) & ~(huge - 1);
+        if (hi > lo) {
+            (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+        }
+    }
+#endif
+    return buf;
+}
+
 static int
 ring_init(RingObject *self, PyObject *args, PyObject *kwds)
 {
@@ -137,7 +165,7 @@ ring_init(RingObject *self, PyObject *args, PyObject *kwds)
      * burst through 64 MiB). Not zeroed: only the live slots, [start, w), are
      * ever read, and the OS backs a page when a record first reaches it. */
     unsigned long long size = !streaming || cap < RING_START ? (unsigned long long)cap : RING_START;
-    self->buf = (Rec *)PyMem_RawMalloc((size_t)size * sizeof(Rec));
+    self->buf = ring_buf_new(size);
     if (self->buf == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -185,7 +213,7 @@ ring_grow(RingObject *r)
     /* Not zeroed: only live slots are ever read (ring_claim releases the old
      * record of a slot only when it is live), and the pages are the OS's until
      * records reach them. */
-    Rec *buf = (Rec *)PyMem_RawMalloc((size_t)bigger * sizeof(Rec));
+    Rec *buf = ring_buf_new(bigger);
     if (buf == NULL) {
         return -1;
     }
