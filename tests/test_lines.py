@@ -5,6 +5,7 @@ byte, on both implementations of the hot path."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 from typing import Any
@@ -204,6 +205,41 @@ def test_the_compiled_writer_writes_the_common_records_itself(impl: Any) -> None
     assert len(futures) == 15
     # A future created, awaited, resolved and collected is never the reference's.
     assert not futures & helper.handed
+
+
+async def _cancels_across_writers() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def waits(fut: asyncio.Future[None]) -> None:
+        await fut
+
+    # A future the reference holds (a callback removed), a task of the compiled
+    # writer's waiting on it: the future's cancel is the task's cause.
+    theirs = loop.create_future()
+    theirs.add_done_callback(print)
+    theirs.remove_done_callback(print)
+    task = loop.create_task(waits(theirs))
+    await asyncio.sleep(0)
+    theirs.cancel("theirs")
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    # A future the compiled writer holds, a task of the reference's (renamed)
+    # waiting on it.
+    ours = loop.create_future()
+    renamed = loop.create_task(waits(ours))
+    renamed.set_name("renamed")
+    await asyncio.sleep(0)
+    ours.cancel("ours")
+    with contextlib.suppress(asyncio.CancelledError):
+        await renamed
+
+
+def test_a_cancel_gives_its_waiter_its_cause_across_the_writers(impl: Any, make: Any) -> None:
+    batch = _batch(impl, _cancels_across_writers)
+    data, _ = make().lines(batch)
+    assert data == _reference(list(batch))
+    tasks = [json.loads(line) for line in data.splitlines() if b'"cancelled"' in line and b'"is_task":true' in line]
+    assert [t["msg"] for t in tasks] == ["theirs", "ours"]
 
 
 @pytest.mark.parametrize(

@@ -710,7 +710,10 @@ defer(Ctx *c)
 }
 
 /* Hand a future's state to the reference, which writes the rest of its history:
- * it leaves the table now, and is adopted at the end, in order. */
+ * it leaves the table now, and is adopted at the end, in order. The tasks that
+ * wait on it go too: a cancel of this future, now the reference's, gives its
+ * waiters their cause (_convert's CANCELLED), which only the reference's own
+ * states can receive. */
 static int
 hand_over(Ctx *c, Fut *f)
 {
@@ -723,6 +726,14 @@ hand_over(Ctx *c, Fut *f)
     memset(f, 0, sizeof(*f));
     f->fid = d->fut.fid; /* table_remove frees an empty state */
     table_remove(c, &c->w->futs, f);
+    const Cb *cbs = d->fut.cbs; /* the deferred's own: it stays while c->dv grows */
+    Py_ssize_t n = d->fut.ncb;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Fut *waiter = cbs[i].has_awaiter ? table_find(&c->w->futs, cbs[i].awaiter) : NULL;
+        if (waiter != NULL && hand_over(c, waiter) < 0) {
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -1033,7 +1044,16 @@ write_record(Ctx *c, const Rec *r)
     }
     Fut *f = table_find(&c->w->futs, r->fid);
     if (f == NULL) {
-        return 0; /* the reference's, or nobody's */
+        /* The reference's, or nobody's. A task of ours that waits on it goes to
+         * the reference too: the cause a cancel of this future gives it is the
+         * reference's to give. */
+        Fut *waiter = r->op == OP_CB_ADDED && slot_is_int(r, A_AWAITER)
+                          ? table_find(&c->w->futs, r->s[A_AWAITER].i)
+                          : NULL;
+        if (waiter != NULL && hand_over(c, waiter) < 0) {
+            return -1;
+        }
+        return 0;
     }
     if (r->op == OP_COLLECTED) {
         int incomplete;
