@@ -5,6 +5,7 @@ byte, on both implementations of the hot path."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 from typing import Any
@@ -182,15 +183,21 @@ async def _common_only() -> None:
 
 
 class _Counting(Lines):
-    """The reference, noting the futures whose records the compiled writer hands it."""
+    """The reference, noting the futures whose records the compiled writer hands it
+    (and those whose state it hands over)."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.handed: set[int] = set()
+        self.adopted: set[int] = set()
 
     def lines(self, records: Any) -> tuple[bytes, int]:
         self.handed.update(r[1] for r in records)
         return super().lines(records)
+
+    def adopt(self, fid: int, *args: Any, **kwargs: Any) -> None:
+        self.adopted.add(fid)
+        super().adopt(fid, *args, **kwargs)
 
 
 def test_the_compiled_writer_writes_the_common_records_itself(impl: Any) -> None:
@@ -204,6 +211,113 @@ def test_the_compiled_writer_writes_the_common_records_itself(impl: Any) -> None
     assert len(futures) == 15
     # A future created, awaited, resolved and collected is never the reference's.
     assert not futures & helper.handed
+
+
+async def _failures_and_cancels() -> None:
+    """Futures and tasks that fail or are cancelled as programs make them do (tasks
+    left unnamed: a name given at creation is a rename on 3.11)."""
+    loop = asyncio.get_running_loop()
+
+    async def worker(w: int) -> None:
+        for i in range(6):
+            fut = loop.create_future()
+            if i % 3 == 0:
+                loop.call_soon(fut.set_exception, ValueError(f"bad {i}"))
+                with contextlib.suppress(ValueError):
+                    await fut
+            elif i % 3 == 1:
+                loop.call_soon(fut.cancel, f'stop {w} \u2028 "now"')
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fut
+            else:
+                loop.call_soon(fut.set_result, i)
+                await fut
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("task failed")
+
+    async def waits(fut: asyncio.Future[None]) -> None:
+        await fut
+
+    async def naps() -> None:
+        await asyncio.sleep(10)  # where it waits: the program's line
+
+    await asyncio.gather(*[loop.create_task(worker(w)) for w in range(3)])
+    with contextlib.suppress(RuntimeError):
+        await loop.create_task(fails())
+    sleeper = loop.create_task(naps())
+    await asyncio.sleep(0)
+    sleeper.cancel("deadline")  # cancel_requested, its sleep's future cancelled, then the task
+    with contextlib.suppress(asyncio.CancelledError):
+        await sleeper
+    waited = loop.create_future()
+    waiter = loop.create_task(waits(waited))
+    await asyncio.sleep(0)
+    waited.cancel("gone")  # the task is cancelled through the future it waits on: its cause
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    loop.create_future().cancel()  # no message
+    lost = loop.create_future()
+    lost.set_exception(KeyError("k"))
+    del lost  # unretrieved
+    loop.create_future()  # abandoned
+
+
+def test_the_compiled_writer_writes_failures_and_cancels_itself(impl: Any) -> None:
+    if impl.LineWriter is None:
+        pytest.skip("the pure-Python implementation writes with the reference itself")
+    batch = _batch(impl, _failures_and_cancels)
+    helper = _Counting()
+    data, _ = impl.LineWriter(helper).lines(batch)
+    assert data == _reference(list(batch))
+    events = [json.loads(line) for line in data.splitlines()]
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("failed") == 8  # the workers' 6, the task, the unretrieved one
+    assert kinds.count("cancelled") == 11  # the workers' 6, the sleep's, 2 tasks, the future waited, the bare one
+    assert {"cancel_requested", "unretrieved", "abandoned", "callback_scheduled"} <= set(kinds)
+    (request,) = (e for e in events if e["kind"] == "cancel_requested")
+    assert {"msg", "canceller_id", "canceller", "waiting_site"} <= set(request)
+    assert any("raise_site" in e for e in events if e["kind"] == "failed")
+    futures = {r[1] for r in batch if r[0] == ev.OP_CREATED}
+    # Failed, cancelled, unretrieved, abandoned: none of them is the reference's.
+    assert not futures & helper.handed
+    assert not helper.adopted
+
+
+async def _cancels_across_writers() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def waits(fut: asyncio.Future[None]) -> None:
+        await fut
+
+    # A future the reference holds (a callback removed), a task of the compiled
+    # writer's waiting on it: the future's cancel is the task's cause.
+    theirs = loop.create_future()
+    theirs.add_done_callback(print)
+    theirs.remove_done_callback(print)
+    task = loop.create_task(waits(theirs))
+    await asyncio.sleep(0)
+    theirs.cancel("theirs")
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    # A future the compiled writer holds, a task of the reference's (renamed)
+    # waiting on it.
+    ours = loop.create_future()
+    renamed = loop.create_task(waits(ours))
+    renamed.set_name("renamed")
+    await asyncio.sleep(0)
+    ours.cancel("ours")
+    with contextlib.suppress(asyncio.CancelledError):
+        await renamed
+
+
+def test_a_cancel_gives_its_waiter_its_cause_across_the_writers(impl: Any, make: Any) -> None:
+    batch = _batch(impl, _cancels_across_writers)
+    data, _ = make().lines(batch)
+    assert data == _reference(list(batch))
+    tasks = [json.loads(line) for line in data.splitlines() if b'"cancelled"' in line and b'"is_task":true' in line]
+    assert [t["msg"] for t in tasks] == ["theirs", "ours"]
 
 
 @pytest.mark.parametrize(

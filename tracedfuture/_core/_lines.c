@@ -2,15 +2,26 @@
  *
  * The compiled twin of tracedfuture/_pipeline/_lines.py's Lines, which stays the
  * reference (tests/test_lines.py compares the two byte for byte). It writes the
- * four records that make up most of every trace (a future created, awaited,
- * resolved, collected) itself, from per-future state kept in a C hash table and
- * JSON fragments cached per creation site and result type. Everything else goes
- * to the reference, in order: a future whose history needs it (a failure, a
- * cancel, a rename, a callback removed, a mark) is handed over with its state
- * (helper.adopt) the first time, and the reference writes the rest of it.
- * First-seen sites and types are turned into JSON by the helper (helper.site_text
- * / result_text), so that both decide alike; strings are escaped here, as
+ * records that make up most of every trace itself (a future created, awaited,
+ * resolved, collected; and failed, cancelled, a task's cancel requested, and the
+ * unretrieved or abandoned event of a future collected so, with the
+ * callback_scheduled lines of every end), from per-future state kept in a C hash
+ * table and JSON fragments cached per creation site, result or exception type,
+ * and canceller. Everything else goes to the reference, in order: a future whose
+ * history needs it (a rename, a callback removed, a mark, a value or exception
+ * message captured, a cancel message to redact, a record not in the shape the
+ * ring writes) is handed over with its state (helper.adopt) the first time, and
+ * the reference writes the rest of it. First-seen sites, types and cancellers
+ * are turned into JSON by the helper (helper.site_text, result_text,
+ * exc_type_text, canceller_text, ...), with the reference's own functions, so
+ * that both decide alike; strings are escaped here, as
  * json.encoder.encode_basestring and then UTF-8 with backslashreplace do.
+ *
+ * A cancelled future gives the tasks waiting on it their cause (_convert's
+ * CANCELLED), across the two writers: a waiter the reference holds gets it
+ * through helper.cancel_awaiter, in order; a task of ours that waits on a future
+ * the reference holds goes to the reference, since only the reference can give
+ * it the cause then.
  *
  * It reads a RecordBatch's structs in place (no tuple per record) and works with
  * the GIL released: the program's thread runs while a trace file is formatted.
@@ -43,6 +54,10 @@ int tf_lines_add_type(PyObject *module);
 enum { C_TASK_ID, C_IS_TASK, C_CODE, C_LASTI, C_THREAD_ID, C_NAME, C_CORO, C_ROUTE, C_CONTEXT, C_PCODE, C_PLASTI };
 enum { A_TASK_ID, A_CALLBACK, A_AWAITER };
 enum { R_TASK_ID, R_TYPE, R_VALUE };
+enum { E_TASK_ID, E_TYPE, E_MSG, E_CODE, E_LASTI, E_PCODE, E_PLASTI };
+/* A cancel's who, (code, lasti, user_code, user_lasti, waiting_code, waiting_lasti), is
+ * slots 2-7 of its record (F_WHO) */
+enum { K_TASK_ID, K_MSG, K_CODE, K_LASTI, K_UCODE, K_ULASTI, K_WCODE, K_WLASTI };
 enum { X_STATE, X_INCOMPLETE };
 #define CACHE_LIMIT 100000
 /* From this size on, the result is copied into its bytes object without the GIL. */
@@ -201,11 +216,13 @@ plain_str(PyObject *s)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Caches: (object, int) -> a UTF-8 fragment, holding the object             */
+/* Caches: (object, int[, object, int]) -> a UTF-8 fragment, holding the objects */
 
 typedef struct {
     PyObject *key; /* owned: its address is not reused while cached */
     long long extra;
+    PyObject *key2; /* owned, or NULL: a canceller's user code */
+    long long extra2;
     PyObject *text; /* bytes */
 } CacheSlot;
 
@@ -219,6 +236,7 @@ cache_clear(Cache *c)
 {
     for (size_t i = 0; i < c->cap; i++) {
         Py_CLEAR(c->slots[i].key);
+        Py_CLEAR(c->slots[i].key2);
         Py_CLEAR(c->slots[i].text);
     }
     c->used = 0;
@@ -233,20 +251,26 @@ cache_free(Cache *c)
     c->cap = 0;
 }
 
+static inline size_t
+cache_hash(const PyObject *key, long long extra, const PyObject *key2, long long extra2)
+{
+    return key2 == NULL ? tf_hash(key, extra) : tf_hash(key, extra) ^ (tf_hash(key2, extra2) * 31);
+}
+
 /* Read-only: safe without the GIL on the thread that owns the writer. */
 static PyObject *
-cache_get(const Cache *c, const PyObject *key, long long extra)
+cache_get(const Cache *c, const PyObject *key, long long extra, const PyObject *key2, long long extra2)
 {
     if (c->cap == 0) {
         return NULL;
     }
     size_t mask = c->cap - 1;
-    for (size_t i = tf_hash(key, extra) & mask;; i = (i + 1) & mask) {
+    for (size_t i = cache_hash(key, extra, key2, extra2) & mask;; i = (i + 1) & mask) {
         const CacheSlot *s = &c->slots[i];
         if (s->key == NULL) {
             return NULL;
         }
-        if (s->key == key && s->extra == extra) {
+        if (s->key == key && s->extra == extra && s->key2 == key2 && s->extra2 == extra2) {
             return s->text;
         }
     }
@@ -255,7 +279,7 @@ cache_get(const Cache *c, const PyObject *key, long long extra)
 /* Stores text (a new reference, stolen) for key; returns it borrowed, or NULL.
  * With the GIL only. */
 static PyObject *
-cache_put(Cache *c, PyObject *key, long long extra, PyObject *text)
+cache_put(Cache *c, PyObject *key, long long extra, PyObject *key2, long long extra2, PyObject *text)
 {
     if (c->used >= CACHE_LIMIT) {
         cache_clear(c);
@@ -271,7 +295,7 @@ cache_put(Cache *c, PyObject *key, long long extra, PyObject *text)
         for (size_t i = 0; i < c->cap; i++) {
             CacheSlot *s = &c->slots[i];
             if (s->key != NULL) {
-                size_t j = tf_hash(s->key, s->extra) & (cap - 1);
+                size_t j = cache_hash(s->key, s->extra, s->key2, s->extra2) & (cap - 1);
                 while (slots[j].key != NULL) {
                     j = (j + 1) & (cap - 1);
                 }
@@ -283,12 +307,14 @@ cache_put(Cache *c, PyObject *key, long long extra, PyObject *text)
         c->cap = cap;
     }
     size_t mask = c->cap - 1;
-    size_t i = tf_hash(key, extra) & mask;
+    size_t i = cache_hash(key, extra, key2, extra2) & mask;
     while (c->slots[i].key != NULL) {
         i = (i + 1) & mask;
     }
     c->slots[i].key = Py_NewRef(key);
     c->slots[i].extra = extra;
+    c->slots[i].key2 = Py_XNewRef(key2);
+    c->slots[i].extra2 = extra2;
     c->slots[i].text = text;
     c->used++;
     return text;
@@ -303,11 +329,23 @@ typedef struct {
     int has_awaiter;
 } Cb;
 
+/* How a future was cancelled, as _convert's _cancel() gets it: (msg, canceller_id,
+ * who); the reference turns it into text, here its fragments are cached. */
+typedef struct {
+    PyObject *msg; /* owned str, or NULL */
+    int has_cid, has_who;
+    long long cid;
+    PyObject *code, *ucode, *wcode; /* who (owned, NULL for None): the caller, its user code, where a task waited */
+    long long lasti, ulasti, wlasti;
+} Cancel;
+
 typedef struct {
     long long fid; /* 0: empty slot */
     int is_task, done, has_awaiter, has_plasti;
     long long lasti, plasti, created, awaiter;
     PyObject *name, *code, *pcode; /* owned, or NULL */
+    PyObject *exc;                 /* owned: the type of its failure, or NULL */
+    Cancel *cancel;                /* PyMem_Raw, or NULL: the cause of its cancellation */
     Cb *cbs, *sched;               /* PyMem_Raw */
     Py_ssize_t ncb, capcb, nsched;
 } Fut;
@@ -319,22 +357,26 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *helper; /* the reference Lines: adopt, lines, text, site_text, result_text, clear */
+    PyObject *helper; /* the reference Lines: adopt, lines, clear, and the fragments' methods */
     int redacts;      /* names go through redact: futures with one are the reference's */
     Table futs;
-    Cache sites, psites, types;
+    Cache sites, psites, types, excs, callers, bare; /* bare: a site's {...} alone */
     RefQueue inc, dec;     /* queued while the GIL is released; empty whenever it is held */
     Buf out;           /* the output buffer, kept from one lines() to the next */
     long busy;         /* the pid of a lines() call under way, else 0 */
 } LineWriter;
 
 /* What the reference is given, deferred to the end of a call (with the GIL):
- * a future's state (adopt), or a run of records, whose lines go at `at` in the
- * output. The reference's state depends only on what it is given, in order, so
- * doing it later changes nothing but where its bytes are put. */
+ * a future's state (adopt), the cause a cancelled future of ours gives a waiter
+ * of the reference's (cancel_awaiter), or a run of records, whose lines go at
+ * `at` in the output. The reference's state depends only on what it is given,
+ * in order, so doing it later changes nothing but where its bytes are put. */
+enum { D_RUN, D_ADOPT, D_CANCEL };
+
 typedef struct {
-    int adopt;
-    Fut fut;            /* adopt: the state handed over (its references with it) */
+    int kind;
+    Fut fut;            /* adopt: the state handed over (its references with it);
+                           cancel_awaiter: fid the waiter, cancel the cause */
     Py_ssize_t from, to; /* a run: positions in Ctx.idx */
     size_t at;          /* a run: where its lines go in the output */
     PyObject *data;     /* a run: its lines, once written */
@@ -355,7 +397,8 @@ typedef struct {
 } Ctx;
 
 static PyObject *s_lines, *s_text, *s_site_text, *s_program_site_text, *s_result_text, *s_clear,
-    *s_FINISHED;
+    *s_FINISHED, *s_CANCELLED, *s_UNRETRIEVED, *s_PENDING, *s_site_json, *s_exc_type_text, *s_canceller_text,
+    *s_cancel_awaiter, *s_adopt;
 
 /* Take the GIL back (if released): queued references are settled first. */
 static void
@@ -404,6 +447,18 @@ disown(Ctx *c, PyObject *o)
     }
 }
 
+static void
+cancel_free(Ctx *c, Cancel *k)
+{
+    if (k != NULL) {
+        disown(c, k->msg);
+        disown(c, k->code);
+        disown(c, k->ucode);
+        disown(c, k->wcode);
+        PyMem_RawFree(k);
+    }
+}
+
 /* c NULL: the GIL is held (clear, dealloc). */
 static void
 fut_release(Ctx *c, Fut *f)
@@ -411,6 +466,8 @@ fut_release(Ctx *c, Fut *f)
     disown(c, f->name);
     disown(c, f->code);
     disown(c, f->pcode);
+    disown(c, f->exc);
+    cancel_free(c, f->cancel);
     for (Py_ssize_t i = 0; i < f->ncb; i++) {
         disown(c, f->cbs[i].callback);
     }
@@ -537,6 +594,9 @@ writer_free_state(LineWriter *self)
     cache_free(&self->sites);
     cache_free(&self->psites);
     cache_free(&self->types);
+    cache_free(&self->excs);
+    cache_free(&self->callers);
+    cache_free(&self->bare);
     PyMem_RawFree(self->inc.p);
     PyMem_RawFree(self->dec.p);
     memset(&self->inc, 0, sizeof(RefQueue));
@@ -589,29 +649,44 @@ encoded(PyObject *s)
 
 /* A cached fragment (borrowed); the first time, the GIL is taken and the
  * helper's method called, and what it returns encoded as the reference encodes
- * its lines (UTF-8, lone surrogates as their JSON escape). */
+ * its lines (UTF-8, lone surrogates as their JSON escape). nargs: the method is
+ * called with (key), (key, lasti) or (key, lasti, key2 or None, lasti2). */
 static PyObject *
-fragment(Ctx *c, Cache *cache, PyObject *method, PyObject *key, int with_lasti, long long lasti)
+fragment_of(Ctx *c, Cache *cache, PyObject *method, int nargs, PyObject *key, long long lasti, PyObject *key2,
+            long long lasti2)
 {
-    PyObject *text = cache_get(cache, key, lasti);
+    PyObject *text = cache_get(cache, key, lasti, key2, lasti2);
     if (text != NULL) {
         return text;
     }
     gil(c);
-    PyObject *s;
-    if (with_lasti) {
-        PyObject *n = PyLong_FromLongLong(lasti);
-        s = n ? PyObject_CallMethodObjArgs(c->w->helper, method, key, n, NULL) : NULL;
-        Py_XDECREF(n);
+    PyObject *s = NULL;
+    if (nargs == 1) {
+        s = PyObject_CallMethodObjArgs(c->w->helper, method, key, NULL);
     }
     else {
-        s = PyObject_CallMethodObjArgs(c->w->helper, method, key, NULL);
+        PyObject *n = PyLong_FromLongLong(lasti);
+        PyObject *n2 = nargs == 4 ? PyLong_FromLongLong(lasti2) : NULL;
+        if (n != NULL && nargs == 2) {
+            s = PyObject_CallMethodObjArgs(c->w->helper, method, key, n, NULL);
+        }
+        else if (n != NULL && n2 != NULL) {
+            s = PyObject_CallMethodObjArgs(c->w->helper, method, key, n, key2 ? key2 : Py_None, n2, NULL);
+        }
+        Py_XDECREF(n);
+        Py_XDECREF(n2);
     }
     PyObject *b = encoded(s);
     if (b == NULL) {
         return NULL;
     }
-    return cache_put(cache, key, lasti, b);
+    return cache_put(cache, key, lasti, key2, lasti2, b);
+}
+
+static PyObject *
+fragment(Ctx *c, Cache *cache, PyObject *method, PyObject *key, int with_lasti, long long lasti)
+{
+    return fragment_of(c, cache, method, with_lasti ? 2 : 1, key, lasti, NULL, 0);
 }
 
 static int
@@ -710,7 +785,10 @@ defer(Ctx *c)
 }
 
 /* Hand a future's state to the reference, which writes the rest of its history:
- * it leaves the table now, and is adopted at the end, in order. */
+ * it leaves the table now, and is adopted at the end, in order. The tasks that
+ * wait on it go too: a cancel of this future, now the reference's, gives its
+ * waiters their cause (_convert's CANCELLED), which only the reference's own
+ * states can receive. */
 static int
 hand_over(Ctx *c, Fut *f)
 {
@@ -718,11 +796,19 @@ hand_over(Ctx *c, Fut *f)
     if (d == NULL) {
         return -1;
     }
-    d->adopt = 1;
+    d->kind = D_ADOPT;
     d->fut = *f; /* its references move along */
     memset(f, 0, sizeof(*f));
     f->fid = d->fut.fid; /* table_remove frees an empty state */
     table_remove(c, &c->w->futs, f);
+    const Cb *cbs = d->fut.cbs; /* the deferred's own: it stays while c->dv grows */
+    Py_ssize_t n = d->fut.ncb;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Fut *waiter = cbs[i].has_awaiter ? table_find(&c->w->futs, cbs[i].awaiter) : NULL;
+        if (waiter != NULL && hand_over(c, waiter) < 0) {
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -740,7 +826,7 @@ add_pending(Ctx *c, Py_ssize_t i)
         c->capidx = cap;
     }
     Deferred *last = c->nd ? &c->dv[c->nd - 1] : NULL;
-    if (last == NULL || last->adopt || last->at != c->b.n) {
+    if (last == NULL || last->kind != D_RUN || last->at != c->b.n) {
         if ((last = defer(c)) == NULL) {
             return -1;
         }
@@ -752,18 +838,51 @@ add_pending(Ctx *c, Py_ssize_t i)
     return 0;
 }
 
+/* (msg, canceller_id, who) of a cancel, as the reference's _cancel() takes them. */
+static PyObject *
+cancel_args(const Cancel *k)
+{
+    PyObject *who;
+    if (k->has_who) {
+        who = Py_BuildValue("(OLOLOL)", or_none(k->code), k->lasti, or_none(k->ucode), k->ulasti, or_none(k->wcode),
+                            k->wlasti);
+        if (who == NULL) {
+            return NULL;
+        }
+    }
+    else {
+        who = Py_NewRef(Py_None);
+    }
+    return Py_BuildValue("(ONN)", or_none(k->msg), opt_int(k->has_cid, k->cid), who);
+}
+
 static PyObject *
 adopt(LineWriter *w, const Fut *f)
 {
     PyObject *callbacks = cb_list(f->cbs, f->ncb);
     PyObject *scheduled = callbacks ? cb_list(f->sched, f->nsched) : NULL;
-    PyObject *res = NULL;
+    PyObject *args = NULL, *kwargs = NULL, *res = NULL;
     if (scheduled != NULL) {
-        res = PyObject_CallMethod(w->helper, "adopt", "LOOOLLOONOON", f->fid, f->is_task ? Py_True : Py_False,
-                                  or_none(f->name), or_none(f->code), f->lasti, f->created, callbacks, scheduled,
-                                  opt_int(f->has_awaiter, f->awaiter), f->done ? Py_True : Py_False,
-                                  or_none(f->pcode), opt_int(f->has_plasti, f->plasti));
+        args = Py_BuildValue("(LOOOLLOONOON)", f->fid, f->is_task ? Py_True : Py_False, or_none(f->name),
+                             or_none(f->code), f->lasti, f->created, callbacks, scheduled,
+                             opt_int(f->has_awaiter, f->awaiter), f->done ? Py_True : Py_False, or_none(f->pcode),
+                             opt_int(f->has_plasti, f->plasti));
     }
+    if (args != NULL && (f->exc != NULL || f->cancel != NULL)) {
+        /* what its failure and its cancel left: the reference's state says it too */
+        PyObject *cancel = f->cancel ? cancel_args(f->cancel) : Py_NewRef(Py_None);
+        kwargs = cancel ? Py_BuildValue("{sOsN}", "failed", or_none(f->exc), "cancel", cancel) : NULL;
+        if (kwargs == NULL) {
+            Py_CLEAR(args);
+        }
+    }
+    PyObject *method = args ? PyObject_GetAttr(w->helper, s_adopt) : NULL;
+    if (method != NULL) {
+        res = PyObject_Call(method, args, kwargs);
+        Py_DECREF(method);
+    }
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
     Py_XDECREF(callbacks);
     Py_XDECREF(scheduled);
     return res;
@@ -781,10 +900,23 @@ run_deferred(Ctx *c)
             tf_gil_pause();
             gil(c);
         }
-        if (d->adopt) {
-            PyObject *res = adopt(c->w, &d->fut);
+        if (d->kind != D_RUN) {
+            PyObject *res = NULL;
+            if (d->kind == D_ADOPT) {
+                res = adopt(c->w, &d->fut);
+            }
+            else {
+                PyObject *args = cancel_args(d->fut.cancel);
+                PyObject *fid = args ? PyLong_FromLongLong(d->fut.fid) : NULL;
+                if (fid != NULL) {
+                    res = PyObject_CallMethodObjArgs(c->w->helper, s_cancel_awaiter, fid, PyTuple_GET_ITEM(args, 0),
+                                                     PyTuple_GET_ITEM(args, 1), PyTuple_GET_ITEM(args, 2), NULL);
+                }
+                Py_XDECREF(fid);
+                Py_XDECREF(args);
+            }
             fut_release(NULL, &d->fut);
-            d->adopt = 0; /* released: nothing left to free */
+            d->kind = D_RUN; /* released: nothing left to free */
             d->from = d->to = 0;
             if (res == NULL) {
                 return -1;
@@ -827,7 +959,7 @@ static void
 free_deferred(Ctx *c)
 {
     for (Py_ssize_t k = 0; k < c->nd; k++) {
-        if (c->dv[k].adopt) {
+        if (c->dv[k].kind != D_RUN) {
             fut_release(NULL, &c->dv[k].fut);
         }
         Py_XDECREF(c->dv[k].data);
@@ -855,14 +987,30 @@ add_cb(Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awa
     return 0;
 }
 
+/* The state a COLLECTED record names: one of the ring's interned strings, or an equal str. */
 static int
-is_finished(PyObject *state)
+is_state(PyObject *state, PyObject *interned)
 {
-    if (state == s_FINISHED) {
+    if (state == interned) {
         return 1;
     }
     return state != NULL && PyUnicode_CheckExact(state) && plain_str(state) && PyUnicode_KIND(state) == 1 &&
-           PyUnicode_GET_LENGTH(state) == 8 && memcmp(PyUnicode_DATA(state), "FINISHED", 8) == 0;
+           PyUnicode_GET_LENGTH(state) == PyUnicode_GET_LENGTH(interned) &&
+           memcmp(PyUnicode_DATA(state), PyUnicode_DATA(interned), (size_t)PyUnicode_GET_LENGTH(interned)) == 0;
+}
+
+/* Slot k is an int, or None. */
+static inline int
+int_or_none(const Rec *r, int k)
+{
+    return slot_is_int(r, k) || slot_is_none(r, k);
+}
+
+/* A (code, lasti) pair as site_of() reads it: no code, or a code and an int. */
+static inline int
+site_ok(const Rec *r, int code, int lasti)
+{
+    return slot_is_none(r, code) || (slot_obj(r, code) != NULL && slot_is_int(r, lasti));
 }
 
 static int
@@ -964,28 +1112,12 @@ write_cb_added(Ctx *c, const Rec *r, Fut *f)
     return 1;
 }
 
+/* The future is done (_convert's _finish): every callback it holds is scheduled
+ * now, each line the record's ids and head again (the `rest` bytes at `from`). */
 static int
-write_resolved(Ctx *c, const Rec *r, Fut *f)
+finish(Ctx *c, Fut *f, size_t from, size_t rest)
 {
-    PyObject *tp = or_none(slot_obj(r, R_TYPE));
-    PyObject *result = fragment(c, &c->w->types, s_result_text, tp, 0, 0);
-    if (result == NULL) {
-        return -1;
-    }
     Buf *b = &c->b;
-    /* The part every line of this record repeats: ids and head. */
-    if (PUT(b, "{\"kind\":\"resolved\"") < 0) {
-        return -1;
-    }
-    size_t from = b->n;
-    if (put_ids(b, r, R_TASK_ID) < 0 || put_head(c, f) < 0) {
-        return -1;
-    }
-    size_t rest = b->n - from;
-    if (put_fragment(b, result) < 0 || PUT(b, "}\n") < 0) {
-        return -1;
-    }
-    c->count++;
     f->done = 1;
     for (Py_ssize_t i = 0; i < f->nsched; i++) {
         disown(c, f->sched[i].callback);
@@ -1012,6 +1144,278 @@ write_resolved(Ctx *c, const Rec *r, Fut *f)
         }
         c->count++;
     }
+    return 0;
+}
+
+static int
+write_resolved(Ctx *c, const Rec *r, Fut *f)
+{
+    PyObject *tp = or_none(slot_obj(r, R_TYPE));
+    PyObject *result = fragment(c, &c->w->types, s_result_text, tp, 0, 0);
+    if (result == NULL) {
+        return -1;
+    }
+    Buf *b = &c->b;
+    /* The part every line of this record repeats: ids and head. */
+    if (PUT(b, "{\"kind\":\"resolved\"") < 0) {
+        return -1;
+    }
+    size_t from = b->n;
+    if (put_ids(b, r, R_TASK_ID) < 0 || put_head(c, f) < 0) {
+        return -1;
+    }
+    size_t rest = b->n - from;
+    if (put_fragment(b, result) < 0 || PUT(b, "}\n") < 0) {
+        return -1;
+    }
+    c->count++;
+    return finish(c, f, from, rest) < 0 ? -1 : 1;
+}
+
+/* A site's {...} fragment (borrowed), or NULL with *err 0 when there is none. */
+static PyObject *
+bare_site(Ctx *c, PyObject *code, long long lasti, int *err)
+{
+    if (code == NULL) {
+        return NULL;
+    }
+    PyObject *site = fragment(c, &c->w->bare, s_site_json, code, 1, lasti);
+    *err = site == NULL;
+    return site;
+}
+
+/* ,"key":{...} of a site, if any. */
+static int
+put_site(Buf *b, const char *key, size_t keylen, PyObject *site)
+{
+    if (site == NULL) {
+        return 0;
+    }
+    return buf_put(b, key, keylen) < 0 || put_fragment(b, site) < 0 ? -1 : 0;
+}
+
+#define PUT_SITE(b, lit, site) put_site((b), (lit), sizeof(lit) - 1, (site))
+
+static int
+write_failed(Ctx *c, const Rec *r, Fut *f)
+{
+    LineWriter *w = c->w;
+    PyObject *tp = slot_obj(r, E_TYPE);
+    int err = 0;
+    PyObject *exc = fragment(c, &w->excs, s_exc_type_text, tp, 0, 0);
+    if (exc == NULL) {
+        return -1;
+    }
+    PyObject *raised = bare_site(c, slot_obj(r, E_CODE), r->s[E_LASTI].i, &err);
+    PyObject *praised = err ? NULL : bare_site(c, slot_obj(r, E_PCODE), r->s[E_PLASTI].i, &err);
+    if (err) {
+        return -1;
+    }
+    own(c, tp); /* the exception's type names an unretrieved one too */
+    disown(c, f->exc);
+    f->exc = tp;
+    Buf *b = &c->b;
+    if (PUT(b, "{\"kind\":\"failed\"") < 0) {
+        return -1;
+    }
+    size_t from = b->n;
+    if (put_ids(b, r, E_TASK_ID) < 0 || put_head(c, f) < 0) {
+        return -1;
+    }
+    size_t rest = b->n - from;
+    if (put_fragment(b, exc) < 0 || PUT_SITE(b, ",\"raise_site\":", raised) < 0 ||
+        PUT_SITE(b, ",\"raise_program_site\":", praised) < 0 || PUT(b, "}\n") < 0) {
+        return -1;
+    }
+    c->count++;
+    return finish(c, f, from, rest) < 0 ? -1 : 1;
+}
+
+/* A cancel record's cause (its references owned), or NULL: out of memory. */
+static Cancel *
+cancel_of(Ctx *c, const Rec *r)
+{
+    Cancel *k = PyMem_RawCalloc(1, sizeof(Cancel));
+    if (k == NULL) {
+        return NULL;
+    }
+    k->msg = slot_obj(r, K_MSG);
+    k->has_cid = slot_is_int(r, K_TASK_ID);
+    k->cid = k->has_cid ? r->s[K_TASK_ID].i : 0;
+    if (r->flags & F_WHO) {
+        k->has_who = 1;
+        k->code = slot_obj(r, K_CODE);
+        k->ucode = slot_obj(r, K_UCODE);
+        k->wcode = slot_obj(r, K_WCODE);
+        k->lasti = slot_is_int(r, K_LASTI) ? r->s[K_LASTI].i : 0;
+        k->ulasti = slot_is_int(r, K_ULASTI) ? r->s[K_ULASTI].i : 0;
+        k->wlasti = slot_is_int(r, K_WLASTI) ? r->s[K_WLASTI].i : 0;
+    }
+    own(c, k->msg);
+    own(c, k->code);
+    own(c, k->ucode);
+    own(c, k->wcode);
+    return k;
+}
+
+/* What a cancelled future gives a waiter that has no cause yet: the same, but
+ * where the waiter waited is not where the future's canceller's task did. */
+static Cancel *
+cancel_for_waiter(Ctx *c, const Cancel *from)
+{
+    Cancel *k = PyMem_RawMalloc(sizeof(Cancel));
+    if (k == NULL) {
+        return NULL;
+    }
+    *k = *from;
+    k->wcode = NULL;
+    k->wlasti = 0;
+    own(c, k->msg);
+    own(c, k->code);
+    own(c, k->ucode);
+    return k;
+}
+
+/* ,"msg":..,"canceller_id":..,"canceller":..,"waiting_site":.. of a cause (its
+ * fragments looked up first, by the caller). */
+static int
+put_cancel(Ctx *c, const Cancel *k, PyObject *canceller, PyObject *waiting)
+{
+    Buf *b = &c->b;
+    if (k->msg != NULL && (PUT(b, ",\"msg\":") < 0 || put_text(c, k->msg) < 0)) {
+        return -1;
+    }
+    if (k->has_cid && (PUT(b, ",\"canceller_id\":") < 0 || buf_ll(b, k->cid) < 0)) {
+        return -1;
+    }
+    if (canceller != NULL && put_fragment(b, canceller) < 0) {
+        return -1;
+    }
+    return PUT_SITE(b, ",\"waiting_site\":", waiting);
+}
+
+/* The fragments of a cause: ,"canceller":"..." (empty when caller_text has
+ * none) and where a task waited. */
+static int
+cancel_fragments(Ctx *c, const Cancel *k, PyObject **canceller, PyObject **waiting)
+{
+    int err = 0;
+    *canceller = *waiting = NULL;
+    if (k->has_who && k->code != NULL &&
+        (*canceller = fragment_of(c, &c->w->callers, s_canceller_text, 4, k->code, k->lasti, k->ucode, k->ulasti)) ==
+            NULL) {
+        return -1;
+    }
+    *waiting = bare_site(c, k->wcode, k->wlasti, &err);
+    return err ? -1 : 0;
+}
+
+/* CANCELLED and CANCEL_REQ, as _convert writes them: a request's record gives the
+ * task its cause; a cancelled future's too when it has a canceller (or no cause
+ * yet); the waiters of a cancelled future that have none get its cause. */
+static int
+write_cancel(Ctx *c, const Rec *r, Fut *f)
+{
+    int cancelled = r->op == OP_CANCELLED;
+    Cancel *k = f->cancel;
+    if (!cancelled || (r->flags & F_WHO) || k == NULL) {
+        if ((k = cancel_of(c, r)) == NULL) {
+            return -1;
+        }
+        cancel_free(c, f->cancel);
+        f->cancel = k;
+    }
+    PyObject *canceller, *waiting;
+    if (cancel_fragments(c, k, &canceller, &waiting) < 0) {
+        return -1;
+    }
+    Buf *b = &c->b;
+    if ((cancelled ? PUT(b, "{\"kind\":\"cancelled\"") : PUT(b, "{\"kind\":\"cancel_requested\"")) < 0) {
+        return -1;
+    }
+    size_t from = b->n;
+    if (put_ids(b, r, K_TASK_ID) < 0 || put_head(c, f) < 0) {
+        return -1;
+    }
+    size_t rest = b->n - from;
+    if (put_cancel(c, k, canceller, waiting) < 0 || PUT(b, "}\n") < 0) {
+        return -1;
+    }
+    c->count++;
+    if (!cancelled) {
+        return 1;
+    }
+    if (finish(c, f, from, rest) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < f->nsched; i++) {
+        if (!f->sched[i].has_awaiter) {
+            continue;
+        }
+        Fut *waiter = table_find(&c->w->futs, f->sched[i].awaiter);
+        if (waiter != NULL) {
+            if (waiter->cancel == NULL && (waiter->cancel = cancel_for_waiter(c, k)) == NULL) {
+                return -1;
+            }
+            continue;
+        }
+        /* Not ours: the reference's, maybe, which gives it the cause then, in order. */
+        Deferred *d = defer(c);
+        if (d == NULL) {
+            return -1;
+        }
+        d->kind = D_CANCEL;
+        d->fut.fid = f->sched[i].awaiter;
+        if ((d->fut.cancel = cancel_for_waiter(c, k)) == NULL) {
+            return -1;
+        }
+    }
+    return 1;
+}
+
+/* A future collected pending (abandoned) or with its exception never retrieved
+ * (unretrieved): its site and age, and the table lets it go. */
+static int
+write_collected(Ctx *c, const Rec *r, Fut *f, int unretrieved)
+{
+    LineWriter *w = c->w;
+    PyObject *site = NULL, *psite = NULL, *exc = NULL;
+    if (f->code != NULL && (site = fragment(c, &w->sites, s_site_text, f->code, 1, f->lasti)) == NULL) {
+        return -1;
+    }
+    if (f->pcode != NULL && f->has_plasti &&
+        (psite = fragment(c, &w->psites, s_program_site_text, f->pcode, 1, f->plasti)) == NULL) {
+        return -1;
+    }
+    if (unretrieved && f->exc != NULL && (exc = fragment(c, &w->excs, s_exc_type_text, f->exc, 0, 0)) == NULL) {
+        return -1;
+    }
+    Buf *b = &c->b;
+    if ((unretrieved ? PUT(b, "{\"kind\":\"unretrieved\",\"future_id\":")
+                     : PUT(b, "{\"kind\":\"abandoned\",\"future_id\":")) < 0 ||
+        buf_ll(b, r->fid) < 0 || PUT(b, ",\"ts_ns\":") < 0 || buf_ll(b, r->ts) < 0 || put_head(c, f) < 0) {
+        return -1;
+    }
+    if (site != NULL && put_fragment(b, site) < 0) {
+        return -1;
+    }
+    if (f->has_awaiter && (PUT(b, ",\"awaiter_id\":") < 0 || buf_ll(b, f->awaiter) < 0)) {
+        return -1;
+    }
+    if (exc != NULL && put_fragment(b, exc) < 0) {
+        return -1;
+    }
+    if (PUT(b, ",\"age_ns\":") < 0 || buf_ll(b, r->ts - f->created) < 0) {
+        return -1;
+    }
+    if (psite != NULL && put_fragment(b, psite) < 0) {
+        return -1;
+    }
+    if (PUT(b, "}\n") < 0) {
+        return -1;
+    }
+    c->count++;
+    table_remove(c, &w->futs, f);
     return 1;
 }
 
@@ -1019,10 +1423,11 @@ write_resolved(Ctx *c, const Rec *r, Fut *f)
 static int
 write_record(Ctx *c, const Rec *r)
 {
+    LineWriter *w = c->w;
     if (r->flags & F_RAW) {
         /* A mark, a lint, a tuple of another shape: a future held here is the
          * reference's from now on (it writes incomplete for a mark). */
-        Fut *f = table_find(&c->w->futs, r->fid);
+        Fut *f = table_find(&w->futs, r->fid);
         if (f != NULL && hand_over(c, f) < 0) {
             return -1;
         }
@@ -1031,11 +1436,20 @@ write_record(Ctx *c, const Rec *r)
     if (r->op == OP_CREATED) {
         return write_created(c, r);
     }
-    Fut *f = table_find(&c->w->futs, r->fid);
+    Fut *f = table_find(&w->futs, r->fid);
     if (f == NULL) {
-        return 0; /* the reference's, or nobody's */
+        /* The reference's, or nobody's. A task of ours that waits on it goes to
+         * the reference too: the cause a cancel of this future gives it is the
+         * reference's to give. */
+        Fut *waiter = r->op == OP_CB_ADDED && slot_is_int(r, A_AWAITER) ? table_find(&w->futs, r->s[A_AWAITER].i)
+                                                                        : NULL;
+        if (waiter != NULL && hand_over(c, waiter) < 0) {
+            return -1;
+        }
+        return 0;
     }
-    if (r->op == OP_COLLECTED) {
+    switch (r->op) {
+    case OP_COLLECTED: {
         int incomplete;
         if (slot_is_int(r, X_INCOMPLETE)) {
             incomplete = r->s[X_INCOMPLETE].i != 0;
@@ -1049,19 +1463,50 @@ write_record(Ctx *c, const Rec *r)
         else {
             incomplete = 0;
         }
-        if (is_finished(slot_obj(r, X_STATE)) && !incomplete) {
-            table_remove(c, &c->w->futs, f);
+        PyObject *state = slot_obj(r, X_STATE);
+        if (incomplete) {
+            break;
+        }
+        if (is_state(state, s_FINISHED) || is_state(state, s_CANCELLED)) { /* nothing to say */
+            table_remove(c, &w->futs, f);
             return 1;
         }
+        if (is_state(state, s_UNRETRIEVED) || is_state(state, s_PENDING)) {
+            return write_collected(c, r, f, is_state(state, s_UNRETRIEVED));
+        }
+        break;
     }
-    else if (r->op == OP_CB_ADDED && !f->done && slot_obj(r, A_CALLBACK) != NULL &&
-             PyUnicode_Check(slot_obj(r, A_CALLBACK)) && (slot_is_int(r, A_AWAITER) || slot_is_none(r, A_AWAITER)) &&
-             (slot_is_int(r, A_TASK_ID) || slot_is_none(r, A_TASK_ID))) {
-        return write_cb_added(c, r, f);
+    case OP_CB_ADDED:
+        if (!f->done && slot_obj(r, A_CALLBACK) != NULL && PyUnicode_Check(slot_obj(r, A_CALLBACK)) &&
+            int_or_none(r, A_AWAITER) && int_or_none(r, A_TASK_ID)) {
+            return write_cb_added(c, r, f);
+        }
+        break;
+    case OP_RESOLVED:
+        if (slot_is_none(r, R_VALUE) && int_or_none(r, R_TASK_ID)) {
+            return write_resolved(c, r, f);
+        }
+        break;
+    case OP_FAILED:
+        /* a message (capture_values) is the reference's: it decides and redacts */
+        if (slot_obj(r, E_TYPE) != NULL && slot_is_none(r, E_MSG) && int_or_none(r, E_TASK_ID) &&
+            site_ok(r, E_CODE, E_LASTI) && site_ok(r, E_PCODE, E_PLASTI)) {
+            return write_failed(c, r, f);
+        }
+        break;
+    case OP_CANCELLED:
+    case OP_CANCEL_REQ: {
+        /* a message goes through redact, the reference's */
+        PyObject *msg = slot_obj(r, K_MSG);
+        if (int_or_none(r, K_TASK_ID) && (slot_is_none(r, K_MSG) || (msg != NULL && plain_str(msg) && !w->redacts)) &&
+            (!(r->flags & F_WHO) ||
+             (site_ok(r, K_CODE, K_LASTI) && site_ok(r, K_UCODE, K_ULASTI) && site_ok(r, K_WCODE, K_WLASTI)))) {
+            return write_cancel(c, r, f);
+        }
+        break;
     }
-    else if (r->op == OP_RESOLVED && slot_is_none(r, R_VALUE) &&
-             (slot_is_int(r, R_TASK_ID) || slot_is_none(r, R_TASK_ID))) {
-        return write_resolved(c, r, f);
+    default:
+        break;
     }
     /* Anything else: the future is the reference's from now on. */
     return hand_over(c, f) < 0 ? -1 : 0;
@@ -1245,6 +1690,14 @@ tf_lines_add_type(PyObject *module)
     LINES_INTERN(s_result_text, "result_text");
     LINES_INTERN(s_clear, "clear");
     LINES_INTERN(s_FINISHED, "FINISHED");
+    LINES_INTERN(s_CANCELLED, "CANCELLED");
+    LINES_INTERN(s_UNRETRIEVED, "UNRETRIEVED");
+    LINES_INTERN(s_PENDING, "PENDING");
+    LINES_INTERN(s_site_json, "site_json");
+    LINES_INTERN(s_exc_type_text, "exc_type_text");
+    LINES_INTERN(s_canceller_text, "canceller_text");
+    LINES_INTERN(s_cancel_awaiter, "cancel_awaiter");
+    LINES_INTERN(s_adopt, "adopt");
     static const struct {
         int op, index;
         const char *name;
@@ -1257,7 +1710,13 @@ tf_lines_add_type(PyObject *module)
         {OP_CB_ADDED, A_CALLBACK, "callback_name"}, {OP_CB_ADDED, A_AWAITER, "awaiter_id"},
         {OP_RESOLVED, R_TASK_ID, "task_id"}, {OP_RESOLVED, R_TYPE, "result_type"},
         {OP_RESOLVED, R_VALUE, "value_repr"}, {OP_COLLECTED, X_STATE, "state"},
-        {OP_COLLECTED, X_INCOMPLETE, "incomplete"},
+        {OP_COLLECTED, X_INCOMPLETE, "incomplete"}, {OP_FAILED, E_TASK_ID, "task_id"},
+        {OP_FAILED, E_TYPE, "exc_type"}, {OP_FAILED, E_MSG, "exc_msg"},
+        {OP_FAILED, E_CODE, "raise_code"}, {OP_FAILED, E_LASTI, "raise_lasti"},
+        {OP_FAILED, E_PCODE, "raise_program_code"}, {OP_FAILED, E_PLASTI, "raise_program_lasti"},
+        {OP_CANCELLED, K_TASK_ID, "task_id"}, {OP_CANCELLED, K_MSG, "msg"},
+        {OP_CANCELLED, 2, "who"}, {OP_CANCEL_REQ, K_TASK_ID, "task_id"},
+        {OP_CANCEL_REQ, K_MSG, "msg"}, {OP_CANCEL_REQ, 2, "who"},
     };
     for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++) {
         if (tf_check_field(read[i].op, read[i].index, read[i].name) < 0) {

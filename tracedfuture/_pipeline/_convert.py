@@ -263,13 +263,31 @@ class Converter:
         done: bool,
         program_code: Any = None,
         program_lasti: int | None = None,
+        *,
+        failed: type | None = None,
+        cancel: tuple[str | None, int | None, Any] | None = None,
     ) -> None:
         """Take over a future the compiled writer or fold began (its state, as
-        the fast path of :meth:`convert` would have left it): its history needs
-        more than the four common records."""
+        :meth:`convert` would have left it): its history needs more than the
+        records the compiled code writes. ``failed``: the type of the failure it
+        recorded; ``cancel``: ``(msg, canceller_id, who)`` of the cancel that is
+        its cause, as its record had them."""
         state = self._born(fid, is_task, name, code, lasti, created_ns, program_code, program_lasti)
         state.callbacks, state.scheduled = callbacks, scheduled
         state.awaiter_id, state.done = awaiter_id, done
+        if failed is not None:
+            state.exc_type = type_name(failed)
+        if cancel is not None:
+            state.cancel = self._cancel(*cancel)
+
+    def cancel_awaiter(self, fid: int, msg: str | None, canceller_id: int | None, who: Any) -> None:
+        """A future the compiled writer holds was cancelled while this future (a
+        task of the reference's, maybe) waited on it: the cause it gets, as from a
+        ``CANCELLED`` record of the waited future (``msg, canceller_id, who`` that
+        future's, or those of the cause it had)."""
+        waiter = self.states.get(fid)
+        if waiter is not None and waiter.cancel is None:
+            waiter.cancel = (*self._cancel(msg, canceller_id, who)[:3], None)
 
     def _born(
         self, fid: int, is_task: bool, name: str | None, code: Any, lasti: int, created_ns: int, pcode: Any, plasti: Any

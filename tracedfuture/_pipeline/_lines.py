@@ -16,8 +16,11 @@ decided what is kept: records that are shed are never formatted.
 
 With the compiled implementation, :func:`make_lines` returns its
 ``LineWriter`` (``_core/_lines.c``), the same writer in C: it writes those four
-records itself and hands a future to a :class:`Lines` (:meth:`Lines.adopt`) the
-first time its history needs anything else. Both make the same bytes.
+records itself, and the failures and cancels of the common shapes (with the
+``unretrieved`` or ``abandoned`` event at collection), from fragments this class
+makes (:meth:`Lines.exc_type_text`, :meth:`Lines.canceller_text`, ...), and hands
+a future to a :class:`Lines` (:meth:`Lines.adopt`) the first time its history
+needs anything else. Both make the same bytes.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from .. import _core
 from .._core import _events as ev
 from .._core._events import Event
 from .._tracefile import dumps, event_to_json, json_string
-from ._convert import MARK, Converter, _FutureState, site_of, type_name
+from ._convert import MARK, Converter, _FutureState, caller_text, site_of, type_name
 
 __all__ = ["MARK", "Lines", "LinesLike", "make_lines"]
 
@@ -166,9 +169,9 @@ class Lines(Converter):
 
     # -- what the compiled writer asks of its reference --------------------------------
 
-    def adopt(self, fid: int, *args: Any) -> None:
+    def adopt(self, fid: int, *args: Any, **kwargs: Any) -> None:
         """:meth:`Converter.adopt`, and this writer's cached head of the future goes."""
-        super().adopt(fid, *args)
+        super().adopt(fid, *args, **kwargs)
         self._heads.pop(fid, None)
 
     def text(self, value: str) -> str:
@@ -186,6 +189,19 @@ class Lines(Converter):
     def result_text(self, tp: type) -> str:
         """``,"result_type":"..."`` of a result's type."""
         return self._result(tp)
+
+    def site_json(self, code: Any, lasti: int) -> str:
+        """``{...}`` of an instruction: a failure's ``raise_site``, a task's ``waiting_site``."""
+        return self._site(code, lasti)
+
+    def exc_type_text(self, tp: type) -> str:
+        """``,"exc_type":"..."`` of an exception's type (a failure's, an unretrieved one's)."""
+        return ',"exc_type":' + self._text_of(type_name(tp))
+
+    def canceller_text(self, code: Any, lasti: int, user_code: Any, user_lasti: int) -> str:
+        """``,"canceller":"..."`` of a cancel's caller (and its user code), or ``""``."""
+        text = caller_text((code, lasti, user_code, user_lasti))
+        return "" if text is None else ',"canceller":' + self._text_of(text)
 
     def _emit_event(self, out: list[str]) -> Any:
         emit, event_to_json = out.append, self._to_json
