@@ -33,6 +33,7 @@ CORE_TESTS = [
     "tests/test_cpython_contract.py",
     "tests/test_seam.py",
     "tests/test_loops.py",
+    "tests/test_task_step.py",
 ]
 # Whole programs under `tracedfuture run` and at exit, where versions differ most
 # (3.12 stopped threads from starting in atexit handlers): on the newest other

@@ -291,3 +291,32 @@ def test_a_sampled_out_task_is_made_as_asyncios_create_task_makes_it() -> None:
     traced = tracedfuture.run(scenario(), exporters=[MemoryExporter()], sample_rate=0.0)
     assert traced == plain
     assert plain[:2] == ["_asyncio", "Task"]
+
+
+@compiled
+def test_the_inherited_c_methods_are_the_traced_types_own_with_asyncios_functions() -> None:
+    # CPython specializes a call of a C method only on an instance of exactly the
+    # method's type: an inherited one, called on a TracedFuture, took the generic
+    # call. The traced types hold asyncio's functions as methods of their own.
+    import _asyncio
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        fut.set_result(7)
+        task = asyncio.current_task()
+        assert task is not None
+        # asyncio's methods that tracing does not override (on 3.12+, those that
+        # take their defining class stay asyncio's: they are not in the dict).
+        inherited = ("done", "cancelled", "result", "exception", "get_loop", "get_coro", "cancelling", "uncancel")
+        for obj, base in ((fut, _asyncio.Future), (task, _asyncio.Task)):
+            mirrored = [name for name in inherited if name in vars(base) and name in vars(type(obj))]
+            assert {"done", "cancelled"} <= set(mirrored), mirrored
+            for name in mirrored:
+                method = vars(type(obj))[name]
+                assert method.__objclass__ is type(obj)
+                assert method.__doc__ == getattr(base, name).__doc__
+        assert (fut.done(), fut.cancelled(), fut.result(), fut.exception()) == (True, False, 7, None)
+        assert (task.done(), task.cancelled(), task.get_coro().__name__) == (False, False, "main")
+
+    tracedfuture.run(main(), exporters=[MemoryExporter()])
