@@ -4122,12 +4122,63 @@ untraced_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize
     return call_own(self, self->base_create_task, loop, args, nargs, kwnames);
 }
 
+/* create_task(coro, name=..., context=...) on an open loop, built here: a
+ * TracedTask made and initialised as asyncio's Task.__init__ would be by the
+ * loop's own create_task (debug: the loop's get_debug(), for the task's source
+ * traceback), scheduled, and recorded when the ring admits it. own: the task
+ * steps itself (base_task_init on the stand-in loop). */
+static PyObject *
+new_task(HooksObject *self, PyObject *loop, PyObject *coro, PyObject *name, PyObject *context, int debug, int own)
+{
+    RingObject *ring = self->ring;
+    PyObject *kw = own ? stand_in_kwargs : self->loop_kwargs;
+    int own_kw = 0;
+    if ((name != NULL && name != Py_None) || (context != NULL && context != Py_None)) {
+        kw = PyDict_Copy(kw);
+        if (kw == NULL) {
+            return NULL;
+        }
+        own_kw = 1;
+        if ((name != NULL && name != Py_None && PyDict_SetItem(kw, s_name, name) < 0) ||
+            (context != NULL && context != Py_None && PyDict_SetItem(kw, s_context, context) < 0)) {
+            Py_DECREF(kw);
+            return NULL;
+        }
+    }
+    PyObject *pos = PyTuple_Pack(1, coro);
+    PyObject *task = pos ? TracedTaskType->tp_alloc(TracedTaskType, 0) : NULL;
+    if (task == NULL ||
+        (own ? base_task_init(task, pos, kw, loop, debug) < 0 || step_soon(task, NULL) < 0 : BaseTask->tp_init(task, pos, kw) < 0)) {
+        Py_XDECREF(task);
+        Py_XDECREF(pos);
+        if (own_kw) {
+            Py_DECREF(kw);
+        }
+        return NULL;
+    }
+    Py_DECREF(pos);
+    if (own_kw) {
+        Py_DECREF(kw);
+    }
+    if (ring_admit(ring)) {
+        PyObject *given = call1(m_task_get_name, task);
+        PyErr_Clear();
+        register_task(task, self, loop, coro, given, PyEval_GetFrame());
+        Py_XDECREF(given);
+        if (!own && observe_completion(task, 0) < 0) {
+            Py_DECREF(task);
+            return NULL;
+        }
+    }
+    tf_gil_yield_point(); /* last: ring and loop are borrowed */
+    return task;
+}
+
 /* A traced task, admitted. */
 static PyObject *
 traced_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    RingObject *ring = self->ring;
     if (!self->asyncio_loop) {
         /* A loop that is not asyncio's own (uvloop): its checks, then a TracedTask. */
         PyObject *factory = PyObject_CallMethodNoArgs(loop, s_get_task_factory);
@@ -4148,6 +4199,27 @@ traced_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize_t
         if (is_closed) {
             PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
             return NULL;
+        }
+        /* create_task(coro, name=..., context=...), as the loop's own would
+         * make it (uvloop: aio_Task(coro, loop=self, context=context), named),
+         * built without a call by keywords: anything else, by TracedTask(...). */
+        PyObject *name = NULL, *context = NULL;
+        int fast = own_step && nargs == 1 && PyCoro_CheckExact(args[0]);
+        for (Py_ssize_t i = 0; fast && i < nkw; i++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+            if (PyUnicode_Compare(key, s_name) == 0) {
+                name = args[nargs + i];
+            }
+            else if (PyUnicode_Compare(key, s_context) == 0) {
+                context = args[nargs + i];
+            }
+            else {
+                fast = 0;
+            }
+        }
+        if (fast) {
+            int debug = loop_debug(self, loop);
+            return debug < 0 ? NULL : new_task(self, loop, args[0], name, context, debug, 1);
         }
         PyObject *kw = PyDict_New();
         if (kw == NULL || PyDict_SetItem(kw, s_loop, loop) < 0) {
@@ -4217,49 +4289,7 @@ traced_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize_t
     if (!fast) {
         return call_with(asyncio_create_task, loop, args, nargs, kwnames, 0);
     }
-    PyObject *coro = args[0];
-    int own = own_step;
-    PyObject *kw = own ? stand_in_kwargs : self->loop_kwargs;
-    int own_kw = 0;
-    if ((name != NULL && name != Py_None) || (context != NULL && context != Py_None)) {
-        kw = PyDict_Copy(kw);
-        if (kw == NULL) {
-            return NULL;
-        }
-        own_kw = 1;
-        if ((name != NULL && name != Py_None && PyDict_SetItem(kw, s_name, name) < 0) ||
-            (context != NULL && context != Py_None && PyDict_SetItem(kw, s_context, context) < 0)) {
-            Py_DECREF(kw);
-            return NULL;
-        }
-    }
-    PyObject *pos = PyTuple_Pack(1, coro);
-    PyObject *task = pos ? TracedTaskType->tp_alloc(TracedTaskType, 0) : NULL;
-    if (task == NULL ||
-        (own ? base_task_init(task, pos, kw, loop, 0) < 0 || step_soon(task, NULL) < 0 : BaseTask->tp_init(task, pos, kw) < 0)) {
-        Py_XDECREF(task);
-        Py_XDECREF(pos);
-        if (own_kw) {
-            Py_DECREF(kw);
-        }
-        return NULL;
-    }
-    Py_DECREF(pos);
-    if (own_kw) {
-        Py_DECREF(kw);
-    }
-    if (ring_admit(ring)) {
-        PyObject *given = call1(m_task_get_name, task);
-        PyErr_Clear();
-        register_task(task, self, loop, coro, given, PyEval_GetFrame());
-        Py_XDECREF(given);
-        if (!own && observe_completion(task, 0) < 0) {
-            Py_DECREF(task);
-            return NULL;
-        }
-    }
-    tf_gil_yield_point(); /* last: ring and loop are borrowed */
-    return task;
+    return new_task(self, loop, args[0], name, context, 0, own_step);
 }
 
 static PyObject *
