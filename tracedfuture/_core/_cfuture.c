@@ -4122,6 +4122,31 @@ untraced_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize
     return call_own(self, self->base_create_task, loop, args, nargs, kwnames);
 }
 
+/* Whether create_task's arguments are (coro, name=..., context=...) with a
+ * coroutine, as new_task takes them: name and context are set (borrowed) when
+ * given. */
+static int
+coro_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **name, PyObject **context)
+{
+    if (nargs != 1 || !PyCoro_CheckExact(args[0])) {
+        return 0;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_Compare(key, s_name) == 0) {
+            *name = args[nargs + i];
+        }
+        else if (PyUnicode_Compare(key, s_context) == 0) {
+            *context = args[nargs + i];
+        }
+        else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* create_task(coro, name=..., context=...) on an open loop, built here: a
  * TracedTask made and initialised as asyncio's Task.__init__ would be by the
  * loop's own create_task (debug: the loop's get_debug(), for the task's source
@@ -4204,19 +4229,7 @@ traced_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize_t
          * make it (uvloop: aio_Task(coro, loop=self, context=context), named),
          * built without a call by keywords: anything else, by TracedTask(...). */
         PyObject *name = NULL, *context = NULL;
-        int fast = own_step && nargs == 1 && PyCoro_CheckExact(args[0]);
-        for (Py_ssize_t i = 0; fast && i < nkw; i++) {
-            PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-            if (PyUnicode_Compare(key, s_name) == 0) {
-                name = args[nargs + i];
-            }
-            else if (PyUnicode_Compare(key, s_context) == 0) {
-                context = args[nargs + i];
-            }
-            else {
-                fast = 0;
-            }
-        }
+        int fast = own_step && coro_call(args, nargs, kwnames, &name, &context);
         if (fast) {
             int debug = loop_debug(self, loop);
             return debug < 0 ? NULL : new_task(self, loop, args[0], name, context, debug, 1);
@@ -4262,19 +4275,7 @@ traced_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize_t
      * coroutine on a loop that is open and not in debug mode; anything else
      * runs asyncio's own create_task code, with its own checks and errors. */
     PyObject *name = NULL, *context = NULL;
-    int fast = self->plain_checks && nargs == 1 && PyCoro_CheckExact(args[0]);
-    for (Py_ssize_t i = 0; fast && i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_Compare(key, s_name) == 0) {
-            name = args[nargs + i];
-        }
-        else if (PyUnicode_Compare(key, s_context) == 0) {
-            context = args[nargs + i];
-        }
-        else {
-            fast = 0;
-        }
-    }
+    int fast = self->plain_checks && coro_call(args, nargs, kwnames, &name, &context);
     if (fast) {
         int closed = loop_flag(loop, s_closed);
         int debug = closed ? 1 : loop_debug(self, loop);

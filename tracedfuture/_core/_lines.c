@@ -1147,6 +1147,26 @@ finish(Ctx *c, Fut *f, size_t from, size_t rest)
     return 0;
 }
 
+/* The start of an end's line: its kind, then the part that each of its
+ * callback_scheduled lines repeats (ids and head), which starts at *from and is
+ * *rest bytes long. */
+static int
+open_end(Ctx *c, Fut *f, const Rec *r, int task_slot, const char *kind, size_t kindlen, size_t *from, size_t *rest)
+{
+    Buf *b = &c->b;
+    if (buf_put(b, kind, kindlen) < 0) {
+        return -1;
+    }
+    *from = b->n;
+    if (put_ids(b, r, task_slot) < 0 || put_head(c, f) < 0) {
+        return -1;
+    }
+    *rest = b->n - *from;
+    return 0;
+}
+
+#define OPEN_END(c, f, r, slot, lit, from, rest) open_end((c), (f), (r), (slot), (lit), sizeof(lit) - 1, (from), (rest))
+
 static int
 write_resolved(Ctx *c, const Rec *r, Fut *f)
 {
@@ -1156,15 +1176,10 @@ write_resolved(Ctx *c, const Rec *r, Fut *f)
         return -1;
     }
     Buf *b = &c->b;
-    /* The part every line of this record repeats: ids and head. */
-    if (PUT(b, "{\"kind\":\"resolved\"") < 0) {
+    size_t from, rest;
+    if (OPEN_END(c, f, r, R_TASK_ID, "{\"kind\":\"resolved\"", &from, &rest) < 0) {
         return -1;
     }
-    size_t from = b->n;
-    if (put_ids(b, r, R_TASK_ID) < 0 || put_head(c, f) < 0) {
-        return -1;
-    }
-    size_t rest = b->n - from;
     if (put_fragment(b, result) < 0 || PUT(b, "}\n") < 0) {
         return -1;
     }
@@ -1215,14 +1230,10 @@ write_failed(Ctx *c, const Rec *r, Fut *f)
     disown(c, f->exc);
     f->exc = tp;
     Buf *b = &c->b;
-    if (PUT(b, "{\"kind\":\"failed\"") < 0) {
+    size_t from, rest;
+    if (OPEN_END(c, f, r, E_TASK_ID, "{\"kind\":\"failed\"", &from, &rest) < 0) {
         return -1;
     }
-    size_t from = b->n;
-    if (put_ids(b, r, E_TASK_ID) < 0 || put_head(c, f) < 0) {
-        return -1;
-    }
-    size_t rest = b->n - from;
     if (put_fragment(b, exc) < 0 || PUT_SITE(b, ",\"raise_site\":", raised) < 0 ||
         PUT_SITE(b, ",\"raise_program_site\":", praised) < 0 || PUT(b, "}\n") < 0) {
         return -1;
@@ -1330,14 +1341,11 @@ write_cancel(Ctx *c, const Rec *r, Fut *f)
         return -1;
     }
     Buf *b = &c->b;
-    if ((cancelled ? PUT(b, "{\"kind\":\"cancelled\"") : PUT(b, "{\"kind\":\"cancel_requested\"")) < 0) {
+    size_t from, rest;
+    if ((cancelled ? OPEN_END(c, f, r, K_TASK_ID, "{\"kind\":\"cancelled\"", &from, &rest)
+                   : OPEN_END(c, f, r, K_TASK_ID, "{\"kind\":\"cancel_requested\"", &from, &rest)) < 0) {
         return -1;
     }
-    size_t from = b->n;
-    if (put_ids(b, r, K_TASK_ID) < 0 || put_head(c, f) < 0) {
-        return -1;
-    }
-    size_t rest = b->n - from;
     if (put_cancel(c, k, canceller, waiting) < 0 || PUT(b, "}\n") < 0) {
         return -1;
     }
