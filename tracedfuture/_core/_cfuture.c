@@ -4044,16 +4044,13 @@ call_with(PyObject *fn, PyObject *loop, PyObject *const *args, Py_ssize_t nargs,
     return res;
 }
 
-/* create_task(coro, name=..., context=...) with a coroutine, on a loop that is
- * open, not in debug mode and has no task factory: the case that asyncio's own
- * create_task serves with Task(coro, loop=self, name=name, context=context)
- * alone. 1 and *name, *context (borrowed, may be NULL) if so. */
+/* Whether create_task's arguments are (coro, name=..., context=...) with a
+ * coroutine, as new_task takes them: name and context are set (borrowed) when
+ * given. */
 static int
-plain_create_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                  PyObject **name, PyObject **context)
+coro_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **name, PyObject **context)
 {
-    *name = *context = NULL;
-    if (!self->plain_checks || nargs != 1 || !PyCoro_CheckExact(args[0])) {
+    if (nargs != 1 || !PyCoro_CheckExact(args[0])) {
         return 0;
     }
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
@@ -4068,6 +4065,21 @@ plain_create_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_s
         else {
             return 0;
         }
+    }
+    return 1;
+}
+
+/* create_task(coro, name=..., context=...) with a coroutine, on a loop that is
+ * open, not in debug mode and has no task factory: the case that asyncio's own
+ * create_task serves with Task(coro, loop=self, name=name, context=context)
+ * alone. 1 and *name, *context (borrowed, may be NULL) if so. */
+static int
+plain_create_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                  PyObject **name, PyObject **context)
+{
+    *name = *context = NULL;
+    if (!self->plain_checks || !coro_call(args, nargs, kwnames, name, context)) {
+        return 0;
     }
     PyObject *factory = PyObject_GetAttr(loop, s_task_factory);
     int has_factory = factory == NULL || factory != Py_None;
@@ -4120,31 +4132,6 @@ untraced_task(HooksObject *self, PyObject *loop, PyObject *const *args, Py_ssize
         }
     }
     return call_own(self, self->base_create_task, loop, args, nargs, kwnames);
-}
-
-/* Whether create_task's arguments are (coro, name=..., context=...) with a
- * coroutine, as new_task takes them: name and context are set (borrowed) when
- * given. */
-static int
-coro_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **name, PyObject **context)
-{
-    if (nargs != 1 || !PyCoro_CheckExact(args[0])) {
-        return 0;
-    }
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_Compare(key, s_name) == 0) {
-            *name = args[nargs + i];
-        }
-        else if (PyUnicode_Compare(key, s_context) == 0) {
-            *context = args[nargs + i];
-        }
-        else {
-            return 0;
-        }
-    }
-    return 1;
 }
 
 /* create_task(coro, name=..., context=...) on an open loop, built here: a
