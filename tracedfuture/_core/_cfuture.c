@@ -99,8 +99,8 @@ static PyTypeObject *RingType;
 /* A ring's buffer, asked to be backed by huge pages where the kernel offers
  * them on request (transparent huge pages in "madvise" mode, the default of
  * most distributions): a ring is written front to back once before it wraps,
- * and with 4 KiB pages each page's first record takes a page fault (16,400 of
- * them, 36 ms of system time, for a 300k-future burst through 64 MiB); with
+ * and with 4 KiB pages each page's first record takes a page fault (16,500 of
+ * them, 38 ms of system time, for a 300k-future burst through 64 MiB); with
  * 2 MiB pages, 32. Only the buffer's whole huge pages inside it are asked for;
  * the advice is a hint, and a kernel without it leaves the buffer as it is. */
 static Rec *
