@@ -139,12 +139,20 @@ def test_the_compiled_core_loads_without_the_reference() -> None:
 # --- a light start: each command imports what it needs (issue "Every event out", item 5) ---
 
 
-def _modules_after(code: str, **environ: str) -> set[str]:
-    import os
-
+def _modules_after(code: str, cwd: Path | None = None, **environ: str) -> set[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDFUTURE_")} | environ
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=cwd)
     return set(done.stdout.split())
+
+
+def _modules_before_exec(start: str, cwd: Path) -> set[str]:
+    """The modules that ``start`` (code that runs ``tracedfuture run``) imports
+    before it would exec the program: os.execve prints them instead."""
+    return _modules_after(
+        "import os, sys; before = set(sys.modules); "
+        "os.execve = lambda *a: (print(*set(sys.modules) - before, flush=True), os._exit(0)); " + start,
+        cwd,
+    )
 
 
 def test_importing_the_package_imports_nothing_else() -> None:
@@ -169,16 +177,9 @@ def test_run_reads_its_flags_and_execs_with_the_options_table_alone(tmp_path: Pa
     # the common case needs neither argparse (the table reads the flags) nor
     # typing, dataclasses, re or signal. What the interpreter's own start-up
     # (site, an editable install's finder) loaded is not counted.
-    code = (
-        "import os, sys; before = set(sys.modules); "
-        "os.execve = lambda *a: (print(*set(sys.modules) - before, flush=True), os._exit(0)); "
-        "from tracedfuture.cli import main; main(['run', '-o', 't.jsonl', '--tail', '--lints', 'app.py'])"
+    loaded = _modules_before_exec(
+        "from tracedfuture.cli import main; main(['run', '-o', 't.jsonl', '--tail', '--lints', 'app.py'])", tmp_path
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDFUTURE_")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=tmp_path
-    )
-    loaded = set(done.stdout.split())
     ours = {m for m in loaded if m.startswith("tracedfuture")}
     assert ours == {
         "tracedfuture",
@@ -192,17 +193,11 @@ def test_run_reads_its_flags_and_execs_with_the_options_table_alone(tmp_path: Pa
 
 def test_python_m_run_execs_without_the_command_line_of_the_viewers(tmp_path: Path) -> None:
     # python -m tracedfuture run: __main__ hands run its arguments without tracedfuture.cli.
-    code = (
-        "import os, runpy, sys; before = set(sys.modules); "
-        "os.execve = lambda *a: (print(*set(sys.modules) - before, flush=True), os._exit(0)); "
-        "sys.argv = ['tracedfuture', 'run', '-o', 't.jsonl', '--tail', '--lints', 'app.py']; "
-        "runpy.run_module('tracedfuture', run_name='__main__', alter_sys=True)"
+    loaded = _modules_before_exec(
+        "import runpy; sys.argv = ['tracedfuture', 'run', '-o', 't.jsonl', '--tail', '--lints', 'app.py']; "
+        "runpy.run_module('tracedfuture', run_name='__main__', alter_sys=True)",
+        tmp_path,
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDFUTURE_")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=tmp_path
-    )
-    loaded = set(done.stdout.split())
     assert {m for m in loaded if m.startswith("tracedfuture")} == {
         "tracedfuture",
         "tracedfuture._run",
