@@ -4,6 +4,7 @@ record layouts, rings bounded in bytes, bind(), live() and info()."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import types
 from collections.abc import Iterator
@@ -63,11 +64,15 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
 class Traced:
     """A loop traced by one implementation's LoopHooks, with no installation."""
 
-    def __init__(self, impl: Any, *, max_records: int = 10_000, streaming: bool = True, **bind: Any) -> None:
+    def __init__(
+        self, impl: Any, *, max_records: int = 10_000, streaming: bool = True, history: bool = True, **bind: Any
+    ) -> None:
         self.impl = impl
         self.loop = asyncio.new_event_loop()
         self.full_calls = 0
-        self.ring = impl.Ring(max_records * impl.Ring.record_size, streaming=streaming, on_full=self._on_full)
+        self.ring = impl.Ring(
+            max_records * impl.Ring.record_size, streaming=streaming, on_full=self._on_full, history=history
+        )
         self.hooks = impl.LoopHooks(self.loop)
         self.bind(**bind)
         vars(self.loop).update(
@@ -369,6 +374,102 @@ def test_a_ring_holds_its_records_in_order_past_its_first_allocation(impl: Any, 
         assert held == list(range(28_001, 30_000))  # only what was not taken
     stats = ring.stats()
     assert stats["written"] == 30_000 and stats["dropped"] == 0
+
+
+# Records of every size, as the hot path writes them: the compiled ring packs
+# each into the words it uses (a CREATED 15, a RESOLVED 7, a cancel that says
+# who 12), so where one ends and the next begins moves with the history, and a
+# record may run past the buffer's end into its slack.
+ID_FIELDS = {"task_id", "awaiter_id"}
+
+
+async def every_size(n: int, ring: Any = None, every: int = 0) -> list[Any]:
+    """A history of futures and tasks that resolve, fail and are cancelled (with
+    a message: who cancelled, and where the task waited), from the first
+    future's id on; ``every`` futures, the batches taken from ``ring``."""
+    loop = asyncio.get_running_loop()
+    first = loop.create_future()
+    taken: list[Any] = [first]
+    for i in range(n):
+        if every and i % every == 0:
+            taken.append(list(ring.take_batch()))
+        fut = loop.create_future()
+        if i % 3 == 0:
+            loop.call_soon(fut.set_result, i)
+            await fut
+        elif i % 3 == 1:
+            task = loop.create_task(asyncio.sleep(10), name=f"t{i}")
+            await asyncio.sleep(0)
+            task.cancel("enough")
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        else:
+            fut.set_exception(ValueError(i))
+            fut.exception()
+        del fut
+    return taken
+
+
+def history(
+    impl: Any, n: int, max_records: int, *, streaming: bool, every: int = 0, kept: bool = True
+) -> tuple[list[Any], list[Any]]:
+    """(what the takes returned, then what the window holds), each record with
+    its ids counted from the first future's and without its time."""
+    t = Traced(impl, max_records=max_records, streaming=streaming, history=kept)
+    gc.disable()  # every COLLECTED record where refcounting puts it, run after run
+    try:
+        first, *batches = t.run(t.loop.create_task(every_size(n, t.ring, every), name="main"))
+        base = impl.future_id(first)
+        del first
+        t.close()
+        taken = [r for batch in batches for r in batch] + list(t.ring.take())
+        window = t.ring.window()
+    finally:
+        gc.enable()
+
+    def same(record: tuple[Any, ...]) -> tuple[Any, ...]:
+        _, fields = _seam.LAYOUTS[record[0]]
+        items = [
+            v - base if f in ID_FIELDS and v is not None else v for f, v in zip(fields, record[3:], strict=True)
+        ]
+        return (record[0], record[1] - base, *lines(items))
+
+    return [same(r) for r in taken], [same(r) for r in window]
+
+
+def lines(items: list[Any]) -> list[Any]:
+    """Each (code, lasti) as (code, line): a call's instruction offset depends
+    on how far CPython has specialized it (3.11's PRECALL or CALL), its line
+    does not."""
+    out = list(items)
+    for k, item in enumerate(items):
+        if isinstance(item, tuple):
+            out[k] = tuple(lines(list(item)))
+        elif isinstance(item, types.CodeType) and k + 1 < len(items) and isinstance(items[k + 1], int):
+            out[k + 1] = next((line for a, b, line in item.co_lines() if a <= items[k + 1] < b), None)
+    return out
+
+
+@pytest.mark.parametrize("max_records", [1, 2, 3, 7, 13, 64])
+def test_an_overwriting_ring_holds_the_newest_records_of_every_size(impl: Any, max_records: int) -> None:
+    everything, _ = history(impl, 60, 100_000, streaming=True)
+    sizes = {len(r) for r in everything}
+    assert {CREATED, CB_ADDED, RESOLVED, FAILED, CANCEL_REQ, CANCELLED, COLLECTED} <= {r[0] for r in everything}
+    assert len(sizes) >= 4 and any(r[0] == CANCEL_REQ and r[4] is not None for r in everything)  # who
+    taken, window = history(impl, 60, max_records, streaming=False)
+    assert window == everything[-max_records:]
+    assert taken == everything[-max_records:]
+
+
+@pytest.mark.parametrize("history_kept", [True, False])
+def test_a_streaming_ring_grows_and_takes_records_of_every_size_in_order(impl: Any, history_kept: bool) -> None:
+    # 20,000 records held at most: the compiled ring starts with room for 4,096
+    # whole records' words and grows (twice, here) while batches are taken.
+    everything, _ = history(impl, 6_000, 100_000, streaming=True)
+    assert len(everything) > 20_000
+    taken, window = history(impl, 6_000, 20_000, streaming=True, every=500, kept=history_kept)
+    assert taken == everything
+    assert window == (everything[-20_000:] if history_kept else [])
 
 
 def test_clear_forgets_everything_held(impl: Any) -> None:

@@ -57,12 +57,32 @@
 /* ------------------------------------------------------------------------ */
 /* Ring                                                                      */
 
-/* A streaming ring's slots are allocated as records need them: RING_START at
- * first, doubling (the live records moved, never copied) up to the capacity
- * that max_bytes allows. One whose reader keeps up stays small, its records in
- * the cache and its pages few. A flight recorder's ring is allocated whole (see
- * ring_init): the OS backs its pages as records reach them. Past
- * RING_HURRY unread records (and half its slots), a streaming ring hurries its
+/* A ring holds its records packed: each takes the words (Slots) of its header,
+ * id and time and of the slots it uses, not a whole Rec: a CREATED takes 15
+ * words, a RESOLVED or CB_ADDED 7, a COLLECTED 6, so a burst's three records of
+ * a future write 29 words (232 bytes) where whole Recs wrote 45 (360): memory
+ * written is most of what a flight recorder's ring costs the program beyond
+ * its instructions. A record at word offset o takes buf[o, o + its words); one
+ * that begins near the end runs on into the REC_WORDS words of slack past
+ * `size`, so that no record is ever split and a reader reads each in place.
+ * Records are found by walking from one known (the oldest held, the first
+ * unread): positions count the words ever written (a record at position p
+ * begins at buf[p % size]; the slack is not counted), and the record counts go
+ * along with them. Because the live records span at most `size` words, a
+ * record that ran into the slack shadows words at the buffer's start that no
+ * live record uses.
+ *
+ * The ring holds at most `capacity` records (max_bytes / sizeof(Rec): _seam's
+ * contract, Ring.record_size being the largest record's size), and so at most
+ * capacity * REC_WORDS words, the size a ring reaches: the bytes it takes are
+ * max_bytes, and one record's slack, at most.
+ *
+ * A streaming ring's words are allocated as records need them: RING_START
+ * whole records' worth at first, doubling (the live records moved, never
+ * copied) up to that size. One whose reader keeps up stays small, its records
+ * in the cache and its pages few. A flight recorder's ring is allocated whole
+ * (see ring_init): the OS backs its pages as records reach them. Past
+ * RING_HURRY unread records (and half its words), a streaming ring hurries its
  * reader (on_full) before it grows further: smaller batches hold the GIL for
  * less (an HTTP server writing every event to a trace file: p99 4x plain's
  * with 32,768, 1.5x with 4,096; 1,024 costs throughput in GIL handovers). */
@@ -72,42 +92,104 @@
 #define RETIRED_MAX 64
 /* From this many records on, take_batch() copies them with the GIL released. */
 #define COPY_WITHOUT_GIL 512
+#define REC_WORDS (sizeof(Rec) / sizeof(Slot))        /* the largest record's words */
+#define HEAD_WORDS (offsetof(Rec, s) / sizeof(Slot)) /* its op and masks, id and time */
+
+static inline unsigned long long
+rec_words(const Rec *r)
+{
+    return HEAD_WORDS + r->nslots;
+}
+
+/* What a claim let go: the references of the records it overwrote, released
+ * by the writer once its new record is complete (releasing may run Python code
+ * that writes to this ring). A claim lets go of one record when the ring is at
+ * its full size (capacity records of at most REC_WORDS words fit in it); a
+ * streaming ring that could not grow lets go of records while their words are
+ * fewer than the new one's: at most 2 * REC_WORDS words of them, fewer objects. */
+#define OLD_MAX (2 * REC_WORDS)
+typedef struct {
+    int n;
+    PyObject *o[OLD_MAX];
+} Old;
+
+static inline void
+old_release(Old *old)
+{
+    for (int i = 0; i < old->n; i++) {
+        Py_DECREF(old->o[i]);
+    }
+    old->n = 0;
+}
 
 typedef struct {
     PyObject_HEAD
-    Rec *buf;
+    Slot *buf;            /* size words, then REC_WORDS of slack */
     long long capacity;   /* records held at most: max_bytes / sizeof(Rec) */
-    unsigned long long size; /* slots allocated: record n is at buf[n % size] */
-    long long limit;      /* admit a new future while fewer are unread */
-    unsigned long long w; /* records ever written */
-    unsigned long long wslot; /* w % size, kept as w moves: no division per record */
-    unsigned long long rd; /* records taken (or overwritten unread) */
-    unsigned long long start; /* the oldest record still held: [start, w) are live, the other slots dead */
+    unsigned long long size;    /* words allocated, less the slack */
+    unsigned long long maxsize; /* the size it may grow to: capacity * REC_WORDS */
+    long long limit;      /* admit a new future while fewer records are unread */
+    unsigned long long w;     /* records ever written */
+    unsigned long long rd;    /* records taken (or overwritten unread) */
+    unsigned long long start; /* the oldest record still held: [start, w) are live */
+    unsigned long long wpos, rdpos, startpos; /* the same three, as positions in words */
+    unsigned long long woff, soff; /* wpos % size and startpos % size, kept as they move: no division per record */
     int streaming;
-    int history; /* taken records stay (for window()) until their slot is needed */
+    int history; /* taken records stay (for window()) until their words are needed */
     int hurried; /* on_full was called since the last take: once is enough */
     int held;    /* hold(True): its reader takes nothing now, so no new future is traced */
     int reading; /* take_batch() copies records with the GIL released (see there) */
     int nretired;
-    Rec *retired[RETIRED_MAX]; /* buffers grown out of while reading: freed once it is done */
+    Slot *retired[RETIRED_MAX]; /* buffers grown out of while reading: freed once it is done */
     PyObject *on_full;
     unsigned long long written, taken, overwritten, dropped, untraced;
 } RingObject;
 
 static PyTypeObject *RingType;
 
-/* A ring's buffer, asked to be backed by huge pages where the kernel offers
- * them on request (transparent huge pages in "madvise" mode, the default of
- * most distributions): a ring is written front to back once before it wraps,
- * and with 4 KiB pages each page's first record takes a page fault (16,500 of
- * them, 38 ms of system time, for a 300k-future burst through 64 MiB); with
- * 2 MiB pages, 32. Only the buffer's whole huge pages inside it are asked for;
- * the advice is a hint, and a kernel without it leaves the buffer as it is. */
-static Rec *
-ring_buf_new(unsigned long long slots)
+/* The record at word offset o, and the offset of the one after it. */
+static inline Rec *
+ring_at(const RingObject *r, unsigned long long o)
 {
-    size_t bytes = (size_t)slots * sizeof(Rec);
-    Rec *buf = (Rec *)PyMem_RawMalloc(bytes);
+    return (Rec *)&r->buf[o];
+}
+
+static inline unsigned long long
+ring_next(unsigned long long o, const Rec *rec, unsigned long long size)
+{
+    o += rec_words(rec);
+    return o >= size ? o - size : o;
+}
+
+/* The offset of record n (start <= n <= w), walked to from the nearest one
+ * known: the first unread, else the oldest held. */
+static unsigned long long
+ring_offset_of(const RingObject *r, unsigned long long n)
+{
+    unsigned long long i = r->start, o = r->soff;
+    if (n >= r->rd) {
+        i = r->rd;
+        o = r->rdpos % r->size;
+    }
+    for (; i < n; i++) {
+        o = ring_next(o, ring_at(r, o), r->size);
+    }
+    return o;
+}
+
+/* A ring's buffer of `words` (and the slack), asked to be backed by huge pages
+ * where the kernel offers them on request (transparent huge pages in "madvise"
+ * mode, the default of most distributions): a ring is written front to back
+ * once before it wraps, and with 4 KiB pages each page's first record takes a
+ * page fault (16,500 of them, 38 ms of system time, for a 300k-future burst
+ * through 64 MiB of whole Recs); with 2 MiB pages, 32. Only the buffer's whole
+ * huge pages inside it are asked for; the advice is a hint, and a kernel
+ * without it leaves the buffer as it is. */
+static Slot *
+ring_buf_new(unsigned long long words)
+{
+    size_t bytes = (size_t)(words + REC_WORDS) * sizeof(Slot);
+    Slot *buf = (Slot *)PyMem_RawMalloc(bytes);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     const uintptr_t huge = (uintptr_t)2 << 20;
     if (buf != NULL && bytes >= 2 * huge) {
@@ -159,12 +241,13 @@ ring_init(RingObject *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     long long cap = nbytes / (long long)sizeof(Rec);
+    unsigned long long maxsize = (unsigned long long)cap * REC_WORDS;
     /* A flight recorder's ring (no reader but a dump) fills to its capacity
      * anyway: whole from the start, filling it copies nothing (growing touched
      * every page twice: 50,700 page faults, not 16,400, for a 300k-future
-     * burst through 64 MiB). Not zeroed: only the live slots, [start, w), are
-     * ever read, and the OS backs a page when a record first reaches it. */
-    unsigned long long size = !streaming || cap < RING_START ? (unsigned long long)cap : RING_START;
+     * burst through 64 MiB). Not zeroed: only the live records, [start, w),
+     * are ever read, and the OS backs a page when a record first reaches it. */
+    unsigned long long size = !streaming || cap < RING_START ? maxsize : (unsigned long long)RING_START * REC_WORDS;
     self->buf = ring_buf_new(size);
     if (self->buf == NULL) {
         PyErr_NoMemory();
@@ -172,6 +255,7 @@ ring_init(RingObject *self, PyObject *args, PyObject *kwds)
     }
     self->capacity = cap;
     self->size = size;
+    self->maxsize = maxsize;
     self->streaming = streaming;
     self->history = history;
     /* streaming: a new future is traced while fewer than 7/8 of the capacity is
@@ -186,8 +270,11 @@ ring_dealloc(RingObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     if (self->buf != NULL) {
+        unsigned long long o = self->soff;
         for (unsigned long long n = self->start; n < self->w; n++) {
-            rec_release(&self->buf[n % self->size]); /* the live records: dead slots hold nothing of theirs */
+            Rec *rec = ring_at(self, o);
+            o = ring_next(o, rec, self->size);
+            rec_release(rec); /* the live records: dead words hold nothing of theirs */
         }
         PyMem_RawFree(self->buf);
         self->buf = NULL;
@@ -200,25 +287,29 @@ ring_dealloc(RingObject *self)
     Py_DECREF(tp);
 }
 
-/* Twice the slots (at most the capacity), the live records moved to theirs.
- * -1, with no exception set (the hot path), when there is no memory for it. */
+/* Twice the words (at most maxsize), each live record moved to its position's
+ * offset in the new buffer. -1, with no exception set (the hot path), when
+ * there is no memory for it. */
 static int
 ring_grow(RingObject *r)
 {
-    unsigned long long cap = (unsigned long long)r->capacity, size = r->size;
-    unsigned long long bigger = size * 2 < cap ? size * 2 : cap;
+    unsigned long long size = r->size, bigger = size * 2 < r->maxsize ? size * 2 : r->maxsize;
     if (r->reading && r->nretired == RETIRED_MAX) {
         return -1; /* never: RETIRED_MAX doublings are more than any capacity has */
     }
-    /* Not zeroed: only live slots are ever read (ring_claim releases the old
-     * record of a slot only when it is live), and the pages are the OS's until
-     * records reach them. */
-    Rec *buf = ring_buf_new(bigger);
+    /* Not zeroed: only live records are ever read, and the pages are the OS's
+     * until records reach them. */
+    Slot *buf = ring_buf_new(bigger);
     if (buf == NULL) {
         return -1;
     }
+    unsigned long long o = r->soff, p = r->startpos;
     for (unsigned long long n = r->start; n < r->w; n++) {
-        buf[n % bigger] = r->buf[n % size];
+        const Rec *rec = ring_at(r, o);
+        unsigned long long len = rec_words(rec);
+        memcpy(&buf[p % bigger], rec, (size_t)len * sizeof(Slot));
+        p += len;
+        o = ring_next(o, rec, size);
     }
     if (r->reading) {
         r->retired[r->nretired++] = r->buf; /* take_batch() is copying out of it */
@@ -228,48 +319,69 @@ ring_grow(RingObject *r)
     }
     r->buf = buf;
     r->size = bigger;
-    r->wslot = r->w % bigger;
+    r->woff = r->wpos % bigger;
+    r->soff = r->startpos % bigger;
     return 0;
 }
 
-/* A slot to fill, or NULL when a streaming ring is full of unread records (the
- * record is dropped and counted). What the slot held (the oldest live record,
- * when the ring is full) is moved into *old, to be released once the new record
- * is complete: releasing may run Python code that writes to this ring. */
+/* Room for a record of nslots slots, or NULL when a streaming ring is full of
+ * unread records (the record is dropped and counted). The references of the
+ * records it overwrote (the oldest held, when the ring is full) are moved into
+ * *old, to be released once the new record is complete. The record's op is
+ * OP_EMPTY and its objmask 0 until its writer fills it. */
 static Rec *
-ring_claim(RingObject *r, Rec *old)
+ring_claim(RingObject *r, unsigned nslots, Old *old)
 {
-    old->op = OP_EMPTY;
-    old->objmask = 0;
+    old->n = 0;
     if (r->buf == NULL) {
         return NULL;
     }
-    unsigned long long cap = (unsigned long long)r->capacity;
+    unsigned long long cap = (unsigned long long)r->capacity, len = HEAD_WORDS + nslots;
     if (r->streaming && r->w - r->rd >= cap) {
         r->dropped++;
         return NULL;
     }
-    if (r->w - r->start >= r->size && r->size < cap) {
-        if (r->w - r->start >= r->size && ring_grow(r) < 0 && r->streaming && r->w - r->rd >= r->size) {
-            r->dropped++; /* no memory to grow: as if full */
+    while (r->wpos - r->startpos + len > r->size && r->size < r->maxsize) {
+        if (ring_grow(r) < 0) {
+            break; /* no memory to grow: the oldest taken records make room, or it is full */
+        }
+    }
+    while (r->w - r->start >= cap || r->wpos - r->startpos + len > r->size) {
+        Rec *oldest = ring_at(r, r->soff);
+        if (r->rd <= r->start) {
+            if (r->streaming) {
+                r->dropped++; /* unread: a streaming ring never overwrites it */
+                return NULL;
+            }
+            r->overwritten++; /* unread, gone */
+        }
+        if (old->n + NSLOT > (int)OLD_MAX) {
+            r->dropped++; /* never: see OLD_MAX */
             return NULL;
         }
-    }
-    Rec *slot = &r->buf[r->wslot];
-    if (r->w - r->start >= r->size) {
-        if (r->rd <= r->start) {
-            r->overwritten++; /* unread, gone */
-            r->rd = r->start + 1;
-        }
-        if (slot->objmask) {
-            *old = *slot; /* record start's slot is record w's: what it holds, to release */
+        for (unsigned mask = oldest->objmask, k = 0; mask != 0; k++, mask >>= 1) {
+            if ((mask & 1u) && oldest->s[k].o != NULL) {
+                old->o[old->n++] = oldest->s[k].o; /* its reference, moved: its words are the new record's */
+            }
         }
         r->start++;
+        r->startpos += rec_words(oldest);
+        r->soff = ring_next(r->soff, oldest, r->size);
+        if (r->rd < r->start) {
+            r->rd = r->start;
+            r->rdpos = r->startpos;
+        }
     }
+    Rec *slot = ring_at(r, r->woff);
     slot->op = OP_EMPTY;
     slot->objmask = 0;
+    slot->nslots = (unsigned char)nslots;
     r->w++;
-    r->wslot = r->wslot + 1 == r->size ? 0 : r->wslot + 1;
+    r->wpos += len;
+    r->woff += len;
+    if (r->woff >= r->size) {
+        r->woff -= r->size;
+    }
     r->written++;
     return slot;
 }
@@ -279,8 +391,7 @@ ring_admit(RingObject *r)
 {
     long long unread = (long long)(r->w - r->rd);
     if (unread < r->limit && !r->held) {
-        if (unread >= RING_HURRY && (unsigned long long)unread >= r->size / 2 && r->on_full != NULL &&
-            !r->hurried) {
+        if (unread >= RING_HURRY && r->wpos - r->rdpos >= r->size / 2 && r->on_full != NULL && !r->hurried) {
             goto hurry; /* traced, but the reader is asked to take before the ring grows more */
         }
         return 1;
@@ -312,6 +423,13 @@ rec_to_ns(Rec *r)
     }
 }
 
+/* A whole Rec of the record at o (its unused slots left as they are). */
+static inline void
+ring_copy_out(Rec *to, const Rec *rec)
+{
+    memcpy(to, rec, (size_t)rec_words(rec) * sizeof(Slot));
+}
+
 /* Copies of records [from, w), with their references, then the tuples. */
 static PyObject *
 ring_list(RingObject *r, unsigned long long from, int advance)
@@ -327,8 +445,11 @@ ring_list(RingObject *r, unsigned long long from, int advance)
             return PyErr_NoMemory();
         }
         clock_sync();
+        unsigned long long o = ring_offset_of(r, from);
         for (unsigned long long i = 0; i < n; i++) {
-            copy[i] = r->buf[(from + i) % r->size];
+            const Rec *rec = ring_at(r, o);
+            ring_copy_out(&copy[i], rec);
+            o = ring_next(o, rec, r->size);
             rec_to_ns(&copy[i]);
             if (!move) {
                 rec_incref(&copy[i]);
@@ -337,10 +458,13 @@ ring_list(RingObject *r, unsigned long long from, int advance)
     }
     if (advance) {
         r->rd = r->w;
+        r->rdpos = r->wpos;
         r->taken += n;
         r->hurried = 0;
         if (move) {
-            r->start = r->w; /* their slots are dead: the copies have their references */
+            r->start = r->w; /* their words are dead: the copies have their references */
+            r->startpos = r->wpos;
+            r->soff = r->woff;
         }
     }
     /* From here on, Python code may run (allocation, collection) and write to
@@ -372,22 +496,22 @@ ring_take(RingObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 /* The records written since the last take(), as one RecordBatch (_batch.c): the
- * structs copied with their references, no tuple made. A ring without history
- * moves them out instead (no reference taken or dropped: their slots are dead,
- * and a reader that keeps up keeps the ring small).
+ * records copied out as whole Recs with their references, no tuple made. A
+ * ring without history moves them out instead (no reference taken or dropped:
+ * their words are dead, and a reader that keeps up keeps the ring small).
  *
  * A streaming ring's records are copied with the GIL released, so that the
  * program runs meanwhile (the copy and the conversion of timestamps were a
  * drain thread's main work under the GIL, its memmove most of it). That is
  * safe because of what the program's thread may do to the ring meanwhile: it
- * writes new records at w and after, never into [rd, w) (a streaming ring
- * drops a record rather than overwrite an unread one, and rd moves only once
- * the copy is done), and it may grow the ring, which copies the records to a
- * bigger buffer but, while `reading`, keeps the old one (retired) until the
- * copy is done. The records copied hold their references in the ring all the
- * while (they are unread: nothing releases them), so the copies' increments,
- * for a ring with history, wait for the GIL. One reader at a time: a second
- * take meanwhile gets nothing (the first takes those records). */
+ * writes new records at wpos and after, never over [rdpos, wpos) (a streaming
+ * ring drops a record rather than overwrite an unread one, and rd moves only
+ * once the copy is done), and it may grow the ring, which copies the records
+ * to a bigger buffer but, while `reading`, keeps the old one (retired) until
+ * the copy is done. The records copied hold their references in the ring all
+ * the while (they are unread: nothing releases them), so the copies'
+ * increments, for a ring with history, wait for the GIL. One reader at a time:
+ * a second take meanwhile gets nothing (the first takes those records). */
 static PyObject *
 ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -399,10 +523,8 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
     int move = !self->history && self->start == self->rd;
     Rec *copy = NULL;
     if (n) {
-        const Rec *buf = self->buf;
-        unsigned long long size = self->size, from = self->rd % size, to = self->w;
-        /* At most two runs: up to the end of the buffer, then from its start. */
-        unsigned long long first = size - from < n ? size - from : n;
+        const Slot *buf = self->buf;
+        unsigned long long size = self->size, o = self->rdpos % size, to = self->w, topos = self->wpos;
         int release = self->streaming && n >= COPY_WITHOUT_GIL;
         ClockCopy clock;
         clock_sync();
@@ -417,10 +539,11 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
         }
         copy = (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec));
         if (copy != NULL) {
-            memcpy(copy, &buf[from], (size_t)first * sizeof(Rec));
-            memcpy(copy + first, buf, (size_t)(n - first) * sizeof(Rec));
             for (unsigned long long i = 0; i < n; i++) {
+                const Rec *rec = (const Rec *)&buf[o];
                 Rec *r = &copy[i];
+                ring_copy_out(r, rec);
+                o = ring_next(o, rec, size);
                 if (!(r->flags & F_RAW)) { /* one made of a tuple, ring.append's, has them already */
                     r->ts = clock_copy_to_ns(&clock, r->ts);
                 }
@@ -474,10 +597,13 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
         }
         /* Records written meanwhile, from `to` on, stay unread. */
         self->rd = to;
+        self->rdpos = topos;
         self->hurried = 0;
         self->taken += n;
         if (move) {
-            self->start = to; /* their slots are dead: the batch has their references */
+            self->start = to; /* their words are dead: the batch has their references */
+            self->startpos = topos;
+            self->soff = topos % self->size; /* the ring may have grown meanwhile */
         }
         /* Allocating the batch may run Python code that writes to the ring: the
          * copies are ours already. */
@@ -521,12 +647,15 @@ ring_append(RingObject *self, PyObject *record)
         PyErr_Format(PyExc_TypeError, "a record is a tuple (op, future_id, ts_ns, ...), not %R", record);
         return NULL;
     }
-    Rec old;
-    Rec *slot = ring_claim(self, &old);
+    Old old;
+    Rec *slot = ring_claim(self, 1, &old);
     if (slot != NULL) {
-        rec_set_tuple(slot, record); /* its op, id and time read once, for batches */
+        Rec raw;
+        rec_set_tuple(&raw, record); /* its op, id and time read once, for batches */
+        raw.nslots = 1; /* the tuple, in s[0] */
+        ring_copy_out(slot, &raw);
     }
-    rec_release(&old);
+    old_release(&old);
     Py_RETURN_NONE;
 }
 
@@ -566,15 +695,20 @@ ring_clear(RingObject *self, PyObject *Py_UNUSED(ignored))
         self->nretired = 0;
         self->reading = 0;
     }
-    unsigned long long from = self->start, n = self->w - self->start;
+    unsigned long long n = self->w - self->start;
     Rec *gone = n ? (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec)) : NULL;
     if (n && gone == NULL) {
         return PyErr_NoMemory();
     }
+    unsigned long long o = self->soff;
     for (unsigned long long i = 0; i < n; i++) {
-        gone[i] = self->buf[(from + i) % self->size]; /* moved: the slots are dead from here on */
+        const Rec *rec = ring_at(self, o);
+        ring_copy_out(&gone[i], rec); /* moved: the words are dead from here on */
+        o = ring_next(o, rec, self->size);
     }
     self->start = self->rd = self->w;
+    self->startpos = self->rdpos = self->wpos;
+    self->soff = self->woff;
     self->hurried = 0;
     for (unsigned long long i = 0; i < n; i++) {
         rec_release(&gone[i]);
@@ -1023,10 +1157,11 @@ set_obj(Rec *r, int k, PyObject *o) /* o borrowed, may be NULL */
     r->objmask |= (unsigned short)(1u << k);
 }
 
+/* A record of nslots slots: its fields', or more (a cancel's who). */
 static inline Rec *
-begin(TFExt *e, RingObject *ring, Rec *old, int op, int nfields, long long fid)
+begin_slots(TFExt *e, RingObject *ring, Old *old, int op, int nfields, int nslots, long long fid)
 {
-    Rec *r = ring_claim(ring, old);
+    Rec *r = ring_claim(ring, (unsigned)nslots, old);
     if (r == NULL) {
         if (e != NULL) {
             e->incomplete = 1;
@@ -1040,6 +1175,12 @@ begin(TFExt *e, RingObject *ring, Rec *old, int op, int nfields, long long fid)
     r->ts = clock_now(); /* converted to monotonic ns when read (_clock.h) */
     r->op = (unsigned char)op; /* set last by callers' convention: op only */
     return r;
+}
+
+static inline Rec *
+begin(TFExt *e, RingObject *ring, Old *old, int op, int nfields, long long fid)
+{
+    return begin_slots(e, ring, old, op, nfields, nfields, fid);
 }
 
 static PyObject *
@@ -1071,7 +1212,8 @@ record_exception(TFExt *e, int op, long long tid, PyObject *exc)
     if (where != NULL && !(PyTuple_Check(where) && PyTuple_GET_SIZE(where) == 4)) {
         Py_CLEAR(where);
     }
-    Rec old, *r;
+    Old old;
+    Rec *r;
     int recorded = 0;
     if ((r = begin(e, e->ring, &old, op, 7, e->fid)) != NULL) {
         set_opt_int(r, 0, tid);
@@ -1084,7 +1226,7 @@ record_exception(TFExt *e, int op, long long tid, PyObject *exc)
         }
         recorded = 1;
     }
-    rec_release(&old);
+    old_release(&old);
     Py_XDECREF(where);
     Py_XDECREF(msg);
     PyErr_Clear();
@@ -1101,13 +1243,14 @@ record_outcome(PyObject *self, TFExt *e, long long tid)
     }
     int cancelled = PyUnicode_Check(state) && PyUnicode_Compare(state, s_CANCELLED) == 0;
     Py_DECREF(state);
-    Rec old, *r;
+    Old old;
+    Rec *r;
     if (cancelled) {
         if ((r = begin(e, e->ring, &old, OP_CANCELLED, 3, e->fid)) != NULL) {
             set_opt_int(r, 0, tid);
             set_obj(r, 1, NULL);
         }
-        rec_release(&old);
+        old_release(&old);
         return;
     }
     PyObject *exc = base_get(&g_exception, self);
@@ -1132,7 +1275,7 @@ record_outcome(PyObject *self, TFExt *e, long long tid)
         set_obj(r, 1, (PyObject *)Py_TYPE(result));
         set_obj(r, 2, value);
     }
-    rec_release(&old);
+    old_release(&old);
     Py_XDECREF(value);
     Py_DECREF(result);
 }
@@ -1296,7 +1439,7 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
     Py_XSETREF(e->pcode, pcode); /* steals */
     Py_XSETREF(e->label, is_task ? NULL : Py_XNewRef(name));
     live_link(e, obj);
-    Rec old;
+    Old old;
     Rec *r = begin(e, e->ring, &old, OP_CREATED, 11, fid);
     e->created = r ? r->ts : clock_now();
     if (r != NULL) {
@@ -1314,7 +1457,7 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
         set_obj(r, 9, pcode);
         set_int(r, 10, plasti);
     }
-    rec_release(&old);
+    old_release(&old);
     Py_XDECREF(context);
     Py_XDECREF(maker);
     Py_XDECREF(primitive);
@@ -1670,13 +1813,14 @@ record_awaiter(TFExt *e, PyObject *owner, PyObject *fn)
     }
     last_wakeup_type = tp; /* both kept alive by wakeup_names */
     last_wakeup_name = name;
-    Rec old, *r;
+    Old old;
+    Rec *r;
     if ((r = begin(e, e->ring, &old, OP_CB_ADDED, 3, e->fid)) != NULL) {
         set_opt_int(r, 0, aid);
         set_obj(r, 1, name);
         set_opt_int(r, 2, aid);
     }
-    rec_release(&old);
+    old_release(&old);
 }
 
 static PyObject *
@@ -1692,7 +1836,8 @@ add_done_callback_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, 
     }
     PyObject *fn = args[0];
     PyObject *owner;
-    Rec old, *r;
+    Old old;
+    Rec *r;
     if (is_wakeup(fn, &owner)) {
         record_awaiter(e, owner, fn);
         return res;
@@ -1706,7 +1851,7 @@ add_done_callback_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, 
         set_obj(r, 1, name);
         set_opt_int(r, 2, 0);
     }
-    rec_release(&old);
+    old_release(&old);
     Py_XDECREF(name);
     return res;
 }
@@ -1783,12 +1928,13 @@ shared_remove_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t na
         long long tid = loop ? running_task_id(loop) : 0;
         Py_XDECREF(loop);
         PyObject *name = callback_name(fn);
-        Rec old, *r;
+        Old old;
+    Rec *r;
         if (indices != NULL && (r = begin(e, e->ring, &old, OP_CB_REMOVED, 3, e->fid)) != NULL) {
             set_opt_int(r, 0, tid);
             set_obj(r, 1, name);
             set_obj(r, 2, indices);
-            rec_release(&old);
+            old_release(&old);
         }
         PyErr_Clear();
         Py_XDECREF(name);
@@ -1826,11 +1972,13 @@ record_cancel(PyObject *self, TFExt *e, int op, PyObject *msg)
     }
     /* a task's request also says where it was waiting (op: only tasks request) */
     PyObject *who = who_of(PyEval_GetFrame(), op == OP_CANCEL_REQ ? self : Py_None);
-    Rec old, *r;
-    if ((r = begin(e, e->ring, &old, op, 3, e->fid)) != NULL) {
+    int has_who = who != NULL && PyTuple_Check(who) && PyTuple_GET_SIZE(who) == WHO_LEN;
+    Old old;
+    Rec *r;
+    if ((r = begin_slots(e, e->ring, &old, op, 3, has_who ? 2 + WHO_LEN : 3, e->fid)) != NULL) {
         set_opt_int(r, 0, tid);
         set_obj(r, 1, text);
-        if (who != NULL && PyTuple_Check(who) && PyTuple_GET_SIZE(who) == WHO_LEN) {
+        if (has_who) {
             r->flags |= F_WHO;
             for (int k = 0; k < WHO_LEN; k += 2) {
                 PyObject *c = PyTuple_GET_ITEM(who, k);
@@ -1839,7 +1987,7 @@ record_cancel(PyObject *self, TFExt *e, int op, PyObject *msg)
             }
         }
     }
-    rec_release(&old);
+    old_release(&old);
     Py_XDECREF(text);
     Py_XDECREF(who);
     PyErr_Clear();
@@ -1926,13 +2074,14 @@ fut_set_result(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
         long long tid = loop ? running_task_id(loop) : 0;
         Py_XDECREF(loop);
         PyObject *value = e->values ? text_of(py_value_repr, result) : NULL;
-        Rec old, *r;
+        Old old;
+    Rec *r;
         if ((r = begin(e, e->ring, &old, OP_RESOLVED, 3, e->fid)) != NULL) {
             set_opt_int(r, 0, tid);
             set_obj(r, 1, (PyObject *)Py_TYPE(result));
             set_obj(r, 2, value);
         }
-        rec_release(&old);
+        old_release(&old);
         Py_XDECREF(value);
         live_unlink(e);
     }
@@ -1977,14 +2126,15 @@ fut_cancel(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
 static void
 record_collected(PyObject *self, TFExt *e, PyObject *state)
 {
-    Rec old, *r;
+    Old old;
+    Rec *r;
     live_unlink(e);
     if ((r = begin(NULL, e->ring, &old, OP_COLLECTED, 2, e->fid)) != NULL) {
         set_obj(r, 0, state);
         set_int(r, 1, e->incomplete);
         r->boolmask |= 1u << 1;
     }
-    rec_release(&old);
+    old_release(&old);
 }
 
 /* The state asyncio's finalizer reports: "UNRETRIEVED" for an exception nobody
@@ -2472,13 +2622,14 @@ task_ended(PyObject *task)
     else if (t->fut_state == TF_FINISHED) {
         PyObject *result = t->fut_result ? t->fut_result : Py_None;
         PyObject *value = e->values ? text_of(py_value_repr, result) : NULL;
-        Rec old, *r;
+        Old old;
+    Rec *r;
         if ((r = begin(e, e->ring, &old, OP_RESOLVED, 3, e->fid)) != NULL) {
             set_opt_int(r, 0, 0);
             set_obj(r, 1, (PyObject *)Py_TYPE(result));
             set_obj(r, 2, value);
         }
-        rec_release(&old);
+        old_release(&old);
         Py_XDECREF(value);
     }
     live_unlink(e);
@@ -3387,11 +3538,12 @@ task_init_body(PyObject *self, PyObject *args, PyObject *kwds)
     if (fid) {
         if (name == NULL || name == Py_None) {
             PyObject *given = call1(m_task_get_name, self);
-            Rec old, *r;
+            Old old;
+    Rec *r;
             if (given != NULL && (r = begin(e, e->ring, &old, OP_RENAMED, 2, fid)) != NULL) {
                 set_opt_int(r, 0, 0);
                 set_obj(r, 1, given);
-                rec_release(&old);
+                old_release(&old);
             }
             Py_XDECREF(given);
             PyErr_Clear();
@@ -3463,11 +3615,12 @@ task_set_name(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         long long tid = loop ? running_task_id(loop) : 0;
         Py_XDECREF(loop);
         PyObject *name = call1(m_task_get_name, self);
-        Rec old, *r;
+        Old old;
+    Rec *r;
         if (name != NULL && (r = begin(e, e->ring, &old, OP_RENAMED, 2, e->fid)) != NULL) {
             set_opt_int(r, 0, tid);
             set_obj(r, 1, name);
-            rec_release(&old);
+            old_release(&old);
         }
         Py_XDECREF(name);
         PyErr_Clear();

@@ -77,12 +77,14 @@ typedef union {
 } Slot;
 
 /* One record. objmask: slots holding an object (NULL reads None); nonemask:
- * integer slots that read None; boolmask: integer slots that read as bool. */
+ * integer slots that read None; boolmask: integer slots that read as bool.
+ * nslots: the slots a record in a ring takes there (its fields', or a cancel's
+ * who: a ring holds only those; see _cfuture.c's Ring), 0 elsewhere. */
 typedef struct {
     unsigned char op;
     unsigned char nfields;
     unsigned char flags;
-    unsigned char pad;
+    unsigned char nslots;
     unsigned short objmask;
     unsigned short nonemask;
     unsigned short boolmask;

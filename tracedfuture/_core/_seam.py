@@ -106,8 +106,8 @@ What an implementation module provides
     says how; the compiled one decides alike, in C).
 ``Ring(max_bytes, *, streaming, on_full=None, history=True)``
     The raw record store of one route, bounded in bytes (see below).
-    ``Ring.record_size`` is a class attribute: the bytes one record takes (the C
-    struct's size; for tuples, an honest estimate).
+    ``Ring.record_size`` is a class attribute: the bytes the largest record takes
+    (the C struct's size, a CREATED's; for tuples, an honest estimate).
 ``flush_pending_completions(loop)``
     Record the end of tasks whose completion callback is still in the loop's ready
     queue (queued while the loop was not traced), before ``close()`` drops it.
@@ -184,7 +184,7 @@ Records
 =======
 
 A record is written by the hot path and read by ``_pipeline`` / ``_fold``. In a
-:class:`Ring` it is a fixed-size C struct (``_cfuture``) or a tuple (``_future``);
+:class:`Ring` it is a C struct packed into the words it uses (``_cfuture``) or a tuple (``_future``);
 :meth:`Ring.take` and :meth:`Ring.window` always return tuples laid out as below.
 Items are only ints, strings, types, code objects, ``None`` and what ``capture``
 returned, never a user's future, result or exception: recording never extends the
