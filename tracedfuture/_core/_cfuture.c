@@ -324,22 +324,17 @@ ring_grow(RingObject *r)
     return 0;
 }
 
-/* Room for a record of nslots slots, or NULL when a streaming ring is full of
+/* Room for a record of len words, made by letting the oldest records go (and
+ * growing a streaming ring first); 0, or -1 when a streaming ring is full of
  * unread records (the record is dropped and counted). The references of the
- * records it overwrote (the oldest held, when the ring is full) are moved into
- * *old, to be released once the new record is complete. The record's op is
- * OP_EMPTY and its objmask 0 until its writer fills it. */
-static Rec *
-ring_claim(RingObject *r, unsigned nslots, Old *old)
+ * records let go are moved into *old. */
+static int
+ring_make_room(RingObject *r, unsigned long long len, Old *old)
 {
-    old->n = 0;
-    if (r->buf == NULL) {
-        return NULL;
-    }
-    unsigned long long cap = (unsigned long long)r->capacity, len = HEAD_WORDS + nslots;
+    unsigned long long cap = (unsigned long long)r->capacity;
     if (r->streaming && r->w - r->rd >= cap) {
         r->dropped++;
-        return NULL;
+        return -1;
     }
     while (r->wpos - r->startpos + len > r->size && r->size < r->maxsize) {
         if (ring_grow(r) < 0) {
@@ -351,17 +346,18 @@ ring_claim(RingObject *r, unsigned nslots, Old *old)
         if (r->rd <= r->start) {
             if (r->streaming) {
                 r->dropped++; /* unread: a streaming ring never overwrites it */
-                return NULL;
+                return -1;
             }
             r->overwritten++; /* unread, gone */
         }
         if (old->n + NSLOT > (int)OLD_MAX) {
             r->dropped++; /* never: see OLD_MAX */
-            return NULL;
+            return -1;
         }
-        for (unsigned mask = oldest->objmask, k = 0; mask != 0; k++, mask >>= 1) {
-            if ((mask & 1u) && oldest->s[k].o != NULL) {
-                old->o[old->n++] = oldest->s[k].o; /* its reference, moved: its words are the new record's */
+        for (unsigned mask = oldest->objmask; mask != 0; mask &= mask - 1) {
+            PyObject *o = oldest->s[__builtin_ctz(mask)].o;
+            if (o != NULL) {
+                old->o[old->n++] = o; /* its reference, moved: its words are the new record's */
             }
         }
         r->start++;
@@ -372,9 +368,27 @@ ring_claim(RingObject *r, unsigned nslots, Old *old)
             r->rdpos = r->startpos;
         }
     }
+    return 0;
+}
+
+/* Room for a record of nslots slots, or NULL when a streaming ring is full of
+ * unread records (the record is dropped and counted). The references of the
+ * records it overwrote (the oldest held, when the ring is full) are moved into
+ * *old, to be released once the new record is complete. Its writer fills
+ * the record's header (its words are whatever was there). */
+static inline Rec *
+ring_claim(RingObject *r, unsigned nslots, Old *old)
+{
+    unsigned long long len = HEAD_WORDS + nslots;
+    old->n = 0;
+    /* fewer than capacity records held (so fewer unread) and room for its words:
+     * a ring that has not wrapped yet */
+    if (r->w - r->start >= (unsigned long long)r->capacity || r->wpos - r->startpos + len > r->size) {
+        if (r->buf == NULL || ring_make_room(r, len, old) < 0) {
+            return NULL;
+        }
+    }
     Rec *slot = ring_at(r, r->woff);
-    slot->op = OP_EMPTY;
-    slot->objmask = 0;
     slot->nslots = (unsigned char)nslots;
     r->w++;
     r->wpos += len;
