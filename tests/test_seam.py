@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -160,6 +161,38 @@ def test_created_names_the_site_task_and_route(traced: Traced) -> None:
     assert task[4] is True and task[9] == "test_created_names_the_site_task_and_route.<locals>.main"
     assert fut[4] is False and fut[3] == task[1]  # made by the task
     assert fut[5].co_name == "main" and fut[10] == 7 and task[10] == 7
+
+
+def test_a_record_names_the_task_running_then_whoever_entered_it(traced: Traced) -> None:
+    # The compiled core remembers the running task's id while asyncio's table of
+    # running tasks is unchanged; anyone who enters or leaves a task (asyncio's
+    # own step, an eager start, nest_asyncio) changes it, and records name the
+    # task running then.
+    async def main() -> tuple[Any, ...]:
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        first = loop.create_future()
+        other = asyncio.Task(asyncio.sleep(0), loop=loop)  # asyncio's own: not traced
+        asyncio.tasks._leave_task(loop, me)
+        asyncio.tasks._enter_task(loop, other)
+        try:
+            inside = loop.create_future()
+            inside.set_result(None)
+        finally:
+            asyncio.tasks._leave_task(loop, other)
+            asyncio.tasks._enter_task(loop, me)
+        after = loop.create_future()
+        await other
+        ids = (traced.impl.future_id(me), traced.impl.assign_id(other))
+        return (*ids, *(traced.impl.future_id(f) for f in (first, inside, after)))
+
+    if traced.impl.IMPLEMENTATION == "c":  # remembered where asyncio keeps a dict of them (3.11-3.13)
+        assert traced.impl.REMEMBERS_RUNNING_TASK == (sys.version_info < (3, 14))
+    me, other, first, inside, after = traced.run(main())
+    records = traced.ring.take()
+    made_by = {r[1]: r[3] for r in records if r[0] == CREATED}
+    assert other != me and (made_by[first], made_by[inside], made_by[after]) == (me, other, me)
+    assert [r[3] for r in records if r[0] == RESOLVED and r[1] == inside] == [other]
 
 
 def test_capture_values_is_per_loop(impl: Any) -> None:

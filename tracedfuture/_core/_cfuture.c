@@ -990,13 +990,90 @@ task_id(PyObject *task)
     return tid;
 }
 
+/* The running task's id on a loop, remembered with the version of the dict
+ * that holds the running tasks (_current_tasks, 3.11-3.13): every record a
+ * task's step makes asks for it, and a dict lookup (and the foreign id's)
+ * was a tenth of what recording a burst's future cost. Any change to the dict
+ * (a task entered or left, on any loop or thread, by anyone: asyncio's steps,
+ * eager starts, nest_asyncio's) gives it a new version, so a remembered id
+ * whose version is the dict's is the one a lookup would find. The version tag
+ * is deprecated from 3.12 on, and checked at import to change as the dict
+ * does (else running_versions stays 0 and every call looks up). */
+static int running_versions;
+static struct {
+    PyObject *loop; /* borrowed: compared, never used */
+    uint64_t version;
+    long long tid;
+} running;
+
+static inline uint64_t
+current_tasks_version(void)
+{
+#if PY_VERSION_HEX < 0x030E0000
+    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wdeprecated-declarations\"")
+    return ((PyDictObject *)py_current_tasks)->ma_version_tag;
+    _Pragma("GCC diagnostic pop")
+#else
+    return 0;
+#endif
+}
+
+static inline void
+remember_running(PyObject *loop, long long tid)
+{
+    if (running_versions) {
+        running.loop = loop;
+        running.version = current_tasks_version();
+        running.tid = tid;
+    }
+}
+
 static long long
 running_task_id(PyObject *loop)
 {
+    if (running_versions && running.loop == loop && running.version == current_tasks_version()) {
+        return running.tid;
+    }
     PyObject *task = current_task(loop);
     long long tid = task_id(task);
     Py_XDECREF(task);
+    remember_running(loop, tid);
     return tid;
+}
+
+/* Whether _current_tasks' version tag changes with every change of a dict
+ * (its item set, replaced, deleted): running_task_id relies on it. */
+static int
+versions_follow_changes(void)
+{
+#if PY_VERSION_HEX < 0x030E0000
+    if (py_current_tasks == NULL || !PyDict_CheckExact(py_current_tasks)) {
+        return 0;
+    }
+    PyObject *d = PyDict_New(), *k = PyLong_FromLong(12345);
+    if (d == NULL || k == NULL) {
+        Py_XDECREF(d);
+        Py_XDECREF(k);
+        PyErr_Clear();
+        return 0;
+    }
+    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wdeprecated-declarations\"")
+    uint64_t v[4];
+    v[0] = ((PyDictObject *)d)->ma_version_tag;
+    int ok = PyDict_SetItem(d, k, Py_True) == 0;
+    v[1] = ((PyDictObject *)d)->ma_version_tag;
+    ok = ok && PyDict_SetItem(d, k, Py_False) == 0;
+    v[2] = ((PyDictObject *)d)->ma_version_tag;
+    ok = ok && PyDict_DelItem(d, k) == 0;
+    v[3] = ((PyDictObject *)d)->ma_version_tag;
+    _Pragma("GCC diagnostic pop")
+    Py_DECREF(d);
+    Py_DECREF(k);
+    PyErr_Clear();
+    return ok && v[0] != v[1] && v[1] != v[2] && v[2] != v[3] && v[0] != v[3];
+#else
+    return 0;
+#endif
 }
 
 enum { K_PROGRAM = 0, K_INTERNAL = 1, K_BOUNDARY = 2, K_LIBRARY = 3, K_PRIMITIVE = 4 }; /* _frames' */
@@ -2968,6 +3045,7 @@ own_step_run(PyObject *task, PyObject *exc)
         Py_DECREF(loop);
         return NULL;
     }
+    remember_running(loop, ((TFExt *)((char *)task + task_ext_off))->fid);
     PyObject *res = own_step_impl(task, exc);
     if (res == NULL) {
         PyObject *et, *ev, *tb;
@@ -5249,6 +5327,7 @@ PyInit__cfuture(void)
             return NULL;
         }
     }
+    running_versions = versions_follow_changes();
     py_get_running_loop = get(casyncio, "_get_running_loop");
     py_canceller = get(frames, "canceller");
     py_classify = get(frames, "classify");
@@ -5352,7 +5431,8 @@ PyInit__cfuture(void)
     clock_init();
     if (step_init(m, asyncio, casyncio) < 0 ||
         PyModule_AddStringConstant(m, "STEP_REASON", step_reason) < 0 ||
-        PyModule_AddStringConstant(m, "CLOCK", clock_name) < 0) {
+        PyModule_AddStringConstant(m, "CLOCK", clock_name) < 0 ||
+        PyModule_AddIntConstant(m, "REMEMBERS_RUNNING_TASK", running_versions) < 0) {
         return NULL;
     }
 

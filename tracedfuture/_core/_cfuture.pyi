@@ -8,6 +8,7 @@ from typing import Any, overload
 IMPLEMENTATION: str
 STEP_REASON: str
 CLOCK: str
+REMEMBERS_RUNNING_TASK: int  # running_task_id remembers its answer (3.11-3.13)
 
 class TracedFuture(asyncio.Future[Any]): ...
 class TracedTask(asyncio.Task[Any]): ...
