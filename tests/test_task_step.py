@@ -83,6 +83,43 @@ def test_the_environment_gives_asyncios_step_back() -> None:
 
 
 @compiled
+def test_a_collected_futures_state_reads_the_same_where_the_layout_is_not_known() -> None:
+    # Where asyncio's struct is verified, a collected future's final state is
+    # read from its fields; elsewhere (here: TRACEDFUTURE_ASYNCIO_STEP, which
+    # skips the verification) through asyncio's getters. Both say the same.
+    code = (
+        "import asyncio, gc, logging, tracedfuture\n"
+        "from tracedfuture.exporters import MemoryExporter\n"
+        "logging.disable()\n"
+        "memory = MemoryExporter()\n"
+        "async def main():\n"
+        "    loop = asyncio.get_running_loop()\n"
+        "    futures = [loop.create_future() for _ in range(5)]\n"
+        "    futures[1].cancel()\n"
+        "    futures[2].set_result(1)\n"
+        "    futures[3].set_exception(KeyError('k'))\n"
+        "    futures[4].set_exception(KeyError('k'))\n"
+        "    futures[4].exception()\n"
+        "    ids = [tracedfuture.future_id(f) for f in futures]\n"
+        "    del futures\n"
+        "    gc.collect()\n"
+        "    return ids\n"
+        "ids = tracedfuture.run(main(), exporters=[memory])\n"
+        "print([[k for k in memory.kinds(fid) if k != 'created'] for fid in ids])\n"
+    )
+    env = {**os.environ}
+    env.pop("TRACEDFUTURE_PURE_PYTHON", None)
+    env.pop("TRACEDFUTURE_ASYNCIO_STEP", None)
+    known = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    env["TRACEDFUTURE_ASYNCIO_STEP"] = "1"
+    unknown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert known.stdout == unknown.stdout
+    assert known.stdout == (
+        "[['abandoned'], ['cancelled'], ['resolved'], ['failed', 'unretrieved'], ['failed']]\n"
+    ), known.stdout
+
+
+@compiled
 def test_own_step_cannot_be_forced_where_it_was_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     if _cfuture.STEP_REASON:
         with pytest.raises(RuntimeError, match="cannot step itself"):

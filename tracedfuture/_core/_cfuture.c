@@ -2230,9 +2230,18 @@ record_collected(PyObject *self, TFExt *e, PyObject *state)
 
 /* The state asyncio's finalizer reports: "UNRETRIEVED" for an exception nobody
  * looked at, else _state. A new reference, or NULL. */
+static int layout_ok; /* 1: asyncio's structs are _asyncio_layout.h's (verified at import, step_init) */
+
 static PyObject *
 final_state(PyObject *self)
 {
+    if (layout_ok) { /* the struct's fields: no getter called, no string compared */
+        tf_fut_state st = ((TFFut *)self)->fut_state;
+        if (st == TF_FINISHED) {
+            return Py_NewRef(((TFFut *)self)->fut_log_tb ? s_UNRETRIEVED : s_FINISHED);
+        }
+        return Py_NewRef(st == TF_CANCELLED ? s_CANCELLED : s_PENDING);
+    }
     PyObject *state = base_get(&g_state, self);
     if (state == NULL) {
         PyErr_Clear();
@@ -2259,14 +2268,21 @@ fut_finalize(PyObject *self)
 {
     TFExt *e = ext_of(self);
     if (e->fid) {
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        /* an exception being raised is kept (there is seldom one) */
+        PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
+        int raised = PyErr_Occurred() != NULL;
+        if (raised) {
+            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        }
         PyObject *state = final_state(self);
         if (state != NULL) {
             record_collected(self, e, state);
             Py_DECREF(state);
         }
-        PyErr_Restore(exc_type, exc_value, exc_tb);
+        PyErr_Clear();
+        if (raised) {
+            PyErr_Restore(exc_type, exc_value, exc_tb);
+        }
     }
     if (BaseFuture->tp_finalize) {
         BaseFuture->tp_finalize(self); /* asyncio's "exception was never retrieved" */
@@ -3324,6 +3340,7 @@ step_init(PyObject *module, PyObject *asyncio, PyObject *casyncio)
     }
     else {
         why = verify_layout();
+        layout_ok = why == NULL;
     }
     if (why == NULL) {
         /* our TaskStepMethWrapper takes the name of asyncio's (3.12+: "_asyncio.TaskStepMethWrapper") */
