@@ -4196,16 +4196,20 @@ admitted(HooksObject *self)
 static PyObject *
 traced_future(HooksObject *self, PyObject *loop)
 {
-    /* In debug mode, asyncio's own create_future makes it, so that "created
-     * at" is its frame. Where the Future layout is known (own_step), the
-     * future built anyway says so (its _source_traceback): the loop's flag is
-     * not read twice per future. */
-    if (self->asyncio_loop && !own_step) {
-        int debug = loop_debug(self, loop);
+    /* Future.__init__ asks the loop's get_debug(), to keep a _source_traceback
+     * in debug mode; in debug mode, asyncio's own create_future makes an
+     * asyncio loop's future, so that "created at" is its frame. Where asyncio's
+     * layout is known, the flag is asked here, once, and a future of a loop not
+     * in debug mode is made without a call of __init__ and its keywords: on a
+     * new (zeroed) future, __init__ sets the loop and asks, nothing else. */
+    int direct = layout_ok && (self->asyncio_loop || self->carried);
+    int debug = 0;
+    if (direct || self->asyncio_loop) {
+        debug = loop_debug(self, loop);
         if (debug < 0) {
             return NULL;
         }
-        if (debug) {
+        if (debug && self->asyncio_loop) {
             return PyObject_CallOneArg(asyncio_create_future, loop);
         }
     }
@@ -4213,11 +4217,12 @@ traced_future(HooksObject *self, PyObject *loop)
     if (fut == NULL) {
         return NULL;
     }
-    int rc;
-    if (self->carried && own_step) {
-        /* what Future.__init__ asks the loop, asked here: the stand-in answers it */
-        int debug = loop_debug(self, loop);
-        rc = debug < 0 ? -1 : base_future_init(fut, loop, debug);
+    int rc = 0;
+    if (direct && !debug) {
+        FUT(fut)->fut_loop = Py_NewRef(loop);
+    }
+    else if (direct) {
+        rc = base_future_init(fut, loop, debug); /* a carried loop's: the stand-in answers get_debug() */
     }
     else {
         PyObject *kw = lend_loop_kwargs(self, loop);
@@ -4227,10 +4232,6 @@ traced_future(HooksObject *self, PyObject *loop)
     if (rc < 0) {
         Py_DECREF(fut);
         return NULL;
-    }
-    if (self->asyncio_loop && own_step && FUT(fut)->fut_source_tb != NULL) {
-        Py_DECREF(fut); /* never registered: nothing recorded, nothing said */
-        return PyObject_CallOneArg(asyncio_create_future, loop);
     }
     register_new(fut, (TFExt *)((char *)fut + fut_ext_off), self, loop, NULL, NULL, 0, PyEval_GetFrame());
     tf_gil_yield_point(); /* last: ring and loop are borrowed */
