@@ -58,6 +58,7 @@ setup(
                 "tracedfuture/_core/_gil.h",
                 "tracedfuture/_core/_clock.h",
                 "tracedfuture/_core/_asyncio_layout.h",
+                "tracedfuture/_core/_frame_layout.h",
             ],
             extra_compile_args=flags,
             extra_link_args=shlex.split(os.environ.get("TRACEDFUTURE_LDFLAGS", "")),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import re
 import sys
 import types
 from collections.abc import Iterator
@@ -193,6 +194,60 @@ def test_a_record_names_the_task_running_then_whoever_entered_it(traced: Traced)
     made_by = {r[1]: r[3] for r in records if r[0] == CREATED}
     assert other != me and (made_by[first], made_by[inside], made_by[after]) == (me, other, me)
     assert [r[3] for r in records if r[0] == RESOLVED and r[1] == inside] == [other]
+
+
+async def sites_of_every_kind() -> None:
+    """Futures and tasks made by the program, by asyncio on its behalf (a sleep,
+    a gather), by a primitive (a lock, a queue: their label reads the frame),
+    from a callback, and from a coroutine awaited in another."""
+    loop = asyncio.get_running_loop()
+    loop.create_future()
+    await asyncio.sleep(0.001)
+    await asyncio.gather(asyncio.sleep(0), asyncio.sleep(0))
+    lock, queue = asyncio.Lock(), asyncio.Queue()
+    await lock.acquire()
+    waiter = asyncio.create_task(lock.acquire())
+    getter = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    lock.release()
+    queue.put_nowait(1)
+    await asyncio.gather(waiter, getter)
+    made = loop.create_future()
+    loop.call_soon(lambda: made.set_result(loop.create_future()))
+    await made
+
+    async def inner() -> None:
+        await asyncio.wait_for(loop.create_future(), 0.001)
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await inner()
+
+
+def test_sites_are_the_same_walking_frames_in_place_or_through_frame_objects(impl: Any) -> None:
+    if impl.IMPLEMENTATION != "c":
+        pytest.skip("the compiled core's walk")
+    if not impl._frames_in_place():  # its layouts are 3.11-3.13's, checked at import
+        assert sys.version_info >= (3, 14)
+        pytest.skip("frames are walked in place on 3.11-3.13")
+    runs = []
+    # a first run warms the code up: a call's instruction offset is the same
+    # from then on (CPython specializes calls as they run)
+    for in_place in (True, True, False, True):
+        impl._frames_in_place(in_place)
+        t = Traced(impl)
+        try:
+            t.run(t.loop.create_task(sites_of_every_kind(), name="main"))
+            runs.append([r[3:] for r in t.ring.take() if r[0] == CREATED])
+        finally:
+            impl._frames_in_place(True)
+            t.close()
+    del runs[0]
+    # fields after task_id, is_task: code, lasti, thread, name, coro, route, context, program code, lasti
+    # (default names count tasks and primitives: the runs' numbers differ)
+    sites = [[(*r[2:4], re.sub(r"(Task-|#)\d+$", r"\1", r[5] or ""), r[6], *r[9:]) for r in run] for run in runs]
+    assert sites[0] == sites[1] == sites[2]
+    assert {"Lock#", "Queue#"} <= {name for _, _, name, *_ in sites[0]}  # labels read from the frame
+    assert any(coro == "sleep" and code is not None for code, _, _, coro, *_ in sites[0])  # asyncio's, for the program
 
 
 def test_capture_values_is_per_loop(impl: Any) -> None:

@@ -53,6 +53,7 @@
 #include "_gil.h" /* the GIL handed to tracing's threads at the program's next traced future */
 #include "_clock.h" /* a record's timestamp: TSC ticks where they are sound, converted when read */
 #include "_asyncio_layout.h" /* _asyncio's FutureObj / TaskObj, for the step: verified at import */
+#include "_frame_layout.h" /* CPython's interpreter frames, walked in place: verified at import */
 
 /* ------------------------------------------------------------------------ */
 /* Ring                                                                      */
@@ -1137,15 +1138,126 @@ primitive_label(PyFrameObject *frame)
     return label;
 }
 
+/* A walk up the running thread's frames: in place (frames_fast, see
+ * _frame_layout.h), or through frame objects (the public API, which makes
+ * one per frame it passes). Exactly one of i and o is set until the walk ends;
+ * o is a strong reference. */
+static int frames_fast;
+typedef struct {
+#if TF_HAVE_IFRAME
+    TFIFrame *i;
+#endif
+    PyFrameObject *o;
+} Cursor;
+
+static inline Cursor
+cursor_here(int fast)
+{
+    Cursor c = {0};
+#if TF_HAVE_IFRAME
+    if (fast) {
+        c.i = tf_iframe_complete(TF_THREAD_IFRAME(PyThreadState_Get()));
+        return c;
+    }
+#endif
+    (void)fast;
+    c.o = (PyFrameObject *)Py_XNewRef(PyEval_GetFrame());
+    return c;
+}
+
+static inline int
+cursor_done(const Cursor *c)
+{
+#if TF_HAVE_IFRAME
+    if (c->i != NULL) {
+        return 0;
+    }
+#endif
+    return c->o == NULL;
+}
+
+/* the frame's code (borrowed: the frame holds it) */
+static inline PyObject *
+cursor_code(const Cursor *c)
+{
+#if TF_HAVE_IFRAME
+    if (c->i != NULL) {
+        return (PyObject *)TF_IFRAME_CODE(c->i);
+    }
+#endif
+    PyObject *code = (PyObject *)PyFrame_GetCode(c->o);
+    Py_DECREF(code);
+    return code;
+}
+
+static inline int
+cursor_lasti(const Cursor *c)
+{
+#if TF_HAVE_IFRAME
+    if (c->i != NULL) {
+        return tf_iframe_lasti(c->i);
+    }
+#endif
+    return PyFrame_GetLasti(c->o);
+}
+
+static inline void
+cursor_back(Cursor *c)
+{
+#if TF_HAVE_IFRAME
+    if (c->i != NULL) {
+        c->i = tf_iframe_complete(c->i->previous);
+        return;
+    }
+#endif
+    PyFrameObject *back = PyFrame_GetBack(c->o);
+    Py_SETREF(c->o, back);
+}
+
+static inline void
+cursor_end(Cursor *c)
+{
+#if TF_HAVE_IFRAME
+    c->i = NULL;
+#endif
+    Py_CLEAR(c->o);
+}
+
+/* Whether the walk in place sees the frames the public walk does, from here
+ * up: the same code and instruction, frame by frame (at import). */
+static int
+frames_agree(void)
+{
+#if TF_HAVE_IFRAME
+    Cursor fast = cursor_here(1), slow = cursor_here(0);
+    int same = 1;
+    while (same && !(cursor_done(&fast) && cursor_done(&slow))) {
+        same = !cursor_done(&fast) && !cursor_done(&slow) && cursor_code(&fast) == cursor_code(&slow) &&
+               cursor_lasti(&fast) == cursor_lasti(&slow);
+        if (same) {
+            cursor_back(&fast);
+            cursor_back(&slow);
+        }
+    }
+    cursor_end(&fast);
+    cursor_end(&slow);
+    return same;
+#else
+    return 0;
+#endif
+}
+
 /* _frames.creation in C: (code, lasti) of the first frame outside asyncio and
  * tracedfuture, and (pcode, plasti) of the first frame of the program's own code
- * up the stack; *code_out and *pcode_out are new references or NULL. *maker_out
- * (may be NULL) gets the code of the asyncio function that made the future on
- * the user's behalf, when there was one between the site and tracedfuture (new
- * reference), else NULL; *label_out then gets _frames.primitive_label's ("Lock#1")
- * when that function is a primitive's (K_PRIMITIVE), else NULL. */
-static void
-site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **maker_out, PyObject **label_out,
+ * up the stack, from the frame at c (ended here); *code_out and *pcode_out are
+ * new references or NULL. *maker_out (may be NULL) gets the code of the asyncio
+ * function that made the future on the user's behalf, when there was one
+ * between the site and tracedfuture (new reference), else NULL; *label_out then
+ * gets _frames.primitive_label's ("Lock#1") when that function is a primitive's
+ * (K_PRIMITIVE), else NULL. -1 (nothing out) when that label needs a frame
+ * object and the walk is in place: walk again through frame objects. */
+static int
+site_of(Cursor *c, PyObject **code_out, int *lasti_out, PyObject **maker_out, PyObject **label_out,
         PyObject **pcode_out, int *plasti_out)
 {
     PyObject *first = NULL;
@@ -1157,12 +1269,11 @@ site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **ma
         *maker_out = NULL;
         *label_out = NULL;
     }
-    Py_XINCREF(frame);
-    while (frame != NULL) {
-        PyObject *code = (PyObject *)PyFrame_GetCode(frame);
+    while (!cursor_done(c)) {
+        PyObject *code = cursor_code(c);
         int kind = code_kind(code);
         if (kind == K_PROGRAM || kind == K_LIBRARY) {
-            int lasti = PyFrame_GetLasti(frame);
+            int lasti = cursor_lasti(c);
             if (*code_out == NULL) {
                 *code_out = Py_NewRef(code);
                 *lasti_out = lasti;
@@ -1173,31 +1284,31 @@ site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **ma
                 }
             }
             if (kind == K_PROGRAM) {
-                *pcode_out = code; /* steals */
+                *pcode_out = Py_NewRef(code);
                 *plasti_out = lasti;
                 Py_XDECREF(first);
                 Py_XDECREF(first_frame);
-                Py_DECREF(frame);
-                return;
+                cursor_end(c);
+                return 0;
             }
         }
         else if (kind == K_BOUNDARY) {
-            Py_DECREF(code);
-            Py_DECREF(frame);
             break;
         }
         else if (*code_out == NULL && first == NULL && !in_dir(code, own_dir, own_dir_len)) {
-            first = Py_NewRef(code);
-            first_lasti = PyFrame_GetLasti(frame);
-            if (kind == K_PRIMITIVE) {
-                first_frame = (PyFrameObject *)Py_NewRef(frame);
+            if (kind == K_PRIMITIVE && maker_out != NULL) {
+                if (c->o == NULL) { /* its label reads the frame's locals */
+                    cursor_end(c);
+                    return -1;
+                }
+                first_frame = (PyFrameObject *)Py_NewRef(c->o);
             }
+            first = Py_NewRef(code);
+            first_lasti = cursor_lasti(c);
         }
-        Py_DECREF(code);
-        PyFrameObject *back = PyFrame_GetBack(frame);
-        Py_DECREF(frame);
-        frame = back;
+        cursor_back(c);
     }
+    cursor_end(c);
     if (*code_out == NULL) {
         *code_out = first; /* steals */
         *lasti_out = first_lasti;
@@ -1210,6 +1321,7 @@ site_of(PyFrameObject *frame, PyObject **code_out, int *lasti_out, PyObject **ma
         Py_XDECREF(first);
     }
     Py_XDECREF(first_frame);
+    return 0;
 }
 
 /* Forget every cached kind: what counts as the program changed. */
@@ -1494,25 +1606,26 @@ captured(HooksObject *h)
 /* Give a new future or task its id and binding, and record "created". */
 static void
 register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *name, PyObject *coro_name,
-             int is_task, PyFrameObject *frame)
+             int is_task)
 {
     PyObject *code = NULL, *pcode = NULL;
     PyObject *maker = NULL; /* a future made by asyncio's own code: that function */
     PyObject *primitive = NULL; /* and when that is a primitive's: "Lock#1" */
     int lasti = 0, plasti = 0;
-    if (frame != NULL) {
-        PyObject *fcode = (PyObject *)PyFrame_GetCode(frame);
-        if (code_kind(fcode) == K_PROGRAM) {
-            code = fcode; /* the common case: the program made it */
-            pcode = Py_NewRef(fcode);
-            lasti = plasti = PyFrame_GetLasti(frame);
+    Cursor c = cursor_here(frames_fast);
+    if (!cursor_done(&c) && code_kind(cursor_code(&c)) == K_PROGRAM) {
+        code = Py_NewRef(cursor_code(&c)); /* the common case: the program made it */
+        pcode = Py_NewRef(code);
+        lasti = plasti = cursor_lasti(&c);
+        cursor_end(&c);
+    }
+    else if (!cursor_done(&c)) {
+        if (site_of(&c, &code, &lasti, is_task ? NULL : &maker, &primitive, &pcode, &plasti) < 0) {
+            c = cursor_here(0);
+            site_of(&c, &code, &lasti, is_task ? NULL : &maker, &primitive, &pcode, &plasti);
         }
-        else {
-            Py_DECREF(fcode);
-            site_of(frame, &code, &lasti, is_task ? NULL : &maker, &primitive, &pcode, &plasti);
-            if (name == NULL && primitive != NULL) {
-                name = primitive; /* the label of a primitive's waiter */
-            }
+        if (name == NULL && primitive != NULL) {
+            name = primitive; /* the label of a primitive's waiter */
         }
     }
     long long tid = running_task_id(loop);
@@ -2142,7 +2255,7 @@ fut_init(PyObject *self, PyObject *args, PyObject *kwds)
     PyObject *own_loop = loop_of(self);
     HooksObject *h = hooks_of(own_loop);
     if (h != NULL && ring_admit(h->ring)) {
-        register_new(self, e, h, own_loop, label == Py_None ? NULL : label, NULL, 0, PyEval_GetFrame());
+        register_new(self, e, h, own_loop, label == Py_None ? NULL : label, NULL, 0);
     }
     Py_XDECREF(own_loop);
     tf_gil_yield_point();
@@ -3394,6 +3507,33 @@ mod_own_step(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     return PyBool_FromLong(was);
 }
 
+/* _cfuture._frames_in_place([flag]): whether sites are found walking the
+ * frames in place (_frame_layout.h), as they are where the walk agreed with
+ * the public one at import; a flag sets it (for tests: False walks through
+ * frame objects). */
+static int frames_agreed;
+static PyObject *
+mod_frames_in_place(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    int was = frames_fast;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "_frames_in_place([flag])");
+        return NULL;
+    }
+    if (nargs == 1) {
+        int flag = PyObject_IsTrue(args[0]);
+        if (flag < 0) {
+            return NULL;
+        }
+        if (flag && !frames_agreed) {
+            PyErr_SetString(PyExc_RuntimeError, "frames cannot be walked in place on this Python");
+            return NULL;
+        }
+        frames_fast = flag;
+    }
+    return PyBool_FromLong(was);
+}
+
 /* ------------------------------------------------------------------------ */
 /* TracedTask                                                                */
 
@@ -3482,12 +3622,12 @@ arm_call_soon(HooksObject *h, PyObject *loop)
 }
 
 static void
-register_task(PyObject *task, HooksObject *h, PyObject *loop, PyObject *coro, PyObject *name, PyFrameObject *frame)
+register_task(PyObject *task, HooksObject *h, PyObject *loop, PyObject *coro, PyObject *name)
 {
     TFExt *e = (TFExt *)((char *)task + task_ext_off);
     PyObject *qualname = coro_qualname(coro);
     PyErr_Clear();
-    register_new(task, e, h, loop, name, qualname, 1, frame);
+    register_new(task, e, h, loop, name, qualname, 1);
     Py_XDECREF(qualname);
     if (!own_step) {
         arm_call_soon(h, loop); /* asyncio's step: its end comes through call_soon */
@@ -3504,7 +3644,7 @@ own_task_created(PyObject *task, PyObject *loop)
     if (h != NULL && coro != NULL && ring_admit(h->ring)) {
         PyObject *name = call1(m_task_get_name, task);
         PyErr_Clear();
-        register_task(task, h, loop, coro, name, PyEval_GetFrame());
+        register_task(task, h, loop, coro, name);
         Py_XDECREF(name);
     }
 }
@@ -3611,7 +3751,7 @@ task_init_body(PyObject *self, PyObject *args, PyObject *kwds)
         if (h != NULL && coro != NULL && ring_admit(h->ring)) {
             PyObject *name = call1(m_task_get_name, self);
             PyErr_Clear();
-            register_task(self, h, loop, coro, name, PyEval_GetFrame());
+            register_task(self, h, loop, coro, name);
             Py_XDECREF(name);
             if (observe_completion(self, 1) < 0) {
                 Py_XDECREF(loop);
@@ -3638,7 +3778,7 @@ task_init_body(PyObject *self, PyObject *args, PyObject *kwds)
     PyErr_Clear();
     long long fid = 0;
     if (h != NULL && coro != NULL && ring_admit(h->ring)) {
-        register_task(self, h, loop, coro, name == Py_None ? NULL : name, PyEval_GetFrame());
+        register_task(self, h, loop, coro, name == Py_None ? NULL : name);
         fid = e->fid;
     }
     Py_XDECREF(running);
@@ -4234,7 +4374,7 @@ traced_future(HooksObject *self, PyObject *loop)
         Py_DECREF(fut);
         return NULL;
     }
-    register_new(fut, (TFExt *)((char *)fut + fut_ext_off), self, loop, NULL, NULL, 0, PyEval_GetFrame());
+    register_new(fut, (TFExt *)((char *)fut + fut_ext_off), self, loop, NULL, NULL, 0);
     tf_gil_yield_point(); /* last: ring and loop are borrowed */
     return fut;
 }
@@ -4439,7 +4579,7 @@ new_task(HooksObject *self, PyObject *loop, PyObject *coro, PyObject *name, PyOb
     if (ring_admit(ring)) {
         PyObject *given = call1(m_task_get_name, task);
         PyErr_Clear();
-        register_task(task, self, loop, coro, given, PyEval_GetFrame());
+        register_task(task, self, loop, coro, given);
         Py_XDECREF(given);
         if (!own && observe_completion(task, 0) < 0) {
             Py_DECREF(task);
@@ -5143,6 +5283,9 @@ static PyMethodDef module_methods[] = {
     {"_task_done", task_done, METH_O, "The hidden first done callback of a TracedTask stepped by asyncio."},
     {"_own_step", (PyCFunction)(void (*)(void))mod_own_step, METH_FASTCALL,
      "_own_step([flag]): whether new TracedTasks step themselves (for tests: False gives asyncio's step)."},
+    {"_frames_in_place", (PyCFunction)(void (*)(void))mod_frames_in_place, METH_FASTCALL,
+     "_frames_in_place([flag]): whether sites are found walking frames in place (for tests: False walks "
+     "through frame objects)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -5347,6 +5490,7 @@ PyInit__cfuture(void)
         }
     }
     running_versions = versions_follow_changes();
+    frames_fast = frames_agreed = frames_agree();
     py_get_running_loop = get(casyncio, "_get_running_loop");
     py_canceller = get(frames, "canceller");
     py_classify = get(frames, "classify");
