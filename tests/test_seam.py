@@ -188,7 +188,7 @@ def test_a_record_names_the_task_running_then_whoever_entered_it(traced: Traced)
         return (*ids, *(traced.impl.future_id(f) for f in (first, inside, after)))
 
     if traced.impl.IMPLEMENTATION == "c":  # remembered where asyncio keeps a dict of them (3.11-3.13)
-        assert traced.impl.REMEMBERS_RUNNING_TASK == (sys.version_info < (3, 14))
+        assert (sys.version_info < (3, 14)) == traced.impl.REMEMBERS_RUNNING_TASK
     me, other, first, inside, after = traced.run(main())
     records = traced.ring.take()
     made_by = {r[1]: r[3] for r in records if r[0] == CREATED}
@@ -517,9 +517,7 @@ def history(
 
     def same(record: tuple[Any, ...]) -> tuple[Any, ...]:
         _, fields = _seam.LAYOUTS[record[0]]
-        items = [
-            v - base if f in ID_FIELDS and v is not None else v for f, v in zip(fields, record[3:], strict=True)
-        ]
+        items = [v - base if f in ID_FIELDS and v is not None else v for f, v in zip(fields, record[3:], strict=True)]
         return (record[0], record[1] - base, *lines(items))
 
     return [same(r) for r in taken], [same(r) for r in window]

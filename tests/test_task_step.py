@@ -114,9 +114,9 @@ def test_a_collected_futures_state_reads_the_same_where_the_layout_is_not_known(
     env["TRACEDFUTURE_ASYNCIO_STEP"] = "1"
     unknown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert known.stdout == unknown.stdout
-    assert known.stdout == (
-        "[['abandoned'], ['cancelled'], ['resolved'], ['failed', 'unretrieved'], ['failed']]\n"
-    ), known.stdout
+    assert known.stdout == ("[['abandoned'], ['cancelled'], ['resolved'], ['failed', 'unretrieved'], ['failed']]\n"), (
+        known.stdout
+    )
 
 
 @compiled
