@@ -401,6 +401,20 @@ def test_traced_future_made_directly_is_traced_on_a_traced_loop() -> None:
     assert memory.created(fut).name == "db reply"
 
 
+def test_a_label_is_text() -> None:
+    class Name(str):
+        pass
+
+    async def main() -> None:
+        with pytest.raises(TypeError, match=r"^TracedFuture\(label=...\): label must be a str or None, not int$"):
+            TracedFuture(label=1)  # type: ignore[arg-type]
+        TracedFuture(label=Name("reply")).set_result(None)
+
+    memory, _ = run(main())
+    [fut] = memory.futures()
+    assert memory.created(fut).name == "reply"
+
+
 def test_traced_task_made_directly_is_traced() -> None:
     async def main() -> int:
         async def child() -> int:

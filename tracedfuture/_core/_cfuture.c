@@ -2236,6 +2236,11 @@ fut_init(PyObject *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$OO:Future", kwlist, &loop, &label)) {
         return -1;
     }
+    if (label != Py_None && !PyUnicode_Check(label)) {
+        PyErr_Format(PyExc_TypeError, "TracedFuture(label=...): label must be a str or None, not %.100s",
+                     Py_TYPE(label)->tp_name);
+        return -1;
+    }
     PyObject *kw = NULL;
     if (loop != Py_None) {
         kw = Py_BuildValue("{sO}", "loop", loop);
@@ -2255,7 +2260,11 @@ fut_init(PyObject *self, PyObject *args, PyObject *kwds)
     PyObject *own_loop = loop_of(self);
     HooksObject *h = hooks_of(own_loop);
     if (h != NULL && ring_admit(h->ring)) {
-        register_new(self, e, h, own_loop, label == Py_None ? NULL : label, NULL, 0);
+        /* an exact str (a subclass's text copied): fut_traverse visits no label */
+        PyObject *text = label == Py_None ? NULL : PyUnicode_FromObject(label);
+        PyErr_Clear();
+        register_new(self, e, h, own_loop, text, NULL, 0);
+        Py_XDECREF(text);
     }
     Py_XDECREF(own_loop);
     tf_gil_yield_point();

@@ -462,6 +462,9 @@ class TracedFuture(_Future):  # type: ignore[misc]
     __slots__ = ("_tf_id", "_tf_rec", "_tf_ring", "_tf_values")
 
     def __init__(self, *, loop: asyncio.AbstractEventLoop | None = None, label: str | None = None) -> None:
+        if label is not None and not isinstance(label, str):  # a caller mypy did not check
+            msg = f"TracedFuture(label=...): label must be a str or None, not {type(label).__name__}"  # type: ignore[unreachable]
+            raise TypeError(msg)
         _future_init(self, loop=loop)
         hooks = _hooks(self._loop)
         if hooks is not None:
