@@ -465,8 +465,8 @@ def test_a_ring_holds_its_records_in_order_past_its_first_allocation(impl: Any, 
 
 
 # Records of every size, as the hot path writes them: the compiled ring packs
-# each into the words it uses (a CREATED 15, a RESOLVED 7, a cancel that says
-# who 12), so where one ends and the next begins moves with the history, and a
+# each into the words it uses (a CREATED 14, a RESOLVED 6, a cancel that says
+# who 11), so where one ends and the next begins moves with the history, and a
 # record may run past the buffer's end into its slack.
 ID_FIELDS = {"task_id", "awaiter_id"}
 

@@ -59,9 +59,9 @@
 /* Ring                                                                      */
 
 /* A ring holds its records packed: each takes the words (Slots) of its header,
- * id and time and of the slots it uses, not a whole Rec: a CREATED takes 15
- * words, a RESOLVED or CB_ADDED 7, a COLLECTED 6, so a burst's three records of
- * a future write 29 words (232 bytes) where whole Recs wrote 45 (360): memory
+ * id and time and of the slots it uses, not a whole Rec: a CREATED takes 14
+ * words, a RESOLVED or CB_ADDED 6, a COLLECTED 5, so a burst's three records of
+ * a future write 26 words (208 bytes) where whole Recs wrote 45 (360): memory
  * written is most of what a flight recorder's ring costs the program beyond
  * its instructions. A record at word offset o takes buf[o, o + its words); one
  * that begins near the end runs on into the REC_WORDS words of slack past
@@ -438,11 +438,21 @@ rec_to_ns(Rec *r)
     }
 }
 
-/* A whole Rec of the record at o (its unused slots left as they are). */
+/* A whole Rec of a record in a ring (its unused slots left as they are): its
+ * boolmask, which the ring does not hold, is its op's (the hot path's bools are
+ * CREATED.is_task and COLLECTED.incomplete; a raw record has none). */
 static inline void
 ring_copy_out(Rec *to, const Rec *rec)
 {
     memcpy(to, rec, (size_t)rec_words(rec) * sizeof(Slot));
+    to->boolmask = !(to->flags & F_RAW) && (to->op == OP_CREATED || to->op == OP_COLLECTED) ? 1u << 1 : 0;
+}
+
+/* A Rec's words into a ring's (its boolmask left out). */
+static inline void
+ring_copy_in(Rec *slot, const Rec *rec)
+{
+    memcpy(slot, rec, (size_t)rec_words(rec) * sizeof(Slot));
 }
 
 /* Copies of records [from, w), with their references, then the tuples. */
@@ -668,7 +678,7 @@ ring_append(RingObject *self, PyObject *record)
         Rec raw;
         rec_set_tuple(&raw, record); /* its op, id and time read once, for batches */
         raw.nslots = 1; /* the tuple, in s[0] */
-        ring_copy_out(slot, &raw);
+        ring_copy_in(slot, &raw);
     }
     old_release(&old);
     Py_RETURN_NONE;
@@ -1373,7 +1383,7 @@ begin_slots(TFExt *e, RingObject *ring, Old *old, int op, int nfields, int nslot
     }
     r->nfields = (unsigned char)nfields;
     r->flags = 0;
-    r->objmask = r->nonemask = r->boolmask = 0;
+    r->objmask = r->nonemask = 0; /* its bools are its op's (ring_copy_out) */
     r->fid = fid;
     r->ts = clock_now(); /* converted to monotonic ns when read (_clock.h) */
     r->op = (unsigned char)op; /* set last by callers' convention: op only */
@@ -1649,7 +1659,6 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
     if (r != NULL) {
         set_opt_int(r, 0, tid);
         set_int(r, 1, is_task);
-        r->boolmask |= 1u << 1;
         set_obj(r, 2, code);
         set_int(r, 3, lasti);
         set_int(r, 4, (long long)PyThread_get_thread_ident());
@@ -2345,7 +2354,6 @@ record_collected(PyObject *self, TFExt *e, PyObject *state)
     if ((r = begin(NULL, e->ring, &old, OP_COLLECTED, 2, e->fid)) != NULL) {
         set_obj(r, 0, state);
         set_int(r, 1, e->incomplete);
-        r->boolmask |= 1u << 1;
     }
     old_release(&old);
 }

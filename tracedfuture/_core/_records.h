@@ -79,7 +79,9 @@ typedef union {
 /* One record. objmask: slots holding an object (NULL reads None); nonemask:
  * integer slots that read None; boolmask: integer slots that read as bool.
  * nslots: the slots a record in a ring takes there (its fields', or a cancel's
- * who: a ring holds only those; see _cfuture.c's Ring), 0 elsewhere. */
+ * who: a ring holds only those; see _cfuture.c's Ring), 0 elsewhere. A ring
+ * holds a record's words up to its slots: boolmask, last, is not among them
+ * (the hot path's bools are fixed by op, see ring_copy_out). */
 typedef struct {
     unsigned char op;
     unsigned char nfields;
@@ -87,11 +89,10 @@ typedef struct {
     unsigned char nslots;
     unsigned short objmask;
     unsigned short nonemask;
-    unsigned short boolmask;
-    unsigned short pad2;
     long long fid;
     long long ts;
     Slot s[NSLOT];
+    unsigned short boolmask;
 } Rec;
 
 static inline void
