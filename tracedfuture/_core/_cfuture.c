@@ -574,8 +574,9 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
                 }
                 /* The references it holds, gathered while it is in the cache (no
                  * memory for it: the records release their own). */
-                for (unsigned mask = r->objmask, k = 0; mask != 0 && objs_ok; k++, mask >>= 1) {
-                    if ((mask & 1u) && r->s[k].o != NULL) {
+                for (unsigned mask = r->objmask; mask != 0 && objs_ok; mask &= mask - 1) {
+                    unsigned k = (unsigned)__builtin_ctz(mask);
+                    if (r->s[k].o != NULL) {
                         if (nobjs == capobjs) {
                             size_t cap = capobjs ? capobjs * 2 : (size_t)n * 2;
                             PyObject **p = (PyObject **)PyMem_RawRealloc(objs, cap * sizeof(PyObject *));
