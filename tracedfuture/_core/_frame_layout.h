@@ -29,7 +29,7 @@ typedef struct TFIFrame {
     PyCodeObject *f_code;
     PyObject *frame_obj;
     struct TFIFrame *previous;
-    _Py_CODEUNIT *prev_instr;
+    uint16_t *prev_instr; /* _Py_CODEUNIT *: two bytes a unit */
     int stacktop;
     unsigned char is_entry; /* bool */
     char owner;
@@ -49,7 +49,7 @@ typedef struct TFIFrame {
     PyObject *f_builtins;
     PyObject *f_locals;
     PyObject *frame_obj;
-    _Py_CODEUNIT *prev_instr;
+    uint16_t *prev_instr; /* _Py_CODEUNIT *: two bytes a unit */
     int stacktop;
     uint16_t return_offset;
     char owner;
@@ -69,7 +69,7 @@ typedef struct TFIFrame {
     PyObject *f_builtins;
     PyObject *f_locals;
     PyObject *frame_obj;
-    _Py_CODEUNIT *instr_ptr;
+    uint16_t *instr_ptr; /* _Py_CODEUNIT *, internal from 3.13 */
     int stacktop;
     uint16_t return_offset;
     char owner;
@@ -93,7 +93,7 @@ tf_iframe_incomplete(TFIFrame *f)
     }
     PyCodeObject *co = TF_IFRAME_CODE(f);
     return f->owner != TF_OWNED_BY_GENERATOR &&
-           (char *)TF_IFRAME_INSTR(f) < co->co_code_adaptive + (size_t)co->_co_firsttraceable * sizeof(_Py_CODEUNIT);
+           (char *)TF_IFRAME_INSTR(f) < co->co_code_adaptive + (size_t)co->_co_firsttraceable * sizeof(uint16_t);
 }
 
 /* f, or the first complete frame before it (_PyFrame_GetFirstComplete) */
