@@ -3500,29 +3500,40 @@ step_init(PyObject *module, PyObject *asyncio, PyObject *casyncio)
     return 0;
 }
 
+/* A switch of the core for tests, `name([flag])`: returns what it was, and
+ * sets it to flag; turning it on where `refused` says why it cannot be is a
+ * RuntimeError saying so. */
+static PyObject *
+switch_flag(int *flag, const char *name, const char *refused, PyObject *const *args, Py_ssize_t nargs)
+{
+    int was = *flag;
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "%s([flag])", name);
+        return NULL;
+    }
+    if (nargs == 1) {
+        int on = PyObject_IsTrue(args[0]);
+        if (on < 0) {
+            return NULL;
+        }
+        if (on && refused != NULL) {
+            PyErr_SetString(PyExc_RuntimeError, refused);
+            return NULL;
+        }
+        *flag = on;
+    }
+    return PyBool_FromLong(was);
+}
+
 /* _cfuture._own_step([flag]): whether new TracedTasks step themselves; a flag
  * turns it off (asyncio's step, as when the layout is unknown) or back on
  * where the layout was verified. For tests. */
 static PyObject *
 mod_own_step(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    int was = own_step;
-    if (nargs > 1) {
-        PyErr_SetString(PyExc_TypeError, "_own_step([flag])");
-        return NULL;
-    }
-    if (nargs == 1) {
-        int flag = PyObject_IsTrue(args[0]);
-        if (flag < 0) {
-            return NULL;
-        }
-        if (flag && step_reason[0] != '\0') {
-            PyErr_Format(PyExc_RuntimeError, "TracedTask cannot step itself here: %s", step_reason);
-            return NULL;
-        }
-        own_step = flag;
-    }
-    return PyBool_FromLong(was);
+    char refused[300];
+    snprintf(refused, sizeof refused, "TracedTask cannot step itself here: %s", step_reason);
+    return switch_flag(&own_step, "_own_step", step_reason[0] != '\0' ? refused : NULL, args, nargs);
 }
 
 /* _cfuture._frames_in_place([flag]): whether sites are found walking the
@@ -3533,23 +3544,8 @@ static int frames_agreed;
 static PyObject *
 mod_frames_in_place(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    int was = frames_fast;
-    if (nargs > 1) {
-        PyErr_SetString(PyExc_TypeError, "_frames_in_place([flag])");
-        return NULL;
-    }
-    if (nargs == 1) {
-        int flag = PyObject_IsTrue(args[0]);
-        if (flag < 0) {
-            return NULL;
-        }
-        if (flag && !frames_agreed) {
-            PyErr_SetString(PyExc_RuntimeError, "frames cannot be walked in place on this Python");
-            return NULL;
-        }
-        frames_fast = flag;
-    }
-    return PyBool_FromLong(was);
+    return switch_flag(&frames_fast, "_frames_in_place",
+                       frames_agreed ? NULL : "frames cannot be walked in place on this Python", args, nargs);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -34,53 +34,40 @@ typedef struct TFIFrame {
     unsigned char is_entry; /* bool */
     char owner;
 } TFIFrame;
-#define TF_IFRAME_CODE(f) ((f)->f_code)
-#define TF_IFRAME_INSTR(f) ((f)->prev_instr)
-#define TF_IFRAME_SHIM(f) 0
-#define TF_THREAD_IFRAME(ts) ((TFIFrame *)(ts)->cframe->current_frame)
 
-#elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+#elif PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030E0000
 #define TF_HAVE_IFRAME 1
 typedef struct TFIFrame {
-    PyCodeObject *f_code;
+    PyObject *f_executable; /* 3.12's f_code; 3.13: a code object, or None (a frame the C stack owns) */
     struct TFIFrame *previous;
     PyObject *f_funcobj;
     PyObject *f_globals;
     PyObject *f_builtins;
     PyObject *f_locals;
     PyObject *frame_obj;
-    uint16_t *prev_instr; /* _Py_CODEUNIT *: two bytes a unit */
+    uint16_t *instr; /* _Py_CODEUNIT *: 3.12's prev_instr, 3.13's instr_ptr (internal from 3.13) */
     int stacktop;
     uint16_t return_offset;
     char owner;
 } TFIFrame;
-#define TF_IFRAME_CODE(f) ((f)->f_code)
-#define TF_IFRAME_INSTR(f) ((f)->prev_instr)
-#define TF_IFRAME_SHIM(f) 0
-#define TF_THREAD_IFRAME(ts) ((TFIFrame *)(ts)->cframe->current_frame)
-
-#elif PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000
-#define TF_HAVE_IFRAME 1
-typedef struct TFIFrame {
-    PyObject *f_executable; /* a code object, or None (a frame owned by the C stack) */
-    struct TFIFrame *previous;
-    PyObject *f_funcobj;
-    PyObject *f_globals;
-    PyObject *f_builtins;
-    PyObject *f_locals;
-    PyObject *frame_obj;
-    uint16_t *instr_ptr; /* _Py_CODEUNIT *, internal from 3.13 */
-    int stacktop;
-    uint16_t return_offset;
-    char owner;
-} TFIFrame;
-#define TF_IFRAME_CODE(f) ((PyCodeObject *)(f)->f_executable)
-#define TF_IFRAME_INSTR(f) ((f)->instr_ptr)
-#define TF_IFRAME_SHIM(f) ((f)->owner == TF_OWNED_BY_CSTACK)
-#define TF_THREAD_IFRAME(ts) ((TFIFrame *)(ts)->current_frame)
 
 #else
 #define TF_HAVE_IFRAME 0
+#endif
+
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#define TF_IFRAME_CODE(f) ((f)->f_code)
+#define TF_IFRAME_INSTR(f) ((f)->prev_instr)
+#else
+#define TF_IFRAME_CODE(f) ((PyCodeObject *)(f)->f_executable)
+#define TF_IFRAME_INSTR(f) ((f)->instr)
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+#define TF_IFRAME_SHIM(f) ((f)->owner == TF_OWNED_BY_CSTACK)
+#define TF_THREAD_IFRAME(ts) ((TFIFrame *)(ts)->current_frame)
+#else
+#define TF_IFRAME_SHIM(f) 0
+#define TF_THREAD_IFRAME(ts) ((TFIFrame *)(ts)->cframe->current_frame)
 #endif
 
 #if TF_HAVE_IFRAME
