@@ -42,7 +42,7 @@
 /* ------------------------------------------------------------------------ */
 /* A held future                                                            */
 
-enum { L_ALL, L_UNDECIDED, L_LINGERING, NLISTS }; /* the orders the reference's dicts keep */
+enum { L_LINGERING, L_UNDECIDED, L_ALL, NLISTS }; /* the orders the reference's dicts keep */
 
 struct Held;
 
@@ -330,12 +330,15 @@ typedef struct {
 #define INLINE_BYTES 296 /* CREATED, two CB_ADDED, RESOLVED and COLLECTED, packed */
 
 typedef struct Held {
-    long long fid, created_ns, parent, pins;
+    /* The first cache line: all that a pin, or letting a pin go, touches of a
+     * future other than the one a record is about (a task's ten awaited
+     * futures at its end, cold by then), its place among the lingering first. */
+    long long fid, pins, created_ns, parent;
     int has_parent, done;
+    Node nodes[NLISTS];
     long long *links; /* in the order added; 0: discarded; inline_links until it grows */
     Py_ssize_t nlinks, caplinks;
     FidSet linkset; /* membership, once there are many links */
-    Node nodes[NLISTS];
     unsigned char *data; /* its records, packed, in order, each holding its references */
     uint32_t len, cap, nrecs, collected; /* collected: it has a COLLECTED record */
     uint32_t holes;                      /* links let go (0s in links) since it was last compacted */
