@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk.trace")
 
+from opentelemetry import context as otel_context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -108,6 +111,29 @@ def test_capture_context_returns_the_current_context(provider: TracerProvider) -
     assert get_current_span(capture_context()) is INVALID_SPAN
     with provider.get_tracer("test").start_as_current_span("S") as span:
         assert get_current_span(capture_context()) is span
+
+
+def test_exporter_capture_reads_what_capture_context_reads(provider: TracerProvider) -> None:
+    capture = OTelExporter(provider).capture
+    assert capture() is capture_context()
+    with provider.get_tracer("test").start_as_current_span("S") as span:
+        assert capture() is capture_context()
+        assert get_current_span(capture()) is span
+
+
+def test_exporter_capture_is_one_c_call_with_the_default_runtime_context() -> None:
+    # The core calls it on the program's thread for every future: no Python frame.
+    capture = OTelExporter().capture
+    assert not inspect.isfunction(capture)
+    assert capture.__self__ is otel_context._RUNTIME_CONTEXT._current_context  # type: ignore[attr-defined]
+
+
+def test_exporter_capture_follows_another_runtime_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Elsewhere(ContextVarsRuntimeContext):
+        pass
+
+    monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", Elsewhere())
+    assert OTelExporter().capture is capture_context
 
 
 def test_future_nests_under_the_task_that_created_it(provider: TracerProvider, spans: InMemorySpanExporter) -> None:

@@ -211,14 +211,15 @@ def test_calls_from_two_threads_at_once_wait_for_each_other(policy_class: Any) -
     assert len(policy) == 0
 
 
-def _stream(seed: int, futures: int, *, real: bool = False) -> list[tuple[Any, ...]]:
+def _stream(seed: int, futures: int, *, real: bool = False, gather: int = 12) -> list[tuple[Any, ...]]:
     """A deterministic jumble of records: tasks with parents, futures awaited by
     tasks, healthy ends, failures, cancellations, lints, late renames, collections
     in any state, and a few records of futures never created here.
 
     ``real``: records laid out as the ring writes them (a whole CREATED, a
     cancel's who), long histories and tasks that await many futures, so that the
-    compiled policy holds them as structs, not as the tuples of odd shapes."""
+    compiled policy holds them as structs, not as the tuples of odd shapes; a
+    gather awaits up to ``gather`` futures."""
     import random
 
     rng = random.Random(seed)
@@ -239,7 +240,7 @@ def _stream(seed: int, futures: int, *, real: bool = False) -> list[tuple[Any, .
         (tasks if is_task else live).append(fid)
         if real and tasks and rng.random() < 0.05:  # a task awaits many futures (a gather)
             awaiter = rng.choice(tasks)
-            for target in rng.sample(live + tasks, min(12, len(live) + len(tasks))):
+            for target in rng.sample(live + tasks, min(gather, len(live) + len(tasks))):
                 records.append((ev.OP_CB_ADDED, target, clock, awaiter, "Task.task_wakeup", awaiter))
         if real and rng.random() < 0.05:  # a long history
             for k in range(30):
@@ -276,15 +277,11 @@ def _stream(seed: int, futures: int, *, real: bool = False) -> list[tuple[Any, .
     return records
 
 
-@pytest.mark.skipif(_core.impl.TailPolicy is None, reason="no compiled core here")
-@pytest.mark.parametrize("real", [False, True], ids=["odd-shapes", "as-recorded"])
-@pytest.mark.parametrize("seed", range(12))
-def test_the_compiled_policy_keeps_exactly_what_the_reference_keeps(seed: int, real: bool) -> None:
+def _compare(records: list[tuple[Any, ...]], seed: int, limits: dict[str, int], slow: int) -> None:
+    """Both policies fed ``records`` in the same random batches keep the same
+    records, in the same order, and forget and hold as many futures."""
     import random
 
-    records = _stream(seed, 400, real=real)
-    limits = [{}, {"linger": 3}, {"linger": 1, "max_held": 20}, {"max_held": 50}][seed % 4]
-    slow = [SLOW, 40, 5][seed % 3]
     policies = [TailPolicy(slow, **limits), _core.impl.TailPolicy(slow, **limits)]
     outs: list[list[tuple[Any, ...]]] = [[], []]
     rng = random.Random(seed)
@@ -300,6 +297,24 @@ def test_the_compiled_policy_keeps_exactly_what_the_reference_keeps(seed: int, r
     assert outs[1] == outs[0]
     assert policies[1].forgotten == policies[0].forgotten
     assert len(policies[1]) == len(policies[0])
+
+
+@pytest.mark.skipif(_core.impl.TailPolicy is None, reason="no compiled core here")
+@pytest.mark.parametrize("real", [False, True], ids=["odd-shapes", "as-recorded"])
+@pytest.mark.parametrize("seed", range(12))
+def test_the_compiled_policy_keeps_exactly_what_the_reference_keeps(seed: int, real: bool) -> None:
+    limits = [{}, {"linger": 3}, {"linger": 1, "max_held": 20}, {"max_held": 50}][seed % 4]
+    _compare(_stream(seed, 400, real=real), seed, limits, [SLOW, 40, 5][seed % 3])
+
+
+@pytest.mark.skipif(_core.impl.TailPolicy is None, reason="no compiled core here")
+@pytest.mark.parametrize("seed", range(3))
+def test_the_compiled_policy_keeps_what_the_reference_keeps_holding_thousands(seed: int) -> None:
+    # Thousands of futures held at once (the compiled policy's slabs fill, are
+    # let go and handed out again) and gathers of 40 (a task's links past the
+    # size where it looks them up in a set).
+    limits = [{}, {"linger": 500}, {"linger": 50, "max_held": 1500}][seed]
+    _compare(_stream(seed, 6000, real=True, gather=40), seed, limits, SLOW)
 
 
 # --- real programs ---------------------------------------------------------------------
