@@ -1604,13 +1604,19 @@ captured(HooksObject *h)
     if (h->capture == NULL || h->capture == Py_None) {
         return NULL;
     }
-    PyObject *exc_type, *exc_value, *exc_tb;
-    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    /* an exception being raised is kept (there is seldom one) */
+    PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
+    int raised = PyErr_Occurred() != NULL;
+    if (raised) {
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    }
     PyObject *res = PyObject_CallNoArgs(h->capture);
-    if (res == NULL) {
+    if (res == NULL || PyErr_Occurred()) {
         PyErr_Clear(); /* an exporter's hook must not break future creation */
     }
-    PyErr_Restore(exc_type, exc_value, exc_tb);
+    if (raised) {
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
     return res;
 }
 
