@@ -26,7 +26,10 @@
  * It reads a RecordBatch's structs in place (no tuple per record) and works with
  * the GIL released: the program's thread runs while a trace file is formatted.
  * It takes the GIL back only to fill a cache (a site or type seen first), to hand
- * a future to the reference, and at the end. Without the GIL no reference count
+ * a future to the reference, and at the end. write(records, fd) appends the lines
+ * to a file in the same call, still without the GIL (JsonLinesExporter's
+ * export_records): a usual batch of a trace file costs its thread one GIL taken
+ * back from the program, where lines() and then a write() cost two or three. Without the GIL no reference count
  * may change, so the references a future's state takes or drops meanwhile are
  * queued (RefQueue, _records.h) and applied, increments first, when the GIL is back: every object
  * involved is alive until then (the batch holds what its records name, the
@@ -42,6 +45,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -1520,7 +1524,8 @@ write_record(Ctx *c, const Rec *r)
     return hand_over(c, f) < 0 ? -1 : 0;
 }
 
-/* The output: the writer's bytes with each run's lines put where it came. */
+/* The output: the writer's bytes with each run's lines put where it came. A
+ * large one is copied with the GIL released, and left so. */
 static PyObject *
 assemble(Ctx *c)
 {
@@ -1556,23 +1561,89 @@ assemble(Ctx *c)
     if (c->b.n > done) {
         memcpy(o, c->b.p + done, c->b.n - done);
     }
-    gil(c);
-    return out;
+    return out; /* the GIL maybe released: the caller takes it back when it is done */
 }
 
 /* The most output buffer a writer keeps between calls (a batch of some 50,000
  * records), so that an idle writer holds little. */
 #define KEEP_BUFFER ((size_t)8 << 20)
 
+/* Whether the output is the writer's buffer alone: no run of the reference's
+ * has lines to put in it. */
+static int
+buffer_only(const Ctx *c)
+{
+    for (Py_ssize_t k = 0; k < c->nd; k++) {
+        if (c->dv[k].data != NULL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The batch's lines appended to fd, written as they were made: with the GIL
+ * released from the first record to the last byte (the reference's runs, and
+ * first-seen fragments, excepted), and taken back once, at the end. Returns
+ * (count, written, None, None), or (count, written, error, data) when a write
+ * failed: the OSError, and the lines it was writing (written of their bytes
+ * went through), from which the exporter keeps the whole lines. */
 static PyObject *
-writer_lines(LineWriter *self, PyObject *records)
+write_out(Ctx *c, int fd)
+{
+    PyObject *joined = NULL;
+    const char *p = c->b.p;
+    size_t len = c->b.n;
+    if (!buffer_only(c)) {
+        if ((joined = assemble(c)) == NULL) {
+            return NULL;
+        }
+        p = PyBytes_AS_STRING(joined);
+        len = (size_t)PyBytes_GET_SIZE(joined);
+    }
+    nogil(c);
+    size_t done = 0;
+    int err = 0;
+    while (done < len) {
+        ssize_t k = write(fd, p + done, len - done);
+        if (k < 0) {
+            if (errno == EINTR) {
+                continue; /* os.write retries too (PEP 475); a handler runs on the main thread */
+            }
+            err = errno;
+            break;
+        }
+        done += (size_t)k;
+    }
+    gil(c);
+    if (err == 0) {
+        Py_XDECREF(joined);
+        return Py_BuildValue("(nnOO)", c->count, (Py_ssize_t)done, Py_None, Py_None);
+    }
+    /* What os.write raises: OSError(errno, strerror) is made the errno's subclass. */
+    PyObject *error = PyObject_CallFunction(PyExc_OSError, "is", err, strerror(err));
+    PyObject *data = joined != NULL ? joined : PyBytes_FromStringAndSize(p, (Py_ssize_t)len);
+    if (error == NULL || data == NULL) {
+        Py_XDECREF(error);
+        Py_XDECREF(data);
+        return NULL;
+    }
+    return Py_BuildValue("(nnNN)", c->count, (Py_ssize_t)done, error, data);
+}
+
+/* The most output buffer a writer keeps between calls (a batch of some 50,000
+ * records), so that an idle writer holds little. */
+#define KEEP_BUFFER ((size_t)8 << 20)
+
+/* lines(records), or write(records, fd) with fd >= 0. */
+static PyObject *
+writer_run(LineWriter *self, PyObject *records, int fd)
 {
     if (self->helper == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "LineWriter() was not initialised");
         return NULL;
     }
     if (self->busy == (long)getpid()) {
-        PyErr_SetString(PyExc_RuntimeError, "LineWriter.lines() is already running (one call at a time)");
+        PyErr_SetString(PyExc_RuntimeError, "LineWriter is already writing (one call at a time)");
         return NULL;
     }
     PyObject *batch = tf_batch_of(records);
@@ -1603,11 +1674,19 @@ writer_lines(LineWriter *self, PyObject *records)
         }
         nogil(&c); /* after a first-seen site or type */
     }
-    gil(&c);
-    if (run_deferred(&c) < 0 || (data = assemble(&c)) == NULL) {
-        goto done;
+    if (c.nd > 0) {
+        gil(&c); /* the reference's share (none in a usual batch) */
+        if (run_deferred(&c) < 0) {
+            goto done;
+        }
     }
-    result = Py_BuildValue("(Nn)", data, c.count);
+    if (fd >= 0) {
+        result = write_out(&c, fd);
+    }
+    else if ((data = assemble(&c)) != NULL) {
+        gil(&c);
+        result = Py_BuildValue("(Nn)", data, c.count);
+    }
 done:
     gil(&c);
     if (result == NULL && !PyErr_Occurred()) {
@@ -1623,6 +1702,26 @@ done:
     }
     Py_DECREF(batch);
     return result;
+}
+
+static PyObject *
+writer_lines(LineWriter *self, PyObject *records)
+{
+    return writer_run(self, records, -1);
+}
+
+static PyObject *
+writer_write(LineWriter *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "write() takes exactly 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int fd = PyObject_AsFileDescriptor(args[1]);
+    if (fd < 0) {
+        return NULL;
+    }
+    return writer_run(self, args[0], fd);
 }
 
 static PyObject *
@@ -1658,6 +1757,9 @@ static PyMethodDef writer_methods[] = {
     {"lines", (PyCFunction)writer_lines, METH_O,
      "The lines of records (a RecordBatch, or a sequence of record tuples; UTF-8, each newline-terminated) "
      "and how many: Lines.lines, compiled."},
+    {"write", (PyCFunction)(void (*)(void))writer_write, METH_FASTCALL,
+     "write(records, fd) -> (count, written, error, data): the lines of records appended to the file "
+     "descriptor fd in the same call, the GIL released throughout (Lines.write, compiled)."},
     {"clear", (PyCFunction)writer_clear, METH_NOARGS, "Forget every future held (after fork(), in the child)."},
     {"held", (PyCFunction)writer_len, METH_NOARGS, "How many futures this writer holds (not the reference's)."},
     {NULL, NULL, 0, NULL},
