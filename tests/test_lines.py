@@ -353,6 +353,31 @@ def test_names_are_escaped_as_json_does(impl: Any, make: Any, name: str) -> None
     assert name in names
 
 
+_SPECIAL = ['"', "\\", "\x00", "\x1f", "\x7f", "\x80", "\xe9", "\u2028", "\U0001f600", "\udce9"]
+
+
+def test_a_special_character_anywhere_in_a_long_name_is_escaped(impl: Any, make: Any) -> None:
+    """Eight plain characters at a time are copied as they are: a character to
+    escape at any place, in any word, is not (coroutines' names, as a task's
+    created line has them)."""
+    names = [f"{'abcdefghijklmnopq'[:at]}{ch}{'rstuvwxyz0123456'[at:]}" for ch in _SPECIAL for at in range(17)]
+
+    async def program() -> None:
+        async def job() -> None:
+            await asyncio.sleep(0)
+
+        for name in names:
+            coro = job()
+            coro.__qualname__ = name
+            await asyncio.create_task(coro)
+
+    batch = _batch(impl, program)
+    data, _ = make().lines(batch)
+    assert data == _reference(list(batch))
+    coros = {json.loads(line).get("coro") for line in data.split(b"\n") if line}
+    assert set(names) <= coros
+
+
 # --- the lines written to a file in the same call (write: a trace file's batch) -------
 
 
