@@ -12,7 +12,10 @@ file reads exactly as if each event had been built and written on its own
 (``tests/test_lines.py`` compares the two, byte for byte, on both implementations).
 
 It runs on the trace file's own delivery thread (``_sink``), after the queue
-decided what is kept: records that are shed are never formatted.
+decided what is kept: records that are shed are never formatted. A trace file
+(``JsonLinesExporter.export_records``) has a batch's lines written to its file
+in the same call (:meth:`Lines.write`): the compiled writer formats and writes
+with the GIL released, and takes it back once.
 
 With the compiled implementation, :func:`make_lines` returns its
 ``LineWriter`` (``_core/_lines.c``), the same writer in C: it writes those four

@@ -79,7 +79,9 @@ class Sink:
     :class:`~tracedfuture._pipeline._delivery.Events`, for any other), the queue
     holds raw records, and only what the queue kept is formatted or converted:
     what is shed is never converted at all. ``dropped`` then counts records,
-    ``exported`` events (lines). A trace file's sink is *hosted*: it has no thread
+    ``exported`` events (lines). An exporter that also has ``export_records``
+    (``JsonLinesExporter``) is given the batch and ``lines`` instead, and
+    formats and writes it in one call (``lines.write``). A trace file's sink is *hosted*: it has no thread
     of its own, the drain thread serves its queue between drains
     (``_process.host_pump``), so that a traced program with a trace file sees one
     thread of tracing, not two.
