@@ -81,8 +81,8 @@ class Sink:
     what is shed is never converted at all. ``dropped`` then counts records,
     ``exported`` events (lines). An exporter that also has ``export_records``
     (``JsonLinesExporter``) is given the batch and ``lines`` instead, and
-    formats and writes it in one call (``lines.write``). A trace file's sink is *hosted*: it has no thread
-    of its own, the drain thread serves its queue between drains
+    formats and writes it in one call (``lines.write``). A trace file's sink is
+    *hosted*: it has no thread of its own, the drain thread serves its queue between drains
     (``_process.host_pump``), so that a traced program with a trace file sees one
     thread of tracing, not two.
     """
