@@ -1660,8 +1660,8 @@ write_record(Ctx *c, const Rec *r)
     return hand_over(c, f) < 0 ? -1 : 0;
 }
 
-/* The output: the writer's bytes with each run's lines put where it came. A
- * large one is copied with the GIL released, and left so. */
+/* The output: the writer's bytes with each run's lines put where it came.
+ * Called with the GIL; a large output is copied with it released, and left so. */
 static PyObject *
 assemble(Ctx *c)
 {
@@ -1730,6 +1730,7 @@ write_out(Ctx *c, int fd)
     const char *p = c->b.p;
     size_t len = c->b.n;
     if (!buffer_only(c)) {
+        gil(c); /* held already (the reference's runs were written): assemble makes a bytes object */
         if ((joined = assemble(c)) == NULL) {
             return NULL;
         }
@@ -1820,9 +1821,12 @@ writer_run(LineWriter *self, PyObject *records, int fd)
     if (fd >= 0) {
         result = write_out(&c, fd);
     }
-    else if ((data = assemble(&c)) != NULL) {
-        gil(&c);
-        result = Py_BuildValue("(Nn)", data, c.count);
+    else {
+        gil(&c); /* assemble makes the bytes object */
+        if ((data = assemble(&c)) != NULL) {
+            gil(&c);
+            result = Py_BuildValue("(Nn)", data, c.count);
+        }
     }
 done:
     gil(&c);
