@@ -37,6 +37,14 @@ installed, and asks nothing else of it):
     straight from raw records on the exporter's own thread, with no ``Event`` in
     between. An exporter that has it gets lines instead of ``export`` calls
     (except with the ``include_*`` / ``exclude_*`` filters, which decide on events).
+``export_records(records, lines)``, optional
+    For a writer of trace files into a file descriptor, with ``export_lines``:
+    called instead of it with a batch of raw records and the pipeline's line
+    writer, whose ``lines.write(records, fd)`` formats them and appends them
+    to ``fd`` in one call (with the compiled core, the interpreter lock
+    released throughout; ``lines.lines(records)`` gives what ``export_lines``
+    would get). Returns how many events the batch made. ``JsonLinesExporter``
+    has it.
 ``inline = True``, optional
     ``export`` never blocks (an in-memory list): it is called by whoever drains,
     the drain thread or the thread calling ``flush()``, ``uninstall()`` or
@@ -89,6 +97,7 @@ class ExporterHooks(Exporter, Protocol):
     inline: bool
 
     def export_lines(self, data: bytes, count: int, /) -> object: ...
+    def export_records(self, records: Sequence[tuple[object, ...]], lines: object, /) -> int: ...
     def flush(self) -> object: ...
     def shutdown(self, stats: Mapping[str, int] | None = None, /) -> object: ...
     def after_fork(self) -> object: ...

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -346,6 +351,152 @@ def test_names_are_escaped_as_json_does(impl: Any, make: Any, name: str) -> None
     assert data == _reference(list(batch))
     names = {json.loads(line).get("name") for line in data.split(b"\n") if line}
     assert name in names
+
+
+_SPECIAL = ['"', "\\", "\x00", "\x1f", "\x7f", "\x80", "\xe9", "\u2028", "\U0001f600", "\udce9"]
+
+
+def test_a_special_character_anywhere_in_a_long_name_is_escaped(impl: Any, make: Any) -> None:
+    """Eight plain characters at a time are copied as they are: a character to
+    escape at any place, in any word, is not (coroutines' names, as a task's
+    created line has them)."""
+    names = [f"{'abcdefghijklmnopq'[:at]}{ch}{'rstuvwxyz0123456'[at:]}" for ch in _SPECIAL for at in range(17)]
+
+    async def program() -> None:
+        async def job() -> None:
+            await asyncio.sleep(0)
+
+        for name in names:
+            coro = job()
+            coro.__qualname__ = name
+            await asyncio.create_task(coro)
+
+    batch = _batch(impl, program)
+    data, _ = make().lines(batch)
+    assert data == _reference(list(batch))
+    coros = {json.loads(line).get("coro") for line in data.split(b"\n") if line}
+    assert set(names) <= coros
+
+
+# --- the lines written to a file in the same call (write: a trace file's batch) -------
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+
+def test_write_appends_the_lines_to_a_file(impl: Any, make: Any, tmp_path: Path) -> None:
+    batch = _batch(impl, _program)
+    path = tmp_path / "t.jsonl"
+    fd = _open_append(path)
+    try:
+        os.write(fd, b"before\n")
+        done = make().write(batch, fd)
+    finally:
+        os.close(fd)
+    expected = _reference(list(batch))
+    assert done == (expected.count(b"\n"), len(expected), None, None)
+    assert path.read_bytes() == b"before\n" + expected
+
+
+@pytest.mark.parametrize("size", [1, 7, 64])
+def test_writes_in_batches_are_the_lines_at_once(impl: Any, make: Any, tmp_path: Path, size: int) -> None:
+    """Batches cut anywhere: futures handed to the reference in one batch and
+    written by it in the next, its lines put in the writer's own."""
+    records = _records(impl, False)
+    path = tmp_path / "t.jsonl"
+    writer, fd = make(), _open_append(path)
+    try:
+        counts = [writer.write(records[i : i + size], fd)[0] for i in range(0, len(records), size)]
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == _reference(records)
+    assert sum(counts) == path.read_bytes().count(b"\n")
+
+
+def test_a_failed_write_returns_its_error_and_the_lines(impl: Any, make: Any, tmp_path: Path) -> None:
+    batch = _batch(impl, _program)
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"")
+    fd = os.open(path, os.O_RDONLY)  # not open for writing: EBADF
+    try:
+        count, written, error, data = make().write(batch, fd)
+    finally:
+        os.close(fd)
+    assert data == _reference(list(batch))
+    assert (count, written) == (data.count(b"\n"), 0)
+    assert isinstance(error, OSError)
+    assert error.errno == errno.EBADF
+    assert path.read_bytes() == b""
+
+
+def test_a_batch_of_nothing_writes_nothing(impl: Any, make: Any, tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    fd = _open_append(path)
+    try:
+        assert make().write([], fd) == (0, 0, None, None)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b""
+
+
+_GIL_TAKEN = """
+import asyncio, gc, os, sys
+from tests.test_seam import Traced
+from tracedfuture._core import _cfuture
+from tracedfuture._pipeline._lines import Lines
+
+async def program():  # tasks unnamed: a name given at creation is a rename on 3.11, the reference's
+    loop = asyncio.get_running_loop()
+
+    async def worker():
+        for i in range(3):
+            fut = loop.create_future()
+            loop.call_soon(fut.set_result, i)
+            await fut
+
+    await asyncio.gather(*[asyncio.create_task(worker()) for _ in range(5)])
+
+traced = Traced(_cfuture, max_records=100_000)
+writer, fd = _cfuture.LineWriter(Lines()), os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+taken = []
+try:
+    for _ in range(3):  # the same sites, types and names: cached after the first batch
+        traced.run(program())
+        gc.collect()
+        batch = traced.ring.take_batch()
+        before = _cfuture._gil_stats()["taken"]
+        writer.write(batch, fd)
+        taken.append(_cfuture._gil_stats()["taken"] - before)
+finally:
+    traced.close()
+print(*taken)
+"""
+
+
+def test_a_batch_written_to_a_file_takes_the_gil_back_once(impl: Any, tmp_path: Path) -> None:
+    """Formatting and writing happen with the GIL released; only a site or type
+    seen for the first time needs it, once (and a batch with a share for the
+    reference, once more). Counted in a process of its own: tracing's threads of
+    other tests take the GIL back too."""
+    if impl.LineWriter is None:
+        pytest.skip("the pure-Python implementation writes with the GIL held")
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", _GIL_TAKEN, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        cwd=root,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    first, *later = (int(n) for n in done.stdout.split())
+    assert first > 1  # the sites and the result type, each once
+    assert later == [1, 1]
 
 
 # --- the lines a program writes itself, without the json package (_tracefile.dumps) ----

@@ -845,6 +845,93 @@ print(tracedfuture.run(main(), exporters=[JsonLinesExporter(sys.argv[1])]))
     assert os.path.getsize(path) <= 64 * 1024
 
 
+_FULL_DISK_IN_ONE_CALL = """
+import json, os, resource, sys
+from tests.test_lines import _batch, _program
+from tracedfuture import _core
+from tracedfuture._pipeline._lines import make_lines
+from tracedfuture.exporters import JsonLinesExporter
+
+batch = _batch(_core.impl, _program)
+exporter = JsonLinesExporter(sys.argv[1])
+size = os.path.getsize(sys.argv[1])
+# Room for the header and some of the batch's lines: the write stops part way (EFBIG).
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 4096, size + 4096))
+count = exporter.export_records(batch, make_lines())
+exporter.shutdown({})
+print(json.dumps([count, exporter.events_written, exporter.events_lost]))
+"""
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["core", "reference"])
+def test_a_full_disk_in_one_call_keeps_the_whole_lines_and_says_so(tmp_path: Path, pure: bool) -> None:
+    """export_records formats and writes a batch in one call: a write that fails
+    part way leaves the file at a whole line and counts what it kept."""
+    path = tmp_path / "t.jsonl"
+    done = subprocess.run(
+        [PY, "-c", _FULL_DISK_IN_ONE_CALL, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TRACEDFUTURE_PURE_PYTHON": "1" if pure else ""},
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    count, written, lost = json.loads(done.stdout)
+    assert written > 0
+    assert lost > 0
+    assert written + lost == count
+    assert done.stderr.count("could not write to the trace") == 1, done.stderr
+    trace = read(path)
+    assert trace.warnings == []  # no half line: it was cut back
+    assert trace.stats["write_error"].startswith("File too large after")
+    assert trace.stats["events_written"] == len(trace.events) == written
+
+
+def _header_and_lines(path: Path) -> tuple[dict[str, Any], bytes]:
+    header, _, rest = path.read_bytes().partition(b"\n")
+    return json.loads(header), rest
+
+
+def test_a_batch_written_in_one_call_is_the_bytes_export_lines_writes(impl: Any, tmp_path: Path) -> None:
+    from tests.test_lines import _batch, _program
+    from tracedfuture._pipeline._lines import Lines
+
+    def writer() -> Any:
+        return Lines() if impl.LineWriter is None else impl.LineWriter(Lines())
+
+    batch = _batch(impl, _program)
+    one_call, two_calls = JsonLinesExporter(tmp_path / "one.jsonl"), JsonLinesExporter(tmp_path / "two.jsonl")
+    count = one_call.export_records(batch, writer())
+    two_calls.export_lines(*writer().lines(batch))
+    assert count == one_call.events_written == two_calls.events_written > 0
+    one_call.shutdown()
+    two_calls.shutdown()
+    assert (
+        _header_and_lines(tmp_path / "one.jsonl")[1].split(b"\n")[:-2]
+        == (_header_and_lines(tmp_path / "two.jsonl")[1].split(b"\n")[:-2])
+    )  # but for the stats lines (end_ns)
+
+
+def test_a_subclass_that_overrides_export_lines_still_gets_every_line(tmp_path: Path) -> None:
+    class Counting(JsonLinesExporter):
+        lines_seen = 0
+
+        def export_lines(self, data: bytes, count: int, /) -> None:
+            self.lines_seen += count
+            super().export_lines(data, count)
+
+    async def main() -> None:
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(50)))
+
+    path = tmp_path / "t.jsonl"
+    exporter = Counting(path)
+    tracedfuture.run(main(), exporters=[exporter])
+    trace = read(path)
+    assert exporter.lines_seen == exporter.events_written == len(trace.events) > 100
+
+
 def test_a_trace_written_to_dev_null_leaves_dev_null_alone() -> None:
     # Trace files are made 0600, regular files only: /dev/null is the machine's.
     before = os.stat(os.devnull).st_mode

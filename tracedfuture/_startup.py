@@ -397,6 +397,11 @@ def _trace_writer_class() -> type:
             if os.getpid() == self._startup.pid:
                 super().export_lines(data, count)
 
+        def export_records(self, records: Sequence[Any], lines: Any, /) -> int:
+            if os.getpid() == self._startup.pid:
+                return super().export_records(records, lines)
+            return int(lines.lines(records)[1])  # counted as export_lines's were, not written
+
         def shutdown(self, stats: Mapping[str, Any] | None = None) -> None:
             if os.getpid() != self._startup.pid:
                 return

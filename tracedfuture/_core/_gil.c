@@ -334,12 +334,14 @@ gil_write(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 gil_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{sKsK}", "handed", handed, "missed", missed);
+    return Py_BuildValue("{sKsKsk}", "handed", handed, "missed", missed, "taken",
+                         __atomic_load_n(&tf_gil_turns, __ATOMIC_SEQ_CST));
 }
 
 static PyMethodDef gil_functions[] = {
     {"_gil_stats", gil_stats, METH_NOARGS,
-     "{'handed': GILs the program's thread handed to an asking thread, 'missed': handovers that timed out}"},
+     "{'handed': GILs the program's thread handed to an asking thread, 'missed': handovers that timed out, "
+     "'taken': GILs tracing's threads took back (tf_gil_restore: handed over or not)}"},
     {"write", (PyCFunction)(void (*)(void))gil_write, METH_FASTCALL,
      "write(fd, data) -> int: os.write, the GIL taken back at the program's next traced future."},
     {NULL, NULL, 0, NULL},

@@ -26,7 +26,10 @@
  * It reads a RecordBatch's structs in place (no tuple per record) and works with
  * the GIL released: the program's thread runs while a trace file is formatted.
  * It takes the GIL back only to fill a cache (a site or type seen first), to hand
- * a future to the reference, and at the end. Without the GIL no reference count
+ * a future to the reference, and at the end. write(records, fd) appends the lines
+ * to a file in the same call, still without the GIL (JsonLinesExporter's
+ * export_records): a usual batch of a trace file costs its thread one GIL taken
+ * back from the program, where lines() and then a write() cost two or three. Without the GIL no reference count
  * may change, so the references a future's state takes or drops meanwhile are
  * queued (RefQueue, _records.h) and applied, increments first, when the GIL is back: every object
  * involved is alive until then (the batch holds what its records name, the
@@ -42,6 +45,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -111,36 +115,189 @@ static const char DIGITS[201] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
+static const unsigned long long POW10[20] = {
+    1ULL,
+    10ULL,
+    100ULL,
+    1000ULL,
+    10000ULL,
+    100000ULL,
+    1000000ULL,
+    10000000ULL,
+    100000000ULL,
+    1000000000ULL,
+    10000000000ULL,
+    100000000000ULL,
+    1000000000000ULL,
+    10000000000000ULL,
+    100000000000000ULL,
+    1000000000000000ULL,
+    10000000000000000ULL,
+    100000000000000000ULL,
+    1000000000000000000ULL,
+    10000000000000000000ULL,
+};
+
+/* How many decimal digits u has: from its bit length (log10(2) is about
+ * 1233/4096), one comparison to settle it. */
 static inline int
-buf_ll(Buf *b, long long v)
+digits10(unsigned long long u)
 {
-    char tmp[24];
-    int k = 24;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    int t = ((64 - __builtin_clzll(u | 1)) * 1233) >> 12;
+    int n = t + (u >= POW10[t]);
+    return n ? n : 1; /* 0 */
+}
+
+/* u's digits at o (its length known first: written in place, no copy); the end. */
+static inline char *
+put_digits(char *o, unsigned long long u)
+{
+    char *end = o + digits10(u), *e = end;
     while (u >= 100) {
         unsigned d = (unsigned)(u % 100) * 2;
         u /= 100;
-        tmp[--k] = DIGITS[d + 1];
-        tmp[--k] = DIGITS[d];
+        *--e = DIGITS[d + 1];
+        *--e = DIGITS[d];
     }
     if (u >= 10) {
-        tmp[--k] = DIGITS[u * 2 + 1];
-        tmp[--k] = DIGITS[u * 2];
+        *--e = DIGITS[u * 2 + 1];
+        *--e = DIGITS[u * 2];
     }
     else {
-        tmp[--k] = (char)('0' + u);
+        *--e = (char)('0' + u);
     }
+    return end;
+}
+
+/* An integer (a line holds four or five of them). */
+static inline int
+buf_ll(Buf *b, long long v)
+{
+    if (buf_grow(b, 21) < 0) {
+        return -1;
+    }
+    char *o = b->p + b->n;
     if (v < 0) {
-        tmp[--k] = '-';
+        *o++ = '-';
     }
-    return buf_put(b, tmp + k, (size_t)(24 - k));
+    o = put_digits(o, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+    b->n = (size_t)(o - b->p);
+    return 0;
+}
+
+/* A timestamp's whole seconds as digits, the last seen: every line has a
+ * ts_ns, and a batch's are seconds apart at most (16 bytes, zero-padded, copied
+ * whole). */
+typedef struct {
+    long long seconds; /* -1: none yet */
+    char text[16];
+    int len;
+} Seconds;
+
+/* A timestamp in ns: its seconds' digits from *sec (made when they change),
+ * then exactly nine more, in 32-bit arithmetic. */
+static inline int
+buf_ts(Buf *b, Seconds *sec, long long v)
+{
+    if (v < 1000000000LL) {
+        return buf_ll(b, v); /* no whole second, or negative */
+    }
+    long long seconds = v / 1000000000LL;
+    if (seconds != sec->seconds) {
+        memset(sec->text, 0, sizeof(sec->text));
+        sec->len = (int)(put_digits(sec->text, (unsigned long long)seconds) - sec->text); /* 10 digits at most */
+        sec->seconds = seconds;
+    }
+    if (buf_grow(b, sizeof(sec->text) + 9) < 0) {
+        return -1;
+    }
+    char *o = b->p + b->n;
+    memcpy(o, sec->text, sizeof(sec->text));
+    o += sec->len;
+    unsigned u = (unsigned)(v - seconds * 1000000000LL);
+    for (int k = 7; k >= 1; k -= 2) {
+        unsigned d = (u % 100) * 2;
+        u /= 100;
+        o[k + 1] = DIGITS[d + 1];
+        o[k] = DIGITS[d];
+    }
+    o[0] = (char)('0' + u);
+    b->n = (size_t)(o + 9 - b->p);
+    return 0;
 }
 
 static const char HEX[] = "0123456789abcdef";
 
+/* One character of a str as JSON, UTF-8 (see buf_json_str); the first test is
+ * the usual case. */
+static inline char *
+json_char(char *o, Py_UCS4 c)
+{
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+        *o++ = (char)c;
+    }
+    else if (c < 0x80) {
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = HEX[(c >> 4) & 0xf];
+            *o++ = HEX[c & 0xf];
+        }
+    }
+    else if (c < 0x800) {
+        *o++ = (char)(0xc0 | (c >> 6));
+        *o++ = (char)(0x80 | (c & 0x3f));
+    }
+    else if (c >= 0xd800 && c <= 0xdfff) { /* a lone surrogate: backslashreplace */
+        *o++ = '\\';
+        *o++ = 'u';
+        *o++ = HEX[(c >> 12) & 0xf];
+        *o++ = HEX[(c >> 8) & 0xf];
+        *o++ = HEX[(c >> 4) & 0xf];
+        *o++ = HEX[c & 0xf];
+    }
+    else if (c < 0x10000) {
+        *o++ = (char)(0xe0 | (c >> 12));
+        *o++ = (char)(0x80 | ((c >> 6) & 0x3f));
+        *o++ = (char)(0x80 | (c & 0x3f));
+    }
+    else {
+        *o++ = (char)(0xf0 | (c >> 18));
+        *o++ = (char)(0x80 | ((c >> 12) & 0x3f));
+        *o++ = (char)(0x80 | ((c >> 6) & 0x3f));
+        *o++ = (char)(0x80 | (c & 0x3f));
+    }
+    return o;
+}
+
+/* Whether 8 characters of one byte each are JSON as they are: none below 0x20
+ * or above 0x7f, no '"' or '\\' (a byte of each test's result is set where a
+ * character is: v - 0x01.. & ~v & 0x80.. finds a zero byte, or one below n for
+ * 0x0n..). */
+static inline int
+plain8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+    uint64_t found = (w & high) | ((w - ones * 0x20) & ~w & high) | ((quote - ones) & ~quote & high) |
+                     ((backslash - ones) & ~backslash & high);
+    return found == 0;
+}
+
 /* A str as JSON, UTF-8: what encode_basestring(s).encode("utf-8",
  * "backslashreplace") makes. It reads the string's own storage, which a ready
- * str never changes, so it needs no GIL. */
+ * str never changes, so it needs no GIL. One loop per kind of storage: the
+ * usual name or callback is of one byte per character, read eight at a time. */
 static int
 buf_json_str(Buf *b, PyObject *s)
 {
@@ -152,51 +309,31 @@ buf_json_str(Buf *b, PyObject *s)
     }
     char *o = b->p + b->n;
     *o++ = '"';
-    for (Py_ssize_t i = 0; i < len; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            *o++ = (char)c;
-        }
-        else if (c < 0x80) {
-            *o++ = '\\';
-            switch (c) {
-            case '"': *o++ = '"'; break;
-            case '\\': *o++ = '\\'; break;
-            case '\b': *o++ = 'b'; break;
-            case '\f': *o++ = 'f'; break;
-            case '\n': *o++ = 'n'; break;
-            case '\r': *o++ = 'r'; break;
-            case '\t': *o++ = 't'; break;
-            default:
-                *o++ = 'u';
-                *o++ = '0';
-                *o++ = '0';
-                *o++ = HEX[(c >> 4) & 0xf];
-                *o++ = HEX[c & 0xf];
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *d = data;
+        Py_ssize_t i = 0;
+        for (; i + 8 <= len; i += 8) { /* eight at a time while nothing needs escaping */
+            uint64_t w;
+            memcpy(&w, d + i, 8);
+            if (!plain8(w)) {
+                break;
             }
+            memcpy(o, &w, 8);
+            o += 8;
         }
-        else if (c < 0x800) {
-            *o++ = (char)(0xc0 | (c >> 6));
-            *o++ = (char)(0x80 | (c & 0x3f));
+        for (; i < len; i++) {
+            o = json_char(o, d[i]);
         }
-        else if (c >= 0xd800 && c <= 0xdfff) { /* a lone surrogate: backslashreplace */
-            *o++ = '\\';
-            *o++ = 'u';
-            *o++ = HEX[(c >> 12) & 0xf];
-            *o++ = HEX[(c >> 8) & 0xf];
-            *o++ = HEX[(c >> 4) & 0xf];
-            *o++ = HEX[c & 0xf];
+    }
+    else if (kind == PyUnicode_2BYTE_KIND) {
+        const Py_UCS2 *d = data;
+        for (Py_ssize_t i = 0; i < len; i++) {
+            o = json_char(o, d[i]);
         }
-        else if (c < 0x10000) {
-            *o++ = (char)(0xe0 | (c >> 12));
-            *o++ = (char)(0x80 | ((c >> 6) & 0x3f));
-            *o++ = (char)(0x80 | (c & 0x3f));
-        }
-        else {
-            *o++ = (char)(0xf0 | (c >> 18));
-            *o++ = (char)(0x80 | ((c >> 12) & 0x3f));
-            *o++ = (char)(0x80 | ((c >> 6) & 0x3f));
-            *o++ = (char)(0x80 | (c & 0x3f));
+    }
+    else {
+        for (Py_ssize_t i = 0; i < len; i++) {
+            o = json_char(o, PyUnicode_READ(kind, data, i));
         }
     }
     *o++ = '"';
@@ -394,6 +531,7 @@ typedef struct {
     Py_ssize_t *idx; /* records for the reference, by position in the batch */
     Py_ssize_t nidx, capidx;
     const Rec *recs;
+    Seconds sec; /* the last timestamp's seconds, as digits */
 } Ctx;
 
 static PyObject *s_lines, *s_text, *s_site_text, *s_program_site_text, *s_result_text, *s_clear,
@@ -726,9 +864,11 @@ put_head(Ctx *c, const Fut *f)
 
 /* ,"future_id":..,"ts_ns":..[,"task_id":..] */
 static int
-put_ids(Buf *b, const Rec *r, int tid_slot)
+put_ids(Ctx *c, const Rec *r, int tid_slot)
 {
-    if (PUT(b, ",\"future_id\":") < 0 || buf_ll(b, r->fid) < 0 || PUT(b, ",\"ts_ns\":") < 0 || buf_ll(b, r->ts) < 0) {
+    Buf *b = &c->b;
+    if (PUT(b, ",\"future_id\":") < 0 || buf_ll(b, r->fid) < 0 || PUT(b, ",\"ts_ns\":") < 0 ||
+        buf_ts(b, &c->sec, r->ts) < 0) {
         return -1;
     }
     if (slot_is_int(r, tid_slot) && (PUT(b, ",\"task_id\":") < 0 || buf_ll(b, r->s[tid_slot].i) < 0)) {
@@ -1055,7 +1195,7 @@ write_created(Ctx *c, const Rec *r)
     f->plasti = plasti;
     f->created = r->ts;
     Buf *b = &c->b;
-    if (PUT(b, "{\"kind\":\"created\"") < 0 || put_ids(b, r, C_TASK_ID) < 0 || put_head(c, f) < 0) {
+    if (PUT(b, "{\"kind\":\"created\"") < 0 || put_ids(c, r, C_TASK_ID) < 0 || put_head(c, f) < 0) {
         return -1;
     }
     if (site != NULL && put_fragment(b, site) < 0) {
@@ -1098,7 +1238,7 @@ write_cb_added(Ctx *c, const Rec *r, Fut *f)
     own(c, callback);
     Buf *b = &c->b;
     if ((has ? PUT(b, "{\"kind\":\"awaited\"") : PUT(b, "{\"kind\":\"callback_added\"")) < 0 ||
-        put_ids(b, r, A_TASK_ID) < 0 || put_head(c, f) < 0 || PUT(b, ",\"callback\":") < 0 ||
+        put_ids(c, r, A_TASK_ID) < 0 || put_head(c, f) < 0 || PUT(b, ",\"callback\":") < 0 ||
         put_text(c, callback) < 0) {
         return -1;
     }
@@ -1158,7 +1298,7 @@ open_end(Ctx *c, Fut *f, const Rec *r, int task_slot, const char *kind, size_t k
         return -1;
     }
     *from = b->n;
-    if (put_ids(b, r, task_slot) < 0 || put_head(c, f) < 0) {
+    if (put_ids(c, r, task_slot) < 0 || put_head(c, f) < 0) {
         return -1;
     }
     *rest = b->n - *from;
@@ -1401,7 +1541,7 @@ write_collected(Ctx *c, const Rec *r, Fut *f, int unretrieved)
     Buf *b = &c->b;
     if ((unretrieved ? PUT(b, "{\"kind\":\"unretrieved\",\"future_id\":")
                      : PUT(b, "{\"kind\":\"abandoned\",\"future_id\":")) < 0 ||
-        buf_ll(b, r->fid) < 0 || PUT(b, ",\"ts_ns\":") < 0 || buf_ll(b, r->ts) < 0 || put_head(c, f) < 0) {
+        buf_ll(b, r->fid) < 0 || PUT(b, ",\"ts_ns\":") < 0 || buf_ts(b, &c->sec, r->ts) < 0 || put_head(c, f) < 0) {
         return -1;
     }
     if (site != NULL && put_fragment(b, site) < 0) {
@@ -1520,7 +1660,8 @@ write_record(Ctx *c, const Rec *r)
     return hand_over(c, f) < 0 ? -1 : 0;
 }
 
-/* The output: the writer's bytes with each run's lines put where it came. */
+/* The output: the writer's bytes with each run's lines put where it came.
+ * Called with the GIL; a large output is copied with it released, and left so. */
 static PyObject *
 assemble(Ctx *c)
 {
@@ -1556,23 +1697,90 @@ assemble(Ctx *c)
     if (c->b.n > done) {
         memcpy(o, c->b.p + done, c->b.n - done);
     }
-    gil(c);
-    return out;
+    return out; /* the GIL maybe released: the caller takes it back when it is done */
 }
 
 /* The most output buffer a writer keeps between calls (a batch of some 50,000
  * records), so that an idle writer holds little. */
 #define KEEP_BUFFER ((size_t)8 << 20)
 
+/* Whether the output is the writer's buffer alone: no run of the reference's
+ * has lines to put in it. */
+static int
+buffer_only(const Ctx *c)
+{
+    for (Py_ssize_t k = 0; k < c->nd; k++) {
+        if (c->dv[k].data != NULL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The batch's lines appended to fd, written as they were made: with the GIL
+ * released from the first record to the last byte (the reference's runs, and
+ * first-seen fragments, excepted), and taken back once, at the end. Returns
+ * (count, written, None, None), or (count, written, error, data) when a write
+ * failed: the OSError, and the lines it was writing (written of their bytes
+ * went through), from which the exporter keeps the whole lines. */
 static PyObject *
-writer_lines(LineWriter *self, PyObject *records)
+write_out(Ctx *c, int fd)
+{
+    PyObject *joined = NULL;
+    const char *p = c->b.p;
+    size_t len = c->b.n;
+    if (!buffer_only(c)) {
+        gil(c); /* held already (the reference's runs were written): assemble makes a bytes object */
+        if ((joined = assemble(c)) == NULL) {
+            return NULL;
+        }
+        p = PyBytes_AS_STRING(joined);
+        len = (size_t)PyBytes_GET_SIZE(joined);
+    }
+    nogil(c);
+    size_t done = 0;
+    int err = 0;
+    while (done < len) {
+        ssize_t k = write(fd, p + done, len - done);
+        if (k < 0) {
+            if (errno == EINTR) {
+                continue; /* os.write retries too (PEP 475); a handler runs on the main thread */
+            }
+            err = errno;
+            break;
+        }
+        done += (size_t)k;
+    }
+    gil(c);
+    if (err == 0) {
+        Py_XDECREF(joined);
+        return Py_BuildValue("(nnOO)", c->count, (Py_ssize_t)done, Py_None, Py_None);
+    }
+    /* What os.write raises: OSError(errno, strerror) is made the errno's subclass. */
+    PyObject *error = PyObject_CallFunction(PyExc_OSError, "is", err, strerror(err));
+    PyObject *data = joined != NULL ? joined : PyBytes_FromStringAndSize(p, (Py_ssize_t)len);
+    if (error == NULL || data == NULL) {
+        Py_XDECREF(error);
+        Py_XDECREF(data);
+        return NULL;
+    }
+    return Py_BuildValue("(nnNN)", c->count, (Py_ssize_t)done, error, data);
+}
+
+/* The most output buffer a writer keeps between calls (a batch of some 50,000
+ * records), so that an idle writer holds little. */
+#define KEEP_BUFFER ((size_t)8 << 20)
+
+/* lines(records), or write(records, fd) with fd >= 0. */
+static PyObject *
+writer_run(LineWriter *self, PyObject *records, int fd)
 {
     if (self->helper == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "LineWriter() was not initialised");
         return NULL;
     }
     if (self->busy == (long)getpid()) {
-        PyErr_SetString(PyExc_RuntimeError, "LineWriter.lines() is already running (one call at a time)");
+        PyErr_SetString(PyExc_RuntimeError, "LineWriter is already writing (one call at a time)");
         return NULL;
     }
     PyObject *batch = tf_batch_of(records);
@@ -1587,6 +1795,7 @@ writer_lines(LineWriter *self, PyObject *records)
     memset(&c, 0, sizeof(c));
     c.w = self;
     c.recs = recs;
+    c.sec.seconds = -1;
     /* The last call's buffer, taken for this one: growing a new one batch after
      * batch costs page faults and copies (and, freed, another thread's TLB). */
     c.b = self->out;
@@ -1603,11 +1812,22 @@ writer_lines(LineWriter *self, PyObject *records)
         }
         nogil(&c); /* after a first-seen site or type */
     }
-    gil(&c);
-    if (run_deferred(&c) < 0 || (data = assemble(&c)) == NULL) {
-        goto done;
+    if (c.nd > 0) {
+        gil(&c); /* the reference's share (none in a usual batch) */
+        if (run_deferred(&c) < 0) {
+            goto done;
+        }
     }
-    result = Py_BuildValue("(Nn)", data, c.count);
+    if (fd >= 0) {
+        result = write_out(&c, fd);
+    }
+    else {
+        gil(&c); /* assemble makes the bytes object */
+        if ((data = assemble(&c)) != NULL) {
+            gil(&c);
+            result = Py_BuildValue("(Nn)", data, c.count);
+        }
+    }
 done:
     gil(&c);
     if (result == NULL && !PyErr_Occurred()) {
@@ -1623,6 +1843,26 @@ done:
     }
     Py_DECREF(batch);
     return result;
+}
+
+static PyObject *
+writer_lines(LineWriter *self, PyObject *records)
+{
+    return writer_run(self, records, -1);
+}
+
+static PyObject *
+writer_write(LineWriter *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "write() takes exactly 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int fd = PyObject_AsFileDescriptor(args[1]);
+    if (fd < 0) {
+        return NULL;
+    }
+    return writer_run(self, args[0], fd);
 }
 
 static PyObject *
@@ -1658,6 +1898,9 @@ static PyMethodDef writer_methods[] = {
     {"lines", (PyCFunction)writer_lines, METH_O,
      "The lines of records (a RecordBatch, or a sequence of record tuples; UTF-8, each newline-terminated) "
      "and how many: Lines.lines, compiled."},
+    {"write", (PyCFunction)(void (*)(void))writer_write, METH_FASTCALL,
+     "write(records, fd) -> (count, written, error, data): the lines of records appended to the file "
+     "descriptor fd in the same call, the GIL released throughout (Lines.write, compiled)."},
     {"clear", (PyCFunction)writer_clear, METH_NOARGS, "Forget every future held (after fork(), in the child)."},
     {"held", (PyCFunction)writer_len, METH_NOARGS, "How many futures this writer holds (not the reference's)."},
     {NULL, NULL, 0, NULL},

@@ -129,12 +129,14 @@ What an implementation module provides
 ``LineWriter``
     ``None`` (the pure-Python implementation), or a compiled trace-line writer:
     ``LineWriter(helper, *, redacts=False)`` with ``lines(records) -> (bytes,
-    count)`` and ``clear()``, the twin of ``_pipeline._lines.Lines``, which it is
+    count)``, ``write(records, fd) -> (count, written, error, data)`` (the same
+    lines appended to a file descriptor in the same call) and ``clear()``, the
+    twin of ``_pipeline._lines.Lines``, which it is
     given as ``helper`` (it writes the common records itself and hands a future
     to the helper, ``helper.adopt(...)``, when its history needs anything else).
-    It reads a :class:`RecordBatch`'s structs in place and formats with the GIL
-    released (taking it back for a first-seen site or type, and to call the
-    helper, once per batch).
+    It reads a :class:`RecordBatch`'s structs in place and formats (and writes)
+    with the GIL released (taking it back for a first-seen site or type, and to
+    call the helper, once per batch).
     ``_pipeline._lines.make_lines`` picks it.
 ``EventFold``
     ``None`` (the pure-Python implementation), or a compiled fold of records into

@@ -23,7 +23,7 @@ from typing import Any
 __all__ = ["CALLED", "Hooks", "resolve"]
 
 #: The methods an exporter of events may have, ``export`` first (the only one it needs).
-CALLED = ("export", "export_lines", "flush", "shutdown", "after_fork", "attach", "capture")
+CALLED = ("export", "export_lines", "export_records", "flush", "shutdown", "after_fork", "attach", "capture")
 
 
 class Hooks:
@@ -41,6 +41,7 @@ class Hooks:
         "capture",
         "export",
         "export_lines",
+        "export_records",
         "exporter",
         "flush",
         "inline",
@@ -56,6 +57,7 @@ class Hooks:
         exporter: Any,
         export: Callable[..., Any] | None,
         export_lines: Callable[..., Any] | None,
+        export_records: Callable[..., Any] | None,
         flush: Callable[..., Any] | None,
         shutdown: Callable[..., Any] | None,
         after_fork: Callable[..., Any] | None,
@@ -71,6 +73,8 @@ class Hooks:
         self.export = export
         #: A trace file's ``export_lines(data, count)``: raw records, formatted by the pipeline.
         self.export_lines = export_lines
+        #: A trace file's ``export_records(records, lines)``: the same, formatted and written in one call.
+        self.export_records = export_records
         self.flush = flush
         self.shutdown = shutdown
         self.after_fork = after_fork
@@ -116,6 +120,7 @@ def resolve(exporter: object) -> Hooks:
         exporter=exporter,
         export=_method(exporter, "export"),
         export_lines=_method(exporter, "export_lines"),
+        export_records=_method(exporter, "export_records"),
         flush=_method(exporter, "flush"),
         shutdown=shutdown,
         after_fork=_method(exporter, "after_fork"),

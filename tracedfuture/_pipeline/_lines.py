@@ -12,7 +12,10 @@ file reads exactly as if each event had been built and written on its own
 (``tests/test_lines.py`` compares the two, byte for byte, on both implementations).
 
 It runs on the trace file's own delivery thread (``_sink``), after the queue
-decided what is kept: records that are shed are never formatted.
+decided what is kept: records that are shed are never formatted. A trace file
+(``JsonLinesExporter.export_records``) has a batch's lines written to its file
+in the same call (:meth:`Lines.write`): the compiled writer formats and writes
+with the GIL released, and takes it back once.
 
 With the compiled implementation, :func:`make_lines` returns its
 ``LineWriter`` (``_core/_lines.c``), the same writer in C: it writes those four
@@ -29,6 +32,7 @@ from __future__ import annotations
 # of a busy program, json (and re, and its patterns) took 0.4 s to load, while
 # the ring filled and 36,000 futures of the 100k program were dropped.
 import json
+import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -38,9 +42,12 @@ from .._core._events import Event
 from .._tracefile import dumps, event_to_json, json_string
 from ._convert import MARK, Converter, _FutureState, caller_text, site_of, type_name
 
-__all__ = ["MARK", "Lines", "LinesLike", "make_lines"]
+__all__ = ["MARK", "Lines", "LinesLike", "Written", "make_lines"]
 
 Record = tuple[Any, ...]
+#: What :meth:`Lines.write` did: (lines, bytes written, the OSError that stopped
+#: it, the lines it was writing) or (lines, bytes written, None, None).
+Written = tuple[int, int, "OSError | None", "bytes | None"]
 
 _CREATED, _CB_ADDED, _RESOLVED, _COLLECTED = ev.OP_CREATED, ev.OP_CB_ADDED, ev.OP_RESOLVED, ev.OP_COLLECTED
 _CACHE_LIMIT = 100_000
@@ -50,6 +57,7 @@ class LinesLike(Protocol):
     """A trace-line writer: :class:`Lines`, or the compiled ``LineWriter``."""
 
     def lines(self, records: Sequence[Record], /) -> tuple[bytes, int]: ...
+    def write(self, records: Sequence[Record], fd: int, /) -> Written: ...
     def clear(self) -> None: ...
 
 
@@ -162,6 +170,21 @@ class Lines(Converter):
         # Only lone surrogates cannot be encoded, and they appear only inside JSON
         # strings, where backslashreplace's "\udcXX" is exactly their JSON escape.
         return "\n".join(out).encode("utf-8", "backslashreplace"), len(out) - 1
+
+    def write(self, records: Sequence[Record], fd: int) -> Written:
+        """The lines of ``records`` appended to the file descriptor ``fd``: how
+        many, how many bytes went through, and, when a write failed, its
+        ``OSError`` and the lines it was writing. The compiled writer does this
+        in one call with the GIL released (a trace file's whole batch)."""
+        data, count = self.lines(records)
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < len(view):
+                written += os.write(fd, view[written:])
+        except OSError as exc:
+            return count, written, exc, data
+        return count, written, None, None
 
     def clear(self) -> None:
         super().clear()

@@ -79,8 +79,10 @@ class Sink:
     :class:`~tracedfuture._pipeline._delivery.Events`, for any other), the queue
     holds raw records, and only what the queue kept is formatted or converted:
     what is shed is never converted at all. ``dropped`` then counts records,
-    ``exported`` events (lines). A trace file's sink is *hosted*: it has no thread
-    of its own, the drain thread serves its queue between drains
+    ``exported`` events (lines). An exporter that also has ``export_records``
+    (``JsonLinesExporter``) is given the batch and ``lines`` instead, and
+    formats and writes it in one call (``lines.write``). A trace file's sink is
+    *hosted*: it has no thread of its own, the drain thread serves its queue between drains
     (``_process.host_pump``), so that a traced program with a trace file sees one
     thread of tracing, not two.
     """
@@ -115,6 +117,8 @@ class Sink:
         self.inline = hooks.inline
         self._hooks = hooks.called()  # resolved once, when installed (_hooks.resolve)
         self.lines = lines if "export_lines" in self._hooks else None
+        # A trace file that formats and writes a batch in one call (export_records).
+        self._records = self.lines is not None and "export_records" in self._hooks
         self.events = events if self.lines is None else None
         if self.lines is None and self.events is None:
             msg = "a sink needs lines (for export_lines) or events (for export) to make of its records"
@@ -244,6 +248,11 @@ class Sink:
             self.call("export", batch)
             self.exported += len(batch)
             return
+        if self._records:
+            count = self.call("export_records", batch, self.lines)
+            if type(count) is int:
+                self.exported += count
+            return
         try:
             data, count = self.lines.lines(batch)
         except Exception:  # pragma: no cover - a bug here must not stop the sink
@@ -356,13 +365,14 @@ class Sink:
                 self._late_marks[fid] = self._mark(event, "the exporter did not finish within export_timeout")
                 self.incomplete_futures += 1
 
-    def call(self, method: str, *args: Any) -> None:
-        """Call an exporter method, isolating the program from whatever it raises."""
+    def call(self, method: str, *args: Any) -> Any:
+        """Call an exporter method, isolating the program from whatever it
+        raises: what it returns, or None."""
         function = self._hooks.get(method)
         if function is None or self.disabled:
-            return
+            return None
         try:
-            function(*args)
+            result = function(*args)
         except BaseException:  # an observer's exception is the observer's problem
             self.failures += 1
             self.in_a_row += 1
@@ -378,8 +388,9 @@ class Sink:
                 # The traceback was logged with the first failure; this is a summary.
                 message = "tracedfuture: exporter %s disabled after %d failures in a row"
                 logger.error(message, safe_repr(self.exporter), self.in_a_row)  # noqa: TRY400
-        else:
-            self.in_a_row = 0
+            return None
+        self.in_a_row = 0
+        return result
 
     # -- waiting, with deadlines -------------------------------------------------
 
