@@ -833,6 +833,18 @@ put_fragment(Buf *b, PyObject *bytes)
     return buf_put(b, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
 }
 
+/* The end of a line: the program's site fragment (psite, may be NULL), then
+ * "}\n"; the line is counted. */
+static int
+end_line(Ctx *c, PyObject *psite)
+{
+    if ((psite != NULL && put_fragment(&c->b, psite) < 0) || PUT(&c->b, "}\n") < 0) {
+        return -1;
+    }
+    c->count++;
+    return 0;
+}
+
 static int
 put_text(Ctx *c, PyObject *s)
 {
@@ -1212,13 +1224,9 @@ write_created(Ctx *c, const Rec *r)
         return -1;
     }
     /* The program's line: the same fragment as the site's when it is the same frame. */
-    if (psite != NULL && put_fragment(b, psite) < 0) {
+    if (end_line(c, psite) < 0) {
         return -1;
     }
-    if (PUT(b, "}\n") < 0) {
-        return -1;
-    }
-    c->count++;
     return 1;
 }
 
@@ -1245,10 +1253,9 @@ write_cb_added(Ctx *c, const Rec *r, Fut *f)
     if (has && (PUT(b, ",\"awaiter_id\":") < 0 || buf_ll(b, awaiter) < 0)) {
         return -1;
     }
-    if (PUT(b, "}\n") < 0) {
+    if (end_line(c, NULL) < 0) {
         return -1;
     }
-    c->count++;
     return 1;
 }
 
@@ -1279,10 +1286,9 @@ finish(Ctx *c, Fut *f, size_t from, size_t rest)
         if (f->sched[i].has_awaiter && (PUT(b, ",\"awaiter_id\":") < 0 || buf_ll(b, f->sched[i].awaiter) < 0)) {
             return -1;
         }
-        if (PUT(b, "}\n") < 0) {
+        if (end_line(c, NULL) < 0) {
             return -1;
         }
-        c->count++;
     }
     return 0;
 }
@@ -1320,10 +1326,9 @@ write_resolved(Ctx *c, const Rec *r, Fut *f)
     if (OPEN_END(c, f, r, R_TASK_ID, "{\"kind\":\"resolved\"", &from, &rest) < 0) {
         return -1;
     }
-    if (put_fragment(b, result) < 0 || PUT(b, "}\n") < 0) {
+    if (put_fragment(b, result) < 0 || end_line(c, NULL) < 0) {
         return -1;
     }
-    c->count++;
     return finish(c, f, from, rest) < 0 ? -1 : 1;
 }
 
@@ -1375,10 +1380,9 @@ write_failed(Ctx *c, const Rec *r, Fut *f)
         return -1;
     }
     if (put_fragment(b, exc) < 0 || PUT_SITE(b, ",\"raise_site\":", raised) < 0 ||
-        PUT_SITE(b, ",\"raise_program_site\":", praised) < 0 || PUT(b, "}\n") < 0) {
+        PUT_SITE(b, ",\"raise_program_site\":", praised) < 0 || end_line(c, NULL) < 0) {
         return -1;
     }
-    c->count++;
     return finish(c, f, from, rest) < 0 ? -1 : 1;
 }
 
@@ -1480,16 +1484,14 @@ write_cancel(Ctx *c, const Rec *r, Fut *f)
     if (cancel_fragments(c, k, &canceller, &waiting) < 0) {
         return -1;
     }
-    Buf *b = &c->b;
     size_t from, rest;
     if ((cancelled ? OPEN_END(c, f, r, K_TASK_ID, "{\"kind\":\"cancelled\"", &from, &rest)
                    : OPEN_END(c, f, r, K_TASK_ID, "{\"kind\":\"cancel_requested\"", &from, &rest)) < 0) {
         return -1;
     }
-    if (put_cancel(c, k, canceller, waiting) < 0 || PUT(b, "}\n") < 0) {
+    if (put_cancel(c, k, canceller, waiting) < 0 || end_line(c, NULL) < 0) {
         return -1;
     }
-    c->count++;
     if (!cancelled) {
         return 1;
     }
@@ -1556,13 +1558,9 @@ write_collected(Ctx *c, const Rec *r, Fut *f, int unretrieved)
     if (PUT(b, ",\"age_ns\":") < 0 || buf_ll(b, r->ts - f->created) < 0) {
         return -1;
     }
-    if (psite != NULL && put_fragment(b, psite) < 0) {
+    if (end_line(c, psite) < 0) {
         return -1;
     }
-    if (PUT(b, "}\n") < 0) {
-        return -1;
-    }
-    c->count++;
     table_remove(c, &w->futs, f);
     return 1;
 }
