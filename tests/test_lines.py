@@ -205,13 +205,20 @@ class _Counting(Lines):
         super().adopt(fid, *args, **kwargs)
 
 
-def test_the_compiled_writer_writes_the_common_records_itself(impl: Any) -> None:
+def _written_by_the_compiled_writer(impl: Any, program: Any) -> tuple[Any, _Counting, bytes]:
+    """(the batch of ``program``'s records, the reference that counted what it
+    was handed, the compiled writer's lines), which are the reference's."""
     if impl.LineWriter is None:
         pytest.skip("the pure-Python implementation writes with the reference itself")
-    batch = _batch(impl, _common_only)
+    batch = _batch(impl, program)
     helper = _Counting()
     data, _ = impl.LineWriter(helper).lines(batch)
     assert data == _reference(list(batch))
+    return batch, helper, data
+
+
+def test_the_compiled_writer_writes_the_common_records_itself(impl: Any) -> None:
+    batch, helper, _ = _written_by_the_compiled_writer(impl, _common_only)
     futures = {r[1] for r in batch if r[0] == ev.OP_CREATED and not r[4]}
     assert len(futures) == 15
     # A future created, awaited, resolved and collected is never the reference's.
@@ -270,12 +277,7 @@ async def _failures_and_cancels() -> None:
 
 
 def test_the_compiled_writer_writes_failures_and_cancels_itself(impl: Any) -> None:
-    if impl.LineWriter is None:
-        pytest.skip("the pure-Python implementation writes with the reference itself")
-    batch = _batch(impl, _failures_and_cancels)
-    helper = _Counting()
-    data, _ = impl.LineWriter(helper).lines(batch)
-    assert data == _reference(list(batch))
+    batch, helper, data = _written_by_the_compiled_writer(impl, _failures_and_cancels)
     events = [json.loads(line) for line in data.splitlines()]
     kinds = [e["kind"] for e in events]
     assert kinds.count("failed") == 8  # the workers' 6, the task, the unretrieved one
