@@ -465,9 +465,10 @@ def test_a_ring_holds_its_records_in_order_past_its_first_allocation(impl: Any, 
 
 
 # Records of every size, as the hot path writes them: the compiled ring packs
-# each into the words it uses (a CREATED 14, a RESOLVED 6, a cancel that says
-# who 11), so where one ends and the next begins moves with the history, and a
-# record may run past the buffer's end into its slack.
+# each into the words it uses (a CREATED 9 to 13, a RESOLVED 5 or 6, a cancel
+# that says who 11: trailing fields that read zero are left out), so where one
+# ends and the next begins moves with the history, and a record may run past
+# the buffer's end into its slack.
 ID_FIELDS = {"task_id", "awaiter_id"}
 
 
@@ -483,6 +484,7 @@ async def every_size(n: int, ring: Any = None, every: int = 0) -> list[Any]:
             taken.append(list(ring.take_batch()))
         fut = loop.create_future()
         if i % 3 == 0:
+            fut.add_done_callback(id)
             loop.call_soon(fut.set_result, i)
             await fut
         elif i % 3 == 1:
@@ -499,11 +501,11 @@ async def every_size(n: int, ring: Any = None, every: int = 0) -> list[Any]:
 
 
 def history(
-    impl: Any, n: int, max_records: int, *, streaming: bool, every: int = 0, kept: bool = True
+    impl: Any, n: int, max_records: int, *, streaming: bool, every: int = 0, kept: bool = True, **bind: Any
 ) -> tuple[list[Any], list[Any]]:
     """(what the takes returned, then what the window holds), each record with
     its ids counted from the first future's and without its time."""
-    t = Traced(impl, max_records=max_records, streaming=streaming, history=kept)
+    t = Traced(impl, max_records=max_records, streaming=streaming, history=kept, **bind)
     gc.disable()  # every COLLECTED record where refcounting puts it, run after run
     try:
         first, *batches = t.run(t.loop.create_task(every_size(n, t.ring, every), name="main"))
@@ -536,13 +538,27 @@ def lines(items: list[Any]) -> list[Any]:
     return out
 
 
+# Captured contexts and values fill the fields a ring otherwise leaves out.
+CAPTURING = {"capture": lambda: "the context", "capture_values": True}
+
+
+@pytest.mark.parametrize("bind", [{}, CAPTURING], ids=["plain", "capturing"])
 @pytest.mark.parametrize("max_records", [1, 2, 3, 7, 13, 64])
-def test_an_overwriting_ring_holds_the_newest_records_of_every_size(impl: Any, max_records: int) -> None:
-    everything, _ = history(impl, 60, 100_000, streaming=True)
+def test_an_overwriting_ring_holds_the_newest_records_of_every_size(
+    impl: Any, max_records: int, bind: dict[str, Any]
+) -> None:
+    everything, _ = history(impl, 60, 100_000, streaming=True, **bind)
     sizes = {len(r) for r in everything}
     assert {CREATED, CB_ADDED, RESOLVED, FAILED, CANCEL_REQ, CANCELLED, COLLECTED} <= {r[0] for r in everything}
     assert len(sizes) >= 4 and any(r[0] == CANCEL_REQ and r[4] is not None for r in everything)  # who
-    taken, window = history(impl, 60, max_records, streaming=False)
+    added = [r for r in everything if r[0] == CB_ADDED]
+    assert {r[4] is None for r in added} == {True, False}  # a callback's, and a task's wakeup
+    resolved = [r for r in everything if r[0] == RESOLVED]
+    assert all((r[4] is not None) == bool(bind) for r in resolved)  # the value's repr
+    created = [r for r in everything if r[0] == CREATED]
+    assert {r[10] for r in created} == ({"the context"} if bind else {None})
+    assert {r[8] for r in created if r[3]} >= {"every_size", "sleep"}  # a task's coroutine
+    taken, window = history(impl, 60, max_records, streaming=False, **bind)
     assert window == everything[-max_records:]
     assert taken == everything[-max_records:]
 

@@ -60,10 +60,21 @@
 
 /* A ring holds its records packed: each takes the words (Slots) of its header,
  * id and time and of the slots it uses, not a whole Rec: a CREATED takes 14
- * words, a RESOLVED or CB_ADDED 6, a COLLECTED 5, so a burst's three records of
- * a future write 26 words (208 bytes) where whole Recs wrote 45 (360): memory
- * written is most of what a flight recorder's ring costs the program beyond
- * its instructions. A record at word offset o takes buf[o, o + its words); one
+ * words (see below), a RESOLVED or CB_ADDED 5 or 6, a COLLECTED 4, so a burst's
+ * three records of a future write 18 words (144 bytes) where whole Recs wrote 45
+ * (360): memory written is most of what a flight recorder's ring costs the
+ * program beyond its instructions.
+ *
+ * A record's trailing slots that read zero (an object NULL, an integer 0, or
+ * None by nonemask) are left out where its writer knows them at once: nslots
+ * ends before them, and its masks still name every field (in place, only the
+ * objects among its first nslots slots are its: ring_objects). A CREATED is
+ * held in its ring order (CR_*): its two instruction offsets share a word, and
+ * the fields that are mostly empty come last, so a future the program made
+ * takes 9 words and a task 11, not 14. ring_copy_out makes the whole Rec again,
+ * and is the only reader of a record's slots: everything downstream sees Recs.
+ *
+ * A record at word offset o takes buf[o, o + its words); one
  * that begins near the end runs on into the REC_WORDS words of slack past
  * `size`, so that no record is ever split and a reader reads each in place.
  * Records are found by walking from one known (the oldest held, the first
@@ -100,6 +111,50 @@ static inline unsigned long long
 rec_words(const Rec *r)
 {
     return HEAD_WORDS + r->nslots;
+}
+
+/* The objects a record in a ring holds there: its masks name all its fields,
+ * its words are only its first nslots slots. */
+static inline unsigned
+ring_objects(const Rec *r)
+{
+    return r->objmask & ((1u << r->nslots) - 1u);
+}
+
+/* A CREATED in a ring: its fields in this order (the mostly empty ones last,
+ * so that they are left out), lasti and plasti the two halves of one word. */
+enum { CR_TID, CR_CODE, CR_THREAD, CR_LASTIS, CR_ROUTE, CR_PCODE, CR_CORO, CR_IS_TASK, CR_NAME, CR_CONTEXT, CR_SLOTS };
+#define CR_OBJECTS ((1u << CR_CODE) | (1u << CR_PCODE) | (1u << CR_CORO) | (1u << CR_NAME) | (1u << CR_CONTEXT))
+/* _seam.LAYOUTS' CREATED: its object fields (code, name, coro, context, program_code) */
+#define CREATED_OBJECTS ((1u << 2) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9))
+
+static inline long long
+lastis(int lasti, int plasti)
+{
+    return (long long)((unsigned long long)(unsigned)lasti | (unsigned long long)(unsigned)plasti << 32);
+}
+
+/* A CREATED's fields, from its ring order (every slot of it read: the ring's
+ * left-out ones as zero) into LAYOUTS'. Its nonemask (task_id, slot 0 in both)
+ * stays. */
+static inline void
+created_from_ring(Rec *to)
+{
+    Slot v[CR_SLOTS];
+    memcpy(v, to->s, sizeof(v));
+    unsigned long long both = (unsigned long long)v[CR_LASTIS].i;
+    to->s[0] = v[CR_TID];
+    to->s[1] = v[CR_IS_TASK];
+    to->s[2] = v[CR_CODE];
+    to->s[3].i = (int)(unsigned)both;
+    to->s[4] = v[CR_THREAD];
+    to->s[5] = v[CR_NAME];
+    to->s[6] = v[CR_CORO];
+    to->s[7] = v[CR_ROUTE];
+    to->s[8] = v[CR_CONTEXT];
+    to->s[9] = v[CR_PCODE];
+    to->s[10].i = (int)(unsigned)(both >> 32);
+    to->objmask = CREATED_OBJECTS;
 }
 
 /* What a claim let go: the references of the records it overwrote, released
@@ -275,6 +330,7 @@ ring_dealloc(RingObject *self)
         for (unsigned long long n = self->start; n < self->w; n++) {
             Rec *rec = ring_at(self, o);
             o = ring_next(o, rec, self->size);
+            rec->objmask = (unsigned short)ring_objects(rec); /* those its words hold */
             rec_release(rec); /* the live records: dead words hold nothing of theirs */
         }
         PyMem_RawFree(self->buf);
@@ -355,7 +411,7 @@ ring_make_room(RingObject *r, unsigned long long len, Old *old)
             r->dropped++; /* never: see OLD_MAX */
             return -1;
         }
-        for (unsigned mask = oldest->objmask; mask != 0; mask &= mask - 1) {
+        for (unsigned mask = ring_objects(oldest); mask != 0; mask &= mask - 1) {
             PyObject *o = oldest->s[__builtin_ctz(mask)].o;
             if (o != NULL) {
                 old->o[old->n++] = o; /* its reference, moved: its words are the new record's */
@@ -438,14 +494,26 @@ rec_to_ns(Rec *r)
     }
 }
 
-/* A whole Rec of a record in a ring (its unused slots left as they are): its
- * boolmask, which the ring does not hold, is its op's (the hot path's bools are
- * CREATED.is_task and COLLECTED.incomplete; a raw record has none). */
+/* A whole Rec of a record in a ring (the slots past its fields left as they
+ * are): the trailing slots the ring left out read zero, a CREATED's fields are
+ * put back in their order (CR_*), and its boolmask, which the ring does not
+ * hold, is its op's (the hot path's bools are CREATED.is_task and
+ * COLLECTED.incomplete; a raw record has none). */
 static inline void
 ring_copy_out(Rec *to, const Rec *rec)
 {
     memcpy(to, rec, (size_t)rec_words(rec) * sizeof(Slot));
-    to->boolmask = !(to->flags & F_RAW) && (to->op == OP_CREATED || to->op == OP_COLLECTED) ? 1u << 1 : 0;
+    for (unsigned k = to->nslots; k < to->nfields; k++) {
+        to->s[k].i = 0;
+    }
+    if (to->flags & F_RAW) {
+        to->boolmask = 0;
+        return;
+    }
+    if (to->op == OP_CREATED) {
+        created_from_ring(to);
+    }
+    to->boolmask = to->op == OP_CREATED || to->op == OP_COLLECTED ? 1u << 1 : 0;
 }
 
 /* A Rec's words into a ring's (its boolmask left out). */
@@ -1397,6 +1465,47 @@ begin(TFExt *e, RingObject *ring, Old *old, int op, int nfields, long long fid)
     return begin_slots(e, ring, old, op, nfields, nfields, fid);
 }
 
+/* The writers of the hot path's most frequent records. Each leaves out the
+ * trailing slots that read zero where that is known at once (see Ring): the
+ * objmask still names all of a record's objects (NULL reads None), the
+ * nonemask every integer that reads None. */
+
+/* A RESOLVED (its value's repr NULL unless captured). */
+static inline void
+record_resolved(TFExt *e, long long tid, PyObject *result, PyObject *value)
+{
+    Old old;
+    Rec *r = begin_slots(e, e->ring, &old, OP_RESOLVED, 3, value != NULL ? 3 : 2, e->fid);
+    if (r != NULL) {
+        set_opt_int(r, 0, tid);
+        set_obj(r, 1, (PyObject *)Py_TYPE(result));
+        r->objmask |= 1u << 2;
+        if (value != NULL) {
+            r->s[2].o = Py_NewRef(value);
+        }
+    }
+    old_release(&old);
+}
+
+/* A CB_ADDED (awaiter 0, None: not a task's wakeup). */
+static inline void
+record_cb_added(TFExt *e, long long tid, PyObject *name, long long awaiter)
+{
+    Old old;
+    Rec *r = begin_slots(e, e->ring, &old, OP_CB_ADDED, 3, awaiter ? 3 : 2, e->fid);
+    if (r != NULL) {
+        set_opt_int(r, 0, tid);
+        set_obj(r, 1, name);
+        if (awaiter) {
+            r->s[2].i = awaiter;
+        }
+        else {
+            r->nonemask |= 1u << 2;
+        }
+    }
+    old_release(&old);
+}
+
 static PyObject *
 text_of(PyObject *fn, PyObject *value)
 {
@@ -1484,12 +1593,7 @@ record_outcome(PyObject *self, TFExt *e, long long tid)
         return;
     }
     PyObject *value = e->values ? text_of(py_value_repr, result) : NULL;
-    if ((r = begin(e, e->ring, &old, OP_RESOLVED, 3, e->fid)) != NULL) {
-        set_opt_int(r, 0, tid);
-        set_obj(r, 1, (PyObject *)Py_TYPE(result));
-        set_obj(r, 2, value);
-    }
-    old_release(&old);
+    record_resolved(e, tid, result, value);
     Py_XDECREF(value);
     Py_DECREF(result);
 }
@@ -1661,21 +1765,36 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
     Py_XSETREF(e->label, is_task ? NULL : Py_XNewRef(name));
     live_link(e, obj);
     Old old;
-    Rec *r = begin(e, e->ring, &old, OP_CREATED, 11, fid);
+    /* coro: a task's coroutine, or the asyncio function that made a future */
+    PyObject *coro = is_task || maker == NULL ? coro_name : ((PyCodeObject *)maker)->co_qualname;
+    int n = context != NULL ? CR_CONTEXT + 1
+            : name != NULL  ? CR_NAME + 1
+            : is_task       ? CR_IS_TASK + 1
+            : coro != NULL  ? CR_CORO + 1
+                            : CR_PCODE + 1;
+    Rec *r = begin_slots(e, e->ring, &old, OP_CREATED, 11, n, fid);
     e->created = r ? r->ts : clock_now();
     if (r != NULL) {
-        set_opt_int(r, 0, tid);
-        set_int(r, 1, is_task);
-        set_obj(r, 2, code);
-        set_int(r, 3, lasti);
-        set_int(r, 4, (long long)PyThread_get_thread_ident());
-        set_obj(r, 5, name);
-        /* coro: a task's coroutine, or the asyncio function that made a future */
-        set_obj(r, 6, is_task || maker == NULL ? coro_name : ((PyCodeObject *)maker)->co_qualname);
-        set_int(r, 7, h->route);
-        set_obj(r, 8, context);
-        set_obj(r, 9, pcode);
-        set_int(r, 10, plasti);
+        r->objmask = CR_OBJECTS;
+        r->nonemask = tid == 0;
+        r->s[CR_TID].i = tid;
+        r->s[CR_CODE].o = Py_XNewRef(code);
+        r->s[CR_THREAD].i = (long long)PyThread_get_thread_ident();
+        r->s[CR_LASTIS].i = lastis(lasti, plasti);
+        r->s[CR_ROUTE].i = h->route;
+        r->s[CR_PCODE].o = Py_XNewRef(pcode);
+        if (n > CR_CORO) {
+            r->s[CR_CORO].o = Py_XNewRef(coro);
+            if (n > CR_IS_TASK) {
+                r->s[CR_IS_TASK].i = is_task;
+                if (n > CR_NAME) {
+                    r->s[CR_NAME].o = Py_XNewRef(name);
+                    if (n > CR_CONTEXT) {
+                        r->s[CR_CONTEXT].o = Py_XNewRef(context);
+                    }
+                }
+            }
+        }
     }
     old_release(&old);
     Py_XDECREF(context);
@@ -2033,14 +2152,7 @@ record_awaiter(TFExt *e, PyObject *owner, PyObject *fn)
     }
     last_wakeup_type = tp; /* both kept alive by wakeup_names */
     last_wakeup_name = name;
-    Old old;
-    Rec *r;
-    if ((r = begin(e, e->ring, &old, OP_CB_ADDED, 3, e->fid)) != NULL) {
-        set_opt_int(r, 0, aid);
-        set_obj(r, 1, name);
-        set_opt_int(r, 2, aid);
-    }
-    old_release(&old);
+    record_cb_added(e, aid, name, aid);
 }
 
 static PyObject *
@@ -2056,8 +2168,6 @@ add_done_callback_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, 
     }
     PyObject *fn = args[0];
     PyObject *owner;
-    Old old;
-    Rec *r;
     if (is_wakeup(fn, &owner)) {
         record_awaiter(e, owner, fn);
         return res;
@@ -2066,12 +2176,7 @@ add_done_callback_impl(PyObject *self, PyObject *const *args, Py_ssize_t nargs, 
     long long tid = loop ? running_task_id(loop) : 0;
     Py_XDECREF(loop);
     PyObject *name = callback_name(fn);
-    if ((r = begin(e, e->ring, &old, OP_CB_ADDED, 3, e->fid)) != NULL) {
-        set_opt_int(r, 0, tid);
-        set_obj(r, 1, name);
-        set_opt_int(r, 2, 0);
-    }
-    old_release(&old);
+    record_cb_added(e, tid, name, 0);
     Py_XDECREF(name);
     return res;
 }
@@ -2303,14 +2408,7 @@ fut_set_result(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
         long long tid = loop ? running_task_id(loop) : 0;
         Py_XDECREF(loop);
         PyObject *value = e->values ? text_of(py_value_repr, result) : NULL;
-        Old old;
-    Rec *r;
-        if ((r = begin(e, e->ring, &old, OP_RESOLVED, 3, e->fid)) != NULL) {
-            set_opt_int(r, 0, tid);
-            set_obj(r, 1, (PyObject *)Py_TYPE(result));
-            set_obj(r, 2, value);
-        }
-        old_release(&old);
+        record_resolved(e, tid, result, value);
         Py_XDECREF(value);
         live_unlink(e);
     }
@@ -2356,11 +2454,13 @@ static void
 record_collected(PyObject *self, TFExt *e, PyObject *state)
 {
     Old old;
-    Rec *r;
     live_unlink(e);
-    if ((r = begin(NULL, e->ring, &old, OP_COLLECTED, 2, e->fid)) != NULL) {
+    Rec *r = begin_slots(NULL, e->ring, &old, OP_COLLECTED, 2, e->incomplete ? 2 : 1, e->fid);
+    if (r != NULL) {
         set_obj(r, 0, state);
-        set_int(r, 1, e->incomplete);
+        if (e->incomplete) {
+            r->s[1].i = 1;
+        }
     }
     old_release(&old);
 }
@@ -2867,14 +2967,7 @@ task_ended(PyObject *task)
     else if (t->fut_state == TF_FINISHED) {
         PyObject *result = t->fut_result ? t->fut_result : Py_None;
         PyObject *value = e->values ? text_of(py_value_repr, result) : NULL;
-        Old old;
-    Rec *r;
-        if ((r = begin(e, e->ring, &old, OP_RESOLVED, 3, e->fid)) != NULL) {
-            set_opt_int(r, 0, 0);
-            set_obj(r, 1, (PyObject *)Py_TYPE(result));
-            set_obj(r, 2, value);
-        }
-        old_release(&old);
+        record_resolved(e, 0, result, value);
         Py_XDECREF(value);
     }
     live_unlink(e);
