@@ -78,8 +78,9 @@ typedef union {
 
 /* One record. objmask: slots holding an object (NULL reads None); nonemask:
  * integer slots that read None; boolmask: integer slots that read as bool.
- * nslots: the slots a record in a ring takes there (its fields', or a cancel's
- * who: a ring holds only those; see _cfuture.c's Ring), 0 elsewhere. A ring
+ * nslots: the slots a record in a ring takes there (its fields' up to the last
+ * that does not read zero, or a cancel's who: a ring holds only those; see
+ * _cfuture.c's Ring), 0 elsewhere. A ring
  * holds a record's words up to its slots: boolmask, last, is not among them
  * (the hot path's bools are fixed by op, see ring_copy_out). */
 typedef struct {
