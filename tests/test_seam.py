@@ -8,6 +8,7 @@ import contextlib
 import gc
 import re
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -572,6 +573,38 @@ def test_a_streaming_ring_grows_and_takes_records_of_every_size_in_order(impl: A
     taken, window = history(impl, 6_000, 20_000, streaming=True, every=500, kept=history_kept)
     assert taken == everything
     assert window == (everything[-20_000:] if history_kept else [])
+
+
+def test_a_created_record_names_the_thread_and_route_it_was_made_in(impl: Any) -> None:
+    # The compiled ring keeps a loop's usual thread and route once, not in every
+    # CREATED: one made in another thread, or after the hooks were bound to
+    # another route, still says its own.
+    t = Traced(impl)  # route 7
+    try:
+
+        async def main() -> tuple[list[Any], int | None]:
+            loop = asyncio.get_running_loop()
+            here = loop.create_future()
+            there: list[Any] = []
+            worker = threading.Thread(target=lambda: there.append(loop.create_future()))
+            worker.start()
+            worker.join()
+            t.bind(route=8)
+            rerouted = loop.create_future()
+            t.bind(route=7)
+            again = loop.create_future()
+            return [impl.future_id(f) for f in (here, *there, rerouted, again)], worker.ident
+
+        ids, ident = t.run(main())
+        fields = _seam.LAYOUTS[CREATED][1]
+        at = [3 + fields.index("thread_id"), 3 + fields.index("route")]
+        main_thread = threading.get_ident()
+        expected = [(main_thread, 7), (ident, 7), (main_thread, 8), (main_thread, 7)]
+        for records in (t.ring.window(), t.ring.take()):
+            created = {r[1]: [r[k] for k in at] for r in records if r[0] == CREATED}
+            assert [tuple(created[fid]) for fid in ids] == expected
+    finally:
+        t.close()
 
 
 def test_clear_forgets_everything_held(impl: Any) -> None:

@@ -59,9 +59,9 @@
 /* Ring                                                                      */
 
 /* A ring holds its records packed: each takes the words (Slots) of its header,
- * id and time and of the slots it uses, not a whole Rec: a CREATED takes 14
- * words (see below), a RESOLVED or CB_ADDED 5 or 6, a COLLECTED 4, so a burst's
- * three records of a future write 18 words (144 bytes) where whole Recs wrote 45
+ * id and time and of the slots it uses, not a whole Rec: a CREATED takes 7 to
+ * 13 words (see below), a RESOLVED or CB_ADDED 5 or 6, a COLLECTED 4, so a burst's
+ * three records of a future write 16 words (128 bytes) where whole Recs wrote 45
  * (360): memory written is most of what a flight recorder's ring costs the
  * program beyond its instructions.
  *
@@ -69,10 +69,12 @@
  * None by nonemask) are left out where its writer knows them at once: nslots
  * ends before them, and its masks still name every field (in place, only the
  * objects among its first nslots slots are its: ring_objects). A CREATED is
- * held in its ring order (CR_*): its two instruction offsets share a word, and
- * the fields that are mostly empty come last, so a future the program made
- * takes 9 words and a task 11, not 14. ring_copy_out makes the whole Rec again,
- * and is the only reader of a record's slots: everything downstream sees Recs.
+ * held in its ring order (CR_*): its two instruction offsets share a word, the
+ * fields that are mostly empty come last, and its thread and route, when they
+ * are those of the ring's first CREATED (a loop's thread, its route), are the
+ * ring's (F_USUAL), so a future the program made takes 7 words and a task 9,
+ * not 14. ring_copy_out makes the whole Rec again, and is the only reader of a
+ * record's slots: everything downstream sees Recs.
  *
  * A record at word offset o takes buf[o, o + its words); one
  * that begins near the end runs on into the REC_WORDS words of slack past
@@ -122,8 +124,10 @@ ring_objects(const Rec *r)
 }
 
 /* A CREATED in a ring: its fields in this order (the mostly empty ones last,
- * so that they are left out), lasti and plasti the two halves of one word. */
-enum { CR_TID, CR_CODE, CR_THREAD, CR_LASTIS, CR_ROUTE, CR_PCODE, CR_CORO, CR_IS_TASK, CR_NAME, CR_CONTEXT, CR_SLOTS };
+ * so that they are left out), lasti and plasti the two halves of one word;
+ * thread and route last, left out when they are the ring's usual ones. */
+enum { CR_TID, CR_CODE, CR_LASTIS, CR_PCODE, CR_CORO, CR_IS_TASK, CR_NAME, CR_CONTEXT, CR_THREAD, CR_ROUTE, CR_SLOTS };
+#define F_USUAL 4 /* a CREATED in a ring: its thread and route are the ring's (a flag of rings only) */
 #define CR_OBJECTS ((1u << CR_CODE) | (1u << CR_PCODE) | (1u << CR_CORO) | (1u << CR_NAME) | (1u << CR_CONTEXT))
 /* _seam.LAYOUTS' CREATED: its object fields (code, name, coro, context, program_code) */
 #define CREATED_OBJECTS ((1u << 2) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9))
@@ -135,13 +139,18 @@ lastis(int lasti, int plasti)
 }
 
 /* A CREATED's fields, from its ring order (every slot of it read: the ring's
- * left-out ones as zero) into LAYOUTS'. Its nonemask (task_id, slot 0 in both)
- * stays. */
+ * left-out ones as zero; thread and route the ring's usual ones where F_USUAL
+ * says so) into LAYOUTS'. Its nonemask (task_id, slot 0 in both) stays. */
 static inline void
-created_from_ring(Rec *to)
+created_from_ring(Rec *to, long long thread, long long route)
 {
     Slot v[CR_SLOTS];
     memcpy(v, to->s, sizeof(v));
+    if (to->flags & F_USUAL) {
+        v[CR_THREAD].i = thread;
+        v[CR_ROUTE].i = route;
+        to->flags &= (unsigned char)~F_USUAL;
+    }
     unsigned long long both = (unsigned long long)v[CR_LASTIS].i;
     to->s[0] = v[CR_TID];
     to->s[1] = v[CR_IS_TASK];
@@ -199,6 +208,10 @@ typedef struct {
     Slot *retired[RETIRED_MAX]; /* buffers grown out of while reading: freed once it is done */
     PyObject *on_full;
     unsigned long long written, taken, overwritten, dropped, untraced;
+    /* the thread and route of its first CREATED, which a CREATED with the same
+     * leaves out (F_USUAL): set once, before that record, never changed */
+    long long thread, route;
+    int usual;
 } RingObject;
 
 static PyTypeObject *RingType;
@@ -500,7 +513,7 @@ rec_to_ns(Rec *r)
  * hold, is its op's (the hot path's bools are CREATED.is_task and
  * COLLECTED.incomplete; a raw record has none). */
 static inline void
-ring_copy_out(Rec *to, const Rec *rec)
+ring_copy_out(Rec *to, const Rec *rec, const RingObject *ring)
 {
     memcpy(to, rec, (size_t)rec_words(rec) * sizeof(Slot));
     for (unsigned k = to->nslots; k < to->nfields; k++) {
@@ -511,7 +524,7 @@ ring_copy_out(Rec *to, const Rec *rec)
         return;
     }
     if (to->op == OP_CREATED) {
-        created_from_ring(to);
+        created_from_ring(to, ring->thread, ring->route);
     }
     to->boolmask = to->op == OP_CREATED || to->op == OP_COLLECTED ? 1u << 1 : 0;
 }
@@ -541,7 +554,7 @@ ring_list(RingObject *r, unsigned long long from, int advance)
         unsigned long long o = ring_offset_of(r, from);
         for (unsigned long long i = 0; i < n; i++) {
             const Rec *rec = ring_at(r, o);
-            ring_copy_out(&copy[i], rec);
+            ring_copy_out(&copy[i], rec, r);
             o = ring_next(o, rec, r->size);
             rec_to_ns(&copy[i]);
             if (!move) {
@@ -635,7 +648,7 @@ ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
             for (unsigned long long i = 0; i < n; i++) {
                 const Rec *rec = (const Rec *)&buf[o];
                 Rec *r = &copy[i];
-                ring_copy_out(r, rec);
+                ring_copy_out(r, rec, self);
                 o = ring_next(o, rec, size);
                 if (!(r->flags & F_RAW)) { /* one made of a tuple, ring.append's, has them already */
                     r->ts = clock_copy_to_ns(&clock, r->ts);
@@ -797,7 +810,7 @@ ring_clear(RingObject *self, PyObject *Py_UNUSED(ignored))
     unsigned long long o = self->soff;
     for (unsigned long long i = 0; i < n; i++) {
         const Rec *rec = ring_at(self, o);
-        ring_copy_out(&gone[i], rec); /* moved: the words are dead from here on */
+        ring_copy_out(&gone[i], rec, self); /* moved: the words are dead from here on */
         o = ring_next(o, rec, self->size);
     }
     self->start = self->rd = self->w;
@@ -1767,21 +1780,29 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
     Old old;
     /* coro: a task's coroutine, or the asyncio function that made a future */
     PyObject *coro = is_task || maker == NULL ? coro_name : ((PyCodeObject *)maker)->co_qualname;
-    int n = context != NULL ? CR_CONTEXT + 1
-            : name != NULL  ? CR_NAME + 1
-            : is_task       ? CR_IS_TASK + 1
-            : coro != NULL  ? CR_CORO + 1
-                            : CR_PCODE + 1;
-    Rec *r = begin_slots(e, e->ring, &old, OP_CREATED, 11, n, fid);
+    RingObject *ring = e->ring;
+    long long thread = (long long)PyThread_get_thread_ident();
+    if (!ring->usual) {
+        ring->thread = thread;
+        ring->route = h->route;
+        ring->usual = 1;
+    }
+    int usual = thread == ring->thread && h->route == ring->route;
+    int n = !usual          ? CR_SLOTS
+            : context != NULL ? CR_CONTEXT + 1
+            : name != NULL    ? CR_NAME + 1
+            : is_task         ? CR_IS_TASK + 1
+            : coro != NULL    ? CR_CORO + 1
+                              : CR_PCODE + 1;
+    Rec *r = begin_slots(e, ring, &old, OP_CREATED, 11, n, fid);
     e->created = r ? r->ts : clock_now();
     if (r != NULL) {
+        r->flags = usual ? F_USUAL : 0;
         r->objmask = CR_OBJECTS;
         r->nonemask = tid == 0;
         r->s[CR_TID].i = tid;
         r->s[CR_CODE].o = Py_XNewRef(code);
-        r->s[CR_THREAD].i = (long long)PyThread_get_thread_ident();
         r->s[CR_LASTIS].i = lastis(lasti, plasti);
-        r->s[CR_ROUTE].i = h->route;
         r->s[CR_PCODE].o = Py_XNewRef(pcode);
         if (n > CR_CORO) {
             r->s[CR_CORO].o = Py_XNewRef(coro);
@@ -1791,6 +1812,10 @@ register_new(PyObject *obj, TFExt *e, HooksObject *h, PyObject *loop, PyObject *
                     r->s[CR_NAME].o = Py_XNewRef(name);
                     if (n > CR_CONTEXT) {
                         r->s[CR_CONTEXT].o = Py_XNewRef(context);
+                        if (n > CR_THREAD) {
+                            r->s[CR_THREAD].i = thread;
+                            r->s[CR_ROUTE].i = h->route;
+                        }
                     }
                 }
             }
