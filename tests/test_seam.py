@@ -466,7 +466,7 @@ def test_a_ring_holds_its_records_in_order_past_its_first_allocation(impl: Any, 
 
 
 # Records of every size, as the hot path writes them: the compiled ring packs
-# each into the words it uses (a CREATED 9 to 13, a RESOLVED 5 or 6, a cancel
+# each into the words it uses (a CREATED 7 to 13, a RESOLVED 5 or 6, a cancel
 # that says who 11: trailing fields that read zero are left out), so where one
 # ends and the next begins moves with the history, and a record may run past
 # the buffer's end into its slack.
