@@ -2524,6 +2524,7 @@ static PyObject *method_of(PyTypeObject *tp, const char *name);
  * below). */
 
 static int own_step;                  /* 1: new TracedTasks step themselves */
+static int deferred_task_names;       /* 1: an unnamed task's task_name is its number, see task_name_of */
 static char step_reason[240] = "";    /* why not, in one line */
 static PyObject *exc_CancelledError, *exc_InvalidStateError;
 static PyObject *m_make_cancelled_error, *py_register_eager, *py_unregister_eager;
@@ -3308,6 +3309,58 @@ own_eager_start(PyObject *task)
     return rc;
 }
 
+/* "Task-<n>" for the number n (an int), as 3.12's and 3.13's get_name() format
+ * an unnamed task's name ("Task-%S"): ASCII written into a new string, none of
+ * PyUnicode_FromFormat's machinery. NULL with an exception if n is no
+ * non-negative int that fits 64 bits. */
+static PyObject *
+task_number_name(PyObject *number)
+{
+    unsigned long long n = PyLong_AsUnsignedLongLong(number);
+    if (n == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    char digits[20];
+    Py_ssize_t len = 0;
+    do {
+        digits[len++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    PyObject *name = PyUnicode_New(5 + len, 127);
+    if (name == NULL) {
+        return NULL;
+    }
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(name);
+    memcpy(out, "Task-", 5);
+    for (Py_ssize_t i = 0; i < len; i++) {
+        out[5 + i] = (Py_UCS1)digits[len - 1 - i];
+    }
+    return name;
+}
+
+/* A task's name as get_name() gives it, for its "created" record. On a verified
+ * layout, read in place, and an unnamed task's number is formatted here without
+ * storing it: asyncio formats it only when asked (3.12+), and recording a task
+ * is no reason to. Elsewhere, get_name(). */
+static PyObject *
+task_name_of(PyObject *task)
+{
+    if (layout_ok) {
+        PyObject *name = TASK(task)->task_name;
+        if (name != NULL && PyUnicode_CheckExact(name)) {
+            return Py_NewRef(name);
+        }
+        if (deferred_task_names && name != NULL && PyLong_CheckExact(name)) {
+            PyObject *formatted = task_number_name(name);
+            if (formatted != NULL) {
+                return formatted;
+            }
+            PyErr_Clear();
+        }
+    }
+    return call1(m_task_get_name, task);
+}
+
 /* Do the task's own fields sit where _asyncio_layout.h says, on this Python?
  * NULL if so, else why not. Probes a Future and a Task made on the stand-in loop
  * (which drops the Task's step), and leaves nothing behind. */
@@ -3405,6 +3458,22 @@ verify_layout(void)
     CHECK(PyObject_SetAttr(t, s_blocking, Py_True) == 0 && tt->fut_blocking && tt->task_must_cancel &&
               !tt->task_log_destroy_pending,
           "Task._asyncio_future_blocking");
+    /* 3.12 and 3.13 keep an unnamed task's number (an int) as its name until
+     * get_name() formats "Task-<n>" in its place. Probed on this task with a
+     * number of our own: a new unnamed task would take one of the program's. */
+    deferred_task_names = 0;
+    Py_XSETREF(r, PyLong_FromUnsignedLongLong(4294967297ULL));
+    CHECK(r != NULL, "an int");
+    PyObject *given_name = tt->task_name;
+    tt->task_name = Py_NewRef(r);
+    PyObject *formatted = task_number_name(r);
+    PyObject *asked = call1(m_task_get_name, t);
+    deferred_task_names = formatted != NULL && asked != NULL && PyUnicode_CheckExact(asked) &&
+                          tt->task_name == asked && PyUnicode_Compare(formatted, asked) == 0;
+    Py_XDECREF(formatted);
+    Py_XDECREF(asked);
+    PyErr_Clear();
+    Py_SETREF(tt->task_name, given_name);
 done:
     if (bad != NULL) {
         PyObject *et, *ev, *tb;
@@ -3662,7 +3731,7 @@ own_task_created(PyObject *task, PyObject *loop)
     HooksObject *h = hooks_of(loop);
     PyObject *coro = TASK(task)->task_coro;
     if (h != NULL && coro != NULL && ring_admit(h->ring)) {
-        PyObject *name = call1(m_task_get_name, task);
+        PyObject *name = task_name_of(task);
         PyErr_Clear();
         register_task(task, h, loop, coro, name);
         Py_XDECREF(name);
@@ -4597,7 +4666,7 @@ new_task(HooksObject *self, PyObject *loop, PyObject *coro, PyObject *name, PyOb
         Py_DECREF(kw);
     }
     if (ring_admit(ring)) {
-        PyObject *given = call1(m_task_get_name, task);
+        PyObject *given = task_name_of(task);
         PyErr_Clear();
         register_task(task, self, loop, coro, given);
         Py_XDECREF(given);
