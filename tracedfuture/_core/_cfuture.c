@@ -3972,24 +3972,37 @@ task_finalize(PyObject *self)
 {
     TFExt *e = ext_of(self);
     if (e->fid) {
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        PyObject *state = base_get(&g_state, self);
-        if (state == NULL) {
-            PyErr_Clear(); /* an eager task whose __init__ failed */
+        /* an exception being raised is kept (there is seldom one) */
+        PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
+        int raised = PyErr_Occurred() != NULL;
+        if (raised) {
+            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        }
+        int alive, pending;
+        if (layout_ok) { /* what _state answers, from the fields: no getter called, no string compared */
+            alive = FUT(self)->fut_loop != NULL; /* _state raises for a future never initialised */
+            pending = FUT(self)->fut_state == TF_PENDING;
         }
         else {
-            if (!e->ended && PyUnicode_Check(state) && PyUnicode_Compare(state, s_PENDING) != 0) {
+            PyObject *state = base_get(&g_state, self);
+            alive = state != NULL;
+            pending = !alive || !PyUnicode_Check(state) || PyUnicode_Compare(state, s_PENDING) == 0;
+            Py_XDECREF(state);
+        }
+        if (alive) { /* else an eager task whose __init__ failed */
+            if (!e->ended && !pending) {
                 task_done_impl(self); /* finished, but its loop closed before the callback ran */
             }
-            Py_DECREF(state);
-            state = final_state(self);
+            PyObject *state = final_state(self);
             if (state != NULL) {
                 record_collected(self, e, state);
                 Py_DECREF(state);
             }
         }
-        PyErr_Restore(exc_type, exc_value, exc_tb);
+        PyErr_Clear();
+        if (raised) {
+            PyErr_Restore(exc_type, exc_value, exc_tb);
+        }
     }
     if (BaseTask->tp_finalize) {
         BaseTask->tp_finalize(self); /* asyncio's "Task was destroyed but it is pending!" */
