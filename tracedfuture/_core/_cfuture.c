@@ -4550,6 +4550,29 @@ call_with(PyObject *fn, PyObject *loop, PyObject *const *args, Py_ssize_t nargs,
     return res;
 }
 
+enum { KEY_OTHER, KEY_CORO, KEY_NAME, KEY_CONTEXT };
+
+/* Which of create_task's keywords a call's keyword (a str of kwnames) is:
+ * usually the same interned string, found without comparing any (3.13's
+ * asyncio.create_task passes name= and context= to every loop.create_task). */
+static int
+task_keyword(PyObject *key)
+{
+    if (key == s_name) {
+        return KEY_NAME;
+    }
+    if (key == s_context) {
+        return KEY_CONTEXT;
+    }
+    if (key == s_coro) {
+        return KEY_CORO;
+    }
+    return PyUnicode_Compare(key, s_name) == 0      ? KEY_NAME
+           : PyUnicode_Compare(key, s_context) == 0 ? KEY_CONTEXT
+           : PyUnicode_Compare(key, s_coro) == 0    ? KEY_CORO
+                                                    : KEY_OTHER;
+}
+
 /* Whether create_task's arguments are (coro, name=..., context=...) with a
  * coroutine, as new_task takes them: name and context are set (borrowed) when
  * given. */
@@ -4561,11 +4584,11 @@ coro_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject *
     }
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_Compare(key, s_name) == 0) {
+        int key = task_keyword(PyTuple_GET_ITEM(kwnames, i));
+        if (key == KEY_NAME) {
             *name = args[nargs + i];
         }
-        else if (PyUnicode_Compare(key, s_context) == 0) {
+        else if (key == KEY_CONTEXT) {
             *context = args[nargs + i];
         }
         else {
@@ -5031,11 +5054,11 @@ hooks_take_task(Py_ssize_t nargs, PyObject *kwnames)
     Py_ssize_t given = nargs - 1;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_Compare(key, s_coro) == 0) {
+        int key = task_keyword(PyTuple_GET_ITEM(kwnames, i));
+        if (key == KEY_CORO) {
             given++;
         }
-        else if (PyUnicode_Compare(key, s_name) != 0 && PyUnicode_Compare(key, s_context) != 0) {
+        else if (key == KEY_OTHER) {
             return 0;
         }
     }
