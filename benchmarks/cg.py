@@ -257,6 +257,8 @@ def main(argv: list[str]) -> int:
     if "plain" not in variants:
         variants.insert(0, "plain")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    # As run.py's children: string hashes, and so dict and set probes, the same every run.
+    env.setdefault("PYTHONHASHSEED", "0")
     result = measure(sys.executable, env, variants, args.budget, args.workloads.split(","), args.loop)
     print(f"{result['implementation']} core, {args.loop}; instructions per unit, (I(2n) - I(n)) / n")
     per = result["per"]

@@ -38,8 +38,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -335,6 +337,25 @@ class _MonitorQueues:
         self._thread.join(30)
 
 
+def _task_factory_for(loop: asyncio.AbstractEventLoop, factory: Callable[..., Any]) -> Callable[..., Any]:
+    """``factory``, or a wrapper that drops the ``eager_start`` keyword a loop passes
+    it when the factory does not take one. uvloop 0.22+ on 3.13 passes
+    ``eager_start=`` to every task factory; aiomonitor 0.7's has no such parameter,
+    so every task would fail. Only that pair pays the wrapper's call."""
+    takes = inspect.signature(factory).parameters
+    if sys.version_info < (3, 13) or "eager_start" in takes or any(p.kind is p.VAR_KEYWORD for p in takes.values()):
+        return factory
+    if "eager_start" not in inspect.signature(loop.create_task).parameters:
+        return factory
+
+    def without_eager_start(loop: Any, coro: Any, *, eager_start: Any = None, **kwargs: Any) -> Any:
+        if eager_start is not None:
+            kwargs["eager_start"] = eager_start  # let the factory say it cannot
+        return factory(loop, coro, **kwargs)
+
+    return without_eager_start
+
+
 def _open_aiomonitor(make: Callable[[], asyncio.AbstractEventLoop]) -> Session:
     import aiomonitor
 
@@ -345,7 +366,7 @@ def _open_aiomonitor(make: Callable[[], asyncio.AbstractEventLoop]) -> Session:
     except BaseException:
         loop.close()
         raise
-    loop.set_task_factory(monitor._create_task)
+    loop.set_task_factory(_task_factory_for(loop, monitor._create_task))
     session = Session(loop)
     session._finish.append(queues.drained)
     session._close.insert(0, lambda: loop.set_task_factory(None))

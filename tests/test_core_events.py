@@ -126,6 +126,23 @@ def test_task_created_records_coro_parent_and_name() -> None:
     assert later and all(e.name == "the-child" for e in later)
 
 
+def test_unnamed_tasks_are_recorded_with_the_names_get_name_gives_them_in_order() -> None:
+    # 3.12+ formats an unnamed task's "Task-<n>" only when asked: the record must
+    # carry the same text, and asking for it must not shift the numbering.
+    async def child() -> None:
+        pass
+
+    async def main() -> list[str]:
+        tasks = [asyncio.create_task(child()) for _ in range(3)]
+        await asyncio.gather(*tasks)
+        return [task.get_name() for task in tasks]
+
+    memory, names = run(main())
+    numbers = [int(name.removeprefix("Task-")) for name in names]
+    assert numbers == list(range(numbers[0], numbers[0] + 3))
+    assert [memory.created(task).name for task in memory.tasks()[1:4]] == names
+
+
 def test_set_name_is_recorded_as_renamed() -> None:
     async def main() -> None:
         asyncio.current_task().set_name("renamed-main")  # type: ignore[union-attr]

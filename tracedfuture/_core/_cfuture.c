@@ -2649,6 +2649,7 @@ static PyObject *method_of(PyTypeObject *tp, const char *name);
  * below). */
 
 static int own_step;                  /* 1: new TracedTasks step themselves */
+static int deferred_task_names;       /* 1: an unnamed task's task_name is its number, see task_name_of */
 static char step_reason[240] = "";    /* why not, in one line */
 static PyObject *exc_CancelledError, *exc_InvalidStateError;
 static PyObject *m_make_cancelled_error, *py_register_eager, *py_unregister_eager;
@@ -3426,6 +3427,58 @@ own_eager_start(PyObject *task)
     return rc;
 }
 
+/* "Task-<n>" for the number n (an int), as 3.12's and 3.13's get_name() format
+ * an unnamed task's name ("Task-%S"): ASCII written into a new string, none of
+ * PyUnicode_FromFormat's machinery. NULL with an exception if n is no
+ * non-negative int that fits 64 bits. */
+static PyObject *
+task_number_name(PyObject *number)
+{
+    unsigned long long n = PyLong_AsUnsignedLongLong(number);
+    if (n == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    char digits[20];
+    Py_ssize_t len = 0;
+    do {
+        digits[len++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    PyObject *name = PyUnicode_New(5 + len, 127);
+    if (name == NULL) {
+        return NULL;
+    }
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(name);
+    memcpy(out, "Task-", 5);
+    for (Py_ssize_t i = 0; i < len; i++) {
+        out[5 + i] = (Py_UCS1)digits[len - 1 - i];
+    }
+    return name;
+}
+
+/* A task's name as get_name() gives it, for its "created" record. On a verified
+ * layout, read in place, and an unnamed task's number is formatted here without
+ * storing it: asyncio formats it only when asked (3.12+), and recording a task
+ * is no reason to. Elsewhere, get_name(). */
+static PyObject *
+task_name_of(PyObject *task)
+{
+    if (layout_ok) {
+        PyObject *name = TASK(task)->task_name;
+        if (name != NULL && PyUnicode_CheckExact(name)) {
+            return Py_NewRef(name);
+        }
+        if (deferred_task_names && name != NULL && PyLong_CheckExact(name)) {
+            PyObject *formatted = task_number_name(name);
+            if (formatted != NULL) {
+                return formatted;
+            }
+            PyErr_Clear();
+        }
+    }
+    return call1(m_task_get_name, task);
+}
+
 /* Do the task's own fields sit where _asyncio_layout.h says, on this Python?
  * NULL if so, else why not. Probes a Future and a Task made on the stand-in loop
  * (which drops the Task's step), and leaves nothing behind. */
@@ -3523,6 +3576,22 @@ verify_layout(void)
     CHECK(PyObject_SetAttr(t, s_blocking, Py_True) == 0 && tt->fut_blocking && tt->task_must_cancel &&
               !tt->task_log_destroy_pending,
           "Task._asyncio_future_blocking");
+    /* 3.12 and 3.13 keep an unnamed task's number (an int) as its name until
+     * get_name() formats "Task-<n>" in its place. Probed on this task with a
+     * number of our own: a new unnamed task would take one of the program's. */
+    deferred_task_names = 0;
+    Py_XSETREF(r, PyLong_FromUnsignedLongLong(4294967297ULL));
+    CHECK(r != NULL, "an int");
+    PyObject *given_name = tt->task_name;
+    tt->task_name = Py_NewRef(r);
+    PyObject *formatted = task_number_name(r);
+    PyObject *asked = call1(m_task_get_name, t);
+    deferred_task_names = formatted != NULL && asked != NULL && PyUnicode_CheckExact(asked) &&
+                          tt->task_name == asked && PyUnicode_Compare(formatted, asked) == 0;
+    Py_XDECREF(formatted);
+    Py_XDECREF(asked);
+    PyErr_Clear();
+    Py_SETREF(tt->task_name, given_name);
 done:
     if (bad != NULL) {
         PyObject *et, *ev, *tb;
@@ -3780,7 +3849,7 @@ own_task_created(PyObject *task, PyObject *loop)
     HooksObject *h = hooks_of(loop);
     PyObject *coro = TASK(task)->task_coro;
     if (h != NULL && coro != NULL && ring_admit(h->ring)) {
-        PyObject *name = call1(m_task_get_name, task);
+        PyObject *name = task_name_of(task);
         PyErr_Clear();
         register_task(task, h, loop, coro, name);
         Py_XDECREF(name);
@@ -4021,24 +4090,37 @@ task_finalize(PyObject *self)
 {
     TFExt *e = ext_of(self);
     if (e->fid) {
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        PyObject *state = base_get(&g_state, self);
-        if (state == NULL) {
-            PyErr_Clear(); /* an eager task whose __init__ failed */
+        /* an exception being raised is kept (there is seldom one) */
+        PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
+        int raised = PyErr_Occurred() != NULL;
+        if (raised) {
+            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        }
+        int alive, pending;
+        if (layout_ok) { /* what _state answers, from the fields: no getter called, no string compared */
+            alive = FUT(self)->fut_loop != NULL; /* _state raises for a future never initialised */
+            pending = FUT(self)->fut_state == TF_PENDING;
         }
         else {
-            if (!e->ended && PyUnicode_Check(state) && PyUnicode_Compare(state, s_PENDING) != 0) {
+            PyObject *state = base_get(&g_state, self);
+            alive = state != NULL;
+            pending = !alive || !PyUnicode_Check(state) || PyUnicode_Compare(state, s_PENDING) == 0;
+            Py_XDECREF(state);
+        }
+        if (alive) { /* else an eager task whose __init__ failed */
+            if (!e->ended && !pending) {
                 task_done_impl(self); /* finished, but its loop closed before the callback ran */
             }
-            Py_DECREF(state);
-            state = final_state(self);
+            PyObject *state = final_state(self);
             if (state != NULL) {
                 record_collected(self, e, state);
                 Py_DECREF(state);
             }
         }
-        PyErr_Restore(exc_type, exc_value, exc_tb);
+        PyErr_Clear();
+        if (raised) {
+            PyErr_Restore(exc_type, exc_value, exc_tb);
+        }
     }
     if (BaseTask->tp_finalize) {
         BaseTask->tp_finalize(self); /* asyncio's "Task was destroyed but it is pending!" */
@@ -4586,6 +4668,29 @@ call_with(PyObject *fn, PyObject *loop, PyObject *const *args, Py_ssize_t nargs,
     return res;
 }
 
+enum { KEY_OTHER, KEY_CORO, KEY_NAME, KEY_CONTEXT };
+
+/* Which of create_task's keywords a call's keyword (a str of kwnames) is:
+ * usually the same interned string, found without comparing any (3.13's
+ * asyncio.create_task passes name= and context= to every loop.create_task). */
+static int
+task_keyword(PyObject *key)
+{
+    if (key == s_name) {
+        return KEY_NAME;
+    }
+    if (key == s_context) {
+        return KEY_CONTEXT;
+    }
+    if (key == s_coro) {
+        return KEY_CORO;
+    }
+    return PyUnicode_Compare(key, s_name) == 0      ? KEY_NAME
+           : PyUnicode_Compare(key, s_context) == 0 ? KEY_CONTEXT
+           : PyUnicode_Compare(key, s_coro) == 0    ? KEY_CORO
+                                                    : KEY_OTHER;
+}
+
 /* Whether create_task's arguments are (coro, name=..., context=...) with a
  * coroutine, as new_task takes them: name and context are set (borrowed) when
  * given. */
@@ -4597,11 +4702,11 @@ coro_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject *
     }
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_Compare(key, s_name) == 0) {
+        int key = task_keyword(PyTuple_GET_ITEM(kwnames, i));
+        if (key == KEY_NAME) {
             *name = args[nargs + i];
         }
-        else if (PyUnicode_Compare(key, s_context) == 0) {
+        else if (key == KEY_CONTEXT) {
             *context = args[nargs + i];
         }
         else {
@@ -4715,7 +4820,7 @@ new_task(HooksObject *self, PyObject *loop, PyObject *coro, PyObject *name, PyOb
         Py_DECREF(kw);
     }
     if (ring_admit(ring)) {
-        PyObject *given = call1(m_task_get_name, task);
+        PyObject *given = task_name_of(task);
         PyErr_Clear();
         register_task(task, self, loop, coro, given);
         Py_XDECREF(given);
@@ -5067,11 +5172,11 @@ hooks_take_task(Py_ssize_t nargs, PyObject *kwnames)
     Py_ssize_t given = nargs - 1;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_Compare(key, s_coro) == 0) {
+        int key = task_keyword(PyTuple_GET_ITEM(kwnames, i));
+        if (key == KEY_CORO) {
             given++;
         }
-        else if (PyUnicode_Compare(key, s_name) != 0 && PyUnicode_Compare(key, s_context) != 0) {
+        else if (key == KEY_OTHER) {
             return 0;
         }
     }
