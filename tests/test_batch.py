@@ -68,6 +68,89 @@ def test_a_batch_holds_the_records_take_would_have_given(impl: Any) -> None:
     assert list(impl.RecordBatch.join(batch, [(MARK, 1, 2, "why")]))[-1] == (MARK, 1, 2, "why")
 
 
+def _more(impl: Any, ring: Any, n: int) -> None:
+    """n more futures recorded on ``ring``, each created, resolved and awaited."""
+    loop = asyncio.new_event_loop()
+    hooks = impl.LoopHooks(loop)
+    hooks.bind(ring, 1, 1.0, None, False)
+
+    async def main() -> None:
+        for i in range(n):
+            fut = hooks.create_future()
+            fut.set_result(i)
+            await fut
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("read", ["list", "item", "len-then-list", "shed", "join"])
+def test_a_lazy_batch_holds_the_records_take_would_have_given(impl: Any, read: str) -> None:
+    """``take_batch(lazy=True)``: the same records (copied when first read, by
+    whichever reader comes first), and the ring reads on past them."""
+    ring = _recorded(impl)
+    window = ring.window()
+    batch = ring.take_batch(lazy=True)
+    assert len(batch) == len(window)
+    if read == "list":
+        got = list(batch)
+    elif read == "item":
+        got = [batch[i] for i in range(len(batch))]
+    elif read == "len-then-list":
+        assert bool(batch)
+        got = list(batch)
+    elif read == "shed":
+        kept, dropped, *_ = batch.shed({}, {}, 1 << 40, 0, 1, 1000)
+        assert dropped == 0
+        got = list(kept)
+    else:
+        got = list(impl.RecordBatch.join(batch, []))
+    assert got == window
+    assert ring.take() == [] and len(ring.take_batch()) == 0  # taken once
+    assert ring.stats()["taken"] == len(window)
+
+
+def test_a_take_while_a_lazy_batch_is_pending_gets_what_came_after(impl: Any) -> None:
+    """A flush() or the last drain at exit, while the drain thread holds a lazy
+    batch not yet written: they take the records after it, none twice, none
+    missed, whichever batch is read first."""
+    for first in ("lazy", "later"):
+        ring = impl.Ring(1 << 22, streaming=True)
+        _more(impl, ring, 30)
+        lazy = ring.take_batch(lazy=True)
+        _more(impl, ring, 20)
+        later = ring.take_batch()
+        _more(impl, ring, 10)
+        assert len(lazy) == 90 and len(later) == 60
+        if first == "lazy":
+            records = list(lazy) + list(later)
+        else:
+            after = list(later)  # read first
+            records = list(lazy) + after
+        assert [r[1] for r in records if r[0] == 0] == sorted({r[1] for r in records if r[0] == 0})
+        assert len(records) == 150
+        rest = list(ring.take_batch())
+        assert len(rest) == 30  # the ring reads on past both
+        assert ring.take() == [] and ring.stats()["taken"] == 180
+
+
+def test_a_lazy_batch_dropped_unread_lets_its_records_go(impl: Any) -> None:
+    """A batch nobody reads (its exporter was disabled meanwhile) is taken all
+    the same: the ring reads on past its records."""
+    ring = impl.Ring(1 << 22, streaming=True)
+    _more(impl, ring, 30)
+    batch = ring.take_batch(lazy=True)
+    assert len(batch) == 90
+    del batch
+    gc.collect()
+    assert ring.take() == [] and len(ring.take_batch()) == 0
+    assert ring.stats()["taken"] == 90
+    _more(impl, ring, 5)
+    assert len(ring.take_batch(lazy=True)) == 15
+
+
 @pytest.mark.parametrize("room", [0, 30, 500, 5_000])
 def test_shedding_a_batch_decides_as_the_reference(impl: Any, room: int) -> None:
     from tracedfuture._core._ring import RecordBatch as Reference

@@ -191,6 +191,11 @@ class Installation:
         keeps its own state: it is always fed."""
         return self._tail is None and bool(self._sinks) and all(sink.full() for sink in self._sinks)
 
+    def writes_lines(self) -> bool:
+        """Every exporter is a trace file the drain thread writes, each batch read
+        in place (no tail sampling first): the drain may take records lazily."""
+        return self._tail is None and bool(self._sinks) and all(sink.writes_at_once for sink in self._sinks)
+
     def consume_lint(self, record: tuple[Any, ...]) -> None:
         if self._installed and self.streaming:
             self._submit_records([record])

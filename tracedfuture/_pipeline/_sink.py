@@ -139,6 +139,9 @@ class Sink:
         # never the program: records wait in the ring); any other exporter, which
         # may block for ever, has a thread of its own.
         self.hosted = self.lines is not None and not self.inline
+        # Formatted and written by the drain thread, in one call that reads a batch
+        # in place: the drain may hand it records not yet copied out of the ring.
+        self.writes_at_once = self.hosted and self._records
         self._stopped = False
         self._pump_lock = threading.Lock()  # one pumper at a time: the host, or a waiter without one
         self._fresh_state()
