@@ -141,6 +141,9 @@ typedef struct {
     int held;    /* hold(True): its reader takes nothing now, so no new future is traced */
     int reading; /* takes begun and not ended: their records are copied without the GIL (see take_batch) */
     unsigned long long cto, ctopos; /* while reading: the end of what they took ([rd, cto)), record and word */
+    int moving;  /* the first take under way moves its records out (no history): start follows rd */
+    int kept;    /* takes under way left their records' references in the ring from keptpos on */
+    unsigned long long keptpos;
     int nretired;
     Slot *retired[RETIRED_MAX]; /* buffers grown out of while reading: freed once it is done */
     PyObject *on_full;
@@ -550,9 +553,22 @@ take_begin(RingObject *self, TFTake *t)
     if (self->buf == NULL || self->w == self->cto) {
         return 0;
     }
-    /* Without history, every live record is unread (start == rd): they move out. */
+    /* Without history, every live record is unread (start == rd): they move out.
+     * Only the first take under way moves them: a later one (or the first, if
+     * it ends before the others) copies its records with references of their
+     * own, the ring's released when it reads on past them, so that no record
+     * is ever both the ring's and a batch's (a fork()'s child clears the ring
+     * whatever its takes did: see ring_clear). */
     t->ring = self;
-    t->move = !self->history && self->start == self->rd;
+    t->move = !self->reading && !self->history && self->start == self->rd;
+    if (!self->reading) {
+        self->moving = t->move;
+        self->kept = 0;
+    }
+    else if (!self->kept) {
+        self->kept = 1;
+        self->keptpos = self->ctopos;
+    }
     t->buf = self->buf;
     t->size = self->size;
     t->o = self->ctopos % self->size;
@@ -650,6 +666,13 @@ tf_take_end(TFTake *t, Rec *recs, PyObject **objs, Py_ssize_t nobjs)
 {
     RingObject *self = t->ring;
     self->reading--;
+    if (t->move && self->reading > 0 && recs != NULL) {
+        /* Ended before a later take: its records keep references of their own
+         * in the ring, as the later ones' do, till the ring reads on. */
+        t->move = 0;
+        self->kept = 1;
+        self->keptpos = t->frompos;
+    }
     if (recs == NULL) {
         if (self->cto == t->to) {
             self->cto = t->from; /* the last taken: unread again */
@@ -698,11 +721,25 @@ tf_take_end(TFTake *t, Rec *recs, PyObject **objs, Py_ssize_t nobjs)
     self->rd = self->cto;
     self->rdpos = self->ctopos;
     self->hurried = 0;
-    if (t->move) { /* every take under way moved its records: start == rd when each began */
+    if (self->moving) {
+        if (self->kept) {
+            /* The references the ring kept for copies that took their own. */
+            unsigned long long o = self->keptpos % self->size;
+            for (unsigned long long pos = self->keptpos; pos < self->rdpos;) {
+                Rec *rec = ring_at(self, o);
+                unsigned long long len = rec_words(rec);
+                for (unsigned mask = rec->objmask; mask != 0; mask &= mask - 1) {
+                    Py_XDECREF(rec->s[__builtin_ctz(mask)].o);
+                }
+                o = ring_next(o, rec, self->size);
+                pos += len;
+            }
+        }
         self->start = self->rd; /* their words are dead: the batches have their references */
         self->startpos = self->rdpos;
         self->soff = self->rdpos % self->size; /* the ring may have grown meanwhile */
     }
+    self->kept = 0;
 }
 
 void
@@ -749,6 +786,9 @@ ring_take_batch(RingObject *self, PyObject *const *args, Py_ssize_t nargs, PyObj
             return NULL;
         }
     }
+    /* Not with history: a flight recorder's clear() may come meanwhile, and
+     * its window is read in place (a copy that waits would only pin it). */
+    lazy = lazy && !self->history;
     TFTake t;
     if (!take_begin(self, &t)) {
         return tf_batch_steal(NULL, 0);
@@ -857,7 +897,11 @@ ring_clear(RingObject *self, PyObject *Py_UNUSED(ignored))
     }
     if (self->reading) {
         /* The child of a fork() made while a take_batch() copied without the
-         * GIL: that thread is not here; its retired buffers are nobody's. */
+         * GIL, or while a lazy batch waited: that thread is not here; its
+         * retired buffers are nobody's, and its batches, left behind, release
+         * nothing (tf_take_orphan). Every record still here holds its
+         * references in the ring, taken or not (see take_begin): released
+         * below, once. */
         for (int k = 0; k < self->nretired; k++) {
             PyMem_RawFree(self->retired[k]);
         }
