@@ -108,6 +108,8 @@ class Installation:
         self.flush_interval = options.flush_interval
         self.export_timeout = options.export_timeout
         self._tail = _tail_sampling(int(options.slow * 1e9)) if options.tail else None
+        # Every exporter a trace file the drain thread writes itself (decided once).
+        self._writes_lines = self._tail is None and bool(self._sinks) and all(s.writes_at_once for s in self._sinks)
         captures = [hook.capture for hook in hooks if hook.capture is not None]
         self.capture: Callable[[], object] | None = _combine(captures)
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -194,7 +196,7 @@ class Installation:
     def writes_lines(self) -> bool:
         """Every exporter is a trace file the drain thread writes, each batch read
         in place (no tail sampling first): the drain may take records lazily."""
-        return self._tail is None and bool(self._sinks) and all(sink.writes_at_once for sink in self._sinks)
+        return self._writes_lines
 
     def consume_lint(self, record: tuple[Any, ...]) -> None:
         if self._installed and self.streaming:

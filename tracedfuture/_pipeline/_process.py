@@ -171,7 +171,8 @@ class _Spare:
     def _forget(self) -> None:
         # Also in a fork()ed child, which has no host nor spare until it starts
         # one, and whose copy of the lock may have been held by another thread.
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()  # held alone on the drain's path (Condition's __enter__ is Python code)
+        self._cond = threading.Condition(self._mutex)
         self._work: deque[_Posted] = deque()
         self._pid = 0
         self._host: threading.Thread | None = None
@@ -228,12 +229,12 @@ class _Spare:
         """On the host: run what was posted, then each hosted pump once. True if
         a pump has more to do at once."""
         while True:
-            with self._cond:
+            with self._mutex:
                 if not self._work:
                     break
                 posted = self._work.popleft()
             self._run_one(posted)
-        with self._cond:
+        with self._mutex:
             pumps = [pump for pump in (get() for get in self._pumps) if pump is not None]
         more = False
         for pump in pumps:
