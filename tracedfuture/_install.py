@@ -191,7 +191,12 @@ class Installation:
         """Every exporter's queue is full (or disabled): the drain may leave the
         records in the ring rather than take them to be shed here. Tail sampling
         keeps its own state: it is always fed."""
-        return self._tail is None and bool(self._sinks) and all(sink.full() for sink in self._sinks)
+        if self._tail is not None or not self._sinks:
+            return False
+        for sink in self._sinks:  # noqa: SIM110 - a loop, not all() of a generator: asked for every batch
+            if not sink.full():
+                return False
+        return True
 
     def writes_lines(self) -> bool:
         """Every exporter is a trace file the drain thread writes, each batch read

@@ -277,14 +277,24 @@ class Recorder:
             self._lock.release()
 
     def _drain_route(self, route: Route, everything: bool = False, *, lazy: bool = False) -> None:
+        # Loops, not all() of a generator: this runs for every batch, on the drain
+        # thread, with the GIL held.
         takers = [c for c in route.consumers if c.streaming and c in self._active]
-        if not everything and takers and all(_takes_nothing(c) for c in takers):
-            route.ring.hold(True)  # a ring a flight recorder reads is never held
-            return
+        if not everything and takers:
+            for consumer in takers:
+                if not _takes_nothing(consumer):
+                    break
+            else:
+                route.ring.hold(True)  # a ring a flight recorder reads is never held
+                return
         route.ring.hold(False)
         # No tuple made per record (compiled ring). Lazily, on the drain thread when
         # the batch goes straight to trace files: the line writer copies it.
-        lazy = lazy and bool(takers) and all(_writes_lines(c) for c in takers)
+        lazy = lazy and bool(takers)
+        for consumer in takers:
+            if not lazy:
+                break
+            lazy = _writes_lines(consumer)
         records = route.ring.take_batch(lazy=lazy)
         if not records:
             return

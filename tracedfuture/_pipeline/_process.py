@@ -235,9 +235,12 @@ class _Spare:
                 posted = self._work.popleft()
             self._run_one(posted)
         with self._mutex:
-            pumps = [pump for pump in (get() for get in self._pumps) if pump is not None]
+            pumps = tuple(self._pumps)
         more = False
-        for pump in pumps:
+        for get in pumps:
+            pump = get()
+            if pump is None:
+                continue
             try:
                 more = bool(pump()) or more
             except BaseException:  # pragma: no cover - pumps isolate their exporters' errors
