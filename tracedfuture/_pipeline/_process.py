@@ -171,7 +171,8 @@ class _Spare:
     def _forget(self) -> None:
         # Also in a fork()ed child, which has no host nor spare until it starts
         # one, and whose copy of the lock may have been held by another thread.
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()  # held alone on the drain's path (Condition's __enter__ is Python code)
+        self._cond = threading.Condition(self._mutex)
         self._work: deque[_Posted] = deque()
         self._pid = 0
         self._host: threading.Thread | None = None
@@ -228,15 +229,18 @@ class _Spare:
         """On the host: run what was posted, then each hosted pump once. True if
         a pump has more to do at once."""
         while True:
-            with self._cond:
+            with self._mutex:
                 if not self._work:
                     break
                 posted = self._work.popleft()
             self._run_one(posted)
-        with self._cond:
-            pumps = [pump for pump in (get() for get in self._pumps) if pump is not None]
+        with self._mutex:
+            pumps = tuple(self._pumps)
         more = False
-        for pump in pumps:
+        for get in pumps:
+            pump = get()
+            if pump is None:
+                continue
             try:
                 more = bool(pump()) or more
             except BaseException:  # pragma: no cover - pumps isolate their exporters' errors
