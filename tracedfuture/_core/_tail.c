@@ -42,7 +42,10 @@
 /* ------------------------------------------------------------------------ */
 /* A held future                                                            */
 
-enum { L_LINGERING, L_UNDECIDED, L_ALL, NLISTS }; /* the orders the reference's dicts keep */
+/* The orders the reference's dicts keep. (Its dict of every held future is the
+ * table alone: its order would only be read to forget the oldest future when
+ * none is lingering or undecided, and the future just held is undecided.) */
+enum { L_LINGERING, L_UNDECIDED, NLISTS };
 
 struct Held;
 
@@ -497,13 +500,27 @@ list_remove(List *l, int which, Held *h)
     l->n--;
 }
 
+/* The key of a future in items (and in a linkset): its id, scattered. A FidMap gives each run of
+ * 16 consecutive keys one home block of 16 slots (locality, for tables read in
+ * id order); a policy holds tens of thousands of futures of consecutive ids,
+ * every block full, and at half load a block whose home is taken moves whole:
+ * 7 to 17 probes a lookup (10,000 tasks x 10 futures; a sixth of feed()'s
+ * instructions). An odd multiplier (a bijection, 0 for 0 alone) gives each id
+ * a block of its own: 1.4 probes. A task's linkset is keyed alike: a task that
+ * lives the whole run links thousands of futures of consecutive ids. */
+static inline long long
+items_key(long long fid)
+{
+    return (long long)((uint64_t)fid * 0x9E3779B97F4A7C15ULL);
+}
+
 #define LINKSET_FROM 16 /* links looked up in the array below this many, in a set above */
 
 static int
 links_has(const Held *h, long long fid)
 {
     if (h->linkset.cap) {
-        return fidset_has(&h->linkset, fid);
+        return fidset_has(&h->linkset, items_key(fid));
     }
     for (Py_ssize_t i = 0; i < h->nlinks; i++) {
         if (h->links[i] == fid) {
@@ -522,7 +539,7 @@ linkset_put(Held *h, Py_ssize_t i)
     if (room_for_one(&h->linkset) < 0) {
         return -1;
     }
-    return fidmap_put(&h->linkset, h->links[i], (void *)(intptr_t)(i + 1));
+    return fidmap_put(&h->linkset, items_key(h->links[i]), (void *)(intptr_t)(i + 1));
 }
 
 static int
@@ -567,7 +584,7 @@ links_compact(Held *h)
         if (h->links[i] != 0) {
             if (n != i) {
                 h->links[n] = h->links[i];
-                FidSlot *slot = fidmap_get(&h->linkset, h->links[n]);
+                FidSlot *slot = fidmap_get(&h->linkset, items_key(h->links[n]));
                 if (slot != NULL) {
                     slot->value = (void *)(intptr_t)(n + 1);
                 }
@@ -584,7 +601,7 @@ links_discard(Held *h, long long fid)
 {
     if (h->linkset.cap) {
         void *at = NULL;
-        if (fidmap_remove(&h->linkset, fid, &at)) {
+        if (fidmap_remove(&h->linkset, items_key(fid), &at)) {
             h->links[(intptr_t)at - 1] = 0; /* a hole; iteration skips it */
             if (++h->holes > LINKSET_FROM && h->holes * 2 > (uint32_t)h->nlinks) {
                 links_compact(h);
@@ -623,19 +640,6 @@ held_reset(TailObject *p, Held *h)
 /* ------------------------------------------------------------------------ */
 /* fid -> Held (a FidMap, _records.h)                                        */
 
-/* The key of a future in items: its id, scattered. A FidMap gives each run of
- * 16 consecutive keys one home block of 16 slots (locality, for tables read in
- * id order); a policy holds tens of thousands of futures of consecutive ids,
- * every block full, and at half load a block whose home is taken moves whole:
- * 7 to 17 probes a lookup (10,000 tasks x 10 futures; a sixth of feed()'s
- * instructions). An odd multiplier (a bijection, 0 for 0 alone) gives each id
- * a block of its own: 1.4 probes. */
-static inline long long
-items_key(long long fid)
-{
-    return (long long)((uint64_t)fid * 0x9E3779B97F4A7C15ULL);
-}
-
 static Held *
 items_get(const FidMap *t, long long fid)
 {
@@ -672,7 +676,7 @@ items_put(FidMap *t, Held *h)
 
 typedef struct Slab {
     struct Slab *prev, *next; /* in the policy's slabs with room; a full slab is in no list */
-    Held *free;               /* its Helds let go, chained by nodes[L_ALL].next */
+    Held *free;               /* its Helds let go, chained by nodes[0].next */
     Py_ssize_t live, used;    /* Helds handed out now; ever (helds[used..] never were) */
     Held helds[];
 } Slab;
@@ -719,7 +723,7 @@ held_new(TailObject *p)
     }
     Held *h = s->free;
     if (h != NULL) {
-        s->free = h->nodes[L_ALL].next;
+        s->free = h->nodes[0].next;
     }
     else {
         h = &s->helds[s->used++];
@@ -747,7 +751,7 @@ held_recycle(TailObject *p, Held *h)
 {
     held_reset(p, h);
     Slab *s = h->slab;
-    h->nodes[L_ALL].next = s->free;
+    h->nodes[0].next = s->free; /* in no list now */
     s->free = h;
     if (s->live-- == SLAB_HELDS) {
         room_push(p, s);
@@ -854,13 +858,10 @@ static void pin(TailObject *p, long long fid, long long delta);
 static int keep(TailObject *p, long long fid, Recs *out);
 static void drop(TailObject *p, long long fid);
 
+/* A pin more (delta 1) or less (-1) on a held future. */
 static void
-pin(TailObject *p, long long fid, long long delta)
+pin_held(TailObject *p, Held *h, long long delta)
 {
-    Held *h = items_get(&p->items, fid);
-    if (h == NULL) {
-        return;
-    }
     h->pins += delta;
     if (h->done) {
         if (h->pins > 0) {
@@ -873,6 +874,15 @@ pin(TailObject *p, long long fid, long long delta)
 }
 
 static void
+pin(TailObject *p, long long fid, long long delta)
+{
+    Held *h = items_get(&p->items, fid);
+    if (h != NULL) {
+        pin_held(p, h, delta);
+    }
+}
+
+static void
 pin_chain(TailObject *p, int has_parent, long long parent, long long delta)
 {
     for (int seen = 0; has_parent && seen < 1000; seen++) { /* chains cannot loop; be safe anyway */
@@ -880,7 +890,7 @@ pin_chain(TailObject *p, int has_parent, long long parent, long long delta)
         if (h == NULL) {
             return;
         }
-        pin(p, parent, delta);
+        pin_held(p, h, delta);
         has_parent = h->has_parent;
         parent = h->parent;
     }
@@ -938,10 +948,7 @@ forget_oldest(TailObject *p)
         list_remove(&p->lists[L_LINGERING], L_LINGERING, old);
     }
     else {
-        old = p->lists[L_UNDECIDED].head;
-    }
-    if (old == NULL) {
-        old = p->lists[L_ALL].head;
+        old = p->lists[L_UNDECIDED].head; /* never NULL: hold() made one undecided */
     }
     if (old != NULL) {
         drop(p, old->fid);
@@ -972,7 +979,6 @@ hold(TailObject *p, const Rec *r)
             held_recycle(p, h);
             return -1;
         }
-        list_append(&p->lists[L_ALL], L_ALL, h);
     }
     h->created_ns = r->ts;
     h->has_parent = is_task && has_task;
@@ -1006,10 +1012,10 @@ link_futures(TailObject *p, long long fid, Held *h, long long other_id)
         return -1;
     }
     if (!h->done) {
-        pin(p, other_id, +1);
+        pin_held(p, other, +1);
     }
     if (!other->done) {
-        pin(p, fid, +1);
+        pin_held(p, h, +1);
     }
     return 0;
 }
@@ -1082,7 +1088,6 @@ take(TailObject *p, long long fid, Held ***group, Py_ssize_t *n, Py_ssize_t *cap
     }
     list_remove(&p->lists[L_LINGERING], L_LINGERING, h);
     list_remove(&p->lists[L_UNDECIDED], L_UNDECIDED, h);
-    list_remove(&p->lists[L_ALL], L_ALL, h);
     if (*n == *cap) {
         Py_ssize_t c = *cap ? *cap * 2 : 8;
         Held **g = PyMem_RawRealloc(*group, (size_t)c * sizeof(Held *));
@@ -1190,7 +1195,6 @@ drop(TailObject *p, long long fid)
     }
     list_remove(&p->lists[L_LINGERING], L_LINGERING, h);
     list_remove(&p->lists[L_UNDECIDED], L_UNDECIDED, h);
-    list_remove(&p->lists[L_ALL], L_ALL, h);
     for (Py_ssize_t i = 0; i < h->nlinks; i++) {
         Held *linked = h->links[i] != 0 ? items_get(&p->items, h->links[i]) : NULL;
         if (linked != NULL) {
@@ -1379,10 +1383,10 @@ tail_flush(TailObject *self, PyObject *args, PyObject *kwds)
 static void
 tail_free_state(TailObject *self)
 {
-    for (Held *h = self->lists[L_ALL].head; h != NULL;) {
-        Held *next = h->nodes[L_ALL].next;
-        held_recycle(self, h); /* its slab freed once empty, but for KEEP_EMPTY */
-        h = next;
+    for (size_t i = 0; i < self->items.cap; i++) { /* every held future is in items */
+        if (self->items.slots[i].fid != 0) {
+            held_recycle(self, self->items.slots[i].value); /* its slab freed once empty, but for KEEP_EMPTY */
+        }
     }
     memset(self->lists, 0, sizeof(self->lists));
     while (self->room != NULL) { /* every slab empty now */

@@ -245,10 +245,8 @@ class TailPolicy:
     def _forget_oldest(self) -> None:
         if self._lingering:
             old, _ = self._lingering.popitem(last=False)
-        elif self._undecided:
-            old = next(iter(self._undecided))
         else:
-            old = next(iter(self._items))
+            old = next(iter(self._undecided))  # never empty: _hold just made one undecided
         self._drop(old)
 
     def _drop(self, fid: int) -> None:
