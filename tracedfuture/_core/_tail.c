@@ -330,13 +330,16 @@ typedef struct {
 } Packed;
 
 #define INLINE_LINKS 4   /* a future's awaiters, a task's awaited: usually one or two */
-#define INLINE_BYTES 296 /* CREATED, two CB_ADDED, RESOLVED and COLLECTED, packed */
+#define INLINE_BYTES 304 /* CREATED, two CB_ADDED, RESOLVED and COLLECTED, packed: a Held of 512 bytes */
 
 typedef struct Held {
     /* The first cache line: all that a pin, or letting a pin go, touches of a
      * future other than the one a record is about (a task's ten awaited
-     * futures at its end, cold by then), its place among the lingering first. */
-    long long fid, pins, created_ns, parent;
+     * futures at its end, cold by then), its place among the lingering first.
+     * A Held starts a cache line (its slab's are aligned), so that this is one
+     * line, not two, and its records are in as few as they can be. */
+    _Alignas(64) long long fid;
+    long long pins, created_ns, parent;
     int has_parent, done;
     Node nodes[NLISTS];
     long long *links; /* in the order added; 0: discarded; inline_links until it grows */
@@ -678,8 +681,28 @@ typedef struct Slab {
     struct Slab *prev, *next; /* in the policy's slabs with room; a full slab is in no list */
     Held *free;               /* its Helds let go, chained by nodes[0].next */
     Py_ssize_t live, used;    /* Helds handed out now; ever (helds[used..] never were) */
-    Held helds[];
+    void *block;              /* what was allocated: the slab is its first cache line on */
+    Held helds[];             /* from the slab's second cache line on */
 } Slab;
+
+/* A slab at a cache line's start, in memory PyMem_Raw gives (16-byte aligned). */
+static Slab *
+slab_new(void)
+{
+    void *block = PyMem_RawMalloc(sizeof(Slab) + SLAB_HELDS * sizeof(Held) + 63);
+    if (block == NULL) {
+        return NULL;
+    }
+    Slab *s = (Slab *)(((uintptr_t)block + 63) & ~(uintptr_t)63);
+    s->block = block;
+    return s;
+}
+
+static void
+slab_free(Slab *s)
+{
+    PyMem_RawFree(s->block);
+}
 
 static void
 room_push(TailObject *p, Slab *s)
@@ -712,7 +735,7 @@ held_new(TailObject *p)
 {
     Slab *s = p->room;
     if (s == NULL) {
-        s = PyMem_RawMalloc(sizeof(Slab) + SLAB_HELDS * sizeof(Held));
+        s = slab_new();
         if (s == NULL) {
             return NULL;
         }
@@ -762,7 +785,7 @@ held_recycle(TailObject *p, Held *h)
         }
         else {
             room_remove(p, s);
-            PyMem_RawFree(s);
+            slab_free(s);
         }
     }
 }
@@ -1391,7 +1414,7 @@ tail_free_state(TailObject *self)
     memset(self->lists, 0, sizeof(self->lists));
     while (self->room != NULL) { /* every slab empty now */
         Slab *next = self->room->next;
-        PyMem_RawFree(self->room);
+        slab_free(self->room);
         self->room = next;
     }
     self->nempty = 0;
