@@ -368,8 +368,8 @@ rec_nslots(const Rec *r)
         return NSLOT;
     }
     unsigned mask = (unsigned)(r->objmask | r->nonemask | r->boolmask), n = r->nfields;
-    while (mask >> n) {
-        n++;
+    if (mask >> n) {
+        n = 32u - (unsigned)__builtin_clz(mask); /* past its highest bit */
     }
     return n < NSLOT ? n : NSLOT;
 }
@@ -405,11 +405,11 @@ held_push(TailObject *pol, Held *h, const Rec *r)
     p->boolmask = r->boolmask;
     p->pad = 0;
     p->ts = r->ts;
-    memcpy(p->s, r->s, (size_t)nslots * sizeof(Slot));
-    for (unsigned mask = r->objmask, k = 0; mask != 0; k++, mask >>= 1) {
-        if (mask & 1u) {
-            own(pol, p->s[k].o);
-        }
+    for (unsigned k = 0; k < nslots; k++) { /* a few words: no call to memcpy */
+        p->s[k] = r->s[k];
+    }
+    for (unsigned mask = r->objmask; mask != 0; mask &= mask - 1) {
+        own(pol, p->s[__builtin_ctz(mask)].o);
     }
     h->len += (uint32_t)size;
     h->nrecs++;
@@ -449,11 +449,10 @@ held_clear(TailObject *pol, Held *h)
 {
     HELD_EACH(h, p)
     {
-        for (unsigned mask = p->objmask, k = 0; mask != 0; k++, mask >>= 1) {
-            if (mask & 1u) {
-                disown(pol, p->s[k].o);
-                p->s[k].o = NULL;
-            }
+        for (unsigned mask = p->objmask; mask != 0; mask &= mask - 1) {
+            unsigned k = (unsigned)__builtin_ctz(mask);
+            disown(pol, p->s[k].o);
+            p->s[k].o = NULL;
         }
     }
     h->len = h->nrecs = h->collected = 0;
