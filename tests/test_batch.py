@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import random
-import sys
 import threading
 from typing import Any
 
@@ -68,132 +66,6 @@ def test_a_batch_holds_the_records_take_would_have_given(impl: Any) -> None:
     assert [batch[i] for i in range(len(batch))] == window
     assert ring.take() == []
     assert list(impl.RecordBatch.join(batch, [(MARK, 1, 2, "why")]))[-1] == (MARK, 1, 2, "why")
-
-
-def _more(impl: Any, ring: Any, n: int) -> None:
-    """n more futures recorded on ``ring``, each created, resolved and awaited."""
-    loop = asyncio.new_event_loop()
-    hooks = impl.LoopHooks(loop)
-    hooks.bind(ring, 1, 1.0, None, False)
-
-    async def main() -> None:
-        for i in range(n):
-            fut = hooks.create_future()
-            fut.set_result(i)
-            await fut
-
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
-
-
-@pytest.mark.parametrize("read", ["list", "item", "len-then-list", "shed", "join"])
-def test_a_lazy_batch_holds_the_records_take_would_have_given(impl: Any, read: str) -> None:
-    """``take_batch(lazy=True)``: the same records (copied when first read, by
-    whichever reader comes first), and the ring reads on past them."""
-    ring = _recorded(impl)
-    window = ring.window()
-    batch = ring.take_batch(lazy=True)
-    assert len(batch) == len(window)
-    if read == "list":
-        got = list(batch)
-    elif read == "item":
-        got = [batch[i] for i in range(len(batch))]
-    elif read == "len-then-list":
-        assert bool(batch)
-        got = list(batch)
-    elif read == "shed":
-        kept, dropped, *_ = batch.shed({}, {}, 1 << 40, 0, 1, 1000)
-        assert dropped == 0
-        got = list(kept)
-    else:
-        got = list(impl.RecordBatch.join(batch, []))
-    assert got == window
-    assert ring.take() == [] and len(ring.take_batch()) == 0  # taken once
-    assert ring.stats()["taken"] == len(window)
-
-
-@pytest.mark.parametrize("order", ["taken-meanwhile", "lazy-read-first", "later-read-first"])
-def test_a_take_while_a_lazy_batch_is_pending_gets_what_came_after(impl: Any, order: str) -> None:
-    """A flush() or the last drain at exit, while the drain thread holds a lazy
-    batch not yet written: they take the records after it, none twice, none
-    missed, whichever batch is read (and its take ended) first; and every
-    reference the records held is released once (the site's code object is
-    back to its count)."""
-    site = next(c for c in _more.__code__.co_consts if getattr(c, "co_name", None) == "main")
-    gc.collect()
-    before = sys.getrefcount(site)
-    ring = impl.Ring(1 << 22, streaming=True, history=False)
-    _more(impl, ring, 30)
-    lazy = ring.take_batch(lazy=True)
-    _more(impl, ring, 20)
-    later = ring.take_batch(lazy=order != "taken-meanwhile")
-    _more(impl, ring, 10)
-    assert len(lazy) == 90 and len(later) == 60
-    if order == "later-read-first":
-        records = list(later)
-        records[:0] = list(lazy)
-    else:
-        records = list(lazy) + list(later)
-    assert [r[1] for r in records if r[0] == 0] == sorted({r[1] for r in records if r[0] == 0})
-    assert len(records) == 150
-    rest = list(ring.take_batch())
-    assert len(rest) == 30  # the ring reads on past both
-    assert ring.take() == [] and ring.stats()["taken"] == 180
-    del lazy, later, records, rest
-    gc.collect()
-    assert sys.getrefcount(site) <= before + 1  # the core may remember the last site it saw
-
-
-@pytest.mark.parametrize("read", ["pending", "taken-meanwhile"])
-def test_a_forked_child_leaves_the_parents_lazy_batch_alone(impl: Any, read: str) -> None:
-    """A fork() while a lazy batch waits (and maybe a take meanwhile ended): the
-    child clears the ring, as the drain's fork hook does, and the batches it
-    inherited read as empty and release nothing (the ring released every record
-    once); the child records and takes on as usual."""
-    ring = impl.Ring(1 << 22, streaming=True, history=False)
-    _more(impl, ring, 30)
-    lazy = ring.take_batch(lazy=True)
-    _more(impl, ring, 20)
-    later = ring.take_batch() if read == "taken-meanwhile" else None
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            ring.clear()
-            inherited = len(list(lazy)) if impl.IMPLEMENTATION == "c" else 0
-            site = next(c for c in _more.__code__.co_consts if getattr(c, "co_name", None) == "main")
-            held = sys.getrefcount(site)
-            del lazy
-            if later is not None:
-                assert len(list(later)) == 60  # its own: taken and ended before the fork
-            del later
-            gc.collect()
-            if impl.IMPLEMENTATION == "c" and read == "taken-meanwhile":
-                assert sys.getrefcount(site) == held - 40  # its own references, released once
-            _more(impl, ring, 5)
-            code = 0 if inherited == 0 and len(ring.take_batch(lazy=True)) == 15 else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert len(list(lazy)) == 90  # the parent's, unharmed
-
-
-def test_a_lazy_batch_dropped_unread_lets_its_records_go(impl: Any) -> None:
-    """A batch nobody reads (its exporter was disabled meanwhile) is taken all
-    the same: the ring reads on past its records."""
-    ring = impl.Ring(1 << 22, streaming=True, history=False)
-    _more(impl, ring, 30)
-    batch = ring.take_batch(lazy=True)
-    assert len(batch) == 90
-    del batch
-    gc.collect()
-    assert ring.take() == [] and len(ring.take_batch()) == 0
-    assert ring.stats()["taken"] == 90
-    _more(impl, ring, 5)
-    assert len(ring.take_batch(lazy=True)) == 15
 
 
 @pytest.mark.parametrize("room", [0, 30, 500, 5_000])

@@ -102,21 +102,3 @@ def test_a_busy_program_hands_the_gil_to_a_thread_that_asks(impl: Any) -> None:
         traced.close()
     assert impl._gil_stats()["handed"] > before["handed"]
     assert turns[0] > 0
-
-
-def test_the_gil_held_by_tracing_threads_is_measured(impl: Any) -> None:
-    """Each GIL a tracing thread takes back is held until its next release:
-    counted, timed (wall and thread CPU) and sorted into a histogram by CPU time."""
-    if impl.IMPLEMENTATION == "python":
-        pytest.skip("the reference takes the GIL back as CPython does")
-    before = impl._gil_stats()
-    waker = impl.Waker()
-    waker.wait(0.001)  # taken back: a hold, ended by the next release
-    waker.wait(0.001)
-    after = impl._gil_stats()
-    assert after["taken"] - before["taken"] == 2
-    assert after["holds"] - before["holds"] >= 1
-    assert sum(after["hold_cpu_hist"]) == after["holds"]
-    assert after["hold_ns"] >= before["hold_ns"]
-    assert after["hold_cpu_ns"] >= before["hold_cpu_ns"]
-    assert after["hold_max_ns"] > 0

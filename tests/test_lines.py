@@ -457,48 +457,37 @@ async def program():  # tasks unnamed: a name given at creation is a rename on 3
             loop.call_soon(fut.set_result, i)
             await fut
 
-    await asyncio.gather(*[asyncio.create_task(worker()) for _ in range(WORKERS)])
+    await asyncio.gather(*[asyncio.create_task(worker()) for _ in range(5)])
 
-LAZY = sys.argv[2] == "lazy"
-WORKERS = 100 if LAZY else 5  # lazy: a batch that take_batch() would copy without the GIL
-traced = Traced(_cfuture, max_records=100_000, history=not LAZY)
+traced = Traced(_cfuture, max_records=100_000)
 writer, fd = _cfuture.LineWriter(Lines()), os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
 taken = []
 try:
     for _ in range(3):  # the same sites, types and names: cached after the first batch
         traced.run(program())
         gc.collect()
-        if LAZY:
-            before = _cfuture._gil_stats()["taken"]
-            batch = traced.ring.take_batch(lazy=True)
-            assert len(batch) >= 512
-        else:
-            batch = traced.ring.take_batch()
-            before = _cfuture._gil_stats()["taken"]
+        batch = traced.ring.take_batch()
+        before = _cfuture._gil_stats()["taken"]
         writer.write(batch, fd)
         taken.append(_cfuture._gil_stats()["taken"] - before)
-        assert traced.ring.stats()["taken"] == traced.ring.stats()["written"]
 finally:
     traced.close()
 print(*taken)
 """
 
 
-@pytest.mark.parametrize("take", ["taken", "lazy"])
-def test_a_batch_written_to_a_file_takes_the_gil_back_once(impl: Any, tmp_path: Path, take: str) -> None:
+def test_a_batch_written_to_a_file_takes_the_gil_back_once(impl: Any, tmp_path: Path) -> None:
     """Formatting and writing happen with the GIL released; only a site or type
     seen for the first time needs it, once (and a batch with a share for the
-    reference, once more). A lazy batch (``take_batch(lazy=True)``, the drain
-    thread's for a trace file) is copied out of its ring in the same stretch:
-    taking it and writing it take the GIL back once in all. Counted in a process
-    of its own: tracing's threads of other tests take the GIL back too."""
+    reference, once more). Counted in a process of its own: tracing's threads of
+    other tests take the GIL back too."""
     if impl.LineWriter is None:
         pytest.skip("the pure-Python implementation writes with the GIL held")
     path = tmp_path / "t.jsonl"
     path.write_bytes(b"")
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
-        [sys.executable, "-c", _GIL_TAKEN, str(path), take],
+        [sys.executable, "-c", _GIL_TAKEN, str(path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -510,83 +499,6 @@ def test_a_batch_written_to_a_file_takes_the_gil_back_once(impl: Any, tmp_path: 
     first, *later = (int(n) for n in done.stdout.split())
     assert first > 1  # the sites and the result type, each once
     assert later == [1, 1]
-
-
-_DRAIN_GIL = """
-import asyncio, sys, threading
-import tracedfuture
-from tracedfuture._core import _cfuture
-from tracedfuture._pipeline import _drain, _sink
-from tracedfuture.exporters import JsonLinesExporter
-
-counted = {"takes": 0, "batches": 0, "records": 0}
-
-def counting(method, key=None):
-    def call(self, *args, **kwargs):
-        mine = threading.current_thread().name == "tracedfuture-drain"
-        before = _cfuture._gil_stats()["taken"]
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            if mine:
-                counted["takes"] += _cfuture._gil_stats()["taken"] - before
-    return call
-
-_drain.Recorder._drain_route = counting(_drain.Recorder._drain_route)
-_sink.Sink._pump = counting(_sink.Sink._pump)
-export_records = JsonLinesExporter.export_records
-
-def exported(self, records, lines):
-    if threading.current_thread().name == "tracedfuture-drain":
-        counted["batches"] += 1
-        counted["records"] += len(records)
-    return export_records(self, records, lines)
-
-JsonLinesExporter.export_records = exported
-
-async def main():
-    loop = asyncio.get_running_loop()
-    for _ in range(40):  # rounds of 300 futures: batches the drain takes itself, most of them large
-        for _ in range(300):
-            fut = loop.create_future()
-            fut.set_result(None)
-            await fut
-        await asyncio.sleep(0.005)
-
-loop = asyncio.new_event_loop()
-installation = tracedfuture.install(loop, exporters=[JsonLinesExporter(sys.argv[1])], flush_interval=0.02)
-try:
-    loop.run_until_complete(main())
-finally:
-    installation.uninstall()
-    loop.close()
-print(counted["takes"], counted["batches"], counted["records"])
-"""
-
-
-def test_the_drain_takes_the_gil_back_once_per_batch_it_writes_to_a_file(impl: Any, tmp_path: Path) -> None:
-    """The drain thread takes a trace file's records out of the ring lazily
-    (``take_batch(lazy=True)``): the line writer copies, formats and writes them
-    in one stretch without the GIL, so taking a batch and writing it take the
-    GIL back once (its wake-up aside), however large the batch; only a site or
-    type seen for the first time adds one."""
-    if impl.LineWriter is None:
-        pytest.skip("the pure-Python implementation writes with the GIL held")
-    path = tmp_path / "t.jsonl"
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(
-        [sys.executable, "-c", _DRAIN_GIL, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        cwd=root,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    takes, batches, records = (int(n) for n in done.stdout.split())
-    assert batches > 0 and records > 0
-    assert batches <= takes <= batches + 10  # first-seen sites and types: a few
 
 
 # --- the lines a program writes itself, without the json package (_tracefile.dumps) ----

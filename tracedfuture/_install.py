@@ -108,8 +108,6 @@ class Installation:
         self.flush_interval = options.flush_interval
         self.export_timeout = options.export_timeout
         self._tail = _tail_sampling(int(options.slow * 1e9)) if options.tail else None
-        # Every exporter a trace file the drain thread writes itself (decided once).
-        self._writes_lines = self._tail is None and bool(self._sinks) and all(s.writes_at_once for s in self._sinks)
         captures = [hook.capture for hook in hooks if hook.capture is not None]
         self.capture: Callable[[], object] | None = _combine(captures)
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -191,17 +189,7 @@ class Installation:
         """Every exporter's queue is full (or disabled): the drain may leave the
         records in the ring rather than take them to be shed here. Tail sampling
         keeps its own state: it is always fed."""
-        if self._tail is not None or not self._sinks:
-            return False
-        for sink in self._sinks:  # noqa: SIM110 - a loop, not all() of a generator: asked for every batch
-            if not sink.full():
-                return False
-        return True
-
-    def writes_lines(self) -> bool:
-        """Every exporter is a trace file the drain thread writes, each batch read
-        in place (no tail sampling first): the drain may take records lazily."""
-        return self._writes_lines
+        return self._tail is None and bool(self._sinks) and all(sink.full() for sink in self._sinks)
 
     def consume_lint(self, record: tuple[Any, ...]) -> None:
         if self._installed and self.streaming:

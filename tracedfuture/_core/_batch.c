@@ -6,10 +6,6 @@
  * record. Readers that need tuples get them on access
  * (batch[i], iteration: the layout of _seam.LAYOUTS, as Ring.take() gives);
  * the compiled readers (_lines.c's LineWriter) read the structs in place.
- * Ring.take_batch(lazy=True) makes a batch whose records are still in the
- * ring: the line writer copies them with the GIL released, in the stretch
- * that formats and writes them (tf_batch_copy_view, then tf_batch_settle once
- * the GIL is back); any other reader copies them first (batch_ready).
  *
  * A batch also sheds itself (shed()): what an exporter's full queue cannot
  * take is dropped a whole future at a time, in C, with no Python-level loop
@@ -29,10 +25,6 @@
 #include <string.h>
 
 #include "_records.h"
-#include "_gil.h"
-
-#include <sched.h>
-#include <unistd.h>
 
 typedef struct {
     PyObject_HEAD
@@ -43,17 +35,7 @@ typedef struct {
      * again (cold by then: reading them was most of a batch's release). */
     PyObject **objs; /* PyMem_Raw, or NULL */
     Py_ssize_t nobjs;
-    /* A lazy take's (take_batch(lazy=True)): its records still in the ring
-     * (n known, recs NULL) until first read. `copy` (atomic) says where the
-     * copy is: COPIED (or never lazy), PENDING, or COPYING (by a line writer
-     * without the GIL, or by a reader that released it for the copy). Once
-     * copied, the take is ended, and freed, by the next holder of the GIL to
-     * read the batch (tf_batch_settle()). */
-    TFTake *take;
-    int copy;
 } BatchObject;
-
-enum { COPIED = 0, PENDING = 1, COPYING = 2 };
 
 static PyTypeObject *BatchType;
 
@@ -101,126 +83,21 @@ tf_batch_steal_refs(Rec *recs, Py_ssize_t n, PyObject **objs, Py_ssize_t nobjs)
     return (PyObject *)b;
 }
 
-PyObject *
-tf_batch_lazy(TFTake *t)
-{
-    BatchObject *b = batch_alloc();
-    if (b == NULL) {
-        tf_take_end(t, NULL, NULL, 0);
-        tf_take_free(t);
-        return NULL;
-    }
-    b->take = t;
-    b->n = tf_take_len(t);
-    __atomic_store_n(&b->copy, PENDING, __ATOMIC_RELEASE);
-    return (PyObject *)b;
-}
-
-/* A lazy batch's records copied by this thread (1), or by another one, waited
- * for (0); either way copied (recs NULL: there was no memory). Needs no GIL. */
-static int
-batch_copy(BatchObject *self)
-{
-    int expected = PENDING;
-    if (__atomic_compare_exchange_n(&self->copy, &expected, COPYING, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        if (tf_take_copy(self->take, &self->recs, &self->objs, &self->nobjs) < 0) {
-            self->recs = NULL;
-        }
-        __atomic_store_n(&self->copy, COPIED, __ATOMIC_RELEASE);
-        return 1;
-    }
-    while (__atomic_load_n(&self->copy, __ATOMIC_ACQUIRE) != COPIED) {
-        sched_yield(); /* the copier needs no GIL to finish */
-    }
-    return 0;
-}
-
-/* The GIL held: a lazy batch made whole (its records copied, with the GIL
- * released for a large copy if `release`, and its take ended). 0, or -1 with
- * MemoryError set: no memory for the copy, the batch is then empty and its
- * records stay unread in the ring (the next take gets them). */
-static int
-batch_ready(BatchObject *self, int release)
-{
-    TFTake *t = self->take;
-    if (t == NULL) {
-        return 0;
-    }
-    if (tf_take_orphan(t)) {
-        /* The child of a fork() made while the batch was pending: the ring was
-         * reset (Ring.clear) and the records are the parent's. Left as they
-         * are (a leak, once), never read or released. */
-        self->take = NULL;
-        self->recs = NULL;
-        self->objs = NULL;
-        self->n = 0;
-        return 0;
-    }
-    if (__atomic_load_n(&self->copy, __ATOMIC_ACQUIRE) == PENDING) {
-        PyThreadState *save = release && tf_take_release(t) ? tf_gil_release() : NULL;
-        batch_copy(self);
-        if (save != NULL) {
-            tf_gil_restore(save);
-        }
-    }
-    else {
-        batch_copy(self); /* waits for the copier */
-    }
-    if (self->take == t) { /* not ended meanwhile (by a thread that had the GIL while this one copied) */
-        self->take = NULL;
-        tf_take_end(t, self->recs, self->objs, self->nobjs);
-        tf_take_free(t);
-    }
-    if (self->recs == NULL) {
-        self->n = 0;
-        PyErr_NoMemory();
-        return -1;
-    }
-    return 0;
-}
-
 int
 tf_batch_view(PyObject *obj, const Rec **recs, Py_ssize_t *n)
 {
     if (Py_TYPE(obj) != BatchType) {
         return 0;
     }
-    if (batch_ready((BatchObject *)obj, 1) < 0) {
-        PyErr_Clear(); /* empty: its records stay in the ring */
-    }
     *recs = ((BatchObject *)obj)->recs;
     *n = ((BatchObject *)obj)->n;
     return 1;
-}
-
-int
-tf_batch_copy_view(PyObject *obj, const Rec **recs, Py_ssize_t *n)
-{
-    if (Py_TYPE(obj) != BatchType) {
-        return 0;
-    }
-    BatchObject *b = (BatchObject *)obj;
-    if (__atomic_load_n(&b->copy, __ATOMIC_ACQUIRE) != COPIED) {
-        batch_copy(b);
-    }
-    *recs = b->recs;
-    *n = b->recs != NULL ? b->n : 0;
-    return 1;
-}
-
-int
-tf_batch_settle(PyObject *obj)
-{
-    return Py_TYPE(obj) == BatchType ? batch_ready((BatchObject *)obj, 1) : 0;
 }
 
 static void
 batch_dealloc(BatchObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
-    if (self->take != NULL && batch_ready(self, 0) < 0) {
-        PyErr_Clear(); /* never read, and no memory to copy it: its records stay in the ring */
-    }
     if (self->objs != NULL) {
         for (Py_ssize_t i = 0; i < self->nobjs; i++) {
             Py_DECREF(self->objs[i]);
@@ -357,9 +234,6 @@ batch_len(BatchObject *self)
 static PyObject *
 batch_item(BatchObject *self, Py_ssize_t i)
 {
-    if (batch_ready(self, 1) < 0) {
-        return NULL;
-    }
     if (i < 0 || i >= self->n) {
         PyErr_SetString(PyExc_IndexError, "RecordBatch index out of range");
         return NULL;
@@ -480,9 +354,6 @@ batch_shed(BatchObject *self, PyObject *args)
     }
     if (unit <= 0) {
         PyErr_SetString(PyExc_ValueError, "unit must be positive");
-        return NULL;
-    }
-    if (batch_ready(self, 1) < 0) {
         return NULL;
     }
     Py_ssize_t n = self->n, kept = n;

@@ -203,11 +203,7 @@ typedef struct {
     int history; /* taken records stay (for window()) until their words are needed */
     int hurried; /* on_full was called since the last take: once is enough */
     int held;    /* hold(True): its reader takes nothing now, so no new future is traced */
-    int reading; /* takes begun and not ended: their records are copied without the GIL (see take_batch) */
-    unsigned long long cto, ctopos; /* while reading: the end of what they took ([rd, cto)), record and word */
-    int moving;  /* the first take under way moves its records out (no history): start follows rd */
-    int kept;    /* takes under way left their records' references in the ring from keptpos on */
-    unsigned long long keptpos;
+    int reading; /* take_batch() copies records with the GIL released (see there) */
     int nretired;
     Slot *retired[RETIRED_MAX]; /* buffers grown out of while reading: freed once it is done */
     PyObject *on_full;
@@ -605,231 +601,6 @@ ring_take(RingObject *self, PyObject *Py_UNUSED(ignored))
     return ring_list(self, self->rd, 1);
 }
 
-/* A take of [from, to): begun with the GIL held (the ring reading: its words
- * stay), copied with or without it, ended with it. Ring.take_batch() does all
- * three at once; take_batch(lazy=True) leaves the copy and the end to its batch
- * (_batch.c), which the line writer copies with the GIL released along with
- * its formatting and its write: one GIL taken back for the three. A take begun
- * while others are under way takes what they left, from the end of the last
- * (cto), so a flush() or the last drain at exit never waits for a lazy batch
- * and never misses what came after it; the ring reads on (rd, and a ring
- * without history lets their words go) once every take has ended. */
-struct TFTake {
-    RingObject *ring; /* a lazy take's: a reference */
-    const Slot *buf;  /* kept while reading: a ring grown meanwhile retires it */
-    unsigned long long size, o, n, from, frompos, to, topos;
-    int move;
-    long pid; /* a fork()'s child has no copier: see tf_take_orphan() */
-    ClockCopy clock;
-};
-
-/* 0: nothing to take (nothing written since the last take began). */
-static int
-take_begin(RingObject *self, TFTake *t)
-{
-    if (!self->reading) {
-        self->cto = self->rd;
-        self->ctopos = self->rdpos;
-    }
-    if (self->buf == NULL || self->w == self->cto) {
-        return 0;
-    }
-    /* Without history, every live record is unread (start == rd): they move out.
-     * Only the first take under way moves them: a later one (or the first, if
-     * it ends before the others) copies its records with references of their
-     * own, the ring's released when it reads on past them, so that no record
-     * is ever both the ring's and a batch's (a fork()'s child clears the ring
-     * whatever its takes did: see ring_clear). */
-    t->ring = self;
-    t->move = !self->reading && !self->history && self->start == self->rd;
-    if (!self->reading) {
-        self->moving = t->move;
-        self->kept = 0;
-    }
-    else if (!self->kept) {
-        self->kept = 1;
-        self->keptpos = self->ctopos;
-    }
-    t->buf = self->buf;
-    t->size = self->size;
-    t->o = self->ctopos % self->size;
-    t->n = self->w - self->cto;
-    t->from = self->cto;
-    t->frompos = self->ctopos;
-    t->to = self->cto = self->w;
-    t->topos = self->ctopos = self->wpos;
-    t->pid = (long)getpid();
-    clock_sync();
-    clock_copy(&t->clock);
-    self->reading++;
-    return 1;
-}
-
-int
-tf_take_release(const TFTake *t)
-{
-    return t->ring->streaming && t->n >= COPY_WITHOUT_GIL;
-}
-
-Py_ssize_t
-tf_take_len(const TFTake *t)
-{
-    return (Py_ssize_t)t->n;
-}
-
-int
-tf_take_orphan(const TFTake *t)
-{
-    return t->pid != (long)getpid();
-}
-
-/* The records copied out as whole Recs (*recs, PyMem_Raw), and the references
- * they hold gathered in *objs (NULL when there was no memory for them: the
- * records release their own). Needs no GIL: the program's thread writes after
- * `to` meanwhile, never over them. -1: no memory. */
-int
-tf_take_copy(TFTake *t, Rec **recs, PyObject ***objs, Py_ssize_t *nobjs)
-{
-    const Slot *buf = t->buf;
-    unsigned long long n = t->n, size = t->size, o = t->o;
-    PyObject **got = NULL;
-    size_t ngot = 0, cap = 0;
-    int ok = 1;
-    Rec *copy = (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec));
-    if (copy == NULL) {
-        return -1;
-    }
-    for (unsigned long long i = 0; i < n; i++) {
-        const Rec *rec = (const Rec *)&buf[o];
-        Rec *r = &copy[i];
-        ring_copy_out(r, rec, t->ring);
-        o = ring_next(o, rec, size);
-        if (!(r->flags & F_RAW)) { /* one made of a tuple, ring.append's, has them already */
-            r->ts = clock_copy_to_ns(&t->clock, r->ts);
-        }
-        /* The references it holds, gathered while it is in the cache (no
-         * memory for it: the records release their own). */
-        for (unsigned mask = r->objmask; mask != 0 && ok; mask &= mask - 1) {
-            unsigned k = (unsigned)__builtin_ctz(mask);
-            if (r->s[k].o != NULL) {
-                if (ngot == cap) {
-                    size_t more = cap ? cap * 2 : (size_t)n * 2;
-                    PyObject **p = (PyObject **)PyMem_RawRealloc(got, more * sizeof(PyObject *));
-                    if (p == NULL) {
-                        ok = 0;
-                        break;
-                    }
-                    got = p;
-                    cap = more;
-                }
-                got[ngot++] = r->s[k].o;
-            }
-        }
-    }
-    if (!ok) {
-        PyMem_RawFree(got);
-        got = NULL;
-        ngot = 0;
-    }
-    *recs = copy;
-    *objs = got;
-    *nobjs = (Py_ssize_t)ngot;
-    return 0;
-}
-
-/* The GIL held: the records copied (recs non-NULL: with their references,
- * taken here for a ring with history), or not (no memory): left unread if no
- * take came after this one, else dropped (counted; a ring without history
- * releases their references, which its words held). Once every take under way
- * has ended, the ring reads on past them all. */
-void
-tf_take_end(TFTake *t, Rec *recs, PyObject **objs, Py_ssize_t nobjs)
-{
-    RingObject *self = t->ring;
-    self->reading--;
-    if (t->move && self->reading > 0 && recs != NULL) {
-        /* Ended before a later take: its records keep references of their own
-         * in the ring, as the later ones' do, till the ring reads on. */
-        t->move = 0;
-        self->kept = 1;
-        self->keptpos = t->frompos;
-    }
-    if (recs == NULL) {
-        if (self->cto == t->to) {
-            self->cto = t->from; /* the last taken: unread again */
-            self->ctopos = t->frompos;
-        }
-        else {
-            self->dropped += t->n;
-            unsigned long long o = t->o;
-            for (unsigned long long i = 0; i < t->n; i++) {
-                Rec *rec = (Rec *)&t->buf[o];
-                o = ring_next(o, rec, t->size);
-                if (t->move) {
-                    for (unsigned mask = ring_objects(rec); mask != 0; mask &= mask - 1) {
-                        Py_XDECREF(rec->s[__builtin_ctz(mask)].o);
-                    }
-                }
-            }
-        }
-    }
-    else if (!t->move && objs != NULL) {
-        for (Py_ssize_t i = 0; i < nobjs; i++) {
-            Py_INCREF(objs[i]);
-        }
-    }
-    else if (!t->move) {
-        for (unsigned long long i = 0; i < t->n; i++) {
-            if (recs[i].objmask) {
-                rec_incref(&recs[i]);
-            }
-        }
-    }
-    if (recs != NULL) {
-        self->taken += t->n;
-    }
-    if (self->reading > 0) {
-        return; /* another take is under way: its words stay */
-    }
-    for (int k = 0; k < self->nretired; k++) {
-        PyMem_RawFree(self->retired[k]);
-    }
-    self->nretired = 0;
-    if (self->cto == self->rd) {
-        return; /* none taken after all */
-    }
-    /* Records written meanwhile, from cto on, stay unread. */
-    self->rd = self->cto;
-    self->rdpos = self->ctopos;
-    self->hurried = 0;
-    if (self->moving) {
-        if (self->kept) {
-            /* The references the ring kept for copies that took their own. */
-            unsigned long long o = self->keptpos % self->size;
-            for (unsigned long long pos = self->keptpos; pos < self->rdpos;) {
-                Rec *rec = ring_at(self, o);
-                unsigned long long len = rec_words(rec);
-                for (unsigned mask = ring_objects(rec); mask != 0; mask &= mask - 1) {
-                    Py_XDECREF(rec->s[__builtin_ctz(mask)].o);
-                }
-                o = ring_next(o, rec, self->size);
-                pos += len;
-            }
-        }
-        self->start = self->rd; /* their words are dead: the batches have their references */
-        self->startpos = self->rdpos;
-        self->soff = self->rdpos % self->size; /* the ring may have grown meanwhile */
-    }
-    self->kept = 0;
-}
-
-void
-tf_take_free(TFTake *t)
-{
-    Py_DECREF(t->ring);
-    PyMem_RawFree(t);
-}
-
 /* The records written since the last take(), as one RecordBatch (_batch.c): the
  * records copied out as whole Recs with their references, no tuple made. A
  * ring without history moves them out instead (no reference taken or dropped:
@@ -845,61 +616,107 @@ tf_take_free(TFTake *t)
  * to a bigger buffer but, while `reading`, keeps the old one (retired) until
  * the copy is done. The records copied hold their references in the ring all
  * the while (they are unread: nothing releases them), so the copies'
- * increments, for a ring with history, wait for the GIL. A take meanwhile
- * takes what came after those records (see take_begin).
- *
- * With lazy=True the copy waits for the batch's first reader: a line writer
- * copies it with the GIL released, with the batch's formatting and write
- * (_lines.c), and ends the take when it takes the GIL back, once for all of
- * it; any other reader (len() excepted) copies it first as take_batch() would. */
+ * increments, for a ring with history, wait for the GIL. One reader at a time:
+ * a second take meanwhile gets nothing (the first takes those records). */
 static PyObject *
-ring_take_batch(RingObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+ring_take_batch(RingObject *self, PyObject *Py_UNUSED(ignored))
 {
-    static const char *const names[] = {"lazy", NULL};
-    int lazy = 0;
-    if (nargs > 0 || kwnames != NULL) {
-        Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
-        if (nargs + nkw > 1 || (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), names[0]) != 0)) {
-            PyErr_SetString(PyExc_TypeError, "take_batch() takes one optional argument, lazy");
-            return NULL;
-        }
-        if ((lazy = PyObject_IsTrue(args[0])) < 0) {
-            return NULL;
-        }
-    }
-    /* Not with history: a flight recorder's clear() may come meanwhile, and
-     * its window is read in place (a copy that waits would only pin it). */
-    lazy = lazy && !self->history;
-    TFTake t;
-    if (!take_begin(self, &t)) {
+    if (self->reading) {
         return tf_batch_steal(NULL, 0);
     }
-    if (lazy) {
-        TFTake *heap = (TFTake *)PyMem_RawMalloc(sizeof(TFTake));
-        if (heap == NULL) {
+    unsigned long long n = self->buf == NULL ? 0 : self->w - self->rd;
+    /* Without history, every live record is unread (start == rd): they move out. */
+    int move = !self->history && self->start == self->rd;
+    Rec *copy = NULL;
+    if (n) {
+        const Slot *buf = self->buf;
+        unsigned long long size = self->size, o = self->rdpos % size, to = self->w, topos = self->wpos;
+        int release = self->streaming && n >= COPY_WITHOUT_GIL;
+        ClockCopy clock;
+        clock_sync();
+        clock_copy(&clock);
+        PyObject **objs = NULL;
+        size_t nobjs = 0, capobjs = 0;
+        int objs_ok = 1;
+        PyThreadState *save = NULL;
+        if (release) {
+            self->reading = 1;
+            save = tf_gil_release();
+        }
+        copy = (Rec *)PyMem_RawMalloc((size_t)n * sizeof(Rec));
+        if (copy != NULL) {
+            for (unsigned long long i = 0; i < n; i++) {
+                const Rec *rec = (const Rec *)&buf[o];
+                Rec *r = &copy[i];
+                ring_copy_out(r, rec, self);
+                o = ring_next(o, rec, size);
+                if (!(r->flags & F_RAW)) { /* one made of a tuple, ring.append's, has them already */
+                    r->ts = clock_copy_to_ns(&clock, r->ts);
+                }
+                /* The references it holds, gathered while it is in the cache (no
+                 * memory for it: the records release their own). */
+                for (unsigned mask = r->objmask; mask != 0 && objs_ok; mask &= mask - 1) {
+                    unsigned k = (unsigned)__builtin_ctz(mask);
+                    if (r->s[k].o != NULL) {
+                        if (nobjs == capobjs) {
+                            size_t cap = capobjs ? capobjs * 2 : (size_t)n * 2;
+                            PyObject **p = (PyObject **)PyMem_RawRealloc(objs, cap * sizeof(PyObject *));
+                            if (p == NULL) {
+                                objs_ok = 0;
+                                break;
+                            }
+                            objs = p;
+                            capobjs = cap;
+                        }
+                        objs[nobjs++] = r->s[k].o;
+                    }
+                }
+            }
+        }
+        if (!objs_ok) {
+            PyMem_RawFree(objs);
+            objs = NULL;
+            nobjs = 0;
+        }
+        if (release) {
+            tf_gil_restore(save);
             self->reading = 0;
+            for (int k = 0; k < self->nretired; k++) {
+                PyMem_RawFree(self->retired[k]);
+            }
+            self->nretired = 0;
+        }
+        if (copy == NULL) {
+            PyMem_RawFree(objs);
             return PyErr_NoMemory();
         }
-        *heap = t;
-        Py_INCREF(self);
-        return tf_batch_lazy(heap); /* ends it, on failure */
+        if (!move && objs != NULL) {
+            for (size_t i = 0; i < nobjs; i++) {
+                Py_INCREF(objs[i]);
+            }
+        }
+        else if (!move) {
+            for (unsigned long long i = 0; i < n; i++) {
+                if (copy[i].objmask) {
+                    rec_incref(&copy[i]);
+                }
+            }
+        }
+        /* Records written meanwhile, from `to` on, stay unread. */
+        self->rd = to;
+        self->rdpos = topos;
+        self->hurried = 0;
+        self->taken += n;
+        if (move) {
+            self->start = to; /* their words are dead: the batch has their references */
+            self->startpos = topos;
+            self->soff = topos % self->size; /* the ring may have grown meanwhile */
+        }
+        /* Allocating the batch may run Python code that writes to the ring: the
+         * copies are ours already. */
+        return tf_batch_steal_refs(copy, (Py_ssize_t)n, objs, (Py_ssize_t)nobjs);
     }
-    int release = tf_take_release(&t);
-    PyThreadState *save = release ? tf_gil_release() : NULL;
-    Rec *copy = NULL;
-    PyObject **objs = NULL;
-    Py_ssize_t nobjs = 0;
-    int rc = tf_take_copy(&t, &copy, &objs, &nobjs);
-    if (release) {
-        tf_gil_restore(save);
-    }
-    tf_take_end(&t, rc < 0 ? NULL : copy, objs, nobjs);
-    if (rc < 0) {
-        return PyErr_NoMemory();
-    }
-    /* Allocating the batch may run Python code that writes to the ring: the
-     * copies are ours already. */
-    return tf_batch_steal_refs(copy, (Py_ssize_t)t.n, objs, nobjs);
+    return tf_batch_steal(copy, 0);
 }
 
 static PyObject *
@@ -978,11 +795,7 @@ ring_clear(RingObject *self, PyObject *Py_UNUSED(ignored))
     }
     if (self->reading) {
         /* The child of a fork() made while a take_batch() copied without the
-         * GIL, or while a lazy batch waited: that thread is not here; its
-         * retired buffers are nobody's, and its batches, left behind, release
-         * nothing (tf_take_orphan). Every record still here holds its
-         * references in the ring, taken or not (see take_begin): released
-         * below, once. */
+         * GIL: that thread is not here; its retired buffers are nobody's. */
         for (int k = 0; k < self->nretired; k++) {
             PyMem_RawFree(self->retired[k]);
         }
@@ -1020,9 +833,8 @@ ring_repr(RingObject *self)
 
 static PyMethodDef ring_methods[] = {
     {"take", (PyCFunction)ring_take, METH_NOARGS, "The records written since the last take(), oldest first."},
-    {"take_batch", (PyCFunction)(void (*)(void))ring_take_batch, METH_FASTCALL | METH_KEYWORDS,
-     "take_batch(lazy=False): the records written since the last take(), oldest first, as one RecordBatch "
-     "(no tuple made); lazy: copied out when the batch is first read (a line writer: without the GIL)."},
+    {"take_batch", (PyCFunction)ring_take_batch, METH_NOARGS,
+     "The records written since the last take(), oldest first, as one RecordBatch (no tuple made)."},
     {"window", (PyCFunction)(void (*)(void))ring_window, METH_VARARGS | METH_KEYWORDS,
      "Every record still held, taken or not, oldest first (the newest limit of them, if given)."},
     {"append", (PyCFunction)ring_append, METH_O, "Write a record made off the hot path (a lint), from any thread."},

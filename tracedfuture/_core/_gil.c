@@ -14,14 +14,6 @@ static unsigned long tf_gil_turns; /* GILs they were given back: a handover wait
 static unsigned long tf_gil_releases; /* GILs they released (tf_gil_release()) */
 static long long quiet_until;      /* a handover timed out: none before this (monotonic ns) */
 static unsigned long long handed, missed; /* handovers an asker took, and those that timed out */
-/* How long tracing's threads held the GIL they took back, each time until their
- * next tf_gil_release(): wall and thread CPU nanoseconds, in all and at most
- * (what the program waits for when it wants the GIL meanwhile). Written with
- * the GIL held. */
-static unsigned long long hold_ns, hold_max_ns, hold_cpu_ns, hold_cpu_max_ns, holds;
-#define HOLD_BUCKETS 24 /* holds by thread CPU time: [0, 1 us), [1, 2), [2, 4) ... (1024 ns units) */
-static unsigned long long hold_hist[HOLD_BUCKETS];
-static __thread long long held_since, held_cpu_since; /* 0: not a hold of ours */
 
 #define HAND_OVER_WAIT_NS 300000LL /* 300 us */
 #define QUIET_NS 5000000LL         /* 5 ms */
@@ -33,14 +25,6 @@ now_ns(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
-static long long
-cpu_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
@@ -84,25 +68,11 @@ tf_gil_restore(PyThreadState *save)
      * finalizes never gets here: it exits; the handover checks finalizing.) */
     __atomic_add_fetch(&tf_gil_turns, 1, __ATOMIC_SEQ_CST); /* first: a handover sees it given */
     __atomic_sub_fetch(&tf_gil_asked, 1, __ATOMIC_SEQ_CST);
-    held_since = now_ns();
-    held_cpu_since = cpu_ns();
 }
 
 PyThreadState *
 tf_gil_release(void)
 {
-    if (held_since != 0) {
-        unsigned long long wall = (unsigned long long)(now_ns() - held_since);
-        unsigned long long cpu = (unsigned long long)(cpu_ns() - held_cpu_since);
-        held_since = 0;
-        holds++;
-        hold_ns += wall;
-        hold_cpu_ns += cpu;
-        hold_max_ns = wall > hold_max_ns ? wall : hold_max_ns;
-        hold_cpu_max_ns = cpu > hold_cpu_max_ns ? cpu : hold_cpu_max_ns;
-        int b = cpu < 1024 ? 0 : 64 - __builtin_clzll(cpu >> 10);
-        hold_hist[b < HOLD_BUCKETS ? b : HOLD_BUCKETS - 1]++;
-    }
     PyThreadState *save = PyEval_SaveThread();
     __atomic_add_fetch(&tf_gil_releases, 1, __ATOMIC_SEQ_CST);
     return save;
@@ -364,31 +334,14 @@ gil_write(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 gil_stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
-    PyObject *hist = PyTuple_New(HOLD_BUCKETS);
-    if (hist == NULL) {
-        return NULL;
-    }
-    for (int k = 0; k < HOLD_BUCKETS; k++) {
-        PyObject *v = PyLong_FromUnsignedLongLong(hold_hist[k]);
-        if (v == NULL) {
-            Py_DECREF(hist);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(hist, k, v);
-    }
-    return Py_BuildValue("{sKsKsksKsKsKsKsKsN}", "handed", handed, "missed", missed, "taken",
-                         __atomic_load_n(&tf_gil_turns, __ATOMIC_SEQ_CST), "holds", holds, "hold_ns", hold_ns,
-                         "hold_max_ns", hold_max_ns, "hold_cpu_ns", hold_cpu_ns, "hold_cpu_max_ns", hold_cpu_max_ns,
-                         "hold_cpu_hist", hist);
+    return Py_BuildValue("{sKsKsk}", "handed", handed, "missed", missed, "taken",
+                         __atomic_load_n(&tf_gil_turns, __ATOMIC_SEQ_CST));
 }
 
 static PyMethodDef gil_functions[] = {
     {"_gil_stats", gil_stats, METH_NOARGS,
      "{'handed': GILs the program's thread handed to an asking thread, 'missed': handovers that timed out, "
-     "'taken': GILs tracing's threads took back (tf_gil_restore: handed over or not), "
-     "'holds': those held until their next release (tf_gil_release), 'hold_ns', 'hold_max_ns': how long, "
-     "wall nanoseconds in all and at most, 'hold_cpu_ns', 'hold_cpu_max_ns': the same in thread CPU time, "
-     "'hold_cpu_hist': holds by CPU time, [0, 1024 ns), then doubling}"},
+     "'taken': GILs tracing's threads took back (tf_gil_restore: handed over or not)}"},
     {"write", (PyCFunction)(void (*)(void))gil_write, METH_FASTCALL,
      "write(fd, data) -> int: os.write, the GIL taken back at the program's next traced future."},
     {NULL, NULL, 0, NULL},

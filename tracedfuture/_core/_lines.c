@@ -1787,10 +1787,12 @@ writer_run(LineWriter *self, PyObject *records, int fd)
     }
     const Rec *recs;
     Py_ssize_t n;
+    tf_batch_view(batch, &recs, &n);
     self->busy = (long)getpid();
     Ctx c;
     memset(&c, 0, sizeof(c));
     c.w = self;
+    c.recs = recs;
     c.sec.seconds = -1;
     /* The last call's buffer, taken for this one: growing a new one batch after
      * batch costs page faults and copies (and, freed, another thread's TLB). */
@@ -1799,11 +1801,8 @@ writer_run(LineWriter *self, PyObject *records, int fd)
     memset(&self->out, 0, sizeof(Buf));
     PyObject *result = NULL, *data = NULL;
     /* The batch holds every object its records name, and nothing else touches
-     * it or this writer's state meanwhile: the GIL can go. A lazy batch's
-     * records are copied out of their ring now, in the same stretch. */
+     * it or this writer's state meanwhile: the GIL can go. */
     nogil(&c);
-    tf_batch_copy_view(batch, &recs, &n);
-    c.recs = recs;
     for (Py_ssize_t i = 0; i < n; i++) {
         int rc = write_record(&c, &recs[i]);
         if (rc < 0 || (rc == 0 && add_pending(&c, i) < 0)) {
@@ -1829,9 +1828,6 @@ writer_run(LineWriter *self, PyObject *records, int fd)
     }
 done:
     gil(&c);
-    if (tf_batch_settle(batch) < 0) { /* a lazy batch's take ended: its ring reads on */
-        Py_CLEAR(result);             /* no memory to copy its records: they stay in the ring */
-    }
     if (result == NULL && !PyErr_Occurred()) {
         PyErr_NoMemory(); /* what failed could not say so without the GIL */
     }

@@ -322,25 +322,6 @@ PyObject *tf_batch_steal(Rec *recs, Py_ssize_t n); /* takes recs (PyMem_Raw) and
 /* The same, the references being objs[0..nobjs) (PyMem_Raw, taken; NULL: the records'). */
 PyObject *tf_batch_steal_refs(Rec *recs, Py_ssize_t n, PyObject **objs, Py_ssize_t nobjs);
 int tf_batch_view(PyObject *obj, const Rec **recs, Py_ssize_t *n); /* 1 for a RecordBatch, else 0 */
-
-/* A ring's take (_cfuture.c: Ring.take_batch), begun with the GIL held. */
-typedef struct TFTake TFTake;
-int tf_take_release(const TFTake *t); /* whether its copy is worth releasing the GIL for */
-Py_ssize_t tf_take_len(const TFTake *t);
-int tf_take_orphan(const TFTake *t); /* begun by the parent of this fork()'s child */
-/* Copies its records out (needs no GIL); -1: no memory. */
-int tf_take_copy(TFTake *t, Rec **recs, PyObject ***objs, Py_ssize_t *nobjs);
-/* The GIL held: ends it (recs NULL: not copied, the records stay unread). */
-void tf_take_end(TFTake *t, Rec *recs, PyObject **objs, Py_ssize_t nobjs);
-void tf_take_free(TFTake *t); /* a lazy take's, once ended: the GIL held */
-/* A batch of a lazy take (taken, with its ring's reference; NULL with the take
- * ended and freed, on failure): copied when first read. */
-PyObject *tf_batch_lazy(TFTake *t);
-/* A line writer's, with the GIL released: a lazy batch's records copied now
- * (0; -1: no memory, the batch is then empty) and viewed; tf_batch_settle()
- * ends the take once the GIL is back. Any batch: just viewed. */
-int tf_batch_copy_view(PyObject *batch, const Rec **recs, Py_ssize_t *n);
-int tf_batch_settle(PyObject *batch); /* the GIL held; -1 with an exception set */
 int tf_batch_add_type(PyObject *module);
 PyObject *tf_batch_of(PyObject *records); /* a RecordBatch (new reference) of a batch or a sequence of tuples */
 /* 0 when field `index` of op's records is named `name` in _seam.LAYOUTS, else -1 (ImportError set). */

@@ -246,10 +246,8 @@ class Ring:
             self._hurried = False
             return batch
 
-    def take_batch(self, lazy: bool = False) -> RecordBatch:
-        """The records written since the last take(), as one :class:`RecordBatch`
-        (``lazy`` is the compiled ring's: its copy waits for the batch's first
-        reader; these are tuples already)."""
+    def take_batch(self) -> RecordBatch:
+        """The records written since the last take(), as one :class:`RecordBatch`."""
         return RecordBatch(self.take())
 
     def window(self, limit: int | None = None) -> list[tuple[Any, ...]]:

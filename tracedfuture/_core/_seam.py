@@ -218,11 +218,7 @@ A ring holds at most ``max_bytes // record_size`` records (``Ring.capacity``).
 
 * ``take()`` returns the records written since the last ``take()``, oldest first;
   ``take_batch()`` the same records as one ``RecordBatch`` (the drain's way: the
-  compiled ring makes no tuple for them). ``take_batch(lazy=True)``: the same,
-  but the compiled ring's records are copied out when the batch is first read
-  (its length is known at once), until then held in the ring (a take meanwhile
-  gets what came after them): a line writer copies them with the GIL released,
-  along with its formatting and its write.
+  compiled ring makes no tuple for them).
 * ``window(limit=None)`` returns every record still held, taken or not, oldest
   first (only the newest ``limit``, if given): the flight recorder's view.
   Records older than the window were overwritten. With ``history=False`` (no
@@ -324,7 +320,7 @@ class RingLike(Protocol):
     record_size: int
 
     def take(self) -> list[tuple[Any, ...]]: ...
-    def take_batch(self, lazy: bool = False) -> RecordBatchLike: ...
+    def take_batch(self) -> RecordBatchLike: ...
     def append(self, record: tuple[Any, ...]) -> None: ...
     def window(self, limit: int | None = None) -> list[tuple[Any, ...]]: ...
     def stats(self) -> dict[str, int]: ...

@@ -63,13 +63,6 @@ class Consumer(Protocol):
         """Whether it would take nothing now (its exporters' queues are full): a
         route none of whose installations takes anything is left in its ring."""
 
-    def writes_lines(self) -> bool:
-        """Whether everything it takes goes straight to trace files that the drain
-        thread writes itself, each batch read in place by a line writer: the
-        drain's thread then takes the route's records lazily (copied out of the
-        ring by the writer, with the GIL released along with its formatting and
-        its write: one GIL taken back for the three)."""
-
     def consume_lint(self, record: Record) -> None:
         """A loop-wide lint record (``future_id`` 0)."""
 
@@ -276,32 +269,22 @@ class Recorder:
         finally:
             self._lock.release()
 
-    def _drain_route(self, route: Route, everything: bool = False, *, lazy: bool = False) -> None:
-        # Loops, not all() of a generator: this runs for every batch, on the drain
-        # thread, with the GIL held.
-        takers = [c for c in route.consumers if c.streaming and c in self._active]
-        if not everything and takers:
-            for consumer in takers:
-                if not _takes_nothing(consumer):
-                    break
-            else:
-                route.ring.hold(True)  # a ring a flight recorder reads is never held
-                return
+    def _drain_route(self, route: Route, everything: bool = False) -> None:
+        if not everything and self._takes_nothing(route):
+            route.ring.hold(True)  # a ring a flight recorder reads is never held
+            return
         route.ring.hold(False)
-        # No tuple made per record (compiled ring). Lazily, on the drain thread when
-        # the batch goes straight to trace files: the line writer copies it.
-        lazy = lazy and bool(takers)
-        for consumer in takers:
-            if not lazy:
-                break
-            lazy = _writes_lines(consumer)
-        records = route.ring.take_batch(lazy=lazy)
+        records = route.ring.take_batch()  # no tuple made per record (compiled ring)
         if not records:
             return
         self.records_seen += len(records)
         for consumer in route.consumers:
             if consumer.streaming and consumer in self._active:
                 _isolated(consumer.consume, records)
+
+    def _takes_nothing(self, route: Route) -> bool:
+        takers = [c for c in route.consumers if c.streaming and c in self._active]
+        return bool(takers) and all(_takes_nothing(c) for c in takers)
 
     def _run(self) -> None:
         # The host thread (``_process``): after each drain it also serves the
@@ -326,7 +309,7 @@ class Recorder:
                             # takes a switch interval (5 ms), while its ring fills.
                             time.sleep(0)
                         if route.streaming and (woken or route.due <= now or route.ring.stats()["untraced"]):
-                            self._drain_route(route, lazy=True)
+                            self._drain_route(route)
                             route.due = now + route.interval
                     if self._loop_lints:
                         self.drain()
@@ -391,14 +374,6 @@ def _takes_nothing(consumer: Consumer) -> bool:
         return consumer.takes_nothing()
     except Exception:  # a bug there must not stop the route: take as usual
         logger.exception("tracedfuture: an installation could not say whether it takes records")
-        return False
-
-
-def _writes_lines(consumer: Consumer) -> bool:
-    try:
-        return consumer.writes_lines()
-    except Exception:  # a bug there must not stop the route: take as usual
-        logger.exception("tracedfuture: an installation could not say whether it writes lines")
         return False
 
 

@@ -171,8 +171,7 @@ class _Spare:
     def _forget(self) -> None:
         # Also in a fork()ed child, which has no host nor spare until it starts
         # one, and whose copy of the lock may have been held by another thread.
-        self._mutex = threading.Lock()  # held alone on the drain's path (Condition's __enter__ is Python code)
-        self._cond = threading.Condition(self._mutex)
+        self._cond = threading.Condition(threading.Lock())
         self._work: deque[_Posted] = deque()
         self._pid = 0
         self._host: threading.Thread | None = None
@@ -229,18 +228,15 @@ class _Spare:
         """On the host: run what was posted, then each hosted pump once. True if
         a pump has more to do at once."""
         while True:
-            with self._mutex:
+            with self._cond:
                 if not self._work:
                     break
                 posted = self._work.popleft()
             self._run_one(posted)
-        with self._mutex:
-            pumps = tuple(self._pumps)
+        with self._cond:
+            pumps = [pump for pump in (get() for get in self._pumps) if pump is not None]
         more = False
-        for get in pumps:
-            pump = get()
-            if pump is None:
-                continue
+        for pump in pumps:
             try:
                 more = bool(pump()) or more
             except BaseException:  # pragma: no cover - pumps isolate their exporters' errors

@@ -139,9 +139,6 @@ class Sink:
         # never the program: records wait in the ring); any other exporter, which
         # may block for ever, has a thread of its own.
         self.hosted = self.lines is not None and not self.inline
-        # Formatted and written by the drain thread, in one call that reads a batch
-        # in place: the drain may hand it records not yet copied out of the ring.
-        self.writes_at_once = self.hosted and self._records
         self._stopped = False
         self._pump_lock = threading.Lock()  # one pumper at a time: the host, or a waiter without one
         self._fresh_state()
@@ -152,11 +149,7 @@ class Sink:
             self._start()
 
     def _fresh_state(self) -> None:
-        # The condition's lock: held alone (`with self._mutex`) where nobody waits
-        # or is notified, on the drain's path for every batch (Condition's own
-        # __enter__ and __exit__ are Python code).
-        self._mutex = threading.Lock()
-        self._cond = threading.Condition(self._mutex)
+        self._cond = threading.Condition(threading.Lock())
         self._items: deque[Any] = deque()  # batches and _FLUSH / _SHUTDOWN / _STOP
         self._queued_bytes = 0
         # A new future was refused for room since the queue last shrank: full
@@ -165,10 +158,6 @@ class Sink:
         self._refused = False
         self._put = 0  # items ever queued
         self._handled = 0  # items ever taken off the queue and handled
-        # Threads in self._cond.wait(): a batch queued or handled notifies only
-        # when one waits (threading.Condition's notify is Python code, run by the
-        # drain thread with the GIL held for every batch of a trace file).
-        self._waiting = 0
 
     def _start(self) -> None:
         name = f"tracedfuture-export-{type(self.exporter).__name__}"
@@ -213,7 +202,7 @@ class Sink:
             if batch:
                 self._deliver(batch)
             return
-        with self._mutex:
+        with self._cond:
             room = self.max_bytes - self._queued_bytes
             if self._untold or self._holed or len(batch) * unit > room:
                 batch = self._shed(batch, room, self.max_bytes // 4)
@@ -228,8 +217,7 @@ class Sink:
             self._items.append(batch)
             self._queued_bytes += len(batch) * unit
             self._put += 1
-            if self._waiting:
-                self._cond.notify()
+            self._cond.notify()
 
     def _shed(self, batch: Any, room: int, reserve: int) -> Any:
         kept, dropped, futures, incomplete, marks = batch.shed(
@@ -287,7 +275,7 @@ class Sink:
         while True:
             with cond:
                 while not items:
-                    self._wait(None)
+                    cond.wait()
                 item = items.popleft()
                 if type(item) is not object:  # a batch, not _FLUSH / _SHUTDOWN / _STOP
                     self._queued_bytes -= len(item) * self._unit
@@ -301,7 +289,7 @@ class Sink:
         if self._stopped or not self._pump_lock.acquire(blocking=False):
             return False
         try:
-            with self._mutex:
+            with self._cond:
                 if not self._items:
                     return False
                 item = self._items.popleft()
@@ -342,18 +330,9 @@ class Sink:
                 self._deliver(item)
             return True
         finally:
-            with self._mutex:
+            with self._cond:
                 self._handled += 1
-                if self._waiting:
-                    self._cond.notify_all()
-
-    def _wait(self, timeout: float | None) -> None:
-        """``self._cond.wait(timeout)``, counted (the condition held)."""
-        self._waiting += 1
-        try:
-            self._cond.wait(timeout)
-        finally:
-            self._waiting -= 1
+                self._cond.notify_all()
 
     def _finish(self) -> None:
         """Before shutdown: what the exporter's filter still held, undecided."""
@@ -432,12 +411,12 @@ class Sink:
                 if not self._thread.is_alive():
                     return False
                 if deadline is None:
-                    self._wait(None)
+                    self._cond.wait()
                     continue
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._wait(left)
+                self._cond.wait(left)
             return True
 
     def _wait_hosted(self, deadline: float | None, ticket: int | None) -> bool:
@@ -464,7 +443,7 @@ class Sink:
                 wake_host()
             with self._cond:
                 if self._handled < target:
-                    self._wait(0.05 if left is None else min(left, 0.05))
+                    self._cond.wait(0.05 if left is None else min(left, 0.05))
 
     def _enqueue(self, item: object) -> int:
         with self._cond:
