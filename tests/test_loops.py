@@ -409,8 +409,11 @@ def test_cpythons_asyncio_loop_tests_pass_under_a_process_wide_install() -> None
     modules = " ".join(f"test.test_asyncio.{name}" for name in CPYTHON_MODULES)
     script = textwrap.dedent(
         f"""
-        import sys, unittest, tracedfuture
+        import resource, sys, unittest, tracedfuture
         from tracedfuture.exporters import MemoryExporter
+        # A test that spins while traced fills the MemoryExporter: it fails here
+        # with MemoryError instead of swapping out the machine's other tests.
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
         suite = unittest.defaultTestLoader.loadTestsFromNames({modules.split()!r})
         with tracedfuture.install(exporters=[MemoryExporter()]):
             result = unittest.TextTestRunner(stream=sys.stdout, verbosity=0).run(suite)
