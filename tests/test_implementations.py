@@ -6,8 +6,10 @@ runs both in one process)."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import zipfile
@@ -174,6 +176,21 @@ def test_the_wheel_carries_the_compiled_core_and_the_sdist_its_source(tmp_path: 
         members = archive.getnames()
     assert any(m.endswith("/tracedfuture/_core/_cfuture.c") for m in members)
     assert any(m.endswith("/setup.py") for m in members)
+
+
+def test_gcc_builds_the_compiled_core_laid_out_by_a_profile() -> None:
+    require(_built(), "no compiler here: only the reference exists")
+    sys.path.insert(0, str(ROOT))
+    try:
+        import build_pgo
+    finally:
+        sys.path.remove(str(ROOT))
+    from tracedfuture._core import _cfuture
+
+    why_not = build_pgo.why_not(shlex.split(sysconfig.get_config_var("CC") or "cc"))
+    if why_not is not None:
+        pytest.skip(f"the compiled core is built without a profile here: {why_not}")
+    assert _cfuture.PROFILE_GUIDED, "built by GCC without a profile: did build_pgo.py's training fail?"
 
 
 def test_the_compiled_core_loads_without_the_reference() -> None:

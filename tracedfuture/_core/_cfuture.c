@@ -55,6 +55,11 @@
 #include "_asyncio_layout.h" /* _asyncio's FutureObj / TaskObj, for the step: verified at import */
 #include "_frame_layout.h" /* CPython's interpreter frames, walked in place: verified at import */
 
+/* Set to 1 by build_pgo.py for the build laid out by a profile (PROFILE_GUIDED). */
+#ifndef TRACEDFUTURE_PROFILE_GUIDED
+#define TRACEDFUTURE_PROFILE_GUIDED 0
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Ring                                                                      */
 
@@ -5838,7 +5843,8 @@ PyInit__cfuture(void)
     if (step_init(m, asyncio, casyncio) < 0 ||
         PyModule_AddStringConstant(m, "STEP_REASON", step_reason) < 0 ||
         PyModule_AddStringConstant(m, "CLOCK", clock_name) < 0 ||
-        PyModule_AddIntConstant(m, "REMEMBERS_RUNNING_TASK", running_versions) < 0) {
+        PyModule_AddIntConstant(m, "REMEMBERS_RUNNING_TASK", running_versions) < 0 ||
+        PyModule_AddObjectRef(m, "PROFILE_GUIDED", TRACEDFUTURE_PROFILE_GUIDED ? Py_True : Py_False) < 0) {
         return NULL;
     }
 

@@ -9,6 +9,7 @@ IMPLEMENTATION: str
 STEP_REASON: str
 CLOCK: str
 REMEMBERS_RUNNING_TASK: int  # running_task_id remembers its answer (3.11-3.13)
+PROFILE_GUIDED: bool  # built the second time, with a training run's profile (build_pgo.py)
 
 class TracedFuture(asyncio.Future[Any]): ...
 class TracedTask(asyncio.Task[Any]): ...

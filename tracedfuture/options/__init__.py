@@ -72,7 +72,7 @@ PREFIX = "TRACEDFUTURE_"
 ENV_PREFIXES = (PREFIX, "OTEL_PYTHON_TRACEDFUTURE_")
 #: ``TRACEDFUTURE_*`` variables that are not options: the core's choice and its build.
 #: Nothing starts tracing for them, and none is called unknown.
-NOT_OPTIONS = frozenset({"PURE_PYTHON", "ASYNCIO_STEP", "CLOCK", "STRICT_BUILD", "CFLAGS", "LDFLAGS"})
+NOT_OPTIONS = frozenset({"PURE_PYTHON", "ASYNCIO_STEP", "CLOCK", "STRICT_BUILD", "CFLAGS", "LDFLAGS", "PGO"})
 #: The names of the variables in :data:`NOT_OPTIONS`, with their prefix.
 NOT_OPTION_VARIABLES = frozenset(PREFIX + name for name in NOT_OPTIONS)
 #: The exporters ``tracedfuture run --exporter`` can add.
