@@ -176,6 +176,9 @@ def test_the_wheel_carries_the_compiled_core_and_the_sdist_its_source(tmp_path: 
         members = archive.getnames()
     assert any(m.endswith("/tracedfuture/_core/_cfuture.c") for m in members)
     assert any(m.endswith("/setup.py") for m in members)
+    # The profile-guided build's two files: without them an install from the sdist builds no profile.
+    assert any(m.endswith("/build_pgo.py") for m in members)
+    assert any(m.endswith("/pgo_training.py") for m in members)
 
 
 def test_gcc_builds_the_compiled_core_laid_out_by_a_profile() -> None:
