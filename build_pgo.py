@@ -112,6 +112,8 @@ def _train(built: str, stage: str) -> None:
     shutil.copy2(built, os.path.join(stage, "tracedfuture", "_core", os.path.basename(built)))
     done = subprocess.run(
         [sys.executable, "-I", os.path.join(ROOT, "pgo_training.py"), stage],
+        # the core's choice (TRACEDFUTURE_PURE_PYTHON, _CLOCK, _ASYNCIO_STEP) is not the build's
+        env={k: v for k, v in os.environ.items() if not k.startswith("TRACEDFUTURE_")},
         capture_output=True,
         text=True,
         timeout=TRAINING_TIMEOUT,
