@@ -36,6 +36,7 @@ import tempfile
 from typing import Any
 
 from setuptools.command.build_ext import build_ext as _build_ext
+from setuptools.modified import newer_group
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 TRAINING_TIMEOUT = 300.0
@@ -70,6 +71,8 @@ class build_ext(_build_ext):
         if why_not(getattr(self.compiler, "compiler_so", None)) is not None:
             super().build_extension(ext)
             return
+        if not self.force and not newer_group([*ext.sources, *ext.depends], self.get_ext_fullpath(ext.name)):
+            return  # up to date, as setuptools' own build_ext would leave it
         compile_args, link_args, force = list(ext.extra_compile_args), list(ext.extra_link_args), bool(self.force)
         try:
             with tempfile.TemporaryDirectory(prefix="tracedfuture-pgo-") as scratch:
