@@ -12,7 +12,6 @@ from typing import Any
 
 from tracedfuture import _core
 from tracedfuture._core._events import Event
-from tracedfuture._files import WriteBehind
 from tracedfuture._tracefile import encode_line, event_to_json, header, open_private
 
 __all__ = ["JsonLinesExporter"]
@@ -69,7 +68,6 @@ class JsonLinesExporter:
         self.write_error: str | None = None
         self._size = 0  # bytes written, always whole lines
         self._fd: int | None = None
-        self._behind: WriteBehind | None = None
         self._parent_pid: int | None = None
         self._pending_open = False
         self._one_call = _one_call(type(self))
@@ -80,7 +78,6 @@ class JsonLinesExporter:
 
     def _open(self) -> None:
         self._fd = open_private(self.path)
-        self._behind = WriteBehind(self._fd)
         self._size = 0
         anchor = (time.time_ns(), time.monotonic_ns())
         fields = dict(self._header_fields)
@@ -113,7 +110,6 @@ class JsonLinesExporter:
             self._cut_back(data, written, exc)
             raise
         self._size += written
-        self._behind.wrote(self._size)  # type: ignore[union-attr]  # set with the descriptor
 
     def _cut_back(self, data: bytes, written: int, exc: OSError) -> None:
         """After a write of ``data`` failed with ``exc`` (``written`` of its bytes
@@ -191,7 +187,6 @@ class JsonLinesExporter:
             count, written, error, data = lines.write(records, self._fd)
             if error is None:
                 self._size += written
-                self._behind.wrote(self._size)  # type: ignore[union-attr]  # set with the descriptor
                 self.events_written += count
                 return int(count)
             self._cut_back(data, written, error)

@@ -813,63 +813,6 @@ def test_trace_files_and_flight_dumps_are_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(dumped).st_mode) == 0o600
 
 
-def _cached_pages(path: Path) -> list[bool]:
-    """Which pages of the file are in the page cache (``mincore`` of a mapping)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    page = os.sysconf("SC_PAGE_SIZE")
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        import mmap
-
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, f.fileno(), 0)
-        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
-        try:
-            vec = ctypes.create_string_buffer((size + page - 1) // page)
-            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
-            return [bool(b & 1) for b in vec.raw]
-        finally:
-            libc.munmap(addr, size)
-
-
-@pytest.mark.skipif(not hasattr(os, "posix_fadvise") or not sys.platform.startswith("linux"), reason="Linux")
-def test_a_long_trace_file_leaves_no_trail_in_the_page_cache(tmp_path: Path) -> None:
-    """A trace file written for hours would fill the page cache (and, on a VM that
-    returns free memory to its host, pay a host fault per new page): what is two
-    chunks behind its end, written back, is let go (_files.WriteBehind)."""
-    from tracedfuture._files import WriteBehind
-
-    probe = tmp_path / "probe"
-    probe.write_bytes(b"x" * (1 << 20))
-    with open(probe, "rb+") as f:
-        os.fdatasync(f.fileno())
-        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    if any(_cached_pages(probe)):
-        pytest.skip("this file system keeps a file's pages (tmpfs)")
-    line = b'{"kind":"callback_added","future_id":1,"ts_ns":1,"is_task":false,"callback":"f"}\n'
-    per_chunk = WriteBehind.CHUNK // len(line) + 1
-    path = tmp_path / "t.jsonl"
-    exporter = JsonLinesExporter(path)
-    for _ in range(6):
-        exporter.export_lines(line * per_chunk, per_chunk)
-        assert exporter._fd is not None
-        os.fdatasync(exporter._fd)  # written back now: the next chunk passed lets it go
-    cached = _cached_pages(path)
-    page = os.sysconf("SC_PAGE_SIZE")
-    behind = 3 * WriteBehind.CHUNK // page
-    assert not any(cached[:behind]), f"{sum(cached[:behind])} of the first {behind} pages still cached"
-    assert len(cached) > 2 * behind  # the file is all there, its end still cached
-    exporter.shutdown()
-    trace = read(path)
-    assert trace.warnings == []
-    assert len(trace.events) == trace.stats["events_written"] == 6 * per_chunk
-
-
 # --- a full disk ----------------------------------------------------------------------
 
 

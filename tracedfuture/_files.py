@@ -36,7 +36,7 @@ import os
 import stat
 from types import TracebackType
 
-__all__ = ["Output", "Refused", "WriteBehind", "create"]
+__all__ = ["Output", "Refused", "create"]
 
 _FLAGS = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -168,52 +168,6 @@ class Output:
             self.close()
         else:
             self.abort()
-
-
-class WriteBehind:
-    """Keeps a file written front to back, for hours, from filling the page cache.
-
-    A trace file is written once and read later, if at all: left to the kernel,
-    every byte of it stays cached until memory runs short, crowding out the
-    program's own files, and on a virtual machine that hands free memory back to
-    its host (free page reporting) each new page of it costs a fault in the host
-    as well (in one measured VM, the kernel's copy into new pages was two thirds
-    of what writing a trace cost; pages let go are soon written into again). So,
-    as the file passes each ``CHUNK``, it is advised ``POSIX_FADV_DONTNEED`` from
-    two chunks behind to its end: Linux starts writing the new chunk back (it does
-    not wait) and lets go of the pages already written back, skipping any still
-    dirty or being written, which the next call lets go of. Nothing waits for the
-    disk: a slow one keeps more pages cached, as it would have anyway, and the
-    file stays whole to any reader.
-
-    Only on a regular file where ``posix_fadvise`` exists; anywhere else, or
-    after the first call the file system refuses, it does nothing.
-    """
-
-    __slots__ = ("_fd", "_passed")
-
-    CHUNK = 8 << 20
-
-    def __init__(self, fd: int) -> None:
-        self._fd: int | None = None
-        self._passed = 0  # bytes from the start in whole chunks, already advised
-        if hasattr(os, "posix_fadvise") and stat.S_ISREG(os.fstat(fd).st_mode):
-            self._fd = fd
-
-    def wrote(self, size: int) -> None:
-        """The file is ``size`` bytes long now (written from its start)."""
-        fd = self._fd
-        chunk = self.CHUNK
-        if fd is None or size - self._passed < chunk:
-            return
-        end = size - size % chunk
-        behind = max(0, self._passed - 2 * chunk)
-        try:
-            os.posix_fadvise(fd, behind, end - behind, os.POSIX_FADV_DONTNEED)
-        except OSError:
-            self._fd = None  # a file system that refuses it
-            return
-        self._passed = end
 
 
 def create(path: str | os.PathLike[str], *, stream: bool = False) -> Output:
