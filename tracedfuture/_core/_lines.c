@@ -655,12 +655,15 @@ table_remove(Ctx *c, Table *t, Fut *f)
 {
     size_t mask = t->cap - 1;
     size_t hole = tf_hash_fid(f->fid) & mask;
-    while (t->keys[hole].fut != f) {
+    while (t->keys[hole].fut != f && t->keys[hole].fid != 0) {
         hole = (hole + 1) & mask;
     }
     fut_release(c, f);
     f->cbs = (Cb *)t->free;
     t->free = f;
+    if (t->keys[hole].fut != f) {
+        return; /* never: every state handed out is keyed (no search runs past its cluster) */
+    }
     t->used--;
     t->keys[hole].fid = 0;
     t->keys[hole].fut = NULL;
