@@ -488,19 +488,14 @@ typedef struct {
 } Fut;
 
 /* The futures' states stay where they are made (blocks of TABLE_BLOCK, reused
- * through a free list): the table's probes and backward shifts read and move
- * only its keys, 16 bytes each, never a state's 136 (ten thousand live tasks:
- * a removal walked a cluster of states a cache line each, a tenth of the drain). */
-typedef struct {
-    long long fid; /* 0: empty */
-    Fut *fut;
-} Key;
-
+ * through a free list), found through a FidMap: its probes and backward shifts
+ * read and move only its 16-byte slots, never a state's 136 (ten thousand live
+ * tasks: a removal walked a cluster of states a cache line each, a tenth of the
+ * drain). */
 #define TABLE_BLOCK 1024
 
 typedef struct {
-    Key *keys; /* PyMem_Raw, cap of them */
-    size_t cap, used;
+    FidMap keys;  /* fid -> its state */
     Fut **blocks; /* PyMem_Raw, nblocks of TABLE_BLOCK states */
     size_t nblocks;
     Fut *free; /* states let go, chained through their cbs field (fid 0) */
@@ -634,49 +629,18 @@ fut_release(Ctx *c, Fut *f)
 static Fut *
 table_find(const Table *t, long long fid)
 {
-    if (t->cap == 0 || fid == 0) { /* 0 marks an empty slot (and a loop-wide lint) */
-        return NULL;
-    }
-    size_t mask = t->cap - 1;
-    for (size_t i = tf_hash_fid(fid) & mask;; i = (i + 1) & mask) {
-        if (t->keys[i].fid == fid) {
-            return t->keys[i].fut;
-        }
-        if (t->keys[i].fid == 0) {
-            return NULL;
-        }
-    }
+    FidSlot *slot = fidmap_get(&t->keys, fid);
+    return slot != NULL ? slot->value : NULL;
 }
 
-/* Lets go of f's state (to the free list) and its key, moving back the keys of
- * its cluster that probed past it. */
+/* Lets go of f's state (to the free list) and its key. */
 static void
 table_remove(Ctx *c, Table *t, Fut *f)
 {
-    size_t mask = t->cap - 1;
-    size_t hole = tf_hash_fid(f->fid) & mask;
-    while (t->keys[hole].fut != f && t->keys[hole].fid != 0) {
-        hole = (hole + 1) & mask;
-    }
+    fidmap_remove(&t->keys, f->fid, NULL);
     fut_release(c, f);
     f->cbs = (Cb *)t->free;
     t->free = f;
-    if (t->keys[hole].fut != f) {
-        return; /* never: every state handed out is keyed (no search runs past its cluster) */
-    }
-    t->used--;
-    t->keys[hole].fid = 0;
-    t->keys[hole].fut = NULL;
-    for (size_t i = (hole + 1) & mask; t->keys[i].fid != 0; i = (i + 1) & mask) {
-        size_t home = tf_hash_fid(t->keys[i].fid) & mask;
-        /* movable when its home is not in (hole, i] cyclically */
-        if (((i - home) & mask) >= ((i - hole) & mask)) {
-            t->keys[hole] = t->keys[i];
-            t->keys[i].fid = 0;
-            t->keys[i].fut = NULL;
-            hole = i;
-        }
-    }
 }
 
 /* A state from the free list, or from a new block; NULL: out of memory. */
@@ -713,38 +677,15 @@ table_add(Ctx *c, Table *t, long long fid)
     if (old != NULL) {
         table_remove(c, t, old);
     }
-    if ((t->used + 1) * 2 > t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 1024;
-        Key *keys = PyMem_RawCalloc(cap, sizeof(Key));
-        if (keys == NULL) {
-            return NULL;
-        }
-        for (size_t i = 0; i < t->cap; i++) {
-            if (t->keys[i].fid != 0) {
-                size_t j = tf_hash_fid(t->keys[i].fid) & (cap - 1);
-                while (keys[j].fid != 0) {
-                    j = (j + 1) & (cap - 1);
-                }
-                keys[j] = t->keys[i];
-            }
-        }
-        PyMem_RawFree(t->keys);
-        t->keys = keys;
-        t->cap = cap;
+    if (fidmap_room_for_one(&t->keys) < 0) {
+        return NULL;
     }
     Fut *f = table_new_state(t);
     if (f == NULL) {
         return NULL;
     }
-    size_t mask = t->cap - 1;
-    size_t i = tf_hash_fid(fid) & mask;
-    while (t->keys[i].fid != 0) {
-        i = (i + 1) & mask;
-    }
     f->fid = fid;
-    t->keys[i].fid = fid;
-    t->keys[i].fut = f;
-    t->used++;
+    fidmap_put(&t->keys, fid, f); /* room enough: never raises */
     return f;
 }
 
@@ -752,16 +693,16 @@ table_add(Ctx *c, Table *t, long long fid)
 static void
 table_clear(Table *t)
 {
-    for (size_t i = 0; i < t->cap; i++) {
-        if (t->keys[i].fid != 0) {
-            fut_release(NULL, t->keys[i].fut);
+    for (size_t i = 0; i < t->keys.cap; i++) {
+        if (t->keys.slots[i].fid != 0) {
+            fut_release(NULL, t->keys.slots[i].value);
         }
     }
     for (size_t k = 0; k < t->nblocks; k++) {
         PyMem_RawFree(t->blocks[k]);
     }
     PyMem_RawFree(t->blocks);
-    PyMem_RawFree(t->keys);
+    fidmap_free(&t->keys);
     memset(t, 0, sizeof(*t));
 }
 
@@ -1950,7 +1891,7 @@ writer_clear(LineWriter *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 writer_len(LineWriter *self, PyObject *Py_UNUSED(ignored))
 {
-    return PyLong_FromSize_t(self->futs.used);
+    return PyLong_FromSize_t(self->futs.keys.used);
 }
 
 static PyMethodDef writer_methods[] = {

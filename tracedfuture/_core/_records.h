@@ -354,8 +354,9 @@ tf_hash_fid(long long fid)
 }
 
 /* Future ids to pointers (0 is never a key): open addressing, backward-shift
- * deletion. Tail sampling's held futures (_tail.c) are a FidMap; a FidSet (for
- * shedding, _batch.c, and the kept set) is one whose values are NULL. */
+ * deletion. Tail sampling's held futures (_tail.c) and the line writer's
+ * futures' states (_lines.c) are FidMaps; a FidSet (for shedding, _batch.c, and
+ * the kept set) is one whose values are NULL. */
 typedef struct {
     long long fid; /* 0: empty */
     void *value;
@@ -450,6 +451,29 @@ fidmap_free(FidMap *m)
     PyMem_RawFree(m->slots);
     m->slots = NULL;
     m->cap = m->used = 0;
+}
+
+/* Room for one more key in m, so that fidmap_put (which would set MemoryError,
+ * needing the GIL) never grows it: -1 when out of memory, nothing set. What a
+ * reader working without the GIL calls first (tail sampling, the line writer). */
+static inline int
+fidmap_room_for_one(FidMap *m)
+{
+    if ((m->used + 1) * 2 <= m->cap) {
+        return 0;
+    }
+    FidMap bigger = {PyMem_RawCalloc(m->cap ? m->cap * 2 : 64, sizeof(FidSlot)), m->cap ? m->cap * 2 : 64, 0};
+    if (bigger.slots == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->slots[i].fid != 0) {
+            fidmap_put(&bigger, m->slots[i].fid, m->slots[i].value); /* room enough: never grows */
+        }
+    }
+    fidmap_free(m);
+    *m = bigger;
+    return 0;
 }
 
 typedef FidMap FidSet;

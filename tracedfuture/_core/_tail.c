@@ -259,28 +259,6 @@ disown(TailObject *p, PyObject *o)
     }
 }
 
-/* Room for one more key in m, so that fidmap_put (which would set MemoryError,
- * needing the GIL) never grows it: -1 when out of memory, nothing set. */
-static int
-room_for_one(FidMap *m)
-{
-    if ((m->used + 1) * 2 <= m->cap) {
-        return 0;
-    }
-    FidMap bigger = {PyMem_RawCalloc(m->cap ? m->cap * 2 : 64, sizeof(FidSlot)), m->cap ? m->cap * 2 : 64, 0};
-    if (bigger.slots == NULL) {
-        return -1;
-    }
-    for (size_t i = 0; i < m->cap; i++) {
-        if (m->slots[i].fid != 0) {
-            fidmap_put(&bigger, m->slots[i].fid, m->slots[i].value); /* room enough: never grows */
-        }
-    }
-    fidmap_free(m);
-    *m = bigger;
-    return 0;
-}
-
 /* recs_room and recs_copy (_records.h) without the GIL: -1 when out of memory, nothing set. */
 static int
 out_room(Recs *out, Py_ssize_t more)
@@ -538,7 +516,7 @@ links_has(const Held *h, long long fid)
 static int
 linkset_put(Held *h, Py_ssize_t i)
 {
-    if (room_for_one(&h->linkset) < 0) {
+    if (fidmap_room_for_one(&h->linkset) < 0) {
         return -1;
     }
     return fidmap_put(&h->linkset, items_key(h->links[i]), (void *)(intptr_t)(i + 1));
@@ -659,7 +637,7 @@ items_pop(FidMap *t, long long fid)
 static int
 items_put(FidMap *t, Held *h)
 {
-    return room_for_one(t) < 0 ? -1 : fidmap_put(t, items_key(h->fid), h); /* room enough: never raises */
+    return fidmap_room_for_one(t) < 0 ? -1 : fidmap_put(t, items_key(h->fid), h); /* room enough: never raises */
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1121,7 +1099,7 @@ take(TailObject *p, long long fid, Held ***group, Py_ssize_t *n, Py_ssize_t *cap
         *cap = c;
     }
     (*group)[(*n)++] = h;
-    if (room_for_one(&p->kept) < 0 || fidset_add(&p->kept, fid) < 0) {
+    if (fidmap_room_for_one(&p->kept) < 0 || fidset_add(&p->kept, fid) < 0) {
         return -1;
     }
     if (h->collected) {
