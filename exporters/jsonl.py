@@ -12,6 +12,7 @@ from typing import Any
 
 from tracedfuture import _core
 from tracedfuture._core._events import Event
+from tracedfuture._files import DropBehind
 from tracedfuture._tracefile import encode_line, event_to_json, header, open_private
 
 __all__ = ["JsonLinesExporter"]
@@ -68,6 +69,7 @@ class JsonLinesExporter:
         self.write_error: str | None = None
         self._size = 0  # bytes written, always whole lines
         self._fd: int | None = None
+        self._behind: DropBehind | None = None  # with the descriptor
         self._parent_pid: int | None = None
         self._pending_open = False
         self._one_call = _one_call(type(self))
@@ -78,6 +80,7 @@ class JsonLinesExporter:
 
     def _open(self) -> None:
         self._fd = open_private(self.path)
+        self._behind = DropBehind(self._fd)
         self._size = 0
         anchor = (time.time_ns(), time.monotonic_ns())
         fields = dict(self._header_fields)
@@ -110,6 +113,7 @@ class JsonLinesExporter:
             self._cut_back(data, written, exc)
             raise
         self._size += written
+        self._behind.wrote(self._size)  # type: ignore[union-attr]  # set with the descriptor
 
     def _cut_back(self, data: bytes, written: int, exc: OSError) -> None:
         """After a write of ``data`` failed with ``exc`` (``written`` of its bytes
@@ -187,6 +191,7 @@ class JsonLinesExporter:
             count, written, error, data = lines.write(records, self._fd)
             if error is None:
                 self._size += written
+                self._behind.wrote(self._size)  # type: ignore[union-attr]  # set with the descriptor
                 self.events_written += count
                 return int(count)
             self._cut_back(data, written, error)
@@ -209,6 +214,9 @@ class JsonLinesExporter:
         writing to it, and write the child's events to a file named with its pid."""
         self._lock = threading.Lock()  # the parent's sink thread may have held it
         fd, self._fd = self._fd, None
+        behind, self._behind = self._behind, None
+        if behind is not None:
+            behind.close()  # the child's copy of its descriptor; the parent's thread is not here
         if fd is None or self.write_error is not None:
             return
         try:
@@ -236,6 +244,9 @@ class JsonLinesExporter:
 
     def _close(self, summary: dict[str, Any]) -> None:
         fd, self._fd = self._fd, None
+        behind, self._behind = self._behind, None
+        if behind is not None:
+            behind.close()
         if fd is None:
             return
         try:

@@ -813,6 +813,93 @@ def test_trace_files_and_flight_dumps_are_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(dumped).st_mode) == 0o600
 
 
+def _cached_pages(path: Path) -> list[bool]:
+    """Which pages of the file are in the page cache (``mincore`` of a mapping)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    page = os.sysconf("SC_PAGE_SIZE")
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, f.fileno(), 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            vec = ctypes.create_string_buffer((size + page - 1) // page)
+            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+            return [bool(b & 1) for b in vec.raw]
+        finally:
+            libc.munmap(addr, size)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise") or not sys.platform.startswith("linux"), reason="Linux")
+def test_a_long_trace_file_leaves_no_trail_in_the_page_cache(tmp_path: Path) -> None:
+    """A trace file written for hours would fill the page cache (and, on a VM that
+    returns free memory to its host, pay a host fault per new page): past
+    DropBehind.START, what lies KEEP behind its end is let go, by a thread the
+    program does not see, and the file stays whole."""
+    from tracedfuture._files import DropBehind
+
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x" * (1 << 20))
+    with open(probe, "rb+") as f:
+        os.fdatasync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    if any(_cached_pages(probe)):
+        pytest.skip("this file system keeps a file's pages (tmpfs)")
+    line = b'{"kind":"callback_added","future_id":1,"ts_ns":1,"is_task":false,"callback":"f"}\n'
+    per_chunk = DropBehind.CHUNK // len(line) + 1
+    threads = threading.enumerate()
+    descriptors = len(os.listdir("/proc/self/fd"))
+    path = tmp_path / "t.jsonl"
+    exporter = JsonLinesExporter(path)
+    chunks = (DropBehind.START + 2 * DropBehind.CHUNK) // (per_chunk * len(line)) + 1
+    for _ in range(chunks):
+        assert exporter._fd is not None
+        os.fdatasync(exporter._fd)  # what the thread advises next is written back: let go at once
+        exporter.export_lines(line * per_chunk, per_chunk)
+    assert threading.enumerate() == threads
+    size = os.path.getsize(path)
+    page = os.sysconf("SC_PAGE_SIZE")
+    behind = (size - DropBehind.KEEP - DropBehind.CHUNK) // page
+    deadline = time.monotonic() + 30
+    while any(cached := _cached_pages(path)[:behind]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(cached), f"{sum(cached)} of the first {behind} pages still cached"
+    exporter.shutdown()
+    assert os.path.getsize(path) > size  # whole, and the stats line after it
+    with open(path, "rb") as f:
+        assert sum(1 for _ in f) == 2 + chunks * per_chunk  # header, events, stats
+    deadline = time.monotonic() + 10
+    while len(os.listdir("/proc/self/fd")) > descriptors and time.monotonic() < deadline:
+        time.sleep(0.01)  # the thread closes its own descriptor as it ends
+    assert len(os.listdir("/proc/self/fd")) == descriptors
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise") or not sys.platform.startswith("linux"), reason="Linux")
+def test_a_short_trace_file_is_left_to_the_page_cache(tmp_path: Path) -> None:
+    """Below DropBehind.START no thread starts: a trace read right after it was
+    written (tree, html) is read from memory."""
+    from tracedfuture._files import DropBehind
+
+    path = tmp_path / "t.jsonl"
+    with open(path, "wb") as f:
+        behind = DropBehind(f.fileno())
+        behind.wrote(DropBehind.START - 1)
+        assert behind._fd is None  # nothing duplicated, no thread
+        behind.wrote(DropBehind.START)
+        assert behind._fd is not None
+        behind.close()
+    with open(os.devnull, "wb") as f:
+        devnull = DropBehind(f.fileno())
+        devnull.wrote(DropBehind.START * 2)
+        assert devnull._fd is None  # not a regular file: never
+
+
 # --- a full disk ----------------------------------------------------------------------
 
 
