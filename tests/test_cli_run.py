@@ -626,14 +626,30 @@ def test_without_follow_children_children_are_counted_not_traced(tmp_path: Path)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="3.12 added the multi-threaded fork() warning")
-@pytest.mark.parametrize("threads", ["", "--thread"])
+@pytest.mark.parametrize("threads", ["", "--thread", "--long-trace"])
 def test_tracings_threads_do_not_add_the_fork_warning(threads: str, tmp_path: Path) -> None:
     write(
         tmp_path / "forks.py",
         """\
-        import os, sys, threading, time
+        import asyncio, os, sys, threading, time
         if "--thread" in sys.argv:
             threading.Thread(target=time.sleep, args=(0.5,)).start()  # the program's own: it warns
+        async def many():
+            loop = asyncio.get_running_loop()
+            for _ in range(500):
+                futures = [loop.create_future() for _ in range(500)]
+                for f in futures:
+                    f.set_result(None)
+                for f in futures:
+                    await f
+        if "--long-trace" in sys.argv:  # a trace file past DropBehind.START: its thread runs
+            asyncio.run(many())
+            deadline = time.monotonic() + 30
+            while os.path.exists("t.jsonl") and time.monotonic() < deadline:  # traced
+                with open("/proc/self/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[17]) >= 3:  # the drain's, DropBehind's
+                        break
+                time.sleep(0.01)
         pid = os.fork()
         if pid == 0:
             os._exit(0)
@@ -643,7 +659,11 @@ def test_tracings_threads_do_not_add_the_fork_warning(threads: str, tmp_path: Pa
     untraced = python("forks.py", threads, cwd=tmp_path)
     traced = tracedfuture("run", "-o", "t.jsonl", "forks.py", threads, cwd=tmp_path)
     warned = "is multi-threaded, use of fork() may lead to deadlocks" in untraced.stderr
-    assert warned == bool(threads)
+    assert warned == (threads == "--thread")
+    if threads == "--long-trace":
+        from tracedfuture._files import DropBehind
+
+        assert (tmp_path / "t.jsonl").stat().st_size > DropBehind.START
     pid = re.compile(r"pid=\d+")
     assert pid.sub("pid=N", traced.stderr) == pid.sub("pid=N", untraced.stderr)
 

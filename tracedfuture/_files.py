@@ -171,6 +171,17 @@ class Output:
             self.abort()
 
 
+# DropBehind's threads now running, by process (a fork()ed child has none of them).
+_dropping: dict[int, int] = {}
+_dropping_lock = _thread.allocate_lock()
+
+
+def _count_dropping(change: int) -> None:
+    with _dropping_lock:
+        pid = os.getpid()
+        _dropping[pid] = _dropping.get(pid, 0) + change
+
+
 class DropBehind:
     """Lets go of a long trace file's pages behind its end, on a thread of its own.
 
@@ -196,7 +207,9 @@ class DropBehind:
     program's ``threading.enumerate()`` does not list it. It holds its own
     duplicate of the descriptor, closed when it ends. Only for a regular file
     where ``posix_fadvise`` exists; where the advice fails, or no thread can
-    start, it stops, and the file is written as before.
+    start, it stops, and the file is written as before. :meth:`running` counts
+    these threads (what 3.12+'s warning about a ``fork()`` with threads counts
+    must know of them).
     """
 
     __slots__ = ("_advised", "_closed", "_fd", "_next", "_pid", "_size", "_source", "_wake")
@@ -218,6 +231,11 @@ class DropBehind:
         if hasattr(os, "posix_fadvise") and stat.S_ISREG(os.fstat(fd).st_mode):
             self._source, self._next = fd, self.START
 
+    @staticmethod
+    def running() -> int:
+        """How many of these threads this process runs now."""
+        return _dropping.get(os.getpid(), 0)
+
     def wrote(self, size: int) -> None:
         """The file is ``size`` bytes long now (written from its start)."""
         if size < self._next or self._next < 0:
@@ -236,7 +254,12 @@ class DropBehind:
         try:
             assert source is not None
             self._fd = os.dup(source)
-            _thread.start_new_thread(self._run, (self._fd,))
+            _count_dropping(1)  # first: the thread is counted from its first moment
+            try:
+                _thread.start_new_thread(self._run, (self._fd,))
+            except BaseException:
+                _count_dropping(-1)
+                raise
         except (OSError, RuntimeError):  # out of descriptors or threads, or at exit: as before
             self._next = -1
             self._release()
@@ -258,6 +281,7 @@ class DropBehind:
             self._next = -1
         finally:
             self._release()
+            _count_dropping(-1)
 
     def _release(self) -> None:
         fd, self._fd = self._fd, None

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from ._files import Refused
+from ._files import DropBehind, Refused
 from ._pipeline._process import at_fork
 from .options import (
     DEFAULT_OTEL_TIMEOUT,
@@ -331,6 +331,7 @@ def _quiet_fork_warning() -> None:
 
     ignore = ("ignore", re.compile(_FORK_WARNING, re.IGNORECASE), DeprecationWarning, None, 0)
     ours = sum(1 for t in threading.enumerate() if t.name.startswith(("tracedfuture", "Otel")))
+    ours += DropBehind.running()  # threads threading does not list
     alone = _os_threads() - ours <= 1
     present = ignore in warnings.filters
     if alone and not present:
