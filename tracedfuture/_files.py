@@ -277,8 +277,8 @@ class DropBehind:
                 if end > start:
                     os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
                     self._advised = end
-        except OSError:  # a file system that refuses it: left alone from now on
-            self._next = -1
+        except BaseException:  # a file system that refuses it: left alone from now on
+            self._next = -1  # (and nothing reaches stderr: a _thread's error would)
         finally:
             self._release()
             _count_dropping(-1)
