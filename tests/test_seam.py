@@ -313,7 +313,11 @@ def test_live_lists_pending_traced_futures_and_tasks_oldest_first(traced: Traced
         assert pending == [me, first, second]
         first.set_result(None)
         assert first not in traced.impl.live() and second in traced.impl.live()
+        third = loop.create_future()  # made after a future left: still the newest
+        pending = [obj for obj in traced.impl.live() if obj in (first, second, third, me)]
+        assert pending == [me, second, third]
         second.cancel()
+        third.cancel()
 
     traced.run(main())
     assert [obj for obj in traced.impl.live() if obj.get_loop() is traced.loop] == []

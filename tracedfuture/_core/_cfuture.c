@@ -949,11 +949,20 @@ typedef struct TFExt {
     long long creator; /* 0: none */
     int lasti, plasti;
     unsigned char values, incomplete, ended, linked;
-    struct TFExt *prev, *next;
-    PyObject *self; /* borrowed: the list never owns */
+    Py_ssize_t slot; /* its place in live_slots, while linked */
+    PyObject *self;  /* borrowed: the list never owns */
 } TFExt;
 
-static TFExt *live_head, *live_tail;
+/* Every traced future and task that is not done (for live()): a slot each in
+ * one array, its index kept in its TFExt, free slots reused last in, first out.
+ * Taking one out writes into the array and the free list, both recently used,
+ * and into no other future: a doubly linked list's removal wrote into its two
+ * neighbours, futures made at other moments, a cold cache line each (callgrind,
+ * 10k tasks x 10 futures under the flight recorder: 214 D1 read misses per task).
+ * Only the thread holding the GIL changes it. */
+static TFExt **live_slots;
+static Py_ssize_t *live_free;
+static Py_ssize_t live_used, live_nfree, live_cap; /* slots ever used, free ones, allocated */
 
 static inline TFExt *
 ext_of(PyObject *obj)
@@ -974,22 +983,39 @@ ext_of(PyObject *obj)
     return NULL;
 }
 
+/* Room for one more slot; 0 if none could be had (the future is then left out
+ * of live(), as snapshots of it can bear, and nothing else changes). */
+static int
+live_room(void)
+{
+    if (live_nfree > 0 || live_used < live_cap) {
+        return 1;
+    }
+    Py_ssize_t cap = live_cap ? live_cap * 2 : 1024;
+    TFExt **slots = PyMem_RawRealloc(live_slots, (size_t)cap * sizeof(*slots));
+    if (slots == NULL) {
+        return 0;
+    }
+    live_slots = slots;
+    Py_ssize_t *free_list = PyMem_RawRealloc(live_free, (size_t)cap * sizeof(*free_list));
+    if (free_list == NULL) {
+        return 0; /* the larger slots array is kept; the capacity is not */
+    }
+    live_free = free_list;
+    live_cap = cap;
+    return 1;
+}
+
 static inline void
 live_link(TFExt *e, PyObject *self)
 {
-    if (e->linked) {
+    if (e->linked || !live_room()) {
         return;
     }
+    Py_ssize_t slot = live_nfree > 0 ? live_free[--live_nfree] : live_used++;
+    live_slots[slot] = e;
+    e->slot = slot;
     e->self = self;
-    e->prev = live_tail;
-    e->next = NULL;
-    if (live_tail) {
-        live_tail->next = e;
-    }
-    else {
-        live_head = e;
-    }
-    live_tail = e;
     e->linked = 1;
 }
 
@@ -999,19 +1025,8 @@ live_unlink(TFExt *e)
     if (!e->linked) {
         return;
     }
-    if (e->prev) {
-        e->prev->next = e->next;
-    }
-    else {
-        live_head = e->next;
-    }
-    if (e->next) {
-        e->next->prev = e->prev;
-    }
-    else {
-        live_tail = e->prev;
-    }
-    e->prev = e->next = NULL;
+    live_slots[e->slot] = NULL;
+    live_free[live_nfree++] = e->slot;
     e->linked = 0;
 }
 
@@ -5399,6 +5414,18 @@ mod_assign_id(PyObject *Py_UNUSED(module), PyObject *obj)
     Py_RETURN_NONE;
 }
 
+typedef struct {
+    long long fid;
+    PyObject *obj;
+} LiveRef;
+
+static int
+live_ref_order(const void *a, const void *b)
+{
+    long long x = ((const LiveRef *)a)->fid, y = ((const LiveRef *)b)->fid;
+    return (x > y) - (x < y);
+}
+
 static PyObject *
 mod_live(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
@@ -5406,13 +5433,30 @@ mod_live(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     if (all == NULL) {
         return NULL;
     }
-    /* First the references, atomically; then done(), which may run code. */
-    for (TFExt *e = live_head; e != NULL; e = e->next) {
-        if (Py_REFCNT(e->self) > 0 && PyList_Append(all, e->self) < 0) {
+    /* First the references, atomically, oldest (smallest id) first; then
+     * done(), which may run code. */
+    Py_ssize_t n = 0;
+    LiveRef *refs = live_used ? PyMem_RawMalloc((size_t)live_used * sizeof(LiveRef)) : NULL;
+    if (live_used && refs == NULL) {
+        Py_DECREF(all);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < live_used; i++) {
+        TFExt *e = live_slots[i];
+        if (e != NULL && Py_REFCNT(e->self) > 0) {
+            refs[n].fid = e->fid;
+            refs[n++].obj = e->self;
+        }
+    }
+    qsort(refs, (size_t)n, sizeof(LiveRef), live_ref_order);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyList_Append(all, refs[i].obj) < 0) {
+            PyMem_RawFree(refs);
             Py_DECREF(all);
             return NULL;
         }
     }
+    PyMem_RawFree(refs);
     PyObject *out = PyList_New(0);
     for (Py_ssize_t i = 0; out != NULL && i < PyList_GET_SIZE(all); i++) {
         PyObject *obj = PyList_GET_ITEM(all, i);
