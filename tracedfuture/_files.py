@@ -49,6 +49,14 @@ _KINDS = (
 )
 
 
+def _close_quietly(fd: int | None) -> None:
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 class Refused(OSError):
     """A path that tracedfuture will not write: something it did not create is there."""
 
@@ -145,11 +153,7 @@ class Output:
 
     def abort(self) -> None:
         fd, self.fd = self.fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        _close_quietly(fd)
         self._remove_tmp()
 
     def _remove_tmp(self) -> None:
@@ -285,11 +289,7 @@ class DropBehind:
 
     def _release(self) -> None:
         fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        _close_quietly(fd)
 
     def close(self) -> None:
         """The file is finished: the thread ends, after any advice it is giving.
