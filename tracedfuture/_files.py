@@ -175,15 +175,11 @@ class Output:
             self.abort()
 
 
-# DropBehind's threads now running, by process (a fork()ed child has none of them).
+# DropBehind's threads now running: id(its DropBehind) -> the pid of the process
+# running it (a fork()ed child has none of its parent's). No lock: a fork() while
+# another thread held it would leave it held in the child; one dict operation
+# each is atomic.
 _dropping: dict[int, int] = {}
-_dropping_lock = _thread.allocate_lock()
-
-
-def _count_dropping(change: int) -> None:
-    with _dropping_lock:
-        pid = os.getpid()
-        _dropping[pid] = _dropping.get(pid, 0) + change
 
 
 class DropBehind:
@@ -238,7 +234,8 @@ class DropBehind:
     @staticmethod
     def running() -> int:
         """How many of these threads this process runs now."""
-        return _dropping.get(os.getpid(), 0)
+        pid = os.getpid()
+        return sum(1 for owner in list(_dropping.values()) if owner == pid)
 
     def wrote(self, size: int) -> None:
         """The file is ``size`` bytes long now (written from its start)."""
@@ -255,16 +252,15 @@ class DropBehind:
 
     def _start(self) -> bool:
         source, self._source = self._source, None
+        if source is None:  # its thread ran and ended
+            self._next = -1
+            return False
         try:
-            assert source is not None
             self._fd = os.dup(source)
-            _count_dropping(1)  # first: the thread is counted from its first moment
-            try:
-                _thread.start_new_thread(self._run, (self._fd,))
-            except BaseException:
-                _count_dropping(-1)
-                raise
+            _dropping[id(self)] = os.getpid()  # first: counted from the thread's first moment
+            _thread.start_new_thread(self._run, (self._fd,))
         except (OSError, RuntimeError):  # out of descriptors or threads, or at exit: as before
+            _dropping.pop(id(self), None)
             self._next = -1
             self._release()
             return False
@@ -285,7 +281,7 @@ class DropBehind:
             self._next = -1  # (and nothing reaches stderr: a _thread's error would)
         finally:
             self._release()
-            _count_dropping(-1)
+            _dropping.pop(id(self), None)
 
     def _release(self) -> None:
         fd, self._fd = self._fd, None
