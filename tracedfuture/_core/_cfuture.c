@@ -5448,7 +5448,9 @@ mod_live(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
             refs[n++].obj = e->self;
         }
     }
-    qsort(refs, (size_t)n, sizeof(LiveRef), live_ref_order);
+    if (n > 1) {
+        qsort(refs, (size_t)n, sizeof(LiveRef), live_ref_order); /* refs is NULL when n is 0 */
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         if (PyList_Append(all, refs[i].obj) < 0) {
             PyMem_RawFree(refs);
