@@ -483,3 +483,73 @@ def test_a_full_queue_holds_the_ring_until_it_has_room_again() -> None:
     ids = {e.future_id for e in seen if e.kind == "created"}
     assert ids and ids == {e.future_id for e in seen if e.kind == "resolved"}  # whole histories
     assert not any(e.kind == "collected" and e.incomplete for e in seen)
+
+
+def test_a_queue_with_room_again_wakes_the_drain() -> None:
+    """A held ring is taken again as soon as the exporter has emptied its full
+    queue, not at the next flush_interval (a minute here) nor only once the ring
+    has refused a future: the records that waited in it go out."""
+    gate = threading.Event()
+
+    class Blocked:
+        def export(self, events: Sequence[Event]) -> None:
+            gate.wait()
+
+    factory = tracedfuture.loop_factory(
+        exporters=[Blocked()], max_memory=1 << 20, max_bytes=64 << 20, flush_interval=60, export_timeout=5
+    )
+    inst = factory.installation  # type: ignore[attr-defined]
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            waiting = runner.get_loop().create_future()  # traced: its result is recorded while the ring is held
+            while not inst.stats()["untraced_futures"]:
+                runner.run(resolve_many(500))
+                RECORDER.drain(only=inst)
+            ring = RECORDER.routes_of(inst)[0].ring
+            waiting.set_result(None)
+            assert ring.stats()["written"] > ring.stats()["taken"]
+            gate.set()
+            deadline = time.monotonic() + 10
+            while ring.stats()["written"] > ring.stats()["taken"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert ring.stats()["written"] == ring.stats()["taken"]
+    finally:
+        inst.uninstall()
+        gate.set()
+
+
+def test_a_flush_leaves_no_ring_held_behind_it() -> None:
+    """The drain thread may hold the ring while flush() waits (the queue is still
+    full at that moment); once flush() returns True the queues are empty, and
+    the next future is traced, not refused for a queue that has room."""
+    gate = threading.Event()
+
+    class Blocked:
+        def export(self, events: Sequence[Event]) -> None:
+            gate.wait()
+
+    factory = tracedfuture.loop_factory(
+        exporters=[Blocked()], max_memory=1 << 20, max_bytes=64 << 20, flush_interval=60, export_timeout=5
+    )
+    inst = factory.installation  # type: ignore[attr-defined]
+    sink = inst._sinks[0]
+    flush = sink.flush
+
+    def flush_after_the_drain_thread(deadline: float | None) -> bool:
+        RECORDER.drain(only=inst)  # what the drain thread does if it wakes now: holds the ring
+        gate.set()
+        return flush(deadline)
+
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            while not inst.stats()["untraced_futures"]:
+                runner.run(resolve_many(500))
+                RECORDER.drain(only=inst)
+            sink.flush = flush_after_the_drain_thread
+            assert inst.flush(timeout=30)
+            untraced = inst.stats()["untraced_futures"]
+            runner.run(resolve_many(10))
+            assert inst.stats()["untraced_futures"] == untraced
+    finally:
+        inst.uninstall()
+        gate.set()

@@ -282,6 +282,11 @@ class Installation:
         deadline = time.monotonic() + (self._settings.export_timeout if timeout is None else timeout)
         RECORDER.drain(only=self, everything=True)  # a stuck exporter's route too: counted
         flushed = [sink.flush(deadline) for sink in self._sinks]  # every sink, one deadline
+        if all(flushed):
+            # The queues are empty: a ring that the drain thread held while they
+            # were full (it may have done so during this flush) traces again now,
+            # not only once it has refused a new future.
+            RECORDER.drain(only=self)
         return all(flushed)
 
     def stats(self) -> dict[str, Any]:

@@ -128,13 +128,14 @@ class Recorder:
                 max_bytes = max(c.max_bytes for c in consumers)
                 streaming = any(c.streaming for c in consumers)
                 history = any(c.history for c in consumers)
-                ring = _core.Ring(max_bytes, streaming=streaming, on_full=self._hurry, history=history)
+                ring = _core.Ring(max_bytes, streaming=streaming, on_full=self.hurry, history=history)
                 route = self._routes[key] = self._by_consumers[ids] = Route(key, consumers, ring)
                 self._wake.set()  # the drain recomputes when the next route is due
             return route
 
-    def _hurry(self) -> None:
-        """A ring's ``on_full``: its backlog grew, or it refused a future. (The
+    def hurry(self) -> None:
+        """Drain now, not at the next interval: a ring's ``on_full`` (its backlog
+        grew, or it refused a future) and a full queue that has room again. (The
         waker of the moment: a fork()'s child has its own.)"""
         self._wake.set()
 

@@ -24,6 +24,7 @@ from .. import _core
 from .._core import _events as ev
 from .._core._events import Event, Site
 from ._convert import MARK
+from ._drain import RECORDER
 from ._hooks import Hooks
 from ._process import Started, at_fork, host_pump, host_thread, start_daemon, wake_host
 
@@ -276,10 +277,7 @@ class Sink:
             with cond:
                 while not items:
                     cond.wait()
-                item = items.popleft()
-                if type(item) is not object:  # a batch, not _FLUSH / _SHUTDOWN / _STOP
-                    self._queued_bytes -= len(item) * self._unit
-                    self._refused = False
+                item = self._take()
             if not self._handle(item):
                 return
 
@@ -292,10 +290,7 @@ class Sink:
             with self._cond:
                 if not self._items:
                     return False
-                item = self._items.popleft()
-                if type(item) is not object:  # a batch, not _FLUSH / _SHUTDOWN / _STOP
-                    self._queued_bytes -= len(item) * self._unit
-                    self._refused = False
+                item = self._take()
             if not self._handle(item):
                 self._stopped = True
                 host_pump(self._pump, remove=True)
@@ -303,6 +298,19 @@ class Sink:
             return bool(self._items)
         finally:
             self._pump_lock.release()
+
+    def _take(self) -> Any:
+        """The next queued item (``_cond`` held). A queue that was full has room
+        again: the drain is woken to trace new futures now, not once a ring has
+        refused one (``full()``)."""
+        item = self._items.popleft()
+        if type(item) is not object:  # a batch, not _FLUSH / _SHUTDOWN / _STOP
+            was_full = self.full()
+            self._queued_bytes -= len(item) * self._unit
+            self._refused = False
+            if was_full and not self.full():
+                RECORDER.hurry()
+        return item
 
     def _handle(self, item: Any) -> bool:
         """Hand one queued item to the exporter; False for the last one (_STOP)."""
