@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tracedfuture._core import _events as ev
 from tracedfuture._core._events import Event
 from tracedfuture._pipeline._convert import MARK, Converter, site_of, type_name
 
@@ -99,6 +100,35 @@ def test_the_compiled_fold_makes_the_converters_events(impl: Any) -> None:
     assert views[0][-1] == views[0][len(views[0]) - 1]
     assert views[1][:3] == expected[len(views[0]) : len(views[0]) + 3]
     assert fold.held() == 0
+
+
+def test_the_compiled_fold_keeps_a_renamed_task(impl: Any) -> None:
+    # set_name() (on 3.11 and 3.12, every name given to create_task()) is folded
+    # here: the task is not handed to the reference for the rest of its life.
+    if impl.EventFold is None:
+        pytest.skip("the pure-Python implementation converts with the reference itself")
+    records = list(_recorded(impl).take_batch())
+    renamed = {r[1] for r in records if r[0] == ev.OP_RENAMED}
+    assert len(renamed) == 9  # 3 of 20 tasks, 3 rounds
+
+    class Counting(Converter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.handed: set[int] = set()
+
+        def adopt(self, fid: int, *args: Any, **kwargs: Any) -> None:
+            self.handed.add(fid)
+            super().adopt(fid, *args, **kwargs)
+
+        def convert(self, records: Any) -> list[Event]:
+            self.handed.update(r[1] for r in records)
+            return super().convert(records)
+
+    helper = Counting()
+    events = list(impl.EventFold(helper, site_of, type_name, Event).events(impl.RecordBatch(records)))
+    assert events == Converter().convert(records)
+    assert not renamed & helper.handed
+    assert {e.name for e in events if e.kind == "renamed"} == {"renamed-5", "renamed-10", "renamed-15"}
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -44,13 +44,14 @@ enum { C_TASK_ID, C_IS_TASK, C_CODE, C_LASTI, C_THREAD_ID, C_NAME, C_CORO, C_ROU
 enum { A_TASK_ID, A_CALLBACK, A_AWAITER };
 enum { R_TASK_ID, R_TYPE, R_VALUE };
 enum { X_STATE, X_INCOMPLETE };
+enum { N_TASK_ID, N_NAME };
 
 /* From this many records on, a batch is folded with the GIL released. */
 #define FOLD_WITHOUT_GIL 128
 
 /* Event kinds this file builds; E_OBJECT: an Event the reference made; E_RUN:
  * where the events of a run of records given to the reference go (while folding). */
-enum { E_CREATED, E_AWAITED, E_CB_ADDED, E_RESOLVED, E_SCHEDULED, E_OBJECT, E_KINDS = E_OBJECT, E_RUN };
+enum { E_CREATED, E_AWAITED, E_CB_ADDED, E_RESOLVED, E_SCHEDULED, E_RENAMED, E_OBJECT, E_KINDS = E_OBJECT, E_RUN };
 
 /* Event's fields, by name (read from Event._fields at import). */
 enum { F_KIND, F_FID, F_TS, F_TID, F_IS_TASK, F_NAME, F_SITE, F_THREAD, F_CORO, F_PARENT, F_CALLBACK, F_AWAITER,
@@ -733,6 +734,25 @@ fold_record(Ctx *c, const Rec *r, Py_ssize_t i)
     else if (r->op == OP_RESOLVED && slot_is_none(r, R_VALUE)) {
         common = 1;
     }
+    else if (r->op == OP_RENAMED && (slot_is_int(r, N_TASK_ID) || slot_is_none(r, N_TASK_ID)) &&
+             (slot_is_none(r, N_NAME) || (slot_obj(r, N_NAME) != NULL && !self->redacts))) {
+        /* set_name() (on 3.11 and 3.12, every name given to create_task()): the
+         * state's name is the new one, as the reference's; a name to redact is
+         * the reference's */
+        if (flush_pending(c) < 0) {
+            return -1;
+        }
+        PyObject *name = own(c, slot_obj(r, N_NAME));
+        disown(c, f->name);
+        f->name = name;
+        Entry *e = push(c, E_RENAMED, i);
+        if (e == NULL) {
+            return -1;
+        }
+        e->is_task = (unsigned char)f->is_task;
+        e->name = own(c, f->name);
+        return 1;
+    }
     if (!common) {
         return hand_over(c, f) < 0 ? -1 : 0;
     }
@@ -1180,7 +1200,7 @@ make_event(ViewObject *v, Entry *e)
         PyObject *rt = slot_obj(r, R_TYPE);
         items[field_at[F_RESULT]] = rt ? type_text(v->fold, rt) : Py_NewRef(Py_None);
     }
-    else { /* E_SCHEDULED */
+    else if (e->kind == E_SCHEDULED) {
         items[field_at[F_CALLBACK]] = Py_NewRef(e->obj);
         items[field_at[F_AWAITER]] = e->has_awaiter ? PyLong_FromLongLong(e->awaiter) : Py_NewRef(Py_None);
     }
@@ -1268,7 +1288,8 @@ static PyType_Spec view_spec = {
 int
 tf_eventfold_add_type(PyObject *module)
 {
-    static const char *kinds[E_KINDS] = {"created", "awaited", "callback_added", "resolved", "callback_scheduled"};
+    static const char *kinds[E_KINDS] = {"created",  "awaited", "callback_added", "resolved", "callback_scheduled",
+                                         "renamed"};
     for (int k = 0; k < E_KINDS; k++) {
         if ((kind_text[k] = PyUnicode_InternFromString(kinds[k])) == NULL) {
             return -1;

@@ -63,6 +63,7 @@ enum { E_TASK_ID, E_TYPE, E_MSG, E_CODE, E_LASTI, E_PCODE, E_PLASTI };
  * slots 2-7 of its record (F_WHO) */
 enum { K_TASK_ID, K_MSG, K_CODE, K_LASTI, K_UCODE, K_ULASTI, K_WCODE, K_WLASTI };
 enum { X_STATE, X_INCOMPLETE };
+enum { N_TASK_ID, N_NAME };
 #define CACHE_LIMIT 100000
 /* From this size on, the result is copied into its bytes object without the GIL. */
 #define COPY_WITHOUT_GIL (256 * 1024)
@@ -1261,6 +1262,23 @@ write_cb_added(Ctx *c, const Rec *r, Fut *f)
     return 1;
 }
 
+/* set_name() on a task (on 3.11 and 3.12, every name given to create_task()):
+ * its head carries the new name from now on, as the reference's state does. */
+static int
+write_renamed(Ctx *c, const Rec *r, Fut *f)
+{
+    PyObject *name = slot_obj(r, N_NAME);
+    own(c, name);
+    disown(c, f->name);
+    f->name = name;
+    Buf *b = &c->b;
+    if (PUT(b, "{\"kind\":\"renamed\"") < 0 || put_ids(c, r, N_TASK_ID) < 0 || put_head(c, f) < 0 ||
+        end_line(c, NULL) < 0) {
+        return -1;
+    }
+    return 1;
+}
+
 /* The future is done (_convert's _finish): every callback it holds is scheduled
  * now, each line the record's ids and head again (the `rest` bytes at `from`). */
 static int
@@ -1633,6 +1651,12 @@ write_record(Ctx *c, const Rec *r)
     case OP_RESOLVED:
         if (slot_is_none(r, R_VALUE) && int_or_none(r, R_TASK_ID)) {
             return write_resolved(c, r, f);
+        }
+        break;
+    case OP_RENAMED:
+        /* a name goes through redact, the reference's */
+        if (int_or_none(r, N_TASK_ID) && (slot_is_none(r, N_NAME) || (slot_obj(r, N_NAME) != NULL && !w->redacts))) {
+            return write_renamed(c, r, f);
         }
         break;
     case OP_FAILED:
