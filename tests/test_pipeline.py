@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -485,11 +486,10 @@ def test_a_full_queue_holds_the_ring_until_it_has_room_again() -> None:
     assert not any(e.kind == "collected" and e.incomplete for e in seen)
 
 
-def test_a_queue_with_room_again_wakes_the_drain() -> None:
-    """A held ring is taken again as soon as the exporter has emptied its full
-    queue, not at the next flush_interval (a minute here) nor only once the ring
-    has refused a future: the records that waited in it go out."""
-    gate = threading.Event()
+def _held_until(gate: threading.Event) -> tuple[Any, Any]:
+    """(a loop factory, its installation) whose only exporter blocks until
+    ``gate`` is set: a 1 MiB queue, drained only when the drain is woken or
+    asked (flush_interval is a minute)."""
 
     class Blocked:
         def export(self, events: Sequence[Event]) -> None:
@@ -498,13 +498,25 @@ def test_a_queue_with_room_again_wakes_the_drain() -> None:
     factory = tracedfuture.loop_factory(
         exporters=[Blocked()], max_memory=1 << 20, max_bytes=64 << 20, flush_interval=60, export_timeout=5
     )
-    inst = factory.installation  # type: ignore[attr-defined]
+    return factory, factory.installation  # type: ignore[attr-defined]
+
+
+def _run_until_held(runner: asyncio.Runner, inst: Any) -> None:
+    while not inst.stats()["untraced_futures"]:
+        runner.run(resolve_many(500))
+        RECORDER.drain(only=inst)
+
+
+def test_a_queue_with_room_again_wakes_the_drain() -> None:
+    """A held ring is taken again as soon as the exporter has emptied its full
+    queue, not at the next flush_interval (a minute here) nor only once the ring
+    has refused a future: the records that waited in it go out."""
+    gate = threading.Event()
+    factory, inst = _held_until(gate)
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             waiting = runner.get_loop().create_future()  # traced: its result is recorded while the ring is held
-            while not inst.stats()["untraced_futures"]:
-                runner.run(resolve_many(500))
-                RECORDER.drain(only=inst)
+            _run_until_held(runner, inst)
             ring = RECORDER.routes_of(inst)[0].ring
             waiting.set_result(None)
             assert ring.stats()["written"] > ring.stats()["taken"]
@@ -523,15 +535,7 @@ def test_a_flush_leaves_no_ring_held_behind_it() -> None:
     full at that moment); once flush() returns True the queues are empty, and
     the next future is traced, not refused for a queue that has room."""
     gate = threading.Event()
-
-    class Blocked:
-        def export(self, events: Sequence[Event]) -> None:
-            gate.wait()
-
-    factory = tracedfuture.loop_factory(
-        exporters=[Blocked()], max_memory=1 << 20, max_bytes=64 << 20, flush_interval=60, export_timeout=5
-    )
-    inst = factory.installation  # type: ignore[attr-defined]
+    factory, inst = _held_until(gate)
     sink = inst._sinks[0]
     flush = sink.flush
 
@@ -542,9 +546,7 @@ def test_a_flush_leaves_no_ring_held_behind_it() -> None:
 
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            while not inst.stats()["untraced_futures"]:
-                runner.run(resolve_many(500))
-                RECORDER.drain(only=inst)
+            _run_until_held(runner, inst)
             sink.flush = flush_after_the_drain_thread
             assert inst.flush(timeout=30)
             untraced = inst.stats()["untraced_futures"]
