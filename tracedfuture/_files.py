@@ -259,11 +259,13 @@ class DropBehind:
             self._fd = os.dup(source)
             _dropping[id(self)] = os.getpid()  # first: counted from the thread's first moment
             _thread.start_new_thread(self._run, (self._fd,))
-        except (OSError, RuntimeError):  # out of descriptors or threads, or at exit: as before
+        except BaseException as exc:  # no thread: neither counted nor holding a descriptor
             _dropping.pop(id(self), None)
             self._next = -1
             self._release()
-            return False
+            if isinstance(exc, (OSError, RuntimeError)):  # out of descriptors or threads, or at exit: as before
+                return False
+            raise
         return True
 
     def _run(self, fd: int) -> None:
