@@ -402,12 +402,27 @@ def test_a_shorter_flush_interval_applies_at_once_after_a_long_one() -> None:
         slow_inst.uninstall()
 
 
+class _Gate(threading.Event):
+    """A stuck exporter's gate, which also tells when the exporter waits at it:
+    its sink's thread has taken its first batch, and what the queue holds from
+    then on stays there (else a thread slow to start takes it later, and the
+    room that frees lets the drain take the ring again)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+
 def test_a_route_whose_exporters_are_all_stuck_is_left_in_its_ring() -> None:
     """A stuck exporter: once its queue is full, the drain takes nothing more
     (no copy, no shedding per record) and holds the ring: no new future is
     traced; at uninstall what was left is taken and counted where it is
     dropped."""
-    gate = threading.Event()
+    gate = _Gate()
 
     class Blocked:
         def export(self, events: Sequence[Event]) -> None:
@@ -428,6 +443,7 @@ def test_a_route_whose_exporters_are_all_stuck_is_left_in_its_ring() -> None:
             for _ in range(10):  # fills the queue
                 runner.run(resolve_many(300))
                 RECORDER.drain(only=inst)
+                assert gate.waiting.wait(10)  # the exporter holds its first batch: the queue is the rest
             RECORDER.drain(only=inst)  # full: nothing taken from it from now on
             shed = inst.stats()["exporters"][0]["dropped"]
             for _ in range(20):
@@ -447,7 +463,7 @@ def test_a_full_queue_holds_the_ring_until_it_has_room_again() -> None:
     (long before the ring itself would refuse them); the queued futures' later
     records wait in the ring; once the exporter takes its queue, the drain
     takes the ring again and new futures are traced: whole histories, none cut."""
-    gate = threading.Event()
+    gate = _Gate()
     seen: list[Event] = []
 
     class Blocked:
@@ -464,6 +480,7 @@ def test_a_full_queue_holds_the_ring_until_it_has_room_again() -> None:
             for _ in range(1_000):  # the queue (1 MiB) fills within some 10 rounds
                 runner.run(resolve_many(500))
                 RECORDER.drain(only=inst)
+                assert gate.waiting.wait(10)  # the exporter holds its first batch: the queue is the rest
                 if inst.stats()["untraced_futures"]:
                     break
             else:
@@ -486,7 +503,7 @@ def test_a_full_queue_holds_the_ring_until_it_has_room_again() -> None:
     assert not any(e.kind == "collected" and e.incomplete for e in seen)
 
 
-def _held_until(gate: threading.Event) -> tuple[Any, Any]:
+def _held_until(gate: _Gate) -> tuple[Any, Any]:
     """(a loop factory, its installation) whose only exporter blocks until
     ``gate`` is set: a 1 MiB queue, drained only when the drain is woken or
     asked (flush_interval is a minute)."""
@@ -501,22 +518,23 @@ def _held_until(gate: threading.Event) -> tuple[Any, Any]:
     return factory, factory.installation  # type: ignore[attr-defined]
 
 
-def _run_until_held(runner: asyncio.Runner, inst: Any) -> None:
+def _run_until_held(runner: asyncio.Runner, inst: Any, gate: _Gate) -> None:
     while not inst.stats()["untraced_futures"]:
         runner.run(resolve_many(500))
         RECORDER.drain(only=inst)
+        assert gate.waiting.wait(10)  # the exporter holds its first batch: the queue is the rest
 
 
 def test_a_queue_with_room_again_wakes_the_drain() -> None:
     """A held ring is taken again as soon as the exporter has emptied its full
     queue, not at the next flush_interval (a minute here) nor only once the ring
     has refused a future: the records that waited in it go out."""
-    gate = threading.Event()
+    gate = _Gate()
     factory, inst = _held_until(gate)
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             waiting = runner.get_loop().create_future()  # traced: its result is recorded while the ring is held
-            _run_until_held(runner, inst)
+            _run_until_held(runner, inst, gate)
             ring = RECORDER.routes_of(inst)[0].ring
             waiting.set_result(None)
             assert ring.stats()["written"] > ring.stats()["taken"]
@@ -534,7 +552,7 @@ def test_a_flush_leaves_no_ring_held_behind_it() -> None:
     """The drain thread may hold the ring while flush() waits (the queue is still
     full at that moment); once flush() returns True the queues are empty, and
     the next future is traced, not refused for a queue that has room."""
-    gate = threading.Event()
+    gate = _Gate()
     factory, inst = _held_until(gate)
     sink = inst._sinks[0]
     flush = sink.flush
@@ -546,7 +564,7 @@ def test_a_flush_leaves_no_ring_held_behind_it() -> None:
 
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            _run_until_held(runner, inst)
+            _run_until_held(runner, inst, gate)
             sink.flush = flush_after_the_drain_thread
             assert inst.flush(timeout=30)
             untraced = inst.stats()["untraced_futures"]
