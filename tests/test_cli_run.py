@@ -626,7 +626,7 @@ def test_without_follow_children_children_are_counted_not_traced(tmp_path: Path)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="3.12 added the multi-threaded fork() warning")
-@pytest.mark.parametrize("threads", ["", "--thread", "--long-trace"])
+@pytest.mark.parametrize("threads", ["", "--thread", "--long-trace", "--flight"])
 def test_tracings_threads_do_not_add_the_fork_warning(threads: str, tmp_path: Path) -> None:
     write(
         tmp_path / "forks.py",
@@ -650,6 +650,16 @@ def test_tracings_threads_do_not_add_the_fork_warning(threads: str, tmp_path: Pa
                     if int(stat.read().rsplit(")", 1)[1].split()[17]) >= 3:  # the drain's, DropBehind's
                         break
                 time.sleep(0.01)
+        if "--flight" in sys.argv and "tracedfuture" in sys.modules:  # traced: its ring's prefault thread runs
+            asyncio.run(asyncio.sleep(0))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                names = [open(f"/proc/self/task/{t}/comm").read() for t in os.listdir("/proc/self/task")]
+                if "tracedfuture-pf\\n" in names:
+                    break
+                time.sleep(0.01)
+            else:
+                sys.exit("no tracedfuture-pf thread")
         pid = os.fork()
         if pid == 0:
             os._exit(0)
@@ -657,7 +667,8 @@ def test_tracings_threads_do_not_add_the_fork_warning(threads: str, tmp_path: Pa
         """,
     )
     untraced = python("forks.py", threads, cwd=tmp_path)
-    traced = tracedfuture("run", "-o", "t.jsonl", "forks.py", threads, cwd=tmp_path)
+    output = ("--flight", "f.jsonl") if threads == "--flight" else ("-o", "t.jsonl")
+    traced = tracedfuture("run", *output, "forks.py", threads, cwd=tmp_path)
     warned = "is multi-threaded, use of fork() may lead to deadlocks" in untraced.stderr
     assert warned == (threads == "--thread")
     if threads == "--long-trace":

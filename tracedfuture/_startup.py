@@ -329,6 +329,9 @@ def _quiet_fork_warning() -> None:
     filter stays until the next fork decides again.)"""
     import warnings
 
+    from . import _core
+
+    _core.stop_prefaulting()  # its thread, joined: not among those counted below
     ignore = ("ignore", re.compile(_FORK_WARNING, re.IGNORECASE), DeprecationWarning, None, 0)
     ours = sum(1 for t in threading.enumerate() if t.name.startswith(("tracedfuture", "Otel")))
     ours += DropBehind.running()  # threads threading does not list

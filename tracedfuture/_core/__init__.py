@@ -33,6 +33,7 @@ __all__ = [
     "info",
     "live",
     "set_text",
+    "stop_prefaulting",
     "write",
 ]
 
@@ -89,3 +90,4 @@ set_text = impl.set_text
 caught = impl.caught
 Waker = impl.Waker
 write = impl.write
+stop_prefaulting = impl.stop_prefaulting

@@ -90,6 +90,7 @@ __all__ = [
     "info",
     "live",
     "set_text",
+    "stop_prefaulting",
     "write",
 ]
 
@@ -232,6 +233,12 @@ def live() -> list[Any]:
         if obj is not None and not obj.done():
             out.append(obj)
     return out
+
+
+def stop_prefaulting() -> None:
+    """The compiled core's flight rings have their pages backed ahead of their
+    records by a thread, stopped here before a fork(); the reference's rings are
+    Python objects, with no such thread."""
 
 
 def info(obj: object) -> tuple[int, int, Any, int, int | None, str | None, Any, int] | None:

@@ -577,7 +577,8 @@ INSTALL_OPTIONS: tuple[Option, ...] = (
         ring is drained for exporters and 7/8 of it is unread, new futures are
         handed out untraced and counted; a flight recorder's ring overwrites its
         oldest records instead. The ring is preallocated lazily: untouched pages
-        cost no memory.""",
+        cost no memory (a flight recorder's are backed 8 MiB ahead of its
+        records, by a thread of its own).""",
         _Bytes(64 << 10),
     ),
     _install(
