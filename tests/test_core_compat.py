@@ -565,3 +565,44 @@ def test_errors_of_future_and_task_methods_show_asyncios_frames_only() -> None:
     plain, traced = both(scenario)
     assert traced == plain
     assert len(plain) == 7
+
+
+def test_traced_futures_and_tasks_in_cycles_are_collected_as_asyncios_are() -> None:
+    # The collector finds a cycle through a traced future, a traced task, or a
+    # subclass of either and the subclass itself (whose instances must visit it).
+    import gc
+
+    async def main() -> list[weakref.ref[Any]]:
+        loop = asyncio.get_running_loop()
+        refs: list[weakref.ref[Any]] = []
+        fut = loop.create_future()
+        assert isinstance(fut, TracedFuture)
+        box = [fut]
+        fut.add_done_callback(box.append)  # fut -> its callbacks -> box -> fut
+        refs.append(weakref.ref(fut))
+        task = loop.create_task(asyncio.sleep(0))
+        assert isinstance(task, TracedTask)
+        await task
+        task.cycle = task  # type: ignore[attr-defined]
+        refs.append(weakref.ref(task))
+
+        class Sub(TracedFuture):  # type: ignore[misc]
+            pass
+
+        sub = Sub(loop=loop)
+        Sub.keep = sub  # type: ignore[attr-defined]  # the class -> its instance -> the class
+        refs += [weakref.ref(sub), weakref.ref(Sub)]
+
+        class SubTask(TracedTask):  # type: ignore[misc]
+            pass
+
+        sub_task = SubTask(asyncio.sleep(0), loop=loop)
+        await sub_task
+        SubTask.keep = sub_task  # type: ignore[attr-defined]
+        refs += [weakref.ref(sub_task), weakref.ref(SubTask)]
+        del fut, box, task, sub, Sub, sub_task, SubTask
+        return refs
+
+    refs = tracedfuture.run(main(), exporters=[MemoryExporter()])
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * 6
