@@ -232,6 +232,74 @@ def test_the_compiled_writer_writes_the_common_records_itself(impl: Any) -> None
         assert sorted(e["name"] for e in renamed) == [f"w{i}" for i in range(5)]
 
 
+async def _waits_and_removals() -> None:
+    """asyncio.wait() removes its done callback from every future still pending
+    when it returns, 3.11's wait_for() from the one it gave up on, and a program
+    removes its own: a callback added twice (two positions in one record), and
+    one beside a task's wakeup, which stays."""
+    loop = asyncio.get_running_loop()
+
+    async def job(i: int) -> int:
+        for _ in range(3 * i):
+            await asyncio.sleep(0)
+        return i
+
+    async def waits(fut: asyncio.Future[None]) -> None:
+        await fut
+
+    jobs = [loop.create_task(job(i)) for i in range(4)]
+    _, pending = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(pending)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(loop.create_task(asyncio.sleep(10)), timeout=0.001)
+    fut = loop.create_future()
+    fut.add_done_callback(print)
+    fut.add_done_callback(repr)
+    fut.add_done_callback(print)
+    fut.remove_done_callback(print)  # positions 0 and 2
+    fut.remove_done_callback(len)  # not there: no record
+    waiter = loop.create_task(waits(fut))
+    await asyncio.sleep(0)
+    fut.add_done_callback(str)
+    fut.remove_done_callback(repr)  # the wakeup and str stay, and are scheduled
+    fut.set_result(None)
+    await waiter
+
+
+def test_the_compiled_writer_writes_callbacks_removed_itself(impl: Any) -> None:
+    batch, helper, data = _written_by_the_compiled_writer(impl, _waits_and_removals)
+    removed = [json.loads(line) for line in data.splitlines() if b'"callback_removed"' in line]
+    assert [e["callback"] for e in removed[-2:]] == ["print", "repr"]
+    # asyncio.wait()'s own, on each job still pending (3.11's wait_for() adds one)
+    assert sum(e["callback"].endswith("_on_completion") for e in removed) >= 3
+    scheduled = [json.loads(line) for line in data.splitlines() if b'"callback_scheduled"' in line]
+    fid = removed[-1]["future_id"]
+    assert [e["callback"] for e in scheduled if e["future_id"] == fid] == ["Task.task_wakeup", "str"]
+    # Nothing in the program is the reference's: a callback removed is written here.
+    assert {r[1] for r in batch if r[0] == ev.OP_CB_REMOVED}
+    assert not helper.handed
+    assert not helper.adopted
+
+
+# A record's positions, and whether the compiled writer reads them itself: the
+# ring writes a tuple of small ints; anything else is the reference's to read
+# (a negative position deletes from the end there, a bool is an int).
+ODD_POSITIONS = [((0, 0), True), ((9,), True), ((), True), ((-1,), False), ((True,), False), ((2**70,), False)]
+
+
+@pytest.mark.parametrize(("indices", "native"), [*ODD_POSITIONS, ([0], False)])
+def test_a_callback_removed_at_any_positions_is_written_as_the_reference_writes_it(
+    impl: Any, indices: Any, native: bool
+) -> None:
+    if impl.LineWriter is None:
+        pytest.skip("the pure-Python implementation writes with the reference itself")
+    records = [(*r[:5], indices) if r[0] == ev.OP_CB_REMOVED else r for r in _batch(impl, _waits_and_removals)]
+    helper = _Counting()
+    data, _ = impl.LineWriter(helper).lines(records)
+    assert data == _reference(records)
+    assert (not helper.handed) == native
+
+
 async def _failures_and_cancels() -> None:
     """Futures and tasks that fail or are cancelled as programs make them do (tasks
     left unnamed: a name given at creation is a rename on 3.11)."""
@@ -305,8 +373,8 @@ async def _cancels_across_writers() -> None:
     async def waits(fut: asyncio.Future[None]) -> None:
         await fut
 
-    # A future the reference holds (a callback removed), a task of the compiled
-    # writer's waiting on it: the future's cancel is the task's cause.
+    # A future the reference holds (a lint on it: see below), a task of the
+    # compiled writer's waiting on it: the future's cancel is the task's cause.
     theirs = loop.create_future()
     theirs.add_done_callback(print)
     theirs.remove_done_callback(print)
@@ -315,8 +383,8 @@ async def _cancels_across_writers() -> None:
     theirs.cancel("theirs")
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    # A future the compiled writer holds, a task of the reference's (a callback
-    # removed) waiting on it.
+    # A future the compiled writer holds, a task of the reference's (a lint on
+    # it) waiting on it.
     ours = loop.create_future()
     handed = loop.create_task(waits(ours))
     handed.add_done_callback(print)
@@ -327,12 +395,29 @@ async def _cancels_across_writers() -> None:
         await handed
 
 
+def _with_lints_after_removals(records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The records, with a lint on each future right after a callback of it was
+    removed (as lints.py appends one, off the hot path): a record the compiled
+    writer hands to the reference, with its future."""
+    out = []
+    for r in records:
+        out.append(r)
+        if r[0] == ev.OP_CB_REMOVED:
+            out.append((ev.OP_LINT, r[1], r[2], "stalled", None, None, "no progress", None))
+    return out
+
+
 def test_a_cancel_gives_its_waiter_its_cause_across_the_writers(impl: Any, make: Any) -> None:
-    batch = _batch(impl, _cancels_across_writers)
-    data, _ = make().lines(batch)
-    assert data == _reference(list(batch))
+    records = _with_lints_after_removals(list(_batch(impl, _cancels_across_writers)))
+    data, _ = make().lines(records)
+    assert data == _reference(records)
+    assert data.count(b'"stalled"') == 2
     tasks = [json.loads(line) for line in data.splitlines() if b'"cancelled"' in line and b'"is_task":true' in line]
     assert [t["msg"] for t in tasks] == ["theirs", "ours"]
+    if impl.LineWriter is not None:
+        helper = _Counting()
+        impl.LineWriter(helper).lines(records)
+        assert {r[1] for r in records if r[0] == ev.OP_LINT} <= helper.adopted
 
 
 @pytest.mark.parametrize(

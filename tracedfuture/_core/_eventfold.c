@@ -7,10 +7,10 @@
  * keeps (in a C table) and returns an EventView: a sequence of Events whose
  * items are built when an exporter reads them. An exporter that reads nothing
  * costs the fold alone; one that reads everything gets the same Events, built in
- * C. A future whose history needs anything else (a failure, a cancel, a rename,
- * a callback removed, a mark, a redacted name, a captured value) is handed to
- * the reference Converter (helper.adopt) the first time, and the reference
- * converts the rest of it, in order (tests/test_batch.py compares).
+ * C (renames and callbacks removed too). A future whose history needs anything
+ * else (a failure, a cancel, a mark, a redacted name, a captured value) is
+ * handed to the reference Converter (helper.adopt) the first time, and the
+ * reference converts the rest of it, in order (tests/test_batch.py compares).
  *
  * The fold reads the batch's structs in place with the GIL released, as
  * _lines.c does: the program's thread runs while an exporter's events are
@@ -45,13 +45,25 @@ enum { A_TASK_ID, A_CALLBACK, A_AWAITER };
 enum { R_TASK_ID, R_TYPE, R_VALUE };
 enum { X_STATE, X_INCOMPLETE };
 enum { N_TASK_ID, N_NAME };
+enum { V_TASK_ID, V_CALLBACK, V_INDICES };
 
 /* From this many records on, a batch is folded with the GIL released. */
 #define FOLD_WITHOUT_GIL 128
 
 /* Event kinds this file builds; E_OBJECT: an Event the reference made; E_RUN:
  * where the events of a run of records given to the reference go (while folding). */
-enum { E_CREATED, E_AWAITED, E_CB_ADDED, E_RESOLVED, E_SCHEDULED, E_RENAMED, E_OBJECT, E_KINDS = E_OBJECT, E_RUN };
+enum {
+    E_CREATED,
+    E_AWAITED,
+    E_CB_ADDED,
+    E_RESOLVED,
+    E_SCHEDULED,
+    E_RENAMED,
+    E_CB_REMOVED,
+    E_OBJECT,
+    E_KINDS = E_OBJECT,
+    E_RUN
+};
 
 /* Event's fields, by name (read from Event._fields at import). */
 enum { F_KIND, F_FID, F_TS, F_TID, F_IS_TASK, F_NAME, F_SITE, F_THREAD, F_CORO, F_PARENT, F_CALLBACK, F_AWAITER,
@@ -753,6 +765,33 @@ fold_record(Ctx *c, const Rec *r, Py_ssize_t i)
         e->name = own(c, f->name);
         return 1;
     }
+    else if (r->op == OP_CB_REMOVED && (slot_is_int(r, V_TASK_ID) || slot_is_none(r, V_TASK_ID)) &&
+             (slot_is_none(r, V_CALLBACK) || slot_obj(r, V_CALLBACK) != NULL) &&
+             removed_indices_ok(slot_obj(r, V_INDICES))) {
+        /* remove_done_callback() (asyncio.wait(), and 3.11's wait_for(), call it
+         * on every future they waited for): the callbacks at the record's
+         * positions go, as the reference deletes them (from the last position
+         * named to the first, one past the end skipped) */
+        if (flush_pending(c) < 0) {
+            return -1;
+        }
+        PyObject *indices = slot_obj(r, V_INDICES);
+        for (Py_ssize_t k = PyTuple_GET_SIZE(indices); k-- > 0;) {
+            long long at = small_index(PyTuple_GET_ITEM(indices, k));
+            if (at < f->ncb) {
+                disown(c, f->cbs[at].callback);
+                memmove(&f->cbs[at], &f->cbs[at + 1], (size_t)(f->ncb - at - 1) * sizeof(Cb));
+                f->ncb--;
+            }
+        }
+        Entry *e = push(c, E_CB_REMOVED, i);
+        if (e == NULL) {
+            return -1;
+        }
+        e->is_task = (unsigned char)f->is_task;
+        e->name = own(c, f->name);
+        return 1;
+    }
     if (!common) {
         return hand_over(c, f) < 0 ? -1 : 0;
     }
@@ -1200,6 +1239,9 @@ make_event(ViewObject *v, Entry *e)
         PyObject *rt = slot_obj(r, R_TYPE);
         items[field_at[F_RESULT]] = rt ? type_text(v->fold, rt) : Py_NewRef(Py_None);
     }
+    else if (e->kind == E_CB_REMOVED) {
+        items[field_at[F_CALLBACK]] = Py_NewRef(or_none(slot_obj(r, V_CALLBACK)));
+    }
     else if (e->kind == E_SCHEDULED) {
         items[field_at[F_CALLBACK]] = Py_NewRef(e->obj);
         items[field_at[F_AWAITER]] = e->has_awaiter ? PyLong_FromLongLong(e->awaiter) : Py_NewRef(Py_None);
@@ -1288,8 +1330,8 @@ static PyType_Spec view_spec = {
 int
 tf_eventfold_add_type(PyObject *module)
 {
-    static const char *kinds[E_KINDS] = {"created",  "awaited", "callback_added", "resolved", "callback_scheduled",
-                                         "renamed"};
+    static const char *kinds[E_KINDS] = {"created",            "awaited", "callback_added",  "resolved",
+                                         "callback_scheduled", "renamed", "callback_removed"};
     for (int k = 0; k < E_KINDS; k++) {
         if ((kind_text[k] = PyUnicode_InternFromString(kinds[k])) == NULL) {
             return -1;
@@ -1309,7 +1351,11 @@ tf_eventfold_add_type(PyObject *module)
         tf_check_field(OP_RESOLVED, R_TYPE, "result_type") < 0 ||
         tf_check_field(OP_RESOLVED, R_VALUE, "value_repr") < 0 ||
         tf_check_field(OP_COLLECTED, X_STATE, "state") < 0 ||
-        tf_check_field(OP_COLLECTED, X_INCOMPLETE, "incomplete") < 0) {
+        tf_check_field(OP_COLLECTED, X_INCOMPLETE, "incomplete") < 0 ||
+        tf_check_field(OP_RENAMED, N_TASK_ID, "task_id") < 0 || tf_check_field(OP_RENAMED, N_NAME, "name") < 0 ||
+        tf_check_field(OP_CB_REMOVED, V_TASK_ID, "task_id") < 0 ||
+        tf_check_field(OP_CB_REMOVED, V_CALLBACK, "callback_name") < 0 ||
+        tf_check_field(OP_CB_REMOVED, V_INDICES, "removed_indices") < 0) {
         return -1;
     }
     if ((s_adopt = PyUnicode_InternFromString("adopt")) == NULL ||

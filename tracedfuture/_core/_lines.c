@@ -3,15 +3,16 @@
  * The compiled twin of tracedfuture/_pipeline/_lines.py's Lines, which stays the
  * reference (tests/test_lines.py compares the two byte for byte). It writes the
  * records that make up most of every trace itself (a future created, awaited,
- * resolved, collected; and failed, cancelled, a task's cancel requested, and the
- * unretrieved or abandoned event of a future collected so, with the
- * callback_scheduled lines of every end), from per-future state kept in a C hash
- * table and JSON fragments cached per creation site, result or exception type,
- * and canceller. Everything else goes to the reference, in order: a future whose
- * history needs it (a rename, a callback removed, a mark, a value or exception
- * message captured, a cancel message to redact, a record not in the shape the
- * ring writes) is handed over with its state (helper.adopt) the first time, and
- * the reference writes the rest of it. First-seen sites, types and cancellers
+ * resolved, collected; and failed, cancelled, a task's cancel requested, a
+ * rename, a callback removed, and the unretrieved or abandoned event of a future
+ * collected so, with the callback_scheduled lines of every end), from per-future
+ * state kept in a C hash table and JSON fragments cached per creation site,
+ * result or exception type, and canceller. Everything else goes to the
+ * reference, in order: a future whose history needs it (a mark, a lint, a value
+ * or exception message captured, a name or cancel message to redact, a record
+ * not in the shape the ring writes) is handed over with its state
+ * (helper.adopt) the first time, and the reference writes the rest of it.
+ * First-seen sites, types and cancellers
  * are turned into JSON by the helper (helper.site_text, result_text,
  * exc_type_text, canceller_text, ...), with the reference's own functions, so
  * that both decide alike; strings are escaped here, as
@@ -64,6 +65,7 @@ enum { E_TASK_ID, E_TYPE, E_MSG, E_CODE, E_LASTI, E_PCODE, E_PLASTI };
 enum { K_TASK_ID, K_MSG, K_CODE, K_LASTI, K_UCODE, K_ULASTI, K_WCODE, K_WLASTI };
 enum { X_STATE, X_INCOMPLETE };
 enum { N_TASK_ID, N_NAME };
+enum { V_TASK_ID, V_CALLBACK, V_INDICES };
 #define CACHE_LIMIT 100000
 /* From this size on, the result is copied into its bytes object without the GIL. */
 #define COPY_WITHOUT_GIL (256 * 1024)
@@ -1279,6 +1281,33 @@ write_renamed(Ctx *c, const Rec *r, Fut *f)
     return 1;
 }
 
+/* remove_done_callback() (asyncio.wait(), and 3.11's wait_for(), call it on
+ * every future they waited for): the callbacks at the record's positions go,
+ * as the reference deletes them (from the last position named to the first,
+ * one past the end skipped), so that those left are the ones scheduled. */
+static int
+write_cb_removed(Ctx *c, const Rec *r, Fut *f)
+{
+    PyObject *indices = slot_obj(r, V_INDICES);
+    for (Py_ssize_t k = PyTuple_GET_SIZE(indices); k-- > 0;) {
+        long long at = small_index(PyTuple_GET_ITEM(indices, k));
+        if (at < f->ncb) {
+            disown(c, f->cbs[at].callback);
+            memmove(&f->cbs[at], &f->cbs[at + 1], (size_t)(f->ncb - at - 1) * sizeof(Cb));
+            f->ncb--;
+        }
+    }
+    PyObject *callback = slot_obj(r, V_CALLBACK);
+    Buf *b = &c->b;
+    if (PUT(b, "{\"kind\":\"callback_removed\"") < 0 || put_ids(c, r, V_TASK_ID) < 0 || put_head(c, f) < 0) {
+        return -1;
+    }
+    if (callback != NULL && (PUT(b, ",\"callback\":") < 0 || put_text(c, callback) < 0)) {
+        return -1;
+    }
+    return end_line(c, NULL) < 0 ? -1 : 1;
+}
+
 /* The future is done (_convert's _finish): every callback it holds is scheduled
  * now, each line the record's ids and head again (the `rest` bytes at `from`). */
 static int
@@ -1653,6 +1682,16 @@ write_record(Ctx *c, const Rec *r)
             return write_resolved(c, r, f);
         }
         break;
+    case OP_CB_REMOVED: {
+        /* positions of another shape (not small ints in a tuple) are the reference's */
+        PyObject *callback = slot_obj(r, V_CALLBACK);
+        if (int_or_none(r, V_TASK_ID) &&
+            (slot_is_none(r, V_CALLBACK) || (callback != NULL && PyUnicode_Check(callback))) &&
+            removed_indices_ok(slot_obj(r, V_INDICES))) {
+            return write_cb_removed(c, r, f);
+        }
+        break;
+    }
     case OP_RENAMED:
         /* a name goes through redact, the reference's */
         if (int_or_none(r, N_TASK_ID) && (slot_is_none(r, N_NAME) || (slot_obj(r, N_NAME) != NULL && !w->redacts))) {
@@ -1992,6 +2031,9 @@ tf_lines_add_type(PyObject *module)
         {OP_CANCELLED, K_TASK_ID, "task_id"}, {OP_CANCELLED, K_MSG, "msg"},
         {OP_CANCELLED, 2, "who"}, {OP_CANCEL_REQ, K_TASK_ID, "task_id"},
         {OP_CANCEL_REQ, K_MSG, "msg"}, {OP_CANCEL_REQ, 2, "who"},
+        {OP_RENAMED, N_TASK_ID, "task_id"}, {OP_RENAMED, N_NAME, "name"},
+        {OP_CB_REMOVED, V_TASK_ID, "task_id"}, {OP_CB_REMOVED, V_CALLBACK, "callback_name"},
+        {OP_CB_REMOVED, V_INDICES, "removed_indices"},
     };
     for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++) {
         if (tf_check_field(read[i].op, read[i].index, read[i].name) < 0) {
