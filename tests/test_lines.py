@@ -118,6 +118,16 @@ def test_lines_in_batches_are_the_lines_at_once(impl: Any, make: Any, size: int)
     assert whole == _reference(records)
 
 
+def test_timestamps_are_written_as_json_writes_them(impl: Any, make: Any) -> None:
+    # The compiled writer keeps the last second's digits: timestamps before the
+    # first second, on either side of a second, going back, and far off.
+    stamps = [0, 7, 999_999_999, 10**9, 10**9 + 1, 2 * 10**9 - 1, 2 * 10**9, 1_500_000_123, 10**9, 10**18 + 7]
+    stamps += [2**63 - 1, 34_708_723_429_121, 34_708_723_429_121 + 999_999_999, 34_709_000_000_000, 123_456_789]
+    records = [(r[0], r[1], stamps[i % len(stamps)], *r[3:]) for i, r in enumerate(_records(impl, False))]
+    data, _ = make().lines(records)
+    assert data == _reference(records)
+
+
 def test_a_mark_ends_a_history_with_incomplete(impl: Any, make: Any) -> None:
     records = _records(impl, False)
     created = next(r for r in records if r[0] == ev.OP_CREATED and r[4])

@@ -172,6 +172,19 @@ put_digits(char *o, unsigned long long u)
     return end;
 }
 
+/* An integer at o, room made by the caller (20 characters at most); the end. */
+static inline char *
+put_ll(char *o, long long v)
+{
+    if (v < 0) {
+        *o++ = '-';
+    }
+    return put_digits(o, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+}
+
+/* A literal at o, room made by the caller; the end. */
+#define LIT(o, lit) ((char *)memcpy((o), (lit), sizeof(lit) - 1) + sizeof(lit) - 1)
+
 /* An integer (a line holds four or five of them). */
 static inline int
 buf_ll(Buf *b, long long v)
@@ -179,12 +192,7 @@ buf_ll(Buf *b, long long v)
     if (buf_grow(b, 21) < 0) {
         return -1;
     }
-    char *o = b->p + b->n;
-    if (v < 0) {
-        *o++ = '-';
-    }
-    o = put_digits(o, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
-    b->n = (size_t)(o - b->p);
+    b->n = (size_t)(put_ll(b->p + b->n, v) - b->p);
     return 0;
 }
 
@@ -192,40 +200,56 @@ buf_ll(Buf *b, long long v)
  * ts_ns, and a batch's are seconds apart at most (16 bytes, zero-padded, copied
  * whole). */
 typedef struct {
-    long long seconds; /* -1: none yet */
+    long long from; /* the seconds in ns (a timestamp of theirs is from + u, u < 10^9); -1: none yet */
     char text[16];
     int len;
 } Seconds;
 
-/* A timestamp in ns: its seconds' digits from *sec (made when they change),
- * then exactly nine more, in 32-bit arithmetic. */
+/* The most put_ts writes: 16 bytes of seconds copied whole, 9 digits (or an
+ * integer of 20 characters). */
+#define TS_ROOM 25
+
+/* 2^57 / 10^8, rounded up: u * NS_SCALE, for u < 10^9, holds u / 10^8 above
+ * bit 57 and the rest as a fraction below it, each next two digits a multiple
+ * of 100 away (checked for every u < 10^9). */
+#define NS_SCALE 1441151881ULL
+#define NS_FRACTION ((1ULL << 57) - 1)
+#define NEXT_TWO(o, t) ((t) = ((t) & NS_FRACTION) * 100, memcpy((o), DIGITS + 2 * ((t) >> 57), 2))
+
+/* A timestamp in ns at o (TS_ROOM made by the caller): its seconds' digits from
+ * *sec (made when they change), then exactly nine more, a multiplication per
+ * two digits (no division: a timestamp of the last second seen is that
+ * second's ns and a difference); the end. */
+static inline char *
+put_ts(char *o, Seconds *sec, long long v)
+{
+    if (v < 1000000000LL) {
+        return put_ll(o, v); /* no whole second, or negative */
+    }
+    if ((unsigned long long)(v - sec->from) >= 1000000000ULL) { /* another second (or none yet) */
+        long long seconds = v / 1000000000LL;
+        memset(sec->text, 0, sizeof(sec->text));
+        sec->len = (int)(put_digits(sec->text, (unsigned long long)seconds) - sec->text); /* 10 digits at most */
+        sec->from = seconds * 1000000000LL;
+    }
+    memcpy(o, sec->text, sizeof(sec->text));
+    o += sec->len;
+    uint64_t t = (uint64_t)(v - sec->from) * NS_SCALE;
+    o[0] = (char)('0' + (t >> 57));
+    NEXT_TWO(o + 1, t);
+    NEXT_TWO(o + 3, t);
+    NEXT_TWO(o + 5, t);
+    NEXT_TWO(o + 7, t);
+    return o + 9;
+}
+
 static inline int
 buf_ts(Buf *b, Seconds *sec, long long v)
 {
-    if (v < 1000000000LL) {
-        return buf_ll(b, v); /* no whole second, or negative */
-    }
-    long long seconds = v / 1000000000LL;
-    if (seconds != sec->seconds) {
-        memset(sec->text, 0, sizeof(sec->text));
-        sec->len = (int)(put_digits(sec->text, (unsigned long long)seconds) - sec->text); /* 10 digits at most */
-        sec->seconds = seconds;
-    }
-    if (buf_grow(b, sizeof(sec->text) + 9) < 0) {
+    if (buf_grow(b, TS_ROOM) < 0) {
         return -1;
     }
-    char *o = b->p + b->n;
-    memcpy(o, sec->text, sizeof(sec->text));
-    o += sec->len;
-    unsigned u = (unsigned)(v - seconds * 1000000000LL);
-    for (int k = 7; k >= 1; k -= 2) {
-        unsigned d = (u % 100) * 2;
-        u /= 100;
-        o[k + 1] = DIGITS[d + 1];
-        o[k] = DIGITS[d];
-    }
-    o[0] = (char)('0' + u);
-    b->n = (size_t)(o + 9 - b->p);
+    b->n = (size_t)(put_ts(b->p + b->n, sec, v) - b->p);
     return 0;
 }
 
@@ -879,18 +903,27 @@ put_head(Ctx *c, const Fut *f)
     return 0;
 }
 
-/* ,"future_id":..,"ts_ns":..[,"task_id":..] */
+/* The most put_ids writes: three keys, two integers and a timestamp. */
+#define IDS_ROOM (sizeof(",\"future_id\":,\"ts_ns\":,\"task_id\":") + 20 + TS_ROOM + 20)
+
+/* ,"future_id":..,"ts_ns":..[,"task_id":..]: every line has them, written in
+ * room made once. */
 static int
 put_ids(Ctx *c, const Rec *r, int tid_slot)
 {
     Buf *b = &c->b;
-    if (PUT(b, ",\"future_id\":") < 0 || buf_ll(b, r->fid) < 0 || PUT(b, ",\"ts_ns\":") < 0 ||
-        buf_ts(b, &c->sec, r->ts) < 0) {
+    if (buf_grow(b, IDS_ROOM) < 0) {
         return -1;
     }
-    if (slot_is_int(r, tid_slot) && (PUT(b, ",\"task_id\":") < 0 || buf_ll(b, r->s[tid_slot].i) < 0)) {
-        return -1;
+    char *o = LIT(b->p + b->n, ",\"future_id\":");
+    o = put_ll(o, r->fid);
+    o = LIT(o, ",\"ts_ns\":");
+    o = put_ts(o, &c->sec, r->ts);
+    if (slot_is_int(r, tid_slot)) {
+        o = LIT(o, ",\"task_id\":");
+        o = put_ll(o, r->s[tid_slot].i);
     }
+    b->n = (size_t)(o - b->p);
     return 0;
 }
 
@@ -1858,7 +1891,7 @@ writer_run(LineWriter *self, PyObject *records, int fd)
     memset(&c, 0, sizeof(c));
     c.w = self;
     c.recs = recs;
-    c.sec.seconds = -1;
+    c.sec.from = -1;
     /* The last call's buffer, taken for this one: growing a new one batch after
      * batch costs page faults and copies (and, freed, another thread's TLB). */
     c.b = self->out;
