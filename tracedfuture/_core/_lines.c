@@ -393,6 +393,7 @@ typedef struct {
 typedef struct {
     CacheSlot *slots;
     size_t cap, used;
+    const CacheSlot *last; /* the last found, asked first: a program's futures come from few sites, one at a time */
 } Cache;
 
 static void
@@ -404,6 +405,7 @@ cache_clear(Cache *c)
         Py_CLEAR(c->slots[i].text);
     }
     c->used = 0;
+    c->last = NULL;
 }
 
 static void
@@ -421,20 +423,25 @@ cache_hash(const PyObject *key, long long extra, const PyObject *key2, long long
     return key2 == NULL ? tf_hash(key, extra) : tf_hash(key, extra) ^ (tf_hash(key2, extra2) * 31);
 }
 
-/* Read-only: safe without the GIL on the thread that owns the writer. */
+/* Safe without the GIL on the thread that owns the writer (no reference changes). */
 static PyObject *
-cache_get(const Cache *c, const PyObject *key, long long extra, const PyObject *key2, long long extra2)
+cache_get(Cache *c, const PyObject *key, long long extra, const PyObject *key2, long long extra2)
 {
+    const CacheSlot *s = c->last;
+    if (s != NULL && s->key == key && s->extra == extra && s->key2 == key2 && s->extra2 == extra2) {
+        return s->text;
+    }
     if (c->cap == 0) {
         return NULL;
     }
     size_t mask = c->cap - 1;
     for (size_t i = cache_hash(key, extra, key2, extra2) & mask;; i = (i + 1) & mask) {
-        const CacheSlot *s = &c->slots[i];
+        s = &c->slots[i];
         if (s->key == NULL) {
             return NULL;
         }
         if (s->key == key && s->extra == extra && s->key2 == key2 && s->extra2 == extra2) {
+            c->last = s;
             return s->text;
         }
     }
@@ -469,6 +476,7 @@ cache_put(Cache *c, PyObject *key, long long extra, PyObject *key2, long long ex
         PyMem_RawFree(c->slots);
         c->slots = slots;
         c->cap = cap;
+        c->last = NULL; /* it was in the old slots */
     }
     size_t mask = c->cap - 1;
     size_t i = cache_hash(key, extra, key2, extra2) & mask;
