@@ -519,21 +519,30 @@ typedef struct {
     PyObject *exc;                 /* owned: the type of its failure, or NULL */
     Cancel *cancel;                /* PyMem_Raw, or NULL: the cause of its cancellation */
     Cb *cbs, *sched;               /* PyMem_Raw */
-    Py_ssize_t ncb, capcb, nsched;
+    Py_ssize_t ncb, capcb, nsched, capsched;
 } Fut;
 
 /* The futures' states stay where they are made (blocks of TABLE_BLOCK, reused
  * through a free list), found through a FidMap: its probes and backward shifts
- * read and move only its 16-byte slots, never a state's 136 (ten thousand live
+ * read and move only its 16-byte slots, never a state's 144 (ten thousand live
  * tasks: a removal walked a cluster of states a cache line each, a tenth of the
  * drain). */
 #define TABLE_BLOCK 1024
+
+/* A future's first callbacks take an array of CB_FIRST; those of futures let
+ * go are kept (SPARE_LIMIT at most) for the next ones: most futures hold one or
+ * two callbacks in their lives, and a malloc and a free cost more than all the
+ * rest of their state's bookkeeping. */
+#define CB_FIRST 2
+#define SPARE_LIMIT TABLE_BLOCK
 
 typedef struct {
     FidMap keys;  /* fid -> its state */
     Fut **blocks; /* PyMem_Raw, nblocks of TABLE_BLOCK states */
     size_t nblocks;
-    Fut *free; /* states let go, chained through their cbs field (fid 0) */
+    Fut *free;     /* states let go, chained through their cbs field (fid 0) */
+    Cb *spare;     /* arrays of CB_FIRST let go, chained through their first callback field */
+    size_t nspare;
 } Table;
 
 typedef struct {
@@ -641,7 +650,22 @@ cancel_free(Ctx *c, Cancel *k)
     }
 }
 
-/* c NULL: the GIL is held (clear, dealloc). */
+/* An array of callbacks let go: kept for the next future if it is of the first
+ * size (t NULL: freed). */
+static void
+cbs_let_go(Table *t, Cb *cbs, Py_ssize_t cap)
+{
+    if (t != NULL && cap == CB_FIRST && t->nspare < SPARE_LIMIT) {
+        cbs[0].callback = (PyObject *)t->spare;
+        t->spare = cbs;
+        t->nspare++;
+    }
+    else {
+        PyMem_RawFree(cbs);
+    }
+}
+
+/* c NULL: the GIL is held (clear, dealloc, the reference's adopt). */
 static void
 fut_release(Ctx *c, Fut *f)
 {
@@ -656,8 +680,9 @@ fut_release(Ctx *c, Fut *f)
     for (Py_ssize_t i = 0; i < f->nsched; i++) {
         disown(c, f->sched[i].callback);
     }
-    PyMem_RawFree(f->cbs);
-    PyMem_RawFree(f->sched);
+    Table *t = c != NULL ? &c->w->futs : NULL;
+    cbs_let_go(t, f->cbs, f->capcb);
+    cbs_let_go(t, f->sched, f->capsched);
     memset(f, 0, sizeof(*f));
 }
 
@@ -735,6 +760,11 @@ table_clear(Table *t)
     }
     for (size_t k = 0; k < t->nblocks; k++) {
         PyMem_RawFree(t->blocks[k]);
+    }
+    while (t->spare != NULL) {
+        Cb *next = (Cb *)t->spare[0].callback;
+        PyMem_RawFree(t->spare);
+        t->spare = next;
     }
     PyMem_RawFree(t->blocks);
     fidmap_free(&t->keys);
@@ -1167,10 +1197,16 @@ free_deferred(Ctx *c)
 }
 
 static int
-add_cb(Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
+add_cb(Table *t, Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
 {
-    if (*n == *cap) {
-        Py_ssize_t want = *cap ? *cap * 2 : 2;
+    if (*n == *cap && *cap == 0 && t->spare != NULL) {
+        *cbs = t->spare;
+        t->spare = (Cb *)t->spare[0].callback;
+        t->nspare--;
+        *cap = CB_FIRST;
+    }
+    else if (*n == *cap) {
+        Py_ssize_t want = *cap ? *cap * 2 : CB_FIRST;
         Cb *p = PyMem_RawRealloc(*cbs, (size_t)want * sizeof(Cb));
         if (p == NULL) {
             return -1;
@@ -1286,7 +1322,7 @@ write_cb_added(Ctx *c, const Rec *r, Fut *f)
         f->has_awaiter = 1;
         f->awaiter = awaiter;
     }
-    if (add_cb(&f->cbs, &f->ncb, &f->capcb, callback, has, awaiter) < 0) {
+    if (add_cb(&c->w->futs, &f->cbs, &f->ncb, &f->capcb, callback, has, awaiter) < 0) {
         return -1;
     }
     own(c, callback);
@@ -1359,9 +1395,10 @@ finish(Ctx *c, Fut *f, size_t from, size_t rest)
     for (Py_ssize_t i = 0; i < f->nsched; i++) {
         disown(c, f->sched[i].callback);
     }
-    PyMem_RawFree(f->sched);
+    cbs_let_go(&c->w->futs, f->sched, f->capsched);
     f->sched = f->cbs;
     f->nsched = f->ncb;
+    f->capsched = f->capcb;
     f->cbs = NULL;
     f->ncb = f->capcb = 0;
     for (Py_ssize_t i = 0; i < f->nsched; i++) {
