@@ -483,6 +483,39 @@ def test_a_special_character_anywhere_in_a_long_name_is_escaped(impl: Any, make:
     assert set(names) <= coros
 
 
+def test_callbacks_of_many_names_in_turn_are_each_written_as_json_writes_them(impl: Any, make: Any) -> None:
+    """A str met again in a batch is copied from its last text: names that take
+    turns (some to escape), and the same names again in later batches."""
+    names = [f"cb{i}" if i % 3 else f'cb "{i}" \u2028' for i in range(40)]
+    callbacks = []
+    for name in names:
+
+        def callback(fut: Any) -> None:
+            pass
+
+        callback.__qualname__ = name
+        callbacks.append(callback)
+
+    async def program() -> None:
+        loop = asyncio.get_running_loop()
+        for round_ in range(3):
+            futures = [loop.create_future() for _ in range(10)]
+            for i, fut in enumerate(futures):
+                for k in range(4):
+                    fut.add_done_callback(callbacks[(i * 7 + k * 13 + round_) % len(callbacks)])
+                fut.set_result(i)
+            await asyncio.sleep(0)
+
+    records = list(_batch(impl, program))
+    whole, _ = make().lines(records)
+    assert whole == _reference(records)
+    writer = make()
+    assert b"".join(writer.lines(records[i : i + 50])[0] for i in range(0, len(records), 50)) == whole
+    used = {names[(i * 7 + k * 13 + round_) % len(names)] for round_ in range(3) for i in range(10) for k in range(4)}
+    assert len(used) > 30
+    assert {json.loads(line).get("callback") for line in whole.splitlines()} >= used
+
+
 # --- the lines written to a file in the same call (write: a trace file's batch) -------
 
 

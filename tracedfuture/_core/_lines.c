@@ -573,6 +573,20 @@ typedef struct {
     Py_ssize_t count;
 } Deferred;
 
+/* A str escaped in this call, and where its text is in the output (which only
+ * grows during a call): a callback's name, a task's, a coroutine's come again
+ * and again, each copied from its last text. By address: a str this call
+ * writes is one its records name (the batch holds them to the end) or one the
+ * writer's table took from them, alive either way, so an address met again is
+ * the same str. They are forgotten whenever the GIL is taken back all the same
+ * (the references let go meanwhile are dropped then). */
+typedef struct {
+    const PyObject *s;
+    size_t at, len;
+} Text;
+
+#define NTEXTS 4 /* by address, bits 4-5 (objects are 16-byte aligned) */
+
 /* One call of lines(): where its GIL is, and what waits for it. */
 typedef struct {
     LineWriter *w;
@@ -585,6 +599,7 @@ typedef struct {
     Py_ssize_t nidx, capidx;
     const Rec *recs;
     Seconds sec; /* the last timestamp's seconds, as digits */
+    Text texts[NTEXTS];
 } Ctx;
 
 static PyObject *s_lines, *s_text, *s_site_text, *s_program_site_text, *s_result_text, *s_clear,
@@ -599,6 +614,7 @@ gil(Ctx *c)
         tf_gil_restore(c->save);
         c->save = NULL;
         refq_apply(&c->w->inc, &c->w->dec);
+        memset(c->texts, 0, sizeof(c->texts)); /* a str let go may be freed now, its address another's */
     }
 }
 
@@ -916,7 +932,24 @@ static int
 put_text(Ctx *c, PyObject *s)
 {
     if (plain_str(s)) {
-        return buf_json_str(&c->b, s);
+        Buf *b = &c->b;
+        Text *t = &c->texts[((uintptr_t)s >> 4) & (NTEXTS - 1)];
+        if (t->s == s) {
+            if (buf_grow(b, t->len) < 0) {
+                return -1;
+            }
+            memcpy(b->p + b->n, b->p + t->at, t->len); /* at is before n: the buffer keeps it */
+            b->n += t->len;
+            return 0;
+        }
+        size_t at = b->n;
+        if (buf_json_str(b, s) < 0) {
+            return -1;
+        }
+        t->s = s;
+        t->at = at;
+        t->len = b->n - at;
+        return 0;
     }
     gil(c); /* not a str: the reference decides (and raises, as it would) */
     PyObject *t = encoded(PyObject_CallMethodOneArg(c->w->helper, s_text, s));
