@@ -91,7 +91,7 @@ typedef struct {
     long long awaiter, lasti, plasti, created;
     PyObject *name, *code, *pcode; /* owned, or NULL */
     Cb *cbs, *sched;               /* PyMem_Raw */
-    Py_ssize_t ncb, capcb, nsched;
+    Py_ssize_t ncb, capcb, nsched, capsched;
 } Fut;
 
 /* Ids made together share a home block (tf_hash_fid) and go together, the
@@ -99,12 +99,21 @@ typedef struct {
  * cluster, then walks most of a block for each (most of a sink's time, with
  * perf). A deleted id leaves a tombstone instead, which the next id of that
  * home takes; the table is rebuilt when the tombstones and the ids fill half
- * of it. The ids apart from the states: a probe reads 8 bytes, not 120. */
+ * of it. The ids apart from the states: a probe reads 8 bytes, not 128. */
 #define TOMB LLONG_MIN /* never an id this table holds (fold_record) */
+/* A future's first array of callbacks has room for CB_FIRST; those of futures
+ * let go are kept (SPARE_LIMIT at most) for the next ones, as the line writer
+ * does: most futures hold one or two callbacks in their lives, and a malloc and
+ * a free cost more than the rest of their state's bookkeeping. */
+#define CB_FIRST 2
+#define SPARE_LIMIT 1024
+
 typedef struct {
     long long *keys; /* PyMem_Raw; 0: empty, TOMB: deleted */
     Fut *slots;      /* PyMem_Raw; slots[i] is keys[i]'s */
     size_t cap, used, dead;
+    Cb *spare; /* arrays of CB_FIRST let go, chained through their first callback field */
+    size_t nspare;
 } Table;
 
 typedef struct {
@@ -209,14 +218,23 @@ disown(Ctx *c, PyObject *o)
     }
 }
 
-/* c NULL: the GIL is held (clear, dealloc, the end of a call). */
+/* c NULL: the GIL is held (clear, dealloc, the end of a call); the array is
+ * freed, not kept. */
 static void
-cbs_free(Ctx *c, Cb *cbs, Py_ssize_t n)
+cbs_free(Ctx *c, Cb *cbs, Py_ssize_t n, Py_ssize_t cap)
 {
     for (Py_ssize_t i = 0; i < n; i++) {
         disown(c, cbs[i].callback);
     }
-    PyMem_RawFree(cbs);
+    Table *t = c != NULL ? &c->fold->futs : NULL;
+    if (t != NULL && cap == CB_FIRST && t->nspare < SPARE_LIMIT) {
+        cbs[0].callback = (PyObject *)t->spare;
+        t->spare = cbs;
+        t->nspare++;
+    }
+    else {
+        PyMem_RawFree(cbs);
+    }
 }
 
 static void
@@ -225,8 +243,8 @@ fut_release(Ctx *c, Fut *f)
     disown(c, f->name);
     disown(c, f->code);
     disown(c, f->pcode);
-    cbs_free(c, f->cbs, f->ncb);
-    cbs_free(c, f->sched, f->nsched);
+    cbs_free(c, f->cbs, f->ncb, f->capcb);
+    cbs_free(c, f->sched, f->nsched, f->capsched);
 }
 
 static Fut *
@@ -328,6 +346,12 @@ table_clear(Table *t)
         t->keys[i] = 0;
     }
     t->used = t->dead = 0;
+    while (t->spare != NULL) {
+        Cb *next = (Cb *)t->spare[0].callback;
+        PyMem_RawFree(t->spare);
+        t->spare = next;
+    }
+    t->nspare = 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -626,8 +650,15 @@ flush_pending(Ctx *c)
 static int
 add_cb(Ctx *c, Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
 {
-    if (*n == *cap) {
-        Py_ssize_t size = *cap ? *cap * 2 : 2;
+    Table *t = &c->fold->futs;
+    if (*n == *cap && *cap == 0 && t->spare != NULL) {
+        *cbs = t->spare;
+        t->spare = (Cb *)t->spare[0].callback;
+        t->nspare--;
+        *cap = CB_FIRST;
+    }
+    else if (*n == *cap) {
+        Py_ssize_t size = *cap ? *cap * 2 : CB_FIRST;
         Cb *p = PyMem_RawRealloc(*cbs, (size_t)size * sizeof(Cb));
         if (p == NULL) {
             return -1;
@@ -824,9 +855,10 @@ fold_record(Ctx *c, const Rec *r, Py_ssize_t i)
     e->is_task = (unsigned char)f->is_task;
     e->name = own(c, f->name);
     f->done = 1;
-    cbs_free(c, f->sched, f->nsched);
+    cbs_free(c, f->sched, f->nsched, f->capsched);
     f->sched = f->cbs;
     f->nsched = f->ncb;
+    f->capsched = f->capcb;
     f->cbs = NULL;
     f->ncb = f->capcb = 0;
     for (Py_ssize_t k = 0; k < f->nsched; k++) {
