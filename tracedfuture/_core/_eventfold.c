@@ -1000,6 +1000,12 @@ fold_events(FoldObject *self, PyObject *records)
     tf_batch_view(batch, &c.recs, &n);
     ViewObject *v = NULL;
     int ok = 0;
+    /* About an entry per record (a collected record has none, an end one per
+     * callback): room for as many at once, not doubled up to it from 64 with
+     * its entries copied at each step. */
+    if (n > 64 && (c.e.p = PyMem_RawMalloc((size_t)n * sizeof(Entry))) != NULL) {
+        c.e.cap = n;
+    }
     /* The batch holds every object its records name, the fold's table is this
      * call's alone (the lock), and nothing here is seen by the collector: the
      * GIL can go. */
