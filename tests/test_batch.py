@@ -16,6 +16,8 @@ from tracedfuture._core import _events as ev
 from tracedfuture._core._events import Event
 from tracedfuture._pipeline._convert import MARK, Converter, site_of, type_name
 
+from .test_lines import ODD_POSITIONS
+
 
 def _recorded(impl: Any) -> Any:
     loop = asyncio.new_event_loop()
@@ -102,6 +104,23 @@ def test_the_compiled_fold_makes_the_converters_events(impl: Any) -> None:
     assert fold.held() == 0
 
 
+class _Counting(Converter):
+    """The reference, noting the futures the compiled fold hands it (their state,
+    or records to convert)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: set[int] = set()
+
+    def adopt(self, fid: int, *args: Any, **kwargs: Any) -> None:
+        self.handed.add(fid)
+        super().adopt(fid, *args, **kwargs)
+
+    def convert(self, records: Any) -> list[Event]:
+        self.handed.update(r[1] for r in records)
+        return super().convert(records)
+
+
 def test_the_compiled_fold_keeps_a_renamed_task(impl: Any) -> None:
     # set_name() (on 3.11 and 3.12, every name given to create_task()) is folded
     # here: the task is not handed to the reference for the rest of its life.
@@ -110,25 +129,53 @@ def test_the_compiled_fold_keeps_a_renamed_task(impl: Any) -> None:
     records = list(_recorded(impl).take_batch())
     renamed = {r[1] for r in records if r[0] == ev.OP_RENAMED}
     assert len(renamed) == 9  # 3 of 20 tasks, 3 rounds
-
-    class Counting(Converter):
-        def __init__(self) -> None:
-            super().__init__()
-            self.handed: set[int] = set()
-
-        def adopt(self, fid: int, *args: Any, **kwargs: Any) -> None:
-            self.handed.add(fid)
-            super().adopt(fid, *args, **kwargs)
-
-        def convert(self, records: Any) -> list[Event]:
-            self.handed.update(r[1] for r in records)
-            return super().convert(records)
-
-    helper = Counting()
+    helper = _Counting()
     events = list(impl.EventFold(helper, site_of, type_name, Event).events(impl.RecordBatch(records)))
     assert events == Converter().convert(records)
     assert not renamed & helper.handed
     assert {e.name for e in events if e.kind == "renamed"} == {"renamed-5", "renamed-10", "renamed-15"}
+
+
+@pytest.mark.parametrize("size", [7, 100_000])
+def test_the_compiled_fold_keeps_a_future_whose_callbacks_were_removed(impl: Any, size: int) -> None:
+    # remove_done_callback() (asyncio.wait() on every future still pending when
+    # it returns) is folded here, in batches folded with the GIL (small) and
+    # without it: no future is handed to the reference but the cancelled ones
+    # (wait_for()'s), whose cancel is the reference's to fold.
+    if impl.EventFold is None:
+        pytest.skip("the pure-Python implementation converts with the reference itself")
+    from .test_lines import _batch, _waits_and_removals
+
+    records = list(_batch(impl, _waits_and_removals))
+    removed = {r[1] for r in records if r[0] == ev.OP_CB_REMOVED}
+    assert removed
+    helper = _Counting()
+    fold = impl.EventFold(helper, site_of, type_name, Event)
+    events = [e for i in range(0, len(records), size) for e in fold.events(impl.RecordBatch(records[i : i + size]))]
+    assert events == Converter().convert(records)
+    assert helper.handed == {r[1] for r in records if r[0] in (ev.OP_CANCELLED, ev.OP_CANCEL_REQ)}
+    assert removed - helper.handed
+    assert {e.future_id for e in events if e.kind == "callback_removed"} == removed
+    assert fold.held() == 0
+
+
+@pytest.mark.parametrize(("indices", "native"), [*ODD_POSITIONS, ([0], False)])
+def test_a_callback_removed_at_any_positions_is_folded_as_the_reference_converts_it(
+    impl: Any, indices: Any, native: bool
+) -> None:
+    if impl.EventFold is None:
+        pytest.skip("the pure-Python implementation converts with the reference itself")
+    from .test_lines import _batch, _waits_and_removals
+
+    batch = _batch(impl, _waits_and_removals)
+    records = [(*r[:5], indices) if r[0] == ev.OP_CB_REMOVED else r for r in batch]
+    helper = _Counting()
+    events = list(impl.EventFold(helper, site_of, type_name, Event).events(impl.RecordBatch(records)))
+    assert events == Converter().convert(records)
+    # (wait_for()'s task is cancelled on 3.11: the reference's at its cancel)
+    removed = {r[1] for r in records if r[0] == ev.OP_CB_REMOVED} - {r[1] for r in records if r[0] == ev.OP_CANCELLED}
+    assert removed
+    assert (not removed & helper.handed) == native
 
 
 @pytest.mark.parametrize("seed", range(4))

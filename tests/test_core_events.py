@@ -316,6 +316,31 @@ def test_callbacks_are_named_and_removed_ones_are_not_scheduled() -> None:
     ]
 
 
+def test_a_callback_removed_after_the_first_one_is_not_scheduled() -> None:
+    # Once its first callback is removed, asyncio's _callbacks is the future's
+    # own list, which the next removal changes in place.
+    async def main() -> None:
+        fut = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(print)
+        fut.add_done_callback(repr)
+        fut.add_done_callback(str)
+        assert fut.remove_done_callback(print) == 1
+        assert fut.remove_done_callback(repr) == 1
+        fut.set_result(1)
+        await asyncio.sleep(0)
+
+    memory, _ = run(main())
+    events = memory.for_future(memory.futures()[0])
+    assert [(e.kind, e.callback) for e in events if e.callback] == [
+        ("callback_added", "print"),
+        ("callback_added", "repr"),
+        ("callback_added", "str"),
+        ("callback_removed", "print"),
+        ("callback_removed", "repr"),
+        ("callback_scheduled", "str"),
+    ]
+
+
 def test_callback_added_to_a_done_future_is_scheduled_at_once() -> None:
     async def main() -> None:
         fut = asyncio.get_running_loop().create_future()

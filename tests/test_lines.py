@@ -118,6 +118,16 @@ def test_lines_in_batches_are_the_lines_at_once(impl: Any, make: Any, size: int)
     assert whole == _reference(records)
 
 
+def test_timestamps_are_written_as_json_writes_them(impl: Any, make: Any) -> None:
+    # The compiled writer keeps the last second's digits: timestamps before the
+    # first second, on either side of a second, going back, and far off.
+    stamps = [0, 7, 999_999_999, 10**9, 10**9 + 1, 2 * 10**9 - 1, 2 * 10**9, 1_500_000_123, 10**9, 10**18 + 7]
+    stamps += [2**63 - 1, 34_708_723_429_121, 34_708_723_429_121 + 999_999_999, 34_709_000_000_000, 123_456_789]
+    records = [(r[0], r[1], stamps[i % len(stamps)], *r[3:]) for i, r in enumerate(_records(impl, False))]
+    data, _ = make().lines(records)
+    assert data == _reference(records)
+
+
 def test_a_mark_ends_a_history_with_incomplete(impl: Any, make: Any) -> None:
     records = _records(impl, False)
     created = next(r for r in records if r[0] == ev.OP_CREATED and r[4])
@@ -232,6 +242,74 @@ def test_the_compiled_writer_writes_the_common_records_itself(impl: Any) -> None
         assert sorted(e["name"] for e in renamed) == [f"w{i}" for i in range(5)]
 
 
+async def _waits_and_removals() -> None:
+    """asyncio.wait() removes its done callback from every future still pending
+    when it returns, 3.11's wait_for() from the one it gave up on, and a program
+    removes its own: a callback added twice (two positions in one record), and
+    one beside a task's wakeup, which stays."""
+    loop = asyncio.get_running_loop()
+
+    async def job(i: int) -> int:
+        for _ in range(3 * i):
+            await asyncio.sleep(0)
+        return i
+
+    async def waits(fut: asyncio.Future[None]) -> None:
+        await fut
+
+    jobs = [loop.create_task(job(i)) for i in range(4)]
+    _, pending = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(pending)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(loop.create_task(asyncio.sleep(10)), timeout=0.001)
+    fut = loop.create_future()
+    fut.add_done_callback(print)
+    fut.add_done_callback(repr)
+    fut.add_done_callback(print)
+    fut.remove_done_callback(print)  # positions 0 and 2
+    fut.remove_done_callback(len)  # not there: no record
+    waiter = loop.create_task(waits(fut))
+    await asyncio.sleep(0)
+    fut.add_done_callback(str)
+    fut.remove_done_callback(repr)  # the wakeup and str stay, and are scheduled
+    fut.set_result(None)
+    await waiter
+
+
+def test_the_compiled_writer_writes_callbacks_removed_itself(impl: Any) -> None:
+    batch, helper, data = _written_by_the_compiled_writer(impl, _waits_and_removals)
+    removed = [json.loads(line) for line in data.splitlines() if b'"callback_removed"' in line]
+    assert [e["callback"] for e in removed[-2:]] == ["print", "repr"]
+    # asyncio.wait()'s own, on each job still pending (3.11's wait_for() adds one)
+    assert sum(e["callback"].endswith("_on_completion") for e in removed) >= 3
+    scheduled = [json.loads(line) for line in data.splitlines() if b'"callback_scheduled"' in line]
+    fid = removed[-1]["future_id"]
+    assert [e["callback"] for e in scheduled if e["future_id"] == fid] == ["Task.task_wakeup", "str"]
+    # Nothing in the program is the reference's: a callback removed is written here.
+    assert {r[1] for r in batch if r[0] == ev.OP_CB_REMOVED}
+    assert not helper.handed
+    assert not helper.adopted
+
+
+# A record's positions, and whether the compiled writer reads them itself: the
+# ring writes a tuple of small ints; anything else is the reference's to read
+# (a negative position deletes from the end there, a bool is an int).
+ODD_POSITIONS = [((0, 0), True), ((9,), True), ((), True), ((-1,), False), ((True,), False), ((2**70,), False)]
+
+
+@pytest.mark.parametrize(("indices", "native"), [*ODD_POSITIONS, ([0], False)])
+def test_a_callback_removed_at_any_positions_is_written_as_the_reference_writes_it(
+    impl: Any, indices: Any, native: bool
+) -> None:
+    if impl.LineWriter is None:
+        pytest.skip("the pure-Python implementation writes with the reference itself")
+    records = [(*r[:5], indices) if r[0] == ev.OP_CB_REMOVED else r for r in _batch(impl, _waits_and_removals)]
+    helper = _Counting()
+    data, _ = impl.LineWriter(helper).lines(records)
+    assert data == _reference(records)
+    assert (not helper.handed) == native
+
+
 async def _failures_and_cancels() -> None:
     """Futures and tasks that fail or are cancelled as programs make them do (tasks
     left unnamed: a name given at creation is a rename on 3.11)."""
@@ -305,8 +383,8 @@ async def _cancels_across_writers() -> None:
     async def waits(fut: asyncio.Future[None]) -> None:
         await fut
 
-    # A future the reference holds (a callback removed), a task of the compiled
-    # writer's waiting on it: the future's cancel is the task's cause.
+    # A future the reference holds (a lint on it: see below), a task of the
+    # compiled writer's waiting on it: the future's cancel is the task's cause.
     theirs = loop.create_future()
     theirs.add_done_callback(print)
     theirs.remove_done_callback(print)
@@ -315,8 +393,8 @@ async def _cancels_across_writers() -> None:
     theirs.cancel("theirs")
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    # A future the compiled writer holds, a task of the reference's (a callback
-    # removed) waiting on it.
+    # A future the compiled writer holds, a task of the reference's (a lint on
+    # it) waiting on it.
     ours = loop.create_future()
     handed = loop.create_task(waits(ours))
     handed.add_done_callback(print)
@@ -327,12 +405,29 @@ async def _cancels_across_writers() -> None:
         await handed
 
 
+def _with_lints_after_removals(records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The records, with a lint on each future right after a callback of it was
+    removed (as lints.py appends one, off the hot path): a record the compiled
+    writer hands to the reference, with its future."""
+    out = []
+    for r in records:
+        out.append(r)
+        if r[0] == ev.OP_CB_REMOVED:
+            out.append((ev.OP_LINT, r[1], r[2], "stalled", None, None, "no progress", None))
+    return out
+
+
 def test_a_cancel_gives_its_waiter_its_cause_across_the_writers(impl: Any, make: Any) -> None:
-    batch = _batch(impl, _cancels_across_writers)
-    data, _ = make().lines(batch)
-    assert data == _reference(list(batch))
+    records = _with_lints_after_removals(list(_batch(impl, _cancels_across_writers)))
+    data, _ = make().lines(records)
+    assert data == _reference(records)
+    assert data.count(b'"stalled"') == 2
     tasks = [json.loads(line) for line in data.splitlines() if b'"cancelled"' in line and b'"is_task":true' in line]
     assert [t["msg"] for t in tasks] == ["theirs", "ours"]
+    if impl.LineWriter is not None:
+        helper = _Counting()
+        impl.LineWriter(helper).lines(records)
+        assert {r[1] for r in records if r[0] == ev.OP_LINT} <= helper.adopted
 
 
 @pytest.mark.parametrize(
@@ -386,6 +481,39 @@ def test_a_special_character_anywhere_in_a_long_name_is_escaped(impl: Any, make:
     assert data == _reference(list(batch))
     coros = {json.loads(line).get("coro") for line in data.split(b"\n") if line}
     assert set(names) <= coros
+
+
+def test_callbacks_of_many_names_in_turn_are_each_written_as_json_writes_them(impl: Any, make: Any) -> None:
+    """A str met again in a batch is copied from its last text: names that take
+    turns (some to escape), and the same names again in later batches."""
+    names = [f"cb{i}" if i % 3 else f'cb "{i}" \u2028' for i in range(40)]
+    callbacks = []
+    for name in names:
+
+        def callback(fut: Any) -> None:
+            pass
+
+        callback.__qualname__ = name
+        callbacks.append(callback)
+
+    async def program() -> None:
+        loop = asyncio.get_running_loop()
+        for round_ in range(3):
+            futures = [loop.create_future() for _ in range(10)]
+            for i, fut in enumerate(futures):
+                for k in range(4):
+                    fut.add_done_callback(callbacks[(i * 7 + k * 13 + round_) % len(callbacks)])
+                fut.set_result(i)
+            await asyncio.sleep(0)
+
+    records = list(_batch(impl, program))
+    whole, _ = make().lines(records)
+    assert whole == _reference(records)
+    writer = make()
+    assert b"".join(writer.lines(records[i : i + 50])[0] for i in range(0, len(records), 50)) == whole
+    used = {names[(i * 7 + k * 13 + round_) % len(names)] for round_ in range(3) for i in range(10) for k in range(4)}
+    assert len(used) > 30
+    assert {json.loads(line).get("callback") for line in whole.splitlines()} >= used
 
 
 # --- the lines written to a file in the same call (write: a trace file's batch) -------

@@ -2472,7 +2472,14 @@ shared_remove_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t na
     if (e == NULL || !e->fid) {
         return call_base(m_remove_done_callback, self, args, nargs, kwnames);
     }
-    PyObject *before = callbacks_list(self);
+    /* A copy: asyncio's getter gives its own list once its first slot is empty,
+     * and remove_done_callback changes that list in place. */
+    PyObject *cbs = callbacks_list(self);
+    PyObject *before = cbs ? PyList_GetSlice(cbs, 0, PY_SSIZE_T_MAX) : NULL;
+    Py_XDECREF(cbs);
+    if (before == NULL) {
+        PyErr_Clear();
+    }
     PyObject *removed = call_base(m_remove_done_callback, self, args, nargs, kwnames);
     if (removed == NULL) {
         Py_XDECREF(before);

@@ -7,10 +7,10 @@
  * keeps (in a C table) and returns an EventView: a sequence of Events whose
  * items are built when an exporter reads them. An exporter that reads nothing
  * costs the fold alone; one that reads everything gets the same Events, built in
- * C. A future whose history needs anything else (a failure, a cancel, a rename,
- * a callback removed, a mark, a redacted name, a captured value) is handed to
- * the reference Converter (helper.adopt) the first time, and the reference
- * converts the rest of it, in order (tests/test_batch.py compares).
+ * C (renames and callbacks removed too). A future whose history needs anything
+ * else (a failure, a cancel, a mark, a redacted name, a captured value) is
+ * handed to the reference Converter (helper.adopt) the first time, and the
+ * reference converts the rest of it, in order (tests/test_batch.py compares).
  *
  * The fold reads the batch's structs in place with the GIL released, as
  * _lines.c does: the program's thread runs while an exporter's events are
@@ -45,13 +45,25 @@ enum { A_TASK_ID, A_CALLBACK, A_AWAITER };
 enum { R_TASK_ID, R_TYPE, R_VALUE };
 enum { X_STATE, X_INCOMPLETE };
 enum { N_TASK_ID, N_NAME };
+enum { V_TASK_ID, V_CALLBACK, V_INDICES };
 
 /* From this many records on, a batch is folded with the GIL released. */
 #define FOLD_WITHOUT_GIL 128
 
 /* Event kinds this file builds; E_OBJECT: an Event the reference made; E_RUN:
  * where the events of a run of records given to the reference go (while folding). */
-enum { E_CREATED, E_AWAITED, E_CB_ADDED, E_RESOLVED, E_SCHEDULED, E_RENAMED, E_OBJECT, E_KINDS = E_OBJECT, E_RUN };
+enum {
+    E_CREATED,
+    E_AWAITED,
+    E_CB_ADDED,
+    E_RESOLVED,
+    E_SCHEDULED,
+    E_RENAMED,
+    E_CB_REMOVED,
+    E_OBJECT,
+    E_KINDS = E_OBJECT,
+    E_RUN
+};
 
 /* Event's fields, by name (read from Event._fields at import). */
 enum { F_KIND, F_FID, F_TS, F_TID, F_IS_TASK, F_NAME, F_SITE, F_THREAD, F_CORO, F_PARENT, F_CALLBACK, F_AWAITER,
@@ -79,7 +91,7 @@ typedef struct {
     long long awaiter, lasti, plasti, created;
     PyObject *name, *code, *pcode; /* owned, or NULL */
     Cb *cbs, *sched;               /* PyMem_Raw */
-    Py_ssize_t ncb, capcb, nsched;
+    Py_ssize_t ncb, capcb, nsched, capsched;
 } Fut;
 
 /* Ids made together share a home block (tf_hash_fid) and go together, the
@@ -87,12 +99,21 @@ typedef struct {
  * cluster, then walks most of a block for each (most of a sink's time, with
  * perf). A deleted id leaves a tombstone instead, which the next id of that
  * home takes; the table is rebuilt when the tombstones and the ids fill half
- * of it. The ids apart from the states: a probe reads 8 bytes, not 120. */
+ * of it. The ids apart from the states: a probe reads 8 bytes, not 128. */
 #define TOMB LLONG_MIN /* never an id this table holds (fold_record) */
+/* A future's first array of callbacks has room for CB_FIRST; those of futures
+ * let go are kept (SPARE_LIMIT at most) for the next ones, as the line writer
+ * does: most futures hold one or two callbacks in their lives, and a malloc and
+ * a free cost more than the rest of their state's bookkeeping. */
+#define CB_FIRST 2
+#define SPARE_LIMIT 1024
+
 typedef struct {
     long long *keys; /* PyMem_Raw; 0: empty, TOMB: deleted */
     Fut *slots;      /* PyMem_Raw; slots[i] is keys[i]'s */
     size_t cap, used, dead;
+    Cb *spare; /* arrays of CB_FIRST let go, chained through their first callback field */
+    size_t nspare;
 } Table;
 
 typedef struct {
@@ -197,14 +218,23 @@ disown(Ctx *c, PyObject *o)
     }
 }
 
-/* c NULL: the GIL is held (clear, dealloc, the end of a call). */
+/* c NULL: the GIL is held (clear, dealloc, the end of a call); the array is
+ * freed, not kept. */
 static void
-cbs_free(Ctx *c, Cb *cbs, Py_ssize_t n)
+cbs_free(Ctx *c, Cb *cbs, Py_ssize_t n, Py_ssize_t cap)
 {
     for (Py_ssize_t i = 0; i < n; i++) {
         disown(c, cbs[i].callback);
     }
-    PyMem_RawFree(cbs);
+    Table *t = c != NULL ? &c->fold->futs : NULL;
+    if (t != NULL && cap == CB_FIRST && t->nspare < SPARE_LIMIT) {
+        cbs[0].callback = (PyObject *)t->spare;
+        t->spare = cbs;
+        t->nspare++;
+    }
+    else {
+        PyMem_RawFree(cbs);
+    }
 }
 
 static void
@@ -213,8 +243,8 @@ fut_release(Ctx *c, Fut *f)
     disown(c, f->name);
     disown(c, f->code);
     disown(c, f->pcode);
-    cbs_free(c, f->cbs, f->ncb);
-    cbs_free(c, f->sched, f->nsched);
+    cbs_free(c, f->cbs, f->ncb, f->capcb);
+    cbs_free(c, f->sched, f->nsched, f->capsched);
 }
 
 static Fut *
@@ -316,6 +346,12 @@ table_clear(Table *t)
         t->keys[i] = 0;
     }
     t->used = t->dead = 0;
+    while (t->spare != NULL) {
+        Cb *next = (Cb *)t->spare[0].callback;
+        PyMem_RawFree(t->spare);
+        t->spare = next;
+    }
+    t->nspare = 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -614,8 +650,15 @@ flush_pending(Ctx *c)
 static int
 add_cb(Ctx *c, Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
 {
-    if (*n == *cap) {
-        Py_ssize_t size = *cap ? *cap * 2 : 2;
+    Table *t = &c->fold->futs;
+    if (*n == *cap && *cap == 0 && t->spare != NULL) {
+        *cbs = t->spare;
+        t->spare = (Cb *)t->spare[0].callback;
+        t->nspare--;
+        *cap = CB_FIRST;
+    }
+    else if (*n == *cap) {
+        Py_ssize_t size = *cap ? *cap * 2 : CB_FIRST;
         Cb *p = PyMem_RawRealloc(*cbs, (size_t)size * sizeof(Cb));
         if (p == NULL) {
             return -1;
@@ -753,6 +796,33 @@ fold_record(Ctx *c, const Rec *r, Py_ssize_t i)
         e->name = own(c, f->name);
         return 1;
     }
+    else if (r->op == OP_CB_REMOVED && (slot_is_int(r, V_TASK_ID) || slot_is_none(r, V_TASK_ID)) &&
+             (slot_is_none(r, V_CALLBACK) || slot_obj(r, V_CALLBACK) != NULL) &&
+             removed_indices_ok(slot_obj(r, V_INDICES))) {
+        /* remove_done_callback() (asyncio.wait(), and 3.11's wait_for(), call it
+         * on every future they waited for): the callbacks at the record's
+         * positions go, as the reference deletes them (from the last position
+         * named to the first, one past the end skipped) */
+        if (flush_pending(c) < 0) {
+            return -1;
+        }
+        PyObject *indices = slot_obj(r, V_INDICES);
+        for (Py_ssize_t k = PyTuple_GET_SIZE(indices); k-- > 0;) {
+            long long at = small_index(PyTuple_GET_ITEM(indices, k));
+            if (at < f->ncb) {
+                disown(c, f->cbs[at].callback);
+                memmove(&f->cbs[at], &f->cbs[at + 1], (size_t)(f->ncb - at - 1) * sizeof(Cb));
+                f->ncb--;
+            }
+        }
+        Entry *e = push(c, E_CB_REMOVED, i);
+        if (e == NULL) {
+            return -1;
+        }
+        e->is_task = (unsigned char)f->is_task;
+        e->name = own(c, f->name);
+        return 1;
+    }
     if (!common) {
         return hand_over(c, f) < 0 ? -1 : 0;
     }
@@ -785,9 +855,10 @@ fold_record(Ctx *c, const Rec *r, Py_ssize_t i)
     e->is_task = (unsigned char)f->is_task;
     e->name = own(c, f->name);
     f->done = 1;
-    cbs_free(c, f->sched, f->nsched);
+    cbs_free(c, f->sched, f->nsched, f->capsched);
     f->sched = f->cbs;
     f->nsched = f->ncb;
+    f->capsched = f->capcb;
     f->cbs = NULL;
     f->ncb = f->capcb = 0;
     for (Py_ssize_t k = 0; k < f->nsched; k++) {
@@ -929,6 +1000,12 @@ fold_events(FoldObject *self, PyObject *records)
     tf_batch_view(batch, &c.recs, &n);
     ViewObject *v = NULL;
     int ok = 0;
+    /* About an entry per record (a collected record has none, an end one per
+     * callback): room for as many at once, not doubled up to it from 64 with
+     * its entries copied at each step. */
+    if (n > 64 && (c.e.p = PyMem_RawMalloc((size_t)n * sizeof(Entry))) != NULL) {
+        c.e.cap = n;
+    }
     /* The batch holds every object its records name, the fold's table is this
      * call's alone (the lock), and nothing here is seen by the collector: the
      * GIL can go. */
@@ -1200,6 +1277,9 @@ make_event(ViewObject *v, Entry *e)
         PyObject *rt = slot_obj(r, R_TYPE);
         items[field_at[F_RESULT]] = rt ? type_text(v->fold, rt) : Py_NewRef(Py_None);
     }
+    else if (e->kind == E_CB_REMOVED) {
+        items[field_at[F_CALLBACK]] = Py_NewRef(or_none(slot_obj(r, V_CALLBACK)));
+    }
     else if (e->kind == E_SCHEDULED) {
         items[field_at[F_CALLBACK]] = Py_NewRef(e->obj);
         items[field_at[F_AWAITER]] = e->has_awaiter ? PyLong_FromLongLong(e->awaiter) : Py_NewRef(Py_None);
@@ -1288,8 +1368,8 @@ static PyType_Spec view_spec = {
 int
 tf_eventfold_add_type(PyObject *module)
 {
-    static const char *kinds[E_KINDS] = {"created",  "awaited", "callback_added", "resolved", "callback_scheduled",
-                                         "renamed"};
+    static const char *kinds[E_KINDS] = {"created",            "awaited", "callback_added",  "resolved",
+                                         "callback_scheduled", "renamed", "callback_removed"};
     for (int k = 0; k < E_KINDS; k++) {
         if ((kind_text[k] = PyUnicode_InternFromString(kinds[k])) == NULL) {
             return -1;
@@ -1309,7 +1389,11 @@ tf_eventfold_add_type(PyObject *module)
         tf_check_field(OP_RESOLVED, R_TYPE, "result_type") < 0 ||
         tf_check_field(OP_RESOLVED, R_VALUE, "value_repr") < 0 ||
         tf_check_field(OP_COLLECTED, X_STATE, "state") < 0 ||
-        tf_check_field(OP_COLLECTED, X_INCOMPLETE, "incomplete") < 0) {
+        tf_check_field(OP_COLLECTED, X_INCOMPLETE, "incomplete") < 0 ||
+        tf_check_field(OP_RENAMED, N_TASK_ID, "task_id") < 0 || tf_check_field(OP_RENAMED, N_NAME, "name") < 0 ||
+        tf_check_field(OP_CB_REMOVED, V_TASK_ID, "task_id") < 0 ||
+        tf_check_field(OP_CB_REMOVED, V_CALLBACK, "callback_name") < 0 ||
+        tf_check_field(OP_CB_REMOVED, V_INDICES, "removed_indices") < 0) {
         return -1;
     }
     if ((s_adopt = PyUnicode_InternFromString("adopt")) == NULL ||

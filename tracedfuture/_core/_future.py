@@ -302,7 +302,9 @@ def _remove_done_callback(self: Any, *args: Any, **kwargs: Any) -> int:
     try:
         if not fid:
             return _future_remove_done_callback(self, *args, **kwargs)  # type: ignore[no-any-return]
-        before = self._callbacks or ()
+        # A copy: asyncio's _callbacks is its own list once its first slot is
+        # empty, and remove_done_callback changes that list in place.
+        before = list(self._callbacks or ())
         removed = _future_remove_done_callback(self, *args, **kwargs)
     except BaseException as exc:
         hide_own_frames(exc)

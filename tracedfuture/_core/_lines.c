@@ -3,15 +3,16 @@
  * The compiled twin of tracedfuture/_pipeline/_lines.py's Lines, which stays the
  * reference (tests/test_lines.py compares the two byte for byte). It writes the
  * records that make up most of every trace itself (a future created, awaited,
- * resolved, collected; and failed, cancelled, a task's cancel requested, and the
- * unretrieved or abandoned event of a future collected so, with the
- * callback_scheduled lines of every end), from per-future state kept in a C hash
- * table and JSON fragments cached per creation site, result or exception type,
- * and canceller. Everything else goes to the reference, in order: a future whose
- * history needs it (a rename, a callback removed, a mark, a value or exception
- * message captured, a cancel message to redact, a record not in the shape the
- * ring writes) is handed over with its state (helper.adopt) the first time, and
- * the reference writes the rest of it. First-seen sites, types and cancellers
+ * resolved, collected; and failed, cancelled, a task's cancel requested, a
+ * rename, a callback removed, and the unretrieved or abandoned event of a future
+ * collected so, with the callback_scheduled lines of every end), from per-future
+ * state kept in a C hash table and JSON fragments cached per creation site,
+ * result or exception type, and canceller. Everything else goes to the
+ * reference, in order: a future whose history needs it (a mark, a lint, a value
+ * or exception message captured, a name or cancel message to redact, a record
+ * not in the shape the ring writes) is handed over with its state
+ * (helper.adopt) the first time, and the reference writes the rest of it.
+ * First-seen sites, types and cancellers
  * are turned into JSON by the helper (helper.site_text, result_text,
  * exc_type_text, canceller_text, ...), with the reference's own functions, so
  * that both decide alike; strings are escaped here, as
@@ -64,6 +65,7 @@ enum { E_TASK_ID, E_TYPE, E_MSG, E_CODE, E_LASTI, E_PCODE, E_PLASTI };
 enum { K_TASK_ID, K_MSG, K_CODE, K_LASTI, K_UCODE, K_ULASTI, K_WCODE, K_WLASTI };
 enum { X_STATE, X_INCOMPLETE };
 enum { N_TASK_ID, N_NAME };
+enum { V_TASK_ID, V_CALLBACK, V_INDICES };
 #define CACHE_LIMIT 100000
 /* From this size on, the result is copied into its bytes object without the GIL. */
 #define COPY_WITHOUT_GIL (256 * 1024)
@@ -170,6 +172,19 @@ put_digits(char *o, unsigned long long u)
     return end;
 }
 
+/* An integer at o, room made by the caller (20 characters at most); the end. */
+static inline char *
+put_ll(char *o, long long v)
+{
+    if (v < 0) {
+        *o++ = '-';
+    }
+    return put_digits(o, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+}
+
+/* A literal at o, room made by the caller; the end. */
+#define LIT(o, lit) ((char *)memcpy((o), (lit), sizeof(lit) - 1) + sizeof(lit) - 1)
+
 /* An integer (a line holds four or five of them). */
 static inline int
 buf_ll(Buf *b, long long v)
@@ -177,12 +192,7 @@ buf_ll(Buf *b, long long v)
     if (buf_grow(b, 21) < 0) {
         return -1;
     }
-    char *o = b->p + b->n;
-    if (v < 0) {
-        *o++ = '-';
-    }
-    o = put_digits(o, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
-    b->n = (size_t)(o - b->p);
+    b->n = (size_t)(put_ll(b->p + b->n, v) - b->p);
     return 0;
 }
 
@@ -190,40 +200,56 @@ buf_ll(Buf *b, long long v)
  * ts_ns, and a batch's are seconds apart at most (16 bytes, zero-padded, copied
  * whole). */
 typedef struct {
-    long long seconds; /* -1: none yet */
+    long long from; /* the seconds in ns (a timestamp of theirs is from + u, u < 10^9); -1: none yet */
     char text[16];
     int len;
 } Seconds;
 
-/* A timestamp in ns: its seconds' digits from *sec (made when they change),
- * then exactly nine more, in 32-bit arithmetic. */
+/* The most put_ts writes: 16 bytes of seconds copied whole, 9 digits (or an
+ * integer of 20 characters). */
+#define TS_ROOM 25
+
+/* 2^57 / 10^8, rounded up: u * NS_SCALE, for u < 10^9, holds u / 10^8 above
+ * bit 57 and the rest as a fraction below it, each next two digits a multiple
+ * of 100 away (checked for every u < 10^9). */
+#define NS_SCALE 1441151881ULL
+#define NS_FRACTION ((1ULL << 57) - 1)
+#define NEXT_TWO(o, t) ((t) = ((t) & NS_FRACTION) * 100, memcpy((o), DIGITS + 2 * ((t) >> 57), 2))
+
+/* A timestamp in ns at o (TS_ROOM made by the caller): its seconds' digits from
+ * *sec (made when they change), then exactly nine more, a multiplication per
+ * two digits (no division: a timestamp of the last second seen is that
+ * second's ns and a difference); the end. */
+static inline char *
+put_ts(char *o, Seconds *sec, long long v)
+{
+    if (v < 1000000000LL) {
+        return put_ll(o, v); /* no whole second, or negative */
+    }
+    if ((unsigned long long)(v - sec->from) >= 1000000000ULL) { /* another second (or none yet) */
+        long long seconds = v / 1000000000LL;
+        memset(sec->text, 0, sizeof(sec->text));
+        sec->len = (int)(put_digits(sec->text, (unsigned long long)seconds) - sec->text); /* 10 digits at most */
+        sec->from = seconds * 1000000000LL;
+    }
+    memcpy(o, sec->text, sizeof(sec->text));
+    o += sec->len;
+    uint64_t t = (uint64_t)(v - sec->from) * NS_SCALE;
+    o[0] = (char)('0' + (t >> 57));
+    NEXT_TWO(o + 1, t);
+    NEXT_TWO(o + 3, t);
+    NEXT_TWO(o + 5, t);
+    NEXT_TWO(o + 7, t);
+    return o + 9;
+}
+
 static inline int
 buf_ts(Buf *b, Seconds *sec, long long v)
 {
-    if (v < 1000000000LL) {
-        return buf_ll(b, v); /* no whole second, or negative */
-    }
-    long long seconds = v / 1000000000LL;
-    if (seconds != sec->seconds) {
-        memset(sec->text, 0, sizeof(sec->text));
-        sec->len = (int)(put_digits(sec->text, (unsigned long long)seconds) - sec->text); /* 10 digits at most */
-        sec->seconds = seconds;
-    }
-    if (buf_grow(b, sizeof(sec->text) + 9) < 0) {
+    if (buf_grow(b, TS_ROOM) < 0) {
         return -1;
     }
-    char *o = b->p + b->n;
-    memcpy(o, sec->text, sizeof(sec->text));
-    o += sec->len;
-    unsigned u = (unsigned)(v - seconds * 1000000000LL);
-    for (int k = 7; k >= 1; k -= 2) {
-        unsigned d = (u % 100) * 2;
-        u /= 100;
-        o[k + 1] = DIGITS[d + 1];
-        o[k] = DIGITS[d];
-    }
-    o[0] = (char)('0' + u);
-    b->n = (size_t)(o + 9 - b->p);
+    b->n = (size_t)(put_ts(b->p + b->n, sec, v) - b->p);
     return 0;
 }
 
@@ -367,6 +393,7 @@ typedef struct {
 typedef struct {
     CacheSlot *slots;
     size_t cap, used;
+    const CacheSlot *last; /* the last found, asked first: a program's futures come from few sites, one at a time */
 } Cache;
 
 static void
@@ -378,6 +405,7 @@ cache_clear(Cache *c)
         Py_CLEAR(c->slots[i].text);
     }
     c->used = 0;
+    c->last = NULL;
 }
 
 static void
@@ -395,20 +423,25 @@ cache_hash(const PyObject *key, long long extra, const PyObject *key2, long long
     return key2 == NULL ? tf_hash(key, extra) : tf_hash(key, extra) ^ (tf_hash(key2, extra2) * 31);
 }
 
-/* Read-only: safe without the GIL on the thread that owns the writer. */
+/* Safe without the GIL on the thread that owns the writer (no reference changes). */
 static PyObject *
-cache_get(const Cache *c, const PyObject *key, long long extra, const PyObject *key2, long long extra2)
+cache_get(Cache *c, const PyObject *key, long long extra, const PyObject *key2, long long extra2)
 {
+    const CacheSlot *s = c->last;
+    if (s != NULL && s->key == key && s->extra == extra && s->key2 == key2 && s->extra2 == extra2) {
+        return s->text;
+    }
     if (c->cap == 0) {
         return NULL;
     }
     size_t mask = c->cap - 1;
     for (size_t i = cache_hash(key, extra, key2, extra2) & mask;; i = (i + 1) & mask) {
-        const CacheSlot *s = &c->slots[i];
+        s = &c->slots[i];
         if (s->key == NULL) {
             return NULL;
         }
         if (s->key == key && s->extra == extra && s->key2 == key2 && s->extra2 == extra2) {
+            c->last = s;
             return s->text;
         }
     }
@@ -443,6 +476,7 @@ cache_put(Cache *c, PyObject *key, long long extra, PyObject *key2, long long ex
         PyMem_RawFree(c->slots);
         c->slots = slots;
         c->cap = cap;
+        c->last = NULL; /* it was in the old slots */
     }
     size_t mask = c->cap - 1;
     size_t i = cache_hash(key, extra, key2, extra2) & mask;
@@ -485,21 +519,30 @@ typedef struct {
     PyObject *exc;                 /* owned: the type of its failure, or NULL */
     Cancel *cancel;                /* PyMem_Raw, or NULL: the cause of its cancellation */
     Cb *cbs, *sched;               /* PyMem_Raw */
-    Py_ssize_t ncb, capcb, nsched;
+    Py_ssize_t ncb, capcb, nsched, capsched;
 } Fut;
 
 /* The futures' states stay where they are made (blocks of TABLE_BLOCK, reused
  * through a free list), found through a FidMap: its probes and backward shifts
- * read and move only its 16-byte slots, never a state's 136 (ten thousand live
+ * read and move only its 16-byte slots, never a state's 144 (ten thousand live
  * tasks: a removal walked a cluster of states a cache line each, a tenth of the
  * drain). */
 #define TABLE_BLOCK 1024
+
+/* A future's first callbacks take an array of CB_FIRST; those of futures let
+ * go are kept (SPARE_LIMIT at most) for the next ones: most futures hold one or
+ * two callbacks in their lives, and a malloc and a free cost more than all the
+ * rest of their state's bookkeeping. */
+#define CB_FIRST 2
+#define SPARE_LIMIT TABLE_BLOCK
 
 typedef struct {
     FidMap keys;  /* fid -> its state */
     Fut **blocks; /* PyMem_Raw, nblocks of TABLE_BLOCK states */
     size_t nblocks;
-    Fut *free; /* states let go, chained through their cbs field (fid 0) */
+    Fut *free;     /* states let go, chained through their cbs field (fid 0) */
+    Cb *spare;     /* arrays of CB_FIRST let go, chained through their first callback field */
+    size_t nspare;
 } Table;
 
 typedef struct {
@@ -530,6 +573,20 @@ typedef struct {
     Py_ssize_t count;
 } Deferred;
 
+/* A str escaped in this call, and where its text is in the output (which only
+ * grows during a call): a callback's name, a task's, a coroutine's come again
+ * and again, each copied from its last text. By address: a str this call
+ * writes is one its records name (the batch holds them to the end) or one the
+ * writer's table took from them, alive either way, so an address met again is
+ * the same str. They are forgotten whenever the GIL is taken back all the same
+ * (the references let go meanwhile are dropped then). */
+typedef struct {
+    const PyObject *s;
+    size_t at, len;
+} Text;
+
+#define NTEXTS 4 /* by address, bits 4-5 (objects are 16-byte aligned) */
+
 /* One call of lines(): where its GIL is, and what waits for it. */
 typedef struct {
     LineWriter *w;
@@ -542,6 +599,7 @@ typedef struct {
     Py_ssize_t nidx, capidx;
     const Rec *recs;
     Seconds sec; /* the last timestamp's seconds, as digits */
+    Text texts[NTEXTS];
 } Ctx;
 
 static PyObject *s_lines, *s_text, *s_site_text, *s_program_site_text, *s_result_text, *s_clear,
@@ -556,6 +614,7 @@ gil(Ctx *c)
         tf_gil_restore(c->save);
         c->save = NULL;
         refq_apply(&c->w->inc, &c->w->dec);
+        memset(c->texts, 0, sizeof(c->texts)); /* a str let go may be freed now, its address another's */
     }
 }
 
@@ -607,7 +666,22 @@ cancel_free(Ctx *c, Cancel *k)
     }
 }
 
-/* c NULL: the GIL is held (clear, dealloc). */
+/* An array of callbacks let go: kept for the next future if it is of the first
+ * size (t NULL: freed). */
+static void
+cbs_let_go(Table *t, Cb *cbs, Py_ssize_t cap)
+{
+    if (t != NULL && cap == CB_FIRST && t->nspare < SPARE_LIMIT) {
+        cbs[0].callback = (PyObject *)t->spare;
+        t->spare = cbs;
+        t->nspare++;
+    }
+    else {
+        PyMem_RawFree(cbs);
+    }
+}
+
+/* c NULL: the GIL is held (clear, dealloc, the reference's adopt). */
 static void
 fut_release(Ctx *c, Fut *f)
 {
@@ -622,8 +696,9 @@ fut_release(Ctx *c, Fut *f)
     for (Py_ssize_t i = 0; i < f->nsched; i++) {
         disown(c, f->sched[i].callback);
     }
-    PyMem_RawFree(f->cbs);
-    PyMem_RawFree(f->sched);
+    Table *t = c != NULL ? &c->w->futs : NULL;
+    cbs_let_go(t, f->cbs, f->capcb);
+    cbs_let_go(t, f->sched, f->capsched);
     memset(f, 0, sizeof(*f));
 }
 
@@ -701,6 +776,11 @@ table_clear(Table *t)
     }
     for (size_t k = 0; k < t->nblocks; k++) {
         PyMem_RawFree(t->blocks[k]);
+    }
+    while (t->spare != NULL) {
+        Cb *next = (Cb *)t->spare[0].callback;
+        PyMem_RawFree(t->spare);
+        t->spare = next;
     }
     PyMem_RawFree(t->blocks);
     fidmap_free(&t->keys);
@@ -852,7 +932,24 @@ static int
 put_text(Ctx *c, PyObject *s)
 {
     if (plain_str(s)) {
-        return buf_json_str(&c->b, s);
+        Buf *b = &c->b;
+        Text *t = &c->texts[((uintptr_t)s >> 4) & (NTEXTS - 1)];
+        if (t->s == s) {
+            if (buf_grow(b, t->len) < 0) {
+                return -1;
+            }
+            memcpy(b->p + b->n, b->p + t->at, t->len); /* at is before n: the buffer keeps it */
+            b->n += t->len;
+            return 0;
+        }
+        size_t at = b->n;
+        if (buf_json_str(b, s) < 0) {
+            return -1;
+        }
+        t->s = s;
+        t->at = at;
+        t->len = b->n - at;
+        return 0;
     }
     gil(c); /* not a str: the reference decides (and raises, as it would) */
     PyObject *t = encoded(PyObject_CallMethodOneArg(c->w->helper, s_text, s));
@@ -877,18 +974,27 @@ put_head(Ctx *c, const Fut *f)
     return 0;
 }
 
-/* ,"future_id":..,"ts_ns":..[,"task_id":..] */
+/* The most put_ids writes: three keys, two integers and a timestamp. */
+#define IDS_ROOM (sizeof(",\"future_id\":,\"ts_ns\":,\"task_id\":") + 20 + TS_ROOM + 20)
+
+/* ,"future_id":..,"ts_ns":..[,"task_id":..]: every line has them, written in
+ * room made once. */
 static int
 put_ids(Ctx *c, const Rec *r, int tid_slot)
 {
     Buf *b = &c->b;
-    if (PUT(b, ",\"future_id\":") < 0 || buf_ll(b, r->fid) < 0 || PUT(b, ",\"ts_ns\":") < 0 ||
-        buf_ts(b, &c->sec, r->ts) < 0) {
+    if (buf_grow(b, IDS_ROOM) < 0) {
         return -1;
     }
-    if (slot_is_int(r, tid_slot) && (PUT(b, ",\"task_id\":") < 0 || buf_ll(b, r->s[tid_slot].i) < 0)) {
-        return -1;
+    char *o = LIT(b->p + b->n, ",\"future_id\":");
+    o = put_ll(o, r->fid);
+    o = LIT(o, ",\"ts_ns\":");
+    o = put_ts(o, &c->sec, r->ts);
+    if (slot_is_int(r, tid_slot)) {
+        o = LIT(o, ",\"task_id\":");
+        o = put_ll(o, r->s[tid_slot].i);
     }
+    b->n = (size_t)(o - b->p);
     return 0;
 }
 
@@ -1124,10 +1230,16 @@ free_deferred(Ctx *c)
 }
 
 static int
-add_cb(Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
+add_cb(Table *t, Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
 {
-    if (*n == *cap) {
-        Py_ssize_t want = *cap ? *cap * 2 : 2;
+    if (*n == *cap && *cap == 0 && t->spare != NULL) {
+        *cbs = t->spare;
+        t->spare = (Cb *)t->spare[0].callback;
+        t->nspare--;
+        *cap = CB_FIRST;
+    }
+    else if (*n == *cap) {
+        Py_ssize_t want = *cap ? *cap * 2 : CB_FIRST;
         Cb *p = PyMem_RawRealloc(*cbs, (size_t)want * sizeof(Cb));
         if (p == NULL) {
             return -1;
@@ -1243,7 +1355,7 @@ write_cb_added(Ctx *c, const Rec *r, Fut *f)
         f->has_awaiter = 1;
         f->awaiter = awaiter;
     }
-    if (add_cb(&f->cbs, &f->ncb, &f->capcb, callback, has, awaiter) < 0) {
+    if (add_cb(&c->w->futs, &f->cbs, &f->ncb, &f->capcb, callback, has, awaiter) < 0) {
         return -1;
     }
     own(c, callback);
@@ -1279,6 +1391,33 @@ write_renamed(Ctx *c, const Rec *r, Fut *f)
     return 1;
 }
 
+/* remove_done_callback() (asyncio.wait(), and 3.11's wait_for(), call it on
+ * every future they waited for): the callbacks at the record's positions go,
+ * as the reference deletes them (from the last position named to the first,
+ * one past the end skipped), so that those left are the ones scheduled. */
+static int
+write_cb_removed(Ctx *c, const Rec *r, Fut *f)
+{
+    PyObject *indices = slot_obj(r, V_INDICES);
+    for (Py_ssize_t k = PyTuple_GET_SIZE(indices); k-- > 0;) {
+        long long at = small_index(PyTuple_GET_ITEM(indices, k));
+        if (at < f->ncb) {
+            disown(c, f->cbs[at].callback);
+            memmove(&f->cbs[at], &f->cbs[at + 1], (size_t)(f->ncb - at - 1) * sizeof(Cb));
+            f->ncb--;
+        }
+    }
+    PyObject *callback = slot_obj(r, V_CALLBACK);
+    Buf *b = &c->b;
+    if (PUT(b, "{\"kind\":\"callback_removed\"") < 0 || put_ids(c, r, V_TASK_ID) < 0 || put_head(c, f) < 0) {
+        return -1;
+    }
+    if (callback != NULL && (PUT(b, ",\"callback\":") < 0 || put_text(c, callback) < 0)) {
+        return -1;
+    }
+    return end_line(c, NULL) < 0 ? -1 : 1;
+}
+
 /* The future is done (_convert's _finish): every callback it holds is scheduled
  * now, each line the record's ids and head again (the `rest` bytes at `from`). */
 static int
@@ -1289,9 +1428,10 @@ finish(Ctx *c, Fut *f, size_t from, size_t rest)
     for (Py_ssize_t i = 0; i < f->nsched; i++) {
         disown(c, f->sched[i].callback);
     }
-    PyMem_RawFree(f->sched);
+    cbs_let_go(&c->w->futs, f->sched, f->capsched);
     f->sched = f->cbs;
     f->nsched = f->ncb;
+    f->capsched = f->capcb;
     f->cbs = NULL;
     f->ncb = f->capcb = 0;
     for (Py_ssize_t i = 0; i < f->nsched; i++) {
@@ -1653,6 +1793,16 @@ write_record(Ctx *c, const Rec *r)
             return write_resolved(c, r, f);
         }
         break;
+    case OP_CB_REMOVED: {
+        /* positions of another shape (not small ints in a tuple) are the reference's */
+        PyObject *callback = slot_obj(r, V_CALLBACK);
+        if (int_or_none(r, V_TASK_ID) &&
+            (slot_is_none(r, V_CALLBACK) || (callback != NULL && PyUnicode_Check(callback))) &&
+            removed_indices_ok(slot_obj(r, V_INDICES))) {
+            return write_cb_removed(c, r, f);
+        }
+        break;
+    }
     case OP_RENAMED:
         /* a name goes through redact, the reference's */
         if (int_or_none(r, N_TASK_ID) && (slot_is_none(r, N_NAME) || (slot_obj(r, N_NAME) != NULL && !w->redacts))) {
@@ -1819,7 +1969,7 @@ writer_run(LineWriter *self, PyObject *records, int fd)
     memset(&c, 0, sizeof(c));
     c.w = self;
     c.recs = recs;
-    c.sec.seconds = -1;
+    c.sec.from = -1;
     /* The last call's buffer, taken for this one: growing a new one batch after
      * batch costs page faults and copies (and, freed, another thread's TLB). */
     c.b = self->out;
@@ -1992,6 +2142,9 @@ tf_lines_add_type(PyObject *module)
         {OP_CANCELLED, K_TASK_ID, "task_id"}, {OP_CANCELLED, K_MSG, "msg"},
         {OP_CANCELLED, 2, "who"}, {OP_CANCEL_REQ, K_TASK_ID, "task_id"},
         {OP_CANCEL_REQ, K_MSG, "msg"}, {OP_CANCEL_REQ, 2, "who"},
+        {OP_RENAMED, N_TASK_ID, "task_id"}, {OP_RENAMED, N_NAME, "name"},
+        {OP_CB_REMOVED, V_TASK_ID, "task_id"}, {OP_CB_REMOVED, V_CALLBACK, "callback_name"},
+        {OP_CB_REMOVED, V_INDICES, "removed_indices"},
     };
     for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++) {
         if (tf_check_field(read[i].op, read[i].index, read[i].name) < 0) {

@@ -317,6 +317,49 @@ slot_is_int(const Rec *r, int k)
     return !((r->objmask | r->nonemask) & (1u << k));
 }
 
+/* An exact int's value when it is small and not negative, read from the int's
+ * own storage (which never changes) without the GIL; -1 for anything else (a
+ * bool, a negative or large int, another type), which is the reference's to
+ * read. A CB_REMOVED record's positions are such ints. 3.12 made an int a tag
+ * and its digits (PyUnstable_Long_CompactValue); 3.11's is ob_size and digits,
+ * a small one a single digit (cpython/longintrepr.h, which Python.h includes). */
+static inline long long
+small_index(PyObject *o)
+{
+    if (!PyLong_CheckExact(o)) {
+        return -1;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!PyUnstable_Long_IsCompact((PyLongObject *)o)) {
+        return -1;
+    }
+    Py_ssize_t v = PyUnstable_Long_CompactValue((PyLongObject *)o);
+    return v >= 0 ? (long long)v : -1;
+#else
+    Py_ssize_t size = Py_SIZE(o);
+    if (size == 0) {
+        return 0;
+    }
+    return size == 1 ? (long long)((PyLongObject *)o)->ob_digit[0] : -1;
+#endif
+}
+
+/* A CB_REMOVED record's positions as the ring writes them: a tuple of small
+ * ints, each read by small_index(). Anything else is the reference's. */
+static inline int
+removed_indices_ok(PyObject *indices)
+{
+    if (indices == NULL || !PyTuple_CheckExact(indices)) {
+        return 0;
+    }
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(indices); k++) {
+        if (small_index(PyTuple_GET_ITEM(indices, k)) < 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* RecordBatch (_batch.c): records out of a ring, as structs. */
 PyObject *tf_batch_steal(Rec *recs, Py_ssize_t n); /* takes recs (PyMem_Raw) and their references */
 /* The same, the references being objs[0..nobjs) (PyMem_Raw, taken; NULL: the records'). */
