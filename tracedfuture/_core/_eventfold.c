@@ -101,19 +101,15 @@ typedef struct {
  * home takes; the table is rebuilt when the tombstones and the ids fill half
  * of it. The ids apart from the states: a probe reads 8 bytes, not 128. */
 #define TOMB LLONG_MIN /* never an id this table holds (fold_record) */
-/* A future's first array of callbacks has room for CB_FIRST; those of futures
- * let go are kept (SPARE_LIMIT at most) for the next ones, as the line writer
- * does: most futures hold one or two callbacks in their lives, and a malloc and
- * a free cost more than the rest of their state's bookkeeping. */
+/* A future's first array of callbacks has room for CB_FIRST, one let go by an
+ * earlier future where there is one (Spares), as in the line writer. */
 #define CB_FIRST 2
-#define SPARE_LIMIT 1024
 
 typedef struct {
     long long *keys; /* PyMem_Raw; 0: empty, TOMB: deleted */
     Fut *slots;      /* PyMem_Raw; slots[i] is keys[i]'s */
     size_t cap, used, dead;
-    Cb *spare; /* arrays of CB_FIRST let go, chained through their first callback field */
-    size_t nspare;
+    Spares spare; /* arrays of CB_FIRST let go */
 } Table;
 
 typedef struct {
@@ -226,14 +222,8 @@ cbs_free(Ctx *c, Cb *cbs, Py_ssize_t n, Py_ssize_t cap)
     for (Py_ssize_t i = 0; i < n; i++) {
         disown(c, cbs[i].callback);
     }
-    Table *t = c != NULL ? &c->fold->futs : NULL;
-    if (t != NULL && cap == CB_FIRST && t->nspare < SPARE_LIMIT) {
-        cbs[0].callback = (PyObject *)t->spare;
-        t->spare = cbs;
-        t->nspare++;
-    }
-    else {
-        PyMem_RawFree(cbs);
+    if (cbs != NULL) {
+        spares_put(c != NULL && cap == CB_FIRST ? &c->fold->futs.spare : NULL, cbs);
     }
 }
 
@@ -346,12 +336,7 @@ table_clear(Table *t)
         t->keys[i] = 0;
     }
     t->used = t->dead = 0;
-    while (t->spare != NULL) {
-        Cb *next = (Cb *)t->spare[0].callback;
-        PyMem_RawFree(t->spare);
-        t->spare = next;
-    }
-    t->nspare = 0;
+    spares_free(&t->spare);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -651,10 +636,8 @@ static int
 add_cb(Ctx *c, Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
 {
     Table *t = &c->fold->futs;
-    if (*n == *cap && *cap == 0 && t->spare != NULL) {
-        *cbs = t->spare;
-        t->spare = (Cb *)t->spare[0].callback;
-        t->nspare--;
+    if (*n == *cap && *cap == 0 && t->spare.head != NULL) {
+        *cbs = spares_take(&t->spare);
         *cap = CB_FIRST;
     }
     else if (*n == *cap) {

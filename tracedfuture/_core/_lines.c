@@ -529,20 +529,16 @@ typedef struct {
  * drain). */
 #define TABLE_BLOCK 1024
 
-/* A future's first callbacks take an array of CB_FIRST; those of futures let
- * go are kept (SPARE_LIMIT at most) for the next ones: most futures hold one or
- * two callbacks in their lives, and a malloc and a free cost more than all the
- * rest of their state's bookkeeping. */
+/* A future's first callbacks take an array of CB_FIRST, one let go by an
+ * earlier future where there is one (Spares). */
 #define CB_FIRST 2
-#define SPARE_LIMIT TABLE_BLOCK
 
 typedef struct {
     FidMap keys;  /* fid -> its state */
     Fut **blocks; /* PyMem_Raw, nblocks of TABLE_BLOCK states */
     size_t nblocks;
     Fut *free;     /* states let go, chained through their cbs field (fid 0) */
-    Cb *spare;     /* arrays of CB_FIRST let go, chained through their first callback field */
-    size_t nspare;
+    Spares spare;  /* arrays of CB_FIRST let go */
 } Table;
 
 typedef struct {
@@ -671,13 +667,8 @@ cancel_free(Ctx *c, Cancel *k)
 static void
 cbs_let_go(Table *t, Cb *cbs, Py_ssize_t cap)
 {
-    if (t != NULL && cap == CB_FIRST && t->nspare < SPARE_LIMIT) {
-        cbs[0].callback = (PyObject *)t->spare;
-        t->spare = cbs;
-        t->nspare++;
-    }
-    else {
-        PyMem_RawFree(cbs);
+    if (cbs != NULL) {
+        spares_put(t != NULL && cap == CB_FIRST ? &t->spare : NULL, cbs);
     }
 }
 
@@ -777,11 +768,7 @@ table_clear(Table *t)
     for (size_t k = 0; k < t->nblocks; k++) {
         PyMem_RawFree(t->blocks[k]);
     }
-    while (t->spare != NULL) {
-        Cb *next = (Cb *)t->spare[0].callback;
-        PyMem_RawFree(t->spare);
-        t->spare = next;
-    }
+    spares_free(&t->spare);
     PyMem_RawFree(t->blocks);
     fidmap_free(&t->keys);
     memset(t, 0, sizeof(*t));
@@ -1232,10 +1219,8 @@ free_deferred(Ctx *c)
 static int
 add_cb(Table *t, Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
 {
-    if (*n == *cap && *cap == 0 && t->spare != NULL) {
-        *cbs = t->spare;
-        t->spare = (Cb *)t->spare[0].callback;
-        t->nspare--;
+    if (*n == *cap && *cap == 0 && t->spare.head != NULL) {
+        *cbs = spares_take(&t->spare);
         *cap = CB_FIRST;
     }
     else if (*n == *cap) {

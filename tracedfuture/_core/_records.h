@@ -554,6 +554,52 @@ fidset_free(FidSet *s)
     fidmap_free(s);
 }
 
+/* Blocks of one size let go, kept for the next to be taken (SPARES_LIMIT at
+ * most), chained through their first word: a future's first array of callbacks
+ * in the line writer's and the event fold's tables (most futures hold one or
+ * two callbacks in their lives, and a malloc and a free cost more than the rest
+ * of their state's bookkeeping). */
+#define SPARES_LIMIT 1024
+
+typedef struct {
+    void *head;
+    size_t n;
+} Spares;
+
+/* A block let go earlier, or NULL. */
+static inline void *
+spares_take(Spares *s)
+{
+    void *block = s->head;
+    if (block != NULL) {
+        s->head = *(void **)block;
+        s->n--;
+    }
+    return block;
+}
+
+/* Kept, or freed when there are enough (s NULL: freed). */
+static inline void
+spares_put(Spares *s, void *block)
+{
+    if (s != NULL && s->n < SPARES_LIMIT) {
+        *(void **)block = s->head;
+        s->head = block;
+        s->n++;
+    }
+    else {
+        PyMem_RawFree(block);
+    }
+}
+
+static inline void
+spares_free(Spares *s)
+{
+    while (s->head != NULL) {
+        PyMem_RawFree(spares_take(s));
+    }
+}
+
 /* A growing array of records, each holding its references (a batch being made:
  * RecordBatch.join, tail sampling's output). */
 typedef struct {
