@@ -79,11 +79,6 @@ static PyObject *s_adopt, *s_convert, *s_FINISHED_e;
 /* ------------------------------------------------------------------------ */
 /* Per-future state: fid -> Fut, open addressing, backward-shift deletion     */
 
-typedef struct {
-    PyObject *callback; /* owned */
-    long long awaiter;
-    int has_awaiter;
-} Cb;
 
 typedef struct {
     long long fid; /* 0: empty */
@@ -212,6 +207,13 @@ disown(Ctx *c, PyObject *o)
         gil(c);
         Py_DECREF(o);
     }
+}
+
+/* disown, as cbs_remove_at() lets a callback go. */
+static void
+disown_cb(void *c, PyObject *o)
+{
+    disown((Ctx *)c, o);
 }
 
 /* c NULL: the GIL is held (clear, dealloc, the end of a call); the array is
@@ -783,21 +785,11 @@ fold_record(Ctx *c, const Rec *r, Py_ssize_t i)
              (slot_is_none(r, V_CALLBACK) || slot_obj(r, V_CALLBACK) != NULL) &&
              removed_indices_ok(slot_obj(r, V_INDICES))) {
         /* remove_done_callback() (asyncio.wait(), and 3.11's wait_for(), call it
-         * on every future they waited for): the callbacks at the record's
-         * positions go, as the reference deletes them (from the last position
-         * named to the first, one past the end skipped) */
+         * on every future they waited for): cbs_remove_at() says which go */
         if (flush_pending(c) < 0) {
             return -1;
         }
-        PyObject *indices = slot_obj(r, V_INDICES);
-        for (Py_ssize_t k = PyTuple_GET_SIZE(indices); k-- > 0;) {
-            long long at = small_index(PyTuple_GET_ITEM(indices, k));
-            if (at < f->ncb) {
-                disown(c, f->cbs[at].callback);
-                memmove(&f->cbs[at], &f->cbs[at + 1], (size_t)(f->ncb - at - 1) * sizeof(Cb));
-                f->ncb--;
-            }
-        }
+        cbs_remove_at(f->cbs, &f->ncb, slot_obj(r, V_INDICES), disown_cb, c);
         Entry *e = push(c, E_CB_REMOVED, i);
         if (e == NULL) {
             return -1;

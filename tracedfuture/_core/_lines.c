@@ -495,11 +495,6 @@ cache_put(Cache *c, PyObject *key, long long extra, PyObject *key2, long long ex
 /* ------------------------------------------------------------------------ */
 /* Per-future state: fid -> Fut, open addressing, backward-shift deletion     */
 
-typedef struct {
-    PyObject *callback; /* owned str */
-    long long awaiter;
-    int has_awaiter;
-} Cb;
 
 /* How a future was cancelled, as _convert's _cancel() gets it: (msg, canceller_id,
  * who); the reference turns it into text, here its fragments are cached. */
@@ -648,6 +643,13 @@ disown(Ctx *c, PyObject *o)
         gil(c);
         Py_DECREF(o);
     }
+}
+
+/* disown, as cbs_remove_at() lets a callback go. */
+static void
+disown_cb(void *c, PyObject *o)
+{
+    disown((Ctx *)c, o);
 }
 
 static void
@@ -1377,21 +1379,11 @@ write_renamed(Ctx *c, const Rec *r, Fut *f)
 }
 
 /* remove_done_callback() (asyncio.wait(), and 3.11's wait_for(), call it on
- * every future they waited for): the callbacks at the record's positions go,
- * as the reference deletes them (from the last position named to the first,
- * one past the end skipped), so that those left are the ones scheduled. */
+ * every future they waited for): cbs_remove_at() says which callbacks go. */
 static int
 write_cb_removed(Ctx *c, const Rec *r, Fut *f)
 {
-    PyObject *indices = slot_obj(r, V_INDICES);
-    for (Py_ssize_t k = PyTuple_GET_SIZE(indices); k-- > 0;) {
-        long long at = small_index(PyTuple_GET_ITEM(indices, k));
-        if (at < f->ncb) {
-            disown(c, f->cbs[at].callback);
-            memmove(&f->cbs[at], &f->cbs[at + 1], (size_t)(f->ncb - at - 1) * sizeof(Cb));
-            f->ncb--;
-        }
-    }
+    cbs_remove_at(f->cbs, &f->ncb, slot_obj(r, V_INDICES), disown_cb, c);
     PyObject *callback = slot_obj(r, V_CALLBACK);
     Buf *b = &c->b;
     if (PUT(b, "{\"kind\":\"callback_removed\"") < 0 || put_ids(c, r, V_TASK_ID) < 0 || put_head(c, f) < 0) {
