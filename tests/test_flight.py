@@ -137,8 +137,10 @@ def test_a_flight_rings_pages_are_backed_ahead_of_its_writer_by_a_thread_of_its_
         await lifecycle(100_000)  # past the window: its pages were backed ahead of the records
         seen["written"] = recorder.stats()["written"]
         _until(lambda: _resident_mib() - seen["before"] >= seen["ahead"] + 8, "the window did not move")
+        assert _prefault_threads() == 1, "it goes on until the whole ring is backed"
 
     recorder = FlightRecorder()
+    tracedfuture._core.stop_prefaulting()  # the threads of earlier rings, whose writers are idle
     gc.collect()
     seen["before"] = _resident_mib()
     tracedfuture.run(program(), exporters=[recorder])
@@ -150,7 +152,8 @@ def test_a_flight_rings_pages_are_backed_ahead_of_its_writer_by_a_thread_of_its_
 
 
 @prefaulting
-def test_a_rings_prefault_thread_is_joined_by_its_dealloc_and_before_a_fork() -> None:
+def test_a_rings_prefault_thread_is_joined_by_its_dealloc_and_before_a_fork_then_started_again() -> None:
+    tracedfuture._core.stop_prefaulting()  # the threads of earlier rings, whose writers are idle
     ring = tracedfuture._core.Ring(16 << 20, streaming=False)
     _until(lambda: _prefault_threads() == 1, "no tracedfuture-pf thread")
     del ring
@@ -165,6 +168,16 @@ def test_a_rings_prefault_thread_is_joined_by_its_dealloc_and_before_a_fork() ->
     time.sleep(0.05)
     assert _prefault_threads() == 0, "small and streaming rings are backed as records reach them"
     del small, streaming
+
+    async def program() -> None:
+        await lifecycle(1)  # the ring exists
+        _until(lambda: _prefault_threads() == 1, "no tracedfuture-pf thread")
+        tracedfuture._core.stop_prefaulting()  # as before a fork()
+        assert _prefault_threads() == 0
+        await lifecycle(30_000)  # past the writer's next step (2 MiB)
+        assert _prefault_threads() == 1, "the writer started it again"
+
+    tracedfuture.run(program(), exporters=[FlightRecorder()])
 
 
 def test_nothing_is_converted_while_the_program_runs() -> None:

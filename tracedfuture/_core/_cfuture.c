@@ -300,12 +300,15 @@ ring_buf_new(unsigned long long words)
  * records reach them, as before). It needs no GIL and blocks every signal (they
  * are the program's threads'). Its ring's dealloc, and stop_prefaulting()
  * before a fork() (so that the threads a 3.12+ fork warning counts are only
- * those tracedfuture counts), stop it and join it; the rest of that ring is
- * then backed as records reach it. A streaming ring (an exporter's) is not
- * prefaulted: it grows with its backlog, and a new buffer's first pages are
- * the records copied into it. */
+ * those tracedfuture counts), stop it at its next huge page and join it; after
+ * a fork(), the parent's writer starts it again at its next step, from where it
+ * stopped (3.13 counts threads after the after-fork hooks, so not in one of
+ * them), and the child's ring is backed as records reach it. A streaming ring
+ * (an exporter's) is not prefaulted: it grows with its backlog, and a new
+ * buffer's first pages are the records copied into it. */
 #if defined(__linux__) && defined(MADV_POPULATE_WRITE)
 #define PREFAULT_MIN ((size_t)4 << 20) /* smaller rings' faults are few */
+#define PREFAULT_PAGE ((uintptr_t)4096)
 #define PREFAULT_STEP ((uintptr_t)2 << 20) /* a huge page */
 #define PREFAULT_AHEAD ((uintptr_t)8 << 20)
 #define PREFAULT_MAX 64 /* threads at once; a ring past them is backed lazily */
@@ -313,9 +316,11 @@ ring_buf_new(unsigned long long words)
 struct Prefault {
     char *lo, *hi;   /* the pages of the ring's buffer */
     char *want;      /* back up to here (under mu) */
-    int stop;        /* under mu */
+    int stop;        /* set under mu, read atomically between steps */
+    char *done;      /* backed up to here: the thread's, read once it is joined */
+    int ended;       /* the thread's: it is done for good (the whole ring, or the advice failed) */
     pid_t pid;       /* the process that started it: a fork()'s child has no such thread */
-    int joined;
+    int joined;      /* no thread now (with the GIL held) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t thread;
@@ -329,7 +334,7 @@ static void *
 prefault_run(void *arg)
 {
     Prefault *p = (Prefault *)arg;
-    char *done = p->lo;
+    char *done = p->done;
 #ifdef __GLIBC__
     (void)pthread_setname_np(pthread_self(), "tracedfuture-pf"); /* as ps and top show it (15 bytes at most) */
 #endif
@@ -339,25 +344,41 @@ prefault_run(void *arg)
             pthread_cond_wait(&p->cv, &p->mu);
         }
         char *want = p->want;
-        int stop = p->stop;
         pthread_mutex_unlock(&p->mu);
-        if (stop) {
-            return NULL;
-        }
-        while (done < want) {
+        while (done < want && !__atomic_load_n(&p->stop, __ATOMIC_RELAXED)) {
             char *end = (char *)(((uintptr_t)done + PREFAULT_STEP) & ~(PREFAULT_STEP - 1)); /* a huge page's end */
             if (end > want) {
                 end = want;
             }
             if (madvise(done, (size_t)(end - done), MADV_POPULATE_WRITE) != 0) {
-                return NULL; /* EINVAL: a kernel without it; ENOMEM: no memory to back it now */
+                p->ended = 1; /* EINVAL: a kernel without it; ENOMEM: no memory to back it now */
+                break;
             }
             done = end;
         }
+        p->done = done;
         if (done >= p->hi) {
-            return NULL; /* the whole ring */
+            p->ended = 1; /* the whole ring */
+        }
+        if (p->ended || __atomic_load_n(&p->stop, __ATOMIC_RELAXED)) {
+            return NULL;
         }
     }
+}
+
+/* Its thread, started (again: after a fork(), from where it stopped); -1 when
+ * no thread can be had (the pages are then backed as records reach them). */
+static int
+prefault_spawn(Prefault *p)
+{
+    p->stop = 0;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* the new thread's mask */
+    int rc = pthread_create(&p->thread, NULL, prefault_run, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    p->joined = rc != 0;
+    return rc == 0 ? 0 : -1;
 }
 
 /* Back the pages up to words `upto` of the ring (from the writer, at each step,
@@ -366,12 +387,21 @@ static Py_NO_INLINE unsigned long long
 prefault_ahead(RingObject *r, unsigned long long upto)
 {
     Prefault *p = r->prefault;
-    if (p->joined || p->pid != getpid()) {
-        return ULLONG_MAX; /* stopped before a fork(), or this is the child, which has no thread */
+    if (p->pid != getpid()) {
+        return ULLONG_MAX; /* a fork()'s child: the thread is its parent's */
     }
-    /* upto grows past the buffer once the ring wraps: the whole of it, then */
+    if (p->joined && (p->ended || prefault_spawn(p) < 0)) {
+        return ULLONG_MAX; /* stopped before a fork(), and started again here, at the writer's next step */
+    }
+    /* upto grows past the buffer once the ring wraps: the whole of it, then;
+     * else a page's end (madvise() takes a range of whole pages) */
     uintptr_t left = (uintptr_t)(p->hi - (char *)r->buf) / sizeof(Slot);
-    char *want = upto + PREFAULT_AHEAD / sizeof(Slot) < left ? (char *)&r->buf[upto] + PREFAULT_AHEAD : p->hi;
+    char *want = p->hi;
+    if (upto + PREFAULT_AHEAD / sizeof(Slot) < left) {
+        uintptr_t at = (uintptr_t)&r->buf[upto] + PREFAULT_AHEAD;
+        want = (char *)((at + PREFAULT_PAGE - 1) & ~(PREFAULT_PAGE - 1));
+        want = want < p->hi ? want : p->hi;
+    }
     pthread_mutex_lock(&p->mu);
     p->want = want;
     pthread_cond_signal(&p->cv);
@@ -385,7 +415,7 @@ prefault_ahead(RingObject *r, unsigned long long upto)
 static void
 prefault_start(RingObject *r, size_t bytes)
 {
-    const uintptr_t page = 4096;
+    const uintptr_t page = PREFAULT_PAGE;
     if (bytes < PREFAULT_MIN || nprefaults == PREFAULT_MAX) {
         return;
     }
@@ -396,15 +426,11 @@ prefault_start(RingObject *r, size_t bytes)
     p->lo = (char *)(((uintptr_t)r->buf + page - 1) & ~(page - 1));
     p->hi = (char *)(((uintptr_t)r->buf + bytes) & ~(page - 1));
     p->want = p->lo + PREFAULT_AHEAD; /* the first window, now */
+    p->done = p->lo;
     p->pid = getpid();
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old); /* the new thread's mask */
-    int rc = pthread_create(&p->thread, NULL, prefault_run, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
+    if (prefault_spawn(p) < 0) {
         pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
         PyMem_RawFree(p); /* no thread to be had: backed lazily */
@@ -423,7 +449,7 @@ prefault_join(Prefault *p)
         return;
     }
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
+    __atomic_store_n(&p->stop, 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     (void)pthread_join(p->thread, NULL); /* at most a huge page's advice away */
@@ -455,7 +481,7 @@ static PyObject *
 mod_stop_prefaulting(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
     for (int k = 0; k < nprefaults; k++) {
-        prefault_join(prefaults[k]); /* its writer sees it joined at its next step */
+        prefault_join(prefaults[k]); /* its writer starts it again at its next step */
     }
     Py_RETURN_NONE;
 }
@@ -5800,7 +5826,8 @@ static PyMethodDef module_methods[] = {
     {"live", mod_live, METH_NOARGS, "The traced futures and tasks that exist and are not done, oldest first."},
     {"stop_prefaulting", mod_stop_prefaulting, METH_NOARGS,
      "Stop the threads that back flight rings' pages ahead of their records, and join them (before a\n"
-     "fork(): the process's threads are then only those tracedfuture counts)."},
+     "fork(): the process's threads are then only those tracedfuture counts); each ring's writer starts\n"
+     "its thread again at its next step."},
     {"info", mod_info, METH_O,
      "(future_id, created_ns, code, lasti, creator_task_id, label, program_code, program_lasti) of a\n"
      "traced future or task, else None."},

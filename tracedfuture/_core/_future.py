@@ -237,8 +237,9 @@ def live() -> list[Any]:
 
 def stop_prefaulting() -> None:
     """The compiled core's flight rings have their pages backed ahead of their
-    records by a thread, stopped here before a fork(); the reference's rings are
-    Python objects, with no such thread."""
+    records by a thread, stopped here before a fork() (and started again by the
+    ring's next records); the reference's rings are Python objects, with no such
+    thread."""
 
 
 def info(obj: object) -> tuple[int, int, Any, int, int | None, str | None, Any, int] | None:
