@@ -96,10 +96,6 @@ typedef struct {
  * home takes; the table is rebuilt when the tombstones and the ids fill half
  * of it. The ids apart from the states: a probe reads 8 bytes, not 128. */
 #define TOMB LLONG_MIN /* never an id this table holds (fold_record) */
-/* A future's first array of callbacks has room for CB_FIRST, one let go by an
- * earlier future where there is one (Spares), as in the line writer. */
-#define CB_FIRST 2
-
 typedef struct {
     long long *keys; /* PyMem_Raw; 0: empty, TOMB: deleted */
     Fut *slots;      /* PyMem_Raw; slots[i] is keys[i]'s */
@@ -224,9 +220,7 @@ cbs_free(Ctx *c, Cb *cbs, Py_ssize_t n, Py_ssize_t cap)
     for (Py_ssize_t i = 0; i < n; i++) {
         disown(c, cbs[i].callback);
     }
-    if (cbs != NULL) {
-        spares_put(c != NULL && cap == CB_FIRST ? &c->fold->futs.spare : NULL, cbs);
-    }
+    cbs_let_go(c != NULL ? &c->fold->futs.spare : NULL, cbs, cap);
 }
 
 static void
@@ -637,19 +631,8 @@ flush_pending(Ctx *c)
 static int
 add_cb(Ctx *c, Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
 {
-    Table *t = &c->fold->futs;
-    if (*n == *cap && *cap == 0 && t->spare.head != NULL) {
-        *cbs = spares_take(&t->spare);
-        *cap = CB_FIRST;
-    }
-    else if (*n == *cap) {
-        Py_ssize_t size = *cap ? *cap * 2 : CB_FIRST;
-        Cb *p = PyMem_RawRealloc(*cbs, (size_t)size * sizeof(Cb));
-        if (p == NULL) {
-            return -1;
-        }
-        *cbs = p;
-        *cap = size;
+    if (cbs_room(&c->fold->futs.spare, cbs, *n, cap) < 0) {
+        return -1;
     }
     (*cbs)[*n].callback = own(c, callback);
     (*cbs)[*n].awaiter = awaiter;

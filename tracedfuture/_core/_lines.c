@@ -524,10 +524,6 @@ typedef struct {
  * drain). */
 #define TABLE_BLOCK 1024
 
-/* A future's first callbacks take an array of CB_FIRST, one let go by an
- * earlier future where there is one (Spares). */
-#define CB_FIRST 2
-
 typedef struct {
     FidMap keys;  /* fid -> its state */
     Fut **blocks; /* PyMem_Raw, nblocks of TABLE_BLOCK states */
@@ -664,16 +660,6 @@ cancel_free(Ctx *c, Cancel *k)
     }
 }
 
-/* An array of callbacks let go: kept for the next future if it is of the first
- * size (t NULL: freed). */
-static void
-cbs_let_go(Table *t, Cb *cbs, Py_ssize_t cap)
-{
-    if (cbs != NULL) {
-        spares_put(t != NULL && cap == CB_FIRST ? &t->spare : NULL, cbs);
-    }
-}
-
 /* c NULL: the GIL is held (clear, dealloc, the reference's adopt). */
 static void
 fut_release(Ctx *c, Fut *f)
@@ -689,9 +675,9 @@ fut_release(Ctx *c, Fut *f)
     for (Py_ssize_t i = 0; i < f->nsched; i++) {
         disown(c, f->sched[i].callback);
     }
-    Table *t = c != NULL ? &c->w->futs : NULL;
-    cbs_let_go(t, f->cbs, f->capcb);
-    cbs_let_go(t, f->sched, f->capsched);
+    Spares *spare = c != NULL ? &c->w->futs.spare : NULL;
+    cbs_let_go(spare, f->cbs, f->capcb);
+    cbs_let_go(spare, f->sched, f->capsched);
     memset(f, 0, sizeof(*f));
 }
 
@@ -1221,18 +1207,8 @@ free_deferred(Ctx *c)
 static int
 add_cb(Table *t, Cb **cbs, Py_ssize_t *n, Py_ssize_t *cap, PyObject *callback, int has_awaiter, long long awaiter)
 {
-    if (*n == *cap && *cap == 0 && t->spare.head != NULL) {
-        *cbs = spares_take(&t->spare);
-        *cap = CB_FIRST;
-    }
-    else if (*n == *cap) {
-        Py_ssize_t want = *cap ? *cap * 2 : CB_FIRST;
-        Cb *p = PyMem_RawRealloc(*cbs, (size_t)want * sizeof(Cb));
-        if (p == NULL) {
-            return -1;
-        }
-        *cbs = p;
-        *cap = want;
+    if (cbs_room(&t->spare, cbs, *n, cap) < 0) {
+        return -1;
     }
     (*cbs)[*n].callback = callback; /* the caller owns it for the table */
     (*cbs)[*n].awaiter = awaiter;
@@ -1405,7 +1381,7 @@ finish(Ctx *c, Fut *f, size_t from, size_t rest)
     for (Py_ssize_t i = 0; i < f->nsched; i++) {
         disown(c, f->sched[i].callback);
     }
-    cbs_let_go(&c->w->futs, f->sched, f->capsched);
+    cbs_let_go(&c->w->futs.spare, f->sched, f->capsched);
     f->sched = f->cbs;
     f->nsched = f->ncb;
     f->capsched = f->capcb;

@@ -360,32 +360,6 @@ removed_indices_ok(PyObject *indices)
     return 1;
 }
 
-/* A callback of a future's state, in the line writer's and the event fold's
- * tables: its name (owned: a str for the writer, anything for the fold) and the
- * task it wakes, if it is a task's wakeup. */
-typedef struct {
-    PyObject *callback;
-    long long awaiter;
-    int has_awaiter;
-} Cb;
-
-/* The callbacks at a CB_REMOVED record's positions (removed_indices_ok) go,
- * as the reference removes them: from the last position named to the first,
- * one past the end skipped, so that those left are the ones scheduled. Each
- * callback removed is handed to let_go(ctx, callback), its reference. */
-static inline void
-cbs_remove_at(Cb *cbs, Py_ssize_t *n, PyObject *indices, void (*let_go)(void *, PyObject *), void *ctx)
-{
-    for (Py_ssize_t k = PyTuple_GET_SIZE(indices); k-- > 0;) {
-        long long at = small_index(PyTuple_GET_ITEM(indices, k));
-        if (at < *n) {
-            let_go(ctx, cbs[at].callback);
-            memmove(&cbs[at], &cbs[at + 1], (size_t)(*n - at - 1) * sizeof(Cb));
-            (*n)--;
-        }
-    }
-}
-
 /* RecordBatch (_batch.c): records out of a ring, as structs. */
 PyObject *tf_batch_steal(Rec *recs, Py_ssize_t n); /* takes recs (PyMem_Raw) and their references */
 /* The same, the references being objs[0..nobjs) (PyMem_Raw, taken; NULL: the records'). */
@@ -623,6 +597,68 @@ spares_free(Spares *s)
 {
     while (s->head != NULL) {
         PyMem_RawFree(spares_take(s));
+    }
+}
+
+/* A callback of a future's state, in the line writer's and the event fold's
+ * tables: its name (owned: a str for the writer, anything for the fold) and the
+ * task it wakes, if it is a task's wakeup. */
+typedef struct {
+    PyObject *callback;
+    long long awaiter;
+    int has_awaiter;
+} Cb;
+
+/* The callbacks at a CB_REMOVED record's positions (removed_indices_ok) go,
+ * as the reference removes them: from the last position named to the first,
+ * one past the end skipped, so that those left are the ones scheduled. Each
+ * callback removed is handed to let_go(ctx, callback), its reference. */
+static inline void
+cbs_remove_at(Cb *cbs, Py_ssize_t *n, PyObject *indices, void (*let_go)(void *, PyObject *), void *ctx)
+{
+    for (Py_ssize_t k = PyTuple_GET_SIZE(indices); k-- > 0;) {
+        long long at = small_index(PyTuple_GET_ITEM(indices, k));
+        if (at < *n) {
+            let_go(ctx, cbs[at].callback);
+            memmove(&cbs[at], &cbs[at + 1], (size_t)(*n - at - 1) * sizeof(Cb));
+            (*n)--;
+        }
+    }
+}
+
+/* A future's first array of callbacks has room for CB_FIRST, one let go by an
+ * earlier future where there is one (Spares). */
+#define CB_FIRST 2
+
+/* Room for one more callback at cbs[n]: -1 when there is no memory for it. */
+static inline int
+cbs_room(Spares *spare, Cb **cbs, Py_ssize_t n, Py_ssize_t *cap)
+{
+    if (n < *cap) {
+        return 0;
+    }
+    if (*cap == 0 && spare->head != NULL) {
+        *cbs = (Cb *)spares_take(spare);
+        *cap = CB_FIRST;
+        return 0;
+    }
+    Py_ssize_t want = *cap ? *cap * 2 : CB_FIRST;
+    Cb *p = (Cb *)PyMem_RawRealloc(*cbs, (size_t)want * sizeof(Cb));
+    if (p == NULL) {
+        return -1;
+    }
+    *cbs = p;
+    *cap = want;
+    return 0;
+}
+
+/* An array of callbacks let go (their references already): kept for the next
+ * future if it is of the first size (spare NULL: freed). */
+static inline void
+cbs_let_go(Spares *spare, Cb *cbs, Py_ssize_t cap)
+{
+    if (cbs != NULL) {
+        spares_put(cap == CB_FIRST ? spare : NULL, cbs);
     }
 }
 
